@@ -1,0 +1,73 @@
+"""The `googlenet` command: a thin layer that parses flags and calls one library function per subcommand.
+
+Each subcommand lives in the module that owns its concern and exposes `register(subparsers)`, which
+adds its parser and sets `func` to a `run(args) -> int` function. User mistakes raise
+`GoogLeNetError` below this layer; here they become one line on stderr and exit code 1 (argparse's
+usage errors exit with 2). Nothing below the CLI calls `sys.exit`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from googlenet import __version__
+from googlenet.errors import GoogLeNetError
+
+# Subcommand modules, in the order `googlenet --help` lists them. A module missing from an
+# installation (a later issue not yet built) is simply not offered.
+SUBCOMMANDS: tuple[str, ...] = (
+    "googlenet.model.summary",
+    "googlenet.train.command",
+    "googlenet.evaluate.command",
+    "googlenet.predict",
+    "googlenet.benchmark",
+    "googlenet.detect.command",
+    "googlenet.export",
+    "googlenet.report.command",
+)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        # One line, exit 2, as argparse does, but without the multi-line usage dump.
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="googlenet", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--version", action="version", version=f"googlenet {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name in SUBCOMMANDS:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:
+                continue
+            raise
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except GoogLeNetError as exc:
+        print(f"googlenet {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"googlenet {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

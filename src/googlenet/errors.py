@@ -1,0 +1,24 @@
+"""Exceptions for mistakes a user can fix.
+
+Everything below the CLI raises one of these for bad input (a missing file, an incompatible
+checkpoint, a malformed dataset tree, a bad config value). The CLI turns them into a one-line
+message and exit code 1; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class GoogLeNetError(Exception):
+    """Base class: a user-facing error whose message is one line naming the problem."""
+
+
+class DataError(GoogLeNetError):
+    """A dataset tree or an image file cannot be used."""
+
+
+class CheckpointError(GoogLeNetError):
+    """A checkpoint or weight file cannot be read or does not fit the model."""
+
+
+class ConfigError(GoogLeNetError):
+    """A configuration value or combination of options is invalid."""

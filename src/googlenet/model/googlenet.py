@@ -1,0 +1,349 @@
+"""GoogLeNet (Table 1 + Figure 3) and its named variants.
+
+`build_model("paper")` is the network of the paper exactly: the stem of Figure 3 with its two LRN
+layers, nine Inception modules with 5x5 third branches, max pools that round up (112, 56, 28, 14, 7),
+a 7x7 average pool, dropout 40% and a linear classifier, with the two auxiliary heads of section 5.
+Every departure lives in a named variant (see `VARIANTS`) whose fields say what differs and why.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, replace
+from typing import Any, NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from googlenet.errors import ConfigError
+from googlenet.model import table1
+from googlenet.model.inception import AuxHead, Inception
+from googlenet.model.layers import ConvBlock
+
+# The trunk's stages in order; `forward_stages` returns any of them by name.
+STAGES: tuple[str, ...] = (
+    "conv1", "maxpool1", "conv3", "maxpool2", "inception3a", "inception3b", "maxpool3",
+    "inception4a", "inception4b", "inception4c", "inception4d", "inception4e", "maxpool4",
+    "inception5a", "inception5b",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything that decides the network's shape and numerics; stored with every checkpoint."""
+
+    variant: str = "paper"
+    num_classes: int = 1000
+    aux_logits: bool = True
+    # None: biased convolutions and no BatchNorm (paper). A float: BatchNorm with that epsilon.
+    bn_eps: float | None = None
+    # Figure 3: LRN after the first max pool and after conv3 (Caffe's constants, table1.LRN_*).
+    lrn: bool = True
+    branch3_kernel: int = 5  # Table 1 "#5x5"
+    maxpool4_kernel: int = 3  # Table 1: max pool 3x3/2 before stage 5
+    dropout: float = table1.MAIN_DROPOUT  # Table 1: dropout (40%)
+    aux_dropout: float = table1.AUX_DROPOUT  # section 5: dropout 70%
+    aux_adaptive_pool: bool = False  # section 5: average pool 5x5 stride 3
+    transform_input: bool = False  # torchvision only: re-normalise ImageNet-normalised input to [-1, 1]
+    init: str = "he"  # see `GoogLeNet.reset_parameters`
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+VARIANTS: dict[str, ModelConfig] = {
+    # The paper: Table 1, Figure 3 and section 5, exactly.
+    "paper": ModelConfig(variant="paper"),
+    # BatchNorm after every convolution (Ioffe & Szegedy 2015, "BN-Inception" style): conv bias off,
+    # no LRN (BatchNorm makes it redundant). Otherwise the paper's layout. Trains faster and is far
+    # less sensitive to the learning rate and initialisation; not what the paper trained.
+    "bn": ModelConfig(variant="bn", bn_eps=1e-5, lrn=False),
+    # torchvision.models.googlenet's layout, so its weight files load key for key: BatchNorm with
+    # eps 1e-3 (ported from TF-slim), a 3x3 kernel in the "5x5" branch, a 2x2/2 max pool before
+    # stage 5, dropout 0.2, no LRN, auxiliary heads pooled adaptively to 4x4.
+    "torchvision": ModelConfig(
+        variant="torchvision",
+        bn_eps=1e-3,
+        lrn=False,
+        branch3_kernel=3,
+        maxpool4_kernel=2,
+        dropout=0.2,
+        aux_adaptive_pool=True,
+        init="truncnormal",
+    ),
+}
+
+# Smallest input side: stage 5 needs a 1x1 map (32 px); the aux heads need a 4x4 map after 4a (64 px).
+MIN_INPUT_SIZE = 32
+MIN_INPUT_SIZE_AUX = 64
+
+
+class GoogLeNetOutputs(NamedTuple):
+    """Logits of every head. `aux1` (on 4a) and `aux2` (on 4d) are None when the model has none."""
+
+    logits: Tensor
+    aux1: Tensor | None
+    aux2: Tensor | None
+
+
+class GoogLeNet(nn.Module):
+    """GoogLeNet. `forward` returns the main logits in every mode; `forward_train` adds the auxiliary
+    logits; `forward_features` gives the pooled 1024-d features; `forward_stages` named stage outputs.
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        if config.num_classes < 1:
+            raise ConfigError(f"num_classes must be at least 1, got {config.num_classes}")
+        for name in ("dropout", "aux_dropout"):
+            value = getattr(config, name)
+            if not 0.0 <= value < 1.0:
+                raise ConfigError(f"{name} must be in [0, 1), got {value}")
+        self.config = config
+        eps = config.bn_eps
+
+        def lrn() -> nn.Module:
+            if not config.lrn:
+                return nn.Identity()
+            return nn.LocalResponseNorm(table1.LRN_SIZE, table1.LRN_ALPHA, table1.LRN_BETA, table1.LRN_K)
+
+        # Stem (Figure 3): conv 7x7/2 -> max pool 3x3/2 -> LRN -> conv 1x1 -> conv 3x3 -> LRN -> max pool.
+        self.conv1 = ConvBlock(3, table1.STEM_CONV1, 7, stride=2, bn_eps=eps)
+        self.maxpool1 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
+        self.lrn1 = lrn()
+        self.conv2 = ConvBlock(table1.STEM_CONV1, table1.STEM_CONV2, 1, bn_eps=eps)
+        self.conv3 = ConvBlock(table1.STEM_CONV2, table1.STEM_CONV3, 3, bn_eps=eps)
+        self.lrn2 = lrn()
+        self.maxpool2 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
+
+        ceil = config.variant == "torchvision"  # torchvision builds its branch pool with ceil_mode=True
+
+        def inception(in_channels: int, key: str) -> Inception:
+            spec = table1.INCEPTION[key]
+            return Inception(in_channels, spec, eps, config.branch3_kernel, pool_ceil_mode=ceil)
+
+        self.inception3a = inception(table1.STEM_CONV3, "3a")
+        self.inception3b = inception(self.inception3a.out_channels, "3b")
+        self.maxpool3 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
+        self.inception4a = inception(self.inception3b.out_channels, "4a")
+        self.inception4b = inception(self.inception4a.out_channels, "4b")
+        self.inception4c = inception(self.inception4b.out_channels, "4c")
+        self.inception4d = inception(self.inception4c.out_channels, "4d")
+        self.inception4e = inception(self.inception4d.out_channels, "4e")
+        self.maxpool4 = nn.MaxPool2d(config.maxpool4_kernel, stride=2, ceil_mode=True)
+        self.inception5a = inception(self.inception4e.out_channels, "5a")
+        self.inception5b = inception(self.inception5a.out_channels, "5b")
+
+        self.aux1: AuxHead | None = None
+        self.aux2: AuxHead | None = None
+        if config.aux_logits:
+            head = {
+                "num_classes": config.num_classes,
+                "bn_eps": eps,
+                "dropout": config.aux_dropout,
+                "adaptive_pool": config.aux_adaptive_pool,
+            }
+            self.aux1 = AuxHead(self.inception4a.out_channels, **head)  # section 5: on 4a
+            self.aux2 = AuxHead(self.inception4d.out_channels, **head)  # section 5: on 4d
+
+        # Table 1: "avg pool 7x7/1". At 224 the map is 7x7 and averaging the whole map is exactly that
+        # pool; at other sizes a fixed 7x7 window would leave a spatial map (Caffe's deploy net then
+        # fails at the classifier), so we average the whole map, which is what the paper's
+        # "average pooling before the classifier" means.
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.dropout = nn.Dropout(config.dropout)
+        self.fc = nn.Linear(self.inception5b.out_channels, config.num_classes)
+        self.reset_parameters()
+
+    @property
+    def num_features(self) -> int:
+        """Width of `forward_features`' output (1024)."""
+        return self.fc.in_features
+
+    def reset_parameters(self) -> None:
+        """Initialise the weights.
+
+        `init="he"` (paper, bn): He et al. 2015 normal initialisation, fan-in mode with the ReLU gain,
+        for every convolution and hidden linear layer, zero biases, and N(0, 0.01) for the classifiers.
+        The paper gives no initialisation. Caffe's reference uses Xavier with fan-in variance 1/n and
+        bias 0.2, which halves the signal's variance at every ReLU; through 22 layers without BatchNorm
+        the signal reaching the classifier is tiny, the gradients reaching the stem are tinier, and the
+        loss sits at ln(classes) for a long time (the known failure mode). He's gain of 2 keeps the
+        variance of the activations constant across ReLU layers, so every depth receives gradient
+        from the first step; small classifier weights make the first softmax near uniform (loss ln C).
+
+        `init="truncnormal"` (torchvision): truncated normal with std 0.01 in [-2, 2] for convolution
+        and linear weights, as torchvision does; BatchNorm then does the scaling.
+        """
+        classifiers = {self.fc}
+        for head in (self.aux1, self.aux2):
+            if head is not None:
+                classifiers.add(head.fc2)
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d | nn.Linear):
+                if self.config.init == "truncnormal":
+                    nn.init.trunc_normal_(module.weight, mean=0.0, std=0.01, a=-2, b=2)
+                elif self.config.init == "he":
+                    if module in classifiers:
+                        nn.init.normal_(module.weight, std=0.01)
+                    else:
+                        nn.init.kaiming_normal_(module.weight, mode="fan_in", nonlinearity="relu")
+                else:
+                    raise ConfigError(f"unknown init {self.config.init!r} (choose he or truncnormal)")
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.BatchNorm2d):
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+
+    def _transform_input(self, x: Tensor) -> Tensor:
+        # torchvision: weights ported from TF expect inputs in [-1, 1]; undo ImageNet normalisation.
+        mean = torch.tensor([0.485, 0.456, 0.406], device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+        std = torch.tensor([0.229, 0.224, 0.225], device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+        return (x * std + mean - 0.5) / 0.5
+
+    def _check_input(self, x: Tensor, with_aux: bool = False) -> None:
+        if x.dim() != 4 or x.shape[1] != 3:
+            raise ValueError(f"expected an N x 3 x H x W image batch, got shape {tuple(x.shape)}")
+        minimum = MIN_INPUT_SIZE_AUX if with_aux and self.aux1 is not None else MIN_INPUT_SIZE
+        if min(x.shape[-2:]) < minimum:
+            raise ValueError(f"input must be at least {minimum}x{minimum}, got {tuple(x.shape[-2:])}")
+
+    def _stem(self, x: Tensor) -> Tensor:
+        if self.config.transform_input:
+            x = self._transform_input(x)
+        x = self.conv1(x)  # N x 64 x 112 x 112
+        x = self.maxpool1(x)  # N x 64 x 56 x 56
+        x = self.lrn1(x)
+        x = self.conv2(x)  # N x 64 x 56 x 56
+        x = self.conv3(x)  # N x 192 x 56 x 56
+        x = self.lrn2(x)
+        return self.maxpool2(x)  # N x 192 x 28 x 28
+
+    def _trunk(self, x: Tensor, with_aux: bool) -> tuple[Tensor, Tensor | None, Tensor | None]:
+        self._check_input(x, with_aux)
+        x = self._stem(x)  # N x 192 x 28 x 28
+        x = self.inception3a(x)  # N x 256 x 28 x 28
+        x = self.inception3b(x)  # N x 480 x 28 x 28
+        x = self.maxpool3(x)  # N x 480 x 14 x 14
+        x = self.inception4a(x)  # N x 512 x 14 x 14
+        aux1 = self.aux1(x) if with_aux and self.aux1 is not None else None
+        x = self.inception4b(x)  # N x 512 x 14 x 14
+        x = self.inception4c(x)  # N x 512 x 14 x 14
+        x = self.inception4d(x)  # N x 528 x 14 x 14
+        aux2 = self.aux2(x) if with_aux and self.aux2 is not None else None
+        x = self.inception4e(x)  # N x 832 x 14 x 14
+        x = self.maxpool4(x)  # N x 832 x 7 x 7
+        x = self.inception5a(x)  # N x 832 x 7 x 7
+        x = self.inception5b(x)  # N x 1024 x 7 x 7
+        x = self.avgpool(x)  # N x 1024 x 1 x 1
+        return torch.flatten(x, 1), aux1, aux2  # N x 1024
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        """Pooled features before dropout and the classifier: N x 1024."""
+        return self._trunk(x, with_aux=False)[0]
+
+    def forward_head(self, features: Tensor) -> Tensor:
+        """Dropout and the classifier on pooled features: N x num_classes."""
+        return self.fc(self.dropout(features))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Main logits, N x num_classes, in training and evaluation mode alike."""
+        return self.forward_head(self.forward_features(x))
+
+    def forward_train(self, x: Tensor) -> GoogLeNetOutputs:
+        """Main and auxiliary logits (section 5), whatever the mode; aux fields are None without heads."""
+        features, aux1, aux2 = self._trunk(x, with_aux=True)
+        return GoogLeNetOutputs(self.forward_head(features), aux1, aux2)
+
+    def forward_stages(self, x: Tensor, stages: Iterable[str] | None = None) -> OrderedDict[str, Tensor]:
+        """Outputs of the named trunk stages (`STAGES`), in order; all of them by default.
+
+        Stops after the deepest stage asked for, so `forward_stages(x, ["inception4e"])` skips stage 5.
+        """
+        wanted = list(STAGES) if stages is None else list(stages)
+        unknown = [name for name in wanted if name not in STAGES]
+        if unknown:
+            raise ValueError(f"unknown stage(s) {unknown}; choose from {', '.join(STAGES)}")
+        self._check_input(x)
+        if self.config.transform_input:
+            x = self._transform_input(x)
+        last = max(STAGES.index(name) for name in wanted)
+        out: OrderedDict[str, Tensor] = OrderedDict()
+        steps: list[tuple[str, list[nn.Module]]] = [
+            ("conv1", [self.conv1]),
+            ("maxpool1", [self.maxpool1, self.lrn1]),
+            ("conv3", [self.conv2, self.conv3, self.lrn2]),
+            ("maxpool2", [self.maxpool2]),
+        ] + [(name, [getattr(self, name)]) for name in STAGES[4:]]
+        for index, (name, modules) in enumerate(steps):
+            for module in modules:
+                x = module(x)
+            if name in wanted:
+                out[name] = x
+            if index == last:
+                break
+        return out
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """Replace the main and auxiliary classifiers for `num_classes` classes (fine-tuning)."""
+        if num_classes < 1:
+            raise ConfigError(f"num_classes must be at least 1, got {num_classes}")
+        self.config = replace(self.config, num_classes=num_classes)
+        self.fc = nn.Linear(self.num_features, num_classes)
+        nn.init.normal_(self.fc.weight, std=0.01)
+        nn.init.zeros_(self.fc.bias)
+        for head in (self.aux1, self.aux2):
+            if head is not None:
+                head.fc2 = nn.Linear(head.fc2.in_features, num_classes)
+                nn.init.normal_(head.fc2.weight, std=0.01)
+                nn.init.zeros_(head.fc2.bias)
+
+
+def build_model(
+    variant: str = "paper",
+    num_classes: int = 1000,
+    aux_logits: bool = True,
+    **overrides: Any,
+) -> GoogLeNet:
+    """Build a GoogLeNet.
+
+    Args:
+        variant: "paper" (Table 1 + Figure 3 exactly), "bn" (BatchNorm after every convolution, no LRN)
+            or "torchvision" (torchvision.models.googlenet's layout); see `VARIANTS`.
+        num_classes: width of every classifier.
+        aux_logits: build the two auxiliary heads of section 5. False builds none at all.
+        overrides: any other `ModelConfig` field, e.g. `dropout=0.5` or `transform_input=True`.
+
+    Example:
+        >>> import torch, googlenet
+        >>> model = googlenet.build_model("paper", num_classes=10).eval()
+        >>> model(torch.zeros(2, 3, 224, 224)).shape
+        torch.Size([2, 10])
+        >>> out = model.forward_train(torch.zeros(2, 3, 224, 224))
+        >>> out.aux1.shape, out.aux2.shape
+        (torch.Size([2, 10]), torch.Size([2, 10]))
+    """
+    if variant not in VARIANTS:
+        raise ConfigError(f"unknown variant {variant!r}; choose from {', '.join(VARIANTS)}")
+    known = set(ModelConfig.__dataclass_fields__) - {"variant", "num_classes", "aux_logits"}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ConfigError(f"unknown model option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
+        raise ConfigError(f"num_classes must be a positive integer, got {num_classes!r}")
+    config = replace(VARIANTS[variant], num_classes=num_classes, aux_logits=aux_logits, **overrides)
+    return GoogLeNet(config)
+
+
+def build_from_config(config: ModelConfig | dict[str, Any]) -> GoogLeNet:
+    """Rebuild a model from a stored `ModelConfig` (or its dict form, as checkpoints keep it)."""
+    if isinstance(config, dict):
+        known = set(ModelConfig.__dataclass_fields__)
+        unknown = sorted(set(config) - known)
+        if unknown:
+            raise ConfigError(f"unknown model config key(s): {', '.join(unknown)}")
+        config = ModelConfig(**config)
+    return GoogLeNet(config)
+

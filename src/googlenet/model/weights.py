@@ -1,0 +1,197 @@
+"""Checkpoint format with metadata, and loading of our checkpoints and torchvision weight files.
+
+Our checkpoint is a plain dict (tensors, numbers, strings, lists), so `torch.load(weights_only=True)`
+reads it and nothing in it can run code:
+
+    {"format": "googlenet", "format_version": 1,
+     "model_config": ModelConfig as a dict (variant, classes, every layout switch),
+     "state_dict": the model's weights,
+     "meta": {"class_names": [...], "input_size": 224, "resize_size": 256, "mean": [...], "std": [...], ...},
+     ... training checkpoints add optimiser, scheduler, averaged weights, RNG states, epoch ...}
+
+A torchvision GoogLeNet weight file (`googlenet-*.pth`) is a bare state dict whose keys our
+`torchvision` variant shares one for one, so the converter is the identity plus shape checks.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from torch import Tensor
+
+from googlenet.errors import CheckpointError
+from googlenet.io import atomic_save, safe_load
+from googlenet.model.googlenet import GoogLeNet, ModelConfig, build_from_config
+
+FORMAT = "googlenet"
+FORMAT_VERSION = 1
+
+# ImageNet statistics, the normalisation every variant uses by default (torchvision's convention).
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def default_meta(model: GoogLeNet, input_size: int = 224) -> dict[str, Any]:
+    """Metadata enough to evaluate or predict from a checkpoint alone."""
+    return {
+        "class_names": [str(i) for i in range(model.config.num_classes)],
+        "input_size": input_size,
+        "resize_size": round(input_size * 256 / 224),
+        "mean": list(IMAGENET_MEAN),
+        "std": list(IMAGENET_STD),
+        "interpolation": "bilinear",
+    }
+
+
+def save_checkpoint(
+    path: str | os.PathLike[str],
+    model: GoogLeNet,
+    meta: Mapping[str, Any] | None = None,
+    state_dict: Mapping[str, Tensor] | None = None,
+    **extra: Any,
+) -> str:
+    """Write `model` (or `state_dict`, e.g. averaged weights) with its config and metadata atomically.
+
+    Returns the SHA-256 of the file written. `extra` entries (optimiser state, epoch...) are stored
+    beside them and must be plain data.
+    """
+    payload: dict[str, Any] = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "model_config": model.config.as_dict(),
+        "state_dict": dict(state_dict if state_dict is not None else model.state_dict()),
+        "meta": dict(meta) if meta is not None else default_meta(model),
+    }
+    payload.update(extra)
+    return atomic_save(payload, path)
+
+
+def _is_ours(obj: Any) -> bool:
+    return isinstance(obj, dict) and obj.get("format") == FORMAT
+
+
+def _is_torchvision(obj: Any) -> bool:
+    return (
+        isinstance(obj, Mapping)
+        and "inception3a.branch1.conv.weight" in obj
+        and "conv1.bn.running_mean" in obj
+        and all(isinstance(v, Tensor) for v in obj.values())
+    )
+
+
+def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read and validate one of our checkpoints (safe loading); a torchvision file is an error here."""
+    obj = safe_load(path)
+    if not _is_ours(obj):
+        raise CheckpointError(f"{path}: not a googlenet checkpoint (no 'format: googlenet' entry)")
+    if obj.get("format_version", 0) > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path}: checkpoint format version {obj['format_version']} is newer than this "
+            f"googlenet ({FORMAT_VERSION}); upgrade the package"
+        )
+    for key in ("model_config", "state_dict"):
+        if key not in obj:
+            raise CheckpointError(f"{path}: checkpoint has no {key!r} entry")
+    return obj
+
+
+def _check_config(path: str | os.PathLike[str], stored: Mapping[str, Any], config: ModelConfig) -> None:
+    """One-line error naming the first layout difference between a checkpoint and a model."""
+    for key in ("variant", "num_classes", "bn_eps", "lrn", "branch3_kernel", "maxpool4_kernel"):
+        if key in stored and stored[key] != getattr(config, key):
+            raise CheckpointError(
+                f"{path}: checkpoint has {key}={stored[key]!r} but the model has {key}="
+                f"{getattr(config, key)!r}"
+            )
+
+
+def _load_state(path: str | os.PathLike[str], model: GoogLeNet, state: Mapping[str, Tensor]) -> None:
+    own = model.state_dict()
+    state = dict(state)
+    has_aux = any(k.startswith(("aux1.", "aux2.")) for k in state)
+    if model.aux1 is None and has_aux:
+        # An inference model without heads may load a training checkpoint: the heads are dropped.
+        state = {k: v for k, v in state.items() if not k.startswith(("aux1.", "aux2."))}
+    elif model.aux1 is not None and not has_aux:
+        raise CheckpointError(
+            f"{path}: the file has no auxiliary heads; build the model with aux_logits=False"
+        )
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing (first {missing[0]})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected (first {unexpected[0]})")
+        raise CheckpointError(f"{path}: weights do not fit the model: {', '.join(parts)}")
+    for key, value in state.items():
+        if tuple(value.shape) != tuple(own[key].shape):
+            raise CheckpointError(
+                f"{path}: {key} has shape {tuple(value.shape)} in the file but "
+                f"{tuple(own[key].shape)} in the model"
+            )
+    model.load_state_dict(state, strict=True)
+
+
+def load_weights(model: GoogLeNet, path: str | os.PathLike[str], key: str = "state_dict") -> dict[str, Any]:
+    """Load weights into `model` from our checkpoint or a torchvision GoogLeNet state-dict file.
+
+    Returns the checkpoint's metadata (class names, input size, normalisation), or defaults for a
+    torchvision file. Any incompatibility (variant, classes, a missing or mis-shaped tensor) is a
+    one-line `CheckpointError` naming what differs; the model is left unchanged then.
+
+    `key` picks which weights of a training checkpoint to load ("state_dict" or "averaged_state_dict").
+
+    Example:
+        >>> model = googlenet.build_model("torchvision", aux_logits=False)  # doctest: +SKIP
+        >>> googlenet.load_weights(model, "googlenet-1378be20.pth")          # doctest: +SKIP
+    """
+    obj = safe_load(path)
+    if _is_ours(obj):
+        checkpoint = read_checkpoint(path) if obj.get("format_version", 0) > FORMAT_VERSION else obj
+        _check_config(path, checkpoint.get("model_config", {}), model.config)
+        if key not in checkpoint:
+            raise CheckpointError(f"{path}: checkpoint has no {key!r} entry")
+        _load_state(path, model, checkpoint[key])
+        meta = dict(checkpoint.get("meta") or default_meta(model))
+        return meta
+    if _is_torchvision(obj):
+        if model.config.variant != "torchvision":
+            raise CheckpointError(
+                f"{path}: a torchvision GoogLeNet weight file fits only variant 'torchvision' "
+                f"(this model is {model.config.variant!r})"
+            )
+        num_classes = obj["fc.weight"].shape[0]
+        if num_classes != model.config.num_classes:
+            raise CheckpointError(
+                f"{path}: file has {num_classes} classes but the model has {model.config.num_classes}"
+            )
+        _load_state(path, model, obj)
+        return default_meta(model)
+    raise CheckpointError(
+        f"{path}: neither a googlenet checkpoint nor a torchvision GoogLeNet state dict"
+    )
+
+
+def load_checkpoint_model(
+    path: str | os.PathLike[str], aux_logits: bool | None = None, key: str = "state_dict"
+) -> tuple[GoogLeNet, dict[str, Any]]:
+    """Build the model a checkpoint describes and load it; returns (model, meta).
+
+    `aux_logits=False` builds an inference model without heads (their weights are dropped).
+    """
+    checkpoint = read_checkpoint(path)
+    config = dict(checkpoint["model_config"])
+    if aux_logits is not None:
+        config["aux_logits"] = aux_logits
+    try:
+        model = build_from_config(config)
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path}: invalid model config ({exc})") from None
+    if key not in checkpoint:
+        raise CheckpointError(f"{path}: checkpoint has no {key!r} entry")
+    _load_state(path, model, checkpoint[key])
+    return model, dict(checkpoint.get("meta") or default_meta(model))
