@@ -171,9 +171,7 @@ def load_weights(model: GoogLeNet, path: str | os.PathLike[str], key: str = "sta
             )
         _load_state(path, model, obj)
         return default_meta(model)
-    raise CheckpointError(
-        f"{path}: neither a googlenet checkpoint nor a torchvision GoogLeNet state dict"
-    )
+    raise CheckpointError(f"{path}: neither a googlenet checkpoint nor a torchvision GoogLeNet state dict")
 
 
 def load_checkpoint_model(

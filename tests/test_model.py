@@ -1,0 +1,304 @@
+"""The model: Table 1 shapes, auxiliary heads, variants, gradients, frozen keys, bad arguments."""
+
+from __future__ import annotations
+
+import doctest
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+import googlenet
+from googlenet.model import googlenet as googlenet_module
+from googlenet.model.googlenet import STAGES, GoogLeNetOutputs
+from googlenet.model.inception import AuxHead, Inception, NaiveInception, aux_pool_geometry
+
+FIXTURES = Path(__file__).parent / "fixtures"
+VARIANT_NAMES = ("paper", "bn", "torchvision")
+
+# Table 1's output column, H x W x C, for the trunk at 224 input.
+TABLE1_SHAPES = {
+    "conv1": (64, 112, 112),
+    "maxpool1": (64, 56, 56),
+    "conv3": (192, 56, 56),
+    "maxpool2": (192, 28, 28),
+    "inception3a": (256, 28, 28),
+    "inception3b": (480, 28, 28),
+    "maxpool3": (480, 14, 14),
+    "inception4a": (512, 14, 14),
+    "inception4b": (512, 14, 14),
+    "inception4c": (512, 14, 14),
+    "inception4d": (528, 14, 14),
+    "inception4e": (832, 14, 14),
+    "maxpool4": (832, 7, 7),
+    "inception5a": (832, 7, 7),
+    "inception5b": (1024, 7, 7),
+}
+
+
+@pytest.mark.parametrize("variant", VARIANT_NAMES)
+def test_stage_shapes_match_table1(variant: str) -> None:
+    model = googlenet.build_model(variant, aux_logits=False).eval()
+    with torch.no_grad():
+        stages = model.forward_stages(torch.zeros(1, 3, 224, 224))
+    assert list(stages) == list(STAGES)
+    assert {k: tuple(v.shape[1:]) for k, v in stages.items()} == TABLE1_SHAPES
+
+
+@pytest.mark.parametrize(("size", "aux"), [(32, False), (64, True), (96, True), (137, True), (224, True)])
+def test_output_shapes_at_several_sizes(size: int, aux: bool) -> None:
+    model = googlenet.build_model("paper", num_classes=7, aux_logits=aux).eval()
+    x = torch.randn(2, 3, size, size)
+    with torch.no_grad():
+        assert model(x).shape == (2, 7)
+        assert model.forward_features(x).shape == (2, 1024)
+        out = model.forward_train(x)
+    assert out.logits.shape == (2, 7)
+    if aux:
+        assert out.aux1 is not None and out.aux1.shape == (2, 7)
+        assert out.aux2 is not None and out.aux2.shape == (2, 7)
+
+
+def test_non_square_input() -> None:
+    model = googlenet.build_model("paper", num_classes=3).eval()
+    with torch.no_grad():
+        out = model.forward_train(torch.randn(1, 3, 224, 320))
+    assert out.logits.shape == (1, 3) and out.aux1 is not None and out.aux1.shape == (1, 3)
+
+
+def test_paper_stem_layers() -> None:
+    model = googlenet.build_model("paper")
+    conv1 = model.conv1.conv
+    assert (conv1.kernel_size, conv1.stride, conv1.padding) == ((7, 7), (2, 2), (3, 3))
+    assert conv1.bias is not None and model.conv1.bn is None
+    for pool in (model.maxpool1, model.maxpool2, model.maxpool3, model.maxpool4):
+        assert (pool.kernel_size, pool.stride, pool.ceil_mode) == (3, 2, True)
+    for lrn in (model.lrn1, model.lrn2):
+        assert isinstance(lrn, nn.LocalResponseNorm)
+        assert (lrn.size, lrn.alpha, lrn.beta, lrn.k) == (5, 1e-4, 0.75, 1.0)
+    assert model.conv2.conv.kernel_size == (1, 1) and model.conv3.conv.kernel_size == (3, 3)
+    assert model.dropout.p == 0.4
+    relus = [m for m in model.modules() if isinstance(m, nn.ReLU)]
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    assert len(relus) == len(convs)  # ReLU after every convolution
+
+
+def test_inception_branches_follow_figure_2b() -> None:
+    model = googlenet.build_model("paper")
+    module = model.inception3a
+    assert isinstance(module, Inception)
+    assert module.branch1.conv.kernel_size == (1, 1)
+    assert [b.conv.kernel_size for b in module.branch2] == [(1, 1), (3, 3)]
+    assert [b.conv.kernel_size for b in module.branch3] == [(1, 1), (5, 5)]
+    assert module.branch3[1].conv.padding == (2, 2)
+    pool = module.branch4[0]
+    assert isinstance(pool, nn.MaxPool2d) and (pool.kernel_size, pool.stride, pool.padding) == (3, 1, 1)
+    widths = (
+        module.branch1.conv.out_channels,
+        module.branch2[0].conv.out_channels,
+        module.branch2[1].conv.out_channels,
+        module.branch3[0].conv.out_channels,
+        module.branch3[1].conv.out_channels,
+        module.branch4[1].conv.out_channels,
+    )
+    assert widths == (64, 96, 128, 16, 32, 32)
+
+
+def test_naive_module_figure_2a() -> None:
+    spec = googlenet.model.table1.INCEPTION["3a"]
+    naive = NaiveInception(192, spec)
+    out = naive(torch.randn(1, 192, 28, 28))
+    assert out.shape == (1, 64 + 128 + 32 + 192, 28, 28)
+    assert naive.branch3.conv.kernel_size == (5, 5)
+
+
+def test_aux_heads_section5_structure() -> None:
+    model = googlenet.build_model("paper", num_classes=10)
+    for head, channels in ((model.aux1, 512), (model.aux2, 528)):
+        assert isinstance(head, AuxHead)
+        assert head.conv.conv.in_channels == channels and head.conv.conv.out_channels == 128
+        assert head.conv.conv.kernel_size == (1, 1)
+        assert (head.fc1.in_features, head.fc1.out_features) == (128 * 4 * 4, 1024)
+        assert head.dropout.p == 0.7
+        assert (head.fc2.in_features, head.fc2.out_features) == (1024, 10)
+    pooled = model.aux1.pool(torch.randn(1, 512, 14, 14))
+    expected = nn.functional.avg_pool2d(torch.randn(1, 512, 14, 14), 5, 3)
+    assert pooled.shape == expected.shape == (1, 512, 4, 4)
+
+
+def test_aux_pool_is_exactly_5x5_stride_3_at_224() -> None:
+    model = googlenet.build_model("paper").eval()
+    x = torch.randn(1, 512, 14, 14)
+    assert torch.equal(model.aux1.pool(x), nn.functional.avg_pool2d(x, 5, 3))
+    assert aux_pool_geometry(14) == (5, 3)
+
+
+@pytest.mark.parametrize(("size", "geometry"), [(4, (1, 1)), (7, (4, 1)), (8, (2, 2)), (28, (7, 7))])
+def test_aux_pool_gives_4x4_at_other_sizes(size: int, geometry: tuple[int, int]) -> None:
+    assert aux_pool_geometry(size) == geometry
+    kernel, stride = geometry
+    assert (size - kernel) // stride + 1 == 4
+
+
+def test_aux_logits_false_builds_no_heads() -> None:
+    model = googlenet.build_model("paper", aux_logits=False)
+    assert model.aux1 is None and model.aux2 is None
+    assert not any(k.startswith(("aux1", "aux2")) for k in model.state_dict())
+    out = model.forward_train(torch.randn(1, 3, 64, 64))
+    assert out.aux1 is None and out.aux2 is None
+
+
+def test_return_type_does_not_depend_on_mode() -> None:
+    model = googlenet.build_model("paper", num_classes=4)
+    x = torch.randn(2, 3, 64, 64)
+    for mode in (True, False):
+        model.train(mode)
+        assert isinstance(model(x), torch.Tensor)
+        out = model.forward_train(x)
+        assert isinstance(out, GoogLeNetOutputs)
+        assert out._fields == ("logits", "aux1", "aux2")
+
+
+@pytest.mark.parametrize("variant", VARIANT_NAMES)
+def test_every_parameter_receives_a_gradient(variant: str) -> None:
+    model = googlenet.build_model(variant, num_classes=5).train()
+    out = model.forward_train(torch.randn(4, 3, 64, 64))
+    loss = sum(t.square().mean() for t in out)
+    loss.backward()
+    for name, param in model.named_parameters():
+        assert param.grad is not None, name
+        assert torch.isfinite(param.grad).all(), name
+        assert param.grad.abs().sum() > 0, name
+
+
+@pytest.mark.parametrize("variant", VARIANT_NAMES)
+def test_state_dict_keys_are_frozen(variant: str) -> None:
+    keys = sorted(googlenet.build_model(variant).state_dict())
+    expected = (FIXTURES / f"state_dict_keys_{variant}.txt").read_text().split()
+    assert keys == expected
+
+
+def test_variants_differ_where_documented() -> None:
+    paper = googlenet.build_model("paper")
+    bn = googlenet.build_model("bn")
+    tv = googlenet.build_model("torchvision")
+    assert bn.conv1.bn is not None and bn.conv1.conv.bias is None and isinstance(bn.lrn1, nn.Identity)
+    assert bn.conv1.bn.eps == 1e-5 and tv.conv1.bn.eps == 1e-3
+    assert tv.inception3a.branch3[1].conv.kernel_size == (3, 3)
+    assert paper.inception3a.branch3[1].conv.kernel_size == (5, 5)
+    assert tv.maxpool4.kernel_size == 2 and paper.maxpool4.kernel_size == 3
+    assert tv.dropout.p == 0.2
+    assert tv.aux1.adaptive_pool and not paper.aux1.adaptive_pool
+
+
+def test_any_number_of_classes() -> None:
+    for classes in (1, 2, 37, 1000):
+        model = googlenet.build_model("paper", num_classes=classes).eval()
+        assert model(torch.randn(1, 3, 64, 64)).shape == (1, classes)
+
+
+def _photo_crops() -> tuple[torch.Tensor, Callable[[int], tuple[torch.Tensor, torch.Tensor]]]:
+    """Ten real photographs shipped inside scikit-image's wheel, one class each, as random 64x64 crops."""
+    import numpy as np
+    from PIL import Image
+    from skimage import data
+
+    names = ("astronaut", "camera", "chelsea", "coffee", "rocket", "coins", "moon", "page", "text", "horse")
+    images = []
+    for name in names:
+        array = getattr(data, name)()
+        if array.dtype == bool:
+            array = array.astype(np.uint8) * 255
+        image = Image.fromarray(array).convert("RGB").resize((80, 80))
+        images.append(torch.from_numpy(np.asarray(image, dtype=np.float32) / 255).permute(2, 0, 1))
+    stack = (torch.stack(images) - 0.45) / 0.25
+    generator = torch.Generator().manual_seed(0)
+
+    def batch(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        y = torch.randint(0, len(names), (n,), generator=generator)
+        crops = []
+        for label in y:
+            top, left = torch.randint(0, 17, (2,), generator=generator).tolist()
+            crops.append(stack[label, :, top : top + 64, left : left + 64])
+        return torch.stack(crops), y
+
+    return stack, batch
+
+
+def test_initial_loss_is_ln_classes_and_paper_variant_learns() -> None:
+    """The BN-free network must not stall at ln(C) (FACTS s.3): from He initialisation, SGD with the
+    recipe's lr 0.01 and momentum 0.9 after a short linear warm-up learns to tell ten real photos apart."""
+    torch.manual_seed(0)
+    classes = 10
+    _, batch = _photo_crops()
+    model = googlenet.build_model("paper", num_classes=classes, dropout=0.0, aux_dropout=0.0).train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    losses = []
+    for step in range(30):
+        for group in optimizer.param_groups:
+            group["lr"] = 0.01 * min(1.0, (step + 1) / 10)  # warm-up, as the training recipe does
+        x, y = batch(20)
+        out = model.forward_train(x)
+        loss = nn.functional.cross_entropy(out.logits, y) + 0.3 * sum(
+            nn.functional.cross_entropy(a, y) for a in (out.aux1, out.aux2)
+        )
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(nn.functional.cross_entropy(out.logits, y).item())
+    assert abs(losses[0] - math.log(classes)) < 0.05
+    assert sum(losses[-5:]) / 5 < 0.8 * math.log(classes), losses
+
+
+def test_reset_classifier() -> None:
+    model = googlenet.build_model("paper", num_classes=1000)
+    model.reset_classifier(3)
+    assert model.fc.out_features == 3 and model.aux1.fc2.out_features == 3
+    assert model.config.num_classes == 3
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"variant": "alexnet"}, "unknown variant"),
+        ({"num_classes": 0}, "num_classes"),
+        ({"num_classes": 2.5}, "num_classes"),
+        ({"dropout": 1.5}, "dropout"),
+        ({"colour": "red"}, "unknown model option"),
+        ({"init": "xavier"}, "unknown init"),
+    ],
+)
+def test_bad_arguments_are_one_line_errors(kwargs: dict, message: str) -> None:
+    with pytest.raises(googlenet.ConfigError, match=message) as info:
+        googlenet.build_model(**kwargs)
+    assert "\n" not in str(info.value)
+
+
+def test_bad_inputs() -> None:
+    model = googlenet.build_model("paper").eval()
+    with pytest.raises(ValueError, match="at least 32"):
+        model(torch.randn(1, 3, 16, 16))
+    with pytest.raises(ValueError, match="at least 64"):
+        model.forward_train(torch.randn(1, 3, 48, 48))
+    with pytest.raises(ValueError, match="N x 3 x H x W"):
+        model(torch.randn(1, 1, 64, 64))
+    with pytest.raises(ValueError, match="unknown stage"):
+        model.forward_stages(torch.randn(1, 3, 64, 64), ["inception6a"])
+
+
+def test_forward_stages_stops_early() -> None:
+    model = googlenet.build_model("paper").eval()
+    with torch.no_grad():
+        out = model.forward_stages(torch.randn(1, 3, 224, 224), ["inception4e", "conv1"])
+    assert list(out) == ["conv1", "inception4e"]
+
+
+def test_build_model_docstring_example_runs() -> None:
+    finder = doctest.DocTestFinder()
+    runner = doctest.DocTestRunner()
+    for test in finder.find(googlenet_module.build_model, globs={"googlenet": googlenet}):
+        runner.run(test)
+    assert runner.failures == 0 and runner.tries > 0

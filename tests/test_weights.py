@@ -1,0 +1,176 @@
+"""Checkpoints and weight files: our format, torchvision equivalence, one-line errors, safe loading."""
+
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+import torchvision
+
+import googlenet
+from googlenet.io import safe_load, sha256_file
+from googlenet.model.weights import read_checkpoint
+
+
+def _randomise_bn_statistics(model: torch.nn.Module) -> None:
+    """Make BatchNorm do real work in eval mode, so equivalence is not trivially true."""
+    generator = torch.Generator().manual_seed(1)
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            shape = module.running_mean.shape
+            module.running_mean.copy_(torch.randn(shape, generator=generator) * 0.1)
+            module.running_var.copy_(torch.rand(shape, generator=generator) + 0.5)
+            module.weight.data.copy_(torch.rand(shape, generator=generator) + 0.5)
+            module.bias.data.copy_(torch.randn(shape, generator=generator) * 0.1)
+
+
+@pytest.mark.parametrize("transform_input", [False, True])
+@pytest.mark.parametrize("aux_logits", [True, False])
+def test_torchvision_variant_equals_torchvision(
+    tmp_path: Path, transform_input: bool, aux_logits: bool
+) -> None:
+    torch.manual_seed(0)
+    reference = torchvision.models.googlenet(
+        weights=None, aux_logits=True, init_weights=True, transform_input=transform_input
+    ).eval()
+    _randomise_bn_statistics(reference)
+    path = tmp_path / "googlenet-random.pth"
+    torch.save(reference.state_dict(), path)  # the format of torchvision's googlenet-*.pth
+
+    ours = googlenet.build_model("torchvision", aux_logits=aux_logits, transform_input=transform_input)
+    googlenet.load_weights(ours, path)
+    ours.eval()
+    x = torch.randn(4, 3, 224, 224)
+    with torch.no_grad():
+        expected = reference(x)
+        got = ours(x)
+    assert (got - expected).abs().max().item() <= 1e-5
+    assert sum(p.numel() for n, p in ours.named_parameters() if not n.startswith("aux")) == 6_624_904
+
+
+def test_torchvision_file_into_paper_variant_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "tv.pth"
+    torch.save(torchvision.models.googlenet(weights=None, init_weights=True).state_dict(), path)
+    with pytest.raises(googlenet.CheckpointError, match="fits only variant 'torchvision'") as info:
+        googlenet.load_weights(googlenet.build_model("paper"), path)
+    assert "\n" not in str(info.value)
+    with pytest.raises(googlenet.CheckpointError, match="1000 classes but the model has 10"):
+        googlenet.load_weights(googlenet.build_model("torchvision", num_classes=10), path)
+
+
+def test_checkpoint_round_trip_with_metadata(tmp_path: Path) -> None:
+    model = googlenet.build_model("paper", num_classes=3)
+    meta = {"class_names": ["a", "b", "c"], "input_size": 64, "resize_size": 73}
+    digest = googlenet.save_checkpoint(tmp_path / "m.pt", model, meta=meta)
+    assert digest == sha256_file(tmp_path / "m.pt")
+    loaded, got_meta = googlenet.load_checkpoint_model(tmp_path / "m.pt")
+    assert got_meta["class_names"] == ["a", "b", "c"]
+    assert loaded.config == model.config
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, loaded.state_dict()[key]), key
+    # An inference model without heads may load a training checkpoint (heads dropped).
+    bare, _ = googlenet.load_checkpoint_model(tmp_path / "m.pt", aux_logits=False)
+    assert bare.aux1 is None
+    assert torch.equal(bare.fc.weight, model.fc.weight)
+
+
+def test_checkpoint_is_plain_data(tmp_path: Path) -> None:
+    googlenet.save_checkpoint(tmp_path / "m.pt", googlenet.build_model("bn", num_classes=2))
+    obj = torch.load(tmp_path / "m.pt", weights_only=True)
+    assert obj["format"] == "googlenet" and obj["model_config"]["variant"] == "bn"
+    assert read_checkpoint(tmp_path / "m.pt")["format_version"] == 1
+
+
+@pytest.mark.parametrize(
+    ("saved", "target", "message"),
+    [
+        (("paper", 10, True), ("bn", 10, True), "variant='paper' but the model has variant='bn'"),
+        (("paper", 10, True), ("paper", 5, True), "num_classes=10 but the model has num_classes=5"),
+        (("paper", 10, False), ("paper", 10, True), "no auxiliary heads"),
+    ],
+)
+def test_incompatible_checkpoint_is_a_one_line_error(
+    tmp_path: Path, saved: tuple, target: tuple, message: str
+) -> None:
+    path = tmp_path / "ckpt.pt"
+    googlenet.save_checkpoint(
+        path, googlenet.build_model(saved[0], num_classes=saved[1], aux_logits=saved[2])
+    )
+    model = googlenet.build_model(target[0], num_classes=target[1], aux_logits=target[2])
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(googlenet.CheckpointError, match=message) as info:
+        googlenet.load_weights(model, path)
+    assert "\n" not in str(info.value) and str(path) in str(info.value)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # unchanged
+
+
+def test_shape_mismatch_names_the_tensor(tmp_path: Path) -> None:
+    model = googlenet.build_model("paper", num_classes=4)
+    state = model.state_dict()
+    state["inception3a.branch1.conv.weight"] = torch.zeros(1, 1, 1, 1)
+    path = tmp_path / "bad.pt"
+    googlenet.save_checkpoint(path, model, state_dict=state)
+    with pytest.raises(googlenet.CheckpointError, match=r"inception3a\.branch1\.conv\.weight has shape"):
+        googlenet.load_weights(googlenet.build_model("paper", num_classes=4), path)
+
+
+class _Payload:
+    def __reduce__(self):  # runs os.system on unpickling, if anything unpickles it
+        return (os.system, (f"touch {self.marker}",))
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+
+def test_crafted_pickle_is_refused_and_never_runs(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.pt"
+    torch.save({"format": "googlenet", "state_dict": _Payload(str(marker))}, path)
+    with pytest.raises(googlenet.CheckpointError, match="refused") as info:
+        googlenet.load_weights(googlenet.build_model("paper"), path)
+    assert "\n" not in str(info.value)
+    assert not marker.exists()
+    # A raw pickle that is not a torch file at all is refused too.
+    raw = tmp_path / "raw.pt"
+    raw.write_bytes(pickle.dumps(_Payload(str(marker))))
+    with pytest.raises(googlenet.CheckpointError):
+        safe_load(raw)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("content", [b"", b"not a checkpoint at all", None])
+def test_unreadable_files_are_one_line_errors(tmp_path: Path, content: bytes | None) -> None:
+    path = tmp_path / "x.pt"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(googlenet.CheckpointError) as info:
+        googlenet.load_weights(googlenet.build_model("paper"), path)
+    assert "\n" not in str(info.value) and "x.pt" in str(info.value)
+
+
+def test_truncated_checkpoint_is_a_one_line_error(tmp_path: Path) -> None:
+    path = tmp_path / "t.pt"
+    googlenet.save_checkpoint(path, googlenet.build_model("paper", num_classes=2))
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(googlenet.CheckpointError, match="not a readable checkpoint") as info:
+        googlenet.load_weights(googlenet.build_model("paper", num_classes=2), path)
+    assert "\n" not in str(info.value)
+
+
+def test_atomic_save_keeps_previous_file_on_failure(tmp_path: Path) -> None:
+    path = tmp_path / "keep.pt"
+    googlenet.save_checkpoint(path, googlenet.build_model("paper", num_classes=2))
+    before = path.read_bytes()
+
+    class Unsaveable:
+        def __reduce__(self):
+            raise RuntimeError("cannot pickle")
+
+    with pytest.raises(RuntimeError):
+        googlenet.model.weights.atomic_save({"x": Unsaveable()}, path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["keep.pt"]  # no temporary file left behind
