@@ -44,8 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as exc:
-            if exc.name == name:
-                continue
+            if exc.name and (name == exc.name or name.startswith(exc.name + ".")):
+                continue  # that subcommand (or its package) is not part of this installation
             raise
         module.register(subparsers)
     return parser
