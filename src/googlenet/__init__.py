@@ -7,6 +7,7 @@ The public API, re-exported flat:
     >>> googlenet.load_weights(model, "checkpoint.pt")             # doctest: +SKIP
 """
 
+from googlenet.data.crops import Crop, CropSpec, crop_boxes
 from googlenet.errors import CheckpointError, ConfigError, DataError, GoogLeNetError
 from googlenet.model.googlenet import (
     VARIANTS,
@@ -24,6 +25,8 @@ __all__ = [
     "VARIANTS",
     "CheckpointError",
     "ConfigError",
+    "Crop",
+    "CropSpec",
     "DataError",
     "GoogLeNet",
     "GoogLeNetError",
@@ -32,6 +35,7 @@ __all__ = [
     "__version__",
     "build_from_config",
     "build_model",
+    "crop_boxes",
     "load_checkpoint_model",
     "load_weights",
     "save_checkpoint",

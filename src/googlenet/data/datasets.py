@@ -1,0 +1,296 @@
+"""Image datasets that survive real folders: `<root>/<class>/**/<image>` trees and ImageNet 2012.
+
+A dataset tree that cannot be used at all (no root, no classes, an empty class, train and val with
+different classes) is a one-line `DataError` at construction. A single bad file inside a good tree is
+a different matter: one corrupt JPEG among a million must not kill a week of training, so by default
+(`on_bad="skip"`) it is reported once and replaced by the next readable sample; `on_bad="abort"`
+raises instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from torch.utils.data import Dataset
+
+from googlenet.data.decode import DEFAULT_MAX_PIXELS, is_image_file, load_image
+from googlenet.errors import ConfigError, DataError
+
+logger = logging.getLogger("googlenet.data")
+
+ON_BAD = ("skip", "abort")
+
+# Files this process has already warned about, so a bad file seen every epoch is reported once.
+# DataLoader workers inherit the set as it was when they started and then keep their own.
+_warned: set[str] = set()
+
+
+class ImageFolderDataset(Dataset[tuple[Any, int]]):
+    """Images in `<root>/<class>/...` (searched recursively), labelled by their class folder.
+
+    Class folders are the non-hidden sub-folders of `root`, sorted by name, unless `classes` gives
+    their names and order. Inside a class folder every non-hidden file with an image extension is a
+    sample (sorted by path); other files are skipped and counted in `num_non_image_files`. Symbolic
+    links to folders are not followed below the class folders (no loops); folders that cannot be
+    listed are recorded in `unreadable_dirs` and logged.
+
+    Bad image files (corrupt, truncated, unreadable) are found when `__getitem__` decodes them:
+
+    - `on_bad="skip"`: the file is added to `bad_files`, logged once per process on the
+      "googlenet.data" logger, and the next index that decodes is returned instead (with its own label).
+    - `on_bad="abort"`: `DataError` naming the file.
+
+    With `DataLoader(num_workers > 0)` every worker process holds its own copy of the dataset, so
+    `bad_files` in the main process does not see what the workers found, and each worker logs a bad
+    file once. To know them all up front (and make every worker skip them), call `scan_bad_files()`
+    before building the DataLoader.
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        transform: Callable[[Any], Any] | None = None,
+        classes: Sequence[str] | None = None,
+        on_bad: str = "skip",
+        *,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+    ) -> None:
+        if on_bad not in ON_BAD:
+            raise ConfigError(f"on_bad: must be one of {', '.join(ON_BAD)}, got {on_bad!r}")
+        self.root = Path(root)
+        self.transform = transform
+        self.on_bad = on_bad
+        self.max_pixels = max_pixels
+        self.bad_files: set[str] = set()
+        self.unreadable_dirs: list[str] = []
+        self.num_non_image_files = 0
+
+        if classes is None:
+            classes = list_class_folders(self.root)
+        elif not self.root.is_dir():
+            raise DataError(f"{self.root}: no such dataset folder")
+        self.classes: list[str] = list(classes)
+        self.class_to_idx: dict[str, int] = {name: i for i, name in enumerate(self.classes)}
+        self.samples: list[tuple[str, int]] = []
+        for name, index in self.class_to_idx.items():
+            folder = self.root / name
+            if not folder.is_dir():
+                raise DataError(f"{self.root}: class folder {name!r} is missing")
+            files = self._scan_class(folder)
+            if not files:
+                raise DataError(f"{self.root}: class folder {name!r} has no images")
+            self.samples += [(path, index) for path in files]
+        self.targets: list[int] = [target for _, target in self.samples]
+
+    def _scan_class(self, folder: Path) -> list[str]:
+        """Image files under `folder`, sorted by path; counts the rest, records unlistable folders."""
+        files = []
+        errors: list[OSError] = []
+        for dirpath, dirnames, filenames in os.walk(folder, onerror=errors.append, followlinks=False):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            for name in filenames:
+                if name.startswith("."):
+                    continue
+                if is_image_file(name):
+                    files.append(os.path.join(dirpath, name))
+                else:
+                    self.num_non_image_files += 1
+        for error in errors:
+            where = error.filename or str(folder)
+            self.unreadable_dirs.append(str(where))
+            logger.warning("cannot list %s (%s); its images are left out", where, error.strerror or error)
+        return sorted(files)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> tuple[Any, int]:
+        count = len(self.samples)
+        if not -count <= index < count:
+            raise IndexError(f"index {index} out of range for {count} samples")
+        for step in range(count):
+            path, target = self.samples[(index + step) % count]
+            if path in self.bad_files:
+                continue
+            try:
+                image = load_image(path, max_pixels=self.max_pixels)
+            except DataError as exc:
+                if self.on_bad == "abort":
+                    raise
+                self._record_bad(path, exc)
+                continue
+            return (self.transform(image) if self.transform is not None else image), target
+        raise DataError(f"{self.root}: none of its {count} image files can be decoded")
+
+    def _record_bad(self, path: str, exc: DataError) -> None:
+        self.bad_files.add(path)
+        if path not in _warned:
+            _warned.add(path)
+            logger.warning("skipping a bad image: %s", exc)
+
+    def scan_bad_files(self, *, drop: bool = False, workers: int = 4) -> list[str]:
+        """Decode every file now; returns the paths that fail, sorted, and adds them to `bad_files`.
+
+        With `drop=True` the bad files are also removed from `samples` and `targets`, so DataLoader
+        workers started afterwards never meet them (a class left with no readable image is a
+        `DataError`). Decoding runs on `workers` threads (PIL releases the GIL while it decodes).
+        """
+
+        def check(path: str) -> DataError | None:
+            try:
+                load_image(path, max_pixels=self.max_pixels)
+            except DataError as exc:
+                return exc
+            return None
+
+        paths = [path for path, _ in self.samples]
+        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+            results = list(pool.map(check, paths))
+        bad = sorted(path for path, error in zip(paths, results, strict=True) if error is not None)
+        for path, error in zip(paths, results, strict=True):
+            if error is not None:
+                self._record_bad(path, error)
+        if drop and bad:
+            dropped = set(bad)
+            self.samples = [sample for sample in self.samples if sample[0] not in dropped]
+            self.targets = [target for _, target in self.samples]
+            present = set(self.targets)
+            empty = [name for name, i in self.class_to_idx.items() if i not in present]
+            if empty:
+                raise DataError(f"{self.root}: class folder {empty[0]!r} has no readable images")
+        return bad
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(root={str(self.root)!r}, classes={len(self.classes)}, "
+            f"samples={len(self.samples)}, on_bad={self.on_bad!r})"
+        )
+
+
+def list_class_folders(root: str | os.PathLike[str]) -> list[str]:
+    """Sorted names of the non-hidden sub-folders of `root`; `DataError` if there are none."""
+    folder = Path(root)
+    if not folder.exists():
+        raise DataError(f"{folder}: no such dataset folder")
+    if not folder.is_dir():
+        raise DataError(f"{folder}: not a folder (expected one sub-folder per class)")
+    try:
+        with os.scandir(folder) as entries:
+            names = sorted(e.name for e in entries if not e.name.startswith(".") and _is_dir(e))
+    except OSError as exc:
+        raise DataError(f"{folder}: cannot list it ({exc.strerror or exc})") from None
+    if not names:
+        raise DataError(f"{folder}: no class folders (expected <root>/<class>/<image files>)")
+    return names
+
+
+def _is_dir(entry: os.DirEntry[str]) -> bool:
+    try:
+        return entry.is_dir()  # follows a symlink at class level; a broken one is not a folder
+    except OSError:
+        return False
+
+
+def load_image_folder(
+    data_path: str | os.PathLike[str],
+    transform_train: Callable[[Any], Any] | None,
+    transform_val: Callable[[Any], Any] | None,
+    on_bad: str = "skip",
+) -> tuple[ImageFolderDataset, ImageFolderDataset]:
+    """The `<data_path>/train` and `<data_path>/val` image folders, with the same classes in train's order."""
+    root = Path(data_path)
+    if not root.is_dir():
+        raise DataError(f"{root}: no such data folder")
+    for split in ("train", "val"):
+        if not (root / split).is_dir():
+            raise DataError(
+                f"{root}: missing split folder {split!r} (expected {root / 'train'} and {root / 'val'}, "
+                "each with one folder per class)"
+            )
+    train_classes = list_class_folders(root / "train")
+    val_classes = list_class_folders(root / "val")
+    only_val = sorted(set(val_classes) - set(train_classes))
+    only_train = sorted(set(train_classes) - set(val_classes))
+    if only_val or only_train:
+        raise DataError(
+            f"{root}: train and val classes differ: val has classes not in train: {_names(only_val)}, "
+            f"train has classes not in val: {_names(only_train)}"
+        )
+    train = ImageFolderDataset(root / "train", transform_train, on_bad=on_bad)
+    val = ImageFolderDataset(root / "val", transform_val, classes=train.classes, on_bad=on_bad)
+    return train, val
+
+
+def _names(names: Sequence[str], limit: int = 5) -> str:
+    if not names:
+        return "none"
+    shown = ", ".join(names[:limit])
+    return shown + (f" (and {len(names) - limit} more)" if len(names) > limit else "")
+
+
+class ImageNetDataset(ImageFolderDataset):
+    """An ImageNet 2012 split: an `ImageFolderDataset` over `<root>/<split>/<wnid>/` with readable names.
+
+    `classes` holds readable names (the first synonym of each WordNet id; the two names that repeat,
+    "crane" and "maillot", get their WordNet id appended), `wnids` the WordNet ids in the same order,
+    `class_synonyms` all synonyms, `wnid_to_idx` the index of each id.
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        split: str,
+        wnid_to_classes: dict[str, tuple[str, ...]],
+        transform: Callable[[Any], Any] | None = None,
+        on_bad: str = "skip",
+    ) -> None:
+        super().__init__(Path(root) / split, transform, on_bad=on_bad)
+        self.split = split
+        self.wnids: list[str] = list(self.classes)
+        self.wnid_to_idx: dict[str, int] = dict(self.class_to_idx)
+        self.class_synonyms: list[tuple[str, ...]] = [
+            tuple(wnid_to_classes.get(wnid, (wnid,))) for wnid in self.wnids
+        ]
+        first = [synonyms[0] for synonyms in self.class_synonyms]
+        self.classes = [
+            name if first.count(name) == 1 else f"{name} ({wnid})"
+            for name, wnid in zip(first, self.wnids, strict=True)
+        ]
+        self.class_to_idx = {name: i for i, name in enumerate(self.classes)}
+
+
+def load_imagenet(
+    root: str | os.PathLike[str],
+    split: str,
+    transform: Callable[[Any], Any] | None = None,
+    on_bad: str = "skip",
+) -> ImageNetDataset:
+    """ImageNet 2012 `split` ("train" or "val") from the official files in `root`; nothing is downloaded.
+
+    `root` holds `ILSVRC2012_devkit_t12.tar.gz` and `ILSVRC2012_img_<split>.tar`, or what torchvision's
+    `datasets.ImageNet` extracts from them (`meta.bin` and `<split>/<wnid>/*.JPEG`); we use that
+    class's own parsing functions, then read the images with our robust `ImageFolderDataset`.
+    """
+    from torchvision.datasets import imagenet as tv_imagenet
+
+    if split not in ("train", "val"):
+        raise ConfigError(f"ImageNet split: must be 'train' or 'val', got {split!r}")
+    folder = Path(root).expanduser()
+    if not folder.is_dir():
+        raise DataError(f"{folder}: no such ImageNet folder")
+    try:
+        if not (folder / tv_imagenet.META_FILE).is_file():
+            tv_imagenet.parse_devkit_archive(str(folder))
+        if not (folder / split).is_dir():
+            parse = tv_imagenet.parse_train_archive if split == "train" else tv_imagenet.parse_val_archive
+            parse(str(folder))
+        wnid_to_classes = tv_imagenet.load_meta_file(str(folder))[0]
+    except Exception as exc:  # noqa: BLE001 - archive parsing fails in many ways; all are the user's files
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"{folder}: cannot prepare ImageNet {split}: {text}") from None
+    return ImageNetDataset(folder, split, wnid_to_classes, transform, on_bad)

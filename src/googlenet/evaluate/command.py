@@ -1,0 +1,234 @@
+"""`googlenet evaluate`: top-1/top-5 error of one model or an ensemble with section 7's crops, or Table 3.
+
+    googlenet evaluate --checkpoint A.pt [B.pt ...] --data-path DIR --crops {1,10,144}
+    googlenet evaluate --checkpoint A.pt B.pt ... --data-path DIR --table3 --output-dir OUT
+    googlenet evaluate --weights googlenet-1378be20.pth --variant torchvision --dataset imagenet --data-path ROOT
+
+The checkpoints' metadata decide input size, test resize, normalisation and class names.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import asdict
+from typing import Any
+
+from googlenet.data.crops import CROP_COUNTS, CropSpec
+from googlenet.errors import ConfigError
+from googlenet.evaluate.evalset import DATASETS, limit_samples, load_eval_set
+from googlenet.evaluate.metrics import REDUCTIONS
+from googlenet.evaluate.models import Ensemble, load_ensemble, resolve_device
+from googlenet.evaluate.protocol import ON_BAD, View, evaluate_views
+from googlenet.evaluate.table3 import format_table3, save_table3, table3_rows, table3_specs, table3_views
+
+VARIANT_CHOICES = ("paper", "bn", "torchvision")
+PER_CLASS_SHOWN = 30  # print every class up to this many, else the worst ones
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "evaluate",
+        help="top-1/top-5 error with 1, 10 or 144 crops (section 7), ensembles, Table 3",
+        description=(
+            "Evaluate checkpoints on an image folder (DIR/val/<class>/... or DIR/<class>/...), the built-in "
+            "data or ImageNet val, with section 7's test crops; softmax averaged over crops and models. "
+            "--table3 evaluates 1 and N models with 1, 10 and 144 crops in one pass and compares with the paper."
+        ),
+    )
+    g = parser.add_argument_group("model")
+    g.add_argument("--checkpoint", nargs="+", action="extend", metavar="FILE", default=[],
+                   help="our checkpoint(s); several form an ensemble (section 7)")  # fmt: skip
+    g.add_argument(
+        "--weights", metavar="FILE", help="a torchvision GoogLeNet weight file (or our checkpoint)"
+    )
+    g.add_argument("--variant", choices=VARIANT_CHOICES, default="torchvision",
+                   help="the layout --weights is loaded into (default torchvision)")  # fmt: skip
+    g = parser.add_argument_group("data")
+    g.add_argument("--dataset", choices=DATASETS,
+                   help="folder (default with --data-path), builtin (default without), imagenet")  # fmt: skip
+    g.add_argument("--data-path", metavar="DIR",
+                   help="folder: DIR/val/<class>/ if present, else DIR/<class>/; imagenet: the ILSVRC 2012 root")  # fmt: skip
+    g.add_argument("--limit", type=int, metavar="N", help="evaluate N images, evenly spaced through the set")
+    g.add_argument("-j", "--workers", type=int, default=min(4, os.cpu_count() or 1),
+                   help="DataLoader processes that decode and cut crops (default min(4, CPUs); 0: in-process)")  # fmt: skip
+    g.add_argument("--on-bad", choices=ON_BAD, default="skip",
+                   help="an undecodable image: skip it (reported, not counted) or abort")  # fmt: skip
+    g = parser.add_argument_group("protocol (section 7)")
+    g.add_argument("--crops", type=int, choices=CROP_COUNTS,
+                   help="1: centre crop; 10: corners + centre + mirrors; 144: section 7 (default 1)")  # fmt: skip
+    g.add_argument("--reduce", choices=REDUCTIONS, default="mean",
+                   help="over crops: mean of softmax (paper) or max; models are always averaged")  # fmt: skip
+    g.add_argument("--table3", action="store_true",
+                   help="1 and N models x 1, 10, 144 crops from one pass; saves JSON, CSV and PNG")  # fmt: skip
+    g.add_argument("--output-dir", metavar="DIR", help="where --table3 writes (default runs/table3-<time>)")
+    g = parser.add_argument_group("run")
+    g.add_argument("-b", "--batch-size", type=int, default=144,
+                   help="crops per model call (default 144); whole images are grouped to fill it")  # fmt: skip
+    g.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
+    g.add_argument("--json", action="store_true", help="print the results as one JSON object")
+    g.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="progress bar with images/s and ETA on stderr (default: when stderr is a terminal)")  # fmt: skip
+    parser.set_defaults(func=run)
+
+
+def _check_args(args: argparse.Namespace) -> None:
+    if args.table3 and args.crops is not None:
+        raise ConfigError("--crops and --table3 exclude each other (--table3 runs 1, 10 and 144 crops)")
+    if args.output_dir and not args.table3:
+        raise ConfigError("--output-dir is only used with --table3")
+    if args.batch_size < 1:
+        raise ConfigError(f"--batch-size: must be at least 1, got {args.batch_size}")
+    if args.workers < 0:
+        raise ConfigError(f"--workers: must be 0 or more, got {args.workers}")
+    if args.limit is not None and args.limit < 1:
+        raise ConfigError(f"--limit: must be at least 1, got {args.limit}")
+
+
+def run(args: argparse.Namespace) -> int:
+    _check_args(args)
+    progress = args.progress if args.progress is not None else sys.stderr.isatty()
+    device = resolve_device(args.device)
+    ensemble = load_ensemble(args.checkpoint, args.weights, args.variant, device)
+    dataset = args.dataset or ("folder" if args.data_path else "builtin")
+    evalset = load_eval_set(dataset, args.data_path, ensemble.class_names, ensemble.wnids, progress=progress)
+    samples = limit_samples(evalset.samples, args.limit)
+    n_models = len(ensemble.members)
+    if args.table3:
+        specs = table3_specs(ensemble.input_size, ensemble.resize_size)
+        views = table3_views(n_models)
+    else:
+        crops = args.crops or 1
+        specs = (ensemble.crop_spec(crops),)
+        views = [View(f"{n_models} model(s), {crops} crops", 0, tuple(range(n_models)))]
+    result = evaluate_views(
+        ensemble.members,
+        samples,
+        specs,
+        views,
+        ensemble.num_classes,
+        device=device,
+        interpolation=ensemble.interpolation,
+        reduce=args.reduce,
+        batch_size=args.batch_size,
+        workers=args.workers,
+        on_bad=args.on_bad,
+        progress=progress,
+    )
+    final = views[-1]  # the full protocol (Table 3's last row)
+    report = _report(ensemble, evalset.description, specs[final.spec], final, result, args, str(device))
+    if args.table3:
+        rows = table3_rows(specs, views, result["views"])
+        output_dir = args.output_dir or os.path.join("runs", time.strftime("table3-%Y%m%d-%H%M%S"))
+        info = {
+            key: report[key] for key in ("checkpoints", "dataset", "images", "reduce", "seconds", "device")
+        }
+        paths = save_table3(output_dir, rows, info)
+        report["table3"] = [asdict(row) for row in rows]
+        report["files"] = {kind: str(path) for kind, path in paths.items()}
+        if not args.json:
+            print(format_table3(rows))
+            print(f"saved {', '.join(str(p) for p in paths.values())}")
+    if args.json:
+        print(json.dumps(_finite(report), indent=2))
+    elif not args.table3:
+        _print_report(report)
+    else:
+        _print_footer(report)
+    return 0
+
+
+def _report(
+    ensemble: Ensemble,
+    dataset: str,
+    spec: CropSpec,
+    view: View,
+    result: dict[str, Any],
+    args: argparse.Namespace,
+    device: str,
+) -> dict[str, Any]:
+    summary = result["views"][-1].summary(ensemble.class_names)
+    images, seconds = summary["images"], result["seconds"]
+    models = len(view.members)
+    cost = models * spec.crops  # Table 3's "cost": forward passes per image under the protocol
+    return {
+        "top1_error": summary["top1_error"],
+        "top5_error": summary["top5_error"],
+        "top1_accuracy": summary["top1_accuracy"],
+        "top5_accuracy": summary["top5_accuracy"],
+        "images": images,
+        "crops": spec.crops,
+        "models": models,
+        "cost": cost,
+        "reduce": args.reduce,
+        "scales": list(spec.resolved_scales),
+        "crop_size": spec.crop_size,
+        "forward_passes": result["forward_passes"],  # actually run: crops shared by views run once
+        "protocol_forward_passes": images * cost,
+        "seconds": seconds,
+        "model_seconds": result["model_seconds"],
+        "images_per_s": images / seconds if seconds > 0 else None,
+        "crops_per_s": images * cost / seconds if seconds > 0 else None,
+        "bad_images": [{"image": path, "error": message} for path, message in result["bad_images"]],
+        "checkpoints": list(ensemble.sources),
+        "dataset": dataset,
+        "device": device,
+        "per_class": summary["per_class"],
+    }
+
+
+def _finite(value: Any) -> Any:
+    """NaN (no images) as null: JSON has no NaN."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _print_report(r: dict[str, Any]) -> None:
+    names = ", ".join(os.path.basename(p) for p in r["checkpoints"])
+    print(
+        f"{r['models']} model(s) ({names}), {r['crops']} crop(s) per image, reduce {r['reduce']}; {r['dataset']}"
+    )
+    print(
+        f"images       {r['images']}"
+        + (f" ({len(r['bad_images'])} unreadable, skipped)" if r["bad_images"] else "")
+    )
+    print(f"top-1 error  {r['top1_error']:6.2f}%  (accuracy {r['top1_accuracy']:.2f}%)")
+    print(f"top-5 error  {r['top5_error']:6.2f}%  (accuracy {r['top5_accuracy']:.2f}%)")
+    _print_footer(r)
+    per_class = r["per_class"]
+    shown = per_class
+    title = "per-class accuracy (top-1, top-5, images)"
+    if len(per_class) > PER_CLASS_SHOWN:
+        scored = [c for c in per_class if c["images"]]
+        shown = sorted(scored, key=lambda c: (c["top1_accuracy"], c["class"]))[:10]
+        title = f"the 10 classes with the lowest top-1 accuracy of {len(per_class)} (all of them with --json)"
+    print(title + ":")
+    width = max((len(c["class"]) for c in shown), default=0)
+    for c in shown:
+        if not c["images"]:
+            print(f"  {c['class']:<{width}}       -        -     0")
+            continue
+        print(
+            f"  {c['class']:<{width}}  {c['top1_accuracy']:6.2f}%  {c['top5_accuracy']:6.2f}%  {c['images']:4d}"
+        )
+
+
+def _print_footer(r: dict[str, Any]) -> None:
+    print(
+        f"cost         {r['cost']} forward passes per image ({r['models']} x {r['crops']}); "
+        f"{r['forward_passes']} run in all (identical crops run once)"
+    )
+    if r["images_per_s"] is not None:
+        print(
+            f"throughput   {r['images_per_s']:.2f} images/s, {r['crops_per_s']:.1f} crops/s on {r['device']} "
+            f"({r['seconds']:.1f} s, {r['model_seconds']:.1f} s in the models)"
+        )

@@ -1,0 +1,119 @@
+"""Which images an evaluation runs on, and their labels in the model's class order.
+
+Three sources:
+
+    folder     an image-folder root: `<DIR>/val/<class>/<images>` if `<DIR>/val` exists, otherwise
+               `<DIR>/<class>/<images>` (a folder of class folders directly)
+    builtin    the built-in data's val split (`googlenet.data.synthetic.ensure_builtin`, cached)
+    imagenet   ILSVRC 2012 validation (devkit ground truth, through `googlenet.data.load_imagenet`)
+
+The data's classes must be exactly the model's classes (by name, or by WordNet id where the model has
+them); their order may differ, and labels are mapped to the model's indices.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from googlenet.errors import ConfigError, DataError
+
+DATASETS: tuple[str, ...] = ("folder", "builtin", "imagenet")
+
+
+@dataclass
+class EvalSet:
+    """Image paths with labels as indices into the model's classes."""
+
+    samples: list[tuple[str, int]]
+    description: str  # e.g. "folder data/val", for reports
+    total: int  # images in the set before any --limit
+
+
+def match_classes(
+    data_classes: Sequence[str],
+    model_classes: Sequence[str],
+    where: str,
+    data_ids: Sequence[str] | None = None,
+    model_ids: Sequence[str] | None = None,
+) -> list[int]:
+    """For each data class, the model's index of the same class; `DataError` unless the sets are equal.
+
+    Classes match by name, or by id (WordNet id) when both sides have ids and names do not match.
+    """
+    candidates = [(list(data_classes), list(model_classes))]
+    if model_ids:
+        candidates.append((list(data_ids) if data_ids else list(data_classes), list(model_ids)))
+    for data, model in candidates:
+        if set(data) == set(model) and len(data) == len(model):
+            index = {name: i for i, name in enumerate(model)}
+            return [index[name] for name in data]
+    data, model = candidates[-1] if model_ids and data_ids else candidates[0]
+    raise DataError(
+        f"{where}: its {len(data)} classes do not match the checkpoint's {len(model)}: "
+        f"in the data only: {_names(sorted(set(data) - set(model)))}; "
+        f"in the checkpoint only: {_names(sorted(set(model) - set(data)))}"
+    )
+
+
+def _names(names: Sequence[str], limit: int = 5) -> str:
+    if not names:
+        return "none"
+    shown = ", ".join(repr(n) for n in names[:limit])
+    return shown + (f" (and {len(names) - limit} more)" if len(names) > limit else "")
+
+
+def folder_root(data_path: str | os.PathLike[str]) -> Path:
+    """`<DIR>/val` when it exists, else `<DIR>` itself (its sub-folders being the classes)."""
+    root = Path(data_path).expanduser()
+    if not root.is_dir():
+        raise DataError(f"{root}: no such data folder")
+    return root / "val" if (root / "val").is_dir() else root
+
+
+def load_eval_set(
+    dataset: str,
+    data_path: str | os.PathLike[str] | None,
+    class_names: Sequence[str],
+    wnids: Sequence[str] | None = None,
+    *,
+    progress: bool = False,
+) -> EvalSet:
+    """The images of `dataset` ("folder", "builtin" or "imagenet") labelled in `class_names` order."""
+    from googlenet.data.datasets import ImageFolderDataset, load_imagenet
+
+    if dataset not in DATASETS:
+        raise ConfigError(f"dataset: must be one of {', '.join(DATASETS)}, got {dataset!r}")
+    if dataset != "builtin" and data_path is None:
+        raise ConfigError(f"--dataset {dataset} needs --data-path")
+    data_ids: list[str] | None = None
+    data: ImageFolderDataset
+    if dataset == "imagenet":
+        assert data_path is not None
+        imagenet = load_imagenet(data_path, "val")
+        data, data_ids = imagenet, list(imagenet.wnids)
+        where = f"{data_path} (ImageNet val)"
+    else:
+        if dataset == "builtin":
+            from googlenet.data.synthetic import ensure_builtin
+
+            root = ensure_builtin(progress=progress) / "val"
+        else:
+            assert data_path is not None
+            root = folder_root(data_path)
+        data = ImageFolderDataset(root)
+        where = str(root)
+    mapping = match_classes(data.classes, class_names, where, data_ids, wnids)
+    samples = [(path, mapping[target]) for path, target in data.samples]
+    return EvalSet(samples=samples, description=f"{dataset} {where}", total=len(samples))
+
+
+def limit_samples(samples: Sequence[tuple[str, int]], limit: int | None) -> list[tuple[str, int]]:
+    """At most `limit` samples, evenly spaced through the (class-sorted) list so every class can appear."""
+    if limit is None or limit >= len(samples):
+        return list(samples)
+    if limit < 1:
+        raise ConfigError(f"--limit: must be at least 1, got {limit}")
+    return [samples[i * len(samples) // limit] for i in range(limit)]

@@ -1,0 +1,175 @@
+"""Models as evaluation and prediction see them: a logits callable with its input normalisation.
+
+An `Ensemble` is one or more `Member`s that share class names, input size and test resize (section 7
+averages the softmax of 7 such models). Evaluation only calls `Member.forward` on normalised crop
+batches, so any faster callable (a folded, compiled or exported model) can stand in for the network.
+`load_ensemble` builds one from our checkpoints, or from a torchvision GoogLeNet weight file.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from googlenet.data.crops import CropSpec
+from googlenet.errors import CheckpointError, ConfigError
+from googlenet.io import safe_load
+from googlenet.model.googlenet import build_model
+from googlenet.model.weights import IMAGENET_MEAN, IMAGENET_STD, load_checkpoint_model, load_weights
+from googlenet.resources import imagenet_classes
+
+IMAGENET_NUM_CLASSES = 1000
+
+
+@dataclass(frozen=True)
+class Member:
+    """One classifier: `forward` maps a normalised float N x 3 x S x S batch to N x classes logits."""
+
+    forward: Callable[[Tensor], Tensor]
+    mean: tuple[float, ...] = IMAGENET_MEAN
+    std: tuple[float, ...] = IMAGENET_STD
+    name: str = "model"
+
+
+@dataclass
+class Ensemble:
+    """Members that agree on what they predict and on the input they take."""
+
+    members: list[Member]
+    class_names: list[str]
+    input_size: int
+    resize_size: int
+    interpolation: str = "bilinear"
+    wnids: list[str] | None = None  # WordNet ids in class order, for ImageNet models
+    sources: list[str] = field(default_factory=list)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def crop_spec(self, crops: int) -> CropSpec:
+        """Section 7's crops for this input size: 1 and 10 crops at the model's test resize (256 for
+        224), 144 at the paper's four scales scaled to the input size."""
+        scales = (self.resize_size,) if crops in (1, 10) else None
+        return CropSpec(crops, self.input_size, scales)
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """ "auto" -> cuda if available, else cpu; "cuda" and "cuda:N" must exist."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"device: unknown device {name!r} (auto, cpu, cuda or cuda:N)") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device {name!r} asked for, but no CUDA GPU is available")
+        if (device.index or 0) >= torch.cuda.device_count():
+            raise ConfigError(f"device {name!r} does not exist ({torch.cuda.device_count()} GPU(s))")
+    return device
+
+
+def _is_placeholder(names: Sequence[str]) -> bool:
+    """Whether class names are the default "0", "1", ... (a weight file that carried no names)."""
+    return list(names) == [str(i) for i in range(len(names))]
+
+
+def member_from_model(model: nn.Module, meta: dict[str, Any], source: str, device: torch.device) -> Member:
+    """A `Member` running `model` in eval mode on `device` with the normalisation in `meta`."""
+    model.eval().to(device)
+    mean = tuple(float(v) for v in meta.get("mean", IMAGENET_MEAN))
+    std = tuple(float(v) for v in meta.get("std", IMAGENET_STD))
+    if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
+        raise CheckpointError(f"{source}: meta mean/std must be 3 numbers each (std > 0), got {mean} / {std}")
+    return Member(forward=model, mean=mean, std=std, name=os.path.basename(source))
+
+
+def _load_weight_file(path: str, variant: str) -> tuple[nn.Module, dict[str, Any]]:
+    """Our checkpoint (its own variant decides) or a torchvision state dict (built as `variant`)."""
+    obj = safe_load(path)
+    if isinstance(obj, dict) and obj.get("format") == "googlenet":
+        return load_checkpoint_model(path, aux_logits=False)
+    fc = obj.get("fc.weight") if isinstance(obj, dict) else None
+    if not isinstance(fc, Tensor) or fc.ndim != 2:
+        raise CheckpointError(
+            f"{path}: neither a googlenet checkpoint nor a GoogLeNet state dict (no fc.weight)"
+        )
+    model = build_model(variant, num_classes=int(fc.shape[0]), aux_logits=False)
+    meta = load_weights(model, path)
+    return model, meta
+
+
+def load_ensemble(
+    checkpoints: Sequence[str | os.PathLike[str]] = (),
+    weights: str | os.PathLike[str] | None = None,
+    variant: str = "torchvision",
+    device: torch.device | str = "cpu",
+) -> Ensemble:
+    """Load `checkpoints` (ours, each with its metadata) and/or a weight file into one `Ensemble`.
+
+    All members must share class names, input size, resize size and interpolation (one-line
+    `CheckpointError` naming the first file that differs); each keeps its own mean/std. A model whose
+    names are the placeholders "0".."999" gets the ImageNet class names shipped with the package.
+    """
+    device = torch.device(device) if isinstance(device, str) else device
+    sources = [str(p) for p in checkpoints] + ([str(weights)] if weights is not None else [])
+    if not sources:
+        raise ConfigError("no model: give --checkpoint FILE [FILE ...] or --weights FILE")
+    ensemble: Ensemble | None = None
+    for i, source in enumerate(sources):
+        is_weight_file = weights is not None and i == len(sources) - 1
+        if is_weight_file:
+            model, meta = _load_weight_file(source, variant)
+        else:
+            model, meta = load_checkpoint_model(source, aux_logits=False)
+        num_classes = int(getattr(getattr(model, "config", None), "num_classes", 0)) or None
+        names = [str(n) for n in meta.get("class_names") or []]
+        if num_classes is not None and len(names) != num_classes:
+            raise CheckpointError(f"{source}: meta lists {len(names)} class names for {num_classes} outputs")
+        wnids = meta.get("wnids")
+        if len(names) == IMAGENET_NUM_CLASSES and _is_placeholder(names):
+            table = imagenet_classes()  # 1000 nameless outputs: ImageNet in the standard (sorted wnid) order
+            wnids = [wnid for wnid, _ in table]
+            names = [name for _, name in table]
+        input_size = int(meta.get("input_size", 224))
+        resize_size = int(meta.get("resize_size") or round(input_size * 256 / 224))
+        interpolation = str(meta.get("interpolation", "bilinear"))
+        member = member_from_model(model, meta, source, device)
+        if ensemble is None:
+            ensemble = Ensemble(
+                members=[member],
+                class_names=names,
+                input_size=input_size,
+                resize_size=resize_size,
+                interpolation=interpolation,
+                wnids=list(wnids) if wnids else None,
+                sources=[source],
+            )
+            continue
+        first = ensemble.sources[0]
+        if names != ensemble.class_names:
+            raise CheckpointError(f"{source}: {_names_differ(names, ensemble.class_names, first)}")
+        for what, mine, theirs in (
+            ("input_size", input_size, ensemble.input_size),
+            ("resize_size", resize_size, ensemble.resize_size),
+            ("interpolation", interpolation, ensemble.interpolation),
+        ):
+            if mine != theirs:
+                raise CheckpointError(f"{source}: {what} {mine!r} differs from {first}'s {theirs!r}")
+        ensemble.members.append(member)
+        ensemble.sources.append(source)
+    assert ensemble is not None
+    return ensemble
+
+
+def _names_differ(mine: Sequence[str], theirs: Sequence[str], other: str) -> str:
+    if len(mine) != len(theirs):
+        return f"it has {len(mine)} classes but {other} has {len(theirs)}"
+    at = next(k for k, (a, b) in enumerate(zip(mine, theirs, strict=True)) if a != b)
+    return f"its class {at} is {mine[at]!r} but {other}'s is {theirs[at]!r}"

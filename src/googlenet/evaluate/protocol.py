@@ -1,0 +1,252 @@
+"""The test protocol of section 7: every image's crops through every model, averaged, scored.
+
+Work is shared as much as the protocol allows. Each image is decoded once and its crops for all the
+requested crop specs are cut once (`CropTransform`: a crop two specs share, e.g. Table 3's 1 and 10
+crops inside the 144, is cut and evaluated once). Each model then runs once per distinct crop, and
+every requested `View` (a crop spec and a set of models: one row of Table 3) is scored from those same
+softmax probabilities. Decoding and cutting happen in DataLoader workers; crops travel as uint8 and are
+normalised on the device.
+
+The models are plain callables (`Member.forward`: normalised float batch -> logits), so an optimised
+inference engine can replace the eager network without touching this file.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from googlenet.data.crops import CropSpec, CropTransform, normalize
+from googlenet.errors import ConfigError, DataError
+from googlenet.evaluate.metrics import REDUCTIONS, ClassificationMeter, aggregate_probs
+from googlenet.evaluate.models import Member
+
+logger = logging.getLogger("googlenet.evaluate")
+
+ON_BAD: tuple[str, ...] = ("skip", "abort")
+
+
+@dataclass(frozen=True)
+class View:
+    """One result row: the crops of `specs[spec]`, averaged over the models `members` (indices)."""
+
+    name: str
+    spec: int
+    members: tuple[int, ...]
+
+
+class CropBatch(NamedTuple):
+    """Several images' crops: `crops` U x 3 x S x S uint8 (all images' distinct crops, concatenated),
+    `indices[k]` images x crops-of-spec-k into `crops`, `targets`, and the (path, message) of images
+    that could not be decoded (left out of everything else)."""
+
+    crops: Tensor
+    indices: list[Tensor]
+    targets: Tensor
+    errors: list[tuple[str, str]]
+
+
+class CropDataset(Dataset[tuple[Any, ...]]):
+    """(path, label) samples -> (crops, indices, label), or the decoding error for a bad file.
+
+    A bad file is not replaced by another image (as a training set would do): it is reported and
+    left out, so no image is counted twice.
+    """
+
+    def __init__(self, samples: Sequence[tuple[str, int]], transform: CropTransform) -> None:
+        self.samples = list(samples)
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> tuple[Any, ...]:
+        from googlenet.data.decode import load_image
+
+        path, target = self.samples[index]
+        try:
+            image = load_image(path)
+        except DataError as exc:  # raised here in a worker it would reach the user as a traceback
+            return (None, None, target, path, str(exc))
+        crops, indices = self.transform(image)
+        return (crops, indices, target, path, None)
+
+
+def collate_crops(items: Sequence[tuple[Any, ...]]) -> CropBatch:
+    """Concatenate the images' crops and shift each image's indices by the crops before it."""
+    crops, targets, errors = [], [], []
+    indices: list[list[Tensor]] = []
+    offset = 0
+    for image_crops, image_indices, target, path, error in items:
+        if error is not None:
+            errors.append((path, error))
+            continue
+        crops.append(image_crops)
+        indices.append([index + offset for index in image_indices])
+        targets.append(target)
+        offset += len(image_crops)
+    if not crops:
+        empty = torch.empty((0, 3, 1, 1), dtype=torch.uint8)
+        return CropBatch(empty, [], torch.empty(0, dtype=torch.long), errors)
+    per_spec = [torch.stack(column) for column in zip(*indices, strict=True)]
+    return CropBatch(torch.cat(crops), per_spec, torch.tensor(targets, dtype=torch.long), errors)
+
+
+def _worker_init(_: int) -> None:
+    torch.set_num_threads(1)  # workers decode and cut; the model's threads live in the main process
+
+
+def crop_loader(
+    samples: Sequence[tuple[str, int]],
+    transform: CropTransform,
+    *,
+    images_per_batch: int,
+    workers: int = 0,
+    pin_memory: bool = False,
+) -> DataLoader[Any]:
+    """A DataLoader of `CropBatch`es, decoding and cutting in `workers` processes, in sample order."""
+    return DataLoader(
+        CropDataset(samples, transform),
+        batch_size=max(1, images_per_batch),
+        shuffle=False,
+        num_workers=workers,
+        collate_fn=collate_crops,
+        pin_memory=pin_memory,
+        worker_init_fn=_worker_init if workers > 0 else None,
+        persistent_workers=False,
+    )
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def member_probs(member: Member, crops: Tensor, batch_size: int) -> Tensor:
+    """Softmax probabilities (float32, U x classes) of one model on uint8 crops, `batch_size` at a time."""
+    outputs = [
+        torch.softmax(member.forward(normalize(chunk, member.mean, member.std)).float(), dim=-1)
+        for chunk in crops.split(batch_size)
+    ]
+    return torch.cat(outputs)
+
+
+def run_views(
+    members: Sequence[Member],
+    batches: Iterable[CropBatch],
+    views: Sequence[View],
+    num_classes: int,
+    *,
+    device: torch.device,
+    reduce: str = "mean",
+    batch_size: int = 144,
+    on_bad: str = "skip",
+    progress: bool = False,
+    total: int | None = None,
+) -> dict[str, Any]:
+    """Score every `View` over `batches`; each model runs once per distinct crop.
+
+    Returns {"views": [ClassificationMeter per view], "bad_images": [(path, message)],
+    "forward_passes": model calls on single crops, "seconds": wall time, "model_seconds": time in
+    normalisation + models + softmax}.
+    """
+    if reduce not in REDUCTIONS:
+        raise ConfigError(f"reduce: must be one of {', '.join(REDUCTIONS)}, got {reduce!r}")
+    if on_bad not in ON_BAD:
+        raise ConfigError(f"on_bad: must be one of {', '.join(ON_BAD)}, got {on_bad!r}")
+    if batch_size < 1:
+        raise ConfigError(f"batch size: must be at least 1, got {batch_size}")
+    used = sorted({m for view in views for m in view.members})
+    meters = [ClassificationMeter(num_classes) for _ in views]
+    bad: list[tuple[str, str]] = []
+    forward_passes = 0
+    model_seconds = 0.0
+    started = time.perf_counter()
+    bar = tqdm(total=total, unit="img", file=sys.stderr, disable=not progress, dynamic_ncols=True)
+    try:
+        with torch.inference_mode():
+            for batch in batches:
+                for path, message in batch.errors:
+                    if on_bad == "abort":
+                        raise DataError(message)
+                    logger.warning("skipping a bad image: %s", message)
+                    bad.append((path, message))
+                if len(batch.targets):
+                    crops = batch.crops.to(device, non_blocking=True)
+                    t0 = time.perf_counter()
+                    probs = {m: member_probs(members[m], crops, batch_size) for m in used}
+                    _sync(device)
+                    model_seconds += time.perf_counter() - t0
+                    forward_passes += len(crops) * len(used)
+                    for view, meter in zip(views, meters, strict=True):
+                        index = batch.indices[view.spec].to(device)  # images x crops of this spec
+                        stacked = torch.stack([probs[m][index] for m in view.members])
+                        meter.update(aggregate_probs(stacked, reduce), batch.targets)
+                bar.update(len(batch.targets) + len(batch.errors))
+    finally:
+        bar.close()
+    return {
+        "views": meters,
+        "bad_images": bad,
+        "forward_passes": forward_passes,
+        "seconds": time.perf_counter() - started,
+        "model_seconds": model_seconds,
+    }
+
+
+def evaluate_views(
+    members: Sequence[Member],
+    samples: Sequence[tuple[str, int]],
+    specs: Sequence[CropSpec],
+    views: Sequence[View],
+    num_classes: int,
+    *,
+    device: torch.device | str = "cpu",
+    interpolation: str = "bilinear",
+    reduce: str = "mean",
+    batch_size: int = 144,
+    workers: int = 0,
+    on_bad: str = "skip",
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Evaluate `views` (crop spec + models) on (path, label) `samples`; see `run_views` for the result.
+
+    `batch_size` is the number of crops per model call; whole images are grouped to fill it
+    (at least one image per call group, whose crops are then split into calls of `batch_size`).
+    """
+    device = torch.device(device)
+    for view in views:
+        if not 0 <= view.spec < len(specs) or not view.members:
+            raise ConfigError(f"view {view.name!r}: needs a valid spec index and at least one model")
+        if any(not 0 <= m < len(members) for m in view.members):
+            raise ConfigError(f"view {view.name!r}: model index out of range ({len(members)} models)")
+    transform = CropTransform(specs, interpolation)
+    widest = max(spec.crops for spec in specs)
+    loader = crop_loader(
+        samples,
+        transform,
+        images_per_batch=max(1, batch_size // widest),
+        workers=workers,
+        pin_memory=device.type == "cuda",
+    )
+    return run_views(
+        members,
+        loader,
+        views,
+        num_classes,
+        device=device,
+        reduce=reduce,
+        batch_size=batch_size,
+        on_bad=on_bad,
+        progress=progress,
+        total=len(samples),
+    )

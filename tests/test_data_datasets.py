@@ -1,0 +1,244 @@
+"""ImageFolderDataset, load_image_folder and load_imagenet on small trees made inside each test: layout
+rules, one-line errors for unusable trees, and bad files skipped (reported once) or refused."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader
+
+from googlenet.data import datasets
+from googlenet.data.datasets import ImageFolderDataset, load_image_folder, load_imagenet
+from googlenet.errors import ConfigError, DataError
+
+
+def _image(path: Path, value: int = 0, size: tuple[int, int] = (8, 8)) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", size, (value, value, value)).save(path)
+    return path
+
+
+def _truncated(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(path, quality=95)
+    path.write_bytes(path.read_bytes()[:300])
+    return path
+
+
+def _one_line_error(call: object, *args: object, **kwargs: object) -> str:
+    with pytest.raises(DataError) as info:
+        call(*args, **kwargs)  # type: ignore[operator]
+    assert "\n" not in str(info.value)
+    return str(info.value)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_warning_record(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(datasets, "_warned", set())
+
+
+def test_layout_classes_and_samples(tmp_path: Path) -> None:
+    _image(tmp_path / "cat" / "b.png", 1)
+    _image(tmp_path / "cat" / "a.JPG", 2)
+    _image(tmp_path / "cat" / "deeper" / "c.png", 3)
+    _image(tmp_path / "dog" / "z.webp", 4)
+    (tmp_path / "dog" / "notes.txt").write_text("not an image")
+    (tmp_path / "dog" / "README").write_text("nor this")
+    _image(tmp_path / "dog" / ".hidden.png", 5)
+    _image(tmp_path / ".git" / "x.png")  # hidden folder: not a class
+    _image(tmp_path / "dog" / ".cache" / "y.png")  # hidden sub-folder: skipped
+    (tmp_path / "stray.png").write_bytes(b"")  # files at the top level are not classes
+
+    dataset = ImageFolderDataset(tmp_path)
+    assert dataset.classes == ["cat", "dog"]
+    assert dataset.class_to_idx == {"cat": 0, "dog": 1}
+    names = [os.path.relpath(path, tmp_path) for path, _ in dataset.samples]
+    assert names == ["cat/a.JPG", "cat/b.png", os.path.join("cat", "deeper", "c.png"), "dog/z.webp"]
+    assert dataset.targets == [0, 0, 0, 1]
+    assert dataset.num_non_image_files == 2
+    assert len(dataset) == 4
+    image, target = dataset[1]
+    assert image.mode == "RGB" and image.getpixel((0, 0)) == (1, 1, 1) and target == 0
+    assert dataset[-1][1] == 1
+    with pytest.raises(IndexError):
+        dataset[4]
+
+
+def test_given_class_list_sets_the_order_and_transform_applies(tmp_path: Path) -> None:
+    _image(tmp_path / "a" / "1.png")
+    _image(tmp_path / "b" / "1.png")
+    dataset = ImageFolderDataset(tmp_path, transform=lambda im: im.size, classes=["b", "a"])
+    assert dataset.class_to_idx == {"b": 0, "a": 1}
+    assert dataset[0] == ((8, 8), 0)
+    assert "'c'" in _one_line_error(ImageFolderDataset, tmp_path, classes=["a", "c"])
+
+
+def test_unusable_roots_are_one_line_errors(tmp_path: Path) -> None:
+    assert "no such" in _one_line_error(ImageFolderDataset, tmp_path / "missing")
+    (tmp_path / "file").write_text("x")
+    assert "not a folder" in _one_line_error(ImageFolderDataset, tmp_path / "file")
+    (tmp_path / "empty").mkdir()
+    assert "no class folders" in _one_line_error(ImageFolderDataset, tmp_path / "empty")
+    (tmp_path / "tree" / "cat").mkdir(parents=True)
+    (tmp_path / "tree" / "cat" / "notes.txt").write_text("x")
+    _image(tmp_path / "tree" / "dog" / "1.png")
+    message = _one_line_error(ImageFolderDataset, tmp_path / "tree")
+    assert "class folder 'cat' has no images" in message and str(tmp_path / "tree") in message
+    with pytest.raises(ConfigError):
+        ImageFolderDataset(tmp_path / "tree", on_bad="ignore")
+
+
+def test_symlink_loops_and_broken_links_do_not_hang(tmp_path: Path) -> None:
+    _image(tmp_path / "cat" / "1.png")
+    os.symlink(tmp_path / "cat", tmp_path / "cat" / "loop")  # a folder link back to itself
+    os.symlink(tmp_path / "nowhere.png", tmp_path / "cat" / "broken.png")
+    dataset = ImageFolderDataset(tmp_path)
+    assert [Path(p).name for p, _ in dataset.samples] == ["1.png", "broken.png"]
+    assert dataset[1][0].getpixel((0, 0)) == (0, 0, 0)  # the broken link is skipped
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root can read any folder")
+def test_unreadable_folder_is_recorded(tmp_path: Path) -> None:
+    _image(tmp_path / "cat" / "1.png")
+    locked = tmp_path / "cat" / "locked"
+    _image(locked / "2.png")
+    locked.chmod(0)
+    try:
+        dataset = ImageFolderDataset(tmp_path)
+    finally:
+        locked.chmod(0o755)
+    assert len(dataset) == 1 and dataset.unreadable_dirs == [str(locked)]
+
+
+def test_unlistable_folder_is_recorded_and_logged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The same as above without needing a non-root user: listing the folder fails."""
+    _image(tmp_path / "cat" / "1.png")
+    locked = tmp_path / "cat" / "locked"
+    _image(locked / "2.png")
+    real_scandir = os.scandir
+
+    def scandir(path: Any = ".") -> Any:
+        if Path(path) == locked:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    with caplog.at_level(logging.WARNING, logger="googlenet.data"):
+        dataset = ImageFolderDataset(tmp_path)
+    assert len(dataset) == 1 and dataset.unreadable_dirs == [str(locked)]
+    assert any(str(locked) in record.getMessage() for record in caplog.records)
+
+
+def test_skip_mode_reports_a_bad_file_once_and_returns_good_samples(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    _image(tmp_path / "cat" / "0.png", 10)
+    bad = _truncated(tmp_path / "cat" / "1.jpg")
+    _image(tmp_path / "cat" / "2.png", 20)
+    (tmp_path / "dog").mkdir()
+    (tmp_path / "dog" / "3.jpg").write_text("not an image")
+    _image(tmp_path / "dog" / "4.png", 40)
+    dataset = ImageFolderDataset(tmp_path)
+    with caplog.at_level(logging.WARNING, logger="googlenet.data"):
+        for _ in range(3):  # three epochs
+            samples = [dataset[i] for i in range(len(dataset))]
+            values = [(image.getpixel((0, 0))[0], target) for image, target in samples]
+    assert values == [(10, 0), (20, 0), (20, 0), (40, 1), (40, 1)]
+    assert dataset.bad_files == {str(bad), str(tmp_path / "dog" / "3.jpg")}
+    warnings = [r.getMessage() for r in caplog.records if r.name == "googlenet.data"]
+    assert len(warnings) == 2
+    assert any(str(bad) in w for w in warnings) and all("\n" not in w for w in warnings)
+
+
+def test_abort_mode_raises_naming_the_file(tmp_path: Path) -> None:
+    _image(tmp_path / "cat" / "0.png")
+    bad = _truncated(tmp_path / "cat" / "1.jpg")
+    dataset = ImageFolderDataset(tmp_path, on_bad="abort")
+    assert dataset[0][1] == 0
+    assert str(bad) in _one_line_error(dataset.__getitem__, 1)
+
+
+def test_no_readable_file_at_all(tmp_path: Path) -> None:
+    (tmp_path / "cat").mkdir()
+    (tmp_path / "cat" / "0.png").write_bytes(b"")
+    dataset = ImageFolderDataset(tmp_path)
+    assert "none of its 1 image files" in _one_line_error(dataset.__getitem__, 0)
+
+
+def test_scan_bad_files_finds_and_drops_them(tmp_path: Path) -> None:
+    _image(tmp_path / "cat" / "0.png")
+    bad = _truncated(tmp_path / "cat" / "1.jpg")
+    _image(tmp_path / "dog" / "2.png")
+    (tmp_path / "dog" / "3.png").write_bytes(b"")
+    dataset = ImageFolderDataset(tmp_path)
+    expected = sorted([str(bad), str(tmp_path / "dog" / "3.png")])
+    assert dataset.scan_bad_files(workers=2) == expected
+    assert len(dataset) == 4 and dataset.bad_files == set(expected)
+    assert dataset.scan_bad_files(drop=True) == expected
+    assert [Path(p).name for p, _ in dataset.samples] == ["0.png", "2.png"] and dataset.targets == [0, 1]
+
+    (tmp_path / "dog" / "2.png").write_bytes(b"")
+    fresh = ImageFolderDataset(tmp_path)
+    assert "'dog' has no readable images" in _one_line_error(fresh.scan_bad_files, drop=True)
+
+
+def test_works_with_dataloader_workers(tmp_path: Path) -> None:
+    for i in range(4):
+        _image(tmp_path / "cat" / f"{i}.png", i)
+    _truncated(tmp_path / "cat" / "9.jpg")
+    dataset = ImageFolderDataset(tmp_path, transform=lambda im: torch.tensor(im.getpixel((0, 0))[0]))
+    loader = DataLoader(dataset, batch_size=5, num_workers=1)
+    values, targets = next(iter(loader))
+    assert values.tolist() == [0, 1, 2, 3, 0] and targets.tolist() == [0] * 5
+
+
+def test_load_image_folder_uses_train_class_order(tmp_path: Path) -> None:
+    for split in ("train", "val"):
+        _image(tmp_path / split / "b" / "1.png")
+        _image(tmp_path / split / "a" / "1.png")
+    train, val = load_image_folder(tmp_path, None, lambda im: "val")
+    assert train.classes == val.classes == ["a", "b"]
+    assert val[0] == ("val", 0) and train.transform is None
+
+
+def test_load_image_folder_errors(tmp_path: Path) -> None:
+    assert "no such data folder" in _one_line_error(load_image_folder, tmp_path / "none", None, None)
+    _image(tmp_path / "train" / "a" / "1.png")
+    message = _one_line_error(load_image_folder, tmp_path, None, None)
+    assert "missing split folder 'val'" in message
+    _image(tmp_path / "train" / "b" / "1.png")
+    _image(tmp_path / "val" / "a" / "1.png")
+    _image(tmp_path / "val" / "c" / "1.png")
+    message = _one_line_error(load_image_folder, tmp_path, None, None)
+    assert "val has classes not in train: c" in message and "train has classes not in val: b" in message
+
+
+def test_load_imagenet_from_extracted_folders(tmp_path: Path) -> None:
+    wnids = {"n02012849": ("crane",), "n03126707": ("crane",), "n01440764": ("tench", "Tinca tinca")}
+    torch.save((wnids, ["n01440764"]), tmp_path / "meta.bin")  # what torchvision writes from the devkit
+    for wnid in wnids:
+        _image(tmp_path / "val" / wnid / "ILSVRC2012_val_00000001.JPEG")
+    dataset = load_imagenet(tmp_path, "val")
+    assert dataset.wnids == ["n01440764", "n02012849", "n03126707"]
+    assert dataset.classes == ["tench", "crane (n02012849)", "crane (n03126707)"]
+    assert dataset.class_synonyms[0] == ("tench", "Tinca tinca")
+    assert dataset.wnid_to_idx["n03126707"] == 2 and dataset.class_to_idx["tench"] == 0
+    assert dataset[2][1] == 2
+
+
+def test_load_imagenet_errors(tmp_path: Path) -> None:
+    message = _one_line_error(load_imagenet, tmp_path, "train")
+    assert "ILSVRC2012_devkit_t12.tar.gz" in message and str(tmp_path) in message
+    assert "no such" in _one_line_error(load_imagenet, tmp_path / "nope", "val")
+    with pytest.raises(ConfigError):
+        load_imagenet(tmp_path, "test")

@@ -1,0 +1,340 @@
+"""`googlenet evaluate`: averaging and top-k against hand computations, end to end on a tiny image folder
+with tiny random checkpoints, and Table 3's files."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import googlenet
+from googlenet.cli import main
+from googlenet.data.crops import crop_boxes, cut_crops, normalize
+from googlenet.evaluate import (
+    PAPER_TABLE3,
+    ClassificationMeter,
+    Member,
+    View,
+    aggregate,
+    aggregate_probs,
+    evaluate_views,
+    limit_samples,
+    load_ensemble,
+    match_classes,
+    topk_correct,
+)
+from googlenet.evaluate.evalset import load_eval_set
+from googlenet.model.weights import default_meta
+
+CLASSES = ["circle", "square", "star"]
+SIZES = [(64, 64), (80, 60), (60, 90)]  # per class: a square, a landscape and a portrait image
+
+
+def make_tree(root: Path, classes: list[str] = CLASSES, sizes: list[tuple[int, int]] = SIZES) -> Path:
+    rng = np.random.default_rng(0)
+    for name in classes:
+        folder = root / "val" / name
+        folder.mkdir(parents=True)
+        for i, (w, h) in enumerate(sizes):
+            Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(folder / f"{i}.jpg")
+    return root
+
+
+def make_checkpoint(path: Path, seed: int, classes: list[str] = CLASSES, input_size: int = 64) -> Path:
+    torch.manual_seed(seed)
+    model = googlenet.build_model("paper", num_classes=len(classes))
+    meta = default_meta(model, input_size) | {"class_names": list(classes)}
+    googlenet.save_checkpoint(path, model, meta)
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    # The models here are tiny; on a CI machine shared with other jobs, two OpenMP threads spinning
+    # for two busy cores run them several times slower than one thread.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("evaluate")
+    return {
+        "data": make_tree(root / "data"),
+        "a": make_checkpoint(root / "a.pt", 1),
+        "b": make_checkpoint(root / "b.pt", 2),
+    }
+
+
+def run_json(args: list[str], capsys: pytest.CaptureFixture[str]) -> dict:
+    assert main(["evaluate", *args, "--json", "-j", "0", "--no-progress", "--device", "cpu"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+# --- aggregation and metrics against hand computations --------------------------------------------
+def _softmax(values: list[float]) -> list[float]:
+    exps = [math.exp(v) for v in values]
+    return [e / sum(exps) for e in exps]
+
+
+LOGITS = [  # models x images(1) x crops x classes
+    [[[2.0, 0.0, -1.0], [0.0, 1.0, 0.0]]],
+    [[[0.5, 0.5, 3.0], [1.0, -2.0, 0.0]]],
+]
+
+
+def test_aggregate_averages_softmax_over_crops_and_models() -> None:
+    p = [[_softmax(crop) for crop in model[0]] for model in LOGITS]
+    expected = [sum(p[m][c][k] for m in range(2) for c in range(2)) / 4 for k in range(3)]
+    scores = aggregate(torch.tensor(LOGITS), "mean")
+    assert scores.shape == (1, 3)
+    assert scores[0].tolist() == pytest.approx(expected, abs=1e-6)
+    assert float(scores.sum()) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_aggregate_max_over_crops_then_mean_over_models() -> None:
+    p = [[_softmax(crop) for crop in model[0]] for model in LOGITS]
+    expected = [(max(p[0][0][k], p[0][1][k]) + max(p[1][0][k], p[1][1][k])) / 2 for k in range(3)]
+    assert aggregate(torch.tensor(LOGITS), "max")[0].tolist() == pytest.approx(expected, abs=1e-6)
+    probs = torch.softmax(torch.tensor(LOGITS), dim=-1)
+    assert torch.allclose(aggregate_probs(probs, "max"), aggregate(torch.tensor(LOGITS), "max"))
+    with pytest.raises(googlenet.ConfigError):
+        aggregate(torch.tensor(LOGITS), "median")
+
+
+def test_topk_and_per_class_accuracy_by_hand() -> None:
+    # 7 classes; class ranks are read off the scores by eye.
+    scores = torch.tensor(
+        [
+            [0.9, 0.05, 0.01, 0.01, 0.01, 0.01, 0.01],  # target 0: top-1 hit
+            [0.30, 0.25, 0.20, 0.10, 0.08, 0.05, 0.02],  # target 4: rank 5 -> top-5 hit only
+            [0.30, 0.25, 0.20, 0.10, 0.08, 0.05, 0.02],  # target 5: rank 6 -> miss
+            [0.1, 0.6, 0.1, 0.1, 0.05, 0.03, 0.02],  # target 0: rank 2 -> top-5 only
+        ]
+    )
+    targets = torch.tensor([0, 4, 5, 0])
+    hits = topk_correct(scores, targets, (1, 5))
+    assert hits.tolist() == [[True, False, False, False], [True, True, False, True]]
+    meter = ClassificationMeter(7)
+    meter.update(scores[:2], targets[:2])
+    meter.update(scores[2:], targets[2:])
+    summary = meter.summary([f"c{i}" for i in range(7)])
+    assert summary["images"] == 4
+    assert summary["top1_error"] == pytest.approx(75.0)
+    assert summary["top5_error"] == pytest.approx(25.0)
+    by_name = {c["class"]: c for c in summary["per_class"]}
+    assert by_name["c0"] == {"class": "c0", "images": 2, "top1_accuracy": 50.0, "top5_accuracy": 100.0}
+    assert by_name["c4"]["top1_accuracy"] == 0.0 and by_name["c4"]["top5_accuracy"] == 100.0
+    assert by_name["c1"]["images"] == 0 and by_name["c1"]["top1_accuracy"] is None
+
+
+def test_topk_larger_than_the_number_of_classes() -> None:
+    hits = topk_correct(torch.tensor([[0.2, 0.5, 0.3]]), torch.tensor([0]), (1, 5))
+    assert hits.tolist() == [[False], [True]]
+
+
+# --- the evaluation loop ----------------------------------------------------------------------------
+def test_any_logits_callable_can_be_evaluated(setup: dict[str, Path]) -> None:
+    # A stand-in "model" that always says class 1: its top-1 accuracy is the share of class 1.
+    def always_one(batch: torch.Tensor) -> torch.Tensor:
+        logits = torch.zeros(len(batch), 3)
+        logits[:, 1] = 5.0
+        return logits
+
+    evalset = load_eval_set("folder", setup["data"], CLASSES)
+    specs = [googlenet.data.crops.CropSpec(10, 64, (73,))]
+    result = evaluate_views([Member(always_one)], evalset.samples, specs, [View("v", 0, (0,))], 3)
+    summary = result["views"][0].summary()
+    assert summary["images"] == 9
+    assert summary["top1_accuracy"] == pytest.approx(100 / 3)
+    assert result["forward_passes"] == 90
+
+
+def test_evaluate_end_to_end_matches_a_direct_computation(
+    setup: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = [
+        "--checkpoint",
+        str(setup["a"]),
+        "--data-path",
+        str(setup["data"]),
+        "--crops",
+        "10",
+        "--limit",
+        "6",
+    ]
+    report = run_json(args, capsys)
+    assert report["images"] == 6 and report["crops"] == 10 and report["models"] == 1
+    assert report["forward_passes"] == 60 and report["cost"] == 10
+    assert report["top1_error"] + report["top1_accuracy"] == pytest.approx(100.0)
+    assert report["top5_error"] == 0.0  # 3 classes: the top 5 always hold the answer
+    assert [c["class"] for c in report["per_class"]] == CLASSES
+    assert all(c["images"] == 2 for c in report["per_class"])
+    assert report["images_per_s"] > 0 and report["crops_per_s"] > 0
+
+    # The same numbers with the library's pieces and no DataLoader: crops of the 6 images (the first two
+    # of each class, which --limit 6 picks), one forward, softmax averaged per image.
+    member = load_ensemble([setup["a"]]).members[0]
+    batches, targets = [], []
+    for index, name in enumerate(CLASSES):
+        for path in sorted((setup["data"] / "val" / name).iterdir())[:2]:
+            image = Image.open(path).convert("RGB")
+            batches.append(cut_crops(image, crop_boxes(*image.size, crops=10, crop_size=64), 64))
+            targets.append(index)
+    with torch.inference_mode():
+        logits = member.forward(normalize(torch.cat(batches), member.mean, member.std))
+    predicted = aggregate(logits.view(1, 6, 10, 3)).argmax(dim=1)
+    wrong = int((predicted != torch.tensor(targets)).sum())
+    assert report["top1_error"] == pytest.approx(100 * wrong / 6)
+
+
+def test_table3_one_pass_gives_the_same_rows_as_separate_runs(
+    setup: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    common = ["--data-path", str(setup["data"]), "--limit", "3"]  # images 0, 3, 6: the square ones
+    two = ["--checkpoint", str(setup["a"]), str(setup["b"])]
+    out = tmp_path / "t3"
+    report = run_json([*two, *common, "--table3", "--output-dir", str(out)], capsys)
+    rows = report["table3"]
+    assert [(r["models"], r["crops"], r["cost"]) for r in rows] == [
+        (1, 1, 1), (1, 10, 10), (1, 144, 144), (2, 1, 2), (2, 10, 20), (2, 144, 288),
+    ]  # fmt: skip
+    assert rows[0]["delta_top5"] is None
+    assert report["top1_error"] == rows[-1]["top1_error"] and report["images"] == 3
+    # Square images: the three squares coincide, so each model runs 48 distinct 144-crops (+ 1/10-crop extras).
+    assert report["forward_passes"] < 2 * 3 * 144
+
+    with open(out / "table3.csv", newline="") as handle:
+        table = list(csv.DictReader(handle))
+    assert len(table) == 6 and table[2]["crops"] == "144"
+    saved = json.loads((out / "table3.json").read_text())
+    assert len(saved["rows"]) == 6 and len(saved["paper"]) == 6
+    assert saved["paper"][-1]["top5_error"] == 6.67
+    assert (out / "table3.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    single = run_json(["--checkpoint", str(setup["a"]), *common, "--crops", "10"], capsys)
+    assert single["top1_error"] == pytest.approx(rows[1]["top1_error"])
+    ensemble = run_json([*two, *common, "--crops", "1"], capsys)
+    assert ensemble["top1_error"] == pytest.approx(rows[3]["top1_error"])
+
+
+def test_table3_text_shows_the_papers_table(
+    setup: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["evaluate", "--checkpoint", str(setup["a"]), "--data-path", str(setup["data"]), "--limit", "1"]
+    assert main([*args, "--table3", "--output-dir", str(tmp_path), "-j", "0", "--no-progress"]) == 0
+    text = capsys.readouterr().out
+    assert "paper (Table 3" in text and "6.67%" in text and "10.07%" in text
+    rows = list(csv.DictReader((tmp_path / "table3.csv").read_text().splitlines()))
+    assert len(rows) == 3  # one checkpoint: the 1-model rows only
+    assert len(PAPER_TABLE3) == 6
+
+
+def test_text_report_and_max_reduction(setup: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["evaluate", "--checkpoint", str(setup["a"]), "--data-path", str(setup["data"] / "val")]
+    assert main([*args, "--reduce", "max", "-j", "0", "--progress"]) == 0  # class folders directly
+    captured = capsys.readouterr()
+    text = captured.out
+    assert "9/9" in captured.err and "img" in captured.err  # tqdm's bar: count, rate and ETA
+    assert "top-1 error" in text and "top-5 error" in text and "images       9" in text
+    assert "per-class accuracy" in text and "crops/s" in text
+
+
+def test_workers_and_limit(setup: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["--checkpoint", str(setup["a"]), "--data-path", str(setup["data"]), "--limit", "4", "-b", "3"]
+    assert main(["evaluate", *args, "-j", "1", "--json", "--no-progress", "--device", "cpu"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["images"] == 4 and report["crops"] == 1
+    assert limit_samples([(str(i), i) for i in range(10)], 4) == [("0", 0), ("2", 2), ("5", 5), ("7", 7)]
+
+
+def test_bad_images_are_skipped_and_reported_or_abort(
+    setup: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "data"
+    shutil.copytree(setup["data"], data)
+    (data / "val" / "star" / "3.jpg").write_bytes(b"\xff\xd8 truncated")
+    report = run_json(["--checkpoint", str(setup["a"]), "--data-path", str(data)], capsys)
+    assert report["images"] == 9
+    assert len(report["bad_images"]) == 1 and "3.jpg" in report["bad_images"][0]["error"]
+    code = main(["evaluate", "--checkpoint", str(setup["a"]), "--data-path", str(data), "--on-bad", "abort",
+                 "-j", "0", "--no-progress"])  # fmt: skip
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and "3.jpg" in err and "\n" not in err
+
+
+def test_class_mismatch_is_a_one_line_error(
+    setup: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = make_tree(tmp_path / "other", ["circle", "square", "triangle"], [(64, 64)])
+    code = main(["evaluate", "--checkpoint", str(setup["a"]), "--data-path", str(data), "--no-progress"])
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and "\n" not in err
+    assert "'triangle'" in err and "'star'" in err
+
+
+def test_classes_are_matched_by_name_not_order() -> None:
+    assert match_classes(["a", "b", "c"], ["c", "a", "b"], "x") == [1, 2, 0]
+    assert match_classes(["n1", "n2"], ["two", "one"], "x", model_ids=["n2", "n1"]) == [1, 0]
+    with pytest.raises(googlenet.DataError, match="in the data only: 'd'"):
+        match_classes(["a", "d"], ["a", "b"], "x")
+
+
+def test_ensemble_members_must_agree(setup: dict[str, Path], tmp_path: Path) -> None:
+    other = make_checkpoint(tmp_path / "other.pt", 3, ["circle", "square", "heart"])
+    with pytest.raises(googlenet.CheckpointError, match="class 2 is 'heart'"):
+        load_ensemble([setup["a"], other])
+    bigger = make_checkpoint(tmp_path / "bigger.pt", 3, input_size=96)
+    with pytest.raises(googlenet.CheckpointError, match="input_size 96"):
+        load_ensemble([setup["a"], bigger])
+
+
+def test_builtin_dataset_uses_its_val_split(setup: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    import googlenet.data.synthetic as synthetic
+
+    monkeypatch.setattr(synthetic, "ensure_builtin", lambda **_: setup["data"])
+    evalset = load_eval_set("builtin", None, CLASSES)
+    assert len(evalset.samples) == 9 and all("/val/" in path for path, _ in evalset.samples)
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [["--table3", "--crops", "10"], ["--output-dir", "x"], ["--batch-size", "0"], ["--limit", "0"]],
+)
+def test_bad_flag_combinations(
+    setup: dict[str, Path], extra: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["evaluate", "--checkpoint", str(setup["a"]), "--data-path", str(setup["data"]), *extra])
+    assert code == 1 and capsys.readouterr().err.count("\n") == 1
+
+
+def test_imagenet_val_is_matched_by_wordnet_id(
+    setup: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The layout torchvision's ImageNet leaves after parsing the devkit: meta.bin and val/<wnid>/.
+    wnids = ["n01", "n02", "n03"]
+    root = tmp_path / "imagenet"
+    for wnid, name in zip(wnids, CLASSES, strict=True):
+        shutil.copytree(setup["data"] / "val" / name, root / "val" / wnid)
+    devkit_names = {wnid: (f"devkit {wnid}", "synonym") for wnid in wnids}
+    torch.save((devkit_names, []), root / "meta.bin")
+    torch.manual_seed(1)
+    model = googlenet.build_model("paper", num_classes=3)
+    # Our names differ from the devkit's and our class order is reversed: the wnids decide.
+    meta = default_meta(model, 64) | {"class_names": CLASSES[::-1], "wnids": wnids[::-1]}
+    googlenet.save_checkpoint(tmp_path / "in.pt", model, meta)
+    args = ["--checkpoint", str(tmp_path / "in.pt"), "--dataset", "imagenet", "--data-path", str(root)]
+    report = run_json(args, capsys)
+    assert report["images"] == 9 and "ImageNet val" in report["dataset"]
+    assert [c["class"] for c in report["per_class"]] == CLASSES[::-1]
+    assert all(c["images"] == 3 for c in report["per_class"])

@@ -1,0 +1,139 @@
+"""`googlenet predict`: top-k per image from a checkpoint, an ensemble or a torchvision weight file; an
+unreadable image is a one-line error while the others are still predicted; the ImageNet class list."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import googlenet
+from googlenet.cli import main
+from googlenet.evaluate import load_ensemble
+from googlenet.model.weights import default_meta
+from googlenet.predict import predict_files
+from googlenet.resources import imagenet_classes
+
+CLASSES = ["circle", "square", "star"]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    # Tiny models on a machine shared with other jobs: one thread beats two spinning OpenMP threads.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("predict")
+    rng = np.random.default_rng(0)
+    out = {}
+    for name, (w, h) in {"wide": (90, 70), "tall": (64, 80)}.items():
+        out[name] = root / f"{name}.jpg"
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(out[name])
+    out["broken"] = root / "broken.jpg"
+    out["broken"].write_bytes(b"this is not a JPEG")
+    for seed, key in ((1, "a"), (2, "b")):
+        torch.manual_seed(seed)
+        model = googlenet.build_model("paper", num_classes=3)
+        out[key] = root / f"{key}.pt"
+        googlenet.save_checkpoint(out[key], model, default_meta(model, 64) | {"class_names": CLASSES})
+    return out
+
+
+def test_predict_json_top_k(files: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["predict", str(files["wide"]), str(files["tall"]), "--checkpoint", str(files["a"])]
+    assert main([*args, "--json", "--topk", "2", "--device", "cpu"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["models"] == 1 and report["crops"] == 1 and report["errors"] == []
+    assert [p["image"] for p in report["predictions"]] == [str(files["wide"]), str(files["tall"])]
+    for prediction in report["predictions"]:
+        top = prediction["top"]
+        assert [t["rank"] for t in top] == [1, 2]
+        assert top[0]["probability"] >= top[1]["probability"] > 0
+        assert all(t["class"] == CLASSES[t["index"]] for t in top)
+
+
+def test_unreadable_image_is_one_line_and_the_others_are_predicted(
+    files: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = [
+        "predict",
+        str(files["wide"]),
+        str(files["broken"]),
+        str(files["tall"]),
+        "--checkpoint",
+        str(files["a"]),
+    ]
+    assert main(args) == 1
+    captured = capsys.readouterr()
+    errors = captured.err.strip().splitlines()
+    assert (
+        len(errors) == 1 and "broken.jpg" in errors[0] and errors[0].startswith("googlenet predict: error:")
+    )
+    assert str(files["wide"]) in captured.out and str(files["tall"]) in captured.out
+    assert captured.out.count("%") == 2 * 3  # top-5 of 3 classes: 3 lines per image
+
+
+def test_ensemble_of_crops_averages_the_members(files: dict[str, Path]) -> None:
+    paths = [files["wide"]]
+    both = predict_files(paths, load_ensemble([files["a"], files["b"]]), crops=10, topk=3)[0]["top"]
+    singles = [predict_files(paths, load_ensemble([files[k]]), crops=10, topk=3)[0]["top"] for k in "ab"]
+    by_class = [{t["index"]: t["probability"] for t in top} for top in singles]
+    for entry in both:  # section 7: the ensemble's probability is the mean of its members'
+        expected = (by_class[0][entry["index"]] + by_class[1][entry["index"]]) / 2
+        assert entry["probability"] == pytest.approx(expected, abs=1e-6)
+    assert sum(t["probability"] for t in both) == pytest.approx(1.0, abs=1e-5)
+    maxed = predict_files(paths, load_ensemble([files["a"]]), crops=10, topk=3, reduce="max")[0]["top"]
+    assert sum(t["probability"] for t in maxed) >= 1.0 - 1e-6  # max over crops: not a distribution
+
+
+def test_torchvision_weight_file_gets_imagenet_names(
+    files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = googlenet.build_model("torchvision", num_classes=1000, aux_logits=True)
+    weights = tmp_path / "googlenet-random.pth"
+    torch.save(model.state_dict(), weights)  # a bare state dict, as torchvision publishes
+    args = ["predict", str(files["wide"]), "--weights", str(weights), "--variant", "torchvision", "--json"]
+    assert main(args) == 0
+    top = json.loads(capsys.readouterr().out)["predictions"][0]["top"]
+    table = imagenet_classes()
+    assert len(top) == 5
+    for entry in top:
+        assert (entry["wnid"], entry["class"]) == table[entry["index"]]
+    code = main(["predict", str(files["wide"]), "--weights", str(weights), "--variant", "paper"])
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and "\n" not in err and "torchvision" in err
+
+
+def test_imagenet_classes_ship_in_torchvision_order() -> None:
+    from torchvision.models._meta import _IMAGENET_CATEGORIES
+
+    table = imagenet_classes()
+    assert len(table) == 1000
+    wnids = [wnid for wnid, _ in table]
+    assert wnids == sorted(wnids) and len(set(wnids)) == 1000  # class index order = sorted synset ids
+    assert [name for _, name in table] == list(_IMAGENET_CATEGORIES)
+    assert table[0] == ("n01440764", "tench") and table[999] == ("n15075141", "toilet tissue")
+
+
+def test_bad_arguments(files: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    base = ["predict", str(files["wide"]), "--checkpoint", str(files["a"])]
+    assert main([*base, "--topk", "0"]) == 1  # our one-line error
+    assert capsys.readouterr().err.count("\n") == 1
+    with pytest.raises(SystemExit) as info:  # argparse's own usage error, also one line
+        main([*base, "--crops", "7"])
+    assert info.value.code == 2 and capsys.readouterr().err.count("\n") == 1
+
+
+def test_no_model_is_a_one_line_error(files: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["predict", str(files["wide"])]) == 1
+    assert "--checkpoint" in capsys.readouterr().err
