@@ -45,7 +45,7 @@ format: $(STAMP)
 	$(VENV)/bin/ruff check --fix src tests benchmarks
 
 bench: $(STAMP)
-	$(PY) benchmarks/train_throughput.py
+	$(PY) benchmarks/train_throughput.py --input-size 112 224
 
 lock: $(STAMP)
 	$(PY) -m pip freeze --exclude-editable | grep -v '^-e' > requirements/constraints.txt.new

@@ -18,6 +18,7 @@ from googlenet.model.googlenet import (
     build_model,
 )
 from googlenet.model.weights import load_checkpoint_model, load_weights, save_checkpoint
+from googlenet.train import TrainConfig, fit
 
 __version__ = "0.1.0"
 
@@ -32,10 +33,12 @@ __all__ = [
     "GoogLeNetError",
     "GoogLeNetOutputs",
     "ModelConfig",
+    "TrainConfig",
     "__version__",
     "build_from_config",
     "build_model",
     "crop_boxes",
+    "fit",
     "load_checkpoint_model",
     "load_weights",
     "save_checkpoint",

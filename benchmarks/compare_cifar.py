@@ -1,0 +1,166 @@
+"""Our `paper` and `bn` GoogLeNets against `torchvision.models.googlenet`, trained by the same loop.
+
+Issue 3's real-image comparison: `../shared/data/cifar10-mini` (10 classes, 200 train + 50 val images
+per class) at 64x64 input, 12 epochs, every model trained by `googlenet.train.loop.train_one_epoch`
+with the same data, augmentation (section 6), optimiser, schedule, gradient clipping, seed and budget; evaluated raw and
+Polyak-averaged (uniform average of the second half, `torch.optim.swa_utils`, BatchNorm statistics
+recomputed for the BN models). torchvision's model is used as torchvision ships it
+(`googlenet(weights=None, aux_logits=True, init_weights=True)`); in training mode it returns
+(logits, aux2, aux1), which the loop reads as main + auxiliary heads.
+
+    .venv/bin/python benchmarks/compare_cifar.py --json benchmarks/results/compare_cifar.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import time
+from pathlib import Path
+
+import torch
+import torchvision
+from torch import nn
+from torch.optim.swa_utils import AveragedModel, update_bn
+from torch.utils.data import DataLoader
+
+import googlenet
+from googlenet.data.datasets import load_image_folder
+from googlenet.data.transforms import AugmentConfig, build_eval_transform, build_train_transform
+from googlenet.train.loop import evaluate, train_one_epoch
+
+DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-mini"
+
+
+class _Train(nn.Module):
+    """Our model through `forward_train` (all heads), so the loop sees (main, aux1, aux2)."""
+
+    def __init__(self, model: googlenet.GoogLeNet) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor):  # type: ignore[no-untyped-def]
+        return tuple(self.model.forward_train(x)) if self.training else self.model(x)
+
+
+def build(name: str, classes: int) -> tuple[nn.Module, nn.Module]:
+    """(module the loop trains, module evaluated)."""
+    if name == "torchvision":
+        model = torchvision.models.googlenet(
+            weights=None, num_classes=classes, aux_logits=True, init_weights=True
+        )
+        return model, model
+    ours = googlenet.build_model(name, num_classes=classes)
+    return _Train(ours), ours
+
+
+def run(name: str, args: argparse.Namespace, train_set, val_set) -> dict:  # type: ignore[no-untyped-def]
+    torch.manual_seed(args.seed)
+    trained, evaluated = build(name, len(train_set.classes))
+    trained = trained.to(memory_format=torch.channels_last)
+    generator = torch.Generator().manual_seed(args.seed)
+    loader = DataLoader(
+        train_set, batch_size=args.batch_size, shuffle=True, drop_last=True, num_workers=args.workers,
+        generator=generator, persistent_workers=args.workers > 0,
+    )  # fmt: skip
+    val_loader = DataLoader(val_set, batch_size=100, num_workers=args.workers)
+    optimizer = torch.optim.SGD(trained.parameters(), lr=args.lr, momentum=0.9, weight_decay=args.wd)
+    steps = args.epochs * len(loader)
+    warmup = round(args.warmup_epochs * len(loader))
+
+    def lr_at(step: int) -> float:  # linear warm-up, then cosine to zero (the built-in preset's schedule)
+        if step < warmup:
+            return (0.01 + 0.99 * step / warmup) if warmup else 1.0
+        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_at)
+    averaged = AveragedModel(evaluated)
+    start = time.perf_counter()
+    history = []
+    for epoch in range(args.epochs):
+        meter, _ = train_one_epoch(
+            trained, loader, optimizer, device=torch.device("cpu"), epoch=epoch, scheduler=scheduler,
+            channels_last=True, autocast_dtype=torch.bfloat16 if args.bf16 else None,
+            clip_grad_norm=args.clip_grad_norm or None,
+        )  # fmt: skip
+        if epoch >= args.epochs // 2:
+            averaged.update_parameters(evaluated)
+        val = evaluate(evaluated, val_loader, device=torch.device("cpu"))
+        summary = meter.summary()
+        history.append(
+            {
+                "epoch": epoch + 1,
+                "train_loss": summary["loss_main"],
+                "train_top1": summary["top1"],
+                "val_top1": val["top1"],
+            }
+        )
+        print(
+            f"  {name:<12} epoch {epoch + 1:>2}/{args.epochs}: loss {summary['loss_main']:.3f}  val top-1 {val['top1']:.1f}%",
+            flush=True,
+        )
+    seconds = time.perf_counter() - start
+    if any(isinstance(m, nn.BatchNorm2d) for m in evaluated.modules()):
+        update_bn(loader, averaged)  # recompute the averaged weights' BatchNorm statistics
+    val = evaluate(evaluated, val_loader, device=torch.device("cpu"))
+    avg = evaluate(averaged.module, val_loader, device=torch.device("cpu"))
+    return {
+        "model": name,
+        "val_top1": val["top1"],
+        "val_top5": val["top5"],
+        "val_top1_averaged": avg["top1"],
+        "val_top5_averaged": avg["top5"],
+        "train_seconds": seconds,
+        "img_s": len(loader) * args.batch_size * args.epochs / seconds,
+        "history": history,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-path", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--models", nargs="+", default=["paper", "bn", "torchvision"])
+    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--input-size", type=int, default=64)
+    parser.add_argument("-b", "--batch-size", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=0.01)
+    parser.add_argument("--clip-grad-norm", type=float, default=2.0, help="as the built-in preset (0: off)")
+    parser.add_argument("--wd", type=float, default=2e-4)
+    parser.add_argument("--warmup-epochs", type=float, default=1.0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("-j", "--workers", type=int, default=2)
+    parser.add_argument("--bf16", action="store_true", help="bf16 autocast (default fp32)")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+
+    augment = AugmentConfig()
+    train_set, val_set = load_image_folder(
+        args.data_path, build_train_transform(args.input_size, augment), build_eval_transform(args.input_size)
+    )
+    print(
+        f"{args.data_path.name}: {len(train_set)} train / {len(val_set)} val images, {len(train_set.classes)} classes; "
+        f"{args.input_size}x{args.input_size}, {args.epochs} epochs, batch {args.batch_size}, lr {args.lr} "
+        f"(warm-up {args.warmup_epochs} epoch, cosine), gradient clipping {args.clip_grad_norm}, seed {args.seed}"
+    )
+    results = [run(name, args, train_set, val_set) for name in args.models]
+    print(f"\n{'model':<12} {'val top-1':>9} {'averaged':>9} {'val top-5':>9} {'img/s':>7} {'time':>7}")
+    for r in results:
+        print(
+            f"{r['model']:<12} {r['val_top1']:>8.1f}% {r['val_top1_averaged']:>8.1f}% {r['val_top5']:>8.1f}% "
+            f"{r['img_s']:>7.1f} {r['train_seconds']:>6.0f}s"
+        )
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        payload = {
+            "machine": {"platform": platform.platform(), "threads": torch.get_num_threads()},
+            "torch": torch.__version__,
+            "args": {k: str(v) for k, v in vars(args).items()},
+            "results": results,
+        }
+        args.json.write_text(json.dumps(payload, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,93 @@
+"""Section 6: "Polyak averaging (Polyak & Juditsky, 1992) was used to create the final model used at
+inference time" - built on `torch.optim.swa_utils`.
+
+`method="polyak"` (default): the uniform Polyak-Ruppert average of the weights after every `every`-th
+optimiser step from the start epoch on (`AveragedModel`'s default running mean).
+`method="ema"`: an exponential moving average (`get_ema_multi_avg_fn(decay)`) from the same start.
+`method="none"`: evaluation and export use the raw weights.
+
+BatchNorm statistics of the averaged model (the "bn" and "torchvision" variants; the paper's network
+has none): running means and variances are not parameters, and the average of several networks'
+statistics is not the statistics of the averaged network - its activations have a different
+distribution. So by default (`bn_stats="recompute"`) we leave them out of the average and recompute
+them before every evaluation of the averaged model with `update_bn` over `bn_batches` batches of
+training data (the SWA recipe of Izmailov et al. 2018; its cost is a forward pass over those batches).
+`bn_stats="average"` averages them with the weights instead (`use_buffers=True`, as torchvision's
+reference does for EMA): free, and close enough when the average moves slowly (a long-horizon EMA),
+but biased for a uniform average over a long stretch of training.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn, update_bn
+
+from googlenet.train.config import AverageSection
+from googlenet.train.distributed import average_buffers
+
+
+def start_epoch(section: AverageSection, epochs: int) -> int:
+    """The first epoch whose steps enter the average: a fraction (< 1) of the run, or an epoch number."""
+    if 0 < section.start < 1:
+        return round(section.start * epochs)
+    return int(section.start)
+
+
+def has_batchnorm(model: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+
+
+class WeightAverager:
+    """The averaged copy of a model and the rule for when to update it."""
+
+    def __init__(self, model: nn.Module, section: AverageSection, epochs: int) -> None:
+        self.method = section.method
+        self.every = section.every
+        self.start_epoch = start_epoch(section, epochs)
+        self.bn_batches = section.bn_batches
+        self.recompute_bn = section.bn_stats == "recompute" and has_batchnorm(model)
+        self.averaged: AveragedModel | None = None
+        if self.method == "none":
+            return
+        multi_avg_fn = get_ema_multi_avg_fn(section.ema_decay) if self.method == "ema" else None
+        # use_buffers=True averages BN statistics with the weights; False leaves them for update_bn.
+        self.averaged = AveragedModel(model, multi_avg_fn=multi_avg_fn, use_buffers=not self.recompute_bn)
+        self.averaged.requires_grad_(False)
+
+    @property
+    def updates(self) -> int:
+        """How many weight snapshots the average holds (0: not started)."""
+        return 0 if self.averaged is None else int(self.averaged.n_averaged.item())
+
+    def maybe_update(self, model: nn.Module, epoch: int, global_step: int) -> bool:
+        """Fold `model`'s current weights into the average when `epoch` and `global_step` call for it."""
+        if self.averaged is None or epoch < self.start_epoch or global_step % self.every:
+            return False
+        self.averaged.update_parameters(model)
+        return True
+
+    def eval_model(self, bn_loader: Iterable[Any] | None, device: torch.device) -> nn.Module | None:
+        """The averaged network ready for evaluation (BN statistics recomputed if asked), or None
+        before the first update. The training RNG streams are left untouched (dropout runs here)."""
+        if self.averaged is None or self.updates == 0:
+            return None
+        module = self.averaged.module
+        if self.recompute_bn and bn_loader is not None:
+            batches = bn_loader if self.bn_batches == 0 else itertools.islice(bn_loader, self.bn_batches)
+            devices = [device.index] if device.type == "cuda" and device.index is not None else []
+            with torch.random.fork_rng(devices=devices):
+                update_bn((images for images, _ in batches), module, device=device)
+            average_buffers(module)
+        return module
+
+    def state_dict(self) -> dict[str, Tensor]:
+        return {} if self.averaged is None else self.averaged.state_dict()
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        if self.averaged is not None and state:
+            self.averaged.load_state_dict(state)

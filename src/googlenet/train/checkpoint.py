@@ -1,0 +1,112 @@
+"""Exact-resume training checkpoints: everything needed to continue as if never stopped.
+
+`last.pt` is our checkpoint format (`googlenet.model.weights.save_checkpoint`: model config, weights,
+metadata) plus the training state, all plain data and tensors so `torch.load(weights_only=True)` reads
+it:
+
+    "averaged_state_dict": the averaged network's weights (loadable with `load_weights(key=...)`)
+    "train_state": {config, epoch, step (within the epoch), global_step, optimizer, scheduler,
+                    scaler, averaged_updates, rng (one entry per process), meter, history,
+                    seed, world_size, wall_time, skipped_files}
+
+The RNG entry holds torch's CPU and CUDA generator states (tensors), NumPy's Mersenne-Twister key
+(a tensor) and position, and Python's `random` state (a list of ints). Together with the sampling
+rules of `googlenet.train.sampling` this makes an interrupted-and-resumed CPU run end with weights
+bit-identical to an uninterrupted one under `--deterministic` (tested).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from googlenet.errors import CheckpointError
+from googlenet.model.googlenet import GoogLeNet
+from googlenet.model.weights import read_checkpoint, save_checkpoint
+
+TRAIN_STATE_VERSION = 1
+
+
+def capture_rng_state() -> dict[str, Any]:
+    """This process's RNG states as plain data and tensors."""
+    np_state: tuple[Any, ...] = tuple(np.random.get_state())
+    py_version, py_internal, py_gauss = random.getstate()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": {
+            "name": str(np_state[0]),
+            "keys": torch.from_numpy(np.asarray(np_state[1], dtype=np.int64)),
+            "pos": int(np_state[2]),
+            "has_gauss": int(np_state[3]),
+            "cached_gaussian": float(np_state[4]),
+        },
+        "python": {"version": int(py_version), "internal": list(py_internal), "gauss_next": py_gauss},
+    }
+    return state
+
+
+def restore_rng_state(state: dict[str, Any]) -> None:
+    """Inverse of `capture_rng_state`."""
+    torch.set_rng_state(state["torch"])
+    if state.get("cuda") and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    n = state["numpy"]
+    keys = n["keys"].numpy().astype(np.uint32)
+    np.random.set_state((n["name"], keys, n["pos"], n["has_gauss"], n["cached_gaussian"]))
+    p = state["python"]
+    random.setstate((p["version"], tuple(p["internal"]), p["gauss_next"]))
+
+
+def gather_rng_states() -> list[dict[str, Any]]:
+    """Every process's RNG state, in rank order (one entry when not distributed)."""
+    state = capture_rng_state()
+    if not (dist.is_available() and dist.is_initialized()):
+        return [state]
+    states: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(states, state)
+    return states
+
+
+def save_training_state(
+    path: str | os.PathLike[str],
+    model: GoogLeNet,
+    meta: dict[str, Any],
+    averaged_state: dict[str, torch.Tensor] | None,
+    train_state: dict[str, Any],
+) -> str:
+    """Write `last.pt` atomically; returns its SHA-256."""
+    extra: dict[str, Any] = {"train_state": {"version": TRAIN_STATE_VERSION, **train_state}}
+    if averaged_state is not None:
+        extra["averaged_state_dict"] = averaged_state
+    return save_checkpoint(path, model, meta, **extra)
+
+
+def resolve_resume_path(path: str | os.PathLike[str]) -> Path:
+    """A checkpoint file, or a run folder holding `last.pt`."""
+    candidate = Path(path)
+    if candidate.is_dir():
+        candidate = candidate / "last.pt"
+    if not candidate.is_file():
+        raise CheckpointError(f"{path}: no checkpoint to resume from (expected a file or a run folder)")
+    return candidate
+
+
+def load_training_state(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a training checkpoint (weights_only=True) and check that it can be resumed from."""
+    checkpoint = read_checkpoint(path)
+    state = checkpoint.get("train_state")
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: has no training state (a final.pt cannot be resumed; use last.pt)")
+    if state.get("version", 0) > TRAIN_STATE_VERSION:
+        raise CheckpointError(f"{path}: training state version {state['version']} is newer than this package")
+    for key in ("config", "epoch", "step", "global_step", "optimizer", "scheduler", "rng"):
+        if key not in state:
+            raise CheckpointError(f"{path}: training state has no {key!r} entry")
+    return checkpoint

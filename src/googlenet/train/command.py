@@ -1,0 +1,259 @@
+"""`googlenet train`: flags (named as in torchvision's reference train.py where they exist) -> TrainConfig -> fit.
+
+With no arguments it trains the `paper` variant on the built-in data with the built-in preset
+(`googlenet.train.config.BUILTIN_PRESET`): 64x64 input, a few minutes on two CPU cores.
+
+Every flag maps onto one config key (its argparse `dest` is the dotted key), and only the flags given
+on the command line override the config file (`--config`), which overrides the defaults. Under
+`torchrun` every process runs this command; only rank 0 prints and writes.
+
+Exit status: 0 when the run completed (or stopped at `--stop-after-steps`), 1 on a user error,
+128 + signal number (130 for SIGINT, 143 for SIGTERM) when a signal interrupted it after saving
+`last.pt`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from googlenet.errors import ConfigError
+from googlenet.train import distributed as ddp
+from googlenet.train.checkpoint import load_training_state, resolve_resume_path
+from googlenet.train.config import CHOICES, TrainConfig, apply, from_dict, load_yaml, resolve, validate
+from googlenet.train.engine import fit
+
+S = argparse.SUPPRESS
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "train",
+        help="train GoogLeNet (section 6 recipe; with no arguments: a short run on the built-in data)",
+        description=(
+            "Train GoogLeNet: SGD with momentum 0.9, lr x0.96 every 8 epochs, auxiliary losses weighted 0.3, "
+            "Polyak averaging. With no arguments: the paper variant on the built-in data at 64x64, a few "
+            "minutes on CPU. Flags override --config, which overrides the defaults. Multi-process: "
+            "torchrun --nproc-per-node N -m googlenet train ..."
+        ),
+        argument_default=S,
+    )
+    add = parser.add_argument
+    boolean = argparse.BooleanOptionalAction
+
+    g = parser.add_argument_group("run")
+    add_g = g.add_argument
+    add_g("--config", metavar="FILE", help="YAML config (sections as in a run's config.yaml)")
+    add_g("--epochs", dest="run.epochs", type=int, help="epochs to train (paper recipe: 250)")
+    add_g(
+        "--output-dir",
+        dest="run.output_dir",
+        metavar="DIR",
+        help="run folder (default runs/<time>-<variant>)",
+    )
+    add_g(
+        "--resume",
+        metavar="PATH",
+        help="continue a run exactly: its last.pt or run folder (ensemble: its folder)",
+    )
+    add_g(
+        "--test-only", dest="run.test_only", action="store_true", help="evaluate --resume's weights and exit"
+    )
+    add_g(
+        "--seed",
+        dest="run.seed",
+        type=int,
+        help="seed for the initial weights (and data, unless --data-seed)",
+    )
+    add_g(
+        "--data-seed", dest="run.data_seed", type=int, help="seed for image order, augmentation and dropout"
+    )
+    add_g("--deterministic", dest="run.deterministic", action=boolean,
+          help="torch.use_deterministic_algorithms: bit-identical reruns and resumes on CPU")  # fmt: skip
+    add_g("--device", dest="run.device", help="auto (default), cpu, cuda or cuda:N")
+    add_g("--amp", dest="run.amp", action=boolean, help="mixed precision (bf16 autocast on CPU)")
+    add_g("--amp-dtype", dest="run.amp_dtype", choices=CHOICES["run.amp_dtype"],
+          help="GPU autocast type: auto (bf16 if supported, else fp16 + GradScaler)")  # fmt: skip
+    add_g("--ensemble", dest="run.ensemble", type=int, metavar="N",
+          help="train N members from the same initial weights with different sampling (section 7)")  # fmt: skip
+    add_g(
+        "--progress", dest="run.progress", action=boolean, help="progress bar on stderr when it is a terminal"
+    )
+    add_g("--log-every", dest="run.log_every", type=int, help="steps between TensorBoard loss points")
+    add_g("--stop-after-steps", dest="run.stop_after_steps", type=int, metavar="N",
+          help="stop after N optimiser steps in total, saving last.pt (time-boxed runs, tests)")  # fmt: skip
+    add_g("--json", action="store_true", help="print the results as JSON on stdout")
+
+    g = parser.add_argument_group("data")
+    add_g = g.add_argument
+    add_g("--data-path", dest="data.data_path", metavar="DIR", help="dataset root (train/ and val/ inside)")
+    add_g("--dataset", dest="data.dataset", choices=CHOICES["data.dataset"][1:],
+          help="folder, imagenet or builtin (default: builtin without --data-path, else folder)")  # fmt: skip
+    add_g("--on-bad", dest="data.on_bad", choices=CHOICES["data.on_bad"], help="a bad image: skip or abort")
+    add_g("-j", "--workers", dest="data.workers", type=int, help="data loading processes")
+    add_g("--scan-bad-files", dest="data.scan_bad_files", action=boolean,
+          help="decode every image once before training (exact bad-file count)")  # fmt: skip
+    add_g("--train-eval-samples", dest="data.train_eval_samples", type=int,
+          help="training images evaluated raw vs averaged each epoch (0: none)")  # fmt: skip
+
+    g = parser.add_argument_group("model")
+    add_g = g.add_argument
+    add_g("--variant", dest="model.variant", choices=CHOICES["model.variant"], help="network variant")
+    add_g("--input-size", dest="model.input_size", type=int, help="training and evaluation crop (paper: 224)")
+    add_g(
+        "--resize-size",
+        dest="model.resize_size",
+        type=int,
+        help="evaluation resize (default input x 256/224)",
+    )
+    add_g(
+        "--aux",
+        dest="model.aux_logits",
+        action=boolean,
+        help="the auxiliary heads (section 5); --no-aux drops them",
+    )
+    add_g("--dropout", dest="model.dropout", type=float, help="main dropout (default: the variant's, 0.4)")
+    add_g("--aux-dropout", dest="model.aux_dropout", type=float, help="auxiliary dropout (default 0.7)")
+    add_g(
+        "--channels-last", dest="model.channels_last", action=boolean, help="NHWC memory format (default on)"
+    )
+    add_g("--sync-bn", dest="model.sync_bn", action=boolean, help="SyncBatchNorm under DDP on GPUs")
+
+    g = parser.add_argument_group("optimisation")
+    add_g = g.add_argument
+    add_g("-b", "--batch-size", dest="optim.batch_size", type=int,
+          help="GLOBAL batch, split over processes (paper recipe: 32)")  # fmt: skip
+    add_g("--lr", dest="optim.lr", type=float, help="base learning rate (paper recipe: 0.01)")
+    add_g("--momentum", dest="optim.momentum", type=float, help="SGD momentum (section 6: 0.9)")
+    add_g("--wd", "--weight-decay", dest="optim.weight_decay", type=float, help="weight decay (2e-4)")
+    add_g("--nesterov", dest="optim.nesterov", action=boolean, help="Nesterov momentum")
+    add_g("--aux-weight", dest="optim.aux_weight", type=float, help="auxiliary loss weight (section 5: 0.3)")
+    add_g("--label-smoothing", dest="optim.label_smoothing", type=float, help="label smoothing (off)")
+    add_g("--clip-grad-norm", dest="optim.clip_grad_norm", type=float, help="clip the gradient norm (off)")
+    add_g("--skip-nonfinite", dest="optim.skip_nonfinite", action=boolean,
+          help="skip a step whose loss is NaN/Inf instead of stopping")  # fmt: skip
+    add_g("--lr-scheduler", dest="schedule.lr_scheduler", choices=CHOICES["schedule.lr_scheduler"],
+          help="step (section 6: x0.96 every 8 epochs) or cosine")  # fmt: skip
+    add_g("--lr-step-size", dest="schedule.lr_step_size", type=float, help="epochs between decays (8)")
+    add_g("--lr-gamma", dest="schedule.lr_gamma", type=float, help="decay factor (0.96)")
+    add_g("--lr-step-every", dest="schedule.lr_step_every", choices=CHOICES["schedule.lr_step_every"],
+          help="epoch: staircase; iter: the same decay applied smoothly every iteration")  # fmt: skip
+    add_g("--lr-warmup-epochs", dest="schedule.lr_warmup_epochs", type=float, help="linear warm-up epochs")
+    add_g("--lr-warmup-decay", "--lr-warmup-start", dest="schedule.lr_warmup_start", type=float,
+          help="warm-up starts at lr x this (0.01)")  # fmt: skip
+    add_g("--lr-min", dest="schedule.lr_min", type=float, help="final lr of the cosine schedule")
+
+    g = parser.add_argument_group("averaging (section 6: Polyak)")
+    add_g = g.add_argument
+    add_g("--average", dest="average.method", choices=CHOICES["average.method"], help="polyak, ema or none")
+    add_g("--average-start", dest="average.start", type=float,
+          help="first averaged epoch: a fraction of the run (< 1) or an epoch number (default 0.5)")  # fmt: skip
+    add_g("--average-every", dest="average.every", type=int, help="steps between snapshots (1)")
+    add_g("--ema-decay", dest="average.ema_decay", type=float, help="EMA decay per snapshot")
+    add_g("--bn-stats", dest="average.bn_stats", choices=CHOICES["average.bn_stats"],
+          help="BN variants: recompute the averaged model's statistics (default) or average them")  # fmt: skip
+    add_g("--bn-batches", dest="average.bn_batches", type=int, help="batches for recomputing BN statistics")
+
+    g = parser.add_argument_group("augmentation (section 6)")
+    add_g = g.add_argument
+    add_g("--random-crop", dest="augment.random_crop", action=boolean,
+          help="random patches of 8-100%% area, aspect 3/4-4/3 (--no-random-crop: resize + random crop)")  # fmt: skip
+    add_g("--scale-min", dest="augment.scale_min", type=float, help="smallest patch area fraction (0.08)")
+    add_g("--scale-max", dest="augment.scale_max", type=float, help="largest patch area fraction (1.0)")
+    add_g("--ratio-min", dest="augment.ratio_min", type=float, help="smallest aspect ratio (3/4)")
+    add_g("--ratio-max", dest="augment.ratio_max", type=float, help="largest aspect ratio (4/3)")
+    add_g("--random-interpolation", dest="augment.random_interpolation", action=boolean,
+          help="bilinear/area/nearest/cubic at random (--no-random-interpolation: bilinear)")  # fmt: skip
+    add_g(
+        "--photometric", dest="augment.photometric", action=boolean, help="Howard's photometric distortions"
+    )
+    add_g("--brightness", dest="augment.brightness", type=float, help="brightness jitter (0.4)")
+    add_g("--contrast", dest="augment.contrast", type=float, help="contrast jitter (0.4)")
+    add_g("--saturation", dest="augment.saturation", type=float, help="saturation jitter (0.4)")
+    add_g("--lighting", dest="augment.lighting", type=float, help="PCA lighting noise std (0.1; 0 = off)")
+    add_g("--flip", dest="augment.flip", action=boolean, help="horizontal mirroring")
+    del add
+    for action in parser._actions:  # "--lr LR", not "--lr OPTIM.LR"
+        if "." in action.dest and action.metavar is None and action.nargs != 0 and not action.choices:
+            action.metavar = action.dest.split(".", 1)[1].upper()
+    parser.set_defaults(func=run)
+
+
+def _setup_logging(env: ddp.DistEnv) -> None:
+    """Console lines for the "googlenet" loggers on stderr (rank 0 only, others warnings only)."""
+    root = logging.getLogger("googlenet")
+    if not any(getattr(h, "_googlenet_console", False) for h in root.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        handler._googlenet_console = True  # type: ignore[attr-defined]
+        root.addHandler(handler)
+    root.setLevel(logging.INFO if env.is_main else logging.WARNING)
+
+
+def build_config(args: argparse.Namespace) -> tuple[Any, str | None]:
+    """(TrainConfig, resume path) from parsed flags: defaults/preset, file, flags; or a run to resume."""
+    flags = {key: value for key, value in vars(args).items() if "." in key}
+    file_overrides = load_yaml(args.config) if getattr(args, "config", None) else {}
+    resume = getattr(args, "resume", None)
+    if resume is None or flags.get("run.test_only"):
+        return resolve(file_overrides, flags), resume
+    folder = Path(resume)
+    if folder.is_dir() and ((folder / "ensemble.json").is_file() or (folder / "member-0").is_dir()):
+        stored = apply(TrainConfig(), load_yaml(folder / "config.yaml"), str(folder / "config.yaml"))
+    else:
+        path = resolve_resume_path(resume)
+        stored = from_dict(load_training_state(path)["train_state"]["config"], str(path))
+    # A stop point belongs to the run that stopped, not to its continuation.
+    stored.run.stop_after_steps = None
+    config = apply(apply(stored, file_overrides, "config file"), flags, "command line")
+    validate(config)
+    return config, resume
+
+
+def run(args: argparse.Namespace) -> int:
+    env = ddp.from_environment()
+    _setup_logging(env)
+    config, resume = build_config(args)
+    if config.run.ensemble > 1 and resume is not None and not Path(resume).is_dir():
+        raise ConfigError("--resume for an ensemble takes the ensemble's folder")
+    results = fit(config, resume=resume)
+    if env.is_main:
+        if getattr(args, "json", False):
+            print(json.dumps(results, indent=2, default=str))
+        else:
+            _print_summary(results)
+    if results.get("signal"):
+        return 128 + int(signal.Signals[results["signal"]])
+    return 0
+
+
+def _print_summary(results: dict[str, Any]) -> None:
+    def pct(key: str) -> str:
+        value = results.get(key)
+        return f"{value:.2f}%" if isinstance(value, int | float) else "-"
+
+    if "members" in results:
+        print(
+            f"ensemble of {results['ensemble']} ({results['status']}): {results['output_dir']}/ensemble.json"
+        )
+        for member in results["members"]:
+            print(f"  member {member['member']}: val top-1 averaged {member.get('val_top1_avg')}")
+        return
+    if "checkpoint" in results:  # --test-only
+        if "weights" in results:  # a final checkpoint: one set of weights
+            print(f"{results['checkpoint']} ({results['weights']}): val top-1 {pct('val_top1')}, "
+                  f"top-5 {pct('val_top5')}")  # fmt: skip
+        else:
+            print(f"{results['checkpoint']}: val top-1 raw {pct('val_top1_raw')} averaged {pct('val_top1_avg')}, "
+                  f"top-5 raw {pct('val_top5_raw')} averaged {pct('val_top5_avg')}")  # fmt: skip
+        return
+    print(
+        f"{results['status']}: val top-1 raw {pct('val_top1_raw')} / averaged {pct('val_top1_avg')}, "
+        f"top-5 raw {pct('val_top5_raw')} / averaged {pct('val_top5_avg')}; "
+        f"{results['wall_time_s']:.0f}s; run folder {results['output_dir']}"
+    )

@@ -1,0 +1,133 @@
+"""One process, or many under `torchrun` with DistributedDataParallel (gloo on CPU, nccl on GPU).
+
+The paper trained with asynchronous SGD on DistBelief: many model replicas pushed gradients to
+parameter servers without waiting for each other (section 6). We use synchronous data-parallel SGD
+instead: every process computes the gradient of its share of the global batch, DDP averages the
+gradients with an all-reduce, and every replica takes the same step. On a few GPUs or CPU nodes joined
+by a fast network this is as fast as asynchronous SGD, has no stale gradients, and, above all, gives
+the same result as one process over the same global batch (tested), so runs are reproducible
+whatever the number of processes.
+
+What makes N processes equal one process over the same global batch (`--batch-size` is the GLOBAL
+batch, split evenly; torchvision's reference uses a per-GPU batch instead): the sampling rules of
+`googlenet.train.sampling`, the same initial weights on every process (built from the seed; DDP also
+broadcasts rank 0's), and equal per-process shares, so DDP's mean of per-process mean gradients is the
+global mean. Two things still differ by design: dropout masks (each process draws from its own stream,
+seeded from (data seed, rank), so the masks of a two-process run are not those of a one-process run;
+the equivalence test therefore sets dropout to 0), and BatchNorm batch statistics (per process, over
+its share; `--sync-bn` computes them over the global batch, on GPUs). Float sums in the all-reduce
+come in another order, so agreement is within float tolerance, not bitwise.
+
+`torchrun` sets RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT; we initialise with
+`init_method="env://"`, which works the same on one node or across nodes
+(`torchrun --nnodes 2 --node-rank 0 --master-addr HOST ...`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import torch
+import torch.distributed as dist
+
+from googlenet.errors import ConfigError
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class DistEnv:
+    """Where this process stands: rank among `world_size` processes, `local_rank` on its node."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def from_environment() -> DistEnv:
+    """Read torchrun's variables; a plain `python` run is rank 0 of 1."""
+    try:
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        rank = int(os.environ.get("RANK", "0"))
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+    except ValueError as exc:
+        raise ConfigError(f"malformed torchrun environment variable ({exc})") from None
+    return DistEnv(rank=rank, world_size=world, local_rank=local)
+
+
+def resolve_device(name: str, env: DistEnv) -> torch.device:
+    """ "auto" -> cuda if available, else cpu; under torchrun each process takes GPU `local_rank`."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device {name!r} asked for, but no CUDA GPU is available")
+        index = int(name.split(":")[1]) if ":" in name else (env.local_rank if env.distributed else 0)
+        if index >= torch.cuda.device_count():
+            raise ConfigError(f"device cuda:{index} does not exist ({torch.cuda.device_count()} GPU(s))")
+        torch.cuda.set_device(index)
+        return torch.device("cuda", index)
+    return torch.device("cpu")
+
+
+def init_process_group(env: DistEnv, device: torch.device) -> None:
+    """Join the process group (nccl for GPUs, gloo for CPUs) when running under torchrun."""
+    if not env.distributed or dist.is_initialized():
+        return
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    dist.init_process_group(backend=backend, init_method="env://")
+
+
+def destroy_process_group() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def all_reduce_sum(values: Sequence[float], device: torch.device) -> list[float]:
+    """Sum numbers over all processes (identity when not distributed). Float64 keeps counts exact."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return [float(v) for v in values]
+    tensor = torch.tensor(list(values), dtype=torch.float64, device=device)
+    dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return tensor.tolist()
+
+
+def any_process(flag: bool, device: torch.device) -> bool:
+    """True on every process when `flag` is true on any of them."""
+    return all_reduce_sum([1.0 if flag else 0.0], device)[0] > 0
+
+
+def broadcast_object(value: T) -> T:
+    """Rank 0's `value` on every process."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return value
+    holder: list[Any] = [value]
+    dist.broadcast_object_list(holder, src=0)
+    return holder[0]
+
+
+def barrier() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
+def average_buffers(module: torch.nn.Module) -> None:
+    """Average every floating-point buffer (e.g. recomputed BN statistics) over all processes."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    world = dist.get_world_size()
+    for buffer in module.buffers():
+        if buffer.is_floating_point():
+            dist.all_reduce(buffer, op=dist.ReduceOp.SUM)
+            buffer.div_(world)

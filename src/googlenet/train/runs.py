@@ -1,0 +1,245 @@
+"""The run folder: one place per training run where everything about it is written.
+
+    <output_dir>/
+      config.yaml         the resolved configuration (defaults, preset, file and flags applied)
+      metrics.csv         one row per epoch (`METRIC_COLUMNS`), rewritten whole from the history
+      tensorboard/        SummaryWriter event files (per-epoch scalars, per-step loss and lr)
+      loss.png top1.png lr.png   the curves (matplotlib, Agg)
+      train.log           the log of this run
+      last.pt             the full training state (exact resume), every epoch and on interruption
+      final.pt            the final averaged model with its metadata
+      results.json        final metrics, timings, skipped files
+      checkpoints.json    SHA-256 of every checkpoint written
+
+An ensemble (`--ensemble N`) writes `member-0/` ... `member-{N-1}/`, each such a folder, and an
+`ensemble.json` beside them. Only the main process (rank 0) writes.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import math
+import os
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from googlenet.io import atomic_open
+
+logger = logging.getLogger("googlenet.train")
+
+# Per epoch. Raw = the weights being trained; avg = the averaged (Polyak/EMA) weights.
+METRIC_COLUMNS: tuple[str, ...] = (
+    "epoch",
+    "global_step",
+    "lr",  # at the last step of the epoch
+    "loss_main", "loss_aux1", "loss_aux2", "loss_total",  # training, per head, over the epoch
+    "train_top1", "train_top5",  # raw weights on the augmented training batches, in training mode
+    # a fixed subset of training images, evaluation transform and mode: raw vs averaged weights
+    "train_eval_top1_raw", "train_eval_top5_raw", "train_eval_top1_avg", "train_eval_top5_avg",
+    "val_loss_raw", "val_top1_raw", "val_top5_raw",
+    "val_loss_avg", "val_top1_avg", "val_top5_avg",
+    "averaged_steps",  # weight snapshots in the average so far
+    "skipped_steps",  # non-finite steps skipped (--skip-nonfinite)
+    "img_per_s", "epoch_time_s",
+)  # fmt: skip
+
+
+def default_output_dir(variant: str, now: datetime | None = None) -> Path:
+    """runs/<YYYYmmdd-HHMMSS>-<variant>, relative to the working directory."""
+    stamp = (now or datetime.now()).strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{stamp}-{variant}"
+
+
+def _fmt(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
+def _plain(value: Any) -> Any:
+    """NaN and infinities become null (JSON has no NaN); containers are converted recursively."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def write_json(path: Path, data: Any) -> None:
+    with atomic_open(path, "w") as handle:
+        json.dump(_plain(data), handle, indent=2, sort_keys=False, default=str, allow_nan=False)
+        handle.write("\n")
+
+
+class RunFolder:
+    """Writes the files of one run; every method is a no-op when `enabled` is False (non-main ranks)."""
+
+    def __init__(self, path: str | os.PathLike[str], enabled: bool = True) -> None:
+        self.path = Path(path)
+        self.enabled = enabled
+        self._writer: Any = None
+        self._log_handler: logging.Handler | None = None
+        if enabled:
+            self.path.mkdir(parents=True, exist_ok=True)
+
+    # -- paths -----------------------------------------------------------------------------------
+    @property
+    def last(self) -> Path:
+        return self.path / "last.pt"
+
+    @property
+    def final(self) -> Path:
+        return self.path / "final.pt"
+
+    # -- text files ------------------------------------------------------------------------------
+    def write_text(self, name: str, text: str) -> None:
+        if self.enabled:
+            with atomic_open(self.path / name, "w") as handle:
+                handle.write(text)
+
+    def write_metrics(self, history: Sequence[Mapping[str, Any]]) -> None:
+        """Rewrite metrics.csv from the whole history (so a resumed run never duplicates a row)."""
+        if not self.enabled:
+            return
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(METRIC_COLUMNS)
+        for row in history:
+            writer.writerow([_fmt(row.get(column)) for column in METRIC_COLUMNS])
+        self.write_text("metrics.csv", buffer.getvalue())
+
+    def write_results(self, results: Mapping[str, Any]) -> None:
+        if self.enabled:
+            write_json(self.path / "results.json", dict(results))
+
+    def record_checkpoint(self, path: Path, sha256: str) -> None:
+        """Add or update `path`'s SHA-256 in checkpoints.json."""
+        if not self.enabled:
+            return
+        index = self.path / "checkpoints.json"
+        entries: dict[str, Any] = {}
+        if index.is_file():
+            try:
+                entries = json.loads(index.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                entries = {}
+        entries[path.name] = {"sha256": sha256, "bytes": path.stat().st_size, "written": _now()}
+        write_json(index, entries)
+
+    # -- logging ---------------------------------------------------------------------------------
+    def attach_log(self) -> None:
+        """Copy the "googlenet" loggers into train.log (appending, so a resumed run continues it)."""
+        if not self.enabled or self._log_handler is not None:
+            return
+        handler = logging.FileHandler(self.path / "train.log", encoding="utf-8")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setLevel(logging.INFO)
+        root = logging.getLogger("googlenet")
+        if root.level == logging.NOTSET or root.level > logging.INFO:
+            root.setLevel(logging.INFO)
+        root.addHandler(handler)
+        self._log_handler = handler
+
+    # -- TensorBoard -----------------------------------------------------------------------------
+    def open_tensorboard(self, purge_step: int | None = None) -> None:
+        """Start the SummaryWriter; on resume, events after `purge_step` (a crashed tail) are dropped."""
+        if not self.enabled:
+            return
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:  # tensorboard is a dependency, but the run need not die without it
+            logger.warning("tensorboard is not installed; no TensorBoard logs")
+            return
+        self._writer = SummaryWriter(str(self.path / "tensorboard"), purge_step=purge_step)
+
+    def scalar(self, tag: str, value: float, step: int) -> None:
+        if self._writer is not None and value is not None and not math.isnan(value):
+            self._writer.add_scalar(tag, value, step)
+
+    def epoch_scalars(self, row: Mapping[str, Any]) -> None:
+        epoch = int(row["epoch"])
+        for column in METRIC_COLUMNS[2:]:
+            value = row.get(column)
+            if isinstance(value, int | float):
+                self.scalar(f"epoch/{column}", float(value), epoch)
+        if self._writer is not None:
+            self._writer.flush()
+
+    # -- plots -----------------------------------------------------------------------------------
+    def plot(self, history: Sequence[Mapping[str, Any]]) -> None:
+        """loss.png (per head), top1.png (raw vs averaged, train and val), lr.png."""
+        if not self.enabled or not history:
+            return
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+
+        epochs = [row["epoch"] + 1 for row in history]
+
+        def series(column: str) -> list[float]:
+            out = []
+            for row in history:
+                value = row.get(column)
+                out.append(float(value) if isinstance(value, int | float) else math.nan)
+            return out
+
+        def draw(name: str, title: str, ylabel: str, columns: Sequence[tuple[str, str]]) -> None:
+            figure = Figure(figsize=(6.4, 4.0), dpi=100)
+            FigureCanvasAgg(figure)
+            axes = figure.add_subplot(1, 1, 1)
+            for column, label in columns:
+                values = series(column)
+                if any(not math.isnan(v) for v in values):
+                    axes.plot(epochs, values, marker="o", markersize=3, label=label)
+            axes.set_xlabel("epoch")
+            axes.set_ylabel(ylabel)
+            axes.set_title(title)
+            axes.grid(True, alpha=0.3)
+            if axes.lines:
+                axes.legend(fontsize=8)
+            figure.tight_layout()
+            with atomic_open(self.path / name, "wb") as handle:
+                figure.savefig(handle, format="png")
+
+        draw(
+            "loss.png",
+            "training loss per head (section 5: total = main + w x (aux1 + aux2))",
+            "cross-entropy",
+            [("loss_main", "main"), ("loss_aux1", "aux1 (4a)"), ("loss_aux2", "aux2 (4d)"),
+             ("loss_total", "total"), ("val_loss_raw", "val (raw)"), ("val_loss_avg", "val (averaged)")],
+        )  # fmt: skip
+        draw(
+            "top1.png",
+            "top-1 accuracy: raw vs averaged weights",
+            "top-1 (%)",
+            [("val_top1_raw", "val raw"), ("val_top1_avg", "val averaged"),
+             ("train_eval_top1_raw", "train raw"), ("train_eval_top1_avg", "train averaged")],
+        )  # fmt: skip
+        draw("lr.png", "learning rate (end of epoch)", "learning rate", [("lr", "lr")])
+
+    # -- teardown --------------------------------------------------------------------------------
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        if self._log_handler is not None:
+            logging.getLogger("googlenet").removeHandler(self._log_handler)
+            self._log_handler.close()
+            self._log_handler = None
+
+
+def _now() -> str:
+    return datetime.now().isoformat(timespec="seconds")
+
+
+def write_ensemble(path: Path, members: Sequence[Mapping[str, Any]], extra: Mapping[str, Any]) -> None:
+    """ensemble.json: the members (folder, final checkpoint, sampling settings, metrics)."""
+    write_json(path / "ensemble.json", {**extra, "members": list(members)})

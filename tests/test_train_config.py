@@ -1,0 +1,164 @@
+"""Typed training configuration: paper defaults, YAML round trip, precedence, one-line errors, the CLI."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+
+from googlenet.cli import build_parser, main
+from googlenet.errors import ConfigError
+from googlenet.train.command import build_config
+from googlenet.train.config import (
+    BUILTIN_PRESET,
+    ENSEMBLE_SAMPLING,
+    TrainConfig,
+    dump_yaml,
+    ensemble_member,
+    from_dict,
+    load_yaml,
+    resolve,
+)
+
+
+def test_defaults_are_the_paper_recipe() -> None:
+    config = TrainConfig()
+    assert config.optim.momentum == 0.9  # section 6
+    assert config.schedule.lr_scheduler == "step"
+    assert config.schedule.lr_gamma == 0.96 and config.schedule.lr_step_size == 8  # section 6
+    assert config.optim.aux_weight == 0.3  # section 5
+    assert config.average.method == "polyak"  # section 6
+    assert (config.optim.lr, config.optim.batch_size, config.optim.weight_decay) == (0.01, 32, 2e-4)  # Caffe
+    assert (config.augment.scale_min, config.augment.ratio_min, config.augment.ratio_max) == (
+        0.08,
+        3 / 4,
+        4 / 3,
+    )
+    assert config.model.variant == "paper" and config.model.input_size == 224
+    assert config.optim.label_smoothing == 0.0
+
+
+def test_every_default_number_cites_its_source() -> None:
+    source = (Path(__file__).resolve().parents[1] / "src/googlenet/train/config.py").read_text()
+    body = source.split("class ModelSection", 1)[1].split("class TrainConfig", 1)[0]
+    for line in body.splitlines():
+        stripped = line.strip()
+        if ": " in stripped and " = " in stripped and not stripped.startswith(("#", '"')):
+            previous = body.splitlines()[body.splitlines().index(line) - 1].strip()
+            assert "#" in stripped or previous.startswith("#"), f"no source comment: {stripped}"
+
+
+def test_yaml_round_trip(tmp_path: Path) -> None:
+    config = resolve({}, {"optim.lr": 0.05, "model.variant": "bn", "data.data_path": "/data"})
+    path = tmp_path / "config.yaml"
+    path.write_text(dump_yaml(config, "a header\nsecond line"))
+    again = from_dict(__import__("yaml").safe_load(path.read_text()))
+    assert again == config
+    assert load_yaml(path)["optim.lr"] == 0.05
+
+
+def test_builtin_preset_only_without_data() -> None:
+    builtin = resolve({}, {})
+    assert builtin.data.dataset == "builtin"
+    for key, value in BUILTIN_PRESET.items():
+        assert builtin.get(key) == value
+    folder = resolve({}, {"data.data_path": "/somewhere"})
+    assert folder.data.dataset == "folder"
+    assert folder.model.input_size == 224 and folder.run.epochs == 250  # the paper recipe untouched
+
+
+def test_flags_override_file_override_preset(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("optim:\n  lr: 0.03\n  batch_size: 16\nrun:\n  epochs: 5\n")
+    config = resolve(load_yaml(path), {"optim.lr": 0.07})
+    assert config.optim.lr == 0.07  # flag
+    assert config.optim.batch_size == 16 and config.run.epochs == 5  # file
+    assert config.model.input_size == BUILTIN_PRESET["model.input_size"]  # preset
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("optim:\n  lrr: 0.1\n", "unknown config key 'optim.lrr'"),
+        ("optimiser:\n  lr: 0.1\n", "unknown section 'optimiser'"),
+        ("optim:\n  lr: fast\n", "optim.lr must be float, got 'fast'"),
+        ("optim:\n  batch_size: 3.5\n", "optim.batch_size must be int"),
+        ("model:\n  aux_logits: 1\n", "model.aux_logits must be bool"),
+        ("optim:\n  lr: -1\n", "optim.lr must be > 0"),
+        ("optim:\n  momentum: 1.5\n", "optim.momentum must be in [0, 1)"),
+        ("model:\n  variant: resnet\n", "model.variant must be one of paper, bn, torchvision"),
+        ("model:\n  input_size: 48\n", "model.input_size must be between 64 and 4096 with auxiliary heads"),
+        ("average:\n  start: 2.5\n", "average.start must be a fraction in [0, 1) or a whole epoch number"),
+        ("data:\n  dataset: imagenet\n", "data.dataset 'imagenet' needs a data path"),
+        ("- just\n- a list\n", "expected a mapping of sections"),
+        ("optim: [1, 2\n", "not valid YAML"),
+    ],
+)
+def test_config_errors_are_one_line(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        resolve(load_yaml(path), {})
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_missing_config_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no such config file"):
+        load_yaml(tmp_path / "nope.yaml")
+
+
+def test_no_aux_allows_32px() -> None:
+    assert resolve({}, {"model.aux_logits": False, "model.input_size": 32}).model.input_size == 32
+
+
+def _parse(argv: list[str]) -> argparse.Namespace:
+    return build_parser().parse_args(["train", *argv])
+
+
+def test_cli_flags_map_onto_config_keys() -> None:
+    args = _parse(
+        ["--data-path", "/d", "--epochs", "3", "-b", "64", "--lr", "0.1", "--wd", "1e-4", "--lr-scheduler",
+         "cosine", "--lr-warmup-epochs", "1", "-j", "2", "--amp", "--no-aux", "--average", "ema",
+         "--average-start", "0.25", "--ema-decay", "0.99", "--no-random-crop", "--no-random-interpolation",
+         "--no-photometric", "--lighting", "0", "--no-flip", "--scale-min", "0.2", "--on-bad", "abort",
+         "--seed", "7", "--deterministic", "--device", "cpu", "--no-channels-last", "--aux-weight", "0.5"]
+    )  # fmt: skip
+    config, resume = build_config(args)
+    assert resume is None
+    assert config.data.data_path == "/d" and config.data.dataset == "folder"
+    assert (config.run.epochs, config.optim.batch_size, config.optim.lr) == (3, 64, 0.1)
+    assert config.optim.weight_decay == 1e-4 and config.schedule.lr_scheduler == "cosine"
+    assert config.schedule.lr_warmup_epochs == 1 and config.data.workers == 2
+    assert config.run.amp and not config.model.aux_logits and config.average.method == "ema"
+    assert config.average.start == 0.25 and config.average.ema_decay == 0.99
+    assert not config.augment.random_crop and not config.augment.random_interpolation
+    assert not config.augment.photometric and config.augment.lighting == 0 and not config.augment.flip
+    assert config.augment.scale_min == 0.2 and config.data.on_bad == "abort"
+    assert config.run.seed == 7 and config.run.deterministic and config.run.device == "cpu"
+    assert not config.model.channels_last and config.optim.aux_weight == 0.5
+    assert config.model.input_size == 224  # untouched: the paper recipe when data is given
+
+
+def test_cli_reports_config_errors_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train", "--lr", "0", "--epochs", "1"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == "googlenet train: error: optim.lr must be > 0, got 0.0"
+
+
+def test_cli_config_file_and_flags(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("optim:\n  lr: 0.03\nrun:\n  epochs: 4\n")
+    config, _ = build_config(_parse(["--config", str(path), "--epochs", "6"]))
+    assert config.optim.lr == 0.03 and config.run.epochs == 6
+
+
+def test_ensemble_members_differ_in_sampling_not_init() -> None:
+    config = resolve({}, {"run.seed": 5, "run.ensemble": 7})
+    members = [ensemble_member(config, k) for k in range(7)]
+    assert [m.run.data_seed for m, _ in members] == [5, 6, 7, 8, 9, 10, 11]
+    assert all(m.run.seed == 5 for m, _ in members)  # same initial weights
+    assert [overrides for _, overrides in members] == list(ENSEMBLE_SAMPLING)
+    assert not members[1][0].augment.random_interpolation
+    assert members[0][0].augment == config.augment

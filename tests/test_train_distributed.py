@@ -1,0 +1,86 @@
+"""torchrun with 2 CPU processes (gloo, DDP) gives the result of one process over the same global batch.
+
+Why they agree: one global permutation per epoch sharded by rank, per-sample augmentation seeded by
+(seed, epoch, index), the same initial weights on every process, and DDP averaging the per-process
+mean gradients of equal shares. Dropout draws differ between one process and two (each process has
+its own stream), so this comparison runs with dropout 0; summation order differs too, hence a float
+tolerance rather than bit equality.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from googlenet.data.synthetic import ensure_builtin
+from googlenet.model.googlenet import build_model
+from googlenet.train import fit, resolve
+
+ROOT = Path(__file__).resolve().parents[1]
+TORCHRUN = Path(sys.executable).with_name("torchrun")
+
+FLAGS = {
+    "model.input_size": 64,
+    "model.dropout": 0.0,
+    "model.aux_dropout": 0.0,
+    "optim.batch_size": 4,  # global: 2 per process under torchrun
+    "run.epochs": 2,
+    "run.seed": 3,
+    "run.progress": False,
+    "data.workers": 0,
+    "data.train_eval_samples": 5,
+    "average.start": 0,
+}
+ARGV = ["--input-size", "64", "--dropout", "0", "--aux-dropout", "0", "-b", "4", "--epochs", "2", "--seed", "3",
+        "--no-progress", "-j", "0", "--train-eval-samples", "5", "--average-start", "0"]  # fmt: skip
+
+
+def make_tiny_data(root: Path) -> Path:
+    """Three classes of the built-in data at 64 px: 4 training and 1 validation image each."""
+    source = ensure_builtin(root / "cache", image_size=64, train_per_class=4, val_per_class=1)
+    for split in ("train", "val"):
+        for name in ("disc", "ring", "square"):
+            shutil.copytree(source / split / name, root / "data" / split / name)
+    return root / "data"
+
+
+@pytest.mark.skipif(not TORCHRUN.exists(), reason="torchrun not installed beside this Python")
+def test_two_process_torchrun_equals_one_process(tmp_path: Path) -> None:
+    data = make_tiny_data(tmp_path)  # 3 classes, 12 training images: 3 steps per epoch
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "src")}
+    env.pop("GOOGLENET_CACHE", None)
+    ddp_out = tmp_path / "ddp"
+    command = [str(TORCHRUN), "--standalone", "--nproc_per_node", "2", "-m", "googlenet", "train",
+               "--data-path", str(data), "--output-dir", str(ddp_out), "--json", *ARGV]  # fmt: skip
+    completed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    ddp_results = json.loads(completed.stdout[completed.stdout.index("{") :])
+    assert ddp_results["processes"] == 2 and ddp_results["status"] == "completed"
+
+    single = fit(resolve({}, {**FLAGS, "data.data_path": str(data), "run.output_dir": str(tmp_path / "one")}))
+    assert single["processes"] == 1
+
+    a = torch.load(ddp_out / "last.pt", weights_only=True)
+    b = torch.load(tmp_path / "one" / "last.pt", weights_only=True)
+    assert a["train_state"]["global_step"] == b["train_state"]["global_step"] == 6
+    assert len(a["train_state"]["rng"]) == 2  # one RNG state per process, for exact resume
+    for key in ("state_dict", "averaged_state_dict"):
+        for name, tensor in a[key].items():
+            torch.testing.assert_close(tensor, b[key][name], rtol=1e-3, atol=1e-5)  # summation order
+    torch.manual_seed(3)  # the run's initial weights: training really moved them
+    initial = build_model("paper", num_classes=3).state_dict()
+    assert not torch.allclose(a["state_dict"]["fc.weight"], initial["fc.weight"], rtol=1e-3, atol=1e-6)
+    for key in ("val_top1_raw", "val_top1_avg"):
+        assert ddp_results[key] == pytest.approx(single[key])
+    history_a = a["train_state"]["history"]
+    history_b = b["train_state"]["history"]
+    for row_a, row_b in zip(history_a, history_b, strict=True):
+        assert row_a["loss_total"] == pytest.approx(row_b["loss_total"], rel=1e-4)
+        assert row_a["train_eval_top1_raw"] == pytest.approx(row_b["train_eval_top1_raw"])

@@ -1,0 +1,298 @@
+"""End-to-end training on tiny data: the run folder, exact resume, NaN handling, signals, ensembles."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import shutil
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import yaml
+
+import googlenet.train.loop as loop
+from googlenet.cli import main
+from googlenet.data.synthetic import CLASSES, ensure_builtin
+from googlenet.io import sha256_file
+from googlenet.model.weights import load_checkpoint_model
+from googlenet.train import NonFiniteLossError, TrainConfig, fit, resolve
+from googlenet.train.config import load_yaml
+from googlenet.train.runs import METRIC_COLUMNS
+
+
+def make_tiny_data(root: Path) -> Path:
+    """Three classes of the built-in data at 64 px: 4 training and 1 validation image each."""
+    source = ensure_builtin(root / "cache", image_size=64, train_per_class=4, val_per_class=1)
+    for split in ("train", "val"):
+        for name in ("disc", "ring", "square"):
+            shutil.copytree(source / split / name, root / "data" / split / name)
+    return root / "data"
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_tiny_data(tmp_path_factory.mktemp("builtin"))
+
+
+def tiny(data: Path, out: Path, **flags: Any) -> TrainConfig:
+    """12 training images, global batch 4: 3 steps per epoch at 64x64 (the smallest size with aux heads)."""
+    base = {
+        "data.data_path": str(data),
+        "data.workers": 0,
+        "data.train_eval_samples": 6,
+        "model.input_size": 64,
+        "optim.batch_size": 4,
+        "run.epochs": 2,
+        "run.seed": 0,
+        "run.deterministic": True,
+        "run.progress": False,
+        "run.output_dir": str(out),
+        "average.start": 0.5,
+    }
+    return resolve({}, {**base, **flags})
+
+
+def _tensors(obj: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """Every leaf of a checkpoint (tensors and plain values), with its path."""
+    if isinstance(obj, dict):
+        for key, value in obj.items():
+            yield from _tensors(value, f"{prefix}/{key}")
+    elif isinstance(obj, list | tuple):
+        for index, value in enumerate(obj):
+            yield from _tensors(value, f"{prefix}/{index}")
+    else:
+        yield prefix, obj
+
+
+def _assert_identical_training_state(a: Path, b: Path) -> None:
+    left = torch.load(a, weights_only=True)
+    right = torch.load(b, weights_only=True)
+    compared = 0
+    for key in ("state_dict", "averaged_state_dict"):
+        assert left[key].keys() == right[key].keys()
+        for name, tensor in left[key].items():
+            assert torch.equal(tensor, right[key][name]), f"{key}.{name} differs"
+            compared += 1
+    for part in ("optimizer", "scheduler", "rng"):
+        lhs = dict(_tensors(left["train_state"][part]))
+        rhs = dict(_tensors(right["train_state"][part]))
+        assert lhs.keys() == rhs.keys()
+        for name, value in lhs.items():
+            if isinstance(value, torch.Tensor):
+                assert torch.equal(value, rhs[name]), f"{part}{name} differs"
+            else:
+                assert value == rhs[name], f"{part}{name} differs"
+    for key in ("epoch", "step", "global_step", "averaged_updates"):
+        assert left["train_state"][key] == right["train_state"][key]
+    assert compared > 100
+
+
+def test_run_folder_after_a_tiny_run_on_builtin_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GOOGLENET_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "run"
+    config = resolve(
+        {},
+        {"data.builtin_image_size": 64, "data.builtin_train_per_class": 2, "data.builtin_val_per_class": 1,
+         "data.workers": 0, "optim.batch_size": 4, "run.epochs": 2, "schedule.lr_warmup_epochs": 0.5,
+         "run.seed": 1, "run.output_dir": str(out), "run.progress": False, "average.start": 0},
+    )  # fmt: skip
+    assert config.data.dataset == "builtin" and config.model.input_size == 64  # the preset applies
+    results = fit(config)
+    assert results["status"] == "completed"
+    names = {p.name for p in out.iterdir()}
+    assert names >= {"config.yaml", "metrics.csv", "tensorboard", "loss.png", "top1.png", "lr.png", "last.pt",
+                     "final.pt", "train.log", "results.json", "checkpoints.json"}  # fmt: skip
+    assert any((out / "tensorboard").glob("events.out.tfevents.*"))
+    for png in ("loss.png", "top1.png", "lr.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    saved = resolve(load_yaml(out / "config.yaml"), {})
+    assert saved.run.seed == 1 and saved.optim.batch_size == 4 and saved.data.dataset == "builtin"
+
+    with open(out / "metrics.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert list(rows[0].keys()) == list(METRIC_COLUMNS)
+    assert [row["epoch"] for row in rows] == ["0", "1"]
+    for column in ("loss_main", "loss_aux1", "loss_aux2", "loss_total", "val_top1_raw", "val_top1_avg",
+                   "train_eval_top1_raw", "train_eval_top1_avg", "lr", "img_per_s", "epoch_time_s"):  # fmt: skip
+        assert rows[-1][column] != "", column
+
+    stored = json.loads((out / "results.json").read_text())
+    for key in ("val_top1_raw", "val_top5_raw", "val_top1_avg", "val_top5_avg", "epochs", "wall_time_s",
+                "img_per_s", "skipped_bad_files"):  # fmt: skip
+        assert key in stored, key
+    assert stored["epochs"] == 2 and stored["skipped_bad_files"] == 0
+
+    sums = json.loads((out / "checkpoints.json").read_text())
+    for name in ("last.pt", "final.pt"):
+        assert sums[name]["sha256"] == sha256_file(out / name)
+
+    # final.pt: the averaged model with everything needed to use it, loadable with weights_only=True.
+    raw = torch.load(out / "final.pt", weights_only=True)
+    assert raw["meta"]["class_names"] == sorted(CLASSES)  # folder order
+    assert raw["meta"]["input_size"] == 64 and raw["meta"]["variant"] == "paper"
+    assert "polyak average" in raw["meta"]["weights"]
+    assert set(raw["meta"]["metrics"]) == {"val_top1_raw", "val_top5_raw", "val_top1_avg", "val_top5_avg"}
+    last = torch.load(out / "last.pt", weights_only=True)
+    for name, tensor in raw["state_dict"].items():
+        assert torch.equal(tensor, last["averaged_state_dict"][name])
+    model, meta = load_checkpoint_model(out / "final.pt", aux_logits=False)
+    assert model(torch.zeros(1, 3, 64, 64)).shape == (1, 10) and meta["resize_size"] == 73
+
+    log = (out / "train.log").read_text()
+    assert "epoch 1/2" in log and "epoch 2/2" in log
+
+    # A second run into the same folder is refused: --resume is the way to continue it.
+    with pytest.raises(Exception, match="already holds a run"):
+        fit(config)
+
+
+def test_resume_mid_epoch_is_bit_identical(tiny_data: Path, tmp_path: Path) -> None:
+    straight = fit(tiny(tiny_data, tmp_path / "straight"))
+    assert straight["status"] == "completed" and straight["global_step"] == 6
+
+    first = fit(tiny(tiny_data, tmp_path / "resumed", **{"run.stop_after_steps": 2}))
+    assert first["status"] == "stopped"
+    state = torch.load(tmp_path / "resumed" / "last.pt", weights_only=True)["train_state"]
+    assert (state["epoch"], state["step"], state["global_step"]) == (0, 2, 2)
+    second = fit(tiny(tiny_data, tmp_path / "resumed"), resume=tmp_path / "resumed" / "last.pt")
+    assert second["status"] == "completed"
+
+    _assert_identical_training_state(tmp_path / "straight" / "last.pt", tmp_path / "resumed" / "last.pt")
+    a = torch.load(tmp_path / "straight" / "final.pt", weights_only=True)["state_dict"]
+    b = torch.load(tmp_path / "resumed" / "final.pt", weights_only=True)["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    # The history is continued, not duplicated, and the epoch metrics agree.
+    for column in ("loss_total", "val_top1_raw", "val_top1_avg"):
+        assert [r[column] for r in _history(tmp_path / "straight")] == [
+            r[column] for r in _history(tmp_path / "resumed")
+        ]
+
+
+def _history(folder: Path) -> list[dict[str, str]]:
+    with open(folder / "metrics.csv", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_resume_after_an_epoch_is_bit_identical_with_batchnorm(tiny_data: Path, tmp_path: Path) -> None:
+    # The BN variant also exercises the recomputed BN statistics of the averaged model (average from epoch 0).
+    flags = {"model.variant": "bn", "average.start": 0, "average.bn_batches": 2}
+    fit(tiny(tiny_data, tmp_path / "straight", **flags))
+    stopped = fit(tiny(tiny_data, tmp_path / "resumed", **flags, **{"run.stop_after_steps": 3}))
+    assert stopped["status"] == "stopped" and stopped["epochs"] == 1
+    fit(tiny(tiny_data, tmp_path / "resumed", **flags), resume=tmp_path / "resumed")
+    _assert_identical_training_state(tmp_path / "straight" / "last.pt", tmp_path / "resumed" / "last.pt")
+
+
+def test_resume_refuses_a_changed_recipe(tiny_data: Path, tmp_path: Path) -> None:
+    fit(tiny(tiny_data, tmp_path / "run", **{"run.stop_after_steps": 2}))
+    with pytest.raises(Exception, match=r"cannot resume with optim.lr=0.5; the run was started with 0.01"):
+        fit(tiny(tiny_data, tmp_path / "run", **{"optim.lr": 0.5}), resume=tmp_path / "run")
+
+
+def _inject(monkeypatch: pytest.MonkeyPatch, at_call: int, action: str) -> None:
+    """Make the loss of the `at_call`-th training step NaN, or raise SIGTERM during it."""
+    original = loop.head_losses
+    calls = {"n": 0}
+
+    def patched(*args: Any, **kwargs: Any) -> list[torch.Tensor]:
+        calls["n"] += 1
+        losses = original(*args, **kwargs)
+        if calls["n"] == at_call:
+            if action == "nan":
+                return [losses[0] * float("nan"), *losses[1:]]
+            signal.raise_signal(signal.SIGTERM)
+        return losses
+
+    monkeypatch.setattr(loop, "head_losses", patched)
+
+
+def test_nan_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(
+    tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "run"
+    _inject(monkeypatch, at_call=5, action="nan")  # epoch 1, step 1
+    with pytest.raises(NonFiniteLossError) as info:
+        fit(tiny(tiny_data, out))
+    message = str(info.value)
+    assert "non-finite loss (nan) at epoch 1 step 1 (global step 5)" in message
+    assert f"last good checkpoint {out / 'last.pt'}" in message and "\n" not in message
+    state = torch.load(out / "last.pt", weights_only=True)["train_state"]
+    assert (state["epoch"], state["step"]) == (1, 0)  # the end of epoch 0, untouched
+    assert json.loads((out / "checkpoints.json").read_text())["last.pt"]["sha256"] == sha256_file(
+        out / "last.pt"
+    )
+
+
+def test_skip_nonfinite_continues(tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _inject(monkeypatch, at_call=2, action="nan")
+    results = fit(tiny(tiny_data, tmp_path / "run", **{"optim.skip_nonfinite": True, "run.epochs": 1,
+                                                       "average.start": 0}))  # fmt: skip
+    assert results["status"] == "completed" and results["skipped_steps"] == 1
+
+
+def test_sigterm_finishes_the_step_saves_and_exits_cleanly(
+    tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "run"
+    _inject(monkeypatch, at_call=2, action="sigterm")
+    before = signal.getsignal(signal.SIGTERM)
+    argv = ["train", "--data-path", str(tiny_data), "-j", "0", "--input-size", "64", "-b", "4", "--epochs", "2",
+            "--seed", "0", "--deterministic", "--no-progress", "--output-dir", str(out), "--json"]  # fmt: skip
+    assert main(argv) == 128 + signal.SIGTERM
+    assert signal.getsignal(signal.SIGTERM) == before  # our handler is gone again
+    results = json.loads(capsys.readouterr().out)
+    assert results["status"] == "interrupted" and results["signal"] == "SIGTERM"
+    state = torch.load(out / "last.pt", weights_only=True)["train_state"]
+    assert (state["epoch"], state["step"], state["global_step"]) == (0, 2, 2)  # step 2 was finished
+    assert not (out / "final.pt").exists()
+    # ... and the CLI resumes it to the end.
+    assert main(["train", "--resume", str(out), "--no-progress"]) == 0
+    assert (out / "final.pt").is_file()
+
+
+def test_ensemble_members_share_initial_weights(tiny_data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "ensemble"
+    results = fit(tiny(tiny_data, out, **{"run.ensemble": 2, "run.epochs": 1, "average.start": 0}))
+    assert results["status"] == "completed"
+    index = json.loads((out / "ensemble.json").read_text())
+    members = index["members"]
+    assert [m["final"] for m in members] == ["member-0/final.pt", "member-1/final.pt"]
+    assert members[0]["init_sha256"] == members[1]["init_sha256"]  # section 7: same initialisation
+    assert members[0]["data_seed"] != members[1]["data_seed"]
+    assert members[1]["sampling"] == {"augment.random_interpolation": False}
+    member1 = yaml.safe_load((out / "member-1" / "config.yaml").read_text())
+    assert member1["augment"]["random_interpolation"] is False
+    a = torch.load(out / "member-0" / "final.pt", weights_only=True)["state_dict"]
+    b = torch.load(out / "member-1" / "final.pt", weights_only=True)["state_dict"]
+    assert not torch.equal(a["fc.weight"], b["fc.weight"])  # different orders and sampling
+
+
+def test_test_only_evaluates_a_checkpoint(tiny_data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    trained = fit(tiny(tiny_data, out, **{"run.epochs": 1, "average.start": 0}))
+    results = fit(tiny(tiny_data, tmp_path / "unused", **{"run.test_only": True}), resume=out / "last.pt")
+    assert results["val_top1_raw"] == pytest.approx(trained["val_top1_raw"])
+    assert results["val_top1_avg"] == pytest.approx(trained["val_top1_avg"])
+    only_final = fit(tiny(tiny_data, tmp_path / "unused", **{"run.test_only": True}), resume=out / "final.pt")
+    assert only_final["val_top1"] == pytest.approx(trained["val_top1_avg"])  # final.pt holds the average
+    assert "polyak average" in only_final["weights"]
+
+
+def test_bf16_autocast_without_aux_heads(tiny_data: Path, tmp_path: Path) -> None:
+    # --amp on CPU is bf16 autocast; --no-aux trains the main head alone (loss = main).
+    out = tmp_path / "run"
+    results = fit(tiny(tiny_data, out, **{"run.amp": True, "model.aux_logits": False, "run.epochs": 1,
+                                         "average.method": "ema", "average.start": 0}))  # fmt: skip
+    assert results["status"] == "completed"
+    row = _history(out)[0]
+    assert row["loss_aux1"] == "" and row["loss_main"] == row["loss_total"]
+    assert math.isfinite(float(row["loss_total"]))
+    meta = torch.load(out / "final.pt", weights_only=True)["meta"]
+    assert "ema average" in meta["weights"] and meta["recipe"]["amp"] is True
+    assert not any(k.startswith("aux") for k in torch.load(out / "final.pt", weights_only=True)["state_dict"])

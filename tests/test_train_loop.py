@@ -1,0 +1,157 @@
+"""The training loop: section 5's weighted loss, top-k counting, NaN/Inf handling, stopping, evaluation."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from googlenet.train.loop import (
+    EpochMeter,
+    NonFiniteLossError,
+    correct_topk,
+    evaluate,
+    head_losses,
+    split_heads,
+    train_one_epoch,
+    weighted_loss,
+)
+
+CPU = torch.device("cpu")
+
+
+def test_aux_weighted_loss_matches_hand_computation() -> None:
+    main = torch.tensor([[2.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    aux1 = torch.tensor([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0]])
+    aux2 = torch.tensor([[0.0, 3.0, 0.0], [0.0, 0.0, 0.0]])
+    target = torch.tensor([0, 1])
+
+    def ce(logits: list[float], label: int) -> float:
+        return -logits[label] + math.log(sum(math.exp(v) for v in logits))
+
+    hand_main = (ce([2, 0, 0], 0) + ce([0, 1, 0], 1)) / 2
+    hand_aux1 = (ce([0, 0, 0], 0) + ce([1, 0, 0], 1)) / 2
+    hand_aux2 = (ce([0, 3, 0], 0) + ce([0, 0, 0], 1)) / 2
+    losses = head_losses((main, aux1, aux2), target)
+    assert [x.item() for x in losses] == pytest.approx([hand_main, hand_aux1, hand_aux2], rel=1e-6)
+    total = weighted_loss(losses, 0.3)  # section 5
+    assert total.item() == pytest.approx(hand_main + 0.3 * (hand_aux1 + hand_aux2), rel=1e-6)
+    assert weighted_loss(losses, 1.0).item() == pytest.approx(hand_main + hand_aux1 + hand_aux2, rel=1e-6)
+    assert weighted_loss(head_losses(main, target), 0.3).item() == pytest.approx(hand_main, rel=1e-6)
+
+
+def test_split_heads_drops_absent_aux() -> None:
+    logits = torch.zeros(2, 3)
+    assert split_heads(logits)[1] == []
+    main, aux = split_heads((logits, None, None))
+    assert main is logits and aux == []
+
+
+def test_correct_topk_counts_and_caps_k() -> None:
+    logits = torch.tensor([[0.1, 0.9, 0.0], [0.8, 0.1, 0.05], [0.2, 0.3, 0.5]])
+    target = torch.tensor([1, 1, 0])
+    assert correct_topk(logits, target, (1, 2)) == [1, 2]
+    assert correct_topk(logits, target, (1, 5)) == [1, 3]  # only 3 classes: top-5 is everything
+
+
+class _Toy(nn.Module):
+    """A linear classifier with two 'auxiliary heads'; can be told to emit NaN at given calls."""
+
+    def __init__(self, nan_at: set[int] | None = None) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+        self.aux = nn.Linear(4, 3)
+        self.calls = 0
+        self.nan_at = nan_at or set()
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        self.calls += 1
+        out = self.fc(x)
+        if self.calls in self.nan_at:
+            out = out * float("nan")
+        return out, self.aux(x), self.aux(x) * 2
+
+
+def _batches(n: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    generator = torch.Generator().manual_seed(1)
+    return [
+        (torch.randn(4, 4, generator=generator), torch.randint(0, 3, (4,), generator=generator))
+        for _ in range(n)
+    ]
+
+
+def test_nonfinite_loss_stops_naming_the_step_before_any_update() -> None:
+    model = _Toy(nan_at={3})
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    snapshot: dict[str, torch.Tensor] = {}
+
+    def remember(result: object) -> None:
+        snapshot.update({k: v.clone() for k, v in model.state_dict().items()})
+
+    with pytest.raises(
+        NonFiniteLossError, match=r"non-finite loss \(nan\) at epoch 7 step 2 \(global step 13\)"
+    ):
+        train_one_epoch(
+            model, _batches(5), optimizer, device=CPU, epoch=7, global_step=10, after_step=remember
+        )
+    # The weights are those after the last good step (step 1): the bad step touched nothing.
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, snapshot[key])
+
+
+def test_skip_nonfinite_skips_and_counts() -> None:
+    model = _Toy(nan_at={2})
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.5)
+    meter, stopped = train_one_epoch(
+        model, _batches(4), optimizer, device=CPU, epoch=0, scheduler=scheduler, skip_nonfinite=True
+    )
+    assert not stopped
+    assert meter.skipped == 1 and meter.steps == 3 and meter.samples == 12
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.1 * 0.5**4)  # the schedule kept going
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    summary = meter.summary()
+    assert set(summary) >= {"loss_main", "loss_aux1", "loss_aux2", "loss_total", "top1", "top5"}
+    assert summary["skipped_steps"] == 1
+
+
+def test_stop_request_finishes_the_current_step() -> None:
+    model = _Toy()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    seen: list[int] = []
+    meter, stopped = train_one_epoch(
+        model,
+        _batches(6),
+        optimizer,
+        device=CPU,
+        epoch=0,
+        stop_requested=lambda global_step: global_step >= 2,
+        after_step=lambda result: seen.append(result.global_step),
+    )
+    assert stopped and seen == [1, 2] and meter.steps == 2
+
+
+def test_meter_state_round_trip() -> None:
+    meter = EpochMeter()
+    meter.add([1.0, 2.0, 3.0], 2.5, [1, 2], 4)
+    again = EpochMeter()
+    again.load_state_dict(meter.state_dict())
+    assert again.summary() == meter.summary()
+    assert meter.summary()["loss_aux2"] == pytest.approx(3.0)
+    assert meter.summary()["top5"] == pytest.approx(50.0)
+
+
+def test_evaluate_reports_loss_and_accuracy() -> None:
+    model = nn.Linear(2, 3, bias=False)
+    with torch.no_grad():
+        model.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, -1.0]]))
+    images = torch.tensor([[2.0, 0.0], [0.0, 2.0], [1.0, 0.0], [0.0, 1.0]])
+    target = torch.tensor([0, 1, 1, 2])  # two right, two wrong
+    metrics = evaluate(model, [(images[:2], target[:2]), (images[2:], target[2:])], device=CPU)
+    assert metrics["top1"] == pytest.approx(50.0)
+    assert metrics["samples"] == 4
+    expected = nn.functional.cross_entropy(model(images), target).item()
+    assert metrics["loss"] == pytest.approx(expected, rel=1e-6)
+    assert model.training  # mode restored

@@ -1,0 +1,85 @@
+"""Sampling independent of process count and resume point; RNG state capture for exact resume."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from googlenet.train.checkpoint import capture_rng_state, restore_rng_state
+from googlenet.train.sampling import SeededSamples, ShardedBatchSampler, ShardedIndices, epoch_permutation
+
+
+def test_shards_of_every_global_batch_are_the_single_process_batch() -> None:
+    single = list(ShardedBatchSampler(23, 8, seed=3, epoch=2))
+    assert len(single) == 2  # 23 // 8: the incomplete last batch is dropped
+    for world in (2, 4):
+        shards = [list(ShardedBatchSampler(23, 8, 3, 2, rank=r, world_size=world)) for r in range(world)]
+        for step, batch in enumerate(single):
+            joined = [key for r in range(world) for key in shards[r][step]]
+            assert joined == batch
+    assert all(epoch == 2 for batch in single for epoch, _ in batch)
+
+
+def test_epochs_have_different_orders_and_resume_skips_steps() -> None:
+    assert not torch.equal(epoch_permutation(50, 0, 0), epoch_permutation(50, 0, 1))
+    assert torch.equal(epoch_permutation(50, 0, 1), epoch_permutation(50, 0, 1))
+    full = list(ShardedBatchSampler(40, 4, seed=1, epoch=0))
+    resumed = ShardedBatchSampler(40, 4, seed=1, epoch=0, start_step=6)
+    assert len(resumed) == 4 and list(resumed) == full[6:]
+
+
+def test_batch_must_split_evenly() -> None:
+    with pytest.raises(ValueError, match="not divisible"):
+        ShardedBatchSampler(10, 5, 0, 0, rank=0, world_size=2)
+
+
+def test_evaluation_shards_cover_every_sample_once() -> None:
+    shards = [list(ShardedIndices(range(11), r, 3)) for r in range(3)]
+    assert sorted(i for shard in shards for i in shard) == list(range(11))
+
+
+class _Noisy:
+    """A dataset whose 'augmentation' draws from all three global generators."""
+
+    def __len__(self) -> int:
+        return 10
+
+    def __getitem__(self, index: int) -> tuple[float, float, float]:
+        return torch.rand(1).item(), float(np.random.rand()), random.random()
+
+
+def test_seeded_samples_do_not_depend_on_or_disturb_the_caller_rng() -> None:
+    samples = SeededSamples(_Noisy(), seed=4)
+    torch.manual_seed(1)
+    first = samples[(0, 3)]
+    torch.manual_seed(99)
+    np.random.seed(5)
+    random.seed(6)
+    state = capture_rng_state()
+    assert samples[(0, 3)] == first  # the caller's RNG state does not matter
+    after = capture_rng_state()
+    assert torch.equal(state["torch"], after["torch"])  # ... and is left as it was
+    assert state["python"] == after["python"]
+    assert torch.equal(state["numpy"]["keys"], after["numpy"]["keys"])
+    assert samples[(1, 3)] != first  # another epoch, another draw
+    assert samples[(0, 4)] != first
+
+
+def test_rng_state_round_trip() -> None:
+    torch.manual_seed(0)
+    np.random.seed(0)
+    random.seed(0)
+    np.random.randn()  # leave a cached Gaussian in NumPy's state
+    state = capture_rng_state()
+    expected = (torch.rand(3), np.random.rand(3), [random.random() for _ in range(3)], random.gauss(0, 1))
+    torch.manual_seed(1)
+    np.random.seed(1)
+    random.seed(1)
+    restore_rng_state(state)
+    got = (torch.rand(3), np.random.rand(3), [random.random() for _ in range(3)], random.gauss(0, 1))
+    assert torch.equal(expected[0], got[0])
+    assert np.array_equal(expected[1], got[1])
+    assert expected[2:] == got[2:]
