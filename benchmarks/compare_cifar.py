@@ -130,7 +130,13 @@ def main() -> None:
     parser.add_argument("--wd", type=float, default=2e-4)
     parser.add_argument("--warmup-epochs", type=float, default=1.0)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("-j", "--workers", type=int, default=2)
+    parser.add_argument(
+        "-j",
+        "--workers",
+        type=int,
+        default=0,
+        help="loader processes (0: decode in-process; on 2 cores workers compete with the model)",
+    )
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast (default fp32)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()

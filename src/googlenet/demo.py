@@ -37,7 +37,9 @@ def main() -> int:
         if code != 0:
             return code
     _step("where to look")
-    for name in sorted(p.name for p in output.iterdir() if p.suffix in (".png", ".csv", ".json", ".yaml", ".log")):
+    for name in sorted(
+        p.name for p in output.iterdir() if p.suffix in (".png", ".csv", ".json", ".yaml", ".log")
+    ):
         print(f"  {output / name}")
     print(f"  tensorboard --logdir {output}")
     top1_raw, top1_avg = results.get("val_top1_raw"), results.get("val_top1_avg")
