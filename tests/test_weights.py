@@ -174,3 +174,12 @@ def test_atomic_save_keeps_previous_file_on_failure(tmp_path: Path) -> None:
         googlenet.model.weights.atomic_save({"x": Unsaveable()}, path)
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["keep.pt"]  # no temporary file left behind
+
+
+def test_saved_files_get_the_usual_permissions(tmp_path: Path) -> None:
+    """Atomic writes go through mkstemp (mode 0600); the final file gets 0666 less the umask, like open()."""
+    path = tmp_path / "perm.pt"
+    googlenet.save_checkpoint(path, googlenet.build_model("paper", num_classes=2))
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask
