@@ -52,7 +52,8 @@ def build(name: str, classes: int) -> tuple[nn.Module, nn.Module]:
             weights=None, num_classes=classes, aux_logits=True, init_weights=True
         )
         return model, model
-    ours = googlenet.build_model(name, num_classes=classes)
+    variant, _, init = name.partition("+")  # e.g. "bn+truncnormal": the bn variant, torchvision's init
+    ours = googlenet.build_model(variant, num_classes=classes, **({"init": init} if init else {}))
     return _Train(ours), ours
 
 
@@ -121,7 +122,12 @@ def run(name: str, args: argparse.Namespace, train_set, val_set) -> dict:  # typ
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-path", type=Path, default=DEFAULT_DATA)
-    parser.add_argument("--models", nargs="+", default=["paper", "bn", "torchvision"])
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        default=["paper", "bn", "torchvision"],
+        help="variants; VARIANT+INIT overrides the init",
+    )
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--input-size", type=int, default=64)
     parser.add_argument("-b", "--batch-size", type=int, default=32)

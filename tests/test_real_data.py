@@ -34,7 +34,8 @@ def test_train_end_to_end_on_cifar10_mini(shared_data: Path, tmp_path: Path, cap
     code = main(
         [
             "train", "--data-path", str(shared_data / "cifar10-mini"), "--variant", "bn",
-            "--input-size", "64", "--epochs", "2", "-b", "32", "--lr", "0.02", "-j", "0",
+            "--input-size", "64", "--epochs", "4", "-b", "32", "--lr", "0.01", "-j", "0",
+            "--lr-warmup-epochs", "1", "--lr-scheduler", "cosine", "--clip-grad-norm", "2",
             "--output-dir", str(out), "--seed", "0", "--no-progress", "--json",
         ]
     )  # fmt: skip

@@ -58,7 +58,10 @@ VARIANTS: dict[str, ModelConfig] = {
     # BatchNorm after every convolution (Ioffe & Szegedy 2015, "BN-Inception" style): conv bias off,
     # no LRN (BatchNorm makes it redundant). Otherwise the paper's layout. Trains faster and is far
     # less sensitive to the learning rate and initialisation; not what the paper trained.
-    "bn": ModelConfig(variant="bn", bn_eps=1e-5, lrn=False),
+    # Initialised like torchvision (truncated normal, std 0.01), not He: with BatchNorm doing the scaling
+    # the small init trains better (cifar10-mini, 64 px, 12 epochs, same loop and seed: val top-1 40.2%
+    # against 28.2% with He; docs/recipe.md).
+    "bn": ModelConfig(variant="bn", bn_eps=1e-5, lrn=False, init="truncnormal"),
     # torchvision.models.googlenet's layout, so its weight files load key for key: BatchNorm with
     # eps 1e-3 (ported from TF-slim), a 3x3 kernel in the "5x5" branch, a 2x2/2 max pool before
     # stage 5, dropout 0.2, no LRN, auxiliary heads pooled adaptively to 4x4.
@@ -168,7 +171,7 @@ class GoogLeNet(nn.Module):
     def reset_parameters(self) -> None:
         """Initialise the weights.
 
-        `init="he"` (paper, bn): He et al. 2015 normal initialisation, fan-in mode with the ReLU gain,
+        `init="he"` (paper): He et al. 2015 normal initialisation, fan-in mode with the ReLU gain,
         for every convolution and hidden linear layer, zero biases, and N(0, 0.001) for the classifiers.
         The paper gives no initialisation. Caffe's reference uses Xavier with fan-in variance 1/n and
         bias 0.2, which halves the signal's variance at every ReLU; through 22 layers without BatchNorm
@@ -183,7 +186,7 @@ class GoogLeNet(nn.Module):
         warms the learning rate up linearly (tested: the BN-free network then learns ten real photos
         within 30 steps instead of sitting at ln 10).
 
-        `init="truncnormal"` (torchvision): truncated normal with std 0.01 in [-2, 2] for convolution
+        `init="truncnormal"` (bn, torchvision): truncated normal with std 0.01 in [-2, 2] for convolution
         and linear weights, as torchvision does; BatchNorm then does the scaling.
         """
         classifiers = {self.fc}
