@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,3 +25,13 @@ def shared_data() -> Path:
             pytest.fail(f"{SHARED_DATA} is missing but GOOGLENET_REQUIRE_SHARED is set (CI)")
         pytest.skip(f"{SHARED_DATA} not present (a fresh clone without the shared data)")
     return SHARED_DATA
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """Run a test's tiny models on one thread: on a machine shared with other jobs, two OpenMP threads
+    spinning for two busy cores run them several times slower than one."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -7,7 +7,6 @@ import csv
 import json
 import math
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -56,14 +55,7 @@ def make_checkpoint(path: Path, seed: int, classes: list[str] = CLASSES, input_s
     return path
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    # The models here are tiny; on a CI machine shared with other jobs, two OpenMP threads spinning
-    # for two busy cores run them several times slower than one thread.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

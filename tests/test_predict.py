@@ -4,7 +4,6 @@ unreadable image is a one-line error while the others are still predicted; the I
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -22,13 +21,7 @@ from googlenet.resources import imagenet_classes
 CLASSES = ["circle", "square", "star"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    # Tiny models on a machine shared with other jobs: one thread beats two spinning OpenMP threads.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
