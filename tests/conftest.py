@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
+
+from googlenet.data.synthetic import ensure_builtin
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -35,3 +38,12 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def make_tiny_data(root: Path) -> Path:
+    """Three classes of the built-in data at 64 px: 4 training and 1 validation image each."""
+    source = ensure_builtin(root / "cache", image_size=64, train_per_class=4, val_per_class=1)
+    for split in ("train", "val"):
+        for name in ("disc", "ring", "square"):
+            shutil.copytree(source / split / name, root / "data" / split / name)
+    return root / "data"

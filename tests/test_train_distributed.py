@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -19,7 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from googlenet.data.synthetic import ensure_builtin
+from conftest import make_tiny_data
 from googlenet.model.googlenet import build_model
 from googlenet.train import fit, resolve
 
@@ -40,15 +39,6 @@ FLAGS = {
 }
 ARGV = ["--input-size", "64", "--dropout", "0", "--aux-dropout", "0", "-b", "4", "--epochs", "2", "--seed", "3",
         "--no-progress", "-j", "0", "--train-eval-samples", "5", "--average-start", "0"]  # fmt: skip
-
-
-def make_tiny_data(root: Path) -> Path:
-    """Three classes of the built-in data at 64 px: 4 training and 1 validation image each."""
-    source = ensure_builtin(root / "cache", image_size=64, train_per_class=4, val_per_class=1)
-    for split in ("train", "val"):
-        for name in ("disc", "ring", "square"):
-            shutil.copytree(source / split / name, root / "data" / split / name)
-    return root / "data"
 
 
 @pytest.mark.skipif(not TORCHRUN.exists(), reason="torchrun not installed beside this Python")

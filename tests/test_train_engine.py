@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import shutil
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,22 +15,14 @@ import torch
 import yaml
 
 import googlenet.train.loop as loop
+from conftest import make_tiny_data
 from googlenet.cli import main
-from googlenet.data.synthetic import CLASSES, ensure_builtin
+from googlenet.data.synthetic import CLASSES
 from googlenet.io import sha256_file
 from googlenet.model.weights import load_checkpoint_model
 from googlenet.train import NonFiniteLossError, TrainConfig, fit, resolve
 from googlenet.train.config import load_yaml
 from googlenet.train.runs import METRIC_COLUMNS
-
-
-def make_tiny_data(root: Path) -> Path:
-    """Three classes of the built-in data at 64 px: 4 training and 1 validation image each."""
-    source = ensure_builtin(root / "cache", image_size=64, train_per_class=4, val_per_class=1)
-    for split in ("train", "val"):
-        for name in ("disc", "ring", "square"):
-            shutil.copytree(source / split / name, root / "data" / split / name)
-    return root / "data"
 
 
 @pytest.fixture(scope="module")
