@@ -17,9 +17,13 @@ bit-identical to an uninterrupted one under `--deterministic` (tested).
 
 from __future__ import annotations
 
+import logging
 import os
 import random
+import signal
+import threading
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import numpy as np
@@ -31,6 +35,8 @@ from googlenet.model.googlenet import GoogLeNet
 from googlenet.model.weights import read_checkpoint, save_checkpoint
 
 TRAIN_STATE_VERSION = 1
+
+logger = logging.getLogger("googlenet.train")
 
 
 def capture_rng_state() -> dict[str, Any]:
@@ -110,3 +116,29 @@ def load_training_state(path: str | os.PathLike[str]) -> dict[str, Any]:
         if key not in state:
             raise CheckpointError(f"{path}: training state has no {key!r} entry")
     return checkpoint
+
+
+class StopSignals:
+    """SIGINT/SIGTERM set a flag the loop polls after every step; a second SIGINT stops at once."""
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.received is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.received = signum
+        logger.warning(
+            "received %s: finishing the current step, then saving last.pt", signal.Signals(signum).name
+        )
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)

@@ -11,19 +11,15 @@ Works the same in one process or many under `torchrun` (see `googlenet.train.dis
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import logging
 import math
 import os
 import random
 import signal
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import numpy as np
@@ -33,21 +29,18 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
-from googlenet.data.datasets import ImageFolderDataset, load_image_folder, load_imagenet
 from googlenet.data.transforms import (
     IMAGENET_MEAN,
     IMAGENET_STD,
-    AugmentConfig,
-    build_eval_transform,
-    build_train_transform,
     default_resize_size,
 )
-from googlenet.errors import CheckpointError, ConfigError, DataError
+from googlenet.errors import CheckpointError, ConfigError
 from googlenet.model.googlenet import GoogLeNet, build_from_config, build_model
 from googlenet.model.weights import read_checkpoint, save_checkpoint
 from googlenet.train import distributed as ddp
 from googlenet.train.averaging import WeightAverager
 from googlenet.train.checkpoint import (
+    StopSignals,
     gather_rng_states,
     load_training_state,
     resolve_resume_path,
@@ -55,6 +48,7 @@ from googlenet.train.checkpoint import (
     save_training_state,
 )
 from googlenet.train.config import TrainConfig, dump_yaml, ensemble_member, from_dict, validate
+from googlenet.train.inputs import build_data, loader_workers, make_loader
 from googlenet.train.loop import EpochMeter, NonFiniteLossError, StepResult, evaluate, train_one_epoch
 from googlenet.train.runs import RunFolder, default_output_dir, write_ensemble
 from googlenet.train.sampling import (
@@ -93,41 +87,6 @@ class _TrainForward(nn.Module):
         return tuple(self.model.forward_train(x))
 
 
-class _StopSignals:
-    """SIGINT/SIGTERM set a flag the loop polls after every step; a second SIGINT stops at once."""
-
-    def __init__(self) -> None:
-        self.received: int | None = None
-        self._previous: dict[int, Any] = {}
-
-    def __enter__(self) -> _StopSignals:
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum: int, frame: FrameType | None) -> None:
-        if self.received is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self.received = signum
-        logger.warning(
-            "received %s: finishing the current step, then saving last.pt", signal.Signals(signum).name
-        )
-
-    def __exit__(self, *exc: object) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-
-
-@dataclass
-class _Data:
-    train: ImageFolderDataset
-    val: ImageFolderDataset
-    train_eval: ImageFolderDataset  # the training images with the evaluation transform
-    classes: list[str]
-    bad_files: list[str]
-
-
 def _fingerprint(model: nn.Module) -> str:
     """SHA-256 of the state dict's tensors (key order); equal initial weights give equal fingerprints."""
     digest = hashlib.sha256()
@@ -135,97 +94,6 @@ def _fingerprint(model: nn.Module) -> str:
         digest.update(key.encode())
         digest.update(value.detach().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()
-
-
-def _workers(config: TrainConfig) -> int:
-    """Loader processes: the configured number, or min(4, CPUs) when unset."""
-    if config.data.workers is not None:
-        return config.data.workers
-    return min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
-
-
-def _loader(dataset: Any, env: ddp.DistEnv, workers: int, device: torch.device, **kwargs: Any) -> DataLoader:
-    # A private generator: a DataLoader without one draws its worker seed from the global RNG when
-    # iterated, which would make dropout depend on when a run was resumed.
-    return DataLoader(
-        dataset,
-        num_workers=workers,
-        pin_memory=device.type == "cuda",
-        generator=torch.Generator().manual_seed(0),
-        **kwargs,
-    )
-
-
-def _build_data(config: TrainConfig, env: ddp.DistEnv, training: bool = True) -> _Data:
-    """Training and validation sets; `training=False` (evaluation only) skips scanning the training set."""
-    m, d, a = config.model, config.data, config.augment
-    train: ImageFolderDataset
-    val: ImageFolderDataset
-    augment = AugmentConfig(
-        scale_min=a.scale_min,
-        scale_max=a.scale_max,
-        ratio_min=a.ratio_min,
-        ratio_max=a.ratio_max,
-        random_crop=a.random_crop,
-        resize_size=m.resize_size,
-        random_interpolation=a.random_interpolation,
-        photometric=a.photometric,
-        brightness=a.brightness,
-        contrast=a.contrast,
-        saturation=a.saturation,
-        lighting=a.lighting,
-        flip=a.flip,
-    )
-    train_tf = build_train_transform(m.input_size, augment)
-    eval_tf = build_eval_transform(m.input_size, m.resize_size)
-    if d.dataset == "imagenet":
-        assert d.data_path is not None
-        if env.is_main:  # the first process extracts the archives, if needed
-            load_imagenet(d.data_path, "train", on_bad=d.on_bad)
-            load_imagenet(d.data_path, "val", on_bad=d.on_bad)
-        ddp.barrier()
-        train = load_imagenet(d.data_path, "train", train_tf, on_bad=d.on_bad)
-        val = load_imagenet(d.data_path, "val", eval_tf, on_bad=d.on_bad)
-    else:
-        if d.dataset == "builtin":
-            from googlenet.data.synthetic import ensure_builtin
-
-            def builtin() -> Path:
-                return ensure_builtin(
-                    seed=0,
-                    image_size=d.builtin_image_size,
-                    train_per_class=d.builtin_train_per_class,
-                    val_per_class=d.builtin_val_per_class,
-                    progress=False,
-                )
-
-            root: str | Path = builtin() if env.is_main else ""
-            ddp.barrier()
-            if not env.is_main:
-                root = builtin()
-        else:
-            assert d.data_path is not None
-            root = d.data_path
-        train, val = load_image_folder(root, train_tf, eval_tf, on_bad=d.on_bad)
-    bad: list[str] = []
-    if d.scan_bad_files:
-        if env.is_main:
-            threads = max(1, _workers(config))
-            bad = (train.scan_bad_files(workers=threads) if training else []) + val.scan_bad_files(
-                workers=threads
-            )
-        bad = ddp.broadcast_object(bad)
-        if bad and d.on_bad == "abort":
-            raise DataError(f"{bad[0]}: cannot be decoded ({len(bad)} bad file(s); --on-bad skip skips them)")
-        for dataset in (train, val):
-            dataset.bad_files.update(bad)
-            dataset.samples = [s for s in dataset.samples if s[0] not in dataset.bad_files]
-            dataset.targets = [t for _, t in dataset.samples]
-            if not dataset.samples:
-                raise DataError(f"{dataset.root}: no readable images")
-    train_eval = copy.copy(train)
-    train_eval.transform = eval_tf
-    return _Data(train, val, train_eval, list(train.classes), sorted(bad))
 
 
 def _autocast_dtype(config: TrainConfig, device: torch.device) -> tuple[torch.dtype | None, bool]:
@@ -416,7 +284,7 @@ def evaluate_checkpoint(
     model_config = dict(checkpoint["model_config"])
     config.model.input_size = int(meta.get("input_size", config.model.input_size))
     config.model.resize_size = meta.get("resize_size", config.model.resize_size)
-    data = _build_data(config, env, training=False)
+    data = build_data(config, env, training=False)
     names = meta.get("class_names")
     if names is not None and list(names) != data.classes:
         raise CheckpointError(
@@ -424,7 +292,7 @@ def evaluate_checkpoint(
         )
     model = build_from_config(model_config).to(device)
     sampler = ShardedIndices(range(len(data.val)), env.rank, env.world_size)
-    loader = _loader(data.val, env, _workers(config), device, batch_size=64, sampler=sampler)
+    loader = make_loader(data.val, env, loader_workers(config), device, batch_size=64, sampler=sampler)
     autocast_dtype, _ = _autocast_dtype(config, device)
     results: dict[str, Any] = {"checkpoint": str(file), "samples": len(data.val)}
     training = "train_state" in checkpoint
@@ -483,7 +351,7 @@ def _train(
     run.write_text("config.yaml", dump_yaml(config, "googlenet train: resolved configuration"))
     logger.info("run folder %s (%d process(es), device %s)", run.path, env.world_size, device)
 
-    data = _build_data(config, env)
+    data = build_data(config, env)
     steps_per_epoch = ShardedBatchSampler.steps_per_epoch(len(data.train), o.batch_size)
     if steps_per_epoch == 0:
         raise ConfigError(f"batch size {o.batch_size} is larger than the training set ({len(data.train)})")
@@ -563,13 +431,13 @@ def _train(
         _seed_streams(data_seed, env.rank, salt=global_step)
 
     train_samples = SeededSamples(data.train, data_seed)
-    val_loader = _loader(
-        data.val, env, _workers(config), device, batch_size=max(1, o.batch_size // env.world_size),
+    val_loader = make_loader(
+        data.val, env, loader_workers(config), device, batch_size=max(1, o.batch_size // env.world_size),
         sampler=ShardedIndices(range(len(data.val)), env.rank, env.world_size),
     )  # fmt: skip
     subset = sorted(epoch_permutation(len(data.train), r.seed, -1)[: config.data.train_eval_samples].tolist())
-    train_eval_loader = _loader(
-        data.train_eval, env, _workers(config), device, batch_size=max(1, o.batch_size // env.world_size),
+    train_eval_loader = make_loader(
+        data.train_eval, env, loader_workers(config), device, batch_size=max(1, o.batch_size // env.world_size),
         sampler=ShardedIndices(subset, env.rank, env.world_size),
     )  # fmt: skip
 
@@ -577,7 +445,7 @@ def _train(
         sampler = ShardedBatchSampler(
             len(data.train), o.batch_size, data_seed, _BN_EPOCH_TAG + epoch, env.rank, env.world_size
         )
-        yield from _loader(train_samples, env, _workers(config), device, batch_sampler=sampler)
+        yield from make_loader(train_samples, env, loader_workers(config), device, batch_sampler=sampler)
 
     def save_last(next_epoch: int, next_step: int, meter: EpochMeter | None) -> None:
         rng = gather_rng_states()
@@ -622,7 +490,7 @@ def _train(
     status = "completed"
     epoch_times: list[float] = []
     last_plot = -math.inf
-    with _StopSignals() as signals:
+    with StopSignals() as signals:
         while epoch < r.epochs:
             epoch_started = time.perf_counter()
             meter = EpochMeter()
@@ -632,7 +500,7 @@ def _train(
             sampler = ShardedBatchSampler(
                 len(data.train), o.batch_size, data_seed, epoch, env.rank, env.world_size, start_step
             )
-            loader = _loader(train_samples, env, _workers(config), device, batch_sampler=sampler)
+            loader = make_loader(train_samples, env, loader_workers(config), device, batch_sampler=sampler)
             try:
                 meter, stopped = train_one_epoch(
                     forward, loader, optimizer, device=device, epoch=epoch, aux_weight=o.aux_weight,

@@ -1,0 +1,126 @@
+"""The data a training run reads: the datasets with section 6's transforms, and their loaders.
+
+`build_data` resolves `TrainConfig.data` (an ImageFolder tree, ImageNet's archives or the built-in set)
+into training and validation sets, scanning for undecodable files first when asked; `make_loader` wraps
+a dataset or batch sampler in a DataLoader with its own generator, so resumed runs draw the same
+worker seeds.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+
+from googlenet.data.datasets import ImageFolderDataset, load_image_folder, load_imagenet
+from googlenet.data.transforms import AugmentConfig, build_eval_transform, build_train_transform
+from googlenet.errors import DataError
+from googlenet.train import distributed as ddp
+from googlenet.train.config import TrainConfig
+
+
+@dataclass
+class TrainData:
+    train: ImageFolderDataset
+    val: ImageFolderDataset
+    train_eval: ImageFolderDataset  # the training images with the evaluation transform
+    classes: list[str]
+    bad_files: list[str]
+
+
+def loader_workers(config: TrainConfig) -> int:
+    """Loader processes: the configured number, or min(4, CPUs) when unset."""
+    if config.data.workers is not None:
+        return config.data.workers
+    return min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+
+def make_loader(
+    dataset: Any, env: ddp.DistEnv, workers: int, device: torch.device, **kwargs: Any
+) -> DataLoader:
+    # A private generator: a DataLoader without one draws its worker seed from the global RNG when
+    # iterated, which would make dropout depend on when a run was resumed.
+    return DataLoader(
+        dataset,
+        num_workers=workers,
+        pin_memory=device.type == "cuda",
+        generator=torch.Generator().manual_seed(0),
+        **kwargs,
+    )
+
+
+def build_data(config: TrainConfig, env: ddp.DistEnv, training: bool = True) -> TrainData:
+    """Training and validation sets; `training=False` (evaluation only) skips scanning the training set."""
+    m, d, a = config.model, config.data, config.augment
+    train: ImageFolderDataset
+    val: ImageFolderDataset
+    augment = AugmentConfig(
+        scale_min=a.scale_min,
+        scale_max=a.scale_max,
+        ratio_min=a.ratio_min,
+        ratio_max=a.ratio_max,
+        random_crop=a.random_crop,
+        resize_size=m.resize_size,
+        random_interpolation=a.random_interpolation,
+        photometric=a.photometric,
+        brightness=a.brightness,
+        contrast=a.contrast,
+        saturation=a.saturation,
+        lighting=a.lighting,
+        flip=a.flip,
+    )
+    train_tf = build_train_transform(m.input_size, augment)
+    eval_tf = build_eval_transform(m.input_size, m.resize_size)
+    if d.dataset == "imagenet":
+        assert d.data_path is not None
+        if env.is_main:  # the first process extracts the archives, if needed
+            load_imagenet(d.data_path, "train", on_bad=d.on_bad)
+            load_imagenet(d.data_path, "val", on_bad=d.on_bad)
+        ddp.barrier()
+        train = load_imagenet(d.data_path, "train", train_tf, on_bad=d.on_bad)
+        val = load_imagenet(d.data_path, "val", eval_tf, on_bad=d.on_bad)
+    else:
+        if d.dataset == "builtin":
+            from googlenet.data.synthetic import ensure_builtin
+
+            def builtin() -> Path:
+                return ensure_builtin(
+                    seed=0,
+                    image_size=d.builtin_image_size,
+                    train_per_class=d.builtin_train_per_class,
+                    val_per_class=d.builtin_val_per_class,
+                    progress=False,
+                )
+
+            root: str | Path = builtin() if env.is_main else ""
+            ddp.barrier()
+            if not env.is_main:
+                root = builtin()
+        else:
+            assert d.data_path is not None
+            root = d.data_path
+        train, val = load_image_folder(root, train_tf, eval_tf, on_bad=d.on_bad)
+    bad: list[str] = []
+    if d.scan_bad_files:
+        if env.is_main:
+            threads = max(1, loader_workers(config))
+            bad = (train.scan_bad_files(workers=threads) if training else []) + val.scan_bad_files(
+                workers=threads
+            )
+        bad = ddp.broadcast_object(bad)
+        if bad and d.on_bad == "abort":
+            raise DataError(f"{bad[0]}: cannot be decoded ({len(bad)} bad file(s); --on-bad skip skips them)")
+        for dataset in (train, val):
+            dataset.bad_files.update(bad)
+            dataset.samples = [s for s in dataset.samples if s[0] not in dataset.bad_files]
+            dataset.targets = [t for _, t in dataset.samples]
+            if not dataset.samples:
+                raise DataError(f"{dataset.root}: no readable images")
+    train_eval = copy.copy(train)
+    train_eval.transform = eval_tf
+    return TrainData(train, val, train_eval, list(train.classes), sorted(bad))
