@@ -48,7 +48,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/train_throughput.py --input-size 112 224
 
 lock: $(STAMP)
-	$(PY) -m pip freeze --exclude-editable | grep -v '^-e' > requirements/constraints.txt.new
+	{ head -2 requirements/constraints.txt; $(PY) -m pip freeze --exclude-editable | grep -v '^-e'; } > requirements/constraints.txt.new
 	mv requirements/constraints.txt.new requirements/constraints.txt
 
 clean:

@@ -69,7 +69,8 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def run_json(args: list[str], capsys: pytest.CaptureFixture[str]) -> dict:
-    assert main(["evaluate", *args, "--json", "-j", "0", "--no-progress", "--device", "cpu"]) == 0
+    engine = [] if "--engine" in args else ["--engine", "eager"]  # auto's timing is tested once, below
+    assert main(["evaluate", *args, *engine, "--json", "-j", "0", "--no-progress", "--device", "cpu"]) == 0
     return json.loads(capsys.readouterr().out)
 
 
@@ -224,7 +225,22 @@ def test_table3_text_shows_the_papers_table(
     setup: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     args = ["evaluate", "--checkpoint", str(setup["a"]), "--data-path", str(setup["data"]), "--limit", "1"]
-    assert main([*args, "--table3", "--output-dir", str(tmp_path), "-j", "0", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                *args,
+                "--table3",
+                "--output-dir",
+                str(tmp_path),
+                "-j",
+                "0",
+                "--no-progress",
+                "--engine",
+                "eager",
+            ]
+        )
+        == 0
+    )
     text = capsys.readouterr().out
     assert "paper (Table 3" in text and "6.67%" in text and "10.07%" in text
     rows = list(csv.DictReader((tmp_path / "table3.csv").read_text().splitlines()))
@@ -240,11 +256,31 @@ def test_text_report_and_max_reduction(setup: dict[str, Path], capsys: pytest.Ca
     assert "9/9" in captured.err and "img" in captured.err  # tqdm's bar: count, rate and ETA
     assert "top-1 error" in text and "top-5 error" in text and "images       9" in text
     assert "per-class accuracy" in text and "crops/s" in text
+    engine = next(line for line in text.splitlines() if line.startswith("engine"))
+    assert any(backend in engine for backend in ("eager", "onnxruntime", "openvino"))  # --engine auto's pick
+
+
+def test_engines_agree(setup: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["--checkpoint", str(setup["a"]), "--data-path", str(setup["data"]), "--crops", "10"]
+    off = run_json([*args, "--engine", "off"], capsys)
+    fused = run_json(args, capsys)  # eager: the fused network
+    bf16 = run_json([*args, "--engine", "eager", "--precision", "bf16"], capsys)
+    assert (
+        off["engines"] == ["off"] and fused["engines"] == ["eager fp32"] and bf16["engines"] == ["eager bf16"]
+    )
+    for a, b in zip(off["per_class"], fused["per_class"], strict=True):
+        assert a["top1_accuracy"] == b["top1_accuracy"] and a["top5_accuracy"] == b["top5_accuracy"]
+    assert bf16["images"] == off["images"]
 
 
 def test_workers_and_limit(setup: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
     args = ["--checkpoint", str(setup["a"]), "--data-path", str(setup["data"]), "--limit", "4", "-b", "3"]
-    assert main(["evaluate", *args, "-j", "1", "--json", "--no-progress", "--device", "cpu"]) == 0
+    assert (
+        main(
+            ["evaluate", *args, "-j", "1", "--json", "--no-progress", "--device", "cpu", "--engine", "eager"]
+        )
+        == 0
+    )
     report = json.loads(capsys.readouterr().out)
     assert report["images"] == 4 and report["crops"] == 1
     assert limit_samples([(str(i), i) for i in range(10)], 4) == [("0", 0), ("2", 2), ("5", 5), ("7", 7)]
@@ -301,7 +337,13 @@ def test_builtin_dataset_uses_its_val_split(setup: dict[str, Path], monkeypatch:
 
 @pytest.mark.parametrize(
     "extra",
-    [["--table3", "--crops", "10"], ["--output-dir", "x"], ["--batch-size", "0"], ["--limit", "0"]],
+    [
+        ["--table3", "--crops", "10"],
+        ["--output-dir", "x"],
+        ["--batch-size", "0"],
+        ["--limit", "0"],
+        ["--engine", "off", "--precision", "bf16"],
+    ],
 )
 def test_bad_flag_combinations(
     setup: dict[str, Path], extra: list[str], capsys: pytest.CaptureFixture[str]

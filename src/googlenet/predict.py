@@ -24,7 +24,7 @@ from PIL import Image
 from googlenet.data.crops import CROP_COUNTS, CropSpec, cut_crops
 from googlenet.errors import ConfigError, DataError
 from googlenet.evaluate.metrics import REDUCTIONS, aggregate_probs
-from googlenet.evaluate.models import Ensemble, load_ensemble, resolve_device
+from googlenet.evaluate.models import Ensemble, add_engine_arguments, load_ensemble, resolve_device
 from googlenet.evaluate.protocol import member_probs
 
 VARIANT_CHOICES = ("paper", "bn", "torchvision")
@@ -118,6 +118,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--topk", type=int, default=5, help="classes shown per image (default 5)")
     parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
+    add_engine_arguments(parser, default="eager")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(func=run)
 
@@ -126,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
     if args.topk < 1:
         raise ConfigError(f"--topk: must be at least 1, got {args.topk}")
     device = resolve_device(args.device)
-    ensemble = load_ensemble(args.checkpoint, args.weights, args.variant, device)
+    ensemble = load_ensemble(args.checkpoint, args.weights, args.variant, device, args.engine, args.precision)
     results = predict_files(
         args.images, ensemble, crops=args.crops, device=device, reduce=args.reduce, topk=args.topk
     )

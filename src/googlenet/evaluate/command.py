@@ -22,7 +22,7 @@ from googlenet.data.crops import CROP_COUNTS, CropSpec
 from googlenet.errors import ConfigError
 from googlenet.evaluate.evalset import DATASETS, limit_samples, load_eval_set
 from googlenet.evaluate.metrics import REDUCTIONS
-from googlenet.evaluate.models import Ensemble, load_ensemble, resolve_device
+from googlenet.evaluate.models import Ensemble, add_engine_arguments, load_ensemble, resolve_device
 from googlenet.evaluate.protocol import ON_BAD, View, evaluate_views
 from googlenet.evaluate.table3 import format_table3, save_table3, table3_rows, table3_specs, table3_views
 
@@ -70,6 +70,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("-b", "--batch-size", type=int, default=144,
                    help="crops per model call (default 144); whole images are grouped to fill it")  # fmt: skip
     g.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
+    add_engine_arguments(g, default="auto")
     g.add_argument("--json", action="store_true", help="print the results as one JSON object")
     g.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bar with images/s and ETA on stderr (default: when stderr is a terminal)")  # fmt: skip
@@ -93,7 +94,15 @@ def run(args: argparse.Namespace) -> int:
     _check_args(args)
     progress = args.progress if args.progress is not None else sys.stderr.isatty()
     device = resolve_device(args.device)
-    ensemble = load_ensemble(args.checkpoint, args.weights, args.variant, device)
+    ensemble = load_ensemble(
+        args.checkpoint,
+        args.weights,
+        args.variant,
+        device,
+        args.engine,
+        args.precision,
+        min(args.batch_size, 64),
+    )
     dataset = args.dataset or ("folder" if args.data_path else "builtin")
     evalset = load_eval_set(dataset, args.data_path, ensemble.class_names, ensemble.wnids, progress=progress)
     samples = limit_samples(evalset.samples, args.limit)
@@ -175,6 +184,7 @@ def _report(
         "crops_per_s": images * cost / seconds if seconds > 0 else None,
         "bad_images": [{"image": path, "error": message} for path, message in result["bad_images"]],
         "checkpoints": list(ensemble.sources),
+        "engines": [member.engine for member in ensemble.members],
         "dataset": dataset,
         "device": device,
         "per_class": summary["per_class"],
@@ -232,3 +242,4 @@ def _print_footer(r: dict[str, Any]) -> None:
             f"throughput   {r['images_per_s']:.2f} images/s, {r['crops_per_s']:.1f} crops/s on {r['device']} "
             f"({r['seconds']:.1f} s, {r['model_seconds']:.1f} s in the models)"
         )
+    print(f"engine       {', '.join(sorted(set(r['engines'])))} (--engine, --precision)")

@@ -18,8 +18,9 @@ from torch import Tensor, nn
 
 from googlenet.data.crops import CropSpec
 from googlenet.errors import CheckpointError, ConfigError
+from googlenet.infer.optimize import BACKENDS, PRECISIONS, optimize
 from googlenet.io import safe_load
-from googlenet.model.googlenet import build_model
+from googlenet.model.googlenet import GoogLeNet, build_model
 from googlenet.model.weights import IMAGENET_MEAN, IMAGENET_STD, load_checkpoint_model, load_weights
 from googlenet.resources import imagenet_classes
 
@@ -34,6 +35,7 @@ class Member:
     mean: tuple[float, ...] = IMAGENET_MEAN
     std: tuple[float, ...] = IMAGENET_STD
     name: str = "model"
+    engine: str = "off"  # how `forward` runs: "off" (the model as is) or "<backend> <precision>"
 
 
 @dataclass
@@ -80,14 +82,53 @@ def _is_placeholder(names: Sequence[str]) -> bool:
     return list(names) == [str(i) for i in range(len(names))]
 
 
-def member_from_model(model: nn.Module, meta: dict[str, Any], source: str, device: torch.device) -> Member:
-    """A `Member` running `model` in eval mode on `device` with the normalisation in `meta`."""
+ENGINES: tuple[str, ...] = ("auto", *BACKENDS, "off")
+
+
+def add_engine_arguments(parser: Any, default: str) -> None:
+    """`--engine` and `--precision`, shared by evaluate, predict and detection."""
+    parser.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default=default,
+        help=f"inference backend of googlenet.optimize (fused network); auto times the installed ones and "
+        f"keeps the fastest; off runs the model unchanged (default {default})",
+    )
+    parser.add_argument(
+        "--precision", choices=PRECISIONS, default="fp32", help="fp32 (default) or bf16 (AMX where present)"
+    )
+
+
+def member_from_model(
+    model: nn.Module,
+    meta: dict[str, Any],
+    source: str,
+    device: torch.device,
+    engine: str = "off",
+    precision: str = "fp32",
+    input_size: int = 224,
+    batch_size: int = 32,
+) -> Member:
+    """A `Member` running `model` in eval mode on `device` with the normalisation in `meta`.
+
+    `engine`: "off" runs the model as it is (eager, float32); any other value runs it through
+    `googlenet.optimize` with that backend ("auto": the fastest measured) and `precision`.
+    """
+    if engine not in ENGINES:
+        raise ConfigError(f"engine: must be one of {', '.join(ENGINES)}, got {engine!r}")
+    if engine == "off" and precision != "fp32":
+        raise ConfigError("precision bf16 needs the inference engine (not --engine off)")
     model.eval().to(device)
+    forward: Any = model
+    used = "off"
+    if engine != "off" and isinstance(model, GoogLeNet):
+        fast = optimize(model, precision, engine, input_size=input_size, batch_size=batch_size, device=device)
+        forward, used = fast, f"{fast.backend} {fast.precision}"
     mean = tuple(float(v) for v in meta.get("mean", IMAGENET_MEAN))
     std = tuple(float(v) for v in meta.get("std", IMAGENET_STD))
     if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
         raise CheckpointError(f"{source}: meta mean/std must be 3 numbers each (std > 0), got {mean} / {std}")
-    return Member(forward=model, mean=mean, std=std, name=os.path.basename(source))
+    return Member(forward=forward, mean=mean, std=std, name=os.path.basename(source), engine=used)
 
 
 def _load_weight_file(path: str, variant: str) -> tuple[nn.Module, dict[str, Any]]:
@@ -110,12 +151,16 @@ def load_ensemble(
     weights: str | os.PathLike[str] | None = None,
     variant: str = "torchvision",
     device: torch.device | str = "cpu",
+    engine: str = "off",
+    precision: str = "fp32",
+    batch_size: int = 32,
 ) -> Ensemble:
     """Load `checkpoints` (ours, each with its metadata) and/or a weight file into one `Ensemble`.
 
     All members must share class names, input size, resize size and interpolation (one-line
     `CheckpointError` naming the first file that differs); each keeps its own mean/std. A model whose
     names are the placeholders "0".."999" gets the ImageNet class names shipped with the package.
+    `engine`, `precision` and `batch_size` choose how each member runs (see `member_from_model`).
     """
     device = torch.device(device) if isinstance(device, str) else device
     sources = [str(p) for p in checkpoints] + ([str(weights)] if weights is not None else [])
@@ -140,7 +185,7 @@ def load_ensemble(
         input_size = int(meta.get("input_size", 224))
         resize_size = int(meta.get("resize_size") or round(input_size * 256 / 224))
         interpolation = str(meta.get("interpolation", "bilinear"))
-        member = member_from_model(model, meta, source, device)
+        member = member_from_model(model, meta, source, device, engine, precision, input_size, batch_size)
         if ensemble is None:
             ensemble = Ensemble(
                 members=[member],

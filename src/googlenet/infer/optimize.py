@@ -1,0 +1,279 @@
+"""`googlenet.optimize(model)`: the fastest way this machine has to compute a GoogLeNet's logits.
+
+Every backend runs the same rewritten network (`googlenet.infer.fused`: BatchNorm folded, the three
+1x1 convolutions of every Inception module fused, heads and dropout dropped) in channels_last layout:
+
+- `eager`: PyTorch's oneDNN kernels. With `precision="bf16"` the weights and activations are bfloat16,
+  which oneDNN runs on the AMX / AVX-512-BF16 matrix units where the CPU has them.
+- `compile`: `torch.compile` with Inductor's weight freezing (constant-folds the weights into the
+  graph and picks oneDNN's prepacked kernels); the first call compiles, which takes a while.
+- `onnxruntime`: the network exported to ONNX (opset 18) and run by ONNX Runtime's CPU (or CUDA)
+  provider with all graph optimisations; fp32 only.
+- `openvino`: the ONNX file compiled by OpenVINO for its CPU plugin with the precision as its
+  inference-precision hint (bf16 uses AMX when present).
+
+`backend="auto"` times every backend that is installed and applicable on a sample batch and keeps
+the fastest; the choice and the timings are in `OptimizedModel.backend` and `.timings_ms`, and are
+logged. ONNX Runtime and OpenVINO are optional (`pip install googlenet[fast]`).
+
+Numerics: fp32 backends match the eager model within about 1e-5 relative (tested at 1e-4); bf16 has
+about 3 significant digits, which changes a few top-1 decisions in a thousand (measured in
+`benchmarks/inference.py`).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import logging
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from googlenet.errors import ConfigError
+from googlenet.infer.fused import FusedGoogLeNet, fuse
+from googlenet.model.googlenet import GoogLeNet
+
+logger = logging.getLogger("googlenet.infer")
+
+BACKENDS: tuple[str, ...] = ("eager", "compile", "onnxruntime", "openvino")
+PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
+ONNX_OPSET = 18
+
+
+@dataclass
+class OptimizedModel:
+    """A logits callable: normalised float N x 3 x S x S (any layout, any device) -> float32 logits."""
+
+    run: Callable[[Tensor], Tensor]
+    backend: str
+    precision: str
+    device: torch.device
+    timings_ms: dict[str, float] = field(default_factory=dict)  # per candidate, when chosen by timing
+
+    def __call__(self, x: Tensor) -> Tensor:
+        return self.run(x)
+
+    def __repr__(self) -> str:
+        return f"OptimizedModel(backend={self.backend!r}, precision={self.precision!r}, device={self.device})"
+
+
+def available_backends(precision: str = "fp32", device: torch.device | str = "cpu") -> list[str]:
+    """The backends installed here that can run `precision` on `device`."""
+    device = torch.device(device)
+    names = ["eager", "compile"]
+    if importlib.util.find_spec("onnx") and importlib.util.find_spec("onnxscript"):
+        if importlib.util.find_spec("onnxruntime") and precision == "fp32":
+            names.append("onnxruntime")
+        if importlib.util.find_spec("openvino") and device.type == "cpu":
+            names.append("openvino")
+    return names
+
+
+def _eager(net: FusedGoogLeNet, precision: str, device: torch.device) -> Callable[[Tensor], Tensor]:
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    net = net.to(device=device, dtype=dtype).to(memory_format=torch.channels_last)
+
+    def run(x: Tensor) -> Tensor:
+        with torch.inference_mode():
+            x = x.to(device=device, dtype=dtype).contiguous(memory_format=torch.channels_last)
+            return net(x).float()
+
+    return run
+
+
+def _compile(net: FusedGoogLeNet, precision: str, device: torch.device) -> Callable[[Tensor], Tensor]:
+    import torch._inductor.config as inductor_config
+
+    inductor_config.freezing = True  # fold the (frozen) weights into the graph: inference only
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    net = net.to(device=device, dtype=dtype).to(memory_format=torch.channels_last)
+    compiled = torch.compile(net, dynamic=False)
+
+    def run(x: Tensor) -> Tensor:
+        with torch.inference_mode():
+            x = x.to(device=device, dtype=dtype).contiguous(memory_format=torch.channels_last)
+            return compiled(x).float()
+
+    return run
+
+
+def export_onnx(net: nn.Module, input_size: int, path: str | Path | io.BytesIO | None = None) -> bytes:
+    """The network as an ONNX model (opset 18, dynamic batch); written to `path` when given."""
+    net = net.float().eval()
+    example = torch.randn(2, 3, input_size, input_size)
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    program = torch.onnx.export(
+        net,
+        (example,),
+        dynamo=True,
+        opset_version=ONNX_OPSET,
+        input_names=["images"],
+        output_names=["logits"],
+        dynamic_shapes={"x": {0: batch}},
+        optimize=True,
+        verbose=False,
+    )
+    assert program is not None
+    data = program.model_proto.SerializeToString()
+    if isinstance(path, io.BytesIO):
+        path.write(data)
+    elif path is not None:
+        from googlenet.io import atomic_open
+
+        with atomic_open(path, "wb") as handle:
+            handle.write(data)
+    return data
+
+
+def _onnxruntime(net: FusedGoogLeNet, input_size: int, device: torch.device) -> Callable[[Tensor], Tensor]:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = torch.get_num_threads()
+    providers = ["CUDAExecutionProvider"] if device.type == "cuda" else ["CPUExecutionProvider"]
+    session = ort.InferenceSession(export_onnx(net, input_size), options, providers=providers)
+
+    def run(x: Tensor) -> Tensor:
+        array = x.detach().float().contiguous().cpu().numpy()
+        (logits,) = session.run(["logits"], {"images": array})
+        return torch.from_numpy(np.asarray(logits)).to(x.device)
+
+    return run
+
+
+def _openvino(net: FusedGoogLeNet, input_size: int, precision: str) -> Callable[[Tensor], Tensor]:
+    import openvino as ov
+
+    core = ov.Core()
+    with tempfile.TemporaryDirectory() as folder:  # OpenVINO reads ONNX from a file
+        path = Path(folder) / "googlenet.onnx"
+        export_onnx(net, input_size, path)
+        model = core.read_model(str(path))
+    hint = "bf16" if precision == "bf16" else "f32"
+    compiled = core.compile_model(
+        model,
+        "CPU",
+        {
+            "INFERENCE_PRECISION_HINT": hint,
+            "PERFORMANCE_HINT": "LATENCY",
+            "INFERENCE_NUM_THREADS": torch.get_num_threads(),
+        },
+    )
+    request = compiled.create_infer_request()
+
+    def run(x: Tensor) -> Tensor:
+        array = x.detach().float().contiguous().cpu().numpy()
+        logits = request.infer({0: array})[compiled.output(0)]
+        return torch.from_numpy(np.array(logits)).to(x.device)
+
+    return run
+
+
+def _build(
+    net: FusedGoogLeNet, backend: str, precision: str, device: torch.device, input_size: int
+) -> Callable[[Tensor], Tensor]:
+    if backend == "eager":
+        return _eager(net, precision, device)
+    if backend == "compile":
+        return _compile(net, precision, device)
+    if backend == "onnxruntime":
+        return _onnxruntime(net, input_size, device)
+    return _openvino(net, input_size, precision)
+
+
+def time_call(run: Callable[[Tensor], Tensor], x: Tensor, repeats: int = 3, warmup: int = 1) -> float:
+    """Median milliseconds of `run(x)` over `repeats` calls after `warmup` calls."""
+    for _ in range(warmup):
+        run(x)
+    timings = []
+    for _ in range(repeats):
+        if x.device.type == "cuda":
+            torch.cuda.synchronize(x.device)
+        start = time.perf_counter()
+        run(x)
+        if x.device.type == "cuda":
+            torch.cuda.synchronize(x.device)
+        timings.append(1000 * (time.perf_counter() - start))
+    return statistics.median(timings)
+
+
+def optimize(
+    model: GoogLeNet,
+    precision: str = "fp32",
+    backend: str = "auto",
+    *,
+    input_size: int | None = None,
+    batch_size: int = 32,
+    device: torch.device | str | None = None,
+    candidates: Sequence[str] | None = None,
+) -> OptimizedModel:
+    """A fast callable with `model.eval()`'s main logits (see the module docstring).
+
+    Args:
+        model: a trained GoogLeNet (not modified).
+        precision: "fp32" (matches eager within 1e-4 relative) or "bf16".
+        backend: one of `BACKENDS`, or "auto" to time the available ones and keep the fastest.
+        input_size: the crop size the callable will see (default 224, the paper's); ONNX exports and
+            "auto" timings use it, the eager backends accept any size.
+        batch_size: the batch "auto" times with.
+        device: where to run (default: the model's device).
+        candidates: for "auto", the backends to try (default: every available one except "compile",
+            whose compilation takes minutes on a small CPU; name it to include it).
+    """
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision: must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if backend != "auto" and backend not in BACKENDS:
+        raise ConfigError(f"backend: must be auto or one of {', '.join(BACKENDS)}, got {backend!r}")
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    size = input_size or 224  # the paper's crop
+    available = available_backends(precision, device)
+    net = fuse(model).to("cpu")
+    if backend != "auto":
+        if backend not in available:
+            raise ConfigError(
+                f"backend {backend!r} is not available for {precision} on {device.type} here "
+                f"(available: {', '.join(available)}; ONNX Runtime and OpenVINO come with googlenet[fast])"
+            )
+        return OptimizedModel(_build(net, backend, precision, device, size), backend, precision, device)
+
+    names = [name for name in (candidates or [b for b in available if b != "compile"]) if name in available]
+    if not names:
+        raise ConfigError(f"none of the candidate backends is available (available: {', '.join(available)})")
+    sample = torch.randn(batch_size, 3, size, size, device=device)
+    timings: dict[str, float] = {}
+    runs: dict[str, Callable[[Tensor], Tensor]] = {}
+    for name in names:
+        try:
+            runs[name] = _build(copy_net(net), name, precision, device, size)
+            timings[name] = time_call(runs[name], sample)
+        except Exception as exc:  # noqa: BLE001 - a backend that fails here is skipped, not fatal: say why
+            logger.warning(
+                "backend %s skipped: %s", name, str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            )
+    if not timings:
+        raise ConfigError("no backend could run this model here")
+    best = min(timings, key=timings.__getitem__)
+    logger.info(
+        "optimize: %s %s chosen (%s at batch %d)",
+        best,
+        precision,
+        ", ".join(f"{k} {v:.1f} ms" for k, v in sorted(timings.items(), key=lambda kv: kv[1])),
+        batch_size,
+    )
+    return OptimizedModel(runs[best], best, precision, device, timings)
+
+
+def copy_net(net: FusedGoogLeNet) -> FusedGoogLeNet:
+    """A deep copy, so one backend's dtype or layout change does not leak into the next candidate."""
+    import copy
+
+    return copy.deepcopy(net)

@@ -1,0 +1,105 @@
+"""The inference engine: fused network and every backend give the eval-mode model's logits."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+import torch
+
+import googlenet
+from googlenet.errors import ConfigError
+from googlenet.infer import available_backends, fuse, optimize
+from googlenet.infer.fused import FusedInception
+
+SIZE = 64
+
+
+def _trained_like(variant: str) -> googlenet.GoogLeNet:
+    """A model whose BatchNorm layers are not the identity (random statistics and affine terms)."""
+    torch.manual_seed(0)
+    model = googlenet.build_model(variant, num_classes=7)
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+            torch.nn.init.uniform_(module.weight, 0.5, 1.5)
+            torch.nn.init.uniform_(module.bias, -0.2, 0.2)
+    return model.eval()
+
+
+def _relative(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).abs().max() / b.abs().max())
+
+
+@pytest.mark.parametrize("variant", ["paper", "bn", "torchvision"])
+def test_fused_network_matches_eval_model(variant: str, one_thread: None) -> None:
+    model = _trained_like(variant)
+    x = torch.randn(3, 3, SIZE, SIZE)
+    with torch.no_grad():
+        expected = model(x)
+        got = fuse(model)(x)
+    assert _relative(got, expected) < 1e-5
+
+
+def test_fusion_stacks_the_three_1x1_convolutions_and_leaves_the_model_alone() -> None:
+    model = _trained_like("bn")
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    fused = fuse(model)
+    module = fused.inception3a
+    assert isinstance(module, FusedInception)
+    spec = model.inception3a.spec
+    assert module.splits == [spec.n1x1, spec.n3x3red, spec.n5x5red]
+    assert module.reduce.weight.shape == (spec.n1x1 + spec.n3x3red + spec.n5x5red, 192, 1, 1)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fused.modules())
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+@pytest.mark.parametrize("variant", ["paper", "bn"])
+@pytest.mark.parametrize("backend", ["eager", "onnxruntime", "openvino"])
+def test_fp32_backends_match_eager_within_1e_4(variant: str, backend: str, one_thread: None) -> None:
+    if backend not in available_backends("fp32"):
+        pytest.skip(f"{backend} is not installed (pip install googlenet[fast])")
+    model = _trained_like(variant)
+    x = torch.randn(5, 3, SIZE, SIZE)  # a batch size the export never saw: the batch is dynamic
+    with torch.no_grad():
+        expected = model(x)
+    fast = optimize(model, backend=backend, input_size=SIZE)
+    assert fast.backend == backend and fast.precision == "fp32"
+    got = fast(x)
+    assert got.dtype == torch.float32 and got.shape == expected.shape
+    assert _relative(got, expected) < 1e-4
+
+
+def test_bf16_eager_stays_close_to_fp32(one_thread: None) -> None:
+    model = _trained_like("paper")  # with LRN, which has no bf16 kernel of its own
+    x = torch.randn(4, 3, SIZE, SIZE)
+    with torch.no_grad():
+        expected = model(x)
+    got = optimize(model, precision="bf16", backend="eager", input_size=SIZE)(x)
+    assert got.dtype == torch.float32
+    assert _relative(got, expected) < 3e-2
+
+
+def test_auto_times_the_candidates_and_keeps_the_fastest(one_thread: None) -> None:
+    model = _trained_like("bn")
+    fast = optimize(model, input_size=SIZE, batch_size=2)
+    candidates = [b for b in available_backends("fp32") if b != "compile"]
+    assert set(fast.timings_ms) == set(candidates)
+    assert fast.backend == min(fast.timings_ms, key=fast.timings_ms.__getitem__)
+    x = torch.randn(2, 3, SIZE, SIZE)
+    with torch.no_grad():
+        assert _relative(fast(x), model(x)) < 1e-4
+
+
+def test_bad_arguments_are_config_errors() -> None:
+    model = _trained_like("paper")
+    with pytest.raises(ConfigError, match="precision"):
+        optimize(model, precision="fp16")
+    with pytest.raises(ConfigError, match="backend"):
+        optimize(model, backend="tensorrt")
+    if importlib.util.find_spec("onnxruntime") is not None:
+        with pytest.raises(ConfigError, match="not available"):
+            optimize(model, precision="bf16", backend="onnxruntime")
+    with pytest.raises(TypeError, match="GoogLeNet"):
+        fuse(torch.nn.Linear(2, 2))  # type: ignore[arg-type]
