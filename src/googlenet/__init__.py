@@ -9,6 +9,7 @@ The public API, re-exported flat:
 
 from googlenet.data.crops import Crop, CropSpec, crop_boxes
 from googlenet.errors import CheckpointError, ConfigError, DataError, GoogLeNetError
+from googlenet.infer import OptimizedModel, optimize
 from googlenet.model.googlenet import (
     VARIANTS,
     GoogLeNet,
@@ -33,6 +34,7 @@ __all__ = [
     "GoogLeNetError",
     "GoogLeNetOutputs",
     "ModelConfig",
+    "OptimizedModel",
     "TrainConfig",
     "__version__",
     "build_from_config",
@@ -41,5 +43,6 @@ __all__ = [
     "fit",
     "load_checkpoint_model",
     "load_weights",
+    "optimize",
     "save_checkpoint",
 ]
