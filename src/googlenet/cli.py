@@ -23,7 +23,7 @@ SUBCOMMANDS: tuple[str, ...] = (
     "googlenet.train.command",
     "googlenet.evaluate.command",
     "googlenet.predict",
-    "googlenet.benchmark",
+    "googlenet.bench.command",
     "googlenet.detect.command",
     "googlenet.export",
     "googlenet.report.command",

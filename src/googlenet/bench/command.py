@@ -1,0 +1,257 @@
+"""`googlenet benchmark`: our paths and the peers on the same inputs in one run, as ratios.
+
+Measures, never asserts. Sections (choose with `--only`):
+
+- `gemm`: the machine's fp32 and bf16 matrix-product GFLOP/s, the ceiling every path is compared with
+  (fraction = images/s x 2 x multiply-adds per image / GEMM FLOP/s, multiply-adds from `summary`);
+- `infer`: images/s at batch 1 and 32, 224x224, fp32 and bf16: torchvision eager (NCHW and
+  channels_last), torchvision + torch.compile (`--compile`, slow to build), ONNX Runtime and OpenVINO
+  on the exported torchvision model, and `googlenet.optimize` on our `torchvision`-layout and `paper`
+  networks with each backend;
+- `train`: full training steps at batch 32, 224 and 112: torchvision eager fp32 NCHW (the baseline)
+  against ours, fp32 and bf16;
+- `data`: JPEG decoding + section-6 augmentation with 1 and 2 loader processes;
+- `crops144`: section 7's 144-crop protocol against the same model's raw forward.
+
+Every path runs in a fresh process (peak memory per path; no shared caches); the results are printed
+as a table with ratios to each section's baseline and saved with `--json FILE`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from googlenet.errors import ConfigError
+
+SECTIONS: tuple[str, ...] = ("gemm", "infer", "train", "data", "crops144")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "benchmark",
+        help="our inference, training and data paths against torchvision, ONNX Runtime and OpenVINO",
+        description=__doc__.splitlines()[0] if __doc__ else None,
+    )
+    parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS), help="sections to run")
+    parser.add_argument("--batch", type=int, nargs="+", default=[1, 32], help="inference batch sizes (1 32)")
+    parser.add_argument("--train-size", type=int, nargs="+", default=[224, 112], help="training resolutions")
+    parser.add_argument(
+        "--compile", action="store_true", help="include torch.compile paths (minutes to build)"
+    )
+    parser.add_argument("--repeats", type=int, default=5, help="timed repetitions per path (median)")
+    parser.add_argument(
+        "--data-path", metavar="DIR", help="JPEG image folder for data/crops144 (default: built-in)"
+    )
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions and paths, for a smoke run")
+    parser.add_argument("--json", metavar="FILE", help="save every result with the machine's description")
+    parser.set_defaults(func=run)
+
+
+def machine() -> dict[str, Any]:
+    """What the numbers were measured on."""
+    cpu = ""
+    flags: list[str] = []
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("model name") and not cpu:
+                    cpu = line.split(":", 1)[1].strip()
+                if line.startswith("flags") and not flags:
+                    flags = [f for f in line.split(":", 1)[1].split() if f.startswith(("avx512", "amx"))]
+    except OSError:
+        pass
+    versions: dict[str, str] = {"torch": str(torch.__version__)}
+    for name in ("torchvision", "onnxruntime", "openvino"):
+        if importlib.util.find_spec(name):
+            module = __import__(name)
+            versions[name] = str(getattr(module, "__version__", "?"))
+    return {
+        "platform": platform.platform(),
+        "cpu": cpu,
+        "isa": sorted(set(flags)),
+        "threads": torch.get_num_threads(),
+        "versions": versions,
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+
+
+def plan(args: argparse.Namespace, root: str) -> list[dict[str, Any]]:
+    """The specs to run, in order, each with a `section`, a `name` and its `baseline` name."""
+    repeats = 2 if args.quick else args.repeats
+    specs: list[dict[str, Any]] = []
+    have_ort = importlib.util.find_spec("onnxruntime") is not None
+    have_ov = importlib.util.find_spec("openvino") is not None
+    if "gemm" in args.only:
+        for precision in ("fp32", "bf16"):
+            specs.append({"section": "gemm", "name": f"GEMM {precision}", "kind": "gemm", "precision": precision,
+                          "repeats": repeats})  # fmt: skip
+    if "infer" in args.only:
+        for batch in args.batch:
+            for precision in ("fp32", "bf16"):
+                base = f"torchvision eager b{batch} {precision}"
+                peers = ["torchvision-eager", "torchvision-eager-cl"]
+                peers += ["torchvision-compile"] if args.compile else []
+                peers += ["torchvision-onnxruntime"] if have_ort and precision == "fp32" else []
+                if have_ov:
+                    peers += ["torchvision-openvino"] if precision == "bf16" else ["torchvision-openvino-f32"]
+                ours = [("torchvision", "eager"), ("paper", "eager")]
+                if have_ort and precision == "fp32":
+                    ours += [("torchvision", "onnxruntime"), ("paper", "onnxruntime")]
+                if have_ov:
+                    ours += [("torchvision", "openvino"), ("paper", "openvino")]
+                if args.compile:
+                    ours += [("torchvision", "compile"), ("paper", "compile")]
+                common = {"section": "infer", "kind": "infer", "batch": batch, "size": 224, "precision": precision,
+                          "repeats": repeats, "warmup": 2, "baseline": base}  # fmt: skip
+                for impl in peers:
+                    label = impl.replace("torchvision-", "torchvision ").replace("-cl", " channels_last")
+                    name = base if impl == "torchvision-eager" else f"{label} b{batch} {precision}"
+                    if impl == "torchvision-openvino":
+                        name = f"torchvision openvino (default) b{batch} {precision}"
+                    specs.append({**common, "name": name, "impl": impl, "variant": "torchvision"})
+                for variant, backend in ours:
+                    specs.append({**common, "name": f"ours {variant} {backend} b{batch} {precision}", "impl": "ours",
+                                  "variant": variant, "backend": backend})  # fmt: skip
+    if "train" in args.only:
+        for size in args.train_size:
+            base = f"train torchvision eager {size} fp32"
+            common = {"section": "train", "kind": "train", "batch": 32, "size": size, "baseline": base,
+                      "repeats": max(2, repeats // 2), "steps": 1 if args.quick else 2}  # fmt: skip
+            specs.append({**common, "name": base, "impl": "torchvision", "precision": "fp32"})
+            specs.append({**common, "name": f"train torchvision channels_last {size} bf16", "impl": "torchvision",
+                          "precision": "bf16", "channels_last": True})  # fmt: skip
+            for precision in ("fp32", "bf16"):
+                for variant in ("torchvision", "paper"):
+                    specs.append({**common, "name": f"train ours {variant} {size} {precision}", "impl": "ours",
+                                  "variant": variant, "precision": precision, "channels_last": True,
+                                  "fused_sgd": True})  # fmt: skip
+    if "data" in args.only:
+        for workers in (1, 2):
+            specs.append({"section": "data", "name": f"data {workers} worker(s)", "kind": "data", "root": root,
+                          "size": 224, "workers": workers, "repeats": repeats, "images": 256 if args.quick else 512,
+                          "baseline": "data 1 worker(s)"})  # fmt: skip
+    if "crops144" in args.only:
+        for variant in ("torchvision", "paper"):
+            specs.append({"section": "crops144", "name": f"144 crops ours {variant}", "kind": "crops144",
+                          "root": root, "size": 224, "images": 1 if args.quick else 2, "variant": variant,
+                          "repeats": 2 if args.quick else 3, "workers": 1})  # fmt: skip
+    return specs
+
+
+def run_one(spec: dict[str, Any]) -> dict[str, Any]:
+    """Run a spec in a fresh interpreter; its JSON result, or the error it printed."""
+    payload = {k: v for k, v in spec.items() if k not in ("section", "name", "baseline")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "googlenet.bench.paths", json.dumps(payload)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        return {"error": tail[:300]}
+    result: dict[str, Any] = json.loads(lines[-1])
+    return result
+
+
+def _unit(section: str) -> str:
+    return {"gemm": "GFLOP/s", "crops144": "crops/s"}.get(section, "img/s")
+
+
+def summarise(specs: list[dict[str, Any]], results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows with ratios to the section baseline and, for inference and training, to the GEMM ceiling."""
+    from googlenet.model.googlenet import build_model
+    from googlenet.model.summary import totals
+
+    by_name = {spec["name"]: result for spec, result in zip(specs, results, strict=True)}
+    macs = {
+        v: totals(build_model(v, num_classes=1000, aux_logits=False))["macs"]
+        for v in ("torchvision", "paper")
+    }
+    rows = []
+    for spec, result in zip(specs, results, strict=True):
+        row = {"section": spec["section"], "name": spec["name"], **result, "unit": _unit(spec["section"])}
+        base = by_name.get(spec.get("baseline", ""), {})
+        if "value" in result and base.get("value"):
+            row["ratio"] = result["value"] / base["value"]
+        if spec["section"] == "infer" and "value" in result:
+            gemm = by_name.get(f"GEMM {spec['precision']}", {}).get("value")
+            if gemm:
+                row["ceiling_fraction"] = (
+                    result["value"] * 2 * macs[spec.get("variant", "paper")] / (gemm * 1e9)
+                )
+        rows.append(row)
+    return rows
+
+
+def format_rows(rows: list[dict[str, Any]]) -> str:
+    lines = [f"{'path':<48} {'rate':>14} {'x baseline':>10} {'of GEMM':>8} {'peak MiB':>9}"]
+    section = None
+    for row in rows:
+        if row["section"] != section:
+            section = row["section"]
+            lines.append(f"-- {section}")
+        if "error" in row:
+            lines.append(f"{row['name']:<48} failed: {row['error']}")
+            continue
+        ratio = f"{row['ratio']:.2f}x" if "ratio" in row else ""
+        ceiling = f"{100 * row['ceiling_fraction']:.0f}%" if "ceiling_fraction" in row else ""
+        extra = (
+            f"  (raw forward {row['raw_crops_s']:.1f} crops/s: {row['ratio_to_raw']:.2f}x)"
+            if "raw_crops_s" in row
+            else ""
+        )
+        lines.append(
+            f"{row['name']:<48} {row['value']:>8.1f} {row['unit']:<7}{ratio:>8} {ceiling:>8} {row['peak_rss_mib']:>9.0f}"
+            + extra
+        )
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.repeats < 1 or any(b < 1 for b in args.batch) or any(s < 64 for s in args.train_size):
+        raise ConfigError("--repeats and --batch must be at least 1, --train-size at least 64")
+    root = args.data_path
+    if root is None and {"data", "crops144"} & set(args.only):
+        from googlenet.data.synthetic import ensure_builtin
+
+        root = str(ensure_builtin())
+    elif root is not None and not Path(root).is_dir():
+        raise ConfigError(f"--data-path {root}: not a directory")
+    specs = plan(args, root or "")
+    started = time.perf_counter()
+    results = []
+    bar = tqdm(specs, unit="path", file=sys.stderr, disable=not sys.stderr.isatty(), dynamic_ncols=True)
+    for spec in bar:
+        bar.set_postfix_str(spec["name"])
+        results.append(run_one(spec))
+    rows = summarise(specs, results)
+    print(
+        f"googlenet benchmark: {machine()['cpu']}, {torch.get_num_threads()} threads, torch {torch.__version__}"
+    )
+    print(format_rows(rows))
+    print(
+        f"({time.perf_counter() - started:.0f} s; medians of the timed repetitions; ratios within a section)"
+    )
+    if args.json:
+        from googlenet.io import atomic_open
+
+        with atomic_open(args.json, "w") as handle:
+            json.dump(
+                {"machine": machine(), "date": time.strftime("%Y-%m-%d"), "rows": rows}, handle, indent=2
+            )
+        print(f"saved {args.json}")
+    return 0

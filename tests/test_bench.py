@@ -1,0 +1,75 @@
+"""`googlenet benchmark`: the plan covers every peer and path, and a small run produces real numbers."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pytest
+
+from googlenet.bench.command import SECTIONS, format_rows, plan, summarise
+from googlenet.bench.paths import run_spec
+from googlenet.cli import main
+
+
+def _args(**overrides: object) -> argparse.Namespace:
+    values = {"only": list(SECTIONS), "batch": [1, 32], "train_size": [224, 112], "compile": True, "repeats": 5,
+              "quick": False}  # fmt: skip
+    values.update(overrides)
+    return argparse.Namespace(**values)
+
+
+def test_plan_names_every_peer_and_baseline() -> None:
+    specs = plan(_args(), "/data")
+    names = {spec["name"] for spec in specs}
+    for batch in (1, 32):
+        for precision in ("fp32", "bf16"):
+            assert f"torchvision eager b{batch} {precision}" in names
+            assert f"torchvision compile b{batch} {precision}" in names
+            assert f"ours paper eager b{batch} {precision}" in names
+    assert {
+        "GEMM fp32",
+        "GEMM bf16",
+        "train torchvision eager 224 fp32",
+        "train ours paper 112 bf16",
+    } <= names
+    assert {"data 1 worker(s)", "data 2 worker(s)", "144 crops ours paper"} <= names
+    assert all(spec["baseline"] in names for spec in specs if "baseline" in spec)  # every ratio has its base
+    assert len(names) == len(specs)
+
+
+def test_gemm_path_and_ratios(one_thread: None) -> None:
+    result = run_spec({"kind": "gemm", "precision": "fp32", "n": 256, "repeats": 2})
+    assert result["value"] > 0 and result["peak_rss_mib"] > 0
+    specs = [
+        {"section": "gemm", "name": "GEMM fp32", "precision": "fp32"},
+        {"section": "infer", "name": "a", "precision": "fp32", "variant": "paper", "baseline": "a"},
+        {"section": "infer", "name": "b", "precision": "fp32", "variant": "paper", "baseline": "a"},
+    ]
+    results = [
+        {"value": 1000.0, "peak_rss_mib": 1.0},
+        {"value": 10.0, "peak_rss_mib": 1.0},
+        {"error": "boom"},
+    ]
+    rows = summarise(specs, results)
+    assert rows[1]["ratio"] == 1.0
+    assert rows[1]["ceiling_fraction"] == pytest.approx(10 * 2 * 1.583e9 / 1e12, rel=1e-3)
+    assert "failed: boom" in format_rows(rows)
+
+
+def test_command_runs_a_section_and_saves_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "bench.json"
+    assert main(["benchmark", "--only", "gemm", "--quick", "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "GEMM fp32" in text and "GFLOP/s" in text
+    saved = json.loads(out.read_text())
+    assert saved["machine"]["threads"] >= 1 and len(saved["rows"]) == 2
+    assert all(row["value"] > 0 for row in saved["rows"])
+
+
+def test_bad_values_are_one_line_errors(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["benchmark", "--repeats", "0"]) == 1
+    assert capsys.readouterr().err.count("\n") == 1
+    assert main(["benchmark", "--only", "data", "--data-path", "/nonexistent"]) == 1
+    assert "/nonexistent" in capsys.readouterr().err
