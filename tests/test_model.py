@@ -302,3 +302,25 @@ def test_build_model_docstring_example_runs() -> None:
     for test in finder.find(googlenet_module.build_model, globs={"googlenet": googlenet}):
         runner.run(test)
     assert runner.failures == 0 and runner.tries > 0
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_local_response_norm_equals_torchs(channels_last: bool) -> None:
+    from googlenet.model.layers import LocalResponseNorm
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 67, 9, 9) * 30  # large values: the normaliser is far from 1
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    for size in (5, 4):  # odd (the paper's) and even windows
+        reference = torch.nn.LocalResponseNorm(size, 1e-4, 0.75, 1.0)
+        ours = LocalResponseNorm(size, 1e-4, 0.75, 1.0)
+        a, b = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+        expected, got = reference(a), ours(b)
+        torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+        expected.square().sum().backward()
+        got.square().sum().backward()
+        torch.testing.assert_close(b.grad, a.grad, rtol=1e-4, atol=1e-4)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low = ours(x.to(torch.bfloat16))
+    torch.testing.assert_close(low.float(), reference(x), rtol=2e-2, atol=2e-2)

@@ -27,7 +27,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from googlenet.model.googlenet import GoogLeNet
 from googlenet.model.inception import Inception
-from googlenet.model.layers import ConvBlock
+from googlenet.model.layers import ConvBlock, LocalResponseNorm
 
 
 def fold(block: nn.Module) -> nn.Conv2d:
@@ -42,23 +42,11 @@ def fold(block: nn.Module) -> nn.Conv2d:
     return conv
 
 
-class FloatLRN(nn.Module):
-    """Local response normalisation computed in float32 whatever the input dtype.
-
-    PyTorch's CPU LRN goes through a 3-D average pool that has no bfloat16 kernel; two layers at
-    56x56 cost little next to the convolutions, so they run in float32 and cast back.
-    """
-
-    def __init__(self, lrn: nn.LocalResponseNorm) -> None:
-        super().__init__()
-        self.size, self.alpha, self.beta, self.k = lrn.size, lrn.alpha, lrn.beta, lrn.k
-
-    def forward(self, x: Tensor) -> Tensor:
-        return F.local_response_norm(x.float(), self.size, self.alpha, self.beta, self.k).to(x.dtype)
-
-
 def _lrn(module: nn.Module) -> nn.Module:
-    return FloatLRN(module) if isinstance(module, nn.LocalResponseNorm) else nn.Identity()
+    """The model's LRN as our `LocalResponseNorm` (float32 normaliser, bf16-safe), or nothing."""
+    if isinstance(module, nn.LocalResponseNorm):
+        return LocalResponseNorm(module.size, module.alpha, module.beta, module.k)
+    return nn.Identity()
 
 
 class FusedInception(nn.Module):

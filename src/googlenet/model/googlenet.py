@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from googlenet.errors import ConfigError
 from googlenet.model import table1
 from googlenet.model.inception import AuxHead, Inception
-from googlenet.model.layers import ConvBlock
+from googlenet.model.layers import ConvBlock, LocalResponseNorm
 
 # The trunk's stages in order; `forward_stages` returns any of them by name.
 STAGES: tuple[str, ...] = (
@@ -109,7 +109,7 @@ class GoogLeNet(nn.Module):
         def lrn() -> nn.Module:
             if not config.lrn:
                 return nn.Identity()
-            return nn.LocalResponseNorm(table1.LRN_SIZE, table1.LRN_ALPHA, table1.LRN_BETA, table1.LRN_K)
+            return LocalResponseNorm(table1.LRN_SIZE, table1.LRN_ALPHA, table1.LRN_BETA, table1.LRN_K)
 
         # Stem (Figure 3): conv 7x7/2 -> max pool 3x3/2 -> LRN -> conv 1x1 -> conv 3x3 -> LRN -> max pool.
         self.conv1 = ConvBlock(3, table1.STEM_CONV1, 7, stride=2, bn_eps=eps)
