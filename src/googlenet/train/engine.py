@@ -374,8 +374,14 @@ def _train(
     if m.channels_last:
         model.to(memory_format=torch.channels_last)
 
+    # fused: one kernel updates every parameter (same update rule as the per-tensor loop)
     optimizer = torch.optim.SGD(
-        model.parameters(), lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay, nesterov=o.nesterov
+        model.parameters(),
+        lr=o.lr,
+        momentum=o.momentum,
+        weight_decay=o.weight_decay,
+        nesterov=o.nesterov,
+        fused=device.type in ("cpu", "cuda"),
     )
     scheduler = build_scheduler(optimizer, config.schedule, steps_per_epoch, r.epochs)
     averager = WeightAverager(model, config.average, r.epochs)
