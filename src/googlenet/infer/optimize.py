@@ -70,11 +70,19 @@ def available_backends(precision: str = "fp32", device: torch.device | str = "cp
     device = torch.device(device)
     names = ["eager", "compile"]
     if importlib.util.find_spec("onnx") and importlib.util.find_spec("onnxscript"):
-        if importlib.util.find_spec("onnxruntime") and precision == "fp32":
+        if importlib.util.find_spec("onnxruntime") and precision == "fp32" and _ort_runs_on(device):
             names.append("onnxruntime")
         if importlib.util.find_spec("openvino") and device.type == "cpu":
             names.append("openvino")
     return names
+
+
+def _ort_runs_on(device: torch.device) -> bool:
+    if device.type == "cpu":
+        return True
+    import onnxruntime as ort
+
+    return device.type == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers()
 
 
 def _eager(net: FusedGoogLeNet, precision: str, device: torch.device) -> Callable[[Tensor], Tensor]:
