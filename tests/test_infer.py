@@ -32,13 +32,14 @@ def _relative(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a - b).abs().max() / b.abs().max())
 
 
+@pytest.mark.parametrize("fuse_1x1", [True, False])
 @pytest.mark.parametrize("variant", ["paper", "bn", "torchvision"])
-def test_fused_network_matches_eval_model(variant: str, one_thread: None) -> None:
+def test_fused_network_matches_eval_model(variant: str, fuse_1x1: bool, one_thread: None) -> None:
     model = _trained_like(variant)
     x = torch.randn(3, 3, SIZE, SIZE)
     with torch.no_grad():
         expected = model(x)
-        got = fuse(model)(x)
+        got = fuse(model, fuse_1x1)(x)
     assert _relative(got, expected) < 1e-5
 
 

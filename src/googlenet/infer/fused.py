@@ -50,26 +50,33 @@ def _lrn(module: nn.Module) -> nn.Module:
 
 
 class FusedInception(nn.Module):
-    """Figure 2b with the branch-1 1x1 and the two 1x1 reductions computed as one convolution."""
+    """Figure 2b with BatchNorm folded and, with `fuse_1x1`, the branch-1 1x1 and the two 1x1
+    reductions computed as one convolution whose output is split by channels."""
 
-    def __init__(self, module: Inception) -> None:
+    def __init__(self, module: Inception, fuse_1x1: bool = True) -> None:
         super().__init__()
         parts = [fold(module.branch1), fold(module.branch2[0]), fold(module.branch3[0])]
         self.splits = [conv.out_channels for conv in parts]
-        first = parts[0]
-        self.reduce = nn.Conv2d(first.in_channels, sum(self.splits), 1)
-        with torch.no_grad():
-            self.reduce.weight.copy_(torch.cat([conv.weight for conv in parts]))
-            assert self.reduce.bias is not None
-            self.reduce.bias.copy_(torch.cat([conv.bias for conv in parts if conv.bias is not None]))
+        self.reduce: nn.Conv2d | None = None
+        self.separate = nn.ModuleList()
+        if fuse_1x1:
+            self.reduce = nn.Conv2d(parts[0].in_channels, sum(self.splits), 1)
+            with torch.no_grad():
+                self.reduce.weight.copy_(torch.cat([conv.weight for conv in parts]))
+                assert self.reduce.bias is not None
+                self.reduce.bias.copy_(torch.cat([conv.bias for conv in parts if conv.bias is not None]))
+        else:
+            self.separate.extend(parts)
         self.conv3x3 = fold(module.branch2[1])
         self.conv5x5 = fold(module.branch3[1])  # 3x3 in the torchvision layout
         self.pool = copy.deepcopy(module.branch4[0])
         self.pool_proj = fold(module.branch4[1])
 
     def forward(self, x: Tensor) -> Tensor:
-        reduced = F.relu(self.reduce(x))
-        branch1, reduce3, reduce5 = reduced.split(self.splits, dim=1)
+        if self.reduce is not None:
+            branch1, reduce3, reduce5 = F.relu(self.reduce(x)).split(self.splits, dim=1)
+        else:
+            branch1, reduce3, reduce5 = (F.relu(conv(x)) for conv in self.separate)
         return torch.cat(
             [
                 branch1,
@@ -84,7 +91,7 @@ class FusedInception(nn.Module):
 class FusedGoogLeNet(nn.Module):
     """Main-logits-only GoogLeNet for inference (see the module docstring); build it with `fuse`."""
 
-    def __init__(self, model: GoogLeNet) -> None:
+    def __init__(self, model: GoogLeNet, fuse_1x1: bool = True) -> None:
         super().__init__()
         self.transform_input = model.config.transform_input
         self.conv1 = fold(model.conv1)
@@ -94,17 +101,17 @@ class FusedGoogLeNet(nn.Module):
         self.conv3 = fold(model.conv3)
         self.lrn2 = _lrn(model.lrn2)
         self.maxpool2 = copy.deepcopy(model.maxpool2)
-        self.inception3a = FusedInception(model.inception3a)
-        self.inception3b = FusedInception(model.inception3b)
+        self.inception3a = FusedInception(model.inception3a, fuse_1x1)
+        self.inception3b = FusedInception(model.inception3b, fuse_1x1)
         self.maxpool3 = copy.deepcopy(model.maxpool3)
-        self.inception4a = FusedInception(model.inception4a)
-        self.inception4b = FusedInception(model.inception4b)
-        self.inception4c = FusedInception(model.inception4c)
-        self.inception4d = FusedInception(model.inception4d)
-        self.inception4e = FusedInception(model.inception4e)
+        self.inception4a = FusedInception(model.inception4a, fuse_1x1)
+        self.inception4b = FusedInception(model.inception4b, fuse_1x1)
+        self.inception4c = FusedInception(model.inception4c, fuse_1x1)
+        self.inception4d = FusedInception(model.inception4d, fuse_1x1)
+        self.inception4e = FusedInception(model.inception4e, fuse_1x1)
         self.maxpool4 = copy.deepcopy(model.maxpool4)
-        self.inception5a = FusedInception(model.inception5a)
-        self.inception5b = FusedInception(model.inception5b)
+        self.inception5a = FusedInception(model.inception5a, fuse_1x1)
+        self.inception5b = FusedInception(model.inception5b, fuse_1x1)
         self.fc = copy.deepcopy(model.fc)
         self.eval()
 
@@ -129,8 +136,8 @@ class FusedGoogLeNet(nn.Module):
         return self.fc(x)
 
 
-def fuse(model: GoogLeNet) -> FusedGoogLeNet:
-    """An inference copy of `model` with BatchNorm folded and the 1x1 convolutions fused."""
+def fuse(model: GoogLeNet, fuse_1x1: bool = True) -> FusedGoogLeNet:
+    """An inference copy of `model` with BatchNorm folded and (`fuse_1x1`) the 1x1 convolutions fused."""
     if not isinstance(model, GoogLeNet):
         raise TypeError(f"fuse expects a googlenet.GoogLeNet, got {type(model).__name__}")
-    return FusedGoogLeNet(model)
+    return FusedGoogLeNet(model, fuse_1x1)
