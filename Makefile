@@ -45,7 +45,7 @@ format: $(STAMP)
 	$(VENV)/bin/ruff check --fix src tests benchmarks
 
 bench: $(STAMP)
-	$(PY) benchmarks/train_throughput.py --input-size 112 224
+	$(PY) -m googlenet benchmark --json benchmarks/results/benchmark-$$(date +%Y%m%d).json
 
 lock: $(STAMP)
 	{ head -2 requirements/constraints.txt; $(PY) -m pip freeze --exclude-editable | grep -v '^-e'; } > requirements/constraints.txt.new

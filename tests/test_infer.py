@@ -104,3 +104,14 @@ def test_bad_arguments_are_config_errors() -> None:
             optimize(model, precision="bf16", backend="onnxruntime")
     with pytest.raises(TypeError, match="GoogLeNet"):
         fuse(torch.nn.Linear(2, 2))  # type: ignore[arg-type]
+
+
+def test_auto_can_time_the_1x1_fusion_both_ways(one_thread: None) -> None:
+    model = _trained_like("bn")
+    fast = optimize(model, backend="eager", input_size=SIZE, batch_size=2, fuse_1x1=None)
+    assert set(fast.timings_ms) == {"eager", "eager+fused-1x1"}
+    assert fast.fuse_1x1 == (min(fast.timings_ms, key=fast.timings_ms.__getitem__) == "eager+fused-1x1")
+    x = torch.randn(2, 3, SIZE, SIZE)
+    with torch.no_grad():
+        assert _relative(fast(x), model(x)) < 1e-4
+    assert not optimize(model, backend="eager").fuse_1x1

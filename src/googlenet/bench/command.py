@@ -124,6 +124,11 @@ def plan(args: argparse.Namespace, root: str) -> list[dict[str, Any]]:
                 for variant, backend in ours:
                     specs.append({**common, "name": f"ours {variant} {backend} b{batch} {precision}", "impl": "ours",
                                   "variant": variant, "backend": backend})  # fmt: skip
+                if batch > 1:  # the 1x1 fusion, measured rather than assumed (torchvision layout)
+                    for backend in sorted({b for v, b in ours if v == "torchvision" and b != "compile"}):
+                        specs.append({**common, "name": f"ours torchvision {backend}+fused-1x1 b{batch} {precision}",
+                                      "impl": "ours", "variant": "torchvision", "backend": backend,
+                                      "fuse_1x1": True})  # fmt: skip
     if "train" in args.only:
         for size in args.train_size:
             base = f"train torchvision eager {size} fp32"

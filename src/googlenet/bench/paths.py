@@ -111,7 +111,11 @@ def infer(spec: dict[str, Any]) -> float:
 
             model = googlenet.build_model(spec.get("variant", "paper"), num_classes=1000, aux_logits=False)
             run: Callable[[Tensor], Any] = googlenet.optimize(
-                model, precision, spec.get("backend", "eager"), input_size=size
+                model,
+                precision,
+                spec.get("backend", "eager"),
+                input_size=size,
+                fuse_1x1=spec.get("fuse_1x1", False),
             )
         else:
             run = _peer_runner(spec["impl"], precision, size, folder)

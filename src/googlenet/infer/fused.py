@@ -8,8 +8,11 @@ same main logits as `model.eval()` with fewer, larger operations:
   (`torch.nn.utils.fusion.fuse_conv_bn_eval`).
 - 1x1 fusion: in every Inception module (Figure 2b) the 1x1 branch and the 1x1 reductions in front of
   the 3x3 and 5x5 branches read the same input; their weights are stacked into one 1x1 convolution whose
-  output is split by channels. One GEMM of width n1x1 + n3x3red + n5x5red replaces three narrow ones,
-  which uses the matrix units better; ReLU commutes with the split, so the result is unchanged.
+  output is split by channels. One GEMM of width n1x1 + n3x3red + n5x5red replaces three narrow ones;
+  ReLU commutes with the split, so the result is unchanged. Whether it pays depends on the backend: on
+  the project's 2-core AVX-512/AMX CPU it did not (copying the split channels out of a channels_last
+  tensor costs more than the wider GEMM saves; docs/performance.md), so `optimize` keeps it off unless
+  asked or measured faster.
 - What only training needs is dropped: the auxiliary heads (section 5 discards them at inference) and
   dropout (the identity in evaluation mode).
 

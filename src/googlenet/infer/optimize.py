@@ -1,7 +1,8 @@
 """`googlenet.optimize(model)`: the fastest way this machine has to compute a GoogLeNet's logits.
 
-Every backend runs the same rewritten network (`googlenet.infer.fused`: BatchNorm folded, the three
-1x1 convolutions of every Inception module fused, heads and dropout dropped) in channels_last layout:
+Every backend runs the rewritten inference network of `googlenet.infer.fused` (BatchNorm folded,
+heads and dropout dropped, and, when asked or when it measures faster, the three 1x1 convolutions of
+every Inception module fused into one) in channels_last layout:
 
 - `eager`: PyTorch's oneDNN kernels. With `precision="bf16"` the weights and activations are bfloat16,
   which oneDNN runs on the AMX / AVX-512-BF16 matrix units where the CPU has them.
@@ -57,12 +58,16 @@ class OptimizedModel:
     precision: str
     device: torch.device
     timings_ms: dict[str, float] = field(default_factory=dict)  # per candidate, when chosen by timing
+    fuse_1x1: bool = False  # whether the three 1x1 convolutions run as one
 
     def __call__(self, x: Tensor) -> Tensor:
         return self.run(x)
 
     def __repr__(self) -> str:
-        return f"OptimizedModel(backend={self.backend!r}, precision={self.precision!r}, device={self.device})"
+        return (
+            f"OptimizedModel(backend={self.backend!r}, precision={self.precision!r}, device={self.device}, "
+            f"fuse_1x1={self.fuse_1x1})"
+        )
 
 
 def available_backends(precision: str = "fp32", device: torch.device | str = "cpu") -> list[str]:
@@ -223,6 +228,7 @@ def optimize(
     batch_size: int = 32,
     device: torch.device | str | None = None,
     candidates: Sequence[str] | None = None,
+    fuse_1x1: bool | None = False,
 ) -> OptimizedModel:
     """A fast callable with `model.eval()`'s main logits (see the module docstring).
 
@@ -236,6 +242,9 @@ def optimize(
         device: where to run (default: the model's device).
         candidates: for "auto", the backends to try (default: every available one except "compile",
             whose compilation takes minutes on a small CPU; name it to include it).
+        fuse_1x1: run each Inception module's three 1x1 convolutions as one (True), apart (False, the
+            default: on the project's CPU the split of the fused output costs more than the wider GEMM
+            saves, for every backend; see docs/performance.md), or time both and keep the faster (None).
     """
     if precision not in PRECISIONS:
         raise ConfigError(f"precision: must be one of {', '.join(PRECISIONS)}, got {precision!r}")
@@ -244,24 +253,33 @@ def optimize(
     device = torch.device(device) if device is not None else next(model.parameters()).device
     size = input_size or 224  # the paper's crop
     available = available_backends(precision, device)
-    net = fuse(model).to("cpu")
+    forms = [False, True] if fuse_1x1 is None else [fuse_1x1]
+    nets = {form: fuse(model, form).to("cpu") for form in forms}
     if backend != "auto":
         if backend not in available:
             raise ConfigError(
                 f"backend {backend!r} is not available for {precision} on {device.type} here "
                 f"(available: {', '.join(available)}; ONNX Runtime and OpenVINO come with googlenet[fast])"
             )
-        return OptimizedModel(_build(net, backend, precision, device, size), backend, precision, device)
-
-    names = [name for name in (candidates or [b for b in available if b != "compile"]) if name in available]
+        if len(forms) == 1:
+            run = _build(nets[forms[0]], backend, precision, device, size)
+            return OptimizedModel(run, backend, precision, device, fuse_1x1=forms[0])
+        names = [backend]
+    else:
+        names = [
+            name for name in (candidates or [b for b in available if b != "compile"]) if name in available
+        ]
     if not names:
         raise ConfigError(f"none of the candidate backends is available (available: {', '.join(available)})")
     sample = torch.randn(batch_size, 3, size, size, device=device)
     timings: dict[str, float] = {}
     runs: dict[str, Callable[[Tensor], Tensor]] = {}
-    for name in names:
+    choices: dict[str, tuple[str, bool]] = {}
+    for backend_name, form in [(b, f) for b in names for f in forms]:
+        name = backend_name + ("+fused-1x1" if form else "")
+        choices[name] = (backend_name, form)
         try:
-            runs[name] = _build(copy_net(net), name, precision, device, size)
+            runs[name] = _build(copy_net(nets[form]), backend_name, precision, device, size)
             timings[name] = time_call(runs[name], sample)
         except Exception as exc:  # noqa: BLE001 - a backend that fails here is skipped, not fatal: say why
             logger.warning(
@@ -277,7 +295,8 @@ def optimize(
         ", ".join(f"{k} {v:.1f} ms" for k, v in sorted(timings.items(), key=lambda kv: kv[1])),
         batch_size,
     )
-    return OptimizedModel(runs[best], best, precision, device, timings)
+    chosen, form = choices[best]
+    return OptimizedModel(runs[best], chosen, precision, device, timings, fuse_1x1=form)
 
 
 def copy_net(net: FusedGoogLeNet) -> FusedGoogLeNet:
