@@ -240,9 +240,21 @@ def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     results = []
     bar = tqdm(specs, unit="path", file=sys.stderr, disable=not sys.stderr.isatty(), dynamic_ncols=True)
-    for spec in bar:
+    for index, spec in enumerate(bar):
         bar.set_postfix_str(spec["name"])
         results.append(run_one(spec))
+        if bar.disable:  # no terminal: one line per path, so a log shows progress
+            value = results[-1].get("value")
+            shown = (
+                f"{value:.1f} {_unit(spec['section'])}" if value is not None else results[-1].get("error", "")
+            )
+            elapsed = time.perf_counter() - started
+            eta = elapsed / (index + 1) * (len(specs) - index - 1)
+            print(
+                f"[{index + 1}/{len(specs)}] {spec['name']}: {shown} (ETA {eta:.0f} s)",
+                file=sys.stderr,
+                flush=True,
+            )
     rows = summarise(specs, results)
     print(
         f"googlenet benchmark: {machine()['cpu']}, {torch.get_num_threads()} threads, torch {torch.__version__}"
