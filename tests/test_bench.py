@@ -34,13 +34,16 @@ def test_plan_names_every_peer_and_baseline() -> None:
         "train torchvision eager 224 fp32",
         "train ours paper 112 bf16",
     } <= names
-    assert {"data 1 worker(s)", "data 2 worker(s)", "144 crops ours paper"} <= names
+    assert {"data 1 worker(s)", "data 2 worker(s)", "144 crops ours paper auto, 1 worker(s)"} <= names
     assert all(spec["baseline"] in names for spec in specs if "baseline" in spec)  # every ratio has its base
     assert len(names) == len(specs)
 
 
 def test_gemm_path_and_ratios(one_thread: None) -> None:
-    result = run_spec({"kind": "gemm", "precision": "fp32", "n": 256, "repeats": 2})
+    result = run_spec(
+        {"kind": "gemm", "precision": "fp32", "n": 256, "batch": 2, "channels": 64, "side": 8, "repeats": 2}
+    )
+    assert result["value"] == max(result["mm"], result["conv1x1"])
     assert result["value"] > 0 and result["peak_rss_mib"] > 0
     specs = [
         {"section": "gemm", "name": "GEMM fp32", "precision": "fp32"},

@@ -114,7 +114,8 @@ def plan(args: argparse.Namespace, root: str) -> list[dict[str, Any]]:
                 if args.compile:
                     ours += [("torchvision", "compile"), ("paper", "compile")]
                 common = {"section": "infer", "kind": "infer", "batch": batch, "size": 224, "precision": precision,
-                          "repeats": repeats, "warmup": 2, "baseline": base}  # fmt: skip
+                          "repeats": repeats, "warmup": 2, "baseline": base,
+                          "calls": max(1, 16 // batch)}  # a timing covers at least 16 images  # fmt: skip
                 for impl in peers:
                     label = impl.replace("torchvision-", "torchvision ").replace("-cl", " channels_last")
                     name = base if impl == "torchvision-eager" else f"{label} b{batch} {precision}"
@@ -149,9 +150,11 @@ def plan(args: argparse.Namespace, root: str) -> list[dict[str, Any]]:
                           "baseline": "data 1 worker(s)"})  # fmt: skip
     if "crops144" in args.only:
         for variant in ("torchvision", "paper"):
-            specs.append({"section": "crops144", "name": f"144 crops ours {variant}", "kind": "crops144",
-                          "root": root, "size": 224, "images": 1 if args.quick else 2, "variant": variant,
-                          "repeats": 2 if args.quick else 3, "workers": 1})  # fmt: skip
+            for workers in (0, 1):  # decode and cut in the main process, or beside the model
+                specs.append({"section": "crops144", "name": f"144 crops ours {variant} auto, {workers} worker(s)",
+                              "kind": "crops144", "root": root, "size": 224, "images": 1 if args.quick else 3,
+                              "variant": variant, "backend": "auto", "repeats": 2 if args.quick else 3,
+                              "workers": workers})  # fmt: skip
     return specs
 
 
@@ -214,11 +217,11 @@ def format_rows(rows: list[dict[str, Any]]) -> str:
             continue
         ratio = f"{row['ratio']:.2f}x" if "ratio" in row else ""
         ceiling = f"{100 * row['ceiling_fraction']:.0f}%" if "ceiling_fraction" in row else ""
-        extra = (
-            f"  (raw forward {row['raw_crops_s']:.1f} crops/s: {row['ratio_to_raw']:.2f}x)"
-            if "raw_crops_s" in row
-            else ""
-        )
+        extra = ""
+        if "raw_crops_s" in row:
+            extra = f"  (raw forward {row['raw_crops_s']:.1f} crops/s: {row['ratio_to_raw']:.2f}x)"
+        if "mm" in row:
+            extra = f"  (torch.mm {row['mm']:.0f}, 1x1 convolution {row['conv1x1']:.0f})"
         lines.append(
             f"{row['name']:<48} {row['value']:>8.1f} {row['unit']:<7}{ratio:>8} {ceiling:>8} {row['peak_rss_mib']:>9.0f}"
             + extra
