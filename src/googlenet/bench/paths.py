@@ -266,7 +266,7 @@ def crops144(spec: dict[str, Any]) -> dict[str, float]:
         )
         rates.append(result["forward_passes"] / result["seconds"])
     protocol = statistics.median(rates)
-    return {"value": protocol, "raw_crops_s": raw, "ratio_to_raw": protocol / raw}
+    return {"value": protocol, "raw_crops_s": raw, "ratio_to_raw": protocol / raw, "backend": fast.backend}
 
 
 KINDS: dict[str, Callable[[dict[str, Any]], Any]] = {
