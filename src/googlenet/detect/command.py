@@ -1,0 +1,123 @@
+"""`googlenet detect`: section 8's detection entry. Implemented so far: `detect evaluate` (VOC/ILSVRC AP).
+
+Proposals (selective search, MultiBox), the region classifier and `detect train/predict/proposals` are
+not implemented yet (issue 6).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+from typing import Any
+
+from googlenet.detect.metrics import ClassResult, evaluate_detections, mean_ap
+from googlenet.detect.voc import load_voc, read_detections
+from googlenet.errors import ConfigError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "detect", help="detection (section 8): evaluate detections with VOC/ILSVRC AP"
+    )
+    commands = parser.add_subparsers(dest="detect_command", metavar="COMMAND", required=True)
+    ev = commands.add_parser(
+        "evaluate",
+        help="per-class AP and mAP of a detections CSV against VOC annotations",
+        description=(
+            "Average precision at IoU >= 0.5 with inclusive (+1) pixel boxes, as the PASCAL VOC and ILSVRC "
+            "devkits; difficult objects ignored. Detections: CSV with image_id,class,score,xmin,ymin,xmax,ymax."
+        ),
+    )
+    ev.add_argument("--annotations", required=True, metavar="VOC_ROOT",
+                    help="folder holding VOCdevkit/VOC<year> (or that folder itself)")  # fmt: skip
+    ev.add_argument("--detections", required=True, metavar="FILE.csv")
+    ev.add_argument("--image-set", default="val", help="ImageSets/Main/<name>.txt (default val)")
+    ev.add_argument("--iou", type=float, default=0.5, help="IoU threshold (section 8: 0.5)")
+    ev.add_argument("--eleven-point", action="store_true", help="VOC 2007's 11-point interpolated AP")
+    ev.add_argument("--ilsvrc-small", action="store_true",
+                    help="ILSVRC's threshold min(0.5, wh/((w+10)(h+10))) for small objects")  # fmt: skip
+    ev.add_argument("--use-difficult", action="store_true",
+                    help="count objects marked difficult as ordinary ones (VOC ignores them)")  # fmt: skip
+    ev.add_argument("--plot-dir", metavar="DIR", help="save a precision-recall plot per class (PNG) here")
+    ev.add_argument("--json", action="store_true", help="print one JSON object")
+    ev.set_defaults(func=run_evaluate)
+
+
+def _row(r: ClassResult) -> dict[str, Any]:
+    return {"class": r.label, "ap": None if math.isnan(r.ap) else r.ap, "positives": r.positives,
+            "detections": r.detections}  # fmt: skip
+
+
+def save_pr_plots(results: dict[str, ClassResult], folder: str) -> list[str]:
+    """One precision-recall PNG per class with positives; returns the paths."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from googlenet.io import atomic_open
+
+    os.makedirs(folder, exist_ok=True)
+    paths = []
+    for name, r in results.items():
+        if r.positives == 0:
+            continue
+        fig, ax = plt.subplots(figsize=(4, 3.2), dpi=100)
+        ax.plot(r.recall, r.precision, drawstyle="steps-post")
+        ax.set(
+            xlim=(0, 1.02),
+            ylim=(0, 1.02),
+            xlabel="recall",
+            ylabel="precision",
+            title=f"{name}: AP {100 * r.ap:.1f}%",
+        )
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        path = os.path.join(folder, f"pr-{name}.png")
+        with atomic_open(path, "wb") as handle:
+            fig.savefig(handle, format="png")
+        plt.close(fig)
+        paths.append(path)
+    return paths
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    if not 0 < args.iou <= 1:
+        raise ConfigError(f"--iou: must be in (0, 1], got {args.iou}")
+    truth = load_voc(args.annotations, args.image_set)
+    detections = read_detections(args.detections)
+    unknown = sorted({d.image for d in detections} - set(truth))
+    results = evaluate_detections(
+        detections, truth, None, args.iou, args.eleven_point, args.ilsvrc_small, args.use_difficult
+    )
+    report: dict[str, Any] = {
+        "mAP": mean_ap(results),
+        "per_class": [_row(r) for r in results.values()],
+        "images": len(truth),
+        "detections": len(detections),
+        "detections_on_unknown_images": len(unknown),
+        "iou_threshold": args.iou,
+        "ap": "11-point" if args.eleven_point else "all-point",
+        "ilsvrc_small_objects": args.ilsvrc_small,
+        "use_difficult": args.use_difficult,
+    }
+    if args.plot_dir:
+        report["plots"] = save_pr_plots(results, args.plot_dir)
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    print(f"{'class':<14} {'AP':>7} {'objects':>8} {'detections':>11}")
+    for row in report["per_class"]:
+        ap = "-" if row["ap"] is None else f"{100 * row['ap']:.2f}%"
+        print(f"{row['class']:<14} {ap:>7} {row['positives']:>8} {row['detections']:>11}")
+    print(f"mAP {100 * report['mAP']:.2f}% over {len(results)} classes, {len(truth)} images, "
+          f"{len(detections)} detections ({report['ap']} AP, IoU >= {args.iou})")  # fmt: skip
+    if unknown:
+        print(
+            f"note: {len(unknown)} image id(s) in the detections are not in the annotations, e.g. {unknown[0]}"
+        )
+    if args.plot_dir:
+        print(f"saved {len(report['plots'])} precision-recall plots in {args.plot_dir}")
+    return 0

@@ -1,0 +1,108 @@
+"""Detection data on disk: PASCAL VOC annotations (through torchvision) and detection CSV files.
+
+A VOC tree is `<root>/VOCdevkit/VOC<year>/{Annotations,ImageSets/Main,JPEGImages}`; `root` may also be
+the `VOCdevkit` folder or the `VOC<year>` folder itself. Annotations are parsed with
+`torchvision.datasets.VOCDetection.parse_voc_xml`, without decoding the images.
+
+A detections file is CSV with the header `image_id,class,score,xmin,ymin,xmax,ymax` (inclusive pixel
+coordinates, as VOC's annotations); any bad row is a one-line error naming the file and line.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import re
+import xml.etree.ElementTree as ET
+from collections.abc import Sequence
+from pathlib import Path
+
+from torchvision.datasets import VOCDetection
+
+from googlenet.detect.metrics import Detection, GroundTruth
+from googlenet.errors import DataError
+
+CSV_FIELDS: tuple[str, ...] = ("image_id", "class", "score", "xmin", "ymin", "xmax", "ymax")
+
+
+def _voc_year_dir(root: Path) -> Path:
+    """The `VOC<year>` folder under (or at) `root`."""
+    if re.fullmatch(r"VOC\d{4}", root.name) and (root / "Annotations").is_dir():
+        return root
+    devkit = root if root.name == "VOCdevkit" else root / "VOCdevkit"
+    years = sorted(p for p in devkit.glob("VOC*") if (p / "Annotations").is_dir()) if devkit.is_dir() else []
+    if not years:
+        raise DataError(f"{root}: no VOCdevkit/VOC<year>/Annotations folder found")
+    return years[-1]
+
+
+def load_voc(root: str | os.PathLike[str], image_set: str = "val") -> dict[str, GroundTruth]:
+    """Ground truth per image id for the images listed in `ImageSets/Main/<image_set>.txt`."""
+    year_dir = _voc_year_dir(Path(root))
+    if not (year_dir / "ImageSets" / "Main" / f"{image_set}.txt").is_file():
+        raise DataError(f"{year_dir}: no ImageSets/Main/{image_set}.txt (--image-set)")
+    try:
+        dataset = VOCDetection(str(year_dir.parent.parent), year=year_dir.name[3:], image_set=image_set)
+    except (RuntimeError, ValueError) as exc:
+        raise DataError(f"{year_dir}: {exc}") from None
+    truth: dict[str, GroundTruth] = {}
+    for path in dataset.annotations:
+        try:
+            parsed = dataset.parse_voc_xml(ET.parse(path).getroot())["annotation"]
+        except (ET.ParseError, OSError) as exc:
+            raise DataError(f"{path}: not a readable VOC annotation ({exc})") from None
+        image = Path(path).stem
+        objects = parsed.get("object", [])
+        if isinstance(objects, dict):
+            objects = [objects]
+        item = GroundTruth()
+        for obj in objects:
+            try:
+                box = obj["bndbox"]
+                coords = [float(box[k]) for k in ("xmin", "ymin", "xmax", "ymax")]
+                item.add(str(obj["name"]).strip(), coords, str(obj.get("difficult", "0")).strip() == "1")
+            except (KeyError, ValueError, TypeError) as exc:
+                raise DataError(f"{path}: an object without a valid name and bndbox ({exc})") from None
+        truth[image] = item
+    return truth
+
+
+def read_detections(path: str | os.PathLike[str]) -> list[Detection]:
+    """Detections from a CSV file (see the module docstring)."""
+    try:
+        with open(path, newline="") as handle:
+            reader = csv.DictReader(handle)
+            missing = [name for name in CSV_FIELDS if name not in (reader.fieldnames or [])]
+            if missing:
+                raise DataError(
+                    f"{path}: missing column(s) {', '.join(missing)} (need {','.join(CSV_FIELDS)})"
+                )
+            detections = []
+            for line, row in enumerate(reader, start=2):
+                try:
+                    values = [float(row[k]) for k in ("score", "xmin", "ymin", "xmax", "ymax")]
+                except (TypeError, ValueError):
+                    raise DataError(f"{path}:{line}: score and box must be numbers") from None
+                if not all(math.isfinite(v) for v in values):
+                    raise DataError(f"{path}:{line}: score and box must be finite")
+                score, x1, y1, x2, y2 = values
+                if x2 < x1 or y2 < y1:
+                    raise DataError(f"{path}:{line}: box needs xmax >= xmin and ymax >= ymin")
+                detections.append(Detection(str(row["image_id"]), str(row["class"]), score, (x1, y1, x2, y2)))
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read detections ({exc.strerror or exc})") from None
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise DataError(f"{path}: not a CSV file ({exc})") from None
+    return detections
+
+
+def write_detections(path: str | os.PathLike[str], detections: Sequence[Detection]) -> None:
+    """Write detections as CSV, atomically."""
+    from googlenet.io import atomic_open
+
+    with atomic_open(path, "w") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(CSV_FIELDS)
+        for d in detections:
+            writer.writerow([d.image, d.label, f"{d.score:.6f}", *(f"{v:.6f}" for v in d.box)])

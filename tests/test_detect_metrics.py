@@ -1,0 +1,164 @@
+"""Detection AP: hand-computed cases, the voc-mini reference values and the ap-toy fixtures."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from googlenet.cli import main
+from googlenet.detect.metrics import (
+    Detection,
+    GroundTruth,
+    average_precision,
+    evaluate_class,
+    evaluate_detections,
+    mean_ap,
+)
+from googlenet.detect.voc import load_voc, read_detections, write_detections
+from googlenet.errors import DataError
+
+
+def _truth(*objects: tuple[str, str, tuple[float, float, float, float], bool]) -> dict[str, GroundTruth]:
+    truth: dict[str, GroundTruth] = {}
+    for image, label, box, difficult in objects:
+        truth.setdefault(image, GroundTruth()).add(label, box, difficult)
+    return truth
+
+
+def test_hand_computed_ap_with_a_duplicate_and_a_miss() -> None:
+    truth = _truth(("a", "cat", (0, 0, 9, 9), False), ("a", "cat", (20, 20, 29, 29), False),
+                   ("b", "cat", (0, 0, 9, 9), False))  # fmt: skip
+    dets = [
+        Detection("a", "cat", 0.9, (0, 0, 9, 9)),  # TP
+        Detection("a", "cat", 0.8, (0, 0, 9, 9)),  # duplicate of a found object: FP
+        Detection("b", "cat", 0.7, (1, 1, 10, 10)),  # IoU 81/119 = 0.68: TP
+        Detection("c", "cat", 0.6, (0, 0, 9, 9)),  # an image without cats: FP
+    ]
+    result = evaluate_class("cat", dets, truth)
+    np.testing.assert_allclose(result.recall, [1 / 3, 1 / 3, 2 / 3, 2 / 3])
+    np.testing.assert_allclose(result.precision, [1, 1 / 2, 2 / 3, 1 / 2])
+    # envelope: precision 1 up to recall 1/3, 2/3 up to 2/3, nothing beyond
+    assert result.ap == pytest.approx(1 / 3 * 1 + 1 / 3 * 2 / 3)
+    assert result.positives == 3 and result.detections == 4
+    # 11-point: t = 0, 0.1, 0.2, 0.3 -> 1; t = 0.4, 0.5, 0.6 -> 2/3; t >= 0.7 -> 0
+    assert evaluate_class("cat", dets, truth, eleven_point=True).ap == pytest.approx((4 + 3 * 2 / 3) / 11)
+
+
+def test_inclusive_pixel_boxes_change_the_iou() -> None:
+    # 10x10 boxes (0..9 inclusive) offset by 5: overlap 5x10 = 50, union 150 -> IoU 1/3 with +1 widths;
+    # without the +1 the same numbers would give 45/117.
+    truth = _truth(("a", "dog", (0, 0, 9, 9), False))
+    det = [Detection("a", "dog", 1.0, (5, 0, 14, 9))]
+    assert evaluate_class("dog", det, truth, iou_threshold=0.333).ap == 1.0
+    assert evaluate_class("dog", det, truth, iou_threshold=0.334).ap == 0.0
+
+
+def test_difficult_objects_are_neither_found_nor_missed() -> None:
+    truth = _truth(("a", "cow", (0, 0, 9, 9), True), ("a", "cow", (50, 50, 59, 59), False))
+    dets = [Detection("a", "cow", 0.9, (0, 0, 9, 9)), Detection("a", "cow", 0.8, (50, 50, 59, 59))]
+    result = evaluate_class("cow", dets, truth)
+    assert result.positives == 1 and result.ap == 1.0  # the difficult match is ignored, not a FP
+    counted = evaluate_class("cow", dets, truth, use_difficult=True)
+    assert counted.positives == 2 and counted.ap == 1.0
+
+
+def test_ilsvrc_small_object_threshold() -> None:
+    # a 10x10 object: threshold min(0.5, 100 / 400) = 0.25; a detection at IoU 1/3 counts
+    truth = _truth(("a", "ant", (0, 0, 9, 9), False))
+    det = [Detection("a", "ant", 1.0, (5, 0, 14, 9))]
+    assert evaluate_class("ant", det, truth).ap == 0.0
+    assert evaluate_class("ant", det, truth, ilsvrc_small=True).ap == 1.0
+
+
+def test_average_precision_edges() -> None:
+    assert average_precision(np.array([]), np.array([])) == 0.0
+    assert average_precision(np.array([1.0]), np.array([1.0])) == 1.0
+    no_positives = evaluate_detections([], _truth(("a", "cat", (0, 0, 1, 1), True)))
+    assert np.isnan(no_positives["cat"].ap) and np.isnan(mean_ap(no_positives))
+
+
+def test_voc_mini_reference_values(shared_data: Path) -> None:
+    root = shared_data / "voc-mini"
+    expected = json.loads((root / "expected_map.json").read_text())
+    truth = load_voc(root)
+    detections = read_detections(root / "detections.csv")
+    assert len(truth) == 100 and len(detections) == 452
+    # The reference evaluator does not read VOC's "difficult" flag, so it counts those objects;
+    # --use-difficult reproduces it. VOC's own rule (ignore them) gives different values.
+    for key, eleven in (("all_point", False), ("eleven_point", True)):
+        results = evaluate_detections(detections, truth, eleven_point=eleven, use_difficult=True)
+        assert mean_ap(results) == pytest.approx(expected[key]["mAP"], abs=1e-9)
+        for name, value in expected[key]["per_class"].items():
+            assert results[name].ap == pytest.approx(value, abs=1e-9), (key, name)
+    voc_rule = evaluate_detections(detections, truth)
+    assert sum(r.positives for r in voc_rule.values()) < sum(
+        r.positives for r in evaluate_detections(detections, truth, use_difficult=True).values()
+    )
+
+
+def _read_xywh(folder: Path, with_score: bool) -> list[tuple[str, str, float, tuple[float, ...]]]:
+    rows = []
+    for path in sorted(folder.glob("*.txt")):
+        for line in path.read_text().splitlines():
+            parts = line.split()
+            if not parts:
+                continue
+            score = float(parts[1]) if with_score else 1.0
+            x, y, w, h = map(float, parts[2:6] if with_score else parts[1:5])
+            # the fixture's x, y, w, h convert to corners as x + w, y + h; IoU then adds the +1
+            rows.append((path.stem, parts[0], score, (x, y, x + w, y + h)))
+    return rows
+
+
+def test_ap_toy_fixture(shared_data: Path) -> None:
+    root = shared_data / "voc-mini" / "ap-toy"
+    expected = json.loads((root / "expected.json").read_text())["expected_AP"]
+    truth: dict[str, GroundTruth] = {}
+    for image, label, _, box in _read_xywh(root / "gts", with_score=False):
+        truth.setdefault(image, GroundTruth()).add(label, box)
+    dets = [
+        Detection(image, label, score, box) for image, label, score, box in _read_xywh(root / "dets", True)
+    ]  # type: ignore[arg-type]
+    for key, eleven in (("all_point", False), ("eleven_point", True)):
+        for threshold, value in expected[key].items():
+            results = evaluate_detections(dets, truth, iou_threshold=float(threshold), eleven_point=eleven)
+            assert mean_ap(results) == pytest.approx(value, abs=1e-9), (key, threshold)
+
+
+def test_detect_evaluate_command(
+    shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = shared_data / "voc-mini"
+    args = ["detect", "evaluate", "--annotations", str(root), "--detections", str(root / "detections.csv")]
+    assert main([*args, "--use-difficult", "--json", "--plot-dir", str(tmp_path / "pr")]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["mAP"] == pytest.approx(0.610912907479439, abs=1e-9) and report["images"] == 100
+    assert len(report["plots"]) == 20 and all(Path(p).stat().st_size > 1000 for p in report["plots"])
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert "mAP" in text and "aeroplane" in text and "all-point AP" in text
+
+
+def test_detections_round_trip_and_bad_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    dets = [Detection("img1", "cat", 0.5, (1.0, 2.0, 3.0, 4.0))]
+    write_detections(tmp_path / "d.csv", dets)
+    assert read_detections(tmp_path / "d.csv") == dets
+    bad = tmp_path / "bad.csv"
+    bad.write_text("image_id,class,score,xmin,ymin,xmax,ymax\nimg1,cat,high,1,2,3,4\n")
+    voc = tmp_path / "voc"
+    (voc / "VOCdevkit" / "VOC2012" / "Annotations").mkdir(parents=True)
+    code = main(["detect", "evaluate", "--annotations", str(voc), "--detections", str(bad)])
+    err = capsys.readouterr().err
+    assert code == 1 and err.count("\n") == 1 and "ImageSets/Main/val.txt" in err
+    with pytest.raises(DataError, match=r"bad.csv:2: score and box must be numbers"):
+        read_detections(bad)
+    bad.write_text("image,score\n")
+    with pytest.raises(DataError, match="missing column"):
+        read_detections(bad)
+    assert (
+        main(["detect", "evaluate", "--annotations", str(tmp_path / "none"), "--detections", str(bad)]) == 1
+    )
+    assert "no VOCdevkit" in capsys.readouterr().err
