@@ -1,7 +1,7 @@
-"""`googlenet detect`: section 8's detection entry. Implemented so far: `detect evaluate` (VOC/ILSVRC AP).
+"""`googlenet detect`: section 8's detection entry. So far `detect evaluate` (VOC/ILSVRC AP) and `detect proposals`.
 
-Proposals (selective search, MultiBox), the region classifier and `detect train/predict/proposals` are
-not implemented yet (issue 6).
+`detect proposals` reports selective search's recall. MultiBox, the region classifier and
+`detect train/predict` are not implemented yet (issue 6).
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import argparse
 import json
 import math
 import os
+import sys
 from typing import Any
 
 from googlenet.detect.metrics import ClassResult, evaluate_detections, mean_ap
@@ -43,6 +44,53 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ev.add_argument("--plot-dir", metavar="DIR", help="save a precision-recall plot per class (PNG) here")
     ev.add_argument("--json", action="store_true", help="print one JSON object")
     ev.set_defaults(func=run_evaluate)
+
+    pr = commands.add_parser(
+        "proposals",
+        help="selective-search proposals: recall at IoU 0.5/0.7, mean best overlap, count and time per image",
+        description="Run each proposal setting on VOC images and report its coverage of the annotated objects.",
+    )
+    pr.add_argument("--annotations", required=True, metavar="VOC_ROOT")
+    pr.add_argument("--image-set", default="val")
+    pr.add_argument("--settings", nargs="+", default=["fast", "fast-paper"], choices=SETTINGS,
+                    help="fast / quality selective search, '-paper' with the superpixel size doubled (section 8)")  # fmt: skip
+    pr.add_argument("--limit", type=int, metavar="N", help="the first N images only")
+    pr.add_argument("--max-side", type=int, default=500, help="shrink images to this longer side first (500)")
+    pr.add_argument("--json", action="store_true")
+    pr.set_defaults(func=run_proposals)
+
+
+SETTINGS: tuple[str, ...] = ("fast", "fast-paper", "quality", "quality-paper")
+
+
+def run_proposals(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from googlenet.detect.proposals import ProposalSetting, proposal_recall, propose_all
+    from googlenet.detect.voc import voc_images
+
+    if args.limit is not None and args.limit < 1:
+        raise ConfigError(f"--limit: must be at least 1, got {args.limit}")
+    truth = load_voc(args.annotations, args.image_set)
+    images = voc_images(args.annotations, args.image_set)[: args.limit]
+    truth = {image: truth[image] for image, _ in images}
+    rows = []
+    for name in args.settings:
+        mode, _, paper = name.partition("-")
+        setting = ProposalSetting(mode, 2.0 if paper else 1.0, args.max_side)
+        proposals, seconds = propose_all(images, setting, progress=sys.stderr.isatty() and not args.json)
+        rows.append({"setting": setting.name, **asdict(proposal_recall(proposals, truth, seconds))})
+    if args.json:
+        print(json.dumps({"images": len(images), "settings": rows}, indent=2))
+        return 0
+    print(
+        f"{'setting':<28} {'recall@0.5':>10} {'recall@0.7':>10} {'MABO':>6} {'proposals':>9} {'s/image':>8}"
+    )
+    for r in rows:
+        print(f"{r['setting']:<28} {100 * r['recall_50']:>9.1f}% {100 * r['recall_70']:>9.1f}% {r['mabo']:>6.3f} "
+              f"{r['proposals_per_image']:>9.0f} {r['seconds_per_image']:>8.2f}")  # fmt: skip
+    print(f"({len(images)} images, {rows[0]['objects']} objects that are not difficult)")
+    return 0
 
 
 def _row(r: ClassResult) -> dict[str, Any]:

@@ -37,15 +37,24 @@ def _voc_year_dir(root: Path) -> Path:
     return years[-1]
 
 
-def load_voc(root: str | os.PathLike[str], image_set: str = "val") -> dict[str, GroundTruth]:
-    """Ground truth per image id for the images listed in `ImageSets/Main/<image_set>.txt`."""
+def _dataset(root: str | os.PathLike[str], image_set: str) -> VOCDetection:
     year_dir = _voc_year_dir(Path(root))
     if not (year_dir / "ImageSets" / "Main" / f"{image_set}.txt").is_file():
         raise DataError(f"{year_dir}: no ImageSets/Main/{image_set}.txt (--image-set)")
     try:
-        dataset = VOCDetection(str(year_dir.parent.parent), year=year_dir.name[3:], image_set=image_set)
+        return VOCDetection(str(year_dir.parent.parent), year=year_dir.name[3:], image_set=image_set)
     except (RuntimeError, ValueError) as exc:
         raise DataError(f"{year_dir}: {exc}") from None
+
+
+def voc_images(root: str | os.PathLike[str], image_set: str = "val") -> list[tuple[str, str]]:
+    """(image id, JPEG path) of the images listed in `ImageSets/Main/<image_set>.txt`."""
+    return [(Path(path).stem, str(path)) for path in _dataset(root, image_set).images]
+
+
+def load_voc(root: str | os.PathLike[str], image_set: str = "val") -> dict[str, GroundTruth]:
+    """Ground truth per image id for the images listed in `ImageSets/Main/<image_set>.txt`."""
+    dataset = _dataset(root, image_set)
     truth: dict[str, GroundTruth] = {}
     for path in dataset.annotations:
         try:

@@ -1,0 +1,70 @@
+"""Selective-search proposals and their recall."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from googlenet.cli import main
+from googlenet.detect.metrics import GroundTruth
+from googlenet.detect.proposals import ProposalSetting, proposal_recall, selective_search
+from googlenet.errors import ConfigError
+
+pytest.importorskip("cv2", reason="opencv-contrib is the [detect] extra")
+
+
+def _scene() -> Image.Image:
+    image = Image.new("RGB", (160, 120), (40, 90, 40))
+    draw = ImageDraw.Draw(image)
+    draw.rectangle((20, 20, 69, 79), fill=(220, 30, 30))  # a red box: pixels 20..69 x 20..79
+    draw.ellipse((100, 40, 139, 99), fill=(30, 30, 220))
+    return image
+
+
+def test_selective_search_finds_the_objects_and_the_paper_setting_halves_the_count() -> None:
+    image = _scene()
+    boxes = selective_search(image, ProposalSetting("fast"))
+    assert boxes.ndim == 2 and boxes.shape[1] == 4 and len(boxes) > 5
+    assert (boxes[:, 0] >= 0).all() and (boxes[:, 2] <= 159).all() and (boxes[:, 3] <= 119).all()
+    assert (boxes[:, 2] >= boxes[:, 0]).all() and (boxes[:, 3] >= boxes[:, 1]).all()
+    truth = {"scene": GroundTruth()}
+    truth["scene"].add("box", (20, 20, 69, 79))
+    truth["scene"].add("disc", (100, 40, 139, 99))
+    recall = proposal_recall({"scene": boxes}, truth)
+    assert recall.recall_70 == 1.0 and recall.mabo > 0.9  # plain shapes on a plain background
+    doubled = selective_search(image, ProposalSetting("fast", superpixel_scale=2.0))
+    assert len(doubled) < len(boxes)
+    shrunk = selective_search(image, ProposalSetting("fast", max_side=80))  # boxes come back in full size
+    assert shrunk[:, 2].max() > 100
+
+
+def test_recall_by_hand() -> None:
+    truth = {"a": GroundTruth(), "b": GroundTruth()}
+    truth["a"].add("x", (0, 0, 9, 9))
+    truth["a"].add("y", (50, 50, 59, 59), difficult=True)  # not counted
+    truth["b"].add("x", (0, 0, 9, 9))
+    proposals = {"a": np.array([[0, 0, 9, 9.0]]), "b": np.array([[5, 0, 14, 9.0]])}  # IoU 1 and 1/3
+    recall = proposal_recall(proposals, truth, seconds=3.0)
+    assert recall.objects == 2 and recall.recall_50 == 0.5 and recall.recall_70 == 0.5
+    assert recall.mabo == pytest.approx((1 + 1 / 3) / 2)
+    assert recall.proposals_per_image == 1 and recall.seconds_per_image == 1.5
+    with pytest.raises(ConfigError, match="mode"):
+        ProposalSetting("slow")
+
+
+def test_detect_proposals_command(shared_data: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = shared_data / "voc-mini"
+    args = ["detect", "proposals", "--annotations", str(root), "--limit", "2", "--max-side", "200"]
+    assert main([*args, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["images"] == 2 and [r["setting"] for r in report["settings"]] == [
+        "fast",
+        "fast, superpixels x2",
+    ]
+    for row in report["settings"]:
+        assert 0 <= row["recall_70"] <= row["recall_50"] <= 1 and row["proposals_per_image"] > 0
+    assert main([*args, "--limit", "0"]) == 1
