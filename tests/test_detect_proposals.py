@@ -68,3 +68,35 @@ def test_detect_proposals_command(shared_data: Path, capsys: pytest.CaptureFixtu
     for row in report["settings"]:
         assert 0 <= row["recall_70"] <= row["recall_50"] <= 1 and row["proposals_per_image"] > 0
     assert main([*args, "--limit", "0"]) == 1
+
+
+def test_detect_predict_writes_detections_that_evaluate_reads(
+    shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], one_thread: None
+) -> None:
+    import torch
+
+    import googlenet
+    from googlenet.detect.detector import BACKGROUND_NAME
+    from googlenet.detect.voc import read_detections
+    from googlenet.model.weights import default_meta
+
+    root = shared_data / "voc-mini"
+    classes = [BACKGROUND_NAME, "person", "dog"]
+    torch.manual_seed(0)
+    model = googlenet.build_model("bn", num_classes=3, aux_logits=False)
+    googlenet.save_checkpoint(tmp_path / "r.pt", model, default_meta(model, 64) | {"class_names": classes})
+    out = tmp_path / "dets.csv"
+    args = ["detect", "predict", "--checkpoint", str(tmp_path / "r.pt"), "--annotations", str(root),
+            "--limit", "2", "--max-side", "120", "--score-threshold", "0.0", "--max-per-image", "5",
+            "--output", str(out)]  # fmt: skip
+    assert main(args) == 0
+    assert "detections of 2 classes on 2 images" in capsys.readouterr().out
+    detections = read_detections(out)
+    assert 0 < len(detections) <= 10 and {d.label for d in detections} <= {"person", "dog"}
+    assert main(["detect", "evaluate", "--annotations", str(root), "--detections", str(out), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["detections"] == len(detections)
+    # a classifier without a background class is refused in one line
+    plain = googlenet.build_model("bn", num_classes=2, aux_logits=False)
+    googlenet.save_checkpoint(tmp_path / "p.pt", plain, default_meta(plain, 64) | {"class_names": ["a", "b"]})
+    assert main([*args[:3], str(tmp_path / "p.pt"), *args[4:]]) == 1
+    assert "background" in capsys.readouterr().err

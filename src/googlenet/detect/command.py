@@ -1,7 +1,8 @@
-"""`googlenet detect`: section 8's detection entry. So far `detect evaluate` (VOC/ILSVRC AP) and `detect proposals`.
+"""`googlenet detect`: section 8's detection entry. So far evaluate, proposals and predict.
 
-`detect proposals` reports selective search's recall. MultiBox, the region classifier and
-`detect train/predict` are not implemented yet (issue 6).
+`detect proposals` reports selective search's recall; `detect predict` scores proposals with region
+classifier checkpoints. MultiBox and training the region classifier (`detect train`) are not
+implemented yet (issue 6).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 from googlenet.detect.metrics import ClassResult, evaluate_detections, mean_ap
 from googlenet.detect.voc import load_voc, read_detections
 from googlenet.errors import ConfigError
+from googlenet.evaluate.models import add_engine_arguments
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -59,6 +61,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     pr.add_argument("--json", action="store_true")
     pr.set_defaults(func=run_proposals)
 
+    pd = commands.add_parser(
+        "predict",
+        help="detections from region classifier checkpoint(s) on selective-search proposals, as CSV",
+        description=(
+            "Score each image's proposals with the region classifier(s) (first class 'background'; several "
+            "are averaged), NMS per class, and write image_id,class,score,xmin,ymin,xmax,ymax."
+        ),
+    )
+    pd.add_argument("--checkpoint", nargs="+", required=True, metavar="FILE")
+    pd.add_argument("--annotations", required=True, metavar="VOC_ROOT", help="the images of this VOC set")
+    pd.add_argument("--image-set", default="val")
+    pd.add_argument("--limit", type=int, metavar="N", help="the first N images only")
+    pd.add_argument("--proposals", choices=SETTINGS, default="fast-paper", help="selective search setting")
+    pd.add_argument("--max-side", type=int, default=500)
+    pd.add_argument("--score-threshold", type=float, default=0.05)
+    pd.add_argument("--nms-iou", type=float, default=0.3, help="per-class NMS IoU (R-CNN: 0.3)")
+    pd.add_argument("--max-per-image", type=int, default=100)
+    pd.add_argument("--output", required=True, metavar="FILE.csv")
+    add_engine_arguments(pd, default="eager")
+    pd.set_defaults(func=run_predict)
+
 
 SETTINGS: tuple[str, ...] = ("fast", "fast-paper", "quality", "quality-paper")
 
@@ -90,6 +113,29 @@ def run_proposals(args: argparse.Namespace) -> int:
         print(f"{r['setting']:<28} {100 * r['recall_50']:>9.1f}% {100 * r['recall_70']:>9.1f}% {r['mabo']:>6.3f} "
               f"{r['proposals_per_image']:>9.0f} {r['seconds_per_image']:>8.2f}")  # fmt: skip
     print(f"({len(images)} images, {rows[0]['objects']} objects that are not difficult)")
+    return 0
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    from googlenet.detect.detector import DetectorConfig, detect_images, detection_classes
+    from googlenet.detect.proposals import ProposalSetting, propose_all
+    from googlenet.detect.voc import voc_images, write_detections
+    from googlenet.evaluate.models import load_ensemble
+
+    if args.limit is not None and args.limit < 1:
+        raise ConfigError(f"--limit: must be at least 1, got {args.limit}")
+    config = DetectorConfig(
+        score_threshold=args.score_threshold, nms_iou=args.nms_iou, max_per_image=args.max_per_image
+    )
+    ensemble = load_ensemble(args.checkpoint, engine=args.engine, precision=args.precision)
+    classes = detection_classes(ensemble)
+    images = voc_images(args.annotations, args.image_set)[: args.limit]
+    mode, _, paper = args.proposals.partition("-")
+    proposals, seconds = propose_all(images, ProposalSetting(mode, 2.0 if paper else 1.0, args.max_side))
+    detections = detect_images(ensemble, images, proposals, config)
+    write_detections(args.output, detections)
+    print(f"{len(detections)} detections of {len(classes)} classes on {len(images)} images by "
+          f"{len(ensemble.members)} model(s) -> {args.output} (proposals {seconds / max(1, len(images)):.2f} s/image)")  # fmt: skip
     return 0
 
 
