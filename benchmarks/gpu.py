@@ -22,6 +22,7 @@ import torchvision
 from torch import nn
 
 import googlenet
+from googlenet.train.loop import head_losses, weighted_loss
 
 
 def timed(work: Callable[[], object], items: int, repeats: int, warmup: int) -> float:
@@ -61,8 +62,7 @@ def train_rate(kind: str, amp: bool, batch: int, size: int, args: argparse.Names
                 main, aux1, aux2 = out.logits, out.aux_logits1, out.aux_logits2
             else:
                 main, aux1, aux2 = model.forward_train(x)  # type: ignore[operator]
-            ce = nn.functional.cross_entropy
-            loss = ce(main, y) + 0.3 * (ce(aux1, y) + ce(aux2, y))
+            loss = weighted_loss(head_losses((main, aux1, aux2), y), aux_weight=0.3)  # section 5
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(optimizer)

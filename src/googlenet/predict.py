@@ -24,10 +24,14 @@ from PIL import Image
 from googlenet.data.crops import CROP_COUNTS, CropSpec, cut_crops
 from googlenet.errors import ConfigError, DataError
 from googlenet.evaluate.metrics import REDUCTIONS, aggregate_probs
-from googlenet.evaluate.models import Ensemble, add_engine_arguments, load_ensemble, resolve_device
+from googlenet.evaluate.models import (
+    Ensemble,
+    add_engine_arguments,
+    add_model_arguments,
+    load_ensemble,
+    resolve_device,
+)
 from googlenet.evaluate.protocol import member_probs
-
-VARIANT_CHOICES = ("paper", "bn", "torchvision")
 
 
 def predict_image(
@@ -104,13 +108,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
-    parser.add_argument("--checkpoint", nargs="+", action="extend", metavar="FILE", default=[],
-                        help="our checkpoint(s); several are averaged as an ensemble")  # fmt: skip
-    parser.add_argument(
-        "--weights", metavar="FILE", help="a torchvision GoogLeNet weight file (or our checkpoint)"
-    )
-    parser.add_argument("--variant", choices=VARIANT_CHOICES, default="torchvision",
-                        help="the layout --weights is loaded into (default torchvision)")  # fmt: skip
+    add_model_arguments(parser)
     parser.add_argument("--crops", type=int, choices=CROP_COUNTS, default=1,
                         help="1: centre crop (default); 10: corners + centre + mirrors; 144: section 7")  # fmt: skip
     parser.add_argument(

@@ -26,6 +26,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from googlenet.train.loop import head_losses, weighted_loss
+
 
 def _median_rate(work: Callable[[], object], items: int, repeats: int, warmup: int) -> float:
     for _ in range(warmup):
@@ -183,10 +185,7 @@ def train(spec: dict[str, Any]) -> float:
 
     def step() -> None:
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
-            main, aux1, aux2 = outputs(x)
-            loss = nn.functional.cross_entropy(main, y) + 0.3 * (
-                nn.functional.cross_entropy(aux1, y) + nn.functional.cross_entropy(aux2, y)
-            )
+            loss = weighted_loss(head_losses(outputs(x), y), aux_weight=0.3)  # section 5
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -22,11 +22,16 @@ from googlenet.data.crops import CROP_COUNTS, CropSpec
 from googlenet.errors import ConfigError
 from googlenet.evaluate.evalset import DATASETS, limit_samples, load_eval_set
 from googlenet.evaluate.metrics import REDUCTIONS
-from googlenet.evaluate.models import Ensemble, add_engine_arguments, load_ensemble, resolve_device
+from googlenet.evaluate.models import (
+    Ensemble,
+    add_engine_arguments,
+    add_model_arguments,
+    load_ensemble,
+    resolve_device,
+)
 from googlenet.evaluate.protocol import ON_BAD, View, evaluate_views
 from googlenet.evaluate.table3 import format_table3, save_table3, table3_rows, table3_specs, table3_views
 
-VARIANT_CHOICES = ("paper", "bn", "torchvision")
 PER_CLASS_SHOWN = 30  # print every class up to this many, else the worst ones
 
 
@@ -41,13 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     g = parser.add_argument_group("model")
-    g.add_argument("--checkpoint", nargs="+", action="extend", metavar="FILE", default=[],
-                   help="our checkpoint(s); several form an ensemble (section 7)")  # fmt: skip
-    g.add_argument(
-        "--weights", metavar="FILE", help="a torchvision GoogLeNet weight file (or our checkpoint)"
-    )
-    g.add_argument("--variant", choices=VARIANT_CHOICES, default="torchvision",
-                   help="the layout --weights is loaded into (default torchvision)")  # fmt: skip
+    add_model_arguments(g)
     g = parser.add_argument_group("data")
     g.add_argument("--dataset", choices=DATASETS,
                    help="folder (default with --data-path), builtin (default without), imagenet")  # fmt: skip

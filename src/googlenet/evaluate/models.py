@@ -20,7 +20,7 @@ from googlenet.data.crops import CropSpec
 from googlenet.errors import CheckpointError, ConfigError
 from googlenet.infer.optimize import BACKENDS, PRECISIONS, optimize
 from googlenet.io import safe_load
-from googlenet.model.googlenet import GoogLeNet, build_model
+from googlenet.model.googlenet import VARIANTS, GoogLeNet, build_model
 from googlenet.model.weights import IMAGENET_MEAN, IMAGENET_STD, load_checkpoint_model, load_weights
 from googlenet.resources import imagenet_classes
 
@@ -83,6 +83,17 @@ def _is_placeholder(names: Sequence[str]) -> bool:
 
 
 ENGINES: tuple[str, ...] = ("auto", *BACKENDS, "off")
+
+
+def add_model_arguments(parser: Any) -> None:
+    """`--checkpoint`, `--weights` and `--variant`, shared by evaluate and predict."""
+    parser.add_argument("--checkpoint", nargs="+", action="extend", metavar="FILE", default=[],
+                        help="our checkpoint(s); several form an ensemble, softmax averaged (section 7)")  # fmt: skip
+    parser.add_argument(
+        "--weights", metavar="FILE", help="a torchvision GoogLeNet weight file (or our checkpoint)"
+    )
+    parser.add_argument("--variant", choices=tuple(VARIANTS), default="torchvision",
+                        help="the layout --weights is loaded into (default torchvision)")  # fmt: skip
 
 
 def add_engine_arguments(parser: Any, default: str) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 import os
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -59,21 +59,7 @@ def build_data(config: TrainConfig, env: ddp.DistEnv, training: bool = True) -> 
     m, d, a = config.model, config.data, config.augment
     train: ImageFolderDataset
     val: ImageFolderDataset
-    augment = AugmentConfig(
-        scale_min=a.scale_min,
-        scale_max=a.scale_max,
-        ratio_min=a.ratio_min,
-        ratio_max=a.ratio_max,
-        random_crop=a.random_crop,
-        resize_size=m.resize_size,
-        random_interpolation=a.random_interpolation,
-        photometric=a.photometric,
-        brightness=a.brightness,
-        contrast=a.contrast,
-        saturation=a.saturation,
-        lighting=a.lighting,
-        flip=a.flip,
-    )
+    augment = AugmentConfig(**asdict(a), resize_size=m.resize_size)  # AugmentSection mirrors its fields
     train_tf = build_train_transform(m.input_size, augment)
     eval_tf = build_eval_transform(m.input_size, m.resize_size)
     if d.dataset == "imagenet":
