@@ -21,7 +21,14 @@ from googlenet.errors import CheckpointError, ConfigError
 from googlenet.infer.optimize import BACKENDS, PRECISIONS, optimize
 from googlenet.io import safe_load
 from googlenet.model.googlenet import VARIANTS, GoogLeNet, build_model
-from googlenet.model.weights import IMAGENET_MEAN, IMAGENET_STD, load_checkpoint_model, load_weights
+from googlenet.model.weights import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    load_checkpoint_model,
+    load_weights,
+    model_from_file,
+    weight_file_kind,
+)
 from googlenet.resources import imagenet_classes
 
 IMAGENET_NUM_CLASSES = 1000
@@ -90,7 +97,9 @@ def add_model_arguments(parser: Any) -> None:
     parser.add_argument("--checkpoint", nargs="+", action="extend", metavar="FILE", default=[],
                         help="our checkpoint(s); several form an ensemble, softmax averaged (section 7)")  # fmt: skip
     parser.add_argument(
-        "--weights", metavar="FILE", help="a torchvision GoogLeNet weight file (or our checkpoint)"
+        "--weights",
+        metavar="FILE",
+        help="a torchvision GoogLeNet weight file, bvlc_googlenet.caffemodel or the ONNX zoo's googlenet (or our checkpoint)",
     )
     parser.add_argument("--variant", choices=tuple(VARIANTS), default="torchvision",
                         help="the layout --weights is loaded into (default torchvision)")  # fmt: skip
@@ -143,7 +152,10 @@ def member_from_model(
 
 
 def _load_weight_file(path: str, variant: str) -> tuple[nn.Module, dict[str, Any]]:
-    """Our checkpoint (its own variant decides) or a torchvision state dict (built as `variant`)."""
+    """Our checkpoint (its own variant decides), a torchvision state dict (built as `variant`), or the
+    reference Caffe weights (.caffemodel or the ONNX zoo file; always the `paper` variant)."""
+    if weight_file_kind(path) != "torch":
+        return model_from_file(path, aux_logits=False)
     obj = safe_load(path)
     if isinstance(obj, dict) and obj.get("format") == "googlenet":
         return load_checkpoint_model(path, aux_logits=False)

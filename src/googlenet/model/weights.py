@@ -10,20 +10,23 @@ reads it and nothing in it can run code:
      ... training checkpoints add optimiser, scheduler, averaged weights, RNG states, epoch ...}
 
 A torchvision GoogLeNet weight file (`googlenet-*.pth`) is a bare state dict whose keys our
-`torchvision` variant shares one for one, so the converter is the identity plus shape checks.
+`torchvision` variant shares one for one, so the converter is the identity plus shape checks. The
+reference Caffe model's weights (`bvlc_googlenet.caffemodel`, or the ONNX model zoo's conversion of it)
+load into the `paper` variant through `googlenet.model.caffe`; `weight_file_kind` tells the files apart.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from torch import Tensor
 
 from googlenet.errors import CheckpointError
 from googlenet.io import atomic_save, safe_load
-from googlenet.model.googlenet import GoogLeNet, ModelConfig, build_from_config
+from googlenet.model.googlenet import GoogLeNet, ModelConfig, build_from_config, build_model
 
 FORMAT = "googlenet"
 FORMAT_VERSION = 1
@@ -136,19 +139,55 @@ def _load_state(path: str | os.PathLike[str], model: GoogLeNet, state: Mapping[s
     model.load_state_dict(state, strict=True)
 
 
-def load_weights(model: GoogLeNet, path: str | os.PathLike[str], key: str = "state_dict") -> dict[str, Any]:
-    """Load weights into `model` from our checkpoint or a torchvision GoogLeNet state-dict file.
+WEIGHT_FILE_KINDS = ("torch", "caffe", "onnx")
 
-    Returns the checkpoint's metadata (class names, input size, normalisation), or defaults for a
-    torchvision file. Any incompatibility (variant, classes, a missing or mis-shaped tensor) is a
-    one-line `CheckpointError` naming what differs; the model is left unchanged then.
+
+def weight_file_kind(path: str | os.PathLike[str]) -> str:
+    """ "torch" (our checkpoint or a torchvision state dict), "caffe" (.caffemodel) or "onnx".
+
+    Decided by content where it is unambiguous (torch.save writes a zip, old pickles start with 0x80, an
+    ONNX ModelProto with its `ir_version` tag 0x08), else by the extension, else by the first byte of
+    a Caffe NetParameter (its name, V1 `layers` or `layer` field).
+    """
+    file = Path(path)
+    if not file.is_file():
+        raise CheckpointError(f"{file}: no such file")
+    with open(file, "rb") as handle:
+        head = handle.read(4)
+    if head.startswith(b"PK\x03\x04") or head[:1] == b"\x80":
+        return "torch"
+    suffix = file.suffix.lower()
+    if suffix == ".caffemodel":
+        return "caffe"
+    if suffix == ".onnx" or head[:1] == b"\x08":
+        return "onnx"
+    if head[:1] in (b"\x0a", b"\x12") or head[:2] == b"\xa2\x06":
+        return "caffe"
+    return "torch"  # safe_load then names the problem
+
+
+def load_weights(model: GoogLeNet, path: str | os.PathLike[str], key: str = "state_dict") -> dict[str, Any]:
+    """Load weights into `model` from our checkpoint, a torchvision GoogLeNet state-dict file, the
+    reference Caffe model (`bvlc_googlenet.caffemodel`) or the ONNX model zoo's GoogLeNet.
+
+    Returns the checkpoint's metadata (class names, input size, normalisation), defaults for a
+    torchvision file, and Caffe's preprocessing for the reference weights (conv1 is flipped to read RGB;
+    see `googlenet.model.caffe`). Any incompatibility (variant, classes, a missing or mis-shaped tensor)
+    is a one-line `CheckpointError` naming what differs; the model is left unchanged then.
 
     `key` picks which weights of a training checkpoint to load ("state_dict" or "averaged_state_dict").
 
     Example:
         >>> model = googlenet.build_model("torchvision", aux_logits=False)  # doctest: +SKIP
         >>> googlenet.load_weights(model, "googlenet-1378be20.pth")          # doctest: +SKIP
+        >>> paper = googlenet.build_model("paper")
+        >>> meta = googlenet.load_weights(paper, "bvlc_googlenet.caffemodel")  # doctest: +SKIP
     """
+    kind = weight_file_kind(path)
+    if kind != "torch":
+        from googlenet.model.caffe import load_reference
+
+        return load_reference(model, path, kind)
     obj = safe_load(path)
     if _is_ours(obj):
         checkpoint = read_checkpoint(path) if obj.get("format_version", 0) > FORMAT_VERSION else obj
@@ -171,7 +210,42 @@ def load_weights(model: GoogLeNet, path: str | os.PathLike[str], key: str = "sta
             )
         _load_state(path, model, obj)
         return default_meta(model)
-    raise CheckpointError(f"{path}: neither a googlenet checkpoint nor a torchvision GoogLeNet state dict")
+    raise CheckpointError(
+        f"{path}: neither a googlenet checkpoint, a torchvision GoogLeNet state dict, a .caffemodel "
+        "nor an ONNX file"
+    )
+
+
+def model_from_file(
+    path: str | os.PathLike[str], aux_logits: bool | None = None, key: str = "state_dict"
+) -> tuple[GoogLeNet, dict[str, Any]]:
+    """Build the model any weight file describes and load it; returns (model, meta).
+
+    Our checkpoint: its own config. A torchvision state dict: the `torchvision` variant. A `.caffemodel`
+    or the ONNX zoo file: the `paper` variant. Classes come from the file's classifier. `aux_logits`:
+    None keeps the heads the file has, False drops them, True requires them.
+    """
+    kind = weight_file_kind(path)
+    if kind != "torch":
+        from googlenet.model.caffe import reference_model
+
+        return reference_model(path, kind, aux_logits)
+    obj = safe_load(path)
+    if _is_ours(obj):
+        return load_checkpoint_model(path, aux_logits, key)
+    if _is_torchvision(obj):
+        has_aux = any(k.startswith(("aux1.", "aux2.")) for k in obj)
+        model = build_model(
+            "torchvision",
+            num_classes=int(obj["fc.weight"].shape[0]),
+            aux_logits=has_aux if aux_logits is None else aux_logits,
+        )
+        _load_state(path, model, obj)
+        return model, default_meta(model)
+    raise CheckpointError(
+        f"{path}: neither a googlenet checkpoint, a torchvision GoogLeNet state dict, a .caffemodel "
+        "nor an ONNX file"
+    )
 
 
 def load_checkpoint_model(

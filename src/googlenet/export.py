@@ -1,0 +1,252 @@
+"""`googlenet export`: a trained network for other runtimes (ONNX, TorchScript), and foreign weight files
+(the reference Caffe model, the ONNX model zoo's GoogLeNet, torchvision's) as our checkpoint.
+
+    googlenet export --checkpoint runs/x/best.pt --format onnx --output googlenet.onnx
+    googlenet export --checkpoint runs/x/best.pt --format torchscript --output googlenet.ts
+    googlenet export --convert bvlc_googlenet.caffemodel --output bvlc_googlenet.pt
+
+Exported networks are inference networks: the auxiliary heads of section 5 are "discarded at inference
+time", so they are left out, and the graph maps a normalised N x 3 x S x S batch (dynamic N, S the
+checkpoint's input size) to N x classes logits. The normalisation and class names travel inside the file
+(ONNX `metadata_props["googlenet.meta"]`, TorchScript extra file `meta.json`), as JSON. After writing, the
+file is read back with its own runtime (ONNX Runtime, `torch.jit.load`) and compared with PyTorch on a
+random batch; the largest absolute difference is reported. Files are written atomically.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import warnings
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from googlenet.errors import CheckpointError, ConfigError
+from googlenet.io import atomic_open, sha256_file
+from googlenet.model.googlenet import GoogLeNet, build_from_config
+from googlenet.model.weights import load_checkpoint_model, model_from_file, save_checkpoint
+
+FORMATS: tuple[str, ...] = ("checkpoint", "onnx", "torchscript")
+_SUFFIX_FORMATS = {
+    ".onnx": "onnx",
+    ".ts": "torchscript",
+    ".torchscript": "torchscript",
+    ".jit": "torchscript",
+}
+META_KEY = "googlenet.meta"  # ONNX metadata_props key; TorchScript extra file "meta.json"
+VERIFY_BATCH = 2
+
+
+def inference_network(model: GoogLeNet) -> GoogLeNet:
+    """A float32, eval-mode copy of `model` without the auxiliary heads (section 5: training only)."""
+    net = build_from_config(replace(model.config, aux_logits=False))
+    state = {k: v for k, v in model.state_dict().items() if not k.startswith(("aux1.", "aux2."))}
+    net.load_state_dict(state, strict=True)
+    return net.float().eval()
+
+
+def _export_meta(model: GoogLeNet, meta: dict[str, Any]) -> str:
+    """What a runtime needs besides the graph: layout, classes, input size, normalisation."""
+    keep = ("class_names", "wnids", "input_size", "resize_size", "mean", "std", "interpolation")
+    payload = {k: meta[k] for k in keep if k in meta}
+    payload["model_config"] = replace(model.config, aux_logits=False).as_dict()
+    payload["input"] = "normalised RGB, N x 3 x S x S: (pixel / 255 - mean) / std"
+    return json.dumps(payload)
+
+
+def export_onnx_bytes(model: GoogLeNet, meta: dict[str, Any], input_size: int) -> bytes:
+    """The inference network as ONNX (opset 18, dynamic batch) with the metadata in `metadata_props`."""
+    try:
+        import onnx
+    except ImportError:
+        raise ConfigError("ONNX export needs onnx and onnxscript: pip install 'googlenet[fast]'") from None
+    from googlenet.infer.optimize import export_onnx
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        data = export_onnx(inference_network(model), input_size)
+    proto = onnx.load_model_from_string(data)
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = META_KEY, _export_meta(model, meta)
+    proto.producer_name = "googlenet"
+    onnx.checker.check_model(proto)
+    return proto.SerializeToString()
+
+
+def export_torchscript_bytes(model: GoogLeNet, meta: dict[str, Any], input_size: int) -> bytes:
+    """The inference network traced to TorchScript (any batch size), with `meta.json` as an extra file."""
+    net = inference_network(model)
+    example = torch.randn(VERIFY_BATCH, 3, input_size, input_size)
+    with warnings.catch_warnings(), torch.no_grad():
+        # The input checks in `forward` are Python conditions on static sizes: the tracer warns that it
+        # records their outcome, which is right for the channel count and the input size it was traced at.
+        warnings.simplefilter("ignore")
+        traced = torch.jit.trace(net, example, check_trace=False)
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # TorchScript is deprecated in favour of torch.export
+        torch.jit.save(traced, buffer, _extra_files={"meta.json": _export_meta(model, meta)})
+    return buffer.getvalue()
+
+
+def _reference_logits(model: GoogLeNet, x: Tensor) -> Tensor:
+    with torch.no_grad():
+        return inference_network(model)(x)
+
+
+def verify_onnx(data: bytes, model: GoogLeNet, input_size: int, batch: int = VERIFY_BATCH + 1) -> float:
+    """Max |ONNX Runtime - PyTorch| over the logits of a random batch (a batch size not traced at)."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise ConfigError(
+            "checking the ONNX file needs onnxruntime (pip install 'googlenet[fast]') or --no-verify"
+        ) from None
+    x = torch.randn(batch, 3, input_size, input_size, generator=torch.Generator().manual_seed(0))
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    (got,) = session.run(None, {name: x.numpy()})
+    return float((torch.from_numpy(got) - _reference_logits(model, x)).abs().max())
+
+
+def verify_torchscript(
+    data: bytes, model: GoogLeNet, input_size: int, batch: int = VERIFY_BATCH + 1
+) -> float:
+    """Max |torch.jit.load(file) - PyTorch| over the logits of a random batch (a batch size not traced at)."""
+    x = torch.randn(batch, 3, input_size, input_size, generator=torch.Generator().manual_seed(0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        loaded = torch.jit.load(io.BytesIO(data), map_location="cpu")
+    with torch.no_grad():
+        got = loaded(x)
+    return float((got - _reference_logits(model, x)).abs().max())
+
+
+def export_model(
+    model: GoogLeNet,
+    meta: dict[str, Any],
+    output: str | os.PathLike[str],
+    fmt: str,
+    verify: bool = True,
+) -> dict[str, Any]:
+    """Write `model` to `output` as `fmt` ("checkpoint", "onnx" or "torchscript"); returns a summary.
+
+    ONNX and TorchScript outputs leave the auxiliary heads out; a checkpoint keeps whatever `model` has.
+    With `verify`, the written graph is run by its own runtime and compared with PyTorch
+    (`max_abs_diff` in the summary).
+    """
+    if fmt not in FORMATS:
+        raise ConfigError(f"format: must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    input_size = int(meta.get("input_size", 224))
+    summary: dict[str, Any] = {
+        "format": fmt,
+        "output": str(output),
+        "variant": model.config.variant,
+        "num_classes": model.config.num_classes,
+        "input_size": input_size,
+        "mean": meta.get("mean"),
+        "std": meta.get("std"),
+    }
+    if fmt == "checkpoint":
+        summary["aux_heads"] = model.aux1 is not None
+        summary["sha256"] = save_checkpoint(output, model, meta)
+        summary["bytes"] = Path(output).stat().st_size
+        return summary
+    if fmt == "onnx":
+        from googlenet.infer.optimize import ONNX_OPSET
+
+        data = export_onnx_bytes(model, meta, input_size)
+        summary.update(opset=ONNX_OPSET, input="images", output_name="logits", dynamic_axes={"images": [0]})
+        check = verify_onnx
+    else:
+        data = export_torchscript_bytes(model, meta, input_size)
+        summary.update(dynamic_axes={"input": [0]})
+        check = verify_torchscript
+    summary["aux_heads"] = False
+    if verify:
+        summary["verified_with"] = "onnxruntime" if fmt == "onnx" else "torch.jit.load"
+        summary["max_abs_diff"] = check(data, model, input_size)
+    try:
+        with atomic_open(output, "wb") as handle:
+            handle.write(data)
+    except OSError as exc:
+        raise CheckpointError(f"cannot write {output}: {exc.strerror or exc}") from None
+    summary["bytes"] = len(data)
+    summary["sha256"] = sha256_file(output)
+    return summary
+
+
+def resolve_format(fmt: str | None, output: str) -> str:
+    """`--format`, or the output's extension (.onnx, .ts/.torchscript/.jit) when it is not given."""
+    if fmt is not None:
+        return fmt
+    return _SUFFIX_FORMATS.get(Path(output).suffix.lower(), "checkpoint")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "export",
+        help="export a checkpoint to ONNX or TorchScript, or convert Caffe / ONNX-zoo / torchvision weights",
+        description=(
+            "Write a checkpoint as ONNX (opset 18, dynamic batch) or TorchScript, without the auxiliary "
+            "heads, checked against PyTorch after writing; or convert a foreign weight file "
+            "(bvlc_googlenet.caffemodel, the ONNX model zoo's googlenet, a torchvision .pth) into our "
+            "checkpoint with its preprocessing metadata."
+        ),
+    )
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", metavar="FILE", help="our checkpoint")
+    source.add_argument(
+        "--convert",
+        metavar="FILE",
+        help="a foreign weight file: .caffemodel (paper variant), the ONNX zoo's GoogLeNet (paper, no aux "
+        "heads) or a torchvision GoogLeNet state dict",
+    )
+    parser.add_argument("--output", "-o", required=True, metavar="FILE", help="file to write")
+    parser.add_argument(
+        "--format",
+        choices=FORMATS,
+        default=None,
+        help="default: from the output's extension (.onnx, .ts), else checkpoint",
+    )
+    parser.add_argument(
+        "--averaged",
+        action="store_true",
+        help="use a training checkpoint's averaged weights (Polyak, section 6) instead of the raw ones",
+    )
+    parser.add_argument("--no-aux", action="store_true", help="leave the auxiliary heads out of a checkpoint")
+    parser.add_argument("--no-verify", action="store_true", help="skip the check against PyTorch")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    fmt = resolve_format(args.format, args.output)
+    key = "averaged_state_dict" if args.averaged else "state_dict"
+    aux = False if args.no_aux or fmt != "checkpoint" else None
+    source = args.checkpoint or args.convert
+    if os.path.abspath(source) == os.path.abspath(args.output):
+        raise ConfigError(f"--output {args.output} would overwrite the input")
+    if args.checkpoint:
+        model, meta = load_checkpoint_model(args.checkpoint, aux_logits=aux, key=key)
+    else:
+        if args.averaged:
+            raise ConfigError("--averaged applies to our training checkpoints (--checkpoint), not --convert")
+        model, meta = model_from_file(args.convert, aux_logits=aux)
+    summary = {"source": source, **export_model(model, meta, args.output, fmt, verify=not args.no_verify)}
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        line = f"wrote {summary['output']} ({fmt}, {summary['variant']}, {summary['num_classes']} classes"
+        if "max_abs_diff" in summary:
+            line += f", max |{summary['verified_with']} - PyTorch| = {summary['max_abs_diff']:.2e}"
+        print(line + ")")
+    return 0
