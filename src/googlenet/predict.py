@@ -140,6 +140,7 @@ def run(args: argparse.Namespace) -> int:
             "reduce": args.reduce,
             "predictions": [r for r in results if "top" in r],
             "errors": failed,
+            "skipped_images": len(failed),
         }
         print(json.dumps(report, indent=2))
     else:

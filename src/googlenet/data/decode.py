@@ -9,6 +9,7 @@ one-line `DataError` that names the file.
 from __future__ import annotations
 
 import os
+import stat
 import struct
 import warnings
 from pathlib import Path
@@ -53,6 +54,9 @@ def load_image(path: str | os.PathLike[str], *, max_pixels: int = DEFAULT_MAX_PI
     """
     file = Path(path)
     try:
+        kind = os.stat(file).st_mode
+        if not (stat.S_ISREG(kind) or stat.S_ISDIR(kind)):  # opening a FIFO would wait for a writer
+            raise DataError(f"{file}: not a regular file (a pipe, socket or device)")
         with open(file, "rb") as handle:
             if os.fstat(handle.fileno()).st_size == 0:
                 raise DataError(f"{file}: empty file (0 bytes)")

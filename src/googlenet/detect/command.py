@@ -94,17 +94,21 @@ def run_proposals(args: argparse.Namespace) -> int:
 
     if args.limit is not None and args.limit < 1:
         raise ConfigError(f"--limit: must be at least 1, got {args.limit}")
+    settings = [ProposalSetting(name.partition("-")[0], 2.0 if "-" in name else 1.0, args.max_side)
+                for name in args.settings]  # fmt: skip
     truth = load_voc(args.annotations, args.image_set)
     images = voc_images(args.annotations, args.image_set)[: args.limit]
-    truth = {image: truth[image] for image, _ in images}
     rows = []
-    for name in args.settings:
-        mode, _, paper = name.partition("-")
-        setting = ProposalSetting(mode, 2.0 if paper else 1.0, args.max_side)
-        proposals, seconds = propose_all(images, setting, progress=sys.stderr.isatty() and not args.json)
-        rows.append({"setting": setting.name, **asdict(proposal_recall(proposals, truth, seconds))})
+    skipped: list[tuple[str, str]] = []  # undecodable images: reported once, left out of the recall
+    for setting in settings:
+        progress = sys.stderr.isatty() and not args.json
+        proposals, seconds = propose_all(images, setting, progress=progress, skipped=skipped)
+        scored = {image: truth[image] for image, _ in images if image in proposals}
+        rows.append({"setting": setting.name, **asdict(proposal_recall(proposals, scored, seconds))})
     if args.json:
-        print(json.dumps({"images": len(images), "settings": rows}, indent=2))
+        report = {"images": len(images) - len(skipped), "skipped_images": len(skipped), "settings": rows,
+                  "bad_images": [{"image": path, "error": message} for path, message in skipped]}  # fmt: skip
+        print(json.dumps(report, indent=2))
         return 0
     print(
         f"{'setting':<28} {'recall@0.5':>10} {'recall@0.7':>10} {'MABO':>6} {'proposals':>9} {'s/image':>8}"
@@ -112,7 +116,8 @@ def run_proposals(args: argparse.Namespace) -> int:
     for r in rows:
         print(f"{r['setting']:<28} {100 * r['recall_50']:>9.1f}% {100 * r['recall_70']:>9.1f}% {r['mabo']:>6.3f} "
               f"{r['proposals_per_image']:>9.0f} {r['seconds_per_image']:>8.2f}")  # fmt: skip
-    print(f"({len(images)} images, {rows[0]['objects']} objects that are not difficult)")
+    print(f"({len(images) - len(skipped)} images, {rows[0]['objects']} objects that are not difficult"
+          + (f"; {len(skipped)} unreadable image(s) skipped)" if skipped else ")"))  # fmt: skip
     return 0
 
 
@@ -131,11 +136,15 @@ def run_predict(args: argparse.Namespace) -> int:
     classes = detection_classes(ensemble)
     images = voc_images(args.annotations, args.image_set)[: args.limit]
     mode, _, paper = args.proposals.partition("-")
-    proposals, seconds = propose_all(images, ProposalSetting(mode, 2.0 if paper else 1.0, args.max_side))
-    detections = detect_images(ensemble, images, proposals, config)
+    skipped: list[tuple[str, str]] = []  # undecodable images: reported once, no detections
+    setting = ProposalSetting(mode, 2.0 if paper else 1.0, args.max_side)
+    proposals, seconds = propose_all(images, setting, skipped=skipped)
+    detections = detect_images(ensemble, images, proposals, config, skip=True)
     write_detections(args.output, detections)
-    print(f"{len(detections)} detections of {len(classes)} classes on {len(images)} images by "
-          f"{len(ensemble.members)} model(s) -> {args.output} (proposals {seconds / max(1, len(images)):.2f} s/image)")  # fmt: skip
+    done = len(images) - len(skipped)
+    print(f"{len(detections)} detections of {len(classes)} classes on {done} images by "
+          f"{len(ensemble.members)} model(s) -> {args.output} (proposals {seconds / max(1, done):.2f} s/image)"
+          + (f"; {len(skipped)} unreadable image(s) skipped" if skipped else ""))  # fmt: skip
     return 0
 
 

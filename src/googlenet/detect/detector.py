@@ -102,11 +102,17 @@ def detect_images(
     images: Sequence[tuple[str, str]],
     proposals: dict[str, np.ndarray],
     config: DetectorConfig,
+    skip: bool = False,
 ) -> list[Detection]:
-    """Detections for (image id, path) pairs whose proposals are given."""
+    """Detections for (image id, path) pairs whose proposals are given.
+
+    `skip=True` leaves out the images without proposals (those `propose_all` skipped as undecodable).
+    """
     from googlenet.data.decode import load_image
 
     out: list[Detection] = []
     for image_id, path in images:
+        if skip and image_id not in proposals:
+            continue
         out += detect(ensemble, image_id, load_image(path), proposals.get(image_id, np.zeros((0, 4))), config)
     return out

@@ -13,6 +13,7 @@ Boxes are (xmin, ymin, xmax, ymax) in inclusive pixel coordinates of the origina
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -23,7 +24,9 @@ import torch
 from PIL import Image
 
 from googlenet.detect.metrics import GroundTruth, pixel_iou
-from googlenet.errors import ConfigError
+from googlenet.errors import ConfigError, DataError
+
+logger = logging.getLogger("googlenet.detect")
 
 MODES: tuple[str, ...] = ("fast", "quality")
 # OpenCV's defaults for both strategies (base_k 150, inc_k 150, sigma 0.8).
@@ -133,9 +136,16 @@ def proposal_recall(
 
 
 def propose_all(
-    images: Sequence[tuple[str, str]], setting: ProposalSetting, progress: bool = False
+    images: Sequence[tuple[str, str]],
+    setting: ProposalSetting,
+    progress: bool = False,
+    skipped: list[tuple[str, str]] | None = None,
 ) -> tuple[dict[str, np.ndarray], float]:
-    """Selective search on (image id, path) pairs; returns the proposals and the seconds spent."""
+    """Selective search on (image id, path) pairs; returns the proposals and the seconds spent.
+
+    An image that cannot be decoded is a `DataError`, or, when a `skipped` list is given, logged once,
+    appended to it as (path, message) and left out of the proposals.
+    """
     from tqdm import tqdm
 
     from googlenet.data.decode import load_image
@@ -143,7 +153,15 @@ def propose_all(
     out: dict[str, np.ndarray] = {}
     spent = 0.0
     for image_id, path in tqdm(images, unit="img", disable=not progress, desc=setting.name):
-        image = load_image(path)
+        try:
+            image = load_image(path)
+        except DataError as exc:
+            if skipped is None:
+                raise
+            if all(path != seen for seen, _ in skipped):
+                logger.warning("skipping a bad image: %s", exc)
+                skipped.append((path, str(exc)))
+            continue
         start = time.perf_counter()
         out[image_id] = selective_search(image, setting)
         spent += time.perf_counter() - start

@@ -185,6 +185,7 @@ def _report(
         "model_seconds": result["model_seconds"],
         "images_per_s": images / seconds if seconds > 0 else None,
         "crops_per_s": images * cost / seconds if seconds > 0 else None,
+        "skipped_images": len(result["bad_images"]),
         "bad_images": [{"image": path, "error": message} for path, message in result["bad_images"]],
         "checkpoints": list(ensemble.sources),
         "engines": [member.engine for member in ensemble.members],
