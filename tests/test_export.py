@@ -1,0 +1,192 @@
+"""`googlenet export` (ONNX through ONNX Runtime, TorchScript through torch.jit.load, both against PyTorch)
+and the torch.hub entry point of a local clone."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+import googlenet
+from googlenet.cli import main
+from googlenet.model.weights import default_meta
+
+REPO = Path(__file__).resolve().parents[1]
+SIZE = 64  # small inputs keep the export fast; the graph is the same at 224
+
+
+def _checkpoint(
+    tmp_path: Path, variant: str = "paper", averaged: bool = False
+) -> tuple[Path, googlenet.GoogLeNet]:
+    """A checkpoint whose logits are far from zero (the default classifier init is tiny), aux heads included."""
+    model = googlenet.build_model(variant, num_classes=10)
+    with torch.no_grad():
+        for module in model.modules():  # He init everywhere, so features differ between inputs
+            if isinstance(module, torch.nn.Conv2d):
+                torch.nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+        model.fc.weight.normal_(std=0.05)
+        model.fc.bias.normal_(std=0.5)
+        for module in model.modules():  # BatchNorm doing real work in eval mode
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.normal_(std=0.1)
+                module.running_var.uniform_(0.5, 1.5)
+    path = tmp_path / f"{variant}.pt"
+    extra: dict[str, Any] = {"averaged_state_dict": model.state_dict()} if averaged else {}
+    googlenet.save_checkpoint(path, model, default_meta(model, SIZE), **extra)
+    return path, model.eval()
+
+
+def _export(args: list[str], capsys: pytest.CaptureFixture) -> dict[str, Any]:
+    assert main(["export", *args, "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def _inputs(batch: int) -> torch.Tensor:
+    return torch.randn(batch, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(5))
+
+
+def test_onnx_export_matches_pytorch(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    onnx = pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    source, model = _checkpoint(tmp_path)
+    out = tmp_path / "googlenet.onnx"
+    summary = _export(["--checkpoint", str(source), "--output", str(out)], capsys)  # format from .onnx
+    assert summary["format"] == "onnx" and summary["aux_heads"] is False
+    assert summary["max_abs_diff"] <= 1e-4
+
+    proto = onnx.load(out)
+    assert max(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")) >= 17
+    (graph_input,) = proto.graph.input
+    assert graph_input.type.tensor_type.shape.dim[0].dim_param  # a named, dynamic batch dimension
+    assert [o.name for o in proto.graph.output] == ["logits"]
+    assert not any("aux" in t.name for t in proto.graph.initializer)
+    meta = json.loads({p.key: p.value for p in proto.metadata_props}["googlenet.meta"])
+    assert meta["input_size"] == SIZE and meta["mean"] == pytest.approx(
+        list(googlenet.model.weights.IMAGENET_MEAN)
+    )
+
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    for batch in (1, 5):
+        x = _inputs(batch)
+        (got,) = session.run(None, {graph_input.name: x.numpy()})
+        with torch.no_grad():
+            expected = model(x)
+        assert expected.abs().max() > 1.0
+        assert (torch.from_numpy(got) - expected).abs().max().item() <= 1e-4
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
+def test_torchscript_export_matches_pytorch(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    variant = "bn"  # BatchNorm in eval mode inside the trace; the paper variant goes through ONNX above
+    source, model = _checkpoint(tmp_path, variant, averaged=True)
+    out = tmp_path / "googlenet.ts"
+    summary = _export(
+        ["--checkpoint", str(source), "--format", "torchscript", "--output", str(out), "--averaged"], capsys
+    )
+    assert summary["format"] == "torchscript" and summary["max_abs_diff"] <= 1e-4
+    files = {"meta.json": ""}
+    loaded = torch.jit.load(str(out), _extra_files=files)
+    assert json.loads(files["meta.json"])["model_config"]["variant"] == variant
+    assert not any(name.startswith("aux") for name, _ in loaded.named_parameters())
+    x = _inputs(5)  # traced at batch 2
+    with torch.no_grad():
+        expected, got = model(x), loaded(x)
+    assert expected.abs().max() > 1.0
+    assert (got - expected).abs().max().item() <= 1e-4
+
+
+def test_checkpoint_export_drops_training_state(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    source, _ = _checkpoint(tmp_path, averaged=True)
+    out = tmp_path / "slim.pt"
+    summary = _export(["--checkpoint", str(source), "--output", str(out), "--no-aux"], capsys)
+    assert summary["format"] == "checkpoint" and summary["aux_heads"] is False
+    loaded, meta = googlenet.load_checkpoint_model(out)
+    assert loaded.aux1 is None and meta["input_size"] == SIZE
+    with zipfile.ZipFile(out) as archive:  # torch.save's format; nothing but the model travels
+        assert archive.namelist()
+    assert "averaged_state_dict" not in torch.load(out, weights_only=True)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--checkpoint", "missing.pt", "--output", "x.onnx"], "missing.pt: no such file"),
+        (["--checkpoint", "{src}", "--output", "{src}"], "would overwrite the input"),
+        (["--checkpoint", "{plain}", "--output", "x.ts", "--averaged"], "no 'averaged_state_dict' entry"),
+        (
+            ["--convert", "{src}", "--output", "x.pt", "--averaged"],
+            "--averaged applies to our training checkpoints",
+        ),
+    ],
+)
+def test_export_errors_are_one_line(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+    args: list[str],
+    message: str,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    src, _ = _checkpoint(tmp_path, averaged=True)
+    plain = tmp_path / "plain.pt"
+    googlenet.save_checkpoint(plain, googlenet.build_model("paper", num_classes=3))
+    args = [a.format(src=src, plain=plain) for a in args]
+    assert main(["export", *args]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err
+    assert not (tmp_path / "x.onnx").exists() and not (tmp_path / "x.ts").exists()
+
+
+# --- torch.hub ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("torch.hub tried to download")
+
+    monkeypatch.setattr(urllib.request, "urlopen", refuse)
+    monkeypatch.setattr(torch.hub, "download_url_to_file", refuse)
+
+
+def test_hub_lists_and_builds_without_network(no_network: None) -> None:
+    # (torch.hub.list reads GitHub repositories only; a local clone is loaded directly.)
+    model = torch.hub.load(str(REPO), "googlenet", source="local", variant="bn", num_classes=7)
+    assert model.config.variant == "bn" and model.config.num_classes == 7 and model.aux1 is not None
+    paper = torch.hub.load(str(REPO), "googlenet", source="local", aux_logits=False, dropout=0.5)
+    assert paper.config.variant == "paper" and paper.aux1 is None and paper.config.dropout == 0.5
+    with torch.no_grad():
+        assert paper.eval()(torch.zeros(1, 3, SIZE, SIZE)).shape == (1, 1000)
+
+
+def test_hub_loads_local_weights(tmp_path: Path, no_network: None) -> None:
+    source, model = _checkpoint(tmp_path, "bn")
+    loaded = torch.hub.load(str(REPO), "googlenet", source="local", weights=str(source), aux_logits=False)
+    assert loaded.config.variant == "bn" and loaded.aux1 is None
+    x = _inputs(2)
+    with torch.no_grad():
+        assert torch.equal(loaded.eval()(x), model(x))
+    meta = torch.hub.load(str(REPO), "model_meta", source="local", weights=str(source))
+    assert meta["input_size"] == SIZE
+    with pytest.raises(googlenet.CheckpointError, match="holds variant='bn', not 'paper'"):
+        torch.hub.load(str(REPO), "googlenet", source="local", weights=str(source), variant="paper")
+    with pytest.raises(googlenet.ConfigError, match="never downloads"):
+        torch.hub.load(str(REPO), "googlenet", source="local", weights="https://example.com/g.pth")
+    with pytest.raises(googlenet.ConfigError, match="no weights are downloaded"):
+        torch.hub.load(str(REPO), "googlenet", source="local", pretrained=True)
+
+
+def test_hub_entry_points_and_dependencies() -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("hubconf_under_test", REPO / "hubconf.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert all(importlib.util.find_spec(name) is not None for name in module.dependencies)
+    assert callable(module.googlenet) and callable(module.model_meta)
