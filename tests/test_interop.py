@@ -517,3 +517,25 @@ def test_cli_conversion_errors_are_one_line(tmp_path: Path, blobs: dict[str, lis
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
     assert "layer 'inception_5b/1x1' (our inception5b.branch1.conv) is missing from the file" in result.stderr
     assert not (tmp_path / "x.pt").exists()
+
+
+def test_missing_packages_are_one_line_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from googlenet.model import caffe
+
+    path = write_caffemodel(
+        tmp_path / "m.caffemodel", {"conv2/3x3": random_blobs()["conv2/3x3"]}, legacy=False
+    )
+    caffe._net_parameter_class.cache_clear()
+    monkeypatch.setitem(sys.modules, "google.protobuf", None)  # as if protobuf were not installed
+    try:
+        with pytest.raises(
+            googlenet.CheckpointError, match=r"needs protobuf: pip install 'googlenet\[caffe\]'"
+        ):
+            caffe.read_caffemodel(path)
+    finally:
+        caffe._net_parameter_class.cache_clear()
+    monkeypatch.setitem(sys.modules, "onnx", None)
+    onnx_file = tmp_path / "g.onnx"
+    onnx_file.write_bytes(b"\x08\x07")
+    with pytest.raises(googlenet.CheckpointError, match=r"needs onnx: pip install 'googlenet\[fast\]'"):
+        googlenet.load_weights(googlenet.build_model("paper"), onnx_file)
