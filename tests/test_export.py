@@ -190,3 +190,14 @@ def test_hub_entry_points_and_dependencies() -> None:
     spec.loader.exec_module(module)
     assert all(importlib.util.find_spec(name) is not None for name in module.dependencies)
     assert callable(module.googlenet) and callable(module.model_meta)
+
+
+def test_convert_torchvision_weight_file(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    torchvision = pytest.importorskip("torchvision")
+    source = tmp_path / "googlenet-random.pth"
+    torch.save(torchvision.models.googlenet(weights=None, init_weights=True).state_dict(), source)
+    out = tmp_path / "tv.pt"
+    summary = _export(["--convert", str(source), "--output", str(out)], capsys)
+    assert summary["variant"] == "torchvision" and summary["aux_heads"] is True
+    model, meta = googlenet.load_checkpoint_model(out)
+    assert model.config.num_classes == 1000 and meta["mean"] == pytest.approx([0.485, 0.456, 0.406])
