@@ -70,7 +70,13 @@ def export_onnx_bytes(model: GoogLeNet, meta: dict[str, Any], input_size: int) -
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        data = export_onnx(inference_network(model), input_size)
+        try:
+            data = export_onnx(inference_network(model), input_size)
+        except ImportError as exc:  # the dynamo exporter needs onnxscript
+            raise ConfigError(
+                f"ONNX export needs onnx and onnxscript ({exc.name or exc} is missing): "
+                "pip install 'googlenet[fast]'"
+            ) from None
     proto = onnx.load_model_from_string(data)
     entry = proto.metadata_props.add()
     entry.key, entry.value = META_KEY, _export_meta(model, meta)
