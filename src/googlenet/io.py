@@ -4,6 +4,11 @@ A checkpoint is never half-written: we write to a temporary file in the same fol
 fsync it, then `os.replace` it over the target (atomic on POSIX), so a crash or a full disk leaves
 the previous file intact. Loading always uses `torch.load(weights_only=True)`, which refuses
 pickles that would run code.
+
+A run folder lists the SHA-256 of each checkpoint it wrote in `checkpoints.json` (`record_digest`);
+`safe_load` checks a file against that record when there is one, so a checkpoint changed after it
+was written is refused. While a checkpoint is being replaced the record also holds the digest(s) of
+the file being replaced, so whenever a writer is killed the file on disk matches its record.
 """
 
 from __future__ import annotations
@@ -11,15 +16,20 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
 import torch
 
 from googlenet.errors import CheckpointError
+
+# The digest record of a run folder: {file name: {"sha256", "bytes", "written"[, "previous_sha256"]}}.
+DIGESTS_FILE = "checkpoints.json"
 
 
 def _file_mode() -> int:
@@ -58,17 +68,27 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[A
             os.close(dir_fd)
 
 
-def atomic_save(obj: Any, path: str | os.PathLike[str]) -> str:
-    """`torch.save` `obj` to `path` atomically; returns the SHA-256 of the bytes written."""
+def atomic_save(
+    obj: Any,
+    path: str | os.PathLike[str],
+    before_replace: Callable[[str, int], None] | None = None,
+) -> str:
+    """`torch.save` `obj` to `path` atomically; returns the SHA-256 of the bytes written.
+
+    `before_replace(sha256, size)` runs before anything is written (to record the coming digest).
+    """
     buffer = io.BytesIO()
     torch.save(obj, buffer)
     data = buffer.getvalue()
+    digest = hashlib.sha256(data).hexdigest()
     try:
+        if before_replace is not None:
+            before_replace(digest, len(data))
         with atomic_open(path, "wb") as handle:
             handle.write(data)
     except OSError as exc:
-        raise CheckpointError(f"cannot write {path}: {exc.strerror or exc}") from exc
-    return hashlib.sha256(data).hexdigest()
+        raise CheckpointError(f"cannot write {path}: {exc.strerror or exc}") from None
+    return digest
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
@@ -80,11 +100,85 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
     return digest.hexdigest()
 
 
-def safe_load(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> Any:
-    """Load a checkpoint with `weights_only=True`; any failure is a one-line `CheckpointError`."""
+def _read_digests(index: Path) -> dict[str, Any]:
+    try:
+        entries = json.loads(index.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(
+            f"{index}: cannot read the checkpoint digests ({exc}); restore or delete it to go on"
+        ) from None
+    if not isinstance(entries, dict):
+        raise CheckpointError(f"{index}: not a checkpoint digest record (expected a JSON object)")
+    return entries
+
+
+def record_digest(path: str | os.PathLike[str], sha256: str, size: int, pending: bool = False) -> None:
+    """Write `path`'s SHA-256 into the `checkpoints.json` beside it (atomically).
+
+    `pending=True` records a digest before the file is replaced: the digest(s) of the current file
+    are kept as "previous_sha256" until the call with `pending=False` after the replacement.
+    """
+    file = Path(path)
+    index = file.parent / DIGESTS_FILE
+    entries: dict[str, Any] = {}
+    if index.is_file():
+        with contextlib.suppress(CheckpointError):
+            entries = _read_digests(index)
+    entry: dict[str, Any] = {
+        "sha256": sha256,
+        "bytes": size,
+        "written": datetime.now().isoformat("T", "seconds"),
+    }
+    if pending:
+        old = entries.get(file.name)
+        if isinstance(old, dict) and file.exists():
+            previous = [old.get("sha256"), *old.get("previous_sha256", [])]
+            entry["previous_sha256"] = [
+                d for d in dict.fromkeys(previous) if isinstance(d, str) and d != sha256
+            ]
+    entries[file.name] = entry
+    with atomic_open(index, "w") as handle:
+        json.dump(entries, handle, indent=2)
+        handle.write("\n")
+
+
+def verify_digest(path: str | os.PathLike[str]) -> bool:
+    """Check `path` against the digest its folder's `checkpoints.json` records; False when none is recorded.
+
+    A mismatch is a one-line `CheckpointError`: the file changed after it was written.
+    """
+    file = Path(path)
+    index = file.parent / DIGESTS_FILE
+    if not index.is_file():
+        return False
+    entry = _read_digests(index).get(file.name)
+    if not isinstance(entry, dict) or not isinstance(entry.get("sha256"), str):
+        return False
+    allowed = {entry["sha256"], *entry.get("previous_sha256", [])}
+    actual = sha256_file(file)
+    if actual not in allowed:
+        raise CheckpointError(
+            f"{file}: refused: its SHA-256 {actual[:16]}... differs from the {entry['sha256'][:16]}... "
+            f"recorded in {index} (the file changed after it was written)"
+        )
+    return True
+
+
+def safe_load(
+    path: str | os.PathLike[str], map_location: str | torch.device = "cpu", verify: bool = True
+) -> Any:
+    """Load a checkpoint with `weights_only=True`; any failure is a one-line `CheckpointError`.
+
+    With `verify`, a file listed in the `checkpoints.json` beside it must match its recorded SHA-256.
+    """
     file = Path(path)
     if not file.is_file():
         raise CheckpointError(f"{file}: no such file")
+    if verify:
+        try:
+            verify_digest(file)
+        except OSError as exc:
+            raise CheckpointError(f"{file}: cannot read ({exc.strerror or exc})") from None
     try:
         return torch.load(file, map_location=map_location, weights_only=True)
     except Exception as exc:  # noqa: BLE001 - every failure mode of unpickling is a user error here

@@ -18,7 +18,7 @@ load into the `paper` variant through `googlenet.model.caffe`; `weight_file_kind
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -53,12 +53,13 @@ def save_checkpoint(
     model: GoogLeNet,
     meta: Mapping[str, Any] | None = None,
     state_dict: Mapping[str, Tensor] | None = None,
+    before_replace: Callable[[str, int], None] | None = None,
     **extra: Any,
 ) -> str:
     """Write `model` (or `state_dict`, e.g. averaged weights) with its config and metadata atomically.
 
     Returns the SHA-256 of the file written. `extra` entries (optimiser state, epoch...) are stored
-    beside them and must be plain data.
+    beside them and must be plain data. `before_replace`: see `googlenet.io.atomic_save`.
     """
     payload: dict[str, Any] = {
         "format": FORMAT,
@@ -68,7 +69,7 @@ def save_checkpoint(
         "meta": dict(meta) if meta is not None else default_meta(model),
     }
     payload.update(extra)
-    return atomic_save(payload, path)
+    return atomic_save(payload, path, before_replace)
 
 
 def _is_ours(obj: Any) -> bool:

@@ -22,6 +22,7 @@ import os
 import random
 import signal
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -86,12 +87,13 @@ def save_training_state(
     meta: dict[str, Any],
     averaged_state: dict[str, torch.Tensor] | None,
     train_state: dict[str, Any],
+    before_replace: Callable[[str, int], None] | None = None,
 ) -> str:
-    """Write `last.pt` atomically; returns its SHA-256."""
+    """Write `last.pt` atomically; returns its SHA-256 (`before_replace`: see `googlenet.io.atomic_save`)."""
     extra: dict[str, Any] = {"train_state": {"version": TRAIN_STATE_VERSION, **train_state}}
     if averaged_state is not None:
         extra["averaged_state_dict"] = averaged_state
-    return save_checkpoint(path, model, meta, **extra)
+    return save_checkpoint(path, model, meta, before_replace=before_replace, **extra)
 
 
 def resolve_resume_path(path: str | os.PathLike[str]) -> Path:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -215,9 +216,27 @@ def build_config(args: argparse.Namespace) -> tuple[Any, str | None]:
     return config, resume
 
 
+def _elastic_resume(args: argparse.Namespace) -> None:
+    """Under `torchrun --max-restarts N`, a restarted worker group continues its --output-dir's run.
+
+    torchrun restarts every worker with the same command line after one fails, and counts the restarts
+    in TORCHELASTIC_RESTART_COUNT; without this the restart would refuse the folder that holds last.pt.
+    """
+    restarts = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+    folder = getattr(args, "run.output_dir", None)
+    if not restarts.isdigit() or int(restarts) == 0 or folder is None or getattr(args, "resume", None):
+        return
+    if (Path(folder) / "last.pt").is_file() or (Path(folder) / "member-0").is_dir():
+        args.resume = folder
+        logging.getLogger("googlenet.train").warning(
+            "elastic restart %s: resuming %s from its last checkpoint", restarts, folder
+        )
+
+
 def run(args: argparse.Namespace) -> int:
     env = ddp.from_environment()
     _setup_logging(env)
+    _elastic_resume(args)
     config, resume = build_config(args)
     if config.run.ensemble > 1 and resume is not None and not Path(resume).is_dir():
         raise ConfigError("--resume for an ensemble takes the ensemble's folder")

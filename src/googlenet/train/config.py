@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import os
 import types
 import typing
@@ -369,6 +370,12 @@ def _check(condition: bool, message: str) -> None:
 
 def validate(config: TrainConfig) -> None:
     """Range and consistency checks; the first problem found is a one-line `ConfigError`."""
+    for section, values in config.as_dict().items():  # NaN and infinities pass most range checks
+        for name, value in values.items():
+            _check(
+                not isinstance(value, float) or math.isfinite(value),
+                f"{section}.{name} must be a finite number, got {value}",
+            )
     for key, choices in CHOICES.items():
         value = config.get(key)
         _check(value in choices, f"{key} must be one of {', '.join(choices)}, got {value!r}")

@@ -475,7 +475,13 @@ def _train(
                 "skipped_files": data.bad_files,
             }
             averaged = averager.averaged.module.state_dict() if averager.averaged is not None else None
-            sha = save_training_state(run.last, model, meta, averaged, train_state)
+            try:
+                sha = save_training_state(
+                    run.last, model, meta, averaged, train_state, run.pending_checkpoint(run.last)
+                )
+            except CheckpointError as exc:
+                kept = "the previous last.pt is intact" if run.last.exists() else "no last.pt was written"
+                raise CheckpointError(f"{exc}; {kept}") from None
             run.record_checkpoint(run.last, sha)
         ddp.barrier()
 
@@ -606,7 +612,10 @@ def _train(
         }
         results["final_checkpoint"] = str(run.final)
         if env.is_main:
-            sha = save_checkpoint(run.final, model, final_meta, state_dict=final_state)
+            sha = save_checkpoint(
+                run.final, model, final_meta, state_dict=final_state,
+                before_replace=run.pending_checkpoint(run.final),
+            )  # fmt: skip
             run.record_checkpoint(run.final, sha)
         ddp.barrier()
     run.write_results(results)

@@ -23,12 +23,13 @@ import json
 import logging
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from googlenet.io import atomic_open
+from googlenet.errors import ConfigError
+from googlenet.io import atomic_open, record_digest
 
 logger = logging.getLogger("googlenet.train")
 
@@ -89,7 +90,12 @@ class RunFolder:
         self._writer: Any = None
         self._log_handler: logging.Handler | None = None
         if enabled:
-            self.path.mkdir(parents=True, exist_ok=True)
+            try:
+                self.path.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise ConfigError(
+                    f"{self.path}: cannot create the run folder ({exc.strerror or exc})"
+                ) from None
 
     # -- paths -----------------------------------------------------------------------------------
     @property
@@ -122,25 +128,26 @@ class RunFolder:
             write_json(self.path / "results.json", dict(results))
 
     def record_checkpoint(self, path: Path, sha256: str) -> None:
-        """Add or update `path`'s SHA-256 in checkpoints.json."""
-        if not self.enabled:
-            return
-        index = self.path / "checkpoints.json"
-        entries: dict[str, Any] = {}
-        if index.is_file():
-            try:
-                entries = json.loads(index.read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                entries = {}
-        entries[path.name] = {"sha256": sha256, "bytes": path.stat().st_size, "written": _now()}
-        write_json(index, entries)
+        """Add or update `path`'s SHA-256 in checkpoints.json (verified whenever the file is loaded)."""
+        if self.enabled:
+            record_digest(path, sha256, path.stat().st_size)
+
+    def pending_checkpoint(self, path: Path) -> Callable[[str, int], None]:
+        """For `atomic_save(before_replace=...)`: record the coming digest, keeping the current one."""
+
+        def record(sha256: str, size: int) -> None:
+            if self.enabled:
+                record_digest(path, sha256, size, pending=True)
+
+        return record
 
     # -- logging ---------------------------------------------------------------------------------
     def attach_log(self) -> None:
         """Copy the "googlenet" loggers into train.log (appending, so a resumed run continues it)."""
         if not self.enabled or self._log_handler is not None:
             return
-        handler = logging.FileHandler(self.path / "train.log", encoding="utf-8")
+        # backslashreplace: a file name that is not valid UTF-8 must not break logging
+        handler = logging.FileHandler(self.path / "train.log", encoding="utf-8", errors="backslashreplace")
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         handler.setLevel(logging.INFO)
         root = logging.getLogger("googlenet")
@@ -234,10 +241,6 @@ class RunFolder:
             logging.getLogger("googlenet").removeHandler(self._log_handler)
             self._log_handler.close()
             self._log_handler = None
-
-
-def _now() -> str:
-    return datetime.now().isoformat(timespec="seconds")
 
 
 def write_ensemble(path: Path, members: Sequence[Mapping[str, Any]], extra: Mapping[str, Any]) -> None:
