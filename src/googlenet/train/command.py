@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from googlenet.errors import ConfigError
+from googlenet.errors import ConfigError, DataError
 from googlenet.train import distributed as ddp
 from googlenet.train.checkpoint import load_training_state, resolve_resume_path
 from googlenet.train.config import CHOICES, TrainConfig, apply, from_dict, load_yaml, resolve, validate
@@ -238,6 +238,8 @@ def run(args: argparse.Namespace) -> int:
     _setup_logging(env)
     _elastic_resume(args)
     config, resume = build_config(args)
+    if config.data.dataset != "builtin" and not Path(str(config.data.data_path)).is_dir():
+        raise DataError(f"{config.data.data_path}: no such data folder (--data-path)")  # before any work
     if config.run.ensemble > 1 and resume is not None and not Path(resume).is_dir():
         raise ConfigError("--resume for an ensemble takes the ensemble's folder")
     results = fit(config, resume=resume)

@@ -1,0 +1,204 @@
+"""Every subcommand (walked from `build_parser()`, nested `detect` ones included) with bad flags.
+
+Invalid numbers, unknown choices and missing required options are usage errors (exit 2); negative or
+non-finite numbers, missing files and folders, the wrong kind of path and conflicting options are
+runtime errors (exit 1). Either way: one line on stderr naming the problem, and no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from googlenet.cli import build_parser, main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def leaves(
+    parser: argparse.ArgumentParser, path: tuple[str, ...] = ()
+) -> Iterator[tuple[tuple[str, ...], argparse.ArgumentParser]]:
+    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if not subs:
+        yield path, parser
+        return
+    for name, sub in subs[0].choices.items():
+        yield from leaves(sub, (*path, name))
+
+
+LEAVES = dict(leaves(build_parser()))
+NUMERIC = {float: "float", int: "int"}
+
+
+def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    try:
+        code = main(argv)
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    err = capsys.readouterr().err
+    return code, err
+
+
+def assert_one_line(code: int, err: str, allowed: tuple[int, ...], *names: str) -> None:
+    assert code in allowed, (code, err)
+    assert "Traceback" not in err, err
+    lines = [line for line in err.strip().splitlines() if line]
+    assert len(lines) == 1, err
+    assert any(name in lines[0] for name in names), (names, lines[0])
+
+
+@pytest.fixture(autouse=True)
+def _no_stale_console_handler() -> Iterator[None]:
+    yield
+    root = logging.getLogger("googlenet")
+    for handler in [h for h in root.handlers if getattr(h, "_googlenet_console", False)]:
+        root.removeHandler(handler)
+
+
+def test_the_walk_reaches_every_subcommand() -> None:
+    assert {" ".join(p) for p in LEAVES} >= {"summary", "train", "evaluate", "predict", "benchmark",
+                                            "detect evaluate", "detect proposals", "detect predict"}  # fmt: skip
+
+
+@pytest.mark.parametrize("path", sorted(LEAVES), ids=" ".join)
+def test_usage_errors_are_one_line_exit_2(path: tuple[str, ...], capsys: pytest.CaptureFixture[str]) -> None:
+    parser = LEAVES[path]
+    required = [a for a in parser._actions if a.required]
+    if required:  # nothing given at all
+        code, err = run(list(path), capsys)
+        assert_one_line(code, err, (2,), "required", "arguments")
+    code, err = run([*path, "--no-such-flag"], capsys)
+    assert_one_line(code, err, (2,), "--no-such-flag", "required")  # argparse names what is missing first
+    for action in parser._actions:
+        if not action.option_strings or action.nargs == 0:
+            continue
+        flag = action.option_strings[-1]
+        if action.choices is not None:
+            code, err = run([*path, flag, "no-such-choice"], capsys)
+            assert_one_line(code, err, (2,), "no-such-choice")
+        elif action.type in NUMERIC:
+            code, err = run([*path, flag, "twelve"], capsys)
+            assert_one_line(code, err, (2,), "twelve")
+        code, err = run([*path, flag], capsys)  # the value is missing
+        assert_one_line(code, err, (2,), flag)
+
+
+@pytest.fixture(scope="module")
+def fixtures(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Valid inputs, so each case differs from a working command line in one thing only."""
+    import torch
+
+    import googlenet
+    from badinputs import sample_image
+    from conftest import make_tiny_data
+    from googlenet.model.weights import default_meta
+    from test_reliability_inputs import _voc_tree
+
+    root = tmp_path_factory.mktemp("cli")
+    data = make_tiny_data(root)
+    torch.manual_seed(0)
+    model = googlenet.build_model("paper", num_classes=3, aux_logits=False)
+    googlenet.save_checkpoint(
+        root / "cls.pt", model, default_meta(model, 64) | {"class_names": ["disc", "ring", "square"]}
+    )
+    googlenet.save_checkpoint(
+        root / "det.pt", model, default_meta(model, 64) | {"class_names": ["background", "disc", "x"]}
+    )
+    sample_image().save(root / "image.png")
+    voc = _voc_tree(root / "voc", {})
+    (root / "dets.csv").write_text("image_id,class,score,xmin,ymin,xmax,ymax\nscene0,disc,0.9,20,20,70,70\n")
+    (root / "file.txt").write_text("a file, not a folder\n")
+    return {"root": root, "data": data, "cls": root / "cls.pt", "det": root / "det.pt", "image": root / "image.png",
+            "voc": voc, "dets": root / "dets.csv", "file": root / "file.txt"}  # fmt: skip
+
+
+def baseline(path: tuple[str, ...], f: dict[str, Path]) -> list[str]:
+    """A command line that would run (quickly) for each known subcommand."""
+    out = str(f["root"] / "out")
+    return {
+        ("summary",): ["--input-size", "64"],
+        ("train",): ["--data-path", str(f["data"]), "--output-dir", out, "--input-size", "64", "-b", "4", "-j", "0",
+                     "--epochs", "1", "--stop-after-steps", "1", "--no-progress"],
+        ("evaluate",): ["--checkpoint", str(f["cls"]), "--data-path", str(f["data"]), "--engine", "off"],
+        ("predict",): [str(f["image"]), "--checkpoint", str(f["cls"])],
+        ("benchmark",): ["--quick", "--only", "gemm"],
+        ("detect", "evaluate"): ["--annotations", str(f["voc"]), "--detections", str(f["dets"])],
+        ("detect", "proposals"): ["--annotations", str(f["voc"])],
+        ("detect", "predict"): ["--checkpoint", str(f["det"]), "--annotations", str(f["voc"]), "--output", out + ".csv"],
+    }.get(path, [])  # fmt: skip
+
+
+# (flag, value) pairs that must be refused; each is tried on its subcommand's working baseline
+RUNTIME_CASES: dict[tuple[str, ...], list[tuple[str, ...]]] = {
+    ("summary",): [("--input-size", "-5"), ("--input-size", "0"), ("--num-classes", "0")],
+    ("train",): [("--epochs=-1",), ("--lr", "inf"), ("--lr", "nan"), ("--lr", "-1"), ("-b", "0"), ("--momentum", "1.5"),
+                 ("--dropout", "1"), ("--seed=-3",), ("--workers=-1",), ("--input-size", "16"), ("--device", "tpu"),
+                 ("--weight-decay", "inf"), ("--scale-min", "0.9", "--scale-max", "0.5"), ("--test-only",),
+                 ("--config", "MISSING"), ("--config", "DIR"), ("--resume", "MISSING"), ("--data-path", "MISSING"),
+                 ("--data-path", "FILE"), ("--output-dir", "UNDER_FILE"), ("--nesterov", "--momentum", "0"),
+                 ("--ensemble", "2", "--test-only", "--resume", "CLS")],
+    ("evaluate",): [("--limit", "0"), ("-b", "0"), ("--workers=-2",), ("--crops", "10", "--table3"),
+                    ("--output-dir", "X"), ("--checkpoint", "MISSING"), ("--checkpoint", "DIR"), ("--checkpoint", "IMAGE"),
+                    ("--data-path", "MISSING"), ("--data-path", "FILE"), ("--weights", "MISSING"), ("--device", "cuda:7")],
+    ("predict",): [("--topk", "0"), ("--checkpoint", "MISSING"), ("--checkpoint", "IMAGE"), ("--weights", "FILE"),
+                   ("--engine", "off", "--precision", "bf16")],
+    ("benchmark",): [("--repeats", "0"), ("--batch", "0"), ("--train-size", "8"), ("--data-path", "MISSING")],
+    ("detect", "evaluate"): [("--iou", "0"), ("--iou", "nan"), ("--annotations", "MISSING"), ("--annotations", "FILE"),
+                             ("--detections", "MISSING"), ("--detections", "DIR"), ("--detections", "IMAGE"),
+                             ("--image-set", "nope")],
+    ("detect", "proposals"): [("--limit", "0"), ("--max-side", "-5"), ("--annotations", "MISSING")],
+    ("detect", "predict"): [("--limit", "0"), ("--score-threshold", "nan"), ("--nms-iou", "0"), ("--max-per-image", "0"),
+                            ("--max-side", "-5"), ("--checkpoint", "MISSING"), ("--checkpoint", "CLS"),
+                            ("--annotations", "MISSING")],
+}  # fmt: skip
+
+
+def _resolve(value: str, f: dict[str, Path]) -> str:
+    return {"MISSING": str(f["root"] / "no-such-thing"), "DIR": str(f["root"]), "FILE": str(f["file"]),
+            "IMAGE": str(f["image"]), "CLS": str(f["cls"]), "UNDER_FILE": str(f["file"] / "run")}.get(value, value)  # fmt: skip
+
+
+CASES = [(path, case) for path, cases in RUNTIME_CASES.items() if path in LEAVES for case in cases]
+
+
+@pytest.mark.parametrize(("path", "case"), CASES, ids=[" ".join(p) + " " + " ".join(c) for p, c in CASES])
+def test_bad_values_paths_and_conflicts_are_one_line(
+    path: tuple[str, ...],
+    case: tuple[str, ...],
+    fixtures: dict[str, Path],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    values = [_resolve(v, fixtures) for v in case]
+    code, err = run([*path, *baseline(path, fixtures), *values], capsys)
+    # The message names the flag, the value or the path: whatever the user has to change.
+    names = [v for v in values if len(v) > 1] + [v.lstrip("-").split("=")[0].replace("-", "_") for v in case]
+    names += [v.lstrip("-").split("=")[0] for v in case] + [v.split("=")[-1] for v in case]
+    assert_one_line(
+        code,
+        err,
+        (1, 2),
+        *names,
+        *[n.replace("_", ".") for n in names],
+        *[n.replace("_", " ") for n in names],
+    )
+
+
+def test_true_processes_exit_with_one_line(fixtures: dict[str, Path]) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    for argv, expected in (
+        (["train", "--lr", "fast"], 2),
+        (["predict", str(fixtures["image"]), "--checkpoint", str(fixtures["file"])], 1),
+        (["detect"], 2),
+    ):
+        done = subprocess.run(
+            [sys.executable, "-m", "googlenet", *argv], env=env, capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == expected, done.stderr
+        assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
