@@ -12,7 +12,10 @@ import json
 import math
 import os
 import sys
+import time
 from typing import Any
+
+import numpy as np
 
 from googlenet.detect.metrics import ClassResult, evaluate_detections, mean_ap
 from googlenet.detect.voc import load_voc, read_detections
@@ -58,6 +61,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     help="fast / quality selective search, '-paper' with the superpixel size doubled (section 8)")  # fmt: skip
     pr.add_argument("--limit", type=int, metavar="N", help="the first N images only")
     pr.add_argument("--max-side", type=int, default=500, help="shrink images to this longer side first (500)")
+    pr.add_argument("--multibox", metavar="FILE",
+                    help="also report this MultiBox model alone and added to each setting (section 8)")  # fmt: skip
     pr.add_argument("--json", action="store_true")
     pr.set_defaults(func=run_proposals)
 
@@ -78,9 +83,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     pd.add_argument("--score-threshold", type=float, default=0.05)
     pd.add_argument("--nms-iou", type=float, default=0.3, help="per-class NMS IoU (R-CNN: 0.3)")
     pd.add_argument("--max-per-image", type=int, default=100)
+    pd.add_argument("--multibox", metavar="FILE", help="add this MultiBox model's top proposals (section 8)")
+    pd.add_argument("--shared-features", action="store_true",
+                    help="beyond the paper: one trunk pass per image and RoIAlign per proposal (faster)")  # fmt: skip
     pd.add_argument("--output", required=True, metavar="FILE.csv")
     add_engine_arguments(pd, default="eager")
     pd.set_defaults(func=run_predict)
+
+    from googlenet.detect import pipeline
+
+    pipeline.register(commands)
 
 
 SETTINGS: tuple[str, ...] = ("fast", "fast-paper", "quality", "quality-paper")
@@ -96,15 +108,31 @@ def run_proposals(args: argparse.Namespace) -> int:
         raise ConfigError(f"--limit: must be at least 1, got {args.limit}")
     settings = [ProposalSetting(name.partition("-")[0], 2.0 if "-" in name else 1.0, args.max_side)
                 for name in args.settings]  # fmt: skip
-    truth = load_voc(args.annotations, args.image_set)
+    from googlenet.detect.pipeline import gather_proposals, resolve_annotations
+    from googlenet.detect.training import to_pixel_boxes
+
+    args.annotations = resolve_annotations(args.annotations)
+    truth = to_pixel_boxes(load_voc(args.annotations, args.image_set))  # proposals are 0-based
     images = voc_images(args.annotations, args.image_set)[: args.limit]
     rows = []
     skipped: list[tuple[str, str]] = []  # undecodable images: reported once, left out of the recall
+    multibox: dict[str, np.ndarray] = {}
+    if args.multibox:
+        multibox, multibox_seconds = gather_proposals(images, None, args.max_side, args.multibox, skipped)
     for setting in settings:
         progress = sys.stderr.isatty() and not args.json
         proposals, seconds = propose_all(images, setting, progress=progress, skipped=skipped)
         scored = {image: truth[image] for image, _ in images if image in proposals}
         rows.append({"setting": setting.name, **asdict(proposal_recall(proposals, scored, seconds))})
+        if args.multibox:
+            merged = {image: np.concatenate([boxes, multibox[image]]) for image, boxes in proposals.items()}
+            recall = proposal_recall(merged, scored, seconds + multibox_seconds)
+            rows.append({"setting": f"{setting.name} + MultiBox", **asdict(recall)})
+    if args.multibox:
+        scored = {image: truth[image] for image, _ in images if image in multibox}
+        rows.append(
+            {"setting": "MultiBox alone", **asdict(proposal_recall(multibox, scored, multibox_seconds))}
+        )
     if args.json:
         report = {"images": len(images) - len(skipped), "skipped_images": len(skipped), "settings": rows,
                   "bad_images": [{"image": path, "error": message} for path, message in skipped]}  # fmt: skip
@@ -122,10 +150,11 @@ def run_proposals(args: argparse.Namespace) -> int:
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    from googlenet.detect.detector import DetectorConfig, detect_images, detection_classes
-    from googlenet.detect.proposals import ProposalSetting, propose_all
+    from googlenet.detect.detector import DetectorConfig, SharedFeatures, detect_images, detection_classes
+    from googlenet.detect.pipeline import gather_proposals, resolve_annotations
     from googlenet.detect.voc import voc_images, write_detections
     from googlenet.evaluate.models import load_ensemble
+    from googlenet.model.weights import load_checkpoint_model
 
     if args.limit is not None and args.limit < 1:
         raise ConfigError(f"--limit: must be at least 1, got {args.limit}")
@@ -133,17 +162,24 @@ def run_predict(args: argparse.Namespace) -> int:
         score_threshold=args.score_threshold, nms_iou=args.nms_iou, max_per_image=args.max_per_image
     )
     ensemble = load_ensemble(args.checkpoint, engine=args.engine, precision=args.precision)
-    classes = detection_classes(ensemble)
-    images = voc_images(args.annotations, args.image_set)[: args.limit]
-    mode, _, paper = args.proposals.partition("-")
+    classes, _ = detection_classes(ensemble)
+    scorer = None
+    if args.shared_features:
+        loaded = [load_checkpoint_model(path, aux_logits=False) for path in args.checkpoint]
+        scorer = SharedFeatures([m for m, _ in loaded], [meta for _, meta in loaded], config)
+    annotations = resolve_annotations(args.annotations)
+    images = voc_images(annotations, args.image_set)[: args.limit]
     skipped: list[tuple[str, str]] = []  # undecodable images: reported once, no detections
-    setting = ProposalSetting(mode, 2.0 if paper else 1.0, args.max_side)
-    proposals, seconds = propose_all(images, setting, skipped=skipped)
-    detections = detect_images(ensemble, images, proposals, config, skip=True)
+    proposals, seconds = gather_proposals(images, args.proposals, args.max_side, args.multibox, skipped)
+    started = time.perf_counter()
+    detections = detect_images(ensemble, images, proposals, config, skip=True, scorer=scorer,
+                               progress=sys.stderr.isatty())  # fmt: skip
+    scoring = time.perf_counter() - started
     write_detections(args.output, detections)
     done = len(images) - len(skipped)
     print(f"{len(detections)} detections of {len(classes)} classes on {done} images by "
-          f"{len(ensemble.members)} model(s) -> {args.output} (proposals {seconds / max(1, done):.2f} s/image)"
+          f"{len(ensemble.members)} model(s) -> {args.output} (proposals {seconds / max(1, done):.2f} s/image, "
+          f"scoring {scoring / max(1, done):.2f} s/image)"
           + (f"; {len(skipped)} unreadable image(s) skipped" if skipped else ""))  # fmt: skip
     return 0
 

@@ -44,6 +44,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
         argument_default=S,
     )
+    add_arguments(parser)
+    parser.set_defaults(func=run)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The training flags (each `dest` a dotted config key); `detect train` shares them."""
     add = parser.add_argument
     boolean = argparse.BooleanOptionalAction
 
@@ -119,6 +125,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="the auxiliary heads (section 5); --no-aux drops them",
     )
     add_g("--dropout", dest="model.dropout", type=float, help="main dropout (default: the variant's, 0.4)")
+    add_g("--init-from", dest="model.init_from", metavar="CHECKPOINT",
+          help="start from this checkpoint's weights (same variant; classifiers re-initialised if the classes differ)")  # fmt: skip
     add_g("--aux-dropout", dest="model.aux_dropout", type=float, help="auxiliary dropout (default 0.7)")
     add_g(
         "--channels-last", dest="model.channels_last", action=boolean, help="NHWC memory format (default on)"
@@ -182,7 +190,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     for action in parser._actions:  # "--lr LR", not "--lr OPTIM.LR"
         if "." in action.dest and action.metavar is None and action.nargs != 0 and not action.choices:
             action.metavar = action.dest.split(".", 1)[1].upper()
-    parser.set_defaults(func=run)
 
 
 def _setup_logging(env: ddp.DistEnv) -> None:

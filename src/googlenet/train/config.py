@@ -60,6 +60,9 @@ class ModelSection:
     resize_size: int | None = None  # evaluation resize before the centre crop; None: input * 256 / 224
     channels_last: bool = True  # not in the paper: NHWC is faster for convolutions on CPU and GPU
     sync_bn: bool = False  # BN variants under DDP on GPU: batch statistics over the global batch
+    # Not in section 6 (which trains from scratch); section 8's region classifier, after R-CNN, starts
+    # from a classification checkpoint: its tensors that fit are copied, the classifiers re-initialised.
+    init_from: str | None = None
 
 
 @dataclass
@@ -390,6 +393,7 @@ def validate(config: TrainConfig) -> None:
         + f", got {m.input_size}",
     )
     _check(m.resize_size is None or m.resize_size >= m.input_size, "model.resize_size must be >= input_size")
+    _check(m.init_from is None or os.path.isfile(m.init_from), f"model.init_from: no such file {m.init_from}")
     for name in ("dropout", "aux_dropout"):
         value = getattr(m, name)
         _check(value is None or 0.0 <= value < 1.0, f"model.{name} must be in [0, 1), got {value}")

@@ -48,6 +48,7 @@ from googlenet.train.checkpoint import (
     save_training_state,
 )
 from googlenet.train.config import TrainConfig, dump_yaml, ensemble_member, from_dict, validate
+from googlenet.train.finetune import init_from
 from googlenet.train.inputs import build_data, loader_workers, make_loader
 from googlenet.train.loop import EpochMeter, NonFiniteLossError, StepResult, evaluate, train_one_epoch
 from googlenet.train.runs import RunFolder, default_output_dir, write_ensemble
@@ -365,6 +366,8 @@ def _train(
     torch.manual_seed(r.seed)
     overrides = {k: v for k, v in (("dropout", m.dropout), ("aux_dropout", m.aux_dropout)) if v is not None}
     model = build_model(m.variant, num_classes=len(data.classes), aux_logits=m.aux_logits, **overrides)
+    if m.init_from:
+        init_from(model, m.init_from)
     init_sha = _fingerprint(model)
     if m.sync_bn:
         if device.type != "cuda":

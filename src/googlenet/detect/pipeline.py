@@ -1,0 +1,388 @@
+"""Section 8 end to end: proposals (selective search + MultiBox), `detect train`, `detect multibox`, and
+the detector's evaluation on a VOC tree.
+
+`--annotations builtin` (the default of `detect train` and `detect multibox`) means the built-in
+detection scenes (`googlenet.data.scenes.ensure_builtin_scenes`), drawn on first use.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import sys
+import time
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from googlenet.errors import ConfigError, DataError
+
+logger = logging.getLogger("googlenet.detect")
+
+BUILTIN = "builtin"
+SETTINGS: tuple[str, ...] = ("fast", "fast-paper", "quality", "quality-paper")
+
+
+def resolve_annotations(value: str, progress: bool = False) -> str:
+    """A VOC root, or the built-in scenes' folder for "builtin"."""
+    if value != BUILTIN:
+        return value
+    from googlenet.data.scenes import ensure_builtin_scenes
+
+    return str(ensure_builtin_scenes(progress=progress))
+
+
+def setting_from_name(name: str, max_side: int = 500) -> Any:
+    from googlenet.detect.proposals import ProposalSetting
+
+    mode, _, paper = name.partition("-")
+    return ProposalSetting(mode, 2.0 if paper else 1.0, max_side)
+
+
+def gather_proposals(
+    images: Sequence[tuple[str, str]],
+    setting: str | None = "fast-paper",
+    max_side: int = 500,
+    multibox: str | None = None,
+    skipped: list[tuple[str, str]] | None = None,
+    progress: bool = False,
+) -> tuple[dict[str, np.ndarray], float]:
+    """Selective search's proposals (`setting`, or none) plus MultiBox's top k (section 8), per image.
+
+    Returns the proposals (0-based pixel boxes) and the seconds spent producing them.
+    """
+    from googlenet.detect.proposals import propose_all
+
+    proposals: dict[str, np.ndarray] = {}
+    seconds = 0.0
+    if setting is not None:
+        proposals, seconds = propose_all(
+            images, setting_from_name(setting, max_side), progress, skipped=skipped
+        )
+    if multibox is not None:
+        from googlenet.detect.multibox import load_multibox, multibox_proposals
+
+        model, config, _ = load_multibox(multibox)
+        readable = [(i, p) for i, p in images if setting is None or i in proposals]
+        boxes, spent = multibox_proposals(model, readable, config.input_size, config.top_k)
+        seconds += spent
+        for image_id, found in boxes.items():
+            old = proposals.get(image_id)
+            proposals[image_id] = found if old is None or len(old) == 0 else np.concatenate([old, found])
+    return proposals, seconds
+
+
+def proposal_name(setting: str | None, multibox: str | None) -> str:
+    parts = [setting] if setting else []
+    if multibox:
+        parts.append(f"multibox:{os.path.abspath(multibox)}")
+    return " + ".join(parts)
+
+
+# --- detect train ----------------------------------------------------------------------------------
+# What `detect train` changes from the training engine's defaults: a short fine-tuning run (R-CNN
+# fine-tunes at a tenth of the classification learning rate), regions already warped with context (so
+# no scale/aspect cropping, only a small shift from the resize-and-crop and mirroring), loading in the
+# training process (2-core machines), and the built-in preset's gradient clipping for the BN-free trunk.
+DETECT_PRESET: dict[str, Any] = {
+    "run.epochs": 6,
+    "optim.lr": 0.002,
+    "optim.clip_grad_norm": 2.0,
+    "augment.random_crop": False,
+    "data.workers": 0,
+    "data.train_eval_samples": 500,
+    "average.start": 0.5,
+}
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    from googlenet.train.command import add_arguments
+
+    tr = commands.add_parser(
+        "train",
+        help="fine-tune region classifier(s) on warped proposals (R-CNN style) and report their mAP",
+        description=(
+            "Build the region set (selective search [+ MultiBox] proposals warped with 16 px of context; IoU >= "
+            "0.5 positives, background for the rest, 1 positive per 3 background), fine-tune a GoogLeNet from "
+            "--init-from through the training engine (every training flag applies: --epochs, --lr, --ensemble, "
+            "--resume, torchrun...), then detect on the validation images and report per-class AP and mAP."
+        ),
+        argument_default=argparse.SUPPRESS,
+    )
+    g = tr.add_argument_group("detection")
+    g.add_argument("--annotations", default=BUILTIN, metavar="VOC_ROOT",
+                   help="VOC tree with ImageSets/Main/{train,val}.txt (default: the built-in scenes)")  # fmt: skip
+    g.add_argument("--train-set", default="train")
+    g.add_argument("--val-set", default="val")
+    g.add_argument("--proposals", choices=SETTINGS, default="fast-paper",
+                   help="selective search setting (default fast with superpixels x2, section 8)")  # fmt: skip
+    g.add_argument("--multibox", default=None, metavar="FILE", help="add this MultiBox model's top proposals (section 8)")
+    g.add_argument("--max-side", type=int, default=500)
+    g.add_argument("--positives-per-image", type=int, default=8)
+    g.add_argument("--background-per-positive", type=float, default=3.0)
+    g.add_argument("--context", type=int, default=16, help="context pixels at 227 (R-CNN: 16)")
+    add_arguments(tr)
+    tr.set_defaults(func=run_train)
+
+    mb = commands.add_parser(
+        "multibox",
+        help="train MultiBox (Erhan et al. 2014): class-agnostic boxes from Inception features",
+        description="Train a MultiBox proposal model on a VOC tree and report its top-k recall on the validation images.",
+    )
+    mb.add_argument("--annotations", default=BUILTIN, metavar="VOC_ROOT")
+    mb.add_argument("--train-set", default="train")
+    mb.add_argument("--val-set", default="val")
+    mb.add_argument("--init-from", metavar="CHECKPOINT", help="classification checkpoint for the trunk")
+    mb.add_argument("--variant", choices=("paper", "bn", "torchvision"),
+                    help="trunk variant (default: --init-from's, else paper)")  # fmt: skip
+    mb.add_argument("--input-size", type=int, default=128)
+    mb.add_argument("--priors", type=int, default=200, help="k-means box priors (Erhan et al.: 800)")
+    mb.add_argument("--top-k", type=int, default=200, help="proposals kept per image (section 8: 200)")
+    mb.add_argument("--epochs", type=int, default=20)
+    mb.add_argument("-b", "--batch-size", type=int, default=16)
+    mb.add_argument("--lr", type=float, default=0.01)
+    mb.add_argument("--seed", type=int, default=0)
+    mb.add_argument("--output", metavar="FILE.pt", help="checkpoint path (default runs/multibox-<time>.pt)")
+    mb.add_argument("--json", action="store_true")
+    mb.set_defaults(func=run_multibox)
+
+
+def _init_info(path: str | None) -> tuple[str | None, int | None]:
+    """(variant, input size) of a classification checkpoint, to fine-tune it as it was trained."""
+    if not path:
+        return None, None
+    from googlenet.model.weights import read_checkpoint
+
+    checkpoint = read_checkpoint(path)
+    meta = checkpoint.get("meta") or {}
+    return checkpoint["model_config"].get("variant"), meta.get("input_size")
+
+
+def _wait_for(path: Path, timeout_s: float = 6 * 3600) -> None:
+    """Other torchrun processes wait while rank 0 builds the region set."""
+    deadline = time.monotonic() + timeout_s
+    while not path.is_file():
+        if time.monotonic() > deadline:
+            raise DataError(f"{path}: the region set did not appear")
+        time.sleep(2)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from googlenet.detect.training import RegionSetConfig, build_region_set
+    from googlenet.detect.voc import voc_images
+    from googlenet.train import distributed as ddp
+    from googlenet.train.command import _print_summary, _setup_logging, build_config
+    from googlenet.train.config import load_yaml, resolve
+    from googlenet.train.engine import fit
+
+    env = ddp.from_environment()
+    _setup_logging(env)
+    flags = {key: value for key, value in vars(args).items() if "." in key}
+    resume = getattr(args, "resume", None)
+    if resume is not None:  # the run's own config (and region set) continue
+        config, resume = build_config(args)
+        output = Path(config.run.output_dir or ".")
+    else:
+        init = flags.get("model.init_from")
+        variant, input_size = _init_info(init)
+        variant = flags.get("model.variant", variant or "paper")
+        input_size = int(flags.get("model.input_size", input_size or 96))
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        output = Path(flags.get("run.output_dir") or f"runs/{stamp}-detect-{variant}")
+        voc = resolve_annotations(args.annotations, progress=sys.stderr.isatty() and env.is_main)
+        region_config = RegionSetConfig(
+            input_size=input_size,
+            context=args.context,
+            positives_per_image=args.positives_per_image,
+            background_per_positive=args.background_per_positive,
+            seed=int(flags.get("run.seed") or 0),
+        )
+        regions = output / "regions"
+        if env.is_main:
+            splits = (args.train_set, args.val_set)
+            proposals = {}
+            for split in splits:
+                images = voc_images(voc, split)
+                logger.info(
+                    "proposals for %d %s images (%s)",
+                    len(images),
+                    split,
+                    proposal_name(args.proposals, args.multibox),
+                )
+                proposals[split], seconds = gather_proposals(
+                    images, args.proposals, args.max_side, args.multibox, progress=sys.stderr.isatty()
+                )
+                logger.info("  %.2f s per image, %.0f proposals per image", seconds / max(1, len(images)),
+                            sum(len(p) for p in proposals[split].values()) / max(1, len(images)))  # fmt: skip
+            build_region_set(voc, regions, region_config, proposals, splits=splits,
+                             proposal_name=proposal_name(args.proposals, args.multibox),
+                             progress=sys.stderr.isatty())  # fmt: skip
+        else:
+            _wait_for(regions / "manifest.json")
+        preset = {
+            **DETECT_PRESET,
+            "data.dataset": "folder",
+            "data.data_path": str(regions),
+            "model.variant": variant,
+            "model.input_size": input_size,
+            "run.output_dir": str(output),
+        }
+        file_overrides = load_yaml(args.config) if getattr(args, "config", None) else {}
+        flags.pop("run.output_dir", None)
+        config = resolve({**preset, **file_overrides}, flags)
+        detection = {
+            "annotations": voc,
+            "val_set": args.val_set,
+            "proposals": args.proposals,
+            "multibox": args.multibox,
+            "max_side": args.max_side,
+        }
+        if env.is_main:
+            output.mkdir(parents=True, exist_ok=True)
+            (output / "detection-setup.json").write_text(json.dumps(detection, indent=1))
+    results = fit(config, resume=resume)
+    if not env.is_main:
+        return 0
+    _print_summary(results)
+    if results.get("status") != "completed":
+        return 128 + 15 if results.get("signal") else 0
+    setup = json.loads((output / "detection-setup.json").read_text())
+    report = evaluate_run(output, setup)
+    print(json.dumps(report["summary"], indent=2) if getattr(args, "json", False) else _summary_text(report))
+    return 0
+
+
+def run_members(output: Path) -> list[str]:
+    """The final checkpoints of a `detect train` run (one, or one per ensemble member)."""
+    members = sorted(output.glob("member-*/final.pt"), key=lambda p: int(p.parent.name.split("-")[1]))
+    single = output / "final.pt"
+    found = [str(p) for p in members] or ([str(single)] if single.is_file() else [])
+    if not found:
+        raise DataError(f"{output}: no final.pt (has the run completed?)")
+    return found
+
+
+def evaluate_run(output: Path, setup: dict[str, Any]) -> dict[str, Any]:
+    """Detect on the validation images with each member and with the ensemble; write detection.json."""
+    from googlenet.detect.training import load_proposals
+
+    proposals = load_proposals(output / "regions" / f"proposals-{setup['val_set']}.npz")
+    members = run_members(output)
+    report: dict[str, Any] = {"setup": setup, "members": members, "runs": []}
+    groups = [[m] for m in members] + ([members] if len(members) > 1 else [])
+    for group in groups:
+        name = "ensemble" if len(group) > 1 else Path(group[0]).parent.name
+        result = evaluate_detector(group, setup["annotations"], setup["val_set"], proposals, shared=False)
+        result["name"] = name
+        report["runs"].append(result)
+        write_csv = output / f"detections-{name}.csv"
+        from googlenet.detect.voc import write_detections
+
+        write_detections(write_csv, result.pop("detections"))
+        result["detections_file"] = str(write_csv)
+    report["summary"] = {
+        r["name"]: {"mAP": r["mAP"], "seconds_per_image": r["seconds_per_image"]} for r in report["runs"]
+    }
+    from googlenet.io import atomic_open
+
+    with atomic_open(output / "detection.json", "w") as handle:
+        json.dump(report, handle, indent=1, default=_json_default)
+    return report
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return str(value)
+
+
+def evaluate_detector(
+    checkpoints: Sequence[str],
+    voc_root: str,
+    image_set: str,
+    proposals: dict[str, np.ndarray],
+    shared: bool = False,
+    engine: str = "eager",
+    limit: int | None = None,
+) -> dict[str, Any]:
+    """mAP (VOC rule, all-point, IoU 0.5) and seconds per image of region classifier(s) on a VOC set."""
+    from googlenet.detect.detector import DetectorConfig, SharedFeatures, detect_images
+    from googlenet.detect.metrics import evaluate_detections, mean_ap
+    from googlenet.detect.voc import load_voc, voc_images
+    from googlenet.evaluate.models import load_ensemble
+    from googlenet.model.weights import load_checkpoint_model
+
+    config = DetectorConfig()
+    ensemble = load_ensemble(list(checkpoints), engine=engine)
+    scorer = None
+    if shared:
+        loaded = [load_checkpoint_model(path, aux_logits=False) for path in checkpoints]
+        scorer = SharedFeatures([m for m, _ in loaded], [meta for _, meta in loaded], config)
+    images = voc_images(voc_root, image_set)[:limit]
+    started = time.perf_counter()
+    detections = detect_images(ensemble, images, proposals, config, skip=True, scorer=scorer,
+                               progress=sys.stderr.isatty())  # fmt: skip
+    seconds = time.perf_counter() - started
+    truth = load_voc(voc_root, image_set)
+    truth = {image: truth[image] for image, _ in images}
+    results = evaluate_detections(detections, truth)
+    return {
+        "mAP": mean_ap(results),
+        "per_class": {name: (None if math.isnan(r.ap) else r.ap) for name, r in results.items()},
+        "images": len(images),
+        "seconds_per_image": seconds / max(1, len(images)),
+        "shared_features": shared,
+        "detections": detections,
+    }
+
+
+def _summary_text(report: dict[str, Any]) -> str:
+    lines = ["detection on the validation images (VOC AP at IoU 0.5, all-point):"]
+    for r in report["runs"]:
+        lines.append(f"  {r['name']:<10} mAP {100 * r['mAP']:.2f}%  ({r['seconds_per_image']:.2f} s/image, "
+                     f"{r['images']} images) -> {r['detections_file']}")  # fmt: skip
+    return "\n".join(lines)
+
+
+def run_multibox(args: argparse.Namespace) -> int:
+    from googlenet.detect.multibox import MultiBoxConfig, train_multibox
+
+    logging.getLogger("googlenet").setLevel(logging.INFO)
+    if not logging.getLogger("googlenet").handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logging.getLogger("googlenet").addHandler(handler)
+    variant, _ = _init_info(args.init_from)
+    if args.variant and variant and args.variant != variant:
+        raise ConfigError(f"--variant {args.variant} differs from --init-from's variant {variant}")
+    config = MultiBoxConfig(
+        variant=args.variant or variant or "paper",
+        input_size=args.input_size,
+        priors=args.priors,
+        top_k=args.top_k,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=args.seed,
+    )
+    output = args.output or f"runs/multibox-{datetime.now().strftime('%Y%m%d-%H%M%S')}.pt"
+    Path(output).parent.mkdir(parents=True, exist_ok=True)
+    voc = resolve_annotations(args.annotations, progress=sys.stderr.isatty())
+    result = train_multibox(voc, output, config, args.init_from, args.train_set, args.val_set)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    r = result["val_recall"]
+    print(
+        f"MultiBox ({result['priors']} priors, {config.epochs} epochs, {result['train_seconds']:.0f}s) -> {output}"
+    )
+    print(f"validation: recall@0.5 {100 * r['recall_50']:.1f}%, recall@0.7 {100 * r['recall_70']:.1f}%, "
+          f"MABO {r['mabo']:.3f}, {r['proposals_per_image']:.0f} proposals and {r['seconds_per_image'] * 1000:.1f} ms "
+          f"per image ({r['objects']} objects)")  # fmt: skip
+    return 0

@@ -1,0 +1,240 @@
+"""Fine-tuning the region classifier (section 8, after R-CNN), through the training engine.
+
+R-CNN fine-tunes its classification network on warped proposals: a proposal is a positive of class c
+when its IoU with a box of class c is >= 0.5, background otherwise, and mini-batches hold 32 positives
+for 96 background regions. We build exactly such a set once, as an image folder, and hand it to
+`googlenet.train.engine.fit`, so the region classifier gets everything the classification engine has
+(checkpoints every epoch and on signals, exact resume, Polyak averaging, torchrun, progress, ensembles,
+plots, `results.json`):
+
+    <run>/regions/{train,val}/<class or "background">/<image>_<k>.jpg   regions warped with context
+    <run>/regions/proposals-<split>.npz                                 the proposals they came from
+    <run>/regions/manifest.json                                         parameters and counts
+
+Per image: every ground-truth box (a positive, as R-CNN adds them), up to `positives_per_image`
+proposals with IoU >= 0.5, and `background_per_positive` background proposals per positive drawn at
+random (seeded). The region folder therefore holds one positive for every three background regions, so
+the engine's uniformly drawn mini-batches hold a quarter of positives in expectation, R-CNN's ratio
+(R-CNN enforces it in every batch; we do not, a batch of 32 holds 8 +- 2.4 positives).
+
+The class named "background" is the detector's "no object" output; it may sit anywhere in the class
+list (ImageFolder sorts class folders by name).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from googlenet.data.crops import to_uint8_tensor
+from googlenet.data.decode import load_image
+from googlenet.detect.metrics import GroundTruth
+from googlenet.detect.regions import BACKGROUND, label_regions, warp_region
+from googlenet.errors import ConfigError, DataError
+from googlenet.io import atomic_open
+
+logger = logging.getLogger(__name__)
+
+REGION_SET_VERSION = 1
+BACKGROUND_FOLDER = "background"
+VOC_OFFSET = 1.0  # VOC annotations are 1-based pixel indices; images and proposals 0-based
+
+
+@dataclass(frozen=True)
+class RegionSetConfig:
+    input_size: int = 224  # the region classifier's input (regions are warped to it)
+    context: int = 16  # R-CNN: 16 pixels of context at 227, scaled to input_size
+    fg_iou: float = 0.5  # section 8 / R-CNN fine-tuning: IoU >= 0.5 makes a positive
+    positives_per_image: int = 8  # proposals with IoU >= fg_iou kept per image, besides ground truth
+    background_per_positive: float = 3.0  # R-CNN batches: 96 background for 32 positives
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.input_size < 32 or self.context < 0 or not 0 < self.fg_iou <= 1:
+            raise ConfigError("region set: input size >= 32, context >= 0 and IoU in (0, 1] needed")
+        if self.positives_per_image < 0 or self.background_per_positive < 0:
+            raise ConfigError("region set: positives per image and background per positive must be >= 0")
+
+
+def to_pixel_boxes(truth: Mapping[str, GroundTruth]) -> dict[str, GroundTruth]:
+    """VOC's 1-based boxes as 0-based pixel indices (the coordinates of images and proposals)."""
+    out = {}
+    for image, item in truth.items():
+        shifted = GroundTruth()
+        for label, box, difficult in zip(item.labels, item.boxes, item.difficult, strict=True):
+            shifted.add(label, [v - VOC_OFFSET for v in box], difficult)
+        out[image] = shifted
+    return out
+
+
+def _only(item: GroundTruth, classes: Sequence[str]) -> GroundTruth:
+    kept = GroundTruth()
+    for label, box, difficult in zip(item.labels, item.boxes, item.difficult, strict=True):
+        if label in classes:
+            kept.add(label, box, difficult)
+    return kept
+
+
+def _pick(regions: list[Any], count: int, rng: np.random.Generator) -> list[Any]:
+    if count >= len(regions):
+        return regions
+    return [regions[i] for i in sorted(rng.choice(len(regions), size=count, replace=False).tolist())]
+
+
+def select_regions(
+    image: str, proposals: np.ndarray, truth: GroundTruth, classes: Sequence[str], config: RegionSetConfig,
+    rng: np.random.Generator,
+) -> list[Any]:  # fmt: skip
+    """The regions one image contributes (module docstring); difficult objects are neither positives
+    nor made background, as VOC ignores them."""
+    kept = GroundTruth()
+    for label, box, difficult in zip(truth.labels, truth.boxes, truth.difficult, strict=True):
+        if not difficult:
+            kept.add(label, box, False)
+    labelled = label_regions(image, proposals, kept, classes, config.fg_iou)
+    gt, rest = labelled[: len(kept.labels)], labelled[len(kept.labels) :]  # ground truth comes first
+    positives = _pick([r for r in rest if r.label != BACKGROUND], config.positives_per_image, rng)
+    background = [r for r in rest if r.label == BACKGROUND and r.iou < config.fg_iou]
+    count = round(config.background_per_positive * max(1, len(gt) + len(positives)))
+    return gt + positives + _pick(background, count, rng)
+
+
+def _manifest_matches(folder: Path, params: Mapping[str, Any]) -> dict[str, Any] | None:
+    try:
+        manifest = json.loads((folder / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return manifest if isinstance(manifest, dict) and manifest.get("params") == params else None
+
+
+def build_region_set(
+    voc_root: str | os.PathLike[str],
+    folder: str | os.PathLike[str],
+    config: RegionSetConfig,
+    proposals: Mapping[str, Mapping[str, np.ndarray]],
+    classes: Sequence[str] | None = None,
+    splits: Sequence[str] = ("train", "val"),
+    proposal_name: str = "",
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Write the region folder for `splits` of the VOC tree (see the module docstring); returns its manifest.
+
+    `proposals[split][image_id]` are 0-based boxes. `classes` defaults to the classes annotated in the
+    first split; other splits' objects of other classes are left out. An existing folder with the same parameters is reused; the folder appears complete
+    or not at all (written beside, renamed into place, manifest last).
+    """
+    from googlenet.detect.voc import load_voc, voc_images
+
+    target = Path(folder)
+    truth = {split: to_pixel_boxes(load_voc(voc_root, split)) for split in splits}
+    if classes is None:
+        classes = sorted({label for item in truth[splits[0]].values() for label in item.labels})
+    if not classes:
+        raise DataError(f"{voc_root}: the {splits[0]} annotations hold no objects")
+    for split in splits[1:]:  # objects of classes never trained on cannot be learnt: left out
+        unknown = sorted({label for item in truth[split].values() for label in item.labels} - set(classes))
+        if unknown:
+            logger.warning(
+                "%s: class(es) %s are not in the %s set; their objects are left out",
+                split,
+                unknown,
+                splits[0],
+            )
+            truth[split] = {image: _only(item, classes) for image, item in truth[split].items()}
+    if BACKGROUND_FOLDER in classes:
+        raise DataError(f"{voc_root}: a class may not be called {BACKGROUND_FOLDER!r}")
+    params = {
+        "version": REGION_SET_VERSION,
+        "voc_root": str(Path(voc_root).resolve()),
+        "splits": list(splits),
+        "classes": list(classes),
+        "proposals": proposal_name,
+        **asdict(config),
+    }
+    existing = _manifest_matches(target, params)
+    if existing is not None:
+        logger.info("region set %s is up to date (%s)", target, _counts_line(existing["counts"]))
+        return existing
+    staging = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    context = round(config.context * config.input_size / 227)
+    counts: dict[str, dict[str, int]] = {}
+    started = time.perf_counter()
+    try:
+        for split in splits:
+            images = voc_images(voc_root, split)
+            counts[split] = dict.fromkeys([BACKGROUND_FOLDER, *classes], 0)
+            for name in counts[split]:
+                (staging / split / name).mkdir(parents=True, exist_ok=True)
+            rng = np.random.default_rng([config.seed, splits.index(split)])
+            bar = _bar(len(images), f"warping {split} regions", progress)
+            for image_id, path in images:
+                pixels = to_uint8_tensor(load_image(path))
+                boxes = np.asarray(proposals[split].get(image_id, np.zeros((0, 4))), dtype=np.float64)
+                chosen = select_regions(image_id, boxes, truth[split][image_id], classes, config, rng)
+                for k, region in enumerate(chosen):
+                    name = BACKGROUND_FOLDER if region.label == BACKGROUND else classes[region.label - 1]
+                    warped = warp_region(pixels, region.box, config.input_size, context)
+                    Image.fromarray(warped.permute(1, 2, 0).numpy()).save(
+                        staging / split / name / f"{image_id}_{k:04d}.jpg", "JPEG", quality=95
+                    )
+                    counts[split][name] += 1
+                if bar is not None:
+                    bar.update(1)
+            if bar is not None:
+                bar.close()
+            empty = [name for name, n in counts[split].items() if n == 0]
+            if empty:
+                raise DataError(
+                    f"{voc_root}: split {split!r} gives no region of class(es) {', '.join(empty)}"
+                )
+            np.savez_compressed(
+                staging / f"proposals-{split}.npz", **{k: np.asarray(v) for k, v in proposals[split].items()}
+            )
+        manifest = {"params": params, "counts": counts, "seconds": round(time.perf_counter() - started, 1)}
+        with atomic_open(staging / "manifest.json", "w") as handle:
+            json.dump(manifest, handle, indent=1)
+        shutil.rmtree(target, ignore_errors=True)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.rename(staging, target)
+    except OSError as exc:
+        raise DataError(f"{target}: cannot write the region set ({exc.strerror or exc})") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    logger.info("region set %s: %s", target, _counts_line(counts))
+    return manifest
+
+
+def _counts_line(counts: Mapping[str, Mapping[str, int]]) -> str:
+    parts = []
+    for split, per_class in counts.items():
+        background = per_class.get(BACKGROUND_FOLDER, 0)
+        parts.append(f"{split} {sum(per_class.values()) - background} positive / {background} background")
+    return ", ".join(parts)
+
+
+def load_proposals(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
+    """Proposals saved by `build_region_set` (image id -> K x 4 boxes)."""
+    try:
+        with np.load(path) as data:
+            return {key: data[key] for key in data.files}
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: cannot read proposals ({exc})") from None
+
+
+def _bar(total: int, desc: str, enabled: bool) -> Any:
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="img")

@@ -1,0 +1,233 @@
+"""Section 8's training side: built-in scenes, fine-tuning init, the region set, MultiBox, shared features."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import googlenet
+from googlenet.cli import main
+from googlenet.data.scenes import MAX_PAIR_IOU, _box_iou, ensure_builtin_scenes
+from googlenet.detect.metrics import GroundTruth
+from googlenet.detect.voc import load_voc, voc_images
+from googlenet.errors import CheckpointError
+from googlenet.model.weights import default_meta
+
+
+@pytest.fixture(scope="module")
+def scenes(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return ensure_builtin_scenes(tmp_path_factory.mktemp("scenes"), train_images=40, val_images=20)
+
+
+def test_scenes_are_a_voc_tree_with_1_based_boxes_and_are_deterministic(scenes: Path, tmp_path: Path) -> None:
+    from PIL import Image
+
+    truth = load_voc(scenes, "train")
+    images = voc_images(scenes, "train")
+    assert len(truth) == 40 and len(images) == 40 and len(load_voc(scenes, "val")) == 20
+    for image_id, path in images:
+        item = truth[image_id]
+        assert 1 <= len(item.labels) <= 3
+        width, height = Image.open(path).size
+        for box in item.boxes:
+            assert 1 <= box[0] < box[2] <= width and 1 <= box[1] < box[3] <= height
+        boxes = [(b[0] - 1, b[1] - 1, b[2], b[3]) for b in item.boxes]
+        assert all(_box_iou(a, b) <= MAX_PAIR_IOU for a, b in itertools.combinations(boxes, 2))
+    again = ensure_builtin_scenes(tmp_path, train_images=40, val_images=20)
+    first = json.loads((scenes / "manifest.json").read_text())
+    assert json.loads((again / "manifest.json").read_text())["content_sha256"] == first["content_sha256"]
+
+
+def test_init_from_copies_what_fits_and_reinitialises_the_classifiers(tmp_path: Path) -> None:
+    from googlenet.train.finetune import init_from
+
+    torch.manual_seed(0)
+    source = googlenet.build_model("bn", num_classes=5)
+    googlenet.save_checkpoint(tmp_path / "c.pt", source)
+    torch.manual_seed(1)
+    target = googlenet.build_model("bn", num_classes=3)
+    fresh_fc = target.fc.weight.clone()
+    kept = init_from(target, tmp_path / "c.pt")
+    assert set(kept) == {
+        "fc.weight",
+        "fc.bias",
+        "aux1.fc2.weight",
+        "aux1.fc2.bias",
+        "aux2.fc2.weight",
+        "aux2.fc2.bias",
+    }
+    assert torch.equal(target.conv1.conv.weight, source.conv1.conv.weight)
+    assert torch.equal(target.inception5b.branch4[1].conv.weight, source.inception5b.branch4[1].conv.weight)
+    assert torch.equal(target.fc.weight, fresh_fc)
+    with pytest.raises(CheckpointError, match="variant 'bn'"):
+        init_from(googlenet.build_model("paper", num_classes=3), tmp_path / "c.pt")
+
+
+def test_select_regions_keeps_ground_truth_positives_and_three_background_per_positive() -> None:
+    from googlenet.detect.regions import BACKGROUND
+    from googlenet.detect.training import RegionSetConfig, select_regions
+
+    truth = GroundTruth()
+    truth.add("a", [10, 10, 49, 49], False)
+    truth.add("b", [100, 100, 139, 139], True)  # difficult: neither positive nor background
+    positives = np.array([[12, 12, 50, 50], [9, 11, 47, 50], [11, 9, 52, 47]], dtype=float)
+    background = np.array([[200 + i, 0, 230 + i, 30] for i in range(30)], dtype=float)
+    hard = np.array([[101, 101, 139, 139]], dtype=float)
+    proposals = np.concatenate([positives, background, hard])
+    config = RegionSetConfig(input_size=64, positives_per_image=2)
+    chosen = select_regions("x", proposals, truth, ["a", "b"], config, np.random.default_rng(0))
+    labels = [r.label for r in chosen]
+    assert chosen[0].box == (10, 10, 49, 49) and labels[0] == 1
+    assert labels.count(1) == 1 + 2 and labels.count(2) == 0
+    assert labels.count(BACKGROUND) == 3 * 3
+    assert all(r.iou < 0.5 for r in chosen if r.label == BACKGROUND)
+
+
+def test_region_set_folder_counts_and_reuse(scenes: Path, tmp_path: Path) -> None:
+    from googlenet.detect.training import BACKGROUND_FOLDER, RegionSetConfig, build_region_set, to_pixel_boxes
+
+    rng = np.random.default_rng(0)
+    proposals = {}
+    for split in ("train", "val"):
+        proposals[split] = {}
+        for image_id, item in to_pixel_boxes(load_voc(scenes, split)).items():
+            jitter = [np.asarray(b) + rng.integers(-2, 3, 4) for b in item.boxes]
+            noise = [[x, y, x + 4, y + 4] for x, y in rng.integers(0, 120, (12, 2))]  # never IoU >= 0.5
+            proposals[split][image_id] = np.asarray(jitter + noise, dtype=float)
+    config = RegionSetConfig(input_size=32, positives_per_image=3, background_per_positive=1.0)
+    manifest = build_region_set(scenes, tmp_path / "regions", config, proposals)
+    counts = manifest["counts"]["train"]
+    objects = sum(len(t.labels) for t in load_voc(scenes, "train").values())
+    assert (
+        sum(n for c, n in counts.items() if c != BACKGROUND_FOLDER) == 2 * objects
+    )  # gt + its jittered copy
+    files = list((tmp_path / "regions" / "train").rglob("*.jpg"))
+    assert len(files) == sum(counts.values())
+    from PIL import Image
+
+    assert Image.open(files[0]).size == (32, 32)
+    mtime = (tmp_path / "regions" / "manifest.json").stat().st_mtime_ns
+    assert build_region_set(scenes, tmp_path / "regions", config, proposals) == manifest
+    assert (tmp_path / "regions" / "manifest.json").stat().st_mtime_ns == mtime  # reused, not rebuilt
+
+
+def test_multibox_matching_is_the_optimal_assignment() -> None:
+    from googlenet.detect.multibox import match
+
+    gen = torch.Generator().manual_seed(0)
+    priors, truth = torch.rand(6, 4, generator=gen), torch.rand(3, 4, generator=gen)
+    rows, cols = match(priors, truth)
+    cost = torch.cdist(priors, truth)
+    best = min(
+        sum(float(cost[p, g]) for g, p in enumerate(perm)) for perm in itertools.permutations(range(6), 3)
+    )
+    assert sorted(cols.tolist()) == [0, 1, 2]
+    assert float(cost[rows, cols].sum()) == pytest.approx(best)
+
+
+def test_multibox_loss_by_hand() -> None:
+    from googlenet.detect.multibox import multibox_loss
+
+    priors = torch.tensor([[0.0, 0.0, 0.5, 0.5], [0.5, 0.5, 1.0, 1.0]])
+    truth = [torch.tensor([[0.1, 0.1, 0.6, 0.6]])]
+    offsets = torch.zeros(1, 2, 4)
+    logits = torch.zeros(1, 2)
+    loss, parts = multibox_loss(offsets, logits, priors, truth, alpha=0.3)
+    # prior 0 matches (distance 0.2 < 0.8); location 0.5 * 4 * 0.1^2; confidence 2 x ln 2
+    assert parts["loc"] == pytest.approx(0.02)
+    assert parts["conf"] == pytest.approx(2 * np.log(2))
+    assert float(loss) == pytest.approx(2 * np.log(2) + 0.3 * 0.02)
+    perfect = offsets.clone()
+    perfect[0, 0] = truth[0][0] - priors[0]
+    assert multibox_loss(perfect, logits, priors, truth, 0.3)[1]["loc"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_multibox_trains_saves_and_proposes_inside_the_image(
+    scenes: Path, tmp_path: Path, one_thread: None
+) -> None:
+    from googlenet.detect.multibox import MultiBoxConfig, load_multibox, multibox_proposals, train_multibox
+
+    config = MultiBoxConfig(variant="bn", input_size=64, priors=8, epochs=1, batch_size=4, top_k=5)
+    result = train_multibox(scenes, tmp_path / "mb.pt", config, progress=False)
+    assert result["priors"] == 8 and len(result["history"]) == 1 and np.isfinite(result["history"][0]["loss"])
+    assert 0.0 <= result["val_recall"]["recall_50"] <= 1.0
+    model, loaded, _ = load_multibox(tmp_path / "mb.pt")
+    assert loaded == config
+    images = voc_images(scenes, "val")
+    boxes, _ = multibox_proposals(model, images, 64, top_k=5)
+    from PIL import Image
+
+    for image_id, path in images:
+        width, height = Image.open(path).size
+        found = boxes[image_id]
+        assert found.shape == (5, 4)
+        assert (
+            (found[:, 0] >= 0).all()
+            and (found[:, 2] <= width - 1).all()
+            and (found[:, 2] >= found[:, 0]).all()
+        )
+        assert (
+            (found[:, 1] >= 0).all()
+            and (found[:, 3] <= height - 1).all()
+            and (found[:, 3] >= found[:, 1]).all()
+        )
+    (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(googlenet.errors.GoogLeNetError):
+        load_multibox(tmp_path / "bad.pt")
+
+
+def test_shared_features_score_every_proposal_with_a_distribution(scenes: Path) -> None:
+    from googlenet.data.decode import load_image
+    from googlenet.detect.detector import DetectorConfig, SharedFeatures
+
+    torch.manual_seed(0)
+    model = googlenet.build_model("paper", num_classes=4, aux_logits=False).eval()
+    torch.nn.init.normal_(model.fc.weight, std=1.0)  # a fresh classifier's logits are all near zero
+    scorer = SharedFeatures([model], [default_meta(model, 64)], DetectorConfig())
+    image = load_image(voc_images(scenes, "val")[0][1])
+    proposals = np.array([[0, 0, 40, 40], [10, 20, 100, 90], [5, 5, 6, 6]], dtype=float)
+    probs = scorer(image, proposals)
+    assert probs.shape == (3, 4)
+    assert torch.allclose(probs.sum(1), torch.ones(3), atol=1e-5)
+    assert not torch.allclose(probs[0], probs[1])  # different regions, different features
+
+
+def test_background_may_be_any_class_of_the_region_classifier(tmp_path: Path) -> None:
+    from googlenet.detect.detector import detection_classes
+    from googlenet.evaluate.models import load_ensemble
+
+    model = googlenet.build_model("bn", num_classes=3, aux_logits=False)
+    meta = default_meta(model, 64) | {"class_names": ["arrow", "background", "disc"]}
+    googlenet.save_checkpoint(tmp_path / "r.pt", model, meta)
+    assert detection_classes(load_ensemble([tmp_path / "r.pt"])) == (["arrow", "disc"], 1)
+
+
+def test_detect_train_end_to_end_on_tiny_scenes(
+    scenes: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], one_thread: None
+) -> None:
+    pytest.importorskip("cv2")
+    torch.manual_seed(0)
+    classifier = googlenet.build_model("bn", num_classes=10, aux_logits=False)
+    googlenet.save_checkpoint(tmp_path / "cls.pt", classifier, default_meta(classifier, 64))
+    out = tmp_path / "run"
+    args = ["detect", "train", "--annotations", str(scenes), "--init-from", str(tmp_path / "cls.pt"),
+            "--no-aux", "--epochs", "1", "-b", "16", "--max-side", "96", "--positives-per-image", "1",
+            "--background-per-positive", "1", "--train-eval-samples", "0", "--output-dir", str(out), "--seed", "0"]  # fmt: skip
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert "mAP" in text
+    report = json.loads((out / "detection.json").read_text())
+    assert 0.0 <= report["runs"][0]["mAP"] <= 1.0
+    assert (out / "final.pt").is_file() and (out / "regions" / "manifest.json").is_file()
+    from googlenet.detect.voc import read_detections
+
+    detections = read_detections(report["runs"][0]["detections_file"])
+    annotated = {
+        label for split in ("train", "val") for t in load_voc(scenes, split).values() for label in t.labels
+    }
+    assert {d.label for d in detections} <= annotated  # never "background"
