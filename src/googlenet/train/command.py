@@ -94,6 +94,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_g("--log-every", dest="run.log_every", type=int, help="steps between TensorBoard loss points")
     add_g("--stop-after-steps", dest="run.stop_after_steps", type=int, metavar="N",
           help="stop after N optimiser steps in total, saving last.pt (time-boxed runs, tests)")  # fmt: skip
+    add_g("--grad-norms-every", dest="run.grad_norms_every", type=int, metavar="N",
+          help="record every conv/linear layer's gradient norm every N steps (grad_norms.csv; 0: off)")  # fmt: skip
     add_g("--json", action="store_true", help="print the results as JSON on stdout")
 
     g = parser.add_argument_group("data")
@@ -125,6 +127,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="the auxiliary heads (section 5); --no-aux drops them",
     )
     add_g("--dropout", dest="model.dropout", type=float, help="main dropout (default: the variant's, 0.4)")
+    add_g("--lrn", dest="model.lrn", action=boolean,
+          help="Figure 3's LRN layers (default: the variant's); --no-lrn on paper is a departure")  # fmt: skip
     add_g("--init-from", dest="model.init_from", metavar="CHECKPOINT",
           help="start from this checkpoint's weights (same variant; classifiers re-initialised if the classes differ)")  # fmt: skip
     add_g("--aux-dropout", dest="model.aux_dropout", type=float, help="auxiliary dropout (default 0.7)")

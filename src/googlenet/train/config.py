@@ -56,6 +56,9 @@ class ModelSection:
     aux_logits: bool = True  # section 5: two auxiliary classifiers, on 4a and 4d
     dropout: float | None = None  # None: the variant's (Table 1: 40%)
     aux_dropout: float | None = None  # None: the variant's (section 5: 70%)
+    # None: the variant's (paper: Figure 3's two LRN layers; bn and torchvision: none). False on the
+    # paper variant is a departure, there so an ablation can measure what the LRN layers contribute.
+    lrn: bool | None = None
     input_size: int = 224  # Table 1: 224x224 RGB input
     resize_size: int | None = None  # evaluation resize before the centre crop; None: input * 256 / 224
     channels_last: bool = True  # not in the paper: NHWC is faster for convolutions on CPU and GPU
@@ -164,6 +167,9 @@ class RunSection:
     log_every: int = 50  # optimiser steps between TensorBoard loss/lr points
     stop_after_steps: int | None = None  # stop (checkpoint and exit) after this many steps in total
     test_only: bool = False  # evaluate `resume`'s weights on the validation set and exit
+    # Not in the paper: every N optimiser steps (and the first), the gradient norm of every conv and
+    # linear layer, before clipping, to grad_norms.csv/.json (`googlenet.train.gradflow`); 0: off.
+    grad_norms_every: int = 0
 
 
 @dataclass
@@ -451,6 +457,7 @@ def validate(config: TrainConfig) -> None:
         f"run.data_seed must be a non-negative 64-bit integer, got {r.data_seed}",
     )
     _check(r.ensemble >= 1, f"run.ensemble must be >= 1, got {r.ensemble}")
+    _check(r.grad_norms_every >= 0, f"run.grad_norms_every must be >= 0, got {r.grad_norms_every}")
     _check(r.log_every >= 1, f"run.log_every must be >= 1, got {r.log_every}")
     _check(
         r.stop_after_steps is None or r.stop_after_steps >= 1,

@@ -49,6 +49,7 @@ from googlenet.train.checkpoint import (
 )
 from googlenet.train.config import TrainConfig, dump_yaml, ensemble_member, from_dict, validate
 from googlenet.train.finetune import init_from
+from googlenet.train.gradflow import GradNormRecorder, load_grad_norms
 from googlenet.train.inputs import build_data, loader_workers, make_loader
 from googlenet.train.loop import EpochMeter, NonFiniteLossError, StepResult, evaluate, train_one_epoch
 from googlenet.train.runs import RunFolder, default_output_dir, write_ensemble
@@ -364,7 +365,11 @@ def _train(
 
     # Same initial weights for a given seed, whatever the process, device or ensemble member.
     torch.manual_seed(r.seed)
-    overrides = {k: v for k, v in (("dropout", m.dropout), ("aux_dropout", m.aux_dropout)) if v is not None}
+    overrides = {
+        k: v
+        for k, v in (("dropout", m.dropout), ("aux_dropout", m.aux_dropout), ("lrn", m.lrn))
+        if v is not None
+    }
     model = build_model(m.variant, num_classes=len(data.classes), aux_logits=m.aux_logits, **overrides)
     if m.init_from:
         init_from(model, m.init_from)
@@ -429,6 +434,11 @@ def _train(
         rng_states = state["rng"]
         logger.info("resumed from %s at epoch %d step %d", run.last, epoch, start_step)
     run.open_tensorboard(purge_step=global_step if checkpoint is not None else None)
+    grad_norms = None
+    if r.grad_norms_every > 0 and env.is_main:  # rank 0's local gradients, see googlenet.train.gradflow
+        grad_norms = GradNormRecorder(model, r.grad_norms_every, load_grad_norms(run.path))
+        grad_norms.truncate(global_step)
+        grad_norms.arm(global_step + 1)
 
     # Training streams (dropout; anything else random in the training process), per process.
     if rng_states is not None and len(rng_states) == env.world_size:
@@ -497,6 +507,9 @@ def _train(
         nonlocal global_step
         global_step = result.global_step
         averager.maybe_update(model, result.epoch, result.global_step)
+        if grad_norms is not None:
+            grad_norms.commit(result.global_step)
+            grad_norms.arm(result.global_step + 1)
         if result.global_step % r.log_every == 0:
             run.scalar("step/loss_total", result.loss, result.global_step)
             run.scalar("step/lr", result.lr, result.global_step)
@@ -552,6 +565,8 @@ def _train(
             )  # fmt: skip
             history.append(row)
             run.write_metrics(history)
+            if grad_norms is not None:
+                grad_norms.write(run.path)
             run.epoch_scalars(row)
             if (
                 time.perf_counter() - last_plot >= PLOT_EVERY_S
@@ -571,6 +586,9 @@ def _train(
                 break
 
     run.plot(history)
+    if grad_norms is not None:
+        grad_norms.write(run.path)
+        grad_norms.close()
     wall = wall_before + time.perf_counter() - started_wall
     last = history[-1] if history else {}
     results: dict[str, Any] = {

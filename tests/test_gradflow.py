@@ -1,0 +1,125 @@
+"""Gradient-flow recording: per-layer norms at the chosen steps, before clipping, kept across a resume."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+
+from conftest import make_tiny_data
+from googlenet.errors import ConfigError
+from googlenet.model.weights import read_checkpoint
+from googlenet.train.config import TrainConfig, resolve
+from googlenet.train.engine import fit
+from googlenet.train.gradflow import (
+    GradNormRecorder,
+    load_grad_norms,
+    measured_layers,
+    plot_grad_norms,
+    save_grad_norms,
+    trunk_profile,
+)
+
+
+class Tiny(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.aux1 = nn.Linear(4, 2)
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        f = self.conv(x).mean(dim=(2, 3))
+        return self.fc(f) + 0.5 * self.aux1(f)
+
+
+def _step(model: nn.Module, recorder: GradNormRecorder, step: int) -> None:
+    recorder.arm(step)
+    model.zero_grad(set_to_none=True)
+    model(torch.randn(2, 3, 8, 8)).square().sum().backward()
+    recorder.commit(step)
+
+
+def test_recorder_takes_the_first_and_every_nth_step_with_exact_norms(tmp_path: Path) -> None:
+    model = Tiny()
+    recorder = GradNormRecorder(model, every=3)
+    for step in range(1, 7):
+        _step(model, recorder, step)
+    assert sorted({r["step"] for r in recorder.rows}) == [1, 3, 6]
+    assert [r["layer"] for r in recorder.rows if r["step"] == 6] == ["conv", "aux1", "fc"]
+    assert [r["aux"] for r in recorder.rows if r["step"] == 6] == [False, True, False]
+    expected = torch.cat([model.fc.weight.grad.flatten(), model.fc.bias.grad.flatten()]).norm().item()
+    fc6 = next(r for r in recorder.rows if r["step"] == 6 and r["layer"] == "fc")
+    assert fc6["norm"] == pytest.approx(expected, rel=1e-5)  # step 6 was the last backward pass
+
+    recorder.write(tmp_path)
+    loaded = load_grad_norms(tmp_path)
+    assert [(r["step"], r["layer"], r["aux"]) for r in loaded] == [
+        (r["step"], r["layer"], r["aux"]) for r in recorder.rows
+    ]
+    assert (tmp_path / "grad_norms.json").is_file()
+    recorder.truncate(3)
+    assert max(r["step"] for r in recorder.rows) == 3
+    recorder.close()
+    _step(model, recorder, 9)  # hooks removed: nothing more is recorded
+    assert max(r["step"] for r in recorder.rows) == 3
+
+
+def test_profile_and_plot_leave_out_the_auxiliary_heads(tmp_path: Path) -> None:
+    rows = [
+        {"step": s, "depth": d, "layer": name, "aux": name.startswith("aux"), "norm": n}
+        for s in (1, 10)
+        for d, (name, n) in enumerate((("conv1.conv", 1.0), ("aux1.fc", 5.0), ("fc", 4.0)))
+    ]
+    assert trunk_profile(rows) == {"conv1.conv": 1.0, "fc": 4.0}
+    save_grad_norms(tmp_path, rows, 10)
+    plot_grad_norms({"a": rows, "b": load_grad_norms(tmp_path)}, tmp_path / "g.png")
+    assert (tmp_path / "g.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_grad_norms_every_must_not_be_negative() -> None:
+    with pytest.raises(ConfigError, match="grad_norms_every"):
+        resolve({}, {"run.grad_norms_every": -1})
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_tiny_data(tmp_path_factory.mktemp("gradflow"))
+
+
+def _tiny(data: Path, out: Path, **flags: Any) -> TrainConfig:
+    base = {
+        "data.data_path": str(data), "data.workers": 0, "data.train_eval_samples": 0, "model.input_size": 64,
+        "optim.batch_size": 4, "run.epochs": 2, "run.seed": 0, "run.deterministic": True,
+        "run.progress": False, "run.output_dir": str(out), "run.grad_norms_every": 2,
+        "optim.clip_grad_norm": 1e-3, "model.lrn": False,
+    }  # fmt: skip
+    return resolve({}, {**base, **flags})
+
+
+def test_training_records_every_layer_before_clipping_and_resume_keeps_them(
+    tiny_data: Path, tmp_path: Path, one_thread: None
+) -> None:
+    fit(_tiny(tiny_data, tmp_path / "straight"))
+    rows = load_grad_norms(tmp_path / "straight")
+    assert sorted({r["step"] for r in rows}) == [1, 2, 4, 6]  # 3 steps per epoch, 2 epochs
+    checkpoint = read_checkpoint(tmp_path / "straight" / "final.pt")
+    assert checkpoint["model_config"]["lrn"] is False  # --no-lrn reached the model
+    from googlenet.model.googlenet import build_from_config
+
+    model = build_from_config(checkpoint["model_config"])
+    layers = [name for name, _ in measured_layers(model)]
+    assert [r["layer"] for r in rows if r["step"] == 6] == layers  # every conv and linear, aux heads too
+    assert any(r["aux"] for r in rows)
+    # Clipped at 1e-3 overall, yet each layer's recorded norm is the raw one.
+    assert sum(r["norm"] ** 2 for r in rows if r["step"] == 1) ** 0.5 > 1e-2
+
+    fit(_tiny(tiny_data, tmp_path / "resumed", **{"run.stop_after_steps": 4}))
+    fit(_tiny(tiny_data, tmp_path / "resumed"), resume=tmp_path / "resumed")
+    resumed = load_grad_norms(tmp_path / "resumed")
+    assert [(r["step"], r["layer"]) for r in resumed] == [(r["step"], r["layer"]) for r in rows]
+    for a, b in zip(resumed, rows, strict=True):
+        assert a["norm"] == pytest.approx(b["norm"], rel=1e-4)
