@@ -26,6 +26,7 @@ SUBCOMMANDS: tuple[str, ...] = (
     "googlenet.bench.command",
     "googlenet.detect.command",
     "googlenet.export",
+    "googlenet.ablate.command",
     "googlenet.report.command",
 )
 

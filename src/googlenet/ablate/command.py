@@ -1,0 +1,145 @@
+"""`googlenet ablate`: train the recipe in full and without each ingredient over seeds; tables and plots.
+
+    googlenet ablate --output-dir runs/ablation --seeds 0 1 2 --epochs 8 -P 1
+    googlenet ablate --data-path DIR --arms full no-aux bn --set model.input_size=64 ...
+    googlenet ablate --output-dir runs/ablation --report-only      # tables from the runs there
+
+Rerunning the same command continues the study: finished runs are reused, interrupted ones resumed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from googlenet.ablate.stats import format_markdown
+from googlenet.errors import ConfigError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    from googlenet.ablate.study import ARMS
+
+    arms = "; ".join(f"{a.name}: {a.description}" for a in ARMS)
+    parser = subparsers.add_parser(
+        "ablate",
+        help="ablation study: each ingredient removed, over seeds, with 95%% CIs and paired t-tests",
+        description=(
+            "Train the recipe once in full and once per arm (each removing or replacing one ingredient) for "
+            "every seed at the same budget, then evaluate section 7's test-time crops and ensembles, and "
+            f"report each effect with a 95%% CI and a paired t-test. Arms: {arms}."
+        ),
+    )
+    g = parser.add_argument_group("study")
+    g.add_argument("-o", "--output-dir", required=True, metavar="DIR", help="study folder (runs/ inside)")
+    g.add_argument("--arms", nargs="+", metavar="ARM", help="arms to run (default: all; 'full' is required)")
+    g.add_argument(
+        "--seeds", nargs="+", type=int, default=[0, 1, 2], metavar="S", help="seeds (default 0 1 2)"
+    )
+    g.add_argument("--epochs", type=int, help="epochs per run (the same budget for every arm)")
+    g.add_argument("--data-path", metavar="DIR", help="image folder with train/ and val/ (default: built-in)")
+    g.add_argument("--config", metavar="FILE", help="YAML config applied to every arm (as for train)")
+    g.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a config override for every arm, e.g. --set data.builtin_train_per_class=40")  # fmt: skip
+    g.add_argument("--grad-norms-every", type=int, default=10, metavar="N",
+                   help="record per-layer gradient norms every N steps in every run (default 10; 0: off)")  # fmt: skip
+    g.add_argument("--no-test-time", dest="test_time", action="store_false",
+                   help="skip the 10/144-crop and ensemble evaluation")  # fmt: skip
+    g.add_argument("--test-limit", type=int, metavar="N",
+                   help="evaluate the test-time arms on N validation images, evenly spaced (default: all)")  # fmt: skip
+    g = parser.add_argument_group("execution")
+    g.add_argument("-P", "--parallel", type=int, default=1, metavar="N", help="runs at once (default 1)")
+    g.add_argument("--torchrun", type=int, default=0, metavar="NPROC",
+                   help="run each training under torchrun with NPROC processes (default: a plain process)")  # fmt: skip
+    g.add_argument("--report-only", action="store_true", help="only write the tables from finished runs")
+    g.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="progress bar over the study's epochs (default: when stderr is a terminal)")  # fmt: skip
+    g.add_argument("--json", action="store_true", help="print the summary rows as JSON")
+    parser.set_defaults(func=run)
+
+
+def parse_set(items: list[str]) -> dict[str, Any]:
+    """KEY=VALUE pairs, each value read as YAML (so 40 is an int, false a bool, null None)."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or "." not in key:
+            raise ConfigError(f"--set {item!r}: expected SECTION.KEY=VALUE")
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise ConfigError(f"--set {item!r}: the value is not valid YAML") from None
+    return out
+
+
+def build_plan(args: argparse.Namespace) -> Any:
+    from googlenet.ablate.study import ARM_NAMES, StudyPlan
+    from googlenet.train.config import load_yaml
+
+    base: dict[str, Any] = load_yaml(args.config) if args.config else {}
+    if args.data_path:
+        if not Path(args.data_path).is_dir():
+            raise ConfigError(f"{args.data_path}: no such data folder (--data-path)")
+        base["data.data_path"] = str(Path(args.data_path).resolve())
+    if args.epochs is not None:
+        base["run.epochs"] = args.epochs
+    if args.grad_norms_every < 0:
+        raise ConfigError(f"--grad-norms-every must be >= 0, got {args.grad_norms_every}")
+    base["run.grad_norms_every"] = args.grad_norms_every
+    base.update(parse_set(args.set))
+    for key in ("run.seed", "run.output_dir", "run.ensemble"):
+        if key in base:
+            raise ConfigError(f"{key} is set by the study for each run; drop it")
+    plan = StudyPlan(
+        output_dir=Path(args.output_dir), arms=tuple(args.arms or ARM_NAMES), seeds=tuple(args.seeds),
+        base=base, parallel=args.parallel, torchrun=args.torchrun, test_time=args.test_time,
+        test_limit=args.test_limit,
+    )  # fmt: skip
+    plan.check()
+    return plan
+
+
+def _setup_logging() -> None:
+    root = logging.getLogger("googlenet")
+    if not root.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        root.addHandler(handler)
+    root.setLevel(logging.INFO)
+
+
+def run(args: argparse.Namespace) -> int:
+    from googlenet.ablate.results import write_study
+    from googlenet.ablate.study import run_training
+
+    _setup_logging()
+    plan = build_plan(args)
+    plan.output_dir.mkdir(parents=True, exist_ok=True)
+    (plan.output_dir / "command.txt").write_text(" ".join(["googlenet", *sys.argv[1:]]) + "\n")
+    progress = args.progress if args.progress is not None else sys.stderr.isatty()
+    failed = 0
+    if not args.report_only:
+        outcomes = run_training(plan, progress=progress)
+        failed = sum(1 for o in outcomes if o["status"] not in ("completed", "reused"))
+    title = f"ablation: {len(plan.seeds)} seed(s), " + (
+        f"data {plan.base['data.data_path']}" if "data.data_path" in plan.base else "built-in data"
+    )
+    summary = write_study(plan, title)
+    if args.json:
+        rows = [{k: None if isinstance(v, float) and math.isnan(v) else v for k, v in r.items()}
+                for r in summary["rows"]]  # fmt: skip
+        print(json.dumps({"rows": rows, "runs": summary["runs"]}, indent=1, default=str))
+    else:
+        print(format_markdown(summary["rows"], title))
+        print(f"tables, plots and study.json in {plan.output_dir}")
+    if failed:
+        print(f"googlenet ablate: {failed} run(s) did not complete; rerun the command to resume them",
+              file=sys.stderr)  # fmt: skip
+        return 1
+    return 0

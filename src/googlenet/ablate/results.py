@@ -1,0 +1,97 @@
+"""The outputs of an ablation study: the tables, the effect plot and the gradient-flow plot.
+
+    <out>/ablation.csv ablation.json ablation.md   each arm against its reference (see stats.summarise)
+    <out>/ablation.png                              effect on top-1/top-5 error with 95% CIs
+    <out>/gradflow.png                              trunk gradient norm by depth, full vs no-aux
+    <out>/study.json                                the plan, each run's status and errors
+
+Training arms are compared with "full" (the averaged weights' single centre crop, as the training
+engine evaluates them); test-time arms with "full-1crop", the same models through the evaluate
+protocol's single crop, so every comparison is between numbers measured the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from googlenet.ablate.stats import plot_effects, summarise, write_tables
+from googlenet.ablate.study import (
+    REFERENCE,
+    TEST_BASE,
+    TEST_TIME,
+    StudyPlan,
+    errors_of,
+    read_results,
+    test_time_errors,
+)
+from googlenet.train.gradflow import load_grad_norms, plot_grad_norms
+
+logger = logging.getLogger("googlenet.ablate")
+
+
+def collect(plan: StudyPlan) -> tuple[dict[str, dict[int, dict[str, float]]], dict[str, Any]]:
+    """(errors by arm and seed, per-run status) from the run folders, test-time arms evaluated."""
+    errors: dict[str, dict[int, dict[str, float]]] = {}
+    runs: dict[str, Any] = {}
+    for arm in plan.arms:
+        for seed in plan.seeds:
+            results = read_results(plan.run_dir(arm, seed))
+            found = errors_of(results)
+            runs[f"{arm}/seed-{seed}"] = {
+                "status": (results or {}).get("status", "not run"),
+                "errors": found,
+                "wall_time_s": (results or {}).get("wall_time_s"),
+                "epochs": (results or {}).get("epochs"),
+            }
+            if found is not None:
+                errors.setdefault(arm, {})[seed] = found
+    if plan.test_time:
+        for seed in plan.seeds:
+            views = test_time_errors(plan, seed)
+            if views is None:
+                continue
+            for name, values in views.items():
+                errors.setdefault(name, {})[seed] = values
+    return errors, runs
+
+
+def write_study(plan: StudyPlan, title: str = "") -> dict[str, Any]:
+    """Collect, summarise and write every output; returns the JSON summary."""
+    errors, runs = collect(plan)
+    reference = {arm: REFERENCE for arm in plan.arms}
+    reference.update({name: TEST_BASE for name in (TEST_BASE, *TEST_TIME)})
+    reference[REFERENCE] = REFERENCE
+    reference[TEST_BASE] = TEST_BASE
+    descriptions = {a: plan.arm(a).description for a in plan.arms}
+    descriptions.update(TEST_TIME)
+    descriptions[TEST_BASE] = "the full recipe's final.pt through the evaluate protocol, 1 centre crop"
+    kinds = {name: "test" for name in (TEST_BASE, *TEST_TIME)}
+    ordered = {name: errors[name] for name in [*plan.arms, TEST_BASE, *TEST_TIME] if name in errors}
+    rows = summarise(ordered, reference, descriptions, kinds)
+    extra = {
+        "plan": {"arms": list(plan.arms), "seeds": list(plan.seeds), "base": dict(plan.base),
+                 "parallel": plan.parallel, "torchrun": plan.torchrun, "test_time": plan.test_time},
+        "test": "paired t-test by seed (scipy.stats.ttest_rel, two-sided); Holm-adjusted p over the arms",
+        "errors": {arm: {str(s): v for s, v in by_seed.items()} for arm, by_seed in ordered.items()},
+        "runs": runs,
+    }  # fmt: skip
+    out = plan.output_dir
+    write_tables(out, rows, extra, title)
+    plot_effects(rows, out / "ablation.png", title)
+    flows = {}
+    for arm, label in ((REFERENCE, "with auxiliary heads (full)"), ("no-aux", "without (no-aux)")):
+        rows_all: list[dict[str, Any]] = []
+        for seed in plan.seeds:
+            rows_all += load_grad_norms(plan.run_dir(arm, seed))
+        if rows_all:
+            flows[label] = rows_all
+    if flows:
+        plot_grad_norms(flows, out / "gradflow.png", "trunk gradient norm by depth, over all seeds")
+    summary = {**extra, "rows": len(rows), "outputs": sorted(p.name for p in out.glob("ablation.*"))}
+    (out / "study.json").write_text(json.dumps(summary, indent=1, default=str))
+    return {**extra, "rows": rows}
+
+
+__all__ = ["collect", "write_study"]

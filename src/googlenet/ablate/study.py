@@ -1,0 +1,310 @@
+"""An ablation study: the recipe in full and with each ingredient removed or replaced, over seeds.
+
+Every arm is the training engine's own config (`TrainConfig`) with a few dotted keys overridden
+(`ARMS`); each (arm, seed) run is `googlenet train` in its own subprocess (optionally under torchrun),
+with its run folder at `<out>/runs/<arm>/seed-<s>/`. A run whose results.json says "completed" is
+reused; one with a last.pt is resumed (`--resume`), so an interrupted study continues where it
+stopped. Up to `parallel` runs go at once, each with cpus / parallel torch threads.
+
+The test-time arms (section 7) need no training: the full recipe's final.pt of each seed is
+evaluated through the evaluate package's protocol (`evaluate_views`) with 1, 10 and 144 crops, and
+the ensemble of the runs of that seed that differ from it only in sampling (same initial weights,
+as in section 7: full, no-photometric, no-random-interp, fixed-crop) with 1 and 10 crops.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from googlenet.errors import ConfigError
+from googlenet.train.config import resolve
+
+logger = logging.getLogger("googlenet.ablate")
+
+REFERENCE = "full"
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One variation of the recipe: config overrides and what they change."""
+
+    name: str
+    overrides: Mapping[str, Any]
+    description: str
+
+
+ARMS: tuple[Arm, ...] = (
+    Arm("full", {}, "the recipe as configured (section 5-6: aux heads 0.3, Polyak, section 6 sampling)"),
+    Arm("no-aux", {"model.aux_logits": False}, "no auxiliary classifiers (section 5)"),
+    Arm("aux-weight-1", {"optim.aux_weight": 1.0}, "auxiliary losses weighted 1.0 instead of 0.3"),
+    Arm("no-polyak", {"average.method": "none"}, "the raw final weights instead of the Polyak average"),
+    Arm(
+        "no-photometric",
+        {"augment.photometric": False, "augment.lighting": 0.0},
+        "no photometric distortions (colour jitter and PCA lighting)",
+    ),
+    Arm("no-random-interp", {"augment.random_interpolation": False}, "bilinear resizing only"),
+    Arm(
+        "fixed-crop",
+        {"augment.random_crop": False},
+        "no scale/aspect sampling: resize, then a random fixed-size square crop",
+    ),
+    Arm("no-lrn", {"model.lrn": False}, "no LRN layers in the stem (Figure 3)"),
+    Arm("no-dropout", {"model.dropout": 0.0, "model.aux_dropout": 0.0}, "no dropout (40% main, 70% aux)"),
+    Arm("bn", {"model.variant": "bn"}, "BatchNorm after every convolution (and no LRN): the bn variant"),
+)
+ARM_NAMES: tuple[str, ...] = tuple(a.name for a in ARMS)
+
+# Section 7: ensemble members share the initialisation and differ only in sampling.
+ENSEMBLE_ARMS: tuple[str, ...] = ("full", "no-photometric", "no-random-interp", "fixed-crop")
+TEST_TIME: dict[str, str] = {
+    "crops-10": "10 crops (4 corners + centre, mirrored) instead of 1",
+    "crops-144": "144 crops (section 7: 4 scales x 3 squares x 6 crops x 2 mirrors) instead of 1",
+    "ensemble-1crop": "softmax averaged over the seed's sampling-only arms (section 7 ensemble), 1 crop",
+    "ensemble-10crops": "the same ensemble with 10 crops each",
+}
+TEST_BASE = "full-1crop"
+
+
+@dataclass
+class StudyPlan:
+    """What a study runs: arms x seeds at one budget (`base` overrides applied to every arm)."""
+
+    output_dir: Path
+    arms: Sequence[str] = ARM_NAMES
+    seeds: Sequence[int] = (0, 1, 2)
+    base: Mapping[str, Any] = field(default_factory=dict)
+    parallel: int = 1
+    torchrun: int = 0  # processes per run under torchrun; 0: a plain process
+    test_time: bool = True
+    eval_batch: int = 144
+    test_limit: int | None = None  # test-time arms on this many validation images (evenly spaced)
+
+    def arm(self, name: str) -> Arm:
+        return next(a for a in ARMS if a.name == name)
+
+    def config_of(self, arm: str, seed: int) -> dict[str, Any]:
+        """The dotted overrides of one run (base, then the arm's, then the seed)."""
+        return {**self.base, **self.arm(arm).overrides, "run.seed": seed}
+
+    def run_dir(self, arm: str, seed: int) -> Path:
+        return self.output_dir / "runs" / arm / f"seed-{seed}"
+
+    def check(self) -> None:
+        unknown = [a for a in self.arms if a not in ARM_NAMES]
+        if unknown:
+            raise ConfigError(f"unknown arm(s) {', '.join(unknown)}; arms: {', '.join(ARM_NAMES)}")
+        if REFERENCE not in self.arms:
+            raise ConfigError(
+                f"the arms must include {REFERENCE!r}, the reference every other is compared with"
+            )
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds) or min(self.seeds) < 0:
+            raise ConfigError(f"seeds must be distinct non-negative integers, got {list(self.seeds)}")
+        if self.parallel < 1 or self.torchrun < 0:
+            raise ConfigError("--parallel must be >= 1 and --torchrun >= 0")
+        for arm in self.arms:  # every config must resolve before any run starts
+            resolve({}, self.config_of(arm, self.seeds[0]))
+
+
+def _nested(flat: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    nested: dict[str, dict[str, Any]] = {}
+    for key, value in flat.items():
+        section, name = key.split(".", 1)
+        nested.setdefault(section, {})[name] = value
+    return nested
+
+
+def read_results(folder: Path) -> dict[str, Any] | None:
+    path = folder / "results.json"
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def completed(folder: Path) -> bool:
+    results = read_results(folder)
+    return bool(results and results.get("status") == "completed" and (folder / "final.pt").is_file())
+
+
+def train_command(plan: StudyPlan, arm: str, seed: int) -> list[str]:
+    """The command line of one run: `googlenet train --config <run>.yaml --output-dir <run>` (or --resume)."""
+    folder = plan.run_dir(arm, seed)
+    config_file = folder.parent / f"seed-{seed}.yaml"
+    if plan.torchrun > 0:
+        prefix = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                  f"--nproc-per-node={plan.torchrun}", "-m", "googlenet", "train"]  # fmt: skip
+    else:
+        prefix = [sys.executable, "-m", "googlenet", "train"]
+    where = ["--resume", str(folder)] if (folder / "last.pt").is_file() else ["--output-dir", str(folder)]
+    return [*prefix, "--config", str(config_file), *where, "--no-progress", "--json"]
+
+
+def _epochs_done(folder: Path) -> int:
+    path = folder / "metrics.csv"
+    try:
+        return max(0, len(path.read_text(encoding="utf-8").splitlines()) - 1)
+    except OSError:
+        return 0
+
+
+def run_one(plan: StudyPlan, arm: str, seed: int, threads: int) -> dict[str, Any]:
+    """Train (or resume, or reuse) one run; returns {"arm", "seed", "status", "results"}."""
+    folder = plan.run_dir(arm, seed)
+    if completed(folder):
+        return {"arm": arm, "seed": seed, "status": "reused", "results": read_results(folder)}
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    config_file = folder.parent / f"seed-{seed}.yaml"
+    config_file.write_text(yaml.safe_dump(_nested(plan.config_of(arm, seed)), sort_keys=False))
+    command = train_command(plan, arm, seed)
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    log = folder.parent / f"seed-{seed}.log"
+    started = time.perf_counter()
+    with log.open("a", encoding="utf-8") as handle:
+        handle.write("$ " + " ".join(command) + "\n")
+        handle.flush()
+        rc = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT, env=env, check=False).returncode
+    results = read_results(folder)
+    status = "completed" if completed(folder) else f"failed (exit {rc}, see {log})"
+    return {"arm": arm, "seed": seed, "status": status, "results": results,
+            "seconds": time.perf_counter() - started}  # fmt: skip
+
+
+def run_training(
+    plan: StudyPlan, progress: bool = True, on_done: Callable[[dict[str, Any]], None] | None = None
+) -> list[dict[str, Any]]:
+    """Every (arm, seed) run, `plan.parallel` at a time, with one progress bar over the study's epochs."""
+    from tqdm import tqdm
+
+    jobs = [(arm, seed) for seed in plan.seeds for arm in plan.arms]
+    epochs = int(resolve({}, plan.config_of(REFERENCE, plan.seeds[0])).run.epochs)
+    threads = max(1, (os.cpu_count() or 1) // (plan.parallel * max(1, plan.torchrun)))
+    outcomes: list[dict[str, Any]] = []
+    bar = tqdm(total=len(jobs) * epochs, unit="epoch", desc="ablation", file=sys.stderr, disable=not progress,
+               dynamic_ncols=True)  # fmt: skip
+    with ThreadPoolExecutor(max_workers=plan.parallel) as pool:
+        futures: dict[Future[dict[str, Any]], tuple[str, int]] = {
+            pool.submit(run_one, plan, arm, seed, threads): (arm, seed) for arm, seed in jobs
+        }
+        pending = set(futures)
+        while pending:
+            finished = {f for f in pending if f.done()}
+            for future in finished:
+                outcome = future.result()
+                outcomes.append(outcome)
+                logger.info("%s seed %d: %s", outcome["arm"], outcome["seed"], outcome["status"])
+                if on_done is not None:
+                    on_done(outcome)
+            pending -= finished
+            done_epochs = sum(min(epochs, _epochs_done(plan.run_dir(a, s))) for a, s in jobs)
+            bar.update(done_epochs - bar.n)
+            bar.set_postfix(runs=f"{len(outcomes)}/{len(jobs)}", refresh=False)
+            if pending:
+                time.sleep(1.0)
+    bar.close()
+    return outcomes
+
+
+def errors_of(results: Mapping[str, Any] | None) -> dict[str, float] | None:
+    """Top-1/top-5 error (percent) of a run's final model: the averaged weights where there are any."""
+    if not results or results.get("status") != "completed":
+        return None
+    out: dict[str, float] = {}
+    for metric in ("top1", "top5"):
+        value = results.get(f"val_{metric}_avg")
+        if not isinstance(value, int | float) or math.isnan(value):
+            value = results.get(f"val_{metric}_raw")
+        if not isinstance(value, int | float) or math.isnan(value):
+            return None
+        out[metric] = 100.0 - float(value)
+    return out
+
+
+def eval_samples(plan: StudyPlan, class_names: Sequence[str]) -> list[tuple[str, int]]:
+    """The validation images the runs were evaluated on, labelled in the checkpoint's class order."""
+    from googlenet.evaluate.evalset import load_eval_set
+
+    config = resolve({}, plan.config_of(REFERENCE, plan.seeds[0]))
+    d = config.data
+    if d.dataset == "builtin":
+        from googlenet.data.synthetic import ensure_builtin
+
+        root = ensure_builtin(seed=0, image_size=d.builtin_image_size, train_per_class=d.builtin_train_per_class,
+                              val_per_class=d.builtin_val_per_class)  # fmt: skip
+    elif d.dataset == "folder":
+        root = Path(str(d.data_path))
+    else:
+        raise ConfigError("test-time arms support the built-in data and image folders")
+    from googlenet.evaluate.evalset import limit_samples
+
+    return limit_samples(load_eval_set("folder", root, class_names).samples, plan.test_limit)
+
+
+def test_time_errors(plan: StudyPlan, seed: int) -> dict[str, dict[str, float]] | None:
+    """Section 7 at test time for one seed: {view: {"top1", "top5"} errors}, cached in test-time/."""
+    from googlenet.evaluate.models import load_ensemble
+    from googlenet.evaluate.protocol import View, evaluate_views
+    from googlenet.evaluate.table3 import table3_specs
+
+    cache = plan.output_dir / "test-time" / f"seed-{seed}.json"
+    members = [a for a in ENSEMBLE_ARMS if a in plan.arms and completed(plan.run_dir(a, seed))]
+    if REFERENCE not in members:
+        return None
+    if cache.is_file():
+        stored = json.loads(cache.read_text(encoding="utf-8"))
+        if stored.get("members") == members and stored.get("limit") == plan.test_limit:
+            return dict(stored["errors"])
+    ensemble = load_ensemble(
+        [plan.run_dir(a, seed) / "final.pt" for a in members], device="cpu", engine="off"
+    )
+    samples = eval_samples(plan, ensemble.class_names)
+    specs = table3_specs(ensemble.input_size, ensemble.resize_size)
+    single = [View(TEST_BASE, 0, (0,)), View("crops-10", 1, (0,)), View("crops-144", 2, (0,))]
+    started = time.perf_counter()
+    result = evaluate_views(ensemble.members[:1], samples, specs, single, ensemble.num_classes,
+                            interpolation=ensemble.interpolation, batch_size=plan.eval_batch)  # fmt: skip
+    meters = dict(zip([v.name for v in single], result["views"], strict=True))
+    if len(members) > 1:
+        every = tuple(range(len(members)))
+        views = [View("ensemble-1crop", 0, every), View("ensemble-10crops", 1, every)]
+        result = evaluate_views(ensemble.members, samples, specs[:2], views, ensemble.num_classes,
+                                interpolation=ensemble.interpolation, batch_size=plan.eval_batch)  # fmt: skip
+        meters.update(zip([v.name for v in views], result["views"], strict=True))
+    errors = {}
+    for name, meter in meters.items():
+        summary = meter.summary()
+        errors[name] = {"top1": float(summary["top1_error"]), "top5": float(summary["top5_error"])}
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_text(json.dumps({"members": members, "limit": plan.test_limit, "images": len(samples), "errors": errors,
+                                 "seconds": time.perf_counter() - started}, indent=1))  # fmt: skip
+    return errors
+
+
+__all__ = [
+    "ARMS",
+    "ARM_NAMES",
+    "ENSEMBLE_ARMS",
+    "REFERENCE",
+    "TEST_TIME",
+    "Arm",
+    "StudyPlan",
+    "errors_of",
+    "run_training",
+    "test_time_errors",
+    "train_command",
+]

@@ -1,0 +1,182 @@
+"""`googlenet ablate`: the statistics against scipy, the plan, the run commands, the outputs."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from scipy import stats
+
+from googlenet.ablate.command import parse_set
+from googlenet.ablate.results import write_study
+from googlenet.ablate.stats import (
+    format_markdown,
+    holm,
+    mean_ci,
+    paired_t,
+    plot_effects,
+    summarise,
+    write_tables,
+)
+from googlenet.ablate.study import ARM_NAMES, StudyPlan, errors_of, train_command
+from googlenet.errors import ConfigError
+
+
+def test_mean_ci_is_the_t_interval() -> None:
+    values = [31.0, 35.5, 29.0, 33.0]
+    mean, low, high = mean_ci(values)
+    expected = stats.t.interval(0.95, len(values) - 1, loc=sum(values) / 4, scale=stats.sem(values))
+    assert (low, high) == pytest.approx(expected)
+    assert mean == pytest.approx(32.125)
+    assert math.isnan(mean_ci([3.0])[1])
+
+
+def test_paired_t_is_scipys_ttest_rel_and_undefined_without_variance() -> None:
+    a, b = [40.0, 42.0, 39.5], [38.0, 41.0, 39.0]
+    t, p = paired_t(a, b)
+    reference = stats.ttest_rel(a, b)
+    assert (t, p) == pytest.approx((reference.statistic, reference.pvalue))
+    assert all(math.isnan(x) for x in paired_t([2.0, 3.0], [1.0, 2.0]))  # constant difference
+    assert all(math.isnan(x) for x in paired_t([2.0], [1.0]))
+
+
+def test_holm_adjusts_in_order_and_skips_nan() -> None:
+    adjusted = holm([0.01, math.nan, 0.04, 0.03])
+    assert adjusted[0] == pytest.approx(0.03)  # 3 x 0.01
+    assert adjusted[3] == pytest.approx(0.06)  # 2 x 0.03
+    assert adjusted[2] == pytest.approx(0.06)  # max(1 x 0.04, previous)
+    assert math.isnan(adjusted[1])
+
+
+def _errors() -> dict[str, dict[int, dict[str, float]]]:
+    return {
+        "full": {
+            0: {"top1": 40.0, "top5": 10.0},
+            1: {"top1": 42.0, "top5": 11.0},
+            2: {"top1": 41.0, "top5": 9.0},
+        },
+        "no-aux": {
+            0: {"top1": 45.0, "top5": 12.0},
+            1: {"top1": 46.5, "top5": 13.0},
+            2: {"top1": 45.2, "top5": 9.5},
+        },
+        "bn": {0: {"top1": 30.0, "top5": 5.0}, 2: {"top1": 33.0, "top5": 6.0}},
+    }
+
+
+def test_summarise_pairs_by_seed_over_the_common_seeds(tmp_path: Path) -> None:
+    rows = summarise(_errors(), {"full": "full", "no-aux": "full", "bn": "full"})
+    by = {(r["arm"], r["metric"]): r for r in rows}
+    diffs = [5.0, 4.5, 4.2]
+    assert by["no-aux", "top1"]["effect"] == pytest.approx(sum(diffs) / 3)
+    assert by["no-aux", "top1"]["p"] == pytest.approx(
+        stats.ttest_rel([45.0, 46.5, 45.2], [40.0, 42.0, 41.0]).pvalue
+    )
+    assert by["no-aux", "top1"]["significant"]
+    assert by["bn", "top1"]["n"] == 2  # seed 1 missing: paired over seeds 0 and 2
+    assert by["bn", "top1"]["effect"] == pytest.approx(-9.0)
+    assert math.isnan(by["full", "top1"]["effect"])
+    text = format_markdown(rows, "demo")
+    assert "| `no-aux` | `full` | 3 |" in text and "ttest_rel" in text
+    write_tables(tmp_path, rows, {"plan": {}}, "demo")
+    plot_effects(rows, tmp_path / "ablation.png")
+    data = json.loads((tmp_path / "ablation.json").read_text())
+    assert data["rows"][0]["effect"] is None  # NaN is written as null
+    assert (tmp_path / "ablation.csv").read_text().startswith("arm,kind,metric,n,")
+    assert (tmp_path / "ablation.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_plan_checks_arms_and_seeds_and_builds_each_run_command(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="unknown arm"):
+        StudyPlan(tmp_path, arms=("full", "nope")).check()
+    with pytest.raises(ConfigError, match="'full'"):
+        StudyPlan(tmp_path, arms=("no-aux",)).check()
+    with pytest.raises(ConfigError, match="seeds"):
+        StudyPlan(tmp_path, seeds=(1, 1)).check()
+    plan = StudyPlan(tmp_path, base={"run.epochs": 1})
+    plan.check()
+    assert set(ARM_NAMES) >= {"full", "no-aux", "no-polyak", "no-lrn", "no-dropout", "bn", "fixed-crop"}
+    assert plan.config_of("no-lrn", 2) == {"run.epochs": 1, "model.lrn": False, "run.seed": 2}
+    command = train_command(plan, "bn", 1)
+    assert command[1:4] == ["-m", "googlenet", "train"]
+    assert command[command.index("--output-dir") + 1] == str(tmp_path / "runs" / "bn" / "seed-1")
+    folder = plan.run_dir("bn", 1)
+    folder.mkdir(parents=True)
+    (folder / "last.pt").write_bytes(b"x")
+    assert "--resume" in train_command(plan, "bn", 1)  # an interrupted run continues
+    plan.torchrun = 2
+    assert train_command(plan, "bn", 0)[1:5] == [
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node=2",
+    ]
+
+
+def test_errors_of_prefers_the_averaged_weights() -> None:
+    done = {"status": "completed", "val_top1_avg": 60.0, "val_top5_avg": 90.0, "val_top1_raw": 50.0,
+            "val_top5_raw": 80.0}  # fmt: skip
+    assert errors_of(done) == {"top1": 40.0, "top5": 10.0}
+    assert errors_of({**done, "val_top1_avg": None, "val_top5_avg": None}) == {"top1": 50.0, "top5": 20.0}
+    assert errors_of({**done, "status": "interrupted"}) is None
+
+
+def test_parse_set_reads_yaml_values() -> None:
+    assert parse_set(["data.builtin_train_per_class=40", "model.lrn=false", "model.dropout=null"]) == {
+        "data.builtin_train_per_class": 40, "model.lrn": False, "model.dropout": None}  # fmt: skip
+    with pytest.raises(ConfigError):
+        parse_set(["epochs"])
+
+
+def test_write_study_from_finished_run_folders(tmp_path: Path) -> None:
+    plan = StudyPlan(tmp_path, arms=("full", "no-aux"), seeds=(0, 1), test_time=False)
+    for arm, seed, top1 in (("full", 0, 60.0), ("full", 1, 62.0), ("no-aux", 0, 55.0), ("no-aux", 1, 58.0)):
+        folder = plan.run_dir(arm, seed)
+        folder.mkdir(parents=True)
+        (folder / "final.pt").write_bytes(b"")
+        results = {"status": "completed", "val_top1_avg": top1, "val_top5_avg": 95.0, "epochs": 1}
+        (folder / "results.json").write_text(json.dumps(results))
+    summary = write_study(plan, "t")
+    effect = next(r for r in summary["rows"] if r["arm"] == "no-aux" and r["metric"] == "top1")
+    assert effect["effect"] == pytest.approx(4.5)
+    assert {p.name for p in tmp_path.iterdir()} >= {
+        "ablation.md",
+        "ablation.csv",
+        "ablation.json",
+        "ablation.png",
+    }
+
+
+def test_cli_refuses_bad_arms_in_one_line(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "googlenet", "ablate", "-o", str(tmp_path / "s"), "--arms", "full", "nope"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1 and "unknown arm" in result.stderr
+
+
+@pytest.mark.slow
+def test_a_tiny_study_end_to_end_and_rerun_reuses_it(tmp_path: Path) -> None:
+    from conftest import make_tiny_data
+
+    data = make_tiny_data(tmp_path)
+    command = [
+        sys.executable, "-m", "googlenet", "ablate", "-o", str(tmp_path / "study"), "--data-path", str(data),
+        "--arms", "full", "no-aux", "no-polyak", "--seeds", "0", "1", "--epochs", "1", "--set", "model.input_size=64",
+        "--set", "optim.batch_size=4", "--set", "data.workers=0", "--set", "data.train_eval_samples=0",
+        "--grad-norms-every", "1", "--test-limit", "3", "--json",
+    ]  # fmt: skip
+    first = subprocess.run(command, capture_output=True, text=True, check=False, timeout=900)
+    assert first.returncode == 0, first.stderr[-2000:]
+    rows = json.loads(first.stdout)["rows"]
+    assert {r["arm"] for r in rows} >= {"full", "no-aux", "no-polyak", "full-1crop", "crops-10", "crops-144"}
+    assert (tmp_path / "study" / "gradflow.png").is_file()
+    second = subprocess.run(command, capture_output=True, text=True, check=False, timeout=900)
+    assert second.returncode == 0
+    assert second.stderr.count(": reused") == 6  # 3 arms x 2 seeds, none trained again
+    assert json.loads(second.stdout)["rows"] == rows  # nothing retrained, same numbers
