@@ -1,0 +1,434 @@
+"""What a report shows, read from a run folder of any kind.
+
+    training    config.yaml, metrics.csv, results.json, final.pt, grad_norms.csv (`googlenet train`)
+    ensemble    ensemble.json and member-*/ (`googlenet train --ensemble N`): the ensemble, then member 0
+    evaluation  table3.json (`googlenet evaluate --table3`)
+    ablation    ablation.json, ablation.png, gradflow.png (`googlenet ablate`)
+    detection   detection-setup.json / detection.json and detections-*.csv (`googlenet detect train`)
+
+Sections appear when their files do: the configuration, the curves, the Table 1 summary of the
+network, the Table 3 breakdown, a confusion matrix and the most confidently wrong validation images
+with their top-5 (the final model run once over the validation images, centre crop), the gradient
+norms by depth, the ablation tables, and detections drawn on validation images.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from googlenet.errors import DataError
+from googlenet.report.html import (
+    Page,
+    esc,
+    figure_png,
+    img,
+    mapping_table,
+    markdown_table,
+    pil_png,
+    pre,
+    table,
+)
+
+logger = logging.getLogger("googlenet.report")
+
+KINDS: tuple[str, ...] = ("training", "ensemble", "evaluation", "ablation", "detection")
+
+
+def detect_kind(folder: Path) -> str:
+    """Which kind of run folder `folder` is (see the module docstring); DataError if none."""
+    if (folder / "ablation.json").is_file():
+        return "ablation"
+    if (folder / "detection.json").is_file() or (folder / "detection-setup.json").is_file():
+        return "detection"
+    if (folder / "ensemble.json").is_file():
+        return "ensemble"
+    if (folder / "table3.json").is_file():
+        return "evaluation"
+    if (folder / "config.yaml").is_file() and (folder / "metrics.csv").is_file():
+        return "training"
+    raise DataError(
+        f"{folder}: not a run folder (expected metrics.csv + config.yaml, ensemble.json, table3.json, "
+        "ablation.json or detection.json)"
+    )
+
+
+def _json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: not readable JSON ({exc})") from None
+
+
+def _read_csv(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _float(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _plt() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def curves_section(folder: Path) -> str:
+    """Loss, top-1 (raw and averaged) and learning rate by epoch from metrics.csv."""
+    rows = _read_csv(folder / "metrics.csv")
+    if not rows:
+        return '<p class="note">metrics.csv has no epochs yet.</p>'
+    plt = _plt()
+    epochs = [int(r["epoch"]) + 1 for r in rows]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
+    for column, label in (("loss_total", "train loss (total)"), ("loss_main", "train loss (main)"),
+                          ("val_loss_raw", "val loss raw"), ("val_loss_avg", "val loss averaged")):  # fmt: skip
+        axes[0].plot(epochs, [_float(r.get(column)) for r in rows], marker=".", label=label)
+    for column, label in (("train_top1", "train top-1"), ("val_top1_raw", "val top-1 raw"),
+                          ("val_top1_avg", "val top-1 averaged"), ("val_top5_avg", "val top-5 averaged")):  # fmt: skip
+        axes[1].plot(epochs, [_float(r.get(column)) for r in rows], marker=".", label=label)
+    axes[2].plot(epochs, [_float(r.get("lr")) for r in rows], marker=".")
+    for ax, title in zip(axes, ("loss", "accuracy (%)", "learning rate"), strict=True):
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        ax.grid(True, alpha=0.3)
+    axes[0].legend(fontsize=7)
+    axes[1].legend(fontsize=7)
+    last = rows[-1]
+    keys = ("epoch", "val_top1_raw", "val_top5_raw", "val_top1_avg", "val_top5_avg", "img_per_s")
+    return img(figure_png(fig), "training curves") + mapping_table({k: last.get(k, "") for k in keys})
+
+
+def table1_section(model: Any) -> str:
+    """The Table 1 summary (params and ops per row, against the paper's) of the run's network at 224."""
+    from googlenet.model.summary import format_table
+
+    return pre(format_table(model, 224)) + (
+        "<p class=\"note\">Measured on this run's network at the paper's 224x224 input; the run itself may "
+        "use another input size (see the configuration).</p>"
+    )
+
+
+def table3_section(data: dict[str, Any], folder: Path) -> str:
+    rows = [
+        (r["models"], r["crops"], r["cost"], _pct(r["top5_error"]), _pct(r.get("delta_top5"), True),
+         _pct(r.get("top1_error")))
+        for r in data.get("rows", [])
+    ]  # fmt: skip
+    paper = [(r["models"], r["crops"], r["cost"], _pct(r["top5_error"]), _pct(r.get("delta_top5"), True), "-")
+             for r in data.get("paper", [])]  # fmt: skip
+    header = ("models", "crops", "cost", "top-5 error", "vs base", "top-1 error")
+    body = (
+        "<h3>ours</h3>" + table(rows, header) + "<h3>the paper (ILSVRC 2012 val)</h3>" + table(paper, header)
+    )
+    info = {k: v for k, v in data.items() if k not in ("rows", "paper")}
+    body += mapping_table(info)
+    if (folder / "table3.png").is_file():
+        body += img((folder / "table3.png").read_bytes(), "Table 3 plot")
+    return body
+
+
+def _pct(value: Any, signed: bool = False) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{value:+.2f}%" if signed else f"{value:.2f}%"
+
+
+def val_samples_from_config(config: Any) -> list[tuple[str, int]] | None:
+    """The validation (path, label) pairs a training config used; None when they cannot be found."""
+    from googlenet.data.datasets import ImageFolderDataset
+
+    d = config.data
+    if d.dataset == "builtin":
+        from googlenet.data.synthetic import ensure_builtin
+
+        root = ensure_builtin(seed=0, image_size=d.builtin_image_size, train_per_class=d.builtin_train_per_class,
+                              val_per_class=d.builtin_val_per_class) / "val"  # fmt: skip
+    elif d.dataset == "folder" and d.data_path:
+        from googlenet.evaluate.evalset import folder_root
+
+        root = folder_root(d.data_path)
+    else:
+        return None
+    return list(ImageFolderDataset(root).samples) if root.is_dir() else None
+
+
+def predict_images(checkpoint: Path, samples: list[tuple[str, int]], limit: int) -> dict[str, Any]:
+    """Run the checkpoint's model over `samples` (centre crop): probabilities, targets, class names."""
+    import torch
+
+    from googlenet.data.crops import CropSpec, CropTransform, normalize
+    from googlenet.data.decode import load_image
+    from googlenet.evaluate.evalset import limit_samples
+    from googlenet.model.weights import load_checkpoint_model
+
+    model, meta = load_checkpoint_model(checkpoint, aux_logits=False)
+    model.eval()
+    size = int(meta.get("input_size", 224))
+    resize = int(meta.get("resize_size") or round(size * 256 / 224))
+    transform = CropTransform((CropSpec(1, size, (resize,)),), str(meta.get("interpolation", "bilinear")))
+    mean, std = meta.get("mean", (0.485, 0.456, 0.406)), meta.get("std", (0.229, 0.224, 0.225))
+    chosen = limit_samples(samples, limit)
+    probs, targets, paths = [], [], []
+    batch: list[torch.Tensor] = []
+
+    def flush() -> None:
+        if batch:
+            with torch.inference_mode():
+                probs.append(torch.softmax(model(normalize(torch.cat(batch), mean, std)).float(), dim=-1))
+            batch.clear()
+
+    for path, target in chosen:
+        try:
+            crops, _ = transform(load_image(path))
+        except DataError:
+            continue
+        batch.append(crops[:1])
+        targets.append(target)
+        paths.append(path)
+        if len(batch) == 64:
+            flush()
+    flush()
+    names = [str(n) for n in meta.get("class_names") or []]
+    return {"probs": torch.cat(probs) if probs else torch.zeros(0, len(names)), "targets": targets,
+            "paths": paths, "names": names}  # fmt: skip
+
+
+def predictions_section(pred: dict[str, Any], wrong: int = 12) -> str:
+    """A confusion matrix and the most confidently wrong images, each with its top-5."""
+    import numpy as np
+
+    from googlenet.data.decode import load_image
+
+    probs, targets, names = pred["probs"], pred["targets"], pred["names"]
+    if len(targets) == 0:
+        return '<p class="note">No validation image could be read.</p>'
+    n = len(names)
+    predicted = probs.argmax(dim=1).tolist()
+    matrix = np.zeros((n, n), dtype=int)
+    for t, p in zip(targets, predicted, strict=True):
+        matrix[t, p] += 1
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(0.45 * n + 3, 0.45 * n + 2.5))
+    ax.imshow(matrix, cmap="Blues")
+    ax.set_xticks(range(n), names, rotation=60, ha="right", fontsize=8)
+    ax.set_yticks(range(n), names, fontsize=8)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    if n <= 30:
+        for i in range(n):
+            for j in range(n):
+                if matrix[i, j]:
+                    ax.text(j, i, str(matrix[i, j]), ha="center", va="center", fontsize=7,
+                            color="white" if matrix[i, j] > matrix.max() / 2 else "black")  # fmt: skip
+    accuracy = 100.0 * sum(int(t == p) for t, p in zip(targets, predicted, strict=True)) / len(targets)
+    ax.set_title(f"{len(targets)} validation images, top-1 accuracy {accuracy:.1f}% (centre crop)")
+    body = img(figure_png(fig), "confusion matrix")
+    confidence = probs.max(dim=1).values.tolist()
+    mistakes = sorted((i for i, (t, p) in enumerate(zip(targets, predicted, strict=True)) if t != p),
+                      key=lambda i: -confidence[i])[:wrong]  # fmt: skip
+    body += f"<h3>The {len(mistakes)} most confidently wrong validation images</h3>"
+    for i in mistakes:
+        top = probs[i].topk(min(5, n))
+        lines = [f"{names[k]} {100 * float(v):.1f}%" for v, k in zip(top.values, top.indices, strict=True)]
+        image = load_image(pred["paths"][i]).convert("RGB")
+        image.thumbnail((160, 160))
+        caption = f"true: {names[targets[i]]} | top-5: " + ", ".join(lines)
+        body += img(pil_png(image), f"wrong: {Path(pred['paths'][i]).name}", caption)
+    return body
+
+
+def gradflow_section(folder: Path) -> str:
+    from googlenet.train.gradflow import load_grad_norms, plot_grad_norms
+
+    rows = load_grad_norms(folder)
+    steps = sorted({r["step"] for r in rows})
+    plt = _plt()
+    path = folder / ".report-gradflow.png"
+    try:
+        plot_grad_norms({folder.name: rows}, path, f"gradient norm by depth ({len(steps)} recorded steps)")
+        data = path.read_bytes()
+    finally:
+        path.unlink(missing_ok=True)
+    plt.close("all")
+    aux = [r for r in rows if r["aux"]]
+    note = (
+        f'<p class="note">Steps recorded: {", ".join(map(str, steps[:20]))}{" ..." if len(steps) > 20 else ""}. '
+        f"{len({r['layer'] for r in aux})} auxiliary-head layers recorded (not drawn).</p>"
+    )
+    return img(data, "gradient flow") + note
+
+
+def detection_section(folder: Path, images: int = 6) -> str:
+    """detection.json's summary and the detections of detections-*.csv drawn on validation images."""
+    from PIL import ImageDraw
+
+    from googlenet.data.decode import load_image
+
+    body = ""
+    setup = _json(folder / "detection-setup.json") if (folder / "detection-setup.json").is_file() else {}
+    report = _json(folder / "detection.json") if (folder / "detection.json").is_file() else {}
+    setup = report.get("setup", setup)
+    if setup:
+        body += "<h3>setup</h3>" + mapping_table(setup)
+    if report.get("summary"):
+        rows = [(name, f"{100 * _float(v.get('mAP')):.2f}%", f"{_float(v.get('seconds_per_image')):.3f}")
+                for name, v in report["summary"].items()]  # fmt: skip
+        body += "<h3>mean average precision</h3>" + table(rows, ("run", "mAP", "s/image"))
+    files = sorted(folder.glob("detections-*.csv"))
+    if not files:
+        return body + '<p class="note">No detections-*.csv in this folder yet (run detect evaluation).</p>'
+    chosen = next((f for f in files if f.stem == "detections-ensemble"), files[0])
+    rows = _read_csv(chosen)
+    paths: dict[str, str] = {}
+    if setup.get("annotations"):
+        try:
+            from googlenet.detect.voc import voc_images
+
+            paths = dict(voc_images(setup["annotations"], setup.get("val_set", "val")))
+        except (DataError, OSError) as exc:
+            logger.warning("detections: cannot list the validation images (%s)", exc)
+    by_image: dict[str, list[dict[str, str]]] = {}
+    for row in rows:
+        by_image.setdefault(row["image_id"], []).append(row)
+    shown = 0
+    body += f"<h3>{esc(chosen.name)}: the 5 highest-scoring detections on {images} images</h3>"
+    for image_id in sorted(by_image)[: images * 3]:
+        if image_id not in paths or shown >= images:
+            continue
+        image = load_image(paths[image_id]).convert("RGB")
+        draw = ImageDraw.Draw(image)
+        best = sorted(by_image[image_id], key=lambda r: -_float(r["score"]))[:5]
+        for row in best:
+            box = [_float(row[k]) - 1 for k in ("xmin", "ymin", "xmax", "ymax")]  # VOC is 1-based
+            draw.rectangle(box, outline=(255, 0, 0), width=2)
+            draw.text(
+                (box[0] + 2, box[1] + 1), f"{row['class']} {_float(row['score']):.2f}", fill=(255, 255, 0)
+            )
+        image.thumbnail((320, 320))
+        caption = f"{image_id}: " + ", ".join(f"{r['class']} {_float(r['score']):.2f}" for r in best)
+        body += img(pil_png(image), f"detections on {image_id}", caption)
+        shown += 1
+    if not shown:
+        body += '<p class="note">The validation images of these detections were not found.</p>'
+    return body
+
+
+def _training_sections(page: Page, folder: Path, limit: int, predictions: bool) -> None:
+    from googlenet.train.config import from_dict
+
+    config_text = (folder / "config.yaml").read_text(encoding="utf-8")
+    page.add(
+        "Configuration", f"<details><summary>config.yaml (resolved)</summary>{pre(config_text)}</details>"
+    )
+    if (folder / "results.json").is_file():
+        page.add("Results", mapping_table(_json(folder / "results.json")))
+    if (folder / "metrics.csv").is_file():
+        page.add("Training curves", curves_section(folder))
+    final = folder / "final.pt"
+    model = None
+    if final.is_file():
+        from googlenet.model.weights import load_checkpoint_model
+
+        model, _ = load_checkpoint_model(final, aux_logits=False)
+    else:
+        from googlenet.model.googlenet import build_model
+
+        data = yaml.safe_load(config_text) or {}
+        m = data.get("model", {})
+        model = build_model(m.get("variant", "paper"), num_classes=1000, aux_logits=False)
+    page.add("Table 1: the network", table1_section(model))
+    if (folder / "grad_norms.csv").is_file():
+        page.add("Gradient flow", gradflow_section(folder))
+    if predictions and final.is_file():
+        config = from_dict(yaml.safe_load(config_text) or {}, str(folder / "config.yaml"))
+        samples = val_samples_from_config(config)
+        if samples:
+            page.add("Validation: confusion and confident mistakes",
+                     predictions_section(predict_images(final, samples, limit)))  # fmt: skip
+
+
+def build_report(folder: str | Path, limit: int = 500, predictions: bool = True) -> Page:
+    """The report page of a run folder (`limit`: validation images run through the model at most)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"{folder}: no such run folder")
+    kind = detect_kind(folder)
+    page = Page(f"googlenet report: {folder.name} ({kind})")
+    page.add("Run", mapping_table({"folder": str(folder.resolve()), "kind": kind}))
+    if kind == "training":
+        _training_sections(page, folder, limit, predictions)
+    elif kind == "ensemble":
+        data = _json(folder / "ensemble.json")
+        members = data.get("members", [])
+        rows = [(m.get("member"), m.get("folder"), m.get("status"), m.get("val_top1_avg"), m.get("val_top5_avg"),
+                 json.dumps(m.get("sampling"))) for m in members]  # fmt: skip
+        page.add("Ensemble (section 7)", table(rows, ("member", "folder", "status", "val top-1 avg",
+                                                       "val top-5 avg", "sampling")))  # fmt: skip
+        if (folder / "member-0" / "metrics.csv").is_file():
+            _training_sections(page, folder / "member-0", limit, predictions)
+    elif kind == "evaluation":
+        data = _json(folder / "table3.json")
+        page.add("Table 3: crops and models", table3_section(data, folder))
+        checkpoints = data.get("checkpoints") or []
+        where = str(data.get("dataset", "")).partition(" ")[2]
+        if predictions and checkpoints and Path(checkpoints[0]).is_file() and Path(where).is_dir():
+            from googlenet.data.datasets import ImageFolderDataset
+            from googlenet.model.weights import load_checkpoint_model
+
+            model, _ = load_checkpoint_model(checkpoints[0], aux_logits=False)
+            page.add("Table 1: the network", table1_section(model))
+            samples = list(ImageFolderDataset(where).samples)
+            page.add(f"Validation of {Path(checkpoints[0]).name}: confusion and confident mistakes",
+                     predictions_section(predict_images(Path(checkpoints[0]), samples, limit)))  # fmt: skip
+    elif kind == "ablation":
+        if (folder / "ablation.md").is_file():
+            page.add("Ablation", markdown_table((folder / "ablation.md").read_text(encoding="utf-8")))
+        if (folder / "ablation.png").is_file():
+            page.add(
+                "Effects with 95% confidence intervals",
+                img((folder / "ablation.png").read_bytes(), "effects"),
+            )
+        if (folder / "gradflow.png").is_file():
+            page.add("Gradient flow with and without the auxiliary heads",
+                     img((folder / "gradflow.png").read_bytes(), "gradient flow"))  # fmt: skip
+        data = _json(folder / "ablation.json")
+        runs = data.get("runs", {})
+        rows = [(name, r.get("status"), (r.get("errors") or {}).get("top1"), (r.get("errors") or {}).get("top5"),
+                 r.get("epochs"), r.get("wall_time_s")) for name, r in runs.items()]  # fmt: skip
+        page.add("Runs", table(rows, ("run", "status", "top-1 error", "top-5 error", "epochs", "seconds")))
+        page.add("Plan", pre(json.dumps(data.get("plan", {}), indent=1)))
+    else:  # detection
+        page.add("Detection", detection_section(folder))
+        if (folder / "config.yaml").is_file() and (folder / "metrics.csv").is_file():
+            _training_sections(page, folder, limit, predictions=False)
+    return page
+
+
+def write_report(folder: str | Path, output: str | Path | None = None, limit: int = 500,
+                 predictions: bool = True) -> Path:  # fmt: skip
+    """Build the report of `folder` and write it (default `<folder>/report.html`); returns the path."""
+    from googlenet.io import atomic_open
+
+    page = build_report(folder, limit, predictions)
+    path = Path(output) if output is not None else Path(folder) / "report.html"
+    with atomic_open(path, "w") as handle:
+        handle.write(page.html())
+    return path
+
+
+__all__ = ["KINDS", "build_report", "detect_kind", "write_report"]

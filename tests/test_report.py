@@ -1,0 +1,183 @@
+"""`googlenet report`: one self-contained HTML file per run folder, checked in a real headless Chromium."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import make_tiny_data
+from googlenet.ablate.results import write_study
+from googlenet.ablate.study import StudyPlan
+from googlenet.errors import DataError
+from googlenet.evaluate.table3 import Table3Row, save_table3
+from googlenet.model.googlenet import build_model
+from googlenet.model.weights import save_checkpoint
+from googlenet.report.build import detect_kind, write_report
+from googlenet.train.config import dump_yaml, resolve
+from googlenet.train.gradflow import save_grad_norms
+
+CLASSES = ["disc", "ring", "square"]
+
+
+def _training_folder(root: Path, data: Path) -> Path:
+    """A finished-looking run folder: config, two epochs of metrics, results, gradient norms, final.pt."""
+    folder = root / "train-run"
+    folder.mkdir()
+    config = resolve({}, {"data.data_path": str(data), "model.input_size": 64, "run.epochs": 2})
+    (folder / "config.yaml").write_text(dump_yaml(config, "test"))
+    header = "epoch,lr,loss_total,loss_main,train_top1,val_top1_raw,val_top1_avg,val_top5_avg,val_loss_raw"
+    (folder / "metrics.csv").write_text(
+        f"{header}\n0,0.01,3.9,2.4,20,33.3,,,1.1\n1,0.01,3.5,2.1,40,66.7,66.7,100,1.0\n"
+    )
+    (folder / "results.json").write_text(json.dumps({"status": "completed", "val_top1_avg": 66.7}))
+    rows = [
+        {"step": s, "depth": d, "layer": n, "aux": n.startswith("aux"), "norm": 0.1 * (d + 1) * s}
+        for s in (1, 4)
+        for d, n in enumerate(("conv1.conv", "conv2.conv", "aux1.fc1", "fc"))
+    ]
+    save_grad_norms(folder, rows, 4)
+    model = build_model("paper", num_classes=3, aux_logits=False)
+    meta = {"class_names": CLASSES, "input_size": 64, "resize_size": 73, "interpolation": "bilinear"}
+    save_checkpoint(folder / "final.pt", model, meta)
+    return folder
+
+
+def _ablation_folder(root: Path) -> Path:
+    plan = StudyPlan(root / "ablation", arms=("full", "no-aux"), seeds=(0, 1), test_time=False)
+    for arm, seed, top1 in (("full", 0, 60.0), ("full", 1, 62.0), ("no-aux", 0, 55.0), ("no-aux", 1, 58.5)):
+        folder = plan.run_dir(arm, seed)
+        folder.mkdir(parents=True)
+        (folder / "final.pt").write_bytes(b"")
+        (folder / "results.json").write_text(json.dumps({"status": "completed", "val_top1_avg": top1,
+                                                         "val_top5_avg": 95.0, "epochs": 1}))  # fmt: skip
+        save_grad_norms(folder, [{"step": 1, "depth": 0, "layer": "conv1.conv", "aux": False, "norm": top1},
+                                 {"step": 1, "depth": 1, "layer": "fc", "aux": False, "norm": 1.0}], 1)  # fmt: skip
+    write_study(plan, "test study")
+    return plan.output_dir
+
+
+def _evaluation_folder(root: Path, checkpoint: Path, data: Path) -> Path:
+    rows = [Table3Row(1, 1, 1, 10.0, None, 40.0), Table3Row(1, 10, 10, 9.0, -1.0, 38.0)]
+    info = {"checkpoints": [str(checkpoint)], "dataset": f"folder {data / 'val'}", "images": 3}
+    save_table3(root / "table3", rows, info)
+    return root / "table3"
+
+
+def _detection_folder(root: Path) -> Path:
+    from googlenet.data.scenes import ensure_builtin_scenes
+    from googlenet.detect.voc import voc_images
+
+    scenes = ensure_builtin_scenes(root / "scenes", train_images=1, val_images=2)
+    folder = root / "detect-run"
+    folder.mkdir()
+    setup = {"annotations": str(scenes), "val_set": "val"}
+    (folder / "detection-setup.json").write_text(json.dumps(setup))
+    report = {"setup": setup, "summary": {"ensemble": {"mAP": 0.42, "seconds_per_image": 0.5}}}
+    (folder / "detection.json").write_text(json.dumps(report))
+    lines = ["image_id,class,score,xmin,ymin,xmax,ymax"]
+    for image_id, _ in voc_images(scenes, "val"):
+        lines += [f"{image_id},disc,0.9,10,12,60,70", f"{image_id},ring,0.4,30,30,90,95"]
+    (folder / "detections-ensemble.csv").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def reports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """One report of each kind: training, evaluation, ablation, detection."""
+    root = tmp_path_factory.mktemp("report")
+    data = make_tiny_data(root)
+    training = _training_folder(root, data)
+    folders = {
+        "training": training,
+        "evaluation": _evaluation_folder(root, training / "final.pt", data),
+        "ablation": _ablation_folder(root),
+        "detection": _detection_folder(root),
+    }
+    return {kind: write_report(folder, root / f"{kind}.html") for kind, folder in folders.items()}
+
+
+def _images(html: str) -> list[str]:
+    return re.findall(r'<img src="([^"]*)"', html)
+
+
+def test_each_kind_is_one_self_contained_file_with_its_sections(reports: dict[str, Path]) -> None:
+    expected = {
+        "training": ["Training curves", "Table 1: the network", "Gradient flow", "most confidently wrong",
+                     "inception (5b)", "true: "],
+        "evaluation": ["Table 3: crops and models", "the paper (ILSVRC 2012 val)", "confusion"],
+        "ablation": ["Effects with 95% confidence intervals", "Gradient flow with and without", "no-aux"],
+        "detection": ["mean average precision", "42.00%", "the 5 highest-scoring detections", "disc 0.90"],
+    }  # fmt: skip
+    for kind, path in reports.items():
+        html = path.read_text(encoding="utf-8")
+        for text in expected[kind]:
+            assert text in html, (kind, text)
+        assert not re.search(r"(?:src|href)=\"(?!data:|#)", html), kind  # nothing outside the file
+        assert "http://" not in html and "https://" not in html
+        images = _images(html)
+        assert images, kind
+        for src in images:
+            assert src.startswith("data:image/png;base64,")
+            assert base64.b64decode(src.split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
+    assert len(_images(reports["detection"].read_text())) == 2  # both validation scenes drawn
+
+
+def test_kind_detection_and_errors(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="not a run folder"):
+        detect_kind(tmp_path)
+    result = subprocess.run([sys.executable, "-m", "googlenet", "report", str(tmp_path / "none")],
+                            capture_output=True, text=True, check=False)  # fmt: skip
+    assert result.returncode == 1 and result.stderr.count("\n") == 1 and "no such run folder" in result.stderr
+
+
+def _chromium() -> str:
+    for name in ("chromium", "chromium-browser"):
+        found = shutil.which(name)
+        if found:
+            return found
+    if os.environ.get("GOOGLENET_REQUIRE_CHROMIUM"):
+        pytest.fail("chromium is not installed but GOOGLENET_REQUIRE_CHROMIUM is set (CI)")
+    pytest.skip("no chromium on PATH: the browser check needs Debian's package (apt-get install chromium)")
+
+
+def _load(browser: str, page: Path, *flags: str) -> subprocess.CompletedProcess[str]:
+    command = [browser, "--headless", "--disable-gpu", "--no-sandbox", "--enable-logging=stderr", "--v=0",
+               "--virtual-time-budget=10000", *flags, page.resolve().as_uri()]  # fmt: skip
+    return subprocess.run(command, capture_output=True, text=True, check=False, timeout=120)
+
+
+def test_reports_load_in_headless_chromium_without_errors_or_broken_images(
+    reports: dict[str, Path], tmp_path: Path
+) -> None:
+    browser = _chromium()
+    # The check itself must see a broken image and a console error, or its silence proves nothing.
+    bad = tmp_path / "bad.html"
+    page = reports["training"].read_text(encoding="utf-8")
+    bad.write_text(
+        page.replace(
+            "<h1>", '<script>console.error("boom")</script><img src="data:image/png;base64,AAAA"><h1>', 1
+        )
+    )
+    dom = _load(browser, bad, "--dump-dom")
+    assert 'data-report-status="broken 1 of' in dom.stdout
+    assert "CONSOLE" in dom.stderr and "boom" in dom.stderr
+
+    for kind, path in reports.items():
+        dom = _load(browser, path, "--dump-dom")
+        assert dom.returncode == 0, dom.stderr[-1000:]
+        count = len(_images(path.read_text(encoding="utf-8")))
+        assert f'data-report-status="ok {count} images"' in dom.stdout, kind
+        console = [line for line in dom.stderr.splitlines() if "CONSOLE" in line]
+        assert not console, (kind, console)
+        shot = tmp_path / f"{kind}.png"
+        result = _load(browser, path, f"--screenshot={shot}", "--window-size=1200,1600")
+        assert result.returncode == 0, result.stderr[-1000:]
+        assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 10_000, kind
