@@ -24,6 +24,7 @@ from googlenet.ablate.stats import (
 )
 from googlenet.ablate.study import ARM_NAMES, StudyPlan, errors_of, train_command
 from googlenet.errors import ConfigError
+from googlenet.train.gradflow import save_grad_norms
 
 
 def test_mean_ci_is_the_t_interval() -> None:
@@ -140,7 +141,14 @@ def test_write_study_from_finished_run_folders(tmp_path: Path) -> None:
         (folder / "final.pt").write_bytes(b"")
         results = {"status": "completed", "val_top1_avg": top1, "val_top5_avg": 95.0, "epochs": 1}
         (folder / "results.json").write_text(json.dumps(results))
+        norm = 2.0 if arm == "full" else 1.0
+        rows = [{"step": step, "depth": d, "layer": name, "aux": False, "norm": norm * (step if name == "fc" else 1)}
+                for step in (1, 4) for d, name in enumerate(("conv1.conv", "inception3a.branch1.conv", "fc"))]  # fmt: skip
+        save_grad_norms(folder, rows, 4)
     summary = write_study(plan, "t")
+    stages = (tmp_path / "gradflow.csv").read_text().splitlines()
+    assert stages[0] == "stage,with auxiliary heads (full),without (no-aux),ratio"
+    assert stages[1:] == ["conv1,2,1,2", "inception3a,2,1,2", "fc,8,4,2"]  # step 1 left out
     effect = next(r for r in summary["rows"] if r["arm"] == "no-aux" and r["metric"] == "top1")
     assert effect["effect"] == pytest.approx(4.5)
     assert {p.name for p in tmp_path.iterdir()} >= {

@@ -12,8 +12,11 @@ protocol's single crop, so every comparison is between numbers measured the same
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
+import math
+from pathlib import Path
 from typing import Any
 
 from googlenet.ablate.stats import plot_effects, summarise, write_tables
@@ -26,7 +29,7 @@ from googlenet.ablate.study import (
     read_results,
     test_time_errors,
 )
-from googlenet.train.gradflow import load_grad_norms, plot_grad_norms
+from googlenet.train.gradflow import load_grad_norms, plot_grad_norms, stage_of, trunk_profile
 
 logger = logging.getLogger("googlenet.ablate")
 
@@ -89,9 +92,33 @@ def write_study(plan: StudyPlan, title: str = "") -> dict[str, Any]:
             flows[label] = rows_all
     if flows:
         plot_grad_norms(flows, out / "gradflow.png", "trunk gradient norm by depth, over all seeds")
+        write_stage_table(flows, out / "gradflow.csv")
     summary = {**extra, "rows": len(rows), "outputs": sorted(p.name for p in out.glob("ablation.*"))}
     (out / "study.json").write_text(json.dumps(summary, indent=1, default=str))
     return {**extra, "rows": rows}
 
 
-__all__ = ["collect", "write_study"]
+def write_stage_table(flows: dict[str, list[dict[str, Any]]], path: Path) -> list[dict[str, Any]]:
+    """gradflow.csv: per trunk stage (conv1 ... fc), each run's geometric-mean gradient norm over its
+    layers and recorded steps (step 1 left out), and the ratio of the first run to the second."""
+    profiles = {label: trunk_profile(rows) for label, rows in flows.items()}
+    labels = list(profiles)
+    stages = list(dict.fromkeys(stage_of(layer) for layer in profiles[labels[0]]))
+    table: list[dict[str, Any]] = []
+    for stage in stages:
+        row: dict[str, Any] = {"stage": stage}
+        for label in labels:
+            values = [v for layer, v in profiles[label].items() if stage_of(layer) == stage and v > 0]
+            row[label] = math.exp(sum(map(math.log, values)) / len(values)) if values else math.nan
+        if len(labels) == 2:
+            row["ratio"] = row[labels[0]] / row[labels[1]] if row[labels[1]] else math.nan
+        table.append(row)
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(table[0]), lineterminator="\n")
+        writer.writeheader()
+        for row in table:
+            writer.writerow({k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in row.items()})
+    return table
+
+
+__all__ = ["collect", "write_stage_table", "write_study"]
