@@ -293,7 +293,7 @@ def detection_section(folder: Path, images: int = 6) -> str:
     if not files:
         return body + '<p class="note">No detections-*.csv in this folder yet (run detect evaluation).</p>'
     chosen = next((f for f in files if f.stem == "detections-ensemble"), files[0])
-    rows = _read_csv(chosen)
+    detections = _read_csv(chosen)
     paths: dict[str, str] = {}
     if setup.get("annotations"):
         try:
@@ -303,8 +303,8 @@ def detection_section(folder: Path, images: int = 6) -> str:
         except (DataError, OSError) as exc:
             logger.warning("detections: cannot list the validation images (%s)", exc)
     by_image: dict[str, list[dict[str, str]]] = {}
-    for row in rows:
-        by_image.setdefault(row["image_id"], []).append(row)
+    for detection in detections:
+        by_image.setdefault(detection["image_id"], []).append(detection)
     shown = 0
     body += f"<h3>{esc(chosen.name)}: the 5 highest-scoring detections on {images} images</h3>"
     for image_id in sorted(by_image)[: images * 3]:

@@ -180,7 +180,8 @@ def plot_grad_norms(
             order = list(profile)
         xs = [order.index(layer) for layer in profile if layer in order]
         ax.plot(xs, [profile[layer] for layer in profile if layer in order], marker=".", label=label)
-    ticks, names = [], []
+    ticks: list[int] = []
+    names: list[str] = []
     for i, layer in enumerate(order):
         if not names or stage_of(layer) != names[-1]:
             ticks.append(i)
