@@ -132,6 +132,7 @@ def baseline(path: tuple[str, ...], f: dict[str, Path]) -> list[str]:
         ("detect", "evaluate"): ["--annotations", str(f["voc"]), "--detections", str(f["dets"])],
         ("detect", "proposals"): ["--annotations", str(f["voc"])],
         ("detect", "predict"): ["--checkpoint", str(f["det"]), "--annotations", str(f["voc"]), "--output", out + ".csv"],
+        ("ablate",): ["-o", out, "--data-path", str(f["data"]), "--arms", "full", "--seeds", "0", "--epochs", "1"],
     }.get(path, [])  # fmt: skip
 
 
@@ -157,6 +158,9 @@ RUNTIME_CASES: dict[tuple[str, ...], list[tuple[str, ...]]] = {
     ("detect", "predict"): [("--limit", "0"), ("--score-threshold", "nan"), ("--nms-iou", "0"), ("--max-per-image", "0"),
                             ("--max-side", "-5"), ("--checkpoint", "MISSING"), ("--checkpoint", "CLS"),
                             ("--annotations", "MISSING")],
+    ("ablate",): [("--seeds", "-1"), ("--seeds", "1", "1"), ("--parallel", "0"), ("--torchrun=-1",),
+                  ("--arms", "nope"), ("--arms", "no-aux"), ("--data-path", "MISSING"), ("--set", "lr"),
+                  ("--set", "optim.lr=-1"), ("--grad-norms-every=-1",), ("--test-limit", "0"), ("--epochs=-1",)],
 }  # fmt: skip
 
 

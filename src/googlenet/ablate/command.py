@@ -92,6 +92,8 @@ def build_plan(args: argparse.Namespace) -> Any:
     if args.grad_norms_every < 0:
         raise ConfigError(f"--grad-norms-every must be >= 0, got {args.grad_norms_every}")
     base["run.grad_norms_every"] = args.grad_norms_every
+    if args.test_limit is not None and args.test_limit < 1:
+        raise ConfigError(f"--test-limit must be at least 1, got {args.test_limit}")
     base.update(parse_set(args.set))
     for key in ("run.seed", "run.output_dir", "run.ensemble"):
         if key in base:
