@@ -80,7 +80,9 @@ def write_corpus(folder: Path, *, unreadable: bool | None = None) -> list[Case]:
     folder.mkdir(parents=True, exist_ok=True)
     cases: list[Case] = []
 
-    def add(name: str | bytes, data: bytes, kind: str, expect: str, size: tuple[int, int] | None = None) -> None:
+    def add(
+        name: str | bytes, data: bytes, kind: str, expect: str, size: tuple[int, int] | None = None
+    ) -> None:
         path = Path(os.fsdecode(os.path.join(os.fsencode(folder), os.fsencode(name))))
         path.write_bytes(data)
         cases.append(Case(kind, path, expect, size))

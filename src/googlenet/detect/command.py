@@ -225,7 +225,9 @@ def save_pr_plots(results: dict[str, ClassResult], folder: str) -> list[str]:
 def run_evaluate(args: argparse.Namespace) -> int:
     if not 0 < args.iou <= 1:
         raise ConfigError(f"--iou: must be in (0, 1], got {args.iou}")
-    truth = load_voc(args.annotations, args.image_set)
+    from googlenet.detect.pipeline import resolve_annotations
+
+    truth = load_voc(resolve_annotations(args.annotations), args.image_set)
     detections = read_detections(args.detections)
     unknown = sorted({d.image for d in detections} - set(truth))
     results = evaluate_detections(

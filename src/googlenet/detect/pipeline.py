@@ -122,7 +122,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     g.add_argument("--val-set", default="val")
     g.add_argument("--proposals", choices=SETTINGS, default="fast-paper",
                    help="selective search setting (default fast with superpixels x2, section 8)")  # fmt: skip
-    g.add_argument("--multibox", default=None, metavar="FILE", help="add this MultiBox model's top proposals (section 8)")
+    g.add_argument(
+        "--multibox", default=None, metavar="FILE", help="add this MultiBox model's top proposals (section 8)"
+    )
     g.add_argument("--max-side", type=int, default=500)
     g.add_argument("--positives-per-image", type=int, default=8)
     g.add_argument("--background-per-positive", type=float, default=3.0)
