@@ -47,3 +47,14 @@ def make_tiny_data(root: Path) -> Path:
         for name in ("disc", "ring", "square"):
             shutil.copytree(source / split / name, root / "data" / split / name)
     return root / "data"
+
+
+@pytest.fixture(autouse=True)
+def _no_stale_console_handler() -> Iterator[None]:
+    """CLI runs add a console handler bound to the captured stderr of their test; drop it afterwards."""
+    yield
+    import logging
+
+    root = logging.getLogger("googlenet")
+    for handler in [h for h in root.handlers if getattr(h, "_googlenet_console", False)]:
+        root.removeHandler(handler)

@@ -8,7 +8,6 @@ runtime errors (exit 1). Either way: one line on stderr naming the problem, and 
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import subprocess
 import sys
@@ -52,14 +51,6 @@ def assert_one_line(code: int, err: str, allowed: tuple[int, ...], *names: str) 
     lines = [line for line in err.strip().splitlines() if line]
     assert len(lines) == 1, err
     assert any(name in lines[0] for name in names), (names, lines[0])
-
-
-@pytest.fixture(autouse=True)
-def _no_stale_console_handler() -> Iterator[None]:
-    yield
-    root = logging.getLogger("googlenet")
-    for handler in [h for h in root.handlers if getattr(h, "_googlenet_console", False)]:
-        root.removeHandler(handler)
 
 
 def test_the_walk_reaches_every_subcommand() -> None:
