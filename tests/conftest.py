@@ -51,7 +51,8 @@ def make_tiny_data(root: Path) -> Path:
 
 @pytest.fixture(autouse=True)
 def _no_stale_console_handler() -> Iterator[None]:
-    """CLI runs add a console handler bound to the captured stderr of their test; drop it afterwards."""
+    """Each test that runs a command in-process starts without the console handler an earlier one added
+    (the handler follows sys.stderr, so this is isolation, not a fix for a stale stream)."""
     yield
     import logging
 

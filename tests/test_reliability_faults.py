@@ -11,7 +11,6 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,16 +39,6 @@ TINY = ["-j", "0", "--input-size", "64", "-b", "4", "--epochs", "2", "--seed", "
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_tiny_data(tmp_path_factory.mktemp("tiny"))
-
-
-@pytest.fixture(autouse=True)
-def _no_stale_console_handler() -> Iterator[None]:
-    import logging
-
-    yield
-    root = logging.getLogger("googlenet")
-    for handler in [h for h in root.handlers if getattr(h, "_googlenet_console", False)]:
-        root.removeHandler(handler)
 
 
 def one_line_error(err: str, *needles: str) -> str:

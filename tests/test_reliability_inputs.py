@@ -12,7 +12,6 @@ import logging
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -43,15 +42,6 @@ def decode_outcome(case: Case) -> str:
     if case.size is not None:
         assert image.size == case.size, case.path
     return "ok"
-
-
-@pytest.fixture(autouse=True)
-def _no_stale_console_handler() -> Iterator[None]:
-    """`googlenet train` in-process attaches a console handler to the stream pytest swaps per test."""
-    yield
-    root = logging.getLogger("googlenet")
-    for handler in [h for h in root.handlers if getattr(h, "_googlenet_console", False)]:
-        root.removeHandler(handler)
 
 
 def test_every_corpus_file_decodes_to_rgb_or_is_a_one_line_error_naming_it(tmp_path: Path) -> None:

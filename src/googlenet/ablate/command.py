@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import math
 import sys
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any
 import yaml
 
 from googlenet.ablate.stats import format_markdown
+from googlenet.console import setup_console
 from googlenet.errors import ConfigError
 
 
@@ -108,12 +108,7 @@ def build_plan(args: argparse.Namespace) -> Any:
 
 
 def _setup_logging() -> None:
-    root = logging.getLogger("googlenet")
-    if not root.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        root.addHandler(handler)
-    root.setLevel(logging.INFO)
+    setup_console()
 
 
 def run(args: argparse.Namespace) -> int:

@@ -84,6 +84,8 @@ class MultiBoxConfig:
 class MultiBox(nn.Module):
     """GoogLeNet trunk -> pooled features -> (K x 4 offsets, K objectness logits)."""
 
+    priors: Tensor  # a buffer, K x 4
+
     def __init__(self, trunk: GoogLeNet, priors: Tensor) -> None:
         super().__init__()
         self.trunk = trunk

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from googlenet.console import setup_console
 from googlenet.errors import ConfigError, DataError
 
 logger = logging.getLogger("googlenet.detect")
@@ -355,11 +356,7 @@ def _summary_text(report: dict[str, Any]) -> str:
 def run_multibox(args: argparse.Namespace) -> int:
     from googlenet.detect.multibox import MultiBoxConfig, train_multibox
 
-    logging.getLogger("googlenet").setLevel(logging.INFO)
-    if not logging.getLogger("googlenet").handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        logging.getLogger("googlenet").addHandler(handler)
+    setup_console()
     variant, _ = _init_info(args.init_from)
     if args.variant and variant and args.variant != variant:
         raise ConfigError(f"--variant {args.variant} differs from --init-from's variant {variant}")

@@ -198,9 +198,8 @@ def build_region_set(
                 raise DataError(
                     f"{voc_root}: split {split!r} gives no region of class(es) {', '.join(empty)}"
                 )
-            np.savez_compressed(
-                staging / f"proposals-{split}.npz", **{k: np.asarray(v) for k, v in proposals[split].items()}
-            )
+            arrays: dict[str, Any] = {k: np.asarray(v) for k, v in proposals[split].items()}
+            np.savez_compressed(staging / f"proposals-{split}.npz", **arrays)
         manifest = {"params": params, "counts": counts, "seconds": round(time.perf_counter() - started, 1)}
         with atomic_open(staging / "manifest.json", "w") as handle:
             json.dump(manifest, handle, indent=1)

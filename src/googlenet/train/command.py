@@ -19,10 +19,10 @@ import json
 import logging
 import os
 import signal
-import sys
 from pathlib import Path
 from typing import Any
 
+from googlenet.console import setup_console
 from googlenet.errors import ConfigError, DataError
 from googlenet.train import distributed as ddp
 from googlenet.train.checkpoint import load_training_state, resolve_resume_path
@@ -198,13 +198,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _setup_logging(env: ddp.DistEnv) -> None:
     """Console lines for the "googlenet" loggers on stderr (rank 0 only, others warnings only)."""
-    root = logging.getLogger("googlenet")
-    if not any(getattr(h, "_googlenet_console", False) for h in root.handlers):
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        handler._googlenet_console = True  # type: ignore[attr-defined]
-        root.addHandler(handler)
-    root.setLevel(logging.INFO if env.is_main else logging.WARNING)
+    setup_console(logging.INFO if env.is_main else logging.WARNING)
 
 
 def build_config(args: argparse.Namespace) -> tuple[Any, str | None]:
