@@ -74,13 +74,15 @@ def test_sigkill_then_resume_is_bit_identical_and_no_checkpoint_is_ever_broken(
 
 @pytest.mark.slow
 def test_twenty_kill_trials(tiny_data: Path, reference: tuple[Path, float], tmp_path: Path) -> None:
+    """20 trials (about 6 minutes on 2 cores); CI sets GOOGLENET_KILL_TRIALS lower to fit its budget."""
+    count = int(os.environ.get("GOOGLENET_KILL_TRIALS", "20"))
     trials = [
         killtrials.run_trial(
             tiny_data, tmp_path / f"t{k}", reference[0], ("write", "random")[k % 2], k, reference[1]
         )
-        for k in range(20)
+        for k in range(count)
     ]
-    assert sum(t.survived for t in trials) == 20, [t for t in trials if not t.survived]
+    assert sum(t.survived for t in trials) == count, [t for t in trials if not t.survived]
 
 
 # -- a full disk, a read-only folder ---------------------------------------------------------------------
@@ -239,7 +241,7 @@ def test_torchrun_restarts_a_killed_worker_and_resumes_from_the_last_checkpoint(
         workers = _children(agent.pid)
         assert agent.poll() is None and len(workers) == 2, "the run ended before a checkpoint could be killed"
         os.kill(max(workers), 9)  # one worker dies; torchrun restarts the group
-        stdout, stderr = agent.communicate(timeout=180)
+        stdout, stderr = agent.communicate(timeout=420)  # a restart re-imports torch in 2 processes
     finally:
         if agent.poll() is None:
             agent.kill()

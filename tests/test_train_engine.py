@@ -18,6 +18,7 @@ import googlenet.train.loop as loop
 from conftest import make_tiny_data
 from googlenet.cli import main
 from googlenet.data.synthetic import CLASSES
+from googlenet.errors import ConfigError
 from googlenet.io import sha256_file
 from googlenet.model.weights import load_checkpoint_model
 from googlenet.train import NonFiniteLossError, TrainConfig, fit, resolve
@@ -163,6 +164,21 @@ def test_resume_mid_epoch_is_bit_identical(tiny_data: Path, tmp_path: Path) -> N
         assert [r[column] for r in _history(tmp_path / "straight")] == [
             r[column] for r in _history(tmp_path / "resumed")
         ]
+
+
+def test_balanced_batches_resume_bit_identical_and_name_a_missing_class(
+    tiny_data: Path, tmp_path: Path
+) -> None:
+    balanced = {"data.balance_class": "disc", "data.balance_share": 0.25}  # one disc in every batch of 4
+    straight = fit(tiny(tiny_data, tmp_path / "straight", **balanced))
+    assert straight["status"] == "completed"
+    fit(tiny(tiny_data, tmp_path / "resumed", **balanced, **{"run.stop_after_steps": 4}))
+    fit(tiny(tiny_data, tmp_path / "resumed", **balanced), resume=tmp_path / "resumed" / "last.pt")
+    _assert_identical_training_state(tmp_path / "straight" / "last.pt", tmp_path / "resumed" / "last.pt")
+    with pytest.raises(ConfigError, match=r"data.balance_class: no class 'cat' in the training set \(disc"):
+        fit(tiny(tiny_data, tmp_path / "missing", **{"data.balance_class": "cat"}))
+    with pytest.raises(ConfigError, match=r"data.balance_share must be in \(0, 1\), got 1.0"):
+        tiny(tiny_data, tmp_path / "share", **{"data.balance_class": "disc", "data.balance_share": 1.0})
 
 
 def _history(folder: Path) -> list[dict[str, str]]:

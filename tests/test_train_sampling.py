@@ -9,7 +9,13 @@ import pytest
 import torch
 
 from googlenet.train.checkpoint import capture_rng_state, restore_rng_state
-from googlenet.train.sampling import SeededSamples, ShardedBatchSampler, ShardedIndices, epoch_permutation
+from googlenet.train.sampling import (
+    SeededSamples,
+    ShardedBatchSampler,
+    ShardedIndices,
+    balanced_permutation,
+    epoch_permutation,
+)
 
 
 def test_shards_of_every_global_batch_are_the_single_process_batch() -> None:
@@ -29,6 +35,41 @@ def test_epochs_have_different_orders_and_resume_skips_steps() -> None:
     full = list(ShardedBatchSampler(40, 4, seed=1, epoch=0))
     resumed = ShardedBatchSampler(40, 4, seed=1, epoch=0, start_step=6)
     assert len(resumed) == 4 and list(resumed) == full[6:]
+
+
+def test_balanced_batches_hold_exactly_the_share_and_repeat_the_small_pool_evenly() -> None:
+    # 10 positives and 90 background regions; batches of 8 with 2 positives (R-CNN's quarter)
+    flagged = [i % 10 != 0 for i in range(100)]  # True: background
+    order = balanced_permutation(flagged, 8, 6, seed=4, epoch=1)
+    assert len(order) == 12 * 8  # 100 // 8 batches, as the uniform order
+    for step in range(12):
+        batch = order[step * 8 : (step + 1) * 8]
+        assert sum(flagged[i] for i in batch) == 6
+    positives = [i for i in order if not flagged[i]]
+    counts = {i: positives.count(i) for i in range(0, 100, 10)}
+    assert (
+        set(counts.values()) <= {2, 3} and sum(counts.values()) == 24
+    )  # every one twice before a third time
+    background = [i for i in order if flagged[i]]
+    assert len(set(background)) == len(background) == 72  # the large pool is not repeated
+    assert balanced_permutation(flagged, 8, 6, seed=4, epoch=1) == order
+    assert balanced_permutation(flagged, 8, 6, seed=4, epoch=2) != order
+
+
+def test_balanced_sampler_shards_and_resumes_like_the_uniform_one() -> None:
+    flagged = [i % 4 == 0 for i in range(64)]
+    single = list(ShardedBatchSampler(64, 8, 0, 0, flagged=flagged, flagged_share=0.75))
+    assert all(sum(flagged[i] for _, i in batch) == 6 for batch in single)
+    shards = [
+        list(ShardedBatchSampler(64, 8, 0, 0, r, 2, flagged=flagged, flagged_share=0.75)) for r in range(2)
+    ]
+    assert [a + b for a, b in zip(*shards, strict=True)] == single
+    assert (
+        list(ShardedBatchSampler(64, 8, 0, 0, start_step=5, flagged=flagged, flagged_share=0.75))
+        == single[5:]
+    )
+    with pytest.raises(ValueError, match="both kinds"):
+        balanced_permutation([True] * 16, 8, 6, 0, 0)
 
 
 def test_batch_must_split_evenly() -> None:

@@ -99,6 +99,8 @@ DETECT_PRESET: dict[str, Any] = {
     "data.workers": 0,
     "data.train_eval_samples": 500,
     "average.start": 0.5,
+    "data.balance_class": "background",  # detect.training.BACKGROUND_FOLDER; R-CNN: every batch 32 positives and 96 background (a quarter)
+    "data.balance_share": 0.75,
 }
 
 

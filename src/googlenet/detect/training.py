@@ -13,9 +13,9 @@ plots, `results.json`):
 
 Per image: every ground-truth box (a positive, as R-CNN adds them), up to `positives_per_image`
 proposals with IoU >= 0.5, and `background_per_positive` background proposals per positive drawn at
-random (seeded). The region folder therefore holds one positive for every three background regions, so
-the engine's uniformly drawn mini-batches hold a quarter of positives in expectation, R-CNN's ratio
-(R-CNN enforces it in every batch; we do not, a batch of 32 holds 8 +- 2.4 positives).
+random (seeded). The region folder therefore holds one positive for every three background regions,
+and `detect train` has the engine draw every mini-batch with exactly a quarter of positives, R-CNN's
+ratio (`data.balance_class`, `googlenet.train.sampling.balanced_permutation`).
 
 The class named "background" is the detector's "no object" output; it may sit anywhere in the class
 list (ImageFolder sorts class folders by name).

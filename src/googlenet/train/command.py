@@ -107,6 +107,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_g("-j", "--workers", dest="data.workers", type=int, help="data loading processes")
     add_g("--scan-bad-files", dest="data.scan_bad_files", action=boolean,
           help="decode every image once before training (exact bad-file count)")  # fmt: skip
+    add_g("--balance-class", dest="data.balance_class", metavar="CLASS",
+          help="fix this class's share of every training batch (not in the paper; detect train: background)")  # fmt: skip
+    add_g("--balance-share", dest="data.balance_share", type=float, metavar="F",
+          help="that share (default 0.75, R-CNN's 96 background in 128)")  # fmt: skip
     add_g("--train-eval-samples", dest="data.train_eval_samples", type=int,
           help="training images evaluated raw vs averaged each epoch (0: none)")  # fmt: skip
 

@@ -84,6 +84,11 @@ class DataSection:
     builtin_image_size: int = 96  # not in the paper: ensure_builtin's default image side
     builtin_train_per_class: int = 100  # ensure_builtin's default: 1,000 training images
     builtin_val_per_class: int = 30  # ensure_builtin's default: 300 validation images
+    # Not in the paper (classification draws batches uniformly): every training batch holds exactly
+    # round(balance_share x batch) images of class `balance_class` (R-CNN's 96 background regions in
+    # 128; `detect train` sets "background" and 0.75). None: uniform batches.
+    balance_class: str | None = None  # not in the paper (see above)
+    balance_share: float = 0.75  # R-CNN (Girshick et al. 2014): 96 of 128
 
 
 @dataclass
@@ -457,6 +462,10 @@ def validate(config: TrainConfig) -> None:
         f"run.data_seed must be a non-negative 64-bit integer, got {r.data_seed}",
     )
     _check(r.ensemble >= 1, f"run.ensemble must be >= 1, got {r.ensemble}")
+    _check(
+        0.0 < config.data.balance_share < 1.0,
+        f"data.balance_share must be in (0, 1), got {config.data.balance_share}",
+    )
     _check(r.grad_norms_every >= 0, f"run.grad_norms_every must be >= 0, got {r.grad_norms_every}")
     _check(r.log_every >= 1, f"run.log_every must be >= 1, got {r.log_every}")
     _check(

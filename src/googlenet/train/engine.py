@@ -450,6 +450,17 @@ def _train(
         _seed_streams(data_seed, env.rank, salt=global_step)
 
     train_samples = SeededSamples(data.train, data_seed)
+    balance: list[bool] | None = None
+    if config.data.balance_class is not None:
+        if config.data.balance_class not in data.classes:
+            raise ConfigError(
+                f"data.balance_class: no class {config.data.balance_class!r} in the training set "
+                f"({', '.join(data.classes[:5])}{', ...' if len(data.classes) > 5 else ''})"
+            )
+        flagged_index = data.classes.index(config.data.balance_class)
+        balance = [t == flagged_index for t in data.train.targets]
+        if all(balance) or not any(balance):
+            raise ConfigError(f"data.balance_class {config.data.balance_class!r}: every or no image is of it")
     val_loader = make_loader(
         data.val, env, loader_workers(config), device, batch_size=max(1, o.batch_size // env.world_size),
         sampler=ShardedIndices(range(len(data.val)), env.rank, env.world_size),
@@ -462,8 +473,9 @@ def _train(
 
     def bn_batches() -> Iterator[Any]:
         sampler = ShardedBatchSampler(
-            len(data.train), o.batch_size, data_seed, _BN_EPOCH_TAG + epoch, env.rank, env.world_size
-        )
+            len(data.train), o.batch_size, data_seed, _BN_EPOCH_TAG + epoch, env.rank, env.world_size,
+            flagged=balance, flagged_share=config.data.balance_share,
+        )  # fmt: skip
         yield from make_loader(train_samples, env, loader_workers(config), device, batch_sampler=sampler)
 
     def save_last(next_epoch: int, next_step: int, meter: EpochMeter | None) -> None:
@@ -526,8 +538,9 @@ def _train(
                 meter.load_state_dict(meter_state)
                 meter_state = None
             sampler = ShardedBatchSampler(
-                len(data.train), o.batch_size, data_seed, epoch, env.rank, env.world_size, start_step
-            )
+                len(data.train), o.batch_size, data_seed, epoch, env.rank, env.world_size, start_step,
+                flagged=balance, flagged_share=config.data.balance_share,
+            )  # fmt: skip
             loader = make_loader(train_samples, env, loader_workers(config), device, batch_sampler=sampler)
             try:
                 meter, stopped = train_one_epoch(

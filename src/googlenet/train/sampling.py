@@ -38,11 +38,53 @@ def mix_seed(*values: int) -> int:
     return int(state[0]) << 31 ^ int(state[1])
 
 
+def balanced_permutation(
+    flagged: Sequence[bool], global_batch: int, flagged_per_batch: int, seed: int, epoch: int
+) -> list[int]:
+    """An epoch order whose every global batch holds exactly `flagged_per_batch` samples flagged in
+    `flagged` and `global_batch - flagged_per_batch` of the others (R-CNN's fixed share of positives per
+    mini-batch). Written here because torch's samplers (WeightedRandomSampler) fix the share only in
+    expectation. Each pool is drawn as successive permutations from (seed, epoch, pool, pass), so a pool
+    smaller than its share of the epoch repeats (every sample once before any sample twice), and the
+    order depends on nothing but its arguments (resume and process count do not change it).
+    """
+    flagged_pool = [i for i, flag in enumerate(flagged) if flag]
+    others = [i for i, flag in enumerate(flagged) if not flag]
+    steps = len(flagged) // global_batch
+    if not 0 <= flagged_per_batch <= global_batch:
+        raise ValueError(f"{flagged_per_batch} per batch of {global_batch}")
+    if steps and (
+        (flagged_per_batch and not flagged_pool) or (flagged_per_batch < global_batch and not others)
+    ):
+        raise ValueError("a balanced batch needs samples of both kinds")
+
+    def stream(pool: list[int], tag: int, count: int) -> list[int]:
+        drawn: list[int] = []
+        passes = 0
+        while len(drawn) < count:
+            generator = torch.Generator().manual_seed(mix_seed(seed, epoch, tag, passes))
+            drawn += [pool[j] for j in torch.randperm(len(pool), generator=generator).tolist()]
+            passes += 1
+        return drawn[:count]
+
+    flagged_order = stream(flagged_pool, 1, steps * flagged_per_batch)
+    others_order = stream(others, 2, steps * (global_batch - flagged_per_batch))
+    mixer = torch.Generator().manual_seed(mix_seed(seed, epoch, 3))
+    order: list[int] = []
+    for step in range(steps):
+        batch = flagged_order[step * flagged_per_batch : (step + 1) * flagged_per_batch]
+        taken = global_batch - flagged_per_batch
+        batch += others_order[step * taken : (step + 1) * taken]
+        order += [batch[j] for j in torch.randperm(global_batch, generator=mixer).tolist()]  # mix the shards
+    return order
+
+
 class ShardedBatchSampler(Sampler[list[tuple[int, int]]]):
     """Batches of (epoch, index) keys for one process: its slice of every global batch of one epoch.
 
     `start_step` skips the first global batches (mid-epoch resume). Keys carry the epoch so that
-    `SeededSamples` can seed each sample's augmentation from it.
+    `SeededSamples` can seed each sample's augmentation from it. With `flagged` and `flagged_share`
+    every global batch holds round(share x batch) flagged samples (`balanced_permutation`).
     """
 
     def __init__(
@@ -54,6 +96,8 @@ class ShardedBatchSampler(Sampler[list[tuple[int, int]]]):
         rank: int = 0,
         world_size: int = 1,
         start_step: int = 0,
+        flagged: Sequence[bool] | None = None,
+        flagged_share: float = 0.25,
     ) -> None:
         if global_batch % world_size:
             raise ValueError(f"global batch {global_batch} is not divisible by {world_size} processes")
@@ -64,6 +108,8 @@ class ShardedBatchSampler(Sampler[list[tuple[int, int]]]):
         self.epoch = epoch
         self.rank = rank
         self.start_step = start_step
+        self.flagged = flagged
+        self.flagged_per_batch = round(flagged_share * global_batch)
 
     @staticmethod
     def steps_per_epoch(num_samples: int, global_batch: int) -> int:
@@ -74,7 +120,12 @@ class ShardedBatchSampler(Sampler[list[tuple[int, int]]]):
         return max(0, self.steps_per_epoch(self.num_samples, self.global_batch) - self.start_step)
 
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
-        order = epoch_permutation(self.num_samples, self.seed, self.epoch).tolist()
+        if self.flagged is None:
+            order = epoch_permutation(self.num_samples, self.seed, self.epoch).tolist()
+        else:
+            order = balanced_permutation(
+                self.flagged, self.global_batch, self.flagged_per_batch, self.seed, self.epoch
+            )
         for step in range(self.start_step, self.steps_per_epoch(self.num_samples, self.global_batch)):
             begin = step * self.global_batch + self.rank * self.local_batch
             yield [(self.epoch, i) for i in order[begin : begin + self.local_batch]]
