@@ -231,3 +231,54 @@ def test_detect_train_end_to_end_on_tiny_scenes(
         label for split in ("train", "val") for t in load_voc(scenes, split).values() for label in t.labels
     }
     assert {d.label for d in detections} <= annotated  # never "background"
+
+    # Box regression (beyond the paper) on the trained region classifier, then detections through it.
+    fitted = tmp_path / "boxreg.pt"
+    assert main(["detect", "boxreg", "--checkpoint", str(out / "final.pt"), "--annotations", str(scenes),
+                 "--max-side", "96", "--limit", "12", "--output", str(fitted), "--json"]) == 0  # fmt: skip
+    summary = json.loads(capsys.readouterr().out)
+    assert sum(summary["pairs"].values()) > 0 and set(summary["pairs"]) == annotated
+    refined = tmp_path / "refined.csv"
+    assert main(["detect", "predict", "--checkpoint", str(out / "final.pt"), "--annotations", str(scenes),
+                 "--max-side", "96", "--limit", "3", "--box-regression", str(fitted), "--output", str(refined)]) == 0  # fmt: skip
+    assert "box regression" in capsys.readouterr().out
+    from PIL import Image
+
+    sizes = {image_id: Image.open(path).size for image_id, path in voc_images(scenes, "val")}
+    for d in read_detections(refined):
+        width, height = sizes[d.image]
+        assert 1 <= d.box[0] <= d.box[2] <= width and 1 <= d.box[1] <= d.box[3] <= height  # VOC 1-based
+
+
+def test_box_regression_targets_round_trip_and_the_ridge_recovers_a_linear_map() -> None:
+    from googlenet.detect.boxreg import decode, encode, ridge
+
+    proposals = torch.tensor([[10.0, 20.0, 49.0, 59.0], [0.0, 0.0, 9.0, 19.0]])
+    truth = torch.tensor([[14.0, 20.0, 53.0, 79.0], [0.0, 0.0, 9.0, 19.0]])
+    deltas = encode(proposals, truth)
+    # first pair: same width 40 moved right by 4 (0.1 of it), height 40 -> 60 (centre 39.5 -> 49.5)
+    assert torch.allclose(deltas[0], torch.tensor([0.1, 0.25, 0.0, float(np.log(1.5))]), atol=1e-6)
+    assert torch.equal(deltas[1], torch.zeros(4))
+    assert torch.allclose(decode(proposals, deltas), truth, atol=1e-4)
+
+    generator = torch.Generator().manual_seed(0)
+    features = torch.randn(200, 6, generator=generator)
+    true_map = torch.randn(6, 4, generator=generator)
+    targets = features @ true_map + torch.tensor([0.5, -0.5, 0.1, 0.0])
+    weights = ridge(features, targets, lam=0.0)
+    assert torch.allclose(weights[:6], true_map, atol=1e-4)
+    assert torch.allclose(weights[6], torch.tensor([0.5, -0.5, 0.1, 0.0]), atol=1e-4)  # the bias row
+    shrunk = ridge(features, targets, lam=1e4)
+    assert shrunk[:6].norm() < 0.1 * true_map.norm()  # lambda shrinks the weights, not the bias
+    assert torch.allclose(shrunk[6], targets.mean(0), atol=0.1)
+
+
+def test_box_regression_file_errors_are_one_line(tmp_path: Path) -> None:
+    from googlenet.detect.boxreg import BoxRegressor
+
+    bogus = tmp_path / "bogus.pt"
+    torch.save({"format": "something else"}, bogus)
+    with pytest.raises(CheckpointError, match="not a box regression file"):
+        BoxRegressor.load(bogus)
+    with pytest.raises(CheckpointError, match="no such box regression file"):
+        BoxRegressor.load(tmp_path / "missing.pt")

@@ -55,7 +55,7 @@ def assert_one_line(code: int, err: str, allowed: tuple[int, ...], *names: str) 
 
 def test_the_walk_reaches_every_subcommand() -> None:
     assert {" ".join(p) for p in LEAVES} >= {"summary", "train", "evaluate", "predict", "benchmark",
-                                            "detect evaluate", "detect proposals", "detect predict"}  # fmt: skip
+                                            "detect evaluate", "detect proposals", "detect predict", "detect boxreg"}  # fmt: skip
 
 
 @pytest.mark.parametrize("path", sorted(LEAVES), ids=" ".join)
@@ -123,6 +123,7 @@ def baseline(path: tuple[str, ...], f: dict[str, Path]) -> list[str]:
         ("detect", "evaluate"): ["--annotations", str(f["voc"]), "--detections", str(f["dets"])],
         ("detect", "proposals"): ["--annotations", str(f["voc"])],
         ("detect", "predict"): ["--checkpoint", str(f["det"]), "--annotations", str(f["voc"]), "--output", out + ".csv"],
+        ("detect", "boxreg"): ["--checkpoint", str(f["det"]), "--annotations", str(f["voc"]), "--output", out + ".pt"],
         ("ablate",): ["-o", out, "--data-path", str(f["data"]), "--arms", "full", "--seeds", "0", "--epochs", "1"],
     }.get(path, [])  # fmt: skip
 
@@ -148,7 +149,10 @@ RUNTIME_CASES: dict[tuple[str, ...], list[tuple[str, ...]]] = {
     ("detect", "proposals"): [("--limit", "0"), ("--max-side", "-5"), ("--annotations", "MISSING")],
     ("detect", "predict"): [("--limit", "0"), ("--score-threshold", "nan"), ("--nms-iou", "0"), ("--max-per-image", "0"),
                             ("--max-side", "-5"), ("--checkpoint", "MISSING"), ("--checkpoint", "CLS"),
-                            ("--annotations", "MISSING")],
+                            ("--annotations", "MISSING"), ("--box-regression", "MISSING"), ("--box-regression", "CLS")],
+    ("detect", "boxreg"): [("--limit", "0"), ("--min-iou", "0"), ("--min-iou", "nan"), ("--ridge", "-1"),
+                           ("--ridge", "inf"), ("--per-image", "0"), ("--checkpoint", "MISSING"), ("--checkpoint", "CLS"),
+                           ("--annotations", "MISSING")],
     ("ablate",): [("--seeds", "-1"), ("--seeds", "1", "1"), ("--parallel", "0"), ("--torchrun=-1",),
                   ("--arms", "nope"), ("--arms", "no-aux"), ("--data-path", "MISSING"), ("--set", "lr"),
                   ("--set", "optim.lr=-1"), ("--grad-norms-every=-1",), ("--test-limit", "0"), ("--epochs=-1",)],

@@ -6,7 +6,7 @@ makes them. Several form an ensemble whose softmax outputs are averaged (the pap
 image: proposals -> regions warped with context (`regions.warp_region`) -> the members (through
 `googlenet.optimize` when loaded by `evaluate.models.load_ensemble`) -> per-class scores -> score
 threshold -> per-class non-maximum suppression (`torchvision.ops.batched_nms`, IoU 0.3 as R-CNN) -> the
-best `max_per_image`. No bounding-box regression, as in the paper.
+best `max_per_image`. No bounding-box regression, as in the paper (`detect.boxreg` adds it on request).
 
 Beyond the paper, off by default: `SharedFeatures` scores every proposal from one pass of the trunk
 over the whole image (RoIAlign on inception 4e's map, then 4e's pooling, 5a, 5b and the classifier per
