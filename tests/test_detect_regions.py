@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections import Counter
-
 import numpy as np
 import pytest
 import torch
@@ -12,8 +10,6 @@ from googlenet.detect.metrics import GroundTruth
 from googlenet.detect.regions import (
     BACKGROUND,
     MEAN_FILL,
-    Region,
-    balanced_batches,
     context_box,
     label_regions,
     warp_region,
@@ -58,16 +54,3 @@ def test_labels_follow_the_best_overlap() -> None:
     assert len(label_regions("img", proposals, truth, ["cat", "dog"], include_ground_truth=False)) == 5
     with pytest.raises(ConfigError, match="dog"):
         label_regions("img", proposals, truth, ["cat"])
-
-
-def test_balanced_batches_share_and_cover_the_background() -> None:
-    regions = [Region("i", (0, 0, 1, 1), 1, 1.0)] * 10 + [Region("i", (0, 0, 1, 1), BACKGROUND, 0.1)] * 300
-    batches = list(balanced_batches(regions, batch_size=32, positive_fraction=0.25, seed=3))
-    assert all(sum(regions[i].label != BACKGROUND for i in b) == 8 for b in batches)
-    seen = Counter(i for b in batches for i in b if regions[i].label == BACKGROUND)
-    assert set(seen) == set(range(10, 310)) and set(seen.values()) == {1}  # every background once
-    assert batches == list(balanced_batches(regions, batch_size=32, positive_fraction=0.25, seed=3))
-    only_positives = list(balanced_batches(regions[:10], batch_size=4))
-    assert sorted(i for b in only_positives for i in b) == list(range(10))
-    with pytest.raises(ConfigError):
-        list(balanced_batches(regions, positive_fraction=0))

@@ -107,15 +107,11 @@ def build_plan(args: argparse.Namespace) -> Any:
     return plan
 
 
-def _setup_logging() -> None:
-    setup_console()
-
-
 def run(args: argparse.Namespace) -> int:
     from googlenet.ablate.results import write_study
     from googlenet.ablate.study import run_training
 
-    _setup_logging()
+    setup_console()
     plan = build_plan(args)
     plan.output_dir.mkdir(parents=True, exist_ok=True)
     (plan.output_dir / "command.txt").write_text(" ".join(["googlenet", *sys.argv[1:]]) + "\n")

@@ -35,7 +35,7 @@ from torchvision.ops import box_iou
 
 from googlenet.data.crops import normalize, to_uint8_tensor
 from googlenet.detect.metrics import Detection, GroundTruth
-from googlenet.detect.regions import warp_region
+from googlenet.detect.regions import scaled_context, warp_region
 from googlenet.errors import CheckpointError, ConfigError, DataError
 from googlenet.model.googlenet import GoogLeNet
 
@@ -87,7 +87,7 @@ def region_features(
     """Pooled features (N x 1024) of `boxes` (0-based pixels) of a 3 x H x W uint8 image, warped with
     context as the detector warps them for scoring."""
     size = int(meta["input_size"])
-    pad = round(context * size / 227)
+    pad = scaled_context(context, size)
     mean, std = meta["mean"], meta["std"]
     out = []
     with torch.inference_mode():

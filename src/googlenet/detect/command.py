@@ -246,7 +246,7 @@ def _refine(detections: list[Any], regression: Any, checkpoints: list[str], imag
 
 def run_boxreg(args: argparse.Namespace) -> int:
     from googlenet.detect.boxreg import BoxRegConfig, fit_box_regressor
-    from googlenet.detect.detector import BACKGROUND_NAME
+    from googlenet.detect.detector import split_background
     from googlenet.detect.pipeline import gather_proposals, resolve_annotations
     from googlenet.detect.training import to_pixel_boxes
     from googlenet.detect.voc import voc_images
@@ -256,10 +256,7 @@ def run_boxreg(args: argparse.Namespace) -> int:
         raise ConfigError(f"--limit: must be at least 1, got {args.limit}")
     config = BoxRegConfig(min_iou=args.min_iou, ridge=args.ridge, per_image=args.per_image)
     model, meta = load_checkpoint_model(args.checkpoint, aux_logits=False)
-    names = list(meta.get("class_names") or [])
-    if BACKGROUND_NAME not in names:
-        raise ConfigError(f"{args.checkpoint}: not a region classifier (no class {BACKGROUND_NAME!r})")
-    classes = [c for c in names if c != BACKGROUND_NAME]
+    classes, _ = split_background(meta.get("class_names") or [], args.checkpoint)
     annotations = resolve_annotations(args.annotations)
     images = voc_images(annotations, args.image_set)[: args.limit]
     truth = to_pixel_boxes(load_voc(annotations, args.image_set))

@@ -32,7 +32,7 @@ from torchvision.transforms.v2 import functional as F
 
 from googlenet.data.crops import normalize, to_uint8_tensor
 from googlenet.detect.metrics import Detection
-from googlenet.detect.regions import context_box, warp_region
+from googlenet.detect.regions import context_box, scaled_context, warp_region
 from googlenet.errors import CheckpointError, ConfigError
 from googlenet.evaluate.models import Ensemble
 from googlenet.model.googlenet import GoogLeNet
@@ -59,10 +59,15 @@ class DetectorConfig:
 
 def detection_classes(ensemble: Ensemble) -> tuple[list[str], int]:
     """The detection classes of a region classifier (all but `background`) and background's index."""
-    names = list(ensemble.class_names)
+    return split_background(ensemble.class_names, ensemble.sources[0])
+
+
+def split_background(class_names: Sequence[str], source: object) -> tuple[list[str], int]:
+    """`detection_classes` for a class list read from `source` (named in the error)."""
+    names = list(class_names)
     if BACKGROUND_NAME not in names:
         raise CheckpointError(
-            f"{ensemble.sources[0]}: not a region classifier: no class named {BACKGROUND_NAME!r} "
+            f"{source}: not a region classifier: no class named {BACKGROUND_NAME!r} "
             f"(train one with googlenet detect train)"
         )
     index = names.index(BACKGROUND_NAME)
@@ -75,7 +80,7 @@ def score_regions(
     """Softmax probabilities averaged over the members: len(proposals) x (1 + classes)."""
     pixels = to_uint8_tensor(image)
     size = ensemble.input_size
-    context = round(config.context * size / 227)
+    context = scaled_context(config.context, size)
     probs = torch.zeros(len(proposals), ensemble.num_classes)
     with torch.inference_mode():
         for start in range(0, len(proposals), config.batch_size):
@@ -169,7 +174,7 @@ class SharedFeatures:
         self.metas = list(metas)
         self.input_size = int(self.metas[0].get("input_size", 224))
         self.image_side = image_side or 2 * self.input_size
-        self.context = round(config.context * self.input_size / 227)
+        self.context = scaled_context(config.context, self.input_size)
         self.grid = max(1, self.input_size // 16)
 
     @torch.inference_mode()

@@ -1,4 +1,4 @@
-"""Regions for the region classifier (section 8, after R-CNN): warping with context, labels, balanced batches.
+"""Regions for the region classifier (section 8, after R-CNN): warping with context, labels.
 
 - `warp_region`: R-CNN's "warp with context padding": the proposal is enlarged around its centre so
   that, once warped (anisotropically) to size x size, `context` pixels of surrounding image lie on
@@ -7,14 +7,16 @@
 - `label_regions`: a proposal is a positive of class c when its best IoU with a ground-truth box is >= 0.5
   and that box is of class c, background (label 0) otherwise, the rule the issue sets for fine-tuning
   (R-CNN's fine-tuning threshold); ground-truth boxes themselves are added as positives.
-- `balanced_batches`: mini-batches with a fixed share of positives (R-CNN: 32 of 128).
+- Batches with a fixed share of positives (R-CNN: 32 of 128) are the training engine's
+  (`googlenet.train.sampling.balanced_permutation`, switched on by `detect train`).
 
-The region classifier itself (fine-tuning, scoring, NMS, ensembles) is not implemented yet.
+The region classifier itself is trained by `detect.training` / `detect.pipeline` and scored by
+`detect.detector`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,6 +30,11 @@ from googlenet.errors import ConfigError
 BACKGROUND = 0
 # torchvision/ImageNet mean colour as uint8 (0.485, 0.456, 0.406 x 255): zero after normalisation
 MEAN_FILL: tuple[int, int, int] = (124, 116, 104)
+
+
+def scaled_context(context: int, size: int) -> int:
+    """R-CNN's context (pixels at its 227-pixel input) scaled to a `size`-pixel input."""
+    return round(context * size / 227)
 
 
 def context_box(box: Sequence[float], size: int, context: int) -> tuple[float, float, float, float]:
@@ -96,40 +103,3 @@ def label_regions(
         label = index[truth.labels[k]] if iou >= fg_iou else BACKGROUND
         regions.append(Region(image, (b[0], b[1], b[2], b[3]), label, float(iou)))
     return regions
-
-
-def balanced_batches(
-    regions: Sequence[Region], batch_size: int = 128, positive_fraction: float = 0.25, seed: int = 0
-) -> Iterator[list[int]]:
-    """Index batches with round(batch_size x positive_fraction) positives and background for the rest.
-
-    An epoch is one pass over the background regions (the great majority) in a seeded random order;
-    the rarer positives are cycled, reshuffled at every pass, so every batch carries its share (R-CNN
-    samples positives far more often than background for the same reason). Without background the
-    positives are simply batched once.
-    """
-    if batch_size < 1 or not 0 < positive_fraction <= 1:
-        raise ConfigError("batch size must be >= 1 and the positive fraction in (0, 1]")
-    generator = torch.Generator().manual_seed(seed)
-    positives = [i for i, r in enumerate(regions) if r.label != BACKGROUND]
-    background = [i for i, r in enumerate(regions) if r.label == BACKGROUND]
-
-    def shuffled(items: list[int]) -> list[int]:
-        return [items[i] for i in torch.randperm(len(items), generator=generator).tolist()]
-
-    if not background:
-        order = shuffled(positives)
-        for start in range(0, len(order), batch_size):
-            yield order[start : start + batch_size]
-        return
-    n_pos = min(batch_size - 1, max(1, round(batch_size * positive_fraction))) if positives else 0
-    n_neg = batch_size - n_pos
-    queue: list[int] = []
-    neg = shuffled(background)
-    for start in range(0, len(neg), n_neg):
-        batch = []
-        for _ in range(n_pos):
-            if not queue:
-                queue = shuffled(positives)
-            batch.append(queue.pop())
-        yield batch + neg[start : start + n_neg]

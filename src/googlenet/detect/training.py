@@ -39,7 +39,7 @@ from PIL import Image
 from googlenet.data.crops import to_uint8_tensor
 from googlenet.data.decode import load_image
 from googlenet.detect.metrics import GroundTruth
-from googlenet.detect.regions import BACKGROUND, label_regions, warp_region
+from googlenet.detect.regions import BACKGROUND, label_regions, scaled_context, warp_region
 from googlenet.errors import ConfigError, DataError
 from googlenet.io import atomic_open
 
@@ -167,7 +167,7 @@ def build_region_set(
         return existing
     staging = target.with_name(f".{target.name}.tmp-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
-    context = round(config.context * config.input_size / 227)
+    context = scaled_context(config.context, config.input_size)
     counts: dict[str, dict[str, int]] = {}
     started = time.perf_counter()
     try:

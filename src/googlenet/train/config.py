@@ -87,7 +87,7 @@ class DataSection:
     # Not in the paper (classification draws batches uniformly): every training batch holds exactly
     # round(balance_share x batch) images of class `balance_class` (R-CNN's 96 background regions in
     # 128; `detect train` sets "background" and 0.75). None: uniform batches.
-    balance_class: str | None = None  # not in the paper (see above)
+    balance_class: str | None = None  # not in the paper
     balance_share: float = 0.75  # R-CNN (Girshick et al. 2014): 96 of 128
 
 
