@@ -282,3 +282,28 @@ def test_box_regression_file_errors_are_one_line(tmp_path: Path) -> None:
         BoxRegressor.load(bogus)
     with pytest.raises(CheckpointError, match="no such box regression file"):
         BoxRegressor.load(tmp_path / "missing.pt")
+
+
+def test_detect_predict_draws_labelled_pngs_and_prints_json(
+    scenes: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], one_thread: None
+) -> None:
+    pytest.importorskip("cv2")
+    torch.manual_seed(0)
+    classes = ["background", *sorted({c for t in load_voc(scenes, "train").values() for c in t.labels})]
+    model = googlenet.build_model("bn", num_classes=len(classes), aux_logits=False)
+    googlenet.save_checkpoint(tmp_path / "r.pt", model, default_meta(model, 64) | {"class_names": classes})
+    out = tmp_path / "drawn"
+    assert main(["detect", "predict", "--checkpoint", str(tmp_path / "r.pt"), "--annotations", str(scenes),
+                 "--max-side", "96", "--limit", "2", "--score-threshold", "0.01", "--draw", str(out),
+                 "--draw-threshold", "0", "--output", str(tmp_path / "d.csv"), "--json"]) == 0  # fmt: skip
+    report = json.loads(capsys.readouterr().out)
+    assert report["images"] == 2 and len(report["drawn"]) == 2 and report["detections"]
+    assert {d["class"] for d in report["detections"]} <= set(classes[1:])
+    from PIL import Image
+
+    first = voc_images(scenes, "val")[0]
+    drawn = Image.open(out / f"{first[0]}.png")
+    assert drawn.size == Image.open(first[1]).size and drawn.mode == "RGB"
+    assert (
+        np.asarray(drawn).tobytes() != np.asarray(Image.open(first[1]).convert("RGB")).tobytes()
+    )  # boxes drawn

@@ -90,6 +90,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     help="beyond the paper: move each detection by this class-specific regression "
                          "(googlenet detect boxreg) and redo NMS")  # fmt: skip
     pd.add_argument("--output", required=True, metavar="FILE.csv")
+    pd.add_argument(
+        "--draw", metavar="DIR", help="also write one PNG per image with its detections drawn and labelled"
+    )
+    pd.add_argument(
+        "--draw-threshold", type=float, default=0.5, help="draw detections scoring at least this (0.5)"
+    )
+    pd.add_argument(
+        "--json", action="store_true", help="print one JSON object: the summary and every detection"
+    )
     add_engine_arguments(pd, default="eager")
     pd.set_defaults(func=run_predict)
 
@@ -184,6 +193,8 @@ def run_predict(args: argparse.Namespace) -> int:
 
     if args.limit is not None and args.limit < 1:
         raise ConfigError(f"--limit: must be at least 1, got {args.limit}")
+    if not 0 <= args.draw_threshold <= 1:
+        raise ConfigError(f"--draw-threshold: must be in [0, 1], got {args.draw_threshold}")
     config = DetectorConfig(
         score_threshold=args.score_threshold, nms_iou=args.nms_iou, max_per_image=args.max_per_image
     )
@@ -214,11 +225,60 @@ def run_predict(args: argparse.Namespace) -> int:
         detections = _refine(detections, regression, args.checkpoint, images, config)
         refining = f", box regression {(time.perf_counter() - started) / max(1, done):.2f} s/image"
     write_detections(args.output, detections)
+    drawn = (
+        _draw(detections, images, args.draw, args.draw_threshold, config.pixel_offset) if args.draw else []
+    )
+    if args.json:
+        print(json.dumps({
+            "output": args.output, "images": done, "skipped_images": len(skipped), "models": len(ensemble.members),
+            "proposal_seconds_per_image": seconds / max(1, done), "scoring_seconds_per_image": scoring / max(1, done),
+            "drawn": drawn,
+            "detections": [{"image_id": d.image, "class": d.label, "score": d.score, "box": list(d.box)}
+                           for d in detections],
+        }, indent=1))  # fmt: skip
+        return 0
     print(f"{len(detections)} detections of {len(classes)} classes on {done} images by "
           f"{len(ensemble.members)} model(s) -> {args.output} (proposals {seconds / max(1, done):.2f} s/image, "
           f"scoring {scoring / max(1, done):.2f} s/image{refining})"
           + (f"; {len(skipped)} unreadable image(s) skipped" if skipped else ""))  # fmt: skip
     return 0
+
+
+def _draw(detections: list[Any], images: list[tuple[str, str]], folder: str, threshold: float,
+          offset: float) -> list[str]:  # fmt: skip
+    """One PNG per image (`folder/<image_id>.png`) with its detections >= `threshold` as labelled boxes."""
+    import torch
+    from PIL import Image
+    from torchvision.utils import draw_bounding_boxes
+
+    from googlenet.data.crops import to_uint8_tensor
+    from googlenet.data.decode import load_image
+    from googlenet.io import atomic_open
+
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"--draw {folder}: cannot create the folder ({exc.strerror or exc})") from None
+    by_image: dict[str, list[Any]] = {}
+    for d in detections:
+        if d.score >= threshold:
+            by_image.setdefault(d.image, []).append(d)
+    paths = []
+    for image_id, path in images:
+        try:
+            pixels = to_uint8_tensor(load_image(path))
+        except Exception:  # noqa: BLE001 - an unreadable image was reported when it was scored
+            continue
+        found = by_image.get(image_id, [])
+        if found:
+            boxes = torch.tensor([d.box for d in found], dtype=torch.float32) - offset  # to 0-based pixels
+            labels = [f"{d.label} {d.score:.2f}" for d in found]
+            pixels = draw_bounding_boxes(pixels, boxes, labels=labels, colors="red", width=2)
+        target = os.path.join(folder, f"{image_id}.png")
+        with atomic_open(target, "wb") as handle:
+            Image.fromarray(pixels.permute(1, 2, 0).numpy()).save(handle, format="PNG")
+        paths.append(target)
+    return paths
 
 
 def _refine(detections: list[Any], regression: Any, checkpoints: list[str], images: list[tuple[str, str]],
