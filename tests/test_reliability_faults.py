@@ -222,7 +222,7 @@ def _children(pid: int) -> list[int]:
     return found
 
 
-@pytest.mark.slow  # gloo's reconnection after the restart timed out once on this loaded 2-core machine
+@pytest.mark.slow  # 3 epochs under torchrun, twice; the restart race itself is in test_train_distributed.py
 @pytest.mark.skipif(not TORCHRUN.exists(), reason="torchrun not installed beside this Python")
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the workers through /proc")
 def test_torchrun_restarts_a_killed_worker_and_resumes_from_the_last_checkpoint(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -74,3 +75,57 @@ def test_two_process_torchrun_equals_one_process(tmp_path: Path) -> None:
     for row_a, row_b in zip(history_a, history_b, strict=True):
         assert row_a["loss_total"] == pytest.approx(row_b["loss_total"], rel=1e-4)
         assert row_a["train_eval_top1_raw"] == pytest.approx(row_b["train_eval_top1_raw"])
+
+
+def test_each_elastic_restart_sees_its_own_keys_in_the_shared_store() -> None:
+    """torchrun keeps one store across restarts; a restarted group must not read the last one's keys."""
+    import torch.distributed as dist
+
+    from googlenet.train.distributed import attempt_store
+
+    shared = dist.HashStore()
+    first, second = attempt_store(shared, "0"), attempt_store(shared, "1")
+    first.set("0/cpu/rank_1", "127.0.0.1:16267")  # what gloo's rank 1 published before it was killed
+    assert first.check(["0/cpu/rank_1"]) and not second.check(["0/cpu/rank_1"])
+    second.set("0/cpu/rank_1", "127.0.0.1:20001")
+    assert (
+        first.get("0/cpu/rank_1") == b"127.0.0.1:16267" and second.get("0/cpu/rank_1") == b"127.0.0.1:20001"
+    )
+    assert attempt_store(shared, None) is shared  # plain torchrun-less or non-elastic runs: unchanged
+
+
+RESTARTED_WORKER = """
+import os, sys, time
+import torch, torch.distributed as dist
+from googlenet.train import distributed as ddp
+env = ddp.from_environment()
+attempt = os.environ["TORCHELASTIC_RESTART_COUNT"]
+if attempt == "1" and env.rank == int(sys.argv[1]):
+    time.sleep(2)  # this rank comes back late: its peer reads the store first
+ddp.init_process_group(env, torch.device("cpu"))
+total = torch.ones(1)
+dist.all_reduce(total)
+assert total.item() == 2
+if attempt == "0":
+    dist.barrier()
+    if env.rank == 1:
+        os._exit(9)  # a worker dies: torchrun stops the group and restarts both
+    time.sleep(60)
+sys.stdout.write(f"<attempt {attempt} rank {env.rank} joined>")
+"""
+
+
+@pytest.mark.skipif(not TORCHRUN.exists(), reason="torchrun not installed beside this Python")
+@pytest.mark.parametrize("late_rank", [0, 1])
+def test_a_restarted_group_joins_whichever_rank_comes_back_first(tmp_path: Path, late_rank: int) -> None:
+    """Without a per-attempt store prefix, the early rank reads its peer's dead address from the first
+    attempt and gloo fails with "Connection refused" or hangs (4 of 6 runs failed on this machine)."""
+    script = tmp_path / "worker.py"
+    script.write_text(RESTARTED_WORKER)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "src")}
+    command = [str(TORCHRUN), "--standalone", "--nproc-per-node", "2", "--max-restarts", "1", str(script),
+               str(late_rank)]  # fmt: skip
+    completed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=180, cwd=tmp_path)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    joined = sorted(re.findall(r"<(attempt \d rank \d) joined>", completed.stdout))  # two writers, one pipe
+    assert joined == ["attempt 1 rank 0", "attempt 1 rank 1"]
