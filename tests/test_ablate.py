@@ -134,12 +134,13 @@ def test_parse_set_reads_yaml_values() -> None:
 
 
 def test_write_study_from_finished_run_folders(tmp_path: Path) -> None:
-    plan = StudyPlan(tmp_path, arms=("full", "no-aux"), seeds=(0, 1), test_time=False)
+    plan = StudyPlan(tmp_path, arms=("full", "no-aux", "no-polyak"), seeds=(0, 1), test_time=False)
     for arm, seed, top1 in (("full", 0, 60.0), ("full", 1, 62.0), ("no-aux", 0, 55.0), ("no-aux", 1, 58.0)):
         folder = plan.run_dir(arm, seed)
         folder.mkdir(parents=True)
         (folder / "final.pt").write_bytes(b"")
-        results = {"status": "completed", "val_top1_avg": top1, "val_top5_avg": 95.0, "epochs": 1}
+        results = {"status": "completed", "val_top1_avg": top1, "val_top5_avg": 95.0, "epochs": 1,
+                   "val_top1_raw": top1 - 3 * (seed + 1), "val_top5_raw": 94.0}  # fmt: skip
         (folder / "results.json").write_text(json.dumps(results))
         norm = 2.0 if arm == "full" else 1.0
         rows = [{"step": step, "depth": d, "layer": name, "aux": False, "norm": norm * (step if name == "fc" else 1)}
@@ -151,6 +152,15 @@ def test_write_study_from_finished_run_folders(tmp_path: Path) -> None:
     assert stages[1:] == ["conv1,2,1,2", "inception3a,2,1,2", "fc,8,4,2"]  # step 1 left out
     effect = next(r for r in summary["rows"] if r["arm"] == "no-aux" and r["metric"] == "top1")
     assert effect["effect"] == pytest.approx(4.5)
+    # no-polyak trains nothing: it is the full runs' raw weights, paired with them seed by seed
+    assert not plan.run_dir("no-polyak", 0).exists()
+    assert summary["errors"]["no-polyak"] == {
+        "0": {"top1": 43.0, "top5": 6.0},
+        "1": {"top1": 44.0, "top5": 6.0},
+    }
+    assert summary["runs"]["no-polyak/seed-1"]["status"] == "completed (raw weights of full/seed-1)"
+    effect = next(r for r in summary["rows"] if r["arm"] == "no-polyak" and r["metric"] == "top1")
+    assert effect["effect"] == pytest.approx(4.5)  # 3 and 6 points more error without the average
     assert {p.name for p in tmp_path.iterdir()} >= {
         "ablation.md",
         "ablation.csv",
@@ -187,5 +197,30 @@ def test_a_tiny_study_end_to_end_and_rerun_reuses_it(tmp_path: Path) -> None:
     assert (tmp_path / "study" / "gradflow.png").is_file()
     second = subprocess.run(command, capture_output=True, text=True, check=False, timeout=1500)
     assert second.returncode == 0
-    assert second.stderr.count(": reused") == 6  # 3 arms x 2 seeds, none trained again
+    assert second.stderr.count(": reused") == 4  # full and no-aux x 2 seeds, none trained again
+    assert not (tmp_path / "study" / "runs" / "no-polyak").exists()  # read from the full runs
     assert json.loads(second.stdout)["rows"] == rows  # nothing retrained, same numbers
+
+
+def test_averaging_leaves_the_training_trajectory_alone(tmp_path: Path) -> None:
+    """What lets `no-polyak` read the full runs' raw weights instead of training its own: the same
+    seed trains to the same raw weights with and without averaging (bn variant: BN statistics are
+    recomputed for the average after every epoch, under a forked RNG)."""
+    import torch
+
+    from conftest import make_tiny_data
+    from googlenet.train import fit, resolve
+
+    data = make_tiny_data(tmp_path)
+    weights = {}
+    for method in ("polyak", "none"):
+        out = tmp_path / method
+        flags = {"data.data_path": str(data), "run.output_dir": str(out), "model.variant": "bn",
+                 "model.input_size": 64, "optim.batch_size": 4, "run.epochs": 2, "run.progress": False,
+                 "data.workers": 0, "data.train_eval_samples": 0, "average.method": method, "average.start": 0,
+                 "run.seed": 5}  # fmt: skip
+        assert fit(resolve({}, flags))["status"] == "completed"
+        weights[method] = torch.load(out / "last.pt", weights_only=True)["state_dict"]
+    assert weights["polyak"].keys() == weights["none"].keys()
+    for name, tensor in weights["polyak"].items():
+        assert torch.equal(tensor, weights["none"][name]), name

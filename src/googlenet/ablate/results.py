@@ -39,11 +39,13 @@ def collect(plan: StudyPlan) -> tuple[dict[str, dict[int, dict[str, float]]], di
     errors: dict[str, dict[int, dict[str, float]]] = {}
     runs: dict[str, Any] = {}
     for arm in plan.arms:
+        source = plan.arm(arm).raw_of
         for seed in plan.seeds:
-            results = read_results(plan.run_dir(arm, seed))
-            found = errors_of(results)
+            results = read_results(plan.run_dir(source or arm, seed))
+            found = errors_of(results, raw=source is not None)
+            status = (results or {}).get("status", "not run")
             runs[f"{arm}/seed-{seed}"] = {
-                "status": (results or {}).get("status", "not run"),
+                "status": status if source is None else f"{status} (raw weights of {source}/seed-{seed})",
                 "errors": found,
                 "wall_time_s": (results or {}).get("wall_time_s"),
                 "epochs": (results or {}).get("epochs"),

@@ -44,13 +44,23 @@ class Arm:
     name: str
     overrides: Mapping[str, Any]
     description: str
+    # An arm that needs no training of its own: it reads the raw (not averaged) final weights' errors
+    # from this arm's runs. Only `no-polyak`: averaging draws no random numbers and changes no step
+    # (tests/test_ablate.py trains both ways and compares the weights), so its training is the full
+    # recipe's, and reading it there costs nothing and pairs each seed with the very same trajectory.
+    raw_of: str | None = None
 
 
 ARMS: tuple[Arm, ...] = (
     Arm("full", {}, "the recipe as configured (section 5-6: aux heads 0.3, Polyak, section 6 sampling)"),
     Arm("no-aux", {"model.aux_logits": False}, "no auxiliary classifiers (section 5)"),
     Arm("aux-weight-1", {"optim.aux_weight": 1.0}, "auxiliary losses weighted 1.0 instead of 0.3"),
-    Arm("no-polyak", {"average.method": "none"}, "the raw final weights instead of the Polyak average"),
+    Arm(
+        "no-polyak",
+        {"average.method": "none"},
+        "the raw final weights instead of the Polyak average (read from the full runs, no training)",
+        raw_of="full",
+    ),
     Arm(
         "no-photometric",
         {"augment.photometric": False, "augment.lighting": 0.0},
@@ -191,7 +201,7 @@ def run_training(
     """Every (arm, seed) run, `plan.parallel` at a time, with one progress bar over the study's epochs."""
     from tqdm import tqdm
 
-    jobs = [(arm, seed) for seed in plan.seeds for arm in plan.arms]
+    jobs = [(arm, seed) for seed in plan.seeds for arm in plan.arms if plan.arm(arm).raw_of is None]
     epochs = int(resolve({}, plan.config_of(REFERENCE, plan.seeds[0])).run.epochs)
     threads = max(1, (os.cpu_count() or 1) // (plan.parallel * max(1, plan.torchrun)))
     outcomes: list[dict[str, Any]] = []
@@ -220,13 +230,14 @@ def run_training(
     return outcomes
 
 
-def errors_of(results: Mapping[str, Any] | None) -> dict[str, float] | None:
-    """Top-1/top-5 error (percent) of a run's final model: the averaged weights where there are any."""
+def errors_of(results: Mapping[str, Any] | None, raw: bool = False) -> dict[str, float] | None:
+    """Top-1/top-5 error (percent) of a run's final model: the averaged weights where there are any
+    (`raw`: always the raw weights)."""
     if not results or results.get("status") != "completed":
         return None
     out: dict[str, float] = {}
     for metric in ("top1", "top5"):
-        value = results.get(f"val_{metric}_avg")
+        value = None if raw else results.get(f"val_{metric}_avg")
         if not isinstance(value, int | float) or math.isnan(value):
             value = results.get(f"val_{metric}_raw")
         if not isinstance(value, int | float) or math.isnan(value):
