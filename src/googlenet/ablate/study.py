@@ -235,14 +235,14 @@ def errors_of(results: Mapping[str, Any] | None, raw: bool = False) -> dict[str,
     (`raw`: always the raw weights)."""
     if not results or results.get("status") != "completed":
         return None
+    weights = ("raw",) if raw else ("avg", "raw")
     out: dict[str, float] = {}
     for metric in ("top1", "top5"):
-        value = None if raw else results.get(f"val_{metric}_avg")
-        if not isinstance(value, int | float) or math.isnan(value):
-            value = results.get(f"val_{metric}_raw")
-        if not isinstance(value, int | float) or math.isnan(value):
+        values = [results.get(f"val_{metric}_{w}") for w in weights]
+        found = [v for v in values if isinstance(v, int | float) and not math.isnan(v)]
+        if not found:
             return None
-        out[metric] = 100.0 - float(value)
+        out[metric] = 100.0 - float(found[0])
     return out
 
 
