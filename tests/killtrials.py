@@ -2,9 +2,10 @@
 
 One trial trains the tiny deterministic run (3 classes, 12 images, 2 epochs of 3 steps at 64 px) in a
 real process and kills it with SIGKILL (no handler runs) up to `kills` times: at a random moment
-("random"), or the moment a checkpoint's temporary file appears, i.e. during a checkpoint write
-("write"). After each kill the files on disk must be complete: every checkpoint present loads (with
-`weights_only=True`) and matches the SHA-256 its run folder recorded. Then the run is resumed with
+("random"), or inside a checkpoint write ("write": frozen with SIGSTOP while a checkpoint's temporary
+file exists, so the kill provably lands mid-write). After each kill the files on disk must be complete:
+every checkpoint present loads (with `weights_only=True`) and matches the SHA-256 its run folder
+recorded. Then the run is resumed with
 `googlenet train --resume DIR` (or started again if no checkpoint was written yet) until it completes,
 and its final weights, averaged weights, optimiser state and final.pt must equal the uninterrupted
 run's bit for bit.
@@ -127,6 +128,29 @@ def same_weights(a: Path, b: Path) -> bool:
     return True
 
 
+def _stop_inside_a_write(process: subprocess.Popen[bytes], out: Path, rng: random.Random) -> None:
+    """Freeze `process` (SIGSTOP) inside a checkpoint write: from its n-th write on, 0-20 ms in.
+
+    A write can finish within the delay (on a fast disk most do), so the process is frozen first and the
+    temporary file checked while nothing can move; if the write already finished, the process continues
+    and the next write is tried with half the delay. A delay of zero stops it within the ~1 ms poll of
+    the write's start, so a kill lands inside a write unless the run ends first. The caller kills it.
+    """
+    target, seen, delay = rng.randrange(6), set(), rng.uniform(0, 0.02)
+    while process.poll() is None:
+        current = set(_temporary_files(out))
+        fresh = current - seen
+        seen |= current
+        if fresh and len(seen) > target:
+            time.sleep(delay)
+            process.send_signal(signal.SIGSTOP)
+            if _temporary_files(out):
+                return
+            process.send_signal(signal.SIGCONT)
+            delay /= 2
+        time.sleep(0.001)
+
+
 def run_trial(
     data: Path,
     out: Path,
@@ -148,14 +172,8 @@ def run_trial(
         launches += 1
         killed = False
         if trial.kills < kills:
-            if mode == "write":  # during the n-th checkpoint-related write of this launch, 0-20 ms in
-                target, seen = rng.randrange(6), set()
-                while process.poll() is None:
-                    seen.update(_temporary_files(out))
-                    if len(seen) > target:
-                        break
-                    time.sleep(0.001)
-                time.sleep(rng.uniform(0, 0.02))
+            if mode == "write":
+                _stop_inside_a_write(process, out, rng)
             else:
                 moment = time.monotonic() + rng.uniform(0.5, span)
                 while process.poll() is None and time.monotonic() < moment:
