@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from googlenet.bench.command import SECTIONS, format_rows, plan, summarise
+from googlenet.bench.command import SECTIONS, combine_rounds, format_rows, plan, summarise
 from googlenet.bench.paths import run_spec
 from googlenet.cli import main
 
@@ -76,3 +76,29 @@ def test_bad_values_are_one_line_errors(capsys: pytest.CaptureFixture[str]) -> N
     assert capsys.readouterr().err.count("\n") == 1
     assert main(["benchmark", "--only", "data", "--data-path", "/nonexistent"]) == 1
     assert "/nonexistent" in capsys.readouterr().err
+
+
+def test_rounds_combine_to_medians_and_same_round_ratios() -> None:
+    specs = [
+        {"section": "train", "name": "base"},
+        {"section": "train", "name": "ours", "baseline": "base"},
+        {"section": "train", "name": "flaky", "baseline": "base"},
+    ]
+    rounds = [  # the machine slows down by half in round 2: the same-round ratio stays 2
+        [{"value": 10.0, "peak_rss_mib": 5.0}, {"value": 20.0, "peak_rss_mib": 7.0}, {"value": 1.0, "peak_rss_mib": 1.0}],
+        [{"value": 5.0, "peak_rss_mib": 6.0}, {"value": 10.0, "peak_rss_mib": 7.5}, {"error": "boom"}],
+        [{"value": 10.0, "peak_rss_mib": 5.0}, {"value": 21.0, "peak_rss_mib": 7.0}, {"value": 1.0, "peak_rss_mib": 1.0}],
+    ]  # fmt: skip
+    combined = combine_rounds(specs, rounds)
+    assert combined[0]["value"] == 10.0 and combined[0]["peak_rss_mib"] == 6.0
+    assert combined[1]["round_values"] == [20.0, 10.0, 21.0] and combined[1]["value"] == 20.0
+    assert combined[1]["round_ratios"] == [2.0, 2.0, 2.1]
+    assert combined[2] == {"error": "boom"}
+    rows = summarise(specs, combined)
+    assert rows[1]["ratio"] == 2.0  # a cross-round ratio would have said 20 / 10 = 2 only by luck
+    assert combine_rounds(specs, rounds[:1]) is rounds[0]
+
+
+def test_rounds_flag_is_checked(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["benchmark", "--rounds", "0"]) == 1
+    assert "--rounds" in capsys.readouterr().err

@@ -324,3 +324,30 @@ def test_local_response_norm_equals_torchs(channels_last: bool) -> None:
     with torch.autocast("cpu", dtype=torch.bfloat16):
         low = ours(x.to(torch.bfloat16))
     torch.testing.assert_close(low.float(), reference(x), rtol=2e-2, atol=2e-2)
+
+
+@pytest.mark.parametrize("size", [5, 4])
+def test_local_response_norm_backward_is_the_exact_gradient(size: int) -> None:
+    """The hand-written backward (`_LRNFunction`) against finite differences in float64, and against
+    autograd through torch's LRN under bf16 autocast (the training setting)."""
+    from googlenet.model.layers import LocalResponseNorm
+
+    torch.manual_seed(0)
+    ours = LocalResponseNorm(size, 1e-2, 0.75, 1.0)  # alpha large enough that the cross terms matter
+    x = (torch.randn(2, 7, 3, 3, dtype=torch.float64) * 5).requires_grad_(True)
+    assert torch.autograd.gradcheck(ours, (x,))
+    assert ours(x).grad_fn is not None and "LRNFunction" in type(ours(x).grad_fn).__name__
+
+    x = (torch.randn(4, 64, 6, 6) * 30).contiguous(memory_format=torch.channels_last)
+    reference = torch.nn.LocalResponseNorm(size, 1e-4, 0.75, 1.0)
+    ours = LocalResponseNorm(size, 1e-4, 0.75, 1.0)
+    weights = torch.randn(4, 64, 6, 6)
+    a = x.clone().requires_grad_(True)
+    (reference(a) * weights).sum().backward()
+    b = x.to(torch.bfloat16).requires_grad_(True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = ours(b)
+    (out.float() * weights).sum().backward()
+    assert b.grad is not None and a.grad is not None
+    scale = a.grad.abs().max()
+    torch.testing.assert_close(b.grad.float() / scale, a.grad / scale, rtol=0, atol=2e-2)

@@ -15,6 +15,11 @@ Measures, never asserts. Sections (choose with `--only`):
 
 Every path runs in a fresh process (peak memory per path; no shared caches); the results are printed
 as a table with ratios to each section's baseline and saved with `--json FILE`.
+
+On a shared or throttled machine the speed drifts over minutes, and a ratio between two paths timed
+minutes apart carries that drift. `--rounds N` runs the whole list N times in turn; a row then shows the
+median of its N values, and its ratio is the median of the N ratios to the baseline timed in the same
+round (so each ratio compares paths timed close together).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import importlib.util
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import time
@@ -51,6 +57,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--compile", action="store_true", help="include torch.compile paths (minutes to build)"
     )
     parser.add_argument("--repeats", type=int, default=5, help="timed repetitions per path (median)")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="run every path this many times in turn; rows and ratios are medians over the rounds",
+    )
     parser.add_argument(
         "--data-path", metavar="DIR", help="JPEG image folder for data/crops144 (default: built-in)"
     )
@@ -179,6 +191,39 @@ def _unit(section: str) -> str:
     return {"gemm": "GFLOP/s", "crops144": "crops/s"}.get(section, "img/s")
 
 
+def combine_rounds(specs: list[dict[str, Any]], rounds: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """One result per spec from several rounds: numbers are medians over the rounds (peak memory: the
+    largest), `round_values` keeps every value, and `round_ratios` the ratio to the baseline of the
+    same round. A path that failed in any round keeps that round's error."""
+    if len(rounds) == 1:
+        return rounds[0]
+    index = {spec["name"]: i for i, spec in enumerate(specs)}
+    combined = []
+    for i, spec in enumerate(specs):
+        runs = [results[i] for results in rounds]
+        failed = next((run for run in runs if "error" in run), None)
+        if failed is not None:
+            combined.append(failed)
+            continue
+        result: dict[str, Any] = {}
+        for key, first in runs[0].items():
+            values = [run[key] for run in runs]
+            if key == "peak_rss_mib":
+                result[key] = max(values)
+            elif isinstance(first, int | float) and not isinstance(first, bool):
+                result[key] = statistics.median(values)
+            else:
+                result[key] = first
+        result["round_values"] = [run["value"] for run in runs]
+        base = index.get(spec.get("baseline", ""))
+        if base is not None and all("value" in results[base] for results in rounds):
+            result["round_ratios"] = [
+                run["value"] / results[base]["value"] for run, results in zip(runs, rounds, strict=True)
+            ]
+        combined.append(result)
+    return combined
+
+
 def summarise(specs: list[dict[str, Any]], results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Rows with ratios to the section baseline and, for inference and training, to the GEMM ceiling."""
     from googlenet.model.googlenet import build_model
@@ -193,7 +238,9 @@ def summarise(specs: list[dict[str, Any]], results: list[dict[str, Any]]) -> lis
     for spec, result in zip(specs, results, strict=True):
         row = {"section": spec["section"], "name": spec["name"], **result, "unit": _unit(spec["section"])}
         base = by_name.get(spec.get("baseline", ""), {})
-        if "value" in result and base.get("value"):
+        if "round_ratios" in result:  # several rounds: the median of the same-round ratios
+            row["ratio"] = statistics.median(result["round_ratios"])
+        elif "value" in result and base.get("value"):
             row["ratio"] = result["value"] / base["value"]
         if spec["section"] == "infer" and "value" in result:
             gemm = by_name.get(f"GEMM {spec['precision']}", {}).get("value")
@@ -230,8 +277,13 @@ def format_rows(rows: list[dict[str, Any]]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.repeats < 1 or any(b < 1 for b in args.batch) or any(s < 64 for s in args.train_size):
-        raise ConfigError("--repeats and --batch must be at least 1, --train-size at least 64")
+    if (
+        args.repeats < 1
+        or args.rounds < 1
+        or any(b < 1 for b in args.batch)
+        or any(s < 64 for s in args.train_size)
+    ):
+        raise ConfigError("--repeats, --rounds and --batch must be at least 1, --train-size at least 64")
     root = args.data_path
     if root is None and {"data", "crops144"} & set(args.only):
         from googlenet.data.synthetic import ensure_builtin
@@ -241,37 +293,45 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--data-path {root}: not a directory")
     specs = plan(args, root or "")
     started = time.perf_counter()
-    results = []
-    bar = tqdm(specs, unit="path", file=sys.stderr, disable=not sys.stderr.isatty(), dynamic_ncols=True)
-    for index, spec in enumerate(bar):
-        bar.set_postfix_str(spec["name"])
-        results.append(run_one(spec))
+    rounds: list[list[dict[str, Any]]] = [[] for _ in range(args.rounds)]
+    work = [(r, spec) for r in range(args.rounds) for spec in specs]
+    bar = tqdm(work, unit="path", file=sys.stderr, disable=not sys.stderr.isatty(), dynamic_ncols=True)
+    for index, (round_index, spec) in enumerate(bar):
+        label = spec["name"] + (f" (round {round_index + 1}/{args.rounds})" if args.rounds > 1 else "")
+        bar.set_postfix_str(label)
+        rounds[round_index].append(run_one(spec))
         if bar.disable:  # no terminal: one line per path, so a log shows progress
-            value = results[-1].get("value")
-            shown = (
-                f"{value:.1f} {_unit(spec['section'])}" if value is not None else results[-1].get("error", "")
-            )
+            last = rounds[round_index][-1]
+            value = last.get("value")
+            shown = f"{value:.1f} {_unit(spec['section'])}" if value is not None else last.get("error", "")
             elapsed = time.perf_counter() - started
-            eta = elapsed / (index + 1) * (len(specs) - index - 1)
+            eta = elapsed / (index + 1) * (len(work) - index - 1)
             print(
-                f"[{index + 1}/{len(specs)}] {spec['name']}: {shown} (ETA {eta:.0f} s)",
-                file=sys.stderr,
-                flush=True,
+                f"[{index + 1}/{len(work)}] {label}: {shown} (ETA {eta:.0f} s)", file=sys.stderr, flush=True
             )
-    rows = summarise(specs, results)
+    rows = summarise(specs, combine_rounds(specs, rounds))
     print(
         f"googlenet benchmark: {machine()['cpu']}, {torch.get_num_threads()} threads, torch {torch.__version__}"
     )
     print(format_rows(rows))
     print(
-        f"({time.perf_counter() - started:.0f} s; medians of the timed repetitions; ratios within a section)"
+        f"({time.perf_counter() - started:.0f} s; medians of the timed repetitions"
+        + (f", then of {args.rounds} rounds (ratios: of the same-round ratios)" if args.rounds > 1 else "")
+        + "; ratios within a section)"
     )
     if args.json:
         from googlenet.io import atomic_open
 
         with atomic_open(args.json, "w") as handle:
             json.dump(
-                {"machine": machine(), "date": time.strftime("%Y-%m-%d"), "rows": rows}, handle, indent=2
+                {
+                    "machine": machine(),
+                    "date": time.strftime("%Y-%m-%d"),
+                    "rounds": args.rounds,
+                    "rows": rows,
+                },
+                handle,
+                indent=2,
             )
         print(f"saved {args.json}")
     return 0

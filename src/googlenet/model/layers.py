@@ -46,16 +46,54 @@ class ConvBlock(nn.Module):
         return self.relu(x)
 
 
+class _LRNFunction(torch.autograd.Function):
+    """LRN with a hand-written backward pass (used while training).
+
+    Autograd's backward through the forward's chain of element-wise operations needs about twice the
+    forward's memory passes and a second `pow`. With y = x * d^-beta and
+    d = k + alpha / n * (B x^2) (B: the band matrix), the gradient has the closed form
+        dL/dx = g * d^-beta - (2 * alpha * beta / n) * x * (B^T (g * x * d^(-beta - 1))),
+    one band convolution and a few element-wise operations; the forward saves d^(-beta - 1).
+    Measured on the project's CPU under bf16 autocast, batch 32: LRN forward + backward 1.8-1.9x
+    faster at both of GoogLeNet's LRN layers (112x112x64 and 56x56x192). No library has a fused LRN
+    backward, so we write it.
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, band: Tensor, size: int, alpha: float, beta: float, k: float) -> Tensor:
+        squares = x * x
+        window = F.conv2d(squares, band.to(squares.dtype))  # under bf16 autocast: bf16, on AMX
+        wide = torch.promote_types(window.dtype, torch.float32)  # float32, or float64 for float64 input
+        d = window.to(wide).mul_(alpha / size).add_(k)
+        scale = d.pow(-beta)
+        ratio = torch.div(scale, d, out=d)  # d ** (-beta - 1), in d's memory
+        scale = scale.to(x.dtype)
+        ctx.save_for_backward(x, band, scale, ratio)
+        ctx.coefficient = 2 * alpha * beta / size
+        ctx.window_dtype = window.dtype
+        return x * scale
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:
+        x, band, scale, ratio = ctx.saved_tensors
+        weighted = (grad * x).to(ratio.dtype).mul_(ratio).to(ctx.window_dtype)
+        with torch.autocast(device_type=x.device.type, enabled=False):  # the forward's dtype, explicitly
+            spread = F.conv2d(weighted, band.to(ctx.window_dtype).transpose(0, 1))
+        grad_x = torch.addcmul(grad * scale, x, spread.to(x.dtype), value=-ctx.coefficient)
+        return grad_x, None, None, None, None, None
+
+
 class LocalResponseNorm(nn.LocalResponseNorm):
     """Across-channel local response normalisation (Table 1's "LocalRespNorm"), computed faster.
 
-    The same function as `torch.nn.LocalResponseNorm` (tested to float rounding):
+    The same function as `torch.nn.LocalResponseNorm` (tested to float rounding, values and gradients):
     y_c = x_c * (k + alpha / n * sum of x^2 over the n channels around c) ** -beta.
     PyTorch's CPU kernel builds a 5-D view and runs a 3-D average pool, slow in both directions and with
     no bfloat16 kernel. Here the channel-window sum of squares is a 1x1 convolution with a fixed 0/1 band
     matrix, one GEMM per pixel block on oneDNN's kernels (AMX under bf16 autocast); the normaliser is
     then formed in float32, because under bf16 the term alpha / n * sum (about 1e-3) would vanish next
-    to k = 1. No library offers a faster LRN, so we write this one.
+    to k = 1. When a gradient is needed the backward pass is the closed form of `_LRNFunction`. No
+    library offers a faster LRN, so we write this one.
     """
 
     def _band(self, channels: int, like: Tensor) -> Tensor:
@@ -67,6 +105,14 @@ class LocalResponseNorm(nn.LocalResponseNorm):
     def forward(self, x: Tensor) -> Tensor:
         if x.dim() != 4:
             return super().forward(x)
+        if torch.is_grad_enabled() and x.requires_grad and not torch.jit.is_tracing():
+            band = self._band(x.shape[1], x)
+            return _LRNFunction.apply(x, band, self.size, self.alpha, self.beta, self.k)
+        return self.composed(x)
+
+    def composed(self, x: Tensor) -> Tensor:
+        """The forward as plain tensor operations (what inference, tracing and export see; autograd
+        differentiates it step by step, which `benchmarks/lrn_backward.py` compares with the closed form)."""
         squares = x * x
         window = F.conv2d(squares, self._band(x.shape[1], squares))
         scale = (self.k + (self.alpha / self.size) * window.float()).pow(-self.beta)

@@ -1,0 +1,117 @@
+"""The `paper` network's training step with LRN's closed-form backward against autograd's, interleaved.
+
+`googlenet.model.layers.LocalResponseNorm` trains through `_LRNFunction` (one band convolution and a few
+element-wise passes for the gradient); before, autograd differentiated the forward's chain step by step
+(`LocalResponseNorm.composed`). Both are built in one process from the same initial weights and timed in
+alternating pairs, so a machine whose speed drifts affects both alike; the ratio per pair is reported.
+
+    .venv/bin/python benchmarks/lrn_backward.py --json benchmarks/results/lrn_backward.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+import googlenet
+from googlenet.model.layers import LocalResponseNorm
+from googlenet.train.loop import head_losses, weighted_loss
+
+
+class AutogradLRN(LocalResponseNorm):
+    """The same LRN, differentiated by autograd through its composed forward."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.composed(x)
+
+
+def build(autograd_lrn: bool) -> tuple[googlenet.GoogLeNet, torch.optim.Optimizer]:
+    torch.manual_seed(0)
+    model = googlenet.build_model("paper", num_classes=1000)
+    if autograd_lrn:
+        for name in ("lrn1", "lrn2"):
+            lrn = getattr(model, name)
+            setattr(model, name, AutogradLRN(lrn.size, lrn.alpha, lrn.beta, lrn.k))
+    model = model.to(memory_format=torch.channels_last).train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=2e-4, fused=True)
+    return model, optimizer
+
+
+def step(
+    model: googlenet.GoogLeNet, optimizer: torch.optim.Optimizer, x: Tensor, y: Tensor, bf16: bool
+) -> None:
+    """One training step: forward with both heads, section 5's weighted loss, backward, SGD."""
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        out = model.forward_train(x)
+        loss = weighted_loss(head_losses((out.logits, out.aux1, out.aux2), y), aux_weight=0.3)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[224, 112])
+    parser.add_argument("-b", "--batch-size", type=int, default=32)
+    parser.add_argument("--pairs", type=int, default=10, help="timed (autograd, closed form) pairs per size")
+    parser.add_argument("--steps", type=int, default=2, help="training steps per timing")
+    parser.add_argument(
+        "--fp32", action="store_true", help="no bf16 autocast (default: bf16, as benchmarked)"
+    )
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+
+    results = []
+    for size in args.sizes:
+        x = torch.randn(args.batch_size, 3, size, size).contiguous(memory_format=torch.channels_last)
+        y = torch.randint(0, 1000, (args.batch_size,))
+        paths = {"autograd": build(True), "closed form": build(False)}
+        for pair in paths.values():  # warm-up
+            step(*pair, x, y, bf16=not args.fp32)
+        rates: dict[str, list[float]] = {name: [] for name in paths}
+        for _ in range(args.pairs):
+            for name, pair in paths.items():
+                start = time.perf_counter()
+                for _ in range(args.steps):
+                    step(*pair, x, y, bf16=not args.fp32)
+                rates[name].append(args.batch_size * args.steps / (time.perf_counter() - start))
+        ratios = [new / old for new, old in zip(rates["closed form"], rates["autograd"], strict=True)]
+        row = {
+            "size": size,
+            "autograd_img_s": statistics.median(rates["autograd"]),
+            "closed_form_img_s": statistics.median(rates["closed form"]),
+            "ratio_median": statistics.median(ratios),
+            "ratios": ratios,
+            "rates": rates,
+        }
+        results.append(row)
+        print(
+            f"{size}x{size}, batch {args.batch_size}, {'fp32' if args.fp32 else 'bf16'}: autograd "
+            f"{row['autograd_img_s']:.1f} img/s, closed form {row['closed_form_img_s']:.1f} img/s; "
+            f"per-pair ratio median {row['ratio_median']:.2f}x (range {min(ratios):.2f}-{max(ratios):.2f})",
+            flush=True,
+        )
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        payload = {
+            "machine": {
+                "platform": platform.platform(),
+                "processor": platform.processor(),
+                "threads": torch.get_num_threads(),
+            },
+            "torch": torch.__version__,
+            "args": {k: str(v) for k, v in vars(args).items()},
+            "results": results,
+        }
+        args.json.write_text(json.dumps(payload, indent=2))
+
+
+if __name__ == "__main__":
+    main()
