@@ -143,18 +143,24 @@ def main() -> None:
         default=0,
         help="loader processes (0: decode in-process; on 2 cores workers compete with the model)",
     )
+    parser.add_argument(
+        "--scale-min",
+        type=float,
+        default=AugmentConfig.scale_min,
+        help="smallest crop area of the section-6 sampling (paper: 0.08)",
+    )
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast (default fp32)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
 
-    augment = AugmentConfig()
+    augment = AugmentConfig(scale_min=args.scale_min)
     train_set, val_set = load_image_folder(
         args.data_path, build_train_transform(args.input_size, augment), build_eval_transform(args.input_size)
     )
     print(
         f"{args.data_path.name}: {len(train_set)} train / {len(val_set)} val images, {len(train_set.classes)} classes; "
         f"{args.input_size}x{args.input_size}, {args.epochs} epochs, batch {args.batch_size}, lr {args.lr} "
-        f"(warm-up {args.warmup_epochs} epoch, cosine), gradient clipping {args.clip_grad_norm}, seed {args.seed}"
+        f"(warm-up {args.warmup_epochs} epoch, cosine), gradient clipping {args.clip_grad_norm}, crop area from {args.scale_min:.0%}, seed {args.seed}"
     )
     results = [run(name, args, train_set, val_set) for name in args.models]
     print(f"\n{'model':<12} {'val top-1':>9} {'averaged':>9} {'val top-5':>9} {'img/s':>7} {'time':>7}")
