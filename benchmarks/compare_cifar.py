@@ -14,9 +14,7 @@ recomputed for the BN models). torchvision's model is used as torchvision ships 
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import platform
 import time
 from pathlib import Path
 
@@ -27,6 +25,7 @@ from torch.optim.swa_utils import AveragedModel, update_bn
 from torch.utils.data import DataLoader
 
 import googlenet
+from googlenet.bench.command import save_run
 from googlenet.data.datasets import load_image_folder
 from googlenet.data.transforms import AugmentConfig, build_eval_transform, build_train_transform
 from googlenet.train.loop import evaluate, train_one_epoch
@@ -170,14 +169,7 @@ def main() -> None:
             f"{r['img_s']:>7.1f} {r['train_seconds']:>6.0f}s"
         )
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        payload = {
-            "machine": {"platform": platform.platform(), "threads": torch.get_num_threads()},
-            "torch": torch.__version__,
-            "args": {k: str(v) for k, v in vars(args).items()},
-            "results": results,
-        }
-        args.json.write_text(json.dumps(payload, indent=2))
+        save_run(args.json, args, results)
 
 
 if __name__ == "__main__":

@@ -11,8 +11,6 @@ alternating pairs, so a machine whose speed drifts affects both alike; the ratio
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -21,6 +19,7 @@ import torch
 from torch import Tensor
 
 import googlenet
+from googlenet.bench.command import save_run
 from googlenet.model.layers import LocalResponseNorm
 from googlenet.train.loop import head_losses, weighted_loss
 
@@ -99,18 +98,7 @@ def main() -> None:
             flush=True,
         )
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        payload = {
-            "machine": {
-                "platform": platform.platform(),
-                "processor": platform.processor(),
-                "threads": torch.get_num_threads(),
-            },
-            "torch": torch.__version__,
-            "args": {k: str(v) for k, v in vars(args).items()},
-            "results": results,
-        }
-        args.json.write_text(json.dumps(payload, indent=2))
+        save_run(args.json, args, results)
 
 
 if __name__ == "__main__":

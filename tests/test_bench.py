@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from googlenet.bench.command import SECTIONS, combine_rounds, format_rows, plan, summarise
+from googlenet.bench.command import SECTIONS, combine_rounds, format_rows, plan, save_run, summarise
 from googlenet.bench.paths import run_spec
 from googlenet.cli import main
 
@@ -102,3 +102,11 @@ def test_rounds_combine_to_medians_and_same_round_ratios() -> None:
 def test_rounds_flag_is_checked(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["benchmark", "--rounds", "0"]) == 1
     assert "--rounds" in capsys.readouterr().err
+
+
+def test_save_run_records_machine_arguments_and_results(tmp_path: Path) -> None:
+    out = tmp_path / "deeper" / "run.json"
+    save_run(out, argparse.Namespace(sizes=[224], json=out), [{"ratio": 1.5}])
+    saved = json.loads(out.read_text())
+    assert saved["results"] == [{"ratio": 1.5}] and saved["args"]["sizes"] == "[224]"
+    assert saved["machine"]["threads"] >= 1 and saved["torch"]

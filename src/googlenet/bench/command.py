@@ -99,6 +99,22 @@ def machine() -> dict[str, Any]:
     }
 
 
+def save_run(path: str | Path, args: argparse.Namespace, results: Any) -> None:
+    """Write a benchmark script's results as JSON, atomically, with the machine, torch and the
+    arguments that produced them (the scripts under `benchmarks/` use this)."""
+    from googlenet.io import atomic_open
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "machine": machine(),
+        "torch": torch.__version__,
+        "args": {key: str(value) for key, value in vars(args).items()},
+        "results": results,
+    }
+    with atomic_open(path, "w") as handle:
+        json.dump(payload, handle, indent=2)
+
+
 def plan(args: argparse.Namespace, root: str) -> list[dict[str, Any]]:
     """The specs to run, in order, each with a `section`, a `name` and its `baseline` name."""
     repeats = 2 if args.quick else args.repeats
