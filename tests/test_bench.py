@@ -110,3 +110,25 @@ def test_save_run_records_machine_arguments_and_results(tmp_path: Path) -> None:
     saved = json.loads(out.read_text())
     assert saved["results"] == [{"ratio": 1.5}] and saved["args"]["sizes"] == "[224]"
     assert saved["machine"]["threads"] >= 1 and saved["torch"]
+
+
+def test_crops144_path_pairs_the_raw_forward_with_the_protocols_calls(
+    tmp_path: Path, one_thread: None
+) -> None:
+    # Three square images: 48 distinct crops each, grouped into one model call of 144, so the raw
+    # forward it is compared with is one call of 144 too.
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split in ("train", "val"):
+        for name in ("a", "b", "c"):
+            folder = tmp_path / split / name
+            folder.mkdir(parents=True)
+            Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(folder / "0.jpg")
+    spec = {"section": "crops144", "name": "c", "kind": "crops144", "root": str(tmp_path), "size": 32,
+            "images": 3, "variant": "torchvision", "backend": "eager", "workers": 0, "repeats": 2}  # fmt: skip
+    result = run_spec(spec)
+    assert result["forward_passes"] == 3 * 48 and result["raw_calls"] == 1
+    assert result["backend"] == "eager" and result["value"] > 0 and result["raw_crops_s"] > 0
+    assert 0 < result["ratio_to_raw"] < 10

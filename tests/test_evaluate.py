@@ -372,3 +372,52 @@ def test_imagenet_val_is_matched_by_wordnet_id(
     assert report["images"] == 9 and "ImageNet val" in report["dataset"]
     assert [c["class"] for c in report["per_class"]] == CLASSES[::-1]
     assert all(c["images"] == 3 for c in report["per_class"])
+
+
+def test_images_are_grouped_into_full_model_calls(setup: dict[str, Path]) -> None:
+    # 144 crops of a square image hold 48 distinct ones: three such images make one call of 144.
+    # The grouping must not change any score: the same views with one crop per call agree exactly.
+    calls: list[int] = []
+    weights = torch.randn(3, 3, generator=torch.Generator().manual_seed(0))
+
+    def by_colour(batch: torch.Tensor) -> torch.Tensor:  # logits from each crop's mean colour
+        calls.append(len(batch))
+        return batch.mean(dim=(2, 3)) @ weights
+
+    evalset = load_eval_set("folder", setup["data"], CLASSES)
+    squares = [s for s in evalset.samples if Path(s[0]).name == "0.jpg"]  # the 64x64 images
+    specs = [googlenet.data.crops.CropSpec(144, 32), googlenet.data.crops.CropSpec(1, 32)]
+    views = [View("144", 0, (0,)), View("1", 1, (0,))]
+    grouped = evaluate_views([Member(by_colour)], squares, specs, views, 3, batch_size=144)
+    assert calls == [144]
+    assert grouped["forward_passes"] == 144
+    calls.clear()
+    single = evaluate_views([Member(by_colour)], squares, specs, views, 3, batch_size=1)
+    assert calls == [1] * 144
+    for a, b in zip(grouped["views"], single["views"], strict=True):
+        assert a.summary() == b.summary()
+    # A group never exceeds the batch size: 48 + 48 would, so 48-crop calls stay apart at 90.
+    calls.clear()
+    evaluate_views([Member(by_colour)], squares, specs, views, 3, batch_size=90)
+    assert calls == [48, 48, 48]
+
+
+def test_merge_batches_shifts_indices_and_fill_calls_passes_errors_on_first() -> None:
+    from googlenet.evaluate.protocol import CropBatch, fill_calls, merge_batches
+
+    def image(value: int, target: int) -> CropBatch:  # one image, 2 distinct crops, 3 crops in its spec
+        crops = torch.full((2, 3, 2, 2), value, dtype=torch.uint8)
+        return CropBatch(crops, [torch.tensor([[0, 1, 1]])], torch.tensor([target]), [])
+
+    empty = torch.empty((0, 3, 1, 1), dtype=torch.uint8)
+    bad = CropBatch(empty, [], torch.empty(0, dtype=torch.long), [("x.jpg", "x.jpg: not an image")])
+    merged = merge_batches([image(1, 0), bad, image(2, 1)])
+    assert merged.crops[:, 0, 0, 0].tolist() == [1, 1, 2, 2]
+    assert merged.indices[0].tolist() == [[0, 1, 1], [2, 3, 3]]
+    assert merged.targets.tolist() == [0, 1]
+    assert merged.errors == bad.errors
+
+    groups = list(fill_calls([image(1, 0), bad, image(2, 1), image(3, 2)], crops_per_call=4))
+    assert [len(g.crops) for g in groups] == [0, 4, 2]  # the error first, then 2 + 2, then 2
+    assert groups[0].errors == bad.errors and not groups[1].errors
+    assert groups[1].targets.tolist() == [0, 1] and groups[2].targets.tolist() == [2]

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -101,6 +101,52 @@ def collate_crops(items: Sequence[tuple[Any, ...]]) -> CropBatch:
     return CropBatch(torch.cat(crops), per_spec, torch.tensor(targets, dtype=torch.long), errors)
 
 
+def merge_batches(batches: Sequence[CropBatch]) -> CropBatch:
+    """One `CropBatch` from several (crops concatenated, indices shifted), errors included."""
+    if len(batches) == 1:
+        return batches[0]
+    crops, targets, errors, per_spec = [], [], [], []
+    offset = 0
+    for batch in batches:
+        errors.extend(batch.errors)
+        if not len(batch.targets):
+            continue
+        crops.append(batch.crops)
+        targets.append(batch.targets)
+        per_spec.append([index + offset for index in batch.indices])
+        offset += len(batch.crops)
+    if not crops:
+        return CropBatch(batches[0].crops[:0], [], torch.empty(0, dtype=torch.long), errors)
+    indices = [torch.cat(column) for column in zip(*per_spec, strict=True)]
+    return CropBatch(torch.cat(crops), indices, torch.cat(targets), errors)
+
+
+def fill_calls(batches: Iterable[CropBatch], crops_per_call: int) -> Iterator[CropBatch]:
+    """Group consecutive batches into groups of at most `crops_per_call` crops, as full as possible.
+
+    A loader batch is sized by the protocol's widest spec (one image of 144 crops), but the crops a
+    square image shares leave 48 distinct ones: grouping images lets each model call see a full batch
+    (3 such images make one call of 144 instead of three of 48). A group never exceeds
+    `crops_per_call` unless a single batch does (`member_probs` then splits it into calls), so the
+    batch size stays the memory bound it is. Errors are passed on at once, in a batch of no images, so
+    that `on_bad="abort"` stops at the first bad file.
+    """
+    pending: list[CropBatch] = []
+    held = 0
+    for batch in batches:
+        if batch.errors:
+            yield CropBatch(batch.crops[:0], [], torch.empty(0, dtype=torch.long), batch.errors)
+        if not len(batch.targets):
+            continue
+        if pending and held + len(batch.crops) > crops_per_call:
+            yield merge_batches(pending)
+            pending, held = [], 0
+        pending.append(batch._replace(errors=[]))
+        held += len(batch.crops)
+    if pending:
+        yield merge_batches(pending)
+
+
 def _worker_init(_: int) -> None:
     torch.set_num_threads(1)  # workers decode and cut; the model's threads live in the main process
 
@@ -155,6 +201,9 @@ def run_views(
 ) -> dict[str, Any]:
     """Score every `View` over `batches`; each model runs once per distinct crop.
 
+    Consecutive batches are grouped into model calls of up to `batch_size` crops (`fill_calls`), so
+    each call is as full as the images allow even when their crops coincide.
+
     Returns {"views": [ClassificationMeter per view], "bad_images": [(path, message)],
     "forward_passes": model calls on single crops, "seconds": wall time, "model_seconds": time in
     normalisation + models + softmax}.
@@ -174,7 +223,7 @@ def run_views(
     bar = tqdm(total=total, unit="img", file=sys.stderr, disable=not progress, dynamic_ncols=True)
     try:
         with torch.inference_mode():
-            for batch in batches:
+            for batch in fill_calls(batches, batch_size):
                 for path, message in batch.errors:
                     if on_bad == "abort":
                         raise DataError(message)
