@@ -81,28 +81,27 @@ class CropDataset(Dataset[tuple[Any, ...]]):
         return (crops, indices, target, path, None)
 
 
+def _no_images(errors: Sequence[tuple[str, str]]) -> CropBatch:
+    """A batch of no images that carries the (path, message) of files that could not be decoded."""
+    empty = torch.empty((0, 3, 1, 1), dtype=torch.uint8)
+    return CropBatch(empty, [], torch.empty(0, dtype=torch.long), list(errors))
+
+
 def collate_crops(items: Sequence[tuple[Any, ...]]) -> CropBatch:
-    """Concatenate the images' crops and shift each image's indices by the crops before it."""
-    crops, targets, errors = [], [], []
-    indices: list[list[Tensor]] = []
-    offset = 0
-    for image_crops, image_indices, target, path, error in items:
-        if error is not None:
-            errors.append((path, error))
-            continue
-        crops.append(image_crops)
-        indices.append([index + offset for index in image_indices])
-        targets.append(target)
-        offset += len(image_crops)
-    if not crops:
-        empty = torch.empty((0, 3, 1, 1), dtype=torch.uint8)
-        return CropBatch(empty, [], torch.empty(0, dtype=torch.long), errors)
-    per_spec = [torch.stack(column) for column in zip(*indices, strict=True)]
-    return CropBatch(torch.cat(crops), per_spec, torch.tensor(targets, dtype=torch.long), errors)
+    """The images' crops as one `CropBatch` (`merge_batches` of one batch per image)."""
+    return merge_batches(
+        [
+            _no_images([(path, error)])
+            if error is not None
+            else CropBatch(crops, [index.unsqueeze(0) for index in indices], torch.tensor([target]), [])
+            for crops, indices, target, path, error in items
+        ]
+    )
 
 
 def merge_batches(batches: Sequence[CropBatch]) -> CropBatch:
-    """One `CropBatch` from several (crops concatenated, indices shifted), errors included."""
+    """One `CropBatch` from several: crops concatenated, each batch's indices shifted by the crops
+    before it, errors kept."""
     if len(batches) == 1:
         return batches[0]
     crops, targets, errors, per_spec = [], [], [], []
@@ -116,7 +115,7 @@ def merge_batches(batches: Sequence[CropBatch]) -> CropBatch:
         per_spec.append([index + offset for index in batch.indices])
         offset += len(batch.crops)
     if not crops:
-        return CropBatch(batches[0].crops[:0], [], torch.empty(0, dtype=torch.long), errors)
+        return _no_images(errors)
     indices = [torch.cat(column) for column in zip(*per_spec, strict=True)]
     return CropBatch(torch.cat(crops), indices, torch.cat(targets), errors)
 
@@ -135,7 +134,7 @@ def fill_calls(batches: Iterable[CropBatch], crops_per_call: int) -> Iterator[Cr
     held = 0
     for batch in batches:
         if batch.errors:
-            yield CropBatch(batch.crops[:0], [], torch.empty(0, dtype=torch.long), batch.errors)
+            yield _no_images(batch.errors)
         if not len(batch.targets):
             continue
         if pending and held + len(batch.crops) > crops_per_call:
