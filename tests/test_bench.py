@@ -14,7 +14,7 @@ from googlenet.cli import main
 
 
 def _args(**overrides: object) -> argparse.Namespace:
-    values = {"only": list(SECTIONS), "batch": [1, 32], "train_size": [224, 112], "compile": True, "repeats": 5,
+    values = {"only": list(SECTIONS), "batch": [1, 32], "train_size": [224, 112], "compile": True, "repeats": 5, "turns": 10,
               "quick": False}  # fmt: skip
     values.update(overrides)
     return argparse.Namespace(**values)
@@ -28,6 +28,7 @@ def test_plan_names_every_peer_and_baseline() -> None:
             assert f"torchvision eager b{batch} {precision}" in names
             assert f"torchvision compile b{batch} {precision}" in names
             assert f"ours paper eager b{batch} {precision}" in names
+            assert f"ours torchvision auto vs peers b{batch} {precision}" in names
     assert {
         "GEMM fp32",
         "GEMM bf16",
@@ -132,3 +133,52 @@ def test_crops144_path_pairs_the_raw_forward_with_the_protocols_calls(
     assert result["forward_passes"] == 3 * 48 and result["raw_calls"] == 1
     assert result["backend"] == "eager" and result["value"] > 0 and result["raw_crops_s"] > 0
     assert 0 < result["ratio_to_raw"] < 10
+
+
+def test_infer_path_pairs_each_repetition_with_the_ceiling(one_thread: None) -> None:
+    spec = {"kind": "infer", "impl": "ours", "variant": "torchvision", "backend": "eager", "batch": 2,
+            "size": 64, "precision": "fp32", "repeats": 3, "warmup": 1,
+            "ceiling": {"n": 128, "batch": 2, "channels": 32, "side": 4}}  # fmt: skip
+    result = run_spec(spec)
+    assert result["value"] > 0 and result["paired_ceiling"] > 0 and result["peak_rss_mib"] > 0
+    from googlenet.model.googlenet import build_model
+    from googlenet.model.summary import totals
+
+    macs = totals(build_model("torchvision", num_classes=1000, aux_logits=False), input_size=64)["macs"]
+    # the median of per-repetition fractions: near (not equal to) the ratio of the two medians
+    assert (
+        0.2 < result["paired_fraction"] / (result["value"] * 2 * macs / (result["paired_ceiling"] * 1e9)) < 5
+    )
+    specs = [
+        {"section": "gemm", "name": "GEMM fp32", "precision": "fp32"},
+        {"section": "infer", "name": "a", "precision": "fp32", "variant": "torchvision", "baseline": "a"},
+    ]
+    rows = summarise(specs, [{"value": 1000.0, "peak_rss_mib": 1.0}, result])
+    assert rows[1]["ceiling_fraction"] == result["paired_fraction"]  # the paired figure is the one shown
+    assert rows[1]["ceiling_fraction_section"] == pytest.approx(
+        result["value"] * 2 * 1.498e9 / 1e12, rel=1e-3
+    )
+
+
+def test_versus_path_times_ours_and_the_peers_in_turns(one_thread: None) -> None:
+    spec = {"kind": "versus", "batch": 2, "size": 64, "precision": "fp32", "turns": 3, "warmup": 1,
+            "ours": {"impl": "ours", "variant": "torchvision", "backend": "eager"},
+            "peers": [{"impl": "torchvision-eager", "label": "tv"}, {"impl": "torchvision-eager-cl", "label": "tv cl"}],
+            "ceiling": {"n": 128, "batch": 2, "channels": 32, "side": 4}}  # fmt: skip
+    result = run_spec(spec)
+    assert set(result["peers"]) == set(result["ratios"]) == set(result["peer_fractions"]) == {"tv", "tv cl"}
+    assert len(result["turn_ratios"]) == 3 and result["ratio_to_peer"] == sorted(result["turn_ratios"])[1]
+    fastest = max(result["peers"], key=result["peers"].__getitem__)  # the highest median rate
+    assert result["fastest_peer"] == fastest and result["ratio_to_peer"] == result["ratios"][fastest]
+    assert result["backend"] == "eager" and result["paired_fraction"] > 0 and result["peak_rss_mib"] > 0
+    specs = [{"section": "versus", "name": "v", "precision": "fp32", "ours": spec["ours"]}]
+    rows = summarise(specs, [result])
+    assert (
+        rows[0]["ratio"] == result["ratio_to_peer"]
+        and rows[0]["ceiling_fraction"] == result["paired_fraction"]
+    )
+    assert "tv cl" in format_rows(rows) and "the fastest peer" in format_rows(rows)
+    combined = combine_rounds(specs, [[result], [{**result, "peers": {"tv": 1.0, "tv cl": 3.0}}]])
+    assert (
+        combined[0]["peers"]["tv cl"] == (result["peers"]["tv cl"] + 3.0) / 2
+    )  # per-peer medians over rounds

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Callable
 
 import pytest
 import torch
@@ -115,3 +116,26 @@ def test_auto_can_time_the_1x1_fusion_both_ways(one_thread: None) -> None:
     with torch.no_grad():
         assert _relative(fast(x), model(x)) < 1e-4
     assert not optimize(model, backend="eager").fuse_1x1
+
+
+def test_candidates_are_timed_in_turns_and_a_failing_one_is_left_out(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from googlenet.infer.optimize import time_calls
+
+    calls: list[str] = []
+
+    def recorder(name: str, fail_on: int | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
+        def run(x: torch.Tensor) -> torch.Tensor:
+            calls.append(name)
+            if fail_on is not None and calls.count(name) == fail_on:
+                raise RuntimeError(f"{name} broke\nsecond line")
+            return x
+
+        return run
+
+    timings = time_calls({"a": recorder("a"), "b": recorder("b", fail_on=2), "c": recorder("c")},
+                         torch.zeros(1), repeats=3, warmup=1)  # fmt: skip
+    assert calls == ["a", "b", "c", "a", "b", "c", "a", "c", "a", "c"]  # turns; b dropped at its 2nd call
+    assert set(timings) == {"a", "c"} and all(t >= 0 for t in timings.values())
+    assert "backend b skipped: b broke" in caplog.text and "second line" not in caplog.text

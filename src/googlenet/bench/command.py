@@ -3,11 +3,18 @@
 Measures, never asserts. Sections (choose with `--only`):
 
 - `gemm`: the machine's fp32 and bf16 matrix-product GFLOP/s, the ceiling every path is compared with
-  (fraction = images/s x 2 x multiply-adds per image / GEMM FLOP/s, multiply-adds from `summary`);
+  (fraction = images/s x 2 x multiply-adds per image / GEMM FLOP/s, multiply-adds from `summary`).
+  Each inference path also times the same GEMM in its own process before each of its repetitions, and
+  its "of GEMM" column is the median of those paired fractions (robust to a drifting machine; the
+  fraction against this section's figure is kept in the JSON as `ceiling_fraction_section`);
 - `infer`: images/s at batch 1 and 32, 224x224, fp32 and bf16: torchvision eager (NCHW and
   channels_last), torchvision + torch.compile (`--compile`, slow to build), ONNX Runtime and OpenVINO
   on the exported torchvision model, and `googlenet.optimize` on our `torchvision`-layout and `paper`
   networks with each backend;
+- `versus`: the inference targets head to head: `googlenet.optimize(model, precision)` as a user gets it
+  (backend and 1x1 fusion chosen by timing) against every peer of that precision, all in one process,
+  taking turns with the GEMM ceiling; the ratio is the median over turns of ours against the fastest
+  peer (the highest median rate) timed in the same turn (`--turns`);
 - `train`: full training steps at batch 32, 224 and 112: torchvision eager fp32 NCHW (the baseline)
   against ours, fp32 and bf16;
 - `data`: JPEG decoding + section-6 augmentation with 1 and 2 loader processes;
@@ -41,7 +48,7 @@ from tqdm import tqdm
 
 from googlenet.errors import ConfigError
 
-SECTIONS: tuple[str, ...] = ("gemm", "infer", "train", "data", "crops144")
+SECTIONS: tuple[str, ...] = ("gemm", "infer", "versus", "train", "data", "crops144")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -57,6 +64,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--compile", action="store_true", help="include torch.compile paths (minutes to build)"
     )
     parser.add_argument("--repeats", type=int, default=5, help="timed repetitions per path (median)")
+    parser.add_argument(
+        "--turns", type=int, default=10, help="turns of the versus section (each times every contender once)"
+    )
     parser.add_argument(
         "--rounds",
         type=int,
@@ -158,6 +168,24 @@ def plan(args: argparse.Namespace, root: str) -> list[dict[str, Any]]:
                         specs.append({**common, "name": f"ours torchvision {backend}+fused-1x1 b{batch} {precision}",
                                       "impl": "ours", "variant": "torchvision", "backend": backend,
                                       "fuse_1x1": True})  # fmt: skip
+    if "versus" in args.only:
+        labels = {"torchvision-eager-cl": "torchvision eager channels_last", "torchvision-compile":
+                  "torchvision compile", "torchvision-onnxruntime": "torchvision onnxruntime",
+                  "torchvision-openvino": "torchvision openvino (default)",
+                  "torchvision-openvino-f32": "torchvision openvino-f32"}  # fmt: skip
+        for batch in args.batch:
+            for precision in ("fp32", "bf16"):
+                peers = ["torchvision-eager-cl"] + (["torchvision-compile"] if args.compile else [])
+                peers += ["torchvision-onnxruntime"] if have_ort and precision == "fp32" else []
+                if have_ov:
+                    peers += ["torchvision-openvino" if precision == "bf16" else "torchvision-openvino-f32"]
+                for variant in ("torchvision", "paper"):
+                    specs.append({"section": "versus", "name": f"ours {variant} auto vs peers b{batch} {precision}",
+                                  "kind": "versus", "batch": batch, "size": 224, "precision": precision,
+                                  "turns": 3 if args.quick else args.turns, "warmup": 2,
+                                  "calls": max(1, 16 // batch),
+                                  "ours": {"impl": "ours", "variant": variant, "backend": "auto", "fuse_1x1": None},
+                                  "peers": [{"impl": peer, "label": labels[peer]} for peer in peers]})  # fmt: skip
     if "train" in args.only:
         for size in args.train_size:
             base = f"train torchvision eager {size} fp32"
@@ -228,6 +256,8 @@ def combine_rounds(specs: list[dict[str, Any]], rounds: list[list[dict[str, Any]
                 result[key] = max(values)
             elif isinstance(first, int | float) and not isinstance(first, bool):
                 result[key] = statistics.median(values)
+            elif isinstance(first, dict):  # the versus section's per-peer figures
+                result[key] = {name: statistics.median(value[name] for value in values) for name in first}
             else:
                 result[key] = first
         result["round_values"] = [run["value"] for run in runs]
@@ -254,16 +284,21 @@ def summarise(specs: list[dict[str, Any]], results: list[dict[str, Any]]) -> lis
     for spec, result in zip(specs, results, strict=True):
         row = {"section": spec["section"], "name": spec["name"], **result, "unit": _unit(spec["section"])}
         base = by_name.get(spec.get("baseline", ""), {})
-        if "round_ratios" in result:  # several rounds: the median of the same-round ratios
+        if "ratio_to_peer" in result:  # versus: ratios taken within the path's own turns
+            row["ratio"] = result["ratio_to_peer"]
+        elif "round_ratios" in result:  # several rounds: the median of the same-round ratios
             row["ratio"] = statistics.median(result["round_ratios"])
         elif "value" in result and base.get("value"):
             row["ratio"] = result["value"] / base["value"]
-        if spec["section"] == "infer" and "value" in result:
+        if spec["section"] in ("infer", "versus") and "value" in result:
             gemm = by_name.get(f"GEMM {spec['precision']}", {}).get("value")
+            variant = spec.get("variant") or spec.get("ours", {}).get("variant", "paper")
             if gemm:
-                row["ceiling_fraction"] = (
-                    result["value"] * 2 * macs[spec.get("variant", "paper")] / (gemm * 1e9)
-                )
+                row["ceiling_fraction_section"] = result["value"] * 2 * macs[variant] / (gemm * 1e9)
+            # the ceiling timed beside the path (paths.infer) when there is one, else the section's
+            fraction = result.get("paired_fraction", row.get("ceiling_fraction_section"))
+            if fraction is not None:
+                row["ceiling_fraction"] = fraction
         rows.append(row)
     return rows
 
@@ -274,7 +309,8 @@ def format_rows(rows: list[dict[str, Any]]) -> str:
     for row in rows:
         if row["section"] != section:
             section = row["section"]
-            lines.append(f"-- {section}")
+            note = " (x baseline: ours / the fastest peer, timed in turns)" if section == "versus" else ""
+            lines.append(f"-- {section}{note}")
         if "error" in row:
             lines.append(f"{row['name']:<48} failed: {row['error']}")
             continue
@@ -283,6 +319,15 @@ def format_rows(rows: list[dict[str, Any]]) -> str:
         extra = ""
         if "raw_crops_s" in row:
             extra = f"  (raw forward {row['raw_crops_s']:.1f} crops/s: {row['ratio_to_raw']:.2f}x)"
+        if "peers" in row:
+            extra = (
+                f"  ({row['backend']}; "
+                + ", ".join(
+                    f"{label} {rate:.1f} ({row['ratios'][label]:.2f}x)"
+                    for label, rate in row["peers"].items()
+                )
+                + ")"
+            )
         if "mm" in row:
             extra = f"  (torch.mm {row['mm']:.0f}, 1x1 convolution {row['conv1x1']:.0f})"
         lines.append(
@@ -296,10 +341,13 @@ def run(args: argparse.Namespace) -> int:
     if (
         args.repeats < 1
         or args.rounds < 1
+        or args.turns < 1
         or any(b < 1 for b in args.batch)
         or any(s < 64 for s in args.train_size)
     ):
-        raise ConfigError("--repeats, --rounds and --batch must be at least 1, --train-size at least 64")
+        raise ConfigError(
+            "--repeats, --rounds, --turns and --batch must be at least 1, --train-size at least 64"
+        )
     root = args.data_path
     if root is None and {"data", "crops144"} & set(args.only):
         from googlenet.data.synthetic import ensure_builtin
@@ -333,7 +381,7 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"({time.perf_counter() - started:.0f} s; medians of the timed repetitions"
         + (f", then of {args.rounds} rounds (ratios: of the same-round ratios)" if args.rounds > 1 else "")
-        + "; ratios within a section)"
+        + "; ratios within a section; inference 'of GEMM': against the GEMM timed beside each repetition)"
     )
     if args.json:
         from googlenet.io import atomic_open

@@ -40,28 +40,58 @@ def _median_rate(work: Callable[[], object], items: int, repeats: int, warmup: i
     return statistics.median(rates)
 
 
+class CeilingProbe:
+    """The machine's matrix-product rate in fp32 or bf16 by two routes to the same BLAS-3 work:
+    `torch.mm` of n x n matrices (MKL for fp32 here) and a 1x1 convolution in channels_last (a GEMM of
+    (N*H*W) x C x K in oneDNN), each timed one call at a time so that a path can interleave them with
+    its own timings."""
+
+    def __init__(self, precision: str, n: int = 2048, batch: int = 64, channels: int = 2048, side: int = 14):
+        dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+        self.a, self.b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+        self.conv = nn.Conv2d(channels, channels, 1, bias=False).eval().to(dtype)
+        self.conv = self.conv.to(memory_format=torch.channels_last)
+        self.x = torch.randn(batch, channels, side, side, dtype=dtype).contiguous(
+            memory_format=torch.channels_last
+        )
+        self.mm_flop = 2 * n**3
+        self.conv_flop = 2 * batch * side * side * channels**2
+
+    @classmethod
+    def from_spec(cls, spec: dict[str, Any], precision: str) -> CeilingProbe:
+        sizes = {key: int(spec[key]) for key in ("n", "batch", "channels", "side") if key in spec}
+        return cls(precision, **sizes)
+
+    def mm(self) -> float:
+        """GFLOP/s of one `torch.mm`."""
+        start = time.perf_counter()
+        torch.mm(self.a, self.b)
+        return self.mm_flop / (time.perf_counter() - start) / 1e9
+
+    def conv1x1(self) -> float:
+        """GFLOP/s of one 1x1 convolution."""
+        with torch.inference_mode():
+            start = time.perf_counter()
+            self.conv(self.x)
+            return self.conv_flop / (time.perf_counter() - start) / 1e9
+
+    def warm_up(self) -> None:
+        for _ in range(2):
+            self.mm(), self.conv1x1()
+
+
 def gemm(spec: dict[str, Any]) -> dict[str, float]:
     """The machine's matrix-product GFLOP/s in fp32 or bf16: the ceiling for convolutions.
 
-    The best of two routes to the same BLAS-3 work: `torch.mm` of n x n matrices (MKL for fp32 here)
-    and a 1x1 convolution in channels_last (a GEMM of (N*H*W) x C x K in oneDNN). On the project's CPU
-    oneDNN's fp32 kernels run about twice as fast as MKL's through `torch.mm` (measured), and the
-    convolution paths we compare use oneDNN-like kernels, so the ceiling is the faster of the two.
+    The best of `CeilingProbe`'s two routes. On the project's AMD machine oneDNN's fp32 kernels ran about
+    twice as fast as MKL's through `torch.mm`, on the Intel one the reverse (measured; docs/performance.md),
+    and the convolution paths we compare use oneDNN-like kernels, so the ceiling is the faster of the two.
     """
-    n = int(spec.get("n", 2048))
+    probe = CeilingProbe.from_spec(spec, spec["precision"])
+    probe.warm_up()
     repeats = spec.get("repeats", 5)
-    dtype = torch.bfloat16 if spec["precision"] == "bf16" else torch.float32
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    mm = _median_rate(lambda: torch.mm(a, b), 2 * n**3, repeats, 2) / 1e9
-    batch, channels, side = (
-        int(spec.get("batch", 64)),
-        int(spec.get("channels", 2048)),
-        int(spec.get("side", 14)),
-    )
-    conv = nn.Conv2d(channels, channels, 1, bias=False).eval().to(dtype).to(memory_format=torch.channels_last)
-    x = torch.randn(batch, channels, side, side, dtype=dtype).contiguous(memory_format=torch.channels_last)
-    with torch.inference_mode():
-        conv1x1 = _median_rate(lambda: conv(x), 2 * batch * side * side * channels**2, repeats, 2) / 1e9
+    mm = statistics.median(probe.mm() for _ in range(repeats))
+    conv1x1 = statistics.median(probe.conv1x1() for _ in range(repeats))
     return {"value": max(mm, conv1x1), "mm": mm, "conv1x1": conv1x1}
 
 
@@ -120,31 +150,147 @@ def _peer_runner(impl: str, precision: str, size: int, folder: str) -> Callable[
     raise ValueError(f"unknown inference path {impl!r}")
 
 
-def infer(spec: dict[str, Any]) -> float:
-    """Images/s of one inference path at `batch` x 3 x `size` x `size`."""
-    size, batch, precision = int(spec["size"]), int(spec["batch"]), spec["precision"]
-    x = torch.randn(batch, 3, size, size)
-    with tempfile.TemporaryDirectory() as folder:
-        if spec["impl"] == "ours":
-            import googlenet
+def _macs(variant: str, size: int) -> int:
+    from googlenet.model.googlenet import build_model
+    from googlenet.model.summary import totals
 
-            model = googlenet.build_model(spec.get("variant", "paper"), num_classes=1000, aux_logits=False)
-            run: Callable[[Tensor], Any] = googlenet.optimize(
-                model,
-                precision,
-                spec.get("backend", "eager"),
-                input_size=size,
-                fuse_1x1=spec.get("fuse_1x1", False),
-            )
-        else:
-            run = _peer_runner(spec["impl"], precision, size, folder)
-        calls = max(1, int(spec.get("calls", 1)))
+    return int(totals(build_model(variant, num_classes=1000, aux_logits=False), input_size=size)["macs"])
+
+
+def _runner(
+    spec: dict[str, Any], precision: str, size: int, batch: int, folder: str
+) -> Callable[[Tensor], Any]:
+    """Ours through `googlenet.optimize` (`impl: ours`, choosing by timing at `batch`) or one of
+    torchvision's peers."""
+    if spec["impl"] != "ours":
+        return _peer_runner(spec["impl"], precision, size, folder)
+    import googlenet
+
+    model = googlenet.build_model(spec.get("variant", "paper"), num_classes=1000, aux_logits=False)
+    return googlenet.optimize(
+        model,
+        precision,
+        spec.get("backend", "eager"),
+        input_size=size,
+        batch_size=batch,
+        fuse_1x1=spec.get("fuse_1x1", False),
+    )
+
+
+def _variant(spec: dict[str, Any]) -> str:
+    return str(spec.get("variant", "paper")) if spec["impl"] == "ours" else "torchvision"
+
+
+def infer(spec: dict[str, Any]) -> dict[str, float]:
+    """Images/s of one inference path at `batch` x 3 x `size` x `size`, and its fraction of the GEMM
+    ceiling timed beside it.
+
+    The `gemm` section measures the ceiling once, in its own process; on a machine whose speed drifts
+    by 1.5x within minutes a fraction against that figure carries the drift between the two moments.
+    So every timed repetition here is preceded by one timing of each `CeilingProbe` route in this
+    process, and `paired_fraction` is the median over the repetitions of (this repetition's FLOP/s /
+    the ceiling just before it). The probe's buffers are allocated after the path's warm-up, and
+    `peak_rss_mib` is read at that point, so it stays the path's own.
+    """
+    size, batch, precision = int(spec["size"]), int(spec["batch"]), spec["precision"]
+    macs = _macs(_variant(spec), size)
+    x = torch.randn(batch, 3, size, size)
+    calls = max(1, int(spec.get("calls", 1)))
+    with tempfile.TemporaryDirectory() as folder:
+        run = _runner(spec, precision, size, batch, folder)
 
         def work() -> None:
             for _ in range(calls):
                 run(x)
 
-        return _median_rate(work, batch * calls, spec.get("repeats", 5), spec.get("warmup", 2))
+        for _ in range(spec.get("warmup", 2)):
+            work()
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        probe = CeilingProbe.from_spec(spec.get("ceiling", {}), precision)
+        probe.warm_up()
+        rates, ceilings = [], []
+        for _ in range(spec.get("repeats", 5)):
+            time.sleep(0.05)  # let the path's worker threads settle (OpenVINO's spin briefly)
+            ceilings.append(max(probe.mm(), probe.conv1x1()))
+            start = time.perf_counter()
+            work()
+            rates.append(batch * calls / (time.perf_counter() - start))
+    fractions = [rate * 2 * macs / (ceiling * 1e9) for rate, ceiling in zip(rates, ceilings, strict=True)]
+    return {
+        "value": statistics.median(rates),
+        "paired_ceiling": statistics.median(ceilings),
+        "paired_fraction": statistics.median(fractions),
+        "peak_rss_mib": peak,
+    }
+
+
+def versus(spec: dict[str, Any]) -> dict[str, Any]:
+    """Ours against the peers in one process, taking turns: the issue's inference targets as ratios
+    that a drifting machine cannot fake.
+
+    Paths timed in separate processes minutes apart compare two moments of a machine whose speed can
+    change by 1.5-2x in that time (measured on the project's Intel machine). Here `ours` and every
+    `peers` entry are built in this process and warmed up, and then each turn times the GEMM ceiling
+    (`CeilingProbe`) and one batch of each contender, in an order rotated every turn. The fastest peer
+    is the one with the highest median rate; ours against each peer is the median over the turns of
+    the same-turn ratio (`ratio_to_peer`: against the fastest), and every FLOP/s is put against the
+    ceiling of its own turn. (Against the fastest peer *of each turn* would bias the ratio down: the
+    largest of several noisy timings is larger than a typical one.)
+    """
+    size, batch, precision = int(spec["size"]), int(spec["batch"]), spec["precision"]
+    contenders = [spec["ours"], *spec["peers"]]
+    labels = [str(c.get("label", c["impl"])) for c in contenders]
+    x = torch.randn(batch, 3, size, size)
+    calls = max(1, int(spec.get("calls", 1)))
+    with tempfile.TemporaryDirectory() as folder:
+        runs = [_runner(c, precision, size, batch, folder) for c in contenders]
+        for _ in range(spec.get("warmup", 2)):
+            for run in runs:
+                run(x)
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        probe = CeilingProbe.from_spec(spec.get("ceiling", {}), precision)
+        probe.warm_up()
+        rates: list[list[float]] = [[] for _ in runs]
+        ceilings = []
+        turns = int(spec.get("turns", 10))
+        for turn in range(turns):
+            time.sleep(0.05)  # worker threads of the previous contender settle
+            ceilings.append(max(probe.mm(), probe.conv1x1()))
+            for i in [(turn + k) % len(runs) for k in range(len(runs))]:
+                time.sleep(0.05)
+                start = time.perf_counter()
+                for _ in range(calls):
+                    runs[i](x)
+                rates[i].append(batch * calls / (time.perf_counter() - start))
+    ours, peers = rates[0], rates[1:]
+    macs, peer_macs = _macs(_variant(spec["ours"]), size), _macs("torchvision", size)
+    medians = [statistics.median(peer) for peer in peers]
+    fastest = medians.index(max(medians))
+    turn_ratios = [o / p for o, p in zip(ours, peers[fastest], strict=True)]
+    chosen = runs[0]
+
+    def fraction(rates: list[float], macs: int) -> float:
+        return statistics.median(r * 2 * macs / (c * 1e9) for r, c in zip(rates, ceilings, strict=True))
+
+    return {
+        "value": statistics.median(ours),
+        "fastest_peer": labels[1 + fastest],
+        "ratio_to_peer": statistics.median(turn_ratios),
+        "turn_ratios": turn_ratios,
+        "peers": dict(zip(labels[1:], medians, strict=True)),
+        "ratios": {
+            label: statistics.median(o / p for o, p in zip(ours, peer, strict=True))
+            for label, peer in zip(labels[1:], peers, strict=True)
+        },
+        "paired_ceiling": statistics.median(ceilings),
+        "paired_fraction": fraction(ours, macs),
+        "peer_fractions": {
+            label: fraction(peer, peer_macs) for label, peer in zip(labels[1:], peers, strict=True)
+        },
+        "backend": getattr(chosen, "backend", "")
+        + ("+fused-1x1" if getattr(chosen, "fuse_1x1", False) else ""),
+        "peak_rss_mib": peak,
+    }
 
 
 def train(spec: dict[str, Any]) -> float:
@@ -289,6 +435,7 @@ def crops144(spec: dict[str, Any]) -> dict[str, float]:
 KINDS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "gemm": gemm,
     "infer": infer,
+    "versus": versus,
     "train": train,
     "data": data,
     "crops144": crops144,
@@ -301,7 +448,7 @@ def run_spec(spec: dict[str, Any]) -> dict[str, Any]:
         torch.set_num_threads(int(spec["threads"]))
     value = KINDS[spec["kind"]](spec)
     result = dict(value) if isinstance(value, dict) else {"value": float(value)}
-    result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result.setdefault("peak_rss_mib", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     return result
 
 

@@ -13,13 +13,14 @@ every Inception module fused into one) in channels_last layout:
 - `openvino`: the ONNX file compiled by OpenVINO for its CPU plugin with the precision as its
   inference-precision hint (bf16 uses AMX when present).
 
-`backend="auto"` times every backend that is installed and applicable on a sample batch and keeps
-the fastest; the choice and the timings are in `OptimizedModel.backend` and `.timings_ms`, and are
+`backend="auto"` times every backend that is installed and applicable on a sample batch, the
+candidates taking turns (so a machine whose speed drifts slows them alike), and keeps the fastest
+median; the choice and the timings are in `OptimizedModel.backend` and `.timings_ms`, and are
 logged. ONNX Runtime and OpenVINO are optional (`pip install googlenet[fast]`).
 
 Numerics: fp32 backends match the eager model within about 1e-5 relative (tested at 1e-4); bf16 has
-about 3 significant digits, which changes a few top-1 decisions in a thousand (measured in
-`benchmarks/inference.py`).
+about 3 significant digits, which changed 0-1% of the top-1 decisions on real images (measured with
+`benchmarks/bf16_agreement.py`; docs/performance.md).
 """
 
 from __future__ import annotations
@@ -206,20 +207,42 @@ def _build(
     return _openvino(net, input_size, precision)
 
 
-def time_call(run: Callable[[Tensor], Tensor], x: Tensor, repeats: int = 3, warmup: int = 1) -> float:
-    """Median milliseconds of `run(x)` over `repeats` calls after `warmup` calls."""
-    for _ in range(warmup):
-        run(x)
-    timings = []
-    for _ in range(repeats):
-        if x.device.type == "cuda":
-            torch.cuda.synchronize(x.device)
-        start = time.perf_counter()
-        run(x)
-        if x.device.type == "cuda":
-            torch.cuda.synchronize(x.device)
-        timings.append(1000 * (time.perf_counter() - start))
-    return statistics.median(timings)
+def _cuda_sync(x: Tensor) -> None:
+    if x.device.type == "cuda":
+        torch.cuda.synchronize(x.device)
+
+
+def _skip(name: str, exc: Exception) -> None:
+    logger.warning(
+        "backend %s skipped: %s", name, str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    )
+
+
+def time_calls(
+    runs: dict[str, Callable[[Tensor], Tensor]], x: Tensor, repeats: int = 3, warmup: int = 1
+) -> dict[str, float]:
+    """Median milliseconds of `run(x)` for each candidate, over `repeats` calls after `warmup` calls.
+
+    The candidates take turns (one timed call of each per turn), so a machine whose speed drifts over
+    minutes slows all of them alike instead of whichever was timed last. A candidate that raises is
+    left out, with a warning that says why.
+    """
+    live = dict(runs)
+    timings: dict[str, list[float]] = {name: [] for name in live}
+    for turn in range(warmup + repeats):
+        for name, run in list(live.items()):
+            try:
+                _cuda_sync(x)
+                start = time.perf_counter()
+                run(x)
+                _cuda_sync(x)
+            except Exception as exc:  # noqa: BLE001 - a backend that fails is skipped, not fatal
+                _skip(name, exc)
+                del live[name], timings[name]
+                continue
+            if turn >= warmup:
+                timings[name].append(1000 * (time.perf_counter() - start))
+    return {name: statistics.median(values) for name, values in timings.items()}
 
 
 def optimize(
@@ -275,7 +298,6 @@ def optimize(
     if not names:
         raise ConfigError(f"none of the candidate backends is available (available: {', '.join(available)})")
     sample = torch.randn(batch_size, 3, size, size, device=device)
-    timings: dict[str, float] = {}
     runs: dict[str, Callable[[Tensor], Tensor]] = {}
     choices: dict[str, tuple[str, bool]] = {}
     for backend_name, form in [(b, f) for b in names for f in forms]:
@@ -283,11 +305,9 @@ def optimize(
         choices[name] = (backend_name, form)
         try:
             runs[name] = _build(copy_net(nets[form]), backend_name, precision, device, size)
-            timings[name] = time_call(runs[name], sample)
         except Exception as exc:  # noqa: BLE001 - a backend that fails here is skipped, not fatal: say why
-            logger.warning(
-                "backend %s skipped: %s", name, str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            )
+            _skip(name, exc)
+    timings = time_calls(runs, sample)
     if not timings:
         raise ConfigError("no backend could run this model here")
     best = min(timings, key=timings.__getitem__)
