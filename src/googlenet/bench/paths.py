@@ -235,7 +235,8 @@ def versus(spec: dict[str, Any]) -> dict[str, Any]:
     is the one with the highest median rate; ours against each peer is the median over the turns of
     the same-turn ratio (`ratio_to_peer`: against the fastest), and every FLOP/s is put against the
     ceiling of its own turn. (Against the fastest peer *of each turn* would bias the ratio down: the
-    largest of several noisy timings is larger than a typical one.)
+    largest of several noisy timings is larger than a typical one.) `peak_rss_mib` is the process's
+    with every contender loaded; the `infer` section has each path's own.
     """
     size, batch, precision = int(spec["size"]), int(spec["batch"]), spec["precision"]
     contenders = [spec["ours"], *spec["peers"]]
@@ -269,8 +270,10 @@ def versus(spec: dict[str, Any]) -> dict[str, Any]:
     turn_ratios = [o / p for o, p in zip(ours, peers[fastest], strict=True)]
     chosen = runs[0]
 
-    def fraction(rates: list[float], macs: int) -> float:
-        return statistics.median(r * 2 * macs / (c * 1e9) for r, c in zip(rates, ceilings, strict=True))
+    def fraction(images_per_s: list[float], macs_per_image: int) -> float:
+        return statistics.median(
+            r * 2 * macs_per_image / (c * 1e9) for r, c in zip(images_per_s, ceilings, strict=True)
+        )
 
     return {
         "value": statistics.median(ours),
