@@ -181,45 +181,65 @@ def _variant(spec: dict[str, Any]) -> str:
     return str(spec.get("variant", "paper")) if spec["impl"] == "ours" else "torchvision"
 
 
+def _in_turns(
+    runs: list[Callable[[Tensor], Any]], x: Tensor, spec: dict[str, Any], turns: int
+) -> tuple[list[list[float]], list[float], float]:
+    """Time `runs` in turns beside the GEMM ceiling: images/s per run and turn, the ceiling of each
+    turn (GFLOP/s), and the peak RSS in MiB before the ceiling's buffers were allocated.
+
+    After `warmup` untimed batches of each run, every turn times the ceiling (`CeilingProbe`, in this
+    process) and then one batch of `calls` calls of each run, in an order rotated every turn, so the
+    machine's drift over minutes slows every run and the ceiling alike.
+    """
+    precision, calls = spec["precision"], max(1, int(spec.get("calls", 1)))
+
+    def batch_of_calls(run: Callable[[Tensor], Any]) -> float:
+        start = time.perf_counter()
+        for _ in range(calls):
+            run(x)
+        return len(x) * calls / (time.perf_counter() - start)
+
+    for _ in range(spec.get("warmup", 2)):
+        for run in runs:
+            batch_of_calls(run)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    probe = CeilingProbe.from_spec(spec.get("ceiling", {}), precision)
+    probe.warm_up()
+    rates: list[list[float]] = [[] for _ in runs]
+    ceilings = []
+    for turn in range(turns):
+        time.sleep(0.05)  # let the last run's worker threads settle (OpenVINO's spin briefly)
+        ceilings.append(max(probe.mm(), probe.conv1x1()))
+        for i in [(turn + k) % len(runs) for k in range(len(runs))]:
+            time.sleep(0.05)
+            rates[i].append(batch_of_calls(runs[i]))
+    return rates, ceilings, peak
+
+
+def _fraction(rates: list[float], ceilings: list[float], macs: int) -> float:
+    """The median over turns of (images/s x 2 x multiply-adds) / that turn's ceiling."""
+    return statistics.median(r * 2 * macs / (c * 1e9) for r, c in zip(rates, ceilings, strict=True))
+
+
 def infer(spec: dict[str, Any]) -> dict[str, float]:
     """Images/s of one inference path at `batch` x 3 x `size` x `size`, and its fraction of the GEMM
     ceiling timed beside it.
 
     The `gemm` section measures the ceiling once, in its own process; on a machine whose speed drifts
     by 1.5x within minutes a fraction against that figure carries the drift between the two moments.
-    So every timed repetition here is preceded by one timing of each `CeilingProbe` route in this
-    process, and `paired_fraction` is the median over the repetitions of (this repetition's FLOP/s /
-    the ceiling just before it). The probe's buffers are allocated after the path's warm-up, and
-    `peak_rss_mib` is read at that point, so it stays the path's own.
+    So each of the `repeats` timings here follows a timing of the ceiling in this process
+    (`_in_turns` with one run), and `paired_fraction` is the median of the per-repetition fractions.
+    `peak_rss_mib` is read before the ceiling's buffers exist, so it stays the path's own.
     """
     size, batch, precision = int(spec["size"]), int(spec["batch"]), spec["precision"]
-    macs = _macs(_variant(spec), size)
     x = torch.randn(batch, 3, size, size)
-    calls = max(1, int(spec.get("calls", 1)))
     with tempfile.TemporaryDirectory() as folder:
         run = _runner(spec, precision, size, batch, folder)
-
-        def work() -> None:
-            for _ in range(calls):
-                run(x)
-
-        for _ in range(spec.get("warmup", 2)):
-            work()
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        probe = CeilingProbe.from_spec(spec.get("ceiling", {}), precision)
-        probe.warm_up()
-        rates, ceilings = [], []
-        for _ in range(spec.get("repeats", 5)):
-            time.sleep(0.05)  # let the path's worker threads settle (OpenVINO's spin briefly)
-            ceilings.append(max(probe.mm(), probe.conv1x1()))
-            start = time.perf_counter()
-            work()
-            rates.append(batch * calls / (time.perf_counter() - start))
-    fractions = [rate * 2 * macs / (ceiling * 1e9) for rate, ceiling in zip(rates, ceilings, strict=True)]
+        (rates,), ceilings, peak = _in_turns([run], x, spec, spec.get("repeats", 5))
     return {
         "value": statistics.median(rates),
         "paired_ceiling": statistics.median(ceilings),
-        "paired_fraction": statistics.median(fractions),
+        "paired_fraction": _fraction(rates, ceilings, _macs(_variant(spec), size)),
         "peak_rss_mib": peak,
     }
 
@@ -230,68 +250,41 @@ def versus(spec: dict[str, Any]) -> dict[str, Any]:
 
     Paths timed in separate processes minutes apart compare two moments of a machine whose speed can
     change by 1.5-2x in that time (measured on the project's Intel machine). Here `ours` and every
-    `peers` entry are built in this process and warmed up, and then each turn times the GEMM ceiling
-    (`CeilingProbe`) and one batch of each contender, in an order rotated every turn. The fastest peer
-    is the one with the highest median rate; ours against each peer is the median over the turns of
-    the same-turn ratio (`ratio_to_peer`: against the fastest), and every FLOP/s is put against the
-    ceiling of its own turn. (Against the fastest peer *of each turn* would bias the ratio down: the
-    largest of several noisy timings is larger than a typical one.) `peak_rss_mib` is the process's
-    with every contender loaded; the `infer` section has each path's own.
+    `peers` entry are built in this process and timed by `_in_turns` beside the GEMM ceiling. The
+    fastest peer is the one with the highest median rate; ours against each peer is the median over
+    the turns of the same-turn ratio (`ratio_to_peer`: against the fastest), and every FLOP/s is put
+    against the ceiling of its own turn. (Against the fastest peer *of each turn* would bias the ratio
+    down: the largest of several noisy timings is larger than a typical one.) `peak_rss_mib` is the
+    process's with every contender loaded; the `infer` section has each path's own.
     """
     size, batch, precision = int(spec["size"]), int(spec["batch"]), spec["precision"]
-    contenders = [spec["ours"], *spec["peers"]]
-    labels = [str(c.get("label", c["impl"])) for c in contenders]
+    labels = [str(peer.get("label", peer["impl"])) for peer in spec["peers"]]
     x = torch.randn(batch, 3, size, size)
-    calls = max(1, int(spec.get("calls", 1)))
     with tempfile.TemporaryDirectory() as folder:
-        runs = [_runner(c, precision, size, batch, folder) for c in contenders]
-        for _ in range(spec.get("warmup", 2)):
-            for run in runs:
-                run(x)
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        probe = CeilingProbe.from_spec(spec.get("ceiling", {}), precision)
-        probe.warm_up()
-        rates: list[list[float]] = [[] for _ in runs]
-        ceilings = []
-        turns = int(spec.get("turns", 10))
-        for turn in range(turns):
-            time.sleep(0.05)  # worker threads of the previous contender settle
-            ceilings.append(max(probe.mm(), probe.conv1x1()))
-            for i in [(turn + k) % len(runs) for k in range(len(runs))]:
-                time.sleep(0.05)
-                start = time.perf_counter()
-                for _ in range(calls):
-                    runs[i](x)
-                rates[i].append(batch * calls / (time.perf_counter() - start))
+        runs = [_runner(c, precision, size, batch, folder) for c in [spec["ours"], *spec["peers"]]]
+        rates, ceilings, peak = _in_turns(runs, x, spec, int(spec.get("turns", 10)))
     ours, peers = rates[0], rates[1:]
-    macs, peer_macs = _macs(_variant(spec["ours"]), size), _macs("torchvision", size)
     medians = [statistics.median(peer) for peer in peers]
     fastest = medians.index(max(medians))
     turn_ratios = [o / p for o, p in zip(ours, peers[fastest], strict=True)]
-    chosen = runs[0]
-
-    def fraction(images_per_s: list[float], macs_per_image: int) -> float:
-        return statistics.median(
-            r * 2 * macs_per_image / (c * 1e9) for r, c in zip(images_per_s, ceilings, strict=True)
-        )
-
+    peer_macs = _macs("torchvision", size)
     return {
         "value": statistics.median(ours),
-        "fastest_peer": labels[1 + fastest],
+        "fastest_peer": labels[fastest],
         "ratio_to_peer": statistics.median(turn_ratios),
         "turn_ratios": turn_ratios,
-        "peers": dict(zip(labels[1:], medians, strict=True)),
+        "peers": dict(zip(labels, medians, strict=True)),
         "ratios": {
             label: statistics.median(o / p for o, p in zip(ours, peer, strict=True))
-            for label, peer in zip(labels[1:], peers, strict=True)
+            for label, peer in zip(labels, peers, strict=True)
         },
         "paired_ceiling": statistics.median(ceilings),
-        "paired_fraction": fraction(ours, macs),
+        "paired_fraction": _fraction(ours, ceilings, _macs(_variant(spec["ours"]), size)),
         "peer_fractions": {
-            label: fraction(peer, peer_macs) for label, peer in zip(labels[1:], peers, strict=True)
+            label: _fraction(peer, ceilings, peer_macs) for label, peer in zip(labels, peers, strict=True)
         },
-        "backend": getattr(chosen, "backend", "")
-        + ("+fused-1x1" if getattr(chosen, "fuse_1x1", False) else ""),
+        "backend": getattr(runs[0], "backend", "")
+        + ("+fused-1x1" if getattr(runs[0], "fuse_1x1", False) else ""),
         "peak_rss_mib": peak,
     }
 
