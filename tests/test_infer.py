@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import time
 from collections.abc import Callable
 
 import pytest
@@ -135,7 +136,28 @@ def test_candidates_are_timed_in_turns_and_a_failing_one_is_left_out(
         return run
 
     timings = time_calls({"a": recorder("a"), "b": recorder("b", fail_on=2), "c": recorder("c")},
-                         torch.zeros(1), repeats=3, warmup=1)  # fmt: skip
+                         torch.zeros(1), repeats=3, warmup=1, min_seconds=0)  # fmt: skip
     assert calls == ["a", "b", "c", "a", "b", "c", "a", "c", "a", "c"]  # turns; b dropped at its 2nd call
     assert set(timings) == {"a", "c"} and all(t >= 0 for t in timings.values())
     assert "backend b skipped: b broke" in caplog.text and "second line" not in caplog.text
+
+
+def test_a_short_call_is_timed_as_a_sample_of_several() -> None:
+    """At batch 1 one call is a few milliseconds: a sample repeats it until it fills `min_seconds`."""
+    from googlenet.infer.optimize import time_calls
+
+    counts = {"slow": 0, "quick": 0}
+
+    def sleeper(name: str, seconds: float) -> Callable[[torch.Tensor], torch.Tensor]:
+        def run(x: torch.Tensor) -> torch.Tensor:
+            counts[name] += 1
+            time.sleep(seconds)
+            return x
+
+        return run
+
+    timings = time_calls({"slow": sleeper("slow", 0.06), "quick": sleeper("quick", 0.01)},
+                         torch.zeros(1), repeats=2, warmup=1, min_seconds=0.05, max_calls=4)  # fmt: skip
+    assert counts["slow"] == 1 + 2 * 1  # one warm-up call; 0.06 s already fills a sample
+    assert counts["quick"] == 1 + 2 * 4  # ceil(0.05 / ~0.01) = 5 or 6, capped at max_calls
+    assert timings["slow"] >= 60 and 10 <= timings["quick"] < 60  # per call, not per sample

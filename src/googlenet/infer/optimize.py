@@ -14,8 +14,8 @@ every Inception module fused into one) in channels_last layout:
   inference-precision hint (bf16 uses AMX when present).
 
 `backend="auto"` times every backend that is installed and applicable on a sample batch, the
-candidates taking turns (so a machine whose speed drifts slows them alike), and keeps the fastest
-median; the choice and the timings are in `OptimizedModel.backend` and `.timings_ms`, and are
+candidates taking turns (so a machine whose speed drifts slows them alike), each sample repeating the
+call until it lasts 0.1 s (a batch-1 call is a few milliseconds), and keeps the fastest median; the choice and the timings are in `OptimizedModel.backend` and `.timings_ms`, and are
 logged. ONNX Runtime and OpenVINO are optional (`pip install googlenet[fast]`).
 
 Numerics: fp32 backends match the eager model within about 1e-5 relative (tested at 1e-4); bf16 has
@@ -28,6 +28,7 @@ from __future__ import annotations
 import importlib.util
 import io
 import logging
+import math
 import statistics
 import tempfile
 import time
@@ -219,29 +220,42 @@ def _skip(name: str, exc: Exception) -> None:
 
 
 def time_calls(
-    runs: dict[str, Callable[[Tensor], Tensor]], x: Tensor, repeats: int = 3, warmup: int = 1
+    runs: dict[str, Callable[[Tensor], Tensor]],
+    x: Tensor,
+    repeats: int = 5,
+    warmup: int = 1,
+    min_seconds: float = 0.1,
+    max_calls: int = 50,
 ) -> dict[str, float]:
-    """Median milliseconds of `run(x)` for each candidate, over `repeats` calls after `warmup` calls.
+    """Median milliseconds of `run(x)` for each candidate, over `repeats` timed samples after `warmup`
+    calls.
 
-    The candidates take turns (one timed call of each per turn), so a machine whose speed drifts over
-    minutes slows all of them alike instead of whichever was timed last. A candidate that raises is
-    left out, with a warning that says why.
+    The candidates take turns (one sample of each per turn), so a machine whose speed drifts over
+    minutes slows all of them alike instead of whichever was timed last. A sample is as many calls as
+    fill `min_seconds` by the candidate's last warm-up call (at most `max_calls`): at batch 1 a single
+    call lasts a few milliseconds, too short to tell two backends apart on a noisy machine. A candidate
+    that raises is left out, with a warning that says why.
     """
     live = dict(runs)
     timings: dict[str, list[float]] = {name: [] for name in live}
+    calls = dict.fromkeys(live, 1)
     for turn in range(warmup + repeats):
         for name, run in list(live.items()):
             try:
                 _cuda_sync(x)
                 start = time.perf_counter()
-                run(x)
+                for _ in range(calls[name]):
+                    run(x)
                 _cuda_sync(x)
             except Exception as exc:  # noqa: BLE001 - a backend that fails is skipped, not fatal
                 _skip(name, exc)
                 del live[name], timings[name]
                 continue
+            elapsed = (time.perf_counter() - start) / calls[name]
             if turn >= warmup:
-                timings[name].append(1000 * (time.perf_counter() - start))
+                timings[name].append(1000 * elapsed)
+            elif min_seconds > 0:
+                calls[name] = max(1, min(max_calls, math.ceil(min_seconds / max(elapsed, 1e-9))))
     return {name: statistics.median(values) for name, values in timings.items()}
 
 
