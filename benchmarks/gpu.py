@@ -2,61 +2,91 @@
 
 Training: full steps (aux heads, 0.3-weighted loss, backward, SGD with momentum), batch 128 at 224,
 fp32 and AMP (bf16 where supported, else fp16 with a GradScaler), channels_last for ours.
-Inference: images/s at batch 1 and 128: torchvision eager + AMP against `googlenet.optimize` (eager and
-compile backends). Medians of several timed repetitions after warm-up, CUDA-synchronised. Without a
-CUDA device it says so and exits 0. Measures, never asserts.
+Inference: images/s at batch 1 and 128: torchvision eager (+ AMP for bf16) against
+`googlenet.optimize` with the eager backend, `auto` (which also times ONNX Runtime's CUDA provider when
+onnxruntime-gpu is installed) and, with `--compile`, torch.compile. Medians of several timed
+repetitions after warm-up, synchronised with the device; each row also records the peak device memory
+of that path. Without a CUDA device it says so and exits 0. Measures, never asserts.
 
     .venv/bin/python benchmarks/gpu.py --json benchmarks/results/gpu.json
+
+`--device cpu` runs the same code on the CPU (bf16 autocast for AMP), as a smoke check of this script
+on machines without a GPU: `--device cpu --batch 2 --size 64 --repeats 1 --warmup 1 --backends eager`
+takes seconds (tests/test_bench.py runs it). Its figures say nothing about a GPU.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 import torchvision
 from torch import nn
 
 import googlenet
+from googlenet.bench.command import save_run
 from googlenet.train.loop import head_losses, weighted_loss
 
 
-def timed(work: Callable[[], object], items: int, repeats: int, warmup: int) -> float:
-    for _ in range(warmup):
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def reset_peak(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def peak_mib(device: torch.device) -> float | None:
+    """Peak device memory since `reset_peak`, in MiB (None on the CPU: no per-path counter there)."""
+    return torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
+
+
+def timed(work: Callable[[], object], items: int, args: argparse.Namespace) -> float:
+    """Median images/s of `work` over `args.repeats` timed calls after `args.warmup` untimed ones."""
+    for _ in range(args.warmup):
         work()
-    torch.cuda.synchronize()
+    synchronize(args.device)
     rates = []
-    for _ in range(repeats):
+    for _ in range(args.repeats):
         start = time.perf_counter()
         work()
-        torch.cuda.synchronize()
+        synchronize(args.device)
         rates.append(items / (time.perf_counter() - start))
     return statistics.median(rates)
 
 
-def train_rate(kind: str, amp: bool, batch: int, size: int, args: argparse.Namespace) -> float:
+def amp_dtype(device: torch.device) -> torch.dtype:
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        return torch.float16
+    return torch.bfloat16
+
+
+def train_rate(kind: str, amp: bool, args: argparse.Namespace) -> float:
     torch.manual_seed(0)
-    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    device, batch, size = args.device, args.batch, args.size
+    dtype = amp_dtype(device)
     if kind == "torchvision":
         model: nn.Module = torchvision.models.googlenet(weights=None, aux_logits=True, init_weights=True)
         fmt = torch.contiguous_format
     else:
         model = googlenet.build_model(kind, num_classes=1000)
         fmt = torch.channels_last
-    model = model.cuda().to(memory_format=fmt).train()
+    model = model.to(device).to(memory_format=fmt).train()
     optimizer = torch.optim.SGD(
         model.parameters(), lr=0.01, momentum=0.9, weight_decay=2e-4, fused=kind != "torchvision"
     )
-    scaler = torch.amp.GradScaler("cuda", enabled=amp and dtype == torch.float16)
-    x = torch.randn(batch, 3, size, size, device="cuda").contiguous(memory_format=fmt)
-    y = torch.randint(0, 1000, (batch,), device="cuda")
+    scaler = torch.amp.GradScaler(device.type, enabled=amp and dtype == torch.float16)
+    x = torch.randn(batch, 3, size, size, device=device).contiguous(memory_format=fmt)
+    y = torch.randint(0, 1000, (batch,), device=device)
 
     def step() -> None:
-        with torch.autocast("cuda", dtype=dtype, enabled=amp):
+        with torch.autocast(device.type, dtype=dtype, enabled=amp):
             if kind == "torchvision":
                 out = model(x)
                 main, aux1, aux2 = out.logits, out.aux_logits1, out.aux_logits2
@@ -68,64 +98,100 @@ def train_rate(kind: str, amp: bool, batch: int, size: int, args: argparse.Names
         scaler.step(optimizer)
         scaler.update()
 
-    return timed(step, batch, args.repeats, args.warmup)
+    return timed(step, batch, args)
 
 
-def infer_rate(kind: str, precision: str, batch: int, args: argparse.Namespace) -> float:
-    x = torch.randn(batch, 3, 224, 224, device="cuda")
+def infer_rate(kind: str, precision: str, batch: int, args: argparse.Namespace) -> tuple[float, str]:
+    """Images/s of one inference path, and the backend that ran it."""
+    device = args.device
+    x = torch.randn(batch, 3, args.size, args.size, device=device)
     if kind == "torchvision":
-        model = torchvision.models.googlenet(weights=None, aux_logits=False, init_weights=True).cuda().eval()
+        model = torchvision.models.googlenet(weights=None, aux_logits=False, init_weights=True)
+        model = model.to(device).eval()
 
         def run() -> object:
             with (
                 torch.inference_mode(),
-                torch.autocast("cuda", dtype=torch.bfloat16, enabled=precision == "bf16"),
+                torch.autocast(device.type, dtype=amp_dtype(device), enabled=precision == "bf16"),
             ):
                 return model(x)
 
-        return timed(run, batch, args.repeats, args.warmup)
+        return timed(run, batch, args), "eager + autocast" if precision == "bf16" else "eager"
     variant, backend = kind.split(":")
-    ours = googlenet.build_model(variant, num_classes=1000, aux_logits=False).cuda()
-    fast = googlenet.optimize(ours, precision, backend, device="cuda")
-    return timed(lambda: fast(x), batch, args.repeats, args.warmup)
+    ours = googlenet.build_model(variant, num_classes=1000, aux_logits=False).to(device)
+    fast = googlenet.optimize(ours, precision, backend, input_size=args.size, batch_size=batch, device=device)
+    return timed(lambda: fast(x), batch, args), fast.backend
+
+
+def measure(name: str, work: Callable[[], float | tuple[float, str]], args: argparse.Namespace) -> dict:
+    reset_peak(args.device)
+    start = time.perf_counter()
+    out = work()
+    rate, backend = out if isinstance(out, tuple) else (out, "")
+    row = {"rate": rate, "backend": backend, "peak_mib": peak_mib(args.device)}
+    print(f"  {name:<44} {rate:>9.1f} img/s  ({time.perf_counter() - start:.0f} s)", flush=True)
+    return row
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--device", default="cuda", help="cuda (default) or cpu (a smoke check of the script)"
+    )
     parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=5)
-    parser.add_argument("--compile", action="store_true", help="include the compile backend")
-    parser.add_argument("--json")
+    parser.add_argument(
+        "--backends",
+        nargs="+",
+        default=["eager", "auto"],
+        choices=["eager", "auto", "compile"],
+        help="optimize() backends for our inference rows (default: eager auto)",
+    )
+    parser.add_argument("--compile", action="store_true", help="add the compile backend")
+    parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    if not torch.cuda.is_available():
+    try:
+        args.device = torch.device(args.device)
+    except RuntimeError:
+        parser.error(f"--device: not a device: {args.device!r}")
+    if args.device.type == "cuda" and not torch.cuda.is_available():
         print("no CUDA device: nothing measured")
         return
-    card = torch.cuda.get_device_name(0)
-    results: dict[str, float] = {}
+    card = torch.cuda.get_device_name(args.device) if args.device.type == "cuda" else "CPU (smoke check)"
+    print(f"{card}, torch {torch.__version__}", flush=True)
+    results: dict[str, dict] = {}
     for amp in (False, True):
         for kind in ("torchvision", "paper", "bn"):
-            results[f"train {kind} {'amp' if amp else 'fp32'}"] = train_rate(kind, amp, args.batch, 224, args)
-    backends = ["eager"] + (["compile"] if args.compile else [])
-    for batch in (1, args.batch):
+            name = f"train {kind} {'amp' if amp else 'fp32'}"
+            results[name] = measure(name, lambda: train_rate(kind, amp, args), args)  # noqa: B023
+    backends = list(dict.fromkeys(args.backends + (["compile"] if args.compile else [])))
+    for batch in sorted({1, args.batch}):
         for precision in ("fp32", "bf16"):
-            results[f"infer torchvision b{batch} {precision}"] = infer_rate(
-                "torchvision", precision, batch, args
-            )
+            name = f"infer torchvision b{batch} {precision}"
+            results[name] = measure(name, lambda: infer_rate("torchvision", precision, batch, args), args)  # noqa: B023
             for variant in ("torchvision", "paper"):
                 for backend in backends:
                     name = f"infer ours {variant} {backend} b{batch} {precision}"
-                    results[name] = infer_rate(f"{variant}:{backend}", precision, batch, args)
-    print(f"{card}, torch {torch.__version__}")
-    for name, rate in results.items():
+                    kind = f"{variant}:{backend}"
+                    results[name] = measure(name, lambda: infer_rate(kind, precision, batch, args), args)  # noqa: B023
+    print(f"\n{card}, torch {torch.__version__}")
+    for name, row in results.items():
         if name.startswith("train"):
-            base = results[f"train torchvision {name.split()[-1]}"]
+            base = results[f"train torchvision {name.split()[-1]}"]["rate"]
         else:
-            base = results[f"infer torchvision {' '.join(name.split()[-2:])}"]
-        print(f"{name:<44} {rate:>9.1f} img/s  {rate / base:5.2f}x torchvision")
+            base = results[f"infer torchvision {' '.join(name.split()[-2:])}"]["rate"]
+        memory = f"{row['peak_mib']:8.0f} MiB" if row["peak_mib"] is not None else ""
+        chosen = (
+            f"  ({row['backend']})" if row["backend"] and not name.startswith("infer torchvision") else ""
+        )
+        print(
+            f"{name:<44} {row['rate']:>9.1f} img/s  {row['rate'] / base:5.2f}x torchvision {memory}{chosen}"
+        )
     if args.json:
-        with open(args.json, "w") as handle:
-            json.dump({"card": card, "torch": torch.__version__, "results": results}, handle, indent=2)
+        save_run(args.json, args, {"card": card, "rows": results})
+        print(f"saved {args.json}")
 
 
 if __name__ == "__main__":

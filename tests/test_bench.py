@@ -182,3 +182,32 @@ def test_versus_path_times_ours_and_the_peers_in_turns(one_thread: None) -> None
     assert (
         combined[0]["peers"]["tv cl"] == (result["peers"]["tv cl"] + 3.0) / 2
     )  # per-peer medians over rounds
+
+
+def test_gpu_script_runs_end_to_end_on_the_cpu(tmp_path: Path) -> None:
+    """benchmarks/gpu.py has never met a GPU on the project's machines; `--device cpu` runs every one of
+    its paths (training with and without AMP, inference at two batches and precisions) so that the day a
+    GPU is lent its time is not spent on a crash."""
+    import subprocess
+    import sys
+
+    import torch
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu.py"
+    out = tmp_path / "gpu.json"
+    done = subprocess.run(
+        [sys.executable, str(script), "--device", "cpu", "--batch", "2", "--size", "64", "--repeats", "1",
+         "--warmup", "1", "--backends", "eager", "--json", str(out)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    rows = json.loads(out.read_text())["results"]["rows"]
+    assert {name for name in rows if name.startswith("train")} == {
+        f"train {kind} {mode}" for kind in ("torchvision", "paper", "bn") for mode in ("fp32", "amp")
+    }
+    assert "infer ours paper eager b2 bf16" in rows and "infer torchvision b1 fp32" in rows
+    assert all(row["rate"] > 0 for row in rows.values())
+    assert "x torchvision" in done.stdout
+    if not torch.cuda.is_available():
+        default = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+        assert default.returncode == 0 and "no CUDA device: nothing measured" in default.stdout
