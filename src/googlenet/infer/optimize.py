@@ -15,8 +15,9 @@ every Inception module fused into one) in channels_last layout:
 
 `backend="auto"` times every backend that is installed and applicable on a sample batch, the
 candidates taking turns (so a machine whose speed drifts slows them alike), each sample repeating the
-call until it lasts 0.1 s (a batch-1 call is a few milliseconds), and keeps the fastest median; the choice and the timings are in `OptimizedModel.backend` and `.timings_ms`, and are
-logged. ONNX Runtime and OpenVINO are optional (`pip install googlenet[fast]`).
+call until it lasts 0.1 s (a batch-1 call is a few milliseconds), and keeps the fastest median; the
+choice and the timings are in `OptimizedModel.backend` and `.timings_ms`, and are logged.
+ONNX Runtime and OpenVINO are optional (`pip install googlenet[fast]`).
 
 Numerics: fp32 backends match the eager model within about 1e-5 relative (tested at 1e-4); bf16 has
 about 3 significant digits, which changed 0-1% of the top-1 decisions on real images (measured with
