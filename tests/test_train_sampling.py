@@ -15,6 +15,7 @@ from googlenet.train.sampling import (
     ShardedIndices,
     balanced_permutation,
     epoch_permutation,
+    mix_seed,
 )
 
 
@@ -107,6 +108,21 @@ def test_seeded_samples_do_not_depend_on_or_disturb_the_caller_rng() -> None:
     assert torch.equal(state["numpy"]["keys"], after["numpy"]["keys"])
     assert samples[(1, 3)] != first  # another epoch, another draw
     assert samples[(0, 4)] != first
+
+
+def test_seeded_samples_draw_the_stream_of_torch_manual_seed() -> None:
+    """Only the CPU generator is seeded (`torch.manual_seed` would also queue CUDA, MTIA and XPU seeding,
+    formatting a stack trace each time); the draws are the ones `torch.manual_seed` gives, so runs and
+    checkpoints from before the change continue identically."""
+    samples = SeededSamples(_Noisy(), seed=4)
+    for epoch, index in [(0, 3), (2, 7)]:
+        with torch.random.fork_rng(devices=[]):
+            seed = mix_seed(4, epoch, index)
+            torch.manual_seed(seed)
+            random.seed(seed)
+            np.random.seed(seed % 2**32)
+            expected = _Noisy()[index]
+        assert samples[(epoch, index)] == expected
 
 
 def test_rng_state_round_trip() -> None:

@@ -150,7 +150,11 @@ class SeededSamples(Dataset[Any]):
         numpy_state = np.random.get_state()
         try:
             with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(sample_seed)
+                # The CPU generator only (the transforms draw on the CPU), the same stream as
+                # `torch.manual_seed` gives it. That also seeds CUDA, MTIA and XPU, and before CUDA is
+                # initialised each of those formats the caller's stack to queue the call: 0.44 ms per
+                # sample at the loader's stack depth, against 0.18 ms for all of this method's seeding.
+                torch.default_generator.manual_seed(sample_seed)
                 random.seed(sample_seed)
                 np.random.seed(sample_seed % 2**32)
                 return self.dataset[index]
