@@ -13,6 +13,7 @@ from googlenet.train.loop import (
     NonFiniteLossError,
     correct_topk,
     evaluate,
+    evaluate_models,
     head_losses,
     split_heads,
     train_one_epoch,
@@ -155,3 +156,22 @@ def test_evaluate_reports_loss_and_accuracy() -> None:
     expected = nn.functional.cross_entropy(model(images), target).item()
     assert metrics["loss"] == pytest.approx(expected, rel=1e-6)
     assert model.training  # mode restored
+
+
+def test_evaluate_models_reads_each_batch_once_and_matches_separate_calls() -> None:
+    torch.manual_seed(0)
+    models = [nn.Linear(4, 5), nn.Sequential(nn.Linear(4, 5), nn.Dropout(0.5))]
+    models[1].eval()  # its mode must come back as it was, like the first one's
+    data = [(torch.randn(6, 4), torch.randint(0, 5, (6,))) for _ in range(3)]
+    reads = []
+
+    def loader():  # type: ignore[no-untyped-def]
+        for batch in data:
+            reads.append(1)
+            yield batch
+
+    together = evaluate_models(models, loader(), device=CPU)
+    assert len(reads) == len(data)  # one pass for both models
+    separate = [evaluate(model, data, device=CPU) for model in models]
+    assert together == separate
+    assert models[0].training and not models[1].training

@@ -210,7 +210,9 @@ SECTIONS: dict[str, type] = {f.name: typing.get_type_hints(TrainConfig)[f.name] 
 # sampling) is the paper's recipe. Measured on 2 CPU cores, see the train package's report.
 BUILTIN_PRESET: dict[str, Any] = {
     "model.input_size": 64,  # the smallest input that keeps the auxiliary heads (4x4 map after 4a)
-    "run.epochs": 30,  # under 4 minutes on 2 idle CPU cores (~160 img/s training, ~7.5 s per epoch)
+    # 30 epochs: 4 min of training on the AMD 2-core machine (~160 img/s), 7.5-8 min on the Intel one
+    # (~80 img/s, noisier); `make demo` in all stays under the 10 minutes asked (docs/recipe.md).
+    "run.epochs": 30,
     # Without BatchNorm the He-initialised trunk's pooled features share a large common component
     # (norm ~100, cosine ~0.99 between images at init), so the classifier's curvature is ~|f|^2 / C and
     # plain SGD at lr 0.01 overshoots there, blows the logits up and then kills ReLUs: the loss sits at

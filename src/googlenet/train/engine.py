@@ -51,7 +51,14 @@ from googlenet.train.config import TrainConfig, dump_yaml, ensemble_member, from
 from googlenet.train.finetune import init_from
 from googlenet.train.gradflow import GradNormRecorder, load_grad_norms
 from googlenet.train.inputs import build_data, loader_workers, make_loader
-from googlenet.train.loop import EpochMeter, NonFiniteLossError, StepResult, evaluate, train_one_epoch
+from googlenet.train.loop import (
+    EpochMeter,
+    NonFiniteLossError,
+    StepResult,
+    evaluate,
+    evaluate_models,
+    train_one_epoch,
+)
 from googlenet.train.runs import RunFolder, default_output_dir, write_ensemble
 from googlenet.train.sampling import (
     SeededSamples,
@@ -695,14 +702,12 @@ def _end_of_epoch(
     summary = meter.reduced(device).summary()
     kwargs: dict[str, Any] = {"device": device, "autocast_dtype": autocast_dtype,
                               "channels_last": config.model.channels_last}  # fmt: skip
-    val_raw = evaluate(model, val_loader, **kwargs)
     averaged = averager.eval_model(bn_batches(), device)
-    val_avg = evaluate(averaged, val_loader, **kwargs) if averaged is not None else _nan_metrics()
+    models = [model] if averaged is None else [model, averaged]  # one pass over each loader for both
+    val_raw, val_avg = [*evaluate_models(models, val_loader, **kwargs), _nan_metrics()][:2]
     train_raw = train_avg = _nan_metrics()
     if config.data.train_eval_samples > 0:
-        train_raw = evaluate(model, train_eval_loader, **kwargs)
-        if averaged is not None:
-            train_avg = evaluate(averaged, train_eval_loader, **kwargs)
+        train_raw, train_avg = [*evaluate_models(models, train_eval_loader, **kwargs), _nan_metrics()][:2]
     seconds = meter.seconds
     return {
         "epoch": epoch,

@@ -281,30 +281,57 @@ def evaluate(
     Under torchrun each process passes its own shard; the sums are added over all processes, so every
     process returns the metrics of the whole set. Returns {"loss", "top1", "top5", "samples"}.
     """
-    was_training = model.training
-    model.eval()
-    loss_sum = correct1 = correct5 = samples = 0.0
+    (metrics,) = evaluate_models(
+        [model], loader, device=device, autocast_dtype=autocast_dtype, channels_last=channels_last
+    )
+    return metrics
+
+
+def evaluate_models(
+    models: Sequence[nn.Module],
+    loader: Iterable[tuple[Tensor, Tensor]],
+    *,
+    device: torch.device,
+    autocast_dtype: torch.dtype | None = None,
+    channels_last: bool = False,
+) -> list[dict[str, float]]:
+    """`evaluate` for several models in one pass over `loader`: each batch is decoded and transformed
+    once and given to every model (the raw and the averaged weights at the end of an epoch), where
+    separate calls would load the data once per model. The same figures as separate calls."""
+    modes = [model.training for model in models]
+    sums = [[0.0, 0.0, 0.0] for _ in models]  # loss, top-1 hits, top-5 hits
+    samples = 0.0
+    for model in models:
+        model.eval()
     try:
         for images, target in loader:
             images = images.to(device, non_blocking=True)
             target = target.to(device, non_blocking=True)
             if channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
-            with _autocast(device, autocast_dtype):
-                logits = model(images)
-            logits = logits.float()
-            loss_sum += F.cross_entropy(logits, target, reduction="sum").item()
-            c1, c5 = correct_topk(logits, target)
-            correct1 += c1
-            correct5 += c5
+            for model, total in zip(models, sums, strict=True):
+                with _autocast(device, autocast_dtype):
+                    logits = model(images)
+                logits = logits.float()
+                c1, c5 = correct_topk(logits, target)
+                total[0] += F.cross_entropy(logits, target, reduction="sum").item()
+                total[1] += c1
+                total[2] += c5
             samples += len(target)
     finally:
-        model.train(was_training)
-    loss_sum, correct1, correct5, samples = all_reduce_sum([loss_sum, correct1, correct5, samples], device)
+        for model, mode in zip(models, modes, strict=True):
+            model.train(mode)
+    reduced = all_reduce_sum([value for total in sums for value in total] + [samples], device)
+    samples = reduced[-1]
     n = max(samples, 1.0)
-    return {
-        "loss": loss_sum / n if samples else math.nan,
-        "top1": 100.0 * correct1 / n if samples else math.nan,
-        "top5": 100.0 * correct5 / n if samples else math.nan,
-        "samples": samples,
-    }
+    return [
+        {
+            "loss": loss_sum / n if samples else math.nan,
+            "top1": 100.0 * correct1 / n if samples else math.nan,
+            "top5": 100.0 * correct5 / n if samples else math.nan,
+            "samples": samples,
+        }
+        for loss_sum, correct1, correct5 in zip(
+            reduced[0:-1:3], reduced[1:-1:3], reduced[2:-1:3], strict=True
+        )
+    ]
