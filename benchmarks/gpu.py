@@ -25,11 +25,10 @@ from pathlib import Path
 
 import torch
 import torchvision
-from torch import nn
 
 import googlenet
 from googlenet.bench.command import save_run
-from googlenet.train.loop import head_losses, weighted_loss
+from googlenet.bench.paths import train
 
 
 def synchronize(device: torch.device) -> None:
@@ -68,37 +67,14 @@ def amp_dtype(device: torch.device) -> torch.dtype:
 
 
 def train_rate(kind: str, amp: bool, args: argparse.Namespace) -> float:
-    torch.manual_seed(0)
-    device, batch, size = args.device, args.batch, args.size
-    dtype = amp_dtype(device)
-    if kind == "torchvision":
-        model: nn.Module = torchvision.models.googlenet(weights=None, aux_logits=True, init_weights=True)
-        fmt = torch.contiguous_format
-    else:
-        model = googlenet.build_model(kind, num_classes=1000)
-        fmt = torch.channels_last
-    model = model.to(device).to(memory_format=fmt).train()
-    optimizer = torch.optim.SGD(
-        model.parameters(), lr=0.01, momentum=0.9, weight_decay=2e-4, fused=kind != "torchvision"
-    )
-    scaler = torch.amp.GradScaler(device.type, enabled=amp and dtype == torch.float16)
-    x = torch.randn(batch, 3, size, size, device=device).contiguous(memory_format=fmt)
-    y = torch.randint(0, 1000, (batch,), device=device)
-
-    def step() -> None:
-        with torch.autocast(device.type, dtype=dtype, enabled=amp):
-            if kind == "torchvision":
-                out = model(x)
-                main, aux1, aux2 = out.logits, out.aux_logits1, out.aux_logits2
-            else:
-                main, aux1, aux2 = model.forward_train(x)  # type: ignore[operator]
-            loss = weighted_loss(head_losses((main, aux1, aux2), y), aux_weight=0.3)  # section 5
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-
-    return timed(step, batch, args)
+    """The benchmark suite's training step (`googlenet.bench.paths.train`) on `args.device`: torchvision
+    as it ships (NCHW, foreach SGD), ours in channels_last with the fused SGD, one step per timing."""
+    ours = kind != "torchvision"
+    spec = {"impl": "ours" if ours else "torchvision", "variant": kind, "size": args.size,
+            "batch": args.batch, "precision": "amp" if amp else "fp32", "channels_last": ours,
+            "fused_sgd": ours, "device": str(args.device), "steps": 1, "repeats": args.repeats,
+            "warmup": args.warmup}  # fmt: skip
+    return train(spec)
 
 
 def infer_rate(kind: str, precision: str, batch: int, args: argparse.Namespace) -> tuple[float, str]:

@@ -291,8 +291,13 @@ def versus(spec: dict[str, Any]) -> dict[str, Any]:
 
 def train(spec: dict[str, Any]) -> float:
     """Images/s of full training steps (forward with the auxiliary heads, 0.3-weighted loss, backward,
-    SGD step) for torchvision's googlenet or ours."""
+    SGD step) for torchvision's googlenet or ours, on `device` (default cpu; benchmarks/gpu.py uses
+    this with cuda). Precision "bf16" (or "amp") autocasts to bf16, or to fp16 with a gradient scaler
+    on a GPU without bf16."""
     size, batch, precision = int(spec["size"]), int(spec["batch"]), spec["precision"]
+    device = torch.device(spec.get("device", "cpu"))
+    amp = precision in ("bf16", "amp")
+    half = torch.float16 if device.type == "cuda" and not torch.cuda.is_bf16_supported() else torch.bfloat16
     channels_last = bool(spec.get("channels_last", False))
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     torch.manual_seed(0)
@@ -317,26 +322,30 @@ def train(spec: dict[str, Any]) -> float:
             return out.logits, out.aux1, out.aux2
 
         model = ours
-    model = model.to(memory_format=fmt).train()
+    model = model.to(device).to(memory_format=fmt).train()
     fused = bool(spec.get("fused_sgd", False))
     optimizer = torch.optim.SGD(
         model.parameters(), lr=0.01, momentum=0.9, weight_decay=2e-4, **({"fused": True} if fused else {})
     )
-    x = torch.randn(batch, 3, size, size).contiguous(memory_format=fmt)
-    y = torch.randint(0, 1000, (batch,))
+    scaler = torch.amp.GradScaler(device.type, enabled=amp and half == torch.float16)
+    x = torch.randn(batch, 3, size, size, device=device).contiguous(memory_format=fmt)
+    y = torch.randint(0, 1000, (batch,), device=device)
 
     def step() -> None:
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+        with torch.autocast(device.type, dtype=half, enabled=amp):
             loss = weighted_loss(head_losses(outputs(x), y), aux_weight=0.3)  # section 5
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
 
     steps = int(spec.get("steps", 2))
 
     def work() -> None:
         for _ in range(steps):
             step()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
 
     return _median_rate(work, batch * steps, spec.get("repeats", 3), spec.get("warmup", 1))
 
