@@ -51,8 +51,13 @@ def build(name: str, classes: int) -> tuple[nn.Module, nn.Module]:
             weights=None, num_classes=classes, aux_logits=True, init_weights=True
         )
         return model, model
-    variant, _, init = name.partition("+")  # e.g. "bn+truncnormal": the bn variant, torchvision's init
-    ours = googlenet.build_model(variant, num_classes=classes, **({"init": init} if init else {}))
+    # "bn+truncnormal": the bn variant with torchvision's init; "paper+dropout=0.2": a ModelConfig field set.
+    variant, *extras = name.split("+")
+    overrides: dict[str, object] = {}
+    for extra in extras:
+        key, is_field, value = extra.partition("=")
+        overrides.update({key: float(value)} if is_field else {"init": extra})
+    ours = googlenet.build_model(variant, num_classes=classes, **overrides)
     return _Train(ours), ours
 
 
@@ -125,7 +130,7 @@ def main() -> None:
         "--models",
         nargs="+",
         default=["paper", "bn", "torchvision"],
-        help="variants; VARIANT+INIT overrides the init",
+        help="variants; VARIANT+INIT overrides the init, VARIANT+FIELD=NUMBER a ModelConfig field (e.g. paper+dropout=0.2)",
     )
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--input-size", type=int, default=64)

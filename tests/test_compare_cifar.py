@@ -1,0 +1,34 @@
+"""benchmarks/compare_cifar.py's model names: VARIANT, VARIANT+INIT and VARIANT+FIELD=NUMBER."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "compare_cifar.py"
+
+
+@pytest.fixture(scope="module")
+def compare_cifar():
+    spec = importlib.util.spec_from_file_location("compare_cifar", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_plain_variant_keeps_its_defaults(compare_cifar):
+    _, model = compare_cifar.build("paper", 10)
+    assert (model.config.init, model.config.dropout, model.fc.out_features) == ("he", 0.4, 10)
+
+
+def test_plus_names_an_init_or_sets_a_config_field(compare_cifar):
+    _, model = compare_cifar.build("paper+truncnormal+dropout=0.2+aux_dropout=0.5", 10)
+    assert model.config.init == "truncnormal"
+    assert (model.config.dropout, model.config.aux_dropout) == (0.2, 0.5)
+    assert model.dropout.p == 0.2
+
+
+def test_torchvision_is_torchvisions_own_model(compare_cifar):
+    trained, evaluated = compare_cifar.build("torchvision", 10)
+    assert trained is evaluated and type(trained).__module__.startswith("torchvision")
