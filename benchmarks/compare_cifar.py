@@ -88,7 +88,7 @@ def run(name: str, args: argparse.Namespace, train_set, val_set) -> dict:  # typ
         meter, _ = train_one_epoch(
             trained, loader, optimizer, device=torch.device("cpu"), epoch=epoch, scheduler=scheduler,
             channels_last=True, autocast_dtype=torch.bfloat16 if args.bf16 else None,
-            clip_grad_norm=args.clip_grad_norm or None,
+            clip_grad_norm=args.clip_grad_norm or None, aux_weight=args.aux_weight,
         )  # fmt: skip
         if epoch >= args.epochs // 2:
             averaged.update_parameters(evaluated)
@@ -138,6 +138,9 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=0.01)
     parser.add_argument("--clip-grad-norm", type=float, default=2.0, help="as the built-in preset (0: off)")
     parser.add_argument("--wd", type=float, default=2e-4)
+    parser.add_argument(
+        "--aux-weight", type=float, default=0.3, help="weight of each auxiliary loss (section 5: 0.3)"
+    )
     parser.add_argument("--warmup-epochs", type=float, default=1.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
@@ -164,7 +167,7 @@ def main() -> None:
     print(
         f"{args.data_path.name}: {len(train_set)} train / {len(val_set)} val images, {len(train_set.classes)} classes; "
         f"{args.input_size}x{args.input_size}, {args.epochs} epochs, batch {args.batch_size}, lr {args.lr} "
-        f"(warm-up {args.warmup_epochs} epoch, cosine), gradient clipping {args.clip_grad_norm}, crop area from {args.scale_min:.0%}, seed {args.seed}"
+        f"(warm-up {args.warmup_epochs} epoch, cosine), gradient clipping {args.clip_grad_norm}, crop area from {args.scale_min:.0%}, aux weight {args.aux_weight}, seed {args.seed}"
     )
     results = [run(name, args, train_set, val_set) for name in args.models]
     print(f"\n{'model':<12} {'val top-1':>9} {'averaged':>9} {'val top-5':>9} {'img/s':>7} {'time':>7}")
