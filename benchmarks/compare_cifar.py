@@ -51,14 +51,26 @@ def build(name: str, classes: int) -> tuple[nn.Module, nn.Module]:
             weights=None, num_classes=classes, aux_logits=True, init_weights=True
         )
         return model, model
-    # "bn+truncnormal": the bn variant with torchvision's init; "paper+dropout=0.2": a ModelConfig field set.
+    variant, overrides = parse_name(name)
+    ours = googlenet.build_model(variant, num_classes=classes, **overrides)
+    return _Train(ours), ours
+
+
+def parse_name(name: str) -> tuple[str, dict[str, object]]:
+    """ "bn+truncnormal": the bn variant with torchvision's init; "paper+dropout=0.2": a ModelConfig field
+    set to a number. ValueError names the part that is not a number."""
     variant, *extras = name.split("+")
     overrides: dict[str, object] = {}
     for extra in extras:
         key, is_field, value = extra.partition("=")
-        overrides.update({key: float(value)} if is_field else {"init": extra})
-    ours = googlenet.build_model(variant, num_classes=classes, **overrides)
-    return _Train(ours), ours
+        if not is_field:
+            overrides["init"] = extra
+            continue
+        try:
+            overrides[key] = float(value)
+        except ValueError:
+            raise ValueError(f"--models {name}: {key}={value!r} is not a number") from None
+    return variant, overrides
 
 
 def run(name: str, args: argparse.Namespace, train_set, val_set) -> dict:  # type: ignore[no-untyped-def]
@@ -159,6 +171,13 @@ def main() -> None:
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast (default fp32)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
+    for name in args.models:
+        if name != "torchvision":
+            try:
+                variant, overrides = parse_name(name)
+                googlenet.build_model(variant, num_classes=10, **overrides)
+            except (ValueError, googlenet.ConfigError) as exc:
+                parser.error(str(exc))
 
     augment = AugmentConfig(scale_min=args.scale_min)
     train_set, val_set = load_image_folder(

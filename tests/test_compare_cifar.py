@@ -32,3 +32,8 @@ def test_plus_names_an_init_or_sets_a_config_field(compare_cifar):
 def test_torchvision_is_torchvisions_own_model(compare_cifar):
     trained, evaluated = compare_cifar.build("torchvision", 10)
     assert trained is evaluated and type(trained).__module__.startswith("torchvision")
+
+
+def test_a_field_that_is_not_a_number_is_named(compare_cifar):
+    with pytest.raises(ValueError, match=r"--models paper\+dropout=x: dropout='x' is not a number"):
+        compare_cifar.parse_name("paper+dropout=x")
