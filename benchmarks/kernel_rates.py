@@ -83,29 +83,29 @@ def time_layer(layer: dict[str, Any], dtype: torch.dtype, repeats: int) -> dict[
     }
 
 
-def whole_network_runs(batch: int, size: int) -> dict[str, Any]:
+def whole_network_runs(size: int) -> dict[str, Any]:
     """torchvision's googlenet in OpenVINO (defaults) and ONNX Runtime (fp32), when installed."""
     import torchvision
 
     runs: dict[str, Any] = {}
     model = torchvision.models.googlenet(weights=None, aux_logits=False, init_weights=True).eval()
-    folder = tempfile.mkdtemp()
-    path = str(Path(folder) / "torchvision.onnx")
-    export_onnx(model, size, path)
-    if importlib.util.find_spec("openvino"):
-        import openvino as ov
+    with tempfile.TemporaryDirectory() as folder:  # both runtimes read the file while building
+        path = str(Path(folder) / "torchvision.onnx")
+        export_onnx(model, size, path)
+        if importlib.util.find_spec("openvino"):
+            import openvino as ov
 
-        core = ov.Core()
-        compiled = core.compile_model(core.read_model(path), "CPU")
-        request = compiled.create_infer_request()
-        runs["torchvision OpenVINO default"] = lambda x: request.infer({0: x.numpy()})
-    if importlib.util.find_spec("onnxruntime"):
-        import onnxruntime as ort
+            core = ov.Core()
+            compiled = core.compile_model(core.read_model(path), "CPU")
+            request = compiled.create_infer_request()
+            runs["torchvision OpenVINO default"] = lambda x: request.infer({0: x.numpy()})
+        if importlib.util.find_spec("onnxruntime"):
+            import onnxruntime as ort
 
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = torch.get_num_threads()
-        session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
-        runs["torchvision ONNX Runtime fp32"] = lambda x: session.run(None, {"images": x.numpy()})
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = torch.get_num_threads()
+            session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+            runs["torchvision ONNX Runtime fp32"] = lambda x: session.run(None, {"images": x.numpy()})
     return runs
 
 
@@ -161,7 +161,7 @@ def main() -> None:
         results["layers"][precision] = rows
         results["totals"][precision] = totals
 
-    networks = whole_network_runs(args.batch, args.size)
+    networks = whole_network_runs(args.size)
     if networks:
         x = torch.randn(args.batch, 3, args.size, args.size)
         ms = time_calls(networks, x, repeats=args.repeats)
