@@ -351,3 +351,27 @@ def test_local_response_norm_backward_is_the_exact_gradient(size: int) -> None:
     assert b.grad is not None and a.grad is not None
     scale = a.grad.abs().max()
     torch.testing.assert_close(b.grad.float() / scale, a.grad / scale, rtol=0, atol=2e-2)
+
+
+def test_local_response_norm_exports_without_a_fractional_pow() -> None:
+    """In ONNX, beta = 0.75 is written with Sqrt and Div (OpenVINO runs a fractional Pow far slower),
+    whether or not the input requires a gradient (the training path must not be what is exported), and
+    ONNX Runtime computes the same values as torch's LRN; other betas keep Pow."""
+    pytest.importorskip("onnxscript")
+    ort = pytest.importorskip("onnxruntime")
+
+    from googlenet.model.layers import LocalResponseNorm
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 16, 5, 5) * 30
+    for beta, ops in ((0.75, {"Sqrt", "Div"}), (0.6, {"Pow"})):
+        module = LocalResponseNorm(5, 1e-4, beta, 1.0)
+        program = torch.onnx.export(module, (x.clone().requires_grad_(True),), dynamo=True, verbose=False)
+        assert program is not None
+        proto = program.model_proto
+        kinds = {node.op_type for node in proto.graph.node}
+        assert ops <= kinds and ("Pow" in kinds) == (beta != 0.75), kinds
+        session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+        (got,) = session.run(None, {proto.graph.input[0].name: x.numpy()})
+        expected = torch.nn.LocalResponseNorm(5, 1e-4, beta, 1.0)(x)
+        torch.testing.assert_close(torch.from_numpy(got), expected, rtol=1e-5, atol=1e-5)

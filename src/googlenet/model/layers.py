@@ -46,6 +46,21 @@ class ConvBlock(nn.Module):
         return self.relu(x)
 
 
+def normalise(x: Tensor, base: Tensor, beta: float) -> Tensor:
+    """x * base ** -beta, LRN's output from its normaliser's base (float32; cast back to x's dtype).
+
+    In an ONNX export with beta = 0.75 (the reference Caffe model's, which `paper` uses) it is written
+    as x / (sqrt(b) * sqrt(sqrt(b))), the same value to float rounding: OpenVINO runs a fractional
+    `Pow` (and `Reciprocal`, which it turns into one) far slower than `Sqrt` and `Div`. PyTorch's own
+    `pow` is faster than the chain (one pass over memory instead of three), so eager inference and
+    training keep it. Measured gains are in docs/performance.md.
+    """
+    if beta == 0.75 and torch.onnx.is_in_onnx_export():
+        root = base.sqrt()
+        return x / (root * root.sqrt()).to(x.dtype)
+    return x * base.pow(-beta).to(x.dtype)
+
+
 class _LRNFunction(torch.autograd.Function):
     """LRN with a hand-written backward pass (used while training).
 
@@ -105,7 +120,8 @@ class LocalResponseNorm(nn.LocalResponseNorm):
     def forward(self, x: Tensor) -> Tensor:
         if x.dim() != 4:
             return super().forward(x)
-        if torch.is_grad_enabled() and x.requires_grad and not torch.jit.is_tracing():
+        exporting = torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()  # export the plain forward
+        if torch.is_grad_enabled() and x.requires_grad and not exporting:
             band = self._band(x.shape[1], x)
             return _LRNFunction.apply(x, band, self.size, self.alpha, self.beta, self.k)
         return self.composed(x)
@@ -115,5 +131,4 @@ class LocalResponseNorm(nn.LocalResponseNorm):
         differentiates it step by step, which `benchmarks/lrn_backward.py` compares with the closed form)."""
         squares = x * x
         window = F.conv2d(squares, self._band(x.shape[1], squares))
-        scale = (self.k + (self.alpha / self.size) * window.float()).pow(-self.beta)
-        return x * scale.to(x.dtype)
+        return normalise(x, self.k + (self.alpha / self.size) * window.float(), self.beta)
