@@ -31,8 +31,9 @@ from torch import Tensor, nn
 
 import googlenet
 from googlenet.bench.command import save_run
+from googlenet.bench.paths import peer_runner
 from googlenet.infer.fused import fuse
-from googlenet.infer.optimize import export_onnx, time_calls
+from googlenet.infer.optimize import time_calls
 
 
 def conv_layers(net: nn.Module, batch: int, size: int) -> list[dict[str, Any]]:
@@ -84,28 +85,16 @@ def time_layer(layer: dict[str, Any], dtype: torch.dtype, repeats: int) -> dict[
 
 
 def whole_network_runs(size: int) -> dict[str, Any]:
-    """torchvision's googlenet in OpenVINO (defaults) and ONNX Runtime (fp32), when installed."""
-    import torchvision
-
+    """torchvision's googlenet in OpenVINO (defaults) and ONNX Runtime (fp32), when installed: the
+    benchmark suite's peers (`googlenet.bench.paths.peer_runner`)."""
     runs: dict[str, Any] = {}
-    model = torchvision.models.googlenet(weights=None, aux_logits=False, init_weights=True).eval()
-    with tempfile.TemporaryDirectory() as folder:  # both runtimes read the file while building
-        path = str(Path(folder) / "torchvision.onnx")
-        export_onnx(model, size, path)
+    with tempfile.TemporaryDirectory() as folder:  # both runtimes read the ONNX file while building
         if importlib.util.find_spec("openvino"):
-            import openvino as ov
-
-            core = ov.Core()
-            compiled = core.compile_model(core.read_model(path), "CPU")
-            request = compiled.create_infer_request()
-            runs["torchvision OpenVINO default"] = lambda x: request.infer({0: x.numpy()})
+            runs["torchvision OpenVINO default"] = peer_runner("torchvision-openvino", "bf16", size, folder)
         if importlib.util.find_spec("onnxruntime"):
-            import onnxruntime as ort
-
-            options = ort.SessionOptions()
-            options.intra_op_num_threads = torch.get_num_threads()
-            session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
-            runs["torchvision ONNX Runtime fp32"] = lambda x: session.run(None, {"images": x.numpy()})
+            runs["torchvision ONNX Runtime fp32"] = peer_runner(
+                "torchvision-onnxruntime", "fp32", size, folder
+            )
     return runs
 
 

@@ -1,20 +1,11 @@
 """benchmarks/compare_cifar.py's model names: VARIANT, VARIANT+INIT and VARIANT+FIELD=NUMBER."""
 
-import importlib.util
-from pathlib import Path
-
 import pytest
-
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "compare_cifar.py"
 
 
 @pytest.fixture(scope="module")
-def compare_cifar():
-    spec = importlib.util.spec_from_file_location("compare_cifar", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def compare_cifar(load_script):
+    return load_script("compare_cifar")
 
 
 def test_a_plain_variant_keeps_its_defaults(compare_cifar):

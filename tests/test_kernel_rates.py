@@ -1,24 +1,15 @@
 """benchmarks/kernel_rates.py: each convolution found with its shapes, and timed against its GEMM."""
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 import torch
 
 import googlenet
 from googlenet.infer.fused import fuse
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "kernel_rates.py"
-
 
 @pytest.fixture(scope="module")
-def kernel_rates():
-    spec = importlib.util.spec_from_file_location("kernel_rates", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def kernel_rates(load_script):
+    return load_script("kernel_rates")
 
 
 def test_every_convolution_is_found_with_its_shapes(kernel_rates):

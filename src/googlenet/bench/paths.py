@@ -109,7 +109,7 @@ def _onnx_file(model: nn.Module, size: int, folder: str) -> str:
     return path
 
 
-def _peer_runner(impl: str, precision: str, size: int, folder: str) -> Callable[[Tensor], Any]:
+def peer_runner(impl: str, precision: str, size: int, folder: str) -> Callable[[Tensor], Any]:
     """A callable for one of torchvision's inference peers."""
     model = _torchvision_model()
     if impl in ("torchvision-eager", "torchvision-eager-cl"):
@@ -163,7 +163,7 @@ def _runner(
     """Ours through `googlenet.optimize` (`impl: ours`, choosing by timing at `batch`) or one of
     torchvision's peers."""
     if spec["impl"] != "ours":
-        return _peer_runner(spec["impl"], precision, size, folder)
+        return peer_runner(spec["impl"], precision, size, folder)
     import googlenet
 
     model = googlenet.build_model(spec.get("variant", "paper"), num_classes=1000, aux_logits=False)
