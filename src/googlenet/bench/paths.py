@@ -7,7 +7,8 @@ its rate (`value`, in the path's `unit`) and the process's peak RSS in MiB. Each
 
 Peers are built the way their users build them: torchvision's `googlenet(weights=None)` in eval mode,
 exported with `torch.onnx.export` for ONNX Runtime and OpenVINO (`openvino.Core().read_model` of that
-file, compiled for "CPU" with OpenVINO's defaults, which choose bf16 on AMX machines).
+file, compiled for "CPU" with OpenVINO's defaults, which choose bf16 on CPUs with bf16 instructions:
+AMX or AVX512-BF16).
 """
 
 from __future__ import annotations
