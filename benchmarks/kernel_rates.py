@@ -9,10 +9,10 @@ given batch and input size, times in turns, in bf16 and fp32, channels_last:
   that shape, i.e. what a convolution kernel that ran at GEMM speed would reach.
 
 It then adds the layers up: the convolutions alone at `conv` rates and at `gemm` rates, as images/s,
-beside the whole network run by OpenVINO with its defaults (bf16 on AMX or AVX512-BF16) and by ONNX Runtime (fp32)
-on the same function, timed in the same run when they are installed. This is the evidence behind the
-bf16 target discussion in docs/performance.md: whether 1.5x OpenVINO's default run is within what the
-machine's matrix units could give GoogLeNet's layers. Measures, never asserts.
+beside the whole network run by OpenVINO with its defaults (bf16 on AMX or AVX512-BF16) and by ONNX
+Runtime (fp32) on the same function, timed in the same run when they are installed. This is the evidence
+behind the bf16 target discussion in docs/performance.md: whether 1.5x OpenVINO's default run is within
+what the machine's matrix units could give GoogLeNet's layers. Measures, never asserts.
 
     .venv/bin/python benchmarks/kernel_rates.py --json benchmarks/results/kernel_rates-intel.json
 """
