@@ -155,12 +155,9 @@ def _onnxruntime(net: FusedGoogLeNet, input_size: int, device: torch.device) -> 
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.intra_op_num_threads = torch.get_num_threads()
-    # ONNX Runtime's default thread spinning stays on: its threads busy-wait between the optimised
-    # graph's ~80 operators instead of sleeping and waking for each. Turning it off (as this backend did
-    # until 2026-12-02, to leave the cores to the evaluation loop between calls) cost 6-12% at batch 32
-    # and 14-35% at batch 1 on a 2-core EPYC, and the 144-crop protocol, PyTorch work between calls
-    # included, ran 3-4% faster with it on (docs/performance.md, "A third machine, and ONNX Runtime's
-    # thread spinning").
+    # ONNX Runtime's default thread spinning stays on: its threads busy-wait between the graph's operators
+    # instead of sleeping and waking for each. Off, it cost 6-35% of the speed and did not speed up the
+    # 144-crop loop's PyTorch work between calls (docs/performance.md, "A third machine").
     providers = ["CUDAExecutionProvider"] if device.type == "cuda" else ["CPUExecutionProvider"]
     session = ort.InferenceSession(export_onnx(net, input_size), options, providers=providers)
 
