@@ -420,6 +420,7 @@ def test_a_training_run_records_and_resume_verifies_its_checkpoints(
         ("optim:\n  lr: fast\n", "optim.lr must be float"),
         ("run:\n  epochs: 2.5\n", "run.epochs must be int"),
         ("run:\n  epochs: true\n", "run.epochs must be int"),
+        ("run:\n  epochs: -1\n", "run.epochs must be >= 0"),
         ("optim:\n  batch_size: '32'\n", "optim.batch_size must be int"),
         ("optim:\n  lr: -0.1\n", "optim.lr must be > 0"),
         ("optim:\n  lr: .inf\n", "optim.lr must be a finite number"),

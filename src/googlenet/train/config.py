@@ -444,6 +444,7 @@ def validate(config: TrainConfig) -> None:
         0.0 < s.lr_warmup_start <= 1.0, f"schedule.lr_warmup_start must be in (0, 1], got {s.lr_warmup_start}"
     )
     _check(0.0 <= s.lr_min < o.lr, f"schedule.lr_min must be in [0, lr), got {s.lr_min}")
+    _check(r.epochs >= 0, f"run.epochs must be >= 0, got {r.epochs}")
     _check(
         s.lr_warmup_epochs < r.epochs or r.epochs == 0,
         f"schedule.lr_warmup_epochs ({s.lr_warmup_epochs}) must be shorter than run.epochs ({r.epochs})",
@@ -455,7 +456,6 @@ def validate(config: TrainConfig) -> None:
     _check(avg.every >= 1, f"average.every must be >= 1, got {avg.every}")
     _check(0.0 < avg.ema_decay < 1.0, f"average.ema_decay must be in (0, 1), got {avg.ema_decay}")
     _check(avg.bn_batches >= 0, f"average.bn_batches must be >= 0, got {avg.bn_batches}")
-    _check(r.epochs >= 0, f"run.epochs must be >= 0, got {r.epochs}")
     _check(
         r.seed is None or 0 <= r.seed < 2**63, f"run.seed must be a non-negative 64-bit integer, got {r.seed}"
     )
