@@ -151,6 +151,14 @@ def test_unreadable_files_are_one_line_errors(tmp_path: Path, content: bytes | N
     assert "\n" not in str(info.value) and "x.pt" in str(info.value)
 
 
+def test_a_file_that_is_not_a_torch_save_says_so(tmp_path: Path) -> None:
+    path = tmp_path / "notes.pt"
+    path.write_text("root:x:0:0:root:/root:/bin/bash\n")
+    with pytest.raises(googlenet.CheckpointError, match="not a PyTorch checkpoint") as info:
+        googlenet.load_weights(googlenet.build_model("paper", num_classes=2), path)
+    assert str(info.value).startswith(str(path)) and "\n" not in str(info.value)
+
+
 def test_truncated_checkpoint_is_a_one_line_error(tmp_path: Path) -> None:
     path = tmp_path / "t.pt"
     googlenet.save_checkpoint(path, googlenet.build_model("paper", num_classes=2))

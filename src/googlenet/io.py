@@ -164,6 +164,16 @@ def verify_digest(path: str | os.PathLike[str]) -> bool:
     return True
 
 
+def _looks_like_torch_file(file: Path) -> bool:
+    """Whether the file starts as torch.save writes: a zip archive, or (legacy) a pickle's PROTO opcode."""
+    try:
+        with open(file, "rb") as handle:
+            head = handle.read(4)
+    except OSError as exc:
+        raise CheckpointError(f"{file}: cannot read ({exc.strerror or exc})") from None
+    return head.startswith(b"PK") or head[:1] == b"\x80"
+
+
 def safe_load(
     path: str | os.PathLike[str], map_location: str | torch.device = "cpu", verify: bool = True
 ) -> Any:
@@ -179,6 +189,10 @@ def safe_load(
             verify_digest(file)
         except OSError as exc:
             raise CheckpointError(f"{file}: cannot read ({exc.strerror or exc})") from None
+    if not _looks_like_torch_file(file):
+        raise CheckpointError(
+            f"{file}: not a PyTorch checkpoint (neither torch.save's zip archive nor a pickle)"
+        )
     try:
         return torch.load(file, map_location=map_location, weights_only=True)
     except Exception as exc:  # noqa: BLE001 - every failure mode of unpickling is a user error here
