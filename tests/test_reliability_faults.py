@@ -164,6 +164,23 @@ def test_an_unwritable_output_folder_is_one_line(tiny_data: Path, tmp_path: Path
     one_line_error(capsys.readouterr().err, str(blocker / "run"))
 
 
+@pytest.mark.parametrize("ensemble", [1, 2])
+def test_bad_data_leaves_no_new_run_folder_and_keeps_an_existing_one(
+    tmp_path: Path, capsys: Any, ensemble: int
+) -> None:
+    bad = tmp_path / "data"
+    (bad / "train" / "a").mkdir(parents=True)  # no val split
+    new = tmp_path / "runs" / "new"
+    args = ["train", "--data-path", str(bad), *TINY, "--ensemble", str(ensemble)]
+    assert main([*args, "--output-dir", str(new)]) == 1
+    one_line_error(capsys.readouterr().err, "missing split folder 'val'")
+    assert not new.exists() and (tmp_path / "runs").is_dir()  # only what this run created is removed
+    existing = tmp_path / "mine"
+    existing.mkdir()
+    assert main([*args, "--output-dir", str(existing)]) == 1
+    assert existing.is_dir()
+
+
 # -- NaN / Inf ------------------------------------------------------------------------------------------
 
 

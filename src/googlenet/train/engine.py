@@ -34,7 +34,7 @@ from googlenet.data.transforms import (
     IMAGENET_STD,
     default_resize_size,
 )
-from googlenet.errors import CheckpointError, ConfigError
+from googlenet.errors import CheckpointError, ConfigError, GoogLeNetError
 from googlenet.model.googlenet import GoogLeNet, build_from_config, build_model
 from googlenet.model.weights import read_checkpoint, save_checkpoint
 from googlenet.train import distributed as ddp
@@ -222,9 +222,16 @@ def _fit_ensemble(
     if resume is None and root.is_dir() and any(root.glob("member-*")):
         raise ConfigError(f"{root} already holds an ensemble; pass --resume {root} to continue it")
     config.run.output_dir = str(root)
-    if env.is_main:
-        root.mkdir(parents=True, exist_ok=True)
-        (root / "config.yaml").write_text(dump_yaml(config, "googlenet train: ensemble configuration"))
+    folder = RunFolder(root, enabled=env.is_main)
+    folder.write_text("config.yaml", dump_yaml(config, "googlenet train: ensemble configuration"))
+    try:
+        return _fit_members(config, root, env, device)
+    except GoogLeNetError:
+        folder.discard_if_unused()  # a bad input stopped member 0 before it wrote anything
+        raise
+
+
+def _fit_members(config: TrainConfig, root: Path, env: ddp.DistEnv, device: torch.device) -> dict[str, Any]:
     members: list[dict[str, Any]] = []
     status = "completed"
     for k in range(config.run.ensemble):
@@ -340,6 +347,10 @@ def _fit_one(
     run.attach_log()
     try:
         return _train(config, checkpoint, env, device, run, started_wall)
+    except GoogLeNetError:
+        run.close()
+        run.discard_if_unused()
+        raise
     finally:
         run.close()
 

@@ -84,11 +84,15 @@ def write_json(path: Path, data: Any) -> None:
 class RunFolder:
     """Writes the files of one run; every method is a no-op when `enabled` is False (non-main ranks)."""
 
+    # what a run writes before its first epoch: a folder holding only these taught the user nothing
+    SETUP_FILES = frozenset({"config.yaml", "train.log"})
+
     def __init__(self, path: str | os.PathLike[str], enabled: bool = True) -> None:
         self.path = Path(path)
         self.enabled = enabled
         self._writer: Any = None
         self._log_handler: logging.Handler | None = None
+        self.created = enabled and not self.path.exists()
         if enabled:
             try:
                 self.path.mkdir(parents=True, exist_ok=True)
@@ -233,6 +237,26 @@ class RunFolder:
         draw("lr.png", "learning rate (end of epoch)", "learning rate", [("lr", "lr")])
 
     # -- teardown --------------------------------------------------------------------------------
+    def discard_if_unused(self) -> bool:
+        """Remove the folder if this object created it and it holds only setup files.
+
+        For a run that stopped on bad input (a wrong --data-path, say) before training: the user fixes
+        the flag and runs again, without an empty dated folder per attempt. A folder that existed
+        before, or holds anything else (a checkpoint, metrics), is left alone. Call after `close`.
+        """
+        if not self.created:
+            return False
+        try:
+            entries = list(self.path.iterdir())
+            if any(entry.name not in self.SETUP_FILES or not entry.is_file() for entry in entries):
+                return False
+            for entry in entries:
+                entry.unlink()
+            self.path.rmdir()
+        except OSError:
+            return False
+        return True
+
     def close(self) -> None:
         if self._writer is not None:
             self._writer.close()
