@@ -130,3 +130,17 @@ def test_bad_arguments(files: dict[str, Path], capsys: pytest.CaptureFixture[str
 def test_no_model_is_a_one_line_error(files: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["predict", str(files["wide"])]) == 1
     assert "--checkpoint" in capsys.readouterr().err
+
+
+def test_images_may_follow_the_checkpoints(files: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    """`predict --checkpoint A.pt B.pt img.jpg`: argparse gives every path to --checkpoint; the images
+    at its end are taken back as IMAGE; the same ensemble and predictions as the images-first order."""
+    images = [str(files["wide"]), str(files["tall"])]
+    models = [str(files["a"]), str(files["b"])]
+    assert main(["predict", *images, "--checkpoint", *models, "--json"]) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert main(["predict", "--checkpoint", *models, *images, "--json"]) == 0
+    after = json.loads(capsys.readouterr().out)
+    assert after == first and after["models"] == 2 and len(after["predictions"]) == 2
+    assert main(["predict", "--checkpoint", *models]) == 2  # a usage error, as argparse's
+    assert "required: IMAGE" in capsys.readouterr().err

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from googlenet import __version__
-from googlenet.errors import GoogLeNetError
+from googlenet.errors import GoogLeNetError, UsageError
 
 # Subcommand modules, in the order `googlenet --help` lists them. A module missing from an
 # installation (a later issue not yet built) is simply not offered.
@@ -67,7 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except GoogLeNetError as exc:
         print(f"googlenet {args.command}: error: {exc}", file=sys.stderr)
-        return 1
+        return 2 if isinstance(exc, UsageError) else 1
     except KeyboardInterrupt:
         print(f"googlenet {args.command}: interrupted", file=sys.stderr)
         return 130

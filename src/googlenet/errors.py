@@ -2,7 +2,7 @@
 
 Everything below the CLI raises one of these for bad input (a missing file, an incompatible
 checkpoint, a malformed dataset tree, a bad config value). The CLI turns them into a one-line
-message and exit code 1; anything else is a bug and keeps its traceback.
+message and exit code 1 (2 for `UsageError`, as argparse's own usage errors); anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -22,3 +22,7 @@ class CheckpointError(GoogLeNetError):
 
 class ConfigError(GoogLeNetError):
     """A configuration value or combination of options is invalid."""
+
+
+class UsageError(ConfigError):
+    """A command line that is malformed as a whole (what argparse would reject): exit code 2."""

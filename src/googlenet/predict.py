@@ -22,7 +22,8 @@ import torch
 from PIL import Image
 
 from googlenet.data.crops import CROP_COUNTS, CropSpec, cut_crops
-from googlenet.errors import ConfigError, DataError
+from googlenet.data.decode import is_image_file
+from googlenet.errors import ConfigError, DataError, UsageError
 from googlenet.evaluate.metrics import REDUCTIONS, aggregate_probs
 from googlenet.evaluate.models import (
     Ensemble,
@@ -107,7 +108,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "ensemble; --crops 10 or 144 averages over section 7's crops."
         ),
     )
-    parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
+    parser.add_argument("images", nargs="*", metavar="IMAGE", help="image files (at least one)")
     add_model_arguments(parser)
     parser.add_argument("--crops", type=int, choices=CROP_COUNTS, default=1,
                         help="1: centre crop (default); 10: corners + centre + mirrors; 144: section 7")  # fmt: skip
@@ -121,13 +122,29 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
+def _images_after_checkpoints(args: argparse.Namespace) -> list[str]:
+    """The IMAGE arguments, including images typed after `--checkpoint A.pt` (the natural order).
+
+    `--checkpoint` takes one or more files (an ensemble), so argparse hands it every path that follows;
+    image files at the end of that list (by extension) are the user's images, not checkpoints.
+    """
+    images = list(args.images)
+    if not images:
+        while len(args.checkpoint) > 1 and is_image_file(args.checkpoint[-1]):
+            images.insert(0, args.checkpoint.pop())
+    if not images:
+        raise UsageError("the following arguments are required: IMAGE")
+    return images
+
+
 def run(args: argparse.Namespace) -> int:
     if args.topk < 1:
         raise ConfigError(f"--topk: must be at least 1, got {args.topk}")
+    images = _images_after_checkpoints(args)
     device = resolve_device(args.device)
     ensemble = load_ensemble(args.checkpoint, args.weights, args.variant, device, args.engine, args.precision)
     results = predict_files(
-        args.images, ensemble, crops=args.crops, device=device, reduce=args.reduce, topk=args.topk
+        images, ensemble, crops=args.crops, device=device, reduce=args.reduce, topk=args.topk
     )
     failed = [r for r in results if "error" in r]
     for r in failed:
