@@ -132,7 +132,9 @@ def test_no_model_is_a_one_line_error(files: dict[str, Path], capsys: pytest.Cap
     assert "--checkpoint" in capsys.readouterr().err
 
 
-def test_images_may_follow_the_checkpoints(files: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+def test_images_may_follow_the_checkpoints(
+    files: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
     """`predict --checkpoint A.pt B.pt img.jpg`: argparse gives every path to --checkpoint; the images
     at its end are taken back as IMAGE; the same ensemble and predictions as the images-first order."""
     images = [str(files["wide"]), str(files["tall"])]
