@@ -1,11 +1,12 @@
 """`make demo`: the main job end to end on the built-in data, offline, in a few minutes on 2 CPU cores.
 
-1. `googlenet summary`: Table 1 measured on the `paper` network.
-2. `googlenet train` with no arguments: generates (once, cached) the built-in data set, trains the
+`make demo` first prints `googlenet summary` (Table 1 measured on the `paper` network), then runs this:
+
+1. `googlenet train` with no arguments: generates (once, cached) the built-in data set, trains the
    `paper` variant the section-6 way at 64x64 and writes a run folder (config, metrics.csv, plots,
    TensorBoard logs, checkpoints, results.json).
-3. `googlenet evaluate` of the final Polyak-averaged model with 1 and 10 crops (section 7).
-4. Prints where the plots and results are.
+2. `googlenet evaluate` of the final Polyak-averaged model with 1, then 10 crops (section 7).
+3. Prints where the plots and results are.
 """
 
 from __future__ import annotations
