@@ -5,7 +5,7 @@ heads and dropout dropped, and, when asked or when it measures faster, the three
 every Inception module fused into one) in channels_last layout:
 
 - `eager`: PyTorch's oneDNN kernels. With `precision="bf16"` the weights and activations are bfloat16,
-  which oneDNN runs on the AMX / AVX-512-BF16 matrix units where the CPU has them.
+  which oneDNN runs on the AMX matrix units or AVX512-BF16 instructions where the CPU has them.
 - `compile`: `torch.compile` with Inductor's weight freezing (constant-folds the weights into the
   graph and picks oneDNN's prepacked kernels); the first call compiles, which takes a while.
 - `onnxruntime`: the network exported to ONNX (opset 18) and run by ONNX Runtime's CPU (or CUDA)
