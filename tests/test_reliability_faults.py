@@ -181,6 +181,21 @@ def test_bad_data_leaves_no_new_run_folder_and_keeps_an_existing_one(
     assert existing.is_dir()
 
 
+def test_a_setup_error_discards_the_new_folder_and_a_failed_first_step_keeps_it(
+    tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    late = tmp_path / "late"  # found after the TensorBoard writer opened, still before training
+    assert main(["train", "--data-path", str(tiny_data), "--output-dir", str(late), *TINY,
+                 "--balance-class", "no-such-class"]) == 1  # fmt: skip
+    one_line_error(capsys.readouterr().err, "no-such-class")
+    assert not late.exists()
+    _nan_at(monkeypatch, 1, float("nan"))  # the very first step: training had started
+    first = tmp_path / "first"
+    assert main(["train", "--data-path", str(tiny_data), "--output-dir", str(first), *TINY]) == 1
+    one_line_error(capsys.readouterr().err, "no checkpoint was written yet")
+    assert "global step 1" in (first / "train.log").read_text()
+
+
 # -- NaN / Inf ------------------------------------------------------------------------------------------
 
 

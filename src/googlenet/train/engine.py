@@ -347,7 +347,8 @@ def _fit_one(
     run.attach_log()
     try:
         return _train(config, checkpoint, env, device, run, started_wall)
-    except GoogLeNetError:
+    except GoogLeNetError as exc:
+        run.log_to_file(logging.ERROR, f"stopped: {exc}")
         run.close()
         run.discard_if_unused()
         raise
@@ -548,6 +549,7 @@ def _train(
     status = "completed"
     epoch_times: list[float] = []
     last_plot = -math.inf
+    run.started = True  # from here a failure keeps the folder: its log tells what happened
     with StopSignals() as signals:
         while epoch < r.epochs:
             epoch_started = time.perf_counter()

@@ -23,6 +23,7 @@ import json
 import logging
 import math
 import os
+import shutil
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -84,8 +85,8 @@ def write_json(path: Path, data: Any) -> None:
 class RunFolder:
     """Writes the files of one run; every method is a no-op when `enabled` is False (non-main ranks)."""
 
-    # what a run writes before its first epoch: a folder holding only these taught the user nothing
-    SETUP_FILES = frozenset({"config.yaml", "train.log"})
+    # what a run writes while it sets up (before its first training step)
+    SETUP_ENTRIES = frozenset({"config.yaml", "train.log", "tensorboard"})
 
     def __init__(self, path: str | os.PathLike[str], enabled: bool = True) -> None:
         self.path = Path(path)
@@ -93,6 +94,7 @@ class RunFolder:
         self._writer: Any = None
         self._log_handler: logging.Handler | None = None
         self.created = enabled and not self.path.exists()
+        self.started = False  # set when training begins; `discard_if_unused` keeps the folder after that
         if enabled:
             try:
                 self.path.mkdir(parents=True, exist_ok=True)
@@ -159,6 +161,13 @@ class RunFolder:
             root.setLevel(logging.INFO)
         root.addHandler(handler)
         self._log_handler = handler
+
+    def log_to_file(self, level: int, message: str) -> None:
+        """Write one record to train.log only (the console already shows it, e.g. the CLI's error line)."""
+        if self._log_handler is not None:
+            self._log_handler.handle(
+                logging.LogRecord("googlenet.train", level, __file__, 0, message, None, None)
+            )
 
     # -- TensorBoard -----------------------------------------------------------------------------
     def open_tensorboard(self, purge_step: int | None = None) -> None:
@@ -238,20 +247,24 @@ class RunFolder:
 
     # -- teardown --------------------------------------------------------------------------------
     def discard_if_unused(self) -> bool:
-        """Remove the folder if this object created it and it holds only setup files.
+        """Remove the folder if this object created it and training never started in it.
 
-        For a run that stopped on bad input (a wrong --data-path, say) before training: the user fixes
-        the flag and runs again, without an empty dated folder per attempt. A folder that existed
-        before, or holds anything else (a checkpoint, metrics), is left alone. Call after `close`.
+        For a run that stopped on bad input (a wrong --data-path, say) while setting up: the user fixes
+        the flag and runs again, without a dated folder of setup files per attempt. A folder that
+        existed before, one where training started, or one holding anything but setup entries is left
+        alone. Call after `close`.
         """
-        if not self.created:
+        if not self.created or self.started:
             return False
         try:
             entries = list(self.path.iterdir())
-            if any(entry.name not in self.SETUP_FILES or not entry.is_file() for entry in entries):
+            if any(entry.name not in self.SETUP_ENTRIES for entry in entries):
                 return False
             for entry in entries:
-                entry.unlink()
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry)
+                else:
+                    entry.unlink()
             self.path.rmdir()
         except OSError:
             return False
