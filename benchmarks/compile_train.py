@@ -17,6 +17,7 @@ import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -25,13 +26,15 @@ import googlenet
 from googlenet.bench.command import save_run
 from googlenet.train.loop import head_losses, weighted_loss
 
-Step = Callable[[Tensor, Tensor], None]
+Step = Callable[[Tensor, Tensor], Tensor]
 
 
-def build(variant: str, bf16: bool, compiled: bool) -> Step:
-    """One training step of a fresh model (seed 0), eager or with the forward + loss compiled."""
+def build(variant: str, bf16: bool, compiled: bool, **overrides: Any) -> Step:
+    """One training step of a fresh model (seed 0), eager or with the forward + loss compiled;
+    `overrides` go to `build_model` (the test turns dropout off to compare the two paths' losses)."""
     torch.manual_seed(0)
-    model = googlenet.build_model(variant, num_classes=1000).to(memory_format=torch.channels_last).train()
+    model = googlenet.build_model(variant, num_classes=1000, **overrides)
+    model = model.to(memory_format=torch.channels_last).train()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=2e-4, fused=True)
 
     def forward_loss(x: Tensor, y: Tensor) -> Tensor:
@@ -41,11 +44,12 @@ def build(variant: str, bf16: bool, compiled: bool) -> Step:
 
     loss_fn = torch.compile(forward_loss) if compiled else forward_loss
 
-    def step(x: Tensor, y: Tensor) -> None:
+    def step(x: Tensor, y: Tensor) -> Tensor:
         loss = loss_fn(x, y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        return loss.detach()
 
     return step
 
