@@ -1,4 +1,4 @@
-"""benchmarks/compare_cifar.py's model names: VARIANT, VARIANT+INIT and VARIANT+FIELD=NUMBER."""
+"""benchmarks/compare_cifar.py: model names (VARIANT, VARIANT+INIT, VARIANT+FIELD=NUMBER) and schedules."""
 
 import pytest
 
@@ -28,3 +28,12 @@ def test_torchvision_is_torchvisions_own_model(compare_cifar):
 def test_a_field_that_is_not_a_number_is_named(compare_cifar):
     with pytest.raises(ValueError, match=r"--models paper\+dropout=x: dropout='x' is not a number"):
         compare_cifar.parse_name("paper+dropout=x")
+
+
+def test_the_two_schedules(compare_cifar):
+    f = compare_cifar.lr_factor  # 10 steps per epoch, 12 epochs, 1 epoch of warm-up
+    assert f(0, "cosine", 10, 120, 10) == pytest.approx(0.01) and f(5, "paper", 10, 120, 10) == pytest.approx(
+        0.505
+    )
+    assert f(10, "cosine", 10, 120, 10) == 1.0 and f(120, "cosine", 10, 120, 10) == pytest.approx(0.0)
+    assert [f(s, "paper", 0, 120, 10) for s in (0, 79, 80, 119)] == [1.0, 1.0, 0.96, 0.96]
