@@ -2,7 +2,8 @@
 
 Everything below the CLI raises one of these for bad input (a missing file, an incompatible
 checkpoint, a malformed dataset tree, a bad config value). The CLI turns them into a one-line
-message and exit code 1 (2 for `UsageError`, as argparse's own usage errors); anything else is a bug and keeps its traceback.
+message and exit code 1 (2 for `UsageError`, as for argparse's own usage errors); anything else is a
+bug and keeps its traceback.
 """
 
 from __future__ import annotations
