@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 import googlenet
-from googlenet.bench.command import save_run
+from googlenet.bench.command import rates_in_turns, save_run
 from googlenet.train.loop import head_losses, weighted_loss
 
 Step = Callable[[Tensor, Tensor], Tensor]
@@ -54,6 +54,14 @@ def build(variant: str, bf16: bool, compiled: bool, **overrides: Any) -> Step:
     return step
 
 
+def _repeat(step: Step, x: Tensor, y: Tensor, steps: int) -> Callable[[], None]:
+    def work() -> None:
+        for _ in range(steps):
+            step(x, y)
+
+    return work
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", nargs="+", default=["paper:112:fp32", "torchvision:112:fp32",
@@ -77,13 +85,14 @@ def main() -> None:
         compile_s = time.perf_counter() - start
         compiled(x, y)
         eager(x, y)  # warm-up
-        rates: dict[str, list[float]] = {"eager": [], "compiled": []}
-        for _ in range(args.turns):
-            for name, step in (("eager", eager), ("compiled", compiled)):
-                start = time.perf_counter()
-                for _ in range(args.steps):
-                    step(x, y)
-                rates[name].append(args.batch_size * args.steps / (time.perf_counter() - start))
+        rates = rates_in_turns(
+            {
+                name: _repeat(step, x, y, args.steps)
+                for name, step in (("eager", eager), ("compiled", compiled))
+            },
+            args.turns,
+            args.batch_size * args.steps,
+        )
         ratios = [c / e for c, e in zip(rates["compiled"], rates["eager"], strict=True)]
         row = {
             "variant": variant,

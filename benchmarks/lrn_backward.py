@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
 import googlenet
-from googlenet.bench.command import save_run
+from googlenet.bench.command import rates_in_turns, save_run
 from googlenet.model.layers import LocalResponseNorm
 from googlenet.train.loop import head_losses, weighted_loss
 
@@ -55,6 +55,16 @@ def step(
     optimizer.step()
 
 
+def _repeat(
+    model: googlenet.GoogLeNet, optimizer: torch.optim.Optimizer, x: Tensor, y: Tensor, bf16: bool, steps: int
+) -> Callable[[], None]:
+    def work() -> None:
+        for _ in range(steps):
+            step(model, optimizer, x, y, bf16)
+
+    return work
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[224, 112])
@@ -74,13 +84,12 @@ def main() -> None:
         paths = {"autograd": build(True), "closed form": build(False)}
         for pair in paths.values():  # warm-up
             step(*pair, x, y, bf16=not args.fp32)
-        rates: dict[str, list[float]] = {name: [] for name in paths}
-        for _ in range(args.pairs):
-            for name, pair in paths.items():
-                start = time.perf_counter()
-                for _ in range(args.steps):
-                    step(*pair, x, y, bf16=not args.fp32)
-                rates[name].append(args.batch_size * args.steps / (time.perf_counter() - start))
+        bf16 = not args.fp32
+        rates = rates_in_turns(
+            {name: _repeat(*pair, x, y, bf16, args.steps) for name, pair in paths.items()},
+            args.pairs,
+            args.batch_size * args.steps,
+        )
         ratios = [new / old for new, old in zip(rates["closed form"], rates["autograd"], strict=True)]
         row = {
             "size": size,

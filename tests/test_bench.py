@@ -8,7 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from googlenet.bench.command import SECTIONS, combine_rounds, format_rows, plan, save_run, summarise
+from googlenet.bench.command import (
+    SECTIONS,
+    combine_rounds,
+    format_rows,
+    plan,
+    rates_in_turns,
+    save_run,
+    summarise,
+)
 from googlenet.bench.paths import run_spec
 from googlenet.cli import main
 
@@ -211,3 +219,12 @@ def test_gpu_script_runs_end_to_end_on_the_cpu(tmp_path: Path) -> None:
     if not torch.cuda.is_available():
         default = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
         assert default.returncode == 0 and "no CUDA device: nothing measured" in default.stdout
+
+
+def test_rates_in_turns_calls_each_path_once_per_turn_in_order() -> None:
+    calls: list[str] = []
+    rates = rates_in_turns(
+        {"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, turns=3, images=8
+    )
+    assert calls == ["a", "b"] * 3 and set(rates) == {"a", "b"}
+    assert all(len(v) == 3 and all(r > 0 for r in v) for v in rates.values())

@@ -40,6 +40,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -107,6 +108,21 @@ def machine() -> dict[str, Any]:
         "versions": versions,
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
     }
+
+
+def rates_in_turns(
+    paths: Mapping[str, Callable[[], object]], turns: int, images: int
+) -> dict[str, list[float]]:
+    """Images/s of each path per turn: every turn calls each path once, in order, so a machine whose
+    speed drifts affects them alike (the scripts under `benchmarks/` that compare two versions use it).
+    `images`: how many images one call of a path processes."""
+    rates: dict[str, list[float]] = {name: [] for name in paths}
+    for _ in range(turns):
+        for name, work in paths.items():
+            start = time.perf_counter()
+            work()
+            rates[name].append(images / (time.perf_counter() - start))
+    return rates
 
 
 def save_run(path: str | Path, args: argparse.Namespace, results: Any) -> None:
