@@ -375,3 +375,22 @@ def test_local_response_norm_exports_without_a_fractional_pow() -> None:
         (got,) = session.run(None, {proto.graph.input[0].name: x.numpy()})
         expected = torch.nn.LocalResponseNorm(5, 1e-4, beta, 1.0)(x)
         torch.testing.assert_close(torch.from_numpy(got), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_caffe_init_is_bvlc_googlenets_xavier_with_bias_0_2() -> None:
+    """`init="caffe"`: uniform weights of variance 1/fan_in, bias 0.2 except the three classifiers' 0."""
+    torch.manual_seed(0)
+    model = googlenet.build_model("paper", num_classes=10, init="caffe")
+    classifiers = {model.fc, model.aux1.fc2, model.aux2.fc2}
+    checked = 0
+    for module in model.modules():
+        if not isinstance(module, nn.Conv2d | nn.Linear):
+            continue
+        fan_in = module.weight[0].numel()
+        bound = math.sqrt(3.0 / fan_in)
+        assert module.weight.abs().max() <= bound
+        if module.weight.numel() > 10_000:  # enough draws for the variance to be close
+            assert module.weight.var().item() == pytest.approx(1.0 / fan_in, rel=0.05)
+        assert torch.all(module.bias == (0.0 if module in classifiers else 0.2))
+        checked += 1
+    assert checked == 57 + 2 * 3 + 1  # 57 convolutions, two heads of conv + fc1 + fc2, the classifier
