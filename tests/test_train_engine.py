@@ -303,3 +303,13 @@ def test_bf16_autocast_without_aux_heads(tiny_data: Path, tmp_path: Path) -> Non
     meta = torch.load(out / "final.pt", weights_only=True)["meta"]
     assert "ema average" in meta["weights"] and meta["recipe"]["amp"] is True
     assert not any(k.startswith("aux") for k in torch.load(out / "final.pt", weights_only=True)["state_dict"])
+
+
+def test_init_flag_reaches_the_model_and_its_checkpoint(tiny_data: Path, tmp_path: Path) -> None:
+    # --init caffe: bvlc_googlenet's initialisation (bias 0.2) instead of the paper variant's He (bias 0).
+    out = tmp_path / "run"
+    flags = {"run.epochs": 0, "model.init": "caffe"}
+    assert fit(tiny(tiny_data, out, **flags))["status"] == "completed"
+    checkpoint = torch.load(out / "final.pt", weights_only=True)
+    assert checkpoint["model_config"]["init"] == "caffe"
+    assert torch.all(checkpoint["state_dict"]["inception3a.branch1.conv.bias"] == 0.2)

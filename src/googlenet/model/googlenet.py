@@ -77,6 +77,9 @@ VARIANTS: dict[str, ModelConfig] = {
     ),
 }
 
+# The initialisations `GoogLeNet.reset_parameters` knows (the paper gives none).
+INITS: tuple[str, ...] = ("he", "caffe", "truncnormal")
+
 # Smallest input side: stage 5 needs a 1x1 map (32 px); the aux heads need a 4x4 map after 4a (64 px).
 MIN_INPUT_SIZE = 32
 MIN_INPUT_SIZE_AUX = 64
@@ -213,7 +216,7 @@ class GoogLeNet(nn.Module):
                     bound = (3.0 / nn.init._calculate_fan_in_and_fan_out(module.weight)[0]) ** 0.5
                     nn.init.uniform_(module.weight, -bound, bound)
                 else:
-                    raise ConfigError(f"unknown init {self.config.init!r} (choose he, caffe or truncnormal)")
+                    raise ConfigError(f"unknown init {self.config.init!r}; choose from {', '.join(INITS)}")
                 if module.bias is not None:
                     caffe_bias = self.config.init == "caffe" and module not in classifiers
                     nn.init.constant_(module.bias, 0.2 if caffe_bias else 0.0)

@@ -34,6 +34,7 @@ from typing import Any
 import yaml
 
 from googlenet.errors import ConfigError
+from googlenet.model.googlenet import INITS
 
 # Choices for the string-valued settings; validation and the CLI read them from here.
 CHOICES: dict[str, tuple[str, ...]] = {
@@ -59,6 +60,9 @@ class ModelSection:
     # None: the variant's (paper: Figure 3's two LRN layers; bn and torchvision: none). False on the
     # paper variant is a departure, there so an ablation can measure what the LRN layers contribute.
     lrn: bool | None = None
+    # None: the variant's (paper: He; bn and torchvision: truncated normal); "caffe" is bvlc_googlenet's
+    # Xavier with bias 0.2. The paper gives none; see `GoogLeNet.reset_parameters`.
+    init: str | None = None
     input_size: int = 224  # Table 1: 224x224 RGB input
     resize_size: int | None = None  # evaluation resize before the centre crop; None: input * 256 / 224
     channels_last: bool = True  # not in the paper: NHWC is faster for convolutions on CPU and GPU
@@ -395,6 +399,8 @@ def validate(config: TrainConfig) -> None:
     for key, choices in CHOICES.items():
         value = config.get(key)
         _check(value in choices, f"{key} must be one of {', '.join(choices)}, got {value!r}")
+    init = config.model.init
+    _check(init is None or init in INITS, f"model.init must be one of {', '.join(INITS)}, got {init!r}")
     m, d, a, o, s, avg, r = (
         config.model, config.data, config.augment, config.optim, config.schedule, config.average, config.run,
     )  # fmt: skip

@@ -386,7 +386,7 @@ def _train(
     torch.manual_seed(r.seed)
     overrides = {
         k: v
-        for k, v in (("dropout", m.dropout), ("aux_dropout", m.aux_dropout), ("lrn", m.lrn))
+        for k, v in (("dropout", m.dropout), ("aux_dropout", m.aux_dropout), ("lrn", m.lrn), ("init", m.init))
         if v is not None
     }
     model = build_model(m.variant, num_classes=len(data.classes), aux_logits=m.aux_logits, **overrides)
