@@ -212,8 +212,9 @@ class GoogLeNet(nn.Module):
                     else:
                         nn.init.kaiming_normal_(module.weight, mode="fan_in", nonlinearity="relu")
                 elif self.config.init == "caffe":
-                    # Caffe's "xavier" filler: uniform with variance 1/fan_in (its default FAN_IN).
-                    bound = (3.0 / nn.init._calculate_fan_in_and_fan_out(module.weight)[0]) ** 0.5
+                    # Caffe's "xavier" filler: uniform with variance 1/fan_in (its default FAN_IN);
+                    # fan_in is one output unit's weight count (in_channels x kernel area).
+                    bound = (3.0 / module.weight[0].numel()) ** 0.5
                     nn.init.uniform_(module.weight, -bound, bound)
                 else:
                     raise ConfigError(f"unknown init {self.config.init!r}; choose from {', '.join(INITS)}")
