@@ -24,7 +24,6 @@ from typing import Any
 
 from googlenet.console import setup_console
 from googlenet.errors import ConfigError, DataError
-from googlenet.model.googlenet import INITS
 from googlenet.train import distributed as ddp
 from googlenet.train.checkpoint import load_training_state, resolve_resume_path
 from googlenet.train.config import CHOICES, TrainConfig, apply, from_dict, load_yaml, resolve, validate
@@ -134,7 +133,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_g("--dropout", dest="model.dropout", type=float, help="main dropout (default: the variant's, 0.4)")
     add_g("--lrn", dest="model.lrn", action=boolean,
           help="Figure 3's LRN layers (default: the variant's); --no-lrn on paper is a departure")  # fmt: skip
-    add_g("--init", dest="model.init", choices=INITS,
+    add_g("--init", dest="model.init", choices=CHOICES["model.init"],
           help="initial weights (default: the variant's, paper: he); caffe: bvlc_googlenet's Xavier, bias 0.2")  # fmt: skip
     add_g("--init-from", dest="model.init_from", metavar="CHECKPOINT",
           help="start from this checkpoint's weights (same variant; classifiers re-initialised if the classes differ)")  # fmt: skip

@@ -39,6 +39,7 @@ from googlenet.model.googlenet import INITS
 # Choices for the string-valued settings; validation and the CLI read them from here.
 CHOICES: dict[str, tuple[str, ...]] = {
     "model.variant": ("paper", "bn", "torchvision"),
+    "model.init": INITS,  # None (unset): the variant's
     "data.dataset": ("auto", "folder", "imagenet", "builtin"),
     "data.on_bad": ("skip", "abort"),
     "schedule.lr_scheduler": ("step", "cosine"),
@@ -396,11 +397,9 @@ def validate(config: TrainConfig) -> None:
                 not isinstance(value, float) or math.isfinite(value),
                 f"{section}.{name} must be a finite number, got {value}",
             )
-    for key, choices in CHOICES.items():
+    for key, choices in CHOICES.items():  # None passes only where the field's type allows it
         value = config.get(key)
-        _check(value in choices, f"{key} must be one of {', '.join(choices)}, got {value!r}")
-    init = config.model.init
-    _check(init is None or init in INITS, f"model.init must be one of {', '.join(INITS)}, got {init!r}")
+        _check(value is None or value in choices, f"{key} must be one of {', '.join(choices)}, got {value!r}")
     m, d, a, o, s, avg, r = (
         config.model, config.data, config.augment, config.optim, config.schedule, config.average, config.run,
     )  # fmt: skip
