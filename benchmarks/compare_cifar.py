@@ -29,6 +29,7 @@ from googlenet.bench.command import save_run
 from googlenet.data.datasets import load_image_folder
 from googlenet.data.transforms import AugmentConfig, build_eval_transform, build_train_transform
 from googlenet.train.loop import evaluate, train_one_epoch
+from googlenet.train.params import parameter_groups
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-mini"
 
@@ -93,7 +94,11 @@ def run(name: str, args: argparse.Namespace, train_set, val_set) -> dict:  # typ
         generator=generator, persistent_workers=args.workers > 0,
     )  # fmt: skip
     val_loader = DataLoader(val_set, batch_size=100, num_workers=args.workers)
-    optimizer = torch.optim.SGD(trained.parameters(), lr=args.lr, momentum=0.9, weight_decay=args.wd)
+    groups = parameter_groups(
+        trained, args.lr, args.wd, bias_weight_decay=args.bias_weight_decay,
+        norm_weight_decay=args.norm_weight_decay, bias_lr_mult=args.bias_lr_mult,
+    )  # fmt: skip
+    optimizer = torch.optim.SGD(groups, lr=args.lr, momentum=0.9, weight_decay=args.wd)
     steps = args.epochs * len(loader)
     warmup = round(args.warmup_epochs * len(loader))
 
@@ -158,6 +163,20 @@ def main() -> None:
     parser.add_argument("--clip-grad-norm", type=float, default=2.0, help="as the built-in preset (0: off)")
     parser.add_argument("--wd", type=float, default=2e-4)
     parser.add_argument(
+        "--bias-weight-decay",
+        type=float,
+        help="weight decay of biases (default --wd; Caffe's bvlc_googlenet: 0)",
+    )
+    parser.add_argument(
+        "--norm-weight-decay", type=float, help="weight decay of BatchNorm scales (default --wd)"
+    )
+    parser.add_argument(
+        "--bias-lr-mult",
+        type=float,
+        default=1.0,
+        help="learning-rate multiplier of biases (Caffe's bvlc_googlenet: 2)",
+    )
+    parser.add_argument(
         "--aux-weight", type=float, default=0.3, help="weight of each auxiliary loss (section 5: 0.3)"
     )
     parser.add_argument("--warmup-epochs", type=float, default=1.0)
@@ -199,7 +218,8 @@ def main() -> None:
     print(
         f"{args.data_path.name}: {len(train_set)} train / {len(val_set)} val images, {len(train_set.classes)} classes; "
         f"{args.input_size}x{args.input_size}, {args.epochs} epochs, batch {args.batch_size}, lr {args.lr} "
-        f"(warm-up {args.warmup_epochs} epoch, {args.schedule}), gradient clipping {args.clip_grad_norm}, crop area from {args.scale_min:.0%}, aux weight {args.aux_weight}, seed {args.seed}"
+        f"(warm-up {args.warmup_epochs} epoch, {args.schedule}), gradient clipping {args.clip_grad_norm}, "
+        f"biases lr x{args.bias_lr_mult} wd {args.wd if args.bias_weight_decay is None else args.bias_weight_decay}, crop area from {args.scale_min:.0%}, aux weight {args.aux_weight}, seed {args.seed}"
     )
     results = [run(name, args, train_set, val_set) for name in args.models]
     print(f"\n{'model':<12} {'val top-1':>9} {'averaged':>9} {'val top-5':>9} {'img/s':>7} {'time':>7}")

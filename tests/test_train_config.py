@@ -87,6 +87,8 @@ def test_flags_override_file_override_preset(tmp_path: Path) -> None:
         ("model:\n  aux_logits: 1\n", "model.aux_logits must be bool"),
         ("optim:\n  lr: -1\n", "optim.lr must be > 0"),
         ("optim:\n  momentum: 1.5\n", "optim.momentum must be in [0, 1)"),
+        ("optim:\n  bias_weight_decay: -1\n", "optim.bias_weight_decay must be >= 0"),
+        ("optim:\n  bias_lr_mult: 0\n", "optim.bias_lr_mult must be > 0"),
         ("model:\n  variant: resnet\n", "model.variant must be one of paper, bn, torchvision"),
         ("model:\n  input_size: 48\n", "model.input_size must be between 64 and 4096 with auxiliary heads"),
         ("average:\n  start: 2.5\n", "average.start must be a fraction in [0, 1) or a whole epoch number"),
@@ -123,7 +125,8 @@ def test_cli_flags_map_onto_config_keys() -> None:
          "cosine", "--lr-warmup-epochs", "1", "-j", "2", "--amp", "--no-aux", "--average", "ema",
          "--average-start", "0.25", "--ema-decay", "0.99", "--no-random-crop", "--no-random-interpolation",
          "--no-photometric", "--lighting", "0", "--no-flip", "--scale-min", "0.2", "--on-bad", "abort",
-         "--seed", "7", "--deterministic", "--device", "cpu", "--no-channels-last", "--aux-weight", "0.5"]
+         "--seed", "7", "--deterministic", "--device", "cpu", "--no-channels-last", "--aux-weight", "0.5",
+         "--bias-lr-mult", "2", "--bias-weight-decay", "0", "--norm-weight-decay", "0"]
     )  # fmt: skip
     config, resume = build_config(args)
     assert resume is None
@@ -138,6 +141,11 @@ def test_cli_flags_map_onto_config_keys() -> None:
     assert config.augment.scale_min == 0.2 and config.data.on_bad == "abort"
     assert config.run.seed == 7 and config.run.deterministic and config.run.device == "cpu"
     assert not config.model.channels_last and config.optim.aux_weight == 0.5
+    assert (config.optim.bias_lr_mult, config.optim.bias_weight_decay, config.optim.norm_weight_decay) == (
+        2,
+        0,
+        0,
+    )
     assert config.model.input_size == 224  # untouched: the paper recipe when data is given
 
 

@@ -313,3 +313,17 @@ def test_init_flag_reaches_the_model_and_its_checkpoint(tiny_data: Path, tmp_pat
     checkpoint = torch.load(out / "final.pt", weights_only=True)
     assert checkpoint["model_config"]["init"] == "caffe"
     assert torch.all(checkpoint["state_dict"]["inception3a.branch1.conv.bias"] == 0.2)
+
+
+def test_bias_flags_reach_the_optimiser_and_the_recipe(tiny_data: Path, tmp_path: Path) -> None:
+    # Caffe's bvlc_googlenet: biases at twice the lr with no weight decay.
+    out = tmp_path / "run"
+    flags = {"run.epochs": 1, "optim.bias_lr_mult": 2.0, "optim.bias_weight_decay": 0.0}
+    assert fit(tiny(tiny_data, out, **flags))["status"] == "completed"
+    state = torch.load(out / "last.pt", weights_only=True)["train_state"]["optimizer"]
+    weights, biases = state["param_groups"]
+    assert (weights["name"], biases["name"]) == ("weights", "biases")
+    assert biases["initial_lr"] == pytest.approx(2 * weights["initial_lr"])
+    assert biases["weight_decay"] == 0.0 and weights["weight_decay"] == pytest.approx(2e-4)
+    final = torch.load(out / "final.pt", weights_only=True)
+    assert "biases lr x2.0 weight decay 0.0" in final["meta"]["recipe"]["optimizer"]

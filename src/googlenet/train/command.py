@@ -150,6 +150,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_g("--lr", dest="optim.lr", type=float, help="base learning rate (paper recipe: 0.01)")
     add_g("--momentum", dest="optim.momentum", type=float, help="SGD momentum (section 6: 0.9)")
     add_g("--wd", "--weight-decay", dest="optim.weight_decay", type=float, help="weight decay (2e-4)")
+    add_g("--bias-weight-decay", dest="optim.bias_weight_decay", type=float,
+          help="weight decay of biases (default: --wd; Caffe's bvlc_googlenet: 0)")  # fmt: skip
+    add_g("--norm-weight-decay", dest="optim.norm_weight_decay", type=float,
+          help="weight decay of BatchNorm scales (default: --wd)")  # fmt: skip
+    add_g("--bias-lr-mult", dest="optim.bias_lr_mult", type=float,
+          help="learning-rate multiplier of biases (1; Caffe's bvlc_googlenet: 2)")  # fmt: skip
     add_g("--nesterov", dest="optim.nesterov", action=boolean, help="Nesterov momentum")
     add_g("--aux-weight", dest="optim.aux_weight", type=float, help="auxiliary loss weight (section 5: 0.3)")
     add_g("--label-smoothing", dest="optim.label_smoothing", type=float, help="label smoothing (off)")

@@ -122,6 +122,12 @@ class OptimSection:
     lr: float = 0.01  # not in the paper: Caffe bvlc_googlenet solver base_lr
     momentum: float = 0.9  # section 6
     weight_decay: float = 2e-4  # not in the paper: Caffe bvlc_googlenet solver
+    # Per-kind refinements (googlenet.train.params), all off: one group, as section 6 describes.
+    # Not in the paper; None: weight_decay. bvlc_googlenet's train_val.prototxt: 0 (decay_mult 0).
+    bias_weight_decay: float | None = None
+    # BatchNorm scales (BN variants); None: weight_decay. torchvision's --norm-weight-decay.
+    norm_weight_decay: float | None = None
+    bias_lr_mult: float = 1.0  # not in the paper; bvlc_googlenet's train_val.prototxt: 2 (lr_mult 2)
     nesterov: bool = False  # section 6 uses plain momentum
     aux_weight: float = 0.3  # section 5: total loss = main + 0.3 x (aux1 + aux2)
     label_smoothing: float = 0.0  # not in the paper (came with Inception v3, 2015); off
@@ -434,6 +440,12 @@ def validate(config: TrainConfig) -> None:
     _check(o.lr > 0.0, f"optim.lr must be > 0, got {o.lr}")
     _check(0.0 <= o.momentum < 1.0, f"optim.momentum must be in [0, 1), got {o.momentum}")
     _check(o.weight_decay >= 0.0, f"optim.weight_decay must be >= 0, got {o.weight_decay}")
+    for name in ("bias_weight_decay", "norm_weight_decay"):
+        value = getattr(o, name)
+        _check(
+            value is None or value >= 0.0, f"optim.{name} must be >= 0 (or null: weight_decay), got {value}"
+        )
+    _check(o.bias_lr_mult > 0.0, f"optim.bias_lr_mult must be > 0, got {o.bias_lr_mult}")
     _check(not o.nesterov or o.momentum > 0, "optim.nesterov needs momentum > 0")
     _check(o.aux_weight >= 0.0, f"optim.aux_weight must be >= 0, got {o.aux_weight}")
     _check(

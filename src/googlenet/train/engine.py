@@ -59,6 +59,7 @@ from googlenet.train.loop import (
     evaluate_models,
     train_one_epoch,
 )
+from googlenet.train.params import parameter_groups
 from googlenet.train.runs import RunFolder, default_output_dir, write_ensemble
 from googlenet.train.sampling import (
     SeededSamples,
@@ -119,11 +120,23 @@ def _autocast_dtype(config: TrainConfig, device: torch.device) -> tuple[torch.dt
     return (torch.bfloat16, False) if choice == "bf16" else (torch.float16, True)
 
 
+def _group_recipe(config: TrainConfig) -> str:
+    """ ", biases lr x2 weight decay 0" and the like when the parameter groups differ from one."""
+    o, parts = config.optim, []
+    if o.bias_lr_mult != 1.0 or o.bias_weight_decay is not None:
+        decay = o.weight_decay if o.bias_weight_decay is None else o.bias_weight_decay
+        parts.append(f"biases lr x{o.bias_lr_mult} weight decay {decay}")
+    if o.norm_weight_decay is not None:
+        parts.append(f"norm scales weight decay {o.norm_weight_decay}")
+    return "".join(f", {part}" for part in parts)
+
+
 def _recipe(config: TrainConfig) -> dict[str, Any]:
     """A short summary of the training recipe for final.pt's metadata."""
     o, s, a = config.optim, config.schedule, config.average
     return {
-        "optimizer": f"SGD momentum {o.momentum}, weight decay {o.weight_decay}, global batch {o.batch_size}",
+        "optimizer": f"SGD momentum {o.momentum}, weight decay {o.weight_decay}, global batch {o.batch_size}"
+        + _group_recipe(config),
         "lr": o.lr,
         "schedule": (
             f"cosine to {s.lr_min}"
@@ -402,8 +415,12 @@ def _train(
         model.to(memory_format=torch.channels_last)
 
     # fused: one kernel updates every parameter (same update rule as the per-tensor loop)
+    groups = parameter_groups(
+        model, o.lr, o.weight_decay, bias_weight_decay=o.bias_weight_decay,
+        norm_weight_decay=o.norm_weight_decay, bias_lr_mult=o.bias_lr_mult,
+    )  # fmt: skip
     optimizer = torch.optim.SGD(
-        model.parameters(),
+        groups,
         lr=o.lr,
         momentum=o.momentum,
         weight_decay=o.weight_decay,
