@@ -29,7 +29,7 @@ from googlenet.bench.command import save_run
 from googlenet.data.datasets import load_image_folder
 from googlenet.data.transforms import AugmentConfig, build_eval_transform, build_train_transform
 from googlenet.train.loop import evaluate, train_one_epoch
-from googlenet.train.params import parameter_groups
+from googlenet.train.params import describe_groups, parameter_groups
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-mini"
 
@@ -99,6 +99,10 @@ def run(name: str, args: argparse.Namespace, train_set, val_set) -> dict:  # typ
         norm_weight_decay=args.norm_weight_decay, bias_lr_mult=args.bias_lr_mult,
     )  # fmt: skip
     optimizer = torch.optim.SGD(groups, lr=args.lr, momentum=0.9, weight_decay=args.wd)
+    print(
+        f"  {name}: SGD weight decay {args.wd}{describe_groups(groups) or ', one parameter group'}",
+        flush=True,
+    )
     steps = args.epochs * len(loader)
     warmup = round(args.warmup_epochs * len(loader))
 
@@ -219,7 +223,7 @@ def main() -> None:
         f"{args.data_path.name}: {len(train_set)} train / {len(val_set)} val images, {len(train_set.classes)} classes; "
         f"{args.input_size}x{args.input_size}, {args.epochs} epochs, batch {args.batch_size}, lr {args.lr} "
         f"(warm-up {args.warmup_epochs} epoch, {args.schedule}), gradient clipping {args.clip_grad_norm}, "
-        f"biases lr x{args.bias_lr_mult} wd {args.wd if args.bias_weight_decay is None else args.bias_weight_decay}, crop area from {args.scale_min:.0%}, aux weight {args.aux_weight}, seed {args.seed}"
+        f"crop area from {args.scale_min:.0%}, aux weight {args.aux_weight}, seed {args.seed}"
     )
     results = [run(name, args, train_set, val_set) for name in args.models]
     print(f"\n{'model':<12} {'val top-1':>9} {'averaged':>9} {'val top-5':>9} {'img/s':>7} {'time':>7}")

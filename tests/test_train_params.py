@@ -1,4 +1,4 @@
-"""Parameter groups: one group by default; Caffe's bias lr x2 / decay 0 and torchvision's norm decay."""
+"""Parameter groups: one group by default; Caffe's bias lr x2 / decay 0 and torchvision's norm decay; their description."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 import googlenet
-from googlenet.train.params import parameter_groups
+from googlenet.train.params import describe_groups, parameter_groups
 
 
 def _ids(params: list[nn.Parameter]) -> list[int]:
@@ -85,3 +85,11 @@ def test_sgd_applies_each_groups_lr() -> None:
     optimizer.step()
     assert torch.allclose(before[0] - model.weight, 0.1 * torch.ones(1, 3))
     assert torch.allclose(before[1] - model.bias, torch.tensor([0.2]))
+
+
+def test_describe_groups_reads_the_built_groups() -> None:
+    model = googlenet.build_model("bn", num_classes=10)
+    assert describe_groups(parameter_groups(model, lr=0.01, weight_decay=2e-4)) == ""
+    # An unset bias decay falls back to --wd; the text reports what the optimiser was given.
+    groups = parameter_groups(model, lr=0.01, weight_decay=2e-4, bias_lr_mult=2.0, norm_weight_decay=0.0)
+    assert describe_groups(groups) == ", biases lr x2.0 weight decay 0.0002, norm layers weight decay 0.0"

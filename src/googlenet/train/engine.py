@@ -59,7 +59,7 @@ from googlenet.train.loop import (
     evaluate_models,
     train_one_epoch,
 )
-from googlenet.train.params import parameter_groups
+from googlenet.train.params import describe_groups, parameter_groups
 from googlenet.train.runs import RunFolder, default_output_dir, write_ensemble
 from googlenet.train.sampling import (
     SeededSamples,
@@ -120,23 +120,12 @@ def _autocast_dtype(config: TrainConfig, device: torch.device) -> tuple[torch.dt
     return (torch.bfloat16, False) if choice == "bf16" else (torch.float16, True)
 
 
-def _group_recipe(config: TrainConfig) -> str:
-    """ ", biases lr x2 weight decay 0" and the like when the parameter groups differ from one."""
-    o, parts = config.optim, []
-    if o.bias_lr_mult != 1.0 or o.bias_weight_decay is not None:
-        decay = o.weight_decay if o.bias_weight_decay is None else o.bias_weight_decay
-        parts.append(f"biases lr x{o.bias_lr_mult} weight decay {decay}")
-    if o.norm_weight_decay is not None:
-        parts.append(f"norm scales weight decay {o.norm_weight_decay}")
-    return "".join(f", {part}" for part in parts)
-
-
-def _recipe(config: TrainConfig) -> dict[str, Any]:
+def _recipe(config: TrainConfig, groups: list[dict[str, Any]]) -> dict[str, Any]:
     """A short summary of the training recipe for final.pt's metadata."""
     o, s, a = config.optim, config.schedule, config.average
     return {
         "optimizer": f"SGD momentum {o.momentum}, weight decay {o.weight_decay}, global batch {o.batch_size}"
-        + _group_recipe(config),
+        + describe_groups(groups),
         "lr": o.lr,
         "schedule": (
             f"cosine to {s.lr_min}"
@@ -445,7 +434,7 @@ def _train(
         "std": list(IMAGENET_STD),
         "interpolation": "bilinear",
         "variant": m.variant,
-        "recipe": _recipe(config),
+        "recipe": _recipe(config, groups),
     }
 
     epoch, start_step, global_step = 0, 0, 0

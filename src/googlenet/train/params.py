@@ -41,8 +41,9 @@ def parameter_groups(
 
     With every option at its default the result is one group holding every trainable parameter, in
     `model.parameters()` order. Otherwise up to three groups: weights (`lr`, `weight_decay`), biases
-    (`lr x bias_lr_mult`, `bias_weight_decay` or `weight_decay`), norm scales (`lr`,
-    `norm_weight_decay`). Each group carries a `name` ("weights", "biases", "norms").
+    (`lr x bias_lr_mult`, `bias_weight_decay` or `weight_decay`), norm layers' parameters (`lr`,
+    `norm_weight_decay`; their shifts go with the biases when those are split). Each group carries a
+    `name` ("weights", "biases", "norms").
     """
     split_bias = bias_weight_decay is not None or bias_lr_mult != 1.0
     split_norm = norm_weight_decay is not None
@@ -72,3 +73,19 @@ def parameter_groups(
     if norms:
         groups.append({"name": "norms", "params": norms, "lr": lr, "weight_decay": norm_weight_decay})
     return groups
+
+
+def describe_groups(groups: list[dict[str, Any]]) -> str:
+    """How the groups after the first differ from it, as ", biases lr x2.0 weight decay 0.0"; "" for one group.
+
+    Read from the groups `parameter_groups` built, so the description cannot drift from what the
+    optimiser was given (a bias decay left unset falls back to the weights' in one place only).
+    """
+    base_lr = groups[0]["lr"]
+    parts = []
+    for group in groups[1:]:
+        if group["name"] == "biases":
+            parts.append(f"biases lr x{group['lr'] / base_lr} weight decay {group['weight_decay']}")
+        else:
+            parts.append(f"norm layers weight decay {group['weight_decay']}")
+    return "".join(f", {part}" for part in parts)
