@@ -116,7 +116,7 @@ def test_checkpoint_export_drops_training_state(tmp_path: Path, capsys: pytest.C
     ("args", "message"),
     [
         (["--checkpoint", "missing.pt", "--output", "x.onnx"], "missing.pt: no such file"),
-        (["--checkpoint", "{src}", "--output", "{src}"], "would overwrite the input"),
+        (["--checkpoint", "{src}", "--output", "{src}"], "is also --checkpoint; it would be overwritten"),
         (["--checkpoint", "{plain}", "--output", "x.ts", "--averaged"], "no 'averaged_state_dict' entry"),
         (
             ["--convert", "{src}", "--output", "x.pt", "--averaged"],

@@ -150,10 +150,12 @@ RUNTIME_CASES: dict[tuple[str, ...], list[tuple[str, ...]]] = {
     ("detect", "predict"): [("--limit", "0"), ("--score-threshold", "nan"), ("--nms-iou", "0"), ("--max-per-image", "0"),
                             ("--max-side", "-5"), ("--checkpoint", "MISSING"), ("--checkpoint", "CLS"),
                             ("--annotations", "MISSING"), ("--box-regression", "MISSING"), ("--box-regression", "CLS"),
-                            ("--draw-threshold", "2", "--draw", "DIR"), ("--draw", "UNDER_FILE")],
+                            ("--draw-threshold", "2", "--draw", "DIR"), ("--draw", "UNDER_FILE"), ("--output", "CLS"),
+                            ("--output", "DET"), ("--output", "DIR"), ("--output", "FILE")],
     ("detect", "boxreg"): [("--limit", "0"), ("--min-iou", "0"), ("--min-iou", "nan"), ("--ridge", "-1"),
                            ("--ridge", "inf"), ("--per-image", "0"), ("--checkpoint", "MISSING"), ("--checkpoint", "CLS"),
-                           ("--annotations", "MISSING")],
+                           ("--annotations", "MISSING"), ("--output", "DET"), ("--output", "CLS"), ("--output", "DIR"),
+                           ("--output", "FILE")],
     ("ablate",): [("--seeds", "-1"), ("--seeds", "1", "1"), ("--parallel", "0"), ("--torchrun=-1",),
                   ("--arms", "nope"), ("--arms", "no-aux"), ("--data-path", "MISSING"), ("--set", "lr"),
                   ("--set", "optim.lr=-1"), ("--grad-norms-every=-1",), ("--test-limit", "0"), ("--epochs=-1",)],
@@ -162,7 +164,7 @@ RUNTIME_CASES: dict[tuple[str, ...], list[tuple[str, ...]]] = {
 
 def _resolve(value: str, f: dict[str, Path]) -> str:
     return {"MISSING": str(f["root"] / "no-such-thing"), "DIR": str(f["root"]), "FILE": str(f["file"]),
-            "IMAGE": str(f["image"]), "CLS": str(f["cls"]), "UNDER_FILE": str(f["file"] / "run")}.get(value, value)  # fmt: skip
+            "IMAGE": str(f["image"]), "CLS": str(f["cls"]), "DET": str(f["det"]), "UNDER_FILE": str(f["file"] / "run")}.get(value, value)  # fmt: skip
 
 
 CASES = [(path, case) for path, cases in RUNTIME_CASES.items() if path in LEAVES for case in cases]
@@ -188,6 +190,42 @@ def test_bad_values_paths_and_conflicts_are_one_line(
         *[n.replace("_", ".") for n in names],
         *[n.replace("_", " ") for n in names],
     )
+
+
+@pytest.mark.parametrize("command", ["predict", "boxreg"])
+def test_detect_outputs_never_replace_a_checkpoint(
+    command: str, fixtures: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A checkpoint named as --output (its own --checkpoint, or another) is refused before any work.
+    for victim in (fixtures["det"], fixtures["cls"]):
+        before = victim.read_bytes()
+        argv = list(baseline(("detect", command), fixtures))
+        argv[argv.index("--output") + 1] = str(victim)
+        code, err = run(["detect", command, *argv], capsys)
+        assert code == 1 and "--output" in err and victim.read_bytes() == before, err
+
+
+def test_check_output_replaces_only_its_own_kind(tmp_path: Path) -> None:
+    from googlenet.errors import ConfigError
+    from googlenet.io import check_output
+
+    def is_csv(file: Path) -> bool:
+        return file.read_text().startswith("image_id,")
+
+    earlier, empty, other = tmp_path / "dets.csv", tmp_path / "empty.csv", tmp_path / "notes.txt"
+    earlier.write_text("image_id,class\n")
+    empty.touch()
+    other.write_text("keep me\n")
+    for ok in (earlier, empty, tmp_path / "new" / "dets.csv"):  # an earlier result, an empty file, a new path
+        check_output("--output", ok, replaceable=is_csv, kind="a detections CSV")
+    with pytest.raises(ConfigError, match=r"--output .*notes\.txt: exists and is not a detections CSV"):
+        check_output("--output", other, replaceable=is_csv, kind="a detections CSV")
+    link = tmp_path / "link.csv"
+    link.symlink_to(earlier)
+    with pytest.raises(ConfigError, match="is also --checkpoint"):  # the same file by another name
+        check_output("--output", link, inputs={"--checkpoint": [str(other), str(earlier)]})
+    with pytest.raises(ConfigError, match="is a folder"):
+        check_output("--output", tmp_path)
 
 
 def test_true_processes_exit_with_one_line(fixtures: dict[str, Path]) -> None:

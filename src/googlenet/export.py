@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 
 from googlenet.errors import CheckpointError, ConfigError
-from googlenet.io import atomic_open, sha256_file
+from googlenet.io import atomic_open, check_output, sha256_file
 from googlenet.model.googlenet import GoogLeNet, build_from_config
 from googlenet.model.weights import load_checkpoint_model, model_from_file, save_checkpoint
 
@@ -239,8 +239,7 @@ def run(args: argparse.Namespace) -> int:
     key = "averaged_state_dict" if args.averaged else "state_dict"
     aux = False if args.no_aux or fmt != "checkpoint" else None
     source = args.checkpoint or args.convert
-    if os.path.abspath(source) == os.path.abspath(args.output):
-        raise ConfigError(f"--output {args.output} would overwrite the input")
+    check_output("--output", args.output, inputs={"--convert" if args.convert else "--checkpoint": source})
     if args.checkpoint:
         model, meta = load_checkpoint_model(args.checkpoint, aux_logits=aux, key=key)
     else:

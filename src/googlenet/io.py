@@ -164,6 +164,53 @@ def verify_digest(path: str | os.PathLike[str]) -> bool:
     return True
 
 
+def check_output(
+    flag: str,
+    path: str | os.PathLike[str],
+    inputs: dict[str, Any] | None = None,
+    replaceable: Callable[[Path], bool] | None = None,
+    kind: str = "",
+) -> None:
+    """Refuse, before any work, an output path that would lose something already written.
+
+    `inputs` maps each input flag to its path(s); writing over one of them is refused, however the
+    path is spelled (symlinks and relative paths resolve). With `replaceable`, an existing file is
+    replaced only when it is empty or an earlier output of the same `kind` (`replaceable(file)` is
+    true), so a checkpoint given by mistake as a CSV output survives. A folder, or a parent that cannot be
+    created, is refused too. Each refusal is one `ConfigError` line naming `flag`.
+    """
+    from googlenet.errors import ConfigError
+
+    target = Path(path)
+    if target.is_dir():
+        raise ConfigError(f"{flag} {target}: is a folder; give a file name")
+    for input_flag, given in (inputs or {}).items():
+        for item in [given] if isinstance(given, (str, os.PathLike)) else list(given or []):
+            if target.exists() and Path(item).exists() and os.path.samefile(target, item):
+                raise ConfigError(f"{flag} {target}: is also {input_flag}; it would be overwritten")
+    if replaceable is not None and target.is_file() and target.stat().st_size and not replaceable(target):
+        raise ConfigError(
+            f"{flag} {target}: exists and is not {kind or 'an earlier output of this command'}; "
+            "choose another name or remove it"
+        )
+    parent = target.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"{flag} {target}: cannot write in {parent}")
+
+
+def saved_format(file: str | os.PathLike[str]) -> str | None:
+    """The "format" entry of a file torch.save wrote (MultiBox, box regression), else None."""
+    try:
+        if not _looks_like_torch_file(Path(file)):
+            return None
+        obj = safe_load(file, verify=False)
+    except CheckpointError:
+        return None
+    return obj.get("format") if isinstance(obj, dict) else None
+
+
 def _looks_like_torch_file(file: Path) -> bool:
     """Whether the file starts as torch.save writes: a zip archive, or (legacy) a pickle's PROTO opcode."""
     try:

@@ -187,14 +187,20 @@ def run_proposals(args: argparse.Namespace) -> int:
 def run_predict(args: argparse.Namespace) -> int:
     from googlenet.detect.detector import DetectorConfig, SharedFeatures, detect_images, detection_classes
     from googlenet.detect.pipeline import gather_proposals, resolve_annotations
-    from googlenet.detect.voc import voc_images, write_detections
+    from googlenet.detect.voc import is_detections_csv, voc_images, write_detections
     from googlenet.evaluate.models import load_ensemble
+    from googlenet.io import check_output
     from googlenet.model.weights import load_checkpoint_model
 
     if args.limit is not None and args.limit < 1:
         raise ConfigError(f"--limit: must be at least 1, got {args.limit}")
     if not 0 <= args.draw_threshold <= 1:
         raise ConfigError(f"--draw-threshold: must be in [0, 1], got {args.draw_threshold}")
+    check_output(
+        "--output", args.output, replaceable=is_detections_csv, kind="a detections CSV",
+        inputs={"--checkpoint": args.checkpoint, "--box-regression": args.box_regression,
+                "--multibox": args.multibox},
+    )  # fmt: skip
     config = DetectorConfig(
         score_threshold=args.score_threshold, nms_iou=args.nms_iou, max_per_image=args.max_per_image
     )
@@ -305,15 +311,20 @@ def _refine(detections: list[Any], regression: Any, checkpoints: list[str], imag
 
 
 def run_boxreg(args: argparse.Namespace) -> int:
-    from googlenet.detect.boxreg import BoxRegConfig, fit_box_regressor
+    from googlenet.detect.boxreg import FORMAT, BoxRegConfig, fit_box_regressor
     from googlenet.detect.detector import split_background
     from googlenet.detect.pipeline import gather_proposals, resolve_annotations
     from googlenet.detect.training import to_pixel_boxes
     from googlenet.detect.voc import voc_images
+    from googlenet.io import check_output, saved_format
     from googlenet.model.weights import load_checkpoint_model
 
     if args.limit is not None and args.limit < 1:
         raise ConfigError(f"--limit: must be at least 1, got {args.limit}")
+    check_output(
+        "--output", args.output, replaceable=lambda file: saved_format(file) == FORMAT,
+        kind="a box regression file", inputs={"--checkpoint": args.checkpoint, "--multibox": args.multibox},
+    )  # fmt: skip
     config = BoxRegConfig(min_iou=args.min_iou, ridge=args.ridge, per_image=args.per_image)
     model, meta = load_checkpoint_model(args.checkpoint, aux_logits=False)
     classes, _ = split_background(meta.get("class_names") or [], args.checkpoint)

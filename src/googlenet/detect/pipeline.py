@@ -356,7 +356,9 @@ def _summary_text(report: dict[str, Any]) -> str:
 
 
 def run_multibox(args: argparse.Namespace) -> int:
+    from googlenet.detect.multibox import FORMAT as MULTIBOX_FORMAT
     from googlenet.detect.multibox import MultiBoxConfig, train_multibox
+    from googlenet.io import check_output, saved_format
 
     setup_console()
     variant, _ = _init_info(args.init_from)
@@ -373,6 +375,10 @@ def run_multibox(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     output = args.output or f"runs/multibox-{datetime.now().strftime('%Y%m%d-%H%M%S')}.pt"
+    check_output(
+        "--output", output, inputs={"--init-from": args.init_from}, kind="a MultiBox checkpoint",
+        replaceable=lambda file: saved_format(file) == MULTIBOX_FORMAT,
+    )  # fmt: skip
     Path(output).parent.mkdir(parents=True, exist_ok=True)
     voc = resolve_annotations(args.annotations, progress=sys.stderr.isatty())
     result = train_multibox(voc, output, config, args.init_from, args.train_set, args.val_set)

@@ -106,6 +106,15 @@ def read_detections(path: str | os.PathLike[str]) -> list[Detection]:
     return detections
 
 
+def is_detections_csv(path: str | os.PathLike[str]) -> bool:
+    """Whether the file starts with the header `write_detections` writes (an earlier detections file)."""
+    try:
+        with open(path, encoding="utf-8", newline="") as handle:
+            return set(CSV_FIELDS) <= set(next(csv.reader(handle), []))
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return False
+
+
 def write_detections(path: str | os.PathLike[str], detections: Sequence[Detection]) -> None:
     """Write detections as CSV, atomically."""
     from googlenet.io import atomic_open
