@@ -136,7 +136,7 @@ RUNTIME_CASES: dict[tuple[str, ...], list[tuple[str, ...]]] = {
                  ("--weight-decay", "inf"), ("--scale-min", "0.9", "--scale-max", "0.5"), ("--test-only",),
                  ("--config", "MISSING"), ("--config", "DIR"), ("--resume", "MISSING"), ("--data-path", "MISSING"),
                  ("--data-path", "FILE"), ("--output-dir", "UNDER_FILE"), ("--nesterov", "--momentum", "0"),
-                 ("--ensemble", "2", "--test-only", "--resume", "CLS")],
+                 ("--ensemble", "2", "--test-only", "--resume", "CLS"), ("--epochs", "0")],
     ("evaluate",): [("--limit", "0"), ("-b", "0"), ("--workers=-2",), ("--crops", "10", "--table3"),
                     ("--output-dir", "X"), ("--checkpoint", "MISSING"), ("--checkpoint", "DIR"), ("--checkpoint", "IMAGE"),
                     ("--data-path", "MISSING"), ("--data-path", "FILE"), ("--weights", "MISSING"), ("--device", "cuda:7")],
@@ -158,7 +158,7 @@ RUNTIME_CASES: dict[tuple[str, ...], list[tuple[str, ...]]] = {
                            ("--output", "FILE")],
     ("ablate",): [("--seeds", "-1"), ("--seeds", "1", "1"), ("--parallel", "0"), ("--torchrun=-1",),
                   ("--arms", "nope"), ("--arms", "no-aux"), ("--data-path", "MISSING"), ("--set", "lr"),
-                  ("--set", "optim.lr=-1"), ("--grad-norms-every=-1",), ("--test-limit", "0"), ("--epochs=-1",)],
+                  ("--set", "optim.lr=-1"), ("--grad-norms-every=-1",), ("--test-limit", "0"), ("--epochs=-1",), ("--epochs", "0")],
 }  # fmt: skip
 
 

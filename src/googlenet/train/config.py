@@ -461,9 +461,10 @@ def validate(config: TrainConfig) -> None:
         0.0 < s.lr_warmup_start <= 1.0, f"schedule.lr_warmup_start must be in (0, 1], got {s.lr_warmup_start}"
     )
     _check(0.0 <= s.lr_min < o.lr, f"schedule.lr_min must be in [0, lr), got {s.lr_min}")
-    _check(r.epochs >= 0, f"run.epochs must be >= 0, got {r.epochs}")
+    # 0 epochs would write an untrained final.pt as if it were a result (--test-only evaluates instead)
+    _check(r.epochs >= 1, f"run.epochs must be >= 1, got {r.epochs}")
     _check(
-        s.lr_warmup_epochs < r.epochs or r.epochs == 0,
+        s.lr_warmup_epochs < r.epochs,
         f"schedule.lr_warmup_epochs ({s.lr_warmup_epochs}) must be shorter than run.epochs ({r.epochs})",
     )
     _check(
