@@ -142,7 +142,8 @@ RUNTIME_CASES: dict[tuple[str, ...], list[tuple[str, ...]]] = {
                     ("--data-path", "MISSING"), ("--data-path", "FILE"), ("--weights", "MISSING"), ("--device", "cuda:7")],
     ("predict",): [("--topk", "0"), ("--checkpoint", "MISSING"), ("--checkpoint", "IMAGE"), ("--weights", "FILE"),
                    ("--engine", "off", "--precision", "bf16")],
-    ("benchmark",): [("--repeats", "0"), ("--batch", "0"), ("--train-size", "8"), ("--data-path", "MISSING")],
+    ("benchmark",): [("--repeats", "0"), ("--batch", "0"), ("--train-size", "8"), ("--data-path", "MISSING"),
+                    ("--only", "data", "--data-path", "DIR")],
     ("detect", "evaluate"): [("--iou", "0"), ("--iou", "nan"), ("--annotations", "MISSING"), ("--annotations", "FILE"),
                              ("--detections", "MISSING"), ("--detections", "DIR"), ("--detections", "IMAGE"),
                              ("--image-set", "nope")],
@@ -158,7 +159,7 @@ RUNTIME_CASES: dict[tuple[str, ...], list[tuple[str, ...]]] = {
                            ("--output", "FILE")],
     ("ablate",): [("--seeds", "-1"), ("--seeds", "1", "1"), ("--parallel", "0"), ("--torchrun=-1",),
                   ("--arms", "nope"), ("--arms", "no-aux"), ("--data-path", "MISSING"), ("--set", "lr"),
-                  ("--set", "optim.lr=-1"), ("--grad-norms-every=-1",), ("--test-limit", "0"), ("--epochs=-1",), ("--epochs", "0")],
+                  ("--set", "optim.lr=-1"), ("--grad-norms-every=-1",), ("--test-limit", "0"), ("--epochs=-1",), ("--epochs", "0"), ("--report-only",)],
 }  # fmt: skip
 
 

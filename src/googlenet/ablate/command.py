@@ -113,6 +113,14 @@ def run(args: argparse.Namespace) -> int:
 
     setup_console()
     plan = build_plan(args)
+    if args.report_only:
+        from googlenet.ablate.study import completed
+
+        if not any(completed(plan.run_dir(arm, seed)) for arm in plan.arms for seed in plan.seeds):
+            raise ConfigError(
+                f"--output-dir {plan.output_dir}: no finished run of this study to report "
+                "(run it first, without --report-only)"
+            )
     plan.output_dir.mkdir(parents=True, exist_ok=True)
     (plan.output_dir / "command.txt").write_text(" ".join(["googlenet", *sys.argv[1:]]) + "\n")
     progress = args.progress if args.progress is not None else sys.stderr.isatty()

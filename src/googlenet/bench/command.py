@@ -371,6 +371,14 @@ def run(args: argparse.Namespace) -> int:
         root = str(ensure_builtin())
     elif root is not None and not Path(root).is_dir():
         raise ConfigError(f"--data-path {root}: not a directory")
+    elif root is not None and {"data", "crops144"} & set(args.only):
+        from googlenet.data.datasets import load_image_folder
+        from googlenet.errors import DataError
+
+        try:  # a wrong folder is one error now, not one per benchmark row later
+            load_image_folder(root, None, None)
+        except DataError as exc:
+            raise ConfigError(f"--data-path: {exc}") from None
     specs = plan(args, root or "")
     started = time.perf_counter()
     rounds: list[list[dict[str, Any]]] = [[] for _ in range(args.rounds)]
