@@ -301,14 +301,21 @@ def test_bad_images_are_skipped_and_reported_or_abort(
     assert code == 1 and "3.jpg" in err and "\n" not in err
 
 
-def test_class_mismatch_is_a_one_line_error(
-    setup: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+def test_class_mismatch_is_a_one_line_error_before_any_backend_is_timed(
+    setup: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    def no_timing(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the engine was prepared before the data was checked")
+
+    monkeypatch.setattr("googlenet.evaluate.models.optimize", no_timing)  # --engine auto times backends
     data = make_tree(tmp_path / "other", ["circle", "square", "triangle"], [(64, 64)])
     code = main(["evaluate", "--checkpoint", str(setup["a"]), "--data-path", str(data), "--no-progress"])
     err = capsys.readouterr().err.strip()
     assert code == 1 and "\n" not in err
     assert "'triangle'" in err and "'star'" in err
+    code = main(["evaluate", "--checkpoint", str(setup["a"]), "--data-path", str(tmp_path / "none")])
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and "\n" not in err and "none" in err
 
 
 def test_classes_are_matched_by_name_not_order() -> None:

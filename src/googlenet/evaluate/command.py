@@ -20,7 +20,13 @@ from typing import Any
 
 from googlenet.data.crops import CROP_COUNTS, CropSpec
 from googlenet.errors import ConfigError
-from googlenet.evaluate.evalset import DATASETS, limit_samples, load_eval_set
+from googlenet.evaluate.evalset import (
+    DATASETS,
+    EvalSet,
+    label_eval_images,
+    limit_samples,
+    open_eval_images,
+)
 from googlenet.evaluate.metrics import REDUCTIONS
 from googlenet.evaluate.models import (
     Ensemble,
@@ -95,6 +101,9 @@ def run(args: argparse.Namespace) -> int:
     _check_args(args)
     progress = args.progress if args.progress is not None else sys.stderr.isatty()
     device = resolve_device(args.device)
+    dataset = args.dataset or ("folder" if args.data_path else "builtin")
+    images = open_eval_images(dataset, args.data_path, progress=progress)  # data errors before any timing
+    labelled: list[EvalSet] = []  # the images in the model's class order, checked before optimising
     ensemble = load_ensemble(
         args.checkpoint,
         args.weights,
@@ -103,9 +112,9 @@ def run(args: argparse.Namespace) -> int:
         args.engine,
         args.precision,
         min(args.batch_size, 64),
+        check_classes=lambda names, wnids: labelled.append(label_eval_images(images, names, wnids)),
     )
-    dataset = args.dataset or ("folder" if args.data_path else "builtin")
-    evalset = load_eval_set(dataset, args.data_path, ensemble.class_names, ensemble.wnids, progress=progress)
+    evalset = labelled[0]
     samples = limit_samples(evalset.samples, args.limit)
     n_models = len(ensemble.members)
     if args.table3:

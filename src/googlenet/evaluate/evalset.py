@@ -17,6 +17,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from googlenet.errors import ConfigError, DataError
 
@@ -73,6 +74,50 @@ def folder_root(data_path: str | os.PathLike[str]) -> Path:
     return root / "val" if (root / "val").is_dir() else root
 
 
+@dataclass
+class EvalImages:
+    """The images of an evaluation set with the data's own classes, before matching a model's."""
+
+    data: Any  # an ImageFolderDataset (or torchvision's ImageNet through it)
+    data_ids: list[str] | None  # ImageNet's wnids, to match a model's by id
+    where: str
+    dataset: str
+
+
+def open_eval_images(
+    dataset: str, data_path: str | os.PathLike[str] | None, *, progress: bool = False
+) -> EvalImages:
+    """List the images of `dataset` ("folder", "builtin" or "imagenet"); every data error is raised
+    here, before any model is loaded or timed."""
+    from googlenet.data.datasets import ImageFolderDataset, load_imagenet
+
+    if dataset not in DATASETS:
+        raise ConfigError(f"dataset: must be one of {', '.join(DATASETS)}, got {dataset!r}")
+    if dataset != "builtin" and data_path is None:
+        raise ConfigError(f"--dataset {dataset} needs --data-path")
+    if dataset == "imagenet":
+        assert data_path is not None
+        imagenet = load_imagenet(data_path, "val")
+        return EvalImages(imagenet, list(imagenet.wnids), f"{data_path} (ImageNet val)", dataset)
+    if dataset == "builtin":
+        from googlenet.data.synthetic import ensure_builtin
+
+        root = ensure_builtin(progress=progress) / "val"
+    else:
+        assert data_path is not None
+        root = folder_root(data_path)
+    return EvalImages(ImageFolderDataset(root), None, str(root), dataset)
+
+
+def label_eval_images(
+    images: EvalImages, class_names: Sequence[str], wnids: Sequence[str] | None = None
+) -> EvalSet:
+    """The images labelled in `class_names` order (one-line error when the classes do not match)."""
+    mapping = match_classes(images.data.classes, class_names, images.where, images.data_ids, wnids)
+    samples = [(path, mapping[target]) for path, target in images.data.samples]
+    return EvalSet(samples=samples, description=f"{images.dataset} {images.where}", total=len(samples))
+
+
 def load_eval_set(
     dataset: str,
     data_path: str | os.PathLike[str] | None,
@@ -82,32 +127,7 @@ def load_eval_set(
     progress: bool = False,
 ) -> EvalSet:
     """The images of `dataset` ("folder", "builtin" or "imagenet") labelled in `class_names` order."""
-    from googlenet.data.datasets import ImageFolderDataset, load_imagenet
-
-    if dataset not in DATASETS:
-        raise ConfigError(f"dataset: must be one of {', '.join(DATASETS)}, got {dataset!r}")
-    if dataset != "builtin" and data_path is None:
-        raise ConfigError(f"--dataset {dataset} needs --data-path")
-    data_ids: list[str] | None = None
-    data: ImageFolderDataset
-    if dataset == "imagenet":
-        assert data_path is not None
-        imagenet = load_imagenet(data_path, "val")
-        data, data_ids = imagenet, list(imagenet.wnids)
-        where = f"{data_path} (ImageNet val)"
-    else:
-        if dataset == "builtin":
-            from googlenet.data.synthetic import ensure_builtin
-
-            root = ensure_builtin(progress=progress) / "val"
-        else:
-            assert data_path is not None
-            root = folder_root(data_path)
-        data = ImageFolderDataset(root)
-        where = str(root)
-    mapping = match_classes(data.classes, class_names, where, data_ids, wnids)
-    samples = [(path, mapping[target]) for path, target in data.samples]
-    return EvalSet(samples=samples, description=f"{dataset} {where}", total=len(samples))
+    return label_eval_images(open_eval_images(dataset, data_path, progress=progress), class_names, wnids)
 
 
 def limit_samples(samples: Sequence[tuple[str, int]], limit: int | None) -> list[tuple[str, int]]:

@@ -177,6 +177,7 @@ def load_ensemble(
     engine: str = "off",
     precision: str = "fp32",
     batch_size: int = 32,
+    check_classes: Callable[[list[str], list[str] | None], Any] | None = None,
 ) -> Ensemble:
     """Load `checkpoints` (ours, each with its metadata) and/or a weight file into one `Ensemble`.
 
@@ -184,6 +185,8 @@ def load_ensemble(
     `CheckpointError` naming the first file that differs); each keeps its own mean/std. A model whose
     names are the placeholders "0".."999" gets the ImageNet class names shipped with the package.
     `engine`, `precision` and `batch_size` choose how each member runs (see `member_from_model`).
+    `check_classes(class_names, wnids)` runs on the first model's classes before any member is
+    optimised (which times backends), so a data set that does not match fails at once.
     """
     device = torch.device(device) if isinstance(device, str) else device
     sources = [str(p) for p in checkpoints] + ([str(weights)] if weights is not None else [])
@@ -208,6 +211,8 @@ def load_ensemble(
         input_size = int(meta.get("input_size", 224))
         resize_size = int(meta.get("resize_size") or round(input_size * 256 / 224))
         interpolation = str(meta.get("interpolation", "bilinear"))
+        if i == 0 and check_classes is not None:
+            check_classes(names, list(wnids) if wnids else None)
         member = member_from_model(model, meta, source, device, engine, precision, input_size, batch_size)
         if ensemble is None:
             ensemble = Ensemble(
