@@ -302,7 +302,10 @@ def test_bad_images_are_skipped_and_reported_or_abort(
 
 
 def test_class_mismatch_is_a_one_line_error_before_any_backend_is_timed(
-    setup: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    setup: dict[str, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     def no_timing(*args: object, **kwargs: object) -> None:
         raise AssertionError("the engine was prepared before the data was checked")
