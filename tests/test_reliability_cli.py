@@ -124,6 +124,10 @@ def baseline(path: tuple[str, ...], f: dict[str, Path]) -> list[str]:
         ("detect", "proposals"): ["--annotations", str(f["voc"])],
         ("detect", "predict"): ["--checkpoint", str(f["det"]), "--annotations", str(f["voc"]), "--output", out + ".csv"],
         ("detect", "boxreg"): ["--checkpoint", str(f["det"]), "--annotations", str(f["voc"]), "--output", out + ".pt"],
+        ("detect", "multibox"): ["--annotations", str(f["voc"]), "--train-set", "val", "--val-set", "val",
+                                 "--output", out + "-mb.pt", "--epochs", "1", "-b", "1", "--input-size", "32"],
+        ("detect", "train"): ["--annotations", str(f["voc"]), "--train-set", "val", "--val-set", "val",
+                              "--output-dir", out + "-det", "--epochs", "1", "--input-size", "64", "--no-progress"],
         ("ablate",): ["-o", out, "--data-path", str(f["data"]), "--arms", "full", "--seeds", "0", "--epochs", "1"],
     }.get(path, [])  # fmt: skip
 
@@ -157,6 +161,12 @@ RUNTIME_CASES: dict[tuple[str, ...], list[tuple[str, ...]]] = {
                            ("--ridge", "inf"), ("--per-image", "0"), ("--checkpoint", "MISSING"), ("--checkpoint", "CLS"),
                            ("--annotations", "MISSING"), ("--output", "DET"), ("--output", "CLS"), ("--output", "DIR"),
                            ("--output", "FILE")],
+    ("detect", "multibox"): [("--val-set", "nope"), ("--train-set", "nope"), ("--priors", "0"), ("--top-k", "0"),
+                             ("--lr", "nan"), ("-b", "0"), ("--epochs", "0"), ("--input-size", "16"),
+                             ("--output", "CLS"), ("--output", "DIR"), ("--init-from", "MISSING")],
+    ("detect", "train"): [("--val-set", "nope"), ("--train-set", "nope"), ("--context", "200"),
+                          ("--positives-per-image=-1",), ("--background-per-positive", "nan"), ("--multibox", "FILE"),
+                          ("--multibox", "CLS"), ("--max-side", "5"), ("--annotations", "MISSING")],
     ("ablate",): [("--seeds", "-1"), ("--seeds", "1", "1"), ("--parallel", "0"), ("--torchrun=-1",),
                   ("--arms", "nope"), ("--arms", "no-aux"), ("--data-path", "MISSING"), ("--set", "lr"),
                   ("--set", "optim.lr=-1"), ("--grad-norms-every=-1",), ("--test-limit", "0"), ("--epochs=-1",), ("--epochs", "0"), ("--report-only",)],

@@ -27,3 +27,14 @@ class ConfigError(GoogLeNetError):
 
 class UsageError(ConfigError):
     """A command line that is malformed as a whole (what argparse would reject): exit code 2."""
+
+
+def check_values(*rules: tuple[bool, str, object, str]) -> None:
+    """Raise a `ConfigError` for the first `(ok, name, value, rule)` that fails: "NAME: must be RULE, got VALUE".
+
+    `name` is what the user typed (a flag such as "--nms-iou"), so a config that checks several values
+    still names the one that is wrong.
+    """
+    for ok, name, value, rule in rules:
+        if not ok:
+            raise ConfigError(f"{name}: must be {rule}, got {value}")

@@ -47,7 +47,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from googlenet.errors import ConfigError
+from googlenet.errors import ConfigError, check_values
 
 SECTIONS: tuple[str, ...] = ("gemm", "infer", "versus", "train", "data", "crops144")
 
@@ -354,16 +354,13 @@ def format_rows(rows: list[dict[str, Any]]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    if (
-        args.repeats < 1
-        or args.rounds < 1
-        or args.turns < 1
-        or any(b < 1 for b in args.batch)
-        or any(s < 64 for s in args.train_size)
-    ):
-        raise ConfigError(
-            "--repeats, --rounds, --turns and --batch must be at least 1, --train-size at least 64"
-        )
+    check_values(
+        (args.repeats >= 1, "--repeats", args.repeats, "at least 1"),
+        (args.rounds >= 1, "--rounds", args.rounds, "at least 1"),
+        (args.turns >= 1, "--turns", args.turns, "at least 1"),
+        (min(args.batch) >= 1, "--batch", " ".join(map(str, args.batch)), "at least 1 each"),
+        (min(args.train_size) >= 64, "--train-size", " ".join(map(str, args.train_size)), "at least 64 each"),
+    )
     root = args.data_path
     if root is None and {"data", "crops144"} & set(args.only):
         from googlenet.data.synthetic import ensure_builtin

@@ -33,7 +33,7 @@ from torchvision.transforms.v2 import functional as F
 from googlenet.data.crops import normalize, to_uint8_tensor
 from googlenet.detect.metrics import Detection
 from googlenet.detect.regions import context_box, scaled_context, warp_region
-from googlenet.errors import CheckpointError, ConfigError
+from googlenet.errors import CheckpointError, check_values
 from googlenet.evaluate.models import Ensemble
 from googlenet.model.googlenet import GoogLeNet
 from googlenet.model.weights import IMAGENET_MEAN, IMAGENET_STD
@@ -51,10 +51,13 @@ class DetectorConfig:
     pixel_offset: float = 1.0  # added to the 0-based proposal boxes: VOC's 1-based coordinates
 
     def __post_init__(self) -> None:
-        if not 0 <= self.score_threshold < 1 or not 0 < self.nms_iou <= 1:
-            raise ConfigError("score threshold must be in [0, 1) and NMS IoU in (0, 1]")
-        if self.max_per_image < 1 or self.batch_size < 1 or self.context < 0:
-            raise ConfigError("max per image and batch size must be >= 1, context >= 0")
+        check_values(
+            (0 <= self.score_threshold < 1, "--score-threshold", self.score_threshold, "in [0, 1)"),
+            (0 < self.nms_iou <= 1, "--nms-iou", self.nms_iou, "in (0, 1]"),
+            (self.max_per_image >= 1, "--max-per-image", self.max_per_image, "at least 1"),
+            (self.batch_size >= 1, "batch size", self.batch_size, "at least 1"),
+            (self.context >= 0, "--context", self.context, ">= 0"),
+        )
 
 
 def detection_classes(ensemble: Ensemble) -> tuple[list[str], int]:

@@ -48,7 +48,7 @@ from torchvision.transforms.v2 import functional as F
 from googlenet.data.crops import normalize, to_uint8_tensor
 from googlenet.data.decode import load_image
 from googlenet.detect.metrics import GroundTruth
-from googlenet.errors import CheckpointError, ConfigError
+from googlenet.errors import CheckpointError, ConfigError, check_values
 from googlenet.io import atomic_save, safe_load
 from googlenet.model.googlenet import GoogLeNet, build_from_config, build_model
 from googlenet.model.weights import IMAGENET_MEAN, IMAGENET_STD
@@ -75,10 +75,14 @@ class MultiBoxConfig:
     top_k: int = 200  # section 8: the top 200 MultiBox proposals are added
 
     def __post_init__(self) -> None:
-        if self.input_size < 32 or self.priors < 1 or self.top_k < 1:
-            raise ConfigError("multibox: input size >= 32, priors >= 1 and top-k >= 1 needed")
-        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
-            raise ConfigError("multibox: epochs and batch size >= 1 and lr > 0 needed")
+        check_values(
+            (self.input_size >= 32, "--input-size", self.input_size, "at least 32"),
+            (self.priors >= 1, "--priors", self.priors, "at least 1"),
+            (self.top_k >= 1, "--top-k", self.top_k, "at least 1"),
+            (self.epochs >= 1, "--epochs", self.epochs, "at least 1"),
+            (self.batch_size >= 1, "--batch-size", self.batch_size, "at least 1"),
+            (math.isfinite(self.lr) and self.lr > 0, "--lr", self.lr, "a finite number > 0"),
+        )
 
 
 class MultiBox(nn.Module):
@@ -235,8 +239,10 @@ def train_multibox(
     from googlenet.train.finetune import init_from as copy_weights
 
     torch.manual_seed(config.seed)
-    truth = to_pixel_boxes(load_voc(voc_root, train_set))
-    images = voc_images(voc_root, train_set)
+    truth = to_pixel_boxes(load_voc(voc_root, train_set, "--train-set"))
+    images = voc_images(voc_root, train_set, "--train-set")
+    val_truth = to_pixel_boxes(load_voc(voc_root, val_set, "--val-set"))  # read before training: a bad
+    val_images = voc_images(voc_root, val_set, "--val-set")  # set fails now, not after the epochs
     data = SceneImages(images, truth, config.input_size, train=True)
     priors = kmeans_priors(torch.cat([b for _, b in data.items]).numpy(), config.priors, config.seed)
     trunk = build_model(config.variant, num_classes=1, aux_logits=False)
@@ -312,8 +318,6 @@ def train_multibox(
             history[-1]["img_per_s"],
         )
     model.eval()
-    val_truth = to_pixel_boxes(load_voc(voc_root, val_set))
-    val_images = voc_images(voc_root, val_set)
     proposals, seconds = multibox_proposals(model, val_images, config.input_size, config.top_k)
     from googlenet.detect.proposals import proposal_recall
 

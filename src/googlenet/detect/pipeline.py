@@ -58,18 +58,18 @@ def gather_proposals(
 
     Returns the proposals (0-based pixel boxes) and the seconds spent producing them.
     """
+    from googlenet.detect.multibox import load_multibox, multibox_proposals
     from googlenet.detect.proposals import propose_all
 
+    loaded = load_multibox(multibox) if multibox is not None else None  # a bad file fails before the search
     proposals: dict[str, np.ndarray] = {}
     seconds = 0.0
     if setting is not None:
         proposals, seconds = propose_all(
             images, setting_from_name(setting, max_side), progress, skipped=skipped
         )
-    if multibox is not None:
-        from googlenet.detect.multibox import load_multibox, multibox_proposals
-
-        model, config, _ = load_multibox(multibox)
+    if loaded is not None:
+        model, config, _ = loaded
         readable = [(i, p) for i, p in images if setting is None or i in proposals]
         boxes, spent = multibox_proposals(model, readable, config.input_size, config.top_k)
         seconds += spent
@@ -211,9 +211,16 @@ def run_train(args: argparse.Namespace) -> int:
         regions = output / "regions"
         if env.is_main:
             splits = (args.train_set, args.val_set)
+            listed = {args.train_set: voc_images(voc, args.train_set, "--train-set")}
+            listed[args.val_set] = voc_images(voc, args.val_set, "--val-set")  # both checked before any work
+            setting_from_name(args.proposals, args.max_side)  # and --max-side, --multibox
+            if args.multibox is not None:
+                from googlenet.detect.multibox import load_multibox
+
+                load_multibox(args.multibox)
             proposals = {}
             for split in splits:
-                images = voc_images(voc, split)
+                images = listed[split]
                 logger.info(
                     "proposals for %d %s images (%s)",
                     len(images),

@@ -24,7 +24,7 @@ import torch
 from PIL import Image
 
 from googlenet.detect.metrics import GroundTruth, pixel_iou
-from googlenet.errors import ConfigError, DataError
+from googlenet.errors import ConfigError, DataError, check_values
 
 logger = logging.getLogger("googlenet.detect")
 
@@ -44,8 +44,10 @@ class ProposalSetting:
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ConfigError(f"selective search mode: one of {', '.join(MODES)}, got {self.mode!r}")
-        if self.superpixel_scale <= 0 or self.max_side < 32:
-            raise ConfigError("superpixel scale must be > 0 and max side at least 32")
+        check_values(
+            (self.superpixel_scale > 0, "superpixel scale", self.superpixel_scale, "> 0"),
+            (self.max_side >= 32, "--max-side", self.max_side, "at least 32"),
+        )
 
     @property
     def name(self) -> str:

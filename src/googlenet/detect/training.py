@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import shutil
 import time
@@ -40,7 +41,7 @@ from googlenet.data.crops import to_uint8_tensor
 from googlenet.data.decode import load_image
 from googlenet.detect.metrics import GroundTruth
 from googlenet.detect.regions import BACKGROUND, label_regions, scaled_context, warp_region
-from googlenet.errors import ConfigError, DataError
+from googlenet.errors import DataError, check_values
 from googlenet.io import atomic_open
 
 logger = logging.getLogger(__name__)
@@ -60,10 +61,19 @@ class RegionSetConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.input_size < 32 or self.context < 0 or not 0 < self.fg_iou <= 1:
-            raise ConfigError("region set: input size >= 32, context >= 0 and IoU in (0, 1] needed")
-        if self.positives_per_image < 0 or self.background_per_positive < 0:
-            raise ConfigError("region set: positives per image and background per positive must be >= 0")
+        check_values(
+            (self.input_size >= 32, "--input-size", self.input_size, "at least 32"),
+            (
+                0 <= 2 * scaled_context(self.context, self.input_size) < self.input_size,
+                "--context", self.context, "in [0, 113] (pixels at R-CNN's 227, leaving some of the box)",
+            ),
+            (0 < self.fg_iou <= 1, "region set foreground IoU", self.fg_iou, "in (0, 1]"),
+            (self.positives_per_image >= 0, "--positives-per-image", self.positives_per_image, ">= 0"),
+            (
+                math.isfinite(self.background_per_positive) and self.background_per_positive >= 0,
+                "--background-per-positive", self.background_per_positive, "a finite number >= 0",
+            ),
+        )  # fmt: skip
 
 
 def to_pixel_boxes(truth: Mapping[str, GroundTruth]) -> dict[str, GroundTruth]:

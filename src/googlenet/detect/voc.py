@@ -37,24 +37,29 @@ def _voc_year_dir(root: Path) -> Path:
     return years[-1]
 
 
-def _dataset(root: str | os.PathLike[str], image_set: str) -> VOCDetection:
+def _dataset(root: str | os.PathLike[str], image_set: str, flag: str = "--image-set") -> VOCDetection:
     year_dir = _voc_year_dir(Path(root))
     if not (year_dir / "ImageSets" / "Main" / f"{image_set}.txt").is_file():
-        raise DataError(f"{year_dir}: no ImageSets/Main/{image_set}.txt (--image-set)")
+        raise DataError(f"{flag} {image_set}: {year_dir} has no ImageSets/Main/{image_set}.txt")
     try:
         return VOCDetection(str(year_dir.parent.parent), year=year_dir.name[3:], image_set=image_set)
     except (RuntimeError, ValueError) as exc:
         raise DataError(f"{year_dir}: {exc}") from None
 
 
-def voc_images(root: str | os.PathLike[str], image_set: str = "val") -> list[tuple[str, str]]:
-    """(image id, JPEG path) of the images listed in `ImageSets/Main/<image_set>.txt`."""
-    return [(Path(path).stem, str(path)) for path in _dataset(root, image_set).images]
+def voc_images(
+    root: str | os.PathLike[str], image_set: str = "val", flag: str = "--image-set"
+) -> list[tuple[str, str]]:
+    """(image id, JPEG path) of the images listed in `ImageSets/Main/<image_set>.txt`; `flag` is the
+    option that named the set, for the error when there is no such list."""
+    return [(Path(path).stem, str(path)) for path in _dataset(root, image_set, flag).images]
 
 
-def load_voc(root: str | os.PathLike[str], image_set: str = "val") -> dict[str, GroundTruth]:
+def load_voc(
+    root: str | os.PathLike[str], image_set: str = "val", flag: str = "--image-set"
+) -> dict[str, GroundTruth]:
     """Ground truth per image id for the images listed in `ImageSets/Main/<image_set>.txt`."""
-    dataset = _dataset(root, image_set)
+    dataset = _dataset(root, image_set, flag)
     truth: dict[str, GroundTruth] = {}
     for path in dataset.annotations:
         try:
