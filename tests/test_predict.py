@@ -146,3 +146,40 @@ def test_images_may_follow_the_checkpoints(
     assert after == first and after["models"] == 2 and len(after["predictions"]) == 2
     assert main(["predict", "--checkpoint", *models]) == 2  # a usage error, as argparse's
     assert "required: IMAGE" in capsys.readouterr().err
+
+
+def test_a_folder_of_images_and_a_folder_after_checkpoint(
+    files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "photos"
+    (folder / "more").mkdir(parents=True)
+    Image.open(files["wide"]).save(folder / "b.png")
+    Image.open(files["tall"]).save(folder / "more" / "a.jpg")
+    (folder / "notes.txt").write_text("not an image\n")
+    # `--checkpoint` takes every path after it; a folder at the end is the images, as an image file is
+    assert main(["predict", "--checkpoint", str(files["a"]), str(folder), "--json", "--device", "cpu"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert [p["image"] for p in report["predictions"]] == [
+        str(folder / "b.png"),
+        str(folder / "more" / "a.jpg"),
+    ]
+    (tmp_path / "empty").mkdir()
+    code = main(["predict", "--checkpoint", str(files["a"]), str(tmp_path / "empty")])
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and "\n" not in err and "empty: a folder with no image files" in err
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--variant", "bn"], "--variant bn applies to --weights only"),
+        (["--weights", "{a}", "--variant", "bn"], "is our checkpoint of the paper variant"),
+    ],
+)
+def test_variant_that_cannot_apply_is_refused(
+    files: dict[str, Path], capsys: pytest.CaptureFixture[str], extra: list[str], message: str
+) -> None:
+    extra = [e.format(a=files["a"]) for e in extra]
+    code = main(["predict", str(files["wide"]), "--checkpoint", str(files["b"]), *extra])
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and "\n" not in err and message in err

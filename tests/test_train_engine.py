@@ -289,6 +289,9 @@ def test_test_only_evaluates_a_checkpoint(tiny_data: Path, tmp_path: Path) -> No
     only_final = fit(tiny(tiny_data, tmp_path / "unused", **{"run.test_only": True}), resume=out / "final.pt")
     assert only_final["val_top1"] == pytest.approx(trained["val_top1_avg"])  # final.pt holds the average
     assert "polyak average" in only_final["weights"]
+    (out / "last.pt").unlink()  # a run folder with only its final model (copied, say) evaluates that
+    folder = fit(tiny(tiny_data, tmp_path / "unused", **{"run.test_only": True}), resume=out)
+    assert folder["checkpoint"] == str(out / "final.pt") and folder["val_top1"] == only_final["val_top1"]
 
 
 def test_bf16_autocast_without_aux_heads(tiny_data: Path, tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ import torchvision
 
 import googlenet
 from googlenet.io import safe_load, sha256_file
-from googlenet.model.weights import read_checkpoint
+from googlenet.model.weights import model_from_file, read_checkpoint
 
 
 def _randomise_bn_statistics(model: torch.nn.Module) -> None:
@@ -115,6 +115,16 @@ def test_shape_mismatch_names_the_tensor(tmp_path: Path) -> None:
     googlenet.save_checkpoint(path, model, state_dict=state)
     with pytest.raises(googlenet.CheckpointError, match=r"inception3a\.branch1\.conv\.weight has shape"):
         googlenet.load_weights(googlenet.build_model("paper", num_classes=4), path)
+
+
+def test_heads_that_disagree_with_fc_say_where_the_class_count_came_from(tmp_path: Path) -> None:
+    # A torchvision state dict whose fc was cut to 10 classes while the aux heads keep 1000.
+    state = googlenet.build_model("torchvision", num_classes=1000).state_dict()
+    state["fc.weight"], state["fc.bias"] = torch.zeros(10, 1024), torch.zeros(10)
+    path = tmp_path / "cut.pth"
+    torch.save(state, path)
+    with pytest.raises(googlenet.CheckpointError, match=r"aux1\.fc2\.weight .* fc\.weight's 10 classes"):
+        model_from_file(path)
 
 
 class _Payload:

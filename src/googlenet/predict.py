@@ -108,14 +108,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "ensemble; --crops 10 or 144 averages over section 7's crops."
         ),
     )
-    parser.add_argument("images", nargs="*", metavar="IMAGE", help="image files (at least one)")
+    parser.add_argument(
+        "images", nargs="*", metavar="IMAGE", help="image files or folders of them (at least one)"
+    )
     add_model_arguments(parser)
     parser.add_argument("--crops", type=int, choices=CROP_COUNTS, default=1,
                         help="1: centre crop (default); 10: corners + centre + mirrors; 144: section 7")  # fmt: skip
     parser.add_argument(
         "--reduce", choices=REDUCTIONS, default="mean", help="over crops: mean (paper) or max"
     )
-    parser.add_argument("--topk", type=int, default=5, help="classes shown per image (default 5)")
+    parser.add_argument(
+        "--topk",
+        type=int,
+        default=5,
+        help="classes shown per image (default 5; at most the number of classes)",
+    )
     parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
     add_engine_arguments(parser, default="eager")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
@@ -130,10 +137,32 @@ def _images_after_checkpoints(args: argparse.Namespace) -> list[str]:
     """
     images = list(args.images)
     if not images:
-        while len(args.checkpoint) > 1 and is_image_file(args.checkpoint[-1]):
+        while len(args.checkpoint) > 1 and (
+            is_image_file(args.checkpoint[-1]) or os.path.isdir(args.checkpoint[-1])
+        ):
             images.insert(0, args.checkpoint.pop())
     if not images:
         raise UsageError("the following arguments are required: IMAGE")
+    return _expand_folders(images)
+
+
+def _expand_folders(paths: list[str]) -> list[str]:
+    """Each folder among `paths` becomes the image files under it (sorted, subfolders included); an
+    image file inside that cannot be decoded is reported and skipped like any other."""
+    images: list[str] = []
+    for path in paths:
+        if not os.path.isdir(path):
+            images.append(path)
+            continue
+        found = sorted(  # symbolic links to folders are not followed (no loops)
+            os.path.join(top, name)
+            for top, _, names in os.walk(path)
+            for name in names
+            if is_image_file(name)
+        )
+        if not found:
+            raise DataError(f"{path}: a folder with no image files")
+        images += found
     return images
 
 

@@ -101,8 +101,8 @@ def add_model_arguments(parser: Any) -> None:
         metavar="FILE",
         help="a torchvision GoogLeNet weight file, bvlc_googlenet.caffemodel or the ONNX zoo's googlenet (or our checkpoint)",
     )
-    parser.add_argument("--variant", choices=tuple(VARIANTS), default="torchvision",
-                        help="the layout --weights is loaded into (default torchvision)")  # fmt: skip
+    parser.add_argument("--variant", choices=tuple(VARIANTS),
+                        help="the layout a --weights state dict is loaded into (default torchvision)")  # fmt: skip
 
 
 def add_engine_arguments(parser: Any, default: str) -> None:
@@ -151,20 +151,27 @@ def member_from_model(
     return Member(forward=forward, mean=mean, std=std, name=os.path.basename(source), engine=used)
 
 
-def _load_weight_file(path: str, variant: str) -> tuple[nn.Module, dict[str, Any]]:
-    """Our checkpoint (its own variant decides), a torchvision state dict (built as `variant`), or the
-    reference Caffe weights (.caffemodel or the ONNX zoo file; always the `paper` variant)."""
+def _load_weight_file(path: str, variant: str | None) -> tuple[nn.Module, dict[str, Any]]:
+    """Our checkpoint (its own variant decides), a torchvision state dict (built as `variant`, default
+    torchvision), or the reference Caffe weights (.caffemodel or the ONNX zoo file; always `paper`).
+    A `variant` the file cannot be (given for a file that fixes its own) is a one-line error."""
     if weight_file_kind(path) != "torch":
+        if variant not in (None, "paper"):
+            raise ConfigError(f"--variant {variant}: {path} holds the reference Caffe weights (always paper)")
         return model_from_file(path, aux_logits=False)
     obj = safe_load(path)
     if isinstance(obj, dict) and obj.get("format") == "googlenet":
-        return load_checkpoint_model(path, aux_logits=False)
+        model, meta = load_checkpoint_model(path, aux_logits=False)
+        own = getattr(getattr(model, "config", None), "variant", None)
+        if variant is not None and variant != own:
+            raise ConfigError(f"--variant {variant}: {path} is our checkpoint of the {own} variant")
+        return model, meta
     fc = obj.get("fc.weight") if isinstance(obj, dict) else None
     if not isinstance(fc, Tensor) or fc.ndim != 2:
         raise CheckpointError(
             f"{path}: neither a googlenet checkpoint nor a GoogLeNet state dict (no fc.weight)"
         )
-    model = build_model(variant, num_classes=int(fc.shape[0]), aux_logits=False)
+    model = build_model(variant or "torchvision", num_classes=int(fc.shape[0]), aux_logits=False)
     meta = load_weights(model, path)
     return model, meta
 
@@ -172,7 +179,7 @@ def _load_weight_file(path: str, variant: str) -> tuple[nn.Module, dict[str, Any
 def load_ensemble(
     checkpoints: Sequence[str | os.PathLike[str]] = (),
     weights: str | os.PathLike[str] | None = None,
-    variant: str = "torchvision",
+    variant: str | None = None,
     device: torch.device | str = "cpu",
     engine: str = "off",
     precision: str = "fp32",
@@ -192,6 +199,10 @@ def load_ensemble(
     sources = [str(p) for p in checkpoints] + ([str(weights)] if weights is not None else [])
     if not sources:
         raise ConfigError("no model: give --checkpoint FILE [FILE ...] or --weights FILE")
+    if variant is not None and weights is None:
+        raise ConfigError(
+            f"--variant {variant} applies to --weights only (a checkpoint carries its own variant)"
+        )
     ensemble: Ensemble | None = None
     for i, source in enumerate(sources):
         is_weight_file = weights is not None and i == len(sources) - 1

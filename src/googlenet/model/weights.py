@@ -133,9 +133,16 @@ def _load_state(path: str | os.PathLike[str], model: GoogLeNet, state: Mapping[s
         raise CheckpointError(f"{path}: weights do not fit the model: {', '.join(parts)}")
     for key, value in state.items():
         if tuple(value.shape) != tuple(own[key].shape):
+            # The model's class count is read from fc.weight: a head that disagrees names it
+            classes = model.fc.out_features
+            hint = (
+                f" (the model has fc.weight's {classes} classes)"
+                if key.startswith(("aux1.fc2.", "aux2.fc2.")) and value.shape[:1] != own[key].shape[:1]
+                else ""
+            )
             raise CheckpointError(
                 f"{path}: {key} has shape {tuple(value.shape)} in the file but "
-                f"{tuple(own[key].shape)} in the model"
+                f"{tuple(own[key].shape)} in the model{hint}"
             )
     model.load_state_dict(state, strict=True)
 

@@ -294,9 +294,15 @@ def evaluate_checkpoint(
     """`--test-only`: validation loss and top-1/top-5 of a checkpoint's weights.
 
     A training checkpoint (`last.pt`) gives "val_*_raw" and, once averaging has started, "val_*_avg"; a
-    final checkpoint (`final.pt`, whose weights are the averaged model) gives "val_*" and "weights".
+    final checkpoint (`final.pt`, whose weights are the averaged model) gives "val_*" and "weights". A
+    run folder means its last.pt, or its final.pt when only that is there (a copied or exported run).
     """
-    file = resolve_resume_path(path) if Path(path).is_dir() else Path(path)
+    file = Path(path)
+    if file.is_dir():  # a run folder: its last.pt (raw and averaged weights), else its final.pt
+        found = [file / name for name in ("last.pt", "final.pt") if (file / name).is_file()]
+        if not found:
+            raise CheckpointError(f"{path}: no last.pt or final.pt to evaluate (--resume with --test-only)")
+        file = found[0]
     checkpoint = read_checkpoint(file)
     meta = dict(checkpoint.get("meta") or {})
     model_config = dict(checkpoint["model_config"])
