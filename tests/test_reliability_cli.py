@@ -203,6 +203,31 @@ def test_bad_values_paths_and_conflicts_are_one_line(
     )
 
 
+def test_a_resumed_run_keeps_its_folder_kind_and_classes(
+    fixtures: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_dir = tmp_path / "run"
+    argv = baseline(("train",), fixtures)
+    argv[argv.index("--output-dir") + 1] = str(run_dir)
+    assert run(["train", *argv], capsys)[0] == 0  # one step, then last.pt
+    before = {name: (run_dir / name).read_bytes() for name in ("last.pt", "config.yaml")}
+    other = tmp_path / "two-classes"
+    for split in ("train", "val"):
+        for name in ("disc", "ring"):
+            (other / split).mkdir(parents=True, exist_ok=True)
+            (other / split / name).symlink_to(fixtures["data"] / split / name)
+    rest = ["-j", "0", "--no-progress"]
+    for extra, message in (
+        (["--output-dir", str(tmp_path / "elsewhere")], "continues in its own folder"),
+        (["--ensemble", "2"], "holds one model, not an ensemble"),
+        (["--data-path", str(other)], "trained on 3 classes, the data has 2"),
+    ):
+        code, err = run(["train", "--resume", str(run_dir), *rest, *extra], capsys)
+        assert_one_line(code, err, (1,), message)
+    assert {name: (run_dir / name).read_bytes() for name in before} == before  # nothing rewritten
+    assert not (tmp_path / "elsewhere").exists() and not (run_dir / "member-0").exists()
+
+
 @pytest.mark.parametrize("command", ["predict", "boxreg"])
 def test_detect_outputs_never_replace_a_checkpoint(
     command: str, fixtures: dict[str, Path], capsys: pytest.CaptureFixture[str]

@@ -136,6 +136,27 @@ def test_kind_detection_and_errors(tmp_path: Path) -> None:
     result = subprocess.run([sys.executable, "-m", "googlenet", "report", str(tmp_path / "none")],
                             capture_output=True, text=True, check=False)  # fmt: skip
     assert result.returncode == 1 and result.stderr.count("\n") == 1 and "no such run folder" in result.stderr
+    (tmp_path / "config.yaml").write_text("run: {}\n")
+    (tmp_path / "last.pt").write_bytes(b"")  # a run stopped before its first epoch ended
+    with pytest.raises(DataError, match="no finished epoch yet"):
+        detect_kind(tmp_path)
+
+
+def test_report_output_never_replaces_another_kind_of_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from googlenet.cli import main
+
+    run = tmp_path / "run"
+    run.mkdir()  # not a run folder: the output is checked before the folder is read
+    checkpoint = tmp_path / "final.html"
+    checkpoint.write_bytes(b"PK\x03\x04 a checkpoint by mistake named .html")
+    for output, message in ((checkpoint, "exists and is not an HTML report"), (tmp_path / "x.png", ".html file name"),
+                            (tmp_path, ".html file name")):  # fmt: skip
+        assert main(["report", str(run), "-o", str(output)]) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and message in err, err
+    assert checkpoint.read_bytes().startswith(b"PK")
 
 
 def _chromium() -> str:

@@ -176,8 +176,8 @@ def check_output(
     `inputs` maps each input flag to its path(s); writing over one of them is refused, however the
     path is spelled (symlinks and relative paths resolve). With `replaceable`, an existing file is
     replaced only when it is empty or an earlier output of the same `kind` (`replaceable(file)` is
-    true), so a checkpoint given by mistake as a CSV output survives. A folder, or a parent that cannot be
-    created, is refused too. Each refusal is one `ConfigError` line naming `flag`.
+    true), so a checkpoint given by mistake as a CSV output survives. A folder, or a place where no file
+    can be created (tried with a temporary file), is refused too. Each refusal is one `ConfigError` line naming `flag`.
     """
     from googlenet.errors import ConfigError
 
@@ -194,10 +194,14 @@ def check_output(
             "choose another name or remove it"
         )
     parent = target.parent
-    while not parent.exists():
+    while not parent.exists() and parent != parent.parent:
         parent = parent.parent
-    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
-        raise ConfigError(f"{flag} {target}: cannot write in {parent}")
+    try:  # the one sure test that the file can be written later: write a temporary file there now
+        fd, probe = tempfile.mkstemp(prefix=".write-test.", dir=parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise ConfigError(f"{flag} {target}: cannot write in {parent} ({exc.strerror or exc})") from None
 
 
 def saved_format(file: str | os.PathLike[str]) -> str | None:

@@ -53,6 +53,10 @@ def detect_kind(folder: Path) -> str:
         return "evaluation"
     if (folder / "config.yaml").is_file() and (folder / "metrics.csv").is_file():
         return "training"
+    if (folder / "config.yaml").is_file() and (folder / "last.pt").is_file():
+        raise DataError(
+            f"{folder}: a training run with no finished epoch yet (no metrics.csv); report it after one"
+        )
     raise DataError(
         f"{folder}: not a run folder (expected metrics.csv + config.yaml, ensemble.json, table3.json, "
         "ablation.json or detection.json)"
@@ -419,13 +423,24 @@ def build_report(folder: str | Path, limit: int = 500, predictions: bool = True)
     return page
 
 
+def _is_html(file: Path) -> bool:
+    """Whether the file starts as an HTML page does (an earlier report), so it may be replaced."""
+    try:
+        with open(file, "rb") as handle:
+            head = handle.read(64).lstrip().lower()
+    except OSError:
+        return False
+    return head.startswith((b"<!doctype html", b"<html"))
+
+
 def write_report(folder: str | Path, output: str | Path | None = None, limit: int = 500,
                  predictions: bool = True) -> Path:  # fmt: skip
     """Build the report of `folder` and write it (default `<folder>/report.html`); returns the path."""
-    from googlenet.io import atomic_open
+    from googlenet.io import atomic_open, check_output
 
-    page = build_report(folder, limit, predictions)
     path = Path(output) if output is not None else Path(folder) / "report.html"
+    check_output("--output", path, replaceable=_is_html, kind="an HTML report")  # before the work
+    page = build_report(folder, limit, predictions)
     with atomic_open(path, "w") as handle:
         handle.write(page.html())
     return path

@@ -38,6 +38,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.limit < 1:
         raise ConfigError(f"--limit must be at least 1, got {args.limit}")
+    if args.output is not None and not args.output.lower().endswith((".html", ".htm")):
+        raise ConfigError(f"--output {args.output}: the report is one HTML page; give a .html file name")
     path = write_report(args.run_dir, args.output, args.limit, args.predictions)
     print(path)
     return 0

@@ -250,6 +250,22 @@ def _elastic_resume(args: argparse.Namespace) -> None:
         )
 
 
+def _check_resume_target(args: argparse.Namespace, resume: Path, ensemble: int) -> None:
+    """A resumed run continues in its own folder and keeps its kind (one model or an ensemble)."""
+    folder = resume if resume.is_dir() else resume.parent
+    wanted = getattr(args, "run.output_dir", None)
+    if wanted is not None and Path(wanted).resolve() != folder.resolve():
+        raise ConfigError(
+            f"--output-dir {wanted}: a resumed run continues in its own folder {folder}; drop --output-dir"
+        )
+    is_ensemble = (folder / "ensemble.json").is_file() or (folder / "member-0").is_dir()
+    if ensemble > 1 and not is_ensemble:
+        raise ConfigError(
+            f"--ensemble {ensemble}: {folder} holds one model, not an ensemble; resume it without "
+            "--ensemble, or start the ensemble in a new --output-dir"
+        )
+
+
 def run(args: argparse.Namespace) -> int:
     env = ddp.from_environment()
     _setup_logging(env)
@@ -259,6 +275,8 @@ def run(args: argparse.Namespace) -> int:
         raise DataError(f"{config.data.data_path}: no such data folder (--data-path)")  # before any work
     if config.run.ensemble > 1 and resume is not None and not Path(resume).is_dir():
         raise ConfigError("--resume for an ensemble takes the ensemble's folder")
+    if resume is not None and not config.run.test_only:
+        _check_resume_target(args, Path(resume), config.run.ensemble)
     results = fit(config, resume=resume)
     if env.is_main:
         if getattr(args, "json", False):

@@ -377,10 +377,18 @@ def _train(
     data_seed = r.data_seed if r.data_seed is not None else r.seed
     if o.batch_size % env.world_size:
         raise ConfigError(f"batch size {o.batch_size} is not divisible by {env.world_size} processes")
+    data = build_data(config, env)
+    if checkpoint is not None:  # a resumed run keeps its classes; checked before its files change
+        stored_names = (checkpoint.get("meta") or {}).get("class_names")
+        if stored_names is not None and list(stored_names) != data.classes:
+            raise CheckpointError(
+                f"{r.output_dir}: the run was trained on {len(stored_names)} classes, the data has "
+                f"{len(data.classes)}"
+                + ("" if len(stored_names) != len(data.classes) else " with other names")
+                + " (--data-path)"
+            )
     run.write_text("config.yaml", dump_yaml(config, "googlenet train: resolved configuration"))
     logger.info("run folder %s (%d process(es), device %s)", run.path, env.world_size, device)
-
-    data = build_data(config, env)
     steps_per_epoch = ShardedBatchSampler.steps_per_epoch(len(data.train), o.batch_size)
     if steps_per_epoch == 0:
         raise ConfigError(f"batch size {o.batch_size} is larger than the training set ({len(data.train)})")
