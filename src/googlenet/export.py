@@ -191,10 +191,23 @@ def export_model(
 
 
 def resolve_format(fmt: str | None, output: str) -> str:
-    """`--format`, or the output's extension (.onnx, .ts/.torchscript/.jit) when it is not given."""
-    if fmt is not None:
-        return fmt
-    return _SUFFIX_FORMATS.get(Path(output).suffix.lower(), "checkpoint")
+    """`--format`, or the output's extension (.onnx, .ts/.torchscript/.jit) when it is not given; a
+    format that contradicts one of those extensions is a one-line error."""
+    implied = _SUFFIX_FORMATS.get(Path(output).suffix.lower())
+    if fmt is not None and implied is not None and fmt != implied:
+        raise ConfigError(f"--format {fmt} contradicts --output {output} (a {implied} extension)")
+    return fmt or implied or "checkpoint"
+
+
+def _is_model_file(file: Path) -> bool:
+    """Whether the file is one this command may have written: torch.save's or TorchScript's zip
+    archive, a legacy pickle, or an ONNX model (a ModelProto starts with its ir_version tag 0x08)."""
+    try:
+        with open(file, "rb") as handle:
+            head = handle.read(4)
+    except OSError:
+        return False
+    return head.startswith(b"PK") or head[:1] in (b"\x80", b"\x08")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -239,7 +252,14 @@ def run(args: argparse.Namespace) -> int:
     key = "averaged_state_dict" if args.averaged else "state_dict"
     aux = False if args.no_aux or fmt != "checkpoint" else None
     source = args.checkpoint or args.convert
-    check_output("--output", args.output, inputs={"--convert" if args.convert else "--checkpoint": source})
+    if args.no_aux and fmt != "checkpoint":
+        raise ConfigError(f"--no-aux applies to checkpoint output; {fmt} never holds the auxiliary heads")
+    if args.no_verify and fmt == "checkpoint":
+        raise ConfigError("--no-verify applies to ONNX and TorchScript output; a checkpoint is not verified")
+    check_output(
+        "--output", args.output, inputs={"--convert" if args.convert else "--checkpoint": source},
+        replaceable=_is_model_file, kind="a model file (checkpoint, ONNX or TorchScript)",
+    )  # fmt: skip
     if args.checkpoint:
         model, meta = load_checkpoint_model(args.checkpoint, aux_logits=aux, key=key)
     else:

@@ -376,6 +376,10 @@ def run(args: argparse.Namespace) -> int:
             load_image_folder(root, None, None)
         except DataError as exc:
             raise ConfigError(f"--data-path: {exc}") from None
+    if args.json:
+        from googlenet.io import check_output, is_json_file
+
+        check_output("--json", args.json, replaceable=is_json_file, kind="a JSON file")  # before the timing
     specs = plan(args, root or "")
     started = time.perf_counter()
     rounds: list[list[dict[str, Any]]] = [[] for _ in range(args.rounds)]

@@ -16,6 +16,7 @@ import os
 import sys
 import time
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 from googlenet.data.crops import CROP_COUNTS, CropSpec
@@ -37,6 +38,7 @@ from googlenet.evaluate.models import (
 )
 from googlenet.evaluate.protocol import ON_BAD, View, evaluate_views
 from googlenet.evaluate.table3 import format_table3, save_table3, table3_rows, table3_specs, table3_views
+from googlenet.io import check_output
 
 PER_CLASS_SHOWN = 30  # print every class up to this many, else the worst ones
 
@@ -72,7 +74,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="over crops: mean of softmax (paper) or max; models are always averaged")  # fmt: skip
     g.add_argument("--table3", action="store_true",
                    help="1 and N models x 1, 10, 144 crops from one pass; saves JSON, CSV and PNG")  # fmt: skip
-    g.add_argument("--output-dir", metavar="DIR", help="where --table3 writes (default runs/table3-<time>)")
+    g.add_argument("--output-dir", metavar="DIR",
+                   help="where --table3 writes: a new folder or an earlier --table3's (default runs/table3-<time>)")  # fmt: skip
     g = parser.add_argument_group("run")
     g.add_argument("-b", "--batch-size", type=int, default=144,
                    help="crops per model call (default 144); whole images are grouped to fill it")  # fmt: skip
@@ -89,6 +92,14 @@ def _check_args(args: argparse.Namespace) -> None:
         raise ConfigError("--crops and --table3 exclude each other (--table3 runs 1, 10 and 144 crops)")
     if args.output_dir and not args.table3:
         raise ConfigError("--output-dir is only used with --table3")
+    if args.output_dir:  # only an earlier --table3's own files may be replaced, never a run's
+        folder = Path(args.output_dir)
+        ours = {"table3.json", "table3.csv", "table3.png"}
+        if folder.exists() and (not folder.is_dir() or any(p.name not in ours for p in folder.iterdir())):
+            raise ConfigError(
+                f"--output-dir {folder}: holds other files than an earlier --table3's; give a new folder"
+            )
+        check_output("--output-dir", folder / "table3.json")
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size: must be at least 1, got {args.batch_size}")
     if args.workers is not None and args.workers < 0:
