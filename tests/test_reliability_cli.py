@@ -174,7 +174,8 @@ RUNTIME_CASES: dict[tuple[str, ...], list[tuple[str, ...]]] = {
                           ("--multibox", "CLS"), ("--max-side", "5"), ("--annotations", "MISSING")],
     ("ablate",): [("--seeds", "-1"), ("--seeds", "1", "1"), ("--parallel", "0"), ("--torchrun=-1",),
                   ("--arms", "nope"), ("--arms", "no-aux"), ("--data-path", "MISSING"), ("--set", "lr"),
-                  ("--set", "optim.lr=-1"), ("--grad-norms-every=-1",), ("--test-limit", "0"), ("--epochs=-1",), ("--epochs", "0"), ("--report-only",)],
+                  ("--set", "optim.lr=-1"), ("--grad-norms-every=-1",), ("--test-limit", "0"), ("--epochs=-1",), ("--epochs", "0"), ("--report-only",),
+                  ("--set", "run.epochs=5"), ("--config", "DIR")],
 }  # fmt: skip
 
 

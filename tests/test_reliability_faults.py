@@ -454,6 +454,8 @@ def test_a_training_run_records_and_resume_verifies_its_checkpoints(
         ("run:\n  epochs: true\n", "run.epochs must be int"),
         ("run:\n  epochs: -1\n", "run.epochs must be >= 1"),
         ("run:\n  epochs: 0\n", "run.epochs must be >= 1"),
+        ("optim:\n  lr: 0.1\noptim:\n  lr: 0.2\n", "key 'optim' appears twice (line 3)"),
+        ("optim:\n  lr: 0.1\n  lr: 0.2\n", "key 'lr' appears twice"),
         ("optim:\n  batch_size: '32'\n", "optim.batch_size must be int"),
         ("optim:\n  lr: -0.1\n", "optim.lr must be > 0"),
         ("optim:\n  lr: .inf\n", "optim.lr must be a finite number"),

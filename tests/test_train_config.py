@@ -58,6 +58,17 @@ def test_yaml_round_trip(tmp_path: Path) -> None:
     assert load_yaml(path)["optim.lr"] == 0.05
 
 
+def test_exponents_without_a_point_are_floats(tmp_path: Path) -> None:
+    # YAML 1.2 and JSON read 1e-2 as a number; PyYAML's YAML 1.1 would make it the string "1e-2".
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        "optim:\n  lr: 1e-2\n  weight_decay: 2E-4\nrun:\n  data_seed: 12\nmodel:\n  variant: 1e3x\n"
+    )
+    values = load_yaml(path)
+    assert (values["optim.lr"], values["optim.weight_decay"]) == (0.01, 2e-4)
+    assert values["run.data_seed"] == 12 and values["model.variant"] == "1e3x"  # ints and words unchanged
+
+
 def test_builtin_preset_only_without_data() -> None:
     builtin = resolve({}, {})
     assert builtin.data.dataset == "builtin"

@@ -33,7 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Train the recipe once in full and once per arm (each removing or replacing one ingredient) for "
             "every seed at the same budget, then evaluate section 7's test-time crops and ensembles, and "
-            f"report each effect with a 95%% CI and a paired t-test. Arms: {arms}."
+            f"report each effect with a 95% CI and a paired t-test. Arms: {arms}."
         ),
     )
     g = parser.add_argument_group("study")
@@ -65,14 +65,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def parse_set(items: list[str]) -> dict[str, Any]:
-    """KEY=VALUE pairs, each value read as YAML (so 40 is an int, false a bool, null None)."""
+    """KEY=VALUE pairs, each value read as YAML (so 40 is an int, false a bool, null None, 1e-2 a float)."""
+    from googlenet.train.config import yaml_load
+
     out: dict[str, Any] = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or "." not in key:
             raise ConfigError(f"--set {item!r}: expected SECTION.KEY=VALUE")
         try:
-            out[key.strip()] = yaml.safe_load(value)
+            out[key.strip()] = yaml_load(value)
         except yaml.YAMLError:
             raise ConfigError(f"--set {item!r}: the value is not valid YAML") from None
     return out
@@ -94,7 +96,14 @@ def build_plan(args: argparse.Namespace) -> Any:
     base["run.grad_norms_every"] = args.grad_norms_every
     if args.test_limit is not None and args.test_limit < 1:
         raise ConfigError(f"--test-limit must be at least 1, got {args.test_limit}")
-    base.update(parse_set(args.set))
+    settings = parse_set(args.set)
+    for key, flag, given in (
+        ("run.epochs", "--epochs", args.epochs),
+        ("data.data_path", "--data-path", args.data_path),
+    ):
+        if key in settings and given is not None:
+            raise ConfigError(f"--set {key}=... and {flag} both set {key}; give one")
+    base.update(settings)
     for key in ("run.seed", "run.output_dir", "run.ensemble"):
         if key in base:
             raise ConfigError(f"{key} is set by the study for each run; drop it")

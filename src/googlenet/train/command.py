@@ -219,7 +219,7 @@ def build_config(args: argparse.Namespace) -> tuple[Any, str | None]:
     file_overrides = load_yaml(args.config) if getattr(args, "config", None) else {}
     resume = getattr(args, "resume", None)
     if resume is None or flags.get("run.test_only"):
-        return resolve(file_overrides, flags), resume
+        return resolve(file_overrides, flags, str(getattr(args, "config", None) or "config file")), resume
     folder = Path(resume)
     if folder.is_dir() and ((folder / "ensemble.json").is_file() or (folder / "member-0").is_dir()):
         stored = apply(TrainConfig(), load_yaml(folder / "config.yaml"), str(folder / "config.yaml"))
@@ -228,7 +228,8 @@ def build_config(args: argparse.Namespace) -> tuple[Any, str | None]:
         stored = from_dict(load_training_state(path)["train_state"]["config"], str(path))
     # A stop point belongs to the run that stopped, not to its continuation.
     stored.run.stop_after_steps = None
-    config = apply(apply(stored, file_overrides, "config file"), flags, "command line")
+    source = str(getattr(args, "config", None) or "config file")
+    config = apply(apply(stored, file_overrides, source), flags, "command line")
     validate(config)
     return config, resume
 

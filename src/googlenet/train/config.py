@@ -24,6 +24,7 @@ import copy
 import dataclasses
 import math
 import os
+import re
 import types
 import typing
 from collections.abc import Mapping
@@ -352,13 +353,51 @@ def from_dict(data: Mapping[str, Any], source: str = "config") -> TrainConfig:
     return apply(TrainConfig(), flatten(data, source), source)
 
 
+class _ConfigLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, stricter and closer to YAML 1.2 for config files.
+
+    A key given twice in one mapping is an error (PyYAML keeps the last one silently, so a second
+    `optim:` section would quietly replace the first). `1e-2` is a float, as in YAML 1.2 and JSON
+    (PyYAML follows YAML 1.1, which wants `1.0e-2`, and reads `1e-2` as a string).
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                duplicate = key in seen
+            except TypeError:  # an unhashable key: the base class reports it
+                break
+            if duplicate:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} appears twice (line {key_node.start_mark.line + 1})", None
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+_ConfigLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def yaml_load(text: str) -> Any:
+    """Parse config YAML (`_ConfigLoader`: duplicate keys refused, `1e-2` a float); yaml.YAMLError if bad."""
+    return yaml.load(text, Loader=_ConfigLoader)
+
+
 def load_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read a config file into dotted overrides; a missing or malformed file is a `ConfigError`."""
     file = Path(path)
+    if file.is_dir():
+        raise ConfigError(f"{file}: is a folder, not a config file (--config)")
     if not file.is_file():
-        raise ConfigError(f"{file}: no such config file")
+        raise ConfigError(f"{file}: no such config file (--config)")
     try:
-        data = yaml.safe_load(file.read_text(encoding="utf-8"))
+        data = yaml_load(file.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         first = str(exc).strip().splitlines()[0]
         raise ConfigError(f"{file}: not valid YAML ({first})") from None
@@ -376,13 +415,17 @@ def dump_yaml(config: TrainConfig, header: str = "") -> str:
     return "\n".join([*lines, text]) if lines else text
 
 
-def resolve(file_overrides: Mapping[str, Any], flag_overrides: Mapping[str, Any]) -> TrainConfig:
-    """Defaults -> built-in preset (when the data is the built-in set) -> file -> flags, validated."""
+def resolve(
+    file_overrides: Mapping[str, Any], flag_overrides: Mapping[str, Any], source: str = "config file"
+) -> TrainConfig:
+    """Defaults -> built-in preset (when the data is the built-in set) -> file -> flags, validated.
+
+    `source` names the file in errors about its values (its path, where there is one)."""
     merged = {**file_overrides, **flag_overrides}
     dataset = merged.get("data.dataset", "auto")
     builtin = dataset == "builtin" or (dataset == "auto" and merged.get("data.data_path") is None)
     config = apply(TrainConfig(), BUILTIN_PRESET, "built-in preset") if builtin else TrainConfig()
-    config = apply(config, file_overrides, "config file")
+    config = apply(config, file_overrides, source)
     config = apply(config, flag_overrides, "command line")
     if config.data.dataset == "auto":
         config.data.dataset = "folder" if config.data.data_path is not None else "builtin"
