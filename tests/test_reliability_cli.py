@@ -8,6 +8,7 @@ runtime errors (exit 1). Either way: one line on stderr naming the problem, and 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -155,7 +156,7 @@ RUNTIME_CASES: dict[tuple[str, ...], list[tuple[str, ...]]] = {
                   ("--output", "/proc/no-such-place/x.onnx"), ("--format", "checkpoint", "--no-verify")],
     ("detect", "evaluate"): [("--iou", "0"), ("--iou", "nan"), ("--annotations", "MISSING"), ("--annotations", "FILE"),
                              ("--detections", "MISSING"), ("--detections", "DIR"), ("--detections", "IMAGE"),
-                             ("--image-set", "nope")],
+                             ("--image-set", "nope"), ("--plot-dir", "FILE")],
     ("detect", "proposals"): [("--limit", "0"), ("--max-side", "-5"), ("--annotations", "MISSING")],
     ("detect", "predict"): [("--limit", "0"), ("--score-threshold", "nan"), ("--nms-iou", "0"), ("--max-per-image", "0"),
                             ("--max-side", "-5"), ("--checkpoint", "MISSING"), ("--checkpoint", "CLS"),
@@ -207,6 +208,21 @@ def test_bad_values_paths_and_conflicts_are_one_line(
         *[n.replace("_", ".") for n in names],
         *[n.replace("_", " ") for n in names],
     )
+
+
+def test_detect_evaluate_warns_about_rows_it_cannot_score(
+    fixtures: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    dets = tmp_path / "typos.csv"
+    dets.write_text("image_id,class,score,xmin,ymin,xmax,ymax\nscene0,disc,0.9,20,20,70,70\n"
+                    "scene0,dsic,0.8,20,20,70,70\nscene9,disc,0.7,20,20,70,70\n")  # fmt: skip
+    argv = ["detect", "evaluate", "--annotations", str(fixtures["voc"]), "--detections", str(dets), "--json"]
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    report = json.loads(captured.out)
+    assert (report["detections_on_unknown_images"], report["detections_of_unknown_classes"]) == (1, 1)
+    warnings = captured.err.strip().splitlines()
+    assert len(warnings) == 2 and "'scene9'" in warnings[0] and "'dsic'" in warnings[1]
 
 
 def test_a_resumed_run_keeps_its_folder_kind_and_classes(

@@ -361,7 +361,10 @@ def save_pr_plots(results: dict[str, ClassResult], folder: str) -> list[str]:
 
     from googlenet.io import atomic_open
 
-    os.makedirs(folder, exist_ok=True)
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"--plot-dir {folder}: cannot create the folder ({exc.strerror or exc})") from None
     paths = []
     for name, r in results.items():
         if r.positives == 0:
@@ -390,6 +393,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
         raise ConfigError(f"--iou: must be in (0, 1], got {args.iou}")
     from googlenet.detect.pipeline import resolve_annotations
 
+    if args.plot_dir and os.path.exists(args.plot_dir) and not os.path.isdir(args.plot_dir):
+        raise ConfigError(f"--plot-dir {args.plot_dir}: is a file, not a folder")
     truth = load_voc(resolve_annotations(args.annotations), args.image_set)
     detections = read_detections(args.detections)
     unknown = sorted({d.image for d in detections} - set(truth))
@@ -402,6 +407,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         "images": len(truth),
         "detections": len(detections),
         "detections_on_unknown_images": len(unknown),
+        "detections_of_unknown_classes": sum(1 for d in detections if d.label not in results),
         "iou_threshold": args.iou,
         "ap": "11-point" if args.eleven_point else "all-point",
         "ilsvrc_small_objects": args.ilsvrc_small,
@@ -409,6 +415,16 @@ def run_evaluate(args: argparse.Namespace) -> int:
     }
     if args.plot_dir:
         report["plots"] = save_pr_plots(results, args.plot_dir)
+    # Rows nothing can match are not scored (as the VOC devkit does), but never silently: a misspelt
+    # class or image id would otherwise just lower the mAP.
+    strays = sorted({d.label for d in detections} - set(results))
+    if unknown:
+        print(f"googlenet detect evaluate: warning: {report['detections_on_unknown_images']} image id(s) in "
+              f"{args.detections} are not in the annotations, e.g. {unknown[0]!r}; not scored", file=sys.stderr)  # fmt: skip
+    if strays:
+        print(f"googlenet detect evaluate: warning: {report['detections_of_unknown_classes']} detection(s) in "
+              f"{args.detections} of class(es) with no object in the annotations ({', '.join(map(repr, strays[:5]))}); "
+              "not scored", file=sys.stderr)  # fmt: skip
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
@@ -418,10 +434,6 @@ def run_evaluate(args: argparse.Namespace) -> int:
         print(f"{row['class']:<14} {ap:>7} {row['positives']:>8} {row['detections']:>11}")
     print(f"mAP {100 * report['mAP']:.2f}% over {len(results)} classes, {len(truth)} images, "
           f"{len(detections)} detections ({report['ap']} AP, IoU >= {args.iou})")  # fmt: skip
-    if unknown:
-        print(
-            f"note: {len(unknown)} image id(s) in the detections are not in the annotations, e.g. {unknown[0]}"
-        )
     if args.plot_dir:
         print(f"saved {len(report['plots'])} precision-recall plots in {args.plot_dir}")
     return 0
