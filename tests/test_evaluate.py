@@ -250,7 +250,9 @@ def test_table3_text_shows_the_papers_table(
 
 def test_text_report_and_max_reduction(setup: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
     args = ["evaluate", "--checkpoint", str(setup["a"]), "--data-path", str(setup["data"] / "val")]
-    assert main([*args, "--reduce", "max", "-j", "0", "--progress"]) == 0  # class folders directly
+    assert (
+        main([*args, "--crops", "10", "--reduce", "max", "-j", "0", "--progress"]) == 0
+    )  # class folders directly
     captured = capsys.readouterr()
     text = captured.out
     assert "9/9" in captured.err and "img" in captured.err  # tqdm's bar: count, rate and ETA

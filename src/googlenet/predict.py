@@ -169,6 +169,10 @@ def _expand_folders(paths: list[str]) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     if args.topk < 1:
         raise ConfigError(f"--topk: must be at least 1, got {args.topk}")
+    if args.reduce == "max" and args.crops == 1:
+        raise ConfigError(
+            "--reduce max pools over crops; give --crops 10 or 144 (one crop has nothing to pool)"
+        )
     images = _images_after_checkpoints(args)
     device = resolve_device(args.device)
     ensemble = load_ensemble(args.checkpoint, args.weights, args.variant, device, args.engine, args.precision)

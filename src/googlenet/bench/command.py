@@ -59,14 +59,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=__doc__.splitlines()[0] if __doc__ else None,
     )
     parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS), help="sections to run")
-    parser.add_argument("--batch", type=int, nargs="+", default=[1, 32], help="inference batch sizes (1 32)")
-    parser.add_argument("--train-size", type=int, nargs="+", default=[224, 112], help="training resolutions")
+    parser.add_argument("--batch", type=int, nargs="+", help="inference batch sizes (default 1 32)")
+    parser.add_argument("--train-size", type=int, nargs="+", help="training resolutions (default 224 112)")
     parser.add_argument(
         "--compile", action="store_true", help="include torch.compile paths (minutes to build)"
     )
     parser.add_argument("--repeats", type=int, default=5, help="timed repetitions per path (median)")
     parser.add_argument(
-        "--turns", type=int, default=10, help="turns of the versus section (each times every contender once)"
+        "--turns", type=int, help="turns of the versus section, each timing every contender once (default 10)"
     )
     parser.add_argument(
         "--rounds",
@@ -353,7 +353,30 @@ def format_rows(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+# Which sections each option is for: given without any of them, it would be silently ignored.
+_OPTION_SECTIONS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("batch", "--batch", ("infer", "versus")),
+    ("compile", "--compile", ("infer", "versus")),
+    ("turns", "--turns", ("versus",)),
+    ("train_size", "--train-size", ("train",)),
+    ("data_path", "--data-path", ("data", "crops144")),
+)
+
+
+def _check_sections(args: argparse.Namespace) -> None:
+    """Refuse an option that no chosen section uses, then fill in the defaults of the rest."""
+    for attr, flag, sections in _OPTION_SECTIONS:
+        if getattr(args, attr) not in (None, False) and not set(sections) & set(args.only):
+            raise ConfigError(
+                f"{flag} applies to --only {' / '.join(sections)}, not to {' '.join(args.only)}"
+            )
+    args.batch = args.batch or [1, 32]
+    args.train_size = args.train_size or [224, 112]
+    args.turns = 10 if args.turns is None else args.turns
+
+
 def run(args: argparse.Namespace) -> int:
+    _check_sections(args)
     check_values(
         (args.repeats >= 1, "--repeats", args.repeats, "at least 1"),
         (args.rounds >= 1, "--rounds", args.rounds, "at least 1"),

@@ -92,6 +92,10 @@ def _check_args(args: argparse.Namespace) -> None:
         raise ConfigError("--crops and --table3 exclude each other (--table3 runs 1, 10 and 144 crops)")
     if args.output_dir and not args.table3:
         raise ConfigError("--output-dir is only used with --table3")
+    if args.reduce == "max" and not args.table3 and (args.crops or 1) == 1:
+        raise ConfigError(
+            "--reduce max pools over crops; give --crops 10 or 144 (one crop has nothing to pool)"
+        )
     if args.output_dir:  # only an earlier --table3's own files may be replaced, never a run's
         folder = Path(args.output_dir)
         ours = {"table3.json", "table3.csv", "table3.png"}
