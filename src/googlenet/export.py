@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 
 from googlenet.errors import CheckpointError, ConfigError
-from googlenet.io import atomic_open, check_output, sha256_file
+from googlenet.io import atomic_open, check_output, looks_like_torch_file, sha256_file
 from googlenet.model.googlenet import GoogLeNet, build_from_config
 from googlenet.model.weights import load_checkpoint_model, model_from_file, save_checkpoint
 
@@ -203,11 +203,12 @@ def _is_model_file(file: Path) -> bool:
     """Whether the file is one this command may have written: torch.save's or TorchScript's zip
     archive, a legacy pickle, or an ONNX model (a ModelProto starts with its ir_version tag 0x08)."""
     try:
+        if looks_like_torch_file(file):
+            return True
         with open(file, "rb") as handle:
-            head = handle.read(4)
-    except OSError:
+            return handle.read(1) == b"\x08"
+    except (OSError, CheckpointError):
         return False
-    return head.startswith(b"PK") or head[:1] in (b"\x80", b"\x08")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -217,7 +217,7 @@ def is_json_file(file: str | os.PathLike[str]) -> bool:
 def saved_format(file: str | os.PathLike[str]) -> str | None:
     """The "format" entry of a file torch.save wrote (MultiBox, box regression), else None."""
     try:
-        if not _looks_like_torch_file(Path(file)):
+        if not looks_like_torch_file(Path(file)):
             return None
         obj = safe_load(file, verify=False)
     except CheckpointError:
@@ -225,7 +225,7 @@ def saved_format(file: str | os.PathLike[str]) -> str | None:
     return obj.get("format") if isinstance(obj, dict) else None
 
 
-def _looks_like_torch_file(file: Path) -> bool:
+def looks_like_torch_file(file: Path) -> bool:
     """Whether the file starts as torch.save writes: a zip archive, or (legacy) a pickle's PROTO opcode."""
     try:
         with open(file, "rb") as handle:
@@ -250,7 +250,7 @@ def safe_load(
             verify_digest(file)
         except OSError as exc:
             raise CheckpointError(f"{file}: cannot read ({exc.strerror or exc})") from None
-    if not _looks_like_torch_file(file):
+    if not looks_like_torch_file(file):
         raise CheckpointError(
             f"{file}: not a PyTorch checkpoint (neither torch.save's zip archive nor a pickle)"
         )
