@@ -248,6 +248,13 @@ def test_a_resumed_run_keeps_its_folder_kind_and_classes(
         assert_one_line(code, err, (1,), message)
     assert {name: (run_dir / name).read_bytes() for name in before} == before  # nothing rewritten
     assert not (tmp_path / "elsewhere").exists() and not (run_dir / "member-0").exists()
+    # another command never writes over a checkpoint the run lists in its checkpoints.json
+    code, err = run(["export", "--checkpoint", str(fixtures["cls"]), "-o", str(run_dir / "last.pt")], capsys)
+    assert_one_line(code, err, (1,), "checkpoints.json")
+    assert (run_dir / "last.pt").read_bytes() == before["last.pt"]
+    # --test-only evaluates on the run's own data without --data-path
+    code, _ = run(["train", "--resume", str(run_dir), "--test-only", "-j", "0", "--no-progress"], capsys)
+    assert code == 0
 
 
 @pytest.mark.parametrize("command", ["predict", "boxreg"])

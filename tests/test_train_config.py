@@ -69,6 +69,13 @@ def test_exponents_without_a_point_are_floats(tmp_path: Path) -> None:
     assert values["run.data_seed"] == 12 and values["model.variant"] == "1e3x"  # ints and words unchanged
 
 
+def test_merge_keys_still_work_and_may_be_overridden(tmp_path: Path) -> None:
+    # `<<:` is not a duplicate key: an anchor's values merge, and a key after it overrides the merged one.
+    path = tmp_path / "config.yaml"
+    path.write_text("optim:\n  <<: {lr: 0.02, momentum: 0.8}\n  lr: 0.03\n")
+    assert load_yaml(path) == {"optim.lr": 0.03, "optim.momentum": 0.8}
+
+
 def test_builtin_preset_only_without_data() -> None:
     builtin = resolve({}, {})
     assert builtin.data.dataset == "builtin"

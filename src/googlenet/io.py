@@ -174,7 +174,8 @@ def check_output(
     """Refuse, before any work, an output path that would lose something already written.
 
     `inputs` maps each input flag to its path(s); writing over one of them is refused, however the
-    path is spelled (symlinks and relative paths resolve). With `replaceable`, an existing file is
+    path is spelled (symlinks and relative paths resolve), and so is writing over a checkpoint that a
+    training run lists in the `checkpoints.json` beside it. With `replaceable`, an existing file is
     replaced only when it is empty or an earlier output of the same `kind` (`replaceable(file)` is
     true), so a checkpoint given by mistake as a CSV output survives. A folder, or a place where no file
     can be created (tried with a temporary file), is refused too. Each refusal is one `ConfigError` line naming `flag`.
@@ -188,6 +189,12 @@ def check_output(
         for item in [given] if isinstance(given, (str, os.PathLike)) else list(given or []):
             if target.exists() and Path(item).exists() and os.path.samefile(target, item):
                 raise ConfigError(f"{flag} {target}: is also {input_flag}; it would be overwritten")
+    index = target.parent / DIGESTS_FILE  # a training run's checkpoints belong to the run
+    if target.is_file() and index.is_file() and target.name in _read_digests(index):
+        raise ConfigError(
+            f"{flag} {target}: is a checkpoint of the run in {target.parent} (listed in its {DIGESTS_FILE}); "
+            "choose another name"
+        )
     if replaceable is not None and target.is_file() and target.stat().st_size and not replaceable(target):
         raise ConfigError(
             f"{flag} {target}: exists and is not {kind or 'an earlier output of this command'}; "

@@ -366,7 +366,8 @@ _OPTION_SECTIONS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
 def _check_sections(args: argparse.Namespace) -> None:
     """Refuse an option that no chosen section uses, then fill in the defaults of the rest."""
     for attr, flag, sections in _OPTION_SECTIONS:
-        if getattr(args, attr) not in (None, False) and not set(sections) & set(args.only):
+        value = getattr(args, attr)
+        if value is not None and value is not False and not set(sections) & set(args.only):
             raise ConfigError(
                 f"{flag} applies to --only {' / '.join(sections)}, not to {' '.join(args.only)}"
             )

@@ -98,7 +98,7 @@ def _check_args(args: argparse.Namespace) -> None:
         )
     if args.output_dir:  # only an earlier --table3's own files may be replaced, never a run's
         folder = Path(args.output_dir)
-        ours = {"table3.json", "table3.csv", "table3.png"}
+        ours = {"table3.json", "table3.csv", "table3.png", "report.html"}  # report.html: googlenet report's
         if folder.exists() and (not folder.is_dir() or any(p.name not in ours for p in folder.iterdir())):
             raise ConfigError(
                 f"--output-dir {folder}: holds other files than an earlier --table3's; give a new folder"

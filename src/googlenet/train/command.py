@@ -218,8 +218,17 @@ def build_config(args: argparse.Namespace) -> tuple[Any, str | None]:
     flags = {key: value for key, value in vars(args).items() if "." in key}
     file_overrides = load_yaml(args.config) if getattr(args, "config", None) else {}
     resume = getattr(args, "resume", None)
-    if resume is None or flags.get("run.test_only"):
-        return resolve(file_overrides, flags, str(getattr(args, "config", None) or "config file")), resume
+    source = str(getattr(args, "config", None) or "config file")
+    if resume is None:
+        return resolve(file_overrides, flags, source), resume
+    if flags.get("run.test_only"):  # the run's own data, unless --config or flags name other data
+        folder = Path(resume) if Path(resume).is_dir() else Path(resume).parent
+        stored_file = folder / "config.yaml"
+        given = {**file_overrides, **flags}
+        data: dict[str, Any] = {}
+        if stored_file.is_file() and not {"data.data_path", "data.dataset"} & given.keys():
+            data = {k: v for k, v in load_yaml(stored_file).items() if k.startswith("data.")}
+        return resolve({**data, **file_overrides}, flags, source), resume
     folder = Path(resume)
     if folder.is_dir() and ((folder / "ensemble.json").is_file() or (folder / "member-0").is_dir()):
         stored = apply(TrainConfig(), load_yaml(folder / "config.yaml"), str(folder / "config.yaml"))
@@ -228,7 +237,6 @@ def build_config(args: argparse.Namespace) -> tuple[Any, str | None]:
         stored = from_dict(load_training_state(path)["train_state"]["config"], str(path))
     # A stop point belongs to the run that stopped, not to its continuation.
     stored.run.stop_after_steps = None
-    source = str(getattr(args, "config", None) or "config file")
     config = apply(apply(stored, file_overrides, source), flags, "command line")
     validate(config)
     return config, resume

@@ -364,6 +364,8 @@ class _ConfigLoader(yaml.SafeLoader):
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()
         for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *anchor`: the base class merges it
+                continue
             key = self.construct_object(key_node, deep=deep)
             try:
                 duplicate = key in seen
