@@ -178,7 +178,8 @@ def check_output(
     training run lists in the `checkpoints.json` beside it. With `replaceable`, an existing file is
     replaced only when it is empty or an earlier output of the same `kind` (`replaceable(file)` is
     true), so a checkpoint given by mistake as a CSV output survives. A folder, or a place where no file
-    can be created (tried with a temporary file), is refused too. Each refusal is one `ConfigError` line naming `flag`.
+    can be created (tried with a temporary file), is refused too. Each refusal is one `ConfigError`
+    line naming `flag`.
     """
     from googlenet.errors import ConfigError
 

@@ -230,7 +230,7 @@ def build_config(args: argparse.Namespace) -> tuple[Any, str | None]:
             data = {k: v for k, v in load_yaml(stored_file).items() if k.startswith("data.")}
         return resolve({**data, **file_overrides}, flags, source), resume
     folder = Path(resume)
-    if folder.is_dir() and ((folder / "ensemble.json").is_file() or (folder / "member-0").is_dir()):
+    if _is_ensemble_folder(folder):
         stored = apply(TrainConfig(), load_yaml(folder / "config.yaml"), str(folder / "config.yaml"))
     else:
         path = resolve_resume_path(resume)
@@ -259,6 +259,11 @@ def _elastic_resume(args: argparse.Namespace) -> None:
         )
 
 
+def _is_ensemble_folder(folder: Path) -> bool:
+    """Whether `folder` is the run folder of `--ensemble N` (its ensemble.json, or a member started)."""
+    return (folder / "ensemble.json").is_file() or (folder / "member-0").is_dir()
+
+
 def _check_resume_target(args: argparse.Namespace, resume: Path, ensemble: int) -> None:
     """A resumed run continues in its own folder and keeps its kind (one model or an ensemble)."""
     folder = resume if resume.is_dir() else resume.parent
@@ -267,8 +272,7 @@ def _check_resume_target(args: argparse.Namespace, resume: Path, ensemble: int) 
         raise ConfigError(
             f"--output-dir {wanted}: a resumed run continues in its own folder {folder}; drop --output-dir"
         )
-    is_ensemble = (folder / "ensemble.json").is_file() or (folder / "member-0").is_dir()
-    if ensemble > 1 and not is_ensemble:
+    if ensemble > 1 and not _is_ensemble_folder(folder):
         raise ConfigError(
             f"--ensemble {ensemble}: {folder} holds one model, not an ensemble; resume it without "
             "--ensemble, or start the ensemble in a new --output-dir"
