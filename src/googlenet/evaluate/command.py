@@ -37,7 +37,14 @@ from googlenet.evaluate.models import (
     resolve_device,
 )
 from googlenet.evaluate.protocol import ON_BAD, View, evaluate_views
-from googlenet.evaluate.table3 import format_table3, save_table3, table3_rows, table3_specs, table3_views
+from googlenet.evaluate.table3 import (
+    TABLE3_FILES,
+    format_table3,
+    save_table3,
+    table3_rows,
+    table3_specs,
+    table3_views,
+)
 from googlenet.io import check_output
 
 PER_CLASS_SHOWN = 30  # print every class up to this many, else the worst ones
@@ -98,12 +105,12 @@ def _check_args(args: argparse.Namespace) -> None:
         )
     if args.output_dir:  # only an earlier --table3's own files may be replaced, never a run's
         folder = Path(args.output_dir)
-        ours = {"table3.json", "table3.csv", "table3.png", "report.html"}  # report.html: googlenet report's
+        ours = {*TABLE3_FILES.values(), "report.html"}  # report.html: what googlenet report adds
         if folder.exists() and (not folder.is_dir() or any(p.name not in ours for p in folder.iterdir())):
             raise ConfigError(
                 f"--output-dir {folder}: holds other files than an earlier --table3's; give a new folder"
             )
-        check_output("--output-dir", folder / "table3.json")
+        check_output("--output-dir", folder / TABLE3_FILES["json"])
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size: must be at least 1, got {args.batch_size}")
     if args.workers is not None and args.workers < 0:

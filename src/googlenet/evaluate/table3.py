@@ -108,13 +108,17 @@ def format_table3(rows: Sequence[Table3Row], paper: Sequence[Table3Row] = PAPER_
     return "\n".join(lines)
 
 
+# What save_table3 writes in its folder, by kind.
+TABLE3_FILES: dict[str, str] = {"json": "table3.json", "csv": "table3.csv", "png": "table3.png"}
+
+
 def save_table3(
     output_dir: str | os.PathLike[str], rows: Sequence[Table3Row], info: dict[str, Any]
 ) -> dict[str, Path]:
     """Write table3.json (rows, the paper's rows and `info`), table3.csv and table3.png; returns the paths."""
     folder = Path(output_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    paths = {"json": folder / "table3.json", "csv": folder / "table3.csv", "png": folder / "table3.png"}
+    paths = {kind: folder / name for kind, name in TABLE3_FILES.items()}
     payload = {
         "rows": [asdict(r) for r in rows],
         "paper": [asdict(r) for r in PAPER_TABLE3],

@@ -288,6 +288,16 @@ def _fit_members(config: TrainConfig, root: Path, env: ddp.DistEnv, device: torc
     return {**summary, "output_dir": str(root), "members": members}
 
 
+def _check_same_classes(meta: dict[str, Any], classes: list[str], where: Any) -> None:
+    """A checkpoint's weights only fit data with the classes it was trained on (one-line error)."""
+    names = meta.get("class_names")
+    if names is not None and list(names) != classes:
+        other = "" if len(names) != len(classes) else " with other names"
+        raise CheckpointError(
+            f"{where}: trained on {len(names)} classes, the data has {len(classes)}{other} (--data-path)"
+        )
+
+
 def evaluate_checkpoint(
     config: TrainConfig, path: str | os.PathLike[str], env: ddp.DistEnv, device: torch.device
 ) -> dict[str, Any]:
@@ -309,11 +319,7 @@ def evaluate_checkpoint(
     config.model.input_size = int(meta.get("input_size", config.model.input_size))
     config.model.resize_size = meta.get("resize_size", config.model.resize_size)
     data = build_data(config, env, training=False)
-    names = meta.get("class_names")
-    if names is not None and list(names) != data.classes:
-        raise CheckpointError(
-            f"{file}: its classes differ from the dataset's ({len(names)} vs {len(data.classes)})"
-        )
+    _check_same_classes(meta, data.classes, file)
     model = build_from_config(model_config).to(device)
     sampler = ShardedIndices(range(len(data.val)), env.rank, env.world_size)
     loader = make_loader(data.val, env, loader_workers(config), device, batch_size=64, sampler=sampler)
@@ -379,14 +385,7 @@ def _train(
         raise ConfigError(f"batch size {o.batch_size} is not divisible by {env.world_size} processes")
     data = build_data(config, env)
     if checkpoint is not None:  # a resumed run keeps its classes; checked before its files change
-        stored_names = (checkpoint.get("meta") or {}).get("class_names")
-        if stored_names is not None and list(stored_names) != data.classes:
-            raise CheckpointError(
-                f"{r.output_dir}: the run was trained on {len(stored_names)} classes, the data has "
-                f"{len(data.classes)}"
-                + ("" if len(stored_names) != len(data.classes) else " with other names")
-                + " (--data-path)"
-            )
+        _check_same_classes(checkpoint.get("meta") or {}, data.classes, r.output_dir)
     run.write_text("config.yaml", dump_yaml(config, "googlenet train: resolved configuration"))
     logger.info("run folder %s (%d process(es), device %s)", run.path, env.world_size, device)
     steps_per_epoch = ShardedBatchSampler.steps_per_epoch(len(data.train), o.batch_size)
