@@ -31,11 +31,19 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from googlenet.errors import CheckpointError
+from googlenet.errors import CheckpointError, ConfigError
 from googlenet.model.googlenet import GoogLeNet
 from googlenet.model.weights import read_checkpoint, save_checkpoint
+from googlenet.train.config import TrainConfig
 
 TRAIN_STATE_VERSION = 1
+
+# Settings that may differ between a checkpoint and the run resuming it; everything else must match,
+# or the continuation would not be the same run.
+RESUME_MUTABLE: frozenset[str] = frozenset(
+    {"run.epochs", "run.device", "run.progress", "run.log_every", "run.stop_after_steps", "run.output_dir",
+     "run.test_only", "data.workers", "data.data_path", "data.scan_bad_files"}
+)  # fmt: skip
 
 logger = logging.getLogger("googlenet.train")
 
@@ -118,6 +126,32 @@ def load_training_state(path: str | os.PathLike[str]) -> dict[str, Any]:
         if key not in state:
             raise CheckpointError(f"{path}: training state has no {key!r} entry")
     return checkpoint
+
+
+def check_resume_config(stored: TrainConfig, wanted: TrainConfig, path: Path) -> None:
+    """`wanted` may continue the run `stored` began only where RESUME_MUTABLE allows (one-line error)."""
+    old, new = _flat(stored), _flat(wanted)
+    for key, value in new.items():
+        if key not in RESUME_MUTABLE and old.get(key) != value:
+            raise ConfigError(
+                f"{path}: cannot resume with {key}={value!r}; the run was started with {old.get(key)!r}"
+            )
+    if stored.run.epochs != wanted.run.epochs and stored.schedule.lr_scheduler == "cosine":
+        raise ConfigError(f"{path}: a cosine schedule's length is fixed; cannot change run.epochs on resume")
+
+
+def _flat(config: TrainConfig) -> dict[str, Any]:
+    return {f"{section}.{k}": v for section, values in config.as_dict().items() for k, v in values.items()}
+
+
+def check_same_classes(meta: dict[str, Any], classes: list[str], where: Any) -> None:
+    """A checkpoint's weights only fit data with the classes it was trained on (one-line error)."""
+    names = meta.get("class_names")
+    if names is not None and list(names) != classes:
+        other = "" if len(names) != len(classes) else " with other names"
+        raise CheckpointError(
+            f"{where}: trained on {len(names)} classes, the data has {len(classes)}{other} (--data-path)"
+        )
 
 
 class StopSignals:

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from googlenet.errors import GoogLeNetError
+from googlenet.errors import ConfigError, GoogLeNetError
 from googlenet.train.distributed import all_reduce_sum
 
 
@@ -147,6 +147,22 @@ class StepResult:
     loss: float
     lr: float
     skipped: bool
+
+
+def autocast_for(device: torch.device, amp: bool, amp_dtype: str = "auto") -> tuple[torch.dtype | None, bool]:
+    """(autocast dtype or None, whether a GradScaler is needed) for `--amp` / `--amp-dtype` on `device`.
+
+    On CPU `--amp` is bf16 autocast; on a GPU bf16 where supported ("auto"), else fp16 with a scaler.
+    """
+    if not amp:
+        return None, False
+    if device.type == "cpu":
+        if amp_dtype == "fp16":
+            raise ConfigError("fp16 autocast is for GPUs; on CPU --amp uses bf16 (--amp-dtype bf16)")
+        return torch.bfloat16, False
+    if amp_dtype == "auto":
+        amp_dtype = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return (torch.bfloat16, False) if amp_dtype == "bf16" else (torch.float16, True)
 
 
 def _autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager[Any]:

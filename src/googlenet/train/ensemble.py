@@ -1,0 +1,108 @@
+"""Ensembles the paper's way (section 7): N members trained from the same initial weights, differing only
+in sampling (crop and photometric settings, `googlenet.train.config.ensemble_member`) and image order.
+
+Each member is an ordinary run in `<ensemble>/member-<k>/`; `ensemble.json` lists them. A member that
+already finished is kept; one with a `last.pt` continues from it, so `--resume <ensemble>` picks the
+whole ensemble up where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from googlenet.errors import ConfigError, GoogLeNetError
+from googlenet.train import distributed as ddp
+from googlenet.train.checkpoint import RESUME_MUTABLE, load_training_state
+from googlenet.train.config import TrainConfig, dump_yaml, ensemble_member, from_dict
+from googlenet.train.runs import RunFolder, write_ensemble
+
+logger = logging.getLogger("googlenet.train")
+
+# fit_one(member config, last.pt to continue or None) -> that run's results
+FitOne = Callable[[TrainConfig, Path | None], dict[str, Any]]
+
+
+def fit_ensemble(
+    config: TrainConfig,
+    root: Path,
+    resuming: bool,
+    env: ddp.DistEnv,
+    fit_one: FitOne,
+) -> dict[str, Any]:
+    """Train (or continue) the `config.run.ensemble` members under `root`; the ensemble's results.
+
+    `fit_one(member_config, last_pt_or_None)` trains one member. A continued member keeps its own
+    last.pt's configuration except what a resumed run may change (RESUME_MUTABLE), taken from `config`.
+    """
+    if not resuming and root.is_dir() and any(root.glob("member-*")):
+        raise ConfigError(f"{root} already holds an ensemble; pass --resume {root} to continue it")
+    config.run.output_dir = str(root)
+    folder = RunFolder(root, enabled=env.is_main)
+    folder.write_text("config.yaml", dump_yaml(config, "googlenet train: ensemble configuration"))
+    try:
+        return _fit_members(config, root, env, fit_one)
+    except GoogLeNetError:
+        folder.discard_if_unused()  # a bad input stopped member 0 before it wrote anything
+        raise
+
+
+def _fit_members(config: TrainConfig, root: Path, env: ddp.DistEnv, fit_one: FitOne) -> dict[str, Any]:
+    members: list[dict[str, Any]] = []
+    status = "completed"
+    for k in range(config.run.ensemble):
+        member, overrides = ensemble_member(config, k)
+        folder = root / f"member-{k}"
+        member.run.output_dir = str(folder)
+        result = _finished(folder)
+        if result is not None:
+            logger.info("ensemble member %d already trained (%s)", k, folder)
+        else:
+            resume_k = folder / "last.pt" if (folder / "last.pt").is_file() else None
+            if resume_k is not None:
+                member = from_dict(load_training_state(resume_k)["train_state"]["config"])
+                for key in RESUME_MUTABLE - {"run.output_dir"}:  # what the continuation may change
+                    section, name = key.split(".")
+                    setattr(getattr(member, section), name, config.get(key))
+            logger.info("ensemble member %d/%d: sampling %s, data seed %s", k + 1, config.run.ensemble,
+                        overrides or "as configured", member.run.data_seed)  # fmt: skip
+            result = fit_one(member, resume_k)
+        members.append(
+            {
+                "member": k,
+                "folder": folder.name,
+                "final": f"{folder.name}/final.pt" if result.get("status") == "completed" else None,
+                "sampling": overrides,
+                "data_seed": member.run.data_seed,
+                "init_sha256": result.get("init_sha256"),
+                "status": result.get("status"),
+                **{
+                    key: result.get(key)
+                    for key in ("val_top1_avg", "val_top5_avg", "val_top1_raw", "val_top5_raw")
+                },
+            }
+        )
+        if result.get("status") != "completed":
+            status = str(result.get("status"))
+            break
+    summary = {
+        "status": status,
+        "ensemble": config.run.ensemble,
+        "seed": config.run.seed,
+        "note": "section 7: same initial weights (init_sha256), different sampling and image order",
+    }
+    if env.is_main:
+        write_ensemble(root, members, summary)
+    return {**summary, "output_dir": str(root), "members": members}
+
+
+def _finished(folder: Path) -> dict[str, Any] | None:
+    """A member's results when it completed (results.json says so and final.pt is there), else None."""
+    done = folder / "results.json"
+    if not (done.is_file() and (folder / "final.pt").is_file()):
+        return None
+    previous = json.loads(done.read_text(encoding="utf-8"))
+    return previous if previous.get("status") == "completed" else None
