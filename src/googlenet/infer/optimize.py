@@ -156,8 +156,8 @@ def _onnxruntime(net: FusedGoogLeNet, input_size: int, device: torch.device) -> 
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.intra_op_num_threads = torch.get_num_threads()
     # ONNX Runtime's default thread spinning stays on: its threads busy-wait between the graph's operators
-    # instead of sleeping and waking for each. Off, it cost 6-35% of the speed and did not speed up the
-    # 144-crop loop's PyTorch work between calls (docs/performance.md, "A third machine").
+    # instead of sleeping and waking for each. Off, it cost 2-35% of the speed and did not speed up the
+    # 144-crop loop's PyTorch work between calls (benchmarks/ort_spinning.py; docs/performance.md).
     providers = ["CUDAExecutionProvider"] if device.type == "cuda" else ["CPUExecutionProvider"]
     session = ort.InferenceSession(export_onnx(net, input_size), options, providers=providers)
 
