@@ -38,6 +38,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The `googlenet` parser, with the subcommands of every module in `SUBCOMMANDS` that is installed."""
     parser = _Parser(prog="googlenet", description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--version", action="version", version=f"googlenet {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -53,6 +54,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run `googlenet` with `argv` (default: the process's arguments); the exit code.
+
+    A `GoogLeNetError` or `OSError` is printed as one line and gives 1 (a `UsageError` 2); no subcommand
+    prints the help and gives 2; Ctrl-C gives 130 and a closed pipe 0.
+    """
     # A file name that is not valid UTF-8 reaches us as surrogate escapes; print its original bytes
     # (as `ls` does) instead of dying with UnicodeEncodeError under a strict stdout.
     for stream, errors in ((sys.stdout, "surrogateescape"), (sys.stderr, "backslashreplace")):

@@ -24,6 +24,8 @@ def _step(title: str) -> None:
 
 
 def main() -> int:
+    """Train on the built-in data, evaluate the final model with 1 and 10 crops, list the run's files; the
+    exit code (the first failing step's, else 0)."""
     started = time.perf_counter()
     output = Path("runs") / time.strftime("demo-%Y%m%d-%H%M%S")
     _step("1/3 googlenet train  (built-in data, paper variant, 64x64)")

@@ -212,6 +212,7 @@ def _is_model_file(file: Path) -> bool:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    """`googlenet export`'s flags."""
     parser = subparsers.add_parser(
         "export",
         help="export a checkpoint to ONNX or TorchScript, or convert Caffe / ONNX-zoo / torchvision weights",
@@ -249,6 +250,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run `googlenet export` from parsed flags: write the checkpoint (or the converted foreign file) in the
+    chosen format and print what was written; the exit code. `ConfigError` for a flag that does not apply."""
     fmt = resolve_format(args.format, args.output)
     key = "averaged_state_dict" if args.averaged else "state_dict"
     aux = False if args.no_aux or fmt != "checkpoint" else None

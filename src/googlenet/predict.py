@@ -100,6 +100,7 @@ def predict_files(
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    """`googlenet predict`'s flags."""
     parser = subparsers.add_parser(
         "predict",
         help="top-5 classes of images (a checkpoint, an ensemble, or a torchvision weight file)",
@@ -167,6 +168,8 @@ def _expand_folders(paths: list[str]) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run `googlenet predict` from parsed flags: print each image's top classes (or one JSON object); the
+    exit code, 1 when an image could not be read."""
     if args.topk < 1:
         raise ConfigError(f"--topk: must be at least 1, got {args.topk}")
     if args.reduce == "max" and args.crops == 1:

@@ -24,6 +24,7 @@ from googlenet.errors import ConfigError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    """`googlenet ablate`'s flags."""
     from googlenet.ablate.study import ARMS
 
     arms = "; ".join(f"{a.name}: {a.description}" for a in ARMS)
@@ -81,6 +82,13 @@ def parse_set(items: list[str]) -> dict[str, Any]:
 
 
 def build_plan(args: argparse.Namespace) -> Any:
+    """The checked `StudyPlan` of the flags, `--config`, `--data-path`, `--epochs` and `--set` merged into the
+    overrides every arm shares.
+
+    `ConfigError` for a missing data folder, a negative `--grad-norms-every`, a `--test-limit` below 1, a key
+    given both by `--set` and by its own flag, or a key the study sets per run (`run.seed`, `run.output_dir`,
+    `run.ensemble`).
+    """
     from googlenet.ablate.study import ARM_NAMES, StudyPlan
     from googlenet.train.config import load_yaml
 
@@ -117,6 +125,8 @@ def build_plan(args: argparse.Namespace) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run `googlenet ablate` from parsed flags: train the runs not yet finished (none with `--report-only`),
+    then write and print the tables; the exit code, 1 when a run did not complete."""
     from googlenet.ablate.results import write_study
     from googlenet.ablate.study import run_training
 

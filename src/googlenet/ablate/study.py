@@ -114,6 +114,9 @@ class StudyPlan:
         return self.output_dir / "runs" / arm / f"seed-{seed}"
 
     def check(self) -> None:
+        """Refuse, with a `ConfigError`, a plan that cannot run: an unknown arm, no `full` arm, seeds that are
+        not distinct non-negative integers, `parallel` < 1 or `torchrun` < 0, or an arm whose config does not
+        resolve."""
         unknown = [a for a in self.arms if a not in ARM_NAMES]
         if unknown:
             raise ConfigError(f"unknown arm(s) {', '.join(unknown)}; arms: {', '.join(ARM_NAMES)}")
@@ -138,6 +141,7 @@ def _nested(flat: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def read_results(folder: Path) -> dict[str, Any] | None:
+    """A run folder's results.json; None when it is missing or unreadable."""
     path = folder / "results.json"
     if not path.is_file():
         return None
@@ -148,6 +152,7 @@ def read_results(folder: Path) -> dict[str, Any] | None:
 
 
 def completed(folder: Path) -> bool:
+    """Whether the run in `folder` finished: its results.json says "completed" and its final.pt exists."""
     results = read_results(folder)
     return bool(results and results.get("status") == "completed" and (folder / "final.pt").is_file())
 

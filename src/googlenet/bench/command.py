@@ -53,6 +53,7 @@ SECTIONS: tuple[str, ...] = ("gemm", "infer", "versus", "train", "data", "crops1
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    """`googlenet benchmark`'s flags."""
     parser = subparsers.add_parser(
         "benchmark",
         help="our inference, training and data paths against torchvision, ONNX Runtime and OpenVINO",
@@ -320,6 +321,7 @@ def summarise(specs: list[dict[str, Any]], results: list[dict[str, Any]]) -> lis
 
 
 def format_rows(rows: list[dict[str, Any]]) -> str:
+    """`summarise`'s rows as the printed table: a heading per section, a `failed:` line per failed path."""
     lines = [f"{'path':<48} {'rate':>14} {'x baseline':>10} {'of GEMM':>8} {'peak MiB':>9}"]
     section = None
     for row in rows:
@@ -377,6 +379,9 @@ def _check_sections(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run `googlenet benchmark` from parsed flags: time every path, print the table, save it with `--json`;
+    the exit code (0, also when a path failed: its row says so). `ConfigError` for an option no chosen section
+    uses, a value out of range, or a `--data-path` that is not an image folder."""
     _check_sections(args)
     check_values(
         (args.repeats >= 1, "--repeats", args.repeats, "at least 1"),

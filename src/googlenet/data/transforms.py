@@ -169,6 +169,7 @@ class RandomResizedCropRandomInterpolation(v2.Transform):
         return top, left, h, w, interpolations[pick]
 
     def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
+        """This call's patch and interpolation (`get_params` on the input's size, from the global RNG)."""
         height, width = v2.query_size(flat_inputs)
         top, left, h, w, interpolation = self.get_params(
             height, width, self.scale, self.ratio, self.interpolations
@@ -198,6 +199,7 @@ class ResizeRandomInterpolation(v2.Transform):
         self.interpolations = tuple(interpolations)
 
     def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
+        """The whole image as the patch, this call's interpolation, the output size (shorter side `size`)."""
         height, width = v2.query_size(flat_inputs)
         pick = int(torch.randint(0, len(self.interpolations), (1,)).item())
         scale = self.size / min(height, width)
@@ -233,6 +235,8 @@ class PCALighting(v2.Transform):
         return {"offset": self.eigvec @ (alpha * self.eigval)}  # one RGB offset per image
 
     def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        """Add this call's RGB offset to a float image. Anything that is not a tensor image (a PIL image,
+        boxes, a mask) passes unchanged; an integer image raises `TypeError`."""
         if not isinstance(inpt, Tensor) or isinstance(inpt, tv_tensors.BoundingBoxes | tv_tensors.Mask):
             return inpt
         if not inpt.is_floating_point():

@@ -47,6 +47,9 @@ FEATURE_NORM = 20.0  # R-CNN scales pool5 features to a mean norm of 20 before t
 
 @dataclass(frozen=True)
 class BoxRegConfig:
+    """Settings of `fit_box_regressor`; `min_iou` and `ridge` default to R-CNN's (appendix C). `ConfigError`
+    for a value out of range."""
+
     min_iou: float = 0.6  # R-CNN: proposals with IoU > 0.6 to a ground-truth box
     ridge: float = 1000.0  # R-CNN's lambda
     per_image: int = 32  # training pairs drawn per image at most (seeded)
@@ -123,6 +126,7 @@ class BoxRegressor:
         return torch.einsum("nd,ndk->nk", x, self.weights[index])
 
     def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the regressor to `path` atomically (format `googlenet-boxreg-1`, read by `load`)."""
         from googlenet.io import atomic_save
 
         atomic_save(
@@ -133,6 +137,7 @@ class BoxRegressor:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> BoxRegressor:
+        """A regressor written by `save`; `CheckpointError` for a missing, unreadable or foreign file."""
         try:
             data = torch.load(path, map_location="cpu", weights_only=True)
         except FileNotFoundError:

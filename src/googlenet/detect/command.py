@@ -24,6 +24,8 @@ from googlenet.evaluate.models import add_engine_arguments
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    """`googlenet detect`'s flags: evaluate, proposals, predict and boxreg here, train and multibox from
+    `detect.pipeline`."""
     parser = subparsers.add_parser(
         "detect", help="detection (section 8): evaluate detections with VOC/ILSVRC AP"
     )
@@ -134,6 +136,8 @@ SETTINGS: tuple[str, ...] = ("fast", "fast-paper", "quality", "quality-paper")
 
 
 def run_proposals(args: argparse.Namespace) -> int:
+    """Run `googlenet detect proposals` from parsed flags: the recall of each selective-search setting (with
+    `--multibox`, also of MultiBox alone and added to each setting); the exit code."""
     from dataclasses import asdict
 
     from googlenet.detect.proposals import ProposalSetting, proposal_recall, propose_all
@@ -185,6 +189,8 @@ def run_proposals(args: argparse.Namespace) -> int:
 
 
 def run_predict(args: argparse.Namespace) -> int:
+    """Run `googlenet detect predict` from parsed flags: score each image's proposals, write the detections
+    CSV (and, with `--draw`, one PNG per image); the exit code."""
     from googlenet.detect.detector import DetectorConfig, SharedFeatures, detect_images, detection_classes
     from googlenet.detect.pipeline import gather_proposals, resolve_annotations
     from googlenet.detect.voc import is_detections_csv, voc_images, write_detections
@@ -311,6 +317,8 @@ def _refine(detections: list[Any], regression: Any, checkpoints: list[str], imag
 
 
 def run_boxreg(args: argparse.Namespace) -> int:
+    """Run `googlenet detect boxreg` from parsed flags: fit the box regression on the training images'
+    proposals and save it to `--output`; the exit code."""
     from googlenet.detect.boxreg import FORMAT, BoxRegConfig, fit_box_regressor
     from googlenet.detect.detector import split_background
     from googlenet.detect.pipeline import gather_proposals, resolve_annotations
@@ -389,6 +397,8 @@ def save_pr_plots(results: dict[str, ClassResult], folder: str) -> list[str]:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
+    """Run `googlenet detect evaluate` from parsed flags: per-class AP and mAP of a detections CSV, with a
+    warning for rows no annotation can match; the exit code."""
     if not 0 < args.iou <= 1:
         raise ConfigError(f"--iou: must be in (0, 1], got {args.iou}")
     from googlenet.detect.pipeline import resolve_annotations

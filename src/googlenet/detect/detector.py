@@ -43,6 +43,9 @@ BACKGROUND_NAME = "background"
 
 @dataclass(frozen=True)
 class DetectorConfig:
+    """How proposals are scored and kept (module docstring); context and NMS IoU are R-CNN's. `ConfigError`
+    for a value out of range."""
+
     context: int = 16  # R-CNN: 16 pixels of context at 227; scaled with the input size below
     score_threshold: float = 0.05
     nms_iou: float = 0.3  # R-CNN's per-class NMS threshold

@@ -33,6 +33,8 @@ from googlenet.errors import ConfigError
 
 @dataclass(frozen=True)
 class Detection:
+    """One detection: the image id, the class name, the score and the box."""
+
     image: str
     label: str
     score: float
@@ -48,6 +50,8 @@ class GroundTruth:
     difficult: list[bool] = field(default_factory=list)
 
     def add(self, label: str, box: Sequence[float], difficult: bool = False) -> None:
+        """Append one object; `ConfigError` unless `box` is xmin, ymin, xmax, ymax with xmax >= xmin and
+        ymax >= ymin."""
         if len(box) != 4 or box[2] < box[0] or box[3] < box[1]:
             raise ConfigError(f"a box must be xmin, ymin, xmax, ymax with xmax >= xmin, ymax >= ymin: {box}")
         self.boxes.append((float(box[0]), float(box[1]), float(box[2]), float(box[3])))
@@ -81,6 +85,9 @@ def average_precision(recall: np.ndarray, precision: np.ndarray, eleven_point: b
 
 @dataclass
 class ClassResult:
+    """One class's evaluation: AP (NaN without positives), positives (difficult objects left out), its
+    detection count, and the precision-recall curve, one point per detection in decreasing score."""
+
     label: str
     ap: float
     positives: int

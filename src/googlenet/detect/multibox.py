@@ -61,6 +61,9 @@ FORMAT_VERSION = 1
 
 @dataclass(frozen=True)
 class MultiBoxConfig:
+    """How MultiBox is built, trained and used (module docstring); a default with a source has it in its
+    comment. `ConfigError` for a value out of range."""
+
     variant: str = "paper"
     input_size: int = 128  # not Erhan's 220: a CPU-sized default for small images
     priors: int = 200  # Erhan et al.: 800 on ILSVRC; 200 = section 8's top 200 when all are kept
@@ -194,6 +197,8 @@ def _collate(batch: list[tuple[Tensor, Tensor]]) -> tuple[Tensor, list[Tensor]]:
 def save_multibox(
     path: str | os.PathLike[str], model: MultiBox, config: MultiBoxConfig, meta: dict[str, Any]
 ) -> str:
+    """Write a MultiBox checkpoint (trunk config, MultiBox config, weights and `meta`) to `path` atomically;
+    the SHA-256 of the bytes written."""
     payload = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,

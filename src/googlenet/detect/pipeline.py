@@ -40,6 +40,8 @@ def resolve_annotations(value: str, progress: bool = False) -> str:
 
 
 def setting_from_name(name: str, max_side: int = 500) -> Any:
+    """The `ProposalSetting` of a `SETTINGS` name: its selective-search mode, superpixels doubled for the
+    `-paper` names (section 8), images shrunk to `max_side`."""
     from googlenet.detect.proposals import ProposalSetting
 
     mode, _, paper = name.partition("-")
@@ -80,6 +82,7 @@ def gather_proposals(
 
 
 def proposal_name(setting: str | None, multibox: str | None) -> str:
+    """A label of the proposals' source: the setting, `multibox:<absolute path>`, or both joined by " + "."""
     parts = [setting] if setting else []
     if multibox:
         parts.append(f"multibox:{os.path.abspath(multibox)}")
@@ -105,6 +108,7 @@ DETECT_PRESET: dict[str, Any] = {
 
 
 def register(commands: argparse._SubParsersAction) -> None:
+    """`googlenet detect train`'s and `googlenet detect multibox`'s flags, added to `detect`'s subcommands."""
     from googlenet.train.command import add_arguments
 
     tr = commands.add_parser(
@@ -179,6 +183,9 @@ def _wait_for(path: Path, timeout_s: float = 6 * 3600) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    """Run `googlenet detect train` from parsed flags: build the region set (rank 0), fine-tune through the
+    training engine, then detect on the validation images and print the mAP; the exit code (143 when a signal
+    interrupted the training, else 0; other processes under torchrun return 0 after training)."""
     from googlenet.detect.training import RegionSetConfig, build_region_set
     from googlenet.detect.voc import voc_images
     from googlenet.train import distributed as ddp
@@ -363,6 +370,8 @@ def _summary_text(report: dict[str, Any]) -> str:
 
 
 def run_multibox(args: argparse.Namespace) -> int:
+    """Run `googlenet detect multibox` from parsed flags: train MultiBox, save it to `--output` and print its
+    recall on the validation images; the exit code."""
     from googlenet.detect.multibox import FORMAT as MULTIBOX_FORMAT
     from googlenet.detect.multibox import MultiBoxConfig, train_multibox
     from googlenet.io import check_output, saved_format

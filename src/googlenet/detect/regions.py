@@ -69,6 +69,9 @@ def warp_region(
 
 @dataclass(frozen=True)
 class Region:
+    """One labelled region of an image: its box (0-based pixels), its label and its best IoU with a
+    ground-truth box."""
+
     image: str
     box: tuple[float, float, float, float]
     label: int  # 0 = background, 1..C = classes[label - 1]

@@ -53,6 +53,9 @@ VOC_OFFSET = 1.0  # VOC annotations are 1-based pixel indices; images and propos
 
 @dataclass(frozen=True)
 class RegionSetConfig:
+    """How `detect train`'s region set is built (module docstring); the comments give the defaults' sources
+    (R-CNN, section 8). `ConfigError` for a value out of range."""
+
     input_size: int = 224  # the region classifier's input (regions are warped to it)
     context: int = 16  # R-CNN: 16 pixels of context at 227, scaled to input_size
     fg_iou: float = 0.5  # section 8 / R-CNN fine-tuning: IoU >= 0.5 makes a positive

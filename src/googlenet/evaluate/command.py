@@ -51,6 +51,7 @@ PER_CLASS_SHOWN = 30  # print every class up to this many, else the worst ones
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    """`googlenet evaluate`'s flags."""
     parser = subparsers.add_parser(
         "evaluate",
         help="top-1/top-5 error with 1, 10 or 144 crops (section 7), ensembles, Table 3",
@@ -120,6 +121,8 @@ def _check_args(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run `googlenet evaluate` from parsed flags: print the top-1 and top-5 error with the chosen crops (with
+    `--table3`, Table 3, also saved); the exit code."""
     _check_args(args)
     progress = args.progress if args.progress is not None else sys.stderr.isatty()
     device = resolve_device(args.device)

@@ -76,6 +76,7 @@ class FusedInception(nn.Module):
         self.pool_proj = fold(module.branch4[1])
 
     def forward(self, x: Tensor) -> Tensor:
+        """The module's output: the four branches concatenated along channels, as `Inception.forward`."""
         if self.reduce is not None:
             branch1, reduce3, reduce5 = F.relu(self.reduce(x)).split(self.splits, dim=1)
         else:
@@ -119,6 +120,7 @@ class FusedGoogLeNet(nn.Module):
         self.eval()
 
     def forward(self, x: Tensor) -> Tensor:
+        """Main logits, as the original model's `forward` in evaluation mode."""
         if self.transform_input:  # torchvision layout: ImageNet-normalised input -> [-1, 1]
             scale = x.new_tensor([0.229 / 0.5, 0.224 / 0.5, 0.225 / 0.5]).view(1, 3, 1, 1)
             shift = x.new_tensor([(0.485 - 0.5) / 0.5, (0.456 - 0.5) / 0.5, (0.406 - 0.5) / 0.5]).view(

@@ -258,6 +258,7 @@ def reference_num_classes(blobs: Mapping[str, list[np.ndarray]], source: str) ->
 
 
 def has_aux_heads(blobs: Mapping[str, list[np.ndarray]]) -> bool:
+    """Whether the file holds the auxiliary classifiers' layers (`loss1/...`, `loss2/...`)."""
     return any(name.startswith(AUX_PREFIXES) for name in blobs)
 
 

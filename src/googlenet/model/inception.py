@@ -120,6 +120,8 @@ class AuxHead(nn.Module):
         self.fc2 = nn.Linear(table1.AUX_FC, num_classes)
 
     def pool(self, x: Tensor) -> Tensor:
+        """Section 5's average pool to 4x4 (5x5 stride 3 at 14x14, `aux_pool_geometry` per axis at other
+        sizes), or with `adaptive_pool` torchvision's `adaptive_avg_pool2d(4)`."""
         if self.adaptive_pool:
             return F.adaptive_avg_pool2d(x, table1.AUX_POOL_OUTPUT)
         if x.shape[-1] != x.shape[-2]:
@@ -130,6 +132,7 @@ class AuxHead(nn.Module):
         return F.avg_pool2d(x, kernel, stride)
 
     def forward(self, x: Tensor) -> Tensor:
+        """Auxiliary logits from the feature map of inception 4a (aux1) or 4d (aux2)."""
         x = self.pool(x)  # N x 512 x 14 x 14 -> N x 512 x 4 x 4 (aux1; aux2 has 528 channels)
         x = self.conv(x)  # N x 128 x 4 x 4
         x = torch.flatten(x, 1)  # N x 2048

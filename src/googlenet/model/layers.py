@@ -40,6 +40,7 @@ class ConvBlock(nn.Module):
         self.relu = nn.ReLU(inplace=True)
 
     def forward(self, x: Tensor) -> Tensor:
+        """Convolution, then BatchNorm when the block has one, then ReLU."""
         x = self.conv(x)
         if self.bn is not None:
             x = self.bn(x)
@@ -76,6 +77,7 @@ class _LRNFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: Tensor, band: Tensor, size: int, alpha: float, beta: float, k: float) -> Tensor:
+        """y = x * d^-beta (d as in the class docstring); saves what `backward` needs."""
         squares = x * x
         window = F.conv2d(squares, band.to(squares.dtype))  # under bf16 autocast: bf16, on AMX
         wide = torch.promote_types(window.dtype, torch.float32)  # float32, or float64 for float64 input
@@ -90,6 +92,7 @@ class _LRNFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:
+        """The closed-form gradient with respect to `x` (class docstring); None for the other inputs."""
         x, band, scale, ratio = ctx.saved_tensors
         weighted = (grad * x).to(ratio.dtype).mul_(ratio).to(ctx.window_dtype)
         with torch.autocast(device_type=x.device.type, enabled=False):  # the forward's dtype, explicitly
@@ -118,6 +121,8 @@ class LocalResponseNorm(nn.LocalResponseNorm):
         return inside.to(like.dtype).view(channels, channels, 1, 1)
 
     def forward(self, x: Tensor) -> Tensor:
+        """LRN of `x`: through `_LRNFunction` when a gradient is needed (and not while tracing or exporting),
+        else `composed`; an input that is not 4-D goes to `torch.nn.LocalResponseNorm`."""
         if x.dim() != 4:
             return super().forward(x)
         exporting = torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()  # export the plain forward

@@ -325,6 +325,8 @@ def _mega(value: float | None) -> str:
 
 
 def format_table(model: GoogLeNet, input_size: int) -> str:
+    """The network as Table 1 at `input_size`: a line per row with params and ops beside the paper's, the
+    totals, and the rows whose values differ from the paper's by more than `FLAG_TOLERANCE`."""
     rows = table_rows(model, input_size)
     total = totals(model, input_size)
     cols = ("n1x1", "n3x3red", "n3x3", "n5x5red", "n5x5", "pool_proj")
@@ -365,6 +367,8 @@ def format_table(model: GoogLeNet, input_size: int) -> str:
 
 
 def format_naive(model: GoogLeNet, input_size: int) -> str:
+    """Each Inception module's cost with and without its 1x1 reductions (Figure 2b against 2a), then
+    `reduction_example`'s figures."""
     lines = [
         "Cost of each Inception module with the 1x1 reductions (Figure 2b) and without (Figure 2a, naive),",
         "on the same input. The naive module's pooling branch passes its input through, so its output",
@@ -390,6 +394,8 @@ def format_naive(model: GoogLeNet, input_size: int) -> str:
 
 
 def summary_json(model: GoogLeNet, input_size: int, naive: bool = False) -> dict[str, Any]:
+    """`googlenet summary --json`'s object: Table 1's rows and the totals; with `naive`, also each module's
+    cost without reductions and `reduction_example`."""
     rows = []
     for r in table_rows(model, input_size):
         d = asdict(r)
@@ -409,6 +415,7 @@ def summary_json(model: GoogLeNet, input_size: int, naive: bool = False) -> dict
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    """`googlenet summary`'s flags."""
     parser = subparsers.add_parser(
         "summary",
         help="print the network as Table 1 (params and multiply-adds measured on the model)",
@@ -423,6 +430,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run `googlenet summary` from parsed flags: print Table 1 (or JSON); the exit code. `ConfigError` for an
+    input size outside `MIN_INPUT_SIZE`..2048 or fewer than one class."""
     if args.input_size < MIN_INPUT_SIZE:
         raise ConfigError(f"--input-size must be at least {MIN_INPUT_SIZE}, got {args.input_size}")
     if args.input_size > 2048:

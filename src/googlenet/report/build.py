@@ -128,6 +128,8 @@ def table1_section(model: Any) -> str:
 
 
 def table3_section(data: dict[str, Any], folder: Path) -> str:
+    """Table 3 from an evaluation folder's table3.json (`data`): our rows, the paper's, the evaluation's
+    details, and table3.png when the folder has it."""
     rows = [
         (r["models"], r["crops"], r["cost"], _pct(r["top5_error"]), _pct(r.get("delta_top5"), True),
          _pct(r.get("top1_error")))
@@ -257,6 +259,7 @@ def predictions_section(pred: dict[str, Any], wrong: int = 12) -> str:
 
 
 def gradflow_section(folder: Path) -> str:
+    """The plot of gradient norm by depth from the run's grad_norms.csv, with the steps recorded."""
     from googlenet.train.gradflow import load_grad_norms, plot_grad_norms
 
     rows = load_grad_norms(folder)

@@ -13,6 +13,7 @@ from googlenet.errors import ConfigError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    """`googlenet report`'s flags."""
     parser = subparsers.add_parser(
         "report",
         help="one self-contained HTML report of a training, evaluation, ablation or detection run folder",
@@ -34,6 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run `googlenet report` from parsed flags: write the HTML page and print its path; the exit code."""
     from googlenet.report.build import write_report
 
     if args.limit < 1:

@@ -40,10 +40,12 @@ window.addEventListener("load", function () {
 
 
 def esc(value: Any) -> str:
+    """`value` as text, escaped for HTML (quotes included)."""
     return html.escape(str(value), quote=True)
 
 
 def png_data_uri(data: bytes, mime: str = "image/png") -> str:
+    """`data` as a base64 `data:` URI (a PNG unless `mime` says otherwise)."""
     return f"data:{mime};base64," + base64.b64encode(data).decode("ascii")
 
 
@@ -58,24 +60,28 @@ def figure_png(fig: Any) -> bytes:
 
 
 def pil_png(image: Any) -> bytes:
+    """A PIL image as PNG bytes."""
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return buffer.getvalue()
 
 
 def img(data: bytes, alt: str, caption: str = "", width: int | None = None) -> str:
+    """An embedded image of PNG bytes; inside a `<figure>` with its caption when `caption` is given."""
     size = f' width="{width}"' if width else ""
     tag = f'<img src="{png_data_uri(data)}" alt="{esc(alt)}"{size}>'
     return f"<figure>{tag}<figcaption>{esc(caption)}</figcaption></figure>" if caption else tag
 
 
 def table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> str:
+    """An HTML table of `rows` under `header`, every cell escaped."""
     head = "".join(f"<th>{esc(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in rows)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 def mapping_table(data: Mapping[str, Any]) -> str:
+    """A key/value table of `data`: floats to 4 significant digits, long values cut to 160 characters."""
     return table([(k, _short(v)) for k, v in data.items()], ("key", "value"))
 
 
@@ -87,6 +93,7 @@ def _short(value: Any) -> str:
 
 
 def pre(text: str) -> str:
+    """`text`, escaped, as a `<pre>` block."""
     return f"<pre>{esc(text)}</pre>"
 
 
@@ -126,6 +133,7 @@ class Page:
         self.sections.append((heading, body))
 
     def html(self) -> str:
+        """The whole page: the title, links to the sections, the sections, and the image check script."""
         toc = "".join(f'<li><a href="#s{i}">{esc(h)}</a></li>' for i, (h, _) in enumerate(self.sections))
         parts = [f'<h2 id="s{i}">{esc(h)}</h2>\n{body}' for i, (h, body) in enumerate(self.sections)]
         return (

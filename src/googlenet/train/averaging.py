@@ -39,6 +39,7 @@ def start_epoch(section: AverageSection, epochs: int) -> int:
 
 
 def has_batchnorm(model: nn.Module) -> bool:
+    """Whether `model` has a BatchNorm layer (any kind)."""
     return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
 
 

@@ -33,6 +33,7 @@ S = argparse.SUPPRESS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    """`googlenet train`'s flags."""
     parser = subparsers.add_parser(
         "train",
         help="train GoogLeNet (section 6 recipe; with no arguments: a short run on the built-in data)",
@@ -280,6 +281,8 @@ def _check_resume_target(args: argparse.Namespace, resume: Path, ensemble: int) 
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run `googlenet train` from parsed flags; the exit code (0, or 128 + the signal that interrupted the
+    run)."""
     env = ddp.from_environment()
     _setup_logging(env)
     _elastic_resume(args)

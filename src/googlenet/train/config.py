@@ -362,6 +362,8 @@ class _ConfigLoader(yaml.SafeLoader):
     """
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        """The base class's mapping, after refusing a key given twice (a `ConstructorError` naming the key and
+        its line); merge keys (`<<`) are left to the base class."""
         seen: set[Any] = set()
         for key_node, _ in node.value:
             if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *anchor`: the base class merges it

@@ -107,6 +107,7 @@ def init_process_group(env: DistEnv, device: torch.device) -> None:
 
 
 def destroy_process_group() -> None:
+    """Leave the process group (a no-op when none is initialised)."""
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
 
@@ -135,6 +136,7 @@ def broadcast_object(value: T) -> T:
 
 
 def barrier() -> None:
+    """Wait until every process gets here (a no-op when not distributed)."""
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
 

@@ -26,6 +26,9 @@ from googlenet.train.config import TrainConfig
 
 @dataclass
 class TrainData:
+    """A run's data (`build_data`): the training and validation sets, the training images with the evaluation
+    transform, the class names and the undecodable files left out."""
+
     train: ImageFolderDataset
     val: ImageFolderDataset
     train_eval: ImageFolderDataset  # the training images with the evaluation transform
@@ -43,6 +46,8 @@ def loader_workers(config: TrainConfig) -> int:
 def make_loader(
     dataset: Any, env: ddp.DistEnv, workers: int, device: torch.device, **kwargs: Any
 ) -> DataLoader:
+    """A DataLoader over `dataset` with `workers` processes, memory pinned on CUDA and a private generator
+    seeded 0; `kwargs` go to the DataLoader."""
     # A private generator: a DataLoader without one draws its worker seed from the global RNG when
     # iterated, which would make dropout depend on when a run was resumed.
     return DataLoader(

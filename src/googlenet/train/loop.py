@@ -87,6 +87,8 @@ class EpochMeter:
     seconds: float = 0.0
 
     def add(self, losses: Sequence[float], total: float, correct: Sequence[int], batch: int) -> None:
+        """Count one training step: `losses` (per head) and `total` are batch means, summed weighted by
+        `batch`; `correct` holds the step's top-1 and top-5 hits."""
         if not self.loss_sums:
             self.heads = len(losses)
             self.loss_sums = [0.0] * len(losses)

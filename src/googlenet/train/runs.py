@@ -77,6 +77,8 @@ def _plain(value: Any) -> Any:
 
 
 def write_json(path: Path, data: Any) -> None:
+    """Write `data` as indented JSON to `path`, atomically; NaN and infinities become null, other values JSON
+    lacks become strings."""
     with atomic_open(path, "w") as handle:
         json.dump(_plain(data), handle, indent=2, sort_keys=False, default=str, allow_nan=False)
         handle.write("\n")
@@ -186,6 +188,7 @@ class RunFolder:
             self._writer.add_scalar(tag, value, step)
 
     def epoch_scalars(self, row: Mapping[str, Any]) -> None:
+        """Log an epoch's metrics row to TensorBoard: `epoch/<column>` at step = the epoch, numbers only."""
         epoch = int(row["epoch"])
         for column in METRIC_COLUMNS[2:]:
             value = row.get(column)
@@ -271,6 +274,7 @@ class RunFolder:
         return True
 
     def close(self) -> None:
+        """Close the TensorBoard writer and detach the run's log file."""
         if self._writer is not None:
             self._writer.close()
             self._writer = None
