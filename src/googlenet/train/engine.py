@@ -154,7 +154,7 @@ def _fit_one(
     run = RunFolder(run_dir, enabled=env.is_main)
     run.attach_log()
     try:
-        return _train(config, checkpoint, env, device, run, started_wall)
+        return _Trainer(config, checkpoint, env, device, run, started_wall).train()
     except GoogLeNetError as exc:
         run.log_to_file(logging.ERROR, f"stopped: {exc}")
         run.close()
@@ -177,260 +177,298 @@ class _Position:
     rng_states: list[dict[str, Any]] | None = None  # one per process that saved last.pt
 
 
-def _train(
-    config: TrainConfig,
-    checkpoint: dict[str, Any] | None,
-    env: ddp.DistEnv,
-    device: torch.device,
-    run: RunFolder,
-    started_wall: float,
-) -> dict[str, Any]:
-    m, o, r = config.model, config.optim, config.run
-    assert r.seed is not None
-    data_seed = r.data_seed if r.data_seed is not None else r.seed
-    if o.batch_size % env.world_size:
-        raise ConfigError(f"batch size {o.batch_size} is not divisible by {env.world_size} processes")
-    data = build_data(config, env)
-    if checkpoint is not None:  # a resumed run keeps its classes; checked before its files change
-        check_same_classes(checkpoint.get("meta") or {}, data.classes, r.output_dir)
-    run.write_text("config.yaml", dump_yaml(config, "googlenet train: resolved configuration"))
-    logger.info("run folder %s (%d process(es), device %s)", run.path, env.world_size, device)
-    steps_per_epoch = ShardedBatchSampler.steps_per_epoch(len(data.train), o.batch_size)
-    if steps_per_epoch == 0:
-        raise ConfigError(f"batch size {o.batch_size} is larger than the training set ({len(data.train)})")
-    logger.info(
-        "data: %s, %d classes, %d training / %d validation images, %d bad file(s) skipped, %d steps per epoch",
-        config.data.dataset, len(data.classes), len(data.train), len(data.val), len(data.bad_files),
-        steps_per_epoch,
-    )  # fmt: skip
+class _Trainer:
+    """One training run: its data, model, optimiser, schedule and average, and the epoch loop.
 
-    model, init_sha = _build_model(config, len(data.classes), device)
-    groups = parameter_groups(
-        model, o.lr, o.weight_decay, bias_weight_decay=o.bias_weight_decay,
-        norm_weight_decay=o.norm_weight_decay, bias_lr_mult=o.bias_lr_mult,
-    )  # fmt: skip
-    optimizer = torch.optim.SGD(
-        groups,
-        lr=o.lr,
-        momentum=o.momentum,
-        weight_decay=o.weight_decay,
-        nesterov=o.nesterov,
-        fused=device.type in ("cpu", "cuda"),  # one kernel updates every parameter (same update rule)
-    )
-    scheduler = build_scheduler(optimizer, config.schedule, steps_per_epoch, r.epochs)
-    averager = WeightAverager(model, config.average, r.epochs)
-    autocast_dtype, use_scaler = autocast_for(device, r.amp, r.amp_dtype)
-    scaler = torch.amp.GradScaler(device.type) if use_scaler else None
-    forward: nn.Module = _TrainForward(model)
-    if env.distributed:
-        forward = DistributedDataParallel(
-            forward, device_ids=[device.index] if device.type == "cuda" else None
-        )
-    meta: dict[str, Any] = {
-        "class_names": data.classes,
-        "input_size": m.input_size,
-        "resize_size": m.resize_size or default_resize_size(m.input_size),
-        "mean": list(IMAGENET_MEAN),
-        "std": list(IMAGENET_STD),
-        "interpolation": "bilinear",
-        "variant": m.variant,
-        "recipe": _recipe(config, groups),
-    }
+    Built fresh or from a last.pt (`checkpoint`), which restores every object and the position, so the
+    continuation is the run that stopped.
+    """
 
-    at = _Position()
-    if checkpoint is not None:
-        at = _restore(checkpoint, model, optimizer, scheduler, scaler, averager, env)
-        logger.info("resumed from %s at epoch %d step %d", run.last, at.epoch, at.step)
-    run.open_tensorboard(purge_step=at.global_step if checkpoint is not None else None)
-    grad_norms = None
-    if r.grad_norms_every > 0 and env.is_main:  # rank 0's local gradients, see googlenet.train.gradflow
-        grad_norms = GradNormRecorder(model, r.grad_norms_every, load_grad_norms(run.path))
-        grad_norms.truncate(at.global_step)
-        grad_norms.arm(at.global_step + 1)
-
-    # Training streams (dropout; anything else random in the training process), per process.
-    if at.rng_states is not None and len(at.rng_states) == env.world_size:
-        restore_rng_state(at.rng_states[env.rank])
-    else:
-        if at.rng_states is not None:
-            logger.warning("resuming on %d processes (saved on %d): new RNG streams, not bit-exact",
-                           env.world_size, len(at.rng_states))  # fmt: skip
-        _seed_streams(data_seed, env.rank, salt=at.global_step)
-
-    train_samples = SeededSamples(data.train, data_seed)
-    balance = _balance_flags(config, data)
-    eval_batch = max(1, o.batch_size // env.world_size)
-    val_loader = make_loader(
-        data.val, env, loader_workers(config), device, batch_size=eval_batch,
-        sampler=ShardedIndices(range(len(data.val)), env.rank, env.world_size),
-    )  # fmt: skip
-    train_eval_loader = None
-    if config.data.train_eval_samples > 0:  # a fixed subset, evaluated without augmentation
-        subset = sorted(
-            epoch_permutation(len(data.train), r.seed, -1)[: config.data.train_eval_samples].tolist()
-        )
-        train_eval_loader = make_loader(
-            data.train_eval, env, loader_workers(config), device, batch_size=eval_batch,
-            sampler=ShardedIndices(subset, env.rank, env.world_size),
+    def __init__(
+        self,
+        config: TrainConfig,
+        checkpoint: dict[str, Any] | None,
+        env: ddp.DistEnv,
+        device: torch.device,
+        folder: RunFolder,
+        started_wall: float,
+    ) -> None:
+        self.config, self.env, self.device, self.folder = config, env, device, folder
+        self.started_wall = started_wall
+        m, o, r = config.model, config.optim, config.run
+        assert r.seed is not None
+        self.data_seed = r.data_seed if r.data_seed is not None else r.seed
+        if o.batch_size % env.world_size:
+            raise ConfigError(f"batch size {o.batch_size} is not divisible by {env.world_size} processes")
+        self.data = data = build_data(config, env)
+        if checkpoint is not None:  # a resumed run keeps its classes; checked before its files change
+            check_same_classes(checkpoint.get("meta") or {}, data.classes, r.output_dir)
+        folder.write_text("config.yaml", dump_yaml(config, "googlenet train: resolved configuration"))
+        logger.info("run folder %s (%d process(es), device %s)", folder.path, env.world_size, device)
+        self.steps_per_epoch = ShardedBatchSampler.steps_per_epoch(len(data.train), o.batch_size)
+        if self.steps_per_epoch == 0:
+            raise ConfigError(
+                f"batch size {o.batch_size} is larger than the training set ({len(data.train)})"
+            )
+        logger.info(
+            "data: %s, %d classes, %d training / %d validation images, %d bad file(s) skipped, %d steps per epoch",
+            config.data.dataset, len(data.classes), len(data.train), len(data.val), len(data.bad_files),
+            self.steps_per_epoch,
         )  # fmt: skip
 
-    def batches(epoch: int, start_step: int = 0) -> DataLoader:
+        self.model, self.init_sha = _build_model(config, len(data.classes), device)
+        groups = parameter_groups(
+            self.model, o.lr, o.weight_decay, bias_weight_decay=o.bias_weight_decay,
+            norm_weight_decay=o.norm_weight_decay, bias_lr_mult=o.bias_lr_mult,
+        )  # fmt: skip
+        self.optimizer = torch.optim.SGD(
+            groups,
+            lr=o.lr,
+            momentum=o.momentum,
+            weight_decay=o.weight_decay,
+            nesterov=o.nesterov,
+            fused=device.type in ("cpu", "cuda"),  # one kernel updates every parameter (same update rule)
+        )
+        self.scheduler = build_scheduler(self.optimizer, config.schedule, self.steps_per_epoch, r.epochs)
+        self.averager = WeightAverager(self.model, config.average, r.epochs)
+        self.autocast_dtype, use_scaler = autocast_for(device, r.amp, r.amp_dtype)
+        self.scaler = torch.amp.GradScaler(device.type) if use_scaler else None
+        self.forward: nn.Module = _TrainForward(self.model)
+        if env.distributed:
+            self.forward = DistributedDataParallel(
+                self.forward, device_ids=[device.index] if device.type == "cuda" else None
+            )
+        self.meta: dict[str, Any] = {
+            "class_names": data.classes,
+            "input_size": m.input_size,
+            "resize_size": m.resize_size or default_resize_size(m.input_size),
+            "mean": list(IMAGENET_MEAN),
+            "std": list(IMAGENET_STD),
+            "interpolation": "bilinear",
+            "variant": m.variant,
+            "recipe": _recipe(config, groups),
+        }
+
+        self.at = at = _Position()
+        if checkpoint is not None:
+            self.at = at = _restore(
+                checkpoint, self.model, self.optimizer, self.scheduler, self.scaler, self.averager, env
+            )
+            logger.info("resumed from %s at epoch %d step %d", folder.last, at.epoch, at.step)
+        folder.open_tensorboard(purge_step=at.global_step if checkpoint is not None else None)
+        self.grad_norms = None
+        if r.grad_norms_every > 0 and env.is_main:  # rank 0's local gradients, see googlenet.train.gradflow
+            self.grad_norms = GradNormRecorder(self.model, r.grad_norms_every, load_grad_norms(folder.path))
+            self.grad_norms.truncate(at.global_step)
+            self.grad_norms.arm(at.global_step + 1)
+
+        # Training streams (dropout; anything else random in the training process), per process.
+        if at.rng_states is not None and len(at.rng_states) == env.world_size:
+            restore_rng_state(at.rng_states[env.rank])
+        else:
+            if at.rng_states is not None:
+                logger.warning("resuming on %d processes (saved on %d): new RNG streams, not bit-exact",
+                               env.world_size, len(at.rng_states))  # fmt: skip
+            _seed_streams(self.data_seed, env.rank, salt=at.global_step)
+
+        self.train_samples = SeededSamples(data.train, self.data_seed)
+        self.balance = _balance_flags(config, data)
+        eval_batch = max(1, o.batch_size // env.world_size)
+        self.val_loader = make_loader(
+            data.val, env, loader_workers(config), device, batch_size=eval_batch,
+            sampler=ShardedIndices(range(len(data.val)), env.rank, env.world_size),
+        )  # fmt: skip
+        self.train_eval_loader = None
+        if config.data.train_eval_samples > 0:  # a fixed subset, evaluated without augmentation
+            subset = sorted(
+                epoch_permutation(len(data.train), r.seed, -1)[: config.data.train_eval_samples].tolist()
+            )
+            self.train_eval_loader = make_loader(
+                data.train_eval, env, loader_workers(config), device, batch_size=eval_batch,
+                sampler=ShardedIndices(subset, env.rank, env.world_size),
+            )  # fmt: skip
+        self.signals = StopSignals()
+
+    def train(self) -> dict[str, Any]:
+        """Run the remaining epochs (or until a signal or `run.stop_after_steps`); the run's results."""
+        r, at, folder = self.config.run, self.at, self.folder
+        status = "completed"
+        epoch_times: list[float] = []
+        last_plot = -math.inf
+        folder.started = True  # from here a failure keeps the folder: its log tells what happened
+        with self.signals:
+            while at.epoch < r.epochs:
+                epoch_started = time.perf_counter()
+                meter, stopped = self._train_epoch()
+                if stopped:
+                    step_in_epoch = at.global_step - at.epoch * self.steps_per_epoch  # epochs have one length
+                    # A stop on the epoch's last step falls through to the end-of-epoch work and checkpoint.
+                    if step_in_epoch < self.steps_per_epoch:
+                        self._save_last(at.epoch, step_in_epoch, meter)
+                        status = self._stop_status()
+                        logger.info("%s at epoch %d step %d (global step %d); resume with --resume %s",
+                                    status, at.epoch, step_in_epoch, at.global_step, folder.path)  # fmt: skip
+                        break
+                at.step = 0
+                row = self._end_epoch(meter, epoch_started)
+                if time.perf_counter() - last_plot >= PLOT_EVERY_S:  # matplotlib costs ~1 s a plot
+                    folder.plot(at.history)
+                    last_plot = time.perf_counter()
+                epoch_times.append(row["epoch_time_s"])
+                log_epoch(row, r.epochs, (r.epochs - at.epoch - 1) * sum(epoch_times) / len(epoch_times))
+                at.epoch += 1
+                self._save_last(at.epoch, 0, None)
+                if ddp.any_process(self._stop_requested(at.global_step), self.device) and at.epoch < r.epochs:
+                    status = self._stop_status()
+                    logger.info(
+                        "%s after epoch %d; resume with --resume %s", status, at.epoch - 1, folder.path
+                    )
+                    break
+        folder.plot(at.history)
+        if self.grad_norms is not None:
+            self.grad_norms.write(folder.path)
+            self.grad_norms.close()
+        results = self._results(status)
+        if status == "completed":
+            results["final_checkpoint"] = str(folder.final)
+            _save_final(folder, self.model, self.averager, self.meta, results, self.env)
+        folder.write_results(results)
+        return results
+
+    def _train_epoch(self) -> tuple[EpochMeter, bool]:
+        """`train_one_epoch` from the current position; (the epoch's meter, whether a stop came)."""
+        m, o, at = self.config.model, self.config.optim, self.at
+        meter = EpochMeter()
+        if at.meter_state is not None:  # an epoch resumed mid-way keeps its running sums
+            meter.load_state_dict(at.meter_state)
+            at.meter_state = None
+        try:
+            return train_one_epoch(
+                self.forward, self._batches(at.epoch, at.step), self.optimizer, device=self.device,
+                epoch=at.epoch, aux_weight=o.aux_weight, label_smoothing=o.label_smoothing,
+                scheduler=self.scheduler, scaler=self.scaler, autocast_dtype=self.autocast_dtype,
+                channels_last=m.channels_last, clip_grad_norm=o.clip_grad_norm,
+                skip_nonfinite=o.skip_nonfinite, start_step=at.step, global_step=at.global_step, meter=meter,
+                stop_requested=self._stop_requested, after_step=self._after_step,
+                progress=self.config.run.progress and self.env.is_main and _stderr_is_tty(),
+                total_steps=self.steps_per_epoch,
+            )  # fmt: skip
+        except NonFiniteLossError as exc:
+            last = self.folder.last
+            kept = f"last good checkpoint {last}" if last.exists() else "no checkpoint was written yet"
+            raise NonFiniteLossError(
+                f"{exc}; stopped ({kept}); lower --lr, add --lr-warmup-epochs, or pass --skip-nonfinite",
+                exc.epoch, exc.step, exc.global_step,
+            ) from None  # fmt: skip
+
+    def _end_epoch(self, meter: EpochMeter, epoch_started: float) -> dict[str, Any]:
+        """Evaluate raw and averaged weights, append the metrics.csv row and write it; the row."""
+        at = self.at
+        row = end_of_epoch(
+            epoch=at.epoch, global_step=at.global_step, meter=meter, model=self.model, averager=self.averager,
+            val_loader=self.val_loader, train_eval_loader=self.train_eval_loader,
+            bn_batches=lambda: self._batches(_BN_EPOCH_TAG + at.epoch),
+            lr=self.optimizer.param_groups[0]["lr"], device=self.device, autocast_dtype=self.autocast_dtype,
+            channels_last=self.config.model.channels_last, epoch_started=epoch_started,
+        )  # fmt: skip
+        at.history.append(row)
+        self.folder.write_metrics(at.history)
+        if self.grad_norms is not None:
+            self.grad_norms.write(self.folder.path)
+        self.folder.epoch_scalars(row)
+        return row
+
+    def _batches(self, epoch: int, start_step: int = 0) -> DataLoader:
         """Training batches of `epoch` (section 6 sampling), from its step `start_step` on."""
         sampler = ShardedBatchSampler(
-            len(data.train), o.batch_size, data_seed, epoch, env.rank, env.world_size, start_step,
-            flagged=balance, flagged_share=config.data.balance_share,
+            len(self.data.train), self.config.optim.batch_size, self.data_seed, epoch, self.env.rank,
+            self.env.world_size, start_step, flagged=self.balance, flagged_share=self.config.data.balance_share,
         )  # fmt: skip
-        return make_loader(train_samples, env, loader_workers(config), device, batch_sampler=sampler)
+        workers = loader_workers(self.config)
+        return make_loader(self.train_samples, self.env, workers, self.device, batch_sampler=sampler)
 
-    def save_last(next_epoch: int, next_step: int, meter: EpochMeter | None) -> None:
+    def _stop_requested(self, step_number: int) -> bool:
+        stop_after = self.config.run.stop_after_steps
+        return self.signals.received is not None or (stop_after is not None and step_number >= stop_after)
+
+    def _stop_status(self) -> str:
+        return "interrupted" if self.signals.received is not None else "stopped"
+
+    def _after_step(self, result: StepResult) -> None:
+        self.at.global_step = result.global_step
+        self.averager.maybe_update(self.model, result.epoch, result.global_step)
+        if self.grad_norms is not None:
+            self.grad_norms.commit(result.global_step)
+            self.grad_norms.arm(result.global_step + 1)
+        if result.global_step % self.config.run.log_every == 0:
+            self.folder.scalar("step/loss_total", result.loss, result.global_step)
+            self.folder.scalar("step/lr", result.lr, result.global_step)
+
+    def _save_last(self, next_epoch: int, next_step: int, meter: EpochMeter | None) -> None:
+        """last.pt, atomically: weights, average, optimiser, schedule, RNG streams and position."""
         rng = gather_rng_states()
-        reduced = meter.reduced(device).state_dict() if meter is not None else None
-        if env.is_main:
+        reduced = meter.reduced(self.device).state_dict() if meter is not None else None
+        if self.env.is_main:
             train_state = {
-                "config": config.as_dict(),
+                "config": self.config.as_dict(),
                 "epoch": next_epoch,
                 "step": next_step,
-                "global_step": at.global_step,
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "scaler": scaler.state_dict() if scaler is not None else None,
-                "averaged_updates": averager.updates,
+                "global_step": self.at.global_step,
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+                "averaged_updates": self.averager.updates,
                 "rng": rng,
                 "meter": reduced,
-                "history": at.history,
-                "seed": r.seed,
-                "world_size": env.world_size,
-                "wall_time": at.wall_before + time.perf_counter() - started_wall,
-                "skipped_files": data.bad_files,
+                "history": self.at.history,
+                "seed": self.config.run.seed,
+                "world_size": self.env.world_size,
+                "wall_time": self._wall(),
+                "skipped_files": self.data.bad_files,
             }
-            averaged = averager.averaged.module.state_dict() if averager.averaged is not None else None
+            averaged = self.averager.averaged
+            last = self.folder.last
             try:
                 sha = save_training_state(
-                    run.last, model, meta, averaged, train_state, run.pending_checkpoint(run.last)
-                )
+                    last, self.model, self.meta, averaged.module.state_dict() if averaged is not None else None,
+                    train_state, self.folder.pending_checkpoint(last),
+                )  # fmt: skip
             except CheckpointError as exc:
-                kept = "the previous last.pt is intact" if run.last.exists() else "no last.pt was written"
+                kept = "the previous last.pt is intact" if last.exists() else "no last.pt was written"
                 raise CheckpointError(f"{exc}; {kept}") from None
-            run.record_checkpoint(run.last, sha)
+            self.folder.record_checkpoint(last, sha)
         ddp.barrier()
 
-    stop_after = r.stop_after_steps
+    def _wall(self) -> float:
+        """Seconds the run has trained, over every process that worked on it."""
+        return self.at.wall_before + time.perf_counter() - self.started_wall
 
-    def stop_requested(step_number: int) -> bool:
-        return signals.received is not None or (stop_after is not None and step_number >= stop_after)
-
-    def after_step(result: StepResult) -> None:
-        at.global_step = result.global_step
-        averager.maybe_update(model, result.epoch, result.global_step)
-        if grad_norms is not None:
-            grad_norms.commit(result.global_step)
-            grad_norms.arm(result.global_step + 1)
-        if result.global_step % r.log_every == 0:
-            run.scalar("step/loss_total", result.loss, result.global_step)
-            run.scalar("step/lr", result.lr, result.global_step)
-
-    show_bar = r.progress and env.is_main and _stderr_is_tty()
-    status = "completed"
-    epoch_times: list[float] = []
-    last_plot = -math.inf
-    run.started = True  # from here a failure keeps the folder: its log tells what happened
-    with StopSignals() as signals:
-        while at.epoch < r.epochs:
-            epoch_started = time.perf_counter()
-            meter = EpochMeter()
-            if at.meter_state is not None:
-                meter.load_state_dict(at.meter_state)
-                at.meter_state = None
-            try:
-                meter, stopped = train_one_epoch(
-                    forward, batches(at.epoch, at.step), optimizer, device=device, epoch=at.epoch,
-                    aux_weight=o.aux_weight, label_smoothing=o.label_smoothing, scheduler=scheduler,
-                    scaler=scaler, autocast_dtype=autocast_dtype, channels_last=m.channels_last,
-                    clip_grad_norm=o.clip_grad_norm, skip_nonfinite=o.skip_nonfinite,
-                    start_step=at.step, global_step=at.global_step, meter=meter,
-                    stop_requested=stop_requested, after_step=after_step, progress=show_bar,
-                    total_steps=steps_per_epoch,
-                )  # fmt: skip
-            except NonFiniteLossError as exc:
-                kept = (
-                    f"last good checkpoint {run.last}"
-                    if run.last.exists()
-                    else "no checkpoint was written yet"
-                )
-                raise NonFiniteLossError(
-                    f"{exc}; stopped ({kept}); lower --lr, add --lr-warmup-epochs, or pass --skip-nonfinite",
-                    exc.epoch, exc.step, exc.global_step,
-                ) from None  # fmt: skip
-            if stopped:
-                step_in_epoch = at.global_step - at.epoch * steps_per_epoch  # every epoch has the same length
-                # A stop on the epoch's last step falls through to the end-of-epoch work and checkpoint.
-                if step_in_epoch < steps_per_epoch:
-                    save_last(at.epoch, step_in_epoch, meter)
-                    status = "interrupted" if signals.received is not None else "stopped"
-                    logger.info("%s at epoch %d step %d (global step %d); resume with --resume %s",
-                                status, at.epoch, step_in_epoch, at.global_step, run.path)  # fmt: skip
-                    break
-            at.step = 0
-            row = end_of_epoch(
-                epoch=at.epoch, global_step=at.global_step, meter=meter, model=model, averager=averager,
-                val_loader=val_loader, train_eval_loader=train_eval_loader,
-                bn_batches=lambda: batches(_BN_EPOCH_TAG + at.epoch), lr=optimizer.param_groups[0]["lr"],
-                device=device, autocast_dtype=autocast_dtype, channels_last=m.channels_last,
-                epoch_started=epoch_started,
-            )  # fmt: skip
-            at.history.append(row)
-            run.write_metrics(at.history)
-            if grad_norms is not None:
-                grad_norms.write(run.path)
-            run.epoch_scalars(row)
-            if (
-                time.perf_counter() - last_plot >= PLOT_EVERY_S
-            ):  # matplotlib costs ~1 s; not every short epoch
-                run.plot(at.history)
-                last_plot = time.perf_counter()
-            epoch_times.append(row["epoch_time_s"])
-            log_epoch(row, r.epochs, (r.epochs - at.epoch - 1) * sum(epoch_times) / len(epoch_times))
-            at.epoch += 1
-            save_last(at.epoch, 0, None)
-            halt = ddp.any_process(
-                signals.received is not None or (stop_after is not None and at.global_step >= stop_after),
-                device,
-            )
-            if halt and at.epoch < r.epochs:
-                status = "interrupted" if signals.received is not None else "stopped"
-                logger.info("%s after epoch %d; resume with --resume %s", status, at.epoch - 1, run.path)
-                break
-
-    run.plot(at.history)
-    if grad_norms is not None:
-        grad_norms.write(run.path)
-        grad_norms.close()
-    last = at.history[-1] if at.history else {}
-    results: dict[str, Any] = {
-        "status": status,
-        "output_dir": str(run.path),
-        "epochs": len(at.history),
-        "global_step": at.global_step,
-        **{key: last.get(key) for key in ("val_top1_raw", "val_top5_raw", "val_top1_avg", "val_top5_avg")},
-        "train_top1": last.get("train_top1"),
-        "averaged_steps": averager.updates,
-        "wall_time_s": at.wall_before + time.perf_counter() - started_wall,
-        "img_per_s": mean(row.get("img_per_s") for row in at.history),
-        "skipped_bad_files": len(data.bad_files),
-        "skipped_steps": int(sum(row.get("skipped_steps", 0) or 0 for row in at.history)),
-        "processes": env.world_size,
-        "device": str(device),
-        "seed": r.seed,
-        "init_sha256": init_sha,
-        "last_checkpoint": str(run.last),
-    }
-    if signals.received is not None:
-        results["signal"] = signal.Signals(signals.received).name
-    if status == "completed":
-        results["final_checkpoint"] = str(run.final)
-        _save_final(run, model, averager, meta, results, env)
-    run.write_results(results)
-    return results
+    def _results(self, status: str) -> dict[str, Any]:
+        at = self.at
+        last = at.history[-1] if at.history else {}
+        results: dict[str, Any] = {
+            "status": status,
+            "output_dir": str(self.folder.path),
+            "epochs": len(at.history),
+            "global_step": at.global_step,
+            **{
+                key: last.get(key) for key in ("val_top1_raw", "val_top5_raw", "val_top1_avg", "val_top5_avg")
+            },
+            "train_top1": last.get("train_top1"),
+            "averaged_steps": self.averager.updates,
+            "wall_time_s": self._wall(),
+            "img_per_s": mean(row.get("img_per_s") for row in at.history),
+            "skipped_bad_files": len(self.data.bad_files),
+            "skipped_steps": int(sum(row.get("skipped_steps", 0) or 0 for row in at.history)),
+            "processes": self.env.world_size,
+            "device": str(self.device),
+            "seed": self.config.run.seed,
+            "init_sha256": self.init_sha,
+            "last_checkpoint": str(self.folder.last),
+        }
+        if self.signals.received is not None:
+            results["signal"] = signal.Signals(self.signals.received).name
+        return results
 
 
 class _TrainForward(nn.Module):
