@@ -22,6 +22,7 @@ from googlenet.data.transforms import (
     AugmentConfig,
     PCALighting,
     RandomResizedCropRandomInterpolation,
+    ResizeRandomInterpolation,
     build_eval_transform,
     build_train_transform,
     default_resize_size,
@@ -193,6 +194,8 @@ def test_lighting_noise_has_the_expected_spread() -> None:
     assert offsets.mean(dim=0).abs().max() < 4 * expected_std.max() / math.sqrt(DRAWS)
     with pytest.raises(TypeError):
         lighting(torch.zeros(3, 2, 2, dtype=torch.uint8))
+    with pytest.raises(TypeError):  # a PIL image would otherwise pass without any noise
+        lighting(Image.new("RGB", (2, 2)))
 
 
 def test_random_interpolation_switch_on_the_fixed_crop_baseline() -> None:
@@ -278,3 +281,10 @@ def test_augment_config_defaults_are_the_papers() -> None:
     assert (config.ratio_min, config.ratio_max) == (3 / 4, 4 / 3)
     assert config.random_crop and config.random_interpolation and config.photometric and config.flip
     assert AugmentConfig(**config.as_dict()) == config
+
+
+def test_an_empty_interpolation_list_is_a_config_error_not_a_failure_at_the_first_image() -> None:
+    with pytest.raises(ConfigError, match="interpolation"):
+        RandomResizedCropRandomInterpolation(32, interpolations=())
+    with pytest.raises(ConfigError, match="interpolation"):
+        ResizeRandomInterpolation(32, interpolations=())

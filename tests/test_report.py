@@ -130,6 +130,21 @@ def test_each_kind_is_one_self_contained_file_with_its_sections(reports: dict[st
     assert len(_images(reports["detection"].read_text())) == 2  # both validation scenes drawn
 
 
+def test_a_report_writes_nothing_into_the_run_folder(tmp_path: Path) -> None:
+    """A run folder may be read-only (an archive, another user's run): the gradient-flow plot is drawn
+    in a temporary folder elsewhere."""
+    training = _training_folder(tmp_path, make_tiny_data(tmp_path))
+
+    def state() -> list[tuple[Path, int]]:  # the folder's own mtime changes when a file comes and goes
+        return sorted(
+            (p.relative_to(training), p.stat().st_mtime_ns) for p in [training, *training.rglob("*")]
+        )
+
+    before = state()
+    write_report(training, tmp_path / "training.html")
+    assert state() == before
+
+
 def test_kind_detection_and_errors(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="not a run folder"):
         detect_kind(tmp_path)

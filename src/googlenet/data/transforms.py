@@ -197,6 +197,8 @@ class ResizeRandomInterpolation(v2.Transform):
         super().__init__()
         self.size = size
         self.interpolations = tuple(interpolations)
+        if not self.interpolations:
+            raise ConfigError("resize: at least one interpolation is needed")
 
     def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
         """The whole image as the patch, this call's interpolation, the output size (shorter side `size`)."""
@@ -235,9 +237,15 @@ class PCALighting(v2.Transform):
         return {"offset": self.eigvec @ (alpha * self.eigval)}  # one RGB offset per image
 
     def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
-        """Add this call's RGB offset to a float image. Anything that is not a tensor image (a PIL image,
-        boxes, a mask) passes unchanged; an integer image raises `TypeError`."""
-        if not isinstance(inpt, Tensor) or isinstance(inpt, tv_tensors.BoundingBoxes | tv_tensors.Mask):
+        """Add this call's RGB offset to a float image; boxes and masks pass unchanged. A PIL or integer
+        image raises `TypeError`: the noise is defined on values in 0..1."""
+        if isinstance(inpt, tv_tensors.BoundingBoxes | tv_tensors.Mask):
+            return inpt
+        if isinstance(inpt, PIL.Image.Image):
+            raise TypeError(
+                "PCALighting needs a float image in 0..1 (put it after ToImage and ToDtype(scale=True))"
+            )
+        if not isinstance(inpt, Tensor):
             return inpt
         if not inpt.is_floating_point():
             raise TypeError("PCALighting needs a float image in 0..1 (put it after ToDtype(scale=True))")

@@ -36,7 +36,7 @@ from torchvision.ops import box_iou
 from googlenet.data.crops import normalize, to_uint8_tensor
 from googlenet.detect.metrics import Detection, GroundTruth
 from googlenet.detect.regions import scaled_context, warp_region
-from googlenet.errors import CheckpointError, ConfigError, DataError
+from googlenet.errors import CheckpointError, ConfigError, DataError, check_values
 from googlenet.model.googlenet import GoogLeNet
 
 logger = logging.getLogger(__name__)
@@ -50,7 +50,7 @@ class BoxRegConfig:
     """Settings of `fit_box_regressor`; `min_iou` and `ridge` default to R-CNN's (appendix C). `ConfigError`
     for a value out of range."""
 
-    min_iou: float = 0.6  # R-CNN: proposals with IoU > 0.6 to a ground-truth box
+    min_iou: float = 0.6  # R-CNN: proposals with IoU above 0.6 to a ground-truth box (here >=: ties are rare)
     ridge: float = 1000.0  # R-CNN's lambda
     per_image: int = 32  # training pairs drawn per image at most (seeded)
     context: int = 16  # the region classifier's context (pixels at 227), as `DetectorConfig.context`
@@ -58,12 +58,12 @@ class BoxRegConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if not 0 < self.min_iou <= 1:
-            raise ConfigError(f"--min-iou must be in (0, 1], got {self.min_iou}")
-        if not 0 <= self.ridge < float("inf"):
-            raise ConfigError(f"--ridge must be a finite number >= 0, got {self.ridge}")
-        if self.per_image < 1 or self.batch_size < 1:
-            raise ConfigError(f"--per-image must be at least 1, got {self.per_image}")
+        check_values(
+            (0 < self.min_iou <= 1, "--min-iou", self.min_iou, "in (0, 1]"),
+            (0 <= self.ridge < float("inf"), "--ridge", self.ridge, "a finite number >= 0"),
+            (self.per_image >= 1, "--per-image", self.per_image, "at least 1"),
+            (self.batch_size >= 1, "batch_size", self.batch_size, "at least 1"),
+        )
 
 
 def encode(proposals: Tensor, truth: Tensor) -> Tensor:

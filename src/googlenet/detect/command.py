@@ -1,8 +1,9 @@
-"""`googlenet detect`: section 8's detection entry. So far evaluate, proposals and predict.
+"""`googlenet detect`: section 8's detection entry.
 
-`detect proposals` reports selective search's recall; `detect predict` scores proposals with region
-classifier checkpoints. MultiBox and training the region classifier (`detect train`) are not
-implemented yet (issue 6).
+Here: `detect evaluate` (VOC/ILSVRC AP of a detections CSV), `detect proposals` (selective search's
+recall, with MultiBox's boxes when given), `detect predict` (proposals scored by region-classifier
+checkpoints, per-class NMS) and `detect boxreg` (R-CNN's box regression, beyond the paper). Training
+the region classifier (`detect train`) and MultiBox (`detect multibox`) are in `googlenet.detect.pipeline`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from googlenet.detect.metrics import ClassResult, evaluate_detections, mean_ap
+from googlenet.detect.pipeline import SETTINGS, setting_from_name
 from googlenet.detect.voc import load_voc, read_detections
 from googlenet.errors import ConfigError
 from googlenet.evaluate.models import add_engine_arguments
@@ -132,21 +134,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     pipeline.register(commands)
 
 
-SETTINGS: tuple[str, ...] = ("fast", "fast-paper", "quality", "quality-paper")
-
-
 def run_proposals(args: argparse.Namespace) -> int:
     """Run `googlenet detect proposals` from parsed flags: the recall of each selective-search setting (with
     `--multibox`, also of MultiBox alone and added to each setting); the exit code."""
     from dataclasses import asdict
 
-    from googlenet.detect.proposals import ProposalSetting, proposal_recall, propose_all
+    from googlenet.detect.proposals import proposal_recall, propose_all
     from googlenet.detect.voc import voc_images
 
     if args.limit is not None and args.limit < 1:
         raise ConfigError(f"--limit: must be at least 1, got {args.limit}")
-    settings = [ProposalSetting(name.partition("-")[0], 2.0 if "-" in name else 1.0, args.max_side)
-                for name in args.settings]  # fmt: skip
+    settings = [setting_from_name(name, args.max_side) for name in args.settings]
     from googlenet.detect.pipeline import gather_proposals, resolve_annotations
     from googlenet.detect.training import to_pixel_boxes
 

@@ -12,6 +12,7 @@ import json
 import logging
 import math
 import os
+import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -184,8 +185,8 @@ def _wait_for(path: Path, timeout_s: float = 6 * 3600) -> None:
 
 def run_train(args: argparse.Namespace) -> int:
     """Run `googlenet detect train` from parsed flags: build the region set (rank 0), fine-tune through the
-    training engine, then detect on the validation images and print the mAP; the exit code (143 when a signal
-    interrupted the training, else 0; other processes under torchrun return 0 after training)."""
+    training engine, then detect on the validation images and print the mAP; the exit code (128 + the signal's
+    number when one interrupted the training, as `googlenet train`, else 0; other processes under torchrun return 0 after training)."""
     from googlenet.detect.training import RegionSetConfig, build_region_set
     from googlenet.detect.voc import voc_images
     from googlenet.train import distributed as ddp
@@ -270,7 +271,7 @@ def run_train(args: argparse.Namespace) -> int:
         return 0
     _print_summary(results)
     if results.get("status") != "completed":
-        return 128 + 15 if results.get("signal") else 0
+        return 128 + int(signal.Signals[results["signal"]]) if results.get("signal") else 0
     setup = json.loads((output / "detection-setup.json").read_text())
     report = evaluate_run(output, setup)
     print(json.dumps(report["summary"], indent=2) if getattr(args, "json", False) else _summary_text(report))

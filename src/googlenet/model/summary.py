@@ -291,8 +291,9 @@ def naive_rows(model: GoogLeNet, input_size: int = 224) -> list[NaiveRow]:
 
 
 def reduction_example() -> dict[str, int]:
-    """The paper's motivating case (section 4; the study note): 32 5x5 filters on a 28x28x192 input,
-    directly, against a 1x1 reduction to 16 channels first (inception 3a's third branch)."""
+    """The study note's example of section 4's dimension reduction (the paper gives no numbers for it):
+    32 5x5 filters on a 28x28x192 input, directly, against a 1x1 reduction to 16 channels first
+    (inception 3a's third branch, Table 1)."""
     x = torch.zeros(1, 192, 28, 28)
     direct = nn.Conv2d(192, 32, 5, padding=2)
     reduced = nn.Sequential(nn.Conv2d(192, 16, 1), nn.Conv2d(16, 32, 5, padding=2))

@@ -18,6 +18,7 @@ import csv
 import json
 import logging
 import math
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -265,12 +266,10 @@ def gradflow_section(folder: Path) -> str:
     rows = load_grad_norms(folder)
     steps = sorted({r["step"] for r in rows})
     plt = _plt()
-    path = folder / ".report-gradflow.png"
-    try:
+    with tempfile.TemporaryDirectory() as scratch:  # never in the run folder, which may be read-only
+        path = Path(scratch) / "gradflow.png"
         plot_grad_norms({folder.name: rows}, path, f"gradient norm by depth ({len(steps)} recorded steps)")
         data = path.read_bytes()
-    finally:
-        path.unlink(missing_ok=True)
     plt.close("all")
     aux = [r for r in rows if r["aux"]]
     note = (

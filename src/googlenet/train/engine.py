@@ -275,7 +275,7 @@ class _Trainer:
         self.balance = _balance_flags(config, data)
         eval_batch = max(1, o.batch_size // env.world_size)
         self.val_loader = make_loader(
-            data.val, env, loader_workers(config), device, batch_size=eval_batch,
+            data.val, loader_workers(config), device, batch_size=eval_batch,
             sampler=ShardedIndices(range(len(data.val)), env.rank, env.world_size),
         )  # fmt: skip
         self.train_eval_loader = None
@@ -284,7 +284,7 @@ class _Trainer:
                 epoch_permutation(len(data.train), r.seed, -1)[: config.data.train_eval_samples].tolist()
             )
             self.train_eval_loader = make_loader(
-                data.train_eval, env, loader_workers(config), device, batch_size=eval_batch,
+                data.train_eval, loader_workers(config), device, batch_size=eval_batch,
                 sampler=ShardedIndices(subset, env.rank, env.world_size),
             )  # fmt: skip
         self.signals = StopSignals()
@@ -385,7 +385,7 @@ class _Trainer:
             self.env.world_size, start_step, flagged=self.balance, flagged_share=self.config.data.balance_share,
         )  # fmt: skip
         workers = loader_workers(self.config)
-        return make_loader(self.train_samples, self.env, workers, self.device, batch_sampler=sampler)
+        return make_loader(self.train_samples, workers, self.device, batch_sampler=sampler)
 
     def _stop_requested(self, step_number: int) -> bool:
         stop_after = self.config.run.stop_after_steps

@@ -43,7 +43,7 @@ def evaluate_checkpoint(
     check_same_classes(meta, data.classes, file)
     model = build_from_config(dict(checkpoint["model_config"])).to(device)
     sampler = ShardedIndices(range(len(data.val)), env.rank, env.world_size)
-    loader = make_loader(data.val, env, loader_workers(config), device, batch_size=64, sampler=sampler)
+    loader = make_loader(data.val, loader_workers(config), device, batch_size=64, sampler=sampler)
     autocast_dtype, _ = autocast_for(device, config.run.amp, config.run.amp_dtype)
     results: dict[str, Any] = {"checkpoint": str(file), "samples": len(data.val)}
     training = "train_state" in checkpoint

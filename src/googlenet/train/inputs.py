@@ -43,9 +43,7 @@ def loader_workers(config: TrainConfig) -> int:
     return min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 
 
-def make_loader(
-    dataset: Any, env: ddp.DistEnv, workers: int, device: torch.device, **kwargs: Any
-) -> DataLoader:
+def make_loader(dataset: Any, workers: int, device: torch.device, **kwargs: Any) -> DataLoader:
     """A DataLoader over `dataset` with `workers` processes, memory pinned on CUDA and a private generator
     seeded 0; `kwargs` go to the DataLoader."""
     # A private generator: a DataLoader without one draws its worker seed from the global RNG when
