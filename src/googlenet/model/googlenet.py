@@ -83,6 +83,8 @@ INITS: tuple[str, ...] = ("he", "caffe", "truncnormal")
 # Smallest input side: stage 5 needs a 1x1 map (32 px); the aux heads need a 4x4 map after 4a (64 px).
 MIN_INPUT_SIZE = 32
 MIN_INPUT_SIZE_AUX = 64
+# Largest input side the CLI accepts (a limit on memory, not on the network: 4096 px is ~1 GB for conv1).
+MAX_INPUT_SIZE = 4096
 
 
 class GoogLeNetOutputs(NamedTuple):

@@ -21,6 +21,7 @@ from torch import nn
 from googlenet.errors import ConfigError
 from googlenet.model import table1
 from googlenet.model.googlenet import (
+    MAX_INPUT_SIZE,
     MIN_INPUT_SIZE,
     MIN_INPUT_SIZE_AUX,
     VARIANTS,
@@ -432,11 +433,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run `googlenet summary` from parsed flags: print Table 1 (or JSON); the exit code. `ConfigError` for an
-    input size outside `MIN_INPUT_SIZE`..2048 or fewer than one class."""
+    input size outside `MIN_INPUT_SIZE`..`MAX_INPUT_SIZE` (as `train`) or fewer than one class."""
     if args.input_size < MIN_INPUT_SIZE:
         raise ConfigError(f"--input-size must be at least {MIN_INPUT_SIZE}, got {args.input_size}")
-    if args.input_size > 2048:
-        raise ConfigError(f"--input-size must be at most 2048, got {args.input_size}")
+    if args.input_size > MAX_INPUT_SIZE:
+        raise ConfigError(f"--input-size must be at most {MAX_INPUT_SIZE}, got {args.input_size}")
     if args.num_classes < 1:
         raise ConfigError(f"--num-classes must be at least 1, got {args.num_classes}")
     # Below 64 px the auxiliary heads cannot pool to 4x4 (MIN_INPUT_SIZE_AUX), so the model has none.

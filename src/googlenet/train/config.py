@@ -35,7 +35,7 @@ from typing import Any
 import yaml
 
 from googlenet.errors import ConfigError
-from googlenet.model.googlenet import INITS
+from googlenet.model.googlenet import INITS, MAX_INPUT_SIZE, MIN_INPUT_SIZE, MIN_INPUT_SIZE_AUX
 
 # Choices for the string-valued settings; validation and the CLI read them from here.
 CHOICES: dict[str, tuple[str, ...]] = {
@@ -456,10 +456,10 @@ def validate(config: TrainConfig) -> None:
     m, d, a, o, s, avg, r = (
         config.model, config.data, config.augment, config.optim, config.schedule, config.average, config.run,
     )  # fmt: skip
-    minimum = 64 if m.aux_logits else 32
+    minimum = MIN_INPUT_SIZE_AUX if m.aux_logits else MIN_INPUT_SIZE
     _check(
-        minimum <= m.input_size <= 4096,
-        f"model.input_size must be between {minimum} and 4096"
+        minimum <= m.input_size <= MAX_INPUT_SIZE,
+        f"model.input_size must be between {minimum} and {MAX_INPUT_SIZE}"
         + (" with auxiliary heads (they need a 4x4 map after 4a)" if m.aux_logits else "")
         + f", got {m.input_size}",
     )
