@@ -122,6 +122,8 @@ def test_checkpoint_export_drops_training_state(tmp_path: Path, capsys: pytest.C
             ["--convert", "{src}", "--output", "x.pt", "--averaged"],
             "--averaged applies to our training checkpoints",
         ),
+        (["--checkpoint", "{src}", "--output", "x.png"], "cannot tell the format from .png"),
+        (["--checkpoint", "{src}", "--output", "x.pt", "--format", "onnx"], "contradicts --output x.pt"),
     ],
 )
 def test_export_errors_are_one_line(

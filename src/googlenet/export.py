@@ -38,6 +38,9 @@ _SUFFIX_FORMATS = {
     ".ts": "torchscript",
     ".torchscript": "torchscript",
     ".jit": "torchscript",
+    ".pt": "checkpoint",
+    ".pth": "checkpoint",
+    ".ckpt": "checkpoint",
 }
 META_KEY = "googlenet.meta"  # ONNX metadata_props key; TorchScript extra file "meta.json"
 VERIFY_BATCH = 2
@@ -191,11 +194,18 @@ def export_model(
 
 
 def resolve_format(fmt: str | None, output: str) -> str:
-    """`--format`, or the output's extension (.onnx, .ts/.torchscript/.jit) when it is not given; a
-    format that contradicts one of those extensions is a one-line error."""
-    implied = _SUFFIX_FORMATS.get(Path(output).suffix.lower())
+    """`--format`, or the output's extension when it is not given (.onnx; .ts/.torchscript/.jit;
+    .pt/.pth/.ckpt for our checkpoint). One-line errors: a format that contradicts one of those
+    extensions, and no format with another extension (`-o model.png` would write a checkpoint there)."""
+    suffix = Path(output).suffix.lower()
+    implied = _SUFFIX_FORMATS.get(suffix)
     if fmt is not None and implied is not None and fmt != implied:
         raise ConfigError(f"--format {fmt} contradicts --output {output} (a {implied} extension)")
+    if fmt is None and implied is None:
+        raise ConfigError(
+            f"--output {output}: cannot tell the format from {suffix or 'a name without an extension'}; "
+            "name it .pt, .onnx or .ts, or pass --format"
+        )
     return fmt or implied or "checkpoint"
 
 
@@ -236,7 +246,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--format",
         choices=FORMATS,
         default=None,
-        help="default: from the output's extension (.onnx, .ts), else checkpoint",
+        help="default: from the output's extension (.pt/.pth/.ckpt checkpoint, .onnx, .ts)",
     )
     parser.add_argument(
         "--averaged",
