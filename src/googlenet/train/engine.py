@@ -6,9 +6,11 @@ and averaged weights, metrics, plots and a `last.pt` checkpoint; at the end `fin
 model with its metadata) and `results.json`. SIGINT/SIGTERM finish the current step, save `last.pt` and
 return; `fit(config, resume=path)` continues exactly where it stopped.
 
+A run is a `_Trainer`: its constructor builds (or restores) every object, `train()` is the epoch loop.
 Around it: `googlenet.train.ensemble` (section 7's N members), `googlenet.train.evaluation`
 (`--test-only`), `googlenet.train.epochs` (the end of each epoch) and `googlenet.train.checkpoint`
-(last.pt and the resume rules). Works the same in one process or many under `torchrun` (see `googlenet.train.distributed`).
+(last.pt and the resume rules). Works the same in one process or many under `torchrun` (see
+`googlenet.train.distributed`).
 """
 
 from __future__ import annotations
