@@ -10,7 +10,7 @@ times, in a rotating order, a batch-1 series of back-to-back calls, one batch-32
 protocol's PyTorch work between calls competes with spinning threads). Medians over the turns, and the
 per-turn ratio to the default. Measures, never asserts.
 
-    .venv/bin/python benchmarks/ort_spinning.py --json benchmarks/results/ort_spinning.json
+    .venv/bin/python benchmarks/ort_spinning.py --json benchmarks/results/ort_spinning-zen4.json
 """
 
 from __future__ import annotations

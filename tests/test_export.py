@@ -123,7 +123,10 @@ def test_checkpoint_export_drops_training_state(tmp_path: Path, capsys: pytest.C
             "--averaged applies to our training checkpoints",
         ),
         (["--checkpoint", "{src}", "--output", "x.png"], "cannot tell the format from .png"),
-        (["--checkpoint", "{src}", "--output", "x.pt", "--format", "onnx"], "contradicts --output x.pt"),
+        (
+            ["--checkpoint", "{src}", "--output", "x.onnx", "--format", "torchscript"],
+            "contradicts --output x.onnx",
+        ),
     ],
 )
 def test_export_errors_are_one_line(
@@ -203,3 +206,14 @@ def test_convert_torchvision_weight_file(tmp_path: Path, capsys: pytest.CaptureF
     assert summary["variant"] == "torchvision" and summary["aux_heads"] is True
     model, meta = googlenet.load_checkpoint_model(out)
     assert model.config.num_classes == 1000 and meta["mean"] == pytest.approx([0.485, 0.456, 0.406])
+
+
+def test_the_format_comes_from_the_flag_or_the_extension() -> None:
+    from googlenet.export import resolve_format
+
+    assert resolve_format(None, "m.onnx") == "onnx" and resolve_format(None, "m.TS") == "torchscript"
+    assert resolve_format(None, "m.pt") == "checkpoint" and resolve_format(None, "m.pth") == "checkpoint"
+    assert resolve_format("torchscript", "m.pt") == "torchscript"  # TorchScript files are often .pt
+    assert resolve_format("onnx", "model") == "onnx"
+    with pytest.raises(googlenet.ConfigError, match="cannot tell the format"):
+        resolve_format(None, "model")

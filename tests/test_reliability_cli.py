@@ -152,7 +152,7 @@ RUNTIME_CASES: dict[tuple[str, ...], list[tuple[str, ...]]] = {
     ("benchmark",): [("--repeats", "0"), ("--batch", "0"), ("--train-size", "8"), ("--data-path", "MISSING"),
                     ("--only", "data", "--data-path", "DIR"), ("--only", "gemm", "--json", "DIR"),
                     ("--only", "gemm", "--json", "CLS"), ("--train-size", "112"), ("--compile",), ("--turns", "3")],
-    ("export",): [("--output", "FILE"), ("--output", "DIR"), ("--format", "torchscript"), ("--no-aux",),
+    ("export",): [("--output", "FILE", "--format", "onnx"), ("--output", "DIR", "--format", "onnx"), ("--format", "torchscript"), ("--no-aux",),
                   ("--output", "/proc/no-such-place/x.onnx"), ("--format", "checkpoint", "--no-verify")],
     ("detect", "evaluate"): [("--iou", "0"), ("--iou", "nan"), ("--annotations", "MISSING"), ("--annotations", "FILE"),
                              ("--detections", "MISSING"), ("--detections", "DIR"), ("--detections", "IMAGE"),

@@ -263,6 +263,20 @@ def test_sigterm_finishes_the_step_saves_and_exits_cleanly(
     assert (out / "final.pt").is_file()
 
 
+def test_sigterm_during_an_ensemble_exits_with_the_signal(
+    tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "ensemble"
+    _inject(monkeypatch, at_call=2, action="sigterm")  # member 0's second step
+    argv = ["train", "--data-path", str(tiny_data), "-j", "0", "--input-size", "64", "-b", "4", "--epochs", "1",
+            "--seed", "0", "--no-progress", "--ensemble", "2", "--output-dir", str(out), "--json"]  # fmt: skip
+    assert main(argv) == 128 + signal.SIGTERM
+    results = json.loads(capsys.readouterr().out)
+    assert results["status"] == "interrupted" and results["signal"] == "SIGTERM"
+    assert json.loads((out / "ensemble.json").read_text())["signal"] == "SIGTERM"
+    assert (out / "member-0" / "last.pt").is_file() and not (out / "member-1").exists()
+
+
 def test_ensemble_members_share_initial_weights(tiny_data: Path, tmp_path: Path) -> None:
     out = tmp_path / "ensemble"
     results = fit(tiny(tiny_data, out, **{"run.ensemble": 2, "run.epochs": 1, "average.start": 0}))

@@ -38,10 +38,10 @@ _SUFFIX_FORMATS = {
     ".ts": "torchscript",
     ".torchscript": "torchscript",
     ".jit": "torchscript",
-    ".pt": "checkpoint",
-    ".pth": "checkpoint",
-    ".ckpt": "checkpoint",
 }
+# Names PyTorch uses for its own files: a checkpoint when no --format says otherwise (TorchScript files
+# are often called .pt too, so these never contradict --format).
+_TORCH_SUFFIXES = (".pt", ".pth", ".ckpt")
 META_KEY = "googlenet.meta"  # ONNX metadata_props key; TorchScript extra file "meta.json"
 VERIFY_BATCH = 2
 
@@ -195,18 +195,22 @@ def export_model(
 
 def resolve_format(fmt: str | None, output: str) -> str:
     """`--format`, or the output's extension when it is not given (.onnx; .ts/.torchscript/.jit;
-    .pt/.pth/.ckpt for our checkpoint). One-line errors: a format that contradicts one of those
-    extensions, and no format with another extension (`-o model.png` would write a checkpoint there)."""
+    .pt/.pth/.ckpt for our checkpoint). One-line errors: a format that contradicts .onnx or a TorchScript
+    extension, and no format with an extension that names none (`-o model.png` would get a checkpoint)."""
     suffix = Path(output).suffix.lower()
     implied = _SUFFIX_FORMATS.get(suffix)
-    if fmt is not None and implied is not None and fmt != implied:
-        raise ConfigError(f"--format {fmt} contradicts --output {output} (a {implied} extension)")
-    if fmt is None and implied is None:
-        raise ConfigError(
-            f"--output {output}: cannot tell the format from {suffix or 'a name without an extension'}; "
-            "name it .pt, .onnx or .ts, or pass --format"
-        )
-    return fmt or implied or "checkpoint"
+    if fmt is not None:
+        if implied is not None and fmt != implied:
+            raise ConfigError(f"--format {fmt} contradicts --output {output} (a {implied} extension)")
+        return fmt
+    if implied is not None:
+        return implied
+    if suffix in _TORCH_SUFFIXES:
+        return "checkpoint"
+    raise ConfigError(
+        f"--output {output}: cannot tell the format from {suffix or 'a name without an extension'}; "
+        "name it .pt, .onnx or .ts, or pass --format"
+    )
 
 
 def _is_model_file(file: Path) -> bool:

@@ -156,8 +156,9 @@ def _onnxruntime(net: FusedGoogLeNet, input_size: int, device: torch.device) -> 
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.intra_op_num_threads = torch.get_num_threads()
     # ONNX Runtime's default thread spinning stays on: its threads busy-wait between the graph's operators
-    # instead of sleeping and waking for each. Off, it cost 2-35% of the speed and did not speed up the
-    # 144-crop loop's PyTorch work between calls (benchmarks/ort_spinning.py; docs/performance.md).
+    # instead of sleeping and waking for each. Off, it cost 10% at batch 1 and 2% at batch 32
+    # and did not speed up the 144-crop loop's PyTorch work between calls (benchmarks/ort_spinning.py,
+    # saved for the Zen 4 machine; a first unsaved check had found 6-35%; docs/performance.md).
     providers = ["CUDAExecutionProvider"] if device.type == "cuda" else ["CPUExecutionProvider"]
     session = ort.InferenceSession(export_onnx(net, input_size), options, providers=providers)
 
