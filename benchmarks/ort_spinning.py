@@ -35,22 +35,13 @@ from googlenet.data.synthetic import ensure_builtin
 from googlenet.evaluate.models import Member
 from googlenet.evaluate.protocol import View, evaluate_views
 from googlenet.infer.fused import fuse
-from googlenet.infer.optimize import export_onnx
+from googlenet.infer.optimize import export_onnx, onnxruntime_session
 
 SETTINGS: dict[str, dict[str, str]] = {
     "spinning (default)": {},
     "spinning, stopped after run": {"session.force_spinning_stop": "1"},
     "no spinning": {"session.intra_op.allow_spinning": "0"},
 }
-
-
-def session(onnx: bytes, entries: dict[str, str]) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.intra_op_num_threads = torch.get_num_threads()
-    for key, value in entries.items():
-        options.add_session_config_entry(key, value)
-    return ort.InferenceSession(onnx, options, providers=["CPUExecutionProvider"])
 
 
 def logits_of(sess: ort.InferenceSession) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -77,7 +68,8 @@ def main() -> None:
     torch.manual_seed(0)
     model = googlenet.build_model("torchvision", num_classes=len(val.classes), aux_logits=False).eval()
     onnx = export_onnx(fuse(model), 224)
-    runs = {name: logits_of(session(onnx, entries)) for name, entries in SETTINGS.items()}
+    cpu = torch.device("cpu")
+    runs = {name: logits_of(onnxruntime_session(onnx, cpu, entries)) for name, entries in SETTINGS.items()}
     one, batch = torch.randn(1, 3, 224, 224), torch.randn(32, 3, 224, 224)
     spec, views = CropSpec(144, 224), [View("1 model", 0, (0,))]
 

@@ -1,11 +1,12 @@
-"""benchmarks/ort_spinning.py: the three sessions differ only in their spinning setting."""
+"""benchmarks/ort_spinning.py: the three sessions (our backend's, `onnxruntime_session`) differ only in
+their spinning setting."""
 
 import pytest
 import torch
 
 import googlenet
 from googlenet.infer.fused import fuse
-from googlenet.infer.optimize import export_onnx
+from googlenet.infer.optimize import export_onnx, onnxruntime_session
 
 pytest.importorskip("onnxruntime")
 
@@ -18,7 +19,7 @@ def test_each_setting_reaches_its_session_and_none_changes_the_logits(load_scrip
     x = torch.randn(2, 3, 64, 64)
     outputs = []
     for entries in script.SETTINGS.values():
-        sess = script.session(onnx, entries)
+        sess = onnxruntime_session(onnx, torch.device("cpu"), entries)
         options = sess.get_session_options()
         for key, value in entries.items():
             assert options.get_session_config_entry(key) == value

@@ -36,6 +36,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -149,18 +150,29 @@ def export_onnx(net: nn.Module, input_size: int, path: str | Path | io.BytesIO |
     return data
 
 
-def _onnxruntime(net: FusedGoogLeNet, input_size: int, device: torch.device) -> Callable[[Tensor], Tensor]:
+def onnxruntime_session(
+    onnx: bytes, device: torch.device, config_entries: dict[str, str] | None = None
+) -> Any:
+    """The ONNX Runtime session our `onnxruntime` backend runs: all graph optimisations, one intra-op
+    thread per torch thread, CUDA or CPU provider; `config_entries` are extra session config entries
+    (benchmarks/ort_spinning.py varies the spinning ones)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.intra_op_num_threads = torch.get_num_threads()
+    for key, value in (config_entries or {}).items():
+        options.add_session_config_entry(key, value)
     # ONNX Runtime's default thread spinning stays on: its threads busy-wait between the graph's operators
     # instead of sleeping and waking for each. Off, it cost 10% at batch 1 and 2% at batch 32
     # and did not speed up the 144-crop loop's PyTorch work between calls (benchmarks/ort_spinning.py,
     # saved for the Zen 4 machine; a first unsaved check had found 6-35%; docs/performance.md).
     providers = ["CUDAExecutionProvider"] if device.type == "cuda" else ["CPUExecutionProvider"]
-    session = ort.InferenceSession(export_onnx(net, input_size), options, providers=providers)
+    return ort.InferenceSession(onnx, options, providers=providers)
+
+
+def _onnxruntime(net: FusedGoogLeNet, input_size: int, device: torch.device) -> Callable[[Tensor], Tensor]:
+    session = onnxruntime_session(export_onnx(net, input_size), device)
 
     def run(x: Tensor) -> Tensor:
         array = x.detach().float().contiguous().cpu().numpy()

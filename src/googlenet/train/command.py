@@ -223,7 +223,7 @@ def build_config(args: argparse.Namespace) -> tuple[Any, str | None]:
     if resume is None:
         return resolve(file_overrides, flags, source), resume
     if flags.get("run.test_only"):  # the run's own data, unless --config or flags name other data
-        folder = Path(resume) if Path(resume).is_dir() else Path(resume).parent
+        folder = _run_folder(Path(resume))
         stored_file = folder / "config.yaml"
         given = {**file_overrides, **flags}
         data: dict[str, Any] = {}
@@ -260,6 +260,11 @@ def _elastic_resume(args: argparse.Namespace) -> None:
         )
 
 
+def _run_folder(resume: Path) -> Path:
+    """The run folder a --resume path names: the folder itself, or the one holding the checkpoint."""
+    return resume if resume.is_dir() else resume.parent
+
+
 def _is_ensemble_folder(folder: Path) -> bool:
     """Whether `folder` is the run folder of `--ensemble N` (its ensemble.json, or a member started)."""
     return (folder / "ensemble.json").is_file() or (folder / "member-0").is_dir()
@@ -267,7 +272,7 @@ def _is_ensemble_folder(folder: Path) -> bool:
 
 def _check_resume_target(args: argparse.Namespace, resume: Path, ensemble: int) -> None:
     """A resumed run continues in its own folder and keeps its kind (one model or an ensemble)."""
-    folder = resume if resume.is_dir() else resume.parent
+    folder = _run_folder(resume)
     wanted = getattr(args, "run.output_dir", None)
     if wanted is not None and Path(wanted).resolve() != folder.resolve():
         raise ConfigError(

@@ -53,7 +53,7 @@ def fit_ensemble(
 def _fit_members(config: TrainConfig, root: Path, env: ddp.DistEnv, fit_one: FitOne) -> dict[str, Any]:
     members: list[dict[str, Any]] = []
     status = "completed"
-    stopped_by: dict[str, Any] = {}  # the signal that interrupted a member, so the command exits 128 + it
+    signal: str | None = None  # the signal that interrupted a member: the command exits 128 + it
     for k in range(config.run.ensemble):
         member, overrides = ensemble_member(config, k)
         folder = root / f"member-{k}"
@@ -88,16 +88,16 @@ def _fit_members(config: TrainConfig, root: Path, env: ddp.DistEnv, fit_one: Fit
         )
         if result.get("status") != "completed":
             status = str(result.get("status"))
-            if result.get("signal"):
-                stopped_by["signal"] = result["signal"]
+            signal = result.get("signal")
             break
     summary = {
         "status": status,
         "ensemble": config.run.ensemble,
         "seed": config.run.seed,
         "note": "section 7: same initial weights (init_sha256), different sampling and image order",
-        **stopped_by,
     }
+    if signal:
+        summary["signal"] = signal
     if env.is_main:
         write_ensemble(root, members, summary)
     return {**summary, "output_dir": str(root), "members": members}
