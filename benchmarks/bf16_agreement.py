@@ -24,12 +24,17 @@ from googlenet.evaluate.protocol import crop_loader
 from googlenet.infer import available_backends
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of this script (the docs' commands are checked against it)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", required=True)
     parser.add_argument("--data-path", help="image folder (default: the built-in data)")
     parser.add_argument("--json", type=Path)
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = build_parser().parse_args()
 
     ensemble = load_ensemble([args.checkpoint])  # engine off: the eval-mode model itself
     member = ensemble.members[0]

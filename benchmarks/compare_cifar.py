@@ -151,7 +151,8 @@ def run(name: str, args: argparse.Namespace, train_set, val_set) -> dict:  # typ
     }
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of this script (the docs' commands are checked against it)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-path", type=Path, default=DEFAULT_DATA)
     parser.add_argument(
@@ -206,6 +207,11 @@ def main() -> None:
     )
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast (default fp32)")
     parser.add_argument("--json", type=Path)
+    return parser
+
+
+def main() -> None:
+    parser = build_parser()
     args = parser.parse_args()
     for name in args.models:
         if name != "torchvision":

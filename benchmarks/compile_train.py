@@ -62,7 +62,8 @@ def _repeat(step: Step, x: Tensor, y: Tensor, steps: int) -> Callable[[], None]:
     return work
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of this script (the docs' commands are checked against it)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", nargs="+", default=["paper:112:fp32", "torchvision:112:fp32",
                         "paper:112:bf16", "torchvision:224:fp32", "paper:224:bf16"],
@@ -71,7 +72,11 @@ def main() -> None:
     parser.add_argument("--turns", type=int, default=5, help="timed (eager, compiled) turns per case")
     parser.add_argument("--steps", type=int, default=2, help="training steps per timing")
     parser.add_argument("--json", type=Path)
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = build_parser().parse_args()
 
     results = []
     for case in args.cases:

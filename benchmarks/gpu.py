@@ -109,7 +109,8 @@ def measure(name: str, work: Callable[[], float | tuple[float, str]], args: argp
     return row
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of this script (the docs' commands are checked against it)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--device", default="cuda", help="cuda (default) or cpu (a smoke check of the script)"
@@ -127,6 +128,11 @@ def main() -> None:
     )
     parser.add_argument("--compile", action="store_true", help="add the compile backend")
     parser.add_argument("--json", type=Path)
+    return parser
+
+
+def main() -> None:
+    parser = build_parser()
     args = parser.parse_args()
     try:
         args.device = torch.device(args.device)

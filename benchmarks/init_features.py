@@ -46,7 +46,8 @@ def similarity(feats: torch.Tensor) -> float:
     return float(sum((unit[i] @ unit[j]).item() for i, j in pairs) / len(pairs))
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of this script (the docs' commands are checked against it)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-path", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--images", type=int, default=20, help="validation images, spread over the classes")
@@ -54,7 +55,11 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--models", nargs="+", default=list(MODELS))
     parser.add_argument("--json", type=Path)
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = build_parser().parse_args()
 
     _, val = load_image_folder(args.data_path, None, build_eval_transform(args.input_size))
     step = max(1, len(val) // args.images)

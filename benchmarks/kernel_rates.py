@@ -98,7 +98,8 @@ def whole_network_runs(size: int) -> dict[str, Any]:
     return runs
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of this script (the docs' commands are checked against it)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--variant", default="torchvision", help="our network's layout (default: torchvision)"
@@ -108,7 +109,11 @@ def main() -> None:
     parser.add_argument("--precisions", nargs="+", default=["bf16", "fp32"], choices=["bf16", "fp32"])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--json", type=Path)
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = build_parser().parse_args()
 
     torch.manual_seed(0)
     net = fuse(googlenet.build_model(args.variant, num_classes=1000, aux_logits=False).eval(), fuse_1x1=False)

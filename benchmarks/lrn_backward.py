@@ -65,7 +65,8 @@ def _repeat(
     return work
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of this script (the docs' commands are checked against it)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[224, 112])
     parser.add_argument("-b", "--batch-size", type=int, default=32)
@@ -75,7 +76,11 @@ def main() -> None:
         "--fp32", action="store_true", help="no bf16 autocast (default: bf16, as benchmarked)"
     )
     parser.add_argument("--json", type=Path)
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = build_parser().parse_args()
 
     results = []
     for size in args.sizes:

@@ -52,14 +52,19 @@ def logits_of(sess: ort.InferenceSession) -> Callable[[torch.Tensor], torch.Tens
     return run
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of this script (the docs' commands are checked against it)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--turns", type=int, default=8)
     parser.add_argument("--calls", type=int, default=20, help="back-to-back batch-1 calls per sample")
     parser.add_argument("--images", type=int, default=3, help="images through the 144-crop protocol")
     parser.add_argument("--data-path", help="image folder for the protocol (default: the built-in data)")
     parser.add_argument("--json", type=Path)
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = build_parser().parse_args()
 
     root = args.data_path or str(ensure_builtin())
     _, val = load_image_folder(root, None, None)

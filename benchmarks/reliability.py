@@ -77,12 +77,17 @@ def inputs() -> dict:
     }
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of this script (the docs' commands are checked against it)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("what", choices=("kill", "inputs"))
     parser.add_argument("--trials", type=int, default=20)
     parser.add_argument("--json", metavar="FILE", help="also save the result here")
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = build_parser().parse_args()
     result = kill(args.trials) if args.what == "kill" else inputs()
     text = json.dumps(result, indent=2)
     print(text)
