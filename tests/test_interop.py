@@ -47,7 +47,7 @@ INCEPTION = {  # in, 1x1, 3x3 reduce, 3x3, 5x5 reduce, 5x5, pool proj
 }
 
 
-def reference_shapes(aux: bool = True) -> dict[str, tuple[int, ...]]:
+def reference_shapes(aux: bool = True, num_classes: int = NUM_CLASSES) -> dict[str, tuple[int, ...]]:
     shapes: dict[str, tuple[int, ...]] = {
         "conv1/7x7_s2": (64, 3, 7, 7),
         "conv2/3x3_reduce": (64, 64, 1, 1),
@@ -68,17 +68,19 @@ def reference_shapes(aux: bool = True) -> dict[str, tuple[int, ...]]:
             shapes |= {
                 f"{loss}/conv": (128, c, 1, 1),
                 f"{loss}/fc": (1024, 2048),
-                f"{loss}/classifier": (NUM_CLASSES, 1024),
+                f"{loss}/classifier": (num_classes, 1024),
             }
-    shapes["loss3/classifier"] = (NUM_CLASSES, 1024)
+    shapes["loss3/classifier"] = (num_classes, 1024)
     return shapes
 
 
-def random_blobs(aux: bool = True, seed: int = 0) -> dict[str, list[np.ndarray]]:
+def random_blobs(
+    aux: bool = True, seed: int = 0, num_classes: int = NUM_CLASSES
+) -> dict[str, list[np.ndarray]]:
     """He-scaled random weights and small random biases: activations stay alive through all 22 layers."""
     rng = np.random.default_rng(seed)
     blobs = {}
-    for name, shape in reference_shapes(aux).items():
+    for name, shape in reference_shapes(aux, num_classes).items():
         fan_in = int(np.prod(shape[1:]))
         gain = 1.0 if "classifier" in name else 2.0
         weight = rng.standard_normal(shape).astype(np.float32) * np.float32(np.sqrt(gain / fan_in))
