@@ -345,3 +345,23 @@ def test_bias_flags_reach_the_optimiser_and_the_recipe(tiny_data: Path, tmp_path
     assert biases["weight_decay"] == 0.0 and weights["weight_decay"] == pytest.approx(2e-4)
     final = torch.load(out / "final.pt", weights_only=True)
     assert "biases lr x2.0 weight decay 0.0" in final["meta"]["recipe"]["optimizer"]
+
+
+def test_plots_mark_chance_and_whole_epochs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from matplotlib.axes import Axes
+
+    from googlenet.train.runs import RunFolder
+
+    lines: list[tuple[float, str]] = []
+    draw_line = Axes.axhline
+    monkeypatch.setattr(
+        Axes, "axhline", lambda self, y, **kw: lines.append((y, kw["label"])) or draw_line(self, y, **kw)
+    )
+    history = [
+        {"epoch": e, "loss_main": 2.3 - e / 10, "val_top1_raw": 10.0 + e, "lr": 0.01} for e in range(3)
+    ]
+    RunFolder(tmp_path).plot(history, num_classes=10)
+    assert lines == [(pytest.approx(math.log(10)), "chance: ln 10 = 2.30"), (10.0, "chance: 100/10 = 10%")]
+    lines.clear()
+    RunFolder(tmp_path).plot(history)  # classes unknown: no line
+    assert not lines and {p.name for p in tmp_path.glob("*.png")} == {"loss.png", "top1.png", "lr.png"}

@@ -92,8 +92,11 @@ def _plt() -> Any:
     return plt
 
 
-def curves_section(folder: Path) -> str:
-    """Loss, top-1 (raw and averaged) and learning rate by epoch from metrics.csv."""
+def curves_section(folder: Path, num_classes: int | None = None) -> str:
+    """Loss, top-1 (raw and averaged) and learning rate by epoch from metrics.csv; chance dashed when
+    `num_classes` is known (ln(classes) for one head's loss, 100 / classes % for top-1)."""
+    from matplotlib.ticker import MaxNLocator
+
     rows = _read_csv(folder / "metrics.csv")
     if not rows:
         return '<p class="note">metrics.csv has no epochs yet.</p>'
@@ -103,13 +106,19 @@ def curves_section(folder: Path) -> str:
     for column, label in (("loss_total", "train loss (total)"), ("loss_main", "train loss (main)"),
                           ("val_loss_raw", "val loss raw"), ("val_loss_avg", "val loss averaged")):  # fmt: skip
         axes[0].plot(epochs, [_float(r.get(column)) for r in rows], marker=".", label=label)
-    for column, label in (("train_top1", "train top-1"), ("val_top1_raw", "val top-1 raw"),
+    for column, label in (("train_top1", "train top-1 (running)"), ("val_top1_raw", "val top-1 raw"),
                           ("val_top1_avg", "val top-1 averaged"), ("val_top5_avg", "val top-5 averaged")):  # fmt: skip
         axes[1].plot(epochs, [_float(r.get(column)) for r in rows], marker=".", label=label)
     axes[2].plot(epochs, [_float(r.get("lr")) for r in rows], marker=".")
+    if num_classes is not None and num_classes > 1:
+        axes[0].axhline(math.log(num_classes), color="0.4", linestyle="--", linewidth=1,
+                        label=f"chance: ln {num_classes} = {math.log(num_classes):.2f}")  # fmt: skip
+        axes[1].axhline(100 / num_classes, color="0.4", linestyle="--", linewidth=1,
+                        label=f"chance top-1: {100 / num_classes:.3g}%")  # fmt: skip
     for ax, title in zip(axes, ("loss", "accuracy (%)", "learning rate"), strict=True):
         ax.set_title(title)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(True, alpha=0.3)
     axes[0].legend(fontsize=7)
     axes[1].legend(fontsize=7)
@@ -343,15 +352,17 @@ def _training_sections(page: Page, folder: Path, limit: int, predictions: bool) 
     )
     if (folder / "results.json").is_file():
         page.add("Results", mapping_table(_json(folder / "results.json")))
-    if (folder / "metrics.csv").is_file():
-        page.add("Training curves", curves_section(folder))
     final = folder / "final.pt"
     model = None
     if final.is_file():
         from googlenet.model.weights import load_checkpoint_model
 
         model, _ = load_checkpoint_model(final, aux_logits=False)
-    else:
+    if (folder / "metrics.csv").is_file():
+        page.add(
+            "Training curves", curves_section(folder, model.fc.out_features if model is not None else None)
+        )
+    if model is None:
         from googlenet.model.googlenet import build_model
 
         data = yaml.safe_load(config_text) or {}

@@ -314,7 +314,7 @@ class _Trainer:
                 at.step = 0
                 row = self._end_epoch(meter, epoch_started)
                 if time.perf_counter() - last_plot >= PLOT_EVERY_S:  # matplotlib costs ~1 s a plot
-                    folder.plot(at.history)
+                    folder.plot(at.history, len(self.meta["class_names"]))
                     last_plot = time.perf_counter()
                 epoch_times.append(row["epoch_time_s"])
                 log_epoch(row, r.epochs, (r.epochs - at.epoch - 1) * sum(epoch_times) / len(epoch_times))
@@ -326,7 +326,7 @@ class _Trainer:
                         "%s after epoch %d; resume with --resume %s", status, at.epoch - 1, folder.path
                     )
                     break
-        folder.plot(at.history)
+        folder.plot(at.history, len(self.meta["class_names"]))
         if self.grad_norms is not None:
             self.grad_norms.write(folder.path)
             self.grad_norms.close()

@@ -198,12 +198,17 @@ class RunFolder:
             self._writer.flush()
 
     # -- plots -----------------------------------------------------------------------------------
-    def plot(self, history: Sequence[Mapping[str, Any]]) -> None:
-        """loss.png (per head), top1.png (raw vs averaged, train and val), lr.png."""
+    def plot(self, history: Sequence[Mapping[str, Any]], num_classes: int | None = None) -> None:
+        """loss.png (per head), top1.png (raw vs averaged, train and val), lr.png.
+
+        With `num_classes`, loss.png and top1.png show chance as a dashed line: a network that has
+        learnt nothing sits at ln(classes) and 100 / classes %.
+        """
         if not self.enabled or not history:
             return
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
+        from matplotlib.ticker import MaxNLocator
 
         epochs = [row["epoch"] + 1 for row in history]
 
@@ -214,7 +219,13 @@ class RunFolder:
                 out.append(float(value) if isinstance(value, int | float) else math.nan)
             return out
 
-        def draw(name: str, title: str, ylabel: str, columns: Sequence[tuple[str, str]]) -> None:
+        def draw(
+            name: str,
+            title: str,
+            ylabel: str,
+            columns: Sequence[tuple[str, str]],
+            chance: tuple[float, str] | None = None,
+        ) -> None:
             figure = Figure(figsize=(6.4, 4.0), dpi=100)
             FigureCanvasAgg(figure)
             axes = figure.add_subplot(1, 1, 1)
@@ -222,6 +233,9 @@ class RunFolder:
                 values = series(column)
                 if any(not math.isnan(v) for v in values):
                     axes.plot(epochs, values, marker="o", markersize=3, label=label)
+            if chance is not None and axes.lines:
+                axes.axhline(chance[0], color="0.4", linestyle="--", linewidth=1, label=chance[1])
+            axes.xaxis.set_major_locator(MaxNLocator(integer=True))
             axes.set_xlabel("epoch")
             axes.set_ylabel(ylabel)
             axes.set_title(title)
@@ -232,19 +246,27 @@ class RunFolder:
             with atomic_open(self.path / name, "wb") as handle:
                 figure.savefig(handle, format="png")
 
+        loss_chance = top1_chance = None
+        if num_classes is not None and num_classes > 1:  # a single head's chance; the total adds 2w of it
+            loss_chance = (math.log(num_classes), f"chance: ln {num_classes} = {math.log(num_classes):.2f}")
+            top1_chance = (100 / num_classes, f"chance: 100/{num_classes} = {100 / num_classes:.3g}%")
         draw(
             "loss.png",
             "training loss per head (section 5: total = main + w x (aux1 + aux2))",
             "cross-entropy",
             [("loss_main", "main"), ("loss_aux1", "aux1 (4a)"), ("loss_aux2", "aux2 (4d)"),
              ("loss_total", "total"), ("val_loss_raw", "val (raw)"), ("val_loss_avg", "val (averaged)")],
+            loss_chance,
         )  # fmt: skip
         draw(
             "top1.png",
             "top-1 accuracy: raw vs averaged weights",
             "top-1 (%)",
             [("val_top1_raw", "val raw"), ("val_top1_avg", "val averaged"),
-             ("train_eval_top1_raw", "train raw"), ("train_eval_top1_avg", "train averaged")],
+             ("train_eval_top1_raw", "train subset raw (eval mode)"),
+             ("train_eval_top1_avg", "train subset averaged (eval mode)"),
+             ("train_top1", "train running (augmented, train mode)")],
+            top1_chance,
         )  # fmt: skip
         draw("lr.png", "learning rate (end of epoch)", "learning rate", [("lr", "lr")])
 
