@@ -183,9 +183,10 @@ def plot_grad_norms(
     ticks: list[int] = []
     names: list[str] = []
     for i, layer in enumerate(order):
-        if not names or stage_of(layer) != names[-1]:
+        stage = "stem" if stage_of(layer).startswith("conv") else stage_of(layer)  # conv1-3: one label
+        if not names or stage != names[-1]:
             ticks.append(i)
-            names.append(stage_of(layer))
+            names.append(stage)
     ax.set_xticks(ticks, names, rotation=45, ha="right", fontsize=8)
     ax.set_yscale("log")
     ax.set_xlabel("trunk conv/linear layer, input (left) to classifier (right)")
