@@ -352,10 +352,15 @@ def format_table(model: GoogLeNet, input_size: int) -> str:
             f"{_mega(r.macs) if r.macs else '':>8} {_mega(r.paper_ops):>8}  {'*' if r.flags else ''}"
         )
     lines.append("-" * len(header))
+    heads = (
+        f"{total['params_with_aux']:,} with them"
+        if total["params_with_aux"] != total["params"]
+        else "and this model has none (aux_logits=False, as summary builds it below 64x64)"
+    )
     lines.append(
         f"total: {total['params']:,} parameters ({total['weights']:,} weights + "
-        f"{total['params'] - total['weights']:,} biases/norm parameters) without "
-        f"auxiliary heads, {total['params_with_aux']:,} with them; {total['macs'] / 1e9:.3f} G multiply-adds; "
+        f"{total['params'] - total['weights']:,} biases/norm parameters) without auxiliary heads, {heads}; "
+        f"{total['macs'] / 1e9:.3f} G multiply-adds; "
         f"depth {total['depth']} ({total['depth_with_pooling']} with pooling)"
     )
     flagged = [(r.type, f) for r in rows for f in r.flags]

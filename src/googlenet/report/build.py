@@ -357,7 +357,7 @@ def _training_sections(page: Page, folder: Path, limit: int, predictions: bool) 
     if final.is_file():
         from googlenet.model.weights import load_checkpoint_model
 
-        model, _ = load_checkpoint_model(final, aux_logits=False)
+        model, _ = load_checkpoint_model(final, aux_logits=None)
     if (folder / "metrics.csv").is_file():
         page.add(
             "Training curves", curves_section(folder, model.fc.out_features if model is not None else None)
@@ -367,7 +367,9 @@ def _training_sections(page: Page, folder: Path, limit: int, predictions: bool) 
 
         data = yaml.safe_load(config_text) or {}
         m = data.get("model", {})
-        model = build_model(m.get("variant", "paper"), num_classes=1000, aux_logits=False)
+        model = build_model(
+            m.get("variant", "paper"), num_classes=1000, aux_logits=bool(m.get("aux_logits", True))
+        )
     page.add("Table 1: the network", table1_section(model))
     if (folder / "grad_norms.csv").is_file():
         page.add("Gradient flow", gradflow_section(folder))
@@ -407,7 +409,7 @@ def build_report(folder: str | Path, limit: int = 500, predictions: bool = True)
             from googlenet.data.datasets import ImageFolderDataset
             from googlenet.model.weights import load_checkpoint_model
 
-            model, _ = load_checkpoint_model(checkpoints[0], aux_logits=False)
+            model, _ = load_checkpoint_model(checkpoints[0], aux_logits=None)
             page.add("Table 1: the network", table1_section(model))
             samples = list(ImageFolderDataset(where).samples)
             page.add(f"Validation of {Path(checkpoints[0]).name}: confusion and confident mistakes",
