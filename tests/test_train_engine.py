@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import math
 import signal
 from collections.abc import Iterator
@@ -142,6 +143,29 @@ def test_run_folder_after_a_tiny_run_on_builtin_data(tmp_path: Path, monkeypatch
     # A second run into the same folder is refused: --resume is the way to continue it.
     with pytest.raises(Exception, match="already holds a run"):
         fit(config)
+
+
+def test_evaluate_builtin_scores_the_images_the_run_held_out(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setenv("GOOGLENET_CACHE", str(tmp_path / "cache"))
+    config = resolve(
+        {},
+        {"data.builtin_image_size": 64, "data.builtin_train_per_class": 2, "data.builtin_val_per_class": 1,
+         "data.workers": 0, "optim.batch_size": 4, "run.epochs": 1, "run.seed": 1,
+         "run.output_dir": str(tmp_path / "run"), "run.progress": False},
+    )  # fmt: skip
+    with caplog.at_level(logging.INFO, logger="googlenet.data"):
+        fit(config)
+    assert "drawing the built-in data once: 30 images of 64 px" in caplog.text
+    final = str(tmp_path / "run" / "final.pt")
+    assert main(["evaluate", "--checkpoint", final, "--dataset", "builtin", "--engine", "off", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["images"] == 10  # the run's 1 per class, not the default drawing's 30
+    assert len(list((tmp_path / "cache").glob("synthetic-*"))) == 1  # nothing drawn anew
 
 
 def test_resume_mid_epoch_is_bit_identical(tiny_data: Path, tmp_path: Path) -> None:

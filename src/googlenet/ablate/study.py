@@ -30,7 +30,7 @@ from typing import Any
 import yaml
 
 from googlenet.errors import ConfigError
-from googlenet.train.config import resolve
+from googlenet.train.config import builtin_settings, resolve
 
 logger = logging.getLogger("googlenet.ablate")
 
@@ -260,8 +260,7 @@ def eval_samples(plan: StudyPlan, class_names: Sequence[str]) -> list[tuple[str,
     if d.dataset == "builtin":
         from googlenet.data.synthetic import ensure_builtin
 
-        root = ensure_builtin(seed=0, image_size=d.builtin_image_size, train_per_class=d.builtin_train_per_class,
-                              val_per_class=d.builtin_val_per_class)  # fmt: skip
+        root = ensure_builtin(**builtin_settings(d))
     elif d.dataset == "folder":
         root = Path(str(d.data_path))
     else:

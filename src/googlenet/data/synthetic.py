@@ -21,6 +21,7 @@ import functools
 import hashlib
 import importlib.util
 import json
+import logging
 import math
 import os
 import shutil
@@ -29,13 +30,15 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypedDict
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from googlenet.errors import ConfigError, DataError
 from googlenet.io import atomic_open, sha256_file
+
+logger = logging.getLogger("googlenet.data")
 
 # Bump whenever a change alters any generated pixel: it is part of the cache key.
 GENERATOR_VERSION = 1
@@ -428,6 +431,15 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("GOOGLENET_CACHE") or Path.home() / ".cache" / "googlenet")
 
 
+class BuiltinSettings(TypedDict):
+    """How the built-in data is drawn: `ensure_builtin`'s arguments that choose the images."""
+
+    seed: int
+    image_size: int
+    train_per_class: int
+    val_per_class: int
+
+
 def ensure_builtin(
     root: str | os.PathLike[str] | None = None,
     *,
@@ -474,6 +486,8 @@ def ensure_builtin(
         raise DataError(
             f"{cache}: cannot create the built-in dataset there ({exc.strerror or exc})"
         ) from None
+    total = len(CLASSES) * (train_per_class + val_per_class)
+    logger.info("drawing the built-in data once: %d images of %d px into %s", total, image_size, target)
     try:
         _generate(staging, params, progress)
         _publish(staging, target, params)

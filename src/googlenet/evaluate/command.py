@@ -15,12 +15,14 @@ import math
 import os
 import sys
 import time
+import typing
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from googlenet.console import setup_console
 from googlenet.data.crops import CROP_COUNTS, CropSpec
-from googlenet.errors import ConfigError
+from googlenet.errors import CheckpointError, ConfigError
 from googlenet.evaluate.evalset import (
     DATASETS,
     EvalSet,
@@ -45,7 +47,12 @@ from googlenet.evaluate.table3 import (
     table3_specs,
     table3_views,
 )
-from googlenet.io import check_output
+from googlenet.io import check_output, safe_load
+
+if typing.TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from googlenet.data.synthetic import BuiltinSettings
 
 PER_CLASS_SHOWN = 30  # print every class up to this many, else the worst ones
 
@@ -120,14 +127,39 @@ def _check_args(args: argparse.Namespace) -> None:
         raise ConfigError(f"--limit: must be at least 1, got {args.limit}")
 
 
+def _builtin_drawing(checkpoints: Sequence[str] | None) -> BuiltinSettings | None:
+    """How the first checkpoint's run drew the built-in data (its recipe's "builtin" entry), so that
+    `--dataset builtin` scores the validation images that run held out; None (the default drawing) for
+    `--weights`, or a checkpoint from before the entry existed."""
+    if not checkpoints:
+        return None
+    try:
+        recipe = (safe_load(checkpoints[0]).get("meta") or {}).get("recipe") or {}
+    except CheckpointError:
+        return None  # load_ensemble names the file, in order with the others
+    drawing = recipe.get("builtin") if isinstance(recipe, dict) else None
+    if not isinstance(drawing, dict) or set(drawing) != {
+        "seed",
+        "image_size",
+        "train_per_class",
+        "val_per_class",
+    }:
+        return None
+    return typing.cast("BuiltinSettings", {k: int(v) for k, v in drawing.items()})
+
+
 def run(args: argparse.Namespace) -> int:
     """Run `googlenet evaluate` from parsed flags: print the top-1 and top-5 error with the chosen crops (with
     `--table3`, Table 3, also saved); the exit code."""
     _check_args(args)
+    setup_console()  # the built-in data being drawn, the backend `--engine auto` picks
     progress = args.progress if args.progress is not None else sys.stderr.isatty()
     device = resolve_device(args.device)
     dataset = args.dataset or ("folder" if args.data_path else "builtin")
-    images = open_eval_images(dataset, args.data_path, progress=progress)  # data errors before any timing
+    builtin = _builtin_drawing(args.checkpoint) if dataset == "builtin" else None
+    images = open_eval_images(
+        dataset, args.data_path, progress=progress, builtin=builtin
+    )  # before any timing
     labelled: list[EvalSet] = []  # the images in the model's class order, checked before optimising
     ensemble = load_ensemble(
         args.checkpoint,

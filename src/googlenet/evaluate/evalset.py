@@ -17,9 +17,12 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from googlenet.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    from googlenet.data.synthetic import BuiltinSettings
 
 DATASETS: tuple[str, ...] = ("folder", "builtin", "imagenet")
 
@@ -85,10 +88,15 @@ class EvalImages:
 
 
 def open_eval_images(
-    dataset: str, data_path: str | os.PathLike[str] | None, *, progress: bool = False
+    dataset: str,
+    data_path: str | os.PathLike[str] | None,
+    *,
+    progress: bool = False,
+    builtin: BuiltinSettings | None = None,
 ) -> EvalImages:
     """List the images of `dataset` ("folder", "builtin" or "imagenet"); every data error is raised
-    here, before any model is loaded or timed."""
+    here, before any model is loaded or timed. `builtin`: how the built-in data was drawn (a
+    checkpoint's recipe records it; default: `ensure_builtin`'s defaults)."""
     from googlenet.data.datasets import ImageFolderDataset, load_imagenet
 
     if dataset not in DATASETS:
@@ -102,7 +110,8 @@ def open_eval_images(
     if dataset == "builtin":
         from googlenet.data.synthetic import ensure_builtin
 
-        root = ensure_builtin(progress=progress) / "val"
+        drawn = ensure_builtin(**builtin, progress=progress) if builtin else ensure_builtin(progress=progress)
+        root = drawn / "val"
     else:
         assert data_path is not None
         root = folder_root(data_path)

@@ -171,9 +171,9 @@ def val_samples_from_config(config: Any) -> list[tuple[str, int]] | None:
     d = config.data
     if d.dataset == "builtin":
         from googlenet.data.synthetic import ensure_builtin
+        from googlenet.train.config import builtin_settings
 
-        root = ensure_builtin(seed=0, image_size=d.builtin_image_size, train_per_class=d.builtin_train_per_class,
-                              val_per_class=d.builtin_val_per_class) / "val"  # fmt: skip
+        root = ensure_builtin(**builtin_settings(d)) / "val"
     elif d.dataset == "folder" and d.data_path:
         from googlenet.evaluate.evalset import folder_root
 

@@ -36,8 +36,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run `googlenet report` from parsed flags: write the HTML page and print its path; the exit code."""
+    from googlenet.console import setup_console
     from googlenet.report.build import write_report
 
+    setup_console()  # e.g. the line saying the built-in data is being drawn (it can take a minute)
     if args.limit < 1:
         raise ConfigError(f"--limit must be at least 1, got {args.limit}")
     if args.output is not None and not args.output.lower().endswith((".html", ".htm")):

@@ -37,6 +37,9 @@ import yaml
 from googlenet.errors import ConfigError
 from googlenet.model.googlenet import INITS, MAX_INPUT_SIZE, MIN_INPUT_SIZE, MIN_INPUT_SIZE_AUX
 
+if typing.TYPE_CHECKING:
+    from googlenet.data.synthetic import BuiltinSettings
+
 # Choices for the string-valued settings; validation and the CLI read them from here.
 CHOICES: dict[str, tuple[str, ...]] = {
     "model.variant": ("paper", "bn", "torchvision"),
@@ -253,6 +256,17 @@ ENSEMBLE_SAMPLING: tuple[dict[str, Any], ...] = (
     {"augment.scale_min": 0.35, "augment.random_interpolation": False},
     {"augment.photometric": False, "augment.lighting": 0.0, "augment.scale_min": 0.2},
 )
+
+
+def builtin_settings(data: DataSection) -> BuiltinSettings:
+    """`ensure_builtin`'s arguments for this data config: the same settings find the same cached images
+    (training, `evaluate --dataset builtin` through the checkpoint's recipe, the report, ablation)."""
+    return {
+        "seed": 0,  # one fixed drawing; run.data_seed varies the order, not the images
+        "image_size": data.builtin_image_size,
+        "train_per_class": data.builtin_train_per_class,
+        "val_per_class": data.builtin_val_per_class,
+    }
 
 
 def ensemble_member(config: TrainConfig, k: int) -> tuple[TrainConfig, dict[str, Any]]:

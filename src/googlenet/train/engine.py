@@ -50,7 +50,7 @@ from googlenet.train.checkpoint import (
     restore_rng_state,
     save_training_state,
 )
-from googlenet.train.config import TrainConfig, dump_yaml, from_dict, validate
+from googlenet.train.config import TrainConfig, builtin_settings, dump_yaml, from_dict, validate
 from googlenet.train.ensemble import fit_ensemble
 from googlenet.train.epochs import end_of_epoch, log_epoch, mean
 from googlenet.train.evaluation import evaluate_checkpoint
@@ -599,7 +599,9 @@ def _recipe(config: TrainConfig, groups: list[dict[str, Any]]) -> dict[str, Any]
         "seed": config.run.seed,
         "data_seed": config.run.data_seed,
         "dataset": config.data.dataset,
-    }
+    } | (  # how the built-in data was drawn, so `evaluate --dataset builtin` finds the same images
+        {"builtin": builtin_settings(config.data)} if config.data.dataset == "builtin" else {}
+    )
 
 
 def _save_final(

@@ -21,7 +21,7 @@ from googlenet.data.datasets import ImageFolderDataset, load_image_folder, load_
 from googlenet.data.transforms import AugmentConfig, build_eval_transform, build_train_transform
 from googlenet.errors import DataError
 from googlenet.train import distributed as ddp
-from googlenet.train.config import TrainConfig
+from googlenet.train.config import TrainConfig, builtin_settings
 
 
 @dataclass
@@ -78,13 +78,7 @@ def build_data(config: TrainConfig, env: ddp.DistEnv, training: bool = True) -> 
             from googlenet.data.synthetic import ensure_builtin
 
             def builtin() -> Path:
-                return ensure_builtin(
-                    seed=0,
-                    image_size=d.builtin_image_size,
-                    train_per_class=d.builtin_train_per_class,
-                    val_per_class=d.builtin_val_per_class,
-                    progress=False,
-                )
+                return ensure_builtin(**builtin_settings(d), progress=False)
 
             root: str | Path = builtin() if env.is_main else ""
             ddp.barrier()
