@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 from scipy import stats
 
-from googlenet.ablate.command import parse_set
 from googlenet.ablate.results import write_study
 from googlenet.ablate.stats import (
     format_markdown,
@@ -24,6 +23,7 @@ from googlenet.ablate.stats import (
 )
 from googlenet.ablate.study import ARM_NAMES, StudyPlan, errors_of, train_command
 from googlenet.errors import ConfigError
+from googlenet.train.config import parse_set
 from googlenet.train.gradflow import save_grad_norms
 
 

@@ -180,6 +180,19 @@ def test_cli_config_file_and_flags(tmp_path: Path) -> None:
     assert config.optim.lr == 0.03 and config.run.epochs == 6
 
 
+def test_set_overrides_any_key_over_the_file_and_refuses_a_flags_key(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("data:\n  builtin_train_per_class: 50\n  builtin_val_per_class: 5\n")
+    argv = ["--config", str(path), "--set", "data.builtin_train_per_class=20", "--set", "model.lrn=false"]
+    config, _ = build_config(_parse(argv))
+    assert (config.data.builtin_train_per_class, config.data.builtin_val_per_class) == (20, 5)
+    assert config.model.lrn is False
+    with pytest.raises(ConfigError, match=r"--set run.epochs=\.\.\. and that key's own flag"):
+        build_config(_parse(["--set", "run.epochs=3", "--epochs", "2"]))
+    with pytest.raises(ConfigError, match="--set: data.builtin_val_per_class must be int"):
+        build_config(_parse(["--set", "data.builtin_val_per_class=x"]))
+
+
 def test_ensemble_members_differ_in_sampling_not_init() -> None:
     config = resolve({}, {"run.seed": 5, "run.ensemble": 7})
     members = [ensemble_member(config, k) for k in range(7)]

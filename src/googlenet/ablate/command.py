@@ -16,8 +16,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from googlenet.ablate.stats import format_markdown
 from googlenet.console import setup_console
 from googlenet.errors import ConfigError
@@ -65,22 +63,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def parse_set(items: list[str]) -> dict[str, Any]:
-    """KEY=VALUE pairs, each value read as YAML (so 40 is an int, false a bool, null None, 1e-2 a float)."""
-    from googlenet.train.config import yaml_load
-
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or "." not in key:
-            raise ConfigError(f"--set {item!r}: expected SECTION.KEY=VALUE")
-        try:
-            out[key.strip()] = yaml_load(value)
-        except yaml.YAMLError:
-            raise ConfigError(f"--set {item!r}: the value is not valid YAML") from None
-    return out
-
-
 def build_plan(args: argparse.Namespace) -> Any:
     """The checked `StudyPlan` of the flags, `--config`, `--data-path`, `--epochs` and `--set` merged into the
     overrides every arm shares.
@@ -90,7 +72,7 @@ def build_plan(args: argparse.Namespace) -> Any:
     `run.ensemble`).
     """
     from googlenet.ablate.study import ARM_NAMES, StudyPlan
-    from googlenet.train.config import load_yaml
+    from googlenet.train.config import load_yaml, parse_set
 
     base: dict[str, Any] = load_yaml(args.config) if args.config else {}
     if args.data_path:

@@ -26,7 +26,16 @@ from googlenet.console import setup_console
 from googlenet.errors import ConfigError, DataError
 from googlenet.train import distributed as ddp
 from googlenet.train.checkpoint import load_training_state, resolve_resume_path
-from googlenet.train.config import CHOICES, TrainConfig, apply, from_dict, load_yaml, resolve, validate
+from googlenet.train.config import (
+    CHOICES,
+    TrainConfig,
+    apply,
+    from_dict,
+    load_yaml,
+    parse_set,
+    resolve,
+    validate,
+)
 from googlenet.train.engine import fit
 
 S = argparse.SUPPRESS
@@ -57,6 +66,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("run")
     add_g = g.add_argument
     add_g("--config", metavar="FILE", help="YAML config (sections as in a run's config.yaml)")
+    add_g("--set", dest="set_overrides", action="append", default=[], metavar="KEY=VALUE",
+          help="any config key without a flag of its own, over --config "
+               "(e.g. --set data.builtin_train_per_class=20; repeatable)")  # fmt: skip
     add_g("--epochs", dest="run.epochs", type=int, help="epochs to train (paper recipe: 250)")
     add_g(
         "--output-dir",
@@ -218,8 +230,15 @@ def build_config(args: argparse.Namespace) -> tuple[Any, str | None]:
     """(TrainConfig, resume path) from parsed flags: defaults/preset, file, flags; or a run to resume."""
     flags = {key: value for key, value in vars(args).items() if "." in key}
     file_overrides = load_yaml(args.config) if getattr(args, "config", None) else {}
+    settings = parse_set(getattr(args, "set_overrides", None) or [])
+    both = sorted(key for key in settings if flags.get(key) is not None)
+    if both:
+        raise ConfigError(f"--set {both[0]}=... and that key's own flag are both given; give one")
+    file_overrides = {**file_overrides, **settings}  # --set: over the file, under the flags (none overlap)
     resume = getattr(args, "resume", None)
     source = str(getattr(args, "config", None) or "config file")
+    if settings:
+        source = f"{args.config} or --set" if getattr(args, "config", None) else "--set"
     if resume is None:
         return resolve(file_overrides, flags, source), resume
     if flags.get("run.test_only"):  # the run's own data, unless --config or flags name other data

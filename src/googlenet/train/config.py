@@ -27,7 +27,7 @@ import os
 import re
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -406,6 +406,21 @@ _ConfigLoader.add_implicit_resolver(
 def yaml_load(text: str) -> Any:
     """Parse config YAML (`_ConfigLoader`: duplicate keys refused, `1e-2` a float); yaml.YAMLError if bad."""
     return yaml.load(text, Loader=_ConfigLoader)
+
+
+def parse_set(items: Sequence[str]) -> dict[str, Any]:
+    """`--set SECTION.KEY=VALUE` pairs (train, ablate), each value read as YAML (so 40 is an int, false a
+    bool, null None, 1e-2 a float); the keys are checked when the config is resolved."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or "." not in key:
+            raise ConfigError(f"--set {item!r}: expected SECTION.KEY=VALUE")
+        try:
+            out[key.strip()] = yaml_load(value)
+        except yaml.YAMLError:
+            raise ConfigError(f"--set {item!r}: the value is not valid YAML") from None
+    return out
 
 
 def load_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
