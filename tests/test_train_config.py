@@ -189,7 +189,7 @@ def test_set_overrides_any_key_over_the_file_and_refuses_a_flags_key(tmp_path: P
     assert config.model.lrn is False
     with pytest.raises(ConfigError, match=r"--set run.epochs=\.\.\. and that key's own flag"):
         build_config(_parse(["--set", "run.epochs=3", "--epochs", "2"]))
-    with pytest.raises(ConfigError, match="--set: data.builtin_val_per_class must be int"):
+    with pytest.raises(ConfigError, match=r"--set: data\.builtin_val_per_class must be int"):
         build_config(_parse(["--set", "data.builtin_val_per_class=x"]))
 
 
