@@ -281,7 +281,7 @@ def test_torchrun_restarts_a_killed_worker_and_resumes_from_the_last_checkpoint(
     assert agent.returncode == 0, text[-3000:]
     assert re.search(r"elastic restart \d: resuming", text)
     log = (out / "train.log").read_text()
-    assert re.search(r"resumed from .*last.pt at epoch [12] step 0", log), log[-2000:]
+    assert re.search(r"resumed from .*last.pt: [12] of \d+ epoch\(s\) done\n", log), log[-2000:]
     results = json.loads(stdout[stdout.index(b"{") :])
     assert results["status"] == "completed" and results["processes"] == 2 and results["epochs"] == 3
     assert results["global_step"] == 9

@@ -168,16 +168,27 @@ def test_evaluate_builtin_scores_the_images_the_run_held_out(
     assert len(list((tmp_path / "cache").glob("synthetic-*"))) == 1  # nothing drawn anew
 
 
-def test_resume_mid_epoch_is_bit_identical(tiny_data: Path, tmp_path: Path) -> None:
+def test_resume_mid_epoch_is_bit_identical(
+    tiny_data: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="googlenet")
     straight = fit(tiny(tiny_data, tmp_path / "straight"))
     assert straight["status"] == "completed" and straight["global_step"] == 6
 
     first = fit(tiny(tiny_data, tmp_path / "resumed", **{"run.stop_after_steps": 2}))
     assert first["status"] == "stopped"
+    assert "stopped in epoch 1/2 after 2 of its 3 steps; resume with --resume" in caplog.text
     state = torch.load(tmp_path / "resumed" / "last.pt", weights_only=True)["train_state"]
     assert (state["epoch"], state["step"], state["global_step"]) == (0, 2, 2)
     second = fit(tiny(tiny_data, tmp_path / "resumed"), resume=tmp_path / "resumed" / "last.pt")
     assert second["status"] == "completed"
+    assert "last.pt: 0 of 2 epoch(s) done, 2 step(s) into epoch 1" in caplog.text
+    caplog.clear()
+    fit(tiny(tiny_data, tmp_path / "resumed"), resume=tmp_path / "resumed" / "last.pt")  # a finished run
+    assert (
+        "2 of 2 epoch(s) done" in caplog.text
+        and "nothing left to train: give --epochs above 2" in caplog.text
+    )
 
     _assert_identical_training_state(tmp_path / "straight" / "last.pt", tmp_path / "resumed" / "last.pt")
     a = torch.load(tmp_path / "straight" / "final.pt", weights_only=True)["state_dict"]

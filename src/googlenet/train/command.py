@@ -338,7 +338,9 @@ def _print_summary(results: dict[str, Any]) -> None:
             f"ensemble of {results['ensemble']} ({results['status']}): {results['output_dir']}/ensemble.json"
         )
         for member in results["members"]:
-            print(f"  member {member['member']}: val top-1 averaged {member.get('val_top1_avg')}")
+            value = member.get("val_top1_avg")
+            shown = f"{value:.2f}%" if isinstance(value, int | float) else "-"
+            print(f"  member-{member['member']}: val top-1 averaged {shown}")
         return
     if "checkpoint" in results:  # --test-only
         if "weights" in results:  # a final checkpoint: one set of weights

@@ -256,7 +256,10 @@ class _Trainer:
             self.at = at = _restore(
                 checkpoint, self.model, self.optimizer, self.scheduler, self.scaler, self.averager, env
             )
-            logger.info("resumed from %s at epoch %d step %d", folder.last, at.epoch, at.step)
+            into = f", {at.step} step(s) into epoch {at.epoch + 1}" if at.step else ""
+            logger.info("resumed from %s: %d of %d epoch(s) done%s", folder.last, at.epoch, r.epochs, into)
+            if at.epoch >= r.epochs:
+                logger.info("nothing left to train: give --epochs above %d to train on", r.epochs)
         folder.open_tensorboard(purge_step=at.global_step if checkpoint is not None else None)
         self.grad_norms = None
         if r.grad_norms_every > 0 and env.is_main:  # rank 0's local gradients, see googlenet.train.gradflow
@@ -308,8 +311,9 @@ class _Trainer:
                     if step_in_epoch < self.steps_per_epoch:
                         self._save_last(at.epoch, step_in_epoch, meter)
                         status = self._stop_status()
-                        logger.info("%s at epoch %d step %d (global step %d); resume with --resume %s",
-                                    status, at.epoch, step_in_epoch, at.global_step, folder.path)  # fmt: skip
+                        logger.info("%s in epoch %d/%d after %d of its %d steps; resume with --resume %s",
+                                    status, at.epoch + 1, r.epochs, step_in_epoch, self.steps_per_epoch,
+                                    folder.path)  # fmt: skip
                         break
                 at.step = 0
                 row = self._end_epoch(meter, epoch_started)
@@ -323,7 +327,11 @@ class _Trainer:
                 if ddp.any_process(self._stop_requested(at.global_step), self.device) and at.epoch < r.epochs:
                     status = self._stop_status()
                     logger.info(
-                        "%s after epoch %d; resume with --resume %s", status, at.epoch - 1, folder.path
+                        "%s after epoch %d/%d; resume with --resume %s",
+                        status,
+                        at.epoch,
+                        r.epochs,
+                        folder.path,
                     )
                     break
         folder.plot(at.history, len(self.meta["class_names"]))

@@ -60,7 +60,9 @@ def _fit_members(config: TrainConfig, root: Path, env: ddp.DistEnv, fit_one: Fit
         member.run.output_dir = str(folder)
         result = _finished(folder)
         if result is not None:
-            logger.info("ensemble member %d already trained (%s)", k, folder)
+            logger.info(
+                "ensemble member-%d (%d of %d) already trained (%s)", k, k + 1, config.run.ensemble, folder
+            )
         else:
             resume_k = folder / "last.pt" if (folder / "last.pt").is_file() else None
             if resume_k is not None:
@@ -68,7 +70,7 @@ def _fit_members(config: TrainConfig, root: Path, env: ddp.DistEnv, fit_one: Fit
                 for key in RESUME_MUTABLE - {"run.output_dir"}:  # what the continuation may change
                     section, name = key.split(".")
                     setattr(getattr(member, section), name, config.get(key))
-            logger.info("ensemble member %d/%d: sampling %s, data seed %s", k + 1, config.run.ensemble,
+            logger.info("ensemble member-%d (%d of %d): sampling %s, data seed %s", k, k + 1, config.run.ensemble,
                         overrides or "as configured", member.run.data_seed)  # fmt: skip
             result = fit_one(member, resume_k)
         members.append(
