@@ -117,7 +117,10 @@ def test_checkpoint_export_drops_training_state(tmp_path: Path, capsys: pytest.C
     [
         (["--checkpoint", "missing.pt", "--output", "x.onnx"], "missing.pt: no such file"),
         (["--checkpoint", "{src}", "--output", "{src}"], "is also --checkpoint; it would be overwritten"),
-        (["--checkpoint", "{plain}", "--output", "x.ts", "--averaged"], "no 'averaged_state_dict' entry"),
+        (
+            ["--checkpoint", "{plain}", "--output", "x.ts", "--averaged"],
+            "holds one set of weights",
+        ),  # a final.pt
         (
             ["--convert", "{src}", "--output", "x.pt", "--averaged"],
             "--averaged applies to our training checkpoints",
@@ -217,3 +220,22 @@ def test_the_format_comes_from_the_flag_or_the_extension() -> None:
     assert resolve_format("onnx", "model") == "onnx"
     with pytest.raises(googlenet.ConfigError, match="cannot tell the format"):
         resolve_format(None, "model")
+
+
+def test_export_of_a_last_pt_says_which_of_its_weights(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    model = googlenet.build_model("paper", num_classes=10)
+    last = tmp_path / "last.pt"
+    state = {"epoch": 3, "step": 2, "global_step": 14}
+    googlenet.save_checkpoint(last, model, default_meta(model, SIZE), train_state=state,
+                              averaged_state_dict=model.state_dict())  # fmt: skip
+    for flags, which in (([], "raw"), (["--averaged"], "averaged")):
+        assert main(["export", "--checkpoint", str(last), "-o", str(tmp_path / "m.pt"), *flags]) == 0
+        assert (
+            f"; {which} weights of a training checkpoint after 3 epoch(s) and 2 step(s))"
+            in capsys.readouterr().out
+        )
+    googlenet.save_checkpoint(
+        last, model, default_meta(model, SIZE), train_state=state
+    )  # averaging not begun
+    assert main(["export", "--checkpoint", str(last), "-o", str(tmp_path / "m.pt"), "--averaged"]) == 1
+    assert "no averaged weights yet" in capsys.readouterr().err

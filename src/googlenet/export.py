@@ -291,5 +291,7 @@ def run(args: argparse.Namespace) -> int:
         line = f"wrote {summary['output']} ({fmt}, {summary['variant']}, {summary['num_classes']} classes"
         if "max_abs_diff" in summary:
             line += f", max |{summary['verified_with']} - PyTorch| = {summary['max_abs_diff']:.2e}"
+        if meta.get("weights"):
+            line += f"; {meta['weights']}"
         print(line + ")")
     return 0

@@ -271,7 +271,20 @@ def load_checkpoint_model(
         model = build_from_config(config)
     except (TypeError, ValueError) as exc:
         raise CheckpointError(f"{path}: invalid model config ({exc})") from None
+    if key == "averaged_state_dict" and key not in checkpoint:
+        if "train_state" not in checkpoint:  # a run's final.pt: already the weights used for evaluation
+            held = (checkpoint.get("meta") or {}).get("weights", "the run's final weights")
+            raise CheckpointError(f"{path}: holds one set of weights ({held}); --averaged picks the averaged "
+                                  "copy inside a run's last.pt, so drop it here")  # fmt: skip
+        raise CheckpointError(f"{path}: no averaged weights yet (averaging had not started or is off)")
     if key not in checkpoint:
         raise CheckpointError(f"{path}: checkpoint has no {key!r} entry")
     _load_state(path, model, checkpoint[key])
-    return model, dict(checkpoint.get("meta") or default_meta(model))
+    meta = dict(checkpoint.get("meta") or default_meta(model))
+    state = checkpoint.get("train_state")
+    if isinstance(state, Mapping) and "weights" not in meta:  # a run's last.pt: say which of its two sets
+        which = "averaged" if key == "averaged_state_dict" else "raw"
+        meta["weights"] = f"{which} weights of a training checkpoint after {state.get('epoch')} epoch(s)" + (
+            f" and {state.get('step')} step(s)" if state.get("step") else ""
+        )
+    return model, meta
