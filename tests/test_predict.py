@@ -74,6 +74,10 @@ def test_unreadable_image_is_one_line_and_the_others_are_predicted(
     )
     assert str(files["wide"]) in captured.out and str(files["tall"]) in captured.out
     assert captured.out.count("%") == 2 * 3  # top-5 of 3 classes: 3 lines per image
+    assert errors[0].endswith("(skipped)")
+    assert main([*args, "--on-bad", "abort"]) == 1  # the first unreadable image stops it, nothing printed
+    captured = capsys.readouterr()
+    assert captured.out == "" and "broken.jpg" in captured.err and captured.err.count("\n") == 1
 
 
 def test_ensemble_of_crops_averages_the_members(files: dict[str, Path]) -> None:

@@ -6,7 +6,8 @@
 Class names come from the checkpoint's metadata; a 1000-class weight file without names gets the
 ImageNet names shipped with the package. With several checkpoints or several crops, the softmax
 probabilities are averaged over crops and models (section 7). An unreadable image gives a one-line
-error on stderr and the others are still predicted; the exit status is then 1.
+error on stderr and the others are still predicted; the exit status is then 1 (`--on-bad abort`: stop
+at the first one, printing no prediction).
 """
 
 from __future__ import annotations
@@ -77,8 +78,10 @@ def predict_files(
     reduce: str = "mean",
     topk: int = 5,
     batch_size: int = 144,
+    on_bad: str = "skip",
 ) -> list[dict[str, Any]]:
-    """One result per path, in order: {"image", "top": [...]}, or {"image", "error"} if it cannot be read."""
+    """One result per path, in order: {"image", "top": [...]}, or {"image", "error"} if it cannot be read
+    (`on_bad="abort"`: the `DataError` is raised instead)."""
     from googlenet.data.decode import load_image
 
     if reduce not in REDUCTIONS:
@@ -90,6 +93,8 @@ def predict_files(
         try:
             image = load_image(path)
         except DataError as exc:
+            if on_bad == "abort":
+                raise
             results.append({"image": str(path), "error": str(exc)})
             continue
         top = predict_image(
@@ -126,6 +131,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
     add_engine_arguments(parser, default="eager")
+    parser.add_argument("--on-bad", choices=("skip", "abort"), default="skip",
+                        help="an unreadable image: skip it, named on stderr, and exit 1 after predicting the "
+                             "others (default); or abort before printing any prediction")  # fmt: skip
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(func=run)
 
@@ -180,11 +188,17 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     ensemble = load_ensemble(args.checkpoint, args.weights, args.variant, device, args.engine, args.precision)
     results = predict_files(
-        images, ensemble, crops=args.crops, device=device, reduce=args.reduce, topk=args.topk
+        images,
+        ensemble,
+        crops=args.crops,
+        device=device,
+        reduce=args.reduce,
+        topk=args.topk,
+        on_bad=args.on_bad,
     )
     failed = [r for r in results if "error" in r]
     for r in failed:
-        print(f"googlenet predict: error: {r['error']}", file=sys.stderr)
+        print(f"googlenet predict: error: {r['error']} (skipped)", file=sys.stderr)
     if args.json:
         report = {
             "models": len(ensemble.members),
