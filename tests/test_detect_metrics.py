@@ -137,9 +137,12 @@ def test_detect_evaluate_command(
     report = json.loads(capsys.readouterr().out)
     assert report["mAP"] == pytest.approx(0.610912907479439, abs=1e-9) and report["images"] == 100
     assert len(report["plots"]) == 20 and all(Path(p).stat().st_size > 1000 for p in report["plots"])
+    marked = sum(xml.read_text().count("<difficult>1</difficult>") for xml in root.rglob("Annotations/*.xml"))
+    assert report["difficult_objects"] == marked > 0
     assert main(args) == 0
     text = capsys.readouterr().out
     assert "mAP" in text and "aeroplane" in text and "all-point AP" in text
+    assert f"{marked} object(s) marked difficult: ignored, as VOC's devkit does (--use-difficult" in text
 
 
 def test_detections_round_trip_and_bad_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

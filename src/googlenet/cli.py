@@ -69,19 +69,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    name = " ".join(
+        n for n in (args.command, getattr(args, "detect_command", None)) if n
+    )  # "detect evaluate"
     try:
         return int(args.func(args) or 0)
     except GoogLeNetError as exc:
-        print(f"googlenet {args.command}: error: {exc}", file=sys.stderr)
+        print(f"googlenet {name}: error: {exc}", file=sys.stderr)
         return 2 if isinstance(exc, UsageError) else 1
     except KeyboardInterrupt:
-        print(f"googlenet {args.command}: interrupted", file=sys.stderr)
+        print(f"googlenet {name}: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
         return 0
     except OSError as exc:  # the machine's, not ours: a full disk, a read-only folder, a lost mount
         where = f"{exc.filename}: " if exc.filename else ""
-        print(f"googlenet {args.command}: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        print(f"googlenet {name}: error: {where}{exc.strerror or exc}", file=sys.stderr)
         return 1
 
 

@@ -420,6 +420,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         "ap": "11-point" if args.eleven_point else "all-point",
         "ilsvrc_small_objects": args.ilsvrc_small,
         "use_difficult": args.use_difficult,
+        "difficult_objects": sum(sum(objects.difficult) for objects in truth.values()),
     }
     if args.plot_dir:
         report["plots"] = save_pr_plots(results, args.plot_dir)
@@ -442,6 +443,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
         print(f"{row['class']:<14} {ap:>7} {row['positives']:>8} {row['detections']:>11}")
     print(f"mAP {100 * report['mAP']:.2f}% over {len(results)} classes, {len(truth)} images, "
           f"{len(detections)} detections ({report['ap']} AP, IoU >= {args.iou})")  # fmt: skip
+    if report["difficult_objects"]:
+        counted = "counted as ordinary ones (--use-difficult)" if args.use_difficult else (
+            "ignored, as VOC's devkit does (--use-difficult counts them)")  # fmt: skip
+        print(f"{report['difficult_objects']} object(s) marked difficult: {counted}")
     if args.plot_dir:
         print(f"saved {len(report['plots'])} precision-recall plots in {args.plot_dir}")
     return 0
