@@ -41,7 +41,9 @@ def test_torchvision_variant_equals_torchvision(
     torch.save(reference.state_dict(), path)  # the format of torchvision's googlenet-*.pth
 
     ours = googlenet.build_model("torchvision", aux_logits=aux_logits, transform_input=transform_input)
-    googlenet.load_weights(ours, path)
+    meta = googlenet.load_weights(ours, path)
+    assert meta["class_names"][0] == "tench" and meta["wnids"][0] == "n01440764"  # as `predict` names them
+    assert model_from_file(path)[1]["class_names"] == meta["class_names"]
     ours.eval()
     x = torch.randn(4, 3, 224, 224)
     with torch.no_grad():

@@ -33,8 +33,7 @@ from torch import Tensor
 from googlenet.errors import CheckpointError
 from googlenet.model import table1
 from googlenet.model.googlenet import GoogLeNet, build_model
-from googlenet.model.weights import _load_state, default_meta
-from googlenet.resources import imagenet_classes
+from googlenet.model.weights import _load_state, imagenet_meta
 
 # bvlc_googlenet/train_val.prototxt: `mean_value: 104, 117, 123` (B, G, R) on 0-255 pixels, no scale.
 CAFFE_MEAN_BGR = (104.0, 117.0, 123.0)
@@ -316,11 +315,7 @@ def reference_state_dict(
 
 def caffe_meta(model: GoogLeNet, source: str, kind: str) -> dict[str, Any]:
     """Checkpoint metadata for converted reference weights: Caffe's preprocessing on our RGB 0-1 input."""
-    meta = default_meta(model)
-    if model.config.num_classes == len(imagenet_classes()):
-        # bvlc_googlenet's synset order is the sorted wnid order of the shipped table.
-        meta["wnids"] = [wnid for wnid, _ in imagenet_classes()]
-        meta["class_names"] = [name for _, name in imagenet_classes()]
+    meta = imagenet_meta(model)  # bvlc_googlenet's synset order is the sorted wnid order of the shipped table
     mean_rgb = CAFFE_MEAN_BGR[::-1]
     meta.update(
         {

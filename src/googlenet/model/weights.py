@@ -48,6 +48,19 @@ def default_meta(model: GoogLeNet, input_size: int = 224) -> dict[str, Any]:
     }
 
 
+def imagenet_meta(model: GoogLeNet) -> dict[str, Any]:
+    """`default_meta` for weights trained on ILSVRC 2012 (torchvision's file, Caffe's reference): with
+    1000 outputs, the ImageNet class names and WordNet ids in the standard (sorted wnid) order."""
+    from googlenet.resources import imagenet_classes
+
+    meta = default_meta(model)
+    table = imagenet_classes()
+    if model.config.num_classes == len(table):
+        meta["wnids"] = [wnid for wnid, _ in table]
+        meta["class_names"] = [name for _, name in table]
+    return meta
+
+
 def save_checkpoint(
     path: str | os.PathLike[str],
     model: GoogLeNet,
@@ -178,8 +191,8 @@ def load_weights(model: GoogLeNet, path: str | os.PathLike[str], key: str = "sta
     """Load weights into `model` from our checkpoint, a torchvision GoogLeNet state-dict file, the
     reference Caffe model (`bvlc_googlenet.caffemodel`) or the ONNX model zoo's GoogLeNet.
 
-    Returns the checkpoint's metadata (class names, input size, normalisation), defaults for a
-    torchvision file, and Caffe's preprocessing for the reference weights (conv1 is flipped to read RGB;
+    Returns the checkpoint's metadata (class names, input size, normalisation), ImageNet's names and
+    torchvision's preprocessing for a torchvision file (1000 classes), and Caffe's preprocessing for the reference weights (conv1 is flipped to read RGB;
     see `googlenet.model.caffe`). Any incompatibility (variant, classes, a missing or mis-shaped tensor)
     is a one-line `CheckpointError` naming what differs; the model is left unchanged then.
 
@@ -217,7 +230,7 @@ def load_weights(model: GoogLeNet, path: str | os.PathLike[str], key: str = "sta
                 f"{path}: file has {num_classes} classes but the model has {model.config.num_classes}"
             )
         _load_state(path, model, obj)
-        return default_meta(model)
+        return imagenet_meta(model)
     raise CheckpointError(
         f"{path}: neither a googlenet checkpoint, a torchvision GoogLeNet state dict, a .caffemodel "
         "nor an ONNX file"
@@ -249,7 +262,7 @@ def model_from_file(
             aux_logits=has_aux if aux_logits is None else aux_logits,
         )
         _load_state(path, model, obj)
-        return model, default_meta(model)
+        return model, imagenet_meta(model)
     raise CheckpointError(
         f"{path}: neither a googlenet checkpoint, a torchvision GoogLeNet state dict, a .caffemodel "
         "nor an ONNX file"
