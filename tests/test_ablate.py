@@ -91,6 +91,14 @@ def test_summarise_pairs_by_seed_over_the_common_seeds(tmp_path: Path) -> None:
     assert (tmp_path / "ablation.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_an_error_interval_stays_within_0_and_100() -> None:
+    errors = {"full": {0: {"top1": 99.0, "top5": 1.0}, 1: {"top1": 79.0, "top5": 3.0}}}
+    by = {r["metric"]: r for r in summarise(errors, {"full": "full"})}
+    assert (by["top1"]["ci_low"], by["top1"]["ci_high"]) == (0.0, 100.0)  # the t-interval: [-38, 216]
+    assert by["top5"]["ci_low"] == 0.0 and by["top5"]["ci_high"] > 3
+    assert by["top1"]["mean_error"] == 89.0
+
+
 def test_plan_checks_arms_and_seeds_and_builds_each_run_command(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="unknown arm"):
         StudyPlan(tmp_path, arms=("full", "nope")).check()

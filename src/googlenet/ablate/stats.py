@@ -89,6 +89,8 @@ def summarise(
         for metric in METRICS:
             values = [float(v[metric]) for _, v in sorted(by_seed.items())]
             mean, low, high = mean_ci(values)
+            # An error rate lies in [0, 100]: with 2-3 seeds the t-interval can reach past it; cut it there.
+            low, high = max(low, 0.0), min(high, 100.0)
             row: dict[str, Any] = {
                 "arm": arm, "kind": (kinds or {}).get(arm, "train"), "metric": metric, "n": len(values),
                 "mean_error": mean, "ci_low": low, "ci_high": high, "effect": math.nan,
@@ -149,7 +151,7 @@ def format_markdown(rows: Sequence[Mapping[str, Any]], title: str = "") -> str:
         lines.append("| " + " | ".join(cells) + " |")
     lines += [
         "",
-        "Errors in percent, mean over seeds with the 95% t-interval; effect = arm minus reference, paired by "
+        "Errors in percent, mean over seeds with the 95% t-interval (cut to [0, 100]); effect = arm minus reference, paired by "
         "seed (positive: the arm is worse, so removing the ingredient hurts); p: two-sided paired t-test "
         f"(scipy.stats.ttest_rel), * where p < {ALPHA} before correction (Holm-adjusted p in the CSV/JSON).",
     ]
