@@ -28,6 +28,16 @@ def _args(**overrides: object) -> argparse.Namespace:
     return argparse.Namespace(**values)
 
 
+def test_quick_plan_keeps_the_baseline_the_peers_and_ours() -> None:
+    full = {spec["name"] for spec in plan(_args(only=["infer"]), "/data")}
+    quick = {spec["name"] for spec in plan(_args(only=["infer"], quick=True), "/data")}
+    assert quick < full and len(quick) < 0.6 * len(full)
+    for precision in ("fp32", "bf16"):
+        assert {f"torchvision eager b32 {precision}", f"torchvision compile b32 {precision}",
+                f"ours paper eager b32 {precision}"} <= quick  # fmt: skip
+    assert not any("channels_last" in n or "fused-1x1" in n or n.startswith("ours torchvision") for n in quick)
+
+
 def test_plan_names_every_peer_and_baseline() -> None:
     specs = plan(_args(), "/data")
     names = {spec["name"] for spec in specs}
