@@ -5,9 +5,10 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-slow test-all lint format typecheck bench lock clean help
+.PHONY: venv demo test test-slow test-all lint format typecheck bench lock clean help
 
 help:
+	@echo "make venv       create .venv with the pinned versions (demo and test do it on first use)"
 	@echo "make demo       set up .venv (first use) and run the main job on the built-in data"
 	@echo "make test       the default test suite (fast tier)"
 	@echo "make test-slow  the slow end-to-end checks (real data, longer training)"

@@ -35,7 +35,9 @@ def test_quick_plan_keeps_the_baseline_the_peers_and_ours() -> None:
     for precision in ("fp32", "bf16"):
         assert {f"torchvision eager b32 {precision}", f"torchvision compile b32 {precision}",
                 f"ours paper eager b32 {precision}"} <= quick  # fmt: skip
-    assert not any("channels_last" in n or "fused-1x1" in n or n.startswith("ours torchvision") for n in quick)
+    assert not any(
+        "channels_last" in n or "fused-1x1" in n or n.startswith("ours torchvision") for n in quick
+    )
 
 
 def test_plan_names_every_peer_and_baseline() -> None:

@@ -44,6 +44,9 @@ def main() -> int:
         p.name for p in output.iterdir() if p.suffix in (".png", ".csv", ".json", ".yaml", ".log")
     ):
         print(f"  {output / name}")
+    print(f"  {final}  (the averaged model; last.pt resumes the run)")
+    print(f"  googlenet report {output}  (one HTML page: curves, Table 1, confusion, worst mistakes)")
+    print(f"  googlenet predict IMAGE --checkpoint {final}")
     print(f"  tensorboard --logdir {output}")
     top1_raw, top1_avg = results.get("val_top1_raw"), results.get("val_top1_avg")
     print(

@@ -29,7 +29,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """`googlenet detect`'s flags: evaluate, proposals, predict and boxreg here, train and multibox from
     `detect.pipeline`."""
     parser = subparsers.add_parser(
-        "detect", help="detection (section 8): evaluate detections with VOC/ILSVRC AP"
+        "detect",
+        help="detection (section 8): proposals, MultiBox, R-CNN training, prediction, box regression, VOC/ILSVRC AP",
     )
     commands = parser.add_subparsers(dest="detect_command", metavar="COMMAND", required=True)
     ev = commands.add_parser(

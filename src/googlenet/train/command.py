@@ -71,6 +71,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                "(e.g. --set data.builtin_train_per_class=20; repeatable)")  # fmt: skip
     add_g("--epochs", dest="run.epochs", type=int, help="epochs to train (paper recipe: 250)")
     add_g(
+        "-o",
         "--output-dir",
         dest="run.output_dir",
         metavar="DIR",
