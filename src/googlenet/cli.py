@@ -69,9 +69,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    name = " ".join(
-        n for n in (args.command, getattr(args, "detect_command", None)) if n
-    )  # "detect evaluate"
+    sub = getattr(args, "detect_command", None)
+    name = f"{args.command} {sub}" if sub else args.command  # "detect evaluate", as its usage line
     try:
         return int(args.func(args) or 0)
     except GoogLeNetError as exc:
