@@ -137,15 +137,12 @@ def _builtin_drawing(checkpoints: Sequence[str] | None) -> BuiltinSettings | Non
         recipe = (safe_load(checkpoints[0]).get("meta") or {}).get("recipe") or {}
     except CheckpointError:
         return None  # load_ensemble names the file, in order with the others
+    from googlenet.data.synthetic import BuiltinSettings
+
     drawing = recipe.get("builtin") if isinstance(recipe, dict) else None
-    if not isinstance(drawing, dict) or set(drawing) != {
-        "seed",
-        "image_size",
-        "train_per_class",
-        "val_per_class",
-    }:
+    if not isinstance(drawing, dict) or set(drawing) != set(BuiltinSettings.__annotations__):
         return None
-    return typing.cast("BuiltinSettings", {k: int(v) for k, v in drawing.items()})
+    return BuiltinSettings(**{k: int(v) for k, v in drawing.items()})  # type: ignore[typeddict-item]
 
 
 def run(args: argparse.Namespace) -> int:
