@@ -90,6 +90,10 @@ def test_command_runs_a_section_and_saves_json(tmp_path: Path, capsys: pytest.Ca
     saved = json.loads(out.read_text())
     assert saved["machine"]["threads"] >= 1 and len(saved["rows"]) == 2
     assert all(row["value"] > 0 for row in saved["rows"])
+    # --json without a file: one JSON object on stdout instead of the table, as other commands' --json
+    assert main(["benchmark", "--only", "gemm", "--quick", "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert [row["name"] for row in printed["rows"]] == [row["name"] for row in saved["rows"]]
 
 
 def test_bad_values_are_one_line_errors(capsys: pytest.CaptureFixture[str]) -> None:

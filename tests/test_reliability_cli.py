@@ -78,6 +78,8 @@ def test_usage_errors_are_one_line_exit_2(path: tuple[str, ...], capsys: pytest.
         elif action.type in NUMERIC:
             code, err = run([*path, flag, "twelve"], capsys)
             assert_one_line(code, err, (2,), "twelve")
+        if action.nargs == "?":  # the value is optional (benchmark --json [FILE]): nothing is missing
+            continue
         code, err = run([*path, flag], capsys)  # the value is missing
         assert_one_line(code, err, (2,), flag)
 

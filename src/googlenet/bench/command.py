@@ -82,7 +82,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="a smoke run: 2 repetitions, 3 turns, and in 'infer' only the baseline, the "
                              "runtimes' peers and our paper variant (no channels_last, torchvision-layout or "
                              "fused-1x1 rows)")  # fmt: skip
-    parser.add_argument("--json", metavar="FILE", help="save every result with the machine's description")
+    parser.add_argument("--json", metavar="FILE", nargs="?", const="-",
+                        help="every result with the machine's description: saved to FILE (the table is "
+                             "printed too), or without FILE printed as one JSON object instead of the table")  # fmt: skip
     parser.set_defaults(func=run)
 
 
@@ -415,7 +417,8 @@ def run(args: argparse.Namespace) -> int:
             load_image_folder(root, None, None)
         except DataError as exc:
             raise ConfigError(f"--data-path: {exc}") from None
-    if args.json:
+    to_stdout = args.json == "-"
+    if args.json and not to_stdout:
         from googlenet.io import check_output, is_json_file
 
         check_output("--json", args.json, replaceable=is_json_file, kind="a JSON file")  # before the timing
@@ -438,6 +441,10 @@ def run(args: argparse.Namespace) -> int:
                 f"[{index + 1}/{len(work)}] {label}: {shown} (ETA {eta:.0f} s)", file=sys.stderr, flush=True
             )
     rows = summarise(specs, combine_rounds(specs, rounds))
+    payload = {"machine": machine(), "date": time.strftime("%Y-%m-%d"), "rounds": args.rounds, "rows": rows}
+    if to_stdout:
+        print(json.dumps(payload, indent=2))
+        return 0
     print(
         f"googlenet benchmark: {machine()['cpu']}, {torch.get_num_threads()} threads, torch {torch.__version__}"
     )
@@ -452,15 +459,6 @@ def run(args: argparse.Namespace) -> int:
         from googlenet.io import atomic_open
 
         with atomic_open(args.json, "w") as handle:
-            json.dump(
-                {
-                    "machine": machine(),
-                    "date": time.strftime("%Y-%m-%d"),
-                    "rounds": args.rounds,
-                    "rows": rows,
-                },
-                handle,
-                indent=2,
-            )
+            json.dump(payload, handle, indent=2)
         print(f"saved {args.json}")
     return 0
