@@ -24,12 +24,12 @@ from googlenet.model.googlenet import VARIANTS, GoogLeNet, build_model
 from googlenet.model.weights import (
     IMAGENET_MEAN,
     IMAGENET_STD,
+    imagenet_labels,
     load_checkpoint_model,
     load_weights,
     model_from_file,
     weight_file_kind,
 )
-from googlenet.resources import imagenet_classes
 
 IMAGENET_NUM_CLASSES = 1000
 
@@ -215,10 +215,9 @@ def load_ensemble(
         if num_classes is not None and len(names) != num_classes:
             raise CheckpointError(f"{source}: meta lists {len(names)} class names for {num_classes} outputs")
         wnids = meta.get("wnids")
-        if len(names) == IMAGENET_NUM_CLASSES and _is_placeholder(names):
-            table = imagenet_classes()  # 1000 nameless outputs: ImageNet in the standard (sorted wnid) order
-            wnids = [wnid for wnid, _ in table]
-            names = [name for _, name in table]
+        if len(names) == IMAGENET_NUM_CLASSES and _is_placeholder(names):  # 1000 nameless outputs: ImageNet
+            labels = imagenet_labels()
+            names, wnids = labels["class_names"], labels["wnids"]
         input_size = int(meta.get("input_size", 224))
         resize_size = int(meta.get("resize_size") or round(input_size * 256 / 224))
         interpolation = str(meta.get("interpolation", "bilinear"))

@@ -48,16 +48,21 @@ def default_meta(model: GoogLeNet, input_size: int = 224) -> dict[str, Any]:
     }
 
 
-def imagenet_meta(model: GoogLeNet) -> dict[str, Any]:
-    """`default_meta` for weights trained on ILSVRC 2012 (torchvision's file, Caffe's reference): with
-    1000 outputs, the ImageNet class names and WordNet ids in the standard (sorted wnid) order."""
+def imagenet_labels() -> dict[str, list[str]]:
+    """ILSVRC 2012's 1000 classes in the standard (sorted wnid) order: {"class_names", "wnids"}."""
     from googlenet.resources import imagenet_classes
 
-    meta = default_meta(model)
     table = imagenet_classes()
-    if model.config.num_classes == len(table):
-        meta["wnids"] = [wnid for wnid, _ in table]
-        meta["class_names"] = [name for _, name in table]
+    return {"class_names": [name for _, name in table], "wnids": [wnid for wnid, _ in table]}
+
+
+def imagenet_meta(model: GoogLeNet) -> dict[str, Any]:
+    """`default_meta` for weights trained on ILSVRC 2012 (torchvision's file, Caffe's reference): with
+    1000 outputs, the ImageNet class names and WordNet ids."""
+    meta = default_meta(model)
+    labels = imagenet_labels()
+    if model.config.num_classes == len(labels["class_names"]):
+        meta.update(labels)
     return meta
 
 

@@ -97,6 +97,8 @@ def curves_section(folder: Path, num_classes: int | None = None) -> str:
     `num_classes` is known (ln(classes) for one head's loss, 100 / classes % for top-1)."""
     from matplotlib.ticker import MaxNLocator
 
+    from googlenet.train.runs import chance_levels
+
     rows = _read_csv(folder / "metrics.csv")
     if not rows:
         return '<p class="note">metrics.csv has no epochs yet.</p>'
@@ -110,11 +112,9 @@ def curves_section(folder: Path, num_classes: int | None = None) -> str:
                           ("val_top1_avg", "val top-1 averaged"), ("val_top5_avg", "val top-5 averaged")):  # fmt: skip
         axes[1].plot(epochs, [_float(r.get(column)) for r in rows], marker=".", label=label)
     axes[2].plot(epochs, [_float(r.get("lr")) for r in rows], marker=".")
-    if num_classes is not None and num_classes > 1:
-        axes[0].axhline(math.log(num_classes), color="0.4", linestyle="--", linewidth=1,
-                        label=f"chance: ln {num_classes} = {math.log(num_classes):.2f}")  # fmt: skip
-        axes[1].axhline(100 / num_classes, color="0.4", linestyle="--", linewidth=1,
-                        label=f"chance top-1: {100 / num_classes:.3g}%")  # fmt: skip
+    for ax, chance in zip(axes, chance_levels(num_classes), strict=False):
+        if chance is not None:
+            ax.axhline(chance[0], color="0.4", linestyle="--", linewidth=1, label=chance[1])
     for ax, title in zip(axes, ("loss", "accuracy (%)", "learning rate"), strict=True):
         ax.set_title(title)
         ax.set_xlabel("epoch")

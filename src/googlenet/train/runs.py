@@ -76,6 +76,17 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def chance_levels(num_classes: int | None) -> tuple[tuple[float, str] | None, tuple[float, str] | None]:
+    """(value, label) of chance for one head's cross-entropy, ln(classes), and for top-1, 100 / classes %:
+    where a network that has learnt nothing sits (the run's plots and the report draw them dashed)."""
+    if num_classes is None or num_classes < 2:
+        return None, None
+    return (
+        (math.log(num_classes), f"chance: ln {num_classes} = {math.log(num_classes):.2f}"),
+        (100 / num_classes, f"chance: 100/{num_classes} = {100 / num_classes:.3g}%"),
+    )
+
+
 def write_json(path: Path, data: Any) -> None:
     """Write `data` as indented JSON to `path`, atomically; NaN and infinities become null, other values JSON
     lacks become strings."""
@@ -246,10 +257,7 @@ class RunFolder:
             with atomic_open(self.path / name, "wb") as handle:
                 figure.savefig(handle, format="png")
 
-        loss_chance = top1_chance = None
-        if num_classes is not None and num_classes > 1:  # a single head's chance; the total adds 2w of it
-            loss_chance = (math.log(num_classes), f"chance: ln {num_classes} = {math.log(num_classes):.2f}")
-            top1_chance = (100 / num_classes, f"chance: 100/{num_classes} = {100 / num_classes:.3g}%")
+        loss_chance, top1_chance = chance_levels(num_classes)
         draw(
             "loss.png",
             "training loss per head (section 5: total = main + w x (aux1 + aux2))",
