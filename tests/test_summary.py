@@ -114,6 +114,24 @@ def test_cli_table_and_other_sizes(capsys) -> None:
     assert "7,005,832 parameters" in out and "56x56x64" in out
 
 
+def test_count_macs_is_shape_only_and_leaves_the_model_alone() -> None:
+    """The pass runs on a meta-device copy: the largest input costs what 224 does (a real forward pass
+    at 4096 px took 134 s and 5.7 GB), and the caller's weights stay where and what they were."""
+    import torch
+
+    from googlenet.model.summary import count_macs
+
+    model = googlenet.build_model("paper", aux_logits=False)
+    before = model.conv1.conv.weight.detach().clone()
+    small, _ = count_macs(model, torch.zeros(1, 3, 224, 224))
+    large, shapes = count_macs(model, torch.zeros(1, 3, 4096, 4096))
+    assert model.conv1.conv.weight.device.type == "cpu" and torch.equal(model.conv1.conv.weight, before)
+    assert shapes["inception5b"] == (1024, 128, 128)
+    # Every convolution's cost grows with its output's area: (4096 / 224)^2 up to rounding of the strides.
+    assert large["conv1.conv"] == small["conv1.conv"] * (2048 * 2048) // (112 * 112)
+    assert large["fc"] == small["fc"]
+
+
 @pytest.mark.parametrize(
     ("argv", "code", "message"),
     [

@@ -10,6 +10,7 @@ several params rows); Table 1 itself is not exactly self-consistent.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
@@ -73,7 +74,13 @@ def count_macs(model: nn.Module, x: torch.Tensor, call: str = "forward") -> tupl
 
     Convolution: H_out x W_out x C_out x (C_in / groups) x kH x kW; linear: in x out. Biases, pooling,
     normalisation and ReLU are not multiply-adds and are not counted, as in the paper's "ops".
+
+    Only `x`'s shape is used: the pass runs on a copy of the model on PyTorch's meta device, which
+    computes every output's shape and no values, so `summary --input-size 4096` costs what 224 does
+    (a real pass at 4096 px needed several GB and a minute or more). `model` itself is not touched.
     """
+    model = copy.deepcopy(model).to(device="meta")
+    x = torch.empty(x.shape, device="meta")
     macs: dict[str, int] = {}
     shapes: dict[str, tuple[int, ...]] = {}
     hooks = []
