@@ -145,6 +145,28 @@ def test_a_report_writes_nothing_into_the_run_folder(tmp_path: Path) -> None:
     assert state() == before
 
 
+def test_a_stopped_run_is_described_by_its_last_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No final.pt (stopped before its end): last.pt gives the class count for the curves' chance lines
+    and the network, heads included, for Table 1."""
+    import googlenet.report.build as build
+
+    training = _training_folder(tmp_path, make_tiny_data(tmp_path))
+    (training / "final.pt").rename(training / "last.pt")
+    seen: list[int | None] = []
+    original = build.curves_section
+
+    def spy(folder: Path, num_classes: int | None = None) -> str:
+        seen.append(num_classes)
+        return original(folder, num_classes)
+
+    monkeypatch.setattr(build, "curves_section", spy)
+    html = write_report(training, tmp_path / "stopped.html").read_text(encoding="utf-8")
+    assert seen == [len(CLASSES)]
+    assert " with them;" in html  # Table 1 counts the auxiliary heads the run trains
+
+
 def test_kind_detection_and_errors(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="not a run folder"):
         detect_kind(tmp_path)

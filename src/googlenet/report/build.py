@@ -354,10 +354,13 @@ def _training_sections(page: Page, folder: Path, limit: int, predictions: bool) 
         page.add("Results", mapping_table(_json(folder / "results.json")))
     final = folder / "final.pt"
     model = None
-    if final.is_file():
+    # A run stopped before its end has no final.pt; its last.pt describes the same network (the class
+    # count for the curves' chance lines, the heads for Table 1).
+    described_by = final if final.is_file() else folder / "last.pt"
+    if described_by.is_file():
         from googlenet.model.weights import load_checkpoint_model
 
-        model, _ = load_checkpoint_model(final, aux_logits=None)
+        model, _ = load_checkpoint_model(described_by, aux_logits=None)
     if (folder / "metrics.csv").is_file():
         page.add(
             "Training curves", curves_section(folder, model.fc.out_features if model is not None else None)
