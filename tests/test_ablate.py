@@ -126,6 +126,29 @@ def test_plan_checks_arms_and_seeds_and_builds_each_run_command(tmp_path: Path) 
     ]
 
 
+def test_a_run_trained_with_other_settings_is_not_reused(tmp_path: Path) -> None:
+    """A finished or interrupted run whose recorded overrides resolve to another config than this call's
+    is refused by name (reusing it would put a 1-epoch run in a 2-epoch table); the same settings pass."""
+    import yaml
+
+    from googlenet.ablate.study import check_existing
+
+    earlier = StudyPlan(tmp_path, arms=("full", "no-aux"), seeds=(0,), base={"run.epochs": 1})
+    folder = earlier.run_dir("full", 0)
+    folder.mkdir(parents=True)
+    overrides = {"run": {"epochs": 1, "seed": 0}}
+    (folder.parent / "seed-0.yaml").write_text(yaml.safe_dump(overrides))
+    (folder / "last.pt").write_bytes(b"x")  # interrupted: it would be resumed
+    check_existing(earlier)
+    check_existing(StudyPlan(tmp_path, arms=("full",), seeds=(0, 1), base={"run.epochs": 1}))
+    with pytest.raises(ConfigError, match=r"seed-0: trained with run\.epochs=1 \(this call: 2\)"):
+        check_existing(StudyPlan(tmp_path, arms=("full",), seeds=(0,), base={"run.epochs": 2}))
+    with pytest.raises(ConfigError, match=r"optim\.lr=0\.01 \(this call: 0\.1\)"):
+        check_existing(StudyPlan(tmp_path, seeds=(0,), base={"run.epochs": 1, "optim.lr": 0.1}))
+    (folder / "last.pt").unlink()  # neither finished nor started: nothing to protect
+    check_existing(StudyPlan(tmp_path, arms=("full",), seeds=(0,), base={"run.epochs": 2}))
+
+
 def test_errors_of_prefers_the_averaged_weights() -> None:
     done = {"status": "completed", "val_top1_avg": 60.0, "val_top5_avg": 90.0, "val_top1_raw": 50.0,
             "val_top5_raw": 80.0}  # fmt: skip

@@ -4,7 +4,8 @@
     googlenet ablate --data-path DIR --arms full no-aux bn --set model.input_size=64 ...
     googlenet ablate --output-dir runs/ablation --report-only      # tables from the runs there
 
-Rerunning the same command continues the study: finished runs are reused, interrupted ones resumed.
+Rerunning the same command continues the study: finished runs are reused, interrupted ones resumed;
+a run trained with other settings than the command gives it is refused (`check_existing`).
 """
 
 from __future__ import annotations
@@ -110,10 +111,11 @@ def run(args: argparse.Namespace) -> int:
     """Run `googlenet ablate` from parsed flags: train the runs not yet finished (none with `--report-only`),
     then write and print the tables; the exit code, 1 when a run did not complete."""
     from googlenet.ablate.results import write_study
-    from googlenet.ablate.study import run_training
+    from googlenet.ablate.study import check_existing, run_training
 
     setup_console()
     plan = build_plan(args)
+    check_existing(plan)
     if args.report_only:
         from googlenet.ablate.study import completed
 
@@ -123,7 +125,8 @@ def run(args: argparse.Namespace) -> int:
                 "(run it first, without --report-only)"
             )
     plan.output_dir.mkdir(parents=True, exist_ok=True)
-    (plan.output_dir / "command.txt").write_text(" ".join(["googlenet", *sys.argv[1:]]) + "\n")
+    with (plan.output_dir / "command.txt").open("a", encoding="utf-8") as handle:  # every call, in order
+        handle.write(" ".join(["googlenet", *sys.argv[1:]]) + "\n")
     progress = args.progress if args.progress is not None else sys.stderr.isatty()
     failed = 0
     if not args.report_only:

@@ -30,7 +30,7 @@ from typing import Any
 import yaml
 
 from googlenet.errors import ConfigError
-from googlenet.train.config import builtin_settings, resolve
+from googlenet.train.config import builtin_settings, flatten, resolve
 
 logger = logging.getLogger("googlenet.ablate")
 
@@ -155,6 +155,39 @@ def completed(folder: Path) -> bool:
     """Whether the run in `folder` finished: its results.json says "completed" and its final.pt exists."""
     results = read_results(folder)
     return bool(results and results.get("status") == "completed" and (folder / "final.pt").is_file())
+
+
+def check_existing(plan: StudyPlan) -> None:
+    """`ConfigError` when a run already in the study folder (finished or interrupted) was trained with other
+    settings than this call would give it: reusing or resuming it would mix budgets or recipes in one table.
+
+    The settings compared are the resolved configs of the overrides the earlier call wrote beside the run
+    (`<arm>/seed-<s>.yaml`) and of this call's; the first three differences are named."""
+    for seed in plan.seeds:
+        for arm in plan.arms:
+            folder = plan.run_dir(arm, seed)
+            written = folder.parent / f"seed-{seed}.yaml"
+            if plan.arm(arm).raw_of is not None or not written.is_file():
+                continue
+            if not (completed(folder) or (folder / "last.pt").is_file()):
+                continue
+            try:
+                data = yaml.safe_load(written.read_text(encoding="utf-8")) or {}
+                before = resolve({}, flatten(data, str(written)), str(written)).as_dict()
+            except (OSError, yaml.YAMLError, ConfigError) as exc:
+                raise ConfigError(f"{written}: cannot read the settings of the run there ({exc})") from None
+            now = resolve({}, plan.config_of(arm, seed)).as_dict()
+            differences = [
+                f"{section}.{key}={before[section].get(key)!r} (this call: {value!r})"
+                for section, values in now.items()
+                for key, value in values.items()
+                if before.get(section, {}).get(key) != value
+            ]
+            if differences:
+                raise ConfigError(
+                    f"{folder}: trained with {'; '.join(differences[:3])}; give the study's own settings "
+                    "again, or a new --output-dir"
+                )
 
 
 def train_command(plan: StudyPlan, arm: str, seed: int) -> list[str]:
