@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -158,10 +159,20 @@ def test_detections_round_trip_and_bad_files(tmp_path: Path, capsys: pytest.Capt
     assert code == 1 and err.count("\n") == 1 and "ImageSets/Main/val.txt" in err
     with pytest.raises(DataError, match=r"bad.csv:2: score and box must be numbers"):
         read_detections(bad)
+    header = "image_id,class,score,xmin,ymin,xmax,ymax\n"
+    bad.write_text(header + "img1,cat,0.5,1,2,3\n")  # a value missing
+    with pytest.raises(DataError, match=r"bad.csv:2: 6 fields, expected 7 \(image_id,class,"):
+        read_detections(bad)
+    bad.write_text(header + "img1,cat,0.5,1,2,3,4\nimg1,cat,0.5,1,2,3,4,0.9\n")  # one too many, not scored
+    with pytest.raises(DataError, match=r"bad.csv:3: 8 fields, expected 7"):
+        read_detections(bad)
+    os.mkfifo(tmp_path / "pipe.csv")  # open() would wait for a writer
+    with pytest.raises(DataError, match=r"pipe\.csv: not a regular file"):
+        read_detections(tmp_path / "pipe.csv")
     bad.write_text("image,score\n")
     with pytest.raises(DataError, match="missing column"):
         read_detections(bad)
     assert (
         main(["detect", "evaluate", "--annotations", str(tmp_path / "none"), "--detections", str(bad)]) == 1
     )
-    assert "no VOCdevkit" in capsys.readouterr().err
+    assert "none: no such folder (a VOC root" in capsys.readouterr().err

@@ -138,17 +138,19 @@ def baseline(path: tuple[str, ...], f: dict[str, Path]) -> list[str]:
 
 # (flag, value) pairs that must be refused; each is tried on its subcommand's working baseline
 RUNTIME_CASES: dict[tuple[str, ...], list[tuple[str, ...]]] = {
-    ("summary",): [("--input-size", "-5"), ("--input-size", "0"), ("--num-classes", "0")],
+    ("summary",): [("--input-size", "-5"), ("--input-size", "0"), ("--num-classes", "0"),
+                   ("--num-classes", "100000000000")],
     ("train",): [("--epochs=-1",), ("--lr", "inf"), ("--lr", "nan"), ("--lr", "-1"), ("-b", "0"), ("--momentum", "1.5"),
                  ("--dropout", "1"), ("--seed=-3",), ("--workers=-1",), ("--input-size", "16"), ("--device", "tpu"),
                  ("--weight-decay", "inf"), ("--scale-min", "0.9", "--scale-max", "0.5"), ("--test-only",),
                  ("--config", "MISSING"), ("--config", "DIR"), ("--resume", "MISSING"), ("--data-path", "MISSING"),
                  ("--data-path", "FILE"), ("--output-dir", "UNDER_FILE"), ("--nesterov", "--momentum", "0"),
-                 ("--ensemble", "2", "--test-only", "--resume", "CLS"), ("--epochs", "0")],
+                 ("--ensemble", "2", "--test-only", "--resume", "CLS"), ("--epochs", "0"), ("--dataset", "builtin"),
+                 ("--test-only", "--resume", "CLS", "--lr", "0.5")],
     ("evaluate",): [("--limit", "0"), ("-b", "0"), ("--workers=-2",), ("--crops", "10", "--table3"),
                     ("--output-dir", "X"), ("--checkpoint", "MISSING"), ("--checkpoint", "DIR"), ("--checkpoint", "IMAGE"),
                     ("--data-path", "MISSING"), ("--data-path", "FILE"), ("--weights", "MISSING"), ("--device", "cuda:7"),
-                    ("--table3", "--output-dir", "DIR"), ("--reduce", "max")],
+                    ("--table3", "--output-dir", "DIR"), ("--reduce", "max"), ("--dataset", "builtin")],
     ("predict",): [("--reduce", "max"), ("--topk", "0"), ("--checkpoint", "MISSING"), ("--checkpoint", "IMAGE"), ("--weights", "FILE"),
                    ("--engine", "off", "--precision", "bf16")],
     ("benchmark",): [("--repeats", "0"), ("--batch", "0"), ("--train-size", "8"), ("--data-path", "MISSING"),
@@ -163,7 +165,7 @@ RUNTIME_CASES: dict[tuple[str, ...], list[tuple[str, ...]]] = {
     ("detect", "predict"): [("--limit", "0"), ("--score-threshold", "nan"), ("--nms-iou", "0"), ("--max-per-image", "0"),
                             ("--max-side", "-5"), ("--checkpoint", "MISSING"), ("--checkpoint", "CLS"),
                             ("--annotations", "MISSING"), ("--box-regression", "MISSING"), ("--box-regression", "CLS"),
-                            ("--draw-threshold", "2", "--draw", "DIR"), ("--draw", "UNDER_FILE"), ("--output", "CLS"),
+                            ("--draw-threshold", "2", "--draw", "DIR"), ("--draw", "UNDER_FILE"), ("--draw", "FILE"), ("--output", "CLS"),
                             ("--output", "DET"), ("--output", "DIR"), ("--output", "FILE")],
     ("detect", "boxreg"): [("--limit", "0"), ("--min-iou", "0"), ("--min-iou", "nan"), ("--ridge", "-1"),
                            ("--ridge", "inf"), ("--per-image", "0"), ("--checkpoint", "MISSING"), ("--checkpoint", "CLS"),
@@ -174,7 +176,8 @@ RUNTIME_CASES: dict[tuple[str, ...], list[tuple[str, ...]]] = {
                              ("--output", "CLS"), ("--output", "DIR"), ("--init-from", "MISSING")],
     ("detect", "train"): [("--val-set", "nope"), ("--train-set", "nope"), ("--context", "200"),
                           ("--positives-per-image=-1",), ("--background-per-positive", "nan"), ("--multibox", "FILE"),
-                          ("--multibox", "CLS"), ("--max-side", "5"), ("--annotations", "MISSING")],
+                          ("--multibox", "CLS"), ("--max-side", "5"), ("--annotations", "MISSING"),
+                          ("--data-path", "DIR"), ("--output-dir", "FILE"), ("--balance-share", "1.5")],
     ("ablate",): [("--seeds", "-1"), ("--seeds", "1", "1"), ("--parallel", "0"), ("--torchrun=-1",),
                   ("--arms", "nope"), ("--arms", "no-aux"), ("--data-path", "MISSING"), ("--set", "lr"),
                   ("--set", "optim.lr=-1"), ("--grad-norms-every=-1",), ("--test-limit", "0"), ("--epochs=-1",), ("--epochs", "0"), ("--report-only",),
@@ -257,6 +260,32 @@ def test_a_resumed_run_keeps_its_folder_kind_and_classes(
     # --test-only evaluates on the run's own data without --data-path
     code, _ = run(["train", "--resume", str(run_dir), "--test-only", "-j", "0", "--no-progress"], capsys)
     assert code == 0
+
+
+def test_one_class_and_abort_on_a_bad_file_are_one_line(
+    fixtures: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A one-class folder would train to loss 0 and 100% at once; `--on-bad abort` stops at the first bad
+    file with one line, without first saying that it skips it."""
+    argv = baseline(("train",), fixtures)
+    one = tmp_path / "one-class"
+    for split in ("train", "val"):
+        (one / split).mkdir(parents=True)
+        (one / split / "disc").symlink_to(fixtures["data"] / split / "disc")
+    argv[argv.index("--data-path") + 1] = str(one)
+    code, err = run(["train", *argv], capsys)
+    assert_one_line(code, err, (1,), "needs at least 2 classes, found 1 (disc)")
+    bad = tmp_path / "bad"
+    for split in ("train", "val"):
+        for name in ("disc", "ring"):
+            (bad / split / name).mkdir(parents=True)
+            for image in sorted((fixtures["data"] / split / name).iterdir()):
+                (bad / split / name / image.name).symlink_to(image)
+    (bad / "train" / "ring" / "zz-broken.jpg").write_bytes(b"\xff\xd8 not a jpeg")
+    argv[argv.index("--data-path") + 1] = str(bad)
+    code, err = run(["train", *argv, "--on-bad", "abort"], capsys)
+    assert_one_line(code, err, (1,), "zz-broken.jpg: cannot be decoded")
+    assert "skipping" not in err
 
 
 @pytest.mark.parametrize("command", ["predict", "boxreg"])

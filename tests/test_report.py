@@ -173,6 +173,9 @@ def test_kind_detection_and_errors(tmp_path: Path) -> None:
     result = subprocess.run([sys.executable, "-m", "googlenet", "report", str(tmp_path / "none")],
                             capture_output=True, text=True, check=False)  # fmt: skip
     assert result.returncode == 1 and result.stderr.count("\n") == 1 and "no such run folder" in result.stderr
+    (tmp_path / "photo.jpg").write_bytes(b"not a folder")
+    with pytest.raises(DataError, match=r"photo\.jpg: is a file, not a run folder"):  # not blamed on --output
+        write_report(tmp_path / "photo.jpg")
     (tmp_path / "config.yaml").write_text("run: {}\n")
     (tmp_path / "last.pt").write_bytes(b"")  # a run stopped before its first epoch ended
     with pytest.raises(DataError, match="no finished epoch yet"):

@@ -189,6 +189,10 @@ def test_resume_mid_epoch_is_bit_identical(
         "2 of 2 epoch(s) done" in caplog.text
         and "nothing left to train: give --epochs above 2" in caplog.text
     )
+    recorded = (tmp_path / "resumed" / "config.yaml").read_bytes()
+    fewer = tiny(tiny_data, tmp_path / "resumed", **{"run.epochs": 1})
+    fit(fewer, resume=tmp_path / "resumed" / "last.pt")  # nothing to train: the run's config stays its own
+    assert (tmp_path / "resumed" / "config.yaml").read_bytes() == recorded
 
     _assert_identical_training_state(tmp_path / "straight" / "last.pt", tmp_path / "resumed" / "last.pt")
     a = torch.load(tmp_path / "straight" / "final.pt", weights_only=True)["state_dict"]
@@ -299,13 +303,23 @@ def test_sigterm_finishes_the_step_saves_and_exits_cleanly(
 
 
 def test_sigterm_during_an_ensemble_exits_with_the_signal(
-    tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tiny_data: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.INFO, logger="googlenet")
     out = tmp_path / "ensemble"
     _inject(monkeypatch, at_call=2, action="sigterm")  # member 0's second step
     argv = ["train", "--data-path", str(tiny_data), "-j", "0", "--input-size", "64", "-b", "4", "--epochs", "1",
             "--seed", "0", "--no-progress", "--ensemble", "2", "--output-dir", str(out), "--json"]  # fmt: skip
     assert main(argv) == 128 + signal.SIGTERM
+    # the hint resumes the ensemble (every member), not member-0 alone
+    assert (
+        f"resume with --resume {out}\n" in caplog.text + "\n"
+        and "--resume " + str(out / "member-0") not in caplog.text
+    )
     results = json.loads(capsys.readouterr().out)
     assert results["status"] == "interrupted" and results["signal"] == "SIGTERM"
     assert json.loads((out / "ensemble.json").read_text())["signal"] == "SIGTERM"

@@ -243,6 +243,27 @@ def looks_like_torch_file(file: Path) -> bool:
     return head.startswith(b"PK") or head[:1] == b"\x80"
 
 
+def _check_archive(file: Path) -> None:
+    """`CheckpointError` for the two zip archives torch.load would misreport: a truncated one (torch says
+    "Invalid argument" or "failed finding central directory") and a TorchScript module (torch warns, then
+    refuses it as code), which is `googlenet export`'s output, not a checkpoint."""
+    import zipfile
+
+    with open(file, "rb") as handle:
+        if handle.read(2) != b"PK":
+            return  # a legacy pickle: torch.load judges it
+    try:
+        with zipfile.ZipFile(file) as archive:
+            names = archive.namelist()
+    except (zipfile.BadZipFile, OSError, EOFError):
+        raise CheckpointError(f"{file}: truncated or corrupt (its zip archive is incomplete)") from None
+    if any(name.endswith("/constants.pkl") or "/code/" in name for name in names):
+        raise CheckpointError(
+            f"{file}: a TorchScript module (as `googlenet export` writes), not a checkpoint; "
+            "give the .pt it was exported from"
+        )
+
+
 def safe_load(
     path: str | os.PathLike[str], map_location: str | torch.device = "cpu", verify: bool = True
 ) -> Any:
@@ -252,7 +273,11 @@ def safe_load(
     """
     file = Path(path)
     if not file.is_file():
-        raise CheckpointError(f"{file}: no such file")
+        if file.is_dir():
+            raise CheckpointError(
+                f"{file}: is a folder; give a checkpoint file (a run's final.pt or last.pt)"
+            )
+        raise CheckpointError(f"{file}: " + ("not a regular file" if file.exists() else "no such file"))
     if verify:
         try:
             verify_digest(file)
@@ -262,6 +287,7 @@ def safe_load(
         raise CheckpointError(
             f"{file}: not a PyTorch checkpoint (neither torch.save's zip archive nor a pickle)"
         )
+    _check_archive(file)
     try:
         return torch.load(file, map_location=map_location, weights_only=True)
     except Exception as exc:  # noqa: BLE001 - every failure mode of unpickling is a user error here

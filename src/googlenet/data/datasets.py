@@ -129,7 +129,7 @@ class ImageFolderDataset(Dataset[tuple[Any, int]]):
 
     def _record_bad(self, path: str, exc: DataError) -> None:
         self.bad_files.add(path)
-        if path not in _warned:
+        if self.on_bad != "abort" and path not in _warned:  # under abort the caller raises instead
             _warned.add(path)
             logger.warning("skipping a bad image: %s", exc)
 

@@ -201,6 +201,8 @@ def run_predict(args: argparse.Namespace) -> int:
         raise ConfigError(f"--limit: must be at least 1, got {args.limit}")
     if not 0 <= args.draw_threshold <= 1:
         raise ConfigError(f"--draw-threshold: must be in [0, 1], got {args.draw_threshold}")
+    if args.draw and os.path.exists(args.draw) and not os.path.isdir(args.draw):  # before the work
+        raise ConfigError(f"--draw {args.draw}: is a file, not a folder for the drawn images")
     check_output(
         "--output", args.output, replaceable=is_detections_csv, kind="a detections CSV",
         inputs={"--checkpoint": args.checkpoint, "--box-regression": args.box_regression,

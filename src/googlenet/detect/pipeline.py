@@ -197,6 +197,10 @@ def run_train(args: argparse.Namespace) -> int:
     env = ddp.from_environment()
     _setup_logging(env)
     flags = {key: value for key, value in vars(args).items() if "." in key}
+    for key, flag in (("data.data_path", "--data-path"), ("data.dataset", "--dataset")):
+        if flags.get(key) is not None:
+            raise ConfigError(f"{flag} does not apply to detect train: it trains on the region set it "
+                              "builds from --annotations")  # fmt: skip
     resume = getattr(args, "resume", None)
     if resume is not None:  # the run's own config (and region set) continue
         config, resume = build_config(args)
@@ -208,6 +212,8 @@ def run_train(args: argparse.Namespace) -> int:
         input_size = int(flags.get("model.input_size", input_size or 96))
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         output = Path(flags.get("run.output_dir") or f"runs/{stamp}-detect-{variant}")
+        if output.exists() and not output.is_dir():
+            raise ConfigError(f"--output-dir {output}: is a file, not a run folder")
         voc = resolve_annotations(args.annotations, progress=sys.stderr.isatty() and env.is_main)
         region_config = RegionSetConfig(
             input_size=input_size,
@@ -217,6 +223,17 @@ def run_train(args: argparse.Namespace) -> int:
             seed=int(flags.get("run.seed") or 0),
         )
         regions = output / "regions"
+        preset = {
+            **DETECT_PRESET,
+            "data.dataset": "folder",
+            "data.data_path": str(regions),
+            "model.variant": variant,
+            "model.input_size": input_size,
+            "run.output_dir": str(output),
+        }
+        file_overrides = load_yaml(args.config) if getattr(args, "config", None) else {}
+        flags.pop("run.output_dir", None)
+        config = resolve({**preset, **file_overrides}, flags)  # every value checked before the region set
         if env.is_main:
             splits = (args.train_set, args.val_set)
             listed = {args.train_set: voc_images(voc, args.train_set, "--train-set")}
@@ -245,17 +262,6 @@ def run_train(args: argparse.Namespace) -> int:
                              progress=sys.stderr.isatty())  # fmt: skip
         else:
             _wait_for(regions / "manifest.json")
-        preset = {
-            **DETECT_PRESET,
-            "data.dataset": "folder",
-            "data.data_path": str(regions),
-            "model.variant": variant,
-            "model.input_size": input_size,
-            "run.output_dir": str(output),
-        }
-        file_overrides = load_yaml(args.config) if getattr(args, "config", None) else {}
-        flags.pop("run.output_dir", None)
-        config = resolve({**preset, **file_overrides}, flags)
         detection = {
             "annotations": voc,
             "val_set": args.val_set,

@@ -33,6 +33,8 @@ def _voc_year_dir(root: Path) -> Path:
     devkit = root if root.name == "VOCdevkit" else root / "VOCdevkit"
     years = sorted(p for p in devkit.glob("VOC*") if (p / "Annotations").is_dir()) if devkit.is_dir() else []
     if not years:
+        if not root.exists():
+            raise DataError(f"{root}: no such folder (a VOC root: VOCdevkit/VOC<year>/Annotations inside)")
         raise DataError(f"{root}: no VOCdevkit/VOC<year>/Annotations folder found")
     return years[-1]
 
@@ -84,6 +86,8 @@ def load_voc(
 
 def read_detections(path: str | os.PathLike[str]) -> list[Detection]:
     """Detections from a CSV file (see the module docstring)."""
+    if os.path.exists(path) and not os.path.isfile(path):  # a folder, or a pipe that open() would wait on
+        raise DataError(f"{path}: not a regular file (a detections CSV)")
     try:
         with open(path, newline="") as handle:
             reader = csv.DictReader(handle)
@@ -94,6 +98,12 @@ def read_detections(path: str | os.PathLike[str]) -> list[Detection]:
                 )
             detections = []
             for line, row in enumerate(reader, start=2):
+                if None in row or None in row.values():  # more or fewer values than the header names
+                    fields = reader.fieldnames or []
+                    count = len(fields) + len(row.get(None) or []) - sum(v is None for v in row.values())
+                    raise DataError(
+                        f"{path}:{line}: {count} fields, expected {len(fields)} ({','.join(fields)})"
+                    )
                 try:
                     values = [float(row[k]) for k in ("score", "xmin", "ymin", "xmax", "ymax")]
                 except (TypeError, ValueError):

@@ -153,6 +153,9 @@ def run(args: argparse.Namespace) -> int:
     progress = args.progress if args.progress is not None else sys.stderr.isatty()
     device = resolve_device(args.device)
     dataset = args.dataset or ("folder" if args.data_path else "builtin")
+    if dataset == "builtin" and args.data_path:
+        raise ConfigError("--data-path does not apply to --dataset builtin (it scores the built-in images); "
+                          "give one of them")  # fmt: skip
     builtin = _builtin_drawing(args.checkpoint) if dataset == "builtin" else None
     images = open_eval_images(
         dataset, args.data_path, progress=progress, builtin=builtin

@@ -428,6 +428,11 @@ def summary_json(model: GoogLeNet, input_size: int, naive: bool = False) -> dict
     return out
 
 
+# The classifier is built for real (1024 x classes weights): 100,000 classes is 400 MB, beyond the full
+# ImageNet-21k's 21,841; larger counts are a typo more often than a model.
+MAX_SUMMARY_CLASSES = 100_000
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     """`googlenet summary`'s flags."""
     parser = subparsers.add_parser(
@@ -452,6 +457,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--input-size must be at most {MAX_INPUT_SIZE}, got {args.input_size}")
     if args.num_classes < 1:
         raise ConfigError(f"--num-classes must be at least 1, got {args.num_classes}")
+    if args.num_classes > MAX_SUMMARY_CLASSES:
+        raise ConfigError(f"--num-classes must be at most {MAX_SUMMARY_CLASSES:,}, got {args.num_classes:,}")
     # Below 64 px the auxiliary heads cannot pool to 4x4 (MIN_INPUT_SIZE_AUX), so the model has none.
     model = build_model(
         args.variant, num_classes=args.num_classes, aux_logits=args.input_size >= MIN_INPUT_SIZE_AUX

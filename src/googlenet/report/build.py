@@ -456,6 +456,10 @@ def write_report(folder: str | Path, output: str | Path | None = None, limit: in
     """Build the report of `folder` and write it (default `<folder>/report.html`); returns the path."""
     from googlenet.io import atomic_open, check_output
 
+    if not Path(folder).is_dir():
+        raise DataError(
+            f"{folder}: " + ("is a file, not a run folder" if Path(folder).exists() else "no such run folder")
+        )
     path = Path(output) if output is not None else Path(folder) / "report.html"
     check_output("--output", path, replaceable=_is_html, kind="an HTML report")  # before the work
     page = build_report(folder, limit, predictions)

@@ -227,6 +227,11 @@ def _setup_logging(env: ddp.DistEnv) -> None:
     setup_console(logging.INFO if env.is_main else logging.WARNING)
 
 
+# Sections that only training reads: with --test-only a value for one of them would be silently ignored
+# (the batch size is the exception: evaluation batches by it too).
+TRAINING_ONLY_SECTIONS: frozenset[str] = frozenset({"optim", "schedule", "augment", "average"})
+
+
 def build_config(args: argparse.Namespace) -> tuple[Any, str | None]:
     """(TrainConfig, resume path) from parsed flags: defaults/preset, file, flags; or a run to resume."""
     flags = {key: value for key, value in vars(args).items() if "." in key}
@@ -243,6 +248,13 @@ def build_config(args: argparse.Namespace) -> tuple[Any, str | None]:
     if resume is None:
         return resolve(file_overrides, flags, source), resume
     if flags.get("run.test_only"):  # the run's own data, unless --config or flags name other data
+        training_only = sorted(
+            key for key, value in {**settings, **flags}.items()
+            if value is not None and key.split(".")[0] in TRAINING_ONLY_SECTIONS and key != "optim.batch_size"
+        )  # fmt: skip
+        if training_only:
+            raise ConfigError(f"--test-only evaluates the checkpoint; training settings do not apply: "
+                              f"{', '.join(training_only)} (drop them)")  # fmt: skip
         folder = _run_folder(Path(resume))
         stored_file = folder / "config.yaml"
         given = {**file_overrides, **flags}
@@ -312,8 +324,13 @@ def run(args: argparse.Namespace) -> int:
     _setup_logging(env)
     _elastic_resume(args)
     config, resume = build_config(args)
-    if config.data.dataset != "builtin" and not Path(str(config.data.data_path)).is_dir():
-        raise DataError(f"{config.data.data_path}: no such data folder (--data-path)")  # before any work
+    if config.data.dataset != "builtin" and not Path(str(config.data.data_path)).is_dir():  # before any work
+        what = (
+            "is a file, not a data folder"
+            if Path(str(config.data.data_path)).exists()
+            else "no such data folder"
+        )
+        raise DataError(f"{config.data.data_path}: {what} (--data-path)")
     if config.run.ensemble > 1 and resume is not None and not Path(resume).is_dir():
         raise ConfigError("--resume for an ensemble takes the ensemble's folder")
     if resume is not None and not config.run.test_only:

@@ -120,7 +120,7 @@ def fit(config: TrainConfig, resume: str | os.PathLike[str] | None = None) -> di
                 root,
                 resume is not None,
                 env,
-                lambda member, last: _fit_one(member, last, env, device),
+                lambda member, last: _fit_one(member, last, env, device, resume_with=root),
             )
         return _fit_one(config, resume, env, device)
     finally:
@@ -135,9 +135,14 @@ def _resolve_output_dir(config: TrainConfig, env: ddp.DistEnv) -> Path:
 
 
 def _fit_one(
-    config: TrainConfig, resume: str | os.PathLike[str] | None, env: ddp.DistEnv, device: torch.device
+    config: TrainConfig,
+    resume: str | os.PathLike[str] | None,
+    env: ddp.DistEnv,
+    device: torch.device,
+    resume_with: Path | None = None,
 ) -> dict[str, Any]:
-    """One training run."""
+    """One training run; `resume_with`: the folder a stop message tells the user to resume (an ensemble
+    member's is the ensemble's, which continues every member, not the member's own)."""
     started_wall = time.perf_counter()
     checkpoint: dict[str, Any] | None = None
     if resume is not None:
@@ -156,7 +161,7 @@ def _fit_one(
     run = RunFolder(run_dir, enabled=env.is_main)
     run.attach_log()
     try:
-        return _Trainer(config, checkpoint, env, device, run, started_wall).train()
+        return _Trainer(config, checkpoint, env, device, run, started_wall, resume_with).train()
     except GoogLeNetError as exc:
         run.log_to_file(logging.ERROR, f"stopped: {exc}")
         run.close()
@@ -194,9 +199,11 @@ class _Trainer:
         device: torch.device,
         folder: RunFolder,
         started_wall: float,
+        resume_with: Path | None = None,
     ) -> None:
         self.config, self.env, self.device, self.folder = config, env, device, folder
         self.started_wall = started_wall
+        self.resume_with = resume_with if resume_with is not None else folder.path
         m, o, r = config.model, config.optim, config.run
         assert r.seed is not None
         self.data_seed = r.data_seed if r.data_seed is not None else r.seed
@@ -205,7 +212,6 @@ class _Trainer:
         self.data = data = build_data(config, env)
         if checkpoint is not None:  # a resumed run keeps its classes; checked before its files change
             check_same_classes(checkpoint.get("meta") or {}, data.classes, r.output_dir)
-        folder.write_text("config.yaml", dump_yaml(config, "googlenet train: resolved configuration"))
         logger.info("run folder %s (%d process(es), device %s)", folder.path, env.world_size, device)
         self.steps_per_epoch = ShardedBatchSampler.steps_per_epoch(len(data.train), o.batch_size)
         if self.steps_per_epoch == 0:
@@ -260,6 +266,10 @@ class _Trainer:
             logger.info("resumed from %s: %d of %d epoch(s) done%s", folder.last, at.epoch, r.epochs, into)
             if at.epoch >= r.epochs:
                 logger.info("nothing left to train: give --epochs above %d to train on", r.epochs)
+        if (
+            checkpoint is None or at.epoch < r.epochs
+        ):  # a resume with nothing to train leaves the folder as is
+            folder.write_text("config.yaml", dump_yaml(config, "googlenet train: resolved configuration"))
         folder.open_tensorboard(purge_step=at.global_step if checkpoint is not None else None)
         self.grad_norms = None
         if r.grad_norms_every > 0 and env.is_main:  # rank 0's local gradients, see googlenet.train.gradflow
@@ -313,7 +323,7 @@ class _Trainer:
                         status = self._stop_status()
                         logger.info("%s in epoch %d/%d after %d of its %d steps; resume with --resume %s",
                                     status, at.epoch + 1, r.epochs, step_in_epoch, self.steps_per_epoch,
-                                    folder.path)  # fmt: skip
+                                    self.resume_with)  # fmt: skip
                         break
                 at.step = 0
                 row = self._end_epoch(meter, epoch_started)
@@ -331,7 +341,7 @@ class _Trainer:
                         status,
                         at.epoch,
                         r.epochs,
-                        folder.path,
+                        self.resume_with,
                     )
                     break
         folder.plot(at.history, len(self.meta["class_names"]))

@@ -88,6 +88,8 @@ def build_data(config: TrainConfig, env: ddp.DistEnv, training: bool = True) -> 
             assert d.data_path is not None
             root = d.data_path
         train, val = load_image_folder(root, train_tf, eval_tf, on_bad=d.on_bad)
+    if training and len(train.classes) < 2:  # one class: the loss is 0 from the first step, nothing learnt
+        raise DataError(f"{train.root}: a classifier needs at least 2 classes, found 1 ({train.classes[0]})")
     bad: list[str] = []
     if d.scan_bad_files:
         if env.is_main:

@@ -109,6 +109,8 @@ class RunFolder:
         self.created = enabled and not self.path.exists()
         self.started = False  # set when training begins; `discard_if_unused` keeps the folder after that
         if enabled:
+            if self.path.exists() and not self.path.is_dir():
+                raise ConfigError(f"{self.path}: is a file, not a run folder (--output-dir)")
             try:
                 self.path.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
