@@ -494,10 +494,9 @@ def validate(config: TrainConfig) -> None:
         + f", got {m.input_size}",
     )
     _check(m.resize_size is None or m.resize_size >= m.input_size, "model.resize_size must be >= input_size")
-    _check(
-        m.init_from is None or os.path.isfile(m.init_from),
-        f"model.init_from (--init-from): {'is a folder, not a checkpoint file' if os.path.isdir(str(m.init_from)) else 'no such file'}: {m.init_from}",
-    )
+    if m.init_from is not None and not os.path.isfile(m.init_from):
+        what = "is a folder, not a checkpoint file" if os.path.isdir(m.init_from) else "no such file"
+        raise ConfigError(f"model.init_from (--init-from): {what}: {m.init_from}")
     for name in ("dropout", "aux_dropout"):
         value = getattr(m, name)
         _check(value is None or 0.0 <= value < 1.0, f"model.{name} must be in [0, 1), got {value}")
@@ -514,7 +513,8 @@ def validate(config: TrainConfig) -> None:
     )
     _check(
         d.dataset != "builtin" or d.data_path is None,
-        "data.dataset 'builtin' draws its own images; data.data_path (--data-path) does not apply, give one of them",
+        "data.dataset 'builtin' draws its own images; data.data_path (--data-path) does not apply, "
+        "give one of them",
     )
     _check(0.0 < a.scale_min <= a.scale_max <= 1.0, "augment: need 0 < scale_min <= scale_max <= 1")
     _check(0.0 < a.ratio_min <= a.ratio_max, "augment: need 0 < ratio_min <= ratio_max")

@@ -266,9 +266,8 @@ class _Trainer:
             logger.info("resumed from %s: %d of %d epoch(s) done%s", folder.last, at.epoch, r.epochs, into)
             if at.epoch >= r.epochs:
                 logger.info("nothing left to train: give --epochs above %d to train on", r.epochs)
-        if (
-            checkpoint is None or at.epoch < r.epochs
-        ):  # a resume with nothing to train leaves the folder as is
+        # Written once the checkpoint is restored; a resume with nothing to train leaves the folder as is.
+        if checkpoint is None or at.epoch < r.epochs:
             folder.write_text("config.yaml", dump_yaml(config, "googlenet train: resolved configuration"))
         folder.open_tensorboard(purge_step=at.global_step if checkpoint is not None else None)
         self.grad_norms = None
