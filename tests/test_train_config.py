@@ -110,6 +110,14 @@ def test_flags_override_file_override_preset(tmp_path: Path) -> None:
         ("model:\n  variant: resnet\n", "model.variant must be one of paper, bn, torchvision"),
         ("model:\n  input_size: 48\n", "model.input_size must be between 64 and 4096 with auxiliary heads"),
         ("average:\n  start: 2.5\n", "average.start must be a fraction in [0, 1) or a whole epoch number"),
+        (
+            "average:\n  start: 5\nrun:\n  epochs: 2\n",
+            "is epoch 6 of a 2-epoch run: averaging would never start",
+        ),
+        (
+            "average:\n  start: 0.9\nrun:\n  epochs: 1\n",
+            "is epoch 2 of a 1-epoch run",
+        ),  # rounds up to the end
         ("data:\n  dataset: imagenet\n", "data.dataset 'imagenet' needs a data path"),
         ("- just\n- a list\n", "expected a mapping of sections"),
         ("optim: [1, 2\n", "not valid YAML"),

@@ -57,7 +57,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("-P", "--parallel", type=int, default=1, metavar="N", help="runs at once (default 1)")
     g.add_argument("--torchrun", type=int, default=0, metavar="NPROC",
                    help="run each training under torchrun with NPROC processes (default: a plain process)")  # fmt: skip
-    g.add_argument("--report-only", action="store_true", help="only write the tables from finished runs")
+    g.add_argument("--report-only", action="store_true",
+                   help="train nothing: the tables from finished runs (the test-time arms are still evaluated "
+                        "from their final.pt files, minutes; --no-test-time skips them)")  # fmt: skip
     g.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bar over the study's epochs (default: when stderr is a terminal)")  # fmt: skip
     g.add_argument("--json", action="store_true", help="print the summary rows as JSON")

@@ -28,14 +28,8 @@ from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn, update_bn
 
 from googlenet.train.config import AverageSection
+from googlenet.train.config import average_start_epoch as start_epoch
 from googlenet.train.distributed import average_buffers
-
-
-def start_epoch(section: AverageSection, epochs: int) -> int:
-    """The first epoch whose steps enter the average: a fraction (< 1) of the run, or an epoch number."""
-    if 0 < section.start < 1:
-        return round(section.start * epochs)
-    return int(section.start)
 
 
 def has_batchnorm(model: nn.Module) -> bool:

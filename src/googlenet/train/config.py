@@ -166,6 +166,13 @@ class AverageSection:
     bn_batches: int = 200  # batches of training data used to recompute BN statistics (0: all)
 
 
+def average_start_epoch(section: AverageSection, epochs: int) -> int:
+    """The first epoch whose steps enter the average: a fraction (< 1) of the run, or an epoch number."""
+    if 0 < section.start < 1:
+        return round(section.start * epochs)
+    return int(section.start)
+
+
 @dataclass
 class RunSection:
     """Length, seeds, devices, precision, output and reporting."""
@@ -554,6 +561,12 @@ def validate(config: TrainConfig) -> None:
     _check(
         avg.start >= 0 and (avg.start < 1 or float(avg.start).is_integer()),
         f"average.start must be a fraction in [0, 1) or a whole epoch number, got {avg.start}",
+    )
+    first = average_start_epoch(avg, r.epochs)
+    _check(
+        avg.method == "none" or r.test_only or first < r.epochs,
+        f"average.start (--average-start {avg.start:g}) is epoch {first + 1} of a {r.epochs}-epoch run: "
+        "averaging would never start; start earlier, or --average none",
     )
     _check(avg.every >= 1, f"average.every must be >= 1, got {avg.every}")
     _check(0.0 < avg.ema_decay < 1.0, f"average.ema_decay must be in (0, 1), got {avg.ema_decay}")
