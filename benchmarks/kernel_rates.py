@@ -31,28 +31,9 @@ from torch import Tensor, nn
 
 import googlenet
 from googlenet.bench.command import save_run
-from googlenet.bench.paths import peer_runner
+from googlenet.bench.paths import conv_layers, peer_runner
 from googlenet.infer.fused import fuse
 from googlenet.infer.optimize import time_calls
-
-
-def conv_layers(net: nn.Module, batch: int, size: int) -> list[dict[str, Any]]:
-    """Each convolution's name, module and input shape, recorded by one forward pass."""
-    layers: list[dict[str, Any]] = []
-    hooks = [
-        module.register_forward_hook(
-            lambda mod, inputs, output, name=name: layers.append(
-                {"name": name, "conv": mod, "input": tuple(inputs[0].shape), "output": tuple(output.shape)}
-            )
-        )
-        for name, module in net.named_modules()
-        if isinstance(module, nn.Conv2d)
-    ]
-    with torch.inference_mode():
-        net(torch.randn(batch, 3, size, size))
-    for hook in hooks:
-        hook.remove()
-    return layers
 
 
 def time_layer(layer: dict[str, Any], dtype: torch.dtype, repeats: int) -> dict[str, float]:

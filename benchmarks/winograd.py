@@ -40,9 +40,9 @@ from torch import Tensor, nn
 
 import googlenet
 from googlenet.bench.command import save_run
+from googlenet.bench.paths import conv_layers
 from googlenet.infer.fused import fuse
 from googlenet.infer.optimize import ONNX_OPSET, onnxruntime_session, time_calls
-from googlenet.model.summary import count_macs
 
 
 def transforms(m: int) -> tuple[Tensor, Tensor, Tensor]:
@@ -111,11 +111,10 @@ def session(module: nn.Module, shape: tuple[int, ...]) -> Any:
 def conv3x3_layers(variant: str, size: int) -> list[tuple[str, nn.Conv2d, int]]:
     """(name, convolution, input side) of every stride-1 3x3 convolution of the inference network."""
     net = fuse(googlenet.build_model(variant, num_classes=1000, aux_logits=False).eval(), fuse_1x1=False)
-    _, shapes = count_macs(net, torch.zeros(1, 3, size, size))
     return [
-        (name, module, shapes[name][1])
-        for name, module in net.named_modules()
-        if isinstance(module, nn.Conv2d) and module.kernel_size == (3, 3) and module.stride == (1, 1)
+        (layer["name"], layer["conv"], layer["input"][2])
+        for layer in conv_layers(net, 1, size)
+        if layer["conv"].kernel_size == (3, 3) and layer["conv"].stride == (1, 1)
     ]
 
 

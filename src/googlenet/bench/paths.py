@@ -158,6 +158,26 @@ def _macs(variant: str, size: int) -> int:
     return int(totals(build_model(variant, num_classes=1000, aux_logits=False), input_size=size)["macs"])
 
 
+def conv_layers(net: nn.Module, batch: int, size: int) -> list[dict[str, Any]]:
+    """Each convolution's name, module, input and output shape, recorded by one forward pass at `batch` x
+    `size` x `size` (benchmarks/kernel_rates.py and winograd.py time the layers one by one)."""
+    layers: list[dict[str, Any]] = []
+    hooks = [
+        module.register_forward_hook(
+            lambda mod, inputs, output, name=name: layers.append(
+                {"name": name, "conv": mod, "input": tuple(inputs[0].shape), "output": tuple(output.shape)}
+            )
+        )
+        for name, module in net.named_modules()
+        if isinstance(module, nn.Conv2d)
+    ]
+    with torch.inference_mode():
+        net(torch.randn(batch, 3, size, size))
+    for hook in hooks:
+        hook.remove()
+    return layers
+
+
 def _runner(
     spec: dict[str, Any], precision: str, size: int, batch: int, folder: str
 ) -> Callable[[Tensor], Any]:
