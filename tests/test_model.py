@@ -394,3 +394,13 @@ def test_caffe_init_is_bvlc_googlenets_xavier_with_bias_0_2() -> None:
         assert torch.all(module.bias == (0.0 if module in classifiers else 0.2))
         checked += 1
     assert checked == 57 + 2 * 3 + 1  # 57 convolutions, two heads of conv + fc1 + fc2, the classifier
+
+
+def test_the_lazy_public_names_are_all_there() -> None:
+    exports = googlenet._EXPORTS
+    assert set(googlenet.__all__) == {"__version__", *exports}
+    for name in exports:  # each resolves to the object its module defines
+        assert getattr(googlenet, name) is getattr(__import__(exports[name], fromlist=[name]), name)
+    assert set(googlenet.__all__) <= set(dir(googlenet))
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        googlenet.nope  # noqa: B018

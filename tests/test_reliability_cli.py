@@ -215,6 +215,27 @@ def test_bad_values_paths_and_conflicts_are_one_line(
     )
 
 
+@pytest.mark.parametrize(
+    ("path", "case", "expected"),
+    [
+        (("ablate",), ("-o", "FILE"), "is a file, not a study folder"),
+        (("export",), ("--output", "DIR"), "is a folder; give a file name"),
+        (("evaluate",), ("--table3", "--output-dir", "FILE"), "is a file, not a folder"),
+        (("train",), ("--config", "FIFO"), "not a regular file"),
+    ],
+    ids=["ablate-o-file", "export-output-folder", "table3-output-file", "config-pipe"],
+)
+def test_a_path_of_the_wrong_kind_is_named_as_such(
+    path: tuple[str, ...], case: tuple[str, ...], expected: str, fixtures: dict[str, Path],
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    fifo = tmp_path / "config.fifo"
+    os.mkfifo(fifo)  # opening it would wait for a writer: it must be refused before that
+    values = [str(fifo) if v == "FIFO" else _resolve(v, fixtures) for v in case]
+    code, err = run([*path, *baseline(path, fixtures), *values], capsys)
+    assert_one_line(code, err, (1,), expected)
+
+
 def test_detect_evaluate_warns_about_rows_it_cannot_score(
     fixtures: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -336,3 +357,21 @@ def test_true_processes_exit_with_one_line(fixtures: dict[str, Path]) -> None:
         )
         assert done.returncode == expected, done.stderr
         assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+def test_ctrl_c_while_pytorch_loads_is_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import googlenet.cli
+
+    def interrupted() -> argparse.ArgumentParser:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(googlenet.cli, "build_parser", interrupted)
+    code, err = run(["summary"], capsys)
+    assert_one_line(code, err, (130,), "interrupted")
+    # and the window before main() is short: importing the package and the CLI does not load PyTorch
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    probe = "import sys, googlenet, googlenet.cli; print('torch' in sys.modules, googlenet.__version__)"
+    done = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=60)
+    assert done.stdout.split()[0] == "False", done.stdout + done.stderr

@@ -413,6 +413,31 @@ def test_the_digest_record_matches_the_file_at_every_moment_of_a_replacement(sav
         verify_digest(saved)
 
 
+def test_a_first_write_that_fails_leaves_no_digest_for_a_file_that_is_not_there(
+    saved: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk at a run's first last.pt: checkpoints.json must not list a file that was never written."""
+    index = saved.parent / gio.DIGESTS_FILE
+    record_digest(saved, sha256_file(saved), saved.stat().st_size)  # another checkpoint of the run
+    real_fdopen = gio.os.fdopen
+
+    def full(fd: int, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
+        if "b" in mode:
+            os.close(fd)
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_fdopen(fd, mode, *args, **kwargs)
+
+    monkeypatch.setattr(gio.os, "fdopen", full)
+    for target in (saved.parent / "last.pt", saved):  # never written; an existing file being replaced
+        record = lambda digest, size, t=target: record_digest(t, digest, size, pending=True)  # noqa: E731
+        with pytest.raises(CheckpointError, match="No space left on device"):
+            gio.atomic_save({"step": 1}, target, before_replace=record)
+    entries = json.loads(index.read_text())
+    assert "last.pt" not in entries and not (saved.parent / "last.pt").exists()
+    monkeypatch.undo()
+    assert verify_digest(saved)  # the existing file keeps its entry and still verifies
+
+
 def test_a_training_run_records_and_resume_verifies_its_checkpoints(
     tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

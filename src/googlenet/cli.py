@@ -64,7 +64,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     for stream, errors in ((sys.stdout, "surrogateescape"), (sys.stderr, "backslashreplace")):
         if getattr(stream, "errors", None) == "strict" and hasattr(stream, "reconfigure"):
             stream.reconfigure(errors=errors)
-    parser = build_parser()
+    try:  # loading the subcommands imports PyTorch: seconds in which Ctrl-C must be a clean stop too
+        parser = build_parser()
+    except KeyboardInterrupt:
+        print("googlenet: interrupted", file=sys.stderr)
+        return 130
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()

@@ -87,8 +87,26 @@ def atomic_save(
         with atomic_open(path, "wb") as handle:
             handle.write(data)
     except OSError as exc:
+        if before_replace is not None:
+            _forget_unwritten(Path(path))
         raise CheckpointError(f"cannot write {path}: {exc.strerror or exc}") from None
     return digest
+
+
+def _forget_unwritten(file: Path) -> None:
+    """Drop the digest recorded ahead of a first write that failed (a full disk): no entry for no file.
+
+    A file that exists keeps its entry: the pending one still lists the current file's digest.
+    """
+    index = file.parent / DIGESTS_FILE
+    if file.exists() or not index.is_file():
+        return
+    with contextlib.suppress(CheckpointError, OSError):  # the disk may still be full: best effort
+        entries = _read_digests(index)
+        if entries.pop(file.name, None) is not None:
+            with atomic_open(index, "w") as handle:
+                json.dump(entries, handle, indent=2)
+                handle.write("\n")
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:

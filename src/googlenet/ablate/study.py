@@ -128,6 +128,8 @@ class StudyPlan:
             raise ConfigError(f"seeds must be distinct non-negative integers, got {list(self.seeds)}")
         if self.parallel < 1 or self.torchrun < 0:
             raise ConfigError("--parallel must be >= 1 and --torchrun >= 0")
+        if self.output_dir.exists() and not self.output_dir.is_dir():
+            raise ConfigError(f"--output-dir {self.output_dir}: is a file, not a study folder")
         for arm in self.arms:  # every config must resolve before any run starts
             resolve({}, self.config_of(arm, self.seeds[0]))
 

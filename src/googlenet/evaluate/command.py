@@ -114,7 +114,9 @@ def _check_args(args: argparse.Namespace) -> None:
     if args.output_dir:  # only an earlier --table3's own files may be replaced, never a run's
         folder = Path(args.output_dir)
         ours = {*TABLE3_FILES.values(), "report.html"}  # report.html: what googlenet report adds
-        if folder.exists() and (not folder.is_dir() or any(p.name not in ours for p in folder.iterdir())):
+        if folder.exists() and not folder.is_dir():
+            raise ConfigError(f"--output-dir {folder}: is a file, not a folder")
+        if folder.exists() and any(p.name not in ours for p in folder.iterdir()):
             raise ConfigError(
                 f"--output-dir {folder}: holds other files than an earlier --table3's; give a new folder"
             )
