@@ -60,7 +60,8 @@ def reference(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> tupl
     return out, killtrials.reference_run(tiny_data, out)
 
 
-@pytest.mark.parametrize("mode", ["write", "random"])
+# "random" kills anywhere (20 such trials run in the slow tier too); "write" aims at checkpoint writes
+@pytest.mark.parametrize("mode", ["write", pytest.param("random", marks=pytest.mark.slow)])
 def test_sigkill_then_resume_is_bit_identical_and_no_checkpoint_is_ever_broken(
     tiny_data: Path, reference: tuple[Path, float], tmp_path: Path, mode: str
 ) -> None:
@@ -162,6 +163,39 @@ def test_an_unwritable_output_folder_is_one_line(tiny_data: Path, tmp_path: Path
     blocker.write_text("not a folder")
     assert main(["train", "--data-path", str(tiny_data), "--output-dir", str(blocker / "run"), *TINY]) == 1
     one_line_error(capsys.readouterr().err, str(blocker / "run"))
+
+
+def test_a_folder_another_process_trains_in_is_refused(
+    tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The same --output-dir twice, or --resume while the run goes on, must not interleave two runs' files."""
+    out = tmp_path / "run"
+    argv = ["--data-path", str(tiny_data), "--output-dir", str(out), *TINY]
+    assert main(["train", *argv, "--stop-after-steps", "1"]) == 0  # the run "still going": a real last.pt
+    files = lambda: sorted((p.name, p.stat().st_mtime_ns) for p in out.iterdir() if p.name != ".lock")  # noqa: E731
+    before = files()
+    hold = "import fcntl, os, sys, time\n" \
+        "fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)\n" \
+        "fcntl.flock(fd, fcntl.LOCK_EX)\n" \
+        "os.write(fd, b'pid 4242 on elsewhere')\n" \
+        "print('held', flush=True)\n" \
+        "time.sleep(120)\n"  # fmt: skip
+    holder = subprocess.Popen(
+        [sys.executable, "-c", hold, str(out / ".lock")], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        for again in (argv, ["--resume", str(out), "--no-progress"], [*argv, "--ensemble", "2"]):
+            assert main(["train", *again]) == 1
+            one_line_error(capsys.readouterr().err, str(out), "in use by another training process",
+                           "pid 4242 on elsewhere")  # fmt: skip
+    finally:
+        holder.kill()
+        holder.wait()
+    assert files() == before  # nothing written
+    # once the holder has gone (killed: the kernel drops its lock), the run goes on
+    assert main(["train", "--resume", str(out), "--no-progress", "--stop-after-steps", "2"]) == 0
+    assert read_checkpoint(out / "last.pt")["train_state"]["global_step"] == 2
 
 
 @pytest.mark.parametrize("ensemble", [1, 2])

@@ -409,8 +409,10 @@ def test_plots_mark_chance_and_whole_epochs(tmp_path: Path, monkeypatch: pytest.
     history = [
         {"epoch": e, "loss_main": 2.3 - e / 10, "val_top1_raw": 10.0 + e, "lr": 0.01} for e in range(3)
     ]
-    RunFolder(tmp_path).plot(history, num_classes=10)
+    with RunFolder(tmp_path) as run:
+        run.plot(history, num_classes=10)
     assert lines == [(pytest.approx(math.log(10)), "chance: ln 10 = 2.30"), (10.0, "chance: 100/10 = 10%")]
     lines.clear()
-    RunFolder(tmp_path).plot(history)  # classes unknown: no line
+    with RunFolder(tmp_path) as run:
+        run.plot(history)  # classes unknown: no line
     assert not lines and {p.name for p in tmp_path.glob("*.png")} == {"loss.png", "top1.png", "lr.png"}

@@ -145,20 +145,23 @@ def _fit_one(
     member's is the ensemble's, which continues every member, not the member's own)."""
     started_wall = time.perf_counter()
     checkpoint: dict[str, Any] | None = None
-    if resume is not None:
-        resume_path = resolve_resume_path(resume)
-        checkpoint = load_training_state(resume_path)
-        stored = from_dict(checkpoint["train_state"]["config"], str(resume_path))
-        check_resume_config(stored, config, resume_path)
-        config.run.output_dir = str(resume_path.parent)
-    run_dir = _resolve_output_dir(config, env)
+    resume_path = resolve_resume_path(resume) if resume is not None else None
+    run_dir = _resolve_output_dir(config, env) if resume_path is None else resume_path.parent
+    run = RunFolder(run_dir, enabled=env.is_main)  # locked from here: the checks below cannot race
+    try:
+        if resume_path is not None:
+            checkpoint = load_training_state(resume_path)
+            stored = from_dict(checkpoint["train_state"]["config"], str(resume_path))
+            check_resume_config(stored, config, resume_path)
+        elif (run_dir / "last.pt").exists():
+            raise ConfigError(
+                f"{run_dir} already holds a run (last.pt); pass --resume {run_dir} to continue or pick "
+                "another --output-dir"
+            )
+    except BaseException:
+        run.close()
+        raise
     config.run.output_dir = str(run_dir)
-    if checkpoint is None and (run_dir / "last.pt").exists():
-        raise ConfigError(
-            f"{run_dir} already holds a run (last.pt); pass --resume {run_dir} to continue or pick another "
-            "--output-dir"
-        )
-    run = RunFolder(run_dir, enabled=env.is_main)
     run.attach_log()
     try:
         return _Trainer(config, checkpoint, env, device, run, started_wall, resume_with).train()

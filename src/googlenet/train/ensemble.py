@@ -38,16 +38,19 @@ def fit_ensemble(
     `fit_one(member_config, last_pt_or_None)` trains one member. A continued member keeps its own
     last.pt's configuration except what a resumed run may change (RESUME_MUTABLE), taken from `config`.
     """
-    if not resuming and root.is_dir() and any(root.glob("member-*")):
-        raise ConfigError(f"{root} already holds an ensemble; pass --resume {root} to continue it")
-    config.run.output_dir = str(root)
-    folder = RunFolder(root, enabled=env.is_main)
-    folder.write_text("config.yaml", dump_yaml(config, "googlenet train: ensemble configuration"))
+    folder = RunFolder(root, enabled=env.is_main)  # locked for the whole ensemble, members run in turn
     try:
+        if not resuming and any(root.glob("member-*")):
+            raise ConfigError(f"{root} already holds an ensemble; pass --resume {root} to continue it")
+        config.run.output_dir = str(root)
+        folder.write_text("config.yaml", dump_yaml(config, "googlenet train: ensemble configuration"))
         return _fit_members(config, root, env, fit_one)
     except GoogLeNetError:
+        folder.close()
         folder.discard_if_unused()  # a bad input stopped member 0 before it wrote anything
         raise
+    finally:
+        folder.close()
 
 
 def _fit_members(config: TrainConfig, root: Path, env: ddp.DistEnv, fit_one: FitOne) -> dict[str, Any]:

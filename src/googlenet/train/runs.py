@@ -10,6 +10,7 @@
       final.pt            the final averaged model with its metadata
       results.json        final metrics, timings, skipped files
       checkpoints.json    SHA-256 of every checkpoint written
+      .lock               held (flock) by the process training in the folder; a second one is refused
 
 An ensemble (`--ensemble N`) writes `member-0/` ... `member-{N-1}/`, each such a folder, and an
 `ensemble.json` beside them. Only the main process (rank 0) writes.
@@ -24,15 +25,23 @@ import logging
 import math
 import os
 import shutil
+import socket
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from googlenet.errors import ConfigError
 from googlenet.io import atomic_open, record_digest
 
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; runs are not guarded against a second process there
+    fcntl = None  # type: ignore[assignment]
+
 logger = logging.getLogger("googlenet.train")
+
+LOCK_FILE = ".lock"
 
 # Per epoch. Raw = the weights being trained; avg = the averaged (Polyak/EMA) weights.
 METRIC_COLUMNS: tuple[str, ...] = (
@@ -99,7 +108,7 @@ class RunFolder:
     """Writes the files of one run; every method is a no-op when `enabled` is False (non-main ranks)."""
 
     # what a run writes while it sets up (before its first training step)
-    SETUP_ENTRIES = frozenset({"config.yaml", "train.log", "tensorboard"})
+    SETUP_ENTRIES = frozenset({"config.yaml", "train.log", "tensorboard", LOCK_FILE})
 
     def __init__(self, path: str | os.PathLike[str], enabled: bool = True) -> None:
         self.path = Path(path)
@@ -117,6 +126,7 @@ class RunFolder:
                 raise ConfigError(
                     f"{self.path}: cannot create the run folder ({exc.strerror or exc})"
                 ) from None
+        self._lock = lock_folder(self.path) if enabled else None
 
     # -- paths -----------------------------------------------------------------------------------
     @property
@@ -305,8 +315,17 @@ class RunFolder:
             return False
         return True
 
+    def __enter__(self) -> RunFolder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def close(self) -> None:
-        """Close the TensorBoard writer and detach the run's log file."""
+        """Close the TensorBoard writer, detach the run's log file and release the folder's lock."""
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
         if self._writer is not None:
             self._writer.close()
             self._writer = None
@@ -314,6 +333,41 @@ class RunFolder:
             logging.getLogger("googlenet").removeHandler(self._log_handler)
             self._log_handler.close()
             self._log_handler = None
+
+
+def lock_folder(folder: Path) -> IO[bytes] | None:
+    """Take the exclusive lock on `folder`/.lock that a training run holds until it ends; the open file.
+
+    Two processes training into one folder (the same --output-dir twice, or --resume while the run is
+    still going) would interleave their checkpoints and metrics; the second is refused with a one-line
+    `ConfigError` naming the holder. The kernel drops a flock when its process ends, however it ends, so
+    a killed run never leaves a stale lock. The file itself stays: removing it would race with the next
+    process opening it. None where locks are unsupported (Windows, a file system without flock).
+    """
+    if fcntl is None:
+        return None
+    path = folder / LOCK_FILE
+    try:
+        handle = open(path, "a+b")  # noqa: SIM115 (held open until RunFolder.close)
+    except OSError as exc:
+        raise ConfigError(f"{folder}: cannot write in the run folder ({exc.strerror or exc})") from None
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read(200).decode("utf-8", "replace").strip()
+        handle.close()
+        raise ConfigError(
+            f"{folder}: in use by another training process ({holder or 'unknown'}); "
+            "wait for it to end or give another --output-dir"
+        ) from None
+    except OSError:  # ENOLCK and the like: a network file system without locks; train unguarded
+        handle.close()
+        return None
+    handle.truncate(0)
+    handle.write(f"pid {os.getpid()} on {socket.gethostname()}\n".encode())
+    handle.flush()
+    return handle
 
 
 def write_ensemble(path: Path, members: Sequence[Mapping[str, Any]], extra: Mapping[str, Any]) -> None:
