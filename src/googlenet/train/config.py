@@ -436,15 +436,9 @@ def load_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
     if file.is_dir():
         raise ConfigError(f"{file}: is a folder, not a config file (--config)")
     if not file.is_file():
-        raise ConfigError(
-            f"{file}: "
-            + (
-                "not a regular file (a pipe or device); give a YAML file"
-                if file.exists()
-                else "no such config file"
-            )
-            + " (--config)"
-        )
+        if file.exists():  # a pipe or device: reading it could wait for ever, or give nothing
+            raise ConfigError(f"{file}: not a regular file (a pipe or device); give a YAML file (--config)")
+        raise ConfigError(f"{file}: no such config file (--config)")
     try:
         data = yaml_load(file.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
