@@ -255,3 +255,18 @@ def test_averaging_leaves_the_training_trajectory_alone(tmp_path: Path) -> None:
     assert weights["polyak"].keys() == weights["none"].keys()
     for name, tensor in weights["polyak"].items():
         assert torch.equal(tensor, weights["none"][name]), name
+
+
+def test_an_interrupted_study_stops_its_runs_and_starts_no_new_one() -> None:
+    import signal
+    import subprocess
+    import sys
+
+    from googlenet.ablate.study import _Children
+
+    children = _Children()
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    children.live.add(sleeper)
+    children.interrupt()
+    assert sleeper.wait(timeout=30) == -signal.SIGTERM  # SIGTERM: a run saves last.pt and stops
+    assert children.stopping  # run_one starts no further run

@@ -242,3 +242,24 @@ def test_load_imagenet_errors(tmp_path: Path) -> None:
     assert "no such" in _one_line_error(load_imagenet, tmp_path / "nope", "val")
     with pytest.raises(ConfigError):
         load_imagenet(tmp_path, "test")
+
+
+class _WorkerSignals(torch.utils.data.Dataset[tuple[int, int]]):
+    def __len__(self) -> int:
+        return 2
+
+    def __getitem__(self, index: int) -> tuple[int, int]:
+        import signal
+
+        return int(signal.getsignal(signal.SIGINT)), int(signal.getsignal(signal.SIGTERM))
+
+
+def test_loader_workers_leave_stop_signals_to_the_main_process() -> None:
+    """A group-wide SIGTERM (a scheduler) or Ctrl-C must not kill the workers under a step that saves."""
+    import signal
+
+    from googlenet.train.inputs import make_loader
+
+    loader = make_loader(_WorkerSignals(), 2, torch.device("cpu"), batch_size=1)
+    seen = {(int(sigint), int(sigterm)) for sigint, sigterm in loader}  # one batch per worker
+    assert seen == {(int(signal.SIG_IGN), int(signal.SIG_IGN))}

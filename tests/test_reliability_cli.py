@@ -375,3 +375,23 @@ def test_ctrl_c_while_pytorch_loads_is_one_line(
     probe = "import sys, googlenet, googlenet.cli; print('torch' in sys.modules, googlenet.__version__)"
     done = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=60)
     assert done.stdout.split()[0] == "False", done.stdout + done.stderr
+
+
+def test_sigterm_unwinds_as_ctrl_c_does_with_exit_143(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import signal
+
+    import googlenet.cli
+
+    real = googlenet.cli.build_parser
+
+    def terminated_while_loading() -> argparse.ArgumentParser:
+        os.kill(os.getpid(), signal.SIGTERM)  # a batch scheduler's stop, delivered here
+        return real()
+
+    before = signal.getsignal(signal.SIGTERM)
+    monkeypatch.setattr(googlenet.cli, "build_parser", terminated_while_loading)
+    code, err = run(["summary"], capsys)
+    assert_one_line(code, err, (143,), "terminated (SIGTERM)")
+    assert signal.getsignal(signal.SIGTERM) is before  # main() leaves the caller's handler in place

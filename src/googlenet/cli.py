@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 
 from googlenet import __version__
@@ -29,6 +31,15 @@ SUBCOMMANDS: tuple[str, ...] = (
     "googlenet.ablate.command",
     "googlenet.report.command",
 )
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the process is (outside a training loop, which saves and stops on its own), so
+    that it unwinds as Ctrl-C does: temporary files removed, child processes stopped, one line, exit 143."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated
 
 
 class _Parser(argparse.ArgumentParser):
@@ -57,18 +68,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run `googlenet` with `argv` (default: the process's arguments); the exit code.
 
     A `GoogLeNetError` or `OSError` is printed as one line and gives 1 (a `UsageError` 2); no subcommand
-    prints the help and gives 2; Ctrl-C gives 130 and a closed pipe 0.
+    prints the help and gives 2; Ctrl-C gives 130, SIGTERM 143 (both unwind, so temporary files go and
+    child processes stop; a training run saves last.pt first) and a closed pipe 0.
     """
     # A file name that is not valid UTF-8 reaches us as surrogate escapes; print its original bytes
     # (as `ls` does) instead of dying with UnicodeEncodeError under a strict stdout.
     for stream, errors in ((sys.stdout, "surrogateescape"), (sys.stderr, "backslashreplace")):
         if getattr(stream, "errors", None) == "strict" and hasattr(stream, "reconfigure"):
             stream.reconfigure(errors=errors)
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _raise_terminated) if in_main_thread else None
+    try:
+        return _main(argv)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     try:  # loading the subcommands imports PyTorch: seconds in which Ctrl-C must be a clean stop too
         parser = build_parser()
-    except KeyboardInterrupt:
-        print("googlenet: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        print(f"googlenet: {_stopped(exc)}", file=sys.stderr)
+        return 143 if isinstance(exc, Terminated) else 130
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
@@ -80,15 +102,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except GoogLeNetError as exc:
         print(f"googlenet {name}: error: {exc}", file=sys.stderr)
         return 2 if isinstance(exc, UsageError) else 1
-    except KeyboardInterrupt:
-        print(f"googlenet {name}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        print(f"googlenet {name}: {_stopped(exc)}", file=sys.stderr)
+        return 143 if isinstance(exc, Terminated) else 130
     except BrokenPipeError:
         return 0
     except OSError as exc:  # the machine's, not ours: a full disk, a read-only folder, a lost mount
         where = f"{exc.filename}: " if exc.filename else ""
         print(f"googlenet {name}: error: {where}{exc.strerror or exc}", file=sys.stderr)
         return 1
+
+
+def _stopped(exc: KeyboardInterrupt) -> str:
+    return "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
 
 
 if __name__ == "__main__":

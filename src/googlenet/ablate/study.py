@@ -18,8 +18,10 @@ import json
 import logging
 import math
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -213,6 +215,30 @@ def _epochs_done(folder: Path) -> int:
         return 0
 
 
+class _Children:
+    """The training processes running now, so that an interrupted study stops them instead of leaving
+    them to train on (or to outlive it, orphaned, after a SIGTERM)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.live: set[subprocess.Popen[bytes]] = set()
+        self.stopping = False
+
+    def interrupt(self) -> None:
+        """SIGTERM to every run: each finishes its step, saves last.pt and exits; no new run starts.
+
+        SIGTERM, not SIGINT: after a terminal's Ctrl-C the runs have had a SIGINT already, and a second
+        one would stop them at once, without their last.pt."""
+        with self.lock:
+            self.stopping = True
+            for child in self.live:
+                if child.poll() is None:
+                    child.send_signal(signal.SIGTERM)
+
+
+_CHILDREN = _Children()
+
+
 def run_one(plan: StudyPlan, arm: str, seed: int, threads: int) -> dict[str, Any]:
     """Train (or resume, or reuse) one run; returns {"arm", "seed", "status", "results"}."""
     folder = plan.run_dir(arm, seed)
@@ -228,7 +254,16 @@ def run_one(plan: StudyPlan, arm: str, seed: int, threads: int) -> dict[str, Any
     with log.open("a", encoding="utf-8") as handle:
         handle.write("$ " + " ".join(command) + "\n")
         handle.flush()
-        rc = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT, env=env, check=False).returncode
+        with _CHILDREN.lock:
+            if _CHILDREN.stopping:  # interrupted before this run started: leave it for the next call
+                return {"arm": arm, "seed": seed, "status": "not started (interrupted)", "results": None}
+            child = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, env=env)
+            _CHILDREN.live.add(child)
+        try:
+            rc = child.wait()
+        finally:
+            with _CHILDREN.lock:
+                _CHILDREN.live.discard(child)
     results = read_results(folder)
     status = "completed" if completed(folder) else f"failed (exit {rc}, see {log})"
     return {"arm": arm, "seed": seed, "status": status, "results": results,
@@ -247,27 +282,49 @@ def run_training(
     outcomes: list[dict[str, Any]] = []
     bar = tqdm(total=len(jobs) * epochs, unit="epoch", desc="ablation", file=sys.stderr, disable=not progress,
                dynamic_ncols=True)  # fmt: skip
+    _CHILDREN.stopping = False
     with ThreadPoolExecutor(max_workers=plan.parallel) as pool:
         futures: dict[Future[dict[str, Any]], tuple[str, int]] = {
             pool.submit(run_one, plan, arm, seed, threads): (arm, seed) for arm, seed in jobs
         }
         pending = set(futures)
-        while pending:
-            finished = {f for f in pending if f.done()}
-            for future in finished:
-                outcome = future.result()
-                outcomes.append(outcome)
-                logger.info("%s seed %d: %s", outcome["arm"], outcome["seed"], outcome["status"])
-                if on_done is not None:
-                    on_done(outcome)
-            pending -= finished
-            done_epochs = sum(min(epochs, _epochs_done(plan.run_dir(a, s))) for a, s in jobs)
-            bar.update(done_epochs - bar.n)
-            bar.set_postfix(runs=f"{len(outcomes)}/{len(jobs)}", refresh=False)
-            if pending:
-                time.sleep(1.0)
+        try:
+            _watch(plan, jobs, epochs, pending, outcomes, bar, on_done)
+        except (
+            KeyboardInterrupt
+        ):  # Ctrl-C, or SIGTERM (the CLI turns it into one), maybe to this process only
+            for future in pending:
+                future.cancel()
+            _CHILDREN.interrupt()
+            raise  # leaving the pool waits for the runs, which save and stop within a step
     bar.close()
     return outcomes
+
+
+def _watch(
+    plan: StudyPlan,
+    jobs: list[tuple[str, int]],
+    epochs: int,
+    pending: set[Future[dict[str, Any]]],
+    outcomes: list[dict[str, Any]],
+    bar: Any,
+    on_done: Callable[[dict[str, Any]], None] | None,
+) -> None:
+    """Collect the runs as they finish, moving the progress bar by the epochs written so far."""
+    while pending:
+        finished = {f for f in pending if f.done()}
+        for future in finished:
+            outcome = future.result()
+            outcomes.append(outcome)
+            logger.info("%s seed %d: %s", outcome["arm"], outcome["seed"], outcome["status"])
+            if on_done is not None:
+                on_done(outcome)
+        pending -= finished
+        done_epochs = sum(min(epochs, _epochs_done(plan.run_dir(a, s))) for a, s in jobs)
+        bar.update(done_epochs - bar.n)
+        bar.set_postfix(runs=f"{len(outcomes)}/{len(jobs)}", refresh=False)
+        if pending:
+            time.sleep(1.0)
 
 
 def errors_of(results: Mapping[str, Any] | None, raw: bool = False) -> dict[str, float] | None:

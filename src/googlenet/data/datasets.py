@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -24,6 +25,21 @@ from googlenet.errors import ConfigError, DataError
 logger = logging.getLogger("googlenet.data")
 
 ON_BAD = ("skip", "abort")
+
+
+def ignore_stop_signals(_worker_id: int = 0) -> None:
+    """`worker_init_fn` for DataLoader workers: leave SIGINT and SIGTERM to the main process.
+
+    A Ctrl-C or a SIGTERM sent to the whole process group (a terminal, a batch scheduler) reaches the
+    workers too. Killed by it, a worker takes the main process down with PyTorch's "DataLoader worker
+    is killed by signal" error in the middle of a step, before the run can save; and the handler a
+    training run installs, inherited through fork, would print its message once per worker. Ignoring
+    both here, the main process stops as it means to and shuts its workers down itself (a worker also
+    exits on its own once the main process is gone).
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
 
 # Files this process has already warned about, so a bad file seen every epoch is reported once.
 # DataLoader workers inherit the set as it was when they started and then keep their own.

@@ -26,6 +26,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from googlenet.data.crops import CropSpec, CropTransform, normalize
+from googlenet.data.datasets import ignore_stop_signals
 from googlenet.errors import ConfigError, DataError
 from googlenet.evaluate.metrics import REDUCTIONS, ClassificationMeter, aggregate_probs
 from googlenet.evaluate.models import Member
@@ -146,8 +147,9 @@ def fill_calls(batches: Iterable[CropBatch], crops_per_call: int) -> Iterator[Cr
         yield merge_batches(pending)
 
 
-def _worker_init(_: int) -> None:
+def _worker_init(worker_id: int) -> None:
     torch.set_num_threads(1)  # workers decode and cut; the model's threads live in the main process
+    ignore_stop_signals(worker_id)
 
 
 def crop_loader(

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
-from googlenet.data.datasets import ImageFolderDataset, load_image_folder, load_imagenet
+from googlenet.data.datasets import ImageFolderDataset, ignore_stop_signals, load_image_folder, load_imagenet
 from googlenet.data.transforms import AugmentConfig, build_eval_transform, build_train_transform
 from googlenet.errors import DataError
 from googlenet.train import distributed as ddp
@@ -53,6 +53,7 @@ def make_loader(dataset: Any, workers: int, device: torch.device, **kwargs: Any)
         num_workers=workers,
         pin_memory=device.type == "cuda",
         generator=torch.Generator().manual_seed(0),
+        worker_init_fn=ignore_stop_signals if workers > 0 else None,
         **kwargs,
     )
 
