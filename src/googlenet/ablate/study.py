@@ -290,9 +290,8 @@ def run_training(
         pending = set(futures)
         try:
             _watch(plan, jobs, epochs, pending, outcomes, bar, on_done)
-        except (
-            KeyboardInterrupt
-        ):  # Ctrl-C, or SIGTERM (the CLI turns it into one), maybe to this process only
+        except KeyboardInterrupt:
+            # Ctrl-C or SIGTERM (the CLI turns it into a KeyboardInterrupt), perhaps to this process only
             for future in pending:
                 future.cancel()
             _CHILDREN.interrupt()
