@@ -89,8 +89,7 @@ def _main(argv: Sequence[str] | None) -> int:
     try:  # loading the subcommands imports PyTorch: seconds in which Ctrl-C must be a clean stop too
         parser = build_parser()
     except KeyboardInterrupt as exc:
-        print(f"googlenet: {_stopped(exc)}", file=sys.stderr)
-        return 143 if isinstance(exc, Terminated) else 130
+        return _stopped("googlenet", exc)
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
@@ -103,8 +102,7 @@ def _main(argv: Sequence[str] | None) -> int:
         print(f"googlenet {name}: error: {exc}", file=sys.stderr)
         return 2 if isinstance(exc, UsageError) else 1
     except KeyboardInterrupt as exc:
-        print(f"googlenet {name}: {_stopped(exc)}", file=sys.stderr)
-        return 143 if isinstance(exc, Terminated) else 130
+        return _stopped(f"googlenet {name}", exc)
     except BrokenPipeError:
         return 0
     except OSError as exc:  # the machine's, not ours: a full disk, a read-only folder, a lost mount
@@ -113,8 +111,11 @@ def _main(argv: Sequence[str] | None) -> int:
         return 1
 
 
-def _stopped(exc: KeyboardInterrupt) -> str:
-    return "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
+def _stopped(prog: str, exc: KeyboardInterrupt) -> int:
+    """Say that a signal stopped `prog`; its exit code, 128 + the signal's number."""
+    terminated = isinstance(exc, Terminated)
+    print(f"{prog}: {'terminated (SIGTERM)' if terminated else 'interrupted'}", file=sys.stderr)
+    return 143 if terminated else 130
 
 
 if __name__ == "__main__":

@@ -104,9 +104,7 @@ def _forget_unwritten(file: Path) -> None:
     with contextlib.suppress(CheckpointError, OSError):  # the disk may still be full: best effort
         entries = _read_digests(index)
         if entries.pop(file.name, None) is not None:
-            with atomic_open(index, "w") as handle:
-                json.dump(entries, handle, indent=2)
-                handle.write("\n")
+            _write_digests(index, entries)
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
@@ -155,6 +153,10 @@ def record_digest(path: str | os.PathLike[str], sha256: str, size: int, pending:
                 d for d in dict.fromkeys(previous) if isinstance(d, str) and d != sha256
             ]
     entries[file.name] = entry
+    _write_digests(index, entries)
+
+
+def _write_digests(index: Path, entries: dict[str, Any]) -> None:
     with atomic_open(index, "w") as handle:
         json.dump(entries, handle, indent=2)
         handle.write("\n")
