@@ -74,6 +74,66 @@ def test_fp32_backends_match_eager_within_1e_4(variant: str, backend: str, one_t
     assert _relative(got, expected) < 1e-4
 
 
+@pytest.mark.parametrize(
+    ("backend", "precision"), [("onnxruntime", "fp32"), ("openvino", "fp32"), ("openvino", "bf16")]
+)
+def test_streams_give_the_one_engine_logits_at_every_batch_size(
+    backend: str, precision: str, one_thread: None
+) -> None:
+    if backend not in available_backends(precision):
+        pytest.skip(f"{backend} is not installed (pip install googlenet[fast])")
+    model = _trained_like("bn")
+    one = optimize(model, precision, backend, input_size=SIZE, streams=1)
+    three = optimize(model, precision, backend, input_size=SIZE, streams=3)
+    assert (one.streams, three.streams) == (1, 3) and three.describe() == f"{backend} {precision}, 3 streams"
+    for n in (1, 2, 3, 7):  # fewer images than streams, exactly as many, and a remainder
+        x = torch.randn(n, 3, SIZE, SIZE)
+        got, expected = three(x), one(x)
+        assert got.shape == (n, 7)
+        assert _relative(got, expected) < (1e-5 if precision == "fp32" else 2e-2)
+
+
+def test_a_batch_is_cut_into_equal_slices_and_the_rest_runs_on_every_thread() -> None:
+    import numpy as np
+
+    from googlenet.infer.optimize import _in_streams
+
+    seen: list[tuple[str, list[int]]] = []
+
+    def start(i: int, part: np.ndarray) -> Callable[[], np.ndarray]:
+        seen.append((f"stream {i}", part.tolist()))
+        return lambda: part * 10
+
+    def whole(part: np.ndarray) -> np.ndarray:
+        seen.append(("whole", part.tolist()))
+        return part * 10
+
+    assert _in_streams(np.arange(8), 3, start, whole).tolist() == [0, 10, 20, 30, 40, 50, 60, 70]
+    assert seen == [("stream 0", [0, 1]), ("stream 1", [2, 3]), ("stream 2", [4, 5]), ("whole", [6, 7])]
+    seen.clear()
+    assert _in_streams(np.arange(2), 3, start, whole).tolist() == [0, 10]
+    assert seen == [("whole", [0, 1])]
+
+
+def test_streams_default_to_one_per_thread_for_the_runtimes_on_the_cpu(one_thread: None) -> None:
+    from googlenet.infer.optimize import _streams_for
+
+    cpu = torch.device("cpu")
+    assert _streams_for("onnxruntime", cpu, None) == 1  # one thread here (the fixture)
+    torch.set_num_threads(2)
+    assert [_streams_for(b, cpu, None) for b in ("onnxruntime", "openvino", "eager", "compile")] == [
+        2,
+        2,
+        1,
+        1,
+    ]
+    assert _streams_for("onnxruntime", torch.device("cuda"), None) == 1
+    assert _streams_for("openvino", cpu, 4) == 4
+    assert optimize(_trained_like("paper"), backend="eager", streams=4).streams == 1
+    with pytest.raises(ConfigError, match="streams"):
+        optimize(_trained_like("paper"), backend="eager", streams=0)
+
+
 def test_bf16_eager_stays_close_to_fp32(one_thread: None) -> None:
     model = _trained_like("paper")  # with LRN, which has no bf16 kernel of its own
     x = torch.randn(4, 3, SIZE, SIZE)
@@ -117,6 +177,29 @@ def test_auto_can_time_the_1x1_fusion_both_ways(one_thread: None) -> None:
     with torch.no_grad():
         assert _relative(fast(x), model(x)) < 1e-4
     assert not optimize(model, backend="eager").fuse_1x1
+
+
+def test_two_candidates_within_5_percent_are_timed_again_longer(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    module = sys.modules["googlenet.infer.optimize"]  # the package's `optimize` is the function
+    calls: list[tuple[list[str], int]] = []
+    answers = [{"eager": 10.0, "eager+fused-1x1": 10.4}, {"eager+fused-1x1": 9.0, "eager": 10.0}]
+
+    def fake(runs: dict[str, object], x: torch.Tensor, repeats: int = 5) -> dict[str, float]:
+        calls.append((sorted(runs), repeats))
+        return answers[len(calls) - 1]
+
+    monkeypatch.setattr(module, "time_calls", fake)
+    fast = optimize(_trained_like("bn"), backend="eager", input_size=SIZE, batch_size=2, fuse_1x1=None)
+    assert calls == [(["eager", "eager+fused-1x1"], 5), (["eager", "eager+fused-1x1"], 9)]
+    assert fast.fuse_1x1 and fast.timings_ms == {"eager": 10.0, "eager+fused-1x1": 9.0}
+    calls.clear()
+    answers[0] = {"eager": 10.0, "eager+fused-1x1": 10.6}  # 6% apart: the first timing decides
+    assert not optimize(
+        _trained_like("bn"), backend="eager", input_size=SIZE, batch_size=2, fuse_1x1=None
+    ).fuse_1x1
+    assert len(calls) == 1
 
 
 def test_candidates_are_timed_in_turns_and_a_failing_one_is_left_out(

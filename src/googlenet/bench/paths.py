@@ -195,6 +195,17 @@ def _runner(
         input_size=size,
         batch_size=batch,
         fuse_1x1=spec.get("fuse_1x1", False),
+        streams=spec.get("streams"),
+    )
+
+
+def _label(run: Any) -> str:
+    """How `optimize` ran ours: "onnxruntime", "openvino+fused-1x1+streams-2", ..."""
+    streams = getattr(run, "streams", 1)
+    return (
+        getattr(run, "backend", "")
+        + ("+fused-1x1" if getattr(run, "fuse_1x1", False) else "")
+        + (f"+streams-{streams}" if streams > 1 else "")
     )
 
 
@@ -304,8 +315,7 @@ def versus(spec: dict[str, Any]) -> dict[str, Any]:
         "peer_fractions": {
             label: _fraction(peer, ceilings, peer_macs) for label, peer in zip(labels, peers, strict=True)
         },
-        "backend": getattr(runs[0], "backend", "")
-        + ("+fused-1x1" if getattr(runs[0], "fuse_1x1", False) else ""),
+        "backend": _label(runs[0]),
         "peak_rss_mib": peak,
     }
 
@@ -452,7 +462,7 @@ def crops144(spec: dict[str, Any]) -> dict[str, float]:
         "value": protocol,
         "raw_crops_s": raw,
         "ratio_to_raw": ratio,
-        "backend": fast.backend,
+        "backend": _label(fast),
         "forward_passes": passes,
         "raw_calls": calls,
     }

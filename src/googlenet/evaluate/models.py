@@ -143,7 +143,7 @@ def member_from_model(
     used = "off"
     if engine != "off" and isinstance(model, GoogLeNet):
         fast = optimize(model, precision, engine, input_size=input_size, batch_size=batch_size, device=device)
-        forward, used = fast, f"{fast.backend} {fast.precision}"
+        forward, used = fast, fast.describe()
     mean = tuple(float(v) for v in meta.get("mean", IMAGENET_MEAN))
     std = tuple(float(v) for v in meta.get("std", IMAGENET_STD))
     if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
