@@ -13,14 +13,16 @@ every Inception module fused into one) in channels_last layout:
 - `openvino`: the ONNX file compiled by OpenVINO for its CPU plugin with the precision as its
   inference-precision hint (bf16 uses AMX when present).
 
-On the CPU, `onnxruntime` and `openvino` run a batch as streams (`streams`, default one per thread of
+On the CPU, `onnxruntime` runs a batch as streams (`streams`, default and most one per thread of
 `torch.get_num_threads()`): the batch is cut into that many equal slices, each computed at the same time
-by an engine of its own with its share of the threads, and the few images left over (fewer than the
-streams) by one engine on every thread. One engine on every core splits each operator between the cores,
+by a session of its own with its share of the threads, and the few images left over (fewer than the
+streams) by one session on every thread. One engine on every core splits each operator between the cores,
 which meet after it; GoogLeNet's 14x14 and 7x7 stages give each core little work between those meetings.
-Streams need none; on the project's 2-core machine they were 2-7% faster than one engine at batches of
-2-64 with ONNX Runtime (docs/performance.md, "Streams"). A batch smaller than the streams runs on the
-one engine, as with `streams=1`.
+Streams need none; on the project's 2-core machine they were 2-4% faster than one engine at batch 32,
+a gain of the order of the timing noise but seen at every batch of 8 or more checked (docs/performance.md,
+"Streams"). A batch smaller than the streams runs on the one engine, as with `streams=1`. OpenVINO's
+own form of this (its throughput mode) was tried and dropped: with it, a test-suite run crashed later
+in `malloc` (a corrupted heap), twice in two runs, and never without it.
 
 `backend="auto"` times every backend that is installed and applicable on a sample batch, the
 candidates taking turns (so a machine whose speed drifts slows them alike), each sample repeating the
@@ -213,8 +215,7 @@ def _in_streams(
     """`array`'s logits, `streams` equal slices at once and the rest (fewer images than streams) by `whole`.
 
     `start(i, slice)` sets stream i to work on its slice and returns a function that waits for its
-    logits. (Ours: ONNX Runtime has no such mode, and OpenVINO's asynchronous requests leave the
-    cutting and joining to the caller.)
+    logits. (Ours: ONNX Runtime has no such mode.)
     """
     cut = len(array) - len(array) % streams
     waits = [start(i, part) for i, part in enumerate(np.split(array[:cut], streams))] if cut else []
@@ -247,9 +248,7 @@ def _onnxruntime(
     return _logits_of(lambda array: _in_streams(array, streams, start, whole))
 
 
-def _openvino(
-    net: FusedGoogLeNet, input_size: int, precision: str, streams: int
-) -> Callable[[Tensor], Tensor]:
+def _openvino(net: FusedGoogLeNet, input_size: int, precision: str) -> Callable[[Tensor], Tensor]:
     import openvino as ov
 
     core = ov.Core()
@@ -265,24 +264,7 @@ def _openvino(
     def whole(array: np.ndarray) -> np.ndarray:
         return np.array(request.infer({0: array})[compiled.output(0)])
 
-    if streams == 1:
-        return _logits_of(whole)
-    # OpenVINO's throughput mode: `streams` executors, each with its share of the threads.
-    throughput = core.compile_model(
-        model, "CPU", {**config, "PERFORMANCE_HINT": "THROUGHPUT", "NUM_STREAMS": streams}
-    )
-    requests = [throughput.create_infer_request() for _ in range(streams)]
-
-    def start(i: int, part: np.ndarray) -> Callable[[], np.ndarray]:
-        requests[i].start_async({0: part})
-
-        def wait() -> np.ndarray:
-            requests[i].wait()
-            return np.array(requests[i].get_output_tensor(0).data)  # a copy: the request reuses its buffer
-
-        return wait
-
-    return _logits_of(lambda array: _in_streams(array, streams, start, whole))
+    return _logits_of(whole)
 
 
 def _build(
@@ -294,15 +276,16 @@ def _build(
         return _compile(net, precision, device)
     if backend == "onnxruntime":
         return _onnxruntime(net, input_size, device, streams)
-    return _openvino(net, input_size, precision, streams)
+    return _openvino(net, input_size, precision)
 
 
 def _streams_for(backend: str, device: torch.device, streams: int | None) -> int:
-    """How many streams `backend` runs on `device`: the runtimes on the CPU take `streams` (default one
-    per torch thread); the PyTorch backends and the GPU run a batch as one."""
-    if backend not in ("onnxruntime", "openvino") or device.type != "cpu":
+    """How many streams `backend` runs on `device`: ONNX Runtime on the CPU takes `streams`, at most one
+    per torch thread (default: one per thread); the other backends and the GPU run a batch as one."""
+    if backend != "onnxruntime" or device.type != "cpu":
         return 1
-    return torch.get_num_threads() if streams is None else streams
+    threads = torch.get_num_threads()
+    return threads if streams is None else min(streams, threads)
 
 
 def _cuda_sync(x: Tensor) -> None:
@@ -383,8 +366,8 @@ def optimize(
         fuse_1x1: run each Inception module's three 1x1 convolutions as one (True), apart (False, the
             default: on the project's CPU the split of the fused output costs more than the wider GEMM
             saves, for every backend; see docs/performance.md), or time both and keep the faster (None).
-        streams: for `onnxruntime` and `openvino` on the CPU, how many slices of a batch are computed at
-            once, each by an engine of its own (module docstring); default one per thread of
+        streams: for `onnxruntime` on the CPU, how many slices of a batch are computed at
+            once, each by an engine of its own (module docstring); default and most one per thread of
             `torch.get_num_threads()`; 1 runs every batch on one engine.
     """
     if precision not in PRECISIONS:
