@@ -256,9 +256,16 @@ def _openvino(net: FusedGoogLeNet, input_size: int, precision: str) -> Callable[
         path = Path(folder) / "googlenet.onnx"
         export_onnx(net, input_size, path)
         model = core.read_model(str(path))
-    config = {"INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32",
-              "INFERENCE_NUM_THREADS": torch.get_num_threads()}  # fmt: skip
-    compiled = core.compile_model(model, "CPU", {**config, "PERFORMANCE_HINT": "LATENCY"})
+    hint = "bf16" if precision == "bf16" else "f32"
+    compiled = core.compile_model(
+        model,
+        "CPU",
+        {
+            "INFERENCE_PRECISION_HINT": hint,
+            "PERFORMANCE_HINT": "LATENCY",
+            "INFERENCE_NUM_THREADS": torch.get_num_threads(),
+        },
+    )
     request = compiled.create_infer_request()
 
     def whole(array: np.ndarray) -> np.ndarray:
