@@ -3,8 +3,8 @@ thread for ONNX Runtime on the CPU (docs/performance.md, "Streams").
 
 Our `torchvision`-layout network (BatchNorm folded) through `googlenet.optimize` in ONNX Runtime, once
 as one engine on every thread (`streams=1`) and once as one single-threaded engine per thread
-(`streams=None`, the default), and in OpenVINO as one engine (its streams were dropped), beside torchvision's network in the same runtimes as its users run it
-(the `versus` section's peers). Each turn times one call of every contender at each batch size, in an
+(`streams=None`, the default), and in OpenVINO as one engine (its streams were dropped), beside
+torchvision's network in the same runtimes as its users run it (the `versus` section's peers). Each turn times one call of every contender at each batch size, in an
 order rotated every turn; medians over the turns, and the median per-turn ratio of each contender to
 ours as one engine and to the fastest peer of its precision. Measures, never asserts.
 

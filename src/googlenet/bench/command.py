@@ -13,8 +13,8 @@ Measures, never asserts. Sections (choose with `--only`):
   networks with each backend (ONNX Runtime with its default streams; at batch > 1 also 1x1-fused and,
   for ONNX Runtime, as one stream);
 - `versus`: the inference targets head to head: `googlenet.optimize(model, precision)` as a user gets it
-  (backend and 1x1 fusion chosen by timing, default streams) against every peer of that precision, all in one process,
-  taking turns with the GEMM ceiling; the ratio is the median over turns of ours against the fastest
+  (backend and 1x1 fusion chosen by timing, default streams) against every peer of that precision, all
+  in one process, taking turns with the GEMM ceiling; the ratio is the median over turns of ours against the fastest
   peer (the highest median rate) timed in the same turn (`--turns`);
 - `train`: full training steps at batch 32, 224 and 112: torchvision eager fp32 NCHW (the baseline)
   against ours, fp32 and bf16;

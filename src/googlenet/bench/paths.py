@@ -199,13 +199,13 @@ def _runner(
     )
 
 
-def _label(run: Any) -> str:
-    """How `optimize` ran ours: "onnxruntime", "openvino+fused-1x1+streams-2", ..."""
-    streams = getattr(run, "streams", 1)
+def _label(fast: Any) -> str:
+    """How `optimize` ran ours (an `OptimizedModel`): "onnxruntime", "openvino+fused-1x1",
+    "onnxruntime+streams-2", ..."""
     return (
-        getattr(run, "backend", "")
-        + ("+fused-1x1" if getattr(run, "fuse_1x1", False) else "")
-        + (f"+streams-{streams}" if streams > 1 else "")
+        fast.backend
+        + ("+fused-1x1" if fast.fuse_1x1 else "")
+        + (f"+streams-{fast.streams}" if fast.streams > 1 else "")
     )
 
 

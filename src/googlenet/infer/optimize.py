@@ -407,12 +407,12 @@ def optimize(
         raise ConfigError(f"none of the candidate backends is available (available: {', '.join(available)})")
     sample = torch.randn(batch_size, 3, size, size, device=device)
     runs: dict[str, Callable[[Tensor], Tensor]] = {}
-    choices: dict[str, tuple[str, bool]] = {}
+    choices: dict[str, tuple[str, bool, int]] = {}
     for backend_name, form in [(b, f) for b in names for f in forms]:
         name = backend_name + ("+fused-1x1" if form else "")
-        choices[name] = (backend_name, form)
+        count = _streams_for(backend_name, device, streams)
+        choices[name] = (backend_name, form, count)
         try:
-            count = _streams_for(backend_name, device, streams)
             runs[name] = _build(copy_net(nets[form]), backend_name, precision, device, size, count)
         except Exception as exc:  # noqa: BLE001 - a backend that fails here is skipped, not fatal: say why
             _skip(name, exc)
@@ -426,8 +426,7 @@ def optimize(
         # longer, and decide on that.
         timings.update(time_calls({name: runs[name] for name in ranked[:2]}, sample, repeats=9))
     best = min(timings, key=timings.__getitem__)
-    chosen, form = choices[best]
-    count = _streams_for(chosen, device, streams)
+    chosen, form, count = choices[best]
     fast = OptimizedModel(runs[best], chosen, precision, device, timings, fuse_1x1=form, streams=count)
     logger.info(
         "optimize: %s chosen (%s at batch %d)",
