@@ -72,6 +72,16 @@ def test_fp32_backends_match_eager_within_1e_4(variant: str, backend: str, one_t
     got = fast(x)
     assert got.dtype == torch.float32 and got.shape == expected.shape
     assert _relative(got, expected) < 1e-4
+    # The input is checked before the backend sees it: the same errors whichever backend "auto" keeps.
+    assert fast(x[:0]).shape == (0, 7)
+    with pytest.raises(ValueError, match="N x 3 x H x W"):
+        fast(x[0])
+    other = torch.randn(2, 3, SIZE + 32, SIZE + 32)
+    if backend == "eager":  # takes any size
+        assert fast(other).shape == (2, 7)
+    else:  # an ONNX export runs the size it was made for
+        with pytest.raises(ValueError, match=f"runs {SIZE}x{SIZE} input, got {SIZE + 32}x{SIZE + 32}"):
+            fast(other)
 
 
 def test_streams_give_the_one_engine_logits_at_every_batch_size(one_thread: None) -> None:

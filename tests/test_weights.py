@@ -53,6 +53,58 @@ def test_torchvision_variant_equals_torchvision(
     assert sum(p.numel() for n, p in ours.named_parameters() if not n.startswith("aux")) == 6_624_904
 
 
+def test_torchvision_file_gets_the_input_scaling_its_weights_were_trained_with(tmp_path: Path) -> None:
+    # torchvision's weights were ported from TF and expect [-1, 1] pixels: torchvision builds the model
+    # with transform_input=True for them. Either way we load them, preprocessing by the returned meta
+    # must give torchvision's pretrained model's logits.
+    torch.manual_seed(0)
+    pretrained = torchvision.models.googlenet(
+        weights=None, aux_logits=False, init_weights=True, transform_input=True
+    ).eval()
+    _randomise_bn_statistics(pretrained)
+    path = tmp_path / "googlenet-random.pth"
+    torch.save(pretrained.state_dict(), path)
+    pixels = torch.rand(2, 3, 224, 224)
+
+    def normalised(meta: dict) -> torch.Tensor:
+        mean, std = torch.tensor(meta["mean"]).view(1, 3, 1, 1), torch.tensor(meta["std"]).view(1, 3, 1, 1)
+        return (pixels - mean) / std
+
+    with torch.no_grad():
+        expected = pretrained(normalised({"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}))
+        built, meta = model_from_file(
+            path
+        )  # as torchvision builds it: transform_input on, ImageNet's mean/std
+        assert built.config.transform_input and meta["mean"] == [0.485, 0.456, 0.406]
+        plain = googlenet.build_model("torchvision", aux_logits=False)
+        plain_meta = googlenet.load_weights(plain, path)  # no transform_input: the meta scales to [-1, 1]
+        assert plain_meta["mean"] == [0.5] * 3 and plain_meta["std"] == [0.5] * 3
+        for model, model_meta in ((built, meta), (plain, plain_meta)):
+            got = model.eval()(normalised(model_meta))
+            assert (got - expected).abs().max().item() <= 1e-4 * expected.abs().max().item()
+    # A converted file keeps the setting: it loads back only into a model that has it.
+    converted = tmp_path / "converted.pt"
+    googlenet.save_checkpoint(converted, built, meta)
+    with pytest.raises(
+        googlenet.CheckpointError, match="transform_input=True but the model has transform_input=False"
+    ):
+        googlenet.load_weights(googlenet.build_model("torchvision", aux_logits=False), converted)
+
+
+def test_a_checkpoint_that_safe_loading_would_refuse_is_never_written(tmp_path: Path) -> None:
+    import numpy as np
+
+    model = googlenet.build_model("bn", num_classes=2, aux_logits=False)
+    path = tmp_path / "m.pt"
+    with pytest.raises(ValueError, match=r"entry epochs\[1\] is a numpy.ndarray"):
+        googlenet.save_checkpoint(path, model, epochs=[1, np.zeros(2)])
+    with pytest.raises(ValueError, match=r"entry meta\['top1'\] is a numpy.float64"):
+        googlenet.save_checkpoint(path, model, meta={"top1": np.float64(0.5)})
+    with pytest.raises(ValueError, match="state_dict does not fit the model"):
+        googlenet.save_checkpoint(path, model, state_dict={"fc.weight": torch.zeros(2, 1024)})
+    assert not path.exists()
+
+
 def test_torchvision_file_into_paper_variant_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "tv.pth"
     torch.save(torchvision.models.googlenet(weights=None, init_weights=True).state_dict(), path)
@@ -111,10 +163,13 @@ def test_incompatible_checkpoint_is_a_one_line_error(
 
 def test_shape_mismatch_names_the_tensor(tmp_path: Path) -> None:
     model = googlenet.build_model("paper", num_classes=4)
-    state = model.state_dict()
-    state["inception3a.branch1.conv.weight"] = torch.zeros(1, 1, 1, 1)
     path = tmp_path / "bad.pt"
-    googlenet.save_checkpoint(path, model, state_dict=state)
+    googlenet.save_checkpoint(path, model)
+    checkpoint = torch.load(
+        path, weights_only=True
+    )  # a file whose tensor does not fit (save_checkpoint refuses)
+    checkpoint["state_dict"]["inception3a.branch1.conv.weight"] = torch.zeros(1, 1, 1, 1)
+    torch.save(checkpoint, path)
     with pytest.raises(googlenet.CheckpointError, match=r"inception3a\.branch1\.conv\.weight has shape"):
         googlenet.load_weights(googlenet.build_model("paper", num_classes=4), path)
 

@@ -7,7 +7,8 @@ every Inception module fused into one) in channels_last layout:
 - `eager`: PyTorch's oneDNN kernels. With `precision="bf16"` the weights and activations are bfloat16,
   which oneDNN runs on the AMX matrix units or AVX512-BF16 instructions where the CPU has them.
 - `compile`: `torch.compile` with Inductor's weight freezing (constant-folds the weights into the
-  graph and picks oneDNN's prepacked kernels); the first call compiles, which takes a while.
+  graph and picks oneDNN's prepacked kernels); the first call compiles, which takes a while (tens of
+  seconds on a small CPU), and so does the first call at each new batch size or input size.
 - `onnxruntime`: the network exported to ONNX (opset 18) and run by ONNX Runtime's CPU (or CUDA)
   provider with all graph optimisations; fp32 only.
 - `openvino`: the ONNX file compiled by OpenVINO for its CPU plugin with the precision as its
@@ -57,7 +58,7 @@ from torch import Tensor, nn
 
 from googlenet.errors import ConfigError
 from googlenet.infer.fused import FusedGoogLeNet, fuse
-from googlenet.model.googlenet import GoogLeNet
+from googlenet.model.googlenet import MIN_INPUT_SIZE, GoogLeNet
 
 logger = logging.getLogger("googlenet.infer")
 
@@ -67,9 +68,18 @@ ONNX_OPSET = 18
 CLOSE = 1.05  # "auto": candidates whose median times are within this factor are timed again, longer
 
 
+# Backends that run a network exported for one input size (ONNX with a dynamic batch only).
+FIXED_SIZE_BACKENDS: tuple[str, ...] = ("onnxruntime", "openvino")
+
+
 @dataclass
 class OptimizedModel:
-    """A logits callable: normalised float N x 3 x S x S (any layout, any device) -> float32 logits."""
+    """A logits callable: normalised float N x 3 x S x S (any layout, any device) -> float32 logits.
+
+    The input is checked before it reaches the backend, so a wrong shape is one `ValueError` whatever
+    backend "auto" chose: `input_size` is the one size a backend built for a fixed size accepts (None:
+    any size the network takes, 32 px and up); an empty batch gives N = 0 logits.
+    """
 
     run: Callable[[Tensor], Tensor]
     backend: str
@@ -78,8 +88,24 @@ class OptimizedModel:
     timings_ms: dict[str, float] = field(default_factory=dict)  # per candidate, when chosen by timing
     fuse_1x1: bool = False  # whether the three 1x1 convolutions run as one
     streams: int = 1  # engines computing slices of a batch at the same time (module docstring)
+    input_size: int | None = None  # the only input side accepted (fixed-size backends), else None
+    num_classes: int = 1000
 
     def __call__(self, x: Tensor) -> Tensor:
+        if x.dim() != 4 or x.shape[1] != 3:
+            raise ValueError(f"expected an N x 3 x H x W image batch, got shape {tuple(x.shape)}")
+        side = self.input_size
+        if side is not None and tuple(x.shape[-2:]) != (side, side):
+            raise ValueError(
+                f"this {self.backend} engine runs {side}x{side} input, got {x.shape[-2]}x{x.shape[-1]} "
+                "(optimize(..., input_size=...) builds one for another size)"
+            )
+        if min(x.shape[-2:]) < MIN_INPUT_SIZE:
+            raise ValueError(
+                f"input must be at least {MIN_INPUT_SIZE}x{MIN_INPUT_SIZE}, got {tuple(x.shape[-2:])}"
+            )
+        if len(x) == 0:
+            return torch.zeros(0, self.num_classes, device=x.device)
         return self.run(x)
 
     def __repr__(self) -> str:
@@ -131,13 +157,14 @@ def _eager(net: FusedGoogLeNet, precision: str, device: torch.device) -> Callabl
 def _compile(net: FusedGoogLeNet, precision: str, device: torch.device) -> Callable[[Tensor], Tensor]:
     import torch._inductor.config as inductor_config
 
-    inductor_config.freezing = True  # fold the (frozen) weights into the graph: inference only
     dtype = torch.bfloat16 if precision == "bf16" else torch.float32
     net = net.to(device=device, dtype=dtype).to(memory_format=torch.channels_last)
     compiled = torch.compile(net, dynamic=False)
 
     def run(x: Tensor) -> Tensor:
-        with torch.inference_mode():
+        # Freezing folds the (frozen) weights into the graph: inference only, so it is set for our
+        # compilations (which happen inside these calls), not for the rest of the process.
+        with torch.inference_mode(), inductor_config.patch(freezing=True):
             x = x.to(device=device, dtype=dtype).contiguous(memory_format=torch.channels_last)
             return compiled(x).float()
 
@@ -295,6 +322,14 @@ def _streams_for(backend: str, device: torch.device, streams: int | None) -> int
     return threads if streams is None else min(streams, threads)
 
 
+def _shape_of(backend: str, size: int, model: GoogLeNet) -> dict[str, Any]:
+    """`OptimizedModel`'s input_size and num_classes for `backend` run at `size`."""
+    return {
+        "input_size": size if backend in FIXED_SIZE_BACKENDS else None,
+        "num_classes": model.config.num_classes,
+    }
+
+
 def _cuda_sync(x: Tensor) -> None:
     if x.device.type == "cuda":
         torch.cuda.synchronize(x.device)
@@ -397,7 +432,15 @@ def optimize(
         if len(forms) == 1:
             count = _streams_for(backend, device, streams)
             run = _build(nets[forms[0]], backend, precision, device, size, count)
-            return OptimizedModel(run, backend, precision, device, fuse_1x1=forms[0], streams=count)
+            return OptimizedModel(
+                run,
+                backend,
+                precision,
+                device,
+                fuse_1x1=forms[0],
+                streams=count,
+                **_shape_of(backend, size, model),
+            )
         names = [backend]
     else:
         names = [
@@ -427,7 +470,16 @@ def optimize(
         timings.update(time_calls({name: runs[name] for name in ranked[:2]}, sample, repeats=9))
     best = min(timings, key=timings.__getitem__)
     chosen, form, count = choices[best]
-    fast = OptimizedModel(runs[best], chosen, precision, device, timings, fuse_1x1=form, streams=count)
+    fast = OptimizedModel(
+        runs[best],
+        chosen,
+        precision,
+        device,
+        timings,
+        fuse_1x1=form,
+        streams=count,
+        **_shape_of(chosen, size, model),
+    )
     logger.info(
         "optimize: %s chosen (%s at batch %d)",
         fast.describe(),

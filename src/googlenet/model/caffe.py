@@ -274,6 +274,14 @@ def reference_state_dict(
         raise CheckpointError(
             f"{source}: the reference Caffe GoogLeNet fits only variant 'paper' (this model is {c.variant!r})"
         )
+    for option in (
+        "aux_adaptive_pool",
+        "transform_input",
+    ):  # the file's heads pool 5x5/3; its input is Caffe's
+        if getattr(c, option):
+            raise CheckpointError(
+                f"{source}: the reference Caffe GoogLeNet needs a model with {option}=False"
+            )
     classes = reference_num_classes(blobs, source)
     if classes != c.num_classes:
         raise CheckpointError(f"{source}: file has {classes} classes but the model has {c.num_classes}")

@@ -108,6 +108,21 @@ class GoogLeNet(nn.Module):
             value = getattr(config, name)
             if not 0.0 <= value < 1.0:
                 raise ConfigError(f"{name} must be in [0, 1), got {value}")
+        for name in ("aux_logits", "lrn", "aux_adaptive_pool", "transform_input"):
+            if not isinstance(getattr(config, name), bool):
+                raise ConfigError(f"{name} must be True or False, got {getattr(config, name)!r}")
+        if config.branch3_kernel not in (3, 5):  # Table 1's 5x5, or torchvision's 3x3
+            raise ConfigError(
+                f"branch3_kernel must be 5 (Table 1) or 3 (torchvision), got {config.branch3_kernel!r}"
+            )
+        if config.maxpool4_kernel not in (2, 3):  # Table 1's 3x3/2, or torchvision's 2x2/2
+            raise ConfigError(
+                f"maxpool4_kernel must be 3 (Table 1) or 2 (torchvision), got {config.maxpool4_kernel!r}"
+            )
+        if config.bn_eps is not None and not (isinstance(config.bn_eps, float | int) and config.bn_eps > 0):
+            raise ConfigError(
+                f"bn_eps must be None (no BatchNorm) or a positive number, got {config.bn_eps!r}"
+            )
         self.config = config
         eps = config.bn_eps
 
@@ -287,15 +302,19 @@ class GoogLeNet(nn.Module):
         features, aux1, aux2 = self._trunk(x, with_aux=True)
         return GoogLeNetOutputs(self.forward_head(features), aux1, aux2)
 
-    def forward_stages(self, x: Tensor, stages: Iterable[str] | None = None) -> OrderedDict[str, Tensor]:
-        """Outputs of the named trunk stages (`STAGES`), in order; all of them by default.
+    def forward_stages(
+        self, x: Tensor, stages: Iterable[str] | str | None = None
+    ) -> OrderedDict[str, Tensor]:
+        """Outputs of the named trunk stages (`STAGES`), in order; all of them by default (one name
+        may be given as a string).
 
         Stops after the deepest stage asked for, so `forward_stages(x, ["inception4e"])` skips stage 5.
         """
-        wanted = list(STAGES) if stages is None else list(stages)
+        wanted = list(STAGES) if stages is None else [stages] if isinstance(stages, str) else list(stages)
         unknown = [name for name in wanted if name not in STAGES]
-        if unknown:
-            raise ValueError(f"unknown stage(s) {unknown}; choose from {', '.join(STAGES)}")
+        if unknown or not wanted:
+            what = f"unknown stage(s) {unknown}" if unknown else "no stage named"
+            raise ValueError(f"{what}; choose from {', '.join(STAGES)}")
         self._check_input(x)
         if self.config.transform_input:
             x = self._transform_input(x)

@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import Tensor
 
 from googlenet.errors import CheckpointError
@@ -56,6 +57,13 @@ def imagenet_labels() -> dict[str, list[str]]:
     return {"class_names": [name for _, name in table], "wnids": [wnid for wnid, _ in table]}
 
 
+# torchvision's GoogLeNet weights were ported from TF-slim's Inception v1, which was trained on pixels
+# scaled to [-1, 1]: (x - 0.5) / 0.5 with x in [0, 1]. torchvision builds its pretrained model with
+# `transform_input=True`, which turns ImageNet-normalised input into exactly that.
+TORCHVISION_FILE_MEAN = (0.5, 0.5, 0.5)
+TORCHVISION_FILE_STD = (0.5, 0.5, 0.5)
+
+
 def imagenet_meta(model: GoogLeNet) -> dict[str, Any]:
     """`default_meta` for weights trained on ILSVRC 2012 (torchvision's file, Caffe's reference): with
     1000 outputs, the ImageNet class names and WordNet ids."""
@@ -63,6 +71,17 @@ def imagenet_meta(model: GoogLeNet) -> dict[str, Any]:
     labels = imagenet_labels()
     if model.config.num_classes == len(labels["class_names"]):
         meta.update(labels)
+    return meta
+
+
+def torchvision_meta(model: GoogLeNet) -> dict[str, Any]:
+    """`imagenet_meta` for torchvision's weight file loaded into `model`: ImageNet's normalisation when
+    the model re-normalises its input as torchvision's pretrained model does (`transform_input=True`),
+    else the [-1, 1] scaling the weights were trained with, so that preprocessing by the returned
+    mean/std feeds the weights what they expect either way."""
+    meta = imagenet_meta(model)
+    if not model.config.transform_input:
+        meta["mean"], meta["std"] = list(TORCHVISION_FILE_MEAN), list(TORCHVISION_FILE_STD)
     return meta
 
 
@@ -77,8 +96,22 @@ def save_checkpoint(
     """Write `model` (or `state_dict`, e.g. averaged weights) with its config and metadata atomically.
 
     Returns the SHA-256 of the file written. `extra` entries (optimiser state, epoch...) are stored
-    beside them and must be plain data. `before_replace`: see `googlenet.io.atomic_save`.
+    beside them and must be plain data (what `torch.load(weights_only=True)` reads back: tensors,
+    numbers, strings and containers of them); anything else, or a `state_dict` that does not fit
+    `model`, is a `ValueError` before anything is written. `before_replace`: see `googlenet.io.atomic_save`.
     """
+    if state_dict is not None:
+        own = model.state_dict()
+        if set(state_dict) != set(own):
+            odd = sorted(set(state_dict) ^ set(own))[0]
+            raise ValueError(f"state_dict does not fit the model: {odd!r} is in one but not the other")
+        for key, value in state_dict.items():
+            if tuple(value.shape) != tuple(own[key].shape):
+                raise ValueError(
+                    f"state_dict {key} has shape {tuple(value.shape)}, the model {tuple(own[key].shape)}"
+                )
+    for key, value in {**extra, "meta": meta or {}}.items():
+        _check_plain(value, key)
     payload: dict[str, Any] = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -88,6 +121,27 @@ def save_checkpoint(
     }
     payload.update(extra)
     return atomic_save(payload, path, before_replace)
+
+
+# What `torch.load(weights_only=True)` reads back without an allowlist (besides containers).
+_PLAIN = (str, bytes, int, float, complex, bool, type(None), Tensor, torch.dtype, torch.Size, torch.device)
+
+
+def _check_plain(value: Any, where: str) -> None:
+    """A `ValueError` naming the first entry of `value` that safe loading would refuse (a numpy array or
+    scalar, any other object), so a checkpoint is never written that `load_weights` cannot read."""
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            _check_plain(key, where)
+            _check_plain(item, f"{where}[{key!r}]")
+    elif isinstance(value, list | tuple | set | frozenset):
+        for index, item in enumerate(value):
+            _check_plain(item, f"{where}[{index}]")
+    elif not isinstance(value, _PLAIN) or type(value).__module__.split(".")[0] not in ("builtins", "torch"):
+        raise ValueError(
+            f"checkpoint entry {where} is a {type(value).__module__}.{type(value).__name__}; only tensors, "
+            "numbers, strings and containers of them are stored (safe loading refuses the rest)"
+        )
 
 
 def _is_ours(obj: Any) -> bool:
@@ -119,9 +173,17 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     return obj
 
 
+# The ModelConfig fields that change what a set of weights computes: a checkpoint loads only into a model
+# that agrees on each (dropout and init do not matter to trained weights; aux_logits is handled apart).
+LAYOUT_KEYS = (
+    "variant", "num_classes", "bn_eps", "lrn", "branch3_kernel", "maxpool4_kernel", "aux_adaptive_pool",
+    "transform_input",
+)  # fmt: skip
+
+
 def _check_config(path: str | os.PathLike[str], stored: Mapping[str, Any], config: ModelConfig) -> None:
     """One-line error naming the first layout difference between a checkpoint and a model."""
-    for key in ("variant", "num_classes", "bn_eps", "lrn", "branch3_kernel", "maxpool4_kernel"):
+    for key in LAYOUT_KEYS:
         if key in stored and stored[key] != getattr(config, key):
             raise CheckpointError(
                 f"{path}: checkpoint has {key}={stored[key]!r} but the model has {key}="
@@ -176,6 +238,8 @@ def weight_file_kind(path: str | os.PathLike[str]) -> str:
     a Caffe NetParameter (its name, V1 `layers` or `layer` field).
     """
     file = Path(path)
+    if file.is_dir():
+        raise CheckpointError(f"{file}: is a folder, not a weight file")
     if not file.is_file():
         raise CheckpointError(f"{file}: no such file")
     with open(file, "rb") as handle:
@@ -196,16 +260,20 @@ def load_weights(model: GoogLeNet, path: str | os.PathLike[str], key: str = "sta
     """Load weights into `model` from our checkpoint, a torchvision GoogLeNet state-dict file, the
     reference Caffe model (`bvlc_googlenet.caffemodel`) or the ONNX model zoo's GoogLeNet.
 
-    Returns the checkpoint's metadata (class names, input size, normalisation), ImageNet's names and
-    torchvision's preprocessing for a torchvision file (1000 classes), and Caffe's preprocessing for the reference weights (conv1 is flipped to read RGB;
-    see `googlenet.model.caffe`). Any incompatibility (variant, classes, a missing or mis-shaped tensor)
-    is a one-line `CheckpointError` naming what differs; the model is left unchanged then.
+    Returns the checkpoint's metadata (class names, input size, normalisation); for a torchvision file
+    ImageNet's names (1000 classes) and the normalisation its weights need: ImageNet's mean/std when the
+    model has `transform_input=True` (as torchvision builds it for these weights), else mean = std = 0.5,
+    the [-1, 1] scaling the weights were trained with; for the reference weights Caffe's preprocessing
+    (conv1 is flipped to read RGB; see `googlenet.model.caffe`). Any incompatibility (variant, layout,
+    classes, a missing or mis-shaped tensor) is a one-line `CheckpointError` naming what differs; the
+    model is left unchanged then.
 
     `key` picks which weights of a training checkpoint to load ("state_dict" or "averaged_state_dict").
 
     Example:
-        >>> model = googlenet.build_model("torchvision", aux_logits=False)  # doctest: +SKIP
-        >>> googlenet.load_weights(model, "googlenet-1378be20.pth")          # doctest: +SKIP
+        >>> import googlenet
+        >>> model = googlenet.build_model("torchvision", aux_logits=False, transform_input=True)
+        >>> meta = googlenet.load_weights(model, "googlenet-1378be20.pth")  # doctest: +SKIP
         >>> paper = googlenet.build_model("paper")
         >>> meta = googlenet.load_weights(paper, "bvlc_googlenet.caffemodel")  # doctest: +SKIP
     """
@@ -235,7 +303,7 @@ def load_weights(model: GoogLeNet, path: str | os.PathLike[str], key: str = "sta
                 f"{path}: file has {num_classes} classes but the model has {model.config.num_classes}"
             )
         _load_state(path, model, obj)
-        return imagenet_meta(model)
+        return torchvision_meta(model)
     raise CheckpointError(
         f"{path}: neither a googlenet checkpoint, a torchvision GoogLeNet state dict, a .caffemodel "
         "nor an ONNX file"
@@ -265,9 +333,10 @@ def model_from_file(
             "torchvision",
             num_classes=int(obj["fc.weight"].shape[0]),
             aux_logits=has_aux if aux_logits is None else aux_logits,
+            transform_input=True,  # as torchvision builds the model for its own weights
         )
         _load_state(path, model, obj)
-        return model, imagenet_meta(model)
+        return model, torchvision_meta(model)
     raise CheckpointError(
         f"{path}: neither a googlenet checkpoint, a torchvision GoogLeNet state dict, a .caffemodel "
         "nor an ONNX file"

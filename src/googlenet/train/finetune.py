@@ -32,6 +32,13 @@ def init_from(model: GoogLeNet, path: str | os.PathLike[str]) -> list[str]:
         raise CheckpointError(
             f"{path}: --init-from checkpoint is variant {stored!r} but the run trains {model.config.variant!r}"
         )
+    if bool(checkpoint["model_config"].get("transform_input")) != model.config.transform_input:
+        # e.g. torchvision's weights converted by `export --convert`: trained on [-1, 1] pixels
+        logger.warning(
+            "%s: its weights were trained with transform_input=%s, this run has %s: the first layer sees "
+            "differently scaled input until fine-tuning adapts it",
+            path, checkpoint["model_config"].get("transform_input"), model.config.transform_input,
+        )  # fmt: skip
     state = checkpoint["state_dict"]
     own = model.state_dict()
     copied, kept = {}, []
