@@ -74,6 +74,15 @@ def test_ilsvrc_small_object_threshold() -> None:
     assert evaluate_class("ant", det, truth, ilsvrc_small=True).ap == 1.0
 
 
+def test_ilsvrc_matches_the_best_object_not_yet_found() -> None:
+    # Two 50x50 ants 10 pixels apart; the second detection overlaps the found one most (IoU 0.85) and
+    # the other one enough (0.79): VOC calls it a duplicate, ILSVRC's devkit gives it the free object.
+    truth = _truth(("a", "ant", (10, 10, 59, 59), False), ("a", "ant", (20, 10, 69, 59), False))
+    dets = [Detection("a", "ant", 0.9, (10, 10, 59, 59)), Detection("a", "ant", 0.8, (14, 10, 63, 59))]
+    assert evaluate_class("ant", dets, truth).ap == pytest.approx(0.5)
+    assert evaluate_class("ant", dets, truth, ilsvrc_small=True).ap == 1.0
+
+
 def test_average_precision_edges() -> None:
     assert average_precision(np.array([]), np.array([])) == 0.0
     assert average_precision(np.array([1.0]), np.array([1.0])) == 1.0

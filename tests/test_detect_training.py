@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -208,19 +209,25 @@ def test_background_may_be_any_class_of_the_region_classifier(tmp_path: Path) ->
 
 
 def test_detect_train_end_to_end_on_tiny_scenes(
-    scenes: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], one_thread: None
-) -> None:
+    scenes: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], one_thread: None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
     pytest.importorskip("cv2")
     torch.manual_seed(0)
     classifier = googlenet.build_model("bn", num_classes=10, aux_logits=False)
     googlenet.save_checkpoint(tmp_path / "cls.pt", classifier, default_meta(classifier, 64))
+    monkeypatch.chdir(tmp_path)
     out = tmp_path / "run"
     args = ["detect", "train", "--annotations", str(scenes), "--init-from", str(tmp_path / "cls.pt"),
             "--no-aux", "--epochs", "1", "-b", "16", "--max-side", "96", "--positives-per-image", "1",
-            "--background-per-positive", "1", "--train-eval-samples", "0", "--output-dir", str(out), "--seed", "0"]  # fmt: skip
+            "--background-per-positive", "1", "--train-eval-samples", "0", "--output-dir", "run", "--seed", "0"]  # fmt: skip
     assert main(args) == 0
     text = capsys.readouterr().out
     assert "mAP" in text
+    # The paths the run derived are stored absolute: it resumes and evaluates from any working directory.
+    setup = json.loads((out / "detection-setup.json").read_text())
+    assert Path(setup["annotations"]).is_absolute()
+    assert f"data_path: {out.resolve() / 'regions'}" in (out / "config.yaml").read_text()
     report = json.loads((out / "detection.json").read_text())
     assert 0.0 <= report["runs"][0]["mAP"] <= 1.0
     assert (out / "final.pt").is_file() and (out / "regions" / "manifest.json").is_file()
@@ -280,8 +287,11 @@ def test_box_regression_file_errors_are_one_line(tmp_path: Path) -> None:
     torch.save({"format": "something else"}, bogus)
     with pytest.raises(CheckpointError, match="not a box regression file"):
         BoxRegressor.load(bogus)
-    with pytest.raises(CheckpointError, match="no such box regression file"):
+    with pytest.raises(CheckpointError, match="no such file"):
         BoxRegressor.load(tmp_path / "missing.pt")
+    os.mkfifo(tmp_path / "pipe.pt")  # refused at once, never opened (opening a pipe blocks)
+    with pytest.raises(CheckpointError, match="not a regular file"):
+        BoxRegressor.load(tmp_path / "pipe.pt")
 
 
 def test_detect_predict_draws_labelled_pngs_and_prints_json(

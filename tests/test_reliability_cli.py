@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -167,7 +168,7 @@ RUNTIME_CASES: dict[tuple[str, ...], list[tuple[str, ...]]] = {
                             ("--annotations", "MISSING"), ("--box-regression", "MISSING"), ("--box-regression", "CLS"),
                             ("--draw-threshold", "2", "--draw", "DIR"), ("--draw", "UNDER_FILE"), ("--draw", "FILE"), ("--output", "CLS"),
                             ("--output", "DET"), ("--output", "DIR"), ("--output", "FILE")],
-    ("detect", "boxreg"): [("--limit", "0"), ("--min-iou", "0"), ("--min-iou", "nan"), ("--ridge", "-1"),
+    ("detect", "boxreg"): [("--limit", "0"), ("--min-iou", "0"), ("--min-iou", "nan"), ("--ridge", "-1"), ("--ridge", "0"),
                            ("--ridge", "inf"), ("--per-image", "0"), ("--checkpoint", "MISSING"), ("--checkpoint", "CLS"),
                            ("--annotations", "MISSING"), ("--output", "DET"), ("--output", "CLS"), ("--output", "DIR"),
                            ("--output", "FILE")],
@@ -222,8 +223,21 @@ def test_bad_values_paths_and_conflicts_are_one_line(
         (("export",), ("--output", "DIR"), "is a folder; give a file name"),
         (("evaluate",), ("--table3", "--output-dir", "FILE"), "is a file, not a folder"),
         (("train",), ("--config", "FIFO"), "not a regular file"),
+        (
+            ("export",),
+            ("--format", "onnx", "--output", "FIFO"),
+            "is not a regular file",
+        ),  # it was replaced by a file
+        (("detect", "predict"), ("--box-regression", "FIFO"), "not a regular file"),  # it hung
     ],
-    ids=["ablate-o-file", "export-output-folder", "table3-output-file", "config-pipe"],
+    ids=[
+        "ablate-o-file",
+        "export-output-folder",
+        "table3-output-file",
+        "config-pipe",
+        "export-output-pipe",
+        "boxreg-pipe",
+    ],
 )
 def test_a_path_of_the_wrong_kind_is_named_as_such(
     path: tuple[str, ...], case: tuple[str, ...], expected: str, fixtures: dict[str, Path],
@@ -234,6 +248,7 @@ def test_a_path_of_the_wrong_kind_is_named_as_such(
     values = [str(fifo) if v == "FIFO" else _resolve(v, fixtures) for v in case]
     code, err = run([*path, *baseline(path, fixtures), *values], capsys)
     assert_one_line(code, err, (1,), expected)
+    assert fifo.is_fifo()  # still the pipe it was
 
 
 def test_detect_evaluate_warns_about_rows_it_cannot_score(
@@ -249,6 +264,73 @@ def test_detect_evaluate_warns_about_rows_it_cannot_score(
     assert (report["detections_on_unknown_images"], report["detections_of_unknown_classes"]) == (1, 1)
     warnings = captured.err.strip().splitlines()
     assert len(warnings) == 2 and "'scene9'" in warnings[0] and "'dsic'" in warnings[1]
+    # "not scored" means it: the mAP is that of the rows that can be scored (the stray ones were false
+    # positives until 2026-12-04), and a BOM (as Excel writes CSV) does not hide the header.
+    clean = tmp_path / "clean.csv"
+    clean.write_text("image_id,class,score,xmin,ymin,xmax,ymax\nscene0,disc,0.9,20,20,70,70\n")
+    bom = tmp_path / "bom.csv"
+    bom.write_bytes(b"\xef\xbb\xbf" + dets.read_bytes())
+    for other in (clean, bom):
+        assert main([*argv[:4], "--detections", str(other), "--json"]) == 0
+        assert json.loads(capsys.readouterr().out)["mAP"] == report["mAP"] == 0.5  # scene0 found, scene1 not
+
+
+def test_detect_train_never_rebuilds_a_runs_region_set(
+    fixtures: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = baseline(("detect", "train"), fixtures)
+    folder = tmp_path / "det-run"
+    argv[argv.index("--output-dir") + 1] = str(folder)
+    (folder / "regions").mkdir(parents=True)
+    (folder / "regions" / "manifest.json").write_text('{"the run": "trained on this"}')
+    (folder / "final.pt").write_bytes(b"a finished run")
+    code, err = run(["detect", "train", *argv], capsys)
+    assert_one_line(code, err, (1,), "already holds a run")
+    assert (folder / "regions" / "manifest.json").read_text() == '{"the run": "trained on this"}'
+    assert sorted(p.name for p in folder.iterdir()) == ["final.pt", "regions"]
+    # a folder the refused command created itself is not left behind
+    argv[argv.index("--output-dir") + 1] = str(tmp_path / "new-run")
+    code, err = run(["detect", "train", *argv, "--train-set", "nope"], capsys)
+    assert_one_line(code, err, (1,), "nope")
+    assert not (tmp_path / "new-run").exists()
+
+
+def test_detect_evaluate_on_odd_annotations(
+    fixtures: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import shutil
+
+    voc = tmp_path / "voc"
+    shutil.copytree(fixtures["voc"], voc)
+    year = voc / "VOCdevkit" / "VOC2007"
+    (year / "ImageSets" / "Main" / "val.txt").write_text("scene0\n\nscene1\n")  # a blank line: skipped
+    argv = ["detect", "evaluate", "--annotations", str(voc), "--detections", str(fixtures["dets"]), "--json"]
+    assert main(argv) == 0 and json.loads(capsys.readouterr().out)["images"] == 2
+    # a class name is not a path: the plot stays inside --plot-dir
+    xml = (year / "Annotations" / "scene0.xml").read_text()
+    (year / "Annotations" / "scene0.xml").write_text(
+        xml.replace("<name>disc</name>", "<name>a/../../up</name>")
+    )
+    dets = tmp_path / "odd.csv"
+    dets.write_text("image_id,class,score,xmin,ymin,xmax,ymax\nscene0,a/../../up,0.9,20,20,70,70\n")
+    plots = tmp_path / "plots" / "pr"
+    assert main([*argv[:4], "--detections", str(dets), "--plot-dir", str(plots), "--json"]) == 0
+    written = json.loads(capsys.readouterr().out)["plots"]
+    assert all(Path(p).parent == plots and Path(p).is_file() for p in written) and len(written) == 2
+    # only difficult objects: the mAP is undefined, null in JSON and said so in text
+    for image in ("scene0", "scene1"):
+        path = year / "Annotations" / f"{image}.xml"
+        path.write_text(path.read_text().replace("<difficult>0</difficult>", "<difficult>1</difficult>"))
+    assert main(argv) == 0
+    assert json.loads(capsys.readouterr().out)["mAP"] is None
+    assert main(argv[:-1]) == 0 and "mAP undefined" in capsys.readouterr().out
+    # a box that is no box names the annotation file
+    for coords, what in (("<xmin>99</xmin>", "xmax >= xmin"), ("<xmin>nan</xmin>", "not finite")):
+        path = year / "Annotations" / "scene1.xml"
+        path.write_text(re.sub(r"<xmin>[^<]*</xmin>", coords, path.read_text()))
+        code, err = run(argv[:-1], capsys)
+        assert_one_line(code, err, (1,), "scene1.xml")
+        assert what in err
 
 
 def test_a_resumed_run_keeps_its_folder_kind_and_classes(

@@ -236,6 +236,22 @@ def test_truncated_checkpoint_is_a_one_line_error(tmp_path: Path) -> None:
     assert "\n" not in str(info.value)
 
 
+def test_atomic_writes_go_through_a_symlink_and_never_replace_a_pipe(tmp_path: Path) -> None:
+    from googlenet.io import atomic_open
+
+    (tmp_path / "real.txt").write_text("old\n")
+    link = tmp_path / "link.txt"
+    link.symlink_to("real.txt")
+    with atomic_open(link, "w") as handle:
+        handle.write("new\n")
+    assert link.is_symlink() and (tmp_path / "real.txt").read_text() == "new\n"  # the link stays a link
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)  # as a device (/dev/null): an os.replace would swap it for a plain file
+    with pytest.raises(OSError, match="not a regular file"), atomic_open(fifo, "w") as handle:
+        handle.write("x")
+    assert fifo.is_fifo() and not list(tmp_path.glob(".pipe.*"))
+
+
 def test_atomic_save_keeps_previous_file_on_failure(tmp_path: Path) -> None:
     path = tmp_path / "keep.pt"
     googlenet.save_checkpoint(path, googlenet.build_model("paper", num_classes=2))

@@ -14,6 +14,7 @@ the file being replaced, so whenever a writer is killed the file on disk matches
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import io
 import json
@@ -43,9 +44,13 @@ def _file_mode() -> int:
 def atomic_open(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[Any]]:
     """Open a temporary file beside `path`; on success it replaces `path` atomically.
 
-    On any exception the temporary file is removed and `path` is untouched.
+    On any exception the temporary file is removed and `path` is untouched. A symlink is written
+    through (the file it points to is replaced, the link stays); a device, pipe or socket is refused
+    (`OSError`), never replaced by a file.
     """
-    target = Path(path)
+    target = Path(os.path.realpath(path))
+    if target.exists() and not target.is_file() and not target.is_dir():
+        raise OSError(errno.EINVAL, "not a regular file (a device, pipe or socket)", str(path))
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
@@ -206,6 +211,10 @@ def check_output(
     target = Path(path)
     if target.is_dir():
         raise ConfigError(f"{flag} {target}: is a folder; give a file name")
+    if target.exists() and not target.is_file():
+        raise ConfigError(
+            f"{flag} {target}: is not a regular file (a device, pipe or socket); give a file name"
+        )
     for input_flag, given in (inputs or {}).items():
         for item in [given] if isinstance(given, (str, os.PathLike)) else list(given or []):
             if target.exists() and Path(item).exists() and os.path.samefile(target, item):

@@ -60,7 +60,8 @@ class BoxRegConfig:
     def __post_init__(self) -> None:
         check_values(
             (0 < self.min_iou <= 1, "--min-iou", self.min_iou, "in (0, 1]"),
-            (0 <= self.ridge < float("inf"), "--ridge", self.ridge, "a finite number >= 0"),
+            # > 0: with no penalty the system is singular whenever a class has fewer pairs than dimensions
+            (0 < self.ridge < float("inf"), "--ridge", self.ridge, "a finite number > 0"),
             (self.per_image >= 1, "--per-image", self.per_image, "at least 1"),
             (self.batch_size >= 1, "batch_size", self.batch_size, "at least 1"),
         )
@@ -138,12 +139,9 @@ class BoxRegressor:
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> BoxRegressor:
         """A regressor written by `save`; `CheckpointError` for a missing, unreadable or foreign file."""
-        try:
-            data = torch.load(path, map_location="cpu", weights_only=True)
-        except FileNotFoundError:
-            raise CheckpointError(f"{path}: no such box regression file") from None
-        except Exception as exc:  # noqa: BLE001 - any unreadable file is one line
-            raise CheckpointError(f"{path}: not a box regression file ({type(exc).__name__})") from None
+        from googlenet.io import safe_load
+
+        data = safe_load(path)  # one-line CheckpointError for a missing, non-regular or unreadable file
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise CheckpointError(f"{path}: not a box regression file (made by googlenet detect boxreg)")
         return cls(list(data["classes"]), data["weights"], float(data["scale"]), int(data["context"]),

@@ -12,6 +12,7 @@ import argparse
 import json
 import math
 import os
+import re
 import sys
 import time
 from typing import Any
@@ -21,7 +22,7 @@ import numpy as np
 from googlenet.detect.metrics import ClassResult, evaluate_detections, mean_ap
 from googlenet.detect.pipeline import SETTINGS, setting_from_name
 from googlenet.detect.voc import load_voc, read_detections
-from googlenet.errors import ConfigError
+from googlenet.errors import ConfigError, DataError
 from googlenet.evaluate.models import add_engine_arguments
 
 
@@ -48,7 +49,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ev.add_argument("--iou", type=float, default=0.5, help="IoU threshold (section 8: 0.5)")
     ev.add_argument("--eleven-point", action="store_true", help="VOC 2007's 11-point interpolated AP")
     ev.add_argument("--ilsvrc-small", action="store_true",
-                    help="ILSVRC's threshold min(0.5, wh/((w+10)(h+10))) for small objects")  # fmt: skip
+                    help="ILSVRC's rules: each object's threshold min(0.5, wh/((w+10)(h+10))), and a "
+                         "detection matched among the objects not yet found")  # fmt: skip
     ev.add_argument("--use-difficult", action="store_true",
                     help="count objects marked difficult as ordinary ones (VOC ignores them)")  # fmt: skip
     ev.add_argument("--plot-dir", metavar="DIR", help="save a precision-recall plot per class (PNG) here")
@@ -389,12 +391,19 @@ def save_pr_plots(results: dict[str, ClassResult], folder: str) -> list[str]:
         )
         ax.grid(alpha=0.3)
         fig.tight_layout()
-        path = os.path.join(folder, f"pr-{name}.png")
+        path = os.path.join(folder, f"pr-{_file_name(name)}.png")
         with atomic_open(path, "wb") as handle:
             fig.savefig(handle, format="png")
         plt.close(fig)
         paths.append(path)
     return paths
+
+
+def _file_name(label: str) -> str:
+    """A class name as one file name: anything but letters, digits, '-', '_' and '.' becomes '_' (a name
+    from an annotation must not reach outside --plot-dir, e.g. "a/../../b")."""
+    safe = re.sub(r"[^\w.-]", "_", label).lstrip(".")
+    return safe or "_"
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
@@ -407,17 +416,23 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if args.plot_dir and os.path.exists(args.plot_dir) and not os.path.isdir(args.plot_dir):
         raise ConfigError(f"--plot-dir {args.plot_dir}: is a file, not a folder")
     truth = load_voc(resolve_annotations(args.annotations), args.image_set)
+    if not truth:
+        raise DataError(f"--annotations {args.annotations}: image set {args.image_set!r} lists no images")
     detections = read_detections(args.detections)
     unknown = sorted({d.image for d in detections} - set(truth))
+    scored = [d for d in detections if d.image in truth]  # rows on images outside the set are left out
     results = evaluate_detections(
-        detections, truth, None, args.iou, args.eleven_point, args.ilsvrc_small, args.use_difficult
+        scored, truth, None, args.iou, args.eleven_point, args.ilsvrc_small, args.use_difficult
     )
+    mean = mean_ap(results)
+    counted = sum(1 for r in results.values() if r.positives > 0)
     report: dict[str, Any] = {
-        "mAP": mean_ap(results),
+        "mAP": None if math.isnan(mean) else mean,
+        "classes_with_objects": counted,
         "per_class": [_row(r) for r in results.values()],
         "images": len(truth),
         "detections": len(detections),
-        "detections_on_unknown_images": len(unknown),
+        "detections_on_unknown_images": len(detections) - len(scored),
         "detections_of_unknown_classes": sum(1 for d in detections if d.label not in results),
         "iou_threshold": args.iou,
         "ap": "11-point" if args.eleven_point else "all-point",
@@ -431,8 +446,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
     # class or image id would otherwise just lower the mAP.
     strays = sorted({d.label for d in detections} - set(results))
     if unknown:
-        print(f"googlenet detect evaluate: warning: {report['detections_on_unknown_images']} image id(s) in "
-              f"{args.detections} are not in the annotations, e.g. {unknown[0]!r}; not scored", file=sys.stderr)  # fmt: skip
+        print(f"googlenet detect evaluate: warning: {report['detections_on_unknown_images']} detection(s) in "
+              f"{args.detections} on {len(unknown)} image id(s) not in the annotations' {args.image_set!r} set, "
+              f"e.g. {unknown[0]!r}; not scored", file=sys.stderr)  # fmt: skip
     if strays:
         print(f"googlenet detect evaluate: warning: {report['detections_of_unknown_classes']} detection(s) in "
               f"{args.detections} of class(es) with no object in the annotations ({', '.join(map(repr, strays[:5]))}); "
@@ -444,12 +460,17 @@ def run_evaluate(args: argparse.Namespace) -> int:
     for row in report["per_class"]:
         ap = "-" if row["ap"] is None else f"{100 * row['ap']:.2f}%"
         print(f"{row['class']:<14} {ap:>7} {row['positives']:>8} {row['detections']:>11}")
-    print(f"mAP {100 * report['mAP']:.2f}% over {len(results)} classes, {len(truth)} images, "
-          f"{len(detections)} detections ({report['ap']} AP, IoU >= {args.iou})")  # fmt: skip
+    if report["mAP"] is None:
+        print(
+            f"mAP undefined: no class has an object that counts in {len(truth)} images (only difficult ones?)"
+        )
+    else:
+        print(f"mAP {100 * report['mAP']:.2f}% over the {counted} classes with objects, {len(truth)} images, "
+              f"{len(scored)} detections ({report['ap']} AP, IoU >= {args.iou})")  # fmt: skip
     if report["difficult_objects"]:
-        counted = "counted as ordinary ones (--use-difficult)" if args.use_difficult else (
+        treated = "counted as ordinary ones (--use-difficult)" if args.use_difficult else (
             "ignored, as VOC's devkit does (--use-difficult counts them)")  # fmt: skip
-        print(f"{report['difficult_objects']} object(s) marked difficult: {counted}")
+        print(f"{report['difficult_objects']} object(s) marked difficult: {treated}")
     if args.plot_dir:
         print(f"saved {len(report['plots'])} precision-recall plots in {args.plot_dir}")
     return 0

@@ -126,12 +126,22 @@ def evaluate_class(
             fp[k] = 1
             continue
         overlaps = pixel_iou(torch.tensor([det.box], dtype=torch.float64), boxes, pixel_offset)[0].numpy()
-        best = int(overlaps.argmax())
-        threshold = iou_threshold
         if ilsvrc_small:
-            w = float(boxes[best, 2] - boxes[best, 0] + pixel_offset)
-            h = float(boxes[best, 3] - boxes[best, 1] + pixel_offset)
-            threshold = min(iou_threshold, w * h / ((w + 10) * (h + 10)))
+            # ILSVRC's devkit (eval_detection.m): each object has its own threshold,
+            # min(0.5, wh / ((w + 10)(h + 10))), and a detection takes the object of highest IoU among
+            # those not yet found that reach theirs; none is a false positive.
+            w = (boxes[:, 2] - boxes[:, 0] + pixel_offset).numpy()
+            h = (boxes[:, 3] - boxes[:, 1] + pixel_offset).numpy()
+            thresholds = np.minimum(iou_threshold, w * h / ((w + 10) * (h + 10)))
+            open_ = (overlaps >= thresholds) & ~matched
+            if not open_.any():
+                fp[k] = 1
+                continue
+            best = int(np.where(open_, overlaps, -np.inf).argmax())
+            threshold = float(thresholds[best])
+        else:  # VOC's devkit: the object of highest IoU; found already, the detection is a duplicate
+            best = int(overlaps.argmax())
+            threshold = iou_threshold
         if overlaps[best] >= threshold:
             if difficult[best]:
                 continue  # neither true nor false positive

@@ -12,18 +12,22 @@ import json
 import logging
 import math
 import os
+import shutil
 import signal
 import sys
 import time
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from googlenet.console import setup_console
 from googlenet.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    from googlenet.detect.training import RegionSetConfig
 
 logger = logging.getLogger("googlenet.detect")
 
@@ -187,12 +191,12 @@ def run_train(args: argparse.Namespace) -> int:
     """Run `googlenet detect train` from parsed flags: build the region set (rank 0), fine-tune through the
     training engine, then detect on the validation images and print the mAP; the exit code (128 + the signal's
     number when one interrupted the training, as `googlenet train`, else 0; other processes under torchrun return 0 after training)."""
-    from googlenet.detect.training import RegionSetConfig, build_region_set
-    from googlenet.detect.voc import voc_images
+    from googlenet.detect.training import RegionSetConfig
     from googlenet.train import distributed as ddp
     from googlenet.train.command import _print_summary, _setup_logging, build_config
     from googlenet.train.config import load_yaml, resolve
     from googlenet.train.engine import fit
+    from googlenet.train.runs import lock_folder
 
     env = ddp.from_environment()
     _setup_logging(env)
@@ -214,7 +218,11 @@ def run_train(args: argparse.Namespace) -> int:
         output = Path(flags.get("run.output_dir") or f"runs/{stamp}-detect-{variant}")
         if output.exists() and not output.is_dir():
             raise ConfigError(f"--output-dir {output}: is a file, not a run folder")
-        voc = resolve_annotations(args.annotations, progress=sys.stderr.isatty() and env.is_main)
+        _refuse_finished_run(output)  # before the region set below replaces a run's own
+        # Absolute, so the run resumes and evaluates from any working directory.
+        voc = os.path.abspath(
+            resolve_annotations(args.annotations, progress=sys.stderr.isatty() and env.is_main)
+        )
         region_config = RegionSetConfig(
             input_size=input_size,
             context=args.context,
@@ -222,7 +230,7 @@ def run_train(args: argparse.Namespace) -> int:
             background_per_positive=args.background_per_positive,
             seed=int(flags.get("run.seed") or 0),
         )
-        regions = output / "regions"
+        regions = output.resolve() / "regions"
         preset = {
             **DETECT_PRESET,
             "data.dataset": "folder",
@@ -234,44 +242,21 @@ def run_train(args: argparse.Namespace) -> int:
         file_overrides = load_yaml(args.config) if getattr(args, "config", None) else {}
         flags.pop("run.output_dir", None)
         config = resolve({**preset, **file_overrides}, flags)  # every value checked before the region set
-        if env.is_main:
-            splits = (args.train_set, args.val_set)
-            listed = {args.train_set: voc_images(voc, args.train_set, "--train-set")}
-            listed[args.val_set] = voc_images(voc, args.val_set, "--val-set")  # both checked before any work
-            setting_from_name(args.proposals, args.max_side)  # and --max-side, --multibox
-            if args.multibox is not None:
-                from googlenet.detect.multibox import load_multibox
-
-                load_multibox(args.multibox)
-            proposals = {}
-            for split in splits:
-                images = listed[split]
-                logger.info(
-                    "proposals for %d %s images (%s)",
-                    len(images),
-                    split,
-                    proposal_name(args.proposals, args.multibox),
-                )
-                proposals[split], seconds = gather_proposals(
-                    images, args.proposals, args.max_side, args.multibox, progress=sys.stderr.isatty()
-                )
-                logger.info("  %.2f s per image, %.0f proposals per image", seconds / max(1, len(images)),
-                            sum(len(p) for p in proposals[split].values()) / max(1, len(images)))  # fmt: skip
-            build_region_set(voc, regions, region_config, proposals, splits=splits,
-                             proposal_name=proposal_name(args.proposals, args.multibox),
-                             progress=sys.stderr.isatty())  # fmt: skip
-        else:
-            _wait_for(regions / "manifest.json")
-        detection = {
-            "annotations": voc,
-            "val_set": args.val_set,
-            "proposals": args.proposals,
-            "multibox": args.multibox,
-            "max_side": args.max_side,
-        }
+        lock, created = None, not output.exists()
         if env.is_main:
             output.mkdir(parents=True, exist_ok=True)
-            (output / "detection-setup.json").write_text(json.dumps(detection, indent=1))
+            lock = lock_folder(output)  # no training may start here while the region set is rebuilt
+        try:
+            if env.is_main:
+                _refuse_finished_run(output)  # again under the lock: a run may have ended in between
+            _build_regions(args, env, voc, regions, region_config, output)
+        except BaseException:
+            if env.is_main and created:  # a folder this command made holds nothing of value yet
+                shutil.rmtree(output, ignore_errors=True)
+            raise
+        finally:
+            if lock is not None:
+                lock.close()
     results = fit(config, resume=resume)
     if not env.is_main:
         return 0
@@ -280,8 +265,73 @@ def run_train(args: argparse.Namespace) -> int:
         return 128 + int(signal.Signals[results["signal"]]) if results.get("signal") else 0
     setup = json.loads((output / "detection-setup.json").read_text())
     report = evaluate_run(output, setup)
-    print(json.dumps(report["summary"], indent=2) if getattr(args, "json", False) else _summary_text(report))
+    if getattr(args, "json", False):
+        from googlenet.train.runs import json_safe
+
+        print(json.dumps(json_safe(report["summary"]), indent=2))
+    else:
+        print(_summary_text(report))
     return 0
+
+
+def _refuse_finished_run(output: Path) -> None:
+    """A folder that holds a run (its checkpoints) is not rebuilt: its region set is that run's data."""
+    if (
+        (output / "last.pt").exists()
+        or (output / "final.pt").exists()
+        or any(output.glob("member-*/last.pt"))
+    ):
+        raise ConfigError(
+            f"{output} already holds a run (last.pt); pass --resume {output} to continue or pick another --output-dir"
+        )
+
+
+def _build_regions(
+    args: argparse.Namespace, env: Any, voc: str, regions: Path, region_config: RegionSetConfig, output: Path
+) -> None:
+    """Proposals and the warped region set of section 8 (main process; the others wait for it), and the
+    run's `detection-setup.json`."""
+    from googlenet.detect.training import build_region_set
+    from googlenet.detect.voc import voc_images
+    from googlenet.io import atomic_open
+
+    if not env.is_main:
+        _wait_for(regions / "manifest.json")
+        return
+    splits = (args.train_set, args.val_set)
+    listed = {args.train_set: voc_images(voc, args.train_set, "--train-set")}
+    listed[args.val_set] = voc_images(voc, args.val_set, "--val-set")  # both checked before any work
+    setting_from_name(args.proposals, args.max_side)  # and --max-side, --multibox
+    if args.multibox is not None:
+        from googlenet.detect.multibox import load_multibox
+
+        load_multibox(args.multibox)
+    proposals = {}
+    for split in splits:
+        images = listed[split]
+        logger.info(
+            "proposals for %d %s images (%s)",
+            len(images),
+            split,
+            proposal_name(args.proposals, args.multibox),
+        )
+        proposals[split], seconds = gather_proposals(
+            images, args.proposals, args.max_side, args.multibox, progress=sys.stderr.isatty()
+        )
+        logger.info("  %.2f s per image, %.0f proposals per image", seconds / max(1, len(images)),
+                    sum(len(p) for p in proposals[split].values()) / max(1, len(images)))  # fmt: skip
+    build_region_set(voc, regions, region_config, proposals, splits=splits,
+                     proposal_name=proposal_name(args.proposals, args.multibox),
+                     progress=sys.stderr.isatty())  # fmt: skip
+    detection = {
+        "annotations": voc,
+        "val_set": args.val_set,
+        "proposals": args.proposals,
+        "multibox": args.multibox,
+        "max_side": args.max_side,
+    }
+    with atomic_open(output / "detection-setup.json", "w") as handle:
+        json.dump(detection, handle, indent=1)
 
 
 def run_members(output: Path) -> list[str]:
@@ -315,17 +365,10 @@ def evaluate_run(output: Path, setup: dict[str, Any]) -> dict[str, Any]:
     report["summary"] = {
         r["name"]: {"mAP": r["mAP"], "seconds_per_image": r["seconds_per_image"]} for r in report["runs"]
     }
-    from googlenet.io import atomic_open
+    from googlenet.train.runs import write_json
 
-    with atomic_open(output / "detection.json", "w") as handle:
-        json.dump(report, handle, indent=1, default=_json_default)
+    write_json(output / "detection.json", report)  # an undefined AP (NaN) as null
     return report
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    return str(value)
 
 
 def evaluate_detector(

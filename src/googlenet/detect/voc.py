@@ -21,7 +21,7 @@ from pathlib import Path
 from torchvision.datasets import VOCDetection
 
 from googlenet.detect.metrics import Detection, GroundTruth
-from googlenet.errors import DataError
+from googlenet.errors import ConfigError, DataError
 
 CSV_FIELDS: tuple[str, ...] = ("image_id", "class", "score", "xmin", "ymin", "xmax", "ymax")
 
@@ -44,9 +44,14 @@ def _dataset(root: str | os.PathLike[str], image_set: str, flag: str = "--image-
     if not (year_dir / "ImageSets" / "Main" / f"{image_set}.txt").is_file():
         raise DataError(f"{flag} {image_set}: {year_dir} has no ImageSets/Main/{image_set}.txt")
     try:
-        return VOCDetection(str(year_dir.parent.parent), year=year_dir.name[3:], image_set=image_set)
+        dataset = VOCDetection(str(year_dir.parent.parent), year=year_dir.name[3:], image_set=image_set)
     except (RuntimeError, ValueError) as exc:
         raise DataError(f"{year_dir}: {exc}") from None
+    # A blank line in the list is an empty id to torchvision (Annotations/.xml): not an image, skipped.
+    kept = [i for i, path in enumerate(dataset.targets) if os.path.basename(path) != ".xml"]
+    dataset.images = [dataset.images[i] for i in kept]
+    dataset.targets = [dataset.targets[i] for i in kept]
+    return dataset
 
 
 def voc_images(
@@ -77,8 +82,10 @@ def load_voc(
             try:
                 box = obj["bndbox"]
                 coords = [float(box[k]) for k in ("xmin", "ymin", "xmax", "ymax")]
+                if not all(math.isfinite(v) for v in coords):
+                    raise ValueError(f"box {coords} is not finite")
                 item.add(str(obj["name"]).strip(), coords, str(obj.get("difficult", "0")).strip() == "1")
-            except (KeyError, ValueError, TypeError) as exc:
+            except (KeyError, ValueError, TypeError, ConfigError) as exc:
                 raise DataError(f"{path}: an object without a valid name and bndbox ({exc})") from None
         truth[image] = item
     return truth
@@ -89,7 +96,7 @@ def read_detections(path: str | os.PathLike[str]) -> list[Detection]:
     if os.path.exists(path) and not os.path.isfile(path):  # a folder, or a pipe that open() would wait on
         raise DataError(f"{path}: not a regular file (a detections CSV)")
     try:
-        with open(path, newline="") as handle:
+        with open(path, encoding="utf-8-sig", newline="") as handle:  # -sig: a BOM, as Excel writes
             reader = csv.DictReader(handle)
             missing = [name for name in CSV_FIELDS if name not in (reader.fieldnames or [])]
             if missing:
@@ -124,7 +131,7 @@ def read_detections(path: str | os.PathLike[str]) -> list[Detection]:
 def is_detections_csv(path: str | os.PathLike[str]) -> bool:
     """Whether the file starts with the header `write_detections` writes (an earlier detections file)."""
     try:
-        with open(path, encoding="utf-8", newline="") as handle:
+        with open(path, encoding="utf-8-sig", newline="") as handle:
             return set(CSV_FIELDS) <= set(next(csv.reader(handle), []))
     except (OSError, UnicodeDecodeError, csv.Error):
         return False

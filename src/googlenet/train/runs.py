@@ -74,14 +74,14 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def _plain(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
     """NaN and infinities become null (JSON has no NaN); containers are converted recursively."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
+        return [json_safe(v) for v in value]
     return value
 
 
@@ -100,7 +100,7 @@ def write_json(path: Path, data: Any) -> None:
     """Write `data` as indented JSON to `path`, atomically; NaN and infinities become null, other values JSON
     lacks become strings."""
     with atomic_open(path, "w") as handle:
-        json.dump(_plain(data), handle, indent=2, sort_keys=False, default=str, allow_nan=False)
+        json.dump(json_safe(data), handle, indent=2, sort_keys=False, default=str, allow_nan=False)
         handle.write("\n")
 
 
