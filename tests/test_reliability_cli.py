@@ -147,7 +147,11 @@ RUNTIME_CASES: dict[tuple[str, ...], list[tuple[str, ...]]] = {
                  ("--config", "MISSING"), ("--config", "DIR"), ("--resume", "MISSING"), ("--data-path", "MISSING"),
                  ("--data-path", "FILE"), ("--output-dir", "UNDER_FILE"), ("--nesterov", "--momentum", "0"),
                  ("--ensemble", "2", "--test-only", "--resume", "CLS"), ("--epochs", "0"), ("--dataset", "builtin"),
-                 ("--test-only", "--resume", "CLS", "--lr", "0.5")],
+                 ("--test-only", "--resume", "CLS", "--lr", "0.5"), ("--test-only", "--resume", "CLS", "--variant", "bn"),
+                 ("--test-only", "--resume", "CLS", "--epochs", "3"), ("--no-aux", "--aux-weight", "0.5"),
+                 ("--average", "none", "--average-start", "0.3"), ("--no-photometric", "--brightness", "0.2"),
+                 ("--amp-dtype", "fp16"), ("--lr-scheduler", "cosine", "--lr-gamma", "0.5"), ("--balance-share", "0.5"),
+                 ("--bn-stats", "average"), ("--average", "polyak", "--ema-decay", "0.9")],
     ("evaluate",): [("--limit", "0"), ("-b", "0"), ("--workers=-2",), ("--crops", "10", "--table3"),
                     ("--output-dir", "X"), ("--checkpoint", "MISSING"), ("--checkpoint", "DIR"), ("--checkpoint", "IMAGE"),
                     ("--data-path", "MISSING"), ("--data-path", "FILE"), ("--weights", "MISSING"), ("--device", "cuda:7"),
@@ -331,6 +335,72 @@ def test_detect_evaluate_on_odd_annotations(
         code, err = run(argv[:-1], capsys)
         assert_one_line(code, err, (1,), "scene1.xml")
         assert what in err
+
+
+def test_a_new_run_never_starts_over_another_or_over_other_files(
+    fixtures: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = baseline(("train",), fixtures)
+
+    def start(folder: Path, *extra: str) -> tuple[int, str]:
+        line = list(argv)
+        line[line.index("--output-dir") + 1] = str(folder)
+        return run(["train", *line, *extra], capsys)
+
+    done = tmp_path / "done"  # a finished run whose 124 MB last.pt the user deleted
+    done.mkdir()
+    (done / "final.pt").write_bytes(b"the weights")
+    (done / "results.json").write_text("{}")
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("my own file\n")
+    ensemble = tmp_path / "ensemble"
+    (ensemble / "member-0").mkdir(parents=True)
+    for folder, extra, message in ((done, (), "holds a finished run (final.pt)"), (done, ("--ensemble", "2"), "final.pt"),
+                                   (mine, (), "holds other files (notes.txt)"), (ensemble, (), "holds an ensemble")):  # fmt: skip
+        code, err = start(folder, *extra)
+        assert_one_line(code, err, (1,), message)
+    assert (done / "final.pt").read_bytes() == b"the weights" and sorted(p.name for p in done.iterdir()) == [
+        ".lock", "final.pt", "results.json"]  # fmt: skip
+    assert sorted(p.name for p in mine.iterdir()) == [".lock", "notes.txt"]
+
+
+def test_a_run_stores_its_data_path_absolute_and_resumes_from_anywhere(
+    fixtures: dict[str, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    argv = baseline(("train",), fixtures)
+    monkeypatch.chdir(fixtures["data"].parent)
+    argv[argv.index("--data-path") + 1] = fixtures["data"].name  # relative to where the run starts
+    argv[argv.index("--output-dir") + 1] = str(tmp_path / "run")
+    assert run(["train", *argv], capsys)[0] == 0  # one step, then last.pt
+    assert f"data_path: {fixtures['data']}" in (tmp_path / "run" / "config.yaml").read_text()
+    monkeypatch.chdir(tmp_path)
+    code, err = run(
+        ["train", "--resume", "run", "--stop-after-steps", "1", "-j", "0", "--no-progress"], capsys
+    )
+    assert_one_line(code, err, (1,), "already at step 1")  # it took a second step
+    assert (
+        run(["train", "--resume", "run", "--test-only", "-b", "3", "-j", "0", "--no-progress"], capsys)[0]
+        == 0
+    )
+
+
+def test_a_resumed_ensemble_keeps_its_settings(
+    fixtures: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = baseline(("train",), fixtures)
+    folder = tmp_path / "ens"
+    argv[argv.index("--output-dir") + 1] = str(folder)
+    assert run(["train", *argv, "--ensemble", "2"], capsys)[0] == 0  # member-0 stops after one step
+    before = (folder / "config.yaml").read_bytes()
+    for extra, message in ((["--lr", "0.5"], "optim.lr=0.5"), (["--variant", "bn"], "model.variant='bn'"),
+                           (["--ensemble", "3"], "run.ensemble=3")):  # fmt: skip
+        code, err = run(["train", "--resume", str(folder), "-j", "0", "--no-progress", *extra], capsys)
+        assert_one_line(code, err, (1,), message)
+    assert (folder / "config.yaml").read_bytes() == before
 
 
 def test_a_resumed_run_keeps_its_folder_kind_and_classes(

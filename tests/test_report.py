@@ -191,12 +191,14 @@ def test_report_output_never_replaces_another_kind_of_file(
     run.mkdir()  # not a run folder: the output is checked before the folder is read
     checkpoint = tmp_path / "final.html"
     checkpoint.write_bytes(b"PK\x03\x04 a checkpoint by mistake named .html")
-    for output, message in ((checkpoint, "exists and is not an HTML report"), (tmp_path / "x.png", ".html file name"),
-                            (tmp_path, ".html file name")):  # fmt: skip
+    page = tmp_path / "index.html"  # somebody's own page: HTML, but not a report of ours
+    page.write_text("<!DOCTYPE html>\n<html><body>my notes</body></html>\n")
+    for output, message in ((checkpoint, "exists and is not an HTML report"), (page, "is not an HTML report"),
+                            (tmp_path / "x.png", ".html file name"), (tmp_path, ".html file name")):  # fmt: skip
         assert main(["report", str(run), "-o", str(output)]) == 1
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and message in err, err
-    assert checkpoint.read_bytes().startswith(b"PK")
+    assert checkpoint.read_bytes().startswith(b"PK") and "my notes" in page.read_text()
 
 
 def _chromium() -> str:

@@ -148,9 +148,9 @@ def _parse(argv: list[str]) -> argparse.Namespace:
 def test_cli_flags_map_onto_config_keys() -> None:
     args = _parse(
         ["--data-path", "/d", "--epochs", "3", "-b", "64", "--lr", "0.1", "--wd", "1e-4", "--lr-scheduler",
-         "cosine", "--lr-warmup-epochs", "1", "-j", "2", "--amp", "--no-aux", "--average", "ema",
-         "--average-start", "0.25", "--ema-decay", "0.99", "--no-random-crop", "--no-random-interpolation",
-         "--no-photometric", "--lighting", "0", "--no-flip", "--scale-min", "0.2", "--on-bad", "abort",
+         "cosine", "--lr-warmup-epochs", "1", "-j", "2", "--amp", "--average", "ema",
+         "--average-start", "0.25", "--ema-decay", "0.99", "--no-random-interpolation",
+         "--lighting", "0", "--no-flip", "--scale-min", "0.2", "--on-bad", "abort",
          "--seed", "7", "--deterministic", "--device", "cpu", "--no-channels-last", "--aux-weight", "0.5",
          "--bias-lr-mult", "2", "--bias-weight-decay", "0", "--norm-weight-decay", "0"]
     )  # fmt: skip
@@ -160,10 +160,10 @@ def test_cli_flags_map_onto_config_keys() -> None:
     assert (config.run.epochs, config.optim.batch_size, config.optim.lr) == (3, 64, 0.1)
     assert config.optim.weight_decay == 1e-4 and config.schedule.lr_scheduler == "cosine"
     assert config.schedule.lr_warmup_epochs == 1 and config.data.workers == 2
-    assert config.run.amp and not config.model.aux_logits and config.average.method == "ema"
+    assert config.run.amp and config.model.aux_logits and config.average.method == "ema"
     assert config.average.start == 0.25 and config.average.ema_decay == 0.99
-    assert not config.augment.random_crop and not config.augment.random_interpolation
-    assert not config.augment.photometric and config.augment.lighting == 0 and not config.augment.flip
+    assert config.augment.random_crop and not config.augment.random_interpolation
+    assert config.augment.photometric and config.augment.lighting == 0 and not config.augment.flip
     assert config.augment.scale_min == 0.2 and config.data.on_bad == "abort"
     assert config.run.seed == 7 and config.run.deterministic and config.run.device == "cpu"
     assert not config.model.channels_last and config.optim.aux_weight == 0.5
@@ -173,6 +173,9 @@ def test_cli_flags_map_onto_config_keys() -> None:
         0,
     )
     assert config.model.input_size == 224  # untouched: the paper recipe when data is given
+    # The switches that turn a part off (their own settings then do not apply, and are refused)
+    off, _ = build_config(_parse(["--data-path", "/d", "--no-aux", "--no-random-crop", "--no-photometric"]))
+    assert not (off.model.aux_logits or off.augment.random_crop or off.augment.photometric)
 
 
 def test_cli_reports_config_errors_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:

@@ -73,7 +73,9 @@ def folder_root(data_path: str | os.PathLike[str]) -> Path:
     """`<DIR>/val` when it exists, else `<DIR>` itself (its sub-folders being the classes)."""
     root = Path(data_path).expanduser()
     if not root.is_dir():
-        raise DataError(f"{root}: no such data folder")
+        raise DataError(
+            f"{root}: " + ("is a file, not a data folder" if root.exists() else "no such data folder")
+        )
     return root / "val" if (root / "val").is_dir() else root
 
 

@@ -441,14 +441,19 @@ def build_report(folder: str | Path, limit: int = 500, predictions: bool = True)
     return page
 
 
-def _is_html(file: Path) -> bool:
-    """Whether the file starts as an HTML page does (an earlier report), so it may be replaced."""
+def _is_report(file: Path) -> bool:
+    """Whether the file is an earlier report of ours (its generator tag, or, before 2026-12-04, our page's
+    opening and style), so it may be replaced; any other HTML page is kept."""
+    from googlenet.report.html import GENERATOR, STYLE
+
     try:
         with open(file, "rb") as handle:
-            head = handle.read(64).lstrip().lower()
+            head = handle.read(8192)
     except OSError:
         return False
-    return head.startswith((b"<!doctype html", b"<html"))
+    return GENERATOR.encode() in head[:512] or (
+        head.startswith(b'<!DOCTYPE html>\n<html lang="en">') and STYLE[:80].encode() in head
+    )
 
 
 def write_report(folder: str | Path, output: str | Path | None = None, limit: int = 500,
@@ -461,7 +466,7 @@ def write_report(folder: str | Path, output: str | Path | None = None, limit: in
             f"{folder}: " + ("is a file, not a run folder" if Path(folder).exists() else "no such run folder")
         )
     path = Path(output) if output is not None else Path(folder) / "report.html"
-    check_output("--output", path, replaceable=_is_html, kind="an HTML report")  # before the work
+    check_output("--output", path, replaceable=_is_report, kind="an HTML report of ours")  # before the work
     page = build_report(folder, limit, predictions)
     with atomic_open(path, "w") as handle:
         handle.write(page.html())

@@ -122,6 +122,10 @@ def markdown_table(text: str) -> str:
     return "\n".join(out)
 
 
+# Marks a page as `googlenet report`'s, so a later report may replace it and nothing else.
+GENERATOR = '<meta name="generator" content="googlenet report">'
+
+
 class Page:
     """Sections appended in order, rendered by `html()`."""
 
@@ -137,7 +141,7 @@ class Page:
         toc = "".join(f'<li><a href="#s{i}">{esc(h)}</a></li>' for i, (h, _) in enumerate(self.sections))
         parts = [f'<h2 id="s{i}">{esc(h)}</h2>\n{body}' for i, (h, body) in enumerate(self.sections)]
         return (
-            '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+            f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n{GENERATOR}\n'
             f"<title>{esc(self.title)}</title>\n<style>{STYLE}</style>\n<script>{CHECK_SCRIPT}</script>\n"
             f"</head>\n<body>\n<h1>{esc(self.title)}</h1>\n<ul>{toc}</ul>\n"
             + "\n".join(parts)
@@ -145,4 +149,15 @@ class Page:
         )
 
 
-__all__ = ["Page", "esc", "figure_png", "img", "mapping_table", "markdown_table", "pil_png", "pre", "table"]
+__all__ = [
+    "GENERATOR",
+    "Page",
+    "esc",
+    "figure_png",
+    "img",
+    "mapping_table",
+    "markdown_table",
+    "pil_png",
+    "pre",
+    "table",
+]

@@ -15,17 +15,20 @@ Exit status: 0 when the run completed (or stopped at `--stop-after-steps`), 1 on
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import logging
+import math
 import os
 import signal
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from googlenet.console import setup_console
 from googlenet.errors import ConfigError, DataError
 from googlenet.train import distributed as ddp
-from googlenet.train.checkpoint import load_training_state, resolve_resume_path
+from googlenet.train.checkpoint import check_resume_config, load_training_state, resolve_resume_path
 from googlenet.train.config import (
     CHOICES,
     TrainConfig,
@@ -228,8 +231,46 @@ def _setup_logging(env: ddp.DistEnv) -> None:
 
 
 # Sections that only training reads: with --test-only a value for one of them would be silently ignored
-# (the batch size is the exception: evaluation batches by it too).
-TRAINING_ONLY_SECTIONS: frozenset[str] = frozenset({"optim", "schedule", "augment", "average"})
+# (the batch size is the exception: evaluation batches by it too). The model section is the checkpoint's
+# own (its layout, input and resize size are stored with it), and so are these run settings.
+TRAINING_ONLY_SECTIONS: frozenset[str] = frozenset({"optim", "schedule", "augment", "average", "model"})
+TRAINING_ONLY_KEYS: frozenset[str] = frozenset(
+    {
+        "run.epochs",
+        "run.seed",
+        "run.data_seed",
+        "run.stop_after_steps",
+        "run.log_every",
+        "run.grad_norms_every",
+    }
+)
+
+
+# (flag's key, when the flag cannot apply, why): given on the command line there, it is refused rather
+# than ignored. Only flags: a config file (a run's config.yaml, say) lists every key, applicable or not.
+INAPPLICABLE: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
+    ("optim.aux_weight", lambda c: not c.model.aux_logits, "the model has no auxiliary heads (--no-aux)"),
+    ("model.aux_dropout", lambda c: not c.model.aux_logits, "the model has no auxiliary heads (--no-aux)"),
+    ("average.start", lambda c: c.average.method == "none", "nothing is averaged (--average none)"),
+    ("average.ema_decay", lambda c: c.average.method != "ema", "only --average ema decays"),
+    ("average.bn_stats", lambda c: c.model.variant == "paper", "the paper variant has no BatchNorm"),
+    ("schedule.lr_gamma", lambda c: c.schedule.lr_scheduler != "step", "only --lr-scheduler step decays by it"),
+    ("schedule.lr_step_size", lambda c: c.schedule.lr_scheduler != "step", "only --lr-scheduler step has steps"),
+    ("schedule.lr_min", lambda c: c.schedule.lr_scheduler != "cosine", "only --lr-scheduler cosine ends at it"),
+    *((f"augment.{name}", lambda c: not c.augment.photometric, "photometric distortion is off (--no-photometric)")
+      for name in ("brightness", "contrast", "saturation", "lighting")),
+    *((f"augment.{name}", lambda c: not c.augment.random_crop, "random crops are off (--no-random-crop)")
+      for name in ("scale_min", "scale_max", "ratio_min", "ratio_max")),
+    ("data.balance_share", lambda c: c.data.balance_class is None, "no class is balanced (--balance-class)"),
+    ("run.amp_dtype", lambda c: not c.run.amp, "mixed precision is off (--amp)"),
+)  # fmt: skip
+
+
+def _refuse_inapplicable(flags: dict[str, Any], config: Any) -> None:
+    for key, inapplicable, why in INAPPLICABLE:
+        if flags.get(key) is not None and inapplicable(config):
+            flag = "--average-start" if key == "average.start" else f"--{key.split('.')[1].replace('_', '-')}"
+            raise ConfigError(f"{flag} does not apply: {why}")
 
 
 def build_config(args: argparse.Namespace) -> tuple[Any, str | None]:
@@ -246,15 +287,18 @@ def build_config(args: argparse.Namespace) -> tuple[Any, str | None]:
     if settings:
         source = f"{args.config} or --set" if getattr(args, "config", None) else "--set"
     if resume is None:
-        return resolve(file_overrides, flags, source), resume
+        config = resolve(file_overrides, flags, source)
+        _refuse_inapplicable(flags, config)
+        return config, resume
     if flags.get("run.test_only"):  # the run's own data, unless --config or flags name other data
         training_only = sorted(
             key for key, value in {**settings, **flags}.items()
-            if value is not None and key.split(".")[0] in TRAINING_ONLY_SECTIONS and key != "optim.batch_size"
+            if value is not None and key != "optim.batch_size"
+            and (key.split(".")[0] in TRAINING_ONLY_SECTIONS or key in TRAINING_ONLY_KEYS)
         )  # fmt: skip
         if training_only:
-            raise ConfigError(f"--test-only evaluates the checkpoint; training settings do not apply: "
-                              f"{', '.join(training_only)} (drop them)")  # fmt: skip
+            raise ConfigError(f"--test-only evaluates the checkpoint as it was trained; these settings do not "
+                              f"apply: {', '.join(training_only)} (drop them)")  # fmt: skip
         folder = _run_folder(Path(resume))
         stored_file = folder / "config.yaml"
         given = {**file_overrides, **flags}
@@ -263,15 +307,19 @@ def build_config(args: argparse.Namespace) -> tuple[Any, str | None]:
             data = {k: v for k, v in load_yaml(stored_file).items() if k.startswith("data.")}
         return resolve({**data, **file_overrides}, flags, source), resume
     folder = Path(resume)
-    if _is_ensemble_folder(folder):
+    ensemble = _is_ensemble_folder(folder)
+    if ensemble:
         stored = apply(TrainConfig(), load_yaml(folder / "config.yaml"), str(folder / "config.yaml"))
     else:
         path = resolve_resume_path(resume)
         stored = from_dict(load_training_state(path)["train_state"]["config"], str(path))
     # A stop point belongs to the run that stopped, not to its continuation.
     stored.run.stop_after_steps = None
-    config = apply(apply(stored, file_overrides, source), flags, "command line")
+    config = apply(apply(copy.deepcopy(stored), file_overrides, source), flags, "command line")
     validate(config)
+    _refuse_inapplicable(flags, config)
+    if ensemble:  # a single run's continuation is checked against its last.pt by the engine
+        check_resume_config(stored, config, folder / "config.yaml")
     return config, resume
 
 
@@ -338,7 +386,9 @@ def run(args: argparse.Namespace) -> int:
     results = fit(config, resume=resume)
     if env.is_main:
         if getattr(args, "json", False):
-            print(json.dumps(results, indent=2, default=str))
+            from googlenet.train.runs import json_safe
+
+            print(json.dumps(json_safe(results), indent=2, default=str))  # NaN (no average yet) as null
         else:
             _print_summary(results)
     if results.get("signal"):
@@ -346,19 +396,21 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _percent(value: Any) -> str:
+    """A metric as "12.34%", or "-" where there is none (None, or NaN: no averaged weights yet)."""
+    return f"{value:.2f}%" if isinstance(value, int | float) and math.isfinite(value) else "-"
+
+
 def _print_summary(results: dict[str, Any]) -> None:
     def pct(key: str) -> str:
-        value = results.get(key)
-        return f"{value:.2f}%" if isinstance(value, int | float) else "-"
+        return _percent(results.get(key))
 
     if "members" in results:
         print(
             f"ensemble of {results['ensemble']} ({results['status']}): {results['output_dir']}/ensemble.json"
         )
         for member in results["members"]:
-            value = member.get("val_top1_avg")
-            shown = f"{value:.2f}%" if isinstance(value, int | float) else "-"
-            print(f"  member-{member['member']}: val top-1 averaged {shown}")
+            print(f"  member-{member['member']}: val top-1 averaged {_percent(member.get('val_top1_avg'))}")
         return
     if "checkpoint" in results:  # --test-only
         if "weights" in results:  # a final checkpoint: one set of weights

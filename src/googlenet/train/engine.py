@@ -65,7 +65,7 @@ from googlenet.train.loop import (
     train_one_epoch,
 )
 from googlenet.train.params import describe_groups, parameter_groups
-from googlenet.train.runs import RunFolder, default_output_dir
+from googlenet.train.runs import RunFolder, check_new_run_folder, default_output_dir
 from googlenet.train.sampling import (
     SeededSamples,
     ShardedBatchSampler,
@@ -94,6 +94,10 @@ def fit(config: TrainConfig, resume: str | os.PathLike[str] | None = None) -> di
     """
     config = config.copy()
     validate(config)
+    if (
+        config.data.data_path is not None
+    ):  # stored absolute: --resume, --test-only and report work from anywhere
+        config.data.data_path = os.path.abspath(os.path.expanduser(config.data.data_path))
     env = ddp.from_environment()
     device = ddp.resolve_device(config.run.device, env)
     owns_group = env.distributed and not dist.is_initialized()
@@ -153,11 +157,11 @@ def _fit_one(
             checkpoint = load_training_state(resume_path)
             stored = from_dict(checkpoint["train_state"]["config"], str(resume_path))
             check_resume_config(stored, config, resume_path)
-        elif (run_dir / "last.pt").exists():
-            raise ConfigError(
-                f"{run_dir} already holds a run (last.pt); pass --resume {run_dir} to continue or pick "
-                "another --output-dir"
-            )
+            done, stop = int(checkpoint["train_state"].get("global_step", 0)), config.run.stop_after_steps
+            if stop is not None and stop <= done:  # the loop checks after a step: it would take one more
+                raise ConfigError(f"--stop-after-steps {stop}: {resume_path} is already at step {done}")
+        else:
+            check_new_run_folder(run_dir)
     except BaseException:
         run.close()
         raise

@@ -14,11 +14,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from googlenet.errors import ConfigError, GoogLeNetError
+from googlenet.errors import GoogLeNetError
 from googlenet.train import distributed as ddp
 from googlenet.train.checkpoint import RESUME_MUTABLE, load_training_state
 from googlenet.train.config import TrainConfig, dump_yaml, ensemble_member, from_dict
-from googlenet.train.runs import RunFolder, write_ensemble
+from googlenet.train.runs import RunFolder, check_new_run_folder, write_ensemble
 
 logger = logging.getLogger("googlenet.train")
 
@@ -40,8 +40,8 @@ def fit_ensemble(
     """
     folder = RunFolder(root, enabled=env.is_main)  # locked for the whole ensemble, members run in turn
     try:
-        if not resuming and any(root.glob("member-*")):
-            raise ConfigError(f"{root} already holds an ensemble; pass --resume {root} to continue it")
+        if not resuming:
+            check_new_run_folder(root)
         config.run.output_dir = str(root)
         folder.write_text("config.yaml", dump_yaml(config, "googlenet train: ensemble configuration"))
         return _fit_members(config, root, env, fit_one)

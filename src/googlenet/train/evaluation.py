@@ -43,7 +43,8 @@ def evaluate_checkpoint(
     check_same_classes(meta, data.classes, file)
     model = build_from_config(dict(checkpoint["model_config"])).to(device)
     sampler = ShardedIndices(range(len(data.val)), env.rank, env.world_size)
-    loader = make_loader(data.val, loader_workers(config), device, batch_size=64, sampler=sampler)
+    batch = max(1, config.optim.batch_size // env.world_size)  # -b is the global batch, as in training
+    loader = make_loader(data.val, loader_workers(config), device, batch_size=batch, sampler=sampler)
     autocast_dtype, _ = autocast_for(device, config.run.amp, config.run.amp_dtype)
     results: dict[str, Any] = {"checkpoint": str(file), "samples": len(data.val)}
     training = "train_state" in checkpoint

@@ -335,6 +335,37 @@ class RunFolder:
             self._log_handler = None
 
 
+# What `googlenet detect train` prepares in its run folder before the training starts there.
+PREPARED_ENTRIES = frozenset({"regions", "detection-setup.json"})
+
+
+def check_new_run_folder(folder: Path) -> None:
+    """A new run starts only in a new or empty folder, or one that a run left before its first checkpoint
+    (setup entries only): never over a run (its last.pt, or a finished run's final.pt and results, which
+    users keep after deleting last.pt), an ensemble, or files of the user's own. One-line `ConfigError`."""
+    if not folder.is_dir():
+        return
+    if (folder / "last.pt").exists():
+        raise ConfigError(
+            f"{folder} already holds a run (last.pt); pass --resume {folder} to continue or pick another --output-dir"
+        )
+    if (folder / "ensemble.json").exists() or any(folder.glob("member-*")):
+        raise ConfigError(
+            f"{folder} holds an ensemble; pass --resume {folder} to continue it or pick another --output-dir"
+        )
+    for name in ("final.pt", "results.json", "metrics.csv"):
+        if (folder / name).exists():
+            raise ConfigError(f"{folder} holds a finished run ({name}); pick another --output-dir")
+    others = sorted(
+        p.name for p in folder.iterdir() if p.name not in RunFolder.SETUP_ENTRIES | PREPARED_ENTRIES
+    )
+    if others:
+        raise ConfigError(
+            f"{folder} holds other files ({', '.join(others[:3])}{' ...' if len(others) > 3 else ''}); "
+            "give a new or empty --output-dir"
+        )
+
+
 def lock_folder(folder: Path) -> IO[bytes] | None:
     """Take the exclusive lock on `folder`/.lock that a training run holds until it ends; the open file.
 
