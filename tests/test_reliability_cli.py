@@ -289,7 +289,7 @@ def test_detect_train_never_rebuilds_a_runs_region_set(
     (folder / "regions" / "manifest.json").write_text('{"the run": "trained on this"}')
     (folder / "final.pt").write_bytes(b"a finished run")
     code, err = run(["detect", "train", *argv], capsys)
-    assert_one_line(code, err, (1,), "already holds a run")
+    assert_one_line(code, err, (1,), "holds a finished run (final.pt)")
     assert (folder / "regions" / "manifest.json").read_text() == '{"the run": "trained on this"}'
     assert sorted(p.name for p in folder.iterdir()) == ["final.pt", "regions"]
     # a folder the refused command created itself is not left behind

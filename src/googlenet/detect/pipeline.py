@@ -196,7 +196,7 @@ def run_train(args: argparse.Namespace) -> int:
     from googlenet.train.command import _print_summary, _setup_logging, build_config
     from googlenet.train.config import load_yaml, resolve
     from googlenet.train.engine import fit
-    from googlenet.train.runs import lock_folder
+    from googlenet.train.runs import check_new_run_folder, lock_folder
 
     env = ddp.from_environment()
     _setup_logging(env)
@@ -218,7 +218,7 @@ def run_train(args: argparse.Namespace) -> int:
         output = Path(flags.get("run.output_dir") or f"runs/{stamp}-detect-{variant}")
         if output.exists() and not output.is_dir():
             raise ConfigError(f"--output-dir {output}: is a file, not a run folder")
-        _refuse_finished_run(output)  # before the region set below replaces a run's own
+        check_new_run_folder(output)  # before the region set below replaces a run's own
         # Absolute, so the run resumes and evaluates from any working directory.
         voc = os.path.abspath(
             resolve_annotations(args.annotations, progress=sys.stderr.isatty() and env.is_main)
@@ -248,7 +248,7 @@ def run_train(args: argparse.Namespace) -> int:
             lock = lock_folder(output)  # no training may start here while the region set is rebuilt
         try:
             if env.is_main:
-                _refuse_finished_run(output)  # again under the lock: a run may have ended in between
+                check_new_run_folder(output)  # again under the lock: a run may have ended in between
             _build_regions(args, env, voc, regions, region_config, output)
         except BaseException:
             if env.is_main and created:  # a folder this command made holds nothing of value yet
@@ -272,18 +272,6 @@ def run_train(args: argparse.Namespace) -> int:
     else:
         print(_summary_text(report))
     return 0
-
-
-def _refuse_finished_run(output: Path) -> None:
-    """A folder that holds a run (its checkpoints) is not rebuilt: its region set is that run's data."""
-    if (
-        (output / "last.pt").exists()
-        or (output / "final.pt").exists()
-        or any(output.glob("member-*/last.pt"))
-    ):
-        raise ConfigError(
-            f"{output} already holds a run (last.pt); pass --resume {output} to continue or pick another --output-dir"
-        )
 
 
 def _build_regions(

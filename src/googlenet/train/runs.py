@@ -340,9 +340,10 @@ PREPARED_ENTRIES = frozenset({"regions", "detection-setup.json"})
 
 
 def check_new_run_folder(folder: Path) -> None:
-    """A new run starts only in a new or empty folder, or one that a run left before its first checkpoint
-    (setup entries only): never over a run (its last.pt, or a finished run's final.pt and results, which
-    users keep after deleting last.pt), an ensemble, or files of the user's own. One-line `ConfigError`."""
+    """A new run starts only in a new or empty folder, or in one a run left before its first checkpoint
+    (its config.yaml, with metrics or plots of a first epoch perhaps: nothing to resume from): never over
+    a run (its last.pt, or a finished run's final.pt and results.json, which users keep after deleting
+    last.pt), an ensemble, or a folder of other files. One-line `ConfigError`."""
     if not folder.is_dir():
         return
     if (folder / "last.pt").exists():
@@ -353,9 +354,11 @@ def check_new_run_folder(folder: Path) -> None:
         raise ConfigError(
             f"{folder} holds an ensemble; pass --resume {folder} to continue it or pick another --output-dir"
         )
-    for name in ("final.pt", "results.json", "metrics.csv"):
+    for name in ("final.pt", "results.json"):
         if (folder / name).exists():
             raise ConfigError(f"{folder} holds a finished run ({name}); pick another --output-dir")
+    if (folder / "config.yaml").is_file():
+        return  # a run that stopped before its first checkpoint
     others = sorted(
         p.name for p in folder.iterdir() if p.name not in RunFolder.SETUP_ENTRIES | PREPARED_ENTRIES
     )
