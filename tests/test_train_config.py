@@ -209,6 +209,10 @@ def test_ensemble_members_differ_in_sampling_not_init() -> None:
     members = [ensemble_member(config, k) for k in range(7)]
     assert [m.run.data_seed for m, _ in members] == [5, 6, 7, 8, 9, 10, 11]
     assert all(m.run.seed == 5 for m, _ in members)  # same initial weights
-    assert [overrides for _, overrides in members] == list(ENSEMBLE_SAMPLING)
+    assert [set(overrides) for _, overrides in members] == [set(entry) for entry in ENSEMBLE_SAMPLING]
     assert not members[1][0].augment.random_interpolation
     assert members[0][0].augment == config.augment
+    # "Larger patches" only ever raise the minimum: the built-in recipe's 50% stays, the paper's 8% -> 35%
+    assert config.augment.scale_min == 0.5 and members[2][0].augment.scale_min == 0.5
+    paper = resolve({}, {"data.data_path": "/d", "run.ensemble": 7})
+    assert [ensemble_member(paper, k)[0].augment.scale_min for k in (0, 2, 6)] == [0.08, 0.35, 0.2]

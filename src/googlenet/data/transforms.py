@@ -69,8 +69,9 @@ class AugmentConfig:
     resize_size: int | None = None
     random_interpolation: bool = True  # section 6: bilinear, area, nearest, cubic with equal probability
     photometric: bool = True  # section 6: "photometric distortions by Andrew Howard"
-    # not in the paper: ColorJitter factors drawn from [1 - x, 1 + x]; 0.4 as in Howard (2013),
-    # "Some improvements on deep CNN based image classification" (brightness, contrast, colour).
+    # not in the paper: ColorJitter factors drawn from [1 - x, 1 + x]; 0.4 is fb.resnet.torch's value
+    # for the distortions of Howard (2013), "Some improvements on deep CNN based image classification"
+    # (brightness, contrast, colour), which section 6 cites; Howard's own ranges may differ.
     brightness: float = 0.4
     contrast: float = 0.4
     saturation: float = 0.4

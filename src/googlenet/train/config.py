@@ -254,14 +254,21 @@ BUILTIN_PRESET: dict[str, Any] = {
 # policies, and they only differ in sampling methodologies and the random order in which they see input
 # images". The paper does not list the sampling methods; member k trains with the configured recipe
 # plus entry k mod 7 of this table (7 members, as in the paper), and with data_seed = seed + k.
+# `AtLeast(x)`: the configured value or x, whichever is larger, so "larger patches" never means smaller
+# ones for a recipe whose patches are already large (the built-in preset's 50%; until 2026-12-04 its
+# member 2 trained on patches down to 35%).
+class AtLeast(float):
+    """An ensemble override that only raises a setting: max(configured, this)."""
+
+
 ENSEMBLE_SAMPLING: tuple[dict[str, Any], ...] = (
     {},  # the recipe as configured
     {"augment.random_interpolation": False},  # bilinear resizing only
-    {"augment.scale_min": 0.35},  # larger patches: less scale augmentation
+    {"augment.scale_min": AtLeast(0.35)},  # larger patches: less scale augmentation
     {"augment.photometric": False},  # no colour distortions
     {"augment.random_crop": False},  # AlexNet/Caffe style: resize, then a random square crop
-    {"augment.scale_min": 0.35, "augment.random_interpolation": False},
-    {"augment.photometric": False, "augment.lighting": 0.0, "augment.scale_min": 0.2},
+    {"augment.scale_min": AtLeast(0.35), "augment.random_interpolation": False},
+    {"augment.photometric": False, "augment.lighting": 0.0, "augment.scale_min": AtLeast(0.2)},
 )
 
 
@@ -278,7 +285,10 @@ def builtin_settings(data: DataSection) -> BuiltinSettings:
 
 def ensemble_member(config: TrainConfig, k: int) -> tuple[TrainConfig, dict[str, Any]]:
     """Member k's config and the sampling overrides it received (see `ENSEMBLE_SAMPLING`)."""
-    overrides = dict(ENSEMBLE_SAMPLING[k % len(ENSEMBLE_SAMPLING)])
+    overrides = {
+        key: max(float(value), config.get(key)) if isinstance(value, AtLeast) else value
+        for key, value in ENSEMBLE_SAMPLING[k % len(ENSEMBLE_SAMPLING)].items()
+    }
     member = apply(config, overrides, f"ensemble member {k}")
     seed = config.run.seed if config.run.seed is not None else 0
     base = config.run.data_seed if config.run.data_seed is not None else seed
