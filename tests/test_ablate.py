@@ -22,7 +22,7 @@ from googlenet.ablate.stats import (
     write_tables,
 )
 from googlenet.ablate.study import ARM_NAMES, StudyPlan, errors_of, train_command
-from googlenet.errors import ConfigError
+from googlenet.errors import ConfigError, DataError
 from googlenet.train.config import parse_set
 from googlenet.train.gradflow import save_grad_norms
 
@@ -106,6 +106,17 @@ def test_plan_checks_arms_and_seeds_and_builds_each_run_command(tmp_path: Path) 
         StudyPlan(tmp_path, arms=("no-aux",)).check()
     with pytest.raises(ConfigError, match="seeds"):
         StudyPlan(tmp_path, seeds=(1, 1)).check()
+    with pytest.raises(ConfigError, match="full given twice"):  # two trainings in one folder
+        StudyPlan(tmp_path, arms=("full", "full")).check()
+    # arms that train the very run `full` trains are refused, not reported as "+0.00" effects
+    with pytest.raises(ConfigError, match="no-lrn, bn change nothing"):
+        StudyPlan(tmp_path, base={"model.variant": "bn"}).check()
+    with pytest.raises(ConfigError, match="no-polyak change nothing"):
+        StudyPlan(tmp_path, arms=("full", "no-polyak"), base={"average.method": "none"}).check()
+    empty = tmp_path / "empty"
+    empty.mkdir()  # every run would fail on it: refused before the first starts
+    with pytest.raises(DataError, match="missing split folder"):
+        StudyPlan(tmp_path, base={"data.data_path": str(empty)}).check()
     plan = StudyPlan(tmp_path, base={"run.epochs": 1})
     plan.check()
     assert set(ARM_NAMES) >= {"full", "no-aux", "no-polyak", "no-lrn", "no-dropout", "bn", "fixed-crop"}

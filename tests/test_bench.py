@@ -24,7 +24,7 @@ from googlenet.cli import main
 
 def _args(**overrides: object) -> argparse.Namespace:
     values = {"only": list(SECTIONS), "batch": [1, 32], "train_size": [224, 112], "compile": True, "repeats": 5, "turns": 10,
-              "quick": False}  # fmt: skip
+              "quick": False, "crops_repeats": 3}  # fmt: skip
     values.update(overrides)
     return argparse.Namespace(**values)
 

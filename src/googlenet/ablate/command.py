@@ -89,6 +89,10 @@ def build_plan(args: argparse.Namespace) -> Any:
     base["run.grad_norms_every"] = args.grad_norms_every
     if args.test_limit is not None and args.test_limit < 1:
         raise ConfigError(f"--test-limit must be at least 1, got {args.test_limit}")
+    if args.test_limit is not None and not args.test_time:
+        raise ConfigError("--test-limit does not apply: --no-test-time skips the test-time arms")
+    if args.report_only and (args.parallel != 1 or args.torchrun != 0):
+        raise ConfigError("--parallel and --torchrun do not apply: --report-only trains nothing")
     settings = parse_set(args.set)
     for key, flag, given in (
         ("run.epochs", "--epochs", args.epochs),
@@ -130,6 +134,7 @@ def run(args: argparse.Namespace) -> int:
     with (plan.output_dir / "command.txt").open("a", encoding="utf-8") as handle:  # every call, in order
         handle.write(" ".join(["googlenet", *sys.argv[1:]]) + "\n")
     progress = args.progress if args.progress is not None else sys.stderr.isatty()
+    plan.progress = progress
     failed = 0
     if not args.report_only:
         outcomes = run_training(plan, progress=progress)

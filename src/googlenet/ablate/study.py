@@ -104,6 +104,7 @@ class StudyPlan:
     test_time: bool = True
     eval_batch: int = 144
     test_limit: int | None = None  # test-time arms on this many validation images (evenly spaced)
+    progress: bool = False  # progress bars for the test-time evaluation
 
     def arm(self, name: str) -> Arm:
         return next(a for a in ARMS if a.name == name)
@@ -122,6 +123,9 @@ class StudyPlan:
         unknown = [a for a in self.arms if a not in ARM_NAMES]
         if unknown:
             raise ConfigError(f"unknown arm(s) {', '.join(unknown)}; arms: {', '.join(ARM_NAMES)}")
+        repeated = sorted({a for a in self.arms if list(self.arms).count(a) > 1})
+        if repeated:
+            raise ConfigError(f"arm(s) {', '.join(repeated)} given twice; each arm runs once per seed")
         if REFERENCE not in self.arms:
             raise ConfigError(
                 f"the arms must include {REFERENCE!r}, the reference every other is compared with"
@@ -132,8 +136,40 @@ class StudyPlan:
             raise ConfigError("--parallel must be >= 1 and --torchrun >= 0")
         if self.output_dir.exists() and not self.output_dir.is_dir():
             raise ConfigError(f"--output-dir {self.output_dir}: is a file, not a study folder")
-        for arm in self.arms:  # every config must resolve before any run starts
-            resolve({}, self.config_of(arm, self.seeds[0]))
+        configs = {
+            arm: resolve({}, self.config_of(arm, self.seeds[0])) for arm in self.arms
+        }  # before any run
+        reference = _effective(configs[REFERENCE])
+        same = [arm for arm in self.arms if arm != REFERENCE and _effective(configs[arm]) == reference]
+        if same:  # e.g. `bn` or `no-lrn` on the bn variant, `no-polyak` with averaging off
+            raise ConfigError(
+                f"arm(s) {', '.join(same)} change nothing in this recipe (the same run as {REFERENCE!r}); "
+                "drop them with --arms"
+            )
+        data = configs[REFERENCE].data
+        if data.dataset == "folder":  # the data must be usable before a run starts (each would fail alone)
+            from googlenet.data.datasets import load_image_folder
+
+            load_image_folder(str(data.data_path), None, None)
+
+
+def _effective(config: Any) -> dict[str, Any]:
+    """A resolved config with the model's "None: the variant's own" settings filled in, so two arms that
+    train the same network compare equal."""
+    from googlenet.model.googlenet import VARIANTS
+
+    flat = {
+        f"{section}.{key}": value
+        for section, values in config.as_dict().items()
+        for key, value in values.items()
+    }
+    variant = VARIANTS[config.model.variant]
+    for key in ("lrn", "dropout", "aux_dropout", "init"):
+        if flat[f"model.{key}"] is None:
+            flat[f"model.{key}"] = getattr(variant, key)
+    if flat["average.method"] == "none":  # nothing averaged: the averaging settings do nothing
+        flat = {k: v for k, v in flat.items() if not k.startswith("average.")}
+    return flat
 
 
 def _nested(flat: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
@@ -372,8 +408,15 @@ def test_time_errors(plan: StudyPlan, seed: int) -> dict[str, dict[str, float]] 
     if REFERENCE not in members:
         return None
     if cache.is_file():
-        stored = json.loads(cache.read_text(encoding="utf-8"))
-        if stored.get("members") == members and stored.get("limit") == plan.test_limit:
+        try:
+            stored = json.loads(cache.read_text(encoding="utf-8"))
+        except (OSError, ValueError):  # damaged (an older, non-atomic write cut short): computed again
+            stored = {}
+        if (
+            isinstance(stored, dict)
+            and stored.get("members") == members
+            and stored.get("limit") == plan.test_limit
+        ):
             return dict(stored["errors"])
     ensemble = load_ensemble(
         [plan.run_dir(a, seed) / "final.pt" for a in members], device="cpu", engine="off"
@@ -383,21 +426,25 @@ def test_time_errors(plan: StudyPlan, seed: int) -> dict[str, dict[str, float]] 
     single = [View(TEST_BASE, 0, (0,)), View("crops-10", 1, (0,)), View("crops-144", 2, (0,))]
     started = time.perf_counter()
     result = evaluate_views(ensemble.members[:1], samples, specs, single, ensemble.num_classes,
-                            interpolation=ensemble.interpolation, batch_size=plan.eval_batch)  # fmt: skip
+                            interpolation=ensemble.interpolation, batch_size=plan.eval_batch,
+                            progress=plan.progress)  # fmt: skip
     meters = dict(zip([v.name for v in single], result["views"], strict=True))
     if len(members) > 1:
         every = tuple(range(len(members)))
         views = [View("ensemble-1crop", 0, every), View("ensemble-10crops", 1, every)]
         result = evaluate_views(ensemble.members, samples, specs[:2], views, ensemble.num_classes,
-                                interpolation=ensemble.interpolation, batch_size=plan.eval_batch)  # fmt: skip
+                                interpolation=ensemble.interpolation, batch_size=plan.eval_batch,
+                                progress=plan.progress)  # fmt: skip
         meters.update(zip([v.name for v in views], result["views"], strict=True))
     errors = {}
     for name, meter in meters.items():
         summary = meter.summary()
         errors[name] = {"top1": float(summary["top1_error"]), "top5": float(summary["top5_error"])}
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    cache.write_text(json.dumps({"members": members, "limit": plan.test_limit, "images": len(samples), "errors": errors,
-                                 "seconds": time.perf_counter() - started}, indent=1))  # fmt: skip
+    from googlenet.io import atomic_open
+
+    with atomic_open(cache, "w") as handle:
+        json.dump({"members": members, "limit": plan.test_limit, "images": len(samples), "errors": errors,
+                   "seconds": time.perf_counter() - started}, handle, indent=1)  # fmt: skip
     return errors
 
 

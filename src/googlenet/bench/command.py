@@ -66,7 +66,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--compile", action="store_true", help="include torch.compile paths (minutes to build)"
     )
-    parser.add_argument("--repeats", type=int, default=5, help="timed repetitions per path (median)")
+    parser.add_argument("--repeats", type=int,
+                        help="timed repetitions per path (median; default 5, 2 with --quick, 3 for crops144)")  # fmt: skip
     parser.add_argument(
         "--turns", type=int, help="turns of the versus section, each timing every contender once (default 10)"
     )
@@ -150,7 +151,7 @@ def save_run(path: str | Path, args: argparse.Namespace, results: Any) -> None:
 
 def plan(args: argparse.Namespace, root: str) -> list[dict[str, Any]]:
     """The specs to run, in order, each with a `section`, a `name` and its `baseline` name."""
-    repeats = 2 if args.quick else args.repeats
+    repeats = args.repeats  # given, or the default `_check_sections` filled in (2 with --quick)
     specs: list[dict[str, Any]] = []
     have_ort = importlib.util.find_spec("onnxruntime") is not None
     have_ov = importlib.util.find_spec("openvino") is not None
@@ -216,7 +217,7 @@ def plan(args: argparse.Namespace, root: str) -> list[dict[str, Any]]:
                 for variant in ("torchvision", "paper"):
                     specs.append({"section": "versus", "name": f"ours {variant} auto vs peers b{batch} {precision}",
                                   "kind": "versus", "batch": batch, "size": 224, "precision": precision,
-                                  "turns": 3 if args.quick else args.turns, "warmup": 2,
+                                  "turns": args.turns, "warmup": 2,
                                   "calls": max(1, 16 // batch),
                                   "ours": {"impl": "ours", "variant": variant, "backend": "auto", "fuse_1x1": None},
                                   "peers": [{"impl": peer, "label": labels[peer]} for peer in peers]})  # fmt: skip
@@ -243,7 +244,7 @@ def plan(args: argparse.Namespace, root: str) -> list[dict[str, Any]]:
             for workers in (0, 1):  # decode and cut in the main process, or beside the model
                 specs.append({"section": "crops144", "name": f"144 crops ours {variant} auto, {workers} worker(s)",
                               "kind": "crops144", "root": root, "size": 224, "images": 1 if args.quick else 3,
-                              "variant": variant, "backend": "auto", "repeats": 2 if args.quick else 3,
+                              "variant": variant, "backend": "auto", "repeats": args.crops_repeats,
                               "workers": workers})  # fmt: skip
     return specs
 
@@ -377,6 +378,7 @@ _OPTION_SECTIONS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("batch", "--batch", ("infer", "versus")),
     ("compile", "--compile", ("infer", "versus")),
     ("turns", "--turns", ("versus",)),
+    ("repeats", "--repeats", ("gemm", "infer", "train", "data", "crops144")),
     ("train_size", "--train-size", ("train",)),
     ("data_path", "--data-path", ("data", "crops144")),
 )
@@ -392,7 +394,10 @@ def _check_sections(args: argparse.Namespace) -> None:
             )
     args.batch = args.batch or [1, 32]
     args.train_size = args.train_size or [224, 112]
-    args.turns = 10 if args.turns is None else args.turns
+    # A value given on the command line wins over --quick's smaller defaults (it had been overridden).
+    args.crops_repeats = args.repeats if args.repeats is not None else (2 if args.quick else 3)
+    args.repeats = args.repeats if args.repeats is not None else (2 if args.quick else 5)
+    args.turns = args.turns if args.turns is not None else (3 if args.quick else 10)
 
 
 def run(args: argparse.Namespace) -> int:

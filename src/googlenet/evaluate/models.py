@@ -199,6 +199,14 @@ def load_ensemble(
     sources = [str(p) for p in checkpoints] + ([str(weights)] if weights is not None else [])
     if not sources:
         raise ConfigError("no model: give --checkpoint FILE [FILE ...] or --weights FILE")
+    seen: dict[str, str] = {}
+    for source in sources:  # one file twice would count as two members of the ensemble
+        key = os.path.realpath(source)
+        if key in seen:
+            raise ConfigError(
+                f"{source}: given twice (as {seen[key]}); an ensemble's members are different models"
+            )
+        seen[key] = source
     if variant is not None and weights is None:
         raise ConfigError(
             f"--variant {variant} applies to --weights only (a checkpoint carries its own variant)"
