@@ -84,6 +84,7 @@ def test_output_shapes_and_patches(paper_rows) -> None:
     assert paper_rows["maxpool4"].output_shape == (7, 7, 832) and paper_rows["maxpool4"].patch == "3x3/2"
     assert paper_rows["avgpool"].patch == "7x7/1"
     assert paper_rows["inception5b"].branches["pool_proj"] == 128
+    assert paper_rows["conv2+conv3"].branches == {"n3x3red": 64, "n3x3": 192}  # Table 1's stem widths
 
 
 def test_naive_costs_more_and_paper_example() -> None:

@@ -16,7 +16,7 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -79,9 +79,11 @@ def predict_files(
     topk: int = 5,
     batch_size: int = 144,
     on_bad: str = "skip",
+    on_result: Callable[[dict[str, Any]], None] | None = None,
 ) -> list[dict[str, Any]]:
     """One result per path, in order: {"image", "top": [...]}, or {"image", "error"} if it cannot be read
-    (`on_bad="abort"`: the `DataError` is raised instead)."""
+    (`on_bad="abort"`: the `DataError` is raised instead). `on_result(result)` sees each as it is made
+    (the CLI prints it then, so a long folder shows its results as they come)."""
     from googlenet.data.decode import load_image
 
     if reduce not in REDUCTIONS:
@@ -96,11 +98,13 @@ def predict_files(
             if on_bad == "abort":
                 raise
             results.append({"image": str(path), "error": str(exc)})
-            continue
-        top = predict_image(
-            image, ensemble, spec, device=device, reduce=reduce, topk=topk, batch_size=batch_size
-        )
-        results.append({"image": str(path), "top": top})
+        else:
+            top = predict_image(
+                image, ensemble, spec, device=device, reduce=reduce, topk=topk, batch_size=batch_size
+            )
+            results.append({"image": str(path), "top": top})
+        if on_result is not None:
+            on_result(results[-1])
     return results
 
 
@@ -187,6 +191,17 @@ def run(args: argparse.Namespace) -> int:
     images = _images_after_checkpoints(args)
     device = resolve_device(args.device)
     ensemble = load_ensemble(args.checkpoint, args.weights, args.variant, device, args.engine, args.precision)
+
+    def show(r: dict[str, Any]) -> None:  # each image's result as soon as it is there (JSON: at the end)
+        if "error" in r:
+            print(f"googlenet predict: error: {r['error']} (skipped)", file=sys.stderr)
+        elif not args.json:
+            print(r["image"])
+            for entry in r["top"]:
+                wnid = f" ({entry['wnid']})" if "wnid" in entry else ""
+                print(f"  {entry['rank']:2d}. {100 * entry['probability']:6.2f}%  {entry['class']}{wnid}")
+            sys.stdout.flush()
+
     results = predict_files(
         images,
         ensemble,
@@ -195,10 +210,9 @@ def run(args: argparse.Namespace) -> int:
         reduce=args.reduce,
         topk=args.topk,
         on_bad=args.on_bad,
+        on_result=show,
     )
     failed = [r for r in results if "error" in r]
-    for r in failed:
-        print(f"googlenet predict: error: {r['error']} (skipped)", file=sys.stderr)
     if args.json:
         report = {
             "models": len(ensemble.members),
@@ -210,12 +224,4 @@ def run(args: argparse.Namespace) -> int:
             "skipped_images": len(failed),
         }
         print(json.dumps(report, indent=2))
-    else:
-        for r in results:
-            if "top" not in r:
-                continue
-            print(r["image"])
-            for entry in r["top"]:
-                wnid = f" ({entry['wnid']})" if "wnid" in entry else ""
-                print(f"  {entry['rank']:2d}. {100 * entry['probability']:6.2f}%  {entry['class']}{wnid}")
     return 1 if failed else 0

@@ -207,6 +207,8 @@ def _row(
     )
     if isinstance(module, Inception):
         row.branches = asdict(module.spec)
+    elif name == "conv2+conv3":  # Table 1 prints the stem's 1x1 and 3x3 widths in these two columns
+        row.branches = {"n3x3red": model.conv2.conv.out_channels, "n3x3": model.conv3.conv.out_channels}
     if paper is not None:
         row.paper_params = table1.parse_printed(paper.params)
         row.paper_ops = table1.parse_printed(paper.ops)
@@ -352,7 +354,7 @@ def format_table(model: GoogLeNet, input_size: int) -> str:
     ]
     for r in rows:
         h, w, c = r.output_shape
-        widths = " ".join(f"{r.branches[k]:>5}" if r.branches else f"{'':>5}" for k in cols)
+        widths = " ".join(f"{r.branches[k]:>5}" if k in r.branches else f"{'':>5}" for k in cols)
         lines.append(
             f"{r.type:<20} {r.patch:>7} {f'{h}x{w}x{c}':>13} {r.depth:>5} {widths} "
             f"{_kilo(r.params) if r.params else '':>9} {_kilo(r.paper_params):>8} "
