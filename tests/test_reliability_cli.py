@@ -354,10 +354,14 @@ def test_a_new_run_never_starts_over_another_or_over_other_files(
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "notes.txt").write_text("my own file\n")
+    own_config = tmp_path / "own-config"  # a config.yaml that googlenet train did not write
+    own_config.mkdir()
+    (own_config / "config.yaml").write_text("optim:\n  lr: 0.02\n")
     ensemble = tmp_path / "ensemble"
     (ensemble / "member-0").mkdir(parents=True)
     for folder, extra, message in ((done, (), "holds a finished run (final.pt)"), (done, ("--ensemble", "2"), "final.pt"),
-                                   (mine, (), "holds other files (notes.txt)"), (ensemble, (), "holds an ensemble")):  # fmt: skip
+                                   (mine, (), "holds other files (notes.txt)"), (ensemble, (), "holds an ensemble"),
+                                   (own_config, (), "holds other files (config.yaml)")):  # fmt: skip
         code, err = start(folder, *extra)
         assert_one_line(code, err, (1,), message)
     assert (done / "final.pt").read_bytes() == b"the weights" and sorted(p.name for p in done.iterdir()) == [

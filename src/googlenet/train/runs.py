@@ -357,16 +357,26 @@ def check_new_run_folder(folder: Path) -> None:
     for name in ("final.pt", "results.json"):
         if (folder / name).exists():
             raise ConfigError(f"{folder} holds a finished run ({name}); pick another --output-dir")
-    if (folder / "config.yaml").is_file():
+    if _written_by_train(folder / "config.yaml"):
         return  # a run that stopped before its first checkpoint
-    others = sorted(
-        p.name for p in folder.iterdir() if p.name not in RunFolder.SETUP_ENTRIES | PREPARED_ENTRIES
-    )
+    allowed = (
+        RunFolder.SETUP_ENTRIES - {"config.yaml"}
+    ) | PREPARED_ENTRIES  # a config.yaml of the user's own stays
+    others = sorted(p.name for p in folder.iterdir() if p.name not in allowed)
     if others:
         raise ConfigError(
             f"{folder} holds other files ({', '.join(others[:3])}{' ...' if len(others) > 3 else ''}); "
             "give a new or empty --output-dir"
         )
+
+
+def _written_by_train(path: Path) -> bool:
+    """Whether `path` is a config.yaml that `googlenet train` wrote (its header), not the user's own."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read(64).startswith("# googlenet train:")
+    except (OSError, UnicodeDecodeError):
+        return False
 
 
 def lock_folder(folder: Path) -> IO[bytes] | None:
