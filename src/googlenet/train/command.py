@@ -15,7 +15,6 @@ Exit status: 0 when the run completed (or stopped at `--stop-after-steps`), 1 on
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import logging
 import math
@@ -315,7 +314,7 @@ def build_config(args: argparse.Namespace) -> tuple[Any, str | None]:
         stored = from_dict(load_training_state(path)["train_state"]["config"], str(path))
     # A stop point belongs to the run that stopped, not to its continuation.
     stored.run.stop_after_steps = None
-    config = apply(apply(copy.deepcopy(stored), file_overrides, source), flags, "command line")
+    config = apply(apply(stored, file_overrides, source), flags, "command line")  # copies: `stored` stays
     validate(config)
     _refuse_inapplicable(flags, config)
     if ensemble:  # a single run's continuation is checked against its last.pt by the engine
