@@ -27,18 +27,23 @@ def _randomise_bn_statistics(model: torch.nn.Module) -> None:
             module.bias.data.copy_(torch.randn(shape, generator=generator) * 0.1)
 
 
+def _torchvision_file(tmp_path: Path, **options: bool) -> tuple[torch.nn.Module, Path]:
+    """torchvision's GoogLeNet (eval mode, BatchNorm statistics randomised) and its state dict saved as
+    torchvision's googlenet-*.pth files are."""
+    torch.manual_seed(0)
+    reference = torchvision.models.googlenet(weights=None, init_weights=True, **options).eval()
+    _randomise_bn_statistics(reference)
+    path = tmp_path / "googlenet-random.pth"
+    torch.save(reference.state_dict(), path)
+    return reference, path
+
+
 @pytest.mark.parametrize("transform_input", [False, True])
 @pytest.mark.parametrize("aux_logits", [True, False])
 def test_torchvision_variant_equals_torchvision(
     tmp_path: Path, transform_input: bool, aux_logits: bool
 ) -> None:
-    torch.manual_seed(0)
-    reference = torchvision.models.googlenet(
-        weights=None, aux_logits=True, init_weights=True, transform_input=transform_input
-    ).eval()
-    _randomise_bn_statistics(reference)
-    path = tmp_path / "googlenet-random.pth"
-    torch.save(reference.state_dict(), path)  # the format of torchvision's googlenet-*.pth
+    reference, path = _torchvision_file(tmp_path, aux_logits=True, transform_input=transform_input)
 
     ours = googlenet.build_model("torchvision", aux_logits=aux_logits, transform_input=transform_input)
     meta = googlenet.load_weights(ours, path)
@@ -57,13 +62,7 @@ def test_torchvision_file_gets_the_input_scaling_its_weights_were_trained_with(t
     # torchvision's weights were ported from TF and expect [-1, 1] pixels: torchvision builds the model
     # with transform_input=True for them. Either way we load them, preprocessing by the returned meta
     # must give torchvision's pretrained model's logits.
-    torch.manual_seed(0)
-    pretrained = torchvision.models.googlenet(
-        weights=None, aux_logits=False, init_weights=True, transform_input=True
-    ).eval()
-    _randomise_bn_statistics(pretrained)
-    path = tmp_path / "googlenet-random.pth"
-    torch.save(pretrained.state_dict(), path)
+    pretrained, path = _torchvision_file(tmp_path, aux_logits=False, transform_input=True)
     pixels = torch.rand(2, 3, 224, 224)
 
     def normalised(meta: dict) -> torch.Tensor:
@@ -165,9 +164,8 @@ def test_shape_mismatch_names_the_tensor(tmp_path: Path) -> None:
     model = googlenet.build_model("paper", num_classes=4)
     path = tmp_path / "bad.pt"
     googlenet.save_checkpoint(path, model)
-    checkpoint = torch.load(
-        path, weights_only=True
-    )  # a file whose tensor does not fit (save_checkpoint refuses)
+    # a file whose tensor does not fit (save_checkpoint refuses to write one)
+    checkpoint = torch.load(path, weights_only=True)
     checkpoint["state_dict"]["inception3a.branch1.conv.weight"] = torch.zeros(1, 1, 1, 1)
     torch.save(checkpoint, path)
     with pytest.raises(googlenet.CheckpointError, match=r"inception3a\.branch1\.conv\.weight has shape"):

@@ -157,12 +157,9 @@ def _effective(config: Any) -> dict[str, Any]:
     """A resolved config with the model's "None: the variant's own" settings filled in, so two arms that
     train the same network compare equal."""
     from googlenet.model.googlenet import VARIANTS
+    from googlenet.train.config import flatten
 
-    flat = {
-        f"{section}.{key}": value
-        for section, values in config.as_dict().items()
-        for key, value in values.items()
-    }
+    flat = flatten(config.as_dict())
     variant = VARIANTS[config.model.variant]
     for key in ("lrn", "dropout", "aux_dropout", "init"):
         if flat[f"model.{key}"] is None:

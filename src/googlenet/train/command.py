@@ -245,30 +245,29 @@ TRAINING_ONLY_KEYS: frozenset[str] = frozenset(
 )
 
 
-# (flag's key, when the flag cannot apply, why): given on the command line there, it is refused rather
-# than ignored. Only flags: a config file (a run's config.yaml, say) lists every key, applicable or not.
-INAPPLICABLE: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
-    ("optim.aux_weight", lambda c: not c.model.aux_logits, "the model has no auxiliary heads (--no-aux)"),
-    ("model.aux_dropout", lambda c: not c.model.aux_logits, "the model has no auxiliary heads (--no-aux)"),
-    ("average.start", lambda c: c.average.method == "none", "nothing is averaged (--average none)"),
-    ("average.ema_decay", lambda c: c.average.method != "ema", "only --average ema decays"),
-    ("average.bn_stats", lambda c: c.model.variant == "paper", "the paper variant has no BatchNorm"),
-    ("schedule.lr_gamma", lambda c: c.schedule.lr_scheduler != "step", "only --lr-scheduler step decays by it"),
-    ("schedule.lr_step_size", lambda c: c.schedule.lr_scheduler != "step", "only --lr-scheduler step has steps"),
-    ("schedule.lr_min", lambda c: c.schedule.lr_scheduler != "cosine", "only --lr-scheduler cosine ends at it"),
-    *((f"augment.{name}", lambda c: not c.augment.photometric, "photometric distortion is off (--no-photometric)")
+# (flag, its key, when it cannot apply, why): given on the command line there, it is refused rather than
+# ignored. Only flags: a config file (a run's config.yaml, say) lists every key, applicable or not.
+INAPPLICABLE: tuple[tuple[str, str, Callable[[Any], bool], str], ...] = (
+    ("--aux-weight", "optim.aux_weight", lambda c: not c.model.aux_logits, "the model has no auxiliary heads (--no-aux)"),
+    ("--aux-dropout", "model.aux_dropout", lambda c: not c.model.aux_logits, "the model has no auxiliary heads (--no-aux)"),
+    ("--average-start", "average.start", lambda c: c.average.method == "none", "nothing is averaged (--average none)"),
+    ("--ema-decay", "average.ema_decay", lambda c: c.average.method != "ema", "only --average ema decays"),
+    ("--bn-stats", "average.bn_stats", lambda c: c.model.variant == "paper", "the paper variant has no BatchNorm"),
+    ("--lr-gamma", "schedule.lr_gamma", lambda c: c.schedule.lr_scheduler != "step", "only --lr-scheduler step decays by it"),
+    ("--lr-step-size", "schedule.lr_step_size", lambda c: c.schedule.lr_scheduler != "step", "only --lr-scheduler step has steps"),
+    ("--lr-min", "schedule.lr_min", lambda c: c.schedule.lr_scheduler != "cosine", "only --lr-scheduler cosine ends at it"),
+    *((f"--{name}", f"augment.{name}", lambda c: not c.augment.photometric, "photometric distortion is off (--no-photometric)")
       for name in ("brightness", "contrast", "saturation", "lighting")),
-    *((f"augment.{name}", lambda c: not c.augment.random_crop, "random crops are off (--no-random-crop)")
-      for name in ("scale_min", "scale_max", "ratio_min", "ratio_max")),
-    ("data.balance_share", lambda c: c.data.balance_class is None, "no class is balanced (--balance-class)"),
-    ("run.amp_dtype", lambda c: not c.run.amp, "mixed precision is off (--amp)"),
+    *((f"--{name.replace('_', '-')}", f"augment.{name}", lambda c: not c.augment.random_crop,
+       "random crops are off (--no-random-crop)") for name in ("scale_min", "scale_max", "ratio_min", "ratio_max")),
+    ("--balance-share", "data.balance_share", lambda c: c.data.balance_class is None, "no class is balanced (--balance-class)"),
+    ("--amp-dtype", "run.amp_dtype", lambda c: not c.run.amp, "mixed precision is off (--amp)"),
 )  # fmt: skip
 
 
 def _refuse_inapplicable(flags: dict[str, Any], config: Any) -> None:
-    for key, inapplicable, why in INAPPLICABLE:
+    for flag, key, inapplicable, why in INAPPLICABLE:
         if flags.get(key) is not None and inapplicable(config):
-            flag = "--average-start" if key == "average.start" else f"--{key.split('.')[1].replace('_', '-')}"
             raise ConfigError(f"{flag} does not apply: {why}")
 
 
