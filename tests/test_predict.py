@@ -4,6 +4,7 @@ unreadable image is a one-line error while the others are still predicted; the I
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -139,11 +140,13 @@ def test_no_model_is_a_one_line_error(files: dict[str, Path], capsys: pytest.Cap
 
 
 def test_images_may_follow_the_checkpoints(
-    files: dict[str, Path], capsys: pytest.CaptureFixture[str]
+    files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """`predict --checkpoint A.pt B.pt img.jpg`: argparse gives every path to --checkpoint; the images
-    at its end are taken back as IMAGE; the same ensemble and predictions as the images-first order."""
-    images = [str(files["wide"]), str(files["tall"])]
+    at its end (by extension, or by content for a file without one) are taken back as IMAGE; the same
+    ensemble and predictions as the images-first order."""
+    shutil.copyfile(files["tall"], tmp_path / "snapshot")  # a JPEG without an extension
+    images = [str(files["wide"]), str(tmp_path / "snapshot")]
     models = [str(files["a"]), str(files["b"])]
     assert main(["predict", *images, "--checkpoint", *models, "--json"]) == 0
     first = json.loads(capsys.readouterr().out)

@@ -69,6 +69,10 @@ def test_usage_errors_are_one_line_exit_2(path: tuple[str, ...], capsys: pytest.
         assert_one_line(code, err, (2,), "required", "arguments")
     code, err = run([*path, "--no-such-flag"], capsys)
     assert_one_line(code, err, (2,), "--no-such-flag", "required")  # argparse names what is missing first
+    if not required:  # the error names the subcommand whose usage to read
+        assert err.startswith(f"googlenet {' '.join(path)}: error: unrecognized arguments: --no-such-flag"), (
+            err
+        )
     for action in parser._actions:
         if not action.option_strings or action.nargs == 0:
             continue

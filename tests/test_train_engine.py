@@ -6,6 +6,7 @@ import csv
 import json
 import logging
 import math
+import shutil
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -231,8 +232,15 @@ def test_resume_after_an_epoch_is_bit_identical_with_batchnorm(tiny_data: Path, 
     fit(tiny(tiny_data, tmp_path / "straight", **flags))
     stopped = fit(tiny(tiny_data, tmp_path / "resumed", **flags, **{"run.stop_after_steps": 3}))
     assert stopped["status"] == "stopped" and stopped["epochs"] == 1
-    fit(tiny(tiny_data, tmp_path / "resumed", **flags), resume=tmp_path / "resumed")
+    finished = fit(tiny(tiny_data, tmp_path / "resumed", **flags), resume=tmp_path / "resumed")
     _assert_identical_training_state(tmp_path / "straight" / "last.pt", tmp_path / "resumed" / "last.pt")
+    # Resuming a finished run has nothing to do: its final.pt and results.json stay as they are.
+    files = {
+        name: (tmp_path / "resumed" / name).read_bytes() for name in ("final.pt", "results.json", "last.pt")
+    }
+    again = fit(tiny(tiny_data, tmp_path / "resumed", **flags), resume=tmp_path / "resumed")
+    assert again == json.loads(files["results.json"]) and again["val_top1_avg"] == finished["val_top1_avg"]
+    assert all((tmp_path / "resumed" / name).read_bytes() == data for name, data in files.items())
 
 
 def test_resume_refuses_a_changed_recipe(tiny_data: Path, tmp_path: Path) -> None:
@@ -355,6 +363,10 @@ def test_test_only_evaluates_a_checkpoint(tiny_data: Path, tmp_path: Path) -> No
     (out / "last.pt").unlink()  # a run folder with only its final model (copied, say) evaluates that
     folder = fit(tiny(tiny_data, tmp_path / "unused", **{"run.test_only": True}), resume=out)
     assert folder["checkpoint"] == str(out / "final.pt") and folder["val_top1"] == only_final["val_top1"]
+    val_only = tmp_path / "val-only"  # evaluation reads val/ alone: a folder without train/ serves
+    shutil.copytree(tiny_data / "val", val_only / "val")
+    alone = tiny(val_only, tmp_path / "unused", **{"run.test_only": True})
+    assert fit(alone, resume=out)["val_top1"] == only_final["val_top1"]
 
 
 def test_bf16_autocast_without_aux_heads(tiny_data: Path, tmp_path: Path) -> None:

@@ -90,7 +90,9 @@ def _main(argv: Sequence[str] | None) -> int:
         parser = build_parser()
     except KeyboardInterrupt as exc:
         return _stopped("googlenet", exc)
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # name the subcommand whose usage to read, not just "googlenet"
+        _innermost(parser, args).error(f"unrecognized arguments: {' '.join(unknown)}")
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
@@ -109,6 +111,16 @@ def _main(argv: Sequence[str] | None) -> int:
         where = f"{exc.filename}: " if exc.filename else ""
         print(f"googlenet {name}: error: {where}{exc.strerror or exc}", file=sys.stderr)
         return 1
+
+
+def _innermost(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
+    """The (sub)parser that parsed the deepest subcommand in `args`: "googlenet detect evaluate"'s."""
+    for action in parser._actions:  # argparse keeps its subparsers here and offers no public accessor
+        if isinstance(action, argparse._SubParsersAction):
+            chosen = action.choices.get(getattr(args, action.dest or "", None) or "")
+            if chosen is not None:
+                return _innermost(chosen, args)
+    return parser
 
 
 def _stopped(prog: str, exc: KeyboardInterrupt) -> int:

@@ -146,17 +146,32 @@ def _images_after_checkpoints(args: argparse.Namespace) -> list[str]:
     """The IMAGE arguments, including images typed after `--checkpoint A.pt` (the natural order).
 
     `--checkpoint` takes one or more files (an ensemble), so argparse hands it every path that follows;
-    image files at the end of that list (by extension) are the user's images, not checkpoints.
+    image files (by extension or, without one, by content) and folders at the end of that list are the
+    user's images, not checkpoints.
     """
     images = list(args.images)
     if not images:
-        while len(args.checkpoint) > 1 and (
-            is_image_file(args.checkpoint[-1]) or os.path.isdir(args.checkpoint[-1])
-        ):
+        while len(args.checkpoint) > 1 and _is_image_argument(args.checkpoint[-1]):
             images.insert(0, args.checkpoint.pop())
     if not images:
         raise UsageError("the following arguments are required: IMAGE")
     return _expand_folders(images)
+
+
+def _is_image_argument(path: str) -> bool:
+    """Whether `path` is a folder or an image file: by its extension, else (a regular file only, so a
+    pipe is never read) by whether Pillow recognises its header; a weight file is none of these."""
+    if is_image_file(path) or os.path.isdir(path):
+        return True
+    if not os.path.isfile(path):
+        return False
+    try:
+        with Image.open(path):
+            return True
+    except Image.DecompressionBombError:
+        return True  # an image, which decoding then refuses by name
+    except (OSError, ValueError):
+        return False
 
 
 def _expand_folders(paths: list[str]) -> list[str]:

@@ -242,6 +242,19 @@ def load_image_folder(
     return train, val
 
 
+def load_val_folder(
+    data_path: str | os.PathLike[str], transform: Callable[[Any], Any] | None, on_bad: str = "skip"
+) -> ImageFolderDataset:
+    """The `<data_path>/val` image folder alone, for evaluation (classes in sorted folder order, as
+    `load_image_folder` orders train's)."""
+    root = Path(data_path)
+    if not root.is_dir():
+        raise DataError(f"{root}: no such data folder")
+    if not (root / "val").is_dir():
+        raise DataError(f"{root}: missing split folder 'val' (expected {root / 'val'}, one folder per class)")
+    return ImageFolderDataset(root / "val", transform, on_bad=on_bad)
+
+
 def _names(names: Sequence[str], limit: int = 5) -> str:
     if not names:
         return "none"

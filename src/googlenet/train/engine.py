@@ -65,7 +65,7 @@ from googlenet.train.loop import (
     train_one_epoch,
 )
 from googlenet.train.params import describe_groups, parameter_groups
-from googlenet.train.runs import RunFolder, check_new_run_folder, default_output_dir
+from googlenet.train.runs import RunFolder, check_new_run_folder, default_output_dir, finished_results
 from googlenet.train.sampling import (
     SeededSamples,
     ShardedBatchSampler,
@@ -160,6 +160,13 @@ def _fit_one(
             done, stop = int(checkpoint["train_state"].get("global_step", 0)), config.run.stop_after_steps
             if stop is not None and stop <= done:  # the loop checks after a step: it would take one more
                 raise ConfigError(f"--stop-after-steps {stop}: {resume_path} is already at step {done}")
+            finished = finished_results(run_dir)
+            if finished is not None and int(checkpoint["train_state"]["epoch"]) >= config.run.epochs:
+                # Nothing left to train: keep its final.pt and results.json as they are (a larger
+                # --epochs continues the run instead).
+                logger.info("%s: already completed its %d epochs; nothing to do", run_dir, config.run.epochs)
+                run.close()
+                return finished
         else:
             check_new_run_folder(run_dir)
     except BaseException:

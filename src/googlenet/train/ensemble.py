@@ -8,7 +8,6 @@ whole ensemble up where it stopped.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -18,7 +17,7 @@ from googlenet.errors import GoogLeNetError
 from googlenet.train import distributed as ddp
 from googlenet.train.checkpoint import RESUME_MUTABLE, load_training_state
 from googlenet.train.config import TrainConfig, dump_yaml, ensemble_member, from_dict
-from googlenet.train.runs import RunFolder, check_new_run_folder, write_ensemble
+from googlenet.train.runs import RunFolder, check_new_run_folder, finished_results, write_ensemble
 
 logger = logging.getLogger("googlenet.train")
 
@@ -61,7 +60,7 @@ def _fit_members(config: TrainConfig, root: Path, env: ddp.DistEnv, fit_one: Fit
         member, overrides = ensemble_member(config, k)
         folder = root / f"member-{k}"
         member.run.output_dir = str(folder)
-        result = _finished(folder)
+        result = finished_results(folder)
         if result is not None:
             logger.info(
                 "ensemble member-%d (%d of %d) already trained (%s)", k, k + 1, config.run.ensemble, folder
@@ -106,12 +105,3 @@ def _fit_members(config: TrainConfig, root: Path, env: ddp.DistEnv, fit_one: Fit
     if env.is_main:
         write_ensemble(root, members, summary)
     return {**summary, "output_dir": str(root), "members": members}
-
-
-def _finished(folder: Path) -> dict[str, Any] | None:
-    """A member's results when it completed (results.json says so and final.pt is there), else None."""
-    done = folder / "results.json"
-    if not (done.is_file() and (folder / "final.pt").is_file()):
-        return None
-    previous = json.loads(done.read_text(encoding="utf-8"))
-    return previous if previous.get("status") == "completed" else None

@@ -17,7 +17,13 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
-from googlenet.data.datasets import ImageFolderDataset, ignore_stop_signals, load_image_folder, load_imagenet
+from googlenet.data.datasets import (
+    ImageFolderDataset,
+    ignore_stop_signals,
+    load_image_folder,
+    load_imagenet,
+    load_val_folder,
+)
 from googlenet.data.transforms import AugmentConfig, build_eval_transform, build_train_transform
 from googlenet.errors import DataError
 from googlenet.train import distributed as ddp
@@ -59,21 +65,24 @@ def make_loader(dataset: Any, workers: int, device: torch.device, **kwargs: Any)
 
 
 def build_data(config: TrainConfig, env: ddp.DistEnv, training: bool = True) -> TrainData:
-    """Training and validation sets; `training=False` (evaluation only) skips scanning the training set."""
+    """Training and validation sets; `training=False` (evaluation only) reads the validation set alone."""
     m, d, a = config.model, config.data, config.augment
     train: ImageFolderDataset
     val: ImageFolderDataset
     augment = AugmentConfig(**asdict(a), resize_size=m.resize_size)  # AugmentSection mirrors its fields
     train_tf = build_train_transform(m.input_size, augment)
     eval_tf = build_eval_transform(m.input_size, m.resize_size)
+    # Evaluation alone (`training=False`) reads the validation split only: ImageNet's training archive
+    # is not extracted and an image folder needs no train/; `train` is then the validation set, unread.
     if d.dataset == "imagenet":
         assert d.data_path is not None
+        splits = ("train", "val") if training else ("val",)
         if env.is_main:  # the first process extracts the archives, if needed
-            load_imagenet(d.data_path, "train", on_bad=d.on_bad)
-            load_imagenet(d.data_path, "val", on_bad=d.on_bad)
+            for split in splits:
+                load_imagenet(d.data_path, split, on_bad=d.on_bad)
         ddp.barrier()
-        train = load_imagenet(d.data_path, "train", train_tf, on_bad=d.on_bad)
         val = load_imagenet(d.data_path, "val", eval_tf, on_bad=d.on_bad)
+        train = load_imagenet(d.data_path, "train", train_tf, on_bad=d.on_bad) if training else val
     else:
         if d.dataset == "builtin":
             from googlenet.data.synthetic import ensure_builtin
@@ -88,7 +97,10 @@ def build_data(config: TrainConfig, env: ddp.DistEnv, training: bool = True) -> 
         else:
             assert d.data_path is not None
             root = d.data_path
-        train, val = load_image_folder(root, train_tf, eval_tf, on_bad=d.on_bad)
+        if training or (Path(root) / "train").is_dir():
+            train, val = load_image_folder(root, train_tf, eval_tf, on_bad=d.on_bad)
+        else:
+            val = train = load_val_folder(root, eval_tf, on_bad=d.on_bad)
     if training and len(train.classes) < 2:  # one class: the loss is 0 from the first step, nothing learnt
         raise DataError(f"{train.root}: a classifier needs at least 2 classes, found 1 ({train.classes[0]})")
     bad: list[str] = []

@@ -417,3 +417,15 @@ def lock_folder(folder: Path) -> IO[bytes] | None:
 def write_ensemble(path: Path, members: Sequence[Mapping[str, Any]], extra: Mapping[str, Any]) -> None:
     """ensemble.json: the members (folder, final checkpoint, sampling settings, metrics)."""
     write_json(path / "ensemble.json", {**extra, "members": list(members)})
+
+
+def finished_results(folder: Path) -> dict[str, Any] | None:
+    """A run's results when it completed (its results.json says so and its final.pt is there), else None."""
+    done = folder / "results.json"
+    if not (done.is_file() and (folder / "final.pt").is_file()):
+        return None
+    try:
+        previous = json.loads(done.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None  # unreadable: not a finished run's, so the run is finished again
+    return previous if isinstance(previous, dict) and previous.get("status") == "completed" else None
