@@ -151,6 +151,17 @@ def test_aux_logits_false_builds_no_heads() -> None:
     assert out.aux1 is None and out.aux2 is None
 
 
+@pytest.mark.parametrize("variant", ["paper", "bn", "torchvision"])
+def test_same_initial_trunk_and_classifier_with_and_without_heads(variant: str) -> None:
+    # The no-aux ablation arm and --grad-norms-every compare a seed's runs with and without heads.
+    torch.manual_seed(0)
+    with_heads = googlenet.build_model(variant, num_classes=10, aux_logits=True).state_dict()
+    torch.manual_seed(0)
+    without = googlenet.build_model(variant, num_classes=10, aux_logits=False).state_dict()
+    assert set(without) < set(with_heads)
+    assert all(torch.equal(tensor, with_heads[name]) for name, tensor in without.items())
+
+
 def test_return_type_does_not_depend_on_mode() -> None:
     model = googlenet.build_model("paper", num_classes=4)
     x = torch.randn(2, 3, 64, 64)

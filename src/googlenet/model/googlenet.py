@@ -171,8 +171,12 @@ class GoogLeNet(nn.Module):
                     adaptive_pool=config.aux_adaptive_pool,
                 )
 
-            self.aux1 = head(self.inception4a.out_channels)  # section 5: on the output of 4a
-            self.aux2 = head(self.inception4d.out_channels)  # section 5: on the output of 4d
+            # Built without drawing from the global RNG (their constructors' draws are replaced by
+            # `reset_parameters` anyway), so the trunk and classifier draw the same numbers with and
+            # without heads: a seed gives both the same initial weights, which ablations compare.
+            with torch.random.fork_rng(devices=[]):
+                self.aux1 = head(self.inception4a.out_channels)  # section 5: on the output of 4a
+                self.aux2 = head(self.inception4d.out_channels)  # section 5: on the output of 4d
 
         # Table 1: "avg pool 7x7/1". At 224 the map is 7x7 and averaging the whole map is exactly that
         # pool; at other sizes a fixed 7x7 window would leave a spatial map (Caffe's deploy net then
@@ -214,12 +218,16 @@ class GoogLeNet(nn.Module):
 
         `init="truncnormal"` (bn, torchvision): truncated normal with std 0.01 in [-2, 2] for convolution
         and linear weights, as torchvision does; BatchNorm then does the scaling.
+
+        Order: the trunk and the classifier first, the auxiliary heads last, so a seed gives the same
+        trunk and classifier with and without heads (the `no-aux` ablation and `--grad-norms-every`
+        compare such pairs).
         """
-        classifiers = {self.fc}
-        for head in (self.aux1, self.aux2):
-            if head is not None:
-                classifiers.add(head.fc2)
-        for module in self.modules():
+        heads = [head for head in (self.aux1, self.aux2) if head is not None]
+        classifiers = {self.fc, *(head.fc2 for head in heads)}
+        in_heads = {id(module) for head in heads for module in head.modules()}
+        trunk = [module for module in self.modules() if id(module) not in in_heads]
+        for module in trunk + [module for head in heads for module in head.modules()]:
             if isinstance(module, nn.Conv2d | nn.Linear):
                 if self.config.init == "truncnormal":
                     nn.init.trunc_normal_(module.weight, mean=0.0, std=0.01, a=-2, b=2)
