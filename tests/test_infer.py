@@ -5,13 +5,14 @@ from __future__ import annotations
 import importlib.util
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 import torch
 
 import googlenet
 from googlenet.errors import ConfigError
-from googlenet.infer import available_backends, fuse, optimize
+from googlenet.infer import available_backends, export_onnx, fuse, optimize
 from googlenet.infer.fused import FusedInception
 
 SIZE = 64
@@ -208,6 +209,34 @@ def test_two_candidates_within_5_percent_are_timed_again_longer(monkeypatch: pyt
         _trained_like("bn"), backend="eager", input_size=SIZE, batch_size=2, fuse_1x1=None
     ).fuse_1x1
     assert len(calls) == 1
+    calls.clear()  # a third candidate's first-round figure is not weighed against the second round's
+    answers[:] = [{"eager": 10.0, "eager+fused-1x1": 10.3, "compile": 10.8, "compile+fused-1x1": 20.0},
+                  {"eager": 11.5, "eager+fused-1x1": 11.2}]  # fmt: skip
+    fast = optimize(_trained_like("bn"), candidates=["eager", "compile"], input_size=SIZE, batch_size=2,
+                    fuse_1x1=None)  # fmt: skip
+    assert fast.backend == "eager" and fast.fuse_1x1
+
+
+def test_the_engine_refuses_raw_pixels_and_returns_ordinary_tensors(one_thread: None) -> None:
+    model = _trained_like("bn")
+    fast = optimize(model, backend="eager", input_size=SIZE)
+    with pytest.raises(ValueError, match=r"floating-point batch, got torch\.uint8"):
+        fast(torch.randint(0, 256, (2, 3, SIZE, SIZE), dtype=torch.uint8))
+    out = fast(torch.randn(2, 3, SIZE, SIZE))
+    assert not out.is_inference()  # usable as a model's output is: in-place updates, autograd
+    out -= out.max()
+    weight = torch.ones(1, requires_grad=True)
+    (out * weight).sum().backward()
+    assert weight.grad is not None
+
+
+def test_export_onnx_leaves_the_callers_model_as_it_was(tmp_path: Path) -> None:
+    pytest.importorskip("onnxscript")
+    model = googlenet.build_model("bn", num_classes=10, aux_logits=False).train()
+    before = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    export_onnx(model, SIZE, tmp_path / "m.onnx")
+    assert model.training and (tmp_path / "m.onnx").stat().st_size > 0
+    assert all(torch.equal(tensor, before[name]) for name, tensor in model.state_dict().items())
 
 
 def test_candidates_are_timed_in_turns_and_a_failing_one_is_left_out(

@@ -39,6 +39,7 @@ about 3 significant digits, which changed 0-1% of the top-1 decisions on real im
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import io
 import logging
@@ -94,6 +95,8 @@ class OptimizedModel:
     def __call__(self, x: Tensor) -> Tensor:
         if x.dim() != 4 or x.shape[1] != 3:
             raise ValueError(f"expected an N x 3 x H x W image batch, got shape {tuple(x.shape)}")
+        if not x.is_floating_point():  # raw 0-255 pixels would run through as numbers and mean nothing
+            raise ValueError(f"expected a normalised floating-point batch, got {x.dtype}")
         side = self.input_size
         if side is not None and tuple(x.shape[-2:]) != (side, side):
             raise ValueError(
@@ -149,7 +152,8 @@ def _eager(net: FusedGoogLeNet, precision: str, device: torch.device) -> Callabl
     def run(x: Tensor) -> Tensor:
         with torch.inference_mode():
             x = x.to(device=device, dtype=dtype).contiguous(memory_format=torch.channels_last)
-            return net(x).float()
+            out = net(x).float()
+        return out.clone()  # an ordinary tensor, as the other backends return (see `_compile`)
 
     return run
 
@@ -166,14 +170,18 @@ def _compile(net: FusedGoogLeNet, precision: str, device: torch.device) -> Calla
         # compilations (which happen inside these calls), not for the rest of the process.
         with torch.inference_mode(), inductor_config.patch(freezing=True):
             x = x.to(device=device, dtype=dtype).contiguous(memory_format=torch.channels_last)
-            return compiled(x).float()
+            out = compiled(x).float()
+        # Outside inference mode an inference tensor refuses in-place updates and autograd; the clone
+        # (N x classes, negligible) is an ordinary tensor whichever backend "auto" picked.
+        return out.clone()
 
     return run
 
 
 def export_onnx(net: nn.Module, input_size: int, path: str | Path | io.BytesIO | None = None) -> bytes:
-    """The network as an ONNX model (opset 18, dynamic batch); written to `path` when given."""
-    net = net.float().eval()
+    """The network as an ONNX model (opset 18, dynamic batch); written to `path` when given. `net` itself is
+    left as it is (exported from an fp32 eval-mode copy)."""
+    net = copy.deepcopy(net).float().eval()
     example = torch.randn(2, 3, input_size, input_size)
     batch = torch.export.Dim("batch", min=1, max=4096)
     program = torch.onnx.export(
@@ -448,6 +456,10 @@ def optimize(
         ]
     if not names:
         raise ConfigError(f"none of the candidate backends is available (available: {', '.join(available)})")
+    logger.info(
+        "optimize: building and timing %s at batch %d to choose (%s)",
+        ", ".join(names), batch_size, "with and without 1x1 fusion" if len(forms) > 1 else "one form",
+    )  # fmt: skip
     sample = torch.randn(batch_size, 3, size, size, device=device)
     runs: dict[str, Callable[[Tensor], Tensor]] = {}
     choices: dict[str, tuple[str, bool, int]] = {}
@@ -467,8 +479,12 @@ def optimize(
         # Five samples cannot rank two candidates this close on a machine whose speed moves by as much
         # between samples (the runtimes on the project's CPU are often 3-7% apart): time the two again,
         # longer, and decide on that.
+        # The decision is theirs alone: a third candidate's first-round figure is not compared with
+        # the second round's.
         timings.update(time_calls({name: runs[name] for name in ranked[:2]}, sample, repeats=9))
-    best = min(timings, key=timings.__getitem__)
+        best = min(ranked[:2], key=timings.__getitem__)
+    else:
+        best = ranked[0]
     chosen, form, count = choices[best]
     fast = OptimizedModel(
         runs[best],
@@ -491,6 +507,4 @@ def optimize(
 
 def copy_net(net: FusedGoogLeNet) -> FusedGoogLeNet:
     """A deep copy, so one backend's dtype or layout change does not leak into the next candidate."""
-    import copy
-
     return copy.deepcopy(net)
