@@ -244,6 +244,35 @@ def test_load_imagenet_errors(tmp_path: Path) -> None:
         load_imagenet(tmp_path, "test")
 
 
+def _train_data(data_path: Path, dataset: str = "folder") -> Any:
+    from googlenet.train import distributed as ddp
+    from googlenet.train.config import resolve
+    from googlenet.train.inputs import build_data
+
+    config = resolve({}, {"data.data_path": str(data_path), "data.dataset": dataset, "data.workers": 0,
+                          "model.input_size": 64})  # fmt: skip
+    return build_data(config, ddp.from_environment())
+
+
+def test_imagenet_train_and_val_must_hold_the_same_classes(tmp_path: Path) -> None:
+    wnids = {"n01440764": ("tench",), "n01443537": ("goldfish",), "n02012849": ("crane",)}
+    torch.save((wnids, list(wnids)), tmp_path / "meta.bin")
+    for wnid in wnids:
+        _image(tmp_path / "train" / wnid / f"{wnid}_1.JPEG")
+        if wnid != "n01443537":  # val extracted in part: its folders would be numbered 0, 1
+            _image(tmp_path / "val" / wnid / "ILSVRC2012_val_00000001.JPEG")
+    message = _one_line_error(_train_data, tmp_path, "imagenet")
+    assert "train and val folders hold different classes (1, e.g. n01443537)" in message
+
+
+def test_a_class_whose_every_image_is_bad_is_an_error_not_a_class_without_images(tmp_path: Path) -> None:
+    for split in ("train", "val"):
+        _image(tmp_path / split / "a" / "1.png")
+        (tmp_path / split / "b").mkdir(parents=True)
+        (tmp_path / split / "b" / "x.jpg").write_text("not an image")
+    assert "class folder 'b' has no readable images" in _one_line_error(_train_data, tmp_path)
+
+
 class _WorkerSignals(torch.utils.data.Dataset[tuple[int, int]]):
     def __len__(self) -> int:
         return 2

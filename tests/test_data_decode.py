@@ -167,6 +167,16 @@ def test_decompression_bombs_are_refused(tmp_path: Path) -> None:
     assert load_image(small, max_pixels=10_000).size == (100, 100)
 
 
+def test_strips_longer_than_100_to_1_are_refused_before_decoding(tmp_path: Path) -> None:
+    # Resizing a 1 x 100,000 strip's shorter side to 352 (section 7) would need 35 G pixels.
+    strip = tmp_path / "strip.png"
+    strip.write_bytes(_png_header_only(100_000, 1))
+    assert "100000 x 1 pixels, longer than 100:1" in str(_bad(strip))
+    panorama = tmp_path / "panorama.png"
+    Image.new("RGB", (1000, 10)).save(panorama)  # 100:1 exactly is still an image
+    assert load_image(panorama).size == (1000, 10)
+
+
 def test_permission_denied_names_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "secret.png"
     Image.new("RGB", (2, 2)).save(path)

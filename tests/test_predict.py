@@ -165,6 +165,9 @@ def test_a_folder_of_images_and_a_folder_after_checkpoint(
     Image.open(files["wide"]).save(folder / "b.png")
     Image.open(files["tall"]).save(folder / "more" / "a.jpg")
     (folder / "notes.txt").write_text("not an image\n")
+    (folder / "._b.png").write_bytes(b"\x00\x05\x16\x07 AppleDouble")  # a Mac's metadata: hidden, skipped
+    (folder / ".thumbs").mkdir()
+    Image.open(files["wide"]).save(folder / ".thumbs" / "t.jpg")
     # `--checkpoint` takes every path after it; a folder at the end is the images, as an image file is
     assert main(["predict", "--checkpoint", str(files["a"]), str(folder), "--json", "--device", "cpu"]) == 0
     report = json.loads(capsys.readouterr().out)

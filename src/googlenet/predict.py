@@ -7,7 +7,7 @@ Class names come from the checkpoint's metadata; a 1000-class weight file withou
 ImageNet names shipped with the package. With several checkpoints or several crops, the softmax
 probabilities are averaged over crops and models (section 7). An unreadable image gives a one-line
 error on stderr and the others are still predicted; the exit status is then 1 (`--on-bad abort`: stop
-at the first one, printing no prediction).
+at the first one; the images before it are already printed, except with `--json`, which prints nothing).
 """
 
 from __future__ import annotations
@@ -137,7 +137,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_engine_arguments(parser, default="eager")
     parser.add_argument("--on-bad", choices=("skip", "abort"), default="skip",
                         help="an unreadable image: skip it, named on stderr, and exit 1 after predicting the "
-                             "others (default); or abort before printing any prediction")  # fmt: skip
+                             "others (default); or stop at the first one (earlier results are already printed)")  # fmt: skip
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(func=run)
 
@@ -182,12 +182,11 @@ def _expand_folders(paths: list[str]) -> list[str]:
         if not os.path.isdir(path):
             images.append(path)
             continue
-        found = sorted(  # symbolic links to folders are not followed (no loops)
-            os.path.join(top, name)
-            for top, _, names in os.walk(path)
-            for name in names
-            if is_image_file(name)
-        )
+        found = []  # symbolic links to folders are not followed (no loops)
+        for top, folders, names in os.walk(path):
+            folders[:] = [f for f in folders if not f.startswith(".")]  # hidden, as datasets skip them
+            found += [os.path.join(top, n) for n in names if is_image_file(n) and not n.startswith(".")]
+        found.sort()
         if not found:
             raise DataError(f"{path}: a folder with no image files")
         images += found

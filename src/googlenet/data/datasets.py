@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -83,6 +83,7 @@ class ImageFolderDataset(Dataset[tuple[Any, int]]):
         self.on_bad = on_bad
         self.max_pixels = max_pixels
         self.bad_files: set[str] = set()
+        self.bad_reasons: dict[str, str] = {}  # each bad file's one-line error, as decoding gave it
         self.unreadable_dirs: list[str] = []
         self.num_non_image_files = 0
 
@@ -145,6 +146,7 @@ class ImageFolderDataset(Dataset[tuple[Any, int]]):
 
     def _record_bad(self, path: str, exc: DataError) -> None:
         self.bad_files.add(path)
+        self.bad_reasons[path] = str(exc)
         if self.on_bad != "abort" and path not in _warned:  # under abort the caller raises instead
             _warned.add(path)
             logger.warning("skipping a bad image: %s", exc)
@@ -171,15 +173,23 @@ class ImageFolderDataset(Dataset[tuple[Any, int]]):
         for path, error in zip(paths, results, strict=True):
             if error is not None:
                 self._record_bad(path, error)
-        if drop and bad:
-            dropped = set(bad)
-            self.samples = [sample for sample in self.samples if sample[0] not in dropped]
-            self.targets = [target for _, target in self.samples]
-            present = set(self.targets)
-            empty = [name for name, i in self.class_to_idx.items() if i not in present]
-            if empty:
-                raise DataError(f"{self.root}: class folder {empty[0]!r} has no readable images")
+        if drop:
+            self.drop_files(bad)
         return bad
+
+    def drop_files(self, paths: Iterable[str]) -> None:
+        """Remove `paths` from `samples` and `targets` (and count them bad); a class left with no
+        readable image is a `DataError`, as a class folder with no images is."""
+        dropped = set(paths)
+        if not dropped:
+            return
+        self.bad_files.update(dropped)
+        self.samples = [sample for sample in self.samples if sample[0] not in dropped]
+        self.targets = [target for _, target in self.samples]
+        present = set(self.targets)
+        empty = [name for name, i in self.class_to_idx.items() if i not in present]
+        if empty:
+            raise DataError(f"{self.root}: class folder {empty[0]!r} has no readable images")
 
     def __repr__(self) -> str:
         return (

@@ -29,6 +29,11 @@ IMAGE_EXTENSIONS: tuple[str, ...] = (
 # GiB of 24-bit pixels), so its hard limit is 178,956,970 px; we use the same number as our default.
 DEFAULT_MAX_PIXELS = 2 * (1024 * 1024 * 1024 // 4 // 3)
 
+# Every use resizes the shorter side (evaluation to 256, section 7's crops up to 352): a 1 x 100,000
+# strip of a few hundred bytes would become 352 x 35 million pixels. No photograph is this elongated;
+# at the limit the largest resize is 352 x 35,200 pixels (37 MB).
+MAX_ASPECT_RATIO = 100
+
 # Transparent pixels are composited onto white: images with an alpha channel (logos, product shots)
 # are almost always drawn for a white page, and merely dropping alpha exposes whatever colour the
 # encoder left under transparent pixels (often black or noise).
@@ -50,7 +55,8 @@ def load_image(path: str | os.PathLike[str], *, max_pixels: int = DEFAULT_MAX_PI
     Multi-frame files (TIFF, animated WebP) give their first frame.
 
     Raises `DataError` naming the file when it is missing, unreadable, empty, not an image, truncated
-    or corrupt, too large, or in a mode that has no RGB meaning.
+    or corrupt, too large, more than `MAX_ASPECT_RATIO` times longer than wide (or wider than long),
+    or in a mode that has no RGB meaning.
     """
     file = Path(path)
     try:
@@ -85,6 +91,11 @@ def _open_and_decode(handle: BinaryIO, file: Path, max_pixels: int) -> Image.Ima
                 raise DataError(
                     f"{file}: refused as a decompression bomb: {width} x {height} = {width * height:,} "
                     f"pixels is over the limit of {max_pixels:,}"
+                )
+            if max(width, height) > MAX_ASPECT_RATIO * max(1, min(width, height)):
+                raise DataError(
+                    f"{file}: {width} x {height} pixels, longer than {MAX_ASPECT_RATIO}:1 (resizing its "
+                    "shorter side to the network's input would make it huge)"
                 )
             image.load()  # full decode now, so truncated data fails here
     except Image.DecompressionBombError as exc:
