@@ -16,6 +16,9 @@ help:
 	@echo "make bench      benchmarks (measured, never asserted)"
 
 $(STAMP): pyproject.toml requirements/constraints.txt
+	@test -x $(PY) || python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { \
+	  echo "make: the versions pinned in requirements/constraints.txt need Python 3.11+;" \
+	       "python3 here is $$(python3 -V 2>&1) (pip install . works from 3.10)" >&2; exit 1; }
 	@test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade "pip>=24"
 	$(PY) -m pip install --quiet -c requirements/constraints.txt -e ".[dev]"
