@@ -69,6 +69,50 @@ def test_init_from_copies_what_fits_and_reinitialises_the_classifiers(tmp_path: 
         init_from(googlenet.build_model("paper", num_classes=3), tmp_path / "c.pt")
 
 
+@pytest.mark.parametrize(
+    ("variant", "transform_input"), [("paper", False), ("bn", False), ("torchvision", True)]
+)
+def test_init_from_folds_another_normalisation_into_conv1(
+    tmp_path: Path, variant: str, transform_input: bool
+) -> None:
+    """Caffe's weights (BGR 0-255 minus a mean) or torchvision's ([-1, 1] through transform_input) start
+    a run fed ImageNet-normalised input: conv1 gives the same response away from its padded border."""
+    from googlenet.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+    from googlenet.train.finetune import init_from
+
+    torch.manual_seed(0)
+    source = googlenet.build_model(variant, num_classes=5, transform_input=transform_input).eval()
+    caffe = ([123 / 255, 117 / 255, 104 / 255], [1 / 255] * 3)
+    trained_on = ([0.5] * 3, [0.5] * 3) if transform_input else caffe
+    meta = {**default_meta(source, 64), "mean": caffe[0], "std": caffe[1]} if not transform_input else None
+    googlenet.save_checkpoint(tmp_path / "c.pt", source, meta=meta)
+    target = googlenet.build_model(variant, num_classes=5).eval()
+    init_from(target, tmp_path / "c.pt")
+    pixels = torch.rand(2, 3, 64, 64)
+
+    def normalised(mean: list[float], std: list[float]) -> torch.Tensor:
+        return (pixels - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
+
+    with torch.no_grad():
+        expected = source.conv1(normalised(*trained_on))[..., 2:-2, 2:-2]
+        got = target.conv1(normalised(list(IMAGENET_MEAN), list(IMAGENET_STD)))[..., 2:-2, 2:-2]
+    assert float((got - expected).abs().max()) <= 1e-4 * float(expected.abs().max())
+    assert not torch.equal(target.conv1.conv.weight, source.conv1.conv.weight)
+
+
+def test_the_test_regions_are_warped_with_the_runs_own_context(tmp_path: Path) -> None:
+    from googlenet.detect.pipeline import run_context
+
+    run = tmp_path / "run"
+    (run / "member-1").mkdir(parents=True)
+    (run / "regions").mkdir()
+    assert run_context(run / "member-1" / "final.pt") is None  # not a detect train run (yet)
+    (run / "regions" / "manifest.json").write_text(json.dumps({"params": {"context": 4}}))
+    assert run_context(run / "member-1" / "final.pt") == 4  # a run from before the setup recorded it
+    (run / "detection-setup.json").write_text(json.dumps({"context": 0, "val_set": "val"}))
+    assert run_context(run / "member-1" / "final.pt") == 0 and run_context(run) == 0
+
+
 def test_select_regions_keeps_ground_truth_positives_and_three_background_per_positive() -> None:
     from googlenet.detect.regions import BACKGROUND
     from googlenet.detect.training import RegionSetConfig, select_regions
@@ -87,6 +131,10 @@ def test_select_regions_keeps_ground_truth_positives_and_three_background_per_po
     assert labels.count(1) == 1 + 2 and labels.count(2) == 0
     assert labels.count(BACKGROUND) == 3 * 3
     assert all(r.iou < 0.5 for r in chosen if r.label == BACKGROUND)
+    everything = RegionSetConfig(input_size=64, positives_per_image=2, background_per_positive=20)
+    chosen = select_regions("x", proposals, truth, ["a", "b"], everything, np.random.default_rng(0))
+    background_boxes = [r.box for r in chosen if r.label == BACKGROUND]
+    assert len(background_boxes) == 30 and (101, 101, 139, 139) not in background_boxes  # on the difficult b
 
 
 def test_region_set_folder_counts_and_reuse(scenes: Path, tmp_path: Path) -> None:

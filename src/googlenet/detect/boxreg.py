@@ -235,6 +235,8 @@ def refine_detections(
     height, width = image.shape[-2:]
     moved[:, 0::2] = moved[:, 0::2].clamp(0, width - 1)
     moved[:, 1::2] = moved[:, 1::2].clamp(0, height - 1)
+    # A sliver proposal shrunk below a pixel would end before it starts, which no evaluator accepts.
+    moved[:, 2:] = torch.maximum(moved[:, 2:], moved[:, :2])
     scores = torch.tensor([d.score for d in detections])
     label_ids = torch.tensor([regressor.classes.index(label) for label in labels])
     keep = batched_nms(moved + torch.tensor([0, 0, 1, 1]), scores, label_ids, nms_iou)

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from googlenet.detect.metrics import ClassResult, evaluate_detections, mean_ap
-from googlenet.detect.pipeline import SETTINGS, setting_from_name
+from googlenet.detect.pipeline import SETTINGS, logger, setting_from_name
 from googlenet.detect.voc import load_voc, read_detections
 from googlenet.errors import ConfigError, DataError
 from googlenet.evaluate.models import add_engine_arguments
@@ -89,6 +89,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     pd.add_argument("--max-side", type=int, default=500)
     pd.add_argument("--score-threshold", type=float, default=0.05)
     pd.add_argument("--nms-iou", type=float, default=0.3, help="per-class NMS IoU (R-CNN: 0.3)")
+    pd.add_argument("--context", type=int, help="context pixels at 227 to warp regions with (default: what "
+                    "the checkpoint's detect train run used, else R-CNN's 16)")  # fmt: skip
     pd.add_argument("--max-per-image", type=int, default=100)
     pd.add_argument("--multibox", metavar="FILE", help="add this MultiBox model's top proposals (section 8)")
     pd.add_argument("--shared-features", action="store_true",
@@ -126,6 +128,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     br.add_argument("--max-side", type=int, default=500)
     br.add_argument("--multibox", metavar="FILE", help="add this MultiBox model's top proposals")
     br.add_argument("--min-iou", type=float, default=0.6, help="R-CNN: 0.6")
+    br.add_argument("--context", type=int, help="context pixels at 227 to warp regions with (default: what "
+                    "the checkpoint's detect train run used, else R-CNN's 16)")  # fmt: skip
     br.add_argument("--ridge", type=float, default=1000.0, help="R-CNN's lambda (1000)")
     br.add_argument("--per-image", type=int, default=32, help="training pairs per image at most")
     br.add_argument("--output", required=True, metavar="FILE.pt")
@@ -211,8 +215,9 @@ def run_predict(args: argparse.Namespace) -> int:
                 "--multibox": args.multibox},
     )  # fmt: skip
     config = DetectorConfig(
-        score_threshold=args.score_threshold, nms_iou=args.nms_iou, max_per_image=args.max_per_image
-    )
+        score_threshold=args.score_threshold, nms_iou=args.nms_iou, max_per_image=args.max_per_image,
+        context=_context(args),
+    )  # fmt: skip
     ensemble = load_ensemble(args.checkpoint, engine=args.engine, precision=args.precision)
     classes, _ = detection_classes(ensemble)
     regression = None
@@ -336,7 +341,9 @@ def run_boxreg(args: argparse.Namespace) -> int:
         "--output", args.output, replaceable=lambda file: saved_format(file) == FORMAT,
         kind="a box regression file", inputs={"--checkpoint": args.checkpoint, "--multibox": args.multibox},
     )  # fmt: skip
-    config = BoxRegConfig(min_iou=args.min_iou, ridge=args.ridge, per_image=args.per_image)
+    config = BoxRegConfig(
+        min_iou=args.min_iou, ridge=args.ridge, per_image=args.per_image, context=_context(args)
+    )
     model, meta = load_checkpoint_model(args.checkpoint, aux_logits=False)
     classes, _ = split_background(meta.get("class_names") or [], args.checkpoint)
     annotations = resolve_annotations(args.annotations)
@@ -474,3 +481,16 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if args.plot_dir:
         print(f"saved {len(report['plots'])} precision-recall plots in {args.plot_dir}")
     return 0
+
+
+def _context(args: argparse.Namespace) -> int:
+    """--context, else what the (first) checkpoint's `detect train` run warped its regions with, else 16."""
+    from googlenet.detect.pipeline import DEFAULT_CONTEXT, run_context
+
+    if args.context is not None:
+        return int(args.context)
+    checkpoint = args.checkpoint[0] if isinstance(args.checkpoint, list) else args.checkpoint
+    found = run_context(checkpoint)
+    if found is not None and found != DEFAULT_CONTEXT:
+        logger.info("context %d px (at 227), as %s's detect train run warped its regions", found, checkpoint)
+    return DEFAULT_CONTEXT if found is None else found

@@ -68,9 +68,11 @@ def pixel_iou(a: torch.Tensor, b: torch.Tensor, pixel_offset: float = 1.0) -> to
 def average_precision(recall: np.ndarray, precision: np.ndarray, eleven_point: bool = False) -> float:
     """Area under the precision-recall curve, VOC style (see the module docstring)."""
     if eleven_point:
-        # t = k * 0.1 in floating point, exactly as the devkits compute it (MATLAB 0:0.1:1, NumPy
-        # arange): a recall of exactly 3/10 does not reach t = 0.30000000000000004. Kept, not
-        # "fixed", so that our numbers compare with every published VOC 2007 AP.
+        # t from NumPy's arange(0, 1.1, 0.1), as the NumPy evaluators compute it (py-faster-rcnn's
+        # voc_eval, Padilla's): a recall of exactly 3/10 does not reach t = 0.30000000000000004, nor
+        # 6/10 and 7/10 their t. MATLAB's 0:0.1:1 (the VOC devkit) computes the upper half from the
+        # end, so its 0.6 and 0.7 are exact: a class whose recall ends at exactly 0.6 or 0.7 can
+        # differ from the MATLAB devkit by one point in eleven (not verified in MATLAB).
         points = []
         for t in np.arange(0.0, 1.1, 0.1):
             above = precision[recall >= t]

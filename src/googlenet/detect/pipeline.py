@@ -317,9 +317,33 @@ def _build_regions(
         "proposals": args.proposals,
         "multibox": args.multibox,
         "max_side": args.max_side,
+        "context": args.context,  # the detector warps test regions as the classifier was trained on
     }
     with atomic_open(output / "detection-setup.json", "w") as handle:
         json.dump(detection, handle, indent=1)
+
+
+DEFAULT_CONTEXT = 16  # R-CNN's, and `detect train --context`'s default
+
+
+def run_context(path: str | os.PathLike[str]) -> int | None:
+    """The context (pixels at 227) a `detect train` run warped its regions with, for a run folder or a
+    checkpoint in one (a member's final.pt: the ensemble's folder above it): its detection-setup.json,
+    else its region set's manifest. None when `path` is in no such run."""
+    path = Path(path)
+    for folder in (
+        (path, path.parent, path.parent.parent) if path.is_dir() else (path.parent, path.parent.parent)
+    ):
+        for file, keys in ((folder / "detection-setup.json", ("context",)),
+                           (folder / "regions" / "manifest.json", ("params", "context"))):  # fmt: skip
+            try:
+                value: Any = json.loads(file.read_text(encoding="utf-8"))
+                for key in keys:
+                    value = value[key]
+                return int(value)
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+    return None
 
 
 def run_members(output: Path) -> list[str]:
@@ -342,7 +366,8 @@ def evaluate_run(output: Path, setup: dict[str, Any]) -> dict[str, Any]:
     groups = [[m] for m in members] + ([members] if len(members) > 1 else [])
     for group in groups:
         name = "ensemble" if len(group) > 1 else Path(group[0]).parent.name
-        result = evaluate_detector(group, setup["annotations"], setup["val_set"], proposals, shared=False)
+        result = evaluate_detector(group, setup["annotations"], setup["val_set"], proposals, shared=False,
+                                   context=run_context(output) or DEFAULT_CONTEXT)  # fmt: skip
         result["name"] = name
         report["runs"].append(result)
         write_csv = output / f"detections-{name}.csv"
@@ -367,15 +392,17 @@ def evaluate_detector(
     shared: bool = False,
     engine: str = "eager",
     limit: int | None = None,
+    context: int = 16,
 ) -> dict[str, Any]:
-    """mAP (VOC rule, all-point, IoU 0.5) and seconds per image of region classifier(s) on a VOC set."""
+    """mAP (VOC rule, all-point, IoU 0.5) and seconds per image of region classifier(s) on a VOC set;
+    `context`: the pixels of context (at 227) the classifiers' regions were warped with."""
     from googlenet.detect.detector import DetectorConfig, SharedFeatures, detect_images
     from googlenet.detect.metrics import evaluate_detections, mean_ap
     from googlenet.detect.voc import load_voc, voc_images
     from googlenet.evaluate.models import load_ensemble
     from googlenet.model.weights import load_checkpoint_model
 
-    config = DetectorConfig()
+    config = DetectorConfig(context=context)
     ensemble = load_ensemble(list(checkpoints), engine=engine)
     scorer = None
     if shared:

@@ -6,9 +6,14 @@ halves the proposals and, combined with MultiBox, raised coverage from 92% to 93
 segmentation grows superpixels with the parameter k, so the paper's change is `superpixel_scale=2`:
 base_k and inc_k doubled. opencv-contrib is an optional extra (`pip install "googlenet[detect]"`).
 
-MultiBox proposals are not implemented yet.
+OpenCV's selective search is not R-CNN's MATLAB one: its fast mode segments with k = 150, 300 and 450
+(base_k + 0, 1, 2 x inc_k) where R-CNN's uses k = 50 and 100 (minimum size = k), and R-CNN then drops
+boxes narrower or shorter than 20 pixels, which OpenCV does not. So our proposal counts, and the
+"superpixels x2" setting built on them, compare with each other, not with R-CNN's or the paper's.
+MultiBox proposals (section 8's other source) are in `googlenet.detect.multibox`.
 
-Boxes are (xmin, ymin, xmax, ymax) in inclusive pixel coordinates of the original image, as VOC's.
+Boxes are (xmin, ymin, xmax, ymax) in inclusive 0-based pixel coordinates of the original image (VOC's
+annotations are 1-based; `detect.training` shifts them).
 """
 
 from __future__ import annotations

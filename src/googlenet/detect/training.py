@@ -35,12 +35,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from PIL import Image
 
 from googlenet.data.crops import to_uint8_tensor
 from googlenet.data.decode import load_image
 from googlenet.detect.metrics import GroundTruth
-from googlenet.detect.regions import BACKGROUND, label_regions, scaled_context, warp_region
+from googlenet.detect.regions import BACKGROUND, label_regions, pixel_iou, scaled_context, warp_region
 from googlenet.errors import DataError, check_values
 from googlenet.io import atomic_open
 
@@ -111,13 +112,23 @@ def select_regions(
     """The regions one image contributes (module docstring); difficult objects are neither positives
     nor made background, as VOC ignores them."""
     kept = GroundTruth()
+    hard: list[Sequence[float]] = []  # difficult objects' boxes
     for label, box, difficult in zip(truth.labels, truth.boxes, truth.difficult, strict=True):
-        if not difficult:
+        if difficult:
+            hard.append(box)
+        else:
             kept.add(label, box, False)
     labelled = label_regions(image, proposals, kept, classes, config.fg_iou)
     gt, rest = labelled[: len(kept.labels)], labelled[len(kept.labels) :]  # ground truth comes first
     positives = _pick([r for r in rest if r.label != BACKGROUND], config.positives_per_image, rng)
     background = [r for r in rest if r.label == BACKGROUND and r.iou < config.fg_iou]
+    if hard and background:  # a proposal on a difficult object is not background either
+        overlaps = pixel_iou(
+            torch.tensor([r.box for r in background], dtype=torch.float64),
+            torch.tensor(hard, dtype=torch.float64).reshape(-1, 4),
+        )
+        on_hard = overlaps.max(dim=1).values >= config.fg_iou
+        background = [r for r, drop in zip(background, on_hard.tolist(), strict=True) if not drop]
     count = round(config.background_per_positive * max(1, len(gt) + len(positives)))
     return gt + positives + _pick(background, count, rng)
 
