@@ -243,6 +243,29 @@ def test_resume_after_an_epoch_is_bit_identical_with_batchnorm(tiny_data: Path, 
     assert all((tmp_path / "resumed" / name).read_bytes() == data for name, data in files.items())
 
 
+def test_a_longer_resume_keeps_its_average_and_each_epoch_logs_the_rate_it_trained_at(
+    tiny_data: Path, tmp_path: Path
+) -> None:
+    flags = {"schedule.lr_step_size": 1, "schedule.lr_gamma": 0.5, "model.aux_logits": False}
+    fit(tiny(tiny_data, tmp_path / "run", **flags))  # 2 epochs, averaging from the second (0.5 x 2)
+    longer = fit(tiny(tiny_data, tmp_path / "run", **flags, **{"run.epochs": 3}), resume=tmp_path / "run")
+    rows = _history(tmp_path / "run")
+    assert [float(row["lr"]) for row in rows] == pytest.approx([0.01, 0.005, 0.0025])  # not the next epoch's
+    # 0.5 of 3 epochs would start at epoch 2 (0-based) and skip epoch 1: the started average keeps its start.
+    assert [int(row["averaged_steps"]) for row in rows] == [0, 3, 6] and longer["averaged_steps"] == 6
+    meta = torch.load(tmp_path / "run" / "final.pt", weights_only=True)["meta"]
+    assert meta["weights"] == "polyak average of 6 snapshots from epoch 2"  # 1-based, as the log lines
+
+
+def test_resume_refuses_other_training_images(tiny_data: Path, tmp_path: Path) -> None:
+    fit(tiny(tiny_data, tmp_path / "run", **{"run.stop_after_steps": 2}))
+    fewer = tmp_path / "fewer"
+    shutil.copytree(tiny_data, fewer)
+    next(path for path in sorted((fewer / "train").rglob("*")) if path.is_file()).unlink()
+    with pytest.raises(ConfigError, match=r"trained on 12 images and the data now holds 11"):
+        fit(tiny(fewer, tmp_path / "run"), resume=tmp_path / "run")
+
+
 def test_resume_refuses_a_changed_recipe(tiny_data: Path, tmp_path: Path) -> None:
     fit(tiny(tiny_data, tmp_path / "run", **{"run.stop_after_steps": 2}))
     with pytest.raises(Exception, match=r"cannot resume with optim.lr=0.5; the run was started with 0.01"):
@@ -349,6 +372,9 @@ def test_ensemble_members_share_initial_weights(tiny_data: Path, tmp_path: Path)
     a = torch.load(out / "member-0" / "final.pt", weights_only=True)["state_dict"]
     b = torch.load(out / "member-1" / "final.pt", weights_only=True)["state_dict"]
     assert not torch.equal(a["fc.weight"], b["fc.weight"])  # different orders and sampling
+    # A larger --epochs trains every finished member on, as it does a single run.
+    longer = fit(tiny(tiny_data, out, **{"run.ensemble": 2, "run.epochs": 2, "average.start": 0}), resume=out)
+    assert [len(_history(out / f"member-{k}")) for k in (0, 1)] == [2, 2] and longer["status"] == "completed"
 
 
 def test_test_only_evaluates_a_checkpoint(tiny_data: Path, tmp_path: Path) -> None:

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
-from torch import nn
+from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
@@ -55,7 +55,7 @@ from googlenet.train.ensemble import fit_ensemble
 from googlenet.train.epochs import end_of_epoch, log_epoch, mean
 from googlenet.train.evaluation import evaluate_checkpoint
 from googlenet.train.finetune import init_from
-from googlenet.train.gradflow import GradNormRecorder, load_grad_norms
+from googlenet.train.gradflow import GradNormRecorder, load_grad_norms, plot_grad_split, write_split_table
 from googlenet.train.inputs import TrainData, build_data, loader_workers, make_loader
 from googlenet.train.loop import (
     EpochMeter,
@@ -160,11 +160,12 @@ def _fit_one(
             done, stop = int(checkpoint["train_state"].get("global_step", 0)), config.run.stop_after_steps
             if stop is not None and stop <= done:  # the loop checks after a step: it would take one more
                 raise ConfigError(f"--stop-after-steps {stop}: {resume_path} is already at step {done}")
-            finished = finished_results(run_dir)
-            if finished is not None and int(checkpoint["train_state"]["epoch"]) >= config.run.epochs:
+            finished, epochs_done = finished_results(run_dir), int(checkpoint["train_state"]["epoch"])
+            if finished is not None and epochs_done >= config.run.epochs:
                 # Nothing left to train: keep its final.pt and results.json as they are (a larger
                 # --epochs continues the run instead).
-                logger.info("%s: already completed its %d epochs; nothing to do", run_dir, config.run.epochs)
+                logger.info("%s: %d of %d epoch(s) done; nothing left to train: give --epochs above %d to "
+                            "train on", run_dir, epochs_done, config.run.epochs, config.run.epochs)  # fmt: skip
                 run.close()
                 return finished
         else:
@@ -196,6 +197,7 @@ class _Position:
     wall_before: float = 0.0  # seconds the run had trained before this process took over
     meter_state: dict[str, Any] | None = None  # the interrupted epoch's running sums
     rng_states: list[dict[str, Any]] | None = None  # one per process that saved last.pt
+    last_lr: float | None = None  # the rate the last step trained at (the schedule has moved on since)
 
 
 class _Trainer:
@@ -226,6 +228,13 @@ class _Trainer:
         self.data = data = build_data(config, env)
         if checkpoint is not None:  # a resumed run keeps its classes; checked before its files change
             check_same_classes(checkpoint.get("meta") or {}, data.classes, r.output_dir)
+            trained_on = checkpoint["train_state"].get("train_images")
+            if trained_on is not None and int(trained_on) != len(data.train):
+                # Image order and epoch length follow the set's size: another size is another run.
+                raise ConfigError(
+                    f"{r.output_dir}: the run trained on {trained_on} images and the data now holds "
+                    f"{len(data.train)}; resume on the same training images (--data-path, --scan-bad-files)"
+                )
         logger.info("run folder %s (%d process(es), device %s)", folder.path, env.world_size, device)
         self.steps_per_epoch = ShardedBatchSampler.steps_per_epoch(len(data.train), o.batch_size)
         if self.steps_per_epoch == 0:
@@ -286,9 +295,14 @@ class _Trainer:
         folder.open_tensorboard(purge_step=at.global_step if checkpoint is not None else None)
         self.grad_norms = None
         if r.grad_norms_every > 0 and env.is_main:  # rank 0's local gradients, see googlenet.train.gradflow
-            self.grad_norms = GradNormRecorder(self.model, r.grad_norms_every, load_grad_norms(folder.path))
+            scale = self.scaler.get_scale if self.scaler is not None else None  # fp16 on a GPU
+            self.grad_norms = GradNormRecorder(
+                self.model, r.grad_norms_every, load_grad_norms(folder.path), loss_scale=scale
+            )
             self.grad_norms.truncate(at.global_step)
             self.grad_norms.arm(at.global_step + 1)
+        # The main/auxiliary split of the recorded gradients (see googlenet.train.gradflow); one process only.
+        self._split = self.grad_norms is not None and m.aux_logits and not env.distributed
 
         # Training streams (dropout; anything else random in the training process), per process.
         if at.rng_states is not None and len(at.rng_states) == env.world_size:
@@ -361,6 +375,8 @@ class _Trainer:
         if self.grad_norms is not None:
             self.grad_norms.write(folder.path)
             self.grad_norms.close()
+            if plot_grad_split(self.grad_norms.rows, folder.path / "grad_split.png"):
+                write_split_table(self.grad_norms.rows, folder.path / "grad_split.csv")
         results = self._results(status)
         if status == "completed":
             results["final_checkpoint"] = str(folder.final)
@@ -383,6 +399,7 @@ class _Trainer:
                 channels_last=m.channels_last, clip_grad_norm=o.clip_grad_norm,
                 skip_nonfinite=o.skip_nonfinite, start_step=at.step, global_step=at.global_step, meter=meter,
                 stop_requested=self._stop_requested, after_step=self._after_step,
+                before_backward=self._split_gradient if self._split else None,
                 progress=self.config.run.progress and self.env.is_main and _stderr_is_tty(),
                 total_steps=self.steps_per_epoch,
             )  # fmt: skip
@@ -401,7 +418,7 @@ class _Trainer:
             epoch=at.epoch, global_step=at.global_step, meter=meter, model=self.model, averager=self.averager,
             val_loader=self.val_loader, train_eval_loader=self.train_eval_loader,
             bn_batches=lambda: self._batches(_BN_EPOCH_TAG + at.epoch),
-            lr=self.optimizer.param_groups[0]["lr"], device=self.device, autocast_dtype=self.autocast_dtype,
+            lr=at.last_lr if at.last_lr is not None else self.optimizer.param_groups[0]["lr"], device=self.device, autocast_dtype=self.autocast_dtype,
             channels_last=self.config.model.channels_last, epoch_started=epoch_started,
         )  # fmt: skip
         at.history.append(row)
@@ -427,8 +444,14 @@ class _Trainer:
     def _stop_status(self) -> str:
         return "interrupted" if self.signals.received is not None else "stopped"
 
+    def _split_gradient(self, losses: list[Tensor]) -> None:
+        assert self.grad_norms is not None
+        if self.grad_norms.armed:  # section 5's auxiliary part of the loss: weight x (aux1 + aux2)
+            self.grad_norms.split(self.config.optim.aux_weight * torch.stack(losses[1:]).sum())
+
     def _after_step(self, result: StepResult) -> None:
         self.at.global_step = result.global_step
+        self.at.last_lr = result.lr
         self.averager.maybe_update(self.model, result.epoch, result.global_step)
         if self.grad_norms is not None:
             self.grad_norms.commit(result.global_step)
@@ -451,6 +474,8 @@ class _Trainer:
                 "scheduler": self.scheduler.state_dict(),
                 "scaler": self.scaler.state_dict() if self.scaler is not None else None,
                 "averaged_updates": self.averager.updates,
+                "average_start_epoch": self.averager.start_epoch,  # kept on resume once averaging started
+                "train_images": len(self.data.train),
                 "rng": rng,
                 "meter": reduced,
                 "history": self.at.history,
@@ -571,6 +596,10 @@ def _restore(
     if averager.averaged is not None and "averaged_state_dict" in checkpoint:
         averager.averaged.module.load_state_dict(checkpoint["averaged_state_dict"])
         averager.averaged.n_averaged.fill_(int(state.get("averaged_updates", 0)))
+    if averager.updates > 0 and "average_start_epoch" in state:
+        # A larger --epochs moves a fractional start (`average.start` 0.5 of 2 epochs is 1, of 7 is 4);
+        # an average already under way keeps its start, or it would skip epochs and stop being uniform.
+        averager.start_epoch = int(state["average_start_epoch"])
     return _Position(
         epoch=int(state["epoch"]),
         step=int(state["step"]),
@@ -649,7 +678,7 @@ def _save_final(
     final_meta = {
         **meta,
         "weights": (
-            f"{averager.method} average of {averager.updates} snapshots from epoch {averager.start_epoch}"
+            f"{averager.method} average of {averager.updates} snapshots from epoch {averager.start_epoch + 1}"
             if averaged is not None
             else "raw (no averaging)"
         ),

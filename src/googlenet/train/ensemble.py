@@ -61,6 +61,8 @@ def _fit_members(config: TrainConfig, root: Path, env: ddp.DistEnv, fit_one: Fit
         folder = root / f"member-{k}"
         member.run.output_dir = str(folder)
         result = finished_results(folder)
+        if result is not None and int(result.get("epochs", 0)) < config.run.epochs:
+            result = None  # a larger --epochs: the member trains on from its last.pt, as a single run does
         if result is not None:
             logger.info(
                 "ensemble member-%d (%d of %d) already trained (%s)", k, k + 1, config.run.ensemble, folder

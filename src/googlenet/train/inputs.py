@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import os
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from googlenet.data.datasets import (
     load_val_folder,
 )
 from googlenet.data.transforms import AugmentConfig, build_eval_transform, build_train_transform
-from googlenet.errors import DataError
+from googlenet.errors import DataError, GoogLeNetError
 from googlenet.train import distributed as ddp
 from googlenet.train.config import TrainConfig, builtin_settings
 
@@ -49,12 +50,49 @@ def loader_workers(config: TrainConfig) -> int:
     return min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 
 
+class _Loader(DataLoader):
+    """A DataLoader whose iteration, when it ends early, stops its worker processes at once, and whose
+    workers' `GoogLeNetError`s arrive as the one-line errors they were.
+
+    torch re-raises a worker's exception in the main process with the worker's whole traceback in its
+    message, and that traceback keeps the iterator, and so its workers, alive until a garbage
+    collection; at exit multiprocessing then waits for workers that ignore SIGTERM (`ignore_stop_signals`)
+    for ever. Shutting them down here, and raising the worker's own message, ends both. (torch offers
+    no public way to stop an iterator's workers; `_shutdown_workers` is what its own `__del__` calls.)
+    """
+
+    def __iter__(self) -> Iterator[Any]:  # type: ignore[override]
+        iterator = super().__iter__()
+        try:
+            yield from iterator
+        except GoogLeNetError as exc:
+            _stop_workers(iterator)
+            text = str(exc)
+            if WORKER_TRACEBACK in text:  # the last line is "googlenet.errors.DataError: <our message>"
+                last = text.rstrip().splitlines()[-1]
+                raise type(exc)(last.split(": ", 1)[1] if ": " in last else last) from None
+            raise
+        except BaseException:  # another error, a break (GeneratorExit), Ctrl-C: the workers stop now
+            _stop_workers(iterator)
+            raise
+
+
+# What torch's ExceptionWrapper puts between its header and the worker's traceback.
+WORKER_TRACEBACK = "\nOriginal Traceback"
+
+
+def _stop_workers(iterator: Any) -> None:
+    shutdown = getattr(iterator, "_shutdown_workers", None)
+    if shutdown is not None:
+        shutdown()
+
+
 def make_loader(dataset: Any, workers: int, device: torch.device, **kwargs: Any) -> DataLoader:
     """A DataLoader over `dataset` with `workers` processes, memory pinned on CUDA and a private generator
     seeded 0; `kwargs` go to the DataLoader."""
     # A private generator: a DataLoader without one draws its worker seed from the global RNG when
     # iterated, which would make dropout depend on when a run was resumed.
-    return DataLoader(
+    return _Loader(
         dataset,
         num_workers=workers,
         pin_memory=device.type == "cuda",
@@ -83,6 +121,12 @@ def build_data(config: TrainConfig, env: ddp.DistEnv, training: bool = True) -> 
         ddp.barrier()
         val = load_imagenet(d.data_path, "val", eval_tf, on_bad=d.on_bad)
         train = load_imagenet(d.data_path, "train", train_tf, on_bad=d.on_bad) if training else val
+        differ = sorted(set(train.wnids) ^ set(val.wnids))
+        if differ:  # each split numbers its own folders: validation labels would be wrong
+            raise DataError(
+                f"{d.data_path}: ImageNet's train and val folders hold different classes ({len(differ)}, "
+                f"e.g. {differ[0]}); a split folder extracted only in part? remove it to extract it again"
+            )
     else:
         if d.dataset == "builtin":
             from googlenet.data.synthetic import ensure_builtin
@@ -112,13 +156,12 @@ def build_data(config: TrainConfig, env: ddp.DistEnv, training: bool = True) -> 
             )
         bad = ddp.broadcast_object(bad)
         if bad and d.on_bad == "abort":
-            raise DataError(f"{bad[0]}: cannot be decoded ({len(bad)} bad file(s); --on-bad skip skips them)")
-        for dataset in (train, val):
-            dataset.bad_files.update(bad)
-            dataset.samples = [s for s in dataset.samples if s[0] not in dataset.bad_files]
-            dataset.targets = [t for _, t in dataset.samples]
-            if not dataset.samples:
-                raise DataError(f"{dataset.root}: no readable images")
+            reason = (
+                train.bad_reasons.get(bad[0]) or val.bad_reasons.get(bad[0]) or f"{bad[0]}: cannot be decoded"
+            )
+            raise DataError(f"{reason} ({len(bad)} bad file(s); --on-bad skip skips them)")
+        for dataset in (train, val):  # a class left with no readable image is an error
+            dataset.drop_files(bad)
     train_eval = copy.copy(train)
     train_eval.transform = eval_tf
     return TrainData(train, val, train_eval, list(train.classes), sorted(bad))

@@ -193,6 +193,7 @@ def train_one_epoch(
     meter: EpochMeter | None = None,
     stop_requested: Callable[[int], bool] | None = None,
     after_step: Callable[[StepResult], None] | None = None,
+    before_backward: Callable[[list[Tensor]], None] | None = None,
     progress: bool = False,
     total_steps: int | None = None,
 ) -> tuple[EpochMeter, bool]:
@@ -204,6 +205,8 @@ def train_one_epoch(
 
     `stop_requested(global_step)` is asked once per step, before backward; when it (or any process)
     says stop, that step is finished and the loop returns early. Returns (meter, stopped_early).
+    `before_backward(losses)` sees each finite step's per-head losses (main, aux1, aux2) before its
+    backward pass, with the graph still there (the gradient-flow split uses it).
 
     A NaN/Inf loss raises `NonFiniteLossError` naming the step, before the weights are touched;
     with `skip_nonfinite` the step is skipped (no update, the schedule still advances) and counted.
@@ -249,6 +252,8 @@ def train_one_epoch(
                 )
             optimizer.zero_grad(set_to_none=True)
             if all_finite:
+                if before_backward is not None:
+                    before_backward(losses)
                 if scaler is not None:
                     scaler.scale(loss).backward()
                     if clip_grad_norm is not None:
