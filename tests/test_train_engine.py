@@ -239,7 +239,10 @@ def test_resume_after_an_epoch_is_bit_identical_with_batchnorm(tiny_data: Path, 
         name: (tmp_path / "resumed" / name).read_bytes() for name in ("final.pt", "results.json", "last.pt")
     }
     again = fit(tiny(tiny_data, tmp_path / "resumed", **flags), resume=tmp_path / "resumed")
-    assert again == json.loads(files["results.json"]) and again["val_top1_avg"] == finished["val_top1_avg"]
+    assert again == {**json.loads(files["results.json"]), "output_dir": str(tmp_path / "resumed"),
+                     "last_checkpoint": str(tmp_path / "resumed" / "last.pt"),
+                     "final_checkpoint": str(tmp_path / "resumed" / "final.pt")}  # fmt: skip
+    assert again["val_top1_avg"] == finished["val_top1_avg"]
     assert all((tmp_path / "resumed" / name).read_bytes() == data for name, data in files.items())
 
 
@@ -389,8 +392,9 @@ def test_test_only_evaluates_a_checkpoint(tiny_data: Path, tmp_path: Path) -> No
     (out / "last.pt").unlink()  # a run folder with only its final model (copied, say) evaluates that
     folder = fit(tiny(tiny_data, tmp_path / "unused", **{"run.test_only": True}), resume=out)
     assert folder["checkpoint"] == str(out / "final.pt") and folder["val_top1"] == only_final["val_top1"]
-    val_only = tmp_path / "val-only"  # evaluation reads val/ alone: a folder without train/ serves
+    val_only = tmp_path / "val-only"  # evaluation reads val/ alone: no train/, or a broken one, serves
     shutil.copytree(tiny_data / "val", val_only / "val")
+    (val_only / "train" / "emptied-class").mkdir(parents=True)
     alone = tiny(val_only, tmp_path / "unused", **{"run.test_only": True})
     assert fit(alone, resume=out)["val_top1"] == only_final["val_top1"]
 

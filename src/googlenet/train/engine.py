@@ -167,7 +167,9 @@ def _fit_one(
                 logger.info("%s: %d of %d epoch(s) done; nothing left to train: give --epochs above %d to "
                             "train on", run_dir, epochs_done, config.run.epochs, config.run.epochs)  # fmt: skip
                 run.close()
-                return finished
+                # Its paths as this call names the folder (the stored ones are as the run was started).
+                return {**finished, "output_dir": str(run_dir), "last_checkpoint": str(run_dir / "last.pt"),
+                        "final_checkpoint": str(run_dir / "final.pt")}  # fmt: skip
         else:
             check_new_run_folder(run_dir)
     except BaseException:

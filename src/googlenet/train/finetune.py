@@ -4,15 +4,23 @@
 model; the rest (the classifiers, when the class count differs) keep the fresh initialisation the seed
 gave them. torch's `load_state_dict(strict=False)` would refuse mismatched shapes outright, so the
 filtering is ours. The checkpoint must be of the same variant: a one-line error otherwise.
+
+A checkpoint trained on differently normalised input (the reference Caffe weights: BGR 0-255 minus a
+mean; torchvision's files: [-1, 1] through `transform_input`) gets that difference folded into conv1,
+so the run's ImageNet-normalised input reaches the copied weights as the input they were trained on
+(exact except at conv1's zero-padded border, where the two normalisations pad different pixel values).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 
+from googlenet.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from googlenet.errors import CheckpointError
 from googlenet.model.googlenet import GoogLeNet
 from googlenet.model.weights import read_checkpoint
@@ -20,11 +28,17 @@ from googlenet.model.weights import read_checkpoint
 logger = logging.getLogger(__name__)
 
 
-def init_from(model: GoogLeNet, path: str | os.PathLike[str]) -> list[str]:
+def init_from(
+    model: GoogLeNet,
+    path: str | os.PathLike[str],
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+) -> list[str]:
     """Copy the matching weights of checkpoint `path` into `model`; returns the names left as initialised.
 
     The weights are the checkpoint's "state_dict": in a run's `final.pt` that is the averaged (Polyak)
-    model the run reports; in `last.pt` the raw weights.
+    model the run reports; in `last.pt` the raw weights. `mean`/`std`: the normalisation the run feeds
+    (on 0-1 RGB); a checkpoint made for another one has the difference folded into conv1.
     """
     checkpoint = read_checkpoint(path)
     stored = checkpoint["model_config"].get("variant")
@@ -32,14 +46,15 @@ def init_from(model: GoogLeNet, path: str | os.PathLike[str]) -> list[str]:
         raise CheckpointError(
             f"{path}: --init-from checkpoint is variant {stored!r} but the run trains {model.config.variant!r}"
         )
-    if bool(checkpoint["model_config"].get("transform_input")) != model.config.transform_input:
-        # e.g. torchvision's weights converted by `export --convert`: trained on [-1, 1] pixels
-        logger.warning(
-            "%s: its weights were trained with transform_input=%s, this run has %s: the first layer sees "
-            "differently scaled input until fine-tuning adapts it",
-            path, checkpoint["model_config"].get("transform_input"), model.config.transform_input,
-        )  # fmt: skip
-    state = checkpoint["state_dict"]
+    state = dict(checkpoint["state_dict"])
+    trained_on = _effective_normalisation(checkpoint.get("meta") or {}, checkpoint["model_config"])
+    fed = _effective_normalisation({"mean": list(mean), "std": list(std)}, {
+        "transform_input": model.config.transform_input})  # fmt: skip
+    assert fed is not None  # mean and std are given
+    if trained_on is not None and not _same(trained_on, fed) and CONV1_WEIGHT in state:
+        _fold_normalisation(state, trained_on, fed)
+        logger.info("%s: its weights were trained on input normalised with mean %s, std %s; folded into "
+                    "conv1 for this run's mean %s, std %s", path, *_rounded(trained_on), *_rounded(fed))  # fmt: skip
     own = model.state_dict()
     copied, kept = {}, []
     for name, value in own.items():
@@ -54,3 +69,48 @@ def init_from(model: GoogLeNet, path: str | os.PathLike[str]) -> list[str]:
     logger.info("initialised %d tensors from %s; %d keep their fresh initialisation (%s)",
                 len(copied), path, len(kept), ", ".join(kept[:4]) + (" ..." if len(kept) > 4 else ""))  # fmt: skip
     return kept
+
+
+CONV1_WEIGHT, CONV1_BIAS, CONV1_BN_MEAN = "conv1.conv.weight", "conv1.conv.bias", "conv1.bn.running_mean"
+Normalisation = tuple[torch.Tensor, torch.Tensor]  # (mean, std) per RGB channel, on 0-1 pixels
+
+
+def _effective_normalisation(
+    meta: Mapping[str, Any], model_config: Mapping[str, Any]
+) -> Normalisation | None:
+    """What conv1 of such a model sees: (mean, std) on 0-1 RGB. `transform_input` turns ImageNet-normalised
+    input back into [-1, 1], i.e. mean = std = 0.5, whatever the metadata says. None: not recorded."""
+    if model_config.get("transform_input"):
+        return torch.full((3,), 0.5, dtype=torch.float64), torch.full((3,), 0.5, dtype=torch.float64)
+    if "mean" not in meta or "std" not in meta:
+        return None
+    return torch.tensor(meta["mean"], dtype=torch.float64), torch.tensor(meta["std"], dtype=torch.float64)
+
+
+def _same(a: Normalisation, b: Normalisation) -> bool:
+    return all(torch.allclose(x, y, rtol=1e-6, atol=1e-9) for x, y in zip(a, b, strict=True))
+
+
+def _rounded(n: Normalisation) -> tuple[list[float], list[float]]:
+    return [round(float(v), 4) for v in n[0]], [round(float(v), 4) for v in n[1]]
+
+
+def _fold_normalisation(
+    state: dict[str, torch.Tensor], trained_on: Normalisation, fed: Normalisation
+) -> None:
+    """Rewrite conv1 in `state` so that input normalised as `fed` gives what input normalised as
+    `trained_on` gave: x_trained = a * x_fed + o per channel, a = std_fed / std_trained and
+    o = (mean_fed - mean_trained) / std_trained, so W' = W * a and the offset W . o goes into conv1's
+    bias (into its BatchNorm's running mean where conv1 has no bias). A plain affine identity; no
+    library offers it for a convolution's input side."""
+    (mean_t, std_t), (mean_f, std_f) = trained_on, fed
+    weight = state[CONV1_WEIGHT]
+    w64 = weight.double()
+    scale = (std_f / std_t).view(1, 3, 1, 1)
+    offset = ((mean_f - mean_t) / std_t).view(1, 3, 1, 1)
+    shift = (w64 * offset).sum(dim=(1, 2, 3))
+    state[CONV1_WEIGHT] = (w64 * scale).to(weight.dtype)
+    if CONV1_BIAS in state:
+        state[CONV1_BIAS] = (state[CONV1_BIAS].double() + shift).to(state[CONV1_BIAS].dtype)
+    elif CONV1_BN_MEAN in state:  # BN subtracts its running mean: take the shift off it instead
+        state[CONV1_BN_MEAN] = (state[CONV1_BN_MEAN].double() - shift).to(state[CONV1_BN_MEAN].dtype)

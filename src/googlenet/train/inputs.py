@@ -141,9 +141,9 @@ def build_data(config: TrainConfig, env: ddp.DistEnv, training: bool = True) -> 
         else:
             assert d.data_path is not None
             root = d.data_path
-        if training or (Path(root) / "train").is_dir():
+        if training:
             train, val = load_image_folder(root, train_tf, eval_tf, on_bad=d.on_bad)
-        else:
+        else:  # sorted class folders, as load_image_folder orders train's; the checkpoint's are compared
             val = train = load_val_folder(root, eval_tf, on_bad=d.on_bad)
     if training and len(train.classes) < 2:  # one class: the loss is 0 from the first step, nothing learnt
         raise DataError(f"{train.root}: a classifier needs at least 2 classes, found 1 ({train.classes[0]})")
