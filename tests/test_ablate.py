@@ -237,6 +237,10 @@ def test_a_tiny_study_end_to_end_and_rerun_reuses_it(tmp_path: Path) -> None:
     rows = json.loads(first.stdout)["rows"]
     assert {r["arm"] for r in rows} >= {"full", "no-aux", "no-polyak", "full-1crop", "crops-10", "crops-144"}
     assert (tmp_path / "study" / "gradflow.png").is_file()
+    split = (tmp_path / "study" / "gradflow-split.csv").read_text().splitlines()
+    assert split[0] == "stage,main,aux,aux/main,cosine,whole/main" and split[1].startswith(
+        "conv1,"
+    )  # the full arm's split
     second = subprocess.run(command, capture_output=True, text=True, check=False, timeout=1500)
     assert second.returncode == 0
     assert second.stderr.count(": reused") == 4  # full and no-aux x 2 seeds, none trained again

@@ -19,7 +19,10 @@ from googlenet.train.gradflow import (
     load_grad_norms,
     measured_layers,
     plot_grad_norms,
+    plot_grad_split,
     save_grad_norms,
+    split_profile,
+    split_stage_table,
     trunk_profile,
 )
 
@@ -66,6 +69,25 @@ def test_recorder_takes_the_first_and_every_nth_step_with_exact_norms(tmp_path: 
     recorder.close()
     _step(model, recorder, 9)  # hooks removed: nothing more is recorded
     assert max(r["step"] for r in recorder.rows) == 3
+
+
+def test_norms_leave_out_the_fp16_loss_scale_and_skip_overflowed_steps() -> None:
+    torch.manual_seed(0)
+    model, x = Tiny(), torch.randn(2, 3, 8, 8)
+    plain = GradNormRecorder(model, every=1)
+    plain.arm(1)
+    model(x).square().sum().backward()
+    plain.commit(1)
+    plain.close()
+    scale = {"value": 1024.0}
+    scaled = GradNormRecorder(model, every=1, loss_scale=lambda: scale["value"])
+    for step, factor in ((1, 1024.0), (2, float("inf"))):  # step 2 overflows: GradScaler skips it
+        scaled.arm(step)
+        model.zero_grad(set_to_none=True)
+        (model(x).square().sum() * factor).backward()
+        scaled.commit(step)
+    assert {r["step"] for r in scaled.rows} == {1}
+    assert [r["norm"] for r in scaled.rows] == pytest.approx([r["norm"] for r in plain.rows], rel=1e-5)
 
 
 def test_profile_and_plot_leave_out_the_auxiliary_heads(tmp_path: Path) -> None:
@@ -116,6 +138,30 @@ def test_training_records_every_layer_before_clipping_and_resume_keeps_them(
     assert any(r["aux"] for r in rows)
     # Clipped at 1e-3 overall, yet each layer's recorded norm is the raw one.
     assert sum(r["norm"] ** 2 for r in rows if r["step"] == 1) ** 0.5 > 1e-2
+    # Each step is split into the main loss's and the auxiliary losses' parts, on the same weights.
+    last = {r["layer"]: r for r in rows if r["step"] == 6}
+    above = [name for name in layers if name.startswith(("inception4e", "inception5", "fc"))]
+    below = [name for name in layers if name.startswith(("conv", "inception3", "inception4a"))]
+    assert all(
+        last[n]["norm_aux"] == 0 and last[n]["norm_main"] == pytest.approx(last[n]["norm"]) for n in above
+    )
+    heads = [name for name in layers if name.startswith("aux")]
+    assert all(last[n]["norm_main"] == pytest.approx(0, abs=1e-6 * last[n]["norm"]) for n in heads)
+    assert all(last[n]["norm_aux"] == pytest.approx(last[n]["norm"], rel=1e-4) for n in heads)
+    for name in below:  # both reach the stem; the parts add up as vectors (triangle inequality)
+        main, aux, whole = last[name]["norm_main"], last[name]["norm_aux"], last[name]["norm"]
+        assert main > 0 and aux > 0 and abs(main - aux) <= whole * (1 + 1e-4) <= (main + aux) * (1 + 1e-4)
+    assert split_profile(rows) and plot_grad_split(rows, tmp_path / "split.png")
+    assert (tmp_path / "straight" / "grad_split.png").is_file()
+    table = {row["stage"]: row for row in split_stage_table(rows)}
+    assert table["inception5b"]["aux"] == 0 and table["inception3a"]["aux/main"] > 0
+    assert table["inception5b"]["cosine"] == "" and -1.001 <= table["inception3a"]["cosine"] <= 1.001
+    assert table["inception5b"]["whole/main"] == pytest.approx(1.0, rel=1e-4)  # no auxiliary loss reaches it
+    assert (
+        (tmp_path / "straight" / "grad_split.csv")
+        .read_text()
+        .startswith("stage,main,aux,aux/main,cosine,whole/main\n")
+    )
 
     fit(_tiny(tiny_data, tmp_path / "resumed", **{"run.stop_after_steps": 4}))
     fit(_tiny(tiny_data, tmp_path / "resumed"), resume=tmp_path / "resumed")

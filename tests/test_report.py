@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -165,6 +166,33 @@ def test_a_stopped_run_is_described_by_its_last_checkpoint(
     html = write_report(training, tmp_path / "stopped.html").read_text(encoding="utf-8")
     assert seen == [len(CLASSES)]
     assert " with them;" in html  # Table 1 counts the auxiliary heads the run trains
+
+
+def test_an_evaluation_report_labels_the_images_in_the_models_class_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A model whose classes are in another order than the folder's: each image keeps its own class (the
+    report's confusion and captions named them by the wrong class); without its images, a note."""
+    import googlenet.report.build as build
+
+    data = make_tiny_data(tmp_path)
+    names = list(reversed(CLASSES))
+    meta = {"class_names": names, "input_size": 64, "resize_size": 73, "interpolation": "bilinear"}
+    save_checkpoint(tmp_path / "reversed.pt", build_model("paper", num_classes=len(names)), meta)
+    folder = _evaluation_folder(tmp_path, tmp_path / "reversed.pt", data)
+    seen: list[tuple[str, int]] = []
+    original = build.predict_images
+
+    def spy(checkpoint: Path, samples: list[tuple[str, int]], limit: int) -> dict[str, Any]:
+        seen.extend(samples)
+        return original(checkpoint, samples, limit)
+
+    monkeypatch.setattr(build, "predict_images", spy)
+    write_report(folder, tmp_path / "reversed.html")
+    assert seen and all(names[target] == Path(path).parent.name for path, target in seen)
+    shutil.rmtree(data / "val")
+    html = write_report(folder, tmp_path / "moved.html").read_text(encoding="utf-8")
+    assert "Left out: the evaluated images" in html
 
 
 def test_kind_detection_and_errors(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
     <out>/ablation.csv ablation.json ablation.md   each arm against its reference (see stats.summarise)
     <out>/ablation.png                              effect on top-1/top-5 error with 95% CIs
     <out>/gradflow.png                              trunk gradient norm by depth, full vs no-aux
+    <out>/gradflow-split.{png,csv}                  the full arm's main vs auxiliary part, same steps
     <out>/study.json                                the plan, each run's status and errors
 
 Training arms are compared with "full" (the averaged weights' single centre crop, as the training
@@ -29,7 +30,14 @@ from googlenet.ablate.study import (
     read_results,
     test_time_errors,
 )
-from googlenet.train.gradflow import load_grad_norms, plot_grad_norms, stage_of, trunk_profile
+from googlenet.train.gradflow import (
+    load_grad_norms,
+    plot_grad_norms,
+    plot_grad_split,
+    stage_of,
+    trunk_profile,
+    write_split_table,
+)
 
 logger = logging.getLogger("googlenet.ablate")
 
@@ -95,6 +103,11 @@ def write_study(plan: StudyPlan, title: str = "") -> dict[str, Any]:
     if flows:
         plot_grad_norms(flows, out / "gradflow.png", "trunk gradient norm by depth, over all seeds")
         write_stage_table(flows, out / "gradflow.csv")
+    full = flows.get("with auxiliary heads (full)", [])  # the split of the same steps, where recorded
+    if plot_grad_split(
+        full, out / "gradflow-split.png", "each loss's part of the gradient (full), all seeds"
+    ):
+        write_split_table(full, out / "gradflow-split.csv")
     summary = {**extra, "rows": len(rows), "outputs": sorted(p.name for p in out.glob("ablation.*"))}
     (out / "study.json").write_text(json.dumps(summary, indent=1, default=str))
     return {**extra, "rows": rows}

@@ -255,7 +255,7 @@ def _report(
         "crops_per_s": images * cost / seconds if seconds > 0 else None,
         "skipped_images": len(result["bad_images"]),
         "bad_images": [{"image": path, "error": message} for path, message in result["bad_images"]],
-        "checkpoints": list(ensemble.sources),
+        "checkpoints": [os.path.abspath(source) for source in ensemble.sources],  # report reads them back
         "engines": [member.engine for member in ensemble.members],
         "dataset": dataset,
         "device": device,

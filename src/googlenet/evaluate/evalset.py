@@ -117,7 +117,8 @@ def open_eval_images(
     else:
         assert data_path is not None
         root = folder_root(data_path)
-    return EvalImages(ImageFolderDataset(root), None, str(root), dataset)
+    # Absolute: table3.json records it, and `googlenet report` reads it back from any working directory.
+    return EvalImages(ImageFolderDataset(root), None, os.path.abspath(root), dataset)
 
 
 def label_eval_images(

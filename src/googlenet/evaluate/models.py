@@ -211,7 +211,9 @@ def load_ensemble(
         raise ConfigError(
             f"--variant {variant} applies to --weights only (a checkpoint carries its own variant)"
         )
-    ensemble: Ensemble | None = None
+    # Every file is read and checked against the first before any is optimised (which times backends,
+    # a minute each): a member that does not fit is refused at once.
+    loaded: list[tuple[str, Any, dict[str, Any]]] = []
     for i, source in enumerate(sources):
         is_weight_file = weights is not None and i == len(sources) - 1
         if is_weight_file:
@@ -229,33 +231,31 @@ def load_ensemble(
         input_size = int(meta.get("input_size", 224))
         resize_size = int(meta.get("resize_size") or round(input_size * 256 / 224))
         interpolation = str(meta.get("interpolation", "bilinear"))
-        if i == 0 and check_classes is not None:
-            check_classes(names, list(wnids) if wnids else None)
-        member = member_from_model(model, meta, source, device, engine, precision, input_size, batch_size)
-        if ensemble is None:
-            ensemble = Ensemble(
-                members=[member],
-                class_names=names,
-                input_size=input_size,
-                resize_size=resize_size,
-                interpolation=interpolation,
-                wnids=list(wnids) if wnids else None,
-                sources=[source],
-            )
-            continue
-        first = ensemble.sources[0]
-        if names != ensemble.class_names:
+        shape: dict[str, Any] = {
+            "input_size": input_size,
+            "resize_size": resize_size,
+            "interpolation": interpolation,
+        }
+        if i == 0:
+            if check_classes is not None:
+                check_classes(names, list(wnids) if wnids else None)
+            ensemble = Ensemble(members=[], class_names=names, input_size=input_size, resize_size=resize_size,
+                                interpolation=interpolation, wnids=list(wnids) if wnids else None, sources=[])  # fmt: skip
+            first = source
+        elif names != ensemble.class_names:
             raise CheckpointError(f"{source}: {_names_differ(names, ensemble.class_names, first)}")
-        for what, mine, theirs in (
-            ("input_size", input_size, ensemble.input_size),
-            ("resize_size", resize_size, ensemble.resize_size),
-            ("interpolation", interpolation, ensemble.interpolation),
-        ):
-            if mine != theirs:
-                raise CheckpointError(f"{source}: {what} {mine!r} differs from {first}'s {theirs!r}")
+        for what, mine in shape.items():
+            if mine != getattr(ensemble, what):
+                raise CheckpointError(
+                    f"{source}: {what} {mine!r} differs from {first}'s {getattr(ensemble, what)!r}"
+                )
+        loaded.append((source, model, meta))
+    for source, model, meta in loaded:
+        member = member_from_model(
+            model, meta, source, device, engine, precision, ensemble.input_size, batch_size
+        )
         ensemble.members.append(member)
         ensemble.sources.append(source)
-    assert ensemble is not None
     return ensemble
 
 

@@ -123,8 +123,9 @@ def curves_section(folder: Path, num_classes: int | None = None) -> str:
     axes[0].legend(fontsize=7)
     axes[1].legend(fontsize=7)
     last = rows[-1]
-    keys = ("epoch", "val_top1_raw", "val_top5_raw", "val_top1_avg", "val_top5_avg", "img_per_s")
-    return img(figure_png(fig), "training curves") + mapping_table({k: last.get(k, "") for k in keys})
+    keys = ("val_top1_raw", "val_top5_raw", "val_top1_avg", "val_top5_avg", "img_per_s")
+    shown = {"epoch": epochs[-1], **{k: last.get(k, "") for k in keys}}  # 1-based, as the plot and the log
+    return img(figure_png(fig), "training curves") + mapping_table(shown)
 
 
 def table1_section(model: Any) -> str:
@@ -190,9 +191,9 @@ def predict_images(checkpoint: Path, samples: list[tuple[str, int]], limit: int)
     from googlenet.data.crops import CropSpec, CropTransform, normalize
     from googlenet.data.decode import load_image
     from googlenet.evaluate.evalset import limit_samples
-    from googlenet.model.weights import load_checkpoint_model
+    from googlenet.model.weights import model_from_file
 
-    model, meta = load_checkpoint_model(checkpoint, aux_logits=False)
+    model, meta = model_from_file(checkpoint, aux_logits=False)  # ours, or a torchvision/Caffe/ONNX-zoo file
     model.eval()
     size = int(meta.get("input_size", 224))
     resize = int(meta.get("resize_size") or round(size * 256 / 224))
@@ -352,6 +353,9 @@ def _training_sections(page: Page, folder: Path, limit: int, predictions: bool) 
     )
     if (folder / "results.json").is_file():
         page.add("Results", mapping_table(_json(folder / "results.json")))
+    else:
+        page.add("Results", '<p class="note">No results.json yet: the run is still training, or was killed '
+                            "before it could write one (its last.pt resumes it).</p>")  # fmt: skip
     final = folder / "final.pt"
     model = None
     # A run stopped before its end has no final.pt; its last.pt describes the same network (the class
@@ -382,6 +386,37 @@ def _training_sections(page: Page, folder: Path, limit: int, predictions: bool) 
         if samples:
             page.add("Validation: confusion and confident mistakes",
                      predictions_section(predict_images(final, samples, limit)))  # fmt: skip
+    elif predictions:
+        page.add("Validation: confusion and confident mistakes",
+                 '<p class="note">Left out: no final.pt (the run has not finished).</p>')  # fmt: skip
+
+
+def _evaluation_predictions(page: Page, data: dict[str, Any], limit: int) -> None:
+    """The first model's Table 1 and its confusion on the evaluated image folder, with the images labelled
+    in the model's class order (as `evaluate` matches them); a note where that cannot be done."""
+    from googlenet.evaluate.evalset import label_eval_images, open_eval_images
+    from googlenet.model.weights import model_from_file
+
+    checkpoints = data.get("checkpoints") or []
+    kind, _, where = str(data.get("dataset", "")).partition(" ")
+    title = "Validation: confusion and confident mistakes"
+    if not checkpoints or not Path(checkpoints[0]).is_file():
+        page.add(title, '<p class="note">Left out: the evaluated model file is not there any more.</p>')
+        return
+    model, meta = model_from_file(checkpoints[0], aux_logits=None)
+    page.add("Table 1: the network", table1_section(model))
+    if kind != "folder" or not Path(where).is_dir():
+        page.add(title, f'<p class="note">Left out: the evaluated images ({esc(kind)} '
+                        f"{esc(where)}) are not an image folder found here.</p>")  # fmt: skip
+        return
+    names = [str(n) for n in meta.get("class_names") or []]
+    try:
+        labelled = label_eval_images(open_eval_images("folder", where), names, meta.get("wnids"))
+    except DataError as exc:
+        page.add(title, f'<p class="note">Left out: {esc(exc)}</p>')
+        return
+    page.add(f"Validation of {Path(checkpoints[0]).name}: confusion and confident mistakes",
+             predictions_section(predict_images(Path(checkpoints[0]), labelled.samples, limit)))  # fmt: skip
 
 
 def build_report(folder: str | Path, limit: int = 500, predictions: bool = True) -> Page:
@@ -406,17 +441,8 @@ def build_report(folder: str | Path, limit: int = 500, predictions: bool = True)
     elif kind == "evaluation":
         data = _json(folder / "table3.json")
         page.add("Table 3: crops and models", table3_section(data, folder))
-        checkpoints = data.get("checkpoints") or []
-        where = str(data.get("dataset", "")).partition(" ")[2]
-        if predictions and checkpoints and Path(checkpoints[0]).is_file() and Path(where).is_dir():
-            from googlenet.data.datasets import ImageFolderDataset
-            from googlenet.model.weights import load_checkpoint_model
-
-            model, _ = load_checkpoint_model(checkpoints[0], aux_logits=None)
-            page.add("Table 1: the network", table1_section(model))
-            samples = list(ImageFolderDataset(where).samples)
-            page.add(f"Validation of {Path(checkpoints[0]).name}: confusion and confident mistakes",
-                     predictions_section(predict_images(Path(checkpoints[0]), samples, limit)))  # fmt: skip
+        if predictions:
+            _evaluation_predictions(page, data, limit)
     elif kind == "ablation":
         if (folder / "ablation.md").is_file():
             page.add("Ablation", markdown_table((folder / "ablation.md").read_text(encoding="utf-8")))

@@ -8,9 +8,17 @@ backward pass leaves it (before any clipping, which would rescale every layer al
 listed in definition order, which for GoogLeNet's trunk is depth order (stem, 3a ... 5b, fc); the
 auxiliary heads' layers are flagged "aux" and left out of the depth profile.
 
-Written to the run folder as `grad_norms.csv` (step, layer, depth, norm) and `grad_norms.json`;
-`plot_grad_norms` draws norm against depth for one or several runs (with and without the heads).
-Under torchrun the norms are rank 0's local gradients (before DDP's all-reduce averages them).
+Comparing a run with heads against one without (`plot_grad_norms`) mixes the heads' signal with two
+different trajectories. `split` answers the question on one run, one batch and one set of weights:
+at a recorded step it takes the gradient of the auxiliary part of the loss, 0.3 x (aux1 + aux2),
+alone (`torch.autograd.grad`, one extra backward pass through the heads and the layers below 4d), and
+the main loss's part is the rest of the full gradient, so every layer gets `norm_main` and `norm_aux`
+beside `norm` (`plot_grad_split`). Off under torchrun.
+
+Written to the run folder as `grad_norms.csv` (step, layer, depth, norm, and the split when taken) and
+`grad_norms.json`, and the split per stage as `grad_split.csv` and `grad_split.png`; `plot_grad_norms` draws norm against depth for one or several runs (with and
+without the heads). Under torchrun the norms are rank 0's local gradients (before DDP's all-reduce
+averages them).
 """
 
 from __future__ import annotations
@@ -18,7 +26,7 @@ from __future__ import annotations
 import csv
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +37,7 @@ from googlenet.io import atomic_open
 
 CSV_NAME = "grad_norms.csv"
 JSON_NAME = "grad_norms.json"
-FIELDS = ("step", "depth", "layer", "aux", "norm")
+FIELDS = ("step", "depth", "layer", "aux", "norm", "norm_main", "norm_aux")
 
 
 def measured_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -46,31 +54,70 @@ class GradNormRecorder:
     """Per-layer gradient norms at steps 1, every, 2 x every, ... (optimiser steps, 1-based).
 
     Uses post-accumulate-grad hooks on the layers' parameters, so it sees the gradient exactly as the
-    backward pass produced it, whatever the training loop does afterwards (clipping, scaling).
-    `arm(step)` before a step decides whether that step is recorded; `commit(step)` after it stores it.
+    backward pass produced it, whatever the training loop does afterwards (clipping, unscaling).
+    `loss_scale`: the current fp16 loss scale (`GradScaler.get_scale`), which the backward pass's
+    gradients carry and the recorded norms do not; a step whose gradients overflowed (the scaler skips
+    it) is not recorded. `arm(step)` before a step decides whether that step is recorded; `commit(step)`
+    after it stores it.
     """
 
-    def __init__(self, model: nn.Module, every: int, rows: Sequence[Mapping[str, Any]] = ()) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        every: int,
+        rows: Sequence[Mapping[str, Any]] = (),
+        loss_scale: Callable[[], float] | None = None,
+    ) -> None:
         if every < 1:
             raise ValueError(f"every must be >= 1, got {every}")
         self.every = every
         self.rows: list[dict[str, Any]] = [dict(r) for r in rows]
         self._armed = False
+        self._loss_scale = loss_scale
         self._sq: dict[str, float] = {}
+        self._aux_grads: dict[int, torch.Tensor] = {}  # the armed step's auxiliary-loss gradient, by id
+        self._main_sq: dict[str, float] = {}
+        self._aux_sq: dict[str, float] = {}
         self._layers = measured_layers(model)
+        self._params: list[tuple[str, torch.Tensor]] = []
         self._handles: list[Any] = []
         for name, module in self._layers:
             for param in module.parameters(recurse=False):
                 if param.requires_grad:
+                    self._params.append((name, param))
                     self._handles.append(param.register_post_accumulate_grad_hook(self._hook(name)))
 
     def _hook(self, name: str) -> Any:
         def record(param: torch.Tensor) -> None:
             if self._armed and param.grad is not None:
-                value = float(param.grad.detach().float().pow(2).sum())
-                self._sq[name] = self._sq.get(name, 0.0) + value
+                grad = param.grad.detach().float()
+                if self._loss_scale is not None:
+                    grad = grad / float(self._loss_scale())
+                self._sq[name] = self._sq.get(name, 0.0) + float(grad.pow(2).sum())
+                aux = self._aux_grads.pop(id(param), None)
+                if aux is not None:  # the main loss's part: the whole gradient less the auxiliary part
+                    self._main_sq[name] = self._main_sq.get(name, 0.0) + float((grad - aux).pow(2).sum())
 
         return record
+
+    @property
+    def armed(self) -> bool:
+        """Whether the coming step is recorded."""
+        return self._armed
+
+    def split(self, aux_loss: torch.Tensor) -> None:
+        """Before the armed step's backward pass: take the gradient of `aux_loss` (the weighted
+        auxiliary part of the step's loss, unscaled) alone, so that its commit records each layer's
+        main and auxiliary parts. Keeps the graph for the backward pass that follows."""
+        if not self._armed or not self._params:
+            return
+        grads = torch.autograd.grad(
+            aux_loss, [param for _, param in self._params], retain_graph=True, allow_unused=True
+        )
+        for (name, param), grad in zip(self._params, grads, strict=True):
+            part = torch.zeros_like(param, dtype=torch.float32) if grad is None else grad.detach().float()
+            self._aux_grads[id(param)] = part
+            self._aux_sq[name] = self._aux_sq.get(name, 0.0) + float(part.pow(2).sum())
 
     def wanted(self, step: int) -> bool:
         return step == 1 or step % self.every == 0
@@ -78,20 +125,23 @@ class GradNormRecorder:
     def arm(self, step: int) -> None:
         """Record the coming optimiser step `step` (1-based) if it is one of the chosen ones."""
         self._armed = self.wanted(step)
-        self._sq = {}
+        self._sq, self._main_sq, self._aux_sq, self._aux_grads = {}, {}, {}, {}
 
     def commit(self, step: int) -> None:
         """Store what the step just taken recorded (nothing if it was not armed or was skipped)."""
-        if self._armed and self._sq:
+        if self._armed and self._sq and all(math.isfinite(v) for v in self._sq.values()):
             self.rows = [r for r in self.rows if int(r["step"]) != step]
+            split = bool(self._main_sq)
             for depth, (name, _) in enumerate(self._layers):
                 if name in self._sq:
                     self.rows.append(
                         {"step": step, "depth": depth, "layer": name, "aux": is_aux(name),
-                         "norm": math.sqrt(self._sq[name])}
+                         "norm": math.sqrt(self._sq[name]),
+                         "norm_main": math.sqrt(self._main_sq.get(name, 0.0)) if split else None,
+                         "norm_aux": math.sqrt(self._aux_sq.get(name, 0.0)) if split else None}
                     )  # fmt: skip
         self._armed = False
-        self._sq = {}
+        self._sq, self._main_sq, self._aux_sq, self._aux_grads = {}, {}, {}, {}
 
     def truncate(self, step: int) -> None:
         """Forget rows after `step` (a resumed run recomputes them)."""
@@ -113,7 +163,7 @@ def save_grad_norms(folder: str | Path, rows: Sequence[Mapping[str, Any]], every
         writer = csv.DictWriter(handle, fieldnames=FIELDS, lineterminator="\n")
         writer.writeheader()
         for row in rows:
-            writer.writerow({k: (f"{row[k]:.6g}" if k == "norm" else row[k]) for k in FIELDS})
+            writer.writerow({k: _cell(row.get(k)) if k.startswith("norm") else row[k] for k in FIELDS})
     steps: dict[str, dict[str, float]] = {}
     layers: list[str] = []
     for row in rows:
@@ -138,9 +188,94 @@ def load_grad_norms(folder: str | Path) -> list[dict[str, Any]]:
     with path.open(newline="", encoding="utf-8") as handle:
         return [
             {"step": int(r["step"]), "depth": int(r["depth"]), "layer": r["layer"],
-             "aux": r["aux"] == "True", "norm": float(r["norm"])}
+             "aux": r["aux"] == "True", "norm": float(r["norm"]),
+             "norm_main": _number(r.get("norm_main")), "norm_aux": _number(r.get("norm_aux"))}
             for r in csv.DictReader(handle)
         ]  # fmt: skip
+
+
+def _cell(value: Any) -> str:
+    return "" if value is None else f"{float(value):.6g}"
+
+
+def _number(text: str | None) -> float | None:
+    """A norm column of grad_norms.csv: empty (no split at that step, or a file from before the split
+    columns) is None."""
+    return float(text) if text else None
+
+
+def split_profile(
+    rows: Sequence[Mapping[str, Any]], skip_first: bool = True
+) -> dict[str, tuple[float, float]]:
+    """Per trunk layer, the geometric mean over the split steps of the main and the auxiliary parts'
+    norms (as `trunk_profile`; a layer above 4d, which no auxiliary loss reaches, has aux 0 and is
+    left out of the auxiliary mean). {} when no step was split."""
+    split = [r for r in rows if r.get("norm_main") is not None and not r["aux"]]
+    steps = sorted({int(r["step"]) for r in split})
+    if skip_first and len(steps) > 1:
+        steps = steps[1:]
+    logs: dict[str, tuple[list[float], list[float]]] = {}
+    for row in split:
+        if int(row["step"]) in steps:
+            main, aux = logs.setdefault(str(row["layer"]), ([], []))
+            if float(row["norm_main"]) > 0:
+                main.append(math.log(float(row["norm_main"])))
+            if float(row["norm_aux"]) > 0:
+                aux.append(math.log(float(row["norm_aux"])))
+    return {
+        layer: (
+            math.exp(sum(main) / len(main)) if main else 0.0,
+            math.exp(sum(aux) / len(aux)) if aux else 0.0,
+        )
+        for layer, (main, aux) in logs.items()
+    }
+
+
+def split_stage_table(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Per trunk stage (stem layers each, inception3a ... fc), the geometric mean over its layers of
+    `split_profile`'s main and auxiliary norms, their ratio aux/main, the mean cosine between the two
+    parts (from |g|^2 = |main|^2 + |aux|^2 + 2 main.aux, per layer and split step after the first;
+    empty where no auxiliary loss reaches) and the geometric mean of |g| / |main|, how much larger
+    the layer's gradient is with the heads' part than without it; [] when no step was split."""
+    profile = split_profile(rows)
+    split = [r for r in rows if r.get("norm_main") is not None and not r["aux"]]
+    steps = sorted({int(r["step"]) for r in split})[1:] or sorted({int(r["step"]) for r in split})
+    cosines: dict[str, list[float]] = {}
+    gains: dict[str, list[float]] = {}  # |whole| / |main|: what the heads add, on the same weights and batch
+    for r in split:
+        main, aux, whole = float(r["norm_main"]), float(r["norm_aux"]), float(r["norm"])
+        if int(r["step"]) in steps and main > 0:
+            gains.setdefault(stage_of(str(r["layer"])), []).append(whole / main)
+            if aux > 0:
+                cosine = (whole**2 - main**2 - aux**2) / (2 * main * aux)
+                cosines.setdefault(stage_of(str(r["layer"])), []).append(cosine)
+    table: list[dict[str, Any]] = []
+    for stage in dict.fromkeys(stage_of(layer) for layer in profile):
+        parts = [value for layer, value in profile.items() if stage_of(layer) == stage]
+        main = _geometric_mean([m for m, _ in parts])
+        aux = _geometric_mean([a for _, a in parts])
+        cos = cosines.get(stage)
+        table.append({"stage": stage, "main": main, "aux": aux, "aux/main": aux / main if main else math.nan,
+                      "cosine": sum(cos) / len(cos) if cos else "",
+                      "whole/main": _geometric_mean(gains.get(stage, []))})  # fmt: skip
+    return table
+
+
+def write_split_table(rows: Sequence[Mapping[str, Any]], path: str | Path) -> list[dict[str, Any]]:
+    """`split_stage_table` as a CSV at `path` (nothing written when no step was split)."""
+    table = split_stage_table(rows)
+    if table:
+        with atomic_open(path, "w") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(table[0]), lineterminator="\n")
+            writer.writeheader()
+            for row in table:
+                writer.writerow({k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in row.items()})
+    return table
+
+
+def _geometric_mean(values: Sequence[float]) -> float:
+    positive = [v for v in values if v > 0]
+    return math.exp(sum(map(math.log, positive)) / len(positive)) if positive else 0.0
 
 
 def trunk_profile(rows: Sequence[Mapping[str, Any]], skip_first: bool = True) -> dict[str, float]:
@@ -180,10 +315,17 @@ def plot_grad_norms(
             order = list(profile)
         xs = [order.index(layer) for layer in profile if layer in order]
         ax.plot(xs, [profile[layer] for layer in profile if layer in order], marker=".", label=label)
+    _finish_depth_plot(fig, ax, order, title or "gradient flow by depth", path)
+
+
+def _finish_depth_plot(fig: Any, ax: Any, layers: Sequence[str], title: str, path: str | Path) -> None:
+    """Stage names under the trunk layers (conv1-3 as one "stem"), log norms, legend; saved to `path`."""
+    import matplotlib.pyplot as plt
+
     ticks: list[int] = []
     names: list[str] = []
-    for i, layer in enumerate(order):
-        stage = "stem" if stage_of(layer).startswith("conv") else stage_of(layer)  # conv1-3: one label
+    for i, layer in enumerate(layers):
+        stage = "stem" if stage_of(layer).startswith("conv") else stage_of(layer)
         if not names or stage != names[-1]:
             ticks.append(i)
             names.append(stage)
@@ -191,12 +333,36 @@ def plot_grad_norms(
     ax.set_yscale("log")
     ax.set_xlabel("trunk conv/linear layer, input (left) to classifier (right)")
     ax.set_ylabel("gradient L2 norm (geometric mean over steps)")
-    ax.set_title(title or "gradient flow by depth")
+    ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def plot_grad_split(rows: Sequence[Mapping[str, Any]], path: str | Path, title: str = "") -> bool:
+    """The main loss's and the auxiliary losses' part of each trunk layer's gradient by depth, from one
+    run's split steps (`GradNormRecorder.split`); False (nothing drawn) when no step was split."""
+    profile = split_profile(rows)
+    if not profile:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    layers = list(profile)
+    fig, ax = plt.subplots(figsize=(10, 4.5))
+    ax.plot(range(len(layers)), [profile[layer][0] for layer in layers], marker=".", label="main loss")
+    reached = [i for i, layer in enumerate(layers) if profile[layer][1] > 0]
+    ax.plot(
+        reached, [profile[layers[i]][1] for i in reached], marker=".", label="auxiliary losses (weighted)"
+    )
+    _finish_depth_plot(
+        fig, ax, layers, title or "each loss's part of the gradient, same steps and weights", path
+    )
+    return True
 
 
 __all__ = [
@@ -206,6 +372,10 @@ __all__ = [
     "load_grad_norms",
     "measured_layers",
     "plot_grad_norms",
+    "plot_grad_split",
     "save_grad_norms",
+    "split_profile",
+    "split_stage_table",
     "trunk_profile",
+    "write_split_table",
 ]
