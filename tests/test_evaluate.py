@@ -300,8 +300,9 @@ def test_bad_images_are_skipped_and_reported_or_abort(
     code = main(["evaluate", "--checkpoint", str(setup["a"]), "--data-path", str(data), "--on-bad", "abort",
                  "-j", "0", "--no-progress"])  # fmt: skip
     lines = capsys.readouterr().err.strip().splitlines()
-    assert lines[0].startswith("optimize: ")  # --engine auto says what it measured and chose
-    assert code == 1 and len(lines) == 2 and "3.jpg" in lines[1] and "error" in lines[1]
+    # --engine auto says what it times, then what it measured and chose
+    assert lines[0].startswith("optimize: building and timing") and lines[1].startswith("optimize: ")
+    assert code == 1 and len(lines) == 3 and "3.jpg" in lines[2] and "error" in lines[2]
 
 
 def test_class_mismatch_is_a_one_line_error_before_any_backend_is_timed(
