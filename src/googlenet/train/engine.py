@@ -420,7 +420,8 @@ class _Trainer:
             epoch=at.epoch, global_step=at.global_step, meter=meter, model=self.model, averager=self.averager,
             val_loader=self.val_loader, train_eval_loader=self.train_eval_loader,
             bn_batches=lambda: self._batches(_BN_EPOCH_TAG + at.epoch),
-            lr=at.last_lr if at.last_lr is not None else self.optimizer.param_groups[0]["lr"], device=self.device, autocast_dtype=self.autocast_dtype,
+            lr=self.optimizer.param_groups[0]["lr"] if at.last_lr is None else at.last_lr,  # as it trained
+            device=self.device, autocast_dtype=self.autocast_dtype,
             channels_last=self.config.model.channels_last, epoch_started=epoch_started,
         )  # fmt: skip
         at.history.append(row)

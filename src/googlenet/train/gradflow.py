@@ -16,9 +16,9 @@ the main loss's part is the rest of the full gradient, so every layer gets `norm
 beside `norm` (`plot_grad_split`). Off under torchrun.
 
 Written to the run folder as `grad_norms.csv` (step, layer, depth, norm, and the split when taken) and
-`grad_norms.json`, and the split per stage as `grad_split.csv` and `grad_split.png`; `plot_grad_norms` draws norm against depth for one or several runs (with and
-without the heads). Under torchrun the norms are rank 0's local gradients (before DDP's all-reduce
-averages them).
+`grad_norms.json`, and the split per stage as `grad_split.csv` and `grad_split.png`; `plot_grad_norms`
+draws norm against depth for one or several runs (with and without the heads). Under torchrun the
+norms are rank 0's local gradients (before DDP's all-reduce averages them).
 """
 
 from __future__ import annotations
