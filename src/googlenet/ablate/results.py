@@ -13,7 +13,6 @@ protocol's single crop, so every comparison is between numbers measured the same
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import math
@@ -31,12 +30,14 @@ from googlenet.ablate.study import (
     test_time_errors,
 )
 from googlenet.train.gradflow import (
+    geometric_mean,
     load_grad_norms,
     plot_grad_norms,
     plot_grad_split,
     stage_of,
     trunk_profile,
     write_split_table,
+    write_stage_csv,
 )
 
 logger = logging.getLogger("googlenet.ablate")
@@ -124,15 +125,11 @@ def write_stage_table(flows: dict[str, list[dict[str, Any]]], path: Path) -> lis
         row: dict[str, Any] = {"stage": stage}
         for label in labels:
             values = [v for layer, v in profiles[label].items() if stage_of(layer) == stage and v > 0]
-            row[label] = math.exp(sum(map(math.log, values)) / len(values)) if values else math.nan
+            row[label] = geometric_mean(values) if values else math.nan
         if len(labels) == 2:
             row["ratio"] = row[labels[0]] / row[labels[1]] if row[labels[1]] else math.nan
         table.append(row)
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(table[0]), lineterminator="\n")
-        writer.writeheader()
-        for row in table:
-            writer.writerow({k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in row.items()})
+    write_stage_csv(table, path)
     return table
 
 

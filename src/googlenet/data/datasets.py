@@ -229,15 +229,7 @@ def load_image_folder(
     on_bad: str = "skip",
 ) -> tuple[ImageFolderDataset, ImageFolderDataset]:
     """The `<data_path>/train` and `<data_path>/val` image folders, with the same classes in train's order."""
-    root = Path(data_path)
-    if not root.is_dir():
-        raise DataError(f"{root}: no such data folder")
-    for split in ("train", "val"):
-        if not (root / split).is_dir():
-            raise DataError(
-                f"{root}: missing split folder {split!r} (expected {root / 'train'} and {root / 'val'}, "
-                "each with one folder per class)"
-            )
+    root = _split_folders(data_path, ("train", "val"))
     train_classes = list_class_folders(root / "train")
     val_classes = list_class_folders(root / "val")
     only_val = sorted(set(val_classes) - set(train_classes))
@@ -257,12 +249,22 @@ def load_val_folder(
 ) -> ImageFolderDataset:
     """The `<data_path>/val` image folder alone, for evaluation (classes in sorted folder order, as
     `load_image_folder` orders train's)."""
+    return ImageFolderDataset(_split_folders(data_path, ("val",)) / "val", transform, on_bad=on_bad)
+
+
+def _split_folders(data_path: str | os.PathLike[str], splits: Sequence[str]) -> Path:
+    """`data_path` as a Path, once it is a folder holding every one of `splits` (else a one-line error)."""
     root = Path(data_path)
     if not root.is_dir():
         raise DataError(f"{root}: no such data folder")
-    if not (root / "val").is_dir():
-        raise DataError(f"{root}: missing split folder 'val' (expected {root / 'val'}, one folder per class)")
-    return ImageFolderDataset(root / "val", transform, on_bad=on_bad)
+    for split in splits:
+        if not (root / split).is_dir():
+            expected = " and ".join(str(root / name) for name in splits)
+            each = "each with" if len(splits) > 1 else "with"
+            raise DataError(
+                f"{root}: missing split folder {split!r} (expected {expected}, {each} one folder per class)"
+            )
+    return root
 
 
 def _names(names: Sequence[str], limit: int = 5) -> str:

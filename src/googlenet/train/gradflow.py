@@ -210,25 +210,26 @@ def split_profile(
     """Per trunk layer, the geometric mean over the split steps of the main and the auxiliary parts'
     norms (as `trunk_profile`; a layer above 4d, which no auxiliary loss reaches, has aux 0 and is
     left out of the auxiliary mean). {} when no step was split."""
-    split = [r for r in rows if r.get("norm_main") is not None and not r["aux"]]
-    steps = sorted({int(r["step"]) for r in split})
-    if skip_first and len(steps) > 1:
-        steps = steps[1:]
-    logs: dict[str, tuple[list[float], list[float]]] = {}
+    split = _split_rows(rows, skip_first)
+    parts: dict[str, tuple[list[float], list[float]]] = {}
     for row in split:
-        if int(row["step"]) in steps:
-            main, aux = logs.setdefault(str(row["layer"]), ([], []))
-            if float(row["norm_main"]) > 0:
-                main.append(math.log(float(row["norm_main"])))
-            if float(row["norm_aux"]) > 0:
-                aux.append(math.log(float(row["norm_aux"])))
-    return {
-        layer: (
-            math.exp(sum(main) / len(main)) if main else 0.0,
-            math.exp(sum(aux) / len(aux)) if aux else 0.0,
-        )
-        for layer, (main, aux) in logs.items()
-    }
+        main, aux = parts.setdefault(str(row["layer"]), ([], []))
+        main.append(float(row["norm_main"]))
+        aux.append(float(row["norm_aux"]))
+    return {layer: (geometric_mean(main), geometric_mean(aux)) for layer, (main, aux) in parts.items()}
+
+
+def _split_rows(rows: Sequence[Mapping[str, Any]], skip_first: bool = True) -> list[Mapping[str, Any]]:
+    """The trunk rows of the split steps (`_later_steps` of them)."""
+    return _later_steps([r for r in rows if r.get("norm_main") is not None and not r["aux"]], skip_first)
+
+
+def _later_steps(rows: Sequence[Mapping[str, Any]], skip_first: bool = True) -> list[Mapping[str, Any]]:
+    """`rows` without step 1 (the untrained network) when `skip_first` and later steps exist."""
+    steps = sorted({int(r["step"]) for r in rows})
+    if not (skip_first and len(steps) > 1):
+        return list(rows)
+    return [r for r in rows if int(r["step"]) != steps[0]]
 
 
 def split_stage_table(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -238,13 +239,11 @@ def split_stage_table(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]
     empty where no auxiliary loss reaches) and the geometric mean of |g| / |main|, how much larger
     the layer's gradient is with the heads' part than without it; [] when no step was split."""
     profile = split_profile(rows)
-    split = [r for r in rows if r.get("norm_main") is not None and not r["aux"]]
-    steps = sorted({int(r["step"]) for r in split})[1:] or sorted({int(r["step"]) for r in split})
     cosines: dict[str, list[float]] = {}
     gains: dict[str, list[float]] = {}  # |whole| / |main|: what the heads add, on the same weights and batch
-    for r in split:
+    for r in _split_rows(rows):
         main, aux, whole = float(r["norm_main"]), float(r["norm_aux"]), float(r["norm"])
-        if int(r["step"]) in steps and main > 0:
+        if main > 0:
             gains.setdefault(stage_of(str(r["layer"])), []).append(whole / main)
             if aux > 0:
                 cosine = (whole**2 - main**2 - aux**2) / (2 * main * aux)
@@ -252,12 +251,12 @@ def split_stage_table(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]
     table: list[dict[str, Any]] = []
     for stage in dict.fromkeys(stage_of(layer) for layer in profile):
         parts = [value for layer, value in profile.items() if stage_of(layer) == stage]
-        main = _geometric_mean([m for m, _ in parts])
-        aux = _geometric_mean([a for _, a in parts])
+        main = geometric_mean([m for m, _ in parts])
+        aux = geometric_mean([a for _, a in parts])
         cos = cosines.get(stage)
         table.append({"stage": stage, "main": main, "aux": aux, "aux/main": aux / main if main else math.nan,
                       "cosine": sum(cos) / len(cos) if cos else "",
-                      "whole/main": _geometric_mean(gains.get(stage, []))})  # fmt: skip
+                      "whole/main": geometric_mean(gains.get(stage, []))})  # fmt: skip
     return table
 
 
@@ -265,15 +264,21 @@ def write_split_table(rows: Sequence[Mapping[str, Any]], path: str | Path) -> li
     """`split_stage_table` as a CSV at `path` (nothing written when no step was split)."""
     table = split_stage_table(rows)
     if table:
-        with atomic_open(path, "w") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(table[0]), lineterminator="\n")
-            writer.writeheader()
-            for row in table:
-                writer.writerow({k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in row.items()})
+        write_stage_csv(table, path)
     return table
 
 
-def _geometric_mean(values: Sequence[float]) -> float:
+def write_stage_csv(table: Sequence[Mapping[str, Any]], path: str | Path) -> None:
+    """A per-stage table (`split_stage_table`, ablate's gradflow.csv) as CSV, numbers to 4 digits."""
+    with atomic_open(path, "w") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(table[0]), lineterminator="\n")
+        writer.writeheader()
+        for row in table:
+            writer.writerow({k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in row.items()})
+
+
+def geometric_mean(values: Sequence[float]) -> float:
+    """exp(mean(log v)) over the positive values; 0.0 when there are none."""
     positive = [v for v in values if v > 0]
     return math.exp(sum(map(math.log, positive)) / len(positive)) if positive else 0.0
 
@@ -283,14 +288,11 @@ def trunk_profile(rows: Sequence[Mapping[str, Any]], skip_first: bool = True) ->
 
     `skip_first` leaves out step 1 (the untrained network) when later steps exist.
     """
-    steps = sorted({int(r["step"]) for r in rows})
-    if skip_first and len(steps) > 1:
-        steps = steps[1:]
-    logs: dict[str, list[float]] = {}
-    for row in rows:
-        if int(row["step"]) in steps and not row["aux"] and float(row["norm"]) > 0:
-            logs.setdefault(str(row["layer"]), []).append(math.log(float(row["norm"])))
-    return {layer: math.exp(sum(v) / len(v)) for layer, v in logs.items()}
+    norms: dict[str, list[float]] = {}
+    for row in _later_steps(rows, skip_first):
+        if not row["aux"] and float(row["norm"]) > 0:
+            norms.setdefault(str(row["layer"]), []).append(float(row["norm"]))
+    return {layer: geometric_mean(values) for layer, values in norms.items()}
 
 
 def stage_of(layer: str) -> str:
@@ -369,6 +371,7 @@ __all__ = [
     "CSV_NAME",
     "JSON_NAME",
     "GradNormRecorder",
+    "geometric_mean",
     "load_grad_norms",
     "measured_layers",
     "plot_grad_norms",
