@@ -260,9 +260,9 @@ def _split_folders(data_path: str | os.PathLike[str], splits: Sequence[str]) -> 
     for split in splits:
         if not (root / split).is_dir():
             expected = " and ".join(str(root / name) for name in splits)
-            each = "each with" if len(splits) > 1 else "with"
+            each = "each with " if len(splits) > 1 else ""
             raise DataError(
-                f"{root}: missing split folder {split!r} (expected {expected}, {each} one folder per class)"
+                f"{root}: missing split folder {split!r} (expected {expected}, {each}one folder per class)"
             )
     return root
 
