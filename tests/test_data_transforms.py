@@ -168,6 +168,56 @@ def test_photometric_switch() -> None:
     assert torch.allclose(off(image), off(image))
 
 
+def _photometric_factors(name: str, image: Image.Image, measure: Any, draws: int = DRAWS) -> np.ndarray:
+    """The factor one ColorJitter component applied, read back from `draws` outputs on `image`: the
+    train transform with only that component on (defaults elsewhere), no crop, flip, lighting or
+    normalisation to blur it."""
+    others = {key: 0.0 for key in ("brightness", "contrast", "saturation") if key != name}
+    config = AugmentConfig(
+        random_crop=False,
+        resize_size=image.width,
+        random_interpolation=False,
+        flip=False,
+        lighting=0.0,
+        mean=(0.0, 0.0, 0.0),
+        std=(1.0, 1.0, 1.0),
+        **others,
+    )
+    transform = build_train_transform(image.width, config)
+    return np.array([measure(transform(image) * 255) for _ in range(draws)])
+
+
+def _uniform_on(factors: np.ndarray, low: float, high: float, slack: float = 0.012) -> None:
+    """Within [low, high] up to 8-bit rounding, reaching both ends, and uniform over four bins."""
+    assert factors.min() >= low - slack and factors.max() <= high + slack
+    assert factors.min() < low + 0.03 and factors.max() > high - 0.03
+    counts, _ = np.histogram(factors, bins=4, range=(low - slack, high + slack))
+    assert _chi_square(list(counts)) < 16.3  # chi-square, 3 degrees of freedom, p = 0.001
+
+
+def test_photometric_distortion_draws_each_factor_uniformly_in_the_documented_range() -> None:
+    """brightness, contrast and saturation factors each uniform on [1 - 0.4, 1 + 0.4] (AugmentConfig's
+    documented defaults), measured on images where each factor can be read off exactly."""
+    config = AugmentConfig()
+    assert (config.brightness, config.contrast, config.saturation, config.lighting) == (0.4, 0.4, 0.4, 0.1)
+    low, high = 1 - config.brightness, 1 + config.brightness
+    torch.manual_seed(8)
+    grey = Image.new("RGB", (4, 4), (100, 100, 100))
+    _uniform_on(_photometric_factors("brightness", grey, lambda t: float(t.mean()) / 100), low, high)
+    # two grey halves, 60 and 140 (mean 100): contrast scales their difference about the mean
+    halves = np.full((4, 4, 3), 60, dtype=np.uint8)
+    halves[:, 2:] = 140
+    two_tone = Image.fromarray(halves)
+    factors = _photometric_factors(
+        "contrast", two_tone, lambda t: float(t[:, :, 2:].mean() - t[:, :, :2].mean()) / 80
+    )
+    _uniform_on(factors, 1 - config.contrast, 1 + config.contrast)
+    # one colour: saturation scales each channel's distance from the pixel's grey value
+    colour = Image.new("RGB", (4, 4), (150, 100, 50))
+    factors = _photometric_factors("saturation", colour, lambda t: float(t[0].mean() - t[2].mean()) / 100)
+    _uniform_on(factors, 1 - config.saturation, 1 + config.saturation)
+
+
 def test_lighting_switch_shifts_each_channel_by_a_constant() -> None:
     image = _photo(16, 16, seed=7)
     base: dict[str, Any] = {
