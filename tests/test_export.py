@@ -130,6 +130,10 @@ def test_checkpoint_export_drops_training_state(tmp_path: Path, capsys: pytest.C
             ["--checkpoint", "{src}", "--output", "x.onnx", "--format", "torchscript"],
             "contradicts --output x.onnx",
         ),
+        (
+            ["--checkpoint", "{src}", "--output", "x.pt", "--format", "onnx"],
+            "--format onnx contradicts --output x.pt (a PyTorch extension)",
+        ),
     ],
 )
 def test_export_errors_are_one_line(

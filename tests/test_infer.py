@@ -158,7 +158,9 @@ def test_auto_times_the_candidates_and_keeps_the_fastest(one_thread: None) -> No
     fast = optimize(model, input_size=SIZE, batch_size=2)
     candidates = [b for b in available_backends("fp32") if b != "compile"]
     assert set(fast.timings_ms) == set(candidates)
-    assert fast.backend == min(fast.timings_ms, key=fast.timings_ms.__getitem__)
+    decided_on = fast.retimed_ms or fast.timings_ms  # the two closest again, when they were close
+    assert fast.backend == min(decided_on, key=decided_on.__getitem__)
+    assert set(fast.retimed_ms) <= set(candidates) and len(fast.retimed_ms) in (0, 2)
     x = torch.randn(2, 3, SIZE, SIZE)
     with torch.no_grad():
         assert _relative(fast(x), model(x)) < 1e-4
@@ -181,7 +183,8 @@ def test_auto_can_time_the_1x1_fusion_both_ways(one_thread: None) -> None:
     model = _trained_like("bn")
     fast = optimize(model, backend="eager", input_size=SIZE, batch_size=2, fuse_1x1=None)
     assert set(fast.timings_ms) == {"eager", "eager+fused-1x1"}
-    assert fast.fuse_1x1 == (min(fast.timings_ms, key=fast.timings_ms.__getitem__) == "eager+fused-1x1")
+    decided_on = fast.retimed_ms or fast.timings_ms
+    assert fast.fuse_1x1 == (min(decided_on, key=decided_on.__getitem__) == "eager+fused-1x1")
     x = torch.randn(2, 3, SIZE, SIZE)
     with torch.no_grad():
         assert _relative(fast(x), model(x)) < 1e-4
@@ -202,7 +205,8 @@ def test_two_candidates_within_5_percent_are_timed_again_longer(monkeypatch: pyt
     monkeypatch.setattr(module, "time_calls", fake)
     fast = optimize(_trained_like("bn"), backend="eager", input_size=SIZE, batch_size=2, fuse_1x1=None)
     assert calls == [(["eager", "eager+fused-1x1"], 5), (["eager", "eager+fused-1x1"], 9)]
-    assert fast.fuse_1x1 and fast.timings_ms == {"eager": 10.0, "eager+fused-1x1": 9.0}
+    assert fast.fuse_1x1 and fast.retimed_ms == {"eager": 10.0, "eager+fused-1x1": 9.0}
+    assert fast.timings_ms == {"eager": 10.0, "eager+fused-1x1": 10.4}  # the first round, kept apart
     calls.clear()
     answers[0] = {"eager": 10.0, "eager+fused-1x1": 10.6}  # 6% apart: the first timing decides
     assert not optimize(
@@ -215,6 +219,7 @@ def test_two_candidates_within_5_percent_are_timed_again_longer(monkeypatch: pyt
     fast = optimize(_trained_like("bn"), candidates=["eager", "compile"], input_size=SIZE, batch_size=2,
                     fuse_1x1=None)  # fmt: skip
     assert fast.backend == "eager" and fast.fuse_1x1
+    assert fast.timings_ms["compile"] == 10.8 and set(fast.retimed_ms) == {"eager", "eager+fused-1x1"}
 
 
 def test_the_engine_refuses_raw_pixels_and_returns_ordinary_tensors(one_thread: None) -> None:

@@ -195,6 +195,14 @@ def test_an_evaluation_report_labels_the_images_in_the_models_class_order(
     assert "Left out: the evaluated images" in html
 
 
+def test_an_unfinished_detect_run_says_how_to_finish_it(tmp_path: Path) -> None:
+    folder = tmp_path / "detect-run"
+    folder.mkdir()
+    (folder / "detection-setup.json").write_text(json.dumps({"val_set": "val"}))  # no detections yet
+    html = write_report(folder, tmp_path / "detect.html").read_text(encoding="utf-8")
+    assert f"googlenet detect train --resume {folder}" in html
+
+
 def test_kind_detection_and_errors(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="not a run folder"):
         detect_kind(tmp_path)

@@ -196,7 +196,7 @@ def export_model(
 def resolve_format(fmt: str | None, output: str) -> str:
     """`--format`, or the output's extension when it is not given (.onnx; .ts/.torchscript/.jit;
     .pt/.pth/.ckpt for our checkpoint). One-line errors: a format that contradicts .onnx or a TorchScript
-    extension, and no format with an extension that names none (`-o model.png` would get a checkpoint)."""
+    extension, ONNX into .pt/.pth/.ckpt, and no format with an extension that names none (`-o model.png` would get a checkpoint)."""
     if Path(output).is_dir():
         raise ConfigError(f"--output {output}: is a folder; give a file name")
     suffix = Path(output).suffix.lower()
@@ -204,6 +204,10 @@ def resolve_format(fmt: str | None, output: str) -> str:
     if fmt is not None:
         if implied is not None and fmt != implied:
             raise ConfigError(f"--format {fmt} contradicts --output {output} (a {implied} extension)")
+        if suffix in _TORCH_SUFFIXES and fmt == "onnx":  # .pt holds a checkpoint or TorchScript, never ONNX
+            raise ConfigError(
+                f"--format onnx contradicts --output {output} (a PyTorch extension); name it .onnx"
+            )
         return fmt
     if implied is not None:
         return implied

@@ -111,6 +111,20 @@ DETECT_PRESET: dict[str, Any] = {
     "data.balance_share": 0.75,
 }
 
+# `googlenet train`'s help where detect train differs: DETECT_PRESET's values, its folder name, the region
+# size, and the two data flags it refuses (they stay parsed, so the refusal can say why).
+DETECT_HELP: dict[str, str] = {
+    "run.epochs": "epochs of fine-tuning (default 6)",
+    "optim.lr": "base learning rate (default 0.002, for fine-tuning)",
+    "optim.clip_grad_norm": "clip the gradient norm (default 2)",
+    "run.output_dir": "run folder (default runs/<time>-detect-<variant>)",
+    "model.input_size": "region crop (default: --init-from's input size, else 96)",
+    "augment.random_crop": "random patches of 8-100%% area (default off: regions are warped already)",
+    "data.data_path": argparse.SUPPRESS,
+    "data.dataset": argparse.SUPPRESS,
+    "set_overrides": "any config key without a flag of its own (e.g. --set data.train_eval_samples=200; repeatable)",
+}
+
 
 def register(commands: argparse._SubParsersAction) -> None:
     """`googlenet detect train`'s and `googlenet detect multibox`'s flags, added to `detect`'s subcommands."""
@@ -142,6 +156,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     g.add_argument("--background-per-positive", type=float, default=3.0)
     g.add_argument("--context", type=int, default=16, help="context pixels at 227 (R-CNN: 16)")
     add_arguments(tr)
+    for action in tr._actions:  # the training flags' help, where detect train's defaults differ
+        action.help = DETECT_HELP.get(action.dest, action.help)
     tr.set_defaults(func=run_train)
 
     mb = commands.add_parser(

@@ -307,7 +307,10 @@ def detection_section(folder: Path, images: int = 6) -> str:
         body += "<h3>mean average precision</h3>" + table(rows, ("run", "mAP", "s/image"))
     files = sorted(folder.glob("detections-*.csv"))
     if not files:
-        return body + '<p class="note">No detections-*.csv in this folder yet (run detect evaluation).</p>'
+        return body + (
+            '<p class="note">No detections-*.csv in this folder yet: <code>detect train</code> writes them when '
+            f"it finishes; continue it with <code>googlenet detect train --resume {esc(folder)}</code>.</p>"
+        )
     chosen = next((f for f in files if f.stem == "detections-ensemble"), files[0])
     detections = _read_csv(chosen)
     paths: dict[str, str] = {}
