@@ -100,6 +100,17 @@ def test_command_runs_a_section_and_saves_json(
     assert main(["benchmark", "--only", "gemm", "--quick", "--json"]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert [row["name"] for row in printed["rows"]] == [row["name"] for row in saved["rows"]]
+    # the earlier result is replaced; any other JSON (a run's results.json, say) is refused before timing
+    replay = iter(saved["rows"])
+    monkeypatch.setattr(
+        bench_command, "run_one", lambda spec: {"value": next(replay)["value"], "peak_rss_mib": 1.0}
+    )
+    assert main(["benchmark", "--only", "gemm", "--quick", "--json", str(out)]) == 0
+    other = tmp_path / "results.json"
+    other.write_text('{"val_top1_raw": 35.3}')
+    assert main(["benchmark", "--only", "gemm", "--quick", "--json", str(other)]) == 1
+    assert "exists and is not an earlier benchmark JSON" in capsys.readouterr().err
+    assert other.read_text() == '{"val_top1_raw": 35.3}'
 
 
 def test_bad_values_are_one_line_errors(capsys: pytest.CaptureFixture[str]) -> None:

@@ -18,7 +18,7 @@ from googlenet.detect.metrics import (
     evaluate_detections,
     mean_ap,
 )
-from googlenet.detect.voc import load_voc, read_detections, write_detections
+from googlenet.detect.voc import load_voc, read_detections, voc_images, write_detections
 from googlenet.errors import DataError
 
 
@@ -153,6 +153,32 @@ def test_detect_evaluate_command(
     text = capsys.readouterr().out
     assert "mAP" in text and "aeroplane" in text and "all-point AP" in text
     assert f"{marked} object(s) marked difficult: ignored, as VOC's devkit does (--use-difficult" in text
+
+
+def _voc_tree(year_dir: Path, ids: list[str]) -> None:
+    (year_dir / "ImageSets" / "Main").mkdir(parents=True)
+    (year_dir / "Annotations").mkdir()
+    (year_dir / "ImageSets" / "Main" / "val.txt").write_text("\n".join(ids) + "\n\n")
+    for i in ids:
+        (year_dir / "Annotations" / f"{i}.xml").write_text(
+            f"<annotation><filename>{i}.jpg</filename><object><name>cat</name><difficult>0</difficult>"
+            "<bndbox><xmin>1</xmin><ymin>2</ymin><xmax>30</xmax><ymax>40</ymax></bndbox></object></annotation>"
+        )
+
+
+def test_a_voc_year_folder_is_read_where_it_is(tmp_path: Path) -> None:
+    """VOC<year> given directly under a parent not named VOCdevkit: its own lists and annotations, not
+    those of a VOCdevkit tree beside it (torchvision's VOCDetection(root, year) would look there)."""
+    _voc_tree(tmp_path / "VOCdevkit" / "VOC2012", ["a1", "a2", "a3"])
+    _voc_tree(tmp_path / "mine" / "VOC2012", ["m1"])
+    truth = load_voc(tmp_path / "mine" / "VOC2012")
+    assert (
+        list(truth) == ["m1"]
+        and truth["m1"].boxes == [(1.0, 2.0, 30.0, 40.0)]
+        and truth["m1"].labels == ["cat"]
+    )
+    assert [i for i, _ in voc_images(tmp_path / "mine" / "VOC2012")] == ["m1"]
+    assert voc_images(tmp_path)[0][1] == str(tmp_path / "VOCdevkit" / "VOC2012" / "JPEGImages" / "a1.jpg")
 
 
 def test_detections_round_trip_and_bad_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -164,6 +164,12 @@ def test_region_set_folder_counts_and_reuse(scenes: Path, tmp_path: Path) -> Non
     assert build_region_set(scenes, tmp_path / "regions", config, proposals) == manifest
     assert (tmp_path / "regions" / "manifest.json").stat().st_mtime_ns == mtime  # reused, not rebuilt
 
+    # Any two image sets fill the train/ and val/ roles the engine reads: here one set for both.
+    other = build_region_set(scenes, tmp_path / "one-set", config, proposals, splits=("val", "val"))
+    assert sorted(p.name for p in (tmp_path / "one-set").iterdir() if p.is_dir()) == ["train", "val"]
+    assert other["counts"]["train"] == other["counts"]["val"] == manifest["counts"]["val"]
+    assert other["params"]["splits"] == ["val", "val"]
+
 
 def test_multibox_matching_is_the_optimal_assignment() -> None:
     from googlenet.detect.multibox import match

@@ -111,6 +111,16 @@ def test_checkpoint_export_drops_training_state(tmp_path: Path, capsys: pytest.C
         assert archive.namelist()
     assert "averaged_state_dict" not in torch.load(out, weights_only=True)
 
+    # An earlier export is replaced; a trained checkpoint given as --output by mistake is not.
+    _export(["--checkpoint", str(source), "--output", str(out)], capsys)
+    assert googlenet.load_checkpoint_model(out)[0].aux1 is not None
+    (tmp_path / "elsewhere").mkdir()
+    trained, _ = _checkpoint(tmp_path / "elsewhere")  # a run's final.pt, copied out of its folder
+    before = trained.read_bytes()
+    assert main(["export", "--checkpoint", str(source), "--output", str(trained)]) == 1
+    assert "exists and is not an earlier export" in capsys.readouterr().err
+    assert trained.read_bytes() == before
+
 
 @pytest.mark.parametrize(
     ("args", "message"),

@@ -179,6 +179,10 @@ def test_a_folder_of_images_and_a_folder_after_checkpoint(
     code = main(["predict", "--checkpoint", str(files["a"]), str(tmp_path / "empty")])
     err = capsys.readouterr().err.strip()
     assert code == 1 and "\n" not in err and "empty: a folder with no image files" in err
+    typo = str(tmp_path / "photos_typo")  # a mistyped folder is named, not "IMAGE is required"
+    assert main(["predict", "--checkpoint", str(files["a"]), typo]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and f"{typo}: no such file or folder (an IMAGE" in err
 
 
 @pytest.mark.parametrize(

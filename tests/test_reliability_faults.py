@@ -18,6 +18,7 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from PIL import Image
 
 import googlenet.io as gio
 import googlenet.train.loop as loop
@@ -410,6 +411,44 @@ def test_truncated_checkpoints_are_one_line_errors(saved: Path, tmp_path: Path, 
     with pytest.raises(CheckpointError) as info:
         read_checkpoint(cut)
     assert "\n" not in str(info.value) and str(cut) in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("entry", "value", "message"),
+    [
+        ("state_dict", "x", "entry 'state_dict' is a str, not a mapping"),
+        ("model_config", "x", "entry 'model_config' is a str, not a mapping"),
+        ("meta", ["x"], "entry 'meta' is a list, not a mapping"),
+        ("state_dict", {"fc.weight": "x"}, "'state_dict' holds something other than tensors"),
+        ("meta.input_size", "big", "meta input_size must be a whole number >= 1, got 'big'"),
+        ("meta.resize_size", 0, "meta resize_size must be a whole number >= 1, got 0"),
+        ("meta.mean", "abc", "meta mean must be 3 numbers, got 'abc'"),
+        ("meta.std", [1, 2], "meta std must be 3 numbers, got [1, 2]"),
+        ("meta.class_names", "abc", "meta class_names must be a list of names"),
+    ],
+)
+def test_a_checkpoint_entry_of_the_wrong_type_is_one_line_everywhere(
+    saved: Path, tmp_path: Path, capsys: Any, entry: str, value: Any, message: str
+) -> None:
+    """A hand-edited or foreign file with `format: googlenet` but a mistyped entry: refused where it is
+    read, not a traceback later in predict, evaluate, export or train --init-from."""
+    checkpoint = torch.load(saved, weights_only=True)
+    section, _, key = entry.partition(".")
+    if key:
+        checkpoint[section] = {**checkpoint[section], key: value}
+    else:
+        checkpoint[section] = value
+    odd = tmp_path / "odd.pt"
+    torch.save(checkpoint, odd)
+    with pytest.raises(CheckpointError, match=re.escape(message)):
+        read_checkpoint(odd)
+    image = tmp_path / "x.png"
+    Image.new("RGB", (80, 80)).save(image)
+    for argv in (["predict", str(image), "--checkpoint", str(odd)],
+                 ["export", "--checkpoint", str(odd), "--output", str(tmp_path / "x.onnx")]):  # fmt: skip
+        assert main(argv) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and message in err, err
 
 
 def test_a_tampered_checkpoint_next_to_its_digest_is_refused(

@@ -265,3 +265,13 @@ def test_detect_proposals_and_predict_skip_bad_images_and_count_them(
     printed = capsys.readouterr().out
     assert "on 2 images" in printed and "3 unreadable image(s) skipped" in printed
     assert out.is_file()
+
+    # Not one image readable: a one-line error, and the detections file written above stays as it was.
+    before = out.read_bytes()
+    for jpeg in (voc / "VOCdevkit" / "VOC2007" / "JPEGImages").glob("scene*.jpg"):
+        jpeg.write_bytes(b"")
+    for command in (args, ["detect", "proposals", "--annotations", str(voc), "--max-side", "100"]):
+        assert main(command) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "none of the 5 images of 'val' could be read" in err, err
+    assert out.read_bytes() == before

@@ -19,7 +19,9 @@ import argparse
 import io
 import json
 import os
+import pickle
 import warnings
+import zipfile
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -28,7 +30,7 @@ import torch
 from torch import Tensor
 
 from googlenet.errors import CheckpointError, ConfigError
-from googlenet.io import atomic_open, check_output, looks_like_torch_file, sha256_file
+from googlenet.io import atomic_open, check_output, sha256_file
 from googlenet.model.googlenet import GoogLeNet, build_from_config
 from googlenet.model.weights import load_checkpoint_model, model_from_file, save_checkpoint
 
@@ -166,7 +168,7 @@ def export_model(
     }
     if fmt == "checkpoint":
         summary["aux_heads"] = model.aux1 is not None
-        summary["sha256"] = save_checkpoint(output, model, meta)
+        summary["sha256"] = save_checkpoint(output, model, meta, written_by=WRITTEN_BY)
         summary["bytes"] = Path(output).stat().st_size
         return summary
     if fmt == "onnx":
@@ -219,16 +221,28 @@ def resolve_format(fmt: str | None, output: str) -> str:
     )
 
 
-def _is_model_file(file: Path) -> bool:
-    """Whether the file is one this command may have written: torch.save's or TorchScript's zip
-    archive, a legacy pickle, or an ONNX model (a ModelProto starts with its ir_version tag 0x08)."""
+# An entry in the checkpoints this command writes, so a later export may replace them and nothing else.
+WRITTEN_BY = "googlenet export"
+
+
+def _is_earlier_export(file: Path) -> bool:
+    """Whether the file is one this command wrote, so a new export may replace it: an ONNX model (a
+    ModelProto starts with its ir_version tag 0x08), a TorchScript archive (its code/ folder), or a
+    checkpoint carrying `written_by: WRITTEN_BY`. Any other checkpoint (a run's final.pt copied
+    elsewhere, say) is not, and survives an `--output` given by mistake."""
     try:
-        if looks_like_torch_file(file):
-            return True
         with open(file, "rb") as handle:
-            return handle.read(1) == b"\x08"
-    except (OSError, CheckpointError):
+            if handle.read(1) == b"\x08":
+                return True
+        if not zipfile.is_zipfile(file):
+            return False
+        with zipfile.ZipFile(file) as archive:
+            if any(name.split("/", 1)[-1].startswith("code/") for name in archive.namelist()):
+                return True
+        saved = torch.load(file, map_location="cpu", weights_only=True, mmap=True)
+    except (OSError, RuntimeError, ValueError, EOFError, zipfile.BadZipFile, pickle.UnpicklingError):
         return False
+    return isinstance(saved, dict) and saved.get("written_by") == WRITTEN_BY
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -282,7 +296,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--no-verify applies to ONNX and TorchScript output; a checkpoint is not verified")
     check_output(
         "--output", args.output, inputs={"--convert" if args.convert else "--checkpoint": source},
-        replaceable=_is_model_file, kind="a model file (checkpoint, ONNX or TorchScript)",
+        replaceable=_is_earlier_export, kind="an earlier export (ONNX, TorchScript or an exported checkpoint)",
     )  # fmt: skip
     if args.checkpoint:
         model, meta = load_checkpoint_model(args.checkpoint, aux_logits=aux, key=key)

@@ -153,6 +153,11 @@ def _images_after_checkpoints(args: argparse.Namespace) -> list[str]:
     if not images:
         while len(args.checkpoint) > 1 and _is_image_argument(args.checkpoint[-1]):
             images.insert(0, args.checkpoint.pop())
+    if not images and len(args.checkpoint) > 1 and not os.path.isfile(args.checkpoint[-1]):
+        last = args.checkpoint[-1]  # a mistyped image folder, say: name it, not a missing IMAGE
+        if not os.path.exists(last):
+            raise DataError(f"{last}: no such file or folder (an IMAGE, or one of --checkpoint's files)")
+        raise DataError(f"{last}: not a regular file, an image or a folder (an IMAGE or a --checkpoint)")
     if not images:
         raise UsageError("the following arguments are required: IMAGE")
     return _expand_folders(images)

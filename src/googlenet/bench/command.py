@@ -133,6 +133,17 @@ def rates_in_turns(
     return rates
 
 
+def is_benchmark_json(file: str | os.PathLike[str]) -> bool:
+    """Whether `file` holds an earlier `googlenet benchmark --json` result (machine, rounds, rows), the
+    only JSON a new one replaces: a run's results.json given by mistake survives."""
+    try:
+        with open(file, encoding="utf-8") as handle:
+            saved = json.load(handle)
+    except (OSError, ValueError):
+        return False
+    return isinstance(saved, dict) and {"machine", "rounds", "rows"} <= saved.keys()
+
+
 def save_run(path: str | Path, args: argparse.Namespace, results: Any) -> None:
     """Write a benchmark script's results as JSON, atomically, with the machine, torch and the
     arguments that produced them (the scripts under `benchmarks/` use this)."""
@@ -429,9 +440,9 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(f"--data-path: {exc}") from None
     to_stdout = args.json == "-"
     if args.json and not to_stdout:
-        from googlenet.io import check_output, is_json_file
+        from googlenet.io import check_output
 
-        check_output("--json", args.json, replaceable=is_json_file, kind="a JSON file")  # before the timing
+        check_output("--json", args.json, replaceable=is_benchmark_json, kind="an earlier benchmark JSON")
     specs = plan(args, root or "")
     started = time.perf_counter()
     rounds: list[list[dict[str, Any]]] = [[] for _ in range(args.rounds)]

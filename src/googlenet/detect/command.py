@@ -172,6 +172,9 @@ def run_proposals(args: argparse.Namespace) -> int:
             merged = {image: np.concatenate([boxes, multibox[image]]) for image, boxes in proposals.items()}
             recall = proposal_recall(merged, scored, seconds + multibox_seconds)
             rows.append({"setting": f"{setting.name} + MultiBox", **asdict(recall)})
+    if images and len({path for path, _ in skipped}) == len(images):
+        raise DataError(f"--annotations {args.annotations}: none of the {len(images)} images of "
+                        f"'{args.image_set}' could be read (the first: {skipped[0][1]})")  # fmt: skip
     if args.multibox:
         scored = {image: truth[image] for image, _ in images if image in multibox}
         rows.append(
@@ -239,6 +242,9 @@ def run_predict(args: argparse.Namespace) -> int:
                                progress=sys.stderr.isatty())  # fmt: skip
     scoring = time.perf_counter() - started
     done = len(images) - len(skipped)
+    if images and done == 0:  # before --output is written: an earlier detections file stays as it was
+        raise DataError(f"--annotations {args.annotations}: none of the {len(images)} images of "
+                        f"'{args.image_set}' could be read (the first: {skipped[0][1]})")  # fmt: skip
     refining = ""
     if regression is not None:
         started = time.perf_counter()

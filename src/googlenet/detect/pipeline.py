@@ -311,7 +311,7 @@ def _build_regions(
 
         load_multibox(args.multibox)
     proposals = {}
-    for split in splits:
+    for split in dict.fromkeys(splits):  # one set for both roles: its proposals once
         images = listed[split]
         logger.info(
             "proposals for %d %s images (%s)",

@@ -8,7 +8,10 @@ for 96 background regions. We build exactly such a set once, as an image folder,
 plots, `results.json`):
 
     <run>/regions/{train,val}/<class or "background">/<image>_<k>.jpg   regions warped with context
-    <run>/regions/proposals-<split>.npz                                 the proposals they came from
+    <run>/regions/proposals-<set>.npz                                   the proposals they came from
+
+`train/` and `val/` are the two roles whatever VOC image sets fill them (`--train-set trainval
+--val-set test`, say, or one set for both); the manifest names the sets.
     <run>/regions/manifest.json                                         parameters and counts
 
 Per image: every ground-truth box (a positive, as R-CNN adds them), up to `positives_per_image`
@@ -141,6 +144,9 @@ def _manifest_matches(folder: Path, params: Mapping[str, Any]) -> dict[str, Any]
     return manifest if isinstance(manifest, dict) and manifest.get("params") == params else None
 
 
+ROLES: tuple[str, str] = ("train", "val")  # the region set's folders, filled from the two image sets
+
+
 def build_region_set(
     voc_root: str | os.PathLike[str],
     folder: str | os.PathLike[str],
@@ -165,6 +171,8 @@ def build_region_set(
         classes = sorted({label for item in truth[splits[0]].values() for label in item.labels})
     if not classes:
         raise DataError(f"{voc_root}: the {splits[0]} annotations hold no objects")
+    if len(splits) != len(ROLES):
+        raise ValueError(f"splits: one image set for each of {ROLES}, got {list(splits)}")
     for split in splits[1:]:  # objects of classes never trained on cannot be learnt: left out
         unknown = sorted({label for item in truth[split].values() for label in item.labels} - set(classes))
         if unknown:
@@ -195,13 +203,13 @@ def build_region_set(
     counts: dict[str, dict[str, int]] = {}
     started = time.perf_counter()
     try:
-        for split in splits:
+        for index, (role, split) in enumerate(zip(ROLES, splits, strict=True)):
             images = voc_images(voc_root, split)
-            counts[split] = dict.fromkeys([BACKGROUND_FOLDER, *classes], 0)
-            for name in counts[split]:
-                (staging / split / name).mkdir(parents=True, exist_ok=True)
-            rng = np.random.default_rng([config.seed, splits.index(split)])
-            bar = _bar(len(images), f"warping {split} regions", progress)
+            counts[role] = dict.fromkeys([BACKGROUND_FOLDER, *classes], 0)
+            for name in counts[role]:
+                (staging / role / name).mkdir(parents=True, exist_ok=True)
+            rng = np.random.default_rng([config.seed, index])
+            bar = _bar(len(images), f"warping {split} regions ({role})", progress)
             for image_id, path in images:
                 pixels = to_uint8_tensor(load_image(path))
                 boxes = np.asarray(proposals[split].get(image_id, np.zeros((0, 4))), dtype=np.float64)
@@ -210,14 +218,14 @@ def build_region_set(
                     name = BACKGROUND_FOLDER if region.label == BACKGROUND else classes[region.label - 1]
                     warped = warp_region(pixels, region.box, config.input_size, context)
                     Image.fromarray(warped.permute(1, 2, 0).numpy()).save(
-                        staging / split / name / f"{image_id}_{k:04d}.jpg", "JPEG", quality=95
+                        staging / role / name / f"{image_id}_{k:04d}.jpg", "JPEG", quality=95
                     )
-                    counts[split][name] += 1
+                    counts[role][name] += 1
                 if bar is not None:
                     bar.update(1)
             if bar is not None:
                 bar.close()
-            empty = [name for name, n in counts[split].items() if n == 0]
+            empty = [name for name, n in counts[role].items() if n == 0]
             if empty:
                 raise DataError(
                     f"{voc_root}: split {split!r} gives no region of class(es) {', '.join(empty)}"

@@ -16,6 +16,7 @@ import os
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from torchvision.datasets import VOCDetection
@@ -39,19 +40,31 @@ def _voc_year_dir(root: Path) -> Path:
     return years[-1]
 
 
-def _dataset(root: str | os.PathLike[str], image_set: str, flag: str = "--image-set") -> VOCDetection:
+@dataclass
+class _VOCSet:
+    """The JPEG and annotation paths of one image set, in its list's order."""
+
+    images: list[str]
+    annotations: list[str]
+
+
+def _dataset(root: str | os.PathLike[str], image_set: str, flag: str = "--image-set") -> _VOCSet:
     year_dir = _voc_year_dir(Path(root))
-    if not (year_dir / "ImageSets" / "Main" / f"{image_set}.txt").is_file():
+    listing = year_dir / "ImageSets" / "Main" / f"{image_set}.txt"
+    if not listing.is_file():
         raise DataError(f"{flag} {image_set}: {year_dir} has no ImageSets/Main/{image_set}.txt")
+    # Read here rather than through VOCDetection(root, year): its constructor looks for
+    # <root>/VOCdevkit/VOC<year>, so a VOC<year> folder whose parent is not named VOCdevkit would be
+    # read from somewhere else (or not found). The layout below is VOCDetection's, id per line.
     try:
-        dataset = VOCDetection(str(year_dir.parent.parent), year=year_dir.name[3:], image_set=image_set)
-    except (RuntimeError, ValueError) as exc:
-        raise DataError(f"{year_dir}: {exc}") from None
-    # A blank line in the list is an empty id to torchvision (Annotations/.xml): not an image, skipped.
-    kept = [i for i, path in enumerate(dataset.targets) if os.path.basename(path) != ".xml"]
-    dataset.images = [dataset.images[i] for i in kept]
-    dataset.targets = [dataset.targets[i] for i in kept]
-    return dataset
+        ids = [line.strip() for line in listing.read_text(encoding="utf-8").splitlines()]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"{listing}: cannot read it ({exc})") from None
+    ids = [i for i in ids if i]  # a blank line is not an image
+    return _VOCSet(
+        images=[str(year_dir / "JPEGImages" / f"{i}.jpg") for i in ids],
+        annotations=[str(year_dir / "Annotations" / f"{i}.xml") for i in ids],
+    )
 
 
 def voc_images(
@@ -70,7 +83,7 @@ def load_voc(
     truth: dict[str, GroundTruth] = {}
     for path in dataset.annotations:
         try:
-            parsed = dataset.parse_voc_xml(ET.parse(path).getroot())["annotation"]
+            parsed = VOCDetection.parse_voc_xml(ET.parse(path).getroot())["annotation"]
         except (ET.ParseError, OSError) as exc:
             raise DataError(f"{path}: not a readable VOC annotation ({exc})") from None
         image = Path(path).stem

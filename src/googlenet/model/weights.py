@@ -18,7 +18,7 @@ load into the `paper` variant through `googlenet.model.caffe`; `weight_file_kind
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -170,7 +170,50 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     for key in ("model_config", "state_dict"):
         if key not in obj:
             raise CheckpointError(f"{path}: checkpoint has no {key!r} entry")
+        if not isinstance(obj[key], Mapping):
+            raise CheckpointError(
+                f"{path}: checkpoint entry {key!r} is a {type(obj[key]).__name__}, not a mapping"
+            )
+    if not all(isinstance(v, Tensor) for v in obj["state_dict"].values()):
+        raise CheckpointError(f"{path}: checkpoint entry 'state_dict' holds something other than tensors")
+    _check_meta(path, obj.setdefault("meta", {}))
     return obj
+
+
+def _check_meta(path: str | os.PathLike[str], meta: Any) -> None:
+    """The metadata entries that later code reads as numbers or names have the types it expects, so a
+    hand-edited or foreign file is one line here rather than a traceback in evaluate or predict."""
+    if not isinstance(meta, Mapping):
+        raise CheckpointError(f"{path}: checkpoint entry 'meta' is a {type(meta).__name__}, not a mapping")
+
+    def whole(value: Any) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+    def numbers(value: Any) -> bool:
+        return (
+            isinstance(value, Sequence)
+            and not isinstance(value, str)
+            and len(value) == 3
+            and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
+        )
+
+    def names(value: Any) -> bool:
+        return (
+            isinstance(value, Sequence)
+            and not isinstance(value, str)
+            and all(isinstance(n, str) for n in value)
+        )
+
+    checks = {
+        "input_size": (whole, "a whole number >= 1"),
+        "resize_size": (lambda v: v is None or whole(v), "a whole number >= 1"),
+        "mean": (numbers, "3 numbers"),
+        "std": (numbers, "3 numbers"),
+        "class_names": (names, "a list of names"),
+    }
+    for key, (valid, wanted) in checks.items():
+        if key in meta and not valid(meta[key]):
+            raise CheckpointError(f"{path}: meta {key} must be {wanted}, got {meta[key]!r}")
 
 
 # The ModelConfig fields that change what a set of weights computes: a checkpoint loads only into a model
