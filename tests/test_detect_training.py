@@ -311,6 +311,40 @@ def test_detect_train_end_to_end_on_tiny_scenes(
         assert 1 <= d.box[0] <= d.box[2] <= width and 1 <= d.box[1] <= d.box[3] <= height  # VOC 1-based
 
 
+def test_detect_train_takes_any_two_image_sets(
+    scenes: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], one_thread: None
+) -> None:
+    """VOC2007's split names (trainval, test) fill the region set's train/ and val/ roles: it failed,
+    after every region was built, looking for a train/ folder that was named trainval/."""
+    pytest.importorskip("cv2")
+    (year,) = (scenes / "VOCdevkit").glob("VOC*")
+    mine = tmp_path / "voc" / "VOCdevkit" / "VOC2007"
+    (mine / "ImageSets" / "Main").mkdir(parents=True)
+    for folder in ("Annotations", "JPEGImages"):
+        (mine / folder).symlink_to(year / folder)
+    for name, source in (("trainval", "train"), ("test", "val")):  # the same images under VOC2007's names
+        (mine / "ImageSets" / "Main" / f"{name}.txt").write_bytes(
+            (year / "ImageSets" / "Main" / f"{source}.txt").read_bytes()
+        )
+    torch.manual_seed(0)
+    classifier = googlenet.build_model("bn", num_classes=10, aux_logits=False)
+    googlenet.save_checkpoint(tmp_path / "cls.pt", classifier, default_meta(classifier, 64))
+    out = tmp_path / "run"
+    assert main(["detect", "train", "--annotations", str(tmp_path / "voc"), "--train-set", "trainval",
+                 "--val-set", "test", "--init-from", str(tmp_path / "cls.pt"), "--no-aux", "--epochs", "1",
+                 "-b", "16", "--max-side", "96", "--positives-per-image", "1", "--background-per-positive", "1",
+                 "--train-eval-samples", "0", "--output-dir", str(out), "--seed", "0"]) == 0  # fmt: skip
+    assert "mAP" in capsys.readouterr().out
+    manifest = json.loads((out / "regions" / "manifest.json").read_text())
+    assert manifest["params"]["splits"] == ["trainval", "test"] and set(manifest["counts"]) == {
+        "train",
+        "val",
+    }
+    assert (out / "regions" / "proposals-test.npz").is_file()
+    report = json.loads((out / "detection.json").read_text())
+    assert 0.0 <= report["runs"][0]["mAP"] <= 1.0
+
+
 def test_box_regression_targets_round_trip_and_the_ridge_recovers_a_linear_map() -> None:
     from googlenet.detect.boxreg import decode, encode, ridge
 
