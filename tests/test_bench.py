@@ -13,6 +13,7 @@ from googlenet.bench.command import (
     SECTIONS,
     combine_rounds,
     format_rows,
+    is_benchmark_json,
     plan,
     rates_in_turns,
     save_run,
@@ -20,6 +21,8 @@ from googlenet.bench.command import (
 )
 from googlenet.bench.paths import run_spec
 from googlenet.cli import main
+
+RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
 
 
 def _args(**overrides: object) -> argparse.Namespace:
@@ -111,6 +114,8 @@ def test_command_runs_a_section_and_saves_json(
     assert main(["benchmark", "--only", "gemm", "--quick", "--json", str(other)]) == 1
     assert "exists and is not an earlier benchmark JSON" in capsys.readouterr().err
     assert other.read_text() == '{"val_top1_raw": 35.3}'
+    assert is_benchmark_json(out) and is_benchmark_json(RESULTS / "benchmark-cpu.json")  # before "rounds"
+    assert not is_benchmark_json(RESULTS / "ort_spinning-zen4.json")  # a script's own result
 
 
 def test_bad_values_are_one_line_errors(capsys: pytest.CaptureFixture[str]) -> None:

@@ -20,12 +20,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+import googlenet
 import googlenet.io as gio
 import googlenet.train.loop as loop
 import killtrials
 from conftest import make_tiny_data
 from googlenet.cli import main
 from googlenet.errors import CheckpointError, ConfigError
+from googlenet.evaluate.command import _builtin_drawing
 from googlenet.io import record_digest, safe_load, sha256_file, verify_digest
 from googlenet.model.weights import default_meta, read_checkpoint, save_checkpoint
 from googlenet.train import TrainConfig, resolve
@@ -442,9 +444,14 @@ def test_a_checkpoint_entry_of_the_wrong_type_is_one_line_everywhere(
     torch.save(checkpoint, odd)
     with pytest.raises(CheckpointError, match=re.escape(message)):
         read_checkpoint(odd)
+    with pytest.raises(CheckpointError, match=re.escape(message)):  # the public API, too
+        googlenet.load_weights(googlenet.build_model("paper", num_classes=3, aux_logits=False), odd)
+    # evaluate's default data (built-in) reads the checkpoint's recipe first: the file is left for
+    # load_ensemble to name, as with no --data-path it would be, after the drawing
+    assert _builtin_drawing([str(odd)]) is None
     image = tmp_path / "x.png"
     Image.new("RGB", (80, 80)).save(image)
-    for argv in (["predict", str(image), "--checkpoint", str(odd)],
+    for argv in (["predict", str(image), "--checkpoint", str(odd)], ["evaluate", "--checkpoint", str(odd), "--data-path", str(make_tiny_data(tmp_path))],
                  ["export", "--checkpoint", str(odd), "--output", str(tmp_path / "x.onnx")]):  # fmt: skip
         assert main(argv) == 1
         err = capsys.readouterr().err

@@ -198,7 +198,8 @@ def export_model(
 def resolve_format(fmt: str | None, output: str) -> str:
     """`--format`, or the output's extension when it is not given (.onnx; .ts/.torchscript/.jit;
     .pt/.pth/.ckpt for our checkpoint). One-line errors: a format that contradicts .onnx or a TorchScript
-    extension, ONNX into .pt/.pth/.ckpt, and no format with an extension that names none (`-o model.png` would get a checkpoint)."""
+    extension, ONNX into .pt/.pth/.ckpt, and no format with an extension that names none (`-o
+    model.png` would get a checkpoint)."""
     if Path(output).is_dir():
         raise ConfigError(f"--output {output}: is a folder; give a file name")
     suffix = Path(output).suffix.lower()

@@ -241,16 +241,6 @@ def check_output(
         raise ConfigError(f"{flag} {target}: cannot write in {parent} ({exc.strerror or exc})") from None
 
 
-def is_json_file(file: str | os.PathLike[str]) -> bool:
-    """Whether the file holds JSON (an earlier result that a new one may replace)."""
-    try:
-        with open(file, encoding="utf-8") as handle:
-            json.load(handle)
-    except (OSError, ValueError):
-        return False
-    return True
-
-
 def saved_format(file: str | os.PathLike[str]) -> str | None:
     """The "format" entry of a file torch.save wrote (MultiBox, box regression), else None."""
     try:

@@ -133,15 +133,19 @@ def rates_in_turns(
     return rates
 
 
+BENCHMARK_JSON_KEYS = frozenset({"machine", "date", "rounds", "rows"})  # what `benchmark --json` writes
+
+
 def is_benchmark_json(file: str | os.PathLike[str]) -> bool:
-    """Whether `file` holds an earlier `googlenet benchmark --json` result (machine, rounds, rows), the
-    only JSON a new one replaces: a run's results.json given by mistake survives."""
+    """Whether `file` holds an earlier `googlenet benchmark --json` result (machine, date, rows, and
+    rounds since 2026-12-02), the only JSON a new one replaces: a run's results.json, or a
+    benchmarks/ script's output with its own keys, given by mistake survives."""
     try:
         with open(file, encoding="utf-8") as handle:
             saved = json.load(handle)
     except (OSError, ValueError):
         return False
-    return isinstance(saved, dict) and {"machine", "rounds", "rows"} <= saved.keys()
+    return isinstance(saved, dict) and {"machine", "date", "rows"} <= saved.keys() <= BENCHMARK_JSON_KEYS
 
 
 def save_run(path: str | Path, args: argparse.Namespace, results: Any) -> None:

@@ -122,7 +122,7 @@ DETECT_HELP: dict[str, str] = {
     "augment.random_crop": "random patches of 8-100%% area (default off: regions are warped already)",
     "data.data_path": argparse.SUPPRESS,
     "data.dataset": argparse.SUPPRESS,
-    "set_overrides": "any config key without a flag of its own (e.g. --set data.train_eval_samples=200; repeatable)",
+    "set_overrides": "any config key by its dotted name, over --config (e.g. --set average.start=0.25)",
 }
 
 

@@ -9,10 +9,10 @@ plots, `results.json`):
 
     <run>/regions/{train,val}/<class or "background">/<image>_<k>.jpg   regions warped with context
     <run>/regions/proposals-<set>.npz                                   the proposals they came from
+    <run>/regions/manifest.json                                         parameters and counts
 
 `train/` and `val/` are the two roles whatever VOC image sets fill them (`--train-set trainval
 --val-set test`, say, or one set for both); the manifest names the sets.
-    <run>/regions/manifest.json                                         parameters and counts
 
 Per image: every ground-truth box (a positive, as R-CNN adds them), up to `positives_per_image`
 proposals with IoU >= 0.5, and `background_per_positive` background proposals per positive drawn at
@@ -136,15 +136,18 @@ def select_regions(
     return gt + positives + _pick(background, count, rng)
 
 
+ROLES: tuple[str, str] = ("train", "val")  # the region set's folders, filled from the two image sets
+
+
 def _manifest_matches(folder: Path, params: Mapping[str, Any]) -> dict[str, Any] | None:
     try:
         manifest = json.loads((folder / "manifest.json").read_text())
     except (OSError, ValueError):
         return None
-    return manifest if isinstance(manifest, dict) and manifest.get("params") == params else None
-
-
-ROLES: tuple[str, str] = ("train", "val")  # the region set's folders, filled from the two image sets
+    if not isinstance(manifest, dict) or manifest.get("params") != params:
+        return None
+    # A set written before 2026-12-05 named its folders after the image sets (trainval/, test/): rebuilt.
+    return manifest if all((folder / role).is_dir() for role in ROLES) else None
 
 
 def build_region_set(

@@ -47,7 +47,8 @@ from googlenet.evaluate.table3 import (
     table3_specs,
     table3_views,
 )
-from googlenet.io import check_output, safe_load
+from googlenet.io import check_output
+from googlenet.model.weights import read_checkpoint
 
 if typing.TYPE_CHECKING:
     from collections.abc import Sequence
@@ -136,7 +137,7 @@ def _builtin_drawing(checkpoints: Sequence[str] | None) -> BuiltinSettings | Non
     if not checkpoints:
         return None
     try:
-        recipe = (safe_load(checkpoints[0]).get("meta") or {}).get("recipe") or {}
+        recipe = read_checkpoint(checkpoints[0])["meta"].get("recipe") or {}
     except CheckpointError:
         return None  # load_ensemble names the file, in order with the others
     from googlenet.data.synthetic import BuiltinSettings

@@ -159,7 +159,11 @@ def _is_torchvision(obj: Any) -> bool:
 
 def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read and validate one of our checkpoints (safe loading); a torchvision file is an error here."""
-    obj = safe_load(path)
+    return _validated(path, safe_load(path))
+
+
+def _validated(path: str | os.PathLike[str], obj: Any) -> dict[str, Any]:
+    """`obj`, loaded from `path`, checked to be one of our checkpoints with entries of the right types."""
     if not _is_ours(obj):
         raise CheckpointError(f"{path}: not a googlenet checkpoint (no 'format: googlenet' entry)")
     if obj.get("format_version", 0) > FORMAT_VERSION:
@@ -327,10 +331,10 @@ def load_weights(model: GoogLeNet, path: str | os.PathLike[str], key: str = "sta
         return load_reference(model, path, kind)
     obj = safe_load(path)
     if _is_ours(obj):
-        checkpoint = read_checkpoint(path) if obj.get("format_version", 0) > FORMAT_VERSION else obj
-        _check_config(path, checkpoint.get("model_config", {}), model.config)
-        if key not in checkpoint:
-            raise CheckpointError(f"{path}: checkpoint has no {key!r} entry")
+        checkpoint = _validated(path, obj)
+        _check_config(path, checkpoint["model_config"], model.config)
+        if not isinstance(checkpoint.get(key), Mapping):
+            raise CheckpointError(f"{path}: checkpoint has no {key!r} entry (a mapping of tensors)")
         _load_state(path, model, checkpoint[key])
         meta = dict(checkpoint.get("meta") or default_meta(model))
         return meta

@@ -75,7 +75,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--epochs",
         dest="run.epochs",
         type=int,
-        help="epochs to train (default 250, Caffe's bvlc_googlenet solver: the paper gives none; built-in data: 30)",
+        help="epochs to train (default 250, Caffe's bvlc_googlenet solver: the paper gives none; "
+        "built-in data: 30)",
     )
     add_g(
         "-o",
