@@ -172,9 +172,7 @@ def run_proposals(args: argparse.Namespace) -> int:
             merged = {image: np.concatenate([boxes, multibox[image]]) for image, boxes in proposals.items()}
             recall = proposal_recall(merged, scored, seconds + multibox_seconds)
             rows.append({"setting": f"{setting.name} + MultiBox", **asdict(recall)})
-    if images and len({path for path, _ in skipped}) == len(images):
-        raise DataError(f"--annotations {args.annotations}: none of the {len(images)} images of "
-                        f"'{args.image_set}' could be read (the first: {skipped[0][1]})")  # fmt: skip
+    _check_some_read(args, images, skipped)
     if args.multibox:
         scored = {image: truth[image] for image, _ in images if image in multibox}
         rows.append(
@@ -194,6 +192,15 @@ def run_proposals(args: argparse.Namespace) -> int:
     print(f"({len(images) - len(skipped)} images, {rows[0]['objects']} objects that are not difficult"
           + (f"; {len(skipped)} unreadable image(s) skipped)" if skipped else ")"))  # fmt: skip
     return 0
+
+
+def _check_some_read(
+    args: argparse.Namespace, images: list[tuple[str, str]], skipped: list[tuple[str, str]]
+) -> None:
+    """One line when not one of `images` could be read (`skipped` names each unreadable path once)."""
+    if images and len({path for path, _ in skipped}) == len(images):
+        raise DataError(f"--annotations {args.annotations}: none of the {len(images)} images of "
+                        f"'{args.image_set}' could be read (the first: {skipped[0][1]})")  # fmt: skip
 
 
 def run_predict(args: argparse.Namespace) -> int:
@@ -242,9 +249,7 @@ def run_predict(args: argparse.Namespace) -> int:
                                progress=sys.stderr.isatty())  # fmt: skip
     scoring = time.perf_counter() - started
     done = len(images) - len(skipped)
-    if images and done == 0:  # before --output is written: an earlier detections file stays as it was
-        raise DataError(f"--annotations {args.annotations}: none of the {len(images)} images of "
-                        f"'{args.image_set}' could be read (the first: {skipped[0][1]})")  # fmt: skip
+    _check_some_read(args, images, skipped)  # before --output is written: an earlier file stays as it was
     refining = ""
     if regression is not None:
         started = time.perf_counter()

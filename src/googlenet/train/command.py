@@ -71,13 +71,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_g("--set", dest="set_overrides", action="append", default=[], metavar="KEY=VALUE",
           help="any config key without a flag of its own, over --config "
                "(e.g. --set data.builtin_train_per_class=20; repeatable)")  # fmt: skip
-    add_g(
-        "--epochs",
-        dest="run.epochs",
-        type=int,
-        help="epochs to train (default 250, Caffe's bvlc_googlenet solver: the paper gives none; "
-        "built-in data: 30)",
-    )
+    add_g("--epochs", dest="run.epochs", type=int,
+          help="epochs to train (default 250, Caffe's solver: the paper gives none; built-in data: 30)")  # fmt: skip
     add_g(
         "-o",
         "--output-dir",
@@ -139,12 +134,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("model")
     add_g = g.add_argument
     add_g("--variant", dest="model.variant", choices=CHOICES["model.variant"], help="network variant")
-    add_g(
-        "--input-size",
-        dest="model.input_size",
-        type=int,
-        help="training and evaluation crop (default 224, the paper's; built-in data: 64)",
-    )
+    add_g("--input-size", dest="model.input_size", type=int,
+          help="training and evaluation crop (default 224, the paper's; built-in data: 64)")  # fmt: skip
     add_g(
         "--resize-size",
         dest="model.resize_size",
@@ -174,12 +165,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_g = g.add_argument
     add_g("-b", "--batch-size", dest="optim.batch_size", type=int,
           help="GLOBAL batch, split over processes (default 32, Caffe's solver: the paper gives none)")  # fmt: skip
-    add_g(
-        "--lr",
-        dest="optim.lr",
-        type=float,
-        help="base learning rate (default 0.01, Caffe's solver: the paper gives none)",
-    )
+    add_g("--lr", dest="optim.lr", type=float,
+          help="base learning rate (default 0.01, Caffe's solver: the paper gives none)")  # fmt: skip
     add_g("--momentum", dest="optim.momentum", type=float, help="SGD momentum (section 6: 0.9)")
     add_g("--wd", "--weight-decay", dest="optim.weight_decay", type=float, help="weight decay (2e-4)")
     add_g("--bias-weight-decay", dest="optim.bias_weight_decay", type=float,
@@ -191,12 +178,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_g("--nesterov", dest="optim.nesterov", action=boolean, help="Nesterov momentum")
     add_g("--aux-weight", dest="optim.aux_weight", type=float, help="auxiliary loss weight (section 5: 0.3)")
     add_g("--label-smoothing", dest="optim.label_smoothing", type=float, help="label smoothing (off)")
-    add_g(
-        "--clip-grad-norm",
-        dest="optim.clip_grad_norm",
-        type=float,
-        help="clip the gradient norm (default off; built-in data: 2)",
-    )
+    add_g("--clip-grad-norm", dest="optim.clip_grad_norm", type=float,
+          help="clip the gradient norm (default off; built-in data: 2)")  # fmt: skip
     add_g("--skip-nonfinite", dest="optim.skip_nonfinite", action=boolean,
           help="skip a step whose loss is NaN/Inf instead of stopping")  # fmt: skip
     add_g("--lr-scheduler", dest="schedule.lr_scheduler", choices=CHOICES["schedule.lr_scheduler"],
@@ -225,12 +208,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_g = g.add_argument
     add_g("--random-crop", dest="augment.random_crop", action=boolean,
           help="random patches of 8-100%% area, aspect 3/4-4/3 (--no-random-crop: resize + random crop)")  # fmt: skip
-    add_g(
-        "--scale-min",
-        dest="augment.scale_min",
-        type=float,
-        help="smallest patch area fraction (0.08; built-in data: 0.5)",
-    )
+    add_g("--scale-min", dest="augment.scale_min", type=float,
+          help="smallest patch area fraction (0.08; built-in data: 0.5)")  # fmt: skip
     add_g("--scale-max", dest="augment.scale_max", type=float, help="largest patch area fraction (1.0)")
     add_g("--ratio-min", dest="augment.ratio_min", type=float, help="smallest aspect ratio (3/4)")
     add_g("--ratio-max", dest="augment.ratio_max", type=float, help="largest aspect ratio (4/3)")
