@@ -349,6 +349,23 @@ def test_builtin_dataset_uses_its_val_split(setup: dict[str, Path], monkeypatch:
     assert len(evalset.samples) == 9 and all("/val/" in path for path, _ in evalset.samples)
 
 
+def test_builtin_data_is_not_drawn_for_a_model_of_other_classes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import googlenet.data.synthetic as synthetic
+
+    def no_drawing(**_: object) -> None:
+        raise AssertionError("the built-in data was drawn for a model that cannot score it")
+
+    monkeypatch.setattr(synthetic, "ensure_builtin", no_drawing)
+    weights = tmp_path / "googlenet-random.pth"  # 1000 ImageNet classes, as torchvision publishes
+    torch.save(googlenet.build_model("torchvision", num_classes=1000).state_dict(), weights)
+    code = main(["evaluate", "--weights", str(weights), "--variant", "torchvision", "--no-progress"])
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and "\n" not in err
+    assert "built-in data" in err and "--data-path" in err and "1000" in err
+
+
 @pytest.mark.parametrize(
     "extra",
     [

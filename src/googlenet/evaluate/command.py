@@ -28,6 +28,7 @@ from googlenet.evaluate.evalset import (
     EvalSet,
     label_eval_images,
     limit_samples,
+    match_classes,
     open_eval_images,
 )
 from googlenet.evaluate.metrics import REDUCTIONS
@@ -159,11 +160,21 @@ def run(args: argparse.Namespace) -> int:
     if dataset == "builtin" and args.data_path:
         raise ConfigError("--data-path does not apply to --dataset builtin (it scores the built-in images); "
                           "give one of them")  # fmt: skip
-    builtin = _builtin_drawing(args.checkpoint) if dataset == "builtin" else None
-    images = open_eval_images(
-        dataset, args.data_path, progress=progress, builtin=builtin
-    )  # before any timing
+    # A user's data set is opened first, so a wrong path fails before any model is read; the built-in
+    # one is drawn (a minute the first time, then cached) once the model is known to have its classes.
+    images = None if dataset == "builtin" else open_eval_images(dataset, args.data_path, progress=progress)
     labelled: list[EvalSet] = []  # the images in the model's class order, checked before optimising
+
+    def check_classes(names: list[str], wnids: list[str] | None) -> None:
+        nonlocal images
+        if images is None:
+            from googlenet.data.synthetic import CLASSES
+
+            match_classes(CLASSES, names, "the built-in data (evaluated when no --data-path is given)")
+            drawing = _builtin_drawing(args.checkpoint)
+            images = open_eval_images("builtin", None, progress=progress, builtin=drawing)
+        labelled.append(label_eval_images(images, names, wnids))
+
     ensemble = load_ensemble(
         args.checkpoint,
         args.weights,
@@ -172,7 +183,7 @@ def run(args: argparse.Namespace) -> int:
         args.engine,
         args.precision,
         min(args.batch_size, 64),
-        check_classes=lambda names, wnids: labelled.append(label_eval_images(images, names, wnids)),
+        check_classes=check_classes,
     )
     evalset = labelled[0]
     samples = limit_samples(evalset.samples, args.limit)

@@ -161,7 +161,7 @@ def read_caffemodel(path: str | os.PathLike[str]) -> Blobs:
     net_class = _net_parameter_class()
     file = Path(path)
     if not file.is_file():
-        raise CheckpointError(f"{file}: no such file")
+        raise CheckpointError(f"{file}: " + ("not a regular file" if file.exists() else "no such file"))
     net = net_class()
     try:
         net.ParseFromString(file.read_bytes())
@@ -198,7 +198,7 @@ def read_onnx_zoo(path: str | os.PathLike[str]) -> Blobs:
         raise CheckpointError("reading an ONNX file needs onnx: pip install 'googlenet[fast]'") from None
     file = Path(path)
     if not file.is_file():
-        raise CheckpointError(f"{file}: no such file")
+        raise CheckpointError(f"{file}: " + ("not a regular file" if file.exists() else "no such file"))
     try:
         proto = onnx.load_model_from_string(file.read_bytes())
     except Exception as exc:  # noqa: BLE001 - any decoding failure means this is not an ONNX model

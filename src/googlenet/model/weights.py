@@ -288,7 +288,7 @@ def weight_file_kind(path: str | os.PathLike[str]) -> str:
     if file.is_dir():
         raise CheckpointError(f"{file}: is a folder, not a weight file")
     if not file.is_file():
-        raise CheckpointError(f"{file}: no such file")
+        raise CheckpointError(f"{file}: " + ("not a regular file" if file.exists() else "no such file"))
     with open(file, "rb") as handle:
         head = handle.read(4)
     if head.startswith(b"PK\x03\x04") or head[:1] == b"\x80":
