@@ -76,7 +76,7 @@ def parse_name(name: str) -> tuple[str, dict[str, object]]:
 
 def lr_factor(step: int, schedule: str, warmup: int, steps: int, steps_per_epoch: int) -> float:
     """The learning rate at optimiser step `step` as a fraction of --lr: linear warm-up from 1%, then
-    cosine to zero (the built-in preset's schedule) or section 6's x0.96 every 8 epochs ("paper")."""
+    cosine to zero (this script's default) or section 6's x0.96 every 8 epochs ("paper")."""
     if step < warmup:
         return 0.01 + 0.99 * step / warmup
     if schedule == "paper":

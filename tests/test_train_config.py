@@ -152,7 +152,7 @@ def test_cli_flags_map_onto_config_keys() -> None:
          "--average-start", "0.25", "--ema-decay", "0.99", "--no-random-interpolation",
          "--lighting", "0", "--no-flip", "--scale-min", "0.2", "--on-bad", "abort",
          "--seed", "7", "--deterministic", "--device", "cpu", "--no-channels-last", "--aux-weight", "0.5",
-         "--bias-lr-mult", "2", "--bias-weight-decay", "0", "--norm-weight-decay", "0"]
+         "--bias-lr-mult", "2", "--bias-weight-decay", "0", "--norm-weight-decay", "0", "--variant", "bn"]
     )  # fmt: skip
     config, resume = build_config(args)
     assert resume is None

@@ -399,6 +399,53 @@ def test_test_only_evaluates_a_checkpoint(tiny_data: Path, tmp_path: Path) -> No
     assert fit(alone, resume=out)["val_top1"] == only_final["val_top1"]
 
 
+def test_test_only_does_not_score_an_average_with_stale_batchnorm_statistics(
+    tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Mid-epoch, a BN variant's average holds the raw model's BN statistics (recomputed at epochs' ends).
+    stop = {"average.start": 0, "average.bn_batches": 2, "run.stop_after_steps": 2}
+    fit(tiny(tiny_data, tmp_path / "bn", **{"model.variant": "bn", **stop}))
+    test_only = {"run.test_only": True}
+    results = fit(tiny(tiny_data, tmp_path / "unused", **test_only), resume=tmp_path / "bn")
+    assert "val_top1_raw" in results and "val_top1_avg" not in results
+    assert "stopped mid-epoch" in results["averaged_note"]
+    assert main(["train", "--resume", str(tmp_path / "bn"), "--test-only", "--no-progress"]) == 0
+    assert "averaged weights not scored: the run stopped mid-epoch" in capsys.readouterr().out
+    fit(tiny(tiny_data, tmp_path / "paper", **stop))  # no BatchNorm: its average is complete as it is
+    results = fit(tiny(tiny_data, tmp_path / "unused", **test_only), resume=tmp_path / "paper")
+    assert "val_top1_avg" in results and "averaged_note" not in results
+
+
+def test_a_fine_tuning_run_resumes_from_anywhere_without_its_source_file(
+    tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fit(tiny(tiny_data, tmp_path / "source", **{"run.epochs": 1}))
+    monkeypatch.chdir(tmp_path)
+    relative = {"model.init_from": "source/final.pt"}
+    straight = fit(tiny(tiny_data, tmp_path / "straight", **relative))
+    fit(tiny(tiny_data, tmp_path / "resumed", **relative, **{"run.stop_after_steps": 2}))
+    assert (
+        f"init_from: {tmp_path / 'source' / 'final.pt'}" in (tmp_path / "resumed" / "config.yaml").read_text()
+    )
+    (tmp_path / "source" / "final.pt").rename(tmp_path / "moved.pt")  # last.pt holds the weights now
+    monkeypatch.chdir(tmp_path / "source")  # another working directory
+    assert main(["train", "--resume", str(tmp_path / "resumed"), "--no-progress"]) == 0
+    _assert_identical_training_state(tmp_path / "straight" / "last.pt", tmp_path / "resumed" / "last.pt")
+    resumed = json.loads((tmp_path / "resumed" / "results.json").read_text())
+    assert resumed["init_sha256"] == straight["init_sha256"] is not None
+
+
+def test_a_signal_on_the_last_step_still_completes_the_run_with_exit_0(
+    tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _inject(monkeypatch, at_call=6, action="sigterm")  # 2 epochs of 3 steps: the last one
+    argv = ["train", "--data-path", str(tiny_data), "-j", "0", "--input-size", "64", "-b", "4", "--epochs", "2",
+            "--seed", "0", "--no-progress", "--output-dir", str(tmp_path / "run"), "--json"]  # fmt: skip
+    assert main(argv) == 0
+    results = json.loads(capsys.readouterr().out)
+    assert results["status"] == "completed" and (tmp_path / "run" / "final.pt").is_file()
+
+
 def test_bf16_autocast_without_aux_heads(tiny_data: Path, tmp_path: Path) -> None:
     # --amp on CPU is bf16 autocast; --no-aux trains the main head alone (loss = main).
     out = tmp_path / "run"

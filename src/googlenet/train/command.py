@@ -197,7 +197,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_g = g.add_argument
     add_g("--average", dest="average.method", choices=CHOICES["average.method"], help="polyak, ema or none")
     add_g("--average-start", dest="average.start", type=float,
-          help="first averaged epoch: a fraction of the run (< 1) or an epoch number (default 0.5)")  # fmt: skip
+          help="when averaging starts: a fraction of the run (< 1) or the number of epochs trained before it (0: from the first step; default 0.5, the second half)")  # fmt: skip
     add_g("--average-every", dest="average.every", type=int, help="steps between snapshots (1)")
     add_g("--ema-decay", dest="average.ema_decay", type=float, help="EMA decay per snapshot")
     add_g("--bn-stats", dest="average.bn_stats", choices=CHOICES["average.bn_stats"],
@@ -258,6 +258,10 @@ INAPPLICABLE: tuple[tuple[str, str, Callable[[Any], bool], str], ...] = (
     ("--average-start", "average.start", lambda c: c.average.method == "none", "nothing is averaged (--average none)"),
     ("--ema-decay", "average.ema_decay", lambda c: c.average.method != "ema", "only --average ema decays"),
     ("--bn-stats", "average.bn_stats", lambda c: c.model.variant == "paper", "the paper variant has no BatchNorm"),
+    ("--norm-weight-decay", "optim.norm_weight_decay", lambda c: c.model.variant == "paper", "the paper variant has no BatchNorm"),
+    ("--bn-batches", "average.bn_batches", lambda c: c.model.variant == "paper", "the paper variant has no BatchNorm"),
+    ("--bn-batches", "average.bn_batches", lambda c: c.average.method == "none", "nothing is averaged (--average none)"),
+    ("--bn-batches", "average.bn_batches", lambda c: c.average.bn_stats != "recompute", "--bn-stats average recomputes nothing"),
     ("--lr-gamma", "schedule.lr_gamma", lambda c: c.schedule.lr_scheduler != "step", "only --lr-scheduler step decays by it"),
     ("--lr-step-size", "schedule.lr_step_size", lambda c: c.schedule.lr_scheduler != "step", "only --lr-scheduler step has steps"),
     ("--lr-min", "schedule.lr_min", lambda c: c.schedule.lr_scheduler != "cosine", "only --lr-scheduler cosine ends at it"),
@@ -319,7 +323,7 @@ def build_config(args: argparse.Namespace) -> tuple[Any, str | None]:
     # A stop point belongs to the run that stopped, not to its continuation.
     stored.run.stop_after_steps = None
     config = apply(apply(stored, file_overrides, source), flags, "command line")  # copies: `stored` stays
-    validate(config)
+    validate(config, resuming=True)
     _refuse_inapplicable(flags, config)
     if ensemble:  # a single run's continuation is checked against its last.pt by the engine
         check_resume_config(stored, config, folder / "config.yaml")
@@ -394,7 +398,7 @@ def run(args: argparse.Namespace) -> int:
             print(json.dumps(json_safe(results), indent=2, default=str))  # NaN (no average yet) as null
         else:
             _print_summary(results)
-    if results.get("signal"):
+    if results.get("signal") and results.get("status") != "completed":  # a signal on the last step: done
         return 128 + int(signal.Signals[results["signal"]])
     return 0
 
@@ -422,6 +426,8 @@ def _print_summary(results: dict[str, Any]) -> None:
         else:
             print(f"{results['checkpoint']}: val top-1 raw {pct('val_top1_raw')} averaged {pct('val_top1_avg')}, "
                   f"top-5 raw {pct('val_top5_raw')} averaged {pct('val_top5_avg')}")  # fmt: skip
+        if "averaged_note" in results:
+            print(f"averaged weights {results['averaged_note']}")
         return
     print(
         f"{results['status']}: val top-1 raw {pct('val_top1_raw')} / averaged {pct('val_top1_avg')}, "

@@ -159,7 +159,7 @@ class AverageSection:
     method: str = "polyak"  # section 6: uniform Polyak-Ruppert average; "ema" and "none" are options
     # Not in the paper. < 1: a fraction of the run; >= 1 (or 0): an epoch number. Averaging the
     # early, far-from-converged weights would only drag the average back, so start halfway.
-    start: float = 0.5
+    start: float = 0.5  # epochs trained before the first snapshot: 0 averages from the first step
     every: int = 1  # update the average every this many optimiser steps
     ema_decay: float = 0.9998  # EMA only, per update: a horizon of about 5000 steps
     bn_stats: str = "recompute"  # BN variants: recompute the averaged model's statistics, or average them
@@ -491,8 +491,11 @@ def _check(condition: bool, message: str) -> None:
         raise ConfigError(message)
 
 
-def validate(config: TrainConfig) -> None:
-    """Range and consistency checks; the first problem found is a one-line `ConfigError`."""
+def validate(config: TrainConfig, *, resuming: bool = False) -> None:
+    """Range and consistency checks; the first problem found is a one-line `ConfigError`.
+
+    `resuming`: the run continues from its last.pt, so `model.init_from` (read once, when the run
+    began) need not exist any more."""
     for section, values in config.as_dict().items():  # NaN and infinities pass most range checks
         for name, value in values.items():
             _check(
@@ -513,7 +516,7 @@ def validate(config: TrainConfig) -> None:
         + f", got {m.input_size}",
     )
     _check(m.resize_size is None or m.resize_size >= m.input_size, "model.resize_size must be >= input_size")
-    if m.init_from is not None and not os.path.isfile(m.init_from):
+    if m.init_from is not None and not resuming and not os.path.isfile(m.init_from):
         what = "is a folder, not a checkpoint file" if os.path.isdir(m.init_from) else "no such file"
         raise ConfigError(f"model.init_from (--init-from): {what}: {m.init_from}")
     for name in ("dropout", "aux_dropout"):

@@ -93,11 +93,13 @@ def fit(config: TrainConfig, resume: str | os.PathLike[str] | None = None) -> di
     of the run folder and checkpoints. Under torchrun every process returns the same results.
     """
     config = config.copy()
-    validate(config)
+    validate(config, resuming=resume is not None)
     if (
         config.data.data_path is not None
     ):  # stored absolute: --resume, --test-only and report work from anywhere
         config.data.data_path = os.path.abspath(os.path.expanduser(config.data.data_path))
+    if config.model.init_from is not None and resume is None:  # recorded absolute, like the data
+        config.model.init_from = os.path.abspath(os.path.expanduser(config.model.init_from))
     env = ddp.from_environment()
     device = ddp.resolve_device(config.run.device, env)
     owns_group = env.distributed and not dist.is_initialized()
@@ -249,7 +251,13 @@ class _Trainer:
             self.steps_per_epoch,
         )  # fmt: skip
 
-        self.model, self.init_sha = _build_model(config, len(data.classes), device)
+        # A resumed run's weights come from last.pt: its --init-from file is not read again (it may
+        # have moved), and the fingerprint of the initial weights is the one last.pt recorded.
+        self.model, self.init_sha = _build_model(
+            config, len(data.classes), device, load_init=checkpoint is None
+        )
+        if checkpoint is not None:
+            self.init_sha = checkpoint["train_state"].get("init_sha256", self.init_sha)
         groups = parameter_groups(
             self.model, o.lr, o.weight_decay, bias_weight_decay=o.bias_weight_decay,
             norm_weight_decay=o.norm_weight_decay, bias_lr_mult=o.bias_lr_mult,
@@ -486,6 +494,10 @@ class _Trainer:
                 "world_size": self.env.world_size,
                 "wall_time": self._wall(),
                 "skipped_files": self.data.bad_files,
+                "init_sha256": self.init_sha,
+                # Mid-epoch, a BN variant's average holds the raw model's BN statistics (recomputed
+                # only at an epoch's end): --test-only must not score the average with them.
+                "averaged_bn_current": meter is None or not self.averager.recompute_bn,
             }
             averaged = self.averager.averaged
             last = self.folder.last
@@ -543,8 +555,11 @@ class _TrainForward(nn.Module):
         return tuple(self.model.forward_train(x))
 
 
-def _build_model(config: TrainConfig, classes: int, device: torch.device) -> tuple[GoogLeNet, str]:
-    """The network on `device` and the fingerprint of its initial weights.
+def _build_model(
+    config: TrainConfig, classes: int, device: torch.device, *, load_init: bool = True
+) -> tuple[GoogLeNet, str | None]:
+    """The network on `device` and the fingerprint of its initial weights (None when `load_init` is
+    False and the model has `init_from`: the weights it would start from are not read).
 
     Same initial weights for a given seed, whatever the process, device or ensemble member (section 7's
     members start from the same weights).
@@ -558,9 +573,9 @@ def _build_model(config: TrainConfig, classes: int, device: torch.device) -> tup
         if v is not None
     }
     model = build_model(m.variant, num_classes=classes, aux_logits=m.aux_logits, **overrides)
-    if m.init_from:
+    if m.init_from and load_init:
         init_from(model, m.init_from)
-    init_sha = _fingerprint(model)
+    init_sha = _fingerprint(model) if load_init or not m.init_from else None
     if m.sync_bn:
         if device.type != "cuda":
             raise ConfigError("--sync-bn needs GPUs (SyncBatchNorm does not run on CPU)")

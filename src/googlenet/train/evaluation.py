@@ -50,9 +50,16 @@ def evaluate_checkpoint(
     training = "train_state" in checkpoint
     if not training:
         results["weights"] = meta.get("weights", "unknown")
-    averaged_updates = int(checkpoint.get("train_state", {}).get("averaged_updates", 0))
+    train_state = checkpoint.get("train_state", {})
+    averaged_updates = int(train_state.get("averaged_updates", 0))
     for key, suffix in (("state_dict", "_raw" if training else ""), ("averaged_state_dict", "_avg")):
         if key not in checkpoint or (key == "averaged_state_dict" and averaged_updates == 0):
+            continue
+        if key == "averaged_state_dict" and train_state.get("averaged_bn_current") is False:
+            results["averaged_note"] = (
+                "not scored: the run stopped mid-epoch, before the averaged weights' BatchNorm statistics "
+                "were recomputed; resume it to the epoch's end (or evaluate its final.pt)"
+            )
             continue
         model.load_state_dict(checkpoint[key])
         metrics = evaluate(model, loader, device=device, autocast_dtype=autocast_dtype)
