@@ -153,6 +153,8 @@ def test_detect_evaluate_command(
     text = capsys.readouterr().out
     assert "mAP" in text and "aeroplane" in text and "all-point AP" in text
     assert f"{marked} object(s) marked difficult: ignored, as VOC's devkit does (--use-difficult" in text
+    assert main([*args, "--ilsvrc-small"]) == 0  # each object's own threshold, not a flat 0.5
+    assert "IoU >= min(0.5, wh/((w+10)(h+10))) per object" in capsys.readouterr().out
 
 
 def _voc_tree(year_dir: Path, ids: list[str]) -> None:
@@ -179,6 +181,21 @@ def test_a_voc_year_folder_is_read_where_it_is(tmp_path: Path) -> None:
     )
     assert [i for i, _ in voc_images(tmp_path / "mine" / "VOC2012")] == ["m1"]
     assert voc_images(tmp_path)[0][1] == str(tmp_path / "VOCdevkit" / "VOC2012" / "JPEGImages" / "a1.jpg")
+
+
+def test_a_voc_root_with_two_years_asks_which(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """VOC07+12 trees hold both years under one VOCdevkit: scoring one year's val against the other's
+    without a word would be wrong; the error names both and asks for the year folder."""
+    _voc_tree(tmp_path / "VOCdevkit" / "VOC2007", ["a1"])
+    _voc_tree(tmp_path / "VOCdevkit" / "VOC2012", ["b1", "b2"])
+    with pytest.raises(DataError, match="holds VOC2007, VOC2012; give the VOC<year> folder"):
+        load_voc(tmp_path)
+    assert list(load_voc(tmp_path / "VOCdevkit" / "VOC2007")) == ["a1"]
+    dets = tmp_path / "d.csv"
+    write_detections(dets, [Detection("a1", "cat", 0.5, (1.0, 2.0, 30.0, 40.0))])
+    code = main(["detect", "evaluate", "--annotations", str(tmp_path), "--detections", str(dets)])
+    err = capsys.readouterr().err
+    assert code == 1 and err.count("\n") == 1 and "VOC2007, VOC2012" in err
 
 
 def test_detections_round_trip_and_bad_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

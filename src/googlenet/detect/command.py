@@ -483,8 +483,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
             f"mAP undefined: no class has an object that counts in {len(truth)} images (only difficult ones?)"
         )
     else:
+        match = (f"IoU >= min({args.iou}, wh/((w+10)(h+10))) per object, ILSVRC's rule" if args.ilsvrc_small
+                 else f"IoU >= {args.iou}")  # fmt: skip
         print(f"mAP {100 * report['mAP']:.2f}% over the {counted} classes with objects, {len(truth)} images, "
-              f"{len(scored)} detections ({report['ap']} AP, IoU >= {args.iou})")  # fmt: skip
+              f"{len(scored)} detections ({report['ap']} AP, {match})")  # fmt: skip
     if report["difficult_objects"]:
         treated = "counted as ordinary ones (--use-difficult)" if args.use_difficult else (
             "ignored, as VOC's devkit does (--use-difficult counts them)")  # fmt: skip

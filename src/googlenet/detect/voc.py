@@ -37,7 +37,12 @@ def _voc_year_dir(root: Path) -> Path:
         if not root.exists():
             raise DataError(f"{root}: no such folder (a VOC root: VOCdevkit/VOC<year>/Annotations inside)")
         raise DataError(f"{root}: no VOCdevkit/VOC<year>/Annotations folder found")
-    return years[-1]
+    if len(years) > 1:  # VOC07+12 trees hold both: scoring one year's set against the other's is silent
+        raise DataError(
+            f"{devkit}: holds {', '.join(p.name for p in years)}; give the VOC<year> folder to use "
+            f"(e.g. {years[0]})"
+        )
+    return years[0]
 
 
 @dataclass
