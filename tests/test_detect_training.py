@@ -17,7 +17,7 @@ from googlenet.data.scenes import MAX_PAIR_IOU, _box_iou, ensure_builtin_scenes
 from googlenet.detect.metrics import GroundTruth
 from googlenet.detect.voc import load_voc, voc_images
 from googlenet.errors import CheckpointError
-from googlenet.model.weights import default_meta
+from googlenet.model.weights import default_meta, read_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -111,6 +111,21 @@ def test_the_test_regions_are_warped_with_the_runs_own_context(tmp_path: Path) -
     assert run_context(run / "member-1" / "final.pt") == 4  # a run from before the setup recorded it
     (run / "detection-setup.json").write_text(json.dumps({"context": 0, "val_set": "val"}))
     assert run_context(run / "member-1" / "final.pt") == 0 and run_context(run) == 0
+
+
+def test_regions_are_shown_to_a_classifier_as_it_was_validated() -> None:
+    from torchvision.transforms.v2 import functional as F
+
+    from googlenet.detect.regions import classifier_region, warp_region
+
+    image = torch.randint(0, 256, (3, 120, 160), dtype=torch.uint8)
+    box = (30.0, 20.0, 109.0, 99.0)
+    # detect train's checkpoints (resize == input): the warp itself, context 16 at 227 scaled to 64
+    assert torch.equal(classifier_region(image, box, 64, 64, 16), warp_region(image, box, 64, 5))
+    # an older one (256/224 resize, then the centre crop): the warp at 73 with its context, cropped
+    older = classifier_region(image, box, 64, 73, 16)
+    assert older.shape == (3, 64, 64)
+    assert torch.equal(older, F.center_crop(warp_region(image, box, 73, 5), [64, 64]))
 
 
 def test_select_regions_keeps_ground_truth_positives_and_three_background_per_positive() -> None:
@@ -274,7 +289,8 @@ def test_detect_train_end_to_end_on_tiny_scenes(
     out = tmp_path / "run"
     args = ["detect", "train", "--annotations", str(scenes), "--init-from", str(tmp_path / "cls.pt"),
             "--no-aux", "--epochs", "1", "-b", "16", "--max-side", "96", "--positives-per-image", "1",
-            "--background-per-positive", "1", "--train-eval-samples", "0", "--output-dir", "run", "--seed", "0"]  # fmt: skip
+            "--background-per-positive", "1", "--train-eval-samples", "0", "--output-dir", "run", "--seed", "0",
+            "--set", "average.start=0.25"]  # fmt: skip
     assert main(args) == 0
     text = capsys.readouterr().out
     assert "mAP" in text
@@ -282,9 +298,12 @@ def test_detect_train_end_to_end_on_tiny_scenes(
     setup = json.loads((out / "detection-setup.json").read_text())
     assert Path(setup["annotations"]).is_absolute()
     assert f"data_path: {out.resolve() / 'regions'}" in (out / "config.yaml").read_text()
+    assert "start: 0.25" in (out / "config.yaml").read_text()  # --set reaches the run (it was dropped)
     report = json.loads((out / "detection.json").read_text())
     assert 0.0 <= report["runs"][0]["mAP"] <= 1.0
     assert (out / "final.pt").is_file() and (out / "regions" / "manifest.json").is_file()
+    # The warped region is the input as it is: no 256/224 zoom in training or validation, as in detection.
+    assert read_checkpoint(out / "final.pt")["meta"]["resize_size"] == 64
     from googlenet.detect.voc import read_detections
 
     detections = read_detections(report["runs"][0]["detections_file"])

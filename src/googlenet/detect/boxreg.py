@@ -34,8 +34,9 @@ from torch import Tensor
 from torchvision.ops import box_iou
 
 from googlenet.data.crops import normalize, to_uint8_tensor
+from googlenet.data.transforms import default_resize_size
 from googlenet.detect.metrics import Detection, GroundTruth
-from googlenet.detect.regions import scaled_context, warp_region
+from googlenet.detect.regions import classifier_region
 from googlenet.errors import CheckpointError, ConfigError, DataError, check_values
 from googlenet.model.googlenet import GoogLeNet
 
@@ -91,13 +92,16 @@ def region_features(
     """Pooled features (N x 1024) of `boxes` (0-based pixels) of a 3 x H x W uint8 image, warped with
     context as the detector warps them for scoring."""
     size = int(meta["input_size"])
-    pad = scaled_context(context, size)
+    resize = int(meta.get("resize_size") or default_resize_size(size))
     mean, std = meta["mean"], meta["std"]
     out = []
     with torch.inference_mode():
         for start in range(0, len(boxes), batch_size):
             regions = torch.stack(
-                [warp_region(image, box, size, pad) for box in boxes[start : start + batch_size]]
+                [
+                    classifier_region(image, box, size, resize, context)
+                    for box in boxes[start : start + batch_size]
+                ]
             )
             out.append(model.forward_features(normalize(regions, mean, std)).float())
     return torch.cat(out) if out else torch.zeros(0, model.num_features)

@@ -3,7 +3,8 @@
 A region classifier is any of our classification checkpoints with a class named `background`
 (`BACKGROUND_NAME`, anywhere in its class list) besides the detection classes; `googlenet detect train`
 makes them. Several form an ensemble whose softmax outputs are averaged (the paper used 6). For each
-image: proposals -> regions warped with context (`regions.warp_region`) -> the members (through
+image: proposals -> regions warped with context as the checkpoint was validated on them
+(`regions.classifier_region`) -> the members (through
 `googlenet.optimize` when loaded by `evaluate.models.load_ensemble`) -> per-class scores -> score
 threshold -> per-class non-maximum suppression (`torchvision.ops.batched_nms`, IoU 0.3 as R-CNN) -> the
 best `max_per_image`. No bounding-box regression, as in the paper (`detect.boxreg` adds it on request).
@@ -32,7 +33,7 @@ from torchvision.transforms.v2 import functional as F
 
 from googlenet.data.crops import normalize, to_uint8_tensor
 from googlenet.detect.metrics import Detection
-from googlenet.detect.regions import context_box, scaled_context, warp_region
+from googlenet.detect.regions import classifier_region, context_box, scaled_context
 from googlenet.errors import CheckpointError, check_values
 from googlenet.evaluate.models import Ensemble
 from googlenet.model.googlenet import GoogLeNet
@@ -85,13 +86,14 @@ def score_regions(
 ) -> torch.Tensor:
     """Softmax probabilities averaged over the members: len(proposals) x (1 + classes)."""
     pixels = to_uint8_tensor(image)
-    size = ensemble.input_size
-    context = scaled_context(config.context, size)
+    size, resize = ensemble.input_size, ensemble.resize_size
     probs = torch.zeros(len(proposals), ensemble.num_classes)
     with torch.inference_mode():
         for start in range(0, len(proposals), config.batch_size):
             chunk = proposals[start : start + config.batch_size]
-            regions = torch.stack([warp_region(pixels, box, size, context) for box in chunk])
+            regions = torch.stack(
+                [classifier_region(pixels, box, size, resize, config.context) for box in chunk]
+            )
             for member in ensemble.members:
                 logits = member.forward(normalize(regions, member.mean, member.std))
                 probs[start : start + len(chunk)] += torch.softmax(logits.float().cpu(), dim=-1)

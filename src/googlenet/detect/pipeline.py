@@ -97,8 +97,9 @@ def proposal_name(setting: str | None, multibox: str | None) -> str:
 # --- detect train ----------------------------------------------------------------------------------
 # What `detect train` changes from the training engine's defaults: a short fine-tuning run (R-CNN
 # fine-tunes at a tenth of the classification learning rate), regions already warped with context (so
-# no scale/aspect cropping, only a small shift from the resize-and-crop and mirroring), loading in the
-# training process (2-core machines), and the built-in preset's gradient clipping for the BN-free trunk.
+# no cropping: the warped region is the input, as R-CNN's window data layer feeds it, mirrored at
+# random; see `model.resize_size` below), loading in the training process (2-core machines), and the
+# built-in preset's gradient clipping for the BN-free trunk.
 DETECT_PRESET: dict[str, Any] = {
     "run.epochs": 6,
     "optim.lr": 0.002,
@@ -209,8 +210,8 @@ def run_train(args: argparse.Namespace) -> int:
     number when one interrupted the training, as `googlenet train`, else 0; other processes under torchrun return 0 after training)."""
     from googlenet.detect.training import RegionSetConfig
     from googlenet.train import distributed as ddp
-    from googlenet.train.command import _print_summary, _setup_logging, build_config
-    from googlenet.train.config import load_yaml, resolve
+    from googlenet.train.command import _print_summary, _setup_logging, build_config, file_overrides_of
+    from googlenet.train.config import resolve
     from googlenet.train.engine import fit
     from googlenet.train.runs import check_new_run_folder, lock_folder
 
@@ -253,9 +254,15 @@ def run_train(args: argparse.Namespace) -> int:
             "data.data_path": str(regions),
             "model.variant": variant,
             "model.input_size": input_size,
+            # The evaluation resize equals the region size, so training (resize + random crop with
+            # random_crop off), validation (resize + centre crop) and `detect predict` (the warp alone)
+            # all see the warped region as it is. At the engine's default (input * 256/224) the first
+            # two would zoom in by 14%, cutting most of the context and training on objects bigger
+            # than the detector shows them.
+            "model.resize_size": input_size,
             "run.output_dir": str(output),
         }
-        file_overrides = load_yaml(args.config) if getattr(args, "config", None) else {}
+        file_overrides = file_overrides_of(args, flags)  # --config, then --set, over the preset
         flags.pop("run.output_dir", None)
         config = resolve({**preset, **file_overrides}, flags)  # every value checked before the region set
         lock, created = None, not output.exists()

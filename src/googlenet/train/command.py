@@ -280,15 +280,22 @@ def _refuse_inapplicable(flags: dict[str, Any], config: Any) -> None:
             raise ConfigError(f"{flag} does not apply: {why}")
 
 
-def build_config(args: argparse.Namespace) -> tuple[Any, str | None]:
-    """(TrainConfig, resume path) from parsed flags: defaults/preset, file, flags; or a run to resume."""
-    flags = {key: value for key, value in vars(args).items() if "." in key}
+def file_overrides_of(args: argparse.Namespace, flags: dict[str, Any]) -> dict[str, Any]:
+    """`--config FILE`'s settings with `--set KEY=VALUE`'s over them (a key given by --set and by its
+    own flag is refused: the flags come last, and one of the two would be silently dropped)."""
     file_overrides = load_yaml(args.config) if getattr(args, "config", None) else {}
     settings = parse_set(getattr(args, "set_overrides", None) or [])
     both = sorted(key for key in settings if flags.get(key) is not None)
     if both:
         raise ConfigError(f"--set {both[0]}=... and that key's own flag are both given; give one")
-    file_overrides = {**file_overrides, **settings}  # --set: over the file, under the flags (none overlap)
+    return {**file_overrides, **settings}
+
+
+def build_config(args: argparse.Namespace) -> tuple[Any, str | None]:
+    """(TrainConfig, resume path) from parsed flags: defaults/preset, file, flags; or a run to resume."""
+    flags = {key: value for key, value in vars(args).items() if "." in key}
+    file_overrides = file_overrides_of(args, flags)
+    settings = parse_set(getattr(args, "set_overrides", None) or [])
     resume = getattr(args, "resume", None)
     source = str(getattr(args, "config", None) or "config file")
     if settings:
