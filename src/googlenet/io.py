@@ -283,6 +283,13 @@ def _check_archive(file: Path) -> None:
         )
 
 
+def require_file(file: Path) -> None:
+    """One-line `CheckpointError` unless `file` is a regular file: missing, or something else (a
+    device such as /dev/null, a socket). Callers name a folder their own way first."""
+    if not file.is_file():
+        raise CheckpointError(f"{file}: " + ("not a regular file" if file.exists() else "no such file"))
+
+
 def safe_load(
     path: str | os.PathLike[str], map_location: str | torch.device = "cpu", verify: bool = True
 ) -> Any:
@@ -296,7 +303,7 @@ def safe_load(
             raise CheckpointError(
                 f"{file}: is a folder; give a checkpoint file (a run's final.pt or last.pt)"
             )
-        raise CheckpointError(f"{file}: " + ("not a regular file" if file.exists() else "no such file"))
+        require_file(file)
     if verify:
         try:
             verify_digest(file)

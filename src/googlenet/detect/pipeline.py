@@ -210,7 +210,7 @@ def run_train(args: argparse.Namespace) -> int:
     number when one interrupted the training, as `googlenet train`, else 0; other processes under torchrun return 0 after training)."""
     from googlenet.detect.training import RegionSetConfig
     from googlenet.train import distributed as ddp
-    from googlenet.train.command import _print_summary, _setup_logging, build_config, file_overrides_of
+    from googlenet.train.command import _print_summary, _setup_logging, build_config, config_overrides
     from googlenet.train.config import resolve
     from googlenet.train.engine import fit
     from googlenet.train.runs import check_new_run_folder, lock_folder
@@ -262,7 +262,7 @@ def run_train(args: argparse.Namespace) -> int:
             "model.resize_size": input_size,
             "run.output_dir": str(output),
         }
-        file_overrides = file_overrides_of(args, flags)  # --config, then --set, over the preset
+        file_overrides, _ = config_overrides(args, flags)  # --config, then --set, over the preset
         flags.pop("run.output_dir", None)
         config = resolve({**preset, **file_overrides}, flags)  # every value checked before the region set
         lock, created = None, not output.exists()

@@ -31,6 +31,7 @@ import torch
 from torch import Tensor
 
 from googlenet.errors import CheckpointError
+from googlenet.io import require_file
 from googlenet.model import table1
 from googlenet.model.googlenet import GoogLeNet, build_model
 from googlenet.model.weights import _load_state, imagenet_meta
@@ -160,8 +161,7 @@ def read_caffemodel(path: str | os.PathLike[str]) -> Blobs:
     """
     net_class = _net_parameter_class()
     file = Path(path)
-    if not file.is_file():
-        raise CheckpointError(f"{file}: " + ("not a regular file" if file.exists() else "no such file"))
+    require_file(file)
     net = net_class()
     try:
         net.ParseFromString(file.read_bytes())
@@ -197,8 +197,7 @@ def read_onnx_zoo(path: str | os.PathLike[str]) -> Blobs:
     except ImportError:
         raise CheckpointError("reading an ONNX file needs onnx: pip install 'googlenet[fast]'") from None
     file = Path(path)
-    if not file.is_file():
-        raise CheckpointError(f"{file}: " + ("not a regular file" if file.exists() else "no such file"))
+    require_file(file)
     try:
         proto = onnx.load_model_from_string(file.read_bytes())
     except Exception as exc:  # noqa: BLE001 - any decoding failure means this is not an ONNX model

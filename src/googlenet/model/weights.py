@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 
 from googlenet.errors import CheckpointError
-from googlenet.io import atomic_save, safe_load
+from googlenet.io import atomic_save, require_file, safe_load
 from googlenet.model.googlenet import GoogLeNet, ModelConfig, build_from_config, build_model
 
 FORMAT = "googlenet"
@@ -287,8 +287,7 @@ def weight_file_kind(path: str | os.PathLike[str]) -> str:
     file = Path(path)
     if file.is_dir():
         raise CheckpointError(f"{file}: is a folder, not a weight file")
-    if not file.is_file():
-        raise CheckpointError(f"{file}: " + ("not a regular file" if file.exists() else "no such file"))
+    require_file(file)
     with open(file, "rb") as handle:
         head = handle.read(4)
     if head.startswith(b"PK\x03\x04") or head[:1] == b"\x80":

@@ -259,9 +259,9 @@ INAPPLICABLE: tuple[tuple[str, str, Callable[[Any], bool], str], ...] = (
     ("--ema-decay", "average.ema_decay", lambda c: c.average.method != "ema", "only --average ema decays"),
     ("--bn-stats", "average.bn_stats", lambda c: c.model.variant == "paper", "the paper variant has no BatchNorm"),
     ("--norm-weight-decay", "optim.norm_weight_decay", lambda c: c.model.variant == "paper", "the paper variant has no BatchNorm"),
-    ("--bn-batches", "average.bn_batches", lambda c: c.model.variant == "paper", "the paper variant has no BatchNorm"),
-    ("--bn-batches", "average.bn_batches", lambda c: c.average.method == "none", "nothing is averaged (--average none)"),
-    ("--bn-batches", "average.bn_batches", lambda c: c.average.bn_stats != "recompute", "--bn-stats average recomputes nothing"),
+    ("--bn-batches", "average.bn_batches",
+     lambda c: c.model.variant == "paper" or c.average.method == "none" or c.average.bn_stats != "recompute",
+     "nothing recomputes BatchNorm statistics (the paper variant, --average none or --bn-stats average)"),
     ("--lr-gamma", "schedule.lr_gamma", lambda c: c.schedule.lr_scheduler != "step", "only --lr-scheduler step decays by it"),
     ("--lr-step-size", "schedule.lr_step_size", lambda c: c.schedule.lr_scheduler != "step", "only --lr-scheduler step has steps"),
     ("--lr-min", "schedule.lr_min", lambda c: c.schedule.lr_scheduler != "cosine", "only --lr-scheduler cosine ends at it"),
@@ -280,22 +280,23 @@ def _refuse_inapplicable(flags: dict[str, Any], config: Any) -> None:
             raise ConfigError(f"{flag} does not apply: {why}")
 
 
-def file_overrides_of(args: argparse.Namespace, flags: dict[str, Any]) -> dict[str, Any]:
-    """`--config FILE`'s settings with `--set KEY=VALUE`'s over them (a key given by --set and by its
-    own flag is refused: the flags come last, and one of the two would be silently dropped)."""
+def config_overrides(
+    args: argparse.Namespace, flags: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(`--config FILE`'s settings with `--set KEY=VALUE`'s over them, `--set`'s alone). A key given by
+    --set and by its own flag is refused: the flags come last, and one of the two would be dropped."""
     file_overrides = load_yaml(args.config) if getattr(args, "config", None) else {}
     settings = parse_set(getattr(args, "set_overrides", None) or [])
     both = sorted(key for key in settings if flags.get(key) is not None)
     if both:
         raise ConfigError(f"--set {both[0]}=... and that key's own flag are both given; give one")
-    return {**file_overrides, **settings}
+    return {**file_overrides, **settings}, settings
 
 
 def build_config(args: argparse.Namespace) -> tuple[Any, str | None]:
     """(TrainConfig, resume path) from parsed flags: defaults/preset, file, flags; or a run to resume."""
     flags = {key: value for key, value in vars(args).items() if "." in key}
-    file_overrides = file_overrides_of(args, flags)
-    settings = parse_set(getattr(args, "set_overrides", None) or [])
+    file_overrides, settings = config_overrides(args, flags)
     resume = getattr(args, "resume", None)
     source = str(getattr(args, "config", None) or "config file")
     if settings:
