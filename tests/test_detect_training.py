@@ -122,10 +122,77 @@ def test_regions_are_shown_to_a_classifier_as_it_was_validated() -> None:
     box = (30.0, 20.0, 109.0, 99.0)
     # detect train's checkpoints (resize == input): the warp itself, context 16 at 227 scaled to 64
     assert torch.equal(classifier_region(image, box, 64, 64, 16), warp_region(image, box, 64, 5))
-    # an older one (256/224 resize, then the centre crop): the warp at 73 with its context, cropped
+    # an older one: the stored 64-pixel warp through its evaluation transform (resize to 73, centre crop)
     older = classifier_region(image, box, 64, 73, 16)
     assert older.shape == (3, 64, 64)
-    assert torch.equal(older, F.center_crop(warp_region(image, box, 73, 5), [64, 64]))
+    zoomed = F.resize(warp_region(image, box, 64, 5), [73, 73], antialias=True)
+    assert torch.equal(older, F.center_crop(zoomed, [64, 64]))
+
+
+def test_the_end_of_training_detection_uses_a_recorded_context_of_zero(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import googlenet.detect.pipeline as pipeline
+    import googlenet.detect.training as training
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "final.pt").touch()
+    setup = {"context": 0, "val_set": "val", "annotations": str(tmp_path)}
+    (run / "detection-setup.json").write_text(json.dumps(setup))
+    seen = []
+
+    def fake_detector(checkpoints: list[str], *args: object, context: int = 16, **kwargs: object) -> dict:
+        seen.append(context)
+        return {"mAP": 0.0, "seconds_per_image": 0.0, "detections": []}
+
+    monkeypatch.setattr(training, "load_proposals", lambda path: {})
+    monkeypatch.setattr(pipeline, "evaluate_detector", fake_detector)
+    pipeline.evaluate_run(run, setup)
+    assert seen == [0]  # was 16: a recorded 0 read as "not recorded"
+
+
+def test_per_class_nms_measures_overlap_on_the_pixel_extent() -> None:
+    from types import SimpleNamespace
+
+    from googlenet.detect.detector import DetectorConfig, detect
+
+    ensemble = SimpleNamespace(class_names=["background", "disc"], sources=["test"])
+    boxes = np.array([[0.0, 0.0, 9.0, 9.0], [5.0, 0.0, 14.0, 9.0]])  # inclusive: IoU 50/150 = 1/3
+    probs = torch.tensor([[0.1, 0.9], [0.2, 0.8]])
+    found = detect(ensemble, "a", None, boxes, DetectorConfig(), scorer=lambda image, p: probs)  # type: ignore[arg-type]
+    assert [d.score for d in found] == [pytest.approx(0.9)]  # R-CNN's NMS at 0.3 drops the second
+
+
+def test_detect_train_sizes_the_regions_by_set_and_config_too(
+    scenes: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import googlenet.detect.pipeline as pipeline
+    import googlenet.train.command as train_command
+    import googlenet.train.engine as engine
+
+    seen: dict[str, object] = {}
+    monkeypatch.setattr(pipeline, "_build_regions",
+                        lambda args, env, voc, regions, config, output: seen.update(regions=config))  # fmt: skip
+    monkeypatch.setattr(
+        engine, "fit", lambda config, resume=None: seen.update(config=config) or {"status": "x"}
+    )
+    monkeypatch.setattr(train_command, "_print_summary", lambda results: None)
+    monkeypatch.chdir(tmp_path)
+    args = [
+        "detect",
+        "train",
+        "--annotations",
+        str(scenes),
+        "--output-dir",
+        "run",
+        "--set",
+        "model.input_size=64",
+    ]
+    assert main(args) == 0
+    config = seen["config"]
+    assert seen["regions"].input_size == 64  # type: ignore[attr-defined]  # was 96: the default, not --set's
+    assert config.model.input_size == config.model.resize_size == 64  # type: ignore[attr-defined]
 
 
 def test_select_regions_keeps_ground_truth_positives_and_three_background_per_positive() -> None:

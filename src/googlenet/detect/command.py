@@ -504,6 +504,9 @@ def _context(args: argparse.Namespace) -> int:
         return int(args.context)
     checkpoint = args.checkpoint[0] if isinstance(args.checkpoint, list) else args.checkpoint
     found = run_context(checkpoint)
-    if found is not None and found != DEFAULT_CONTEXT:
+    if found is None:  # a checkpoint copied out of its run folder: its context is not recorded in it
+        logger.warning("context %d px (at 227) assumed: no detect train run folder holds %s (give --context "
+                       "if its regions were warped with another)", DEFAULT_CONTEXT, checkpoint)  # fmt: skip
+    elif found != DEFAULT_CONTEXT:
         logger.info("context %d px (at 227), as %s's detect train run warped its regions", found, checkpoint)
     return DEFAULT_CONTEXT if found is None else found

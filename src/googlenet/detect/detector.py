@@ -123,7 +123,10 @@ def detect(
     if len(region) == 0:
         return []
     scores = probs[region, label]
-    keep = batched_nms(boxes[region].float(), scores, label, config.nms_iou)  # NMS within each class
+    # NMS within each class, on the pixel extent of the inclusive boxes (+1, as R-CNN's nms.m, the
+    # region labels, box regression and the evaluator measure overlap)
+    extent = boxes[region].float() + torch.tensor([0.0, 0.0, 1.0, 1.0])
+    keep = batched_nms(extent, scores, label, config.nms_iou)
     keep = keep[scores[keep].argsort(descending=True)][: config.max_per_image]
     out = []
     for k in keep.tolist():

@@ -227,10 +227,14 @@ def run_train(args: argparse.Namespace) -> int:
         config, resume = build_config(args)
         output = Path(config.run.output_dir or ".")
     else:
-        init = flags.get("model.init_from")
-        variant, input_size = _init_info(init)
-        variant = flags.get("model.variant", variant or "paper")
-        input_size = int(flags.get("model.input_size", input_size or 96))
+        file_overrides, _ = config_overrides(args, flags)  # --config, then --set, over the preset below
+
+        def given(key: str) -> Any:  # a flag, else --set / --config: the region set is sized as the model
+            return flags[key] if flags.get(key) is not None else file_overrides.get(key)
+
+        variant, input_size = _init_info(given("model.init_from"))
+        variant = given("model.variant") or variant or "paper"
+        input_size = int(given("model.input_size") or input_size or 96)
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         output = Path(flags.get("run.output_dir") or f"runs/{stamp}-detect-{variant}")
         if output.exists() and not output.is_dir():
@@ -245,7 +249,7 @@ def run_train(args: argparse.Namespace) -> int:
             context=args.context,
             positives_per_image=args.positives_per_image,
             background_per_positive=args.background_per_positive,
-            seed=int(flags.get("run.seed") or 0),
+            seed=int(given("run.seed") or 0),
         )
         regions = output.resolve() / "regions"
         preset = {
@@ -262,7 +266,6 @@ def run_train(args: argparse.Namespace) -> int:
             "model.resize_size": input_size,
             "run.output_dir": str(output),
         }
-        file_overrides, _ = config_overrides(args, flags)  # --config, then --set, over the preset
         flags.pop("run.output_dir", None)
         config = resolve({**preset, **file_overrides}, flags)  # every value checked before the region set
         lock, created = None, not output.exists()
@@ -387,10 +390,12 @@ def evaluate_run(output: Path, setup: dict[str, Any]) -> dict[str, Any]:
     members = run_members(output)
     report: dict[str, Any] = {"setup": setup, "members": members, "runs": []}
     groups = [[m] for m in members] + ([members] if len(members) > 1 else [])
+    found = run_context(output)  # 0 (no context) is a context: not `or DEFAULT_CONTEXT`
+    context = DEFAULT_CONTEXT if found is None else found
     for group in groups:
         name = "ensemble" if len(group) > 1 else Path(group[0]).parent.name
         result = evaluate_detector(group, setup["annotations"], setup["val_set"], proposals, shared=False,
-                                   context=run_context(output) or DEFAULT_CONTEXT)  # fmt: skip
+                                   context=context)  # fmt: skip
         result["name"] = name
         report["runs"].append(result)
         write_csv = output / f"detections-{name}.csv"

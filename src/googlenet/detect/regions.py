@@ -70,16 +70,20 @@ def warp_region(
 def classifier_region(
     image: Tensor, box: Sequence[float], input_size: int, resize_size: int, context: int = 16
 ) -> Tensor:
-    """A region as a classifier checkpoint's evaluation transform shows an image: warped with context
-    (`context` pixels at R-CNN's 227, scaled) to `resize_size`, then its centre `input_size` square.
+    """A region as a classifier checkpoint was validated on it: warped with context (`context` pixels
+    at R-CNN's 227, scaled) to `input_size`, as the region set stores it, then through the checkpoint's
+    evaluation transform (resized to `resize_size`, centre `input_size` square).
 
     `detect train`'s checkpoints have resize_size == input_size, so this is the warp itself, as R-CNN
     feeds its network. A checkpoint trained with the 256/224 resize-and-crop (`detect train` before
     2026-12-06) was validated on regions zoomed by that much; shown the bare warp it lost 7-13 points of
     mAP on the built-in scenes (docs/detection.md), so it is shown them the way it was validated.
     """
-    warped = warp_region(image, box, resize_size, scaled_context(context, resize_size))
-    return warped if resize_size == input_size else F.center_crop(warped, [input_size, input_size])
+    warped = warp_region(image, box, input_size, scaled_context(context, input_size))
+    if resize_size == input_size:
+        return warped
+    zoomed = F.resize(warped, [resize_size, resize_size], antialias=True)
+    return F.center_crop(zoomed, [input_size, input_size])
 
 
 @dataclass(frozen=True)
