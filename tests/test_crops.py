@@ -3,6 +3,8 @@ against PIL resize + crop."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -231,3 +233,17 @@ def test_crop_transform_landscape_nests_1_and_10_in_144() -> None:
     crops, indices = transform.plan(500, 375)
     assert len(crops) == 144
     assert set(indices[0].tolist()) <= set(indices[1].tolist()) <= set(indices[2].tolist())
+
+
+def test_an_opened_image_becomes_rgb_as_a_loaded_file_does(tmp_path: Path) -> None:
+    """predict_image and cut_crops take opened PIL images: transparency and 16 bits are converted as
+    load_image converts files (convert("RGB") dropped the alpha and clipped 16-bit values to white)."""
+    from googlenet.data.crops import to_uint8_tensor
+    from googlenet.data.decode import load_image
+
+    rgba = Image.new("RGBA", (6, 4), (0, 0, 0, 64))  # mostly transparent black: light grey on white
+    grey16 = Image.fromarray(np.full((4, 6), 30000, dtype=np.uint16))
+    for image, name in ((rgba, "a.png"), (grey16, "b.png")):
+        image.save(tmp_path / name)
+        assert torch.equal(to_uint8_tensor(image), to_uint8_tensor(load_image(tmp_path / name)))
+    assert int(to_uint8_tensor(rgba)[0, 0, 0]) > 150 and int(to_uint8_tensor(grey16)[0, 0, 0]) < 200

@@ -239,7 +239,7 @@ def test_the_format_comes_from_the_flag_or_the_extension() -> None:
 def test_export_of_a_last_pt_says_which_of_its_weights(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     model = googlenet.build_model("paper", num_classes=10)
     last = tmp_path / "last.pt"
-    state = {"epoch": 3, "step": 2, "global_step": 14}
+    state = {"epoch": 3, "step": 2, "global_step": 14, "averaged_updates": 5}
     googlenet.save_checkpoint(last, model, default_meta(model, SIZE), train_state=state,
                               averaged_state_dict=model.state_dict())  # fmt: skip
     for flags, which in (([], "raw"), (["--averaged"], "averaged")):
@@ -253,3 +253,11 @@ def test_export_of_a_last_pt_says_which_of_its_weights(tmp_path: Path, capsys: p
     )  # averaging not begun
     assert main(["export", "--checkpoint", str(last), "-o", str(tmp_path / "m.pt"), "--averaged"]) == 1
     assert "no averaged weights yet" in capsys.readouterr().err
+    # The averaged copy exists from the first step but holds the initial weights until averaging starts,
+    # and a BN variant's copy stopped mid-epoch has stale statistics: refused as `train --test-only` does.
+    for changed, message in (({"averaged_updates": 0}, "no averaged weights yet"),
+                             ({"averaged_bn_current": False}, "statistics are stale")):  # fmt: skip
+        googlenet.save_checkpoint(last, model, default_meta(model, SIZE), train_state={**state, **changed},
+                                  averaged_state_dict=model.state_dict())  # fmt: skip
+        assert main(["export", "--checkpoint", str(last), "-o", str(tmp_path / "m.pt"), "--averaged"]) == 1
+        assert message in capsys.readouterr().err

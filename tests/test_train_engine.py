@@ -505,3 +505,23 @@ def test_plots_mark_chance_and_whole_epochs(tmp_path: Path, monkeypatch: pytest.
     with RunFolder(tmp_path) as run:
         run.plot(history)  # classes unknown: no line
     assert not lines and {p.name for p in tmp_path.glob("*.png")} == {"loss.png", "top1.png", "lr.png"}
+
+
+def test_an_imagenet_run_keeps_the_wordnet_ids_for_evaluate(
+    tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A miniature ImageNet tree as torchvision's ImageNet leaves it: meta.bin and <split>/<wnid>/ folders.
+    names = {"disc": "n01440764", "ring": "n01443537", "square": "n01484850"}
+    root = tmp_path / "imagenet"
+    for split in ("train", "val"):
+        for name, wnid in names.items():
+            shutil.copytree(tiny_data / split / name, root / split / wnid)
+    torch.save(({wnid: (name,) for name, wnid in names.items()}, []), root / "meta.bin")
+    results = fit(tiny(root, tmp_path / "run", **{"data.dataset": "imagenet", "run.epochs": 1}))
+    _, meta = load_checkpoint_model(results["final_checkpoint"])
+    assert meta["class_names"] == ["disc", "ring", "square"] and meta["wnids"] == list(names.values())
+    # Without the ids, a val folder named by WordNet id did not match the model's readable names.
+    capsys.readouterr()
+    assert main(["evaluate", "--checkpoint", results["final_checkpoint"], "--data-path", str(root / "val"),
+                 "--engine", "off", "--json"]) == 0  # fmt: skip
+    assert json.loads(capsys.readouterr().out)["images"] == 3

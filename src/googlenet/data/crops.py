@@ -37,6 +37,7 @@ from torch import Tensor
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as F
 
+from googlenet.data.decode import to_rgb
 from googlenet.errors import ConfigError
 
 CROP_COUNTS: tuple[int, ...] = (1, 10, 144)  # Table 3's crop counts
@@ -225,8 +226,8 @@ def to_uint8_tensor(image: Image.Image | Tensor) -> Tensor:
     uint8 resize is fastest on that layout.
     """
     if isinstance(image, Image.Image):
-        if image.mode != "RGB":
-            image = image.convert("RGB")
+        if image.mode != "RGB":  # as load_image converts files (alpha on white, 16 bits scaled)
+            image = to_rgb(image)
         return torch.from_numpy(np.array(image)).permute(2, 0, 1)  # a writable copy of the pixels
     if not isinstance(image, Tensor) or image.dtype != torch.uint8 or image.ndim != 3 or image.shape[0] != 3:
         raise TypeError("image: expected an RGB PIL image or a 3 x H x W uint8 tensor")

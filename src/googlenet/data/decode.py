@@ -117,6 +117,12 @@ def _apply_exif_orientation(image: Image.Image) -> Image.Image:
     return transposed if transposed is not None else image
 
 
+def to_rgb(image: Image.Image, source: str = "image") -> Image.Image:
+    """An image already opened (by a caller of `predict_image` or `cut_crops`) in 8-bit RGB, converted as
+    `load_image` converts files: transparency composited on white, 16-bit values scaled, not clipped."""
+    return _to_rgb(image, Path(source))
+
+
 def _to_rgb(image: Image.Image, file: Path) -> Image.Image:
     """Convert any PIL mode to 8-bit RGB, scaling high bit depths rather than clipping them."""
     mode = image.mode

@@ -220,6 +220,20 @@ def _check_meta(path: str | os.PathLike[str], meta: Any) -> None:
             raise CheckpointError(f"{path}: meta {key} must be {wanted}, got {meta[key]!r}")
 
 
+def _check_averaged(path: str | os.PathLike[str], checkpoint: Mapping[str, Any]) -> None:
+    """Refuse a last.pt's averaged weights where `train --test-only` leaves them out: before averaging
+    starts the copy holds the initial weights, and a BN variant stopped mid-epoch has stale statistics."""
+    state = checkpoint.get("train_state")
+    if not isinstance(state, Mapping):
+        return
+    if int(state.get("averaged_updates", 0) or 0) == 0:
+        raise CheckpointError(f"{path}: no averaged weights yet (averaging had not started or is off)")
+    if state.get("averaged_bn_current") is False:
+        raise CheckpointError(f"{path}: the averaged weights' BatchNorm statistics are stale (the run "
+                              "stopped mid-epoch, before they were recomputed); resume it to the epoch's "
+                              "end, or use its final.pt")  # fmt: skip
+
+
 # The ModelConfig fields that change what a set of weights computes: a checkpoint loads only into a model
 # that agrees on each (dropout and init do not matter to trained weights; aux_logits is handled apart).
 LAYOUT_KEYS = (
@@ -334,6 +348,8 @@ def load_weights(model: GoogLeNet, path: str | os.PathLike[str], key: str = "sta
         _check_config(path, checkpoint["model_config"], model.config)
         if not isinstance(checkpoint.get(key), Mapping):
             raise CheckpointError(f"{path}: checkpoint has no {key!r} entry (a mapping of tensors)")
+        if key == "averaged_state_dict":
+            _check_averaged(path, checkpoint)
         _load_state(path, model, checkpoint[key])
         meta = dict(checkpoint.get("meta") or default_meta(model))
         return meta
@@ -412,9 +428,11 @@ def load_checkpoint_model(
         raise CheckpointError(f"{path}: no averaged weights yet (averaging had not started or is off)")
     if key not in checkpoint:
         raise CheckpointError(f"{path}: checkpoint has no {key!r} entry")
+    if key == "averaged_state_dict":
+        _check_averaged(path, checkpoint)
     _load_state(path, model, checkpoint[key])
-    meta = dict(checkpoint.get("meta") or default_meta(model))
     state = checkpoint.get("train_state")
+    meta = dict(checkpoint.get("meta") or default_meta(model))
     if isinstance(state, Mapping) and "weights" not in meta:  # a run's last.pt: say which of its two sets
         which = "averaged" if key == "averaged_state_dict" else "raw"
         meta["weights"] = f"{which} weights of a training checkpoint after {state.get('epoch')} epoch(s)" + (

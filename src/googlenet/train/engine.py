@@ -289,6 +289,8 @@ class _Trainer:
             "variant": m.variant,
             "recipe": _recipe(config, groups),
         }
+        if data.wnids:  # ImageNet: evaluate matches a val folder named by WordNet id through them
+            self.meta["wnids"] = data.wnids
 
         self.at = at = _Position()
         if checkpoint is not None:

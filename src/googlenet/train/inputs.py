@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader
 
 from googlenet.data.datasets import (
     ImageFolderDataset,
+    ImageNetDataset,
     ignore_stop_signals,
     load_image_folder,
     load_imagenet,
@@ -41,6 +42,7 @@ class TrainData:
     train_eval: ImageFolderDataset  # the training images with the evaluation transform
     classes: list[str]
     bad_files: list[str]
+    wnids: list[str] | None = None  # ImageNet's WordNet ids in class order, kept in the checkpoint's meta
 
 
 def loader_workers(config: TrainConfig) -> int:
@@ -164,4 +166,5 @@ def build_data(config: TrainConfig, env: ddp.DistEnv, training: bool = True) -> 
             dataset.drop_files(bad)
     train_eval = copy.copy(train)
     train_eval.transform = eval_tf
-    return TrainData(train, val, train_eval, list(train.classes), sorted(bad))
+    wnids = list(train.wnids) if isinstance(train, ImageNetDataset) else None
+    return TrainData(train, val, train_eval, list(train.classes), sorted(bad), wnids)
