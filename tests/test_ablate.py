@@ -248,6 +248,7 @@ def test_a_tiny_study_end_to_end_and_rerun_reuses_it(tmp_path: Path) -> None:
     assert json.loads(second.stdout)["rows"] == rows  # nothing retrained, same numbers
 
 
+@pytest.mark.slow  # over 15 s on a 2-core CPU: the slow tier (CI runs it)
 def test_averaging_leaves_the_training_trajectory_alone(tmp_path: Path) -> None:
     """What lets `no-polyak` read the full runs' raw weights instead of training its own: the same
     seed trains to the same raw weights with and without averaging (bn variant: BN statistics are

@@ -86,6 +86,7 @@ def test_gemm_path_and_ratios(one_thread: None) -> None:
     assert "failed: boom" in format_rows(rows)
 
 
+@pytest.mark.slow  # over 15 s on a 2-core CPU: the slow tier (CI runs it)
 def test_command_runs_a_section_and_saves_json(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -230,6 +231,7 @@ def test_versus_path_times_ours_and_the_peers_in_turns(one_thread: None) -> None
     )  # per-peer medians over rounds
 
 
+@pytest.mark.slow  # over 15 s on a 2-core CPU: the slow tier (CI runs it)
 def test_gpu_script_runs_end_to_end_on_the_cpu(tmp_path: Path) -> None:
     """benchmarks/gpu.py has never met a GPU on the project's machines; `--device cpu` runs every one of
     its paths (training with and without AMP, inference at two batches and precisions) so that the day a

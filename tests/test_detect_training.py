@@ -397,6 +397,7 @@ def test_detect_train_end_to_end_on_tiny_scenes(
         assert 1 <= d.box[0] <= d.box[2] <= width and 1 <= d.box[1] <= d.box[3] <= height  # VOC 1-based
 
 
+@pytest.mark.slow  # over 15 s on a 2-core CPU: the slow tier (CI runs it)
 def test_detect_train_takes_any_two_image_sets(
     scenes: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], one_thread: None
 ) -> None:

@@ -248,6 +248,7 @@ def test_table3_text_shows_the_papers_table(
     assert len(PAPER_TABLE3) == 6
 
 
+@pytest.mark.slow  # over 15 s on a 2-core CPU: the slow tier (CI runs it)
 def test_text_report_and_max_reduction(setup: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
     args = ["evaluate", "--checkpoint", str(setup["a"]), "--data-path", str(setup["data"] / "val")]
     assert (
@@ -288,6 +289,7 @@ def test_workers_and_limit(setup: dict[str, Path], capsys: pytest.CaptureFixture
     assert limit_samples([(str(i), i) for i in range(10)], 4) == [("0", 0), ("2", 2), ("5", 5), ("7", 7)]
 
 
+@pytest.mark.slow  # over 15 s on a 2-core CPU: the slow tier (CI runs it)
 def test_bad_images_are_skipped_and_reported_or_abort(
     setup: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

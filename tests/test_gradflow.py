@@ -122,6 +122,7 @@ def _tiny(data: Path, out: Path, **flags: Any) -> TrainConfig:
     return resolve({}, {**base, **flags})
 
 
+@pytest.mark.slow  # over 15 s on a 2-core CPU: the slow tier (CI runs it)
 def test_training_records_every_layer_before_clipping_and_resume_keeps_them(
     tiny_data: Path, tmp_path: Path, one_thread: None
 ) -> None:

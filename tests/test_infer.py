@@ -85,6 +85,7 @@ def test_fp32_backends_match_eager_within_1e_4(variant: str, backend: str, one_t
             fast(other)
 
 
+@pytest.mark.slow  # over 15 s on a 2-core CPU: the slow tier (CI runs it)
 def test_streams_give_the_one_engine_logits_at_every_batch_size(one_thread: None) -> None:
     backend, precision = "onnxruntime", "fp32"
     if backend not in available_backends(precision):
@@ -153,6 +154,7 @@ def test_bf16_eager_stays_close_to_fp32(one_thread: None) -> None:
     assert _relative(got, expected) < 3e-2
 
 
+@pytest.mark.slow  # over 15 s on a 2-core CPU: the slow tier (CI runs it)
 def test_auto_times_the_candidates_and_keeps_the_fastest(one_thread: None) -> None:
     model = _trained_like("bn")
     fast = optimize(model, input_size=SIZE, batch_size=2)
@@ -239,6 +241,7 @@ def test_the_engine_refuses_raw_pixels_and_returns_ordinary_tensors(one_thread: 
     assert weight.grad is not None
 
 
+@pytest.mark.slow  # over 15 s on a 2-core CPU: the slow tier (CI runs it)
 def test_export_onnx_leaves_the_callers_model_as_it_was(tmp_path: Path) -> None:
     pytest.importorskip("onnxscript")
     model = googlenet.build_model("bn", num_classes=10, aux_logits=False).train()

@@ -63,8 +63,10 @@ def reference(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> tupl
     return out, killtrials.reference_run(tiny_data, out)
 
 
-# "random" kills anywhere (20 such trials run in the slow tier too); "write" aims at checkpoint writes
+# "random" kills anywhere (20 such trials run in the slow tier too); "write" aims at checkpoint writes;
+# both are in the slow tier (about 45 s for "write" alone), which CI runs
 @pytest.mark.parametrize("mode", ["write", pytest.param("random", marks=pytest.mark.slow)])
+@pytest.mark.slow  # over 15 s on a 2-core CPU: the slow tier (CI runs it)
 def test_sigkill_then_resume_is_bit_identical_and_no_checkpoint_is_ever_broken(
     tiny_data: Path, reference: tuple[Path, float], tmp_path: Path, mode: str
 ) -> None:

@@ -360,6 +360,7 @@ def test_sigterm_during_an_ensemble_exits_with_the_signal(
     assert (out / "member-0" / "last.pt").is_file() and not (out / "member-1").exists()
 
 
+@pytest.mark.slow  # over 15 s on a 2-core CPU: the slow tier (CI runs it)
 def test_ensemble_members_share_initial_weights(tiny_data: Path, tmp_path: Path) -> None:
     out = tmp_path / "ensemble"
     results = fit(tiny(tiny_data, out, **{"run.ensemble": 2, "run.epochs": 1, "average.start": 0}))
@@ -416,6 +417,7 @@ def test_test_only_does_not_score_an_average_with_stale_batchnorm_statistics(
     assert "val_top1_avg" in results and "averaged_note" not in results
 
 
+@pytest.mark.slow  # over 15 s on a 2-core CPU: the slow tier (CI runs it)
 def test_a_fine_tuning_run_resumes_from_anywhere_without_its_source_file(
     tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
