@@ -202,6 +202,23 @@ def test_works_with_dataloader_workers(tmp_path: Path) -> None:
     assert values.tolist() == [0, 1, 2, 3, 0] and targets.tolist() == [0] * 5
 
 
+def test_an_evaluation_loader_leaves_bad_files_out(tmp_path: Path) -> None:
+    for i in range(3):
+        _image(tmp_path / "cat" / f"{i}.png", 10 * i)
+    _truncated(tmp_path / "cat" / "3.jpg")
+    (tmp_path / "dog" / "4.png").parent.mkdir()
+    (tmp_path / "dog" / "4.png").write_bytes(b"")
+    _image(tmp_path / "dog" / "5.png", 50)
+    dataset = ImageFolderDataset(tmp_path, transform=lambda im: torch.tensor(im.getpixel((0, 0))[0]))
+    assert dataset.exact(3) is None and dataset[3][0].item() == 50  # training's substitute: the next one
+    for workers in (0, 1):
+        loader = DataLoader(datasets.LeftOut(dataset), batch_size=2, num_workers=workers,
+                            collate_fn=datasets.collate_decoded)  # fmt: skip
+        batches = [(images.tolist(), targets.tolist()) for images, targets in loader]
+        assert batches == [([0, 10], [0, 0]), ([20], [0]), ([50], [1])], workers  # 3.jpg and 4.png left out
+        assert datasets.collate_decoded([None])[1].shape == (0,)
+
+
 def test_load_image_folder_uses_train_class_order(tmp_path: Path) -> None:
     for split in ("train", "val"):
         _image(tmp_path / split / "b" / "1.png")

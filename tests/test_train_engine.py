@@ -398,6 +398,14 @@ def test_test_only_evaluates_a_checkpoint(tiny_data: Path, tmp_path: Path) -> No
     (val_only / "train" / "emptied-class").mkdir(parents=True)
     alone = tiny(val_only, tmp_path / "unused", **{"run.test_only": True})
     assert fit(alone, resume=out)["val_top1"] == only_final["val_top1"]
+    # An undecodable file is left out of the figures, scanned for first or not (not replaced by the
+    # next image as in training, which would count that image twice).
+    first_class = sorted(p for p in (val_only / "val").iterdir())[0]
+    (first_class / "zz-corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a whole jpeg")
+    for scan in (True, False):
+        flags = {"run.test_only": True, "data.scan_bad_files": scan}
+        scored = fit(tiny(val_only, tmp_path / "unused", **flags), resume=out)
+        assert (scored["val_top1"], scored["samples"]) == (only_final["val_top1"], folder["samples"]), scan
 
 
 def test_test_only_does_not_score_an_average_with_stale_batchnorm_statistics(

@@ -17,7 +17,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from torch.utils.data import Dataset
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset, default_collate
 
 from googlenet.data.decode import DEFAULT_MAX_PIXELS, is_image_file, load_image
 from googlenet.errors import ConfigError, DataError
@@ -58,7 +60,9 @@ class ImageFolderDataset(Dataset[tuple[Any, int]]):
     Bad image files (corrupt, truncated, unreadable) are found when `__getitem__` decodes them:
 
     - `on_bad="skip"`: the file is added to `bad_files`, logged once per process on the
-      "googlenet.data" logger, and the next index that decodes is returned instead (with its own label).
+      "googlenet.data" logger, and the next index that decodes is returned instead (with its own label);
+      `exact(index)` returns None instead, and `LeftOut(dataset)` with `collate_decoded` makes an
+      evaluation loader that leaves such files out rather than count another image twice.
     - `on_bad="abort"`: `DataError` naming the file.
 
     With `DataLoader(num_workers > 0)` every worker process holds its own copy of the dataset, so
@@ -131,18 +135,26 @@ class ImageFolderDataset(Dataset[tuple[Any, int]]):
         if not -count <= index < count:
             raise IndexError(f"index {index} out of range for {count} samples")
         for step in range(count):
-            path, target = self.samples[(index + step) % count]
-            if path in self.bad_files:
-                continue
-            try:
-                image = load_image(path, max_pixels=self.max_pixels)
-            except DataError as exc:
-                if self.on_bad == "abort":
-                    raise
-                self._record_bad(path, exc)
-                continue
-            return (self.transform(image) if self.transform is not None else image), target
+            sample = self.exact((index + step) % count)
+            if sample is not None:
+                return sample
         raise DataError(f"{self.root}: none of its {count} image files can be decoded")
+
+    def exact(self, index: int) -> tuple[Any, int] | None:
+        """The sample at `index` itself, or None when its file cannot be decoded (`on_bad="skip"`; under
+        "abort" a `DataError`). What an evaluation reads: `__getitem__`'s substitute keeps a training
+        batch full but would count another image twice."""
+        path, target = self.samples[index]
+        if path in self.bad_files:
+            return None
+        try:
+            image = load_image(path, max_pixels=self.max_pixels)
+        except DataError as exc:
+            if self.on_bad == "abort":
+                raise
+            self._record_bad(path, exc)
+            return None
+        return (self.transform(image) if self.transform is not None else image), target
 
     def _record_bad(self, path: str, exc: DataError) -> None:
         self.bad_files.add(path)
@@ -196,6 +208,31 @@ class ImageFolderDataset(Dataset[tuple[Any, int]]):
             f"{type(self).__name__}(root={str(self.root)!r}, classes={len(self.classes)}, "
             f"samples={len(self.samples)}, on_bad={self.on_bad!r})"
         )
+
+
+class LeftOut(Dataset[Any]):
+    """`dataset`'s samples for evaluation: a file that cannot be decoded gives None (left out by
+    `collate_decoded`) instead of `ImageFolderDataset.__getitem__`'s next readable image, which would
+    count that image twice in top-1."""
+
+    def __init__(self, dataset: ImageFolderDataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> tuple[Any, int] | None:
+        return self.dataset.exact(index)
+
+
+def collate_decoded(items: Sequence[tuple[Any, int] | None]) -> tuple[Tensor, Tensor]:
+    """`default_collate` of the samples that were decoded (`LeftOut`'s None dropped); a batch of bad
+    files only is a batch of none."""
+    present = [item for item in items if item is not None]
+    if not present:
+        return torch.empty(0), torch.empty(0, dtype=torch.long)
+    images, targets = default_collate(present)
+    return images, targets
 
 
 def list_class_folders(root: str | os.PathLike[str]) -> list[str]:

@@ -428,12 +428,13 @@ def _print_summary(results: dict[str, Any]) -> None:
             print(f"  member-{member['member']}: val top-1 averaged {_percent(member.get('val_top1_avg'))}")
         return
     if "checkpoint" in results:  # --test-only
+        images = f" on {results['samples']} images" if "samples" in results else ""
         if "weights" in results:  # a final checkpoint: one set of weights
             print(f"{results['checkpoint']} ({results['weights']}): val top-1 {pct('val_top1')}, "
-                  f"top-5 {pct('val_top5')}")  # fmt: skip
+                  f"top-5 {pct('val_top5')}{images}")  # fmt: skip
         else:
             print(f"{results['checkpoint']}: val top-1 raw {pct('val_top1_raw')} averaged {pct('val_top1_avg')}, "
-                  f"top-5 raw {pct('val_top5_raw')} averaged {pct('val_top5_avg')}")  # fmt: skip
+                  f"top-5 raw {pct('val_top5_raw')} averaged {pct('val_top5_avg')}{images}")  # fmt: skip
         if "averaged_note" in results:
             print(f"averaged weights {results['averaged_note']}")
         return

@@ -56,7 +56,7 @@ from googlenet.train.epochs import end_of_epoch, log_epoch, mean
 from googlenet.train.evaluation import evaluate_checkpoint
 from googlenet.train.finetune import init_from
 from googlenet.train.gradflow import GradNormRecorder, load_grad_norms, plot_grad_split, write_split_table
-from googlenet.train.inputs import TrainData, build_data, loader_workers, make_loader
+from googlenet.train.inputs import TrainData, build_data, loader_workers, make_eval_loader, make_loader
 from googlenet.train.loop import (
     EpochMeter,
     NonFiniteLossError,
@@ -328,7 +328,7 @@ class _Trainer:
         self.train_samples = SeededSamples(data.train, self.data_seed)
         self.balance = _balance_flags(config, data)
         eval_batch = max(1, o.batch_size // env.world_size)
-        self.val_loader = make_loader(
+        self.val_loader = make_eval_loader(
             data.val, loader_workers(config), device, batch_size=eval_batch,
             sampler=ShardedIndices(range(len(data.val)), env.rank, env.world_size),
         )  # fmt: skip
@@ -337,7 +337,7 @@ class _Trainer:
             subset = sorted(
                 epoch_permutation(len(data.train), r.seed, -1)[: config.data.train_eval_samples].tolist()
             )
-            self.train_eval_loader = make_loader(
+            self.train_eval_loader = make_eval_loader(
                 data.train_eval, loader_workers(config), device, batch_size=eval_batch,
                 sampler=ShardedIndices(subset, env.rank, env.world_size),
             )  # fmt: skip

@@ -15,7 +15,7 @@ from googlenet.model.weights import read_checkpoint
 from googlenet.train import distributed as ddp
 from googlenet.train.checkpoint import check_same_classes
 from googlenet.train.config import TrainConfig
-from googlenet.train.inputs import build_data, loader_workers, make_loader
+from googlenet.train.inputs import build_data, loader_workers, make_eval_loader
 from googlenet.train.loop import autocast_for, evaluate
 from googlenet.train.sampling import ShardedIndices
 
@@ -44,7 +44,7 @@ def evaluate_checkpoint(
     model = build_from_config(dict(checkpoint["model_config"])).to(device)
     sampler = ShardedIndices(range(len(data.val)), env.rank, env.world_size)
     batch = max(1, config.optim.batch_size // env.world_size)  # -b is the global batch, as in training
-    loader = make_loader(data.val, loader_workers(config), device, batch_size=batch, sampler=sampler)
+    loader = make_eval_loader(data.val, loader_workers(config), device, batch_size=batch, sampler=sampler)
     autocast_dtype, _ = autocast_for(device, config.run.amp, config.run.amp_dtype)
     results: dict[str, Any] = {"checkpoint": str(file), "samples": len(data.val)}
     training = "train_state" in checkpoint
@@ -64,4 +64,5 @@ def evaluate_checkpoint(
         model.load_state_dict(checkpoint[key])
         metrics = evaluate(model, loader, device=device, autocast_dtype=autocast_dtype)
         results.update({f"val_{name}{suffix}": metrics[name] for name in ("loss", "top1", "top5")})
+        results["samples"] = int(metrics["samples"])  # the images decoded: a bad file is left out
     return results

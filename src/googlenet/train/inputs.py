@@ -21,6 +21,8 @@ from torch.utils.data import DataLoader
 from googlenet.data.datasets import (
     ImageFolderDataset,
     ImageNetDataset,
+    LeftOut,
+    collate_decoded,
     ignore_stop_signals,
     load_image_folder,
     load_imagenet,
@@ -102,6 +104,14 @@ def make_loader(dataset: Any, workers: int, device: torch.device, **kwargs: Any)
         worker_init_fn=ignore_stop_signals if workers > 0 else None,
         **kwargs,
     )
+
+
+def make_eval_loader(
+    dataset: ImageFolderDataset, workers: int, device: torch.device, **kwargs: Any
+) -> DataLoader:
+    """`make_loader` for evaluation: a file that cannot be decoded is left out (`LeftOut`), not replaced
+    by the next image as in training, so the figures count each readable image once."""
+    return make_loader(LeftOut(dataset), workers, device, collate_fn=collate_decoded, **kwargs)
 
 
 def build_data(config: TrainConfig, env: ddp.DistEnv, training: bool = True) -> TrainData:

@@ -328,6 +328,8 @@ def evaluate_models(
         model.eval()
     try:
         for images, target in loader:
+            if not len(target):  # a batch whose files could not be decoded (`collate_decoded`)
+                continue
             images = images.to(device, non_blocking=True)
             target = target.to(device, non_blocking=True)
             if channels_last:
