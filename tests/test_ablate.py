@@ -43,6 +43,12 @@ def test_paired_t_is_scipys_ttest_rel_and_undefined_without_variance() -> None:
     assert (t, p) == pytest.approx((reference.statistic, reference.pvalue))
     assert all(math.isnan(x) for x in paired_t([2.0, 3.0], [1.0, 2.0]))  # constant difference
     assert all(math.isnan(x) for x in paired_t([2.0], [1.0]))
+    # The same shift in decimal is not always the same in binary (100 - 34.8 vs 100 - 34.4 ...): no
+    # t of 1e14 and p of 1e-28 for it, which would be starred as significant.
+    errors = [100 - accuracy for accuracy in (34.8, 36.2, 47.2)]
+    shifted = [100 - (accuracy - 0.4) for accuracy in (34.8, 36.2, 47.2)]
+    assert len({x - y for x, y in zip(shifted, errors, strict=True)}) > 1  # the rounding is there
+    assert all(math.isnan(x) for x in paired_t(shifted, errors))
 
 
 def test_holm_adjusts_in_order_and_skips_nan() -> None:
@@ -80,11 +86,28 @@ def test_summarise_pairs_by_seed_over_the_common_seeds(tmp_path: Path) -> None:
     assert by["no-aux", "top1"]["significant"]
     assert by["bn", "top1"]["n"] == 2  # seed 1 missing: paired over seeds 0 and 2
     assert by["bn", "top1"]["effect"] == pytest.approx(-9.0)
+    # A reference run missing: the arm's mean error is over the same seeds as its effect and its n.
+    errors = _errors()
+    del errors["full"][1]
+    by = {(r["arm"], r["metric"]): r for r in summarise(errors, {"full": "full", "no-aux": "full"})}
+    assert by["no-aux", "top1"]["n"] == 2 and by["no-aux", "top1"]["mean_error"] == pytest.approx(45.1)
+    assert by["no-aux", "top1"]["mean_error"] - by["full", "top1"]["mean_error"] == pytest.approx(
+        by["no-aux", "top1"]["effect"]
+    )
     assert math.isnan(by["full", "top1"]["effect"])
     text = format_markdown(rows, "demo")
     assert "| `no-aux` | `full` | 3 |" in text and "ttest_rel" in text
     write_tables(tmp_path, rows, {"plan": {}}, "demo")
     plot_effects(rows, tmp_path / "ablation.png")
+    import matplotlib.pyplot as plt
+
+    captured: dict[str, bool] = {}
+    original_close = plt.close
+    with pytest.MonkeyPatch.context() as patch:  # look at the figure before it is closed
+        patch.setattr(plt, "close", lambda fig: captured.update(inverted=fig.axes[0].yaxis_inverted()))
+        plot_effects(rows, tmp_path / "again.png")
+    original_close("all")
+    assert captured["inverted"]  # the table's first arm at the top
     data = json.loads((tmp_path / "ablation.json").read_text())
     assert data["rows"][0]["effect"] is None  # NaN is written as null
     assert (tmp_path / "ablation.csv").read_text().startswith("arm,kind,metric,n,")
@@ -113,6 +136,8 @@ def test_plan_checks_arms_and_seeds_and_builds_each_run_command(tmp_path: Path) 
         StudyPlan(tmp_path, base={"model.variant": "bn"}).check()
     with pytest.raises(ConfigError, match="no-polyak change nothing"):
         StudyPlan(tmp_path, arms=("full", "no-polyak"), base={"average.method": "none"}).check()
+    with pytest.raises(ConfigError, match="aux-weight-1 change nothing"):  # no heads to weigh
+        StudyPlan(tmp_path, arms=("full", "aux-weight-1"), base={"model.aux_logits": False}).check()
     empty = tmp_path / "empty"
     empty.mkdir()  # every run would fail on it: refused before the first starts
     with pytest.raises(DataError, match="missing split folder"):

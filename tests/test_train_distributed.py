@@ -82,6 +82,56 @@ def test_two_process_torchrun_equals_one_process(tmp_path: Path) -> None:
         assert row_a["train_eval_top1_raw"] == pytest.approx(row_b["train_eval_top1_raw"])
 
 
+@pytest.mark.skipif(not TORCHRUN.exists(), reason="torchrun not installed beside this Python")
+def test_a_mistake_one_process_finds_is_one_line_in_every_process(tmp_path: Path) -> None:
+    # Only the first process checks --output-dir; the other then meets a closed connection.
+    data = make_tiny_data(tmp_path)
+    (tmp_path / "afile").write_text("not a run folder")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "src")}
+    command = [str(TORCHRUN), "--standalone", "--nproc_per_node", "2", "-m", "googlenet", "train",
+               "--data-path", str(data), "--output-dir", str(tmp_path / "afile"), *ARGV]  # fmt: skip
+    completed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert completed.returncode != 0
+    ours = [line for line in completed.stderr.splitlines() if line.startswith("googlenet train: error:")]
+    assert any("afile: is a file, not a run folder (--output-dir)" in line for line in ours), completed.stderr
+    assert any("process 1 stops because another process of this torchrun job failed" in line for line in ours)
+    assert "[rank" not in completed.stderr, completed.stderr[-3000:]  # no process's traceback
+
+
+@pytest.mark.skipif(not TORCHRUN.exists(), reason="torchrun not installed beside this Python")
+def test_a_run_stopped_in_its_evaluation_resumes_on_two_processes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Stopped after the epoch's last step, the run resumes with no step left in the epoch: the second
+    # process never sees a loss, yet must add up as many heads as the first at the epoch's end.
+    import signal
+
+    import googlenet.train.loop as loop
+
+    data = make_tiny_data(tmp_path)
+    original, calls = loop.correct_topk, {"n": 0}
+
+    def signalled(*args: object, **kwargs: object) -> list[int]:
+        if not torch.is_grad_enabled():
+            calls["n"] += 1
+            if calls["n"] == 1:
+                signal.raise_signal(signal.SIGTERM)
+        return original(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(loop, "correct_topk", signalled)
+    out = tmp_path / "run"
+    flags = {**FLAGS, "data.data_path": str(data), "run.output_dir": str(out), "run.epochs": 1}
+    assert fit(resolve({}, flags))["status"] == "interrupted"
+    state = torch.load(out / "last.pt", weights_only=True)["train_state"]
+    assert (state["epoch"], state["step"]) == (0, 3)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "src")}
+    command = [str(TORCHRUN), "--standalone", "--nproc_per_node", "2", "-m", "googlenet", "train",
+               "--resume", str(out), "--no-progress", "-j", "0", "--json"]  # fmt: skip
+    completed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert json.loads(completed.stdout[completed.stdout.index("{") :])["status"] == "completed"
+
+
 def test_each_elastic_restart_sees_its_own_keys_in_the_shared_store() -> None:
     """torchrun keeps one store across restarts; a restarted group must not read the last one's keys."""
     import torch.distributed as dist

@@ -336,6 +336,44 @@ def test_sigterm_finishes_the_step_saves_and_exits_cleanly(
     assert (out / "final.pt").is_file()
 
 
+def test_sigterm_during_the_evaluation_keeps_the_epoch_and_resumes_bit_identical(
+    tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # torchrun (and Slurm) kill 30 s after their SIGTERM: a long validation must not hold the checkpoint.
+    straight = fit(tiny(tiny_data, tmp_path / "straight"))
+    original, calls = loop.correct_topk, {"n": 0}
+
+    def signalled(*args: Any, **kwargs: Any) -> Any:
+        if not torch.is_grad_enabled():  # in an evaluation, not a training step
+            calls["n"] += 1
+            if calls["n"] == 1:  # the first validation batch of epoch 1
+                signal.raise_signal(signal.SIGTERM)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "correct_topk", signalled)
+    out = tmp_path / "resumed"
+    with caplog.at_level(logging.INFO, logger="googlenet"):
+        first = fit(tiny(tiny_data, out))
+    assert first["status"] == "interrupted" and calls["n"] == 1  # the evaluation stopped at once
+    assert "interrupted in epoch 1/2's evaluation (its 3 steps are done)" in caplog.text
+    state = torch.load(out / "last.pt", weights_only=True)["train_state"]
+    assert (state["epoch"], state["step"], state["global_step"]) == (0, 3, 3) and state["history"] == []
+    monkeypatch.setattr(loop, "correct_topk", original)
+    assert fit(tiny(tiny_data, out), resume=out)["status"] == "completed"
+    _assert_identical_training_state(tmp_path / "straight" / "last.pt", out / "last.pt")
+    untimed = [
+        {k: v for k, v in row.items() if k not in ("img_per_s", "epoch_time_s")} for row in _history(out)
+    ]
+    assert (
+        untimed
+        == [
+            {k: v for k, v in row.items() if k not in ("img_per_s", "epoch_time_s")}
+            for row in _history(tmp_path / "straight")
+        ]
+        and straight["status"] == "completed"
+    )
+
+
 def test_sigterm_during_an_ensemble_exits_with_the_signal(
     tiny_data: Path,
     tmp_path: Path,
@@ -445,15 +483,21 @@ def test_a_fine_tuning_run_resumes_from_anywhere_without_its_source_file(
     assert resumed["init_sha256"] == straight["init_sha256"] is not None
 
 
-def test_a_signal_on_the_last_step_still_completes_the_run_with_exit_0(
+def test_a_signal_on_the_last_step_stops_before_the_evaluation_and_a_resume_completes_with_exit_0(
     tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     _inject(monkeypatch, at_call=6, action="sigterm")  # 2 epochs of 3 steps: the last one
     argv = ["train", "--data-path", str(tiny_data), "-j", "0", "--input-size", "64", "-b", "4", "--epochs", "2",
             "--seed", "0", "--no-progress", "--output-dir", str(tmp_path / "run"), "--json"]  # fmt: skip
-    assert main(argv) == 0
+    assert main(argv) == 128 + signal.SIGTERM  # the step is finished; the evaluation waits for the resume
+    results = json.loads(capsys.readouterr().out)
+    assert results["status"] == "interrupted" and not (tmp_path / "run" / "final.pt").exists()
+    state = torch.load(tmp_path / "run" / "last.pt", weights_only=True)["train_state"]
+    assert (state["epoch"], state["step"], len(state["history"])) == (1, 3, 1)
+    assert main(["train", "--resume", str(tmp_path / "run"), "--no-progress", "--json"]) == 0
     results = json.loads(capsys.readouterr().out)
     assert results["status"] == "completed" and (tmp_path / "run" / "final.pt").is_file()
+    assert len(_history(tmp_path / "run")) == 2
 
 
 def test_bf16_autocast_without_aux_heads(tiny_data: Path, tmp_path: Path) -> None:

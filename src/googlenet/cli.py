@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import signal
 import sys
 import threading
@@ -111,6 +112,29 @@ def _main(argv: Sequence[str] | None) -> int:
         where = f"{exc.filename}: " if exc.filename else ""
         print(f"googlenet {name}: error: {where}{exc.strerror or exc}", file=sys.stderr)
         return 1
+    except RuntimeError as exc:
+        if not _lost_peer(exc):
+            raise
+        rank = os.environ.get("RANK", "?")
+        print(f"googlenet {name}: error: process {rank} stops because another process of this torchrun job "
+              "failed (see that process's error)", file=sys.stderr)  # fmt: skip
+        return 1
+
+
+def _lost_peer(exc: RuntimeError) -> bool:
+    """Whether `exc` is a collective that failed because another torchrun process ended: a user
+    mistake seen by one process only (a file as --output-dir, a locked run folder, a bad image under
+    --on-bad abort) is printed there as one line, and the others then meet a closed connection."""
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) <= 1:
+        return False
+    distributed = sys.modules.get("torch.distributed")
+    backend_error = getattr(distributed, "DistBackendError", None)
+    if isinstance(backend_error, type) and isinstance(exc, backend_error):
+        return True
+    text = str(exc)
+    return any(
+        mark in text for mark in ("gloo", "NCCL", "Connection reset by peer", "Connection closed by peer")
+    )
 
 
 def _innermost(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:

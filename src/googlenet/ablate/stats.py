@@ -16,12 +16,15 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from googlenet.io import atomic_open
+
+logger = logging.getLogger("googlenet.ablate")
 
 METRICS: tuple[str, ...] = ("top1", "top5")
 CONFIDENCE = 0.95
@@ -57,7 +60,9 @@ def paired_t(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:
     if len(a) < 2:
         return math.nan, math.nan
     diffs = [x - y for x, y in zip(a, b, strict=True)]
-    if max(diffs) == min(diffs):
+    # Equal differences in decimal (100 - accuracy) differ in their last bits: scipy then returns
+    # t ~ 1e14, p ~ 1e-28. A spread at rounding level is no spread.
+    if max(diffs) - min(diffs) <= 1e-9 * max(1.0, *(abs(d) for d in diffs)):
         return math.nan, math.nan
     result = stats.ttest_rel(a, b)
     return float(result.statistic), float(result.pvalue)
@@ -100,11 +105,18 @@ def summarise(
             }  # fmt: skip
             if ref != arm and ref in errors:
                 seeds = sorted(set(by_seed) & set(errors[ref]))
+                unpaired = sorted(set(by_seed) - set(errors[ref]))
+                if unpaired and metric == METRICS[0]:
+                    logger.warning("ablation: %s's seed(s) %s left out of its row: %s has no result for them",
+                                   arm, ", ".join(map(str, unpaired)), ref)  # fmt: skip
                 mine = [float(by_seed[s][metric]) for s in seeds]
                 theirs = [float(errors[ref][s][metric]) for s in seeds]
                 effect, elow, ehigh = mean_ci([x - y for x, y in zip(mine, theirs, strict=True)])
                 t, p = paired_t(mine, theirs)
-                row.update(n=len(seeds), effect=effect, effect_ci_low=elow, effect_ci_high=ehigh, t=t, p=p)
+                # The row's mean error over the same seeds as its effect, so that n describes both.
+                mean, low, high = mean_ci(mine)
+                row.update(n=len(seeds), mean_error=mean, ci_low=max(low, 0.0), ci_high=min(high, 100.0),
+                           effect=effect, effect_ci_low=elow, effect_ci_high=ehigh, t=t, p=p)  # fmt: skip
             rows.append(row)
     for metric in METRICS:
         chosen = [r for r in rows if r["metric"] == metric]
@@ -151,7 +163,8 @@ def format_markdown(rows: Sequence[Mapping[str, Any]], title: str = "") -> str:
         lines.append("| " + " | ".join(cells) + " |")
     lines += [
         "",
-        "Errors in percent, mean over seeds with the 95% t-interval (cut to [0, 100]); effect = arm minus reference, paired by "
+        "Errors in percent, mean over seeds with the 95% t-interval (cut to [0, 100]; a compared arm's over the n seeds "
+        "it shares with its reference); effect = arm minus reference, paired by "
         "seed (positive: the arm is worse, so removing the ingredient hurts); p: two-sided paired t-test "
         f"(scipy.stats.ttest_rel), * where p < {ALPHA} before correction (Holm-adjusted p in the CSV/JSON).",
     ]
@@ -202,9 +215,9 @@ def plot_effects(rows: Sequence[Mapping[str, Any]], path: str | Path, title: str
             ax.plot([r["effect"]], [y], "o", color=color)
         ax.axvline(0.0, color="black", linewidth=0.8)
         ax.set_yticks(range(len(arms)), arms)
-        ax.invert_yaxis()
         ax.set_xlabel(f"change in {metric.replace('top', 'top-')} error (points), 95% CI")
         ax.grid(True, axis="x", alpha=0.3)
+    axes[0].invert_yaxis()  # the table's order from the top (the axes share y: invert once, not per axis)
     fig.suptitle(title or "ablation: effect of each change against the full recipe")
     fig.tight_layout()
     fig.savefig(path, dpi=100)

@@ -166,6 +166,8 @@ def _effective(config: Any) -> dict[str, Any]:
             flat[f"model.{key}"] = getattr(variant, key)
     if flat["average.method"] == "none":  # nothing averaged: the averaging settings do nothing
         flat = {k: v for k, v in flat.items() if not k.startswith("average.")}
+    if not flat["model.aux_logits"]:  # no auxiliary heads: their loss weight and dropout do nothing
+        flat = {k: v for k, v in flat.items() if k not in ("optim.aux_weight", "model.aux_dropout")}
     return flat
 
 

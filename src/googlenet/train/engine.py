@@ -59,6 +59,7 @@ from googlenet.train.gradflow import GradNormRecorder, load_grad_norms, plot_gra
 from googlenet.train.inputs import TrainData, build_data, loader_workers, make_eval_loader, make_loader
 from googlenet.train.loop import (
     EpochMeter,
+    EvaluationInterrupted,
     NonFiniteLossError,
     StepResult,
     autocast_for,
@@ -133,6 +134,16 @@ def fit(config: TrainConfig, resume: str | os.PathLike[str] | None = None) -> di
         torch.use_deterministic_algorithms(deterministic_before)
         if owns_group:
             ddp.destroy_process_group()
+
+
+def _meter_share(saved: dict[str, Any] | None, is_main: bool) -> dict[str, Any] | None:
+    """The interrupted epoch's running sums for this process: all of them (summed over processes when
+    saved) on the first, none on the others but as many loss heads, so that every process adds up the
+    same numbers at the epoch's end even when it resumes after the epoch's last step."""
+    if saved is None or is_main:
+        return saved
+    heads = int(saved.get("heads", len(saved.get("loss_sums", []))))
+    return EpochMeter(heads=heads, loss_sums=[0.0] * heads).state_dict()
 
 
 def _resolve_output_dir(config: TrainConfig, env: ddp.DistEnv) -> Path:
@@ -364,8 +375,15 @@ class _Trainer:
                                     status, at.epoch + 1, r.epochs, step_in_epoch, self.steps_per_epoch,
                                     self.resume_with)  # fmt: skip
                         break
+                try:
+                    row = self._end_epoch(meter, epoch_started)
+                except EvaluationInterrupted:  # a signal in the evaluation: keep the epoch's training
+                    self._save_last(at.epoch, self.steps_per_epoch, meter)  # resumes into the evaluation
+                    status = self._stop_status()
+                    logger.info("%s in epoch %d/%d's evaluation (its %d steps are done); resume with --resume %s",
+                                status, at.epoch + 1, r.epochs, self.steps_per_epoch, self.resume_with)  # fmt: skip
+                    break
                 at.step = 0
-                row = self._end_epoch(meter, epoch_started)
                 if time.perf_counter() - last_plot >= PLOT_EVERY_S:  # matplotlib costs ~1 s a plot
                     folder.plot(at.history, len(self.meta["class_names"]))
                     last_plot = time.perf_counter()
@@ -433,6 +451,7 @@ class _Trainer:
             lr=self.optimizer.param_groups[0]["lr"] if at.last_lr is None else at.last_lr,  # as it trained
             device=self.device, autocast_dtype=self.autocast_dtype,
             channels_last=self.config.model.channels_last, epoch_started=epoch_started,
+            stop_requested=lambda: self.signals.received is not None,
         )  # fmt: skip
         at.history.append(row)
         self.folder.write_metrics(at.history)
@@ -626,7 +645,7 @@ def _restore(
         global_step=int(state["global_step"]),
         history=[dict(row) for row in state.get("history", [])],
         wall_before=float(state.get("wall_time", 0.0)),
-        meter_state=state.get("meter") if env.is_main else None,
+        meter_state=_meter_share(state.get("meter"), env.is_main),
         rng_states=state["rng"],
     )
 

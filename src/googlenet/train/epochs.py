@@ -39,8 +39,10 @@ def end_of_epoch(
     autocast_dtype: torch.dtype | None,
     channels_last: bool,
     epoch_started: float,
+    stop_requested: Callable[[], bool] | None = None,
 ) -> dict[str, Any]:
-    """Evaluate raw and averaged weights; the metrics.csv row of this epoch.
+    """Evaluate raw and averaged weights; the metrics.csv row of this epoch (`EvaluationInterrupted`
+    when `stop_requested()` says yes during an evaluation).
 
     `bn_batches()` yields training batches for recomputing the averaged model's BatchNorm statistics;
     `train_eval_loader` (None: not measured) a fixed subset of training images, evaluated without
@@ -51,6 +53,7 @@ def end_of_epoch(
         "device": device,
         "autocast_dtype": autocast_dtype,
         "channels_last": channels_last,
+        "stop_requested": stop_requested,
     }
     averaged = averager.eval_model(bn_batches(), device)
     models = [model] if averaged is None else [model, averaged]  # one pass over each loader for both

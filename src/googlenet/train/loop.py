@@ -310,6 +310,11 @@ def evaluate(
     return metrics
 
 
+class EvaluationInterrupted(Exception):
+    """`evaluate_models` stopped before its last batch because a stop was requested."""
+
+
+@torch.no_grad()  # the end-of-epoch evaluation calls it directly: no autograd graph
 def evaluate_models(
     models: Sequence[nn.Module],
     loader: Iterable[tuple[Tensor, Tensor]],
@@ -317,17 +322,26 @@ def evaluate_models(
     device: torch.device,
     autocast_dtype: torch.dtype | None = None,
     channels_last: bool = False,
+    stop_requested: Callable[[], bool] | None = None,
 ) -> list[dict[str, float]]:
     """`evaluate` for several models in one pass over `loader`: each batch is decoded and transformed
     once and given to every model (the raw and the averaged weights at the end of an epoch), where
-    separate calls would load the data once per model. The same figures as separate calls."""
+    separate calls would load the data once per model. The same figures as separate calls.
+
+    `stop_requested()` is asked before each batch: when it says yes in any process, every process
+    raises `EvaluationInterrupted` (after the one all-reduce the processes share either way), so a
+    signal need not wait out a long validation: torchrun, like Slurm, kills 30 s after its SIGTERM."""
     modes = [model.training for model in models]
     sums = [[0.0, 0.0, 0.0] for _ in models]  # loss, top-1 hits, top-5 hits
     samples = 0.0
+    stopped = 0.0
     for model in models:
         model.eval()
     try:
         for images, target in loader:
+            if stop_requested is not None and stop_requested():
+                stopped = 1.0
+                break
             if not len(target):  # a batch whose files could not be decoded (`collate_decoded`)
                 continue
             images = images.to(device, non_blocking=True)
@@ -346,7 +360,9 @@ def evaluate_models(
     finally:
         for model, mode in zip(models, modes, strict=True):
             model.train(mode)
-    reduced = all_reduce_sum([value for total in sums for value in total] + [samples], device)
+    reduced = all_reduce_sum([value for total in sums for value in total] + [samples, stopped], device)
+    if reduced.pop() > 0:
+        raise EvaluationInterrupted("evaluation stopped by a signal")
     samples = reduced[-1]
     n = max(samples, 1.0)
     return [
