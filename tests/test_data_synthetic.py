@@ -69,6 +69,15 @@ def test_folder_without_manifest_is_regenerated(tmp_path: Path) -> None:
     assert _files(folder) == reference
 
 
+def test_a_folder_that_lost_an_image_is_drawn_again(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    folder = ensure_builtin(tmp_path, **TINY)
+    reference = _files(folder)
+    (folder / "val" / "star" / "00000.jpg").unlink()  # the manifest stays: it alone said "complete"
+    assert ensure_builtin(tmp_path, **TINY) == folder
+    assert _files(folder) == reference
+    assert "images are there; drawing it again" in caplog.text
+
+
 def test_different_parameters_never_share_a_folder(tmp_path: Path) -> None:
     small = ensure_builtin(tmp_path, **TINY)
     bigger = ensure_builtin(tmp_path, **{**TINY, "val_per_class": 2})

@@ -44,6 +44,24 @@ def test_scenes_are_a_voc_tree_with_1_based_boxes_and_are_deterministic(scenes: 
     assert json.loads((again / "manifest.json").read_text())["content_sha256"] == first["content_sha256"]
 
 
+def test_a_crowded_scene_draws_only_what_it_annotates(monkeypatch: pytest.MonkeyPatch) -> None:
+    # max_objects=30 cannot fit in 20 tries: the scene falls back to one object, drawn alone.
+    import googlenet.data.scenes as scenes_module
+
+    drawn: list[int] = []
+    original = scenes_module.render_scene
+
+    def counting(rng: object, size: object, specs: list[object], **kwargs: object) -> object:
+        drawn.append(len(specs))
+        return original(rng, size, specs, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(scenes_module, "render_scene", counting)
+    for seed in range(12):
+        drawn.clear()
+        _, placed = scenes_module.render_detection_scene(np.random.default_rng(seed), max_objects=30)
+        assert drawn[-1] == len(placed), seed  # the image returned is the one whose objects are annotated
+
+
 def test_init_from_copies_what_fits_and_reinitialises_the_classifiers(tmp_path: Path) -> None:
     from googlenet.train.finetune import init_from
 

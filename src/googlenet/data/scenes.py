@@ -46,7 +46,8 @@ from googlenet.io import atomic_open, sha256_file
 
 SCENE_AREA_RANGE = (0.03, 0.25)  # each object's tight box, as a fraction of the image area
 SCENE_SIZES: tuple[tuple[int, int], ...] = ((192, 144), (160, 160), (144, 192))  # width, height
-MAX_PAIR_IOU = 0.2  # objects may touch and overlap a little, never hide one another
+MAX_PAIR_IOU = 0.2  # boxes may touch and overlap a little (a small object inside a larger box can
+# still be partly hidden by it: see docs/detection.md)
 YEAR = "2007"
 
 
@@ -81,7 +82,9 @@ def render_detection_scene(
         if all(_box_iou(boxes[i], boxes[j]) <= MAX_PAIR_IOU for i in range(len(boxes)) for j in range(i)):
             return image, placed
         kinds = kinds[:-1] or kinds  # crowded: try again with one object fewer
-    return image, placed[:1]
+    # Still crowded (a large max_objects): one object, drawn alone, so that nothing unannotated is drawn.
+    return render_scene(rng, (width, height), [ObjectSpec(kinds[0], area=float(rng.uniform(*SCENE_AREA_RANGE)))],
+                        distractors=int(rng.integers(1, 4)))  # fmt: skip
 
 
 def annotation_xml(image_id: str, width: int, height: int, objects: list[PlacedObject]) -> bytes:
@@ -144,7 +147,10 @@ def ensure_builtin_scenes(
         _remove_stale_temporaries(cache, target.name)
         staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=cache))
     except OSError as exc:
-        raise DataError(f"{cache}: cannot create the built-in scenes there ({exc.strerror or exc})") from None
+        raise DataError(
+            f"{cache}: cannot create the built-in scenes there ({exc.strerror or exc}); "
+            "set GOOGLENET_CACHE to a writable folder"
+        ) from None
     try:
         _generate_scenes(staging, params, progress)
         _publish(staging, target, params)

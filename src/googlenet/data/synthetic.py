@@ -484,7 +484,8 @@ def ensure_builtin(
         staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=cache))
     except OSError as exc:
         raise DataError(
-            f"{cache}: cannot create the built-in dataset there ({exc.strerror or exc})"
+            f"{cache}: cannot create the built-in dataset there ({exc.strerror or exc}); "
+            "set GOOGLENET_CACHE to a writable folder"
         ) from None
     total = len(CLASSES) * (train_per_class + val_per_class)
     logger.info("drawing the built-in data once: %d images of %d px into %s", total, image_size, target)
@@ -544,11 +545,21 @@ def _publish(staging: Path, target: Path, params: dict[str, Any]) -> None:
 
 
 def _is_complete(folder: Path, params: dict[str, Any]) -> bool:
+    """Whether `folder` holds the data `params` describe: its manifest (written last) says so, and as
+    many JPEG files as the manifest counts are there (a folder that lost some is drawn again)."""
     try:
         manifest = json.loads((folder / MANIFEST).read_text())
     except (OSError, ValueError):
         return False
-    return isinstance(manifest, dict) and all(manifest.get(k) == v for k, v in params.items())
+    if not (isinstance(manifest, dict) and all(manifest.get(k) == v for k, v in params.items())):
+        return False
+    counts = manifest.get("counts")
+    expected = sum(counts.values()) if isinstance(counts, dict) else None
+    found = sum(1 for _ in folder.rglob("*.jpg"))
+    if expected is not None and found != expected:
+        logger.warning("%s: %d of its %d images are there; drawing it again", folder, found, expected)
+        return False
+    return True
 
 
 def _remove_stale_temporaries(cache: Path, name: str, max_age_s: float = 24 * 3600) -> None:
