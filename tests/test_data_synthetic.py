@@ -78,6 +78,17 @@ def test_a_folder_that_lost_an_image_is_drawn_again(tmp_path: Path, caplog: pyte
     assert "images are there; drawing it again" in caplog.text
 
 
+def test_a_shared_cache_is_readable_by_others_as_the_umask_allows(tmp_path: Path) -> None:
+    import os
+
+    previous = os.umask(0o022)
+    try:
+        folder = ensure_builtin(tmp_path, **TINY)
+    finally:
+        os.umask(previous)
+    assert folder.stat().st_mode & 0o777 == 0o755  # not mkdtemp's 0700
+
+
 def test_different_parameters_never_share_a_folder(tmp_path: Path) -> None:
     small = ensure_builtin(tmp_path, **TINY)
     bigger = ensure_builtin(tmp_path, **{**TINY, "val_per_class": 2})

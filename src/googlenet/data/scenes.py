@@ -19,7 +19,6 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
@@ -36,7 +35,7 @@ from googlenet.data.synthetic import (
     _is_complete,
     _progress_bar,
     _publish,
-    _remove_stale_temporaries,
+    _staging_folder,
     available_photos,
     default_cache_dir,
     render_scene,
@@ -142,15 +141,7 @@ def ensure_builtin_scenes(
     target = cache / f"scenes-{key}"
     if _is_complete(target, params):
         return target
-    try:
-        cache.mkdir(parents=True, exist_ok=True)
-        _remove_stale_temporaries(cache, target.name)
-        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=cache))
-    except OSError as exc:
-        raise DataError(
-            f"{cache}: cannot create the built-in scenes there ({exc.strerror or exc}); "
-            "set GOOGLENET_CACHE to a writable folder"
-        ) from None
+    staging = _staging_folder(cache, target.name, "the built-in scenes")
     try:
         _generate_scenes(staging, params, progress)
         _publish(staging, target, params)

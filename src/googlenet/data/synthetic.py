@@ -478,15 +478,7 @@ def ensure_builtin(
     target = cache / f"synthetic-{key}"
     if _is_complete(target, params):
         return target
-    try:
-        cache.mkdir(parents=True, exist_ok=True)
-        _remove_stale_temporaries(cache, target.name)
-        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=cache))
-    except OSError as exc:
-        raise DataError(
-            f"{cache}: cannot create the built-in dataset there ({exc.strerror or exc}); "
-            "set GOOGLENET_CACHE to a writable folder"
-        ) from None
+    staging = _staging_folder(cache, target.name, "the built-in dataset")
     total = len(CLASSES) * (train_per_class + val_per_class)
     logger.info("drawing the built-in data once: %d images of %d px into %s", total, image_size, target)
     try:
@@ -542,6 +534,23 @@ def _publish(staging: Path, target: Path, params: dict[str, Any]) -> None:
                 return  # another process finished first; ours is removed by the caller
             shutil.rmtree(target, ignore_errors=True)  # a partial folder without a manifest
     raise DataError(f"{target}: cannot move the built-in dataset into place")
+
+
+def _staging_folder(cache: Path, name: str, what: str) -> Path:
+    """A new temporary folder in `cache` to draw `name` into before it is renamed into place; readable
+    by others as the umask allows (mkdtemp's 0700 would hide a shared GOOGLENET_CACHE from other users)."""
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        _remove_stale_temporaries(cache, name)
+        staging = Path(tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=cache))
+        umask = os.umask(0)
+        os.umask(umask)
+        staging.chmod(0o777 & ~umask)
+    except OSError as exc:
+        raise DataError(
+            f"{cache}: cannot create {what} there ({exc.strerror or exc}); set GOOGLENET_CACHE to a writable folder"
+        ) from None
+    return staging
 
 
 def _is_complete(folder: Path, params: dict[str, Any]) -> bool:
