@@ -87,6 +87,53 @@ def test_init_from_copies_what_fits_and_reinitialises_the_classifiers(tmp_path: 
         init_from(googlenet.build_model("paper", num_classes=3), tmp_path / "c.pt")
 
 
+def test_init_from_copies_the_classifiers_only_for_the_same_classes(tmp_path: Path) -> None:
+    from googlenet.model.weights import default_meta
+    from googlenet.train.finetune import init_from
+
+    torch.manual_seed(0)
+    source = googlenet.build_model("bn", num_classes=3)
+    googlenet.save_checkpoint(
+        tmp_path / "named.pt", source, {**default_meta(source), "class_names": ["a", "b", "c"]}
+    )
+    googlenet.save_checkpoint(tmp_path / "unnamed.pt", source)  # names "0", "1", "2": not recorded
+    heads = {"fc.weight", "fc.bias", "aux1.fc2.weight", "aux1.fc2.bias", "aux2.fc2.weight", "aux2.fc2.bias"}
+    for file, classes, fresh in (
+        ("named.pt", ["a", "b", "c"], set()),  # the same task: everything is copied
+        ("named.pt", ["x", "y", "z"], heads),  # three other classes: their rows would be the wrong ones
+        ("named.pt", ["c", "b", "a"], heads),  # the same classes in another order: likewise
+        ("unnamed.pt", ["x", "y", "z"], set()),  # nothing to compare: by shape, as before
+    ):
+        torch.manual_seed(1)
+        target = googlenet.build_model("bn", num_classes=3)
+        before = target.fc.weight.clone()
+        assert set(init_from(target, tmp_path / file, classes=classes)) == fresh, (file, classes)
+        assert torch.equal(target.fc.weight, before if fresh else source.fc.weight)
+        assert torch.equal(target.conv1.conv.weight, source.conv1.conv.weight)
+
+
+def test_init_from_takes_a_torchvision_file_as_export_convert_would(tmp_path: Path) -> None:
+    import torchvision
+
+    from googlenet.model.weights import model_from_file
+    from googlenet.train.finetune import init_from
+
+    torch.manual_seed(0)
+    theirs = torchvision.models.googlenet(weights=None, aux_logits=True, init_weights=True)
+    torch.save(theirs.state_dict(), tmp_path / "tv.pth")
+    converted, meta = model_from_file(tmp_path / "tv.pth")  # what `export --convert` writes
+    googlenet.save_checkpoint(tmp_path / "converted.pt", converted, meta)
+    runs = []
+    for file in ("tv.pth", "converted.pt"):
+        torch.manual_seed(1)
+        target = googlenet.build_model("torchvision", num_classes=3)
+        assert "fc.weight" in init_from(target, tmp_path / file, classes=["a", "b", "c"])
+        runs.append(target.state_dict())
+    assert all(torch.equal(runs[0][k], runs[1][k]) for k in runs[0])
+    assert torch.equal(runs[0]["conv2.conv.weight"], theirs.conv2.conv.weight)  # copied as it is
+    assert not torch.equal(runs[0]["conv1.conv.weight"], theirs.conv1.conv.weight)  # [-1, 1] folded in
+
+
 @pytest.mark.parametrize(
     ("variant", "transform_input"), [("paper", False), ("bn", False), ("torchvision", True)]
 )

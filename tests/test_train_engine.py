@@ -483,6 +483,19 @@ def test_a_fine_tuning_run_resumes_from_anywhere_without_its_source_file(
     assert resumed["init_sha256"] == straight["init_sha256"] is not None
 
 
+def test_a_fine_tuning_ensemble_resumes_without_its_source_file(tiny_data: Path, tmp_path: Path) -> None:
+    one_epoch = {"run.epochs": 1, "average.start": 0}
+    fit(tiny(tiny_data, tmp_path / "source", **one_epoch))
+    source = {"model.init_from": str(tmp_path / "source" / "final.pt"), "run.ensemble": 2}
+    out = tmp_path / "ensemble"
+    assert fit(tiny(tiny_data, out, **source, **one_epoch))["status"] == "completed"
+    (tmp_path / "source" / "final.pt").rename(
+        tmp_path / "moved.pt"
+    )  # each member's last.pt holds its weights
+    assert main(["train", "--resume", str(out), "--epochs", "2", "--no-progress"]) == 0  # the recorded config
+    assert [len(_history(out / f"member-{k}")) for k in (0, 1)] == [2, 2]
+
+
 def test_a_signal_on_the_last_step_stops_before_the_evaluation_and_a_resume_completes_with_exit_0(
     tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

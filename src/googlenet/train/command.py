@@ -154,7 +154,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_g("--init", dest="model.init", choices=CHOICES["model.init"],
           help="initial weights (default: the variant's, paper: he); caffe: bvlc_googlenet's Xavier, bias 0.2")  # fmt: skip
     add_g("--init-from", dest="model.init_from", metavar="CHECKPOINT",
-          help="start from this checkpoint's weights (same variant; classifiers re-initialised if the classes differ)")  # fmt: skip
+          help="start from these weights: our checkpoint, a torchvision .pth, bvlc_googlenet.caffemodel or the ONNX "
+               "zoo's googlenet (same variant; classifiers re-initialised unless the classes are the same, in order)")  # fmt: skip
     add_g("--aux-dropout", dest="model.aux_dropout", type=float, help="auxiliary dropout (default 0.7)")
     add_g(
         "--channels-last", dest="model.channels_last", action=boolean, help="NHWC memory format (default on)"

@@ -283,8 +283,11 @@ def builtin_settings(data: DataSection) -> BuiltinSettings:
     }
 
 
-def ensemble_member(config: TrainConfig, k: int) -> tuple[TrainConfig, dict[str, Any]]:
-    """Member k's config and the sampling overrides it received (see `ENSEMBLE_SAMPLING`)."""
+def ensemble_member(
+    config: TrainConfig, k: int, *, started: bool = False
+) -> tuple[TrainConfig, dict[str, Any]]:
+    """Member k's config and the sampling overrides it received (see `ENSEMBLE_SAMPLING`). `started`:
+    the member has a last.pt, so its `model.init_from` file is not read again (it may have moved)."""
     overrides = {
         key: max(float(value), config.get(key)) if isinstance(value, AtLeast) else value
         for key, value in ENSEMBLE_SAMPLING[k % len(ENSEMBLE_SAMPLING)].items()
@@ -294,7 +297,7 @@ def ensemble_member(config: TrainConfig, k: int) -> tuple[TrainConfig, dict[str,
     base = config.run.data_seed if config.run.data_seed is not None else seed
     member.run.data_seed = base + k
     member.run.ensemble = 1
-    validate(member)
+    validate(member, resuming=started)
     return member, overrides
 
 

@@ -22,6 +22,7 @@ import os
 import random
 import signal
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -264,9 +265,7 @@ class _Trainer:
 
         # A resumed run's weights come from last.pt: its --init-from file is not read again (it may
         # have moved), and the fingerprint of the initial weights is the one last.pt recorded.
-        self.model, self.init_sha = _build_model(
-            config, len(data.classes), device, load_init=checkpoint is None
-        )
+        self.model, self.init_sha = _build_model(config, data.classes, device, load_init=checkpoint is None)
         if checkpoint is not None:
             self.init_sha = checkpoint["train_state"].get("init_sha256", self.init_sha)
         groups = parameter_groups(
@@ -577,7 +576,7 @@ class _TrainForward(nn.Module):
 
 
 def _build_model(
-    config: TrainConfig, classes: int, device: torch.device, *, load_init: bool = True
+    config: TrainConfig, classes: Sequence[str], device: torch.device, *, load_init: bool = True
 ) -> tuple[GoogLeNet, str | None]:
     """The network on `device` and the fingerprint of its initial weights (None when `load_init` is
     False and the model has `init_from`: the weights it would start from are not read).
@@ -593,9 +592,9 @@ def _build_model(
         for k, v in (("dropout", m.dropout), ("aux_dropout", m.aux_dropout), ("lrn", m.lrn), ("init", m.init))
         if v is not None
     }
-    model = build_model(m.variant, num_classes=classes, aux_logits=m.aux_logits, **overrides)
+    model = build_model(m.variant, num_classes=len(classes), aux_logits=m.aux_logits, **overrides)
     if m.init_from and load_init:
-        init_from(model, m.init_from)
+        init_from(model, m.init_from, classes=classes)
     init_sha = _fingerprint(model) if load_init or not m.init_from else None
     if m.sync_bn:
         if device.type != "cuda":

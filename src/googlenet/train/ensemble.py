@@ -57,8 +57,8 @@ def _fit_members(config: TrainConfig, root: Path, env: ddp.DistEnv, fit_one: Fit
     status = "completed"
     signal: str | None = None  # the signal that interrupted a member: the command exits 128 + it
     for k in range(config.run.ensemble):
-        member, overrides = ensemble_member(config, k)
         folder = root / f"member-{k}"
+        member, overrides = ensemble_member(config, k, started=(folder / "last.pt").is_file())
         member.run.output_dir = str(folder)
         result = finished_results(folder)
         if result is not None and int(result.get("epochs", 0)) < config.run.epochs:

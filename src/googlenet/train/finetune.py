@@ -1,8 +1,9 @@
 """Starting a training run from another checkpoint's weights (fine-tuning, as R-CNN does for section 8).
 
 `init_from` copies every tensor of a classification checkpoint whose name and shape match the new
-model; the rest (the classifiers, when the class count differs) keep the fresh initialisation the seed
-gave them. torch's `load_state_dict(strict=False)` would refuse mismatched shapes outright, so the
+model, except the classifiers when the run's classes are not the checkpoint's (by name and order; a
+checkpoint that records no names is compared by count); the rest keep the fresh initialisation the
+seed gave them. torch's `load_state_dict(strict=False)` would refuse mismatched shapes outright, so the
 filtering is ours. The checkpoint must be of the same variant: a one-line error otherwise.
 
 A checkpoint trained on differently normalised input (the reference Caffe weights: BGR 0-255 minus a
@@ -23,7 +24,7 @@ import torch
 from googlenet.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from googlenet.errors import CheckpointError
 from googlenet.model.googlenet import GoogLeNet
-from googlenet.model.weights import read_checkpoint
+from googlenet.model.weights import model_from_file, read_if_ours
 
 logger = logging.getLogger(__name__)
 
@@ -33,14 +34,19 @@ def init_from(
     path: str | os.PathLike[str],
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
+    classes: Sequence[str] | None = None,
 ) -> list[str]:
     """Copy the matching weights of checkpoint `path` into `model`; returns the names left as initialised.
+
+    `classes`: the run's class names; when the checkpoint's differ (other names, or the same in another
+    order), its classifiers are not copied even where their shapes fit: their rows would score the
+    checkpoint's classes under the run's labels.
 
     The weights are the checkpoint's "state_dict": in a run's `final.pt` that is the averaged (Polyak)
     model the run reports; in `last.pt` the raw weights. `mean`/`std`: the normalisation the run feeds
     (on 0-1 RGB); a checkpoint made for another one has the difference folded into conv1.
     """
-    checkpoint = read_checkpoint(path)
+    checkpoint = _weights_of(path)
     stored = checkpoint["model_config"].get("variant")
     if stored != model.config.variant:
         raise CheckpointError(
@@ -55,6 +61,12 @@ def init_from(
         _fold_normalisation(state, trained_on, fed)
         logger.info("%s: its weights were trained on input normalised with mean %s, std %s; folded into "
                     "conv1 for this run's mean %s, std %s", path, *_rounded(trained_on), *_rounded(fed))  # fmt: skip
+    stored_classes = list((checkpoint.get("meta") or {}).get("class_names") or [])
+    unnamed = stored_classes == [str(i) for i in range(len(stored_classes))]  # default_meta's placeholders
+    if classes is not None and stored_classes and not unnamed and stored_classes != list(classes):
+        state = {k: v for k, v in state.items() if not k.startswith(CLASSIFIERS)}
+        logger.info("%s: trained on other classes (%s) than this run's (%s): its classifiers are not copied",
+                    path, _names(stored_classes), _names(classes))  # fmt: skip
     own = model.state_dict()
     copied, kept = {}, []
     for name, value in own.items():
@@ -71,7 +83,25 @@ def init_from(
     return kept
 
 
+def _weights_of(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """{"model_config", "state_dict", "meta"} of any weight file `model_from_file` reads: our checkpoint
+    as it is; a torchvision state dict (variant `torchvision`), the reference .caffemodel or the ONNX
+    zoo's GoogLeNet (variant `paper`) through the model they describe, with the normalisation they need."""
+    ours = read_if_ours(path)
+    if ours is not None:
+        return ours
+    model, meta = model_from_file(path)
+    return {"model_config": model.config.as_dict(), "state_dict": model.state_dict(), "meta": meta}
+
+
 CONV1_WEIGHT, CONV1_BIAS, CONV1_BN_MEAN = "conv1.conv.weight", "conv1.conv.bias", "conv1.bn.running_mean"
+CLASSIFIERS = ("fc.", "aux1.fc2.", "aux2.fc2.")  # the layers with one output per class
+
+
+def _names(names: Sequence[str], shown: int = 3) -> str:
+    return ", ".join(names[:shown]) + (f" ... {len(names)} in all" if len(names) > shown else "")
+
+
 Normalisation = tuple[torch.Tensor, torch.Tensor]  # (mean, std) per RGB channel, on 0-1 pixels
 
 
