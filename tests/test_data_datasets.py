@@ -253,6 +253,37 @@ def test_load_imagenet_from_extracted_folders(tmp_path: Path) -> None:
     assert dataset[2][1] == 2
 
 
+def test_imagenet_is_extracted_aside_and_a_half_extracted_split_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from torchvision.datasets import imagenet as tv_imagenet
+
+    torch.save(({"n01440764": ("tench",)}, ["n01440764"]), tmp_path / "meta.bin")
+
+    def interrupted(root: str, file: object = None, wnids: object = None, folder: str = "val") -> None:
+        _image(Path(root) / folder / "ILSVRC2012_val_00000001.JPEG")  # unpacked, not yet sorted
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tv_imagenet, "parse_val_archive", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        load_imagenet(tmp_path, "val")
+    assert not (tmp_path / "val").exists()  # nothing that a later run would take as extracted
+
+    def whole(root: str, file: object = None, wnids: object = None, folder: str = "val") -> None:
+        _image(Path(root) / folder / "n01440764" / "ILSVRC2012_val_00000001.JPEG")
+
+    monkeypatch.setattr(tv_imagenet, "parse_val_archive", whole)
+    assert len(load_imagenet(tmp_path, "val")) == 1 and not (tmp_path / ".val.partial").exists()
+    # A split torchvision left half-done in place (before this): loose images, or class archives.
+    _image(tmp_path / "val" / "ILSVRC2012_val_00000002.JPEG")
+    assert "only partly extracted (1 files such as ILSVRC2012_val_00000002.JPEG" in _one_line_error(
+        load_imagenet, tmp_path, "val"
+    )
+    _image(tmp_path / "train" / "n01440764" / "a.JPEG")
+    (tmp_path / "train" / "n01443537.tar").write_bytes(b"")
+    assert "remove the folder to extract it again" in _one_line_error(load_imagenet, tmp_path, "train")
+
+
 def test_load_imagenet_errors(tmp_path: Path) -> None:
     message = _one_line_error(load_imagenet, tmp_path, "train")
     assert "ILSVRC2012_devkit_t12.tar.gz" in message and str(tmp_path) in message

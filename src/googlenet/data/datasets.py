@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -365,10 +366,31 @@ def load_imagenet(
         if not (folder / tv_imagenet.META_FILE).is_file():
             tv_imagenet.parse_devkit_archive(str(folder))
         if not (folder / split).is_dir():
+            # Extracted under another name and renamed when whole: torchvision's parsers unpack in
+            # place, so an interrupted first run left a `val/` (or `train/`) that looked extracted.
+            partial = folder / f".{split}.partial"
+            shutil.rmtree(partial, ignore_errors=True)
             parse = tv_imagenet.parse_train_archive if split == "train" else tv_imagenet.parse_val_archive
-            parse(str(folder))
+            parse(str(folder), folder=partial.name)
+            os.rename(partial, folder / split)
         wnid_to_classes = tv_imagenet.load_meta_file(str(folder))[0]
     except Exception as exc:  # noqa: BLE001 - archive parsing fails in many ways; all are the user's files
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DataError(f"{folder}: cannot prepare ImageNet {split}: {text}") from None
+    _check_whole(folder / split)
     return ImageNetDataset(folder, split, wnid_to_classes, transform, on_bad)
+
+
+def _check_whole(split_folder: Path) -> None:
+    """Refuse an ImageNet split folder left half-extracted (by torchvision in place, before we extracted
+    aside): validation images not yet sorted into class folders, or class archives not yet unpacked.
+    Read as it is, it would be a silent subset of the split."""
+    with os.scandir(split_folder) as entries:
+        loose = [
+            e.name for e in entries if e.is_file() and (is_image_file(e.name) or e.name.endswith(".tar"))
+        ]
+    if loose:
+        raise DataError(
+            f"{split_folder}: only partly extracted ({len(loose)} files such as {sorted(loose)[0]} not yet "
+            "in class folders); remove the folder to extract it again from the archive"
+        )

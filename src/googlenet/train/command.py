@@ -117,7 +117,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     g = parser.add_argument_group("data")
     add_g = g.add_argument
-    add_g("--data-path", dest="data.data_path", metavar="DIR", help="dataset root (train/ and val/ inside)")
+    add_g(
+        "--data-path",
+        dest="data.data_path",
+        metavar="DIR",
+        help="dataset root: train/ and val/ inside; for --dataset imagenet, ImageNet's three official archives",
+    )
     add_g("--dataset", dest="data.dataset", choices=CHOICES["data.dataset"][1:],
           help="folder, imagenet or builtin (default: builtin without --data-path, else folder)")  # fmt: skip
     add_g("--on-bad", dest="data.on_bad", choices=CHOICES["data.on_bad"], help="a bad image: skip or abort")

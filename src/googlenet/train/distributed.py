@@ -29,6 +29,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, TypeVar
 
 import torch
@@ -108,8 +109,10 @@ def init_process_group(env: DistEnv, device: torch.device) -> None:
 
 def destroy_process_group() -> None:
     """Leave the process group (a no-op when none is initialised)."""
+    global _long_group
     if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
+        dist.destroy_process_group()  # every group, the long-wait one too
+    _long_group = None
 
 
 def all_reduce_sum(values: Sequence[float], device: torch.device) -> list[float]:
@@ -135,10 +138,26 @@ def broadcast_object(value: T) -> T:
     return holder[0]
 
 
-def barrier() -> None:
-    """Wait until every process gets here (a no-op when not distributed)."""
-    if dist.is_available() and dist.is_initialized():
+# A wait of hours (the first process extracting ImageNet's archives, drawing the built-in data or
+# scanning a training set for bad files while the others wait) outlives the default group's timeout
+# (10 min under NCCL, 30 under gloo), after which the waiting processes fail. Such waits go through a
+# gloo group of their own with this timeout.
+LONG_WAIT = timedelta(hours=48)
+_long_group: Any = None
+
+
+def barrier(*, long: bool = False) -> None:
+    """Wait until every process gets here (a no-op when not distributed); `long`: the wait may last
+    hours (through the `LONG_WAIT` group; every process must pass the same `long`)."""
+    global _long_group
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    if not long:
         dist.barrier()
+        return
+    if _long_group is None:  # created by every process at its first long wait, in the same order
+        _long_group = dist.new_group(backend="gloo", timeout=LONG_WAIT)
+    dist.barrier(group=_long_group)
 
 
 def average_buffers(module: torch.nn.Module) -> None:

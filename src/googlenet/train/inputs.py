@@ -130,7 +130,7 @@ def build_data(config: TrainConfig, env: ddp.DistEnv, training: bool = True) -> 
         if env.is_main:  # the first process extracts the archives, if needed
             for split in splits:
                 load_imagenet(d.data_path, split, on_bad=d.on_bad)
-        ddp.barrier()
+        ddp.barrier(long=True)  # extracting ImageNet's archives takes hours
         val = load_imagenet(d.data_path, "val", eval_tf, on_bad=d.on_bad)
         train = load_imagenet(d.data_path, "train", train_tf, on_bad=d.on_bad) if training else val
         differ = sorted(set(train.wnids) ^ set(val.wnids))
@@ -147,7 +147,7 @@ def build_data(config: TrainConfig, env: ddp.DistEnv, training: bool = True) -> 
                 return ensure_builtin(**builtin_settings(d), progress=False)
 
             root: str | Path = builtin() if env.is_main else ""
-            ddp.barrier()
+            ddp.barrier(long=True)
             if not env.is_main:
                 root = builtin()
         else:
@@ -166,6 +166,9 @@ def build_data(config: TrainConfig, env: ddp.DistEnv, training: bool = True) -> 
             bad = (train.scan_bad_files(workers=threads) if training else []) + val.scan_bad_files(
                 workers=threads
             )
+        ddp.barrier(
+            long=True
+        )  # decoding every image of a large training set takes longer than a collective waits
         bad = ddp.broadcast_object(bad)
         if bad and d.on_bad == "abort":
             reason = (
