@@ -258,6 +258,19 @@ def test_detect_train_sizes_the_regions_by_set_and_config_too(
     config = seen["config"]
     assert seen["regions"].input_size == 64  # type: ignore[attr-defined]  # was 96: the default, not --set's
     assert config.model.input_size == config.model.resize_size == 64  # type: ignore[attr-defined]
+    # Another run's config.yaml as --config: its folder and region set are not this run's (they won).
+    (tmp_path / "old.yaml").write_text(
+        "run: {output_dir: elsewhere}\ndata: {data_path: elsewhere/regions, dataset: folder}\nmodel: {input_size: 64}\n"
+    )
+    base = ["detect", "train", "--annotations", str(scenes), "--config", "old.yaml"]
+    assert main([*base, "--output-dir", "run2"]) == 0
+    config = seen["config"]
+    assert Path(config.run.output_dir).name == "run2"  # type: ignore[attr-defined]
+    assert config.data.data_path == str((tmp_path / "run2" / "regions").resolve())  # type: ignore[attr-defined]
+    assert main([*base, "--output-dir", "run3", "--set", "data.data_path=elsewhere/regions"]) == 1
+    assert (
+        main([*base, "--output-dir", "run4", "--lr-min", "0.001"]) == 1
+    )  # step schedule: refused as by train
 
 
 def test_select_regions_keeps_ground_truth_positives_and_three_background_per_positive() -> None:

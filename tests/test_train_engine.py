@@ -496,6 +496,17 @@ def test_a_fine_tuning_ensemble_resumes_without_its_source_file(tiny_data: Path,
     assert [len(_history(out / f"member-{k}")) for k in (0, 1)] == [2, 2]
 
 
+def test_a_stopped_run_resumes_with_its_own_config_file_given_back(tiny_data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    argv = ["train", "--data-path", str(tiny_data), "-j", "0", "--input-size", "64", "-b", "4", "--epochs", "1",
+            "--seed", "0", "--no-progress", "--output-dir", str(out), "--stop-after-steps", "2"]  # fmt: skip
+    assert main(argv) == 0
+    assert "stop_after_steps: 2" in (out / "config.yaml").read_text()  # the stop point is recorded ...
+    # ... and belongs to the run that stopped: given back with --config it is not a new stop point.
+    assert main(["train", "--resume", str(out), "--config", str(out / "config.yaml"), "--no-progress"]) == 0
+    assert (out / "final.pt").is_file()
+
+
 def test_a_signal_on_the_last_step_stops_before_the_evaluation_and_a_resume_completes_with_exit_0(
     tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -210,7 +210,13 @@ def run_train(args: argparse.Namespace) -> int:
     number when one interrupted the training, as `googlenet train`, else 0; other processes under torchrun return 0 after training)."""
     from googlenet.detect.training import RegionSetConfig
     from googlenet.train import distributed as ddp
-    from googlenet.train.command import _print_summary, _setup_logging, build_config, config_overrides
+    from googlenet.train.command import (
+        _print_summary,
+        _refuse_inapplicable,
+        _setup_logging,
+        build_config,
+        config_overrides,
+    )
     from googlenet.train.config import resolve
     from googlenet.train.engine import fit
     from googlenet.train.runs import check_new_run_folder, lock_folder
@@ -227,7 +233,21 @@ def run_train(args: argparse.Namespace) -> int:
         config, resume = build_config(args)
         output = Path(config.run.output_dir or ".")
     else:
-        file_overrides, _ = config_overrides(args, flags)  # --config, then --set, over the preset below
+        file_overrides, settings = config_overrides(
+            args, flags
+        )  # --config, then --set, over the preset below
+        # The run folder and the data are this command's own: -o (or its default) and the region set it
+        # builds there. A run's config.yaml given as --config names the old ones: they are left out.
+        owned = ("run.output_dir", "data.data_path", "data.dataset")
+        for key in owned:
+            if key in settings:
+                raise ConfigError(f"--set {key}=... does not apply to detect train: it trains in -o's folder "
+                                  "on the region set it builds from --annotations")  # fmt: skip
+        dropped = sorted(key for key in owned if key in file_overrides)
+        if dropped:
+            logger.info("--config's %s left out: detect train trains in -o's folder on the region set it builds",
+                        ", ".join(dropped))  # fmt: skip
+            file_overrides = {k: v for k, v in file_overrides.items() if k not in owned}
 
         def given(key: str) -> Any:  # a flag, else --set / --config: the region set is sized as the model
             return flags[key] if flags.get(key) is not None else file_overrides.get(key)
@@ -268,6 +288,7 @@ def run_train(args: argparse.Namespace) -> int:
         }
         flags.pop("run.output_dir", None)
         config = resolve({**preset, **file_overrides}, flags)  # every value checked before the region set
+        _refuse_inapplicable(flags, config)  # as `train` does: a flag that cannot apply is not recorded
         lock, created = None, not output.exists()
         if env.is_main:
             output.mkdir(parents=True, exist_ok=True)

@@ -334,8 +334,11 @@ def build_config(args: argparse.Namespace) -> tuple[Any, str | None]:
     else:
         path = resolve_resume_path(resume)
         stored = from_dict(load_training_state(path)["train_state"]["config"], str(path))
-    # A stop point belongs to the run that stopped, not to its continuation.
+    # A stop point belongs to the run that stopped, not to its continuation (nor does the one a --config
+    # file holds: the run's own config.yaml given back; --stop-after-steps or --set set a new one).
     stored.run.stop_after_steps = None
+    if "run.stop_after_steps" not in settings:
+        file_overrides = {k: v for k, v in file_overrides.items() if k != "run.stop_after_steps"}
     config = apply(apply(stored, file_overrides, source), flags, "command line")  # copies: `stored` stays
     validate(config, resuming=True)
     _refuse_inapplicable(flags, config)
