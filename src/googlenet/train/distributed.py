@@ -97,6 +97,14 @@ def attempt_store(store: dist.Store, restart_count: str | None) -> dist.Store:
     return store if restart_count is None else dist.PrefixStore(f"googlenet/attempt_{restart_count}", store)
 
 
+# A wait of hours (the first process extracting ImageNet's archives, drawing the built-in data or
+# scanning a training set for bad files while the others wait) outlives the default group's timeout
+# (10 min under NCCL, 30 under gloo), after which the waiting processes fail. Such waits go through a
+# gloo group of their own with this timeout.
+LONG_WAIT = timedelta(hours=48)
+_long_group: Any = None
+
+
 def init_process_group(env: DistEnv, device: torch.device) -> None:
     """Join the process group (nccl for GPUs, gloo for CPUs) when running under torchrun."""
     if not env.distributed or dist.is_initialized():
@@ -105,6 +113,8 @@ def init_process_group(env: DistEnv, device: torch.device) -> None:
     store, rank, world_size = next(dist.rendezvous("env://", rank=env.rank, world_size=env.world_size))
     store = attempt_store(store, os.environ.get("TORCHELASTIC_RESTART_COUNT"))
     dist.init_process_group(backend=backend, store=store, rank=rank, world_size=world_size)
+    global _long_group  # made now, while every process is there (made later, a process that failed
+    _long_group = dist.new_group(backend="gloo", timeout=LONG_WAIT)  # first would leave the others waiting)
 
 
 def destroy_process_group() -> None:
@@ -138,14 +148,6 @@ def broadcast_object(value: T) -> T:
     return holder[0]
 
 
-# A wait of hours (the first process extracting ImageNet's archives, drawing the built-in data or
-# scanning a training set for bad files while the others wait) outlives the default group's timeout
-# (10 min under NCCL, 30 under gloo), after which the waiting processes fail. Such waits go through a
-# gloo group of their own with this timeout.
-LONG_WAIT = timedelta(hours=48)
-_long_group: Any = None
-
-
 def barrier(*, long: bool = False) -> None:
     """Wait until every process gets here (a no-op when not distributed); `long`: the wait may last
     hours (through the `LONG_WAIT` group; every process must pass the same `long`)."""
@@ -155,7 +157,7 @@ def barrier(*, long: bool = False) -> None:
     if not long:
         dist.barrier()
         return
-    if _long_group is None:  # created by every process at its first long wait, in the same order
+    if _long_group is None:  # a process group initialised elsewhere than `init_process_group`
         _long_group = dist.new_group(backend="gloo", timeout=LONG_WAIT)
     dist.barrier(group=_long_group)
 
