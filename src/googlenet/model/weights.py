@@ -157,15 +157,6 @@ def _is_torchvision(obj: Any) -> bool:
     )
 
 
-def read_if_ours(path: str | os.PathLike[str]) -> dict[str, Any] | None:
-    """`read_checkpoint` when `path` is one of our checkpoints; None for another weight file (torchvision's,
-    Caffe's, ONNX), for `model_from_file` to read."""
-    if weight_file_kind(path) != "torch":
-        return None
-    obj = safe_load(path)
-    return _validated(path, obj) if _is_ours(obj) else None
-
-
 def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read and validate one of our checkpoints (safe loading); a torchvision file is an error here."""
     return _validated(path, safe_load(path))

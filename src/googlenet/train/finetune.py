@@ -24,7 +24,7 @@ import torch
 from googlenet.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from googlenet.errors import CheckpointError
 from googlenet.model.googlenet import GoogLeNet
-from googlenet.model.weights import model_from_file, read_if_ours
+from googlenet.model.weights import model_from_file
 
 logger = logging.getLogger(__name__)
 
@@ -84,12 +84,9 @@ def init_from(
 
 
 def _weights_of(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """{"model_config", "state_dict", "meta"} of any weight file `model_from_file` reads: our checkpoint
-    as it is; a torchvision state dict (variant `torchvision`), the reference .caffemodel or the ONNX
-    zoo's GoogLeNet (variant `paper`) through the model they describe, with the normalisation they need."""
-    ours = read_if_ours(path)
-    if ours is not None:
-        return ours
+    """{"model_config", "state_dict", "meta"} of any weight file `model_from_file` reads (our checkpoint;
+    a torchvision state dict, variant `torchvision`; the reference .caffemodel or the ONNX zoo's
+    GoogLeNet, variant `paper`), through the model it describes, with the normalisation it needs."""
     model, meta = model_from_file(path)
     return {"model_config": model.config.as_dict(), "state_dict": model.state_dict(), "meta": meta}
 

@@ -166,9 +166,8 @@ def build_data(config: TrainConfig, env: ddp.DistEnv, training: bool = True) -> 
             bad = (train.scan_bad_files(workers=threads) if training else []) + val.scan_bad_files(
                 workers=threads
             )
-        ddp.barrier(
-            long=True
-        )  # decoding every image of a large training set takes longer than a collective waits
+        # Decoding every image of a large training set takes longer than a collective waits.
+        ddp.barrier(long=True)
         bad = ddp.broadcast_object(bad)
         if bad and d.on_bad == "abort":
             reason = (

@@ -290,7 +290,6 @@ def train_one_epoch(
     return meter, stopped
 
 
-@torch.no_grad()
 def evaluate(
     model: nn.Module,
     loader: Iterable[tuple[Tensor, Tensor]],
@@ -314,7 +313,7 @@ class EvaluationInterrupted(Exception):
     """`evaluate_models` stopped before its last batch because a stop was requested."""
 
 
-@torch.no_grad()  # the end-of-epoch evaluation calls it directly: no autograd graph
+@torch.no_grad()  # `evaluate` and the end-of-epoch evaluation both come here: no autograd graph
 def evaluate_models(
     models: Sequence[nn.Module],
     loader: Iterable[tuple[Tensor, Tensor]],
