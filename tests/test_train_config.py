@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 
 import pytest
@@ -130,6 +131,16 @@ def test_config_errors_are_one_line(tmp_path: Path, text: str, message: str) -> 
         resolve(load_yaml(path), {})
     assert message in str(info.value)
     assert "\n" not in str(info.value)
+
+
+def test_a_range_error_names_the_file_that_set_the_value(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("optim:\n  lr: -3\n  momentum: 0.5\n")
+    with pytest.raises(ConfigError, match=rf"^{re.escape(str(path))}: optim.lr must be > 0"):
+        build_config(_parse(["--config", str(path)]))
+    # The flag replaced the file's value: the error is the flag's, with no file named.
+    with pytest.raises(ConfigError, match=r"^optim.momentum must be in \[0, 1\)"):
+        build_config(_parse(["--config", str(path), "--lr", "0.1", "--momentum", "2"]))
 
 
 def test_missing_config_file(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import re
 import signal
 import sys
 import threading
@@ -112,13 +113,37 @@ def _main(argv: Sequence[str] | None) -> int:
         where = f"{exc.filename}: " if exc.filename else ""
         print(f"googlenet {name}: error: {where}{exc.strerror or exc}", file=sys.stderr)
         return 1
-    except RuntimeError as exc:
-        if not _lost_peer(exc):
+    except (RuntimeError, MemoryError) as exc:
+        if _out_of_memory(exc):
+            print(f"googlenet {name}: error: out of memory{_allocation(exc)}; lower the batch size or the "
+                  "input size", file=sys.stderr)  # fmt: skip
+            return 1
+        if not isinstance(exc, RuntimeError) or not _lost_peer(exc):
             raise
         rank = os.environ.get("RANK", "?")
         print(f"googlenet {name}: error: process {rank} stops because another process of this torchrun job "
               "failed (see that process's error)", file=sys.stderr)  # fmt: skip
         return 1
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    """Whether `exc` is an allocation that failed: Python's MemoryError, a GPU's OutOfMemoryError, or
+    the CPU allocator's "can't allocate memory" (which PyTorch raises as a plain RuntimeError)."""
+    oom = getattr(sys.modules.get("torch"), "OutOfMemoryError", None)
+    if isinstance(exc, MemoryError) or (isinstance(oom, type) and isinstance(exc, oom)):
+        return True
+    text = str(exc)
+    return "can't allocate memory" in text or "CUDA out of memory" in text
+
+
+def _allocation(exc: BaseException) -> str:
+    """ " (an allocation of 2.0 GiB failed)" from PyTorch's CPU or CUDA out-of-memory text, else ""."""
+    found = re.search(r"[Tt]ried to allocate ([\d.]+) ?([KMGT]iB|bytes)", str(exc))
+    if found is None:
+        return ""
+    amount, unit = float(found.group(1)), found.group(2)
+    size = f"{amount / 2**30:.1f} GiB" if unit == "bytes" else f"{amount:g} {unit}"
+    return f" (an allocation of {size} failed)"
 
 
 def _lost_peer(exc: RuntimeError) -> bool:

@@ -36,7 +36,7 @@ from googlenet.train.config import (
     load_yaml,
     parse_set,
     resolve,
-    validate,
+    validate_from,
 )
 from googlenet.train.engine import fit
 
@@ -340,7 +340,7 @@ def build_config(args: argparse.Namespace) -> tuple[Any, str | None]:
     if "run.stop_after_steps" not in settings:
         file_overrides = {k: v for k, v in file_overrides.items() if k != "run.stop_after_steps"}
     config = apply(apply(stored, file_overrides, source), flags, "command line")  # copies: `stored` stays
-    validate(config, resuming=True)
+    validate_from(config, file_overrides, flags, source, resuming=True)
     _refuse_inapplicable(flags, config)
     if ensemble:  # a single run's continuation is checked against its last.pt by the engine
         check_resume_config(stored, config, folder / "config.yaml")

@@ -485,8 +485,30 @@ def resolve(
     config = apply(config, flag_overrides, "command line")
     if config.data.dataset == "auto":
         config.data.dataset = "folder" if config.data.data_path is not None else "builtin"
-    validate(config)
+    validate_from(config, file_overrides, flag_overrides, source)
     return config
+
+
+_KEY = re.compile(r"\b(?:" + "|".join(SECTIONS) + r")\.[a-z0-9_]+")
+
+
+def validate_from(
+    config: TrainConfig,
+    file_overrides: Mapping[str, Any],
+    flag_overrides: Mapping[str, Any],
+    source: str,
+    *,
+    resuming: bool = False,
+) -> None:
+    """`validate`, with an error about a value the file set (and no flag replaced) naming the file."""
+    try:
+        validate(config, resuming=resuming)
+    except ConfigError as exc:
+        named = _KEY.findall(str(exc))
+        from_file = [key for key in named if key in file_overrides and flag_overrides.get(key) is None]
+        if from_file and not str(exc).startswith(f"{source}:"):
+            raise ConfigError(f"{source}: {exc}") from None
+        raise
 
 
 def _check(condition: bool, message: str) -> None:

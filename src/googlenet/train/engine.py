@@ -66,6 +66,7 @@ from googlenet.train.loop import (
     autocast_for,
     train_one_epoch,
 )
+from googlenet.train.memory import check_training_memory
 from googlenet.train.params import describe_groups, parameter_groups
 from googlenet.train.runs import RunFolder, check_new_run_folder, default_output_dir, finished_results
 from googlenet.train.sampling import (
@@ -241,6 +242,12 @@ class _Trainer:
         self.data_seed = r.data_seed if r.data_seed is not None else r.seed
         if o.batch_size % env.world_size:
             raise ConfigError(f"batch size {o.batch_size} is not divisible by {env.world_size} processes")
+        warning = check_training_memory(
+            m.variant, m.input_size, o.batch_size, env.world_size, device, aux_logits=m.aux_logits,
+            workers=loader_workers(config), autocast=autocast_for(device, r.amp, r.amp_dtype)[0] is not None,
+        )  # fmt: skip
+        if warning and env.is_main:
+            logger.warning("%s", warning)
         self.data = data = build_data(config, env)
         if checkpoint is not None:  # a resumed run keeps its classes; checked before its files change
             check_same_classes(checkpoint.get("meta") or {}, data.classes, r.output_dir)

@@ -1,0 +1,193 @@
+"""A training step's memory, estimated before any work starts.
+
+A run whose batch and input size need more memory than the machine has is killed by the system's
+out-of-memory killer (exit 137) without a word: on CPU nothing in PyTorch raises first. The estimate
+here lets `googlenet train` refuse such a run in one line, and warn when it is close.
+
+PyTorch has no API that predicts a step's peak memory, so this is ours: the network runs once on the
+"meta" device (shapes only, no data, no arithmetic), the sizes of every layer's output are summed, and
+that sum is scaled by a factor measured on this project's variants; weights, gradients, momentum and
+averaged copies, the batches the loader holds and a fixed overhead are added.
+`benchmarks/train_memory.py` measures real `googlenet train` steps (`paper` and `bn`, 128-320 px, fp32
+and bf16) against it; docs/reliability.md gives its figures.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from googlenet.errors import ConfigError
+from googlenet.model.googlenet import build_model
+
+# A step's activations over the summed layer outputs: the upper end of what benchmarks/train_memory.py
+# measured in two runs (0.81-1.34), so that the estimate errs high.
+ACTIVATION_FACTOR = 1.4
+# What a training process holds beyond its imports whatever the batch: the data set's index, the
+# TensorBoard writer, oneDNN's kernels and workspaces (benchmarks/train_memory.py: about 250 MiB).
+FIXED_BYTES = 256 * 2**20
+# Under bf16/fp16 autocast the saved outputs take this share of their fp32 bytes: half, and more for
+# the layers autocast keeps in fp32 (LRN, softmax) and the casts it caches.
+AUTOCAST_SHARE = 0.6
+# Copies of the weights a run holds: weights, gradients, momentum, the averaged model.
+WEIGHT_COPIES = 4
+# Past this share of the available memory a warning; past REFUSE_SHARE a refusal: real steps took
+# 0.73-0.93 of the estimate, so at twice what is available none of them would fit.
+WARN_SHARE = 0.9
+REFUSE_SHARE = 2.0
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """Bytes one process needs for a training step, in parts."""
+
+    activations: int
+    weights: int
+    batches: int
+    fixed: int = FIXED_BYTES
+
+    @property
+    def total(self) -> int:
+        return self.activations + self.weights + self.batches + self.fixed
+
+
+def layer_output_bytes(model: nn.Module, input_size: int) -> int:
+    """Bytes of every leaf layer's output for one fp32 image, from a forward pass on the meta device."""
+    total = 0
+
+    def count(_module: nn.Module, _inputs: object, output: object) -> None:
+        nonlocal total
+        if isinstance(output, torch.Tensor):
+            total += output.numel() * 4
+
+    meta = model.to("meta")
+    hooks = [m.register_forward_hook(count) for m in meta.modules() if not list(m.children())]
+    try:
+        meta.train()
+        meta(torch.empty(1, 3, input_size, input_size, device="meta"))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return total
+
+
+def estimate_training_memory(
+    variant: str,
+    num_classes: int,
+    input_size: int,
+    batch_per_process: int,
+    *,
+    aux_logits: bool = True,
+    loader_batches: int = 2,
+    autocast: bool = False,
+) -> MemoryEstimate:
+    """What one process needs for a training step at `batch_per_process` images of `input_size` px.
+
+    `loader_batches`: decoded batches held at once by the data loader (workers x prefetch, plus the
+    one in use); `autocast`: bf16/fp16 activations (`AUTOCAST_SHARE` of the fp32 bytes)."""
+    with torch.device("meta"):
+        model = build_model(variant, num_classes=num_classes, aux_logits=aux_logits)
+    per_image = layer_output_bytes(model, input_size)
+    if autocast:
+        per_image = int(per_image * AUTOCAST_SHARE)
+    params = sum(p.numel() for p in model.parameters()) * 4
+    image = 3 * input_size * input_size * 4
+    return MemoryEstimate(
+        activations=int(ACTIVATION_FACTOR * per_image * batch_per_process),
+        weights=WEIGHT_COPIES * params,
+        batches=loader_batches * batch_per_process * image,
+    )
+
+
+def available_memory(device: torch.device) -> int | None:
+    """Bytes free for this run on `device`: the GPU's free memory, or on CPU the system's available
+    memory bounded by a cgroup (container) limit; None where neither can be read."""
+    if device.type == "cuda":
+        free, _total = torch.cuda.mem_get_info(device)
+        return int(free)
+    if device.type != "cpu":
+        return None
+    available: int | None = None
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                available = int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    limit = _cgroup_room()
+    if limit is not None:
+        available = limit if available is None else min(available, limit)
+    return available
+
+
+def _cgroup_room(root: Path = Path("/sys/fs/cgroup")) -> int | None:
+    """A cgroup v2 or v1 memory limit minus what the group already uses, or None (no limit)."""
+    for limit_file, usage_file in (
+        ("memory.max", "memory.current"),
+        ("memory/memory.limit_in_bytes", "memory/memory.usage_in_bytes"),
+    ):
+        try:
+            limit = (root / limit_file).read_text().strip()
+            usage = int((root / usage_file).read_text().strip())
+        except (OSError, ValueError):
+            continue
+        if limit == "max" or not limit.isdigit() or int(limit) >= 1 << 60:  # v1 writes "no limit" as ~2^63
+            return None
+        return max(int(limit) - usage, 0)
+    return None
+
+
+def local_processes(device: torch.device) -> int:
+    """Processes of this job sharing the memory `available_memory` reads: torchrun's per-node count on
+    CPU, one per GPU."""
+    if device.type == "cuda":
+        return 1
+    try:
+        return max(int(os.environ.get("LOCAL_WORLD_SIZE", "1")), 1)
+    except ValueError:
+        return 1
+
+
+def gib(n: float) -> str:
+    return f"{n / 2**30:.1f} GiB"
+
+
+def check_training_memory(
+    variant: str,
+    input_size: int,
+    batch_size: int,
+    world_size: int,
+    device: torch.device,
+    *,
+    aux_logits: bool,
+    workers: int,
+    autocast: bool,
+) -> str | None:
+    """Refuse (`ConfigError`) a run whose estimated step cannot fit the memory available; return a
+    warning for one that comes close, else None. Nothing is said where the free memory is unknown.
+
+    The classifier is sized for 1000 classes (the data is not read yet; fewer classes need less)."""
+    available = available_memory(device)
+    if available is None:
+        return None
+    per_process = estimate_training_memory(
+        variant, 1000, input_size, max(batch_size // world_size, 1), aux_logits=aux_logits,
+        loader_batches=2 * workers + 1, autocast=autocast,
+    )  # fmt: skip
+    sharing = local_processes(device)
+    need = per_process.total * sharing
+    where = "the GPU has" if device.type == "cuda" else "this machine has"
+    processes = f" for {sharing} processes" if sharing > 1 else ""
+    message = (
+        f"a training step at batch {batch_size}, {input_size} px needs about {gib(need)}{processes} "
+        f"(estimated) and {where} {gib(available)} available"
+    )
+    if need > REFUSE_SHARE * available and device.type == "cpu":  # a GPU raises its own out-of-memory error
+        raise ConfigError(f"{message}: lower --batch-size or --input-size")
+    if need > WARN_SHARE * available:
+        return f"{message}: the run may run out of memory"
+    return None
