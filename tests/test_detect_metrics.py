@@ -228,3 +228,13 @@ def test_detections_round_trip_and_bad_files(tmp_path: Path, capsys: pytest.Capt
         main(["detect", "evaluate", "--annotations", str(tmp_path / "none"), "--detections", str(bad)]) == 1
     )
     assert "none: no such folder (a VOC root" in capsys.readouterr().err
+
+
+def test_pr_plots_show_class_names_as_written(tmp_path: Path) -> None:
+    from googlenet.detect.command import save_pr_plots
+    from googlenet.detect.metrics import ClassResult
+
+    curve = np.array([0.5, 1.0]), np.array([1.0, 0.5])
+    results = {name: ClassResult(name, 0.5, 2, 2, *curve) for name in ("$x^$", "cat")}  # "$x^$": bad TeX
+    paths = save_pr_plots(results, str(tmp_path))
+    assert len(paths) == 2 and all(Path(p).stat().st_size > 0 for p in paths)

@@ -195,6 +195,77 @@ def test_an_evaluation_report_labels_the_images_in_the_models_class_order(
     assert "Left out: the evaluated images" in html
 
 
+def test_a_training_report_labels_the_images_by_the_models_class_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The run's val folders renamed or added to since: each image keeps its own class (they were
+    relabelled in the folders' sorted order: shifted labels, or an IndexError), or the section is left
+    out with the reason; a data folder that moved leaves it out too, the rest of the report stays."""
+    import googlenet.report.build as build
+
+    data = make_tiny_data(tmp_path)
+    training = _training_folder(tmp_path, data)
+    seen: list[tuple[str, int]] = []
+    original = build.predict_images
+
+    def spy(checkpoint: Path, samples: list[tuple[str, int]], limit: int) -> dict[str, Any]:
+        seen.extend(samples)
+        return original(checkpoint, samples, limit)
+
+    monkeypatch.setattr(build, "predict_images", spy)
+    (data / "val" / "disc").rename(data / "val" / "zz_disc")  # sorts last now: ring, square, zz_disc
+    html = write_report(training, tmp_path / "renamed.html").read_text(encoding="utf-8")
+    assert not seen and "Left out:" in html and "Training curves" in html
+    (data / "val" / "zz_disc").rename(data / "val" / "disc")
+    shutil.copytree(data / "val" / "ring", data / "val" / "a_ring")  # a class the model does not have
+    html = write_report(training, tmp_path / "extra.html").read_text(encoding="utf-8")
+    assert not seen and "Left out:" in html
+    shutil.rmtree(data / "val" / "a_ring")
+    write_report(training, tmp_path / "same.html")
+    assert seen and all(CLASSES[target] == Path(path).parent.name for path, target in seen)
+    shutil.rmtree(data)
+    html = write_report(training, tmp_path / "moved.html").read_text(encoding="utf-8")
+    assert "Left out:" in html and "no such data folder" in html
+
+
+@pytest.mark.parametrize(
+    ("file", "text", "expected"),
+    [
+        ("metrics.csv", "hello world\n", "Left out:"),  # no epoch column: the curves are left out
+        ("metrics.csv", "epoch,lr\nx,0.1\n", "Left out:"),
+        ("metrics.csv", b"\xff\xfe\x00garbage", "Left out:"),
+        ("config.yaml", "model: [unclosed\n", "config.yaml: not a readable config file"),
+        ("config.yaml", "- a\n- list\n", "config.yaml: expected a mapping of sections"),
+        ("results.json", "[1, 2]", "results.json: expected a JSON object, found a list"),
+    ],
+)
+def test_a_damaged_run_file_is_a_note_or_one_line(
+    tmp_path: Path, file: str, text: str | bytes, expected: str
+) -> None:
+    training = _training_folder(tmp_path, make_tiny_data(tmp_path))
+    if isinstance(text, bytes):
+        (training / file).write_bytes(text)
+    else:
+        (training / file).write_text(text)
+    try:
+        html = write_report(training, tmp_path / "r.html", predictions=False).read_text(encoding="utf-8")
+    except DataError as exc:
+        assert expected in str(exc) and "\n" not in str(exc)
+        assert not (tmp_path / "r.html").exists()
+    else:
+        assert expected in html and "Table 1" in html
+
+
+def test_class_names_are_not_read_as_tex() -> None:
+    import torch
+
+    from googlenet.report.build import predictions_section
+
+    names = ["$x^$", "a_b $\\frac{", "plain"]
+    pred = {"probs": torch.eye(3), "targets": [0, 1, 2], "paths": ["a", "b", "c"], "names": names}
+    assert "confusion matrix" in predictions_section(pred)  # matplotlib's mathtext raised on "$x^$"
+
+
 def test_an_unfinished_detect_run_says_how_to_finish_it(tmp_path: Path) -> None:
     folder = tmp_path / "detect-run"
     folder.mkdir()

@@ -58,6 +58,19 @@ def test_torchvision_variant_equals_torchvision(
     assert sum(p.numel() for n, p in ours.named_parameters() if not n.startswith("aux")) == 6_624_904
 
 
+def test_a_state_dict_without_batchnorm_counters_loads_as_torchvision_loads_it(tmp_path: Path) -> None:
+    # Files written before PyTorch 0.4.1, and stripped state dicts, have no num_batches_tracked.
+    reference, path = _torchvision_file(tmp_path, aux_logits=False, transform_input=False)
+    state = {k: v for k, v in torch.load(path, weights_only=True).items() if "num_batches_tracked" not in k}
+    torch.save(state, path)
+    torchvision.models.googlenet(weights=None, aux_logits=False, init_weights=False).load_state_dict(state)
+    ours = googlenet.build_model("torchvision", aux_logits=False)
+    googlenet.load_weights(ours, path)
+    x = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        assert (ours.eval()(x) - reference(x)).abs().max().item() <= 1e-5
+
+
 def test_torchvision_file_gets_the_input_scaling_its_weights_were_trained_with(tmp_path: Path) -> None:
     # torchvision's weights were ported from TF and expect [-1, 1] pixels: torchvision builds the model
     # with transform_input=True for them. Either way we load them, preprocessing by the returned meta

@@ -400,13 +400,8 @@ def save_pr_plots(results: dict[str, ClassResult], folder: str) -> list[str]:
             continue
         fig, ax = plt.subplots(figsize=(4, 3.2), dpi=100)
         ax.plot(r.recall, r.precision, drawstyle="steps-post")
-        ax.set(
-            xlim=(0, 1.02),
-            ylim=(0, 1.02),
-            xlabel="recall",
-            ylabel="precision",
-            title=f"{name}: AP {100 * r.ap:.1f}%",
-        )
+        ax.set(xlim=(0, 1.02), ylim=(0, 1.02), xlabel="recall", ylabel="precision")
+        ax.set_title(f"{name}: AP {100 * r.ap:.1f}%", parse_math=False)  # a class name, not $TeX$
         ax.grid(alpha=0.3)
         fig.tight_layout()
         path = os.path.join(folder, f"pr-{_file_name(name)}.png")

@@ -263,6 +263,12 @@ def _load_state(path: str | os.PathLike[str], model: GoogLeNet, state: Mapping[s
         raise CheckpointError(
             f"{path}: the file has no auxiliary heads; build the model with aux_logits=False"
         )
+    for key in set(own) - set(state):
+        # BatchNorm's counter, absent from files written before PyTorch 0.4.1 and from stripped state
+        # dicts: BatchNorm's own loader starts it at 0 (it is only read with momentum=None).
+        prefix = key.removesuffix("num_batches_tracked")
+        if key.endswith(".num_batches_tracked") and f"{prefix}running_mean" in state:
+            state[key] = torch.zeros_like(own[key])
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
     if missing or unexpected:

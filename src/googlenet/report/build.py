@@ -19,12 +19,13 @@ import json
 import logging
 import math
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from googlenet.errors import DataError
+from googlenet.errors import DataError, GoogLeNetError
 from googlenet.report.html import (
     Page,
     esc,
@@ -64,16 +65,44 @@ def detect_kind(folder: Path) -> str:
     )
 
 
-def _json(path: Path) -> Any:
+def _json(path: Path) -> dict[str, Any]:
+    """A run's JSON record (a JSON object); a `DataError` naming the file if it is anything else."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise DataError(f"{path}: not readable JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise DataError(f"{path}: expected a JSON object, found a {type(data).__name__}")
+    return data
 
 
-def _read_csv(path: Path) -> list[dict[str, str]]:
-    with path.open(newline="", encoding="utf-8") as handle:
-        return list(csv.DictReader(handle))
+def _yaml(path: Path) -> tuple[str, dict[str, Any]]:
+    """(text, mapping) of a run's config.yaml; a `DataError` naming the file if it is not one."""
+    from googlenet.train.config import yaml_load
+
+    try:
+        text = path.read_text(encoding="utf-8")
+        data = yaml_load(text) or {}
+    except (OSError, ValueError, yaml.YAMLError) as exc:  # ValueError: UnicodeDecodeError
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"{path}: not a readable config file ({first})") from None
+    if not isinstance(data, dict):
+        raise DataError(f"{path}: expected a mapping of sections, found a {type(data).__name__}")
+    return text, data
+
+
+def _read_csv(path: Path, required: Sequence[str] = ()) -> list[dict[str, str]]:
+    """The rows of a CSV file with a header naming `required` columns (an empty file has no rows)."""
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            rows = list(reader)
+    except (ValueError, csv.Error) as exc:  # ValueError: UnicodeDecodeError
+        raise DataError(f"{path}: not a readable CSV file ({exc})") from None
+    lacking = [name for name in required if reader.fieldnames and name not in reader.fieldnames]
+    if lacking:
+        raise DataError(f"{path}: no {lacking[0]} column (is it another program's file?)")
+    return rows
 
 
 def _float(value: Any) -> float:
@@ -99,11 +128,16 @@ def curves_section(folder: Path, num_classes: int | None = None) -> str:
 
     from googlenet.train.runs import chance_levels
 
-    rows = _read_csv(folder / "metrics.csv")
+    rows = _read_csv(folder / "metrics.csv", required=("epoch",))
     if not rows:
         return '<p class="note">metrics.csv has no epochs yet.</p>'
+    try:
+        epochs = [int(r["epoch"]) + 1 for r in rows]
+    except (KeyError, TypeError, ValueError):  # no epoch column, or a row whose epoch is not a number
+        raise DataError(
+            f"{folder / 'metrics.csv'}: not a googlenet train metrics file (epoch column)"
+        ) from None
     plt = _plt()
-    epochs = [int(r["epoch"]) + 1 for r in rows]
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
     for column, label in (("loss_total", "train loss (total)"), ("loss_main", "train loss (main)"),
                           ("val_loss_raw", "val loss raw"), ("val_loss_avg", "val loss averaged")):  # fmt: skip
@@ -165,23 +199,35 @@ def _pct(value: Any, signed: bool = False) -> str:
     return f"{value:+.2f}%" if signed else f"{value:.2f}%"
 
 
-def val_samples_from_config(config: Any) -> list[tuple[str, int]] | None:
-    """The validation (path, label) pairs a training config used; None when they cannot be found."""
-    from googlenet.data.datasets import ImageFolderDataset
+def _names_of(checkpoint: Path) -> tuple[list[str], list[str] | None]:
+    """(class names, WordNet ids or None) a checkpoint's metadata records."""
+    from googlenet.model.weights import read_checkpoint
+
+    meta = read_checkpoint(checkpoint).get("meta") or {}
+    wnids = meta.get("wnids")
+    return [str(n) for n in meta.get("class_names") or []], [str(w) for w in wnids] if wnids else None
+
+
+def val_samples_from_config(
+    config: Any, class_names: Sequence[str] = (), wnids: Sequence[str] | None = None
+) -> list[tuple[str, int]] | None:
+    """The validation (path, label) pairs a training config used, labelled in `class_names`' order (the
+    model's, matched by folder name as `evaluate` does: a `DataError` if the folders are other classes)
+    or, without names, in sorted folder order; None for data the report does not read (ImageNet).
+    A data folder that is not there any more is a `DataError`."""
+    from googlenet.evaluate.evalset import label_eval_images, open_eval_images
+    from googlenet.train.config import builtin_settings
 
     d = config.data
     if d.dataset == "builtin":
-        from googlenet.data.synthetic import ensure_builtin
-        from googlenet.train.config import builtin_settings
-
-        root = ensure_builtin(**builtin_settings(d)) / "val"
+        images = open_eval_images("builtin", None, builtin=builtin_settings(d))
     elif d.dataset == "folder" and d.data_path:
-        from googlenet.evaluate.evalset import folder_root
-
-        root = folder_root(d.data_path)
+        images = open_eval_images("folder", d.data_path)
     else:
         return None
-    return list(ImageFolderDataset(root).samples) if root.is_dir() else None
+    if class_names:
+        return list(label_eval_images(images, class_names, wnids).samples)
+    return list(images.data.samples)
 
 
 def predict_images(checkpoint: Path, samples: list[tuple[str, int]], limit: int) -> dict[str, Any]:
@@ -242,8 +288,9 @@ def predictions_section(pred: dict[str, Any], wrong: int = 12) -> str:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(0.45 * n + 3, 0.45 * n + 2.5))
     ax.imshow(matrix, cmap="Blues")
-    ax.set_xticks(range(n), names, rotation=60, ha="right", fontsize=8)
-    ax.set_yticks(range(n), names, fontsize=8)
+    # Class names are the user's folder names: shown as written, not parsed as matplotlib's $TeX$.
+    ax.set_xticks(range(n), names, rotation=60, ha="right", fontsize=8, parse_math=False)
+    ax.set_yticks(range(n), names, fontsize=8, parse_math=False)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     if n <= 30:
@@ -350,7 +397,7 @@ def detection_section(folder: Path, images: int = 6) -> str:
 def _training_sections(page: Page, folder: Path, limit: int, predictions: bool) -> None:
     from googlenet.train.config import from_dict
 
-    config_text = (folder / "config.yaml").read_text(encoding="utf-8")
+    config_text, config_data = _yaml(folder / "config.yaml")
     page.add(
         "Configuration", f"<details><summary>config.yaml (resolved)</summary>{pre(config_text)}</details>"
     )
@@ -369,14 +416,15 @@ def _training_sections(page: Page, folder: Path, limit: int, predictions: bool) 
 
         model, _ = load_checkpoint_model(described_by, aux_logits=None)
     if (folder / "metrics.csv").is_file():
-        page.add(
-            "Training curves", curves_section(folder, model.fc.out_features if model is not None else None)
-        )
+        try:
+            curves = curves_section(folder, model.fc.out_features if model is not None else None)
+        except DataError as exc:  # the rest of the report is still worth having
+            curves = f'<p class="note">Left out: {esc(exc)}</p>'
+        page.add("Training curves", curves)
     if model is None:
         from googlenet.model.googlenet import build_model
 
-        data = yaml.safe_load(config_text) or {}
-        m = data.get("model", {})
+        m = config_data.get("model") or {}
         model = build_model(
             m.get("variant", "paper"), num_classes=1000, aux_logits=bool(m.get("aux_logits", True))
         )
@@ -384,11 +432,15 @@ def _training_sections(page: Page, folder: Path, limit: int, predictions: bool) 
     if (folder / "grad_norms.csv").is_file():
         page.add("Gradient flow", gradflow_section(folder))
     if predictions and final.is_file():
-        config = from_dict(yaml.safe_load(config_text) or {}, str(folder / "config.yaml"))
-        samples = val_samples_from_config(config)
+        title = "Validation: confusion and confident mistakes"
+        try:
+            config = from_dict(config_data, str(folder / "config.yaml"))
+            samples = val_samples_from_config(config, *_names_of(final))
+        except GoogLeNetError as exc:  # moved data, other class folders: the rest of the report stands
+            page.add(title, f'<p class="note">Left out: {esc(exc)}</p>')
+            samples = None
         if samples:
-            page.add("Validation: confusion and confident mistakes",
-                     predictions_section(predict_images(final, samples, limit)))  # fmt: skip
+            page.add(title, predictions_section(predict_images(final, samples, limit)))
     elif predictions:
         page.add("Validation: confusion and confident mistakes",
                  '<p class="note">Left out: no final.pt (the run has not finished).</p>')  # fmt: skip
