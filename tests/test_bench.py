@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from googlenet.bench.command import (
     combine_rounds,
     format_rows,
     is_benchmark_json,
+    peers_left_out,
     plan,
     rates_in_turns,
     save_run,
@@ -268,3 +270,108 @@ def test_rates_in_turns_calls_each_path_once_per_turn_in_order() -> None:
     )
     assert calls == ["a", "b"] * 3 and set(rates) == {"a", "b"}
     assert all(len(v) == 3 and all(r > 0 for r in v) for v in rates.values())
+
+
+def _messages(err: str) -> list[str]:
+    """stderr's lines less the per-path progress lines printed without a terminal."""
+    return [line for line in err.splitlines() if not line.startswith("[")]
+
+
+def _earlier_result(file: Path) -> str:
+    text = json.dumps({"machine": {}, "date": "2026-12-01", "rounds": 1, "rows": [{"name": "GEMM fp32"}]})
+    file.write_text(text)
+    return text
+
+
+def test_a_run_whose_every_path_failed_keeps_the_earlier_json_and_exits_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # as `--only data --data-path FOLDER` with undecodable images: every path's process printed an error
+    out = tmp_path / "prev.json"
+    earlier = _earlier_result(out)
+    monkeypatch.setattr(bench_command, "run_one", lambda spec: {"error": "DataError: a.jpg: not an image"})
+    assert main(["benchmark", "--only", "gemm", "--repeats", "1", "--json", str(out)]) == 1
+    captured = capsys.readouterr()
+    assert "failed: DataError" in captured.out and "saved" not in captured.out
+    (message,) = _messages(captured.err)
+    assert "all 2 paths failed" in message and f"{out} not written" in message
+    assert out.read_text() == earlier  # error rows alone do not replace a good result
+    # some paths failed: saved with their rows marked, exit 1 and one line saying how many
+    monkeypatch.setattr(
+        bench_command,
+        "run_one",
+        lambda spec: {"error": "boom"} if "bf16" in spec["name"] else {"value": 5.0, "peak_rss_mib": 1.0},
+    )
+    assert main(["benchmark", "--only", "gemm", "--repeats", "1", "--json", str(out)]) == 1
+    captured = capsys.readouterr()
+    assert f"saved {out}" in captured.out
+    (message,) = _messages(captured.err)
+    assert "1 of 2 paths failed" in message
+    rows = json.loads(out.read_text())["rows"]
+    assert [row.get("error") for row in rows] == [None, "boom"] and rows[0]["value"] == 5.0
+
+
+def test_an_empty_json_file_name_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `--json "$OUT"` with OUT unset: the results would have gone nowhere, with exit 0
+    def never(spec: dict[str, object]) -> dict[str, object]:
+        raise AssertionError("timed a path")
+
+    monkeypatch.setattr(bench_command, "run_one", never)
+    assert main(["benchmark", "--only", "gemm", "--json", ""]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--json" in err
+
+
+def test_rounds_that_disagree_on_a_label_list_each_with_its_count() -> None:
+    specs = [{"section": "versus", "name": "v", "precision": "fp32"}]
+    rounds = [
+        [{"value": 10.0, "ratio_to_peer": r, "fastest_peer": peer, "backend": backend, "turn_ratios": [r, r],
+          "peak_rss_mib": 1.0}]
+        for r, peer, backend in [(1.1, "ort", "onnxruntime"), (0.9, "ov", "openvino"), (1.2, "ort", "onnxruntime")]
+    ]  # fmt: skip
+    (combined,) = combine_rounds(specs, rounds)
+    assert combined["ratio_to_peer"] == 1.1
+    assert combined["fastest_peer"] == "ort (2 of 3 rounds), ov (1)"  # not round 1's peer alone
+    assert combined["backend"] == "onnxruntime (2 of 3 rounds), openvino (1)"
+    assert combined["turn_ratios"] == [1.1, 1.1, 0.9, 0.9, 1.2, 1.2]  # every turn of every round
+    assert statistics.median(combined["turn_ratios"]) == combined["ratio_to_peer"]
+    agreeing = combine_rounds(specs, [rounds[0], rounds[2]])
+    assert agreeing[0]["fastest_peer"] == "ort" and agreeing[0]["backend"] == "onnxruntime"
+
+
+def test_repeats_help_says_how_many_repetitions_each_section_times(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # --help had said "default 5, 2 with --quick, 3 for crops144" while training timed max(2, N // 2)
+    with pytest.raises(SystemExit):
+        main(["benchmark", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "train: max(2, N // 2) repetitions" in text and "crops144: N, default 3" in text
+    for repeats, timed in ((1, 2), (3, 2), (5, 2), (7, 3)):
+        specs = plan(_args(only=["train", "data"], repeats=repeats), "/data")
+        assert {spec["repeats"] for spec in specs if spec["section"] == "train"} == {timed}
+        assert {spec["repeats"] for spec in specs if spec["section"] == "data"} == {repeats}
+
+
+def test_peers_of_a_missing_runtime_are_left_out_with_a_line_and_in_the_json(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(bench_command, "_installed", lambda module: module not in ("onnxruntime", "openvino"))
+    specs = plan(_args(only=["infer", "versus"]), "/data")
+    named = " ".join(spec["name"] for spec in specs) + json.dumps([spec.get("peers") for spec in specs])
+    assert "onnxruntime" not in named and "openvino" not in named
+    left_out = peers_left_out(_args(only=["versus"]))
+    assert list(left_out) == ["onnxruntime", "openvino"]
+    assert all('pip install "googlenet[fast]"' in reason for reason in left_out.values())
+    assert peers_left_out(_args(only=["train"])) == {}  # no peer of theirs in that section
+    out = tmp_path / "bench.json"
+    monkeypatch.setattr(bench_command, "run_one", lambda spec: {"value": 1.0, "peak_rss_mib": 1.0})
+    assert main(["benchmark", "--only", "versus", "--batch", "1", "--json", str(out)]) == 0
+    (message,) = _messages(capsys.readouterr().err)
+    assert "onnxruntime and openvino not installed" in message and 'pip install "googlenet[fast]"' in message
+    saved = json.loads(out.read_text())
+    assert saved["peers_left_out"] == left_out and is_benchmark_json(out)
+    monkeypatch.setattr(bench_command, "_installed", lambda module: True)
+    assert peers_left_out(_args(only=["versus"])) == {}

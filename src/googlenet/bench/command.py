@@ -22,17 +22,22 @@ Measures, never asserts. Sections (choose with `--only`):
 - `crops144`: section 7's 144-crop protocol against the same model's raw forward.
 
 Every path runs in a fresh process (peak memory per path; no shared caches); the results are printed
-as a table with ratios to each section's baseline and saved with `--json FILE`.
+as a table with ratios to each section's baseline and saved with `--json FILE`. A path that fails gets a
+`failed:` row and the exit code 1; when every path fails nothing is saved. ONNX Runtime and OpenVINO
+come with the optional `fast` extra; without them their peers and our paths in them are left out, and a
+line (and `peers_left_out` in the JSON) says so.
 
 On a shared or throttled machine the speed drifts over minutes, and a ratio between two paths timed
 minutes apart carries that drift. `--rounds N` runs the whole list N times in turn; a row then shows the
 median of its N values, and its ratio is the median of the N ratios to the baseline timed in the same
-round (so each ratio compares paths timed close together).
+round (so each ratio compares paths timed close together); a label that differs between rounds (the
+backend `auto` chose, the fastest peer) lists each value with its count (`combine_rounds`).
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import importlib.util
 import json
 import os
@@ -48,9 +53,15 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from googlenet.errors import ConfigError, check_values
+from googlenet.errors import ConfigError, UsageError, check_values
 
 SECTIONS: tuple[str, ...] = ("gemm", "infer", "versus", "train", "data", "crops144")
+
+# The peers' runtimes, installed by the optional `fast` extra (pyproject.toml); `plan` leaves out a
+# runtime that is missing, so "ours / the fastest peer" is then against the others (eager PyTorch alone
+# when both are missing), which `run` says.
+FAST_RUNTIMES: tuple[str, ...] = ("onnxruntime", "openvino")
+FAST_INSTALL = 'pip install "googlenet[fast]"'
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -66,8 +77,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--compile", action="store_true", help="include torch.compile paths (minutes to build)"
     )
-    parser.add_argument("--repeats", type=int,
-                        help="timed repetitions per path (median; default 5, 2 with --quick, 3 for crops144)")  # fmt: skip
+    parser.add_argument("--repeats", type=int, metavar="N",
+                        help="timed repetitions N per path, median shown (default 5, 2 with --quick; "
+                             "crops144: N, default 3, 2 with --quick; train: max(2, N // 2) repetitions, "
+                             "each of 2 steps (1 with --quick))")  # fmt: skip
     parser.add_argument(
         "--turns", type=int, help="turns of the versus section, each timing every contender once (default 10)"
     )
@@ -133,13 +146,13 @@ def rates_in_turns(
     return rates
 
 
-BENCHMARK_JSON_KEYS = frozenset({"machine", "date", "rounds", "rows"})  # what `benchmark --json` writes
+BENCHMARK_JSON_KEYS = frozenset({"machine", "date", "rounds", "rows", "peers_left_out"})  # what --json writes
 
 
 def is_benchmark_json(file: str | os.PathLike[str]) -> bool:
-    """Whether `file` holds an earlier `googlenet benchmark --json` result (machine, date, rows, and
-    rounds since 2026-12-02), the only JSON a new one replaces: a run's results.json, or a
-    benchmarks/ script's output with its own keys, given by mistake survives."""
+    """Whether `file` holds an earlier `googlenet benchmark --json` result (machine, date, rows, rounds
+    since 2026-12-02 and peers_left_out since 2026-12-06), the only JSON a new one replaces: a run's
+    results.json, or a benchmarks/ script's output with its own keys, given by mistake survives."""
     try:
         with open(file, encoding="utf-8") as handle:
             saved = json.load(handle)
@@ -164,12 +177,23 @@ def save_run(path: str | Path, args: argparse.Namespace, results: Any) -> None:
         json.dump(payload, handle, indent=2)
 
 
+def _installed(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+def peers_left_out(args: argparse.Namespace) -> dict[str, str]:
+    """The runtimes of `FAST_RUNTIMES` that `plan` leaves out of the chosen infer and versus sections
+    (their peers and our paths in them), each with the reason."""
+    if not {"infer", "versus"} & set(args.only):
+        return {}
+    return {name: f"not installed ({FAST_INSTALL})" for name in FAST_RUNTIMES if not _installed(name)}
+
+
 def plan(args: argparse.Namespace, root: str) -> list[dict[str, Any]]:
     """The specs to run, in order, each with a `section`, a `name` and its `baseline` name."""
     repeats = args.repeats  # given, or the default `_check_sections` filled in (2 with --quick)
     specs: list[dict[str, Any]] = []
-    have_ort = importlib.util.find_spec("onnxruntime") is not None
-    have_ov = importlib.util.find_spec("openvino") is not None
+    have_ort, have_ov = _installed("onnxruntime"), _installed("openvino")  # else `peers_left_out` names them
     if "gemm" in args.only:
         for precision in ("fp32", "bf16"):
             specs.append({"section": "gemm", "name": f"GEMM {precision}", "kind": "gemm", "precision": precision,
@@ -239,6 +263,8 @@ def plan(args: argparse.Namespace, root: str) -> list[dict[str, Any]]:
     if "train" in args.only:
         for size in args.train_size:
             base = f"train torchvision eager {size} fp32"
+            # A training repetition takes seconds where an inference one takes a fraction of one, so
+            # training gets half the repetitions, at least 2 (--help and docs/performance.md say so).
             common = {"section": "train", "kind": "train", "batch": 32, "size": size, "baseline": base,
                       "repeats": max(2, repeats // 2), "steps": 1 if args.quick else 2}  # fmt: skip
             specs.append({**common, "name": base, "impl": "torchvision", "precision": "fp32"})
@@ -285,10 +311,26 @@ def _unit(section: str) -> str:
     return {"gemm": "GFLOP/s", "crops144": "crops/s"}.get(section, "img/s")
 
 
+def _tally(values: list[Any]) -> Any:
+    """The value every round gave, or, where rounds differ, each value with its count, the most frequent
+    first: "onnxruntime (2 of 3 rounds), openvino (1)"."""
+    if all(value == values[0] for value in values):
+        return values[0]
+    (top, count), *rest = collections.Counter(map(str, values)).most_common()  # ties: first seen first
+    return f"{top} ({count} of {len(values)} rounds)" + "".join(f", {v} ({n})" for v, n in rest)
+
+
 def combine_rounds(specs: list[dict[str, Any]], rounds: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
-    """One result per spec from several rounds: numbers are medians over the rounds (peak memory: the
-    largest), `round_values` keeps every value, and `round_ratios` the ratio to the baseline of the
-    same round. A path that failed in any round keeps that round's error."""
+    """One result per spec from several rounds.
+
+    The combined row is not one round's: each number is the median over the rounds of that number
+    (peak memory: the largest), taken field by field, so the rate, the ratio to the peer and a peer's
+    rate may come from different rounds; `round_values` keeps every round's value and `round_ratios`
+    its ratio to the baseline of the same round. A label (the backend `auto` chose, the fastest peer)
+    is kept when every round gave the same one and otherwise lists each with its count (`_tally`), so a
+    median ratio is never shown beside one round's peer or backend as if they went together; per-turn
+    lists (`turn_ratios`) are the rounds' lists joined, every turn of every round. A path that failed in
+    any round keeps that round's error."""
     if len(rounds) == 1:
         return rounds[0]
     index = {spec["name"]: i for i, spec in enumerate(specs)}
@@ -308,8 +350,10 @@ def combine_rounds(specs: list[dict[str, Any]], rounds: list[list[dict[str, Any]
                 result[key] = statistics.median(values)
             elif isinstance(first, dict):  # the versus section's per-peer figures
                 result[key] = {name: statistics.median(value[name] for value in values) for name in first}
+            elif isinstance(first, list):
+                result[key] = [item for value in values for item in value]
             else:
-                result[key] = first
+                result[key] = _tally(values)
         result["round_values"] = [run["value"] for run in runs]
         base = index.get(spec.get("baseline", ""))
         if base is not None and all("value" in results[base] for results in rounds):
@@ -417,8 +461,12 @@ def _check_sections(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run `googlenet benchmark` from parsed flags: time every path, print the table, save it with `--json`;
-    the exit code (0, also when a path failed: its row says so). `ConfigError` for an option no chosen section
-    uses, a value out of range, or a `--data-path` that is not an image folder."""
+    the exit code: 0, or 1 when a path failed (its row says why; saved all the same) or every path did
+    (nothing saved, an earlier --json file left as it was). `ConfigError` for an option no chosen section
+    uses, a value out of range, or a `--data-path` that is not an image folder; `UsageError` for an
+    empty --json."""
+    if args.json == "":  # an unset shell variable: the results would be printed nowhere
+        raise UsageError("--json: empty file name (give FILE, or --json alone to print the JSON)")
     _check_sections(args)
     check_values(
         (args.repeats >= 1, "--repeats", args.repeats, "at least 1"),
@@ -447,6 +495,11 @@ def run(args: argparse.Namespace) -> int:
         from googlenet.io import check_output
 
         check_output("--json", args.json, replaceable=is_benchmark_json, kind="an earlier benchmark JSON")
+    left_out = peers_left_out(args)
+    if left_out:
+        print(f"googlenet benchmark: {' and '.join(left_out)} not installed ({FAST_INSTALL}): left out as "
+              "peers and as backends of ours, so 'ours / the fastest peer' is against the other peers only",
+              file=sys.stderr)  # fmt: skip
     specs = plan(args, root or "")
     started = time.perf_counter()
     rounds: list[list[dict[str, Any]]] = [[] for _ in range(args.rounds)]
@@ -466,10 +519,12 @@ def run(args: argparse.Namespace) -> int:
                 f"[{index + 1}/{len(work)}] {label}: {shown} (ETA {eta:.0f} s)", file=sys.stderr, flush=True
             )
     rows = summarise(specs, combine_rounds(specs, rounds))
-    payload = {"machine": machine(), "date": time.strftime("%Y-%m-%d"), "rounds": args.rounds, "rows": rows}
+    payload = {"machine": machine(), "date": time.strftime("%Y-%m-%d"), "rounds": args.rounds, "rows": rows,
+               "peers_left_out": left_out}  # fmt: skip
+    failed = sum(1 for row in rows if "error" in row)
     if to_stdout:
         print(json.dumps(payload, indent=2))
-        return 0
+        return _failures(failed, len(rows))
     print(
         f"googlenet benchmark: {machine()['cpu']}, {torch.get_num_threads()} threads, torch {torch.__version__}"
     )
@@ -480,10 +535,26 @@ def run(args: argparse.Namespace) -> int:
         + "; ratios within a section; inference 'of GEMM': against the GEMM timed beside each repetition,"
         + " a reference rather than a limit: a runtime's own kernels can beat torch.mm's and pass 100%)"
     )
-    if args.json:
+    if args.json and failed < len(rows):  # error rows alone must not replace an earlier good file
         from googlenet.io import atomic_open
 
         with atomic_open(args.json, "w") as handle:
             json.dump(payload, handle, indent=2)
         print(f"saved {args.json}")
-    return 0
+    return _failures(failed, len(rows), args.json if failed == len(rows) else None)
+
+
+def _failures(failed: int, total: int, unsaved: str | None = None) -> int:
+    """The exit code for `failed` of `total` paths failing, with one line on stderr when any did
+    (`unsaved`: the --json file not written)."""
+    if not failed:
+        return 0
+    if failed == total:
+        kept = f"; {unsaved} not written" if unsaved else ""
+        print(
+            f"googlenet benchmark: error: all {total} paths failed (their rows say why){kept}",
+            file=sys.stderr,
+        )
+    else:
+        print(f"googlenet benchmark: {failed} of {total} paths failed (their rows say why)", file=sys.stderr)
+    return 1
