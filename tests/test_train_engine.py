@@ -496,6 +496,56 @@ def test_a_fine_tuning_ensemble_resumes_without_its_source_file(tiny_data: Path,
     assert [len(_history(out / f"member-{k}")) for k in (0, 1)] == [2, 2]
 
 
+def _fine_tuning_source(data: Path, root: Path) -> tuple[dict[str, Any], Path]:
+    """A one-epoch source run's --init-from setting, and a copy of `data` with a class renamed (so that
+    the source's classifiers are not copied)."""
+    fit(tiny(data, root / "source", **{"run.epochs": 1, "average.method": "none"}))
+    other = root / "other-classes"
+    shutil.copytree(data, other)
+    for split in ("train", "val"):
+        first = sorted((other / split).iterdir())[0]
+        first.rename(first.with_name("zz-" + first.name))
+    return {"model.init_from": str(root / "source" / "final.pt")}, other
+
+
+def test_init_lr_mult_0_freezes_the_copied_layers(tiny_data: Path, tmp_path: Path) -> None:
+    init, other = _fine_tuning_source(tiny_data, tmp_path)
+    source = torch.load(tmp_path / "source" / "final.pt", weights_only=True)["state_dict"]
+    frozen = {**init, "optim.init_lr_mult": 0.0, "run.epochs": 1, "average.method": "none"}
+    assert fit(tiny(other, tmp_path / "frozen", **frozen))["status"] == "completed"
+    tuned = torch.load(tmp_path / "frozen" / "final.pt", weights_only=True)["state_dict"]
+    for name in ("conv1.conv.weight", "inception5b.branch4.1.conv.bias"):
+        assert torch.equal(tuned[name], source[name]), name
+    assert not torch.equal(tuned["fc.weight"], source["fc.weight"])  # re-initialised, and trained
+    state = torch.load(tmp_path / "frozen" / "last.pt", weights_only=True)["train_state"]
+    assert [g["name"] for g in state["optimizer"]["param_groups"]] == ["weights"]  # frozen ones left out
+    assert "fc.weight" not in state["init_copied"] and "conv1.conv.weight" in state["init_copied"]
+    # The same classes: the classifiers are copied too, and freezing would leave nothing to train.
+    with pytest.raises(ConfigError, match="freezes every layer"):
+        fit(tiny(tiny_data, tmp_path / "all", **init, **{"optim.init_lr_mult": 0.0}))
+    with pytest.raises(ConfigError, match="give --init-from"):
+        fit(tiny(tiny_data, tmp_path / "none", **{"optim.init_lr_mult": 0.5}))
+
+
+@pytest.mark.slow  # over 15 s on a 2-core CPU: the slow tier (CI runs it)
+def test_init_lr_mult_scales_the_copied_layers_and_resumes_bit_identical(
+    tiny_data: Path, tmp_path: Path
+) -> None:
+    init, other = _fine_tuning_source(tiny_data, tmp_path)
+    scaled = {**init, "optim.init_lr_mult": 0.1}
+    fit(tiny(other, tmp_path / "straight", **scaled))
+    state = torch.load(tmp_path / "straight" / "last.pt", weights_only=True)["train_state"]
+    assert [(g["name"], g["initial_lr"]) for g in state["optimizer"]["param_groups"]] == [
+        ("weights", 0.01),
+        ("copied weights", pytest.approx(0.001)),
+    ]
+    fit(tiny(other, tmp_path / "resumed", **scaled, **{"run.stop_after_steps": 2}))
+    assert main(["train", "--resume", str(tmp_path / "resumed"), "--no-progress"]) == 0
+    _assert_identical_training_state(tmp_path / "straight" / "last.pt", tmp_path / "resumed" / "last.pt")
+    recipe = torch.load(tmp_path / "straight" / "final.pt", weights_only=True)["meta"]["recipe"]
+    assert "copied weights lr x0.1 weight decay" in recipe["optimizer"]
+
+
 def test_a_stopped_run_resumes_with_its_own_config_file_given_back(tiny_data: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
     argv = ["train", "--data-path", str(tiny_data), "-j", "0", "--input-size", "64", "-b", "4", "--epochs", "1",

@@ -132,6 +132,10 @@ class OptimSection:
     # BatchNorm scales (BN variants); None: weight_decay. torchvision's --norm-weight-decay.
     norm_weight_decay: float | None = None
     bias_lr_mult: float = 1.0  # not in the paper; bvlc_googlenet's train_val.prototxt: 2 (lr_mult 2)
+    # Not in the paper (fine-tuning): learning-rate multiplier of the parameters model.init_from gave;
+    # 0 freezes them (their BatchNorm statistics, in the BN variants, still follow the new data). The
+    # classifiers and any re-initialised layer train at lr.
+    init_lr_mult: float = 1.0
     nesterov: bool = False  # section 6 uses plain momentum
     aux_weight: float = 0.3  # section 5: total loss = main + 0.3 x (aux1 + aux2)
     label_smoothing: float = 0.0  # not in the paper (came with Inception v3, 2015); off
@@ -577,6 +581,11 @@ def validate(config: TrainConfig, *, resuming: bool = False) -> None:
             value is None or value >= 0.0, f"optim.{name} must be >= 0 (or null: weight_decay), got {value}"
         )
     _check(o.bias_lr_mult > 0.0, f"optim.bias_lr_mult must be > 0, got {o.bias_lr_mult}")
+    _check(o.init_lr_mult >= 0.0, f"optim.init_lr_mult must be >= 0 (0 freezes), got {o.init_lr_mult}")
+    _check(
+        o.init_lr_mult == 1.0 or m.init_from is not None,
+        "optim.init_lr_mult (--init-lr-mult) scales the layers --init-from copies; give --init-from",
+    )
     _check(not o.nesterov or o.momentum > 0, "optim.nesterov needs momentum > 0")
     _check(o.aux_weight >= 0.0, f"optim.aux_weight must be >= 0, got {o.aux_weight}")
     _check(

@@ -272,13 +272,31 @@ class _Trainer:
 
         # A resumed run's weights come from last.pt: its --init-from file is not read again (it may
         # have moved), and the fingerprint of the initial weights is the one last.pt recorded.
-        self.model, self.init_sha = _build_model(config, data.classes, device, load_init=checkpoint is None)
+        self.model, self.init_sha, self.init_copied = _build_model(
+            config, data.classes, device, load_init=checkpoint is None
+        )
         if checkpoint is not None:
             self.init_sha = checkpoint["train_state"].get("init_sha256", self.init_sha)
+            self.init_copied = list(checkpoint["train_state"].get("init_copied") or [])
+        if o.init_lr_mult == 0.0:  # frozen: no gradient computed, no update, no momentum
+            for name, param in self.model.named_parameters():
+                if name in self.init_copied:
+                    param.requires_grad_(False)
+            if not any(param.requires_grad for param in self.model.parameters()):
+                raise ConfigError(
+                    f"--init-lr-mult 0 freezes every layer: {config.model.init_from} gave them all (the "
+                    "classifiers too, its classes being the run's); nothing would train"
+                )
         groups = parameter_groups(
             self.model, o.lr, o.weight_decay, bias_weight_decay=o.bias_weight_decay,
             norm_weight_decay=o.norm_weight_decay, bias_lr_mult=o.bias_lr_mult,
+            scaled=self.init_copied, scaled_lr_mult=o.init_lr_mult,
         )  # fmt: skip
+        if o.init_lr_mult != 1.0:
+            trained = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
+            logger.info("fine-tuning: %d parameter tensors from %s at lr x%g%s; %d parameters train",
+                        len(self.init_copied), config.model.init_from, o.init_lr_mult,
+                        " (frozen)" if o.init_lr_mult == 0 else "", trained)  # fmt: skip
         self.optimizer = torch.optim.SGD(
             groups,
             lr=o.lr,
@@ -522,6 +540,7 @@ class _Trainer:
                 "wall_time": self._wall(),
                 "skipped_files": self.data.bad_files,
                 "init_sha256": self.init_sha,
+                "init_copied": self.init_copied,  # the parameters --init-lr-mult scales, for a resume
                 # Mid-epoch, a BN variant's average holds the raw model's BN statistics (recomputed
                 # only at an epoch's end): --test-only must not score the average with them.
                 "averaged_bn_current": meter is None or not self.averager.recompute_bn,
@@ -584,9 +603,10 @@ class _TrainForward(nn.Module):
 
 def _build_model(
     config: TrainConfig, classes: Sequence[str], device: torch.device, *, load_init: bool = True
-) -> tuple[GoogLeNet, str | None]:
-    """The network on `device` and the fingerprint of its initial weights (None when `load_init` is
-    False and the model has `init_from`: the weights it would start from are not read).
+) -> tuple[GoogLeNet, str | None, list[str]]:
+    """The network on `device`, the fingerprint of its initial weights (None when `load_init` is
+    False and the model has `init_from`: the weights it would start from are not read) and the names of
+    the parameters `init_from` copied (none without it, or when not loaded).
 
     Same initial weights for a given seed, whatever the process, device or ensemble member (section 7's
     members start from the same weights).
@@ -600,8 +620,10 @@ def _build_model(
         if v is not None
     }
     model = build_model(m.variant, num_classes=len(classes), aux_logits=m.aux_logits, **overrides)
+    copied: list[str] = []
     if m.init_from and load_init:
-        init_from(model, m.init_from, classes=classes)
+        kept = set(init_from(model, m.init_from, classes=classes))
+        copied = [name for name, _ in model.named_parameters() if name not in kept]
     init_sha = _fingerprint(model) if load_init or not m.init_from else None
     if m.sync_bn:
         if device.type != "cuda":
@@ -610,7 +632,7 @@ def _build_model(
     model.to(device)
     if m.channels_last:
         model.to(memory_format=torch.channels_last)
-    return model, init_sha
+    return model, init_sha, copied
 
 
 def _fingerprint(model: nn.Module) -> str:

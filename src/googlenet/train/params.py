@@ -18,6 +18,7 @@ reference scripts, not the package), so this is ours.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from torch import nn
@@ -36,6 +37,8 @@ def parameter_groups(
     bias_weight_decay: float | None = None,
     norm_weight_decay: float | None = None,
     bias_lr_mult: float = 1.0,
+    scaled: Collection[str] = (),
+    scaled_lr_mult: float = 1.0,
 ) -> list[dict[str, Any]]:
     """SGD parameter groups; the first is always the plain weights' (its lr is the one logged).
 
@@ -44,34 +47,44 @@ def parameter_groups(
     (`lr x bias_lr_mult`, `bias_weight_decay` or `weight_decay`), norm layers' parameters (`lr`,
     `norm_weight_decay`; their shifts go with the biases when those are split). Each group carries a
     `name` ("weights", "biases", "norms").
+
+    `scaled`: parameter names (as `named_parameters` gives them) whose learning rate is multiplied by
+    `scaled_lr_mult` (fine-tuning: the layers a checkpoint gave); unless that is 1, each kind's scaled
+    parameters form a group of their own after the others, named "copied weights", "copied biases",
+    "copied norms" (empty ones left out). Parameters that do not require gradients (frozen) are left out.
     """
     split_bias = bias_weight_decay is not None or bias_lr_mult != 1.0
     split_norm = norm_weight_decay is not None
-    weights: list[nn.Parameter] = []
-    biases: list[nn.Parameter] = []
-    norms: list[nn.Parameter] = []
+    split_scaled = scaled_lr_mult != 1.0
+    scaled = set(scaled)
+    kinds: dict[tuple[str, bool], list[nn.Parameter]] = {
+        (kind, copied): [] for copied in (False, True) for kind in ("weights", "biases", "norms")
+    }
     seen: set[int] = set()  # a parameter shared by two modules goes in one group, once
-    for module in model.modules():
+    for prefix, module in model.named_modules():
         for name, param in module.named_parameters(recurse=False):
             if not param.requires_grad or id(param) in seen:
                 continue
             seen.add(id(param))
+            copied = split_scaled and f"{prefix}.{name}".lstrip(".") in scaled
             if split_bias and name == "bias":
-                biases.append(param)
+                kinds["biases", copied].append(param)
             elif split_norm and isinstance(module, _NORMS):
-                norms.append(param)
+                kinds["norms", copied].append(param)
             else:
-                weights.append(param)
-    groups: list[dict[str, Any]] = [
-        {"name": "weights", "params": weights, "lr": lr, "weight_decay": weight_decay}
-    ]
-    if biases:
-        bias_decay = weight_decay if bias_weight_decay is None else bias_weight_decay
-        groups.append(
-            {"name": "biases", "params": biases, "lr": lr * bias_lr_mult, "weight_decay": bias_decay}
-        )
-    if norms:
-        groups.append({"name": "norms", "params": norms, "lr": lr, "weight_decay": norm_weight_decay})
+                kinds["weights", copied].append(param)
+    bias_decay = weight_decay if bias_weight_decay is None else bias_weight_decay
+    settings = {
+        "weights": (lr, weight_decay),
+        "biases": (lr * bias_lr_mult, bias_decay),
+        "norms": (lr, norm_weight_decay),
+    }
+    groups: list[dict[str, Any]] = []
+    for (kind, copied), params in kinds.items():
+        if params or (kind, copied) == ("weights", False):  # the first group is always there
+            kind_lr, decay = settings[kind]
+            groups.append({"name": f"copied {kind}" if copied else kind, "params": params,
+                           "lr": kind_lr * (scaled_lr_mult if copied else 1.0), "weight_decay": decay})  # fmt: skip
     return groups
 
 
@@ -84,8 +97,12 @@ def describe_groups(groups: list[dict[str, Any]]) -> str:
     base_lr = groups[0]["lr"]
     parts = []
     for group in groups[1:]:
-        if group["name"] == "biases":
-            parts.append(f"biases lr x{group['lr'] / base_lr} weight decay {group['weight_decay']}")
+        copied = group["name"].startswith("copied ")
+        kind = group["name"].removeprefix("copied ")
+        what = {"weights": "weights", "biases": "biases", "norms": "norm layers"}[kind]
+        what = f"copied {what}" if copied else what
+        if kind == "biases" or copied:
+            parts.append(f"{what} lr x{round(group['lr'] / base_lr, 6)} weight decay {group['weight_decay']}")
         else:
-            parts.append(f"norm layers weight decay {group['weight_decay']}")
+            parts.append(f"{what} weight decay {group['weight_decay']}")
     return "".join(f", {part}" for part in parts)
