@@ -131,6 +131,12 @@ def test_init_from_takes_a_torchvision_file_as_export_convert_would(tmp_path: Pa
         runs.append(target.state_dict())
     assert all(torch.equal(runs[0][k], runs[1][k]) for k in runs[0])
     assert torch.equal(runs[0]["conv2.conv.weight"], theirs.conv2.conv.weight)  # copied as it is
+    # torchvision's auxiliary heads were never trained: the run's own stay (frozen or slowed by
+    # --init-lr-mult they would stay random), also from the converted file, which keeps the mark.
+    torch.manual_seed(1)
+    fresh = googlenet.build_model("torchvision", num_classes=3).state_dict()
+    assert torch.equal(runs[0]["aux1.fc1.weight"], fresh["aux1.fc1.weight"])
+    assert not torch.equal(runs[0]["aux1.fc1.weight"], theirs.aux1.fc1.weight)
     assert not torch.equal(runs[0]["conv1.conv.weight"], theirs.conv1.conv.weight)  # [-1, 1] folded in
 
 

@@ -237,6 +237,8 @@ def test_a_training_report_labels_the_images_by_the_models_class_names(
         ("config.yaml", "model: [unclosed\n", "config.yaml: not a readable config file"),
         ("config.yaml", "- a\n- list\n", "config.yaml: expected a mapping of sections"),
         ("results.json", "[1, 2]", "results.json: expected a JSON object, found a list"),
+        ("grad_norms.csv", "step,depth\nx,y\n", "Left out:"),
+        ("grad_norms.csv", b"\xff\xfe\x00garbage\n", "Left out:"),
     ],
 )
 def test_a_damaged_run_file_is_a_note_or_one_line(

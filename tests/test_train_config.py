@@ -143,6 +143,17 @@ def test_a_range_error_names_the_file_that_set_the_value(tmp_path: Path) -> None
         build_config(_parse(["--config", str(path), "--lr", "0.1", "--momentum", "2"]))
 
 
+def test_a_cosine_floor_above_a_scaled_group_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "init.pt").write_bytes(b"")  # validation only checks that the file is there
+    init = {"model.init_from": str(tmp_path / "init.pt"), "schedule.lr_scheduler": "cosine"}
+    with pytest.raises(ConfigError, match=r"lr_min \(0.001\) must be below .*the lowest: 0.0001"):
+        resolve({}, {**init, "optim.init_lr_mult": 0.01, "schedule.lr_min": 0.001})
+    resolve({}, {**init, "optim.init_lr_mult": 0.01, "schedule.lr_min": 0.00001})
+    resolve({}, {**init, "optim.init_lr_mult": 0.0, "schedule.lr_min": 0.001})  # frozen: no group to rise
+    with pytest.raises(ConfigError, match=r"the lowest: 0\.0005"):
+        resolve({}, {"schedule.lr_scheduler": "cosine", "optim.bias_lr_mult": 0.05, "schedule.lr_min": 0.001})
+
+
 def test_missing_config_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no such config file"):
         load_yaml(tmp_path / "nope.yaml")

@@ -58,19 +58,43 @@ def test_a_run_that_cannot_fit_is_refused_and_one_that_comes_close_warned(
     assert memory.check_training_memory("bn", 224, 32, 1, torch.device("cuda"), **check) is not None
 
 
+def _write(folder: Path, **files: str) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (folder / name.replace("_", ".", 1)).write_text(text)
+
+
 def test_cgroup_limits_bound_the_available_memory(tmp_path: Path) -> None:
-    assert memory._cgroup_room(tmp_path) is None  # no cgroup files
-    (tmp_path / "memory.max").write_text("max\n")
-    (tmp_path / "memory.current").write_text("100\n")
-    assert memory._cgroup_room(tmp_path) is None
-    (tmp_path / "memory.max").write_text(f"{2**30}\n")
-    assert memory._cgroup_room(tmp_path) == 2**30 - 100
+    gib = 2**30
+    membership = tmp_path / "cgroup"
+    assert memory._cgroup_room(tmp_path / "none", membership) is None  # no cgroup files at all
+    # v2: the process's group has no limit, the one above it (a Slurm job, a systemd slice) has 4 GiB,
+    # of which 3 GiB are in use, 2 GiB of that reclaimable page cache: 3 GiB of room.
+    v2 = tmp_path / "v2"
+    _write(v2, **{"cgroup_controllers": "memory\n", "memory_max": "max\n", "memory_current": "1\n"})
+    _write(v2 / "job", **{"memory_max": f"{4 * gib}\n", "memory_current": f"{3 * gib}\n",
+                          "memory_stat": f"anon 1\ninactive_file {2 * gib}\nactive_file 5\n"})  # fmt: skip
+    _write(v2 / "job" / "step", **{"memory_max": "max\n", "memory_current": f"{gib}\n"})
+    membership.write_text("0::/job/step\n")
+    assert memory._cgroup_room(v2, membership) == 3 * gib
+    membership.write_text("0::/\n")  # a container's own cgroup namespace: its group is the root
+    assert memory._cgroup_room(v2, membership) is None
+    # v1: the limit in the memory hierarchy, "no limit" written as nearly 2^63.
     v1 = tmp_path / "v1"
-    (v1 / "memory").mkdir(parents=True)
-    (v1 / "memory" / "memory.limit_in_bytes").write_text(f"{2**63 - 4096}\n")  # v1's "no limit"
-    (v1 / "memory" / "memory.usage_in_bytes").write_text("5\n")
-    assert memory._cgroup_room(v1) is None
+    _write(v1 / "memory", **{"memory_limit_in_bytes": f"{2**63 - 4096}\n", "memory_usage_in_bytes": "5\n"})
+    _write(v1 / "memory" / "box", **{"memory_limit_in_bytes": f"{2 * gib}\n", "memory_usage_in_bytes": f"{gib}\n",
+                                     "memory_stat": f"cache 9\ntotal_inactive_file {gib // 2}\n"})  # fmt: skip
+    membership.write_text("4:memory:/box\n3:cpu:/\n0::/\n")
+    assert memory._cgroup_room(v1, membership) == gib + gib // 2
+    membership.write_text("4:memory:/gone\n")  # a group not under this mount: its root
+    assert memory._cgroup_room(v1, membership) is None
     assert (memory.available_memory(torch.device("cpu")) or 1) > 0
+
+
+def test_a_small_input_on_a_batchnorm_variant_is_estimated(tmp_path: Path) -> None:
+    # One image gives 1x1 maps in 5b at 32 px, which BatchNorm refuses in training mode.
+    assert memory.estimate_training_memory("bn", 10, 32, 8, aux_logits=False).activations > 0
+    assert memory.estimate_training_memory("torchvision", 10, 32, 8, aux_logits=False).activations > 0
 
 
 def test_train_refuses_a_batch_no_machine_holds(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -79,6 +103,17 @@ def test_train_refuses_a_batch_no_machine_holds(tmp_path: Path, capsys: pytest.C
     err = capsys.readouterr().err.strip()
     assert err.startswith("googlenet train: error: a training step at batch 1024, 4096 px needs about")
     assert "\n" not in err and not out.exists()  # refused before the run folder or the data
+
+
+def test_detect_train_refuses_it_before_its_region_set(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "det"
+    missing = tmp_path / "no-such-voc"  # never read: the refusal comes first
+    assert main(["detect", "train", "--annotations", str(missing), "--input-size", "4096", "-b", "1024",
+                 "-o", str(out)]) == 1  # fmt: skip
+    err = capsys.readouterr().err.strip()
+    assert "a training step at batch 1024, 4096 px needs about" in err and not out.exists()
 
 
 def test_an_allocation_that_fails_is_one_line(

@@ -219,6 +219,7 @@ def run_train(args: argparse.Namespace) -> int:
     )
     from googlenet.train.config import resolve
     from googlenet.train.engine import fit
+    from googlenet.train.memory import check_run_memory
     from googlenet.train.runs import check_new_run_folder, lock_folder
 
     env = ddp.from_environment()
@@ -260,10 +261,6 @@ def run_train(args: argparse.Namespace) -> int:
         if output.exists() and not output.is_dir():
             raise ConfigError(f"--output-dir {output}: is a file, not a run folder")
         check_new_run_folder(output)  # before the region set below replaces a run's own
-        # Absolute, so the run resumes and evaluates from any working directory.
-        voc = os.path.abspath(
-            resolve_annotations(args.annotations, progress=sys.stderr.isatty() and env.is_main)
-        )
         region_config = RegionSetConfig(
             input_size=input_size,
             context=args.context,
@@ -289,6 +286,13 @@ def run_train(args: argparse.Namespace) -> int:
         flags.pop("run.output_dir", None)
         config = resolve({**preset, **file_overrides}, flags)  # every value checked before the region set
         _refuse_inapplicable(flags, config)  # as `train` does: a flag that cannot apply is not recorded
+        # A batch the memory cannot hold is refused before the region set (minutes) is built; the
+        # engine checks again, and warns, when training starts.
+        check_run_memory(config, env.world_size, ddp.resolve_device(config.run.device, env))
+        # Absolute, so the run resumes and evaluates from any working directory.
+        voc = os.path.abspath(
+            resolve_annotations(args.annotations, progress=sys.stderr.isatty() and env.is_main)
+        )
         lock, created = None, not output.exists()
         if env.is_main:
             output.mkdir(parents=True, exist_ok=True)

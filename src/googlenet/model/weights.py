@@ -82,6 +82,11 @@ def torchvision_meta(model: GoogLeNet) -> dict[str, Any]:
     meta = imagenet_meta(model)
     if not model.config.transform_input:
         meta["mean"], meta["std"] = list(TORCHVISION_FILE_MEAN), list(TORCHVISION_FILE_STD)
+    if model.aux1 is not None:
+        # torchvision's released GoogLeNet weights were ported without trained auxiliary heads (it warns
+        # so when it loads them); a state dict in its layout is taken to be such a file. `--init-from`
+        # leaves these heads to the run; `export --convert` keeps the mark in the converted file.
+        meta["aux_heads_untrained"] = True
     return meta
 
 

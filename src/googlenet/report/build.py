@@ -430,7 +430,11 @@ def _training_sections(page: Page, folder: Path, limit: int, predictions: bool) 
         )
     page.add("Table 1: the network", table1_section(model))
     if (folder / "grad_norms.csv").is_file():
-        page.add("Gradient flow", gradflow_section(folder))
+        try:
+            flow = gradflow_section(folder)
+        except DataError as exc:
+            flow = f'<p class="note">Left out: {esc(exc)}</p>'
+        page.add("Gradient flow", flow)
     if predictions and final.is_file():
         title = "Validation: confusion and confident mistakes"
         try:

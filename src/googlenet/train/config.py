@@ -601,6 +601,16 @@ def validate(config: TrainConfig, *, resuming: bool = False) -> None:
         0.0 < s.lr_warmup_start <= 1.0, f"schedule.lr_warmup_start must be in (0, 1], got {s.lr_warmup_start}"
     )
     _check(0.0 <= s.lr_min < o.lr, f"schedule.lr_min must be in [0, lr), got {s.lr_min}")
+    # Cosine takes every parameter group to the one lr_min: a group that starts below it would rise.
+    scaled = [o.bias_lr_mult] + (
+        [o.init_lr_mult, o.init_lr_mult * o.bias_lr_mult] if o.init_lr_mult > 0 else []
+    )
+    lowest = o.lr * min(1.0, *scaled)
+    _check(
+        s.lr_scheduler != "cosine" or s.lr_min < lowest,
+        f"schedule.lr_min ({s.lr_min}) must be below every group's starting learning rate (the lowest: "
+        f"{lowest:g}, from --bias-lr-mult/--init-lr-mult): cosine takes each group to lr_min, so that one would rise",
+    )
     # 0 epochs would write an untrained final.pt as if it were a result (--test-only evaluates instead)
     _check(r.epochs >= 1, f"run.epochs must be >= 1, got {r.epochs}")
     _check(

@@ -66,7 +66,7 @@ from googlenet.train.loop import (
     autocast_for,
     train_one_epoch,
 )
-from googlenet.train.memory import check_training_memory
+from googlenet.train.memory import check_run_memory
 from googlenet.train.params import describe_groups, parameter_groups
 from googlenet.train.runs import RunFolder, check_new_run_folder, default_output_dir, finished_results
 from googlenet.train.sampling import (
@@ -242,10 +242,7 @@ class _Trainer:
         self.data_seed = r.data_seed if r.data_seed is not None else r.seed
         if o.batch_size % env.world_size:
             raise ConfigError(f"batch size {o.batch_size} is not divisible by {env.world_size} processes")
-        warning = check_training_memory(
-            m.variant, m.input_size, o.batch_size, env.world_size, device, aux_logits=m.aux_logits,
-            workers=loader_workers(config), autocast=autocast_for(device, r.amp, r.amp_dtype)[0] is not None,
-        )  # fmt: skip
+        warning = check_run_memory(config, env.world_size, device)
         if warning and env.is_main:
             logger.warning("%s", warning)
         self.data = data = build_data(config, env)
@@ -708,7 +705,8 @@ def _recipe(config: TrainConfig, groups: list[dict[str, Any]]) -> dict[str, Any]
     o, s, a = config.optim, config.schedule, config.average
     return {
         "optimizer": f"SGD momentum {o.momentum}, weight decay {o.weight_decay}, global batch {o.batch_size}"
-        + describe_groups(groups),
+        + describe_groups(groups)
+        + (", the layers --init-from copied frozen" if o.init_lr_mult == 0 else ""),
         "lr": o.lr,
         "schedule": (
             f"cosine to {s.lr_min}"

@@ -63,6 +63,11 @@ def init_from(
                     "conv1 for this run's mean %s, std %s", path, *_rounded(trained_on), *_rounded(fed))  # fmt: skip
     stored_classes = list((checkpoint.get("meta") or {}).get("class_names") or [])
     unnamed = stored_classes == [str(i) for i in range(len(stored_classes))]  # default_meta's placeholders
+    if checkpoint["untrained_aux"]:
+        state = {k: v for k, v in state.items() if not k.startswith(("aux1.", "aux2."))}
+        logger.info("%s: torchvision's GoogLeNet files hold auxiliary heads that were never trained "
+                    "(torchvision says so when it loads them): the run's heads keep their fresh initialisation",
+                    path)  # fmt: skip
     if classes is not None and stored_classes and not unnamed and stored_classes != list(classes):
         state = {k: v for k, v in state.items() if not k.startswith(CLASSIFIERS)}
         logger.info("%s: trained on other classes (%s) than this run's (%s): its classifiers are not copied",
@@ -88,7 +93,11 @@ def _weights_of(path: str | os.PathLike[str]) -> dict[str, Any]:
     a torchvision state dict, variant `torchvision`; the reference .caffemodel or the ONNX zoo's
     GoogLeNet, variant `paper`), through the model it describes, with the normalisation it needs."""
     model, meta = model_from_file(path)
-    return {"model_config": model.config.as_dict(), "state_dict": model.state_dict(), "meta": meta}
+    # torchvision's released GoogLeNet weights were ported without trained auxiliary heads: what the file
+    # holds there is random, and must not be frozen or slowed by --init-lr-mult as if it were learnt.
+    untrained_aux = model.aux1 is not None and bool(meta.get("aux_heads_untrained"))
+    return {"model_config": model.config.as_dict(), "state_dict": model.state_dict(), "meta": meta,
+            "untrained_aux": untrained_aux}  # fmt: skip
 
 
 CONV1_WEIGHT, CONV1_BIAS, CONV1_BN_MEAN = "conv1.conv.weight", "conv1.conv.bias", "conv1.bn.running_mean"

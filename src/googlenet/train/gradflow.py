@@ -33,6 +33,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from googlenet.errors import DataError
 from googlenet.io import atomic_open
 
 CSV_NAME = "grad_norms.csv"
@@ -181,17 +182,23 @@ def save_grad_norms(folder: str | Path, rows: Sequence[Mapping[str, Any]], every
 
 
 def load_grad_norms(folder: str | Path) -> list[dict[str, Any]]:
-    """The rows of a run folder's grad_norms.csv ([] if it has none)."""
+    """The rows of a run folder's grad_norms.csv ([] if it has none); a `DataError` naming the file if
+    it is not one this module wrote."""
     path = Path(folder) / CSV_NAME
     if not path.is_file():
         return []
-    with path.open(newline="", encoding="utf-8") as handle:
-        return [
-            {"step": int(r["step"]), "depth": int(r["depth"]), "layer": r["layer"],
-             "aux": r["aux"] == "True", "norm": float(r["norm"]),
-             "norm_main": _number(r.get("norm_main")), "norm_aux": _number(r.get("norm_aux"))}
-            for r in csv.DictReader(handle)
-        ]  # fmt: skip
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            return [
+                {"step": int(r["step"]), "depth": int(r["depth"]), "layer": r["layer"],
+                 "aux": r["aux"] == "True", "norm": float(r["norm"]),
+                 "norm_main": _number(r.get("norm_main")), "norm_aux": _number(r.get("norm_aux"))}
+                for r in csv.DictReader(handle)
+            ]  # fmt: skip
+    except (KeyError, TypeError, ValueError, csv.Error) as exc:  # ValueError: also UnicodeDecodeError
+        raise DataError(
+            f"{path}: not a gradient-norm file of googlenet train ({type(exc).__name__}: {exc})"
+        ) from None
 
 
 def _cell(value: Any) -> str:

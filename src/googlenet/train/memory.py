@@ -17,12 +17,16 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from googlenet.errors import ConfigError
 from googlenet.model.googlenet import build_model
+
+if TYPE_CHECKING:
+    from googlenet.train.config import TrainConfig
 
 # A step's activations over the summed layer outputs: the upper end of what benchmarks/train_memory.py
 # measured in two runs (0.81-1.34), so that the estimate errs high.
@@ -68,11 +72,13 @@ def layer_output_bytes(model: nn.Module, input_size: int) -> int:
     hooks = [m.register_forward_hook(count) for m in meta.modules() if not list(m.children())]
     try:
         meta.train()
-        meta(torch.empty(1, 3, input_size, input_size, device="meta"))
+        # Two images: in training mode BatchNorm refuses a single value per channel (a 1x1 map of one
+        # image, as small inputs give), which a real batch never is.
+        meta(torch.empty(2, 3, input_size, input_size, device="meta"))
     finally:
         for hook in hooks:
             hook.remove()
-    return total
+    return total // 2
 
 
 def estimate_training_memory(
@@ -124,21 +130,72 @@ def available_memory(device: torch.device) -> int | None:
     return available
 
 
-def _cgroup_room(root: Path = Path("/sys/fs/cgroup")) -> int | None:
-    """A cgroup v2 or v1 memory limit minus what the group already uses, or None (no limit)."""
-    for limit_file, usage_file in (
-        ("memory.max", "memory.current"),
-        ("memory/memory.limit_in_bytes", "memory/memory.usage_in_bytes"),
-    ):
-        try:
-            limit = (root / limit_file).read_text().strip()
-            usage = int((root / usage_file).read_text().strip())
-        except (OSError, ValueError):
+def _cgroup_room(
+    root: Path = Path("/sys/fs/cgroup"), membership: Path = Path("/proc/self/cgroup")
+) -> int | None:
+    """The least room under the memory limits of this process's cgroup and the groups above it (cgroup v2
+    or v1), or None where no limit is set. A group's room is its limit less its working set: what it
+    uses less the page cache the kernel can reclaim (inactive files), as the kernel counts before it
+    kills."""
+    rooms = [
+        room
+        for folder, files in _cgroup_folders(root, membership)
+        if (room := _group_room(folder, *files)) is not None
+    ]
+    return min(rooms) if rooms else None
+
+
+_V2_FILES = ("memory.max", "memory.current", "inactive_file")
+_V1_FILES = ("memory.limit_in_bytes", "memory.usage_in_bytes", "total_inactive_file")
+
+
+def _cgroup_folders(root: Path, membership: Path) -> list[tuple[Path, tuple[str, str, str]]]:
+    """This process's memory cgroup folder and each one above it, up to `root`, with the file names of
+    its cgroup version; `root` alone when /proc/self/cgroup cannot be read or names a folder not there
+    (a container's own namespace shows its group as "/")."""
+    try:
+        lines = membership.read_text().splitlines()
+    except OSError:
+        lines = []
+    found: list[tuple[Path, tuple[str, str, str]]] = []
+    for line in lines:
+        _hierarchy, controllers, path = [*line.split(":", 2), "", ""][:3]
+        if controllers == "" and (root / "cgroup.controllers").is_file():  # "0::/path", v2 mounted at root
+            base, files = root, _V2_FILES
+        elif "memory" in controllers.split(","):
+            base, files = root / "memory", _V1_FILES
+        else:
             continue
-        if limit == "max" or not limit.isdigit() or int(limit) >= 1 << 60:  # v1 writes "no limit" as ~2^63
-            return None
-        return max(int(limit) - usage, 0)
-    return None
+        folder = base / path.strip("/")
+        if not folder.is_dir():
+            folder = base
+        while True:
+            found.append((folder, files))
+            if folder == base or base not in folder.parents:
+                break
+            folder = folder.parent
+    if not found:
+        found = [(root, _V2_FILES), (root / "memory", _V1_FILES)]
+    return found
+
+
+def _group_room(folder: Path, limit_file: str, usage_file: str, inactive_key: str) -> int | None:
+    try:
+        limit = (folder / limit_file).read_text().strip()
+        usage = int((folder / usage_file).read_text().strip())
+    except (OSError, ValueError):
+        return None
+    if limit == "max" or not limit.isdigit() or int(limit) >= 1 << 60:  # v1 writes "no limit" as ~2^63
+        return None
+    inactive = 0
+    try:
+        for line in (folder / "memory.stat").read_text().splitlines():
+            key, _, value = line.partition(" ")
+            if key == inactive_key and value.strip().isdigit():
+                inactive = int(value)
+    except OSError:
+        pass
+    return max(int(limit) - max(usage - inactive, 0), 0)
 
 
 def local_processes(device: torch.device) -> int:
@@ -191,3 +248,16 @@ def check_training_memory(
     if need > WARN_SHARE * available:
         return f"{message}: the run may run out of memory"
     return None
+
+
+def check_run_memory(config: TrainConfig, world_size: int, device: torch.device) -> str | None:
+    """`check_training_memory` for a training config (`googlenet train`, `detect train` before its
+    region set is built)."""
+    from googlenet.train.inputs import loader_workers
+    from googlenet.train.loop import autocast_for
+
+    m, r = config.model, config.run
+    return check_training_memory(
+        m.variant, m.input_size, config.optim.batch_size, world_size, device, aux_logits=m.aux_logits,
+        workers=loader_workers(config), autocast=autocast_for(device, r.amp, r.amp_dtype)[0] is not None,
+    )  # fmt: skip
