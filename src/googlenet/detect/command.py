@@ -250,11 +250,12 @@ def run_predict(args: argparse.Namespace) -> int:
     scoring = time.perf_counter() - started
     done = len(images) - len(skipped)
     _check_some_read(args, images, skipped)  # before --output is written: an earlier file stays as it was
-    refining = ""
+    refining, refine_seconds = "", None
     if regression is not None:
         started = time.perf_counter()
         detections = _refine(detections, regression, args.checkpoint, images, config)
-        refining = f", box regression {(time.perf_counter() - started) / max(1, done):.2f} s/image"
+        refine_seconds = (time.perf_counter() - started) / max(1, done)
+        refining = f", box regression {refine_seconds:.2f} s/image"
     write_detections(args.output, detections)
     drawn = (
         _draw(detections, images, args.draw, args.draw_threshold, config.pixel_offset) if args.draw else []
@@ -263,7 +264,7 @@ def run_predict(args: argparse.Namespace) -> int:
         print(json.dumps({
             "output": args.output, "images": done, "skipped_images": len(skipped), "models": len(ensemble.members),
             "proposal_seconds_per_image": seconds / max(1, done), "scoring_seconds_per_image": scoring / max(1, done),
-            "drawn": drawn,
+            "box_regression_seconds_per_image": refine_seconds, "drawn": drawn,
             "detections": [{"image_id": d.image, "class": d.label, "score": d.score, "box": list(d.box)}
                            for d in detections],
         }, indent=1))  # fmt: skip
