@@ -168,18 +168,10 @@ def test_a_stopped_run_is_described_by_its_last_checkpoint(
     assert " with them;" in html  # Table 1 counts the auxiliary heads the run trains
 
 
-def test_an_evaluation_report_labels_the_images_in_the_models_class_order(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A model whose classes are in another order than the folder's: each image keeps its own class (the
-    report's confusion and captions named them by the wrong class); without its images, a note."""
+def _record_predicted_images(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
+    """The (path, label) pairs the report runs through the model, collected as it builds."""
     import googlenet.report.build as build
 
-    data = make_tiny_data(tmp_path)
-    names = list(reversed(CLASSES))
-    meta = {"class_names": names, "input_size": 64, "resize_size": 73, "interpolation": "bilinear"}
-    save_checkpoint(tmp_path / "reversed.pt", build_model("paper", num_classes=len(names)), meta)
-    folder = _evaluation_folder(tmp_path, tmp_path / "reversed.pt", data)
     seen: list[tuple[str, int]] = []
     original = build.predict_images
 
@@ -188,6 +180,20 @@ def test_an_evaluation_report_labels_the_images_in_the_models_class_order(
         return original(checkpoint, samples, limit)
 
     monkeypatch.setattr(build, "predict_images", spy)
+    return seen
+
+
+def test_an_evaluation_report_labels_the_images_in_the_models_class_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A model whose classes are in another order than the folder's: each image keeps its own class (the
+    report's confusion and captions named them by the wrong class); without its images, a note."""
+    data = make_tiny_data(tmp_path)
+    names = list(reversed(CLASSES))
+    meta = {"class_names": names, "input_size": 64, "resize_size": 73, "interpolation": "bilinear"}
+    save_checkpoint(tmp_path / "reversed.pt", build_model("paper", num_classes=len(names)), meta)
+    folder = _evaluation_folder(tmp_path, tmp_path / "reversed.pt", data)
+    seen = _record_predicted_images(monkeypatch)
     write_report(folder, tmp_path / "reversed.html")
     assert seen and all(names[target] == Path(path).parent.name for path, target in seen)
     shutil.rmtree(data / "val")
@@ -201,18 +207,9 @@ def test_a_training_report_labels_the_images_by_the_models_class_names(
     """The run's val folders renamed or added to since: each image keeps its own class (they were
     relabelled in the folders' sorted order: shifted labels, or an IndexError), or the section is left
     out with the reason; a data folder that moved leaves it out too, the rest of the report stays."""
-    import googlenet.report.build as build
-
     data = make_tiny_data(tmp_path)
     training = _training_folder(tmp_path, data)
-    seen: list[tuple[str, int]] = []
-    original = build.predict_images
-
-    def spy(checkpoint: Path, samples: list[tuple[str, int]], limit: int) -> dict[str, Any]:
-        seen.extend(samples)
-        return original(checkpoint, samples, limit)
-
-    monkeypatch.setattr(build, "predict_images", spy)
+    seen = _record_predicted_images(monkeypatch)
     (data / "val" / "disc").rename(data / "val" / "zz_disc")  # sorts last now: ring, square, zz_disc
     html = write_report(training, tmp_path / "renamed.html").read_text(encoding="utf-8")
     assert not seen and "Left out:" in html and "Training curves" in html

@@ -276,8 +276,9 @@ class _Trainer:
             self.init_sha = checkpoint["train_state"].get("init_sha256", self.init_sha)
             self.init_copied = list(checkpoint["train_state"].get("init_copied") or [])
         if o.init_lr_mult == 0.0:  # frozen: no gradient computed, no update, no momentum
+            copied = set(self.init_copied)
             for name, param in self.model.named_parameters():
-                if name in self.init_copied:
+                if name in copied:
                     param.requires_grad_(False)
             if not any(param.requires_grad for param in self.model.parameters()):
                 raise ConfigError(
