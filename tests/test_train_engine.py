@@ -527,6 +527,42 @@ def test_init_lr_mult_0_freezes_the_copied_layers(tiny_data: Path, tmp_path: Pat
         fit(tiny(tiny_data, tmp_path / "none", **{"optim.init_lr_mult": 0.5}))
 
 
+def test_init_lr_mult_0_freezes_batchnorm_statistics_too(
+    tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bn = {"model.variant": "bn", "run.epochs": 1}
+    fit(tiny(tiny_data, tmp_path / "source", **bn, **{"average.method": "none"}))
+    other = tmp_path / "other-classes"
+    shutil.copytree(tiny_data, other)
+    for split in ("train", "val"):
+        first = sorted((other / split).iterdir())[0]
+        first.rename(first.with_name("zz-" + first.name))
+    source = torch.load(tmp_path / "source" / "final.pt", weights_only=True)["state_dict"]
+    # Polyak's recomputation of BatchNorm statistics (update_bn) runs too: the frozen ones stay.
+    frozen = {**bn, "model.init_from": str(tmp_path / "source" / "final.pt"), "optim.init_lr_mult": 0.0,
+              "average.start": 0}  # fmt: skip
+    assert fit(tiny(other, tmp_path / "frozen", **frozen))["status"] == "completed"
+    for file, key in (
+        ("final.pt", "state_dict"),
+        ("last.pt", "state_dict"),
+        ("last.pt", "averaged_state_dict"),
+    ):
+        tuned = torch.load(tmp_path / "frozen" / file, weights_only=True)[key]
+        tuned = {k.removeprefix("module."): v for k, v in tuned.items() if k != "n_averaged"}
+        assert tuned.keys() == source.keys(), (file, key)  # a plain BatchNorm model's keys, counters too
+        for name in ("conv1.bn.running_mean", "conv1.bn.running_var", "inception5b.branch1.bn.running_var",
+                     "aux2.conv.bn.running_mean", "inception4a.branch3.1.bn.num_batches_tracked"):  # fmt: skip
+            assert torch.equal(tuned[name], source[name]), (file, key, name)
+        assert not torch.equal(tuned["fc.weight"], source["fc.weight"])
+    # The run's checkpoints load wherever a plain model's do.
+    assert (
+        main(["train", "--test-only", "--resume", str(tmp_path / "frozen"), "--json", "--no-progress"]) == 0
+    )
+    assert json.loads(capsys.readouterr().out)["val_top1_avg"] >= 0
+    assert main(["evaluate", "--checkpoint", str(tmp_path / "frozen" / "final.pt"), "--data-path", str(other),
+                 "--json", "--no-progress", "-j", "0", "--engine", "eager"]) == 0  # fmt: skip
+
+
 @pytest.mark.slow  # over 15 s on a 2-core CPU: the slow tier (CI runs it)
 def test_init_lr_mult_scales_the_copied_layers_and_resumes_bit_identical(
     tiny_data: Path, tmp_path: Path

@@ -182,7 +182,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_g("--bias-lr-mult", dest="optim.bias_lr_mult", type=float,
           help="learning-rate multiplier of biases (1; Caffe's bvlc_googlenet: 2)")  # fmt: skip
     add_g("--init-lr-mult", dest="optim.init_lr_mult", type=float,
-          help="fine-tuning: learning-rate multiplier of the layers --init-from copies (1; 0 freezes them)")  # fmt: skip
+          help="fine-tuning: learning-rate multiplier of the layers --init-from copies (1; 0 freezes them, "
+               "BatchNorm statistics included)")  # fmt: skip
     add_g("--nesterov", dest="optim.nesterov", action=boolean, help="Nesterov momentum")
     add_g("--aux-weight", dest="optim.aux_weight", type=float, help="auxiliary loss weight (section 5: 0.3)")
     add_g("--label-smoothing", dest="optim.label_smoothing", type=float, help="label smoothing (off)")

@@ -163,11 +163,14 @@ def barrier(*, long: bool = False) -> None:
 
 
 def average_buffers(module: torch.nn.Module) -> None:
-    """Average every floating-point buffer (e.g. recomputed BN statistics) over all processes."""
+    """Average the BatchNorm statistics (recomputed by each process on its shard) over all processes.
+    Other buffers, frozen layers' included, are the same everywhere and are left exactly as they are."""
     if not (dist.is_available() and dist.is_initialized()):
         return
     world = dist.get_world_size()
-    for buffer in module.buffers():
-        if buffer.is_floating_point():
-            dist.all_reduce(buffer, op=dist.ReduceOp.SUM)
-            buffer.div_(world)
+    for layer in module.modules():
+        if isinstance(layer, torch.nn.modules.batchnorm._BatchNorm):
+            for buffer in (layer.running_mean, layer.running_var):
+                if buffer is not None:
+                    dist.all_reduce(buffer, op=dist.ReduceOp.SUM)
+                    buffer.div_(world)

@@ -55,7 +55,7 @@ from googlenet.train.config import TrainConfig, builtin_settings, dump_yaml, fro
 from googlenet.train.ensemble import fit_ensemble
 from googlenet.train.epochs import end_of_epoch, log_epoch, mean
 from googlenet.train.evaluation import evaluate_checkpoint
-from googlenet.train.finetune import init_from
+from googlenet.train.finetune import freeze_batchnorm, init_from
 from googlenet.train.gradflow import GradNormRecorder, load_grad_norms, plot_grad_split, write_split_table
 from googlenet.train.inputs import TrainData, build_data, loader_workers, make_eval_loader, make_loader
 from googlenet.train.loop import (
@@ -285,6 +285,9 @@ class _Trainer:
                     f"--init-lr-mult 0 freezes every layer: {config.model.init_from} gave them all (the "
                     "classifiers too, its classes being the run's); nothing would train"
                 )
+            frozen_bn = freeze_batchnorm(self.model, copied)
+            if frozen_bn:
+                logger.info("fine-tuning: %d BatchNorm layers frozen with their statistics", len(frozen_bn))
         groups = parameter_groups(
             self.model, o.lr, o.weight_decay, bias_weight_decay=o.bias_weight_decay,
             norm_weight_decay=o.norm_weight_decay, bias_lr_mult=o.bias_lr_mult,

@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import torch
+import torchvision
+from torch import nn
 
 from googlenet.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from googlenet.errors import CheckpointError
@@ -150,3 +152,46 @@ def _fold_normalisation(
         state[CONV1_BIAS] = (state[CONV1_BIAS].double() + shift).to(state[CONV1_BIAS].dtype)
     elif CONV1_BN_MEAN in state:  # BN subtracts its running mean: take the shift off it instead
         state[CONV1_BN_MEAN] = (state[CONV1_BN_MEAN].double() - shift).to(state[CONV1_BN_MEAN].dtype)
+
+
+class FrozenBatchNorm2d(torchvision.ops.FrozenBatchNorm2d):
+    """A BatchNorm layer `--init-lr-mult 0` froze: torchvision's FrozenBatchNorm2d (statistics and affine
+    parameters fixed, in training as in evaluation; the layer torchvision's detection models use for a
+    frozen backbone), keeping BatchNorm2d's `num_batches_tracked` so that the run's checkpoints hold the
+    same keys as any other run's and load into a plain model unchanged."""
+
+    def __init__(self, bn: nn.BatchNorm2d) -> None:
+        super().__init__(bn.num_features, eps=bn.eps)
+        assert (
+            bn.running_mean is not None and bn.running_var is not None and bn.num_batches_tracked is not None
+        )
+        with torch.no_grad():
+            for name, value in (("weight", bn.weight), ("bias", bn.bias),
+                                ("running_mean", bn.running_mean), ("running_var", bn.running_var)):  # fmt: skip
+                getattr(self, name).copy_(value)
+        self.to(bn.running_mean.device)
+        self.register_buffer("num_batches_tracked", bn.num_batches_tracked.detach().clone())
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+        # torchvision's drops `num_batches_tracked` from the state before loading; this layer keeps it.
+        nn.Module._load_from_state_dict(self, state_dict, prefix, *args)
+
+
+def freeze_batchnorm(model: nn.Module, frozen: Collection[str]) -> list[str]:
+    """Replace each BatchNorm2d whose scale and shift are both in `frozen` (parameter names) by a
+    `FrozenBatchNorm2d` holding its values; returns the replaced modules' names.
+
+    Frozen weights alone would still let such a layer normalise by each batch's statistics in training
+    and move its running statistics towards the new data, so the frozen features would change under the
+    classifier that learns on them (and at evaluation differ from those it learnt on)."""
+    frozen = set(frozen)
+    names = [
+        name for name, module in model.named_modules()
+        if type(module) is nn.BatchNorm2d and module.affine and module.track_running_stats
+        and {f"{name}.weight", f"{name}.bias"} <= frozen
+    ]  # fmt: skip
+    for name in names:
+        parent_name, _, child = name.rpartition(".")
+        parent = model.get_submodule(parent_name)
+        setattr(parent, child, FrozenBatchNorm2d(getattr(parent, child)))
+    return names
