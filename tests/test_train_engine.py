@@ -671,6 +671,35 @@ def test_plots_mark_chance_and_whole_epochs(tmp_path: Path, monkeypatch: pytest.
     assert not lines and {p.name for p in tmp_path.glob("*.png")} == {"loss.png", "top1.png", "lr.png"}
 
 
+def test_another_torchrun_process_adds_its_warnings_to_the_first_ones_log(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from googlenet.train.runs import RunFolder
+
+    log = logging.getLogger("googlenet.data.datasets")
+    first = RunFolder(tmp_path / "run")
+    first.attach_log()
+    other = RunFolder(tmp_path / "run", enabled=False, rank=1)
+    other.attach_log()
+    log.info("the first process's progress")
+    log.warning("skipping a bad image: b.jpg: cannot identify image file")
+    other.log_to_file(logging.ERROR, "stopped: not this process's to write")
+    other.close()
+    first.close()
+    lines = (tmp_path / "run" / "train.log").read_text().splitlines()
+    assert [line.split(" ", 2)[2] for line in lines] == [
+        "INFO googlenet.data.datasets: the first process's progress",
+        "WARNING googlenet.data.datasets: skipping a bad image: b.jpg: cannot identify image file",
+        "WARNING googlenet.data.datasets [process 1]: skipping a bad image: b.jpg: cannot identify image file",
+    ]
+    # A node that does not see the run folder (no shared file system) keeps them on its stderr only.
+    elsewhere = RunFolder(tmp_path / "not-here", enabled=False, rank=2)
+    elsewhere.attach_log()
+    log.warning("skipping a bad image: c.jpg")
+    elsewhere.close()
+    assert not (tmp_path / "not-here").exists() and "Logging error" not in capsys.readouterr().err
+
+
 def test_an_imagenet_run_keeps_the_wordnet_ids_for_evaluate(
     tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

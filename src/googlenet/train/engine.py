@@ -166,7 +166,9 @@ def _fit_one(
     checkpoint: dict[str, Any] | None = None
     resume_path = resolve_resume_path(resume) if resume is not None else None
     run_dir = _resolve_output_dir(config, env) if resume_path is None else resume_path.parent
-    run = RunFolder(run_dir, enabled=env.is_main)  # locked from here: the checks below cannot race
+    run = RunFolder(
+        run_dir, enabled=env.is_main, rank=env.rank
+    )  # locked from here: the checks below cannot race
     try:
         if resume_path is not None:
             checkpoint = load_training_state(resume_path)

@@ -13,7 +13,8 @@
       .lock               held (flock) by the process training in the folder; a second one is refused
 
 An ensemble (`--ensemble N`) writes `member-0/` ... `member-{N-1}/`, each such a folder, and an
-`ensemble.json` beside them. Only the main process (rank 0) writes.
+`ensemble.json` beside them. Only the main process (rank 0) writes, except that under torchrun the
+other processes append their warnings to train.log, marked with their rank.
 """
 
 from __future__ import annotations
@@ -110,9 +111,10 @@ class RunFolder:
     # what a run writes while it sets up (before its first training step)
     SETUP_ENTRIES = frozenset({"config.yaml", "train.log", "tensorboard", LOCK_FILE})
 
-    def __init__(self, path: str | os.PathLike[str], enabled: bool = True) -> None:
+    def __init__(self, path: str | os.PathLike[str], enabled: bool = True, rank: int = 0) -> None:
         self.path = Path(path)
         self.enabled = enabled
+        self.rank = rank
         self._writer: Any = None
         self._log_handler: logging.Handler | None = None
         self.created = enabled and not self.path.exists()
@@ -174,8 +176,16 @@ class RunFolder:
 
     # -- logging ---------------------------------------------------------------------------------
     def attach_log(self) -> None:
-        """Copy the "googlenet" loggers into train.log (appending, so a resumed run continues it)."""
-        if not self.enabled or self._log_handler is not None:
+        """Copy the "googlenet" loggers into train.log (appending, so a resumed run continues it).
+
+        Another torchrun process (`enabled` False) adds its warnings and errors, marked with its rank
+        (a bad image its shard met, say), when it sees the run folder; else they stay on its stderr."""
+        if self._log_handler is not None:
+            return
+        if not self.enabled:
+            if self.rank > 0:
+                self._log_handler = _OtherProcessLog(self.path / "train.log", self.rank)
+                logging.getLogger("googlenet").addHandler(self._log_handler)
             return
         # backslashreplace: a file name that is not valid UTF-8 must not break logging
         handler = logging.FileHandler(self.path / "train.log", encoding="utf-8", errors="backslashreplace")
@@ -189,7 +199,7 @@ class RunFolder:
 
     def log_to_file(self, level: int, message: str) -> None:
         """Write one record to train.log only (the console already shows it, e.g. the CLI's error line)."""
-        if self._log_handler is not None:
+        if self.enabled and self._log_handler is not None:
             self._log_handler.handle(
                 logging.LogRecord("googlenet.train", level, __file__, 0, message, None, None)
             )
@@ -333,6 +343,25 @@ class RunFolder:
             logging.getLogger("googlenet").removeHandler(self._log_handler)
             self._log_handler.close()
             self._log_handler = None
+
+
+class _OtherProcessLog(logging.FileHandler):
+    """Warnings of a torchrun process other than the first, appended to the first one's train.log as
+    "... WARNING googlenet.data.datasets [process 1]: ...". The file is opened at the first warning (by
+    then the first process has made the folder) and only if the folder is there: a node that does not
+    share the file system keeps its warnings on its own stderr. Each record is one append (O_APPEND)."""
+
+    def __init__(self, path: Path, rank: int) -> None:
+        super().__init__(path, encoding="utf-8", errors="backslashreplace", delay=True)
+        self.setLevel(logging.WARNING)
+        self.setFormatter(
+            logging.Formatter(f"%(asctime)s %(levelname)s %(name)s [process {rank}]: %(message)s")
+        )
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.stream is None and not os.path.isdir(os.path.dirname(self.baseFilename)):
+            return
+        super().emit(record)
 
 
 # What `googlenet detect train` prepares in its run folder before the training starts there.
