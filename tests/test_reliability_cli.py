@@ -575,3 +575,42 @@ def test_sigterm_unwinds_as_ctrl_c_does_with_exit_143(
     code, err = run(["summary"], capsys)
     assert_one_line(code, err, (143,), "terminated (SIGTERM)")
     assert signal.getsignal(signal.SIGTERM) is before  # main() leaves the caller's handler in place
+
+
+def test_a_signal_during_native_code_is_raised_when_it_ends(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The ONNX exporter and C extensions call back into Python: a KeyboardInterrupt raised there once
+    # aborted the process from C++ (exit 134) or read as "onnxruntime is not installed".
+    import signal
+
+    from googlenet.signals import held_import, signals_held
+
+    steps = []
+    with pytest.raises(KeyboardInterrupt):
+        with signals_held():
+            os.kill(os.getpid(), signal.SIGINT)
+            steps.append("after the signal")  # the block runs to its end ...
+        steps.append("not reached")  # ... and the interruption comes as it ends
+    assert steps == ["after the signal"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+    terminated: list[int] = []
+    before = signal.signal(signal.SIGTERM, lambda signum, frame: terminated.append(signum))
+    try:
+        with signals_held():
+            os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(os.getpid(), signal.SIGTERM)
+            assert not terminated
+        assert terminated == [signal.SIGTERM]  # the handler installed before, once
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+    (tmp_path / "slow_extension.py").write_text(
+        "import os, signal\nos.kill(os.getpid(), signal.SIGINT)\nLOADED = True\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(KeyboardInterrupt):
+        held_import("slow_extension")
+    assert sys.modules["slow_extension"].LOADED  # imported whole, then interrupted
+    monkeypatch.delitem(sys.modules, "slow_extension")

@@ -33,6 +33,7 @@ from googlenet.errors import CheckpointError, ConfigError
 from googlenet.io import atomic_open, check_output, sha256_file
 from googlenet.model.googlenet import GoogLeNet, build_from_config
 from googlenet.model.weights import load_checkpoint_model, model_from_file, save_checkpoint
+from googlenet.signals import held_import, signals_held
 
 FORMATS: tuple[str, ...] = ("checkpoint", "onnx", "torchscript")
 _SUFFIX_FORMATS = {
@@ -98,7 +99,8 @@ def export_torchscript_bytes(model: GoogLeNet, meta: dict[str, Any], input_size:
         # The input checks in `forward` are Python conditions on static sizes: the tracer warns that it
         # records their outcome, which is right for the channel count and the input size it was traced at.
         warnings.simplefilter("ignore")
-        traced = torch.jit.trace(net, example, check_trace=False)
+        with signals_held():  # the tracer runs the model's Python from C++: see googlenet.signals
+            traced = torch.jit.trace(net, example, check_trace=False)
     buffer = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # TorchScript is deprecated in favour of torch.export
@@ -114,7 +116,7 @@ def _reference_logits(model: GoogLeNet, x: Tensor) -> Tensor:
 def verify_onnx(data: bytes, model: GoogLeNet, input_size: int, batch: int = VERIFY_BATCH + 1) -> float:
     """Max |ONNX Runtime - PyTorch| over the logits of a random batch (a batch size not traced at)."""
     try:
-        import onnxruntime as ort
+        ort = held_import("onnxruntime")
     except ImportError:
         raise ConfigError(
             "checking the ONNX file needs onnxruntime (pip install 'googlenet[fast]') or --no-verify"

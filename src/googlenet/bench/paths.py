@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from googlenet.signals import held_import
 from googlenet.train.loop import head_losses, weighted_loss
 
 
@@ -132,7 +133,7 @@ def peer_runner(impl: str, precision: str, size: int, folder: str) -> Callable[[
 
         return run_compiled
     if impl == "torchvision-onnxruntime":
-        import onnxruntime as ort
+        ort = held_import("onnxruntime")
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = torch.get_num_threads()
@@ -141,7 +142,7 @@ def peer_runner(impl: str, precision: str, size: int, folder: str) -> Callable[[
         )
         return lambda x: session.run(None, {"images": x.numpy()})
     if impl in ("torchvision-openvino", "torchvision-openvino-f32"):
-        import openvino as ov
+        ov = held_import("openvino")
 
         core = ov.Core()
         config = {"INFERENCE_PRECISION_HINT": "f32"} if impl.endswith("f32") else {}

@@ -62,6 +62,7 @@ from torch import Tensor, nn
 from googlenet.errors import ConfigError
 from googlenet.infer.fused import FusedGoogLeNet, fuse
 from googlenet.model.googlenet import MIN_INPUT_SIZE, GoogLeNet
+from googlenet.signals import held_import, signals_held
 
 logger = logging.getLogger("googlenet.infer")
 
@@ -145,7 +146,7 @@ def available_backends(precision: str = "fp32", device: torch.device | str = "cp
 def _ort_runs_on(device: torch.device) -> bool:
     if device.type == "cpu":
         return True
-    import onnxruntime as ort
+    ort = held_import("onnxruntime")
 
     return device.type == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers()
 
@@ -189,17 +190,18 @@ def export_onnx(net: nn.Module, input_size: int, path: str | Path | io.BytesIO |
     net = copy.deepcopy(net).float().eval()
     example = torch.randn(2, 3, input_size, input_size)
     batch = torch.export.Dim("batch", min=1, max=4096)
-    program = torch.onnx.export(
-        net,
-        (example,),
-        dynamo=True,
-        opset_version=ONNX_OPSET,
-        input_names=["images"],
-        output_names=["logits"],
-        dynamic_shapes={"x": {0: batch}},
-        optimize=True,
-        verbose=False,
-    )
+    with signals_held():  # the exporter runs the model's Python from C++: see googlenet.signals
+        program = torch.onnx.export(
+            net,
+            (example,),
+            dynamo=True,
+            opset_version=ONNX_OPSET,
+            input_names=["images"],
+            output_names=["logits"],
+            dynamic_shapes={"x": {0: batch}},
+            optimize=True,
+            verbose=False,
+        )
     assert program is not None
     data = program.model_proto.SerializeToString()
     if isinstance(path, io.BytesIO):
@@ -221,7 +223,7 @@ def onnxruntime_session(
     """The ONNX Runtime session our `onnxruntime` backend runs: all graph optimisations, `threads`
     intra-op threads (default one per torch thread), CUDA or CPU provider; `config_entries` are extra
     session config entries (benchmarks/ort_spinning.py varies the spinning ones)."""
-    import onnxruntime as ort
+    ort = held_import("onnxruntime")
 
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -289,7 +291,7 @@ def _onnxruntime(
 
 
 def _openvino(net: FusedGoogLeNet, input_size: int, precision: str) -> Callable[[Tensor], Tensor]:
-    import openvino as ov
+    ov = held_import("openvino")
 
     core = ov.Core()
     with tempfile.TemporaryDirectory() as folder:  # OpenVINO reads ONNX from a file

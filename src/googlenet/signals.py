@@ -1,0 +1,52 @@
+"""Ctrl-C and SIGTERM held back while native code that calls into Python runs.
+
+Python delivers a signal as an exception at the next bytecode it runs; inside a C++ library that has
+called back into Python (the ONNX exporter tracing the model, a C extension importing numpy while it
+loads) that exception crosses C++ frames, where it was seen to abort the process (`terminate called
+after throwing an instance of 'python_error'`, exit 134) or to turn into a misleading ImportError
+("import numpy failed"). Inside `signals_held()` such a signal is noted and re-raised once the block
+ends, so it unwinds from plain Python as every other interruption does. The blocks are seconds long.
+The standard library has no such guard (`signal.pthread_sigmask` would keep the signal from Python's
+own handler too, and on the main thread only), so this is ours.
+"""
+
+from __future__ import annotations
+
+import importlib
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType, ModuleType
+
+HELD = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextmanager
+def signals_held() -> Iterator[None]:
+    """Note SIGINT/SIGTERM during the block; raise each one received again when it ends (in order, once
+    each), through the handlers that were installed before it. Off the main thread, a plain block
+    (signals reach only the main thread's handlers, which this cannot replace from elsewhere)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+
+    def note(signum: int, frame: FrameType | None) -> None:
+        received.append(signum)
+
+    previous = {held: signal.signal(held, note) for held in HELD}
+    try:
+        yield
+    finally:
+        for held, handler in previous.items():
+            signal.signal(held, handler)
+        for signum in dict.fromkeys(received):
+            signal.raise_signal(signum)
+
+
+def held_import(name: str) -> ModuleType:
+    """`importlib.import_module(name)` with signals held: a C extension's loading (ONNX Runtime's, which
+    imports numpy from C) interrupted midway raises ImportError, which would read as "not installed"."""
+    with signals_held():
+        return importlib.import_module(name)
