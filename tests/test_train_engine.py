@@ -718,3 +718,16 @@ def test_an_imagenet_run_keeps_the_wordnet_ids_for_evaluate(
     assert main(["evaluate", "--checkpoint", results["final_checkpoint"], "--data-path", str(root / "val"),
                  "--engine", "off", "--json"]) == 0  # fmt: skip
     assert json.loads(capsys.readouterr().out)["images"] == 3
+
+
+def test_freeze_batchnorm_takes_sync_batchnorm_layers_too() -> None:
+    from torch import nn
+
+    from googlenet.model.googlenet import build_model
+    from googlenet.train.finetune import FrozenBatchNorm2d, freeze_batchnorm
+
+    model = nn.SyncBatchNorm.convert_sync_batchnorm(build_model("bn", num_classes=3))  # --sync-bn's model
+    names = {name for name, _ in model.named_parameters() if not name.startswith("fc.")}
+    frozen = freeze_batchnorm(model, names)
+    assert len(frozen) == 59 and all(isinstance(model.get_submodule(n), FrozenBatchNorm2d) for n in frozen)
+    assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())

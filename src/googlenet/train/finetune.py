@@ -160,7 +160,7 @@ class FrozenBatchNorm2d(torchvision.ops.FrozenBatchNorm2d):
     frozen backbone), keeping BatchNorm2d's `num_batches_tracked` so that the run's checkpoints hold the
     same keys as any other run's and load into a plain model unchanged."""
 
-    def __init__(self, bn: nn.BatchNorm2d) -> None:
+    def __init__(self, bn: nn.BatchNorm2d | nn.SyncBatchNorm) -> None:
         super().__init__(bn.num_features, eps=bn.eps)
         assert (
             bn.running_mean is not None and bn.running_var is not None and bn.num_batches_tracked is not None
@@ -178,7 +178,8 @@ class FrozenBatchNorm2d(torchvision.ops.FrozenBatchNorm2d):
 
 
 def freeze_batchnorm(model: nn.Module, frozen: Collection[str]) -> list[str]:
-    """Replace each BatchNorm2d whose scale and shift are both in `frozen` (parameter names) by a
+    """Replace each BatchNorm2d (or SyncBatchNorm, --sync-bn) whose scale and shift are both in `frozen`
+    (parameter names) by a
     `FrozenBatchNorm2d` holding its values; returns the replaced modules' names.
 
     Frozen weights alone would still let such a layer normalise by each batch's statistics in training
@@ -187,7 +188,7 @@ def freeze_batchnorm(model: nn.Module, frozen: Collection[str]) -> list[str]:
     frozen = set(frozen)
     names = [
         name for name, module in model.named_modules()
-        if type(module) is nn.BatchNorm2d and module.affine and module.track_running_stats
+        if type(module) in (nn.BatchNorm2d, nn.SyncBatchNorm) and module.affine and module.track_running_stats
         and {f"{name}.weight", f"{name}.bias"} <= frozen
     ]  # fmt: skip
     for name in names:
