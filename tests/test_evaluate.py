@@ -454,3 +454,32 @@ def test_merge_batches_shifts_indices_and_fill_calls_passes_errors_on_first() ->
     assert [len(g.crops) for g in groups] == [0, 4, 2]  # the error first, then 2 + 2, then 2
     assert groups[0].errors == bad.errors and not groups[1].errors
     assert groups[1].targets.tolist() == [0, 1] and groups[2].targets.tolist() == [2]
+
+
+def test_table3_files_are_replaced_as_a_set(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Ctrl-C between two of the files once left a new table3.json beside an old table3.csv and png.
+    import os
+    import signal
+
+    import googlenet.evaluate.table3 as table3
+    from googlenet.evaluate import Table3Row, save_table3
+
+    def rows(error: float) -> list[Table3Row]:
+        return [Table3Row(models=1, crops=1, cost=1, top1_error=error, top5_error=error, delta_top5=None)]
+
+    save_table3(tmp_path, rows(50.0), {"run": "old"})
+    opened = []
+    real_open = table3.atomic_open
+
+    def interrupted_after_the_first(path: Path, mode: str = "wb") -> object:
+        if opened:
+            os.kill(os.getpid(), signal.SIGINT)
+        opened.append(path)
+        return real_open(path, mode)
+
+    monkeypatch.setattr(table3, "atomic_open", interrupted_after_the_first)
+    with pytest.raises(KeyboardInterrupt):
+        save_table3(tmp_path, rows(25.0), {"run": "new"})
+    assert len(opened) == 3  # every file written, then the interruption
+    assert json.loads((tmp_path / "table3.json").read_text())["run"] == "new"
+    assert "25.0" in (tmp_path / "table3.csv").read_text()

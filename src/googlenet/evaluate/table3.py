@@ -20,6 +20,7 @@ from googlenet.data.crops import CROP_COUNTS, CropSpec
 from googlenet.evaluate.metrics import ClassificationMeter
 from googlenet.evaluate.protocol import View
 from googlenet.io import atomic_open
+from googlenet.signals import signals_held
 
 
 @dataclass(frozen=True)
@@ -115,7 +116,10 @@ TABLE3_FILES: dict[str, str] = {"json": "table3.json", "csv": "table3.csv", "png
 def save_table3(
     output_dir: str | os.PathLike[str], rows: Sequence[Table3Row], info: dict[str, Any]
 ) -> dict[str, Path]:
-    """Write table3.json (rows, the paper's rows and `info`), table3.csv and table3.png; returns the paths."""
+    """Write table3.json (rows, the paper's rows and `info`), table3.csv and table3.png; returns the paths.
+
+    The three are made in memory first and then written one after the other with Ctrl-C held
+    (milliseconds), so an interruption leaves the earlier set or the new one, never a mix."""
     folder = Path(output_dir)
     folder.mkdir(parents=True, exist_ok=True)
     paths = {kind: folder / name for kind, name in TABLE3_FILES.items()}
@@ -124,17 +128,20 @@ def save_table3(
         "paper": [asdict(r) for r in PAPER_TABLE3],
         **info,
     }
-    with atomic_open(paths["json"], "w") as handle:
-        json.dump(payload, handle, indent=2)
-        handle.write("\n")
     text = io.StringIO()
     writer = csv.DictWriter(text, fieldnames=CSV_FIELDS, lineterminator="\n")
     writer.writeheader()
     for row in rows:
         writer.writerow({k: ("" if v is None else v) for k, v in asdict(row).items()})
-    with atomic_open(paths["csv"], "w") as handle:
-        handle.write(text.getvalue())
-    plot_table3(paths["png"], rows)
+    contents = {
+        "json": (json.dumps(payload, indent=2) + "\n").encode(),
+        "csv": text.getvalue().encode(),
+        "png": _table3_png(rows),
+    }
+    with signals_held():
+        for kind, data in contents.items():
+            with atomic_open(paths[kind], "wb") as handle:
+                handle.write(data)
     return paths
 
 
@@ -142,6 +149,13 @@ def plot_table3(
     path: str | os.PathLike[str], rows: Sequence[Table3Row], paper: Sequence[Table3Row] = PAPER_TABLE3
 ) -> None:
     """Top-5 error against cost (log scale): our rows and the paper's, one line per model count."""
+    data = _table3_png(rows, paper)
+    with atomic_open(path, "wb") as handle:
+        handle.write(data)
+
+
+def _table3_png(rows: Sequence[Table3Row], paper: Sequence[Table3Row] = PAPER_TABLE3) -> bytes:
+    """`plot_table3`'s figure as PNG bytes."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -174,5 +188,6 @@ def plot_table3(
     axes.grid(True, which="both", alpha=0.3)
     axes.legend(fontsize=8)
     figure.tight_layout()
-    with atomic_open(path, "wb") as handle:
-        figure.savefig(handle, format="png")
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return buffer.getvalue()
