@@ -375,3 +375,26 @@ def test_peers_of_a_missing_runtime_are_left_out_with_a_line_and_in_the_json(
     assert saved["peers_left_out"] == left_out and is_benchmark_json(out)
     monkeypatch.setattr(bench_command, "_installed", lambda module: True)
     assert peers_left_out(_args(only=["versus"])) == {}
+
+
+def test_an_interrupted_path_leaves_no_temporary_folder(monkeypatch: pytest.MonkeyPatch) -> None:
+    # subprocess.run kills the path's process when the benchmark is interrupted; the process then could
+    # not remove its own temporary folder (its ONNX file's): they piled up in $TMPDIR.
+    import subprocess
+    import tempfile
+
+    seen: list[Path] = []
+
+    def killed_child(command: list[str], **kwargs: object) -> None:
+        env = kwargs["env"]
+        assert isinstance(env, dict)
+        folder = Path(env["TMPDIR"]) / "tmp-of-the-path"  # what the child's tempfile would have made
+        folder.mkdir()
+        (folder / "model.onnx").write_bytes(b"onnx")
+        seen.append(folder.parent)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(subprocess, "run", killed_child)
+    with pytest.raises(KeyboardInterrupt):
+        bench_command.run_one({"section": "infer", "name": "x", "path": "ours"})
+    assert seen and not seen[0].exists() and seen[0].parent == Path(tempfile.gettempdir())

@@ -6,6 +6,7 @@ import itertools
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -576,3 +577,53 @@ def test_detect_predict_draws_labelled_pngs_and_prints_json(
     assert (
         np.asarray(drawn).tobytes() != np.asarray(Image.open(first[1]).convert("RGB")).tobytes()
     )  # boxes drawn
+
+
+def test_detect_predict_replaces_its_csv_and_drawings_as_a_set(
+    scenes: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    one_thread: None,
+) -> None:  # fmt: skip
+    # Ctrl-C while drawing once left the new CSV beside the earlier run's drawings.
+    pytest.importorskip("cv2")
+    import signal
+
+    import googlenet.detect.command as command
+    import googlenet.detect.voc as voc
+
+    torch.manual_seed(0)
+    classes = ["background", *sorted({c for t in load_voc(scenes, "train").values() for c in t.labels})]
+    model = googlenet.build_model("bn", num_classes=len(classes), aux_logits=False)
+    googlenet.save_checkpoint(tmp_path / "r.pt", model, default_meta(model, 64) | {"class_names": classes})
+    out, csv_file = tmp_path / "drawn", tmp_path / "d.csv"
+
+    def predict(threshold: str) -> int:
+        return main(["detect", "predict", "--checkpoint", str(tmp_path / "r.pt"), "--annotations", str(scenes),
+                     "--max-side", "96", "--limit", "2", "--score-threshold", threshold, "--draw", str(out),
+                     "--draw-threshold", threshold, "--output", str(csv_file)])  # fmt: skip
+
+    def state() -> tuple[bytes, dict[str, bytes]]:
+        return csv_file.read_bytes(), {p.name: p.read_bytes() for p in sorted(out.iterdir())}
+
+    assert predict("0.01") == 0
+    before = state()
+    real_draw, real_write = command._draw, voc.write_detections
+
+    def interrupted_drawing(*args: Any) -> list[str]:
+        real_draw(*args)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(command, "_draw", interrupted_drawing)
+    assert predict("0.9") == 130
+    assert state() == before  # the earlier set, whole; the hidden folder gone
+    monkeypatch.setattr(command, "_draw", real_draw)
+
+    def interrupted_writing(*args: Any) -> None:
+        os.kill(os.getpid(), signal.SIGINT)  # while the CSV is written: held until the set is in place
+        real_write(*args)
+
+    monkeypatch.setattr(voc, "write_detections", interrupted_writing)  # imported when predict runs
+    assert predict("0.9") == 130
+    after = state()
+    assert after[0] != before[0] and after[1].keys() == before[1].keys()
+    assert all(after[1][name] != before[1][name] for name in before[1])  # every drawing is the new run's
+    assert "interrupted" in capsys.readouterr().err

@@ -9,6 +9,7 @@ usage errors exit with 2). Nothing below the CLI calls `sys.exit`.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
 import re
@@ -19,6 +20,7 @@ from collections.abc import Sequence
 
 from googlenet import __version__
 from googlenet.errors import GoogLeNetError, UsageError
+from googlenet.signals import signals_held
 
 # Subcommand modules, in the order `googlenet --help` lists them. A module missing from an
 # installation (a later issue not yet built) is simply not offered.
@@ -80,18 +82,26 @@ def main(argv: Sequence[str] | None = None) -> int:
             stream.reconfigure(errors=errors)
     in_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _raise_terminated) if in_main_thread else None
+    code = 1  # a bug's traceback
     try:
-        return _main(argv)
+        code = _main(argv)
+        return code
+    except SystemExit as exc:  # argparse's usage errors and --help
+        code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+        raise
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+        if argv is None and in_main_thread:  # the program itself (`googlenet`, `python -m googlenet`)
+            _leave_at_a_signal(code)
 
 
 def _main(argv: Sequence[str] | None) -> int:
-    try:  # loading the subcommands imports PyTorch: seconds in which Ctrl-C must be a clean stop too
-        parser = build_parser()
+    try:  # loading the subcommands imports PyTorch and numpy, whose C code a signal must not interrupt
+        with signals_held():  # (seen: aborts from C++, RecursionError in numpy, a lost SIGTERM)
+            parser = build_parser()
     except KeyboardInterrupt as exc:
-        return _stopped("googlenet", exc)
+        return _stopped(_named(argv), exc)
     args, unknown = parser.parse_known_args(argv)
     if unknown:  # name the subcommand whose usage to read, not just "googlenet"
         _innermost(parser, args).error(f"unrecognized arguments: {' '.join(unknown)}")
@@ -170,6 +180,35 @@ def _innermost(parser: argparse.ArgumentParser, args: argparse.Namespace) -> arg
             if chosen is not None:
                 return _innermost(chosen, args)
     return parser
+
+
+def _named(argv: Sequence[str] | None) -> str:
+    """ "googlenet detect predict" from the words that lead `argv` (default: the process's), for a
+    message printed before the parser that knows the subcommands exists."""
+    words: list[str] = []
+    for word in sys.argv[1:] if argv is None else argv:
+        if word.startswith("-") or not word.isidentifier() or len(words) == 2:
+            break
+        words.append(word)
+        if word != "detect":
+            break
+    return " ".join(["googlenet", *words])
+
+
+def _leave_at_a_signal(code: int) -> None:
+    """The command is done: a Ctrl-C or SIGTERM while the interpreter shuts down (its exit handlers and
+    PyTorch's finalisers take about a second) ends the process at once with the command's own exit
+    code, instead of killing it without a word or printing "Exception ignored ... KeyboardInterrupt".
+    Output is flushed first, since `os._exit` does not."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe or stream: nothing can reach it
+            stream.flush()
+
+    def leave(signum: int, frame: object) -> None:
+        os._exit(code)
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, leave)
 
 
 def _stopped(prog: str, exc: KeyboardInterrupt) -> int:

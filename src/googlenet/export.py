@@ -69,7 +69,7 @@ def _export_meta(model: GoogLeNet, meta: dict[str, Any]) -> str:
 def export_onnx_bytes(model: GoogLeNet, meta: dict[str, Any], input_size: int) -> bytes:
     """The inference network as ONNX (opset 18, dynamic batch) with the metadata in `metadata_props`."""
     try:
-        import onnx
+        onnx = held_import("onnx")
     except ImportError:
         raise ConfigError("ONNX export needs onnx and onnxscript: pip install 'googlenet[fast]'") from None
     from googlenet.infer.optimize import export_onnx

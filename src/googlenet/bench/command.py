@@ -45,6 +45,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -293,12 +294,15 @@ def plan(args: argparse.Namespace, root: str) -> list[dict[str, Any]]:
 def run_one(spec: dict[str, Any]) -> dict[str, Any]:
     """Run a spec in a fresh interpreter; its JSON result, or the error it printed."""
     payload = {k: v for k, v in spec.items() if k not in ("section", "name", "baseline")}
-    proc = subprocess.run(
-        [sys.executable, "-m", "googlenet.bench.paths", json.dumps(payload)],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PYTHONWARNINGS": "ignore"},
-    )
+    # The path's temporary files (its ONNX file, say) go in a folder this process removes: an
+    # interrupted run kills the child (subprocess.run), which then cannot remove its own.
+    with tempfile.TemporaryDirectory(prefix="googlenet-bench-") as scratch:
+        proc = subprocess.run(
+            [sys.executable, "-m", "googlenet.bench.paths", json.dumps(payload)],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PYTHONWARNINGS": "ignore", "TMPDIR": scratch},
+        )
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     if proc.returncode != 0 or not lines:
         tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]

@@ -13,7 +13,9 @@ import json
 import math
 import os
 import re
+import shutil
 import sys
+import tempfile
 import time
 from typing import Any
 
@@ -24,6 +26,7 @@ from googlenet.detect.pipeline import SETTINGS, logger, setting_from_name
 from googlenet.detect.voc import load_voc, read_detections
 from googlenet.errors import ConfigError, DataError
 from googlenet.evaluate.models import add_engine_arguments
+from googlenet.signals import signals_held
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -256,10 +259,22 @@ def run_predict(args: argparse.Namespace) -> int:
         detections = _refine(detections, regression, args.checkpoint, images, config)
         refine_seconds = (time.perf_counter() - started) / max(1, done)
         refining = f", box regression {refine_seconds:.2f} s/image"
-    write_detections(args.output, detections)
-    drawn = (
-        _draw(detections, images, args.draw, args.draw_threshold, config.pixel_offset) if args.draw else []
-    )
+    # The CSV and the drawings are one result: the PNGs are drawn into a hidden folder beside their own,
+    # then the CSV is written and the PNGs moved in with Ctrl-C held (milliseconds), so an interruption
+    # leaves the earlier set or the new one, never a new CSV beside old drawings.
+    staging = _staging_folder(args.draw) if args.draw else None
+    try:
+        staged = (
+            _draw(detections, images, staging, args.draw_threshold, config.pixel_offset) if staging else []
+        )
+        with signals_held():
+            write_detections(args.output, detections)
+            drawn = [os.path.join(args.draw, os.path.basename(path)) for path in staged]
+            for path, target in zip(staged, drawn, strict=True):
+                os.replace(path, target)
+    finally:
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
     if args.json:
         print(json.dumps({
             "output": args.output, "images": done, "skipped_images": len(skipped), "models": len(ensemble.members),
@@ -274,6 +289,15 @@ def run_predict(args: argparse.Namespace) -> int:
           f"scoring {scoring / max(1, done):.2f} s/image{refining})"
           + (f"; {len(skipped)} unreadable image(s) skipped" if skipped else ""))  # fmt: skip
     return 0
+
+
+def _staging_folder(folder: str) -> str:
+    """A new hidden folder inside `folder` (made if need be), where `_draw` writes before the move."""
+    try:
+        os.makedirs(folder, exist_ok=True)
+        return tempfile.mkdtemp(prefix=".drawing-", dir=folder)
+    except OSError as exc:
+        raise ConfigError(f"--draw {folder}: cannot create the folder ({exc.strerror or exc})") from None
 
 
 def _draw(detections: list[Any], images: list[tuple[str, str]], folder: str, threshold: float,

@@ -30,6 +30,7 @@ from PIL import Image
 
 from googlenet.detect.metrics import GroundTruth, pixel_iou
 from googlenet.errors import ConfigError, DataError, check_values
+from googlenet.signals import held_import
 
 logger = logging.getLogger("googlenet.detect")
 
@@ -63,7 +64,7 @@ class ProposalSetting:
 
 def _cv2() -> Any:
     try:
-        import cv2
+        cv2 = held_import("cv2")
     except ImportError:
         raise ConfigError('selective search needs opencv-contrib: pip install "googlenet[detect]"') from None
     if not hasattr(cv2, "ximgproc"):
