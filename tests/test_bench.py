@@ -380,14 +380,20 @@ def test_peers_of_a_missing_runtime_are_left_out_with_a_line_and_in_the_json(
 def test_an_interrupted_path_leaves_no_temporary_folder(monkeypatch: pytest.MonkeyPatch) -> None:
     # subprocess.run kills the path's process when the benchmark is interrupted; the process then could
     # not remove its own temporary folder (its ONNX file's): they piled up in $TMPDIR.
+    import os
     import subprocess
     import tempfile
 
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+    default_cache = default_cache_dir()  # torch's own rule, private: only checked here
     seen: list[Path] = []
 
     def killed_child(command: list[str], **kwargs: object) -> None:
         env = kwargs["env"]
         assert isinstance(env, dict)
+        # torch.compile's builds are still cached where they were, for the next path and the next run
+        assert env["TORCHINDUCTOR_CACHE_DIR"] == os.environ.get("TORCHINDUCTOR_CACHE_DIR", default_cache)
         folder = Path(env["TMPDIR"]) / "tmp-of-the-path"  # what the child's tempfile would have made
         folder.mkdir()
         (folder / "model.onnx").write_bytes(b"onnx")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -627,3 +628,12 @@ def test_detect_predict_replaces_its_csv_and_drawings_as_a_set(
     assert after[0] != before[0] and after[1].keys() == before[1].keys()
     assert all(after[1][name] != before[1][name] for name in before[1])  # every drawing is the new run's
     assert "interrupted" in capsys.readouterr().err
+    # An image the set lists twice is drawn once (the second move found nothing and failed the run).
+    monkeypatch.setattr(voc, "write_detections", real_write)
+    twice = tmp_path / "twice"
+    shutil.copytree(scenes, twice)
+    (image_set,) = twice.rglob("ImageSets/Main/val.txt")
+    first_id = image_set.read_text().split()[0]
+    image_set.write_text(f"{first_id}\n" + image_set.read_text())
+    scenes = twice
+    assert predict("0.5") == 0 and (out / f"{first_id}.png").is_file()

@@ -643,10 +643,10 @@ def test_a_signal_after_the_work_leaves_the_exit_code_as_it_was(tmp_path: Path) 
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     program = (
         "import os, signal, sys\n"
-        "from googlenet.cli import main\n"
+        "from googlenet.cli import main, run\n"
         "sys.argv = ['googlenet', '--version']\n"
         "try:\n"
-        "    main()\n"
+        "    run()\n"  # the program: the console script and `python -m googlenet`
         "except SystemExit as exc:\n"
         "    code = exc.code\n"
         "print('after main', code, flush=True)\n"
@@ -659,9 +659,9 @@ def test_a_signal_after_the_work_leaves_the_exit_code_as_it_was(tmp_path: Path) 
     assert done.returncode == 0, (done.returncode, done.stderr)
     assert done.stdout.splitlines()[-1] == "after main 0" and "not reached" not in done.stdout
     assert done.stderr == ""
-    # main() with arguments (a library call, a test) leaves the caller's handlers alone
+    # main(), with or without arguments (a library call, a wrapper, a test), leaves the caller's handlers
     done = subprocess.run(
-        [sys.executable, "-c", program.replace("main()", "main(['--version'])")],
+        [sys.executable, "-c", program.replace("    run()", "    main()")],
         env=env, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert done.returncode != 0 and "KeyboardInterrupt" in done.stderr

@@ -1,7 +1,5 @@
 """`python -m googlenet` runs the command-line tool."""
 
-import sys
+from googlenet.cli import run
 
-from googlenet.cli import main
-
-sys.exit(main())
+run()

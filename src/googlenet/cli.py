@@ -82,18 +82,24 @@ def main(argv: Sequence[str] | None = None) -> int:
             stream.reconfigure(errors=errors)
     in_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _raise_terminated) if in_main_thread else None
-    code = 1  # a bug's traceback
     try:
-        code = _main(argv)
-        return code
-    except SystemExit as exc:  # argparse's usage errors and --help
-        code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
-        raise
+        return _main(argv)
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
-        if argv is None and in_main_thread:  # the program itself (`googlenet`, `python -m googlenet`)
-            _leave_at_a_signal(code)
+
+
+def run() -> None:
+    """The `googlenet` program (its console script and `python -m googlenet`): `main()` on the process's
+    arguments, then exit with its code, which a signal during the interpreter's exit no longer changes
+    (`_leave_at_a_signal`). A program that calls `main()` itself keeps its own signal handlers."""
+    try:
+        code = main()
+    except SystemExit as exc:  # argparse's --help, --version and usage errors
+        _leave_at_a_signal(exc.code if isinstance(exc.code, int) else int(exc.code is not None))
+        raise
+    _leave_at_a_signal(code)
+    sys.exit(code)
 
 
 def _main(argv: Sequence[str] | None) -> int:
@@ -219,4 +225,4 @@ def _stopped(prog: str, exc: KeyboardInterrupt) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

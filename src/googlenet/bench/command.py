@@ -38,10 +38,12 @@ from __future__ import annotations
 
 import argparse
 import collections
+import getpass
 import importlib.util
 import json
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -301,7 +303,12 @@ def run_one(spec: dict[str, Any]) -> dict[str, Any]:
             [sys.executable, "-m", "googlenet.bench.paths", json.dumps(payload)],
             capture_output=True,
             text=True,
-            env={**os.environ, "PYTHONWARNINGS": "ignore", "TMPDIR": scratch},
+            env={
+                **os.environ,
+                "PYTHONWARNINGS": "ignore",
+                "TMPDIR": scratch,
+                "TORCHINDUCTOR_CACHE_DIR": _inductor_cache(),
+            },
         )
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     if proc.returncode != 0 or not lines:
@@ -309,6 +316,18 @@ def run_one(spec: dict[str, Any]) -> dict[str, Any]:
         return {"error": tail[:300]}
     result: dict[str, Any] = json.loads(lines[-1])
     return result
+
+
+def _inductor_cache() -> str:
+    """torch.compile's cache folder as the path's process would find it without our TMPDIR (the
+    variable if set, else torch's default, `<tmp>/torchinductor_<user>`), so its builds are reused."""
+    if os.environ.get("TORCHINDUCTOR_CACHE_DIR"):
+        return os.environ["TORCHINDUCTOR_CACHE_DIR"]
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = f"uid_{os.getuid()}"
+    return os.path.join(tempfile.gettempdir(), "torchinductor_" + re.sub(r'[\\/:*?"<>|]', "_", user))
 
 
 def _unit(section: str) -> str:

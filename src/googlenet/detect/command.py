@@ -267,6 +267,7 @@ def run_predict(args: argparse.Namespace) -> int:
         staged = (
             _draw(detections, images, staging, args.draw_threshold, config.pixel_offset) if staging else []
         )
+        staged = list(dict.fromkeys(staged))  # an image listed twice in the set is drawn (and moved) once
         with signals_held():
             write_detections(args.output, detections)
             drawn = [os.path.join(args.draw, os.path.basename(path)) for path in staged]

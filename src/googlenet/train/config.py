@@ -133,7 +133,7 @@ class OptimSection:
     norm_weight_decay: float | None = None
     bias_lr_mult: float = 1.0  # not in the paper; bvlc_googlenet's train_val.prototxt: 2 (lr_mult 2)
     # Not in the paper (fine-tuning): learning-rate multiplier of the parameters model.init_from gave;
-    # 0 freezes them (their BatchNorm statistics, in the BN variants, still follow the new data). The
+    # 0 freezes them (in the BN variants their BatchNorm statistics too: FrozenBatchNorm2d). The
     # classifiers and any re-initialised layer train at lr.
     init_lr_mult: float = 1.0
     nesterov: bool = False  # section 6 uses plain momentum
