@@ -13,6 +13,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -665,3 +666,17 @@ def test_a_signal_after_the_work_leaves_the_exit_code_as_it_was(tmp_path: Path) 
         env=env, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert done.returncode != 0 and "KeyboardInterrupt" in done.stderr
+
+
+def test_signals_are_not_held_where_a_handler_could_not_be_put_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    import signal
+
+    from googlenet.signals import signals_held
+
+    real = signal.getsignal
+    monkeypatch.setattr(signal, "getsignal", lambda s: None if s == signal.SIGTERM else real(s))  # set in C
+    before = {s: real(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    with pytest.raises(KeyboardInterrupt), signals_held():
+        os.kill(os.getpid(), signal.SIGINT)  # a plain block: raised here, at once
+        time.sleep(5)
+    assert {s: real(s) for s in before} == before
