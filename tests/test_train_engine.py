@@ -496,10 +496,10 @@ def test_a_fine_tuning_ensemble_resumes_without_its_source_file(tiny_data: Path,
     assert [len(_history(out / f"member-{k}")) for k in (0, 1)] == [2, 2]
 
 
-def _fine_tuning_source(data: Path, root: Path) -> tuple[dict[str, Any], Path]:
+def _fine_tuning_source(data: Path, root: Path, **flags: Any) -> tuple[dict[str, Any], Path]:
     """A one-epoch source run's --init-from setting, and a copy of `data` with a class renamed (so that
-    the source's classifiers are not copied)."""
-    fit(tiny(data, root / "source", **{"run.epochs": 1, "average.method": "none"}))
+    the source's classifiers are not copied). `flags`: more settings of the source run."""
+    fit(tiny(data, root / "source", **{"run.epochs": 1, "average.method": "none", **flags}))
     other = root / "other-classes"
     shutil.copytree(data, other)
     for split in ("train", "val"):
@@ -531,16 +531,10 @@ def test_init_lr_mult_0_freezes_batchnorm_statistics_too(
     tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     bn = {"model.variant": "bn", "run.epochs": 1}
-    fit(tiny(tiny_data, tmp_path / "source", **bn, **{"average.method": "none"}))
-    other = tmp_path / "other-classes"
-    shutil.copytree(tiny_data, other)
-    for split in ("train", "val"):
-        first = sorted((other / split).iterdir())[0]
-        first.rename(first.with_name("zz-" + first.name))
+    init, other = _fine_tuning_source(tiny_data, tmp_path, **bn)
     source = torch.load(tmp_path / "source" / "final.pt", weights_only=True)["state_dict"]
     # Polyak's recomputation of BatchNorm statistics (update_bn) runs too: the frozen ones stay.
-    frozen = {**bn, "model.init_from": str(tmp_path / "source" / "final.pt"), "optim.init_lr_mult": 0.0,
-              "average.start": 0}  # fmt: skip
+    frozen = {**bn, **init, "optim.init_lr_mult": 0.0, "average.start": 0}
     assert fit(tiny(other, tmp_path / "frozen", **frozen))["status"] == "completed"
     for file, key in (
         ("final.pt", "state_dict"),

@@ -303,7 +303,8 @@ def _staging_folder(folder: str) -> str:
 
 def _draw(detections: list[Any], images: list[tuple[str, str]], folder: str, threshold: float,
           offset: float) -> list[str]:  # fmt: skip
-    """One PNG per image (`folder/<image_id>.png`) with its detections >= `threshold` as labelled boxes."""
+    """One PNG per image (`folder/<image_id>.png`, a folder `_staging_folder` made) with its detections
+    >= `threshold` as labelled boxes."""
     import torch
     from PIL import Image
     from torchvision.utils import draw_bounding_boxes
@@ -312,10 +313,6 @@ def _draw(detections: list[Any], images: list[tuple[str, str]], folder: str, thr
     from googlenet.data.decode import load_image
     from googlenet.io import atomic_open
 
-    try:
-        os.makedirs(folder, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError(f"--draw {folder}: cannot create the folder ({exc.strerror or exc})") from None
     by_image: dict[str, list[Any]] = {}
     for d in detections:
         if d.score >= threshold:

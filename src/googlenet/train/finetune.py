@@ -162,15 +162,9 @@ class FrozenBatchNorm2d(torchvision.ops.FrozenBatchNorm2d):
 
     def __init__(self, bn: nn.BatchNorm2d | nn.SyncBatchNorm) -> None:
         super().__init__(bn.num_features, eps=bn.eps)
-        assert (
-            bn.running_mean is not None and bn.running_var is not None and bn.num_batches_tracked is not None
-        )
-        with torch.no_grad():
-            for name, value in (("weight", bn.weight), ("bias", bn.bias),
-                                ("running_mean", bn.running_mean), ("running_var", bn.running_var)):  # fmt: skip
-                getattr(self, name).copy_(value)
-        self.to(bn.running_mean.device)
-        self.register_buffer("num_batches_tracked", bn.num_batches_tracked.detach().clone())
+        self.register_buffer("num_batches_tracked", torch.zeros((), dtype=torch.long))
+        self.to(bn.weight.device)
+        self.load_state_dict(bn.state_dict())  # the same five tensors, by name
 
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
         # torchvision's drops `num_batches_tracked` from the state before loading; this layer keeps it.
@@ -179,8 +173,7 @@ class FrozenBatchNorm2d(torchvision.ops.FrozenBatchNorm2d):
 
 def freeze_batchnorm(model: nn.Module, frozen: Collection[str]) -> list[str]:
     """Replace each BatchNorm2d (or SyncBatchNorm, --sync-bn) whose scale and shift are both in `frozen`
-    (parameter names) by a
-    `FrozenBatchNorm2d` holding its values; returns the replaced modules' names.
+    (parameter names) by a `FrozenBatchNorm2d` holding its values; returns the replaced modules' names.
 
     Frozen weights alone would still let such a layer normalise by each batch's statistics in training
     and move its running statistics towards the new data, so the frozen features would change under the
