@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: venv demo test test-slow test-all lint format typecheck bench lock clean help
+.PHONY: venv demo test test-slow test-all test-torch lint format typecheck bench lock clean help
 
 help:
 	@echo "make venv       create .venv with the pinned versions (demo and test do it on first use)"
@@ -14,6 +14,8 @@ help:
 	@echo "make test-slow  the slow end-to-end checks (real data, longer training)"
 	@echo "make lint       ruff lint + format check + mypy"
 	@echo "make bench      benchmarks (measured, never asserted)"
+	@echo "make test-torch TORCH=2.4.0 TORCHVISION=0.19.0"
+	@echo "                the default suite on another torch release, in .venv-torch<version>"
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	@test -x $(PY) || python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { \
@@ -39,6 +41,22 @@ test-slow: $(STAMP)
 test-all: $(STAMP)
 	$(PY) -m pytest -m "slow or not slow" $(PYTEST_ARGS)
 
+# pyproject.toml accepts torch>=2.4 (GPU machines carry other releases than the pinned one): this runs
+# the default suite on the release given, in a venv of its own with everything else pinned. Below torch
+# 2.6 the `fast` extra (ONNX Runtime, OpenVINO, the ONNX export) cannot install, and its tests skip.
+TORCH_VENV := .venv-torch$(TORCH)
+test-torch:
+	@test -n "$(TORCH)" && test -n "$(TORCHVISION)" || { \
+	  echo "make test-torch: give both releases, e.g. TORCH=2.4.0 TORCHVISION=0.19.0" >&2; exit 2; }
+	@test -x $(TORCH_VENV)/bin/python || python3 -m venv $(TORCH_VENV)
+	$(TORCH_VENV)/bin/python -m pip install --quiet torch==$(TORCH) torchvision==$(TORCHVISION)
+	grep -v -E '^(torch|torchvision|triton|nvidia-[^=]*|cuda-[^=]*)==' requirements/constraints.txt > $(TORCH_VENV)/constraints.txt
+	$(TORCH_VENV)/bin/python -m pip install --quiet -c $(TORCH_VENV)/constraints.txt \
+	  -e ".[$$($(TORCH_VENV)/bin/python -c 'import torch; v = tuple(int(p) for p in torch.__version__.split("+")[0].split(".")[:2]); print("dev" if v >= (2, 6) else "detect,caffe")')]" \
+	  pytest pytest-timeout hypothesis
+	$(TORCH_VENV)/bin/python -c 'import torch, torchvision; print("torch", torch.__version__, "torchvision", torchvision.__version__)'
+	$(TORCH_VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/ruff format --check src tests benchmarks
@@ -56,4 +74,4 @@ lock: $(STAMP)
 	mv requirements/constraints.txt.new requirements/constraints.txt
 
 clean:
-	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache .mypy_cache
+	rm -rf $(VENV) .venv-torch* build dist src/*.egg-info .pytest_cache .ruff_cache .mypy_cache

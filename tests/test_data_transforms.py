@@ -112,6 +112,26 @@ def test_area_mode_works_on_tensors_too() -> None:
     assert torch.allclose(crop(flat), torch.full((3, 16, 16), 0.25))
 
 
+@pytest.mark.parametrize(
+    "transform",
+    [
+        RandomResizedCropRandomInterpolation(16),
+        ResizeRandomInterpolation(20),
+        PCALighting(0.1),
+    ],
+    ids=lambda t: type(t).__name__,
+)
+def test_each_transform_runs_under_the_older_torchvision_protocol(transform: v2.Transform) -> None:
+    # torchvision 0.19 and 0.20 (pyproject accepts them) call a transform's `_get_params` and
+    # `_transform`; 0.21 renamed them `make_params` and `transform`. Ours answer to both names alike.
+    image = F.to_dtype(F.to_image(_photo(50, 40)), torch.float32, scale=True)
+    torch.manual_seed(5)
+    new = transform.transform(image, transform.make_params([image]))
+    torch.manual_seed(5)
+    old = transform._transform(image, transform._get_params([image]))
+    assert torch.equal(new, old)
+
+
 def test_flip_happens_half_the_time_and_can_be_switched_off() -> None:
     image = _photo(32, 32)
     plain = _normalised(image)

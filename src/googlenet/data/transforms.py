@@ -26,6 +26,11 @@ from torchvision.transforms.v2 import functional as F
 
 from googlenet.errors import ConfigError
 
+try:
+    from torchvision.transforms.v2 import query_size
+except ImportError:  # torchvision < 0.21 kept it private
+    from torchvision.transforms.v2._utils import query_size
+
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
@@ -111,7 +116,22 @@ class AugmentConfig:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
-class RandomResizedCropRandomInterpolation(v2.Transform):
+class _Transform(v2.Transform):
+    """A custom v2 transform that runs on every torchvision this package accepts: 0.21 made the two
+    methods a subclass overrides public (`make_params`, `transform`); 0.19 and 0.20 call them by their
+    old private names, which forward here."""
+
+    def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
+        return {}
+
+    def _get_params(self, flat_inputs: list[Any]) -> dict[str, Any]:  # torchvision < 0.21
+        return self.make_params(flat_inputs)
+
+    def _transform(self, inpt: Any, params: dict[str, Any]) -> Any:  # torchvision < 0.21
+        return self.transform(inpt, params)
+
+
+class RandomResizedCropRandomInterpolation(_Transform):
     """Section 6 patch sampling: area uniform in `scale`, aspect ratio uniform in `ratio`, and the
     resize interpolation drawn uniformly from `interpolations` on every call.
 
@@ -171,7 +191,7 @@ class RandomResizedCropRandomInterpolation(v2.Transform):
 
     def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
         """This call's patch and interpolation (`get_params` on the input's size, from the global RNG)."""
-        height, width = v2.query_size(flat_inputs)
+        height, width = query_size(flat_inputs)
         top, left, h, w, interpolation = self.get_params(
             height, width, self.scale, self.ratio, self.interpolations
         )
@@ -185,7 +205,7 @@ class RandomResizedCropRandomInterpolation(v2.Transform):
         return f"size={self.size}, scale={self.scale}, ratio={self.ratio}, interpolations={names}"
 
 
-class ResizeRandomInterpolation(v2.Transform):
+class ResizeRandomInterpolation(_Transform):
     """Resize the shorter side to `size` with an interpolation drawn uniformly from `interpolations`.
 
     Used by the random_crop=False baseline, so that switching the patch sampling off does not also
@@ -203,7 +223,7 @@ class ResizeRandomInterpolation(v2.Transform):
 
     def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
         """The whole image as the patch, this call's interpolation, the output size (shorter side `size`)."""
-        height, width = v2.query_size(flat_inputs)
+        height, width = query_size(flat_inputs)
         pick = int(torch.randint(0, len(self.interpolations), (1,)).item())
         scale = self.size / min(height, width)
         out = [max(1, round(height * scale)), max(1, round(width * scale))]
@@ -214,7 +234,7 @@ class ResizeRandomInterpolation(v2.Transform):
         return _resized_crop(inpt, params, params["out"])
 
 
-class PCALighting(v2.Transform):
+class PCALighting(_Transform):
     """AlexNet lighting noise (Krizhevsky et al. 2012, section 4.1) on float images in 0..1.
 
     Adds `eigvec @ (alpha * eigval)` to every pixel, alpha ~ N(0, alphastd) per image and component:
