@@ -44,14 +44,16 @@ test-all: $(STAMP)
 # pyproject.toml accepts torch>=2.4 (GPU machines carry other releases than the pinned one): this runs
 # the default suite on the release given, in a venv of its own with everything else pinned. Below torch
 # 2.6 the `fast` extra (ONNX Runtime, OpenVINO, the ONNX export) cannot install, and its tests skip.
+# The pins leave out torch's own requirements (torch 2.6 needs its sympy), and naming torch and
+# torchvision again makes a conflict fail rather than quietly install the pinned torch.
 TORCH_VENV := .venv-torch$(TORCH)
 test-torch:
 	@test -n "$(TORCH)" && test -n "$(TORCHVISION)" || { \
 	  echo "make test-torch: give both releases, e.g. TORCH=2.4.0 TORCHVISION=0.19.0" >&2; exit 2; }
 	@test -x $(TORCH_VENV)/bin/python || python3 -m venv $(TORCH_VENV)
 	$(TORCH_VENV)/bin/python -m pip install --quiet torch==$(TORCH) torchvision==$(TORCHVISION)
-	grep -v -E '^(torch|torchvision|triton|nvidia-[^=]*|cuda-[^=]*)==' requirements/constraints.txt > $(TORCH_VENV)/constraints.txt
-	$(TORCH_VENV)/bin/python -m pip install --quiet -c $(TORCH_VENV)/constraints.txt \
+	$(TORCH_VENV)/bin/python requirements/constraints_beside_torch.py requirements/constraints.txt > $(TORCH_VENV)/constraints.txt
+	$(TORCH_VENV)/bin/python -m pip install --quiet -c $(TORCH_VENV)/constraints.txt torch==$(TORCH) torchvision==$(TORCHVISION) \
 	  -e ".[$$($(TORCH_VENV)/bin/python -c 'import torch; v = tuple(int(p) for p in torch.__version__.split("+")[0].split(".")[:2]); print("dev" if v >= (2, 6) else "detect,caffe")')]" \
 	  pytest pytest-timeout hypothesis
 	$(TORCH_VENV)/bin/python -c 'import torch, torchvision; print("torch", torch.__version__, "torchvision", torchvision.__version__)'
