@@ -60,13 +60,13 @@ test-torch:
 	$(TORCH_VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests benchmarks
-	$(VENV)/bin/ruff format --check src tests benchmarks
+	$(VENV)/bin/ruff check src tests benchmarks requirements
+	$(VENV)/bin/ruff format --check src tests benchmarks requirements
 	$(VENV)/bin/mypy
 
 format: $(STAMP)
-	$(VENV)/bin/ruff format src tests benchmarks
-	$(VENV)/bin/ruff check --fix src tests benchmarks
+	$(VENV)/bin/ruff format src tests benchmarks requirements
+	$(VENV)/bin/ruff check --fix src tests benchmarks requirements
 
 bench: $(STAMP)
 	$(PY) -m googlenet benchmark --json benchmarks/results/benchmark-$$(date +%Y%m%d).json
