@@ -62,6 +62,7 @@ from torch import Tensor, nn
 from googlenet.errors import ConfigError
 from googlenet.infer.fused import FusedGoogLeNet, fuse
 from googlenet.model.googlenet import MIN_INPUT_SIZE, GoogLeNet
+from googlenet.model.layers import onnx_export
 from googlenet.signals import held_import, signals_held
 
 logger = logging.getLogger("googlenet.infer")
@@ -190,7 +191,8 @@ def export_onnx(net: nn.Module, input_size: int, path: str | Path | io.BytesIO |
     net = copy.deepcopy(net).float().eval()
     example = torch.randn(2, 3, input_size, input_size)
     batch = torch.export.Dim("batch", min=1, max=4096)
-    with signals_held():  # the exporter runs the model's Python from C++: see googlenet.signals
+    # signals held: the exporter runs the model's Python from C++ (googlenet.signals)
+    with signals_held(), onnx_export():
         program = torch.onnx.export(
             net,
             (example,),
@@ -198,7 +200,8 @@ def export_onnx(net: nn.Module, input_size: int, path: str | Path | io.BytesIO |
             opset_version=ONNX_OPSET,
             input_names=["images"],
             output_names=["logits"],
-            dynamic_shapes={"x": {0: batch}},
+            # positional: torch 2.6 reads a dict here as keyed by `input_names` (KeyError on "x")
+            dynamic_shapes=({0: batch},),
             optimize=True,
             verbose=False,
         )

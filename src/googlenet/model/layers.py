@@ -8,6 +8,9 @@ torchvision's weight files a key-for-key copy.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -47,6 +50,27 @@ class ConvBlock(nn.Module):
         return self.relu(x)
 
 
+_onnx_exports = 0  # googlenet's own ONNX exports in progress (`onnx_export`)
+
+
+@contextlib.contextmanager
+def onnx_export() -> Iterator[None]:
+    """Mark an ONNX export of ours, so LRN writes its export form (`normalise`) and its plain forward.
+    `torch.onnx.is_in_onnx_export()` says so by itself only from about torch 2.7: before, it did not see
+    the dynamo-based exporter, and the exported network kept a fractional `Pow` (OpenVINO runs the
+    `paper` network 1.9-2.8x slower with it) and, for an input needing a gradient, the training path."""
+    global _onnx_exports
+    _onnx_exports += 1
+    try:
+        yield
+    finally:
+        _onnx_exports -= 1
+
+
+def _in_onnx_export() -> bool:
+    return _onnx_exports > 0 or torch.onnx.is_in_onnx_export()
+
+
 def normalise(x: Tensor, base: Tensor, beta: float) -> Tensor:
     """x * base ** -beta, LRN's output from its normaliser's base (float32; cast back to x's dtype).
 
@@ -56,7 +80,7 @@ def normalise(x: Tensor, base: Tensor, beta: float) -> Tensor:
     `pow` is faster than the chain (one pass over memory instead of three), so eager inference and
     training keep it. Measured gains are in docs/performance.md.
     """
-    if beta == 0.75 and torch.onnx.is_in_onnx_export():
+    if beta == 0.75 and _in_onnx_export():
         root = base.sqrt()
         return x / (root * root.sqrt()).to(x.dtype)
     return x * base.pow(-beta).to(x.dtype)
@@ -125,7 +149,7 @@ class LocalResponseNorm(nn.LocalResponseNorm):
         else `composed`; an input that is not 4-D goes to `torch.nn.LocalResponseNorm`."""
         if x.dim() != 4:
             return super().forward(x)
-        exporting = torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()  # export the plain forward
+        exporting = torch.jit.is_tracing() or _in_onnx_export()  # export the plain forward
         if torch.is_grad_enabled() and x.requires_grad and not exporting:
             band = self._band(x.shape[1], x)
             return _LRNFunction.apply(x, band, self.size, self.alpha, self.beta, self.k)
