@@ -128,7 +128,7 @@ def test_unlistable_folder_is_recorded_and_logged(
     real_scandir = os.scandir
 
     def scandir(path: Any = ".") -> Any:
-        if Path(path) == locked:
+        if isinstance(path, str | os.PathLike) and Path(path) == locked:  # not a descriptor (rmtree's)
             raise PermissionError(13, "Permission denied", str(path))
         return real_scandir(path)
 
