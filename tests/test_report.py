@@ -131,6 +131,31 @@ def test_each_kind_is_one_self_contained_file_with_its_sections(reports: dict[st
     assert len(_images(reports["detection"].read_text())) == 2  # both validation scenes drawn
 
 
+def test_a_report_reads_the_model_file_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A training or evaluation report loads (and hashes) the model's file once, not once for Table 1,
+    again for the class names and twice more for the predictions; the predictions are still made."""
+    import torch
+
+    data = make_tiny_data(tmp_path)
+    training = _training_folder(tmp_path, data)
+    evaluation = _evaluation_folder(tmp_path, training / "final.pt", data)
+    loads: list[str] = []
+    original = torch.load
+
+    def counted(file: Any, *args: Any, **kwargs: Any) -> Any:
+        loads.append(Path(file).name)
+        return original(file, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", counted)
+    seen = _record_predicted_images(monkeypatch)
+    for folder in (training, evaluation):
+        loads.clear()
+        seen.clear()
+        write_report(folder, tmp_path / f"{folder.name}.html")
+        assert loads == ["final.pt"], folder.name
+        assert seen, folder.name
+
+
 def test_a_report_writes_nothing_into_the_run_folder(tmp_path: Path) -> None:
     """A run folder may be read-only (an archive, another user's run): the gradient-flow plot is drawn
     in a temporary folder elsewhere."""
@@ -175,9 +200,9 @@ def _record_predicted_images(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str,
     seen: list[tuple[str, int]] = []
     original = build.predict_images
 
-    def spy(checkpoint: Path, samples: list[tuple[str, int]], limit: int) -> dict[str, Any]:
+    def spy(model: Any, meta: dict[str, Any], samples: list[tuple[str, int]], limit: int) -> dict[str, Any]:
         seen.extend(samples)
-        return original(checkpoint, samples, limit)
+        return original(model, meta, samples, limit)
 
     monkeypatch.setattr(build, "predict_images", spy)
     return seen

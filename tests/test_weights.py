@@ -143,6 +143,26 @@ def test_checkpoint_round_trip_with_metadata(tmp_path: Path) -> None:
     assert torch.equal(bare.fc.weight, model.fc.weight)
 
 
+def test_model_from_file_reads_our_checkpoint_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`evaluate`, `predict`, `export --convert` and fine-tuning load any weight file through
+    `model_from_file`: one of our checkpoints is read (and hashed) once, not once to recognise it and
+    again to build the model from it."""
+    model = googlenet.build_model("paper", num_classes=3)
+    googlenet.save_checkpoint(tmp_path / "m.pt", model, meta={"class_names": ["a", "b", "c"]})
+    loads: list[str] = []
+    original = torch.load
+
+    def counted(file: object, *args: object, **kwargs: object) -> object:
+        loads.append(Path(str(file)).name)
+        return original(file, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(torch, "load", counted)
+    loaded, meta = model_from_file(tmp_path / "m.pt", aux_logits=False)
+    assert loads == ["m.pt"]
+    assert meta["class_names"] == ["a", "b", "c"] and loaded.aux1 is None
+    assert torch.equal(loaded.fc.weight, model.fc.weight)
+
+
 def test_checkpoint_is_plain_data(tmp_path: Path) -> None:
     googlenet.save_checkpoint(tmp_path / "m.pt", googlenet.build_model("bn", num_classes=2))
     obj = torch.load(tmp_path / "m.pt", weights_only=True)

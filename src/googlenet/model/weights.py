@@ -399,7 +399,7 @@ def model_from_file(
         return reference_model(path, kind, aux_logits)
     obj = safe_load(path)
     if _is_ours(obj):
-        return load_checkpoint_model(path, aux_logits, key)
+        return _model_from_checkpoint(path, _validated(path, obj), aux_logits, key)
     if _is_torchvision(obj):
         has_aux = any(k.startswith(("aux1.", "aux2.")) for k in obj)
         model = build_model(
@@ -423,7 +423,13 @@ def load_checkpoint_model(
 
     `aux_logits=False` builds an inference model without heads (their weights are dropped).
     """
-    checkpoint = read_checkpoint(path)
+    return _model_from_checkpoint(path, read_checkpoint(path), aux_logits, key)
+
+
+def _model_from_checkpoint(
+    path: str | os.PathLike[str], checkpoint: dict[str, Any], aux_logits: bool | None, key: str
+) -> tuple[GoogLeNet, dict[str, Any]]:
+    """`load_checkpoint_model` of a checkpoint already read and validated (`path` names it in errors)."""
     config = dict(checkpoint["model_config"])
     if aux_logits is not None:
         config["aux_logits"] = aux_logits

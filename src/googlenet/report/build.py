@@ -199,11 +199,8 @@ def _pct(value: Any, signed: bool = False) -> str:
     return f"{value:+.2f}%" if signed else f"{value:.2f}%"
 
 
-def _names_of(checkpoint: Path) -> tuple[list[str], list[str] | None]:
+def _names_of(meta: dict[str, Any]) -> tuple[list[str], list[str] | None]:
     """(class names, WordNet ids or None) a checkpoint's metadata records."""
-    from googlenet.model.weights import read_checkpoint
-
-    meta = read_checkpoint(checkpoint).get("meta") or {}
     wnids = meta.get("wnids")
     return [str(n) for n in meta.get("class_names") or []], [str(w) for w in wnids] if wnids else None
 
@@ -230,16 +227,17 @@ def val_samples_from_config(
     return list(images.data.samples)
 
 
-def predict_images(checkpoint: Path, samples: list[tuple[str, int]], limit: int) -> dict[str, Any]:
-    """Run the checkpoint's model over `samples` (centre crop): probabilities, targets, class names."""
+def predict_images(
+    model: Any, meta: dict[str, Any], samples: list[tuple[str, int]], limit: int
+) -> dict[str, Any]:
+    """Run a loaded model (its main classifier; `meta` as the weight file records it) over `samples`
+    (centre crop): probabilities, targets, class names."""
     import torch
 
     from googlenet.data.crops import CropSpec, CropTransform, normalize
     from googlenet.data.decode import load_image
     from googlenet.evaluate.evalset import limit_samples
-    from googlenet.model.weights import model_from_file
 
-    model, meta = model_from_file(checkpoint, aux_logits=False)  # ours, or a torchvision/Caffe/ONNX-zoo file
     model.eval()
     size = int(meta.get("input_size", 224))
     resize = int(meta.get("resize_size") or round(size * 256 / 224))
@@ -409,12 +407,13 @@ def _training_sections(page: Page, folder: Path, limit: int, predictions: bool) 
     final = folder / "final.pt"
     model = None
     # A run stopped before its end has no final.pt; its last.pt describes the same network (the class
-    # count for the curves' chance lines, the heads for Table 1).
+    # count for the curves' chance lines, the heads for Table 1). The file is read once: this model, heads
+    # and all, is also the one the predictions below run (its forward is the main classifier).
     described_by = final if final.is_file() else folder / "last.pt"
     if described_by.is_file():
         from googlenet.model.weights import load_checkpoint_model
 
-        model, _ = load_checkpoint_model(described_by, aux_logits=None)
+        model, meta = load_checkpoint_model(described_by, aux_logits=None)
     if (folder / "metrics.csv").is_file():
         try:
             curves = curves_section(folder, model.fc.out_features if model is not None else None)
@@ -439,12 +438,12 @@ def _training_sections(page: Page, folder: Path, limit: int, predictions: bool) 
         title = "Validation: confusion and confident mistakes"
         try:
             config = from_dict(config_data, str(folder / "config.yaml"))
-            samples = val_samples_from_config(config, *_names_of(final))
+            samples = val_samples_from_config(config, *_names_of(meta))
         except GoogLeNetError as exc:  # moved data, other class folders: the rest of the report stands
             page.add(title, f'<p class="note">Left out: {esc(exc)}</p>')
             samples = None
         if samples:
-            page.add(title, predictions_section(predict_images(final, samples, limit)))
+            page.add(title, predictions_section(predict_images(model, meta, samples, limit)))
     elif predictions:
         page.add("Validation: confusion and confident mistakes",
                  '<p class="note">Left out: no final.pt (the run has not finished).</p>')  # fmt: skip
@@ -475,7 +474,7 @@ def _evaluation_predictions(page: Page, data: dict[str, Any], limit: int) -> Non
         page.add(title, f'<p class="note">Left out: {esc(exc)}</p>')
         return
     page.add(f"Validation of {Path(checkpoints[0]).name}: confusion and confident mistakes",
-             predictions_section(predict_images(Path(checkpoints[0]), labelled.samples, limit)))  # fmt: skip
+             predictions_section(predict_images(model, meta, labelled.samples, limit)))  # fmt: skip
 
 
 def build_report(folder: str | Path, limit: int = 500, predictions: bool = True) -> Page:
