@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
@@ -13,6 +14,15 @@ import pytest
 import torch
 
 from googlenet.data.synthetic import ensure_builtin
+
+# The suite started in the background by a shell without job control (`make test &` in a script, a CI
+# runner that does so) inherits SIGINT ignored, and Python then has no KeyboardInterrupt to give; the
+# package rightly leaves an ignored signal ignored (`googlenet.signals.catchable`). The tests of Ctrl-C
+# and SIGTERM check the state a terminal gives, so the suite starts from it, and so do its subprocesses.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+if signal.getsignal(signal.SIGTERM) is signal.SIG_IGN:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"

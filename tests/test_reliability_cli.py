@@ -680,3 +680,44 @@ def test_signals_are_not_held_where_a_handler_could_not_be_put_back(monkeypatch:
         os.kill(os.getpid(), signal.SIGINT)  # a plain block: raised here, at once
         time.sleep(5)
     assert {s: real(s) for s in before} == before
+
+
+def test_a_signal_the_process_was_started_ignoring_stays_ignored(tmp_path: Path) -> None:
+    # A shell without job control starts `googlenet train &` with SIGINT ignored, so that a Ctrl-C meant
+    # for the script's foreground leaves it running; our handlers replaced that SIG_IGN and the Ctrl-C
+    # stopped the run (or, after the work, ended the process).
+    import signal
+
+    from googlenet.signals import signals_held
+    from googlenet.train.checkpoint import StopSignals
+
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with signals_held():
+            os.kill(os.getpid(), signal.SIGINT)
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+        with StopSignals() as stop:
+            os.kill(os.getpid(), signal.SIGINT)
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN and stop.received is None
+            os.kill(os.getpid(), signal.SIGTERM)  # not ignored: still finishes the step and stops
+            assert stop.received == signal.SIGTERM
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    program = (
+        "import os, signal, sys\n"
+        "signal.signal(signal.SIGINT, signal.SIG_IGN)\n"  # as such a shell starts the process
+        "from googlenet.cli import run\n"
+        "sys.argv = ['googlenet', '--version']\n"
+        "try:\n"
+        "    run()\n"
+        "except SystemExit as exc:\n"
+        "    code = exc.code\n"
+        "os.kill(os.getpid(), signal.SIGINT)\n"  # during the exit: ignored, not the end of the process
+        "print('still here', code, flush=True)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", program], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0 and done.stdout.splitlines()[-1] == "still here 0", (done.stdout, done.stderr)

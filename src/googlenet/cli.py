@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 from googlenet import __version__
 from googlenet.errors import GoogLeNetError, UsageError
-from googlenet.signals import signals_held
+from googlenet.signals import catchable, signals_held
 
 # Subcommand modules, in the order `googlenet --help` lists them. A module missing from an
 # installation (a later issue not yet built) is simply not offered.
@@ -81,7 +81,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if getattr(stream, "errors", None) == "strict" and hasattr(stream, "reconfigure"):
             stream.reconfigure(errors=errors)
     in_main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _raise_terminated) if in_main_thread else None
+    ours = in_main_thread and bool(catchable(signal.SIGTERM))  # an ignored SIGTERM stays ignored
+    previous = signal.signal(signal.SIGTERM, _raise_terminated) if ours else None
     try:
         return _main(argv)
     finally:
@@ -213,7 +214,7 @@ def _leave_at_a_signal(code: int) -> None:
     def leave(signum: int, frame: object) -> None:
         os._exit(code)
 
-    for signum in (signal.SIGINT, signal.SIGTERM):
+    for signum in catchable(signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, leave)
 
 

@@ -8,6 +8,11 @@ after throwing an instance of 'python_error'`, exit 134) or to turn into a misle
 ends, so it unwinds from plain Python as every other interruption does. The blocks are seconds long.
 The standard library has no such guard (`signal.pthread_sigmask` would keep the signal from Python's
 own handler too, and on the main thread only), so this is ours.
+
+A signal the process was started with ignored stays ignored: nothing here or elsewhere in the package
+puts a handler over `SIG_IGN` (`catchable`). A shell without job control starts `googlenet train &`
+with SIGINT ignored, so that a Ctrl-C meant for the script's foreground leaves it running; Python keeps
+that for its own KeyboardInterrupt, and so do we.
 """
 
 from __future__ import annotations
@@ -22,10 +27,17 @@ from types import FrameType, ModuleType
 HELD = (signal.SIGINT, signal.SIGTERM)
 
 
+def catchable(*signums: int) -> list[int]:
+    """Those of `signums` whose handler may be replaced: not ignored (`SIG_IGN`, the process's wish,
+    usually inherited from the shell that started it)."""
+    return [signum for signum in signums if signal.getsignal(signum) is not signal.SIG_IGN]
+
+
 @contextmanager
 def signals_held() -> Iterator[None]:
     """Note SIGINT/SIGTERM during the block; raise each one received again when it ends (in order, once
-    each), through the handlers that were installed before it. Off the main thread, a plain block
+    each), through the handlers that were installed before it; an ignored signal stays ignored. Off the
+    main thread, a plain block
     (signals reach only the main thread's handlers, which this cannot replace from elsewhere); also
     where a handler was installed outside Python (`getsignal` gives None: it could not be put back)."""
     if threading.current_thread() is not threading.main_thread() or any(
@@ -38,7 +50,7 @@ def signals_held() -> Iterator[None]:
     def note(signum: int, frame: FrameType | None) -> None:
         received.append(signum)
 
-    previous = {held: signal.signal(held, note) for held in HELD}
+    previous = {held: signal.signal(held, note) for held in catchable(*HELD)}
     try:
         yield
     finally:

@@ -34,6 +34,7 @@ import torch.distributed as dist
 from googlenet.errors import CheckpointError, ConfigError
 from googlenet.model.googlenet import GoogLeNet
 from googlenet.model.weights import read_checkpoint, save_checkpoint
+from googlenet.signals import catchable
 from googlenet.train.config import TrainConfig
 
 TRAIN_STATE_VERSION = 1
@@ -163,7 +164,7 @@ class StopSignals:
 
     def __enter__(self) -> StopSignals:
         if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
+            for sig in catchable(signal.SIGINT, signal.SIGTERM):  # an ignored signal stays ignored
                 self._previous[sig] = signal.signal(sig, self._handle)
         return self
 
