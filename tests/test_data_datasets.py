@@ -192,14 +192,21 @@ def test_scan_bad_files_finds_and_drops_them(tmp_path: Path) -> None:
     assert "'dog' has no readable images" in _one_line_error(fresh.scan_bad_files, drop=True)
 
 
+def _first_red(image: Any) -> torch.Tensor:
+    """A transform the workers can be sent: a module-level function, not a lambda (workers started by
+    forkserver or spawn, Python 3.14's default on Linux and macOS's, receive the dataset pickled)."""
+    return torch.tensor(image.getpixel((0, 0))[0])
+
+
 def test_works_with_dataloader_workers(tmp_path: Path) -> None:
     for i in range(4):
         _image(tmp_path / "cat" / f"{i}.png", i)
     _truncated(tmp_path / "cat" / "9.jpg")
-    dataset = ImageFolderDataset(tmp_path, transform=lambda im: torch.tensor(im.getpixel((0, 0))[0]))
-    loader = DataLoader(dataset, batch_size=5, num_workers=1)
-    values, targets = next(iter(loader))
-    assert values.tolist() == [0, 1, 2, 3, 0] and targets.tolist() == [0] * 5
+    dataset = ImageFolderDataset(tmp_path, transform=_first_red)
+    for context in ("fork", "forkserver"):  # forkserver: Python 3.14's default on Linux
+        loader = DataLoader(dataset, batch_size=5, num_workers=1, multiprocessing_context=context)
+        values, targets = next(iter(loader))
+        assert values.tolist() == [0, 1, 2, 3, 0] and targets.tolist() == [0] * 5, context
 
 
 def test_an_evaluation_loader_leaves_bad_files_out(tmp_path: Path) -> None:
@@ -209,7 +216,7 @@ def test_an_evaluation_loader_leaves_bad_files_out(tmp_path: Path) -> None:
     (tmp_path / "dog" / "4.png").parent.mkdir()
     (tmp_path / "dog" / "4.png").write_bytes(b"")
     _image(tmp_path / "dog" / "5.png", 50)
-    dataset = ImageFolderDataset(tmp_path, transform=lambda im: torch.tensor(im.getpixel((0, 0))[0]))
+    dataset = ImageFolderDataset(tmp_path, transform=_first_red)
     assert dataset.exact(3) is None and dataset[3][0].item() == 50  # training's substitute: the next one
     for workers in (0, 1):
         loader = DataLoader(datasets.LeftOut(dataset), batch_size=2, num_workers=workers,
