@@ -37,9 +37,9 @@ def catchable(*signums: int) -> list[int]:
 def signals_held() -> Iterator[None]:
     """Note SIGINT/SIGTERM during the block; raise each one received again when it ends (in order, once
     each), through the handlers that were installed before it; an ignored signal stays ignored. Off the
-    main thread, a plain block
-    (signals reach only the main thread's handlers, which this cannot replace from elsewhere); also
-    where a handler was installed outside Python (`getsignal` gives None: it could not be put back)."""
+    main thread, a plain block (signals reach only the main thread's handlers, which this cannot replace
+    from elsewhere); also where a handler was installed outside Python (`getsignal` gives None: it could
+    not be put back)."""
     if threading.current_thread() is not threading.main_thread() or any(
         signal.getsignal(held) is None for held in HELD
     ):
