@@ -47,13 +47,16 @@ test-all: $(STAMP)
 # The pins leave out torch's own requirements (torch 2.6 needs its sympy), and naming torch and
 # torchvision again makes a conflict fail rather than quietly install the pinned torch.
 TORCH_VENV := .venv-torch$(TORCH)
+# `===`: exactly that release. `==2.13.0` also matches a local build such as 2.13.0+cpu, which pip
+# prefers where an index carries both, and which the CUDA build of torchvision 0.28.0 cannot load
+# (`operator torchvision::nms does not exist`). Give TORCH=2.13.0+cpu to ask for such a build.
 test-torch:
 	@test -n "$(TORCH)" && test -n "$(TORCHVISION)" || { \
 	  echo "make test-torch: give both releases, e.g. TORCH=2.4.0 TORCHVISION=0.19.0" >&2; exit 2; }
 	@test -x $(TORCH_VENV)/bin/python || python3 -m venv $(TORCH_VENV)
-	$(TORCH_VENV)/bin/python -m pip install --quiet torch==$(TORCH) torchvision==$(TORCHVISION)
+	$(TORCH_VENV)/bin/python -m pip install --quiet torch===$(TORCH) torchvision===$(TORCHVISION)
 	$(TORCH_VENV)/bin/python requirements/constraints_beside_torch.py requirements/constraints.txt > $(TORCH_VENV)/constraints.txt
-	$(TORCH_VENV)/bin/python -m pip install --quiet -c $(TORCH_VENV)/constraints.txt torch==$(TORCH) torchvision==$(TORCHVISION) \
+	$(TORCH_VENV)/bin/python -m pip install --quiet -c $(TORCH_VENV)/constraints.txt torch===$(TORCH) torchvision===$(TORCHVISION) \
 	  -e ".[$$($(TORCH_VENV)/bin/python -c 'import torch; v = tuple(int(p) for p in torch.__version__.split("+")[0].split(".")[:2]); print("dev" if v >= (2, 6) else "detect,caffe")')]" \
 	  pytest pytest-timeout hypothesis
 	$(TORCH_VENV)/bin/python -c 'import torch, torchvision; print("torch", torch.__version__, "torchvision", torchvision.__version__)'
