@@ -14,10 +14,7 @@ GOOGLENET=${GOOGLENET:-.venv/bin/googlenet}
 OUT=benchmarks/results/finetune-builtin
 mkdir -p "$OUT" runs
 
-if [[ ! -f runs/cifar-bn/final.pt ]]; then
-  "$GOOGLENET" train --data-path ../shared/data/cifar10-mini --variant bn --input-size 64 --epochs 12 \
-    --lr-scheduler cosine --lr-warmup-epochs 1 --clip-grad-norm 2 --output-dir runs/cifar-bn --seed 0 -j 0
-fi
+GOOGLENET="$GOOGLENET" bash benchmarks/initial_classifier.sh
 cp runs/cifar-bn/results.json "$OUT/initial-classifier.json"
 
 finetune() {  # name, then train's extra flags
