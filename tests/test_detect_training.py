@@ -404,6 +404,50 @@ def test_multibox_trains_saves_and_proposes_inside_the_image(
         load_multibox(tmp_path / "bad.pt")
 
 
+@pytest.mark.parametrize(
+    ("stop_at", "expected"),
+    [
+        ("loss", "not written (stopped in epoch 1/2)"),
+        ("second epoch", "the model after epoch 1/2"),
+        ("recall", "the model of all 2 epochs, complete; only its validation recall was not computed"),
+    ],
+)
+def test_an_interrupted_multibox_says_what_its_output_holds(
+    scenes: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any, one_thread: None,
+    stop_at: str, expected: str,
+) -> None:  # fmt: skip
+    import googlenet.detect.multibox as multibox
+
+    calls = {"loss": 0}
+    loss = multibox.multibox_loss
+
+    def stopping_loss(*args: Any, **kwargs: Any) -> Any:
+        calls["loss"] += 1
+        if stop_at == "loss" or (stop_at == "second epoch" and calls["loss"] > 10):  # 40 images, batch 4
+            raise KeyboardInterrupt
+        return loss(*args, **kwargs)
+
+    def stopping_proposals(*args: Any, **kwargs: Any) -> Any:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(multibox, "multibox_loss", stopping_loss)
+    if stop_at == "recall":
+        monkeypatch.setattr(multibox, "multibox_proposals", stopping_proposals)
+    output = tmp_path / "mb.pt"
+    argv = ["detect", "multibox", "--annotations", str(scenes), "--output", str(output), "--epochs", "2",
+            "-b", "4", "--input-size", "32", "--priors", "8", "--top-k", "5", "--variant", "bn"]  # fmt: skip
+    assert main(argv) == 130
+    err = capsys.readouterr().err
+    assert f"{output}: {expected}" in err, err
+    assert err.strip().splitlines()[-1] == "googlenet detect multibox: interrupted"
+    assert output.exists() == (stop_at != "loss")
+    if output.exists():
+        from googlenet.detect.multibox import load_multibox
+
+        _, _, meta = load_multibox(output)
+        assert meta["epochs_done"] == (1 if stop_at == "second epoch" else 2)
+
+
 def test_shared_features_score_every_proposal_with_a_distribution(scenes: Path) -> None:
     from googlenet.data.decode import load_image
     from googlenet.detect.detector import DetectorConfig, SharedFeatures

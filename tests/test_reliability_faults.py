@@ -235,6 +235,31 @@ def test_a_setup_error_discards_the_new_folder_and_a_failed_first_step_keeps_it(
     assert "global step 1" in (first / "train.log").read_text()
 
 
+@pytest.mark.parametrize(
+    ("where", "ensemble"), [("build_data", 1), ("make_eval_loader", 1), ("make_eval_loader", 2)]
+)
+def test_a_ctrl_c_while_setting_up_discards_the_new_folder_and_keeps_an_existing_one(
+    tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any, where: str, ensemble: int
+) -> None:
+    # build_data: with only .lock and train.log in the folder; make_eval_loader: after config.yaml and
+    # the TensorBoard log are written, still before the first training step
+    import googlenet.train.engine as engine
+
+    def interrupted(*args: Any, **kwargs: Any) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(engine, where, interrupted)
+    args = ["train", "--data-path", str(tiny_data), *TINY, "--ensemble", str(ensemble)]
+    new = tmp_path / "runs" / "new"
+    assert main([*args, "--output-dir", str(new)]) == 130
+    assert capsys.readouterr().err.strip().splitlines()[-1] == "googlenet train: interrupted"
+    assert not new.exists() and (tmp_path / "runs").is_dir()
+    existing = tmp_path / "mine"
+    existing.mkdir()
+    assert main([*args, "--output-dir", str(existing)]) == 130
+    assert existing.is_dir()
+
+
 # -- NaN / Inf ------------------------------------------------------------------------------------------
 
 

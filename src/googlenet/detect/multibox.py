@@ -52,6 +52,7 @@ from googlenet.errors import CheckpointError, ConfigError, check_values
 from googlenet.io import atomic_save, safe_load
 from googlenet.model.googlenet import GoogLeNet, build_from_config, build_model
 from googlenet.model.weights import IMAGENET_MEAN, IMAGENET_STD
+from googlenet.signals import signals_held
 
 logger = logging.getLogger(__name__)
 
@@ -286,47 +287,64 @@ def train_multibox(
         "voc_root": str(voc_root),
         "epochs_done": 0,
     }
+    existed, saved = os.path.exists(output), 0  # `saved`: the epochs of the model in `output` now
     started = time.perf_counter()
-    for epoch in range(config.epochs):
-        model.train()
-        total, seen, t0 = 0.0, 0, time.perf_counter()
-        bar = _bar(len(loader), f"multibox epoch {epoch + 1}/{config.epochs}", progress)
-        for pixels, boxes in loader:
-            x = normalize(pixels, IMAGENET_MEAN, IMAGENET_STD).contiguous(memory_format=torch.channels_last)
-            with torch.autocast("cpu", dtype=torch.bfloat16):
-                offsets, logits = model(x)
-            loss, _ = multibox_loss(offsets.float(), logits.float(), model.priors, boxes, config.alpha)
-            if not torch.isfinite(loss):
-                raise ConfigError(f"multibox: the loss became {float(loss)} at epoch {epoch + 1}; lower --lr")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), config.clip_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            total += float(loss.detach()) * len(x)
-            seen += len(x)
+    try:
+        for epoch in range(config.epochs):
+            model.train()
+            total, seen, t0 = 0.0, 0, time.perf_counter()
+            bar = _bar(len(loader), f"multibox epoch {epoch + 1}/{config.epochs}", progress)
+            for pixels, boxes in loader:
+                x = normalize(pixels, IMAGENET_MEAN, IMAGENET_STD).contiguous(
+                    memory_format=torch.channels_last
+                )
+                with torch.autocast("cpu", dtype=torch.bfloat16):
+                    offsets, logits = model(x)
+                loss, _ = multibox_loss(offsets.float(), logits.float(), model.priors, boxes, config.alpha)
+                if not torch.isfinite(loss):
+                    raise ConfigError(
+                        f"multibox: the loss became {float(loss)} at epoch {epoch + 1}; lower --lr"
+                    )
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                nn.utils.clip_grad_norm_(model.parameters(), config.clip_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                total += float(loss.detach()) * len(x)
+                seen += len(x)
+                if bar is not None:
+                    bar.set_postfix(
+                        loss=f"{total / seen:.3f}", img_s=f"{seen / (time.perf_counter() - t0):.0f}"
+                    )
+                    bar.update(1)
             if bar is not None:
-                bar.set_postfix(loss=f"{total / seen:.3f}", img_s=f"{seen / (time.perf_counter() - t0):.0f}")
-                bar.update(1)
-        if bar is not None:
-            bar.close()
-        history.append(
-            {"epoch": epoch + 1, "loss": total / max(1, seen), "img_per_s": seen / (time.perf_counter() - t0)}
-        )
-        meta["epochs_done"] = epoch + 1
-        save_multibox(output, model, config, meta)
-        logger.info(
-            "multibox epoch %d/%d: loss %.4f, %.0f img/s",
-            epoch + 1,
-            config.epochs,
-            history[-1]["loss"],
-            history[-1]["img_per_s"],
-        )
-    model.eval()
-    proposals, seconds = multibox_proposals(model, val_images, config.input_size, config.top_k)
-    from googlenet.detect.proposals import proposal_recall
+                bar.close()
+            history.append(
+                {
+                    "epoch": epoch + 1,
+                    "loss": total / max(1, seen),
+                    "img_per_s": seen / (time.perf_counter() - t0),
+                }
+            )
+            meta["epochs_done"] = epoch + 1
+            with signals_held():  # the file and `saved` agree when a signal stops the run
+                save_multibox(output, model, config, meta)
+                saved = epoch + 1
+            logger.info(
+                "multibox epoch %d/%d: loss %.4f, %.0f img/s",
+                epoch + 1,
+                config.epochs,
+                history[-1]["loss"],
+                history[-1]["img_per_s"],
+            )
+        model.eval()
+        proposals, seconds = multibox_proposals(model, val_images, config.input_size, config.top_k)
+        from googlenet.detect.proposals import proposal_recall
 
-    recall = proposal_recall(proposals, val_truth, seconds)
+        recall = proposal_recall(proposals, val_truth, seconds)
+    except KeyboardInterrupt:  # say what the signal left in --output, then stop as any command does
+        logger.info("%s", _stopped_note(output, saved, config.epochs, existed))
+        raise
     return {
         "checkpoint": str(output),
         "priors": len(priors),
@@ -334,6 +352,19 @@ def train_multibox(
         "train_seconds": round(time.perf_counter() - started, 1),
         "val_recall": asdict(recall),
     }
+
+
+def _stopped_note(output: str | os.PathLike[str], done: int, epochs: int, existed: bool) -> str:
+    """What an interrupted `train_multibox` leaves in `output` (each epoch replaces it atomically)."""
+    if done == 0:
+        return f"{output}: {'left as it was' if existed else 'not written'} (stopped in epoch 1/{epochs})"
+    if done < epochs:
+        return (
+            f"{output}: the model after epoch {done}/{epochs} (a MultiBox run does not resume; run it again)"
+        )
+    return (
+        f"{output}: the model of all {epochs} epochs, complete; only its validation recall was not computed"
+    )
 
 
 @torch.inference_mode()

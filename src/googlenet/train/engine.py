@@ -191,6 +191,7 @@ def _fit_one(
             check_new_run_folder(run_dir)
     except BaseException:
         run.close()
+        run.discard_if_unused()  # only a folder this call created, and nothing is in it yet
         raise
     config.run.output_dir = str(run_dir)
     run.attach_log()
@@ -198,6 +199,10 @@ def _fit_one(
         return _Trainer(config, checkpoint, env, device, run, started_wall, resume_with).train()
     except GoogLeNetError as exc:
         run.log_to_file(logging.ERROR, f"stopped: {exc}")
+        run.close()
+        run.discard_if_unused()
+        raise
+    except KeyboardInterrupt:  # a signal while setting up (reading the data, say): nothing trained yet
         run.close()
         run.discard_if_unused()
         raise

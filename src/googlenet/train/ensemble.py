@@ -44,9 +44,9 @@ def fit_ensemble(
         config.run.output_dir = str(root)
         folder.write_text("config.yaml", dump_yaml(config, "googlenet train: ensemble configuration"))
         return _fit_members(config, root, env, fit_one)
-    except GoogLeNetError:
+    except (GoogLeNetError, KeyboardInterrupt):
         folder.close()
-        folder.discard_if_unused()  # a bad input stopped member 0 before it wrote anything
+        folder.discard_if_unused()  # a bad input or a signal stopped member 0 before it wrote anything
         raise
     finally:
         folder.close()
