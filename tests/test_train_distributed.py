@@ -12,9 +12,13 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 import torch
@@ -47,14 +51,21 @@ ARGV = ["--lr", "0.001", "--input-size", "64", "--dropout", "0", "--aux-dropout"
         "--no-progress", "-j", "0", "--train-eval-samples", "5", "--average-start", "0"]  # fmt: skip
 
 
+# The two ways to start the processes: torchrun, and `googlenet train --nproc-per-node` (its launcher).
+LAUNCHERS = {
+    "torchrun": [str(TORCHRUN), "--standalone", "--nproc_per_node", "2", "-m", "googlenet", "train"],
+    "nproc-per-node": [sys.executable, "-m", "googlenet", "train", "--nproc-per-node", "2"],
+}
+
+
 @pytest.mark.skipif(not TORCHRUN.exists(), reason="torchrun not installed beside this Python")
-def test_two_process_torchrun_equals_one_process(tmp_path: Path) -> None:
+@pytest.mark.parametrize("launcher", LAUNCHERS)
+def test_two_process_torchrun_equals_one_process(tmp_path: Path, launcher: str) -> None:
     data = make_tiny_data(tmp_path)  # 3 classes, 12 training images: 3 steps per epoch
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "src")}
     env.pop("GOOGLENET_CACHE", None)
     ddp_out = tmp_path / "ddp"
-    command = [str(TORCHRUN), "--standalone", "--nproc_per_node", "2", "-m", "googlenet", "train",
-               "--data-path", str(data), "--output-dir", str(ddp_out), "--json", *ARGV]  # fmt: skip
+    command = [*LAUNCHERS[launcher], "--data-path", str(data), "--output-dir", str(ddp_out), "--json", *ARGV]
     completed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert completed.returncode == 0, completed.stderr[-3000:]
     ddp_results = json.loads(completed.stdout[completed.stdout.index("{") :])
@@ -97,6 +108,95 @@ def test_a_mistake_one_process_finds_is_one_line_in_every_process(tmp_path: Path
     # The other process either meets a closed connection (one line, `test_a_lost_peer_is_one_line`) or is
     # stopped by torchrun while it waits; never a traceback.
     assert "[rank" not in completed.stderr, completed.stderr[-3000:]
+
+
+def _launched(args: list[str], cwd: Path) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    return subprocess.Popen([*LAUNCHERS["nproc-per-node"], *args], env=env, cwd=cwd, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+
+
+def test_nproc_per_node_reports_a_mistake_in_one_line_without_torchruns_traceback(tmp_path: Path) -> None:
+    # found by both processes (torchrun: a line from each, then its ChildFailedError traceback and report)
+    data = make_tiny_data(tmp_path)
+    (data / "train" / "empty").mkdir()
+    (data / "val" / "empty").mkdir()
+    child = _launched(["--data-path", str(data), "--output-dir", str(tmp_path / "out"), *ARGV], tmp_path)
+    _, err = child.communicate(timeout=300)
+    assert child.returncode == 1, err
+    assert err.strip().splitlines() == [
+        f"googlenet train: error: {data / 'train'}: class folder 'empty' has no images"
+    ]
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow  # over 15 s on a 2-core CPU: the slow tier (CI runs it); two launches, 24 s
+def test_nproc_per_node_stops_at_ctrl_c_with_last_pt_and_resumes(tmp_path: Path) -> None:
+    data = make_tiny_data(tmp_path)
+    out = tmp_path / "out"
+    child = _launched(
+        ["--data-path", str(data), "--output-dir", str(out), *ARGV, "--epochs", "200"], tmp_path
+    )
+    try:  # a few epochs in (each writes metrics.csv), then Ctrl-C to the launcher alone
+        deadline = time.monotonic() + 240
+        while not (out / "metrics.csv").is_file() and time.monotonic() < deadline and child.poll() is None:
+            time.sleep(0.2)
+        child.send_signal(signal.SIGINT)
+        _, err = child.communicate(timeout=120)
+    finally:
+        child.kill()
+    assert child.returncode == 130, err
+    assert "Traceback" not in err and "Signal" not in err, err
+    assert "resume with --resume" in err
+    state = torch.load(out / "last.pt", weights_only=True)["train_state"]
+    assert state["global_step"] >= 3 and len(state["rng"]) == 2  # the processes saved it
+    resumed = _launched(
+        ["--resume", str(out), "--epochs", str(state["epoch"] + 1), "--no-progress"], tmp_path
+    )
+    _, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err
+    assert torch.load(out / "last.pt", weights_only=True)["train_state"]["epoch"] == state["epoch"] + 1
+
+
+def test_nproc_per_node_under_torchrun_is_refused(monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:
+    from googlenet.cli import main
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    assert main(["train", "--nproc-per-node", "2"]) == 1
+    assert capsys.readouterr().err.strip() == (
+        "googlenet train: error: --nproc-per-node 2: this process already runs under torchrun (process 0 "
+        "of 2); give the process count to one of them"
+    )
+
+
+def test_the_launcher_prints_what_the_first_process_did_not_say(tmp_path: Path, capsys: Any) -> None:
+    from googlenet.console import LAUNCHED, closing_line
+    from googlenet.train.launch import _report
+
+    failure = lambda code: SimpleNamespace(exitcode=code)  # noqa: E731  (torch's ProcessFailure)
+    (tmp_path / "rank-1").write_text("googlenet train: error: only process 1 saw this\n")
+    (tmp_path / "rank-2").write_text("googlenet train: error: only process 1 saw this\n")
+    assert _report({1: failure(1), 2: failure(1), 3: failure(-9)}, tmp_path, "googlenet train") == 1
+    assert capsys.readouterr().err.splitlines() == [
+        "googlenet train: error: only process 1 saw this",  # once
+        "googlenet train: error: process 3 was killed by SIGKILL (out of memory? the kernel's OOM killer sends SIGKILL)",
+    ]
+    (tmp_path / "rank-0").write_text("googlenet train: error: the first one's\n")  # printed by that process
+    assert _report({0: failure(2), 1: failure(143)}, tmp_path, "googlenet train") == 2
+    assert capsys.readouterr().err == ""
+    assert _report({1: failure(130)}, tmp_path, "googlenet train") == 130
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(LAUNCHED, str(tmp_path))
+        patch.setenv("RANK", "1")
+        assert not closing_line("line of process 1")  # left for the launcher, not printed
+        patch.setenv("RANK", "0")
+        assert closing_line("line of process 0")  # printed by the first process, and left too
+        patch.delenv(LAUNCHED)
+        assert closing_line("a plain run")
+    assert (tmp_path / "rank-1").read_text() == "line of process 1\n"
+    assert (tmp_path / "rank-0").read_text() == "line of process 0\n"
 
 
 def test_a_lost_peer_is_one_line(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:

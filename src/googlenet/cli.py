@@ -19,6 +19,7 @@ import threading
 from collections.abc import Sequence
 
 from googlenet import __version__
+from googlenet.console import closing_line
 from googlenet.errors import GoogLeNetError, UsageError
 from googlenet.signals import catchable, signals_held
 
@@ -115,12 +116,13 @@ def _main(argv: Sequence[str] | None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # `train --nproc-per-node` starts it again
     sub = getattr(args, "detect_command", None)
     name = f"{args.command} {sub}" if sub else args.command  # "detect evaluate", as its usage line
     try:
         return int(args.func(args) or 0)
     except GoogLeNetError as exc:
-        print(f"googlenet {name}: error: {exc}", file=sys.stderr)
+        _say(f"googlenet {name}: error: {exc}")
         return 2 if isinstance(exc, UsageError) else 1
     except KeyboardInterrupt as exc:
         return _stopped(f"googlenet {name}", exc)
@@ -128,18 +130,19 @@ def _main(argv: Sequence[str] | None) -> int:
         return 0
     except OSError as exc:  # the machine's, not ours: a full disk, a read-only folder, a lost mount
         where = f"{exc.filename}: " if exc.filename else ""
-        print(f"googlenet {name}: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        _say(f"googlenet {name}: error: {where}{exc.strerror or exc}")
         return 1
     except (RuntimeError, MemoryError) as exc:
         if _out_of_memory(exc):
-            print(f"googlenet {name}: error: out of memory{_allocation(exc)}; lower the batch size or the "
-                  "input size", file=sys.stderr)  # fmt: skip
+            _say(
+                f"googlenet {name}: error: out of memory{_allocation(exc)}; lower the batch size or the input size"
+            )
             return 1
         if not isinstance(exc, RuntimeError) or not _lost_peer(exc):
             raise
         rank = os.environ.get("RANK", "?")
-        print(f"googlenet {name}: error: process {rank} stops because another process of this torchrun job "
-              "failed (see that process's error)", file=sys.stderr)  # fmt: skip
+        _say(f"googlenet {name}: error: process {rank} stops because another process of this torchrun job "
+             "failed (see that process's error)")  # fmt: skip
         return 1
 
 
@@ -221,8 +224,15 @@ def _leave_at_a_signal(code: int) -> None:
 def _stopped(prog: str, exc: KeyboardInterrupt) -> int:
     """Say that a signal stopped `prog`; its exit code, 128 + the signal's number."""
     terminated = isinstance(exc, Terminated)
-    print(f"{prog}: {'terminated (SIGTERM)' if terminated else 'interrupted'}", file=sys.stderr)
+    _say(f"{prog}: {'terminated (SIGTERM)' if terminated else 'interrupted'}")
     return 143 if terminated else 130
+
+
+def _say(line: str) -> None:
+    """Print the command's closing line on stderr (under `train --nproc-per-node`: the first process
+    prints it, every process leaves it for the launcher; see `googlenet.console.closing_line`)."""
+    if closing_line(line):
+        print(line, file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import sys
+from pathlib import Path
+
+# Set by `googlenet train --nproc-per-node` (googlenet.train.launch) in each process it starts: the
+# folder where the process leaves its closing line.
+LAUNCHED = "GOOGLENET_LAUNCHED"
 
 
 class _StderrHandler(logging.StreamHandler):
@@ -36,3 +43,22 @@ def setup_console(level: int = logging.INFO) -> None:
         handler.setFormatter(logging.Formatter("%(message)s"))
         root.addHandler(handler)
     root.setLevel(level)
+
+
+def is_launched() -> bool:
+    """Whether `googlenet train --nproc-per-node` started this process."""
+    return bool(os.environ.get(LAUNCHED))
+
+
+def closing_line(line: str) -> bool:
+    """Leave a command's closing line (its error, "interrupted") for the launcher when this process is
+    one that `googlenet train --nproc-per-node` started; whether to print it here as well: in the first
+    process, or in any process that was not launched so (a plain run, or one under torchrun)."""
+    folder = os.environ.get(LAUNCHED)
+    if not folder:
+        return True
+    rank = os.environ.get("RANK", "0")
+    with contextlib.suppress(OSError):  # the launcher is gone (killed): print it here instead
+        (Path(folder) / f"rank-{rank}").write_text(line + "\n", encoding="utf-8")
+        return rank == "0"
+    return True

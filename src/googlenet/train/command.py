@@ -24,7 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from googlenet.console import setup_console
+from googlenet.console import is_launched, setup_console
 from googlenet.errors import ConfigError, DataError
 from googlenet.train import distributed as ddp
 from googlenet.train.checkpoint import check_resume_config, load_training_state, resolve_resume_path
@@ -52,11 +52,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "Train GoogLeNet: SGD with momentum 0.9, lr x0.96 every 8 epochs, auxiliary losses weighted 0.3, "
             "Polyak averaging. With no arguments: the paper variant on the built-in data at 64x64, a few "
             "minutes on CPU. Flags override --config, which overrides the defaults. Multi-process: "
-            "torchrun --nproc-per-node N -m googlenet train ..."
+            "--nproc-per-node N on one machine; across machines torchrun ... -m googlenet train ..."
         ),
         argument_default=S,
     )
     add_arguments(parser)
+    parser.add_argument(
+        "--nproc-per-node", type=int, metavar="N",
+        help="train in N processes on this machine (DDP; torchrun's launcher with --standalone, one-line "
+             "errors); across machines use torchrun",
+    )  # fmt: skip
     parser.set_defaults(func=run)
 
 
@@ -397,6 +402,16 @@ def run(args: argparse.Namespace) -> int:
     run)."""
     env = ddp.from_environment()
     _setup_logging(env)
+    given = getattr(args, "nproc_per_node", None)
+    nproc = 0 if given is None or is_launched() else int(given)  # 0: not this process's to launch
+    if given is not None and not is_launched():
+        if nproc < 1:
+            raise ConfigError(f"--nproc-per-node: must be at least 1, got {nproc}")
+        if env.distributed:
+            raise ConfigError(
+                f"--nproc-per-node {nproc}: this process already runs under torchrun (process {env.rank} "
+                f"of {env.world_size}); give the process count to one of them"
+            )
     _elastic_resume(args)
     config, resume = build_config(args)
     if config.data.dataset != "builtin" and not Path(str(config.data.data_path)).is_dir():  # before any work
@@ -410,6 +425,10 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--resume for an ensemble takes the ensemble's folder")
     if resume is not None and not config.run.test_only:
         _check_resume_target(args, Path(resume), config.run.ensemble)
+    if nproc > 1:  # checked above once, here; each process checks again and trains
+        from googlenet.train.launch import launch
+
+        return launch(args.argv, nproc)
     results = fit(config, resume=resume)
     if env.is_main:
         if getattr(args, "json", False):
