@@ -154,12 +154,7 @@ def test_plan_checks_arms_and_seeds_and_builds_each_run_command(tmp_path: Path) 
     (folder / "last.pt").write_bytes(b"x")
     assert "--resume" in train_command(plan, "bn", 1)  # an interrupted run continues
     plan.torchrun = 2
-    assert train_command(plan, "bn", 0)[1:5] == [
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc-per-node=2",
-    ]
+    assert train_command(plan, "bn", 0)[1:5] == ["-m", "googlenet", "train", "--nproc-per-node=2"]
 
 
 def test_a_run_trained_with_other_settings_is_not_reused(tmp_path: Path) -> None:

@@ -233,11 +233,9 @@ def train_command(plan: StudyPlan, arm: str, seed: int) -> list[str]:
     """The command line of one run: `googlenet train --config <run>.yaml --output-dir <run>` (or --resume)."""
     folder = plan.run_dir(arm, seed)
     config_file = folder.parent / f"seed-{seed}.yaml"
-    if plan.torchrun > 0:
-        prefix = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-                  f"--nproc-per-node={plan.torchrun}", "-m", "googlenet", "train"]  # fmt: skip
-    else:
-        prefix = [sys.executable, "-m", "googlenet", "train"]
+    prefix = [sys.executable, "-m", "googlenet", "train"]
+    if plan.torchrun > 0:  # torchrun's launcher, through the command (its log: one line on a failure)
+        prefix.append(f"--nproc-per-node={plan.torchrun}")
     where = ["--resume", str(folder)] if (folder / "last.pt").is_file() else ["--output-dir", str(folder)]
     return [*prefix, "--config", str(config_file), *where, "--no-progress", "--json"]
 
