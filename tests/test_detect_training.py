@@ -6,6 +6,8 @@ import itertools
 import json
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,9 @@ from googlenet.detect.metrics import GroundTruth
 from googlenet.detect.voc import load_voc, voc_images
 from googlenet.errors import CheckpointError
 from googlenet.model.weights import default_meta, read_checkpoint
+
+ROOT = Path(__file__).resolve().parents[1]
+TORCHRUN = Path(sys.executable).with_name("torchrun")
 
 
 @pytest.fixture(scope="module")
@@ -446,6 +451,40 @@ def test_an_interrupted_multibox_says_what_its_output_holds(
 
         _, _, meta = load_multibox(output)
         assert meta["epochs_done"] == (1 if stop_at == "second epoch" else 2)
+
+
+def test_detect_train_nproc_per_node_reports_a_mistake_in_one_line(scenes: Path, tmp_path: Path) -> None:
+    # found by the first process while the other waits for its region set (torchrun stops that one)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "src")}
+    command = [sys.executable, "-m", "googlenet", "detect", "train", "--nproc-per-node", "2", "--annotations",
+               str(scenes), "--val-set", "nope", "--epochs", "1", "--input-size", "64", "-o", str(tmp_path / "out")]  # fmt: skip
+    completed = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 1, completed.stderr[-3000:]
+    (line,) = completed.stderr.strip().splitlines()
+    assert line.startswith("googlenet detect train: error: --val-set nope: ") and "nope.txt" in line
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow  # over 15 s on a 2-core CPU: the slow tier (CI runs it); a torchrun job
+@pytest.mark.skipif(not TORCHRUN.exists(), reason="torchrun not installed beside this Python")
+def test_detect_train_under_torchrun_names_one_dated_folder_for_every_process(
+    scenes: Path, tmp_path: Path
+) -> None:
+    # The second process starts 1.5 s after the first: its clock gives another dated folder, where it
+    # waited (for hours) for a region set the first process built in its own.
+    late = tmp_path / "late.py"
+    late.write_text("import os, sys, time\n"
+                    "time.sleep(1.5 if os.environ.get('RANK') == '1' else 0)\n"
+                    "from googlenet.cli import main\n"
+                    "sys.exit(main(sys.argv[1:]))\n")  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "src")}
+    command = [str(TORCHRUN), "--standalone", "--nproc-per-node", "2", str(late), "detect", "train",
+               "--annotations", str(scenes), "--train-set", "val", "--epochs", "1", "--input-size", "64", "-b", "8", "--max-side", "150",
+               "--no-progress", "-j", "0"]  # fmt: skip
+    completed = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=400)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    (folder,) = (tmp_path / "runs").iterdir()
+    assert (folder / "final.pt").is_file() and "mAP" in completed.stdout
 
 
 def test_shared_features_score_every_proposal_with_a_distribution(scenes: Path) -> None:

@@ -129,7 +129,7 @@ DETECT_HELP: dict[str, str] = {
 
 def register(commands: argparse._SubParsersAction) -> None:
     """`googlenet detect train`'s and `googlenet detect multibox`'s flags, added to `detect`'s subcommands."""
-    from googlenet.train.command import add_arguments
+    from googlenet.train.command import add_arguments, add_launch_argument
 
     tr = commands.add_parser(
         "train",
@@ -157,6 +157,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     g.add_argument("--background-per-positive", type=float, default=3.0)
     g.add_argument("--context", type=int, default=16, help="context pixels at 227 (R-CNN: 16)")
     add_arguments(tr)
+    add_launch_argument(tr)
     for action in tr._actions:  # the training flags' help, where detect train's defaults differ
         action.help = DETECT_HELP.get(action.dest, action.help)
     tr.set_defaults(func=run_train)
@@ -216,14 +217,17 @@ def run_train(args: argparse.Namespace) -> int:
         _setup_logging,
         build_config,
         config_overrides,
+        launch_count,
     )
     from googlenet.train.config import resolve
     from googlenet.train.engine import fit
+    from googlenet.train.launch import launch
     from googlenet.train.memory import check_run_memory
     from googlenet.train.runs import check_new_run_folder, lock_folder
 
     env = ddp.from_environment()
     _setup_logging(env)
+    nproc = launch_count(args, env)
     flags = {key: value for key, value in vars(args).items() if "." in key}
     for key, flag in (("data.data_path", "--data-path"), ("data.dataset", "--dataset")):
         if flags.get(key) is not None:
@@ -233,6 +237,8 @@ def run_train(args: argparse.Namespace) -> int:
     if resume is not None:  # the run's own config (and region set) continue
         config, resume = build_config(args)
         output = Path(config.run.output_dir or ".")
+        if nproc > 1:
+            return launch(args.argv, nproc, prog="googlenet detect train")
     else:
         file_overrides, settings = config_overrides(
             args, flags
@@ -258,6 +264,11 @@ def run_train(args: argparse.Namespace) -> int:
         input_size = int(given("model.input_size") or input_size or 96)
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         output = Path(flags.get("run.output_dir") or f"runs/{stamp}-detect-{variant}")
+        if env.distributed and not flags.get("run.output_dir"):
+            # Each process's clock names its own dated folder (a second apart, the others would wait
+            # hours for a region set built elsewhere): the first process's name for all of them.
+            ddp.init_process_group(env, ddp.resolve_device(str(given("run.device") or "auto"), env))
+            output = Path(ddp.broadcast_object(str(output)))
         if output.exists() and not output.is_dir():
             raise ConfigError(f"--output-dir {output}: is a file, not a run folder")
         check_new_run_folder(output)  # before the region set below replaces a run's own
@@ -288,7 +299,9 @@ def run_train(args: argparse.Namespace) -> int:
         _refuse_inapplicable(flags, config)  # as `train` does: a flag that cannot apply is not recorded
         # A batch the memory cannot hold is refused before the region set (minutes) is built; the
         # engine checks again, and warns, when training starts.
-        check_run_memory(config, env.world_size, ddp.resolve_device(config.run.device, env))
+        check_run_memory(config, max(env.world_size, nproc), ddp.resolve_device(config.run.device, env))
+        if nproc > 1:  # checked here once; the processes check again, build the region set and train
+            return launch(args.argv, nproc, prog="googlenet detect train")
         # Absolute, so the run resumes and evaluates from any working directory.
         voc = os.path.abspath(
             resolve_annotations(args.annotations, progress=sys.stderr.isatty() and env.is_main)

@@ -57,12 +57,33 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         argument_default=S,
     )
     add_arguments(parser)
+    add_launch_argument(parser)
+    parser.set_defaults(func=run)
+
+
+def add_launch_argument(parser: argparse.ArgumentParser) -> None:
+    """`--nproc-per-node N` (`train`, `detect train`): see `launch_count`."""
     parser.add_argument(
         "--nproc-per-node", type=int, metavar="N",
         help="train in N processes on this machine (DDP; torchrun's launcher with --standalone, one-line "
              "errors); across machines use torchrun",
     )  # fmt: skip
-    parser.set_defaults(func=run)
+
+
+def launch_count(args: argparse.Namespace, env: ddp.DistEnv) -> int:
+    """The processes `--nproc-per-node` asks this process to start (googlenet.train.launch); 0 when not
+    given, or when this process is one of those it started. ConfigError for one below 1, or under torchrun."""
+    given = getattr(args, "nproc_per_node", None)
+    if given is None or is_launched():
+        return 0
+    if given < 1:
+        raise ConfigError(f"--nproc-per-node: must be at least 1, got {given}")
+    if env.distributed:
+        raise ConfigError(
+            f"--nproc-per-node {given}: this process already runs under torchrun (process {env.rank} "
+            f"of {env.world_size}); give the process count to one of them"
+        )
+    return int(given)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -402,16 +423,7 @@ def run(args: argparse.Namespace) -> int:
     run)."""
     env = ddp.from_environment()
     _setup_logging(env)
-    given = getattr(args, "nproc_per_node", None)
-    nproc = 0 if given is None or is_launched() else int(given)  # 0: not this process's to launch
-    if given is not None and not is_launched():
-        if nproc < 1:
-            raise ConfigError(f"--nproc-per-node: must be at least 1, got {nproc}")
-        if env.distributed:
-            raise ConfigError(
-                f"--nproc-per-node {nproc}: this process already runs under torchrun (process {env.rank} "
-                f"of {env.world_size}); give the process count to one of them"
-            )
+    nproc = launch_count(args, env)
     _elastic_resume(args)
     config, resume = build_config(args)
     if config.data.dataset != "builtin" and not Path(str(config.data.data_path)).is_dir():  # before any work
