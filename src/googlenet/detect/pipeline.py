@@ -322,6 +322,7 @@ def run_train(args: argparse.Namespace) -> int:
             if lock is not None:
                 lock.close()
     results = fit(config, resume=resume)
+    ddp.destroy_process_group()  # the one joined above for the folder's name (fit leaves one it did not make)
     if not env.is_main:
         return 0
     _print_summary(results)
