@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from googlenet.cli import build_parser, main
+from googlenet.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -576,6 +577,34 @@ def test_sigterm_unwinds_as_ctrl_c_does_with_exit_143(
     code, err = run(["summary"], capsys)
     assert_one_line(code, err, (143,), "terminated (SIGTERM)")
     assert signal.getsignal(signal.SIGTERM) is before  # main() leaves the caller's handler in place
+
+
+def test_a_signal_after_the_error_line_ends_the_command_without_a_traceback(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # torchrun stops the other processes when one fails: a SIGTERM while a process reports its own
+    # error escaped as a `Terminated` traceback (3 of 6 tries). The error line stays the only line.
+    import signal
+
+    import googlenet.cli
+    import googlenet.model.summary as summary
+
+    def mistake(args: object) -> int:
+        raise ConfigError("a mistake")
+
+    real, sent = googlenet.cli._say, []
+
+    def say_then_terminated(line: str, cause: bool = True) -> None:
+        real(line, cause)
+        if not sent:
+            sent.append(signal.SIGTERM)
+            os.kill(os.getpid(), signal.SIGTERM)  # delivered right after the line
+
+    monkeypatch.setattr(summary, "run", mistake)
+    monkeypatch.setattr(googlenet.cli, "_say", say_then_terminated)
+    code, err = run(["summary"], capsys)
+    assert code == 143
+    assert err.strip().splitlines() == ["googlenet summary: error: a mistake"]
 
 
 def test_a_signal_during_native_code_is_raised_when_it_ends(

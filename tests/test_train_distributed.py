@@ -116,18 +116,36 @@ def _launched(args: list[str], cwd: Path) -> subprocess.Popen[str]:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
 
 
-def test_nproc_per_node_reports_a_mistake_in_one_line_without_torchruns_traceback(tmp_path: Path) -> None:
+def test_nproc_per_node_reports_a_mistake_in_one_line_without_torchruns_traceback(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     # found by both processes (torchrun: a line from each, then its ChildFailedError traceback and report)
+    from googlenet.cli import main
+
     data = make_tiny_data(tmp_path)
     (data / "train" / "empty").mkdir()
     (data / "val" / "empty").mkdir()
-    child = _launched(["--data-path", str(data), "--output-dir", str(tmp_path / "out"), *ARGV], tmp_path)
-    _, err = child.communicate(timeout=300)
-    assert child.returncode == 1, err
-    assert err.strip().splitlines() == [
+    monkeypatch.chdir(tmp_path)
+    environment, handlers = dict(os.environ), [signal.getsignal(s) for s in (signal.SIGINT, signal.SIGHUP)]
+    argv = [
+        "train",
+        "--nproc-per-node",
+        "2",
+        "--data-path",
+        str(data),
+        "--output-dir",
+        str(tmp_path / "out"),
+        *ARGV,
+    ]
+    assert main(argv) == 1
+    assert capfd.readouterr().err.strip().splitlines() == [
         f"googlenet train: error: {data / 'train'}: class folder 'empty' has no images"
     ]
     assert not (tmp_path / "out").exists()
+    # a program that called main() gets its environment and signal handlers back (torch's launcher
+    # sets TORCHELASTIC_* variables and its own handlers)
+    assert dict(os.environ) == environment
+    assert [signal.getsignal(s) for s in (signal.SIGINT, signal.SIGHUP)] == handlers
 
 
 @pytest.mark.slow  # over 15 s on a 2-core CPU: the slow tier (CI runs it); two launches, 24 s
@@ -147,7 +165,8 @@ def test_nproc_per_node_stops_at_ctrl_c_with_last_pt_and_resumes(tmp_path: Path)
         child.kill()
     assert child.returncode == 130, err
     assert "Traceback" not in err and "Signal" not in err, err
-    assert "resume with --resume" in err
+    assert "received SIGINT" in err and "resume with --resume" in err  # the first process's lines
+    assert err.strip().splitlines()[-1] == "googlenet train: interrupted"
     state = torch.load(out / "last.pt", weights_only=True)["train_state"]
     assert state["global_step"] >= 3 and len(state["rng"]) == 2  # the processes saved it
     resumed = _launched(
@@ -175,28 +194,42 @@ def test_the_launcher_prints_what_the_first_process_did_not_say(tmp_path: Path, 
     from googlenet.train.launch import _report
 
     failure = lambda code: SimpleNamespace(exitcode=code)  # noqa: E731  (torch's ProcessFailure)
-    (tmp_path / "rank-1").write_text("googlenet train: error: only process 1 saw this\n")
-    (tmp_path / "rank-2").write_text("googlenet train: error: only process 1 saw this\n")
+    error = "googlenet train: error:"
+    (tmp_path / "rank-1").write_text(f"cause\t{error} only process 1 saw this\n")
+    (tmp_path / "rank-2").write_text(f"cause\t{error} only process 1 saw this\n")
     assert _report({1: failure(1), 2: failure(1), 3: failure(-9)}, tmp_path, "googlenet train") == 1
     assert capsys.readouterr().err.splitlines() == [
-        "googlenet train: error: only process 1 saw this",  # once
-        "googlenet train: error: process 3 was killed by SIGKILL (out of memory? the kernel's OOM killer sends SIGKILL)",
+        f"{error} only process 1 saw this",  # once
+        f"{error} process 3 was killed by SIGKILL (out of memory? the kernel's OOM killer sends SIGKILL)",
     ]
-    (tmp_path / "rank-0").write_text("googlenet train: error: the first one's\n")  # printed by that process
-    assert _report({0: failure(2), 1: failure(143)}, tmp_path, "googlenet train") == 2
+    # the first process's line says another one failed: that one's cause is printed as well
+    (tmp_path / "rank-0").write_text(f"after\t{error} process 0 stops because another process ... failed\n")
+    assert _report({0: failure(1), 1: failure(1)}, tmp_path, "googlenet train") == 1
+    assert capsys.readouterr().err.splitlines() == [f"{error} only process 1 saw this"]
+    # a mistake every process met: the first one printed it; the others' consequences add nothing
+    (tmp_path / "rank-0").write_text(f"cause\t{error} the same for all\n")
+    (tmp_path / "rank-1").write_text(f"cause\t{error} the same for all\n")
+    (tmp_path / "rank-2").write_text("after\tgooglenet train: terminated (SIGTERM)\n")
+    assert _report({0: failure(2), 1: failure(2), 2: failure(143)}, tmp_path, "googlenet train") == 2
     assert capsys.readouterr().err == ""
-    assert _report({1: failure(130)}, tmp_path, "googlenet train") == 130
+    # nobody gave a cause: what the others saw, once
+    (tmp_path / "rank-0").unlink()
+    (tmp_path / "rank-1").write_text("after\tgooglenet train: terminated (SIGTERM)\n")
+    assert _report({1: failure(143), 2: failure(143)}, tmp_path, "googlenet train") == 143
+    assert capsys.readouterr().err.splitlines() == ["googlenet train: terminated (SIGTERM)"]
 
+    for name in ("rank-1", "rank-2"):
+        (tmp_path / name).unlink()
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv(LAUNCHED, str(tmp_path))
         patch.setenv("RANK", "1")
         assert not closing_line("line of process 1")  # left for the launcher, not printed
         patch.setenv("RANK", "0")
-        assert closing_line("line of process 0")  # printed by the first process, and left too
+        assert closing_line("line of process 0", cause=False)  # printed by the first process, and left too
         patch.delenv(LAUNCHED)
         assert closing_line("a plain run")
-    assert (tmp_path / "rank-1").read_text() == "line of process 1\n"
-    assert (tmp_path / "rank-0").read_text() == "line of process 0\n"
+    assert (tmp_path / "rank-1").read_text() == "cause\tline of process 1\n"
+    assert (tmp_path / "rank-0").read_text() == "after\tline of process 0\n"
 
 
 def test_a_lost_peer_is_one_line(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:

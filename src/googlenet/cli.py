@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from googlenet import __version__
 from googlenet.console import closing_line
 from googlenet.errors import GoogLeNetError, UsageError
-from googlenet.signals import catchable, signals_held
+from googlenet.signals import Terminated, catchable, signals_held
 
 # Subcommand modules, in the order `googlenet --help` lists them. A module missing from an
 # installation (a later issue not yet built) is simply not offered.
@@ -36,11 +36,6 @@ SUBCOMMANDS: tuple[str, ...] = (
     "googlenet.ablate.command",
     "googlenet.report.command",
 )
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised where the process is (outside a training loop, which saves and stops on its own), so
-    that it unwinds as Ctrl-C does: temporary files removed, child processes stopped, one line, exit 143."""
 
 
 def _raise_terminated(signum: int, frame: object) -> None:
@@ -81,11 +76,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     for stream, errors in ((sys.stdout, "surrogateescape"), (sys.stderr, "backslashreplace")):
         if getattr(stream, "errors", None) == "strict" and hasattr(stream, "reconfigure"):
             stream.reconfigure(errors=errors)
+    _said.clear()  # one closing line per command (a program may run several)
     in_main_thread = threading.current_thread() is threading.main_thread()
     ours = in_main_thread and bool(catchable(signal.SIGTERM))  # an ignored SIGTERM stays ignored
     previous = signal.signal(signal.SIGTERM, _raise_terminated) if ours else None
     try:
         return _main(argv)
+    except KeyboardInterrupt as exc:  # a signal while the command reported its outcome (seen under
+        return _stopped(_named(argv), exc)  # torchrun, which stops the others when one process fails)
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
@@ -142,7 +140,7 @@ def _main(argv: Sequence[str] | None) -> int:
             raise
         rank = os.environ.get("RANK", "?")
         _say(f"googlenet {name}: error: process {rank} stops because another process of this torchrun job "
-             "failed (see that process's error)")  # fmt: skip
+             "failed (see that process's error)", cause=False)  # fmt: skip
         return 1
 
 
@@ -224,15 +222,23 @@ def _leave_at_a_signal(code: int) -> None:
 def _stopped(prog: str, exc: KeyboardInterrupt) -> int:
     """Say that a signal stopped `prog`; its exit code, 128 + the signal's number."""
     terminated = isinstance(exc, Terminated)
-    _say(f"{prog}: {'terminated (SIGTERM)' if terminated else 'interrupted'}")
+    _say(f"{prog}: {'terminated (SIGTERM)' if terminated else 'interrupted'}", cause=False)
     return 143 if terminated else 130
 
 
-def _say(line: str) -> None:
-    """Print the command's closing line on stderr (under `train --nproc-per-node`: the first process
-    prints it, every process leaves it for the launcher; see `googlenet.console.closing_line`)."""
-    if closing_line(line):
+_said: list[str] = []  # the closing line this process printed
+
+
+def _say(line: str, cause: bool = True) -> None:
+    """Print the command's closing line on stderr, once: a signal that stops the process after it said
+    its error adds nothing. `cause`: False for a line that reports a consequence of something else (a
+    signal, another process's failure). Under `train --nproc-per-node` the first process prints it and
+    every process leaves it for the launcher (`googlenet.console.closing_line`)."""
+    if _said:
+        return
+    if closing_line(line, cause):
         print(line, file=sys.stderr)
+    _said.append(line)
 
 
 if __name__ == "__main__":

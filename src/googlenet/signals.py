@@ -27,6 +27,11 @@ from types import FrameType, ModuleType
 HELD = (signal.SIGINT, signal.SIGTERM)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the process is (outside a training loop, which saves and stops on its own), so
+    that it unwinds as Ctrl-C does: temporary files removed, child processes stopped, one line, exit 143."""
+
+
 def catchable(*signums: int) -> list[int]:
     """Those of `signums` whose handler may be replaced: not ignored (`SIG_IGN`, the process's wish,
     usually inherited from the shell that started it)."""

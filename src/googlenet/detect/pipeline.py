@@ -228,6 +228,8 @@ def run_train(args: argparse.Namespace) -> int:
     env = ddp.from_environment()
     _setup_logging(env)
     nproc = launch_count(args, env)
+    if nproc > 1:  # the processes say what the run does; this one only starts them
+        setup_console(logging.WARNING)
     flags = {key: value for key, value in vars(args).items() if "." in key}
     for key, flag in (("data.data_path", "--data-path"), ("data.dataset", "--dataset")):
         if flags.get(key) is not None:

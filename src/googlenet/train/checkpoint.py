@@ -172,8 +172,10 @@ class StopSignals:
         if self.received is not None and signum == signal.SIGINT:
             raise KeyboardInterrupt
         self.received = signum
-        logger.warning(
-            "received %s: finishing the current step, then saving last.pt", signal.Signals(signum).name
+        # Said once for a torchrun job (every process receives it): by the first process.
+        level = logging.WARNING if os.environ.get("RANK", "0") == "0" else logging.INFO
+        logger.log(
+            level, "received %s: finishing the current step, then saving last.pt", signal.Signals(signum).name
         )
 
     def __exit__(self, *exc: object) -> None:

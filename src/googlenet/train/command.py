@@ -424,6 +424,8 @@ def run(args: argparse.Namespace) -> int:
     env = ddp.from_environment()
     _setup_logging(env)
     nproc = launch_count(args, env)
+    if nproc > 1:  # the processes say what the run does; this one only starts them
+        setup_console(logging.WARNING)
     _elastic_resume(args)
     config, resume = build_config(args)
     if config.data.dataset != "builtin" and not Path(str(config.data.data_path)).is_dir():  # before any work

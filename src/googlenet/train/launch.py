@@ -9,14 +9,18 @@ googlenet train ...` would start them, but
   the first process alone, and the command exits with that process's code; torchrun adds its
   launcher's `ChildFailedError` traceback and report, and every process prints its own line;
 - a Ctrl-C or SIGTERM stops the processes as under torchrun (each saves last.pt after its step) and
-  the command exits 130 or 143 without torchrun's `SignalException` traceback;
+  the command ends as any does, "googlenet train: interrupted" (130) or "terminated (SIGTERM)" (143),
+  after the processes (a second signal cuts torch's wait short; the launcher then waits for them
+  itself), without torchrun's `SignalException` traceback;
 - a process killed by a signal (the kernel's out-of-memory killer, say) is named in one line;
 - each process gets `OMP_NUM_THREADS` = the machine's cores / N (torchrun sets 1, with a banner),
   unless the variable is set already.
 
-The other processes' closing lines are not lost: each process leaves its line in a folder the
-launcher names in `googlenet.console.LAUNCHED` (an environment variable; `closing_line` there), and
-the launcher prints them when the first process left none. Only torch's public launcher names are
+The other processes' closing lines are not lost: each process leaves its line, marked as a cause or
+a consequence (a signal, another process's failure), in a folder the launcher names in
+`googlenet.console.LAUNCHED` (an environment variable; `closing_line` there); the launcher prints the
+causes the first process did not say (its own line may be "another process failed"), and the
+consequences only when nobody gave a cause. Only torch's public launcher names are
 used (`torch.distributed.run`'s `get_args_parser` and `run`, `ChildFailedError`, `SignalException`),
 so the launch is torchrun's, in every release we support.
 """
@@ -29,10 +33,12 @@ import os
 import signal
 import sys
 import tempfile
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 from googlenet.console import LAUNCHED
+from googlenet.signals import Terminated
 
 
 def cores() -> int:
@@ -43,44 +49,99 @@ def cores() -> int:
 
 
 def launch(argv: Sequence[str], nproc: int, prog: str = "googlenet train") -> int:
-    """Run `googlenet *argv` in `nproc` processes under torchrun's launcher; the command's exit code."""
+    """Run `googlenet *argv` in `nproc` processes under torchrun's launcher; the command's exit code.
+
+    A signal to the launcher reaches the processes as under torchrun (it sends them the same one; each
+    saves last.pt after its step) and leaves here as KeyboardInterrupt (SIGTERM: `Terminated`), which
+    the CLI reports as for any command, once the processes have ended.
+    """
     from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import get_args_parser, run
 
     threads = str(max(1, cores() // nproc))
+    handlers = {signum: signal.getsignal(signum) for signum in _HANDLED}
     with (
         tempfile.TemporaryDirectory(prefix="googlenet-launch-") as lines,
         _environment({LAUNCHED: lines, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", threads)}),
         _quiet(),
     ):
-        parser = get_args_parser()
-        options = ["--standalone", f"--nproc-per-node={nproc}"]
-        if any("--signals-to-handle" in action.option_strings for action in parser._actions):
-            # Ctrl-C reaches every process from the terminal; torchrun would send each a second SIGINT,
-            # which stops a training at once instead of after its step. Left to Python here, it raises
-            # KeyboardInterrupt in the launcher, whose shutdown sends SIGTERM: a graceful stop either
-            # way. (Where torchrun has no --signals-to-handle, its own handling stays.)
-            options.append("--signals-to-handle=SIGTERM,SIGHUP,SIGQUIT")
+        args = get_args_parser().parse_args(
+            ["--standalone", f"--nproc-per-node={nproc}", "-m", "googlenet", *argv]
+        )
         try:
-            run(parser.parse_args([*options, "-m", "googlenet", *argv]))
+            run(args)
         except ChildFailedError as exc:
             return _report(exc.failures, Path(lines), prog)
-        except SignalException as exc:  # the launcher's SIGTERM (or SIGINT); the processes have stopped
-            return 128 + int(getattr(exc, "sigval", signal.SIGTERM))
-        except KeyboardInterrupt:  # Ctrl-C; the processes have stopped (each saved its last.pt)
-            return 130
+        except (SignalException, KeyboardInterrupt) as exc:
+            # A second signal cuts torch's wait for the processes short: wait for them here.
+            _wait_for_children(SHUTDOWN_WAIT_S)
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+            if getattr(exc, "sigval", signal.SIGTERM) == signal.SIGINT:
+                raise KeyboardInterrupt from None
+            raise Terminated from None  # SIGTERM (and SIGHUP, SIGQUIT): the CLI's "terminated" line
+        finally:
+            for signum, handler in handlers.items():  # torch's raise SignalException; a program calling
+                if handler is not None:  # `main()` gets its own back
+                    signal.signal(signum, handler)
     return 0
+
+
+# The signals torch's launcher takes over while it runs (its default `--signals-to-handle`).
+_HANDLED = tuple(
+    getattr(signal, name) for name in ("SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT") if hasattr(signal, name)
+)
+# How long the launcher waits for its processes after a signal (torch's own shutdown waits 30 s).
+SHUTDOWN_WAIT_S = 60.0
+
+
+def _wait_for_children(timeout_s: float) -> None:
+    """Wait up to `timeout_s` for this process's child processes (the workers) to end, reaping them."""
+    deadline = time.monotonic() + timeout_s
+    children = _children()
+    while children and time.monotonic() < deadline:
+        for pid in list(children):
+            try:
+                done, _ = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:  # reaped already (by torch's handle on it)
+                done = pid
+            if done:
+                children.discard(pid)
+        if children:
+            time.sleep(0.1)
+
+
+def _children() -> set[int]:
+    """The pids of this process's children (Linux: from /proc; elsewhere none are known)."""
+    me, found = os.getpid(), set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()  # after "pid (name)"
+            if int(fields[1]) == me:
+                found.add(int(stat.parent.name))
+    return found
 
 
 def _report(failures: Mapping[int, object], lines: Path, prog: str) -> int:
     """Print what the first process did not say about `failures` (rank -> torch's ProcessFailure); the
-    exit code: the first process's, else the first failed one's."""
+    exit code: the first process's, else the first failed one's.
+
+    Each process left its closing line, marked as the cause of its failure or a consequence (a signal,
+    another process's failure). The first process printed its own; here go the other processes' causes
+    it did not say, each once (a mistake every process meets is the first one's line already), then,
+    when nobody gave a cause, their consequences; and the processes killed without a word.
+    """
     codes = {rank: int(getattr(failure, "exitcode", 1)) for rank, failure in sorted(failures.items())}
     said = {rank: _read(lines / f"rank-{rank}") for rank in range(max(codes, default=0) + 1)}
-    if not said.get(0):  # the first process printed nothing: the others' lines, each once
-        for line in dict.fromkeys(text for rank, text in sorted(said.items()) if rank and text):
-            print(line, file=sys.stderr)
+    first = {text for _, text in said.get(0, [])}  # printed by the first process itself
+    others = [(kind, text) for rank in sorted(said) if rank for kind, text in said[rank]]
+    shown = [text for kind, text in others if kind == "cause"]
+    if not shown and not first:  # nobody said what went wrong: what the others saw of it
+        shown = [text for _, text in others]
+    for text in dict.fromkeys(shown):
+        if text not in first:
+            print(text, file=sys.stderr)
     for rank, code in codes.items():
         if code < 0 and not said.get(rank):  # killed without a word: name the signal
             try:
@@ -95,25 +156,33 @@ def _report(failures: Mapping[int, object], lines: Path, prog: str) -> int:
     return code if code > 0 else 1
 
 
-def _read(path: Path) -> str:
+def _read(path: Path) -> list[tuple[str, str]]:
+    """The (kind, line) entries a process left: kind "cause" or "after" (`googlenet.console.closing_line`)."""
     try:
-        return path.read_text(encoding="utf-8").strip()
+        text = path.read_text(encoding="utf-8")
     except OSError:
-        return ""
+        return []
+    entries = []
+    for row in text.splitlines():
+        kind, tab, line = row.partition("\t")
+        if tab:
+            entries.append((kind, line))
+    return entries
 
 
 @contextlib.contextmanager
 def _environment(values: dict[str, str]) -> Iterator[None]:
-    """Set `values` in os.environ (which the launched processes inherit) for the block only."""
-    before = {key: os.environ.get(key) for key in values}
+    """Set `values` in os.environ (which the launched processes inherit) for the block only; whatever
+    torch's launcher sets there meanwhile (TORCHELASTIC_*, its compile cache) goes with it."""
+    before = dict(os.environ)
     os.environ.update(values)
     try:
         yield
     finally:
+        for key in set(os.environ) - set(before):
+            del os.environ[key]
         for key, value in before.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
+            if os.environ.get(key) != value:
                 os.environ[key] = value
 
 
