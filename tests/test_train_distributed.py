@@ -232,6 +232,28 @@ def test_the_launcher_prints_what_the_first_process_did_not_say(tmp_path: Path, 
     assert (tmp_path / "rank-0").read_text() == "after\tline of process 0\n"
 
 
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="finds the processes through /proc")
+def test_after_a_signal_the_launcher_waits_for_its_own_processes_only(tmp_path: Path) -> None:
+    from googlenet.console import LAUNCHED
+    from googlenet.train.launch import _wait_for_children, _workers
+
+    ours = subprocess.Popen(["sleep", "30"], env={**os.environ, LAUNCHED: str(tmp_path)})
+    other = subprocess.Popen(["sleep", "30"], env={**os.environ, LAUNCHED: str(tmp_path / "another")})
+    try:
+        assert _workers(str(tmp_path)) == [ours.pid]  # not the other launch's, nor this test's own
+        started = time.monotonic()
+        _wait_for_children(str(tmp_path), 0.5)  # still running: waits its time out
+        assert time.monotonic() - started >= 0.5
+        ours.kill()
+        ours.wait()
+        _wait_for_children(str(tmp_path), 30)
+        assert time.monotonic() - started < 10 and other.poll() is None
+    finally:
+        for process in (ours, other):
+            process.kill()
+            process.wait()
+
+
 def test_a_lost_peer_is_one_line(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     import googlenet.model.summary as summary
     from googlenet.cli import main

@@ -75,7 +75,7 @@ def launch(argv: Sequence[str], nproc: int, prog: str = "googlenet train") -> in
             return _report(exc.failures, Path(lines), prog)
         except (SignalException, KeyboardInterrupt) as exc:
             # A second signal cuts torch's wait for the processes short: wait for them here.
-            _wait_for_children(SHUTDOWN_WAIT_S)
+            _wait_for_children(lines, SHUTDOWN_WAIT_S)
             if isinstance(exc, KeyboardInterrupt):
                 raise
             if getattr(exc, "sigval", signal.SIGTERM) == signal.SIGINT:
@@ -96,30 +96,25 @@ _HANDLED = tuple(
 SHUTDOWN_WAIT_S = 60.0
 
 
-def _wait_for_children(timeout_s: float) -> None:
-    """Wait up to `timeout_s` for this process's child processes (the workers) to end, reaping them."""
+def _wait_for_children(lines: str, timeout_s: float) -> None:
+    """Wait up to `timeout_s` for the processes this launch started (those whose environment names
+    `lines` in `LAUNCHED`) to end; a program's other child processes are none of its business."""
     deadline = time.monotonic() + timeout_s
-    children = _children()
-    while children and time.monotonic() < deadline:
-        for pid in list(children):
-            try:
-                done, _ = os.waitpid(pid, os.WNOHANG)
-            except ChildProcessError:  # reaped already (by torch's handle on it)
-                done = pid
-            if done:
-                children.discard(pid)
-        if children:
-            time.sleep(0.1)
+    while _workers(lines) and time.monotonic() < deadline:
+        time.sleep(0.1)
 
 
-def _children() -> set[int]:
-    """The pids of this process's children (Linux: from /proc; elsewhere none are known)."""
-    me, found = os.getpid(), set()
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            fields = stat.read_text().rsplit(")", 1)[1].split()  # after "pid (name)"
-            if int(fields[1]) == me:
-                found.add(int(stat.parent.name))
+def _workers(lines: str) -> list[int]:
+    """The live processes (not zombies) started with `LAUNCHED`=`lines` (Linux: from /proc; elsewhere,
+    where torch's own wait is all there is, none are known)."""
+    mark = f"{LAUNCHED}={lines}".encode()
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        with contextlib.suppress(OSError, IndexError):
+            if mark not in (proc / "environ").read_bytes().split(b"\0"):
+                continue
+            if (proc / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":  # state, after "pid (name)"
+                found.append(int(proc.name))
     return found
 
 
