@@ -548,6 +548,20 @@ def test_detect_train_end_to_end_on_tiny_scenes(
     }
     assert {d.label for d in detections} <= annotated  # never "background"
 
+    # A run moved elsewhere resumes there, on its own region set, and is evaluated there (it trained in
+    # the new folder but scored the folder its config.yaml named).
+    moved = tmp_path / "elsewhere" / "moved"
+    moved.parent.mkdir()
+    shutil.move(out, moved)
+    assert main(["detect", "train", "--resume", str(moved), "--epochs", "2", "--no-progress"]) == 0
+    assert "mAP" in capsys.readouterr().out and not out.exists()
+    assert json.loads((moved / "detection.json").read_text())["runs"][0]["detections_file"].startswith(
+        str(moved)
+    )
+    assert read_checkpoint(moved / "last.pt")["train_state"]["epoch"] == 2
+    assert f"data_path: {moved.resolve() / 'regions'}" in (moved / "config.yaml").read_text()
+    shutil.move(moved, out)  # back, for the box regression below
+
     # Box regression (beyond the paper) on the trained region classifier, then detections through it.
     fitted = tmp_path / "boxreg.pt"
     assert main(["detect", "boxreg", "--checkpoint", str(out / "final.pt"), "--annotations", str(scenes),

@@ -218,18 +218,49 @@ def test_the_launcher_prints_what_the_first_process_did_not_say(tmp_path: Path, 
     assert _report({1: failure(143), 2: failure(143)}, tmp_path, "googlenet train") == 143
     assert capsys.readouterr().err.splitlines() == ["googlenet train: terminated (SIGTERM)"]
 
-    for name in ("rank-1", "rank-2"):
+    # the first process lost its peer, which was killed without a word: both said, by the launcher
+    (tmp_path / "rank-0").write_text(f"after\t{error} process 0 stops because another process ... failed\n")
+    (tmp_path / "rank-1").unlink()
+    assert _report({0: failure(1), 1: failure(-9)}, tmp_path, "googlenet train") == 1
+    assert capsys.readouterr().err.splitlines() == [
+        f"{error} process 0 stops because another process ... failed",
+        f"{error} process 1 was killed by SIGKILL (out of memory? the kernel's OOM killer sends SIGKILL)",
+    ]
+    for name in ("rank-0", "rank-2"):
         (tmp_path / name).unlink()
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv(LAUNCHED, str(tmp_path))
         patch.setenv("RANK", "1")
         assert not closing_line("line of process 1")  # left for the launcher, not printed
         patch.setenv("RANK", "0")
-        assert closing_line("line of process 0", cause=False)  # printed by the first process, and left too
+        assert closing_line("cause of process 0")  # printed by the first process, and left too
+        assert not closing_line("consequence in process 0", cause=False)  # the launcher's to say
         patch.delenv(LAUNCHED)
-        assert closing_line("a plain run")
+        assert closing_line("a plain run") and closing_line("a plain run's stop", cause=False)
     assert (tmp_path / "rank-1").read_text() == "cause\tline of process 1\n"
-    assert (tmp_path / "rank-0").read_text() == "after\tline of process 0\n"
+    assert (tmp_path / "rank-0").read_text() == "cause\tcause of process 0\nafter\tconsequence in process 0\n"
+
+
+def test_the_launcher_reports_the_first_signal_it_received() -> None:
+    # ablate follows a Ctrl-C with SIGTERM; torch's launcher raises the second while it handles the first
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+
+    from googlenet.signals import Terminated
+    from googlenet.train.launch import _first_stop
+
+    def chained(*signums: signal.Signals) -> BaseException:
+        try:
+            try:
+                raise SignalException("first", sigval=signums[0])
+            except SignalException:
+                raise SignalException("second", sigval=signums[1]) from None  # context kept, as torch's
+        except SignalException as exc:
+            return exc
+
+    assert type(_first_stop(chained(signal.SIGINT, signal.SIGTERM), SignalException)) is KeyboardInterrupt
+    assert type(_first_stop(chained(signal.SIGTERM, signal.SIGINT), SignalException)) is Terminated
+    assert type(_first_stop(Terminated(), SignalException)) is Terminated
+    assert type(_first_stop(SignalException("one", sigval=signal.SIGHUP), SignalException)) is Terminated
 
 
 @pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="finds the processes through /proc")

@@ -53,9 +53,10 @@ def is_launched() -> bool:
 def closing_line(line: str, cause: bool = True) -> bool:
     """Leave a command's closing line (its error, "interrupted") for the launcher when this process is
     one that `googlenet train --nproc-per-node` started; whether to print it here as well: in the first
-    process, or in any process that was not launched so (a plain run, or one under torchrun). `cause`:
-    False for a line that reports a consequence (a signal, another process's failure), which the
-    launcher prints only when no process said what went wrong."""
+    process when it is a cause, and in any process that was not launched so (a plain run, or one under
+    torchrun). `cause`: False for a line that reports a consequence (a signal, another process's
+    failure): the launcher says those, its own stop line or the others' when nobody said what went
+    wrong."""
     folder = os.environ.get(LAUNCHED)
     if not folder:
         return True
@@ -63,5 +64,5 @@ def closing_line(line: str, cause: bool = True) -> bool:
     with contextlib.suppress(OSError):  # the launcher is gone (killed): print it here instead
         with open(Path(folder) / f"rank-{rank}", "a", encoding="utf-8") as handle:
             handle.write(f"{'cause' if cause else 'after'}\t{line}\n")
-        return rank == "0"
+        return rank == "0" and cause
     return True

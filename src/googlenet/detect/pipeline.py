@@ -214,6 +214,7 @@ def run_train(args: argparse.Namespace) -> int:
     from googlenet.train.command import (
         _print_summary,
         _refuse_inapplicable,
+        _run_folder,
         _setup_logging,
         build_config,
         config_overrides,
@@ -238,7 +239,13 @@ def run_train(args: argparse.Namespace) -> int:
     resume = getattr(args, "resume", None)
     if resume is not None:  # the run's own config (and region set) continue
         config, resume = build_config(args)
-        output = Path(config.run.output_dir or ".")
+        # The folder resumed, wherever it is now: its config.yaml names the folder it was made in, which
+        # a copied or moved run no longer is (evaluating there scored another folder's model), and its
+        # region set, kept inside it, moved with it.
+        output = _run_folder(Path(str(resume)))
+        made_in = Path(config.run.output_dir or ".").resolve()
+        if config.data.data_path == str(made_in / "regions") and (output / "regions").is_dir():
+            config.data.data_path = str(output.resolve() / "regions")
         if nproc > 1:
             return launch(args.argv, nproc, prog="googlenet detect train")
     else:

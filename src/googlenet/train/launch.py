@@ -18,9 +18,9 @@ googlenet train ...` would start them, but
 
 The other processes' closing lines are not lost: each process leaves its line, marked as a cause or
 a consequence (a signal, another process's failure), in a folder the launcher names in
-`googlenet.console.LAUNCHED` (an environment variable; `closing_line` there); the launcher prints the
-causes the first process did not say (its own line may be "another process failed"), and the
-consequences only when nobody gave a cause. Only torch's public launcher names are
+`googlenet.console.LAUNCHED` (an environment variable; `closing_line` there). The first process
+prints its cause; the launcher prints the causes it did not say, and the consequences only when
+nobody gave a cause (a signal to the launcher: its own stop line). Only torch's public launcher names are
 used (`torch.distributed.run`'s `get_args_parser` and `run`, `ChildFailedError`, `SignalException`),
 so the launch is torchrun's, in every release we support.
 """
@@ -74,18 +74,33 @@ def launch(argv: Sequence[str], nproc: int, prog: str = "googlenet train") -> in
         except ChildFailedError as exc:
             return _report(exc.failures, Path(lines), prog)
         except (SignalException, KeyboardInterrupt) as exc:
-            # A second signal cuts torch's wait for the processes short: wait for them here.
-            _wait_for_children(lines, SHUTDOWN_WAIT_S)
-            if isinstance(exc, KeyboardInterrupt):
-                raise
-            if getattr(exc, "sigval", signal.SIGTERM) == signal.SIGINT:
-                raise KeyboardInterrupt from None
-            raise Terminated from None  # SIGTERM (and SIGHUP, SIGQUIT): the CLI's "terminated" line
+            stop = _first_stop(exc, SignalException)
+        else:
+            return 0
         finally:
             for signum, handler in handlers.items():  # torch's raise SignalException; a program calling
                 if handler is not None:  # `main()` gets its own back
                     signal.signal(signum, handler)
-    return 0
+        # A second signal cuts torch's wait for the processes short: wait for them here (a further
+        # signal ends this wait too).
+        with contextlib.suppress(KeyboardInterrupt):
+            _wait_for_children(lines, SHUTDOWN_WAIT_S)
+        raise stop
+
+
+def _first_stop(exc: BaseException, signal_exception: type[BaseException]) -> KeyboardInterrupt:
+    """The stop to report for `exc` and the signals before it (a second signal, ablate's SIGTERM after
+    a Ctrl-C, say, arrives while torch handles the first): the first one's, as the processes record it.
+    SIGINT: KeyboardInterrupt; SIGTERM (and SIGHUP, SIGQUIT): `Terminated`."""
+    first: BaseException = exc
+    earlier = exc.__context__
+    while earlier is not None:
+        if isinstance(earlier, (signal_exception, KeyboardInterrupt)):
+            first = earlier
+        earlier = earlier.__context__
+    if isinstance(first, KeyboardInterrupt):
+        return Terminated() if isinstance(first, Terminated) else KeyboardInterrupt()
+    return KeyboardInterrupt() if getattr(first, "sigval", None) == signal.SIGINT else Terminated()
 
 
 # The signals torch's launcher takes over while it runs (its default `--signals-to-handle`).
@@ -123,17 +138,18 @@ def _report(failures: Mapping[int, object], lines: Path, prog: str) -> int:
     exit code: the first process's, else the first failed one's.
 
     Each process left its closing line, marked as the cause of its failure or a consequence (a signal,
-    another process's failure). The first process printed its own; here go the other processes' causes
-    it did not say, each once (a mistake every process meets is the first one's line already), then,
-    when nobody gave a cause, their consequences; and the processes killed without a word.
+    another process's failure). The first process printed its own cause; here go the other processes'
+    causes it did not say, each once (a mistake every process meets is the first one's line already),
+    or, when nobody gave a cause, the consequences the processes saw; and the processes killed without
+    a word.
     """
     codes = {rank: int(getattr(failure, "exitcode", 1)) for rank, failure in sorted(failures.items())}
     said = {rank: _read(lines / f"rank-{rank}") for rank in range(max(codes, default=0) + 1)}
-    first = {text for _, text in said.get(0, [])}  # printed by the first process itself
-    others = [(kind, text) for rank in sorted(said) if rank for kind, text in said[rank]]
-    shown = [text for kind, text in others if kind == "cause"]
-    if not shown and not first:  # nobody said what went wrong: what the others saw of it
-        shown = [text for _, text in others]
+    entries = [(rank, kind, text) for rank in sorted(said) for kind, text in said[rank]]
+    first = {text for rank, kind, text in entries if rank == 0 and kind == "cause"}  # printed by it
+    shown = [text for rank, kind, text in entries if rank and kind == "cause"]
+    if not shown and not first:  # nobody said what went wrong: what the processes saw of it
+        shown = [text for _, _, text in entries]
     for text in dict.fromkeys(shown):
         if text not in first:
             print(text, file=sys.stderr)
