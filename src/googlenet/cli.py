@@ -232,8 +232,8 @@ _said: list[str] = []  # the closing line this process printed
 def _say(line: str, cause: bool = True) -> None:
     """Print the command's closing line on stderr, once: a signal that stops the process after it said
     its error adds nothing. `cause`: False for a line that reports a consequence of something else (a
-    signal, another process's failure). Under `train --nproc-per-node` the first process prints it and
-    every process leaves it for the launcher (`googlenet.console.closing_line`)."""
+    signal, another process's failure). Under `train --nproc-per-node` every process leaves it for the
+    launcher and only the first prints it, a cause only (`googlenet.console.closing_line`)."""
     if _said:
         return
     if closing_line(line, cause):
