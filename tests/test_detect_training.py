@@ -453,6 +453,7 @@ def test_an_interrupted_multibox_says_what_its_output_holds(
         assert meta["epochs_done"] == (1 if stop_at == "second epoch" else 2)
 
 
+@pytest.mark.slow  # 10 s; the default suite keeps `train`'s own launcher tests (the slow tier: CI runs it)
 def test_detect_train_nproc_per_node_reports_a_mistake_in_one_line(scenes: Path, tmp_path: Path) -> None:
     # found by the first process while the other waits for its region set (torchrun stops that one)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "src")}
