@@ -36,6 +36,7 @@ from googlenet.model.googlenet import GoogLeNet
 from googlenet.model.weights import read_checkpoint, save_checkpoint
 from googlenet.signals import catchable
 from googlenet.train.config import TrainConfig
+from googlenet.train.distributed import from_environment
 
 TRAIN_STATE_VERSION = 1
 
@@ -173,7 +174,7 @@ class StopSignals:
             raise KeyboardInterrupt
         self.received = signum
         # Said once for a torchrun job (every process receives it): by the first process.
-        level = logging.WARNING if os.environ.get("RANK", "0") == "0" else logging.INFO
+        level = logging.WARNING if from_environment().is_main else logging.INFO
         logger.log(
             level, "received %s: finishing the current step, then saving last.pt", signal.Signals(signum).name
         )

@@ -57,6 +57,13 @@ class DistEnv:
         return self.rank == 0
 
 
+def cores() -> int:
+    """The cores this process may run on (its affinity where the system tells it)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def from_environment() -> DistEnv:
     """Read torchrun's variables; a plain `python` run is rank 0 of 1."""
     try:

@@ -9,7 +9,6 @@ worker seeds.
 from __future__ import annotations
 
 import copy
-import os
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -51,7 +50,7 @@ def loader_workers(config: TrainConfig) -> int:
     """Loader processes: the configured number, or min(4, CPUs) when unset."""
     if config.data.workers is not None:
         return config.data.workers
-    return min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    return min(4, ddp.cores())
 
 
 class _Loader(DataLoader):

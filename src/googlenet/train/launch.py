@@ -39,13 +39,7 @@ from pathlib import Path
 
 from googlenet.console import LAUNCHED
 from googlenet.signals import Terminated
-
-
-def cores() -> int:
-    """The cores this process may run on."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
+from googlenet.train.distributed import cores
 
 
 def launch(argv: Sequence[str], nproc: int, prog: str = "googlenet train") -> int:
