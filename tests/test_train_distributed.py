@@ -9,6 +9,7 @@ tolerance rather than bit equality.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -178,6 +179,95 @@ def test_nproc_per_node_stops_at_ctrl_c_with_last_pt_and_resumes(tmp_path: Path)
     _, err = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, err
     assert torch.load(out / "last.pt", weights_only=True)["train_state"]["epoch"] == state["epoch"] + 1
+
+
+@pytest.mark.slow  # over 15 s on a 2-core CPU: the slow tier (CI runs it); 10 s
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's")
+def test_the_processes_stop_and_save_when_the_launcher_is_killed(tmp_path: Path) -> None:
+    # SIGKILL (the OOM killer, `kill -9`) leaves the launcher no chance to stop its processes; they used to
+    # train on, unseen, in a run folder they kept locked.
+    data = make_tiny_data(tmp_path)
+    out = tmp_path / "out"
+    child = _launched(
+        ["--data-path", str(data), "--output-dir", str(out), *ARGV, "--epochs", "200"], tmp_path
+    )
+    try:
+        deadline = time.monotonic() + 240
+        while not (out / "metrics.csv").is_file() and time.monotonic() < deadline and child.poll() is None:
+            time.sleep(0.2)
+        workers = _started_by(child.pid)
+        assert len(workers) == 2, f"processes started by the launcher: {workers}"
+        lines = {_environ(pid)["GOOGLENET_LAUNCHED"] for pid in workers}
+        child.kill()
+        _, err = child.communicate(timeout=120)  # the pipe closes when the processes have left too
+        deadline = time.monotonic() + 60
+        while _started_by(child.pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not _started_by(child.pid), err
+    finally:
+        child.kill()
+        for pid in _started_by(child.pid):
+            os.kill(pid, signal.SIGKILL)
+    assert "Traceback" not in err, err
+    assert err.count("received SIGTERM") == 1, err  # said once, though Linux sends it once per thread
+    assert f"resume with --resume {out}" in err
+    state = torch.load(out / "last.pt", weights_only=True)["train_state"]
+    assert state["global_step"] >= 1 and len(state["rng"]) == 2  # both processes saved it
+    assert not any(Path(folder).exists() for folder in lines)  # the launcher's folder, removed for it
+
+
+def test_a_launched_process_follows_its_launcher(tmp_path: Path) -> None:
+    """`follow_launcher`: SIGTERM when the launcher dies, also when it died before the process asked."""
+    if not sys.platform.startswith("linux"):
+        pytest.skip("the parent-death signal is Linux's")
+    worker = (
+        "import signal, sys, time\n"
+        "signal.signal(signal.SIGTERM, lambda *a: open(sys.argv[1], 'a').write('SIGTERM\\n'))\n"
+        "time.sleep(float(sys.argv[2]))\n"  # the launcher may die first
+        "from googlenet.console import follow_launcher\n"
+        "follow_launcher()\n"
+        "open(sys.argv[1] + '.ready', 'w').close()\n"
+        "time.sleep(5)\n"
+    )
+    launcher = (
+        "import os, subprocess, sys\n"
+        "env = dict(os.environ, GOOGLENET_LAUNCHER=str(os.getpid()))\n"
+        "subprocess.Popen([sys.executable, '-c', sys.argv[1], *sys.argv[2:]], env=env)\n"
+        "import time; time.sleep(float(sys.argv[3]))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    # (the process's wait before it asks, the launcher's life): it asks first; the launcher dies first
+    for case, (wait, live) in {"asked, then killed": ("0", "30"), "died before": ("1", "0.2")}.items():
+        log = tmp_path / case
+        parent = subprocess.Popen([sys.executable, "-c", launcher, worker, str(log), wait, live], env=env)
+        if case == "asked, then killed":
+            deadline = time.monotonic() + 60
+            while not Path(f"{log}.ready").exists() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            parent.kill()
+        parent.wait()
+        deadline = time.monotonic() + 60
+        while not log.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.3)  # one signal, not more
+        assert log.read_text() == "SIGTERM\n", case
+
+
+def _started_by(launcher: int) -> list[int]:
+    """The live processes whose environment names `launcher` as theirs (Linux: /proc)."""
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        with contextlib.suppress(OSError, IndexError):
+            if _environ(int(proc.name)).get("GOOGLENET_LAUNCHER") != str(launcher):
+                continue
+            if (proc / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+                found.append(int(proc.name))
+    return found
+
+
+def _environ(pid: int) -> dict[str, str]:
+    entries = Path(f"/proc/{pid}/environ").read_bytes().decode(errors="replace").split("\0")
+    return dict(entry.partition("=")[::2] for entry in entries if "=" in entry)
 
 
 def test_nproc_per_node_under_torchrun_is_refused(monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:

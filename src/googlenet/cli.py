@@ -19,7 +19,7 @@ import threading
 from collections.abc import Sequence
 
 from googlenet import __version__
-from googlenet.console import closing_line
+from googlenet.console import closing_line, follow_launcher
 from googlenet.errors import GoogLeNetError, UsageError
 from googlenet.signals import Terminated, catchable, signals_held
 
@@ -93,6 +93,7 @@ def run() -> None:
     """The `googlenet` program (its console script and `python -m googlenet`): `main()` on the process's
     arguments, then exit with its code, which a signal during the interpreter's exit no longer changes
     (`_leave_at_a_signal`). A program that calls `main()` itself keeps its own signal handlers."""
+    follow_launcher()  # a process of `train --nproc-per-node`: stop when the launcher dies
     try:
         code = main()
     except SystemExit as exc:  # argparse's --help, --version and usage errors

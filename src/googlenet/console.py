@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import ctypes
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 
 # Set by `googlenet train --nproc-per-node` (googlenet.train.launch) in each process it starts: the
-# folder where the process leaves its closing line.
+# folder where the process leaves its closing line, and the launcher's process id.
 LAUNCHED = "GOOGLENET_LAUNCHED"
+LAUNCHER = "GOOGLENET_LAUNCHER"
 
 
 class _StderrHandler(logging.StreamHandler):
@@ -61,8 +65,49 @@ def closing_line(line: str, cause: bool = True) -> bool:
     if not folder:
         return True
     rank = os.environ.get("RANK", "0")
-    with contextlib.suppress(OSError):  # the launcher is gone (killed): print it here instead
+    if launcher_gone():  # killed: nobody reads the folder; the first process says why it stopped
+        return rank == "0" or cause
+    with contextlib.suppress(OSError):  # the folder is gone: print it here instead
         with open(Path(folder) / f"rank-{rank}", "a", encoding="utf-8") as handle:
             handle.write(f"{'cause' if cause else 'after'}\t{line}\n")
         return rank == "0" and cause
     return True
+
+
+def launcher_gone() -> bool:
+    """Whether this process was started by `googlenet train --nproc-per-node` and its launcher has died
+    (its parent is now another process)."""
+    pid = os.environ.get(LAUNCHER, "")
+    return pid.isdigit() and os.getppid() != int(pid)
+
+
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def follow_launcher() -> None:
+    """In a process that `googlenet train --nproc-per-node` started: have Linux send it SIGTERM when its
+    launcher dies without passing a signal on (SIGKILL, the out-of-memory killer), so that it saves
+    last.pt after its step and stops, as after a SIGTERM to the launcher, instead of training on
+    unseen in a run folder it keeps locked. torch's launcher does not ask this of its processes, and
+    no library wraps prctl(2), hence ctypes. Elsewhere than Linux: nothing (the processes train on)."""
+    pid = os.environ.get(LAUNCHER, "")
+    if not pid.isdigit() or not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        asked = libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return
+    atexit.register(_tidy_after_launcher)
+    if asked and launcher_gone():  # it died before the request: nobody will send the signal now
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _tidy_after_launcher() -> None:
+    """At exit, with the launcher gone: remove the folder it made for the closing lines, which it would
+    have removed (the last process to leave succeeds; nothing in it is read any more)."""
+    folder = os.environ.get(LAUNCHED)
+    if folder and launcher_gone():
+        with contextlib.suppress(OSError):
+            Path(folder, f"rank-{os.environ.get('RANK', '0')}").unlink(missing_ok=True)
+            Path(folder).rmdir()

@@ -172,6 +172,8 @@ class StopSignals:
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         if self.received is not None and signum == signal.SIGINT:
             raise KeyboardInterrupt
+        if self.received == signum:  # the same SIGTERM again (Linux sends the parent-death signal of
+            return  # `follow_launcher` once per thread of the dying launcher): said once
         self.received = signum
         # Said once for a torchrun job (every process receives it): by the first process.
         level = logging.WARNING if from_environment().is_main else logging.INFO

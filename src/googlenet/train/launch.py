@@ -13,6 +13,8 @@ googlenet train ...` would start them, but
   after the processes (a second signal cuts torch's wait short; the launcher then waits for them
   itself), without torchrun's `SignalException` traceback;
 - a process killed by a signal (the kernel's out-of-memory killer, say) is named in one line;
+- the processes stop (saving last.pt after their step) when the launcher is killed without a chance
+  to stop them (SIGKILL; Linux only: `googlenet.console.follow_launcher`); under torchrun they train on;
 - each process gets `OMP_NUM_THREADS` = the machine's cores / N (torchrun sets 1, with a banner),
   unless the variable is set already.
 
@@ -37,7 +39,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
-from googlenet.console import LAUNCHED
+from googlenet.console import LAUNCHED, LAUNCHER
 from googlenet.signals import Terminated
 from googlenet.train.distributed import cores
 
@@ -57,7 +59,13 @@ def launch(argv: Sequence[str], nproc: int, prog: str = "googlenet train") -> in
     handlers = {signum: signal.getsignal(signum) for signum in _HANDLED}
     with (
         tempfile.TemporaryDirectory(prefix="googlenet-launch-") as lines,
-        _environment({LAUNCHED: lines, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", threads)}),
+        _environment(
+            {
+                LAUNCHED: lines,
+                LAUNCHER: str(os.getpid()),
+                "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", threads),
+            }
+        ),
         _quiet(),
     ):
         args = get_args_parser().parse_args(
