@@ -14,6 +14,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -61,18 +62,39 @@ LAUNCHERS = {
 
 @pytest.mark.skipif(not TORCHRUN.exists(), reason="torchrun not installed beside this Python")
 @pytest.mark.parametrize(
-    "launcher",
-    ["torchrun", pytest.param("nproc-per-node", marks=pytest.mark.slow)],  # 15 s each; CI runs both
+    "launcher",  # 15 s each; CI runs all three
+    [
+        "torchrun",
+        pytest.param("nproc-per-node", marks=pytest.mark.slow),
+        pytest.param("two nodes", marks=pytest.mark.slow),
+    ],
 )
 def test_two_process_torchrun_equals_one_process(tmp_path: Path, launcher: str) -> None:
     data = make_tiny_data(tmp_path)  # 3 classes, 12 training images: 3 steps per epoch
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "src")}
     env.pop("GOOGLENET_CACHE", None)
     ddp_out = tmp_path / "ddp"
-    command = [*LAUNCHERS[launcher], "--data-path", str(data), "--output-dir", str(ddp_out), "--json", *ARGV]
-    completed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    ddp_results = json.loads(completed.stdout[completed.stdout.index("{") :])
+    flags = ["--data-path", str(data), "--output-dir", str(ddp_out), "--json", *ARGV]
+    if launcher == "two nodes":  # torchrun on each of two "machines" (this one twice), one process each
+        launch = [str(TORCHRUN), "--nnodes=2", "--master-addr=127.0.0.1", f"--master-port={_free_port()}"]
+        pipes: dict[str, Any] = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
+        train = ["--nproc-per-node=1", "-m", "googlenet", "train", *flags]
+        nodes = [
+            subprocess.Popen([*launch, f"--node-rank={node}", *train], env=env, cwd=tmp_path, **pipes)
+            for node in (0, 1)
+        ]
+        outputs = [node.communicate(timeout=300) for node in nodes]
+        assert [node.returncode for node in nodes] == [0, 0], [err[-3000:] for _, err in outputs]
+        assert outputs[1][0].strip() == "", outputs[1][0]  # the results are the first process's to print
+        stdout = outputs[0][0]
+    else:
+        command = [*LAUNCHERS[launcher], *flags]
+        completed = subprocess.run(
+            command, env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path
+        )
+        assert completed.returncode == 0, completed.stderr[-3000:]
+        stdout = completed.stdout
+    ddp_results = json.loads(stdout[stdout.index("{") :])
     assert ddp_results["processes"] == 2 and ddp_results["status"] == "completed"
 
     single = fit(resolve({}, {**FLAGS, "data.data_path": str(data), "run.output_dir": str(tmp_path / "one")}))
@@ -112,6 +134,12 @@ def test_a_mistake_one_process_finds_is_one_line_in_every_process(tmp_path: Path
     # The other process either meets a closed connection (one line, `test_a_lost_peer_is_one_line`) or is
     # stopped by torchrun while it waits; never a traceback.
     assert "[rank" not in completed.stderr, completed.stderr[-3000:]
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def _launched(args: list[str], cwd: Path) -> subprocess.Popen[str]:
