@@ -254,6 +254,7 @@ def test_a_launched_process_follows_its_launcher(tmp_path: Path) -> None:
         "time.sleep(float(sys.argv[2]))\n"  # the launcher may die first
         "from googlenet.console import follow_launcher\n"
         "follow_launcher()\n"
+        "import os; assert 'GOOGLENET_LAUNCHER' not in os.environ\n"  # not for its own children
         "open(sys.argv[1] + '.ready', 'w').close()\n"
         "time.sleep(5)\n"
     )

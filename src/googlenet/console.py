@@ -75,10 +75,12 @@ def closing_line(line: str, cause: bool = True) -> bool:
 
 
 def launcher_gone() -> bool:
-    """Whether this process was started by `googlenet train --nproc-per-node` and its launcher has died
-    (its parent is now another process)."""
-    pid = os.environ.get(LAUNCHER, "")
-    return pid.isdigit() and os.getppid() != int(pid)
+    """Whether this process was started by `googlenet train --nproc-per-node` (and `follow_launcher` has
+    run) and its launcher has died: its parent is now another process."""
+    return _launcher is not None and os.getppid() != _launcher
+
+
+_launcher: int | None = None  # the launcher's process id, taken from LAUNCHER by follow_launcher
 
 
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
@@ -90,9 +92,11 @@ def follow_launcher() -> None:
     last.pt after its step and stops, as after a SIGTERM to the launcher, instead of training on
     unseen in a run folder it keeps locked. torch's launcher does not ask this of its processes, and
     no library wraps prctl(2), hence ctypes. Elsewhere than Linux: nothing (the processes train on)."""
-    pid = os.environ.get(LAUNCHER, "")
+    global _launcher
+    pid = os.environ.pop(LAUNCHER, "")  # not for this process's own children (a loader's workers, say)
     if not pid.isdigit() or not sys.platform.startswith("linux"):
         return
+    _launcher = int(pid)
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         asked = libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) == 0
