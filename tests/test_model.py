@@ -366,6 +366,32 @@ def test_local_response_norm_backward_is_the_exact_gradient(size: int) -> None:
     torch.testing.assert_close(b.grad.float() / scale, a.grad / scale, rtol=0, atol=2e-2)
 
 
+def test_local_response_norm_higher_derivatives_are_right_or_refused() -> None:
+    """The closed form gives first derivatives only: a second one through it is refused in words
+    (it was silently wrong: its saved normaliser carried no graph); `closed_form_backward = False` and
+    torch.func's transforms differentiate the plain forward, to any order."""
+    from googlenet.model.layers import LocalResponseNorm
+
+    torch.manual_seed(0)
+    layer = LocalResponseNorm(5, 1e-2, 0.75, 1.0)
+    x = (torch.randn(2, 7, 3, 3, dtype=torch.float64) * 5).requires_grad_(True)
+    with pytest.raises(RuntimeError, match=r"first derivatives only.*closed_form_backward = False"):
+        torch.autograd.gradgradcheck(layer, (x,))
+    layer.closed_form_backward = False
+    assert torch.autograd.gradgradcheck(layer, (x,))  # float64 end to end (the plain forward too)
+
+    model = googlenet.build_model("paper", num_classes=5).eval()
+    params = dict(model.named_parameters())
+    images = torch.randn(2, 3, 64, 64)
+    grads = torch.func.grad(lambda p: torch.func.functional_call(model, p, (images,)).sum())(params)
+    model(images).sum().backward()
+    for name, param in params.items():
+        if param.grad is not None:  # the auxiliary heads take no part in the eval-mode output
+            torch.testing.assert_close(grads[name], param.grad, rtol=1e-4, atol=1e-6 * param.grad.abs().max())
+    exported = torch.export.export(model, (images,))  # with gradients enabled, as torch.export traces
+    torch.testing.assert_close(exported.module()(images), model(images))
+
+
 def _onnx_export_is_visible() -> bool:
     """Whether `torch.onnx.is_in_onnx_export()` is true inside this torch's dynamo-based ONNX export."""
     seen: list[bool] = []

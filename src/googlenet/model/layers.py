@@ -67,6 +67,14 @@ def onnx_export() -> Iterator[None]:
         _onnx_exports -= 1
 
 
+def _functorch_active() -> bool:
+    """Whether a `torch.func` transform is running (its grad and vmap need an autograd.Function with
+    `setup_context`, and its higher orders what autograd derives itself). torch has no public name for
+    this; a release without the private one is taken as "no"."""
+    active = getattr(torch._C, "_are_functorch_transforms_active", None)
+    return bool(active()) if active is not None else False
+
+
 def _in_onnx_export() -> bool:
     return _onnx_exports > 0 or torch.onnx.is_in_onnx_export()
 
@@ -107,7 +115,7 @@ class _LRNFunction(torch.autograd.Function):
         wide = torch.promote_types(window.dtype, torch.float32)  # float32, or float64 for float64 input
         d = window.to(wide).mul_(alpha / size).add_(k)
         scale = d.pow(-beta)
-        ratio = torch.div(scale, d, out=d)  # d ** (-beta - 1), in d's memory
+        ratio = d.reciprocal_().mul_(scale)  # d ** (-beta - 1), in d's memory
         scale = scale.to(x.dtype)
         ctx.save_for_backward(x, band, scale, ratio)
         ctx.coefficient = 2 * alpha * beta / size
@@ -117,6 +125,12 @@ class _LRNFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:
         """The closed-form gradient with respect to `x` (class docstring); None for the other inputs."""
+        if torch.is_grad_enabled():  # backward(create_graph=True): a second derivative is coming
+            raise RuntimeError(
+                "LocalResponseNorm's closed-form backward gives first derivatives only; for higher-order "
+                "ones (a gradient penalty, a Hessian) set closed_form_backward = False on the model's "
+                "LocalResponseNorm layers (googlenet.model.layers)"
+            )
         x, band, scale, ratio = ctx.saved_tensors
         weighted = (grad * x).to(ratio.dtype).mul_(ratio).to(ctx.window_dtype)
         with torch.autocast(device_type=x.device.type, enabled=False):  # the forward's dtype, explicitly
@@ -136,7 +150,14 @@ class LocalResponseNorm(nn.LocalResponseNorm):
     then formed in float32, because under bf16 the term alpha / n * sum (about 1e-3) would vanish next
     to k = 1. When a gradient is needed the backward pass is the closed form of `_LRNFunction`. No
     library offers a faster LRN, so we write this one.
+
+    The closed form gives first derivatives only: a backward pass with `create_graph=True` through it
+    raises. `closed_form_backward = False` (on a layer, or on the class) lets autograd differentiate
+    `composed` instead, to any order; under `torch.func` transforms (grad, vmap, jacrev) that is
+    what runs anyway.
     """
+
+    closed_form_backward: bool = True
 
     def _band(self, channels: int, like: Tensor) -> Tensor:
         index = torch.arange(channels, device=like.device)
@@ -150,7 +171,8 @@ class LocalResponseNorm(nn.LocalResponseNorm):
         if x.dim() != 4:
             return super().forward(x)
         exporting = torch.jit.is_tracing() or _in_onnx_export()  # export the plain forward
-        if torch.is_grad_enabled() and x.requires_grad and not exporting:
+        closed = self.closed_form_backward and not _functorch_active()
+        if closed and torch.is_grad_enabled() and x.requires_grad and not exporting:
             band = self._band(x.shape[1], x)
             return _LRNFunction.apply(x, band, self.size, self.alpha, self.beta, self.k)
         return self.composed(x)
@@ -160,4 +182,5 @@ class LocalResponseNorm(nn.LocalResponseNorm):
         differentiates it step by step, which `benchmarks/lrn_backward.py` compares with the closed form)."""
         squares = x * x
         window = F.conv2d(squares, self._band(x.shape[1], squares))
-        return normalise(x, self.k + (self.alpha / self.size) * window.float(), self.beta)
+        wide = window.to(torch.promote_types(window.dtype, torch.float32))  # float64 stays float64
+        return normalise(x, self.k + (self.alpha / self.size) * wide, self.beta)
