@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -68,11 +71,24 @@ def test_fp32_backends_match_eager_within_1e_4(variant: str, backend: str, one_t
     x = torch.randn(5, 3, SIZE, SIZE)  # a batch size the export never saw: the batch is dynamic
     with torch.no_grad():
         expected = model(x)
+    torch.manual_seed(11)
     fast = optimize(model, backend=backend, input_size=SIZE)
+    drawn = torch.rand(3)
+    torch.manual_seed(11)
+    assert torch.equal(drawn, torch.rand(3))  # building it left the caller's random stream alone
     assert fast.backend == backend and fast.precision == "fp32"
     got = fast(x)
     assert got.dtype == torch.float32 and got.shape == expected.shape
     assert _relative(got, expected) < 1e-4
+    # An image with a NaN gets NaN logits, the others theirs (OpenVINO's kernels drop NaN by themselves).
+    spoilt = x.clone()
+    spoilt[1, 0, 3, 3] = float("nan")
+    answer = fast(spoilt)
+    assert answer[1].isnan().all() and _relative(answer[[0, 2, 3, 4]], expected[[0, 2, 3, 4]]) < 1e-4
+    # Two threads at once (OpenVINO's one request used to refuse the second: "Infer Request is busy").
+    with ThreadPoolExecutor(2) as pool:
+        both = list(pool.map(lambda _: [fast(x) for _ in range(5)], range(2)))
+    assert all(_relative(logits, expected) < 1e-4 for calls in both for logits in calls)
     # The input is checked before the backend sees it: the same errors whichever backend "auto" keeps.
     assert fast(x[:0]).shape == (0, 7)
     with pytest.raises(ValueError, match="N x 3 x H x W"):
@@ -179,6 +195,22 @@ def test_bad_arguments_are_config_errors() -> None:
             optimize(model, precision="bf16", backend="onnxruntime")
     with pytest.raises(TypeError, match="GoogLeNet"):
         fuse(torch.nn.Linear(2, 2))  # type: ignore[arg-type]
+    # each argument named in its own words, before any work (they were taken as 224, timed an empty
+    # batch, dropped a misspelt backend, or failed deep in torch's exporter)
+    mistakes: list[tuple[dict[str, Any], str]] = [
+        ({"input_size": 0}, "input_size: must be a whole number >= 32, got 0"),
+        ({"input_size": 16, "backend": "eager"}, "input_size: must be a whole number >= 32, got 16"),
+        ({"batch_size": 0}, "batch_size: must be a whole number >= 1, got 0"),
+        ({"batch_size": 2.5}, "batch_size: must be a whole number >= 1, got 2.5"),
+        ({"candidates": ["eager", "onnxrt"]}, "candidates: unknown backend 'onnxrt'"),
+        ({"candidates": "eager"}, "candidates: must be a list of backend names, got 'eager'"),
+        ({"candidates": ["eager"], "backend": "eager"}, "candidates: only for backend='auto'"),
+        ({"fuse_1x1": "yes"}, "fuse_1x1: must be True, False or None (time both), got 'yes'"),
+        ({"device": "gpu"}, "device: 'gpu' is not a device torch knows"),
+    ]
+    for arguments, message in mistakes:
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            optimize(model, **arguments)
 
 
 def test_auto_can_time_the_1x1_fusion_both_ways(one_thread: None) -> None:

@@ -48,6 +48,7 @@ import logging
 import math
 import statistics
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -189,7 +190,7 @@ def export_onnx(net: nn.Module, input_size: int, path: str | Path | io.BytesIO |
     """The network as an ONNX model (opset 18, dynamic batch); written to `path` when given. `net` itself is
     left as it is (exported from an fp32 eval-mode copy)."""
     net = copy.deepcopy(net).float().eval()
-    example = torch.randn(2, 3, input_size, input_size)
+    example = torch.randn(2, 3, input_size, input_size, generator=torch.Generator().manual_seed(0))
     batch = torch.export.Dim("batch", min=1, max=4096)
     # signals held: the exporter runs the model's Python from C++ (googlenet.signals)
     with signals_held(), onnx_export():
@@ -246,7 +247,11 @@ def _logits_of(run_array: Callable[[np.ndarray], np.ndarray]) -> Callable[[Tenso
 
     def run(x: Tensor) -> Tensor:
         array = x.detach().float().contiguous().cpu().numpy()
-        return torch.from_numpy(run_array(array)).to(x.device)
+        logits = run_array(array)
+        # ONNX Runtime's and OpenVINO's CPU kernels turn a NaN into a number (their max pooling and ReLU
+        # drop it): an image with a NaN or an infinity gets NaN logits, as in PyTorch, not an answer.
+        logits[~np.isfinite(array).reshape(len(array), -1).all(axis=1)] = np.nan
+        return torch.from_numpy(logits).to(x.device)
 
     return run
 
@@ -312,9 +317,11 @@ def _openvino(net: FusedGoogLeNet, input_size: int, precision: str) -> Callable[
         },
     )
     request = compiled.create_infer_request()
+    lock = threading.Lock()  # one request runs one batch at a time ("Infer Request is busy")
 
     def whole(array: np.ndarray) -> np.ndarray:
-        return np.array(request.infer({0: array})[compiled.output(0)])
+        with lock:
+            return np.array(request.infer({0: array})[compiled.output(0)])
 
     return _logits_of(whole)
 
@@ -399,6 +406,11 @@ def time_calls(
     return {name: statistics.median(values) for name, values in timings.items()}
 
 
+def _whole(value: object, least: int) -> bool:
+    """Whether `value` is an int (not a bool) of at least `least`."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= least
+
+
 def optimize(
     model: GoogLeNet,
     precision: str = "fp32",
@@ -434,9 +446,26 @@ def optimize(
         raise ConfigError(f"precision: must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     if backend != "auto" and backend not in BACKENDS:
         raise ConfigError(f"backend: must be auto or one of {', '.join(BACKENDS)}, got {backend!r}")
-    if streams is not None and (isinstance(streams, bool) or not isinstance(streams, int) or streams < 1):
+    if streams is not None and not _whole(streams, 1):
         raise ConfigError(f"streams: must be a whole number >= 1, got {streams!r}")
-    device = torch.device(device) if device is not None else next(model.parameters()).device
+    if input_size is not None and not _whole(input_size, MIN_INPUT_SIZE):
+        raise ConfigError(f"input_size: must be a whole number >= {MIN_INPUT_SIZE}, got {input_size!r}")
+    if not _whole(batch_size, 1):
+        raise ConfigError(f"batch_size: must be a whole number >= 1, got {batch_size!r}")
+    if fuse_1x1 not in (True, False, None) or not isinstance(fuse_1x1, (bool, type(None))):
+        raise ConfigError(f"fuse_1x1: must be True, False or None (time both), got {fuse_1x1!r}")
+    if candidates is not None:
+        if isinstance(candidates, str) or not all(isinstance(name, str) for name in candidates):
+            raise ConfigError(f"candidates: must be a list of backend names, got {candidates!r}")
+        unknown = [name for name in candidates if name not in BACKENDS]
+        if unknown:
+            raise ConfigError(f"candidates: unknown backend {unknown[0]!r} (one of {', '.join(BACKENDS)})")
+        if backend != "auto":
+            raise ConfigError(f"candidates: only for backend='auto' (backend={backend!r} was given)")
+    try:
+        device = torch.device(device) if device is not None else next(model.parameters()).device
+    except (RuntimeError, TypeError) as exc:
+        raise ConfigError(f"device: {device!r} is not a device torch knows ({exc})") from None
     size = input_size or 224  # the paper's crop
     available = available_backends(precision, device)
     forms = [False, True] if fuse_1x1 is None else [fuse_1x1]
@@ -470,7 +499,8 @@ def optimize(
         "optimize: building and timing %s at batch %d to choose (%s)",
         ", ".join(names), batch_size, "with and without 1x1 fusion" if len(forms) > 1 else "one form",
     )  # fmt: skip
-    sample = torch.randn(batch_size, 3, size, size, device=device)
+    # its own generator: choosing a backend leaves the caller's random stream as it was
+    sample = torch.randn(batch_size, 3, size, size, generator=torch.Generator().manual_seed(0)).to(device)
     runs: dict[str, Callable[[Tensor], Tensor]] = {}
     choices: dict[str, tuple[str, bool, int]] = {}
     for backend_name, form in [(b, f) for b in names for f in forms]:
