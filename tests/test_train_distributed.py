@@ -180,6 +180,26 @@ def test_nproc_per_node_reports_a_mistake_in_one_line_without_torchruns_tracebac
     assert [signal.getsignal(s) for s in (signal.SIGINT, signal.SIGHUP)] == handlers
 
 
+@pytest.mark.slow  # a launch more, 5 s: the slow tier (the default suite is near its 10 minutes)
+def test_nproc_per_node_reports_a_bad_image_under_abort_in_the_first_process_words(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # only the first process decodes the files; the other used to word the same file's reason its own
+    # way ("cannot be decoded"), which the launcher printed as a second cause
+    from googlenet.cli import main
+
+    data = make_tiny_data(tmp_path)
+    broken = data / "train" / sorted(p.name for p in (data / "train").iterdir())[0] / "zz.jpg"
+    broken.write_bytes(b"not a jpeg at all")
+    monkeypatch.chdir(tmp_path)
+    argv = ["train", "--nproc-per-node", "2", "--data-path", str(data), "--on-bad", "abort", *ARGV]
+    assert main(argv) == 1
+    assert capfd.readouterr().err.strip().splitlines() == [
+        f"googlenet train: error: {broken}: not an image (or a format PIL cannot read) (1 bad file(s); "
+        "--on-bad skip skips them)"
+    ]
+
+
 @pytest.mark.slow  # over 15 s on a 2-core CPU: the slow tier (CI runs it); two launches, 24 s
 def test_nproc_per_node_stops_at_ctrl_c_with_last_pt_and_resumes(tmp_path: Path) -> None:
     data = make_tiny_data(tmp_path)

@@ -167,11 +167,10 @@ def build_data(config: TrainConfig, env: ddp.DistEnv, training: bool = True) -> 
             )
         # Decoding every image of a large training set takes longer than a collective waits.
         ddp.barrier(long=True)
-        bad = ddp.broadcast_object(bad)
+        first = (train.bad_reasons.get(bad[0]) or val.bad_reasons.get(bad[0])) if bad else None
+        bad, first = ddp.broadcast_object((bad, first))  # the first process's words: one line for all
         if bad and d.on_bad == "abort":
-            reason = (
-                train.bad_reasons.get(bad[0]) or val.bad_reasons.get(bad[0]) or f"{bad[0]}: cannot be decoded"
-            )
+            reason = first or f"{bad[0]}: cannot be decoded"
             raise DataError(f"{reason} ({len(bad)} bad file(s); --on-bad skip skips them)")
         for dataset in (train, val):  # a class left with no readable image is an error
             dataset.drop_files(bad)
