@@ -217,7 +217,8 @@ def test_nproc_per_node_stops_at_ctrl_c_with_last_pt_and_resumes(tmp_path: Path)
         child.kill()
     assert child.returncode == 130, err
     assert "Traceback" not in err and "Signal" not in err, err
-    assert "received SIGINT" in err and "resume with --resume" in err  # the first process's lines
+    # the first process's lines; the hint resumes on as many processes (`--resume` alone: on one)
+    assert "received SIGINT" in err and f"resume with --resume {out} --nproc-per-node 2\n" in err
     assert err.strip().splitlines()[-1] == "googlenet train: interrupted"
     state = torch.load(out / "last.pt", weights_only=True)["train_state"]
     assert state["global_step"] >= 3 and len(state["rng"]) == 2  # the processes saved it

@@ -34,6 +34,7 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
+from googlenet.console import is_launched
 from googlenet.data.transforms import IMAGENET_MEAN, IMAGENET_STD, default_resize_size
 from googlenet.errors import CheckpointError, ConfigError, GoogLeNetError
 from googlenet.model.googlenet import GoogLeNet, build_model
@@ -136,6 +137,11 @@ def fit(config: TrainConfig, resume: str | os.PathLike[str] | None = None) -> di
         torch.use_deterministic_algorithms(deterministic_before)
         if owns_group:
             ddp.destroy_process_group()
+
+
+def _processes(count: int) -> str:
+    """ "1 process", "2 processes"."""
+    return f"{count} process" + ("es" if count != 1 else "")
 
 
 def _meter_share(saved: dict[str, Any] | None, is_main: bool) -> dict[str, Any] | None:
@@ -243,7 +249,9 @@ class _Trainer:
     ) -> None:
         self.config, self.env, self.device, self.folder = config, env, device, folder
         self.started_wall = started_wall
-        self.resume_with = resume_with if resume_with is not None else folder.path
+        self.resume_with = str(resume_with if resume_with is not None else folder.path)
+        if is_launched() and env.world_size > 1:  # `--resume X` alone would resume on one process
+            self.resume_with += f" --nproc-per-node {env.world_size}"
         m, o, r = config.model, config.optim, config.run
         assert r.seed is not None
         self.data_seed = r.data_seed if r.data_seed is not None else r.seed
@@ -262,7 +270,7 @@ class _Trainer:
                     f"{r.output_dir}: the run trained on {trained_on} images and the data now holds "
                     f"{len(data.train)}; resume on the same training images (--data-path, --scan-bad-files)"
                 )
-        logger.info("run folder %s (%d process(es), device %s)", folder.path, env.world_size, device)
+        logger.info("run folder %s (%s, device %s)", folder.path, _processes(env.world_size), device)
         self.steps_per_epoch = ShardedBatchSampler.steps_per_epoch(len(data.train), o.batch_size)
         if self.steps_per_epoch == 0:
             raise ConfigError(
@@ -364,8 +372,8 @@ class _Trainer:
             restore_rng_state(at.rng_states[env.rank])
         else:
             if at.rng_states is not None:
-                logger.warning("resuming on %d processes (saved on %d): new RNG streams, not bit-exact",
-                               env.world_size, len(at.rng_states))  # fmt: skip
+                logger.warning("resuming on %s (saved on %d): new RNG streams, not bit-exact",
+                               _processes(env.world_size), len(at.rng_states))  # fmt: skip
             _seed_streams(self.data_seed, env.rank, salt=at.global_step)
 
         self.train_samples = SeededSamples(data.train, self.data_seed)
