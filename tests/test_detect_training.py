@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -90,11 +91,15 @@ def test_init_from_copies_what_fits_and_reinitialises_the_classifiers(tmp_path: 
     assert torch.equal(target.conv1.conv.weight, source.conv1.conv.weight)
     assert torch.equal(target.inception5b.branch4[1].conv.weight, source.inception5b.branch4[1].conv.weight)
     assert torch.equal(target.fc.weight, fresh_fc)
-    with pytest.raises(CheckpointError, match="variant 'bn'"):
+    with pytest.raises(
+        CheckpointError, match="variant 'bn' but the run trains 'paper'; give --variant bn to"
+    ):
         init_from(googlenet.build_model("paper", num_classes=3), tmp_path / "c.pt")
 
 
-def test_init_from_copies_the_classifiers_only_for_the_same_classes(tmp_path: Path) -> None:
+def test_init_from_copies_the_classifiers_only_for_the_same_classes(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     from googlenet.model.weights import default_meta
     from googlenet.train.finetune import init_from
 
@@ -114,7 +119,10 @@ def test_init_from_copies_the_classifiers_only_for_the_same_classes(tmp_path: Pa
         torch.manual_seed(1)
         target = googlenet.build_model("bn", num_classes=3)
         before = target.fc.weight.clone()
-        assert set(init_from(target, tmp_path / file, classes=classes)) == fresh, (file, classes)
+        with caplog.at_level(logging.INFO, logger="googlenet"):
+            assert set(init_from(target, tmp_path / file, classes=classes)) == fresh, (file, classes)
+        said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("initialised")][-1]
+        assert said.endswith("every one of the model" if not fresh else " ...)"), said  # not "0 keep ... ()"
         assert torch.equal(target.fc.weight, before if fresh else source.fc.weight)
         assert torch.equal(target.conv1.conv.weight, source.conv1.conv.weight)
 

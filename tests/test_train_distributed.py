@@ -330,6 +330,11 @@ def test_nproc_per_node_under_torchrun_is_refused(monkeypatch: pytest.MonkeyPatc
         "googlenet train: error: --nproc-per-node 2: this process already runs under torchrun (process 0 "
         "of 2); give the process count to one of them"
     )
+    # `torchrun --nproc-per-node 1` too (one process of one: it used to start two more inside)
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "none")
+    assert main(["train", "--nproc-per-node", "2"]) == 1
+    assert "already runs under torchrun (process 0 of 1)" in capsys.readouterr().err
 
 
 def test_the_launcher_prints_what_the_first_process_did_not_say(tmp_path: Path, capsys: Any) -> None:

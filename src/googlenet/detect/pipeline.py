@@ -120,6 +120,7 @@ DETECT_HELP: dict[str, str] = {
     "optim.clip_grad_norm": "clip the gradient norm (default 2)",
     "run.output_dir": "run folder (default runs/<time>-detect-<variant>)",
     "model.input_size": "region crop (default: --init-from's input size, else 96)",
+    "model.resize_size": "evaluation resize (default: the region crop, so regions are seen as warped)",
     "augment.random_crop": "random patches of 8-100%% area (default off: regions are warped already)",
     "data.data_path": argparse.SUPPRESS,
     "data.dataset": argparse.SUPPRESS,
@@ -145,16 +146,18 @@ def register(commands: argparse._SubParsersAction) -> None:
     g = tr.add_argument_group("detection")
     g.add_argument("--annotations", default=BUILTIN, metavar="VOC_ROOT",
                    help="VOC tree with ImageSets/Main/{train,val}.txt (default: the built-in scenes)")  # fmt: skip
-    g.add_argument("--train-set", default="train")
-    g.add_argument("--val-set", default="val")
+    g.add_argument("--train-set", default="train", help="VOC image set to train on (default train)")
+    g.add_argument("--val-set", default="val", help="VOC image set to validate and detect on (default val)")
     g.add_argument("--proposals", choices=SETTINGS, default="fast-paper",
                    help="selective search setting (default fast with superpixels x2, section 8)")  # fmt: skip
     g.add_argument(
         "--multibox", default=None, metavar="FILE", help="add this MultiBox model's top proposals (section 8)"
     )
-    g.add_argument("--max-side", type=int, default=500)
-    g.add_argument("--positives-per-image", type=int, default=8)
-    g.add_argument("--background-per-positive", type=float, default=3.0)
+    g.add_argument("--max-side", type=int, default=500, help="shrink images to this longer side first (500)")
+    g.add_argument("--positives-per-image", type=int, default=8,
+                   help="IoU >= 0.5 proposals kept per image besides its ground-truth boxes (default 8)")  # fmt: skip
+    g.add_argument("--background-per-positive", type=float, default=3.0,
+                   help="background regions per positive (R-CNN's 3:1 batches; default 3)")  # fmt: skip
     g.add_argument("--context", type=int, default=16, help="context pixels at 227 (R-CNN: 16)")
     add_arguments(tr)
     add_launch_argument(tr)
@@ -168,8 +171,8 @@ def register(commands: argparse._SubParsersAction) -> None:
         description="Train a MultiBox proposal model on a VOC tree and report its top-k recall on the validation images.",
     )
     mb.add_argument("--annotations", default=BUILTIN, metavar="VOC_ROOT")
-    mb.add_argument("--train-set", default="train")
-    mb.add_argument("--val-set", default="val")
+    mb.add_argument("--train-set", default="train", help="VOC image set to train on (default train)")
+    mb.add_argument("--val-set", default="val", help="VOC image set to measure recall on (default val)")
     mb.add_argument("--init-from", metavar="CHECKPOINT", help="classification checkpoint for the trunk")
     mb.add_argument("--variant", choices=("paper", "bn", "torchvision"),
                     help="trunk variant (default: --init-from's, else paper)")  # fmt: skip

@@ -78,7 +78,7 @@ def launch_count(args: argparse.Namespace, env: ddp.DistEnv) -> int:
         return 0
     if given < 1:
         raise ConfigError(f"--nproc-per-node: must be at least 1, got {given}")
-    if env.distributed:
+    if env.distributed or "TORCHELASTIC_RUN_ID" in os.environ:  # (torchrun's mark, also for one process)
         raise ConfigError(
             f"--nproc-per-node {given}: this process already runs under torchrun (process {env.rank} "
             f"of {env.world_size}); give the process count to one of them"
@@ -204,7 +204,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_g("--bias-weight-decay", dest="optim.bias_weight_decay", type=float,
           help="weight decay of biases (default: --wd; Caffe's bvlc_googlenet: 0)")  # fmt: skip
     add_g("--norm-weight-decay", dest="optim.norm_weight_decay", type=float,
-          help="weight decay of BatchNorm scales (default: --wd)")  # fmt: skip
+          help="weight decay of BatchNorm scales, and of its shifts unless a --bias-* flag is given (default: --wd)")  # fmt: skip
     add_g("--bias-lr-mult", dest="optim.bias_lr_mult", type=float,
           help="learning-rate multiplier of biases (1; Caffe's bvlc_googlenet: 2)")  # fmt: skip
     add_g("--init-lr-mult", dest="optim.init_lr_mult", type=float,

@@ -52,7 +52,8 @@ def init_from(
     stored = checkpoint["model_config"].get("variant")
     if stored != model.config.variant:
         raise CheckpointError(
-            f"{path}: --init-from checkpoint is variant {stored!r} but the run trains {model.config.variant!r}"
+            f"{path}: --init-from checkpoint is variant {stored!r} but the run trains {model.config.variant!r}; "
+            f"give --variant {stored} to fine-tune it"
         )
     state = dict(checkpoint["state_dict"])
     trained_on = _effective_normalisation(checkpoint.get("meta") or {}, checkpoint["model_config"])
@@ -85,8 +86,10 @@ def init_from(
     if not copied:
         raise CheckpointError(f"{path}: no tensor of the checkpoint fits the model")
     model.load_state_dict(copied, strict=False)
-    logger.info("initialised %d tensors from %s; %d keep their fresh initialisation (%s)",
-                len(copied), path, len(kept), ", ".join(kept[:4]) + (" ..." if len(kept) > 4 else ""))  # fmt: skip
+    fresh = f"{len(kept)} keep their fresh initialisation ({', '.join(kept[:4])}{' ...' if len(kept) > 4 else ''})"
+    logger.info(
+        "initialised %d tensors from %s; %s", len(copied), path, fresh if kept else "every one of the model"
+    )
     return kept
 
 
