@@ -2,7 +2,7 @@
 # Fine-tuning with --init-from and --init-lr-mult: the figures of docs/recipe.md's "Fine-tuning",
 # written to benchmarks/results/finetune-builtin/ (each run's config.yaml, metrics.csv and results.json).
 #
-#   bash benchmarks/finetune_builtin.sh     # about 25 minutes on a 2-core CPU
+#   bash benchmarks/finetune_builtin.sh     # its five trainings took 568 s on a 2-core CPU (their results.json)
 #
 # It reuses runs/cifar-bn/final.pt when it exists (the `bn` model of cifar10-mini that
 # benchmarks/detection_builtin.sh also starts from, 8 minutes to train) and trains it otherwise;
