@@ -155,6 +155,30 @@ def test_plan_checks_arms_and_seeds_and_builds_each_run_command(tmp_path: Path) 
     assert "--resume" in train_command(plan, "bn", 1)  # an interrupted run continues
     plan.torchrun = 2
     assert train_command(plan, "bn", 0)[1:5] == ["-m", "googlenet", "train", "--nproc-per-node=2"]
+    with pytest.raises(ConfigError, match=r"batch size 7 \(arm full\) is not divisible by --torchrun 2"):
+        StudyPlan(tmp_path, base={"optim.batch_size": 7}, torchrun=2).check()  # every run would fail on it
+
+
+def test_a_failed_run_says_why_and_an_interrupted_one_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from googlenet.ablate import study
+
+    plan = StudyPlan(tmp_path, base={"run.epochs": 1})
+    for code, expected in (
+        (
+            1,
+            "failed (exit 1: no such data folder (--data-path); see ",
+        ),  # the run's own line, not only the log's name
+        (143, "interrupted (exit 143, see "),
+    ):
+        script = (
+            f"print('googlenet train: error: no such data folder (--data-path)'); raise SystemExit({code})"
+        )
+        monkeypatch.setattr(
+            study, "train_command", lambda *args, script=script: [sys.executable, "-c", script]
+        )
+        assert study.run_one(plan, "full", 0, threads=1)["status"].startswith(expected)
 
 
 def test_a_run_trained_with_other_settings_is_not_reused(tmp_path: Path) -> None:

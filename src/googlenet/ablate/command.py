@@ -151,7 +151,12 @@ def run(args: argparse.Namespace) -> int:
         print(format_markdown(summary["rows"], title))
         print(f"tables, plots and study.json in {plan.output_dir}")
     if failed:
-        print(f"googlenet ablate: {failed} run(s) did not complete; rerun the command to resume them",
-              file=sys.stderr)  # fmt: skip
+        broken = sum(1 for o in outcomes if o["status"].startswith("failed"))
+        advice = (
+            "fix what their error says (above), then rerun the command: finished runs are reused"
+            if broken
+            else "rerun the command to resume them"
+        )
+        print(f"googlenet ablate: {failed} run(s) did not complete; {advice}", file=sys.stderr)
         return 1
     return 0

@@ -146,6 +146,12 @@ class StudyPlan:
                 f"arm(s) {', '.join(same)} change nothing in this recipe (the same run as {REFERENCE!r}); "
                 "drop them with --arms"
             )
+        for arm, config in configs.items():  # each run would fail alone on it
+            if self.torchrun > 1 and config.optim.batch_size % self.torchrun:
+                raise ConfigError(
+                    f"batch size {config.optim.batch_size} (arm {arm}) is not divisible by --torchrun "
+                    f"{self.torchrun} processes"
+                )
         data = configs[REFERENCE].data
         if data.dataset == "folder":  # the data must be usable before a run starts (each would fail alone)
             from googlenet.data.datasets import load_image_folder
@@ -298,9 +304,25 @@ def run_one(plan: StudyPlan, arm: str, seed: int, threads: int) -> dict[str, Any
             with _CHILDREN.lock:
                 _CHILDREN.live.discard(child)
     results = read_results(folder)
-    status = "completed" if completed(folder) else f"failed (exit {rc}, see {log})"
+    if completed(folder):
+        status = "completed"
+    elif rc in (128 + signal.SIGINT, 128 + signal.SIGTERM):  # stopped; the next call resumes it
+        status = f"interrupted (exit {rc}, see {log})"
+    else:  # the run's own error line, so that the study's output says why without opening the log
+        error = _last_error(log)
+        status = f"failed (exit {rc}{': ' + error if error else ''}; see {log})"
     return {"arm": arm, "seed": seed, "status": status, "results": results,
             "seconds": time.perf_counter() - started}  # fmt: skip
+
+
+def _last_error(log: Path) -> str | None:
+    """The last "googlenet train: error: ..." line of a run's log, without its prefix."""
+    try:
+        lines = log.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return None
+    errors = [line.split(": error: ", 1)[1] for line in lines if line.startswith("googlenet train: error: ")]
+    return errors[-1] if errors else None
 
 
 def run_training(
