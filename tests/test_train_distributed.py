@@ -374,6 +374,21 @@ def test_the_launcher_prints_what_the_first_process_did_not_say(tmp_path: Path, 
         f"{error} process 0 stops because another process ... failed",
         f"{error} process 1 was killed by SIGKILL (out of memory? the kernel's OOM killer sends SIGKILL)",
     ]
+    # a process killed after training began: the first process left the run's --resume arguments
+    run = tmp_path / "run"
+    run.mkdir()
+    (tmp_path / "rank-0").write_text(
+        f"resume\t{run} --nproc-per-node 2\nafter\t{error} process 0 stops because another process ... failed\n"
+    )
+    assert _report({0: failure(1), 1: failure(-9)}, tmp_path, "googlenet train") == 1
+    assert "resume with" not in capsys.readouterr().err  # no last.pt yet: nothing to resume
+    (run / "last.pt").write_bytes(b"saved")
+    assert _report({0: failure(1), 1: failure(-9)}, tmp_path, "googlenet train") == 1
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"googlenet train: last.pt is kept; resume with --resume {run} --nproc-per-node 2"
+    )
+    assert _report({0: failure(143), 1: failure(-9)}, tmp_path, "googlenet train") == 143
+    assert "resume with" not in capsys.readouterr().err  # stopped at a signal: it said so itself
     for name in ("rank-0", "rank-2"):
         (tmp_path / name).unlink()
     with pytest.MonkeyPatch.context() as patch:

@@ -74,6 +74,15 @@ def closing_line(line: str, cause: bool = True) -> bool:
     return True
 
 
+def leave_resume_hint(hint: str) -> None:
+    """In the first process of a `googlenet train --nproc-per-node` run: tell the launcher the run's
+    `--resume ...` arguments, which it prints when a process fails and leaves last.pt behind."""
+    folder = os.environ.get(LAUNCHED)
+    if folder and os.environ.get("RANK", "0") == "0" and not launcher_gone():
+        with contextlib.suppress(OSError), open(Path(folder) / "rank-0", "a", encoding="utf-8") as handle:
+            handle.write(f"resume\t{hint}\n")
+
+
 def launcher_gone() -> bool:
     """Whether this process was started by `googlenet train --nproc-per-node` (and `follow_launcher` has
     run) and its launcher has died: its parent is now another process."""

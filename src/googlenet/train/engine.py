@@ -34,7 +34,7 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
-from googlenet.console import is_launched
+from googlenet.console import is_launched, leave_resume_hint
 from googlenet.data.transforms import IMAGENET_MEAN, IMAGENET_STD, default_resize_size
 from googlenet.errors import CheckpointError, ConfigError, GoogLeNetError
 from googlenet.model.googlenet import GoogLeNet, build_model
@@ -271,6 +271,7 @@ class _Trainer:
                     f"{len(data.train)}; resume on the same training images (--data-path, --scan-bad-files)"
                 )
         logger.info("run folder %s (%s, device %s)", folder.path, _processes(env.world_size), device)
+        leave_resume_hint(self.resume_with)  # for the launcher of `--nproc-per-node`, should a process die
         self.steps_per_epoch = ShardedBatchSampler.steps_per_epoch(len(data.train), o.batch_size)
         if self.steps_per_epoch == 0:
             raise ConfigError(

@@ -146,7 +146,8 @@ def _report(failures: Mapping[int, object], lines: Path, prog: str) -> int:
     a word.
     """
     codes = {rank: int(getattr(failure, "exitcode", 1)) for rank, failure in sorted(failures.items())}
-    said = {rank: _read(lines / f"rank-{rank}") for rank in range(max(codes, default=0) + 1)}
+    left = {rank: _read(lines / f"rank-{rank}") for rank in range(max(codes, default=0) + 1)}
+    said = {rank: [(k, t) for k, t in entries if k in ("cause", "after")] for rank, entries in left.items()}
     entries = [(rank, kind, text) for rank in sorted(said) for kind, text in said[rank]]
     first = {text for rank, kind, text in entries if rank == 0 and kind == "cause"}  # printed by it
     shown = [text for rank, kind, text in entries if rank and kind == "cause"]
@@ -166,6 +167,14 @@ def _report(failures: Mapping[int, object], lines: Path, prog: str) -> int:
             )
             print(f"{prog}: error: process {rank} was killed by {name}{hint}", file=sys.stderr)
     code = codes.get(0, next(iter(codes.values()), 1))
+    # A process died after training began (the others could not save after it): last.pt holds the
+    # last finished epoch (or the last signal's step). Unless the first process stopped at a signal
+    # itself, having said how to resume, say it here.
+    hints = [text for kind, text in left.get(0, []) if kind == "resume"]
+    if hints and code not in (128 + signal.SIGINT, 128 + signal.SIGTERM):
+        folder = Path(hints[-1].split(" --nproc-per-node")[0])
+        if (folder / "last.pt").is_file() or any(folder.glob("member-*/last.pt")):
+            print(f"{prog}: last.pt is kept; resume with --resume {hints[-1]}", file=sys.stderr)
     return code if code > 0 else 1
 
 
