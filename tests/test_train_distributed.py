@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -134,6 +135,43 @@ def test_a_mistake_one_process_finds_is_one_line_in_every_process(tmp_path: Path
     # The other process either meets a closed connection (one line, `test_a_lost_peer_is_one_line`) or is
     # stopped by torchrun while it waits; never a traceback.
     assert "[rank" not in completed.stderr, completed.stderr[-3000:]
+
+
+@pytest.mark.slow  # over 15 s on a 2-core CPU: the slow tier (CI runs it); three pairs of launches
+@pytest.mark.skipif(not TORCHRUN.exists(), reason="torchrun not installed beside this Python")
+def test_two_nodes_given_different_flags_or_data_are_refused_in_one_line(tmp_path: Path) -> None:
+    # Each node is started with its own command line and data; one with another --lr trained on without
+    # a word, one with other class folders on other labels, one with another batch size died in gloo.
+    data = make_tiny_data(tmp_path)
+    other = tmp_path / "other"
+    shutil.copytree(data, other)
+    for split in ("train", "val"):
+        last = sorted((other / split).iterdir())[-1]
+        last.rename(last.with_name("zebra"))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "src")}
+    common = ["--input-size", "64", "-b", "4", "--epochs", "1", "-j", "0", "--no-progress", "--data-path"]
+    cases = {
+        "--lr: process 1 has 0.02, process 0 has 0.01": ([str(data)], [str(data), "--lr", "0.02"]),
+        "--batch-size: process 1 has 6, process 0 has 4": ([str(data)], [str(data), "-b", "6"]),
+        "--data-path (its class folders): process 1 has ['disc', 'ring', 'zebra'], process 0 has "
+        "['disc', 'ring', 'square']": ([str(data)], [str(other)]),
+    }
+    for i, (line, flags) in enumerate(cases.items()):
+        launch = [str(TORCHRUN), "--nnodes=2", "--master-addr=127.0.0.1", f"--master-port={_free_port()}"]
+        train = ["--nproc-per-node=1", "-m", "googlenet", "train", *common]
+        out = ["-o", str(tmp_path / f"out-{i}")]
+        pipes: dict[str, Any] = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
+        nodes = [
+            subprocess.Popen(
+                [*launch, f"--node-rank={n}", *train, *flags[n], *out], env=env, cwd=tmp_path, **pipes
+            )
+            for n in (0, 1)
+        ]
+        errors = [node.communicate(timeout=300)[1] for node in nodes]
+        assert [node.returncode for node in nodes] == [1, 1], errors
+        for err in errors:  # each node says why (then torchrun its own report)
+            assert f"googlenet train: error: {line}; every process (on every node) must be given" in err, err
+        assert not (tmp_path / f"out-{i}").exists()  # refused before any work
 
 
 def _free_port() -> int:

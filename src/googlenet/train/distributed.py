@@ -27,7 +27,7 @@ come in another order, so agreement is within float tolerance, not bitwise.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -144,6 +144,34 @@ def all_reduce_sum(values: Sequence[float], device: torch.device) -> list[float]
 def any_process(flag: bool, device: torch.device) -> bool:
     """True on every process when `flag` is true on any of them."""
     return all_reduce_sum([1.0 if flag else 0.0], device)[0] > 0
+
+
+def same_everywhere(values: Mapping[str, Any], names: Mapping[str, str] | None = None) -> None:
+    """Refuse, with the same `ConfigError` on every process, `values` that differ from the first
+    process's (nothing when not distributed). Under torchrun each node is started with its own command
+    line and data: without this, one given another --lr, seed or input size trained on without a word
+    (DDP keeps the weights in step, not the recipe), one with other class folders trained on other
+    labels, and one with another batch size or variant died in gloo or DDP. `names`: how to call a
+    key in the message (its flag)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    gathered: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, dict(values))
+    first = gathered[0]
+    for rank, theirs in enumerate(gathered[1:], 1):
+        for key in sorted(first.keys() | theirs.keys()):
+            if first.get(key) != theirs.get(key):
+                name = (names or {}).get(key, key)
+                raise ConfigError(
+                    f"{name}: process {rank} has {_shown(theirs.get(key))}, process 0 has "
+                    f"{_shown(first.get(key))}; every process (on every node) must be given the same "
+                    "flags and data"
+                )
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def broadcast_object(value: T) -> T:

@@ -52,7 +52,7 @@ from googlenet.train.checkpoint import (
     restore_rng_state,
     save_training_state,
 )
-from googlenet.train.config import TrainConfig, builtin_settings, dump_yaml, from_dict, validate
+from googlenet.train.config import TrainConfig, builtin_settings, dump_yaml, flatten, from_dict, validate
 from googlenet.train.ensemble import fit_ensemble
 from googlenet.train.epochs import end_of_epoch, log_epoch, mean
 from googlenet.train.evaluation import evaluate_checkpoint
@@ -110,6 +110,7 @@ def fit(config: TrainConfig, resume: str | os.PathLike[str] | None = None) -> di
     ddp.init_process_group(env, device)
     deterministic_before = torch.are_deterministic_algorithms_enabled()
     try:
+        ddp.same_everywhere(_agreed_settings(config, resume), _flag_names())
         if config.run.seed is None:
             drawn = int.from_bytes(os.urandom(8), "little") >> 2  # 62 bits: room for seed + k
             config.run.seed = ddp.broadcast_object(drawn)
@@ -137,6 +138,57 @@ def fit(config: TrainConfig, resume: str | os.PathLike[str] | None = None) -> di
         torch.use_deterministic_algorithms(deterministic_before)
         if owns_group:
             ddp.destroy_process_group()
+
+
+# Settings each process may have of its own: where its copy of the data and of the --init-from file
+# are (their contents are compared, or DDP copies the first process's weights), how many loader
+# processes its machine runs, and whether it draws a progress bar.
+_OWN_SETTINGS = ("data.data_path", "model.init_from", "data.workers", "run.progress")
+
+
+def _agreed_settings(config: TrainConfig, resume: str | os.PathLike[str] | None) -> dict[str, Any]:
+    """What every process of a run must share: its resolved configuration but `_OWN_SETTINGS`, and the
+    checkpoint it resumes."""
+    values = {k: v for k, v in flatten(config.as_dict()).items() if k not in _OWN_SETTINGS}
+    values["resume"] = os.path.abspath(resume) if resume is not None else None
+    return values
+
+
+def _flag_names() -> dict[str, str]:
+    """Each config key's flag, e.g. {"optim.lr": "--lr"} (and --resume), for messages."""
+    import argparse
+
+    from googlenet.train.command import add_arguments
+
+    parser = argparse.ArgumentParser(add_help=False)
+    add_arguments(parser)
+    names = {"resume": "--resume"}
+    for action in parser._actions:
+        if action.option_strings and "." in action.dest:
+            names[action.dest] = max(action.option_strings, key=len)
+    return names
+
+
+def _data_fingerprint(data: TrainData) -> dict[str, Any]:
+    """The classes and the images of each split (count, and a digest of their paths inside the data
+    folder), which every process must share: a node's own copy of the data may sit elsewhere."""
+
+    def images(dataset: Any) -> tuple[int, str]:
+        digest = hashlib.sha256()
+        root = Path(dataset.root)
+        for path, target in getattr(dataset, "samples", []):
+            relative = os.path.relpath(path, root)
+            digest.update(f"{relative}\t{target}\n".encode("utf-8", "surrogateescape"))
+        return len(dataset), digest.hexdigest()[:12]
+
+    return {"classes": list(data.classes), "train": images(data.train), "val": images(data.val)}
+
+
+_DATA_NAMES = {
+    "classes": "--data-path (its class folders)",
+    "train": "--data-path (its training images: count, digest of their names)",
+    "val": "--data-path (its validation images: count, digest of their names)",
+}
 
 
 def _processes(count: int) -> str:
@@ -261,6 +313,7 @@ class _Trainer:
         if warning and env.is_main:
             logger.warning("%s", warning)
         self.data = data = build_data(config, env)
+        ddp.same_everywhere(_data_fingerprint(data), _DATA_NAMES)
         if checkpoint is not None:  # a resumed run keeps its classes; checked before its files change
             check_same_classes(checkpoint.get("meta") or {}, data.classes, r.output_dir)
             trained_on = checkpoint["train_state"].get("train_images")
