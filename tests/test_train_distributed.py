@@ -137,7 +137,7 @@ def test_a_mistake_one_process_finds_is_one_line_in_every_process(tmp_path: Path
     assert "[rank" not in completed.stderr, completed.stderr[-3000:]
 
 
-@pytest.mark.slow  # over 15 s on a 2-core CPU: the slow tier (CI runs it); three pairs of launches
+@pytest.mark.slow  # over 15 s on a 2-core CPU: the slow tier (CI runs it); four pairs of launches
 @pytest.mark.skipif(not TORCHRUN.exists(), reason="torchrun not installed beside this Python")
 def test_two_nodes_given_different_flags_or_data_are_refused_in_one_line(tmp_path: Path) -> None:
     # Each node is started with its own command line and data; one with another --lr trained on without
@@ -155,6 +155,11 @@ def test_two_nodes_given_different_flags_or_data_are_refused_in_one_line(tmp_pat
         "--batch-size: process 1 has 6, process 0 has 4": ([str(data)], [str(data), "-b", "6"]),
         "--data-path (its class folders): process 1 has ['disc', 'ring', 'zebra'], process 0 has "
         "['disc', 'ring', 'square']": ([str(data)], [str(other)]),
+        # a mistake one node finds before joining: the other used to wait for it, torch's 30 minutes
+        f"{tmp_path / 'absent'}: no such data folder (--data-path)": (
+            [str(data)],
+            [str(tmp_path / "absent")],
+        ),
     }
     for i, (line, flags) in enumerate(cases.items()):
         launch = [str(TORCHRUN), "--nnodes=2", "--master-addr=127.0.0.1", f"--master-port={_free_port()}"]
@@ -169,6 +174,12 @@ def test_two_nodes_given_different_flags_or_data_are_refused_in_one_line(tmp_pat
         ]
         errors = [node.communicate(timeout=300)[1] for node in nodes]
         assert [node.returncode for node in nodes] == [1, 1], errors
+        if "absent" in line:  # the node that found it says it; the other that it stopped for it
+            assert f"googlenet train: error: {line}\n" in errors[1], errors[1]
+            assert "process 0 stops because another process of this torchrun job failed" in errors[0], errors[
+                0
+            ]
+            continue
         for err in errors:  # each node says why (then torchrun its own report)
             assert f"googlenet train: error: {line}; every process (on every node) must be given" in err, err
         assert not (tmp_path / f"out-{i}").exists()  # refused before any work

@@ -15,6 +15,7 @@ Exit status: 0 when the run completed (or stopped at `--stop-after-steps`), 1 on
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import math
@@ -25,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from googlenet.console import is_launched, setup_console
-from googlenet.errors import ConfigError, DataError
+from googlenet.errors import ConfigError, DataError, GoogLeNetError
 from googlenet.train import distributed as ddp
 from googlenet.train.checkpoint import check_resume_config, load_training_state, resolve_resume_path
 from googlenet.train.config import (
@@ -426,19 +427,13 @@ def run(args: argparse.Namespace) -> int:
     nproc = launch_count(args, env)
     if nproc > 1:  # the processes say what the run does; this one only starts them
         setup_console(logging.WARNING)
-    _elastic_resume(args)
-    config, resume = build_config(args)
-    if config.data.dataset != "builtin" and not Path(str(config.data.data_path)).is_dir():  # before any work
-        what = (
-            "is a file, not a data folder"
-            if Path(str(config.data.data_path)).exists()
-            else "no such data folder"
-        )
-        raise DataError(f"{config.data.data_path}: {what} (--data-path)")
-    if config.run.ensemble > 1 and resume is not None and not Path(resume).is_dir():
-        raise ConfigError("--resume for an ensemble takes the ensemble's folder")
-    if resume is not None and not config.run.test_only:
-        _check_resume_target(args, Path(resume), config.run.ensemble)
+    try:
+        config, resume = _checked_config(args)
+    except GoogLeNetError:
+        leave_with_the_others(env, vars(args).get("run.device"))
+        raise
+    if nproc > 1 and config.optim.batch_size % nproc:  # before starting them (each would refuse it)
+        raise ConfigError(f"-b {config.optim.batch_size} is not divisible by --nproc-per-node {nproc}")
     if nproc > 1:  # checked above once, here; each process checks again and trains
         from googlenet.train.launch import launch
 
@@ -454,6 +449,42 @@ def run(args: argparse.Namespace) -> int:
     if results.get("signal") and results.get("status") != "completed":  # a signal on the last step: done
         return 128 + int(signal.Signals[results["signal"]])
     return 0
+
+
+def _checked_config(args: argparse.Namespace) -> tuple[TrainConfig, str | None]:
+    """The run's config and checkpoint to resume, with the mistakes a look at the flags and files finds
+    refused before any work."""
+    _elastic_resume(args)
+    config, resume = build_config(args)
+    if config.data.dataset != "builtin" and not Path(str(config.data.data_path)).is_dir():
+        what = (
+            "is a file, not a data folder"
+            if Path(str(config.data.data_path)).exists()
+            else "no such data folder"
+        )
+        raise DataError(f"{config.data.data_path}: {what} (--data-path)")
+    if config.run.ensemble > 1 and resume is not None and not Path(resume).is_dir():
+        raise ConfigError("--resume for an ensemble takes the ensemble's folder")
+    if resume is not None and not config.run.test_only:
+        _check_resume_target(args, Path(resume), config.run.ensemble)
+    return config, resume
+
+
+def leave_with_the_others(env: ddp.DistEnv, device: str | None) -> None:
+    """Under torchrun, a process that refuses its flags or files before training joins the process group
+    first, then leaves: the others, which do not see the mistake (a data path missing on this node
+    only), would otherwise wait for it in their own joining, torch's 30 minutes, without a word. Once
+    it has left, their first collective fails at once ("another process failed")."""
+    if not env.distributed:
+        return
+    import torch
+
+    try:
+        where = ddp.resolve_device(device or "auto", env)
+    except GoogLeNetError:
+        where = torch.device("cpu")
+    with contextlib.suppress(RuntimeError, ValueError):  # the group is the others' way out, not ours
+        ddp.init_process_group(env, where)
 
 
 def _percent(value: Any) -> str:
