@@ -438,6 +438,11 @@ def test_the_launcher_prints_what_the_first_process_did_not_say(tmp_path: Path, 
     )
     assert _report({0: failure(143), 1: failure(-9)}, tmp_path, "googlenet train") == 143
     assert "resume with" not in capsys.readouterr().err  # stopped at a signal: it said so itself
+    # a SIGTERM to process 1: every process stops and records it; process 1 exits first, and torch's
+    # launcher sends SIGTERM to the first as it shuts down: its own exit code counts, not that signal
+    (tmp_path / "rank-0").write_text(f"resume\t{run} --nproc-per-node 2\nexit\t143\n")
+    assert _report({0: failure(-15), 1: failure(143)}, tmp_path, "googlenet train") == 143
+    assert capsys.readouterr().err == ""  # not "process 0 was killed by SIGTERM"
     for name in ("rank-0", "rank-2"):
         (tmp_path / name).unlink()
     with pytest.MonkeyPatch.context() as patch:

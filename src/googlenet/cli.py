@@ -19,7 +19,7 @@ import threading
 from collections.abc import Sequence
 
 from googlenet import __version__
-from googlenet.console import closing_line, follow_launcher
+from googlenet.console import closing_line, follow_launcher, leave_exit_code
 from googlenet.errors import GoogLeNetError, UsageError
 from googlenet.signals import Terminated, catchable, signals_held
 
@@ -99,6 +99,7 @@ def run() -> None:
     except SystemExit as exc:  # argparse's --help, --version and usage errors
         _leave_at_a_signal(exc.code if isinstance(exc.code, int) else int(exc.code is not None))
         raise
+    leave_exit_code(code)  # (for that launcher: a signal from here on is not what ended the command)
     _leave_at_a_signal(code)
     sys.exit(code)
 

@@ -83,6 +83,20 @@ def leave_resume_hint(hint: str) -> None:
             handle.write(f"resume\t{hint}\n")
 
 
+def leave_exit_code(code: int) -> None:
+    """In a process of `googlenet train --nproc-per-node`: record the command's exit code as it ends, so
+    that the launcher reports that, not the SIGTERM torch's launcher sends whoever is still shutting down
+    when another process has exited with a signal's code."""
+    folder = os.environ.get(LAUNCHED)
+    if folder and not launcher_gone():
+        rank = os.environ.get("RANK", "0")
+        with (
+            contextlib.suppress(OSError),
+            open(Path(folder) / f"rank-{rank}", "a", encoding="utf-8") as handle,
+        ):
+            handle.write(f"exit\t{code}\n")
+
+
 def launcher_gone() -> bool:
     """Whether this process was started by `googlenet train --nproc-per-node` (and `follow_launcher` has
     run) and its launcher has died: its parent is now another process."""

@@ -426,8 +426,9 @@ class _Trainer:
             restore_rng_state(at.rng_states[env.rank])
         else:
             if at.rng_states is not None:
-                logger.warning("resuming on %s (saved on %d): new RNG streams, not bit-exact",
-                               _processes(env.world_size), len(at.rng_states))  # fmt: skip
+                logger.log(logging.WARNING if env.is_main else logging.INFO,  # said once, by the first
+                           "resuming on %s (saved on %d): new RNG streams, not bit-exact",
+                           _processes(env.world_size), len(at.rng_states))  # fmt: skip
             _seed_streams(self.data_seed, env.rank, salt=at.global_step)
 
         self.train_samples = SeededSamples(data.train, self.data_seed)
@@ -506,7 +507,8 @@ class _Trainer:
             results["final_checkpoint"] = str(folder.final)
             _save_final(folder, self.model, self.averager, self.meta, results, self.env)
         folder.write_results(results)
-        return results
+        ddp.barrier()  # the others leave with the first: torch's launcher stops whoever is left when one
+        return results  # process exits with a signal's code, and the first may still be writing
 
     def _train_epoch(self) -> tuple[EpochMeter, bool]:
         """`train_one_epoch` from the current position; (the epoch's meter, whether a stop came)."""
@@ -568,6 +570,15 @@ class _Trainer:
         return self.signals.received is not None or (stop_after is not None and step_number >= stop_after)
 
     def _stop_status(self) -> str:
+        """ "interrupted" (a signal, to any process) or "stopped" (`run.stop_after_steps`). Every process
+        asks at the same point of a stop: the signal one received is every process's (SIGINT first),
+        so each records it and exits 128 + it, not only the one the signal reached."""
+        seen = ddp.all_reduce_sum(
+            [float(self.signals.received == signal.SIGINT), float(self.signals.received == signal.SIGTERM)],
+            self.device,
+        )
+        if self.signals.received is None and any(seen):
+            self.signals.received = signal.SIGINT if seen[0] else signal.SIGTERM
         return "interrupted" if self.signals.received is not None else "stopped"
 
     def _split_gradient(self, losses: list[Tensor]) -> None:

@@ -41,7 +41,8 @@ def fit_ensemble(
     try:
         if not resuming:
             check_new_run_folder(root)
-        config.run.output_dir = str(root)
+        ddp.barrier()  # every process has looked before the first writes config.yaml (its temporary
+        config.run.output_dir = str(root)  # file made a late look say "holds other files")
         folder.write_text("config.yaml", dump_yaml(config, "googlenet train: ensemble configuration"))
         return _fit_members(config, root, env, fit_one)
     except (GoogLeNetError, KeyboardInterrupt):

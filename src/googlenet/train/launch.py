@@ -147,6 +147,10 @@ def _report(failures: Mapping[int, object], lines: Path, prog: str) -> int:
     """
     codes = {rank: int(getattr(failure, "exitcode", 1)) for rank, failure in sorted(failures.items())}
     left = {rank: _read(lines / f"rank-{rank}") for rank in range(max(codes, default=0) + 1)}
+    for rank, code in codes.items():  # ended its command, then met torch's SIGTERM as it shut down
+        ended = [text for kind, text in left.get(rank, []) if kind == "exit"]
+        if code < 0 and ended and ended[-1].lstrip("-").isdigit():
+            codes[rank] = int(ended[-1])
     said = {rank: [(k, t) for k, t in entries if k in ("cause", "after")] for rank, entries in left.items()}
     entries = [(rank, kind, text) for rank in sorted(said) for kind, text in said[rank]]
     first = {text for rank, kind, text in entries if rank == 0 and kind == "cause"}  # printed by it
@@ -167,6 +171,8 @@ def _report(failures: Mapping[int, object], lines: Path, prog: str) -> int:
             )
             print(f"{prog}: error: process {rank} was killed by {name}{hint}", file=sys.stderr)
     code = codes.get(0, next(iter(codes.values()), 1))
+    if code == 0:  # the first process ended well; the others' codes say how the command ended
+        code = next((c for c in codes.values() if c), 1)
     # A process died after training began (the others could not save after it): last.pt holds the
     # last finished epoch (or the last signal's step). Unless the first process stopped at a signal
     # itself, having said how to resume, say it here.
