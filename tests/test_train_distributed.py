@@ -314,6 +314,32 @@ def test_the_processes_stop_and_save_when_the_launcher_is_killed(tmp_path: Path)
     assert not any(Path(folder).exists() for folder in lines)  # the launcher's folder, removed for it
 
 
+@pytest.mark.slow  # over 15 s on a 2-core CPU: the slow tier (CI runs it); 12 s
+def test_a_sigterm_to_another_process_than_the_first_ends_the_run_as_interrupted(tmp_path: Path) -> None:
+    # It ended as "process 0 was killed by SIGTERM", exit 1, results.json "stopped" without the signal:
+    # process 1 exited 143 at once and torch's launcher stopped the first while it wrote the results.
+    data = make_tiny_data(tmp_path)
+    out = tmp_path / "out"
+    child = _launched(
+        ["--data-path", str(data), "--output-dir", str(out), *ARGV, "--epochs", "200"], tmp_path
+    )
+    try:
+        deadline = time.monotonic() + 240
+        while not (out / "last.pt").is_file() and time.monotonic() < deadline and child.poll() is None:
+            time.sleep(0.2)
+        second = [pid for pid in _started_by(child.pid) if _environ(pid).get("RANK") == "1"]
+        assert second, "process 1 not found"
+        os.kill(second[0], signal.SIGTERM)
+        _, err = child.communicate(timeout=120)
+    finally:
+        child.kill()
+    assert child.returncode == 143, err
+    assert "killed by" not in err and "Traceback" not in err, err
+    assert f"resume with --resume {out} --nproc-per-node 2" in err
+    results = json.loads((out / "results.json").read_text())
+    assert (results["status"], results["signal"]) == ("interrupted", "SIGTERM")
+
+
 def test_a_launched_process_follows_its_launcher(tmp_path: Path) -> None:
     """`follow_launcher`: SIGTERM when the launcher dies, also when it died before the process asked."""
     if not sys.platform.startswith("linux"):
