@@ -120,11 +120,49 @@ def test_a_checkpoint_that_safe_loading_would_refuse_is_never_written(tmp_path: 
 def test_torchvision_file_into_paper_variant_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "tv.pth"
     torch.save(torchvision.models.googlenet(weights=None, init_weights=True).state_dict(), path)
-    with pytest.raises(googlenet.CheckpointError, match="fits only variant 'torchvision'") as info:
-        googlenet.load_weights(googlenet.build_model("paper"), path)
-    assert "\n" not in str(info.value)
+    for variant in ("paper", "bn"):
+        with pytest.raises(googlenet.CheckpointError, match="fits only variant 'torchvision'") as info:
+            googlenet.load_weights(googlenet.build_model(variant), path)
+        assert "\n" not in str(info.value)
     with pytest.raises(googlenet.CheckpointError, match="1000 classes but the model has 10"):
         googlenet.load_weights(googlenet.build_model("torchvision", num_classes=10), path)
+
+
+@pytest.mark.parametrize("variant", ["paper", "bn"])
+def test_a_bare_state_dict_of_the_model_loads_strictly_with_no_made_up_metadata(
+    tmp_path: Path, variant: str
+) -> None:
+    # The most common idiom: torch.save(model.state_dict(), path). The `bn` variant's keys are
+    # torchvision's, its 5x5 kernels are not: it was refused as "a torchvision weight file".
+    source = googlenet.build_model(variant, num_classes=3)
+    path = tmp_path / "state.pt"
+    torch.save(source.state_dict(), path)
+    model = googlenet.build_model(variant, num_classes=3)
+    assert googlenet.load_weights(model, path) == {"bare_state_dict": True}
+    assert all(torch.equal(value, model.state_dict()[k]) for k, value in source.state_dict().items())
+    # Strict: without a config beside the weights, only an exact fit is loaded.
+    for other in (
+        googlenet.build_model(variant, num_classes=3, aux_logits=False),
+        googlenet.build_model(variant, num_classes=4),
+    ):
+        before = {k: v.clone() for k, v in other.state_dict().items()}
+        with pytest.raises(
+            googlenet.CheckpointError, match=r"bare state dict .* does not fit the model"
+        ) as info:
+            googlenet.load_weights(other, path)
+        assert "\n" not in str(info.value)
+        assert all(torch.equal(before[k], v) for k, v in other.state_dict().items())
+    with pytest.raises(googlenet.CheckpointError, match="a bare state dict, with no model config"):
+        model_from_file(path)
+
+
+def test_a_bare_state_dict_of_the_torchvision_variant_is_a_torchvision_file(tmp_path: Path) -> None:
+    # Its keys and shapes are torchvision's own: the documented ambiguity, resolved as torchvision's file.
+    source = googlenet.build_model("torchvision", num_classes=3, aux_logits=False)
+    path = tmp_path / "state.pt"
+    torch.save(source.state_dict(), path)
+    meta = googlenet.load_weights(googlenet.build_model("torchvision", num_classes=3, aux_logits=False), path)
+    assert "bare_state_dict" not in meta and meta["mean"] == [0.5, 0.5, 0.5]
 
 
 def test_checkpoint_round_trip_with_metadata(tmp_path: Path) -> None:

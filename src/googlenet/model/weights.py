@@ -153,12 +153,25 @@ def _is_ours(obj: Any) -> bool:
     return isinstance(obj, dict) and obj.get("format") == FORMAT
 
 
-def _is_torchvision(obj: Any) -> bool:
+def _is_state_dict(obj: Any) -> bool:
+    """A bare state dict: a non-empty mapping of names to tensors (what `torch.save(m.state_dict())` writes)."""
     return (
         isinstance(obj, Mapping)
+        and bool(obj)
+        and all(isinstance(k, str) and isinstance(v, Tensor) for k, v in obj.items())
+    )
+
+
+def _is_torchvision(obj: Any) -> bool:
+    # torchvision's keys (BatchNorm after every convolution) and its 3x3 kernel in the "5x5" branch: a
+    # state dict of our `bn` variant has the same keys, but 5x5 kernels there.
+    branch3 = obj.get("inception3a.branch3.1.conv.weight") if isinstance(obj, Mapping) else None
+    return (
+        _is_state_dict(obj)
         and "inception3a.branch1.conv.weight" in obj
         and "conv1.bn.running_mean" in obj
-        and all(isinstance(v, Tensor) for v in obj.values())
+        and isinstance(branch3, Tensor)
+        and branch3.shape[-2:] == (3, 3)
     )
 
 
@@ -257,6 +270,51 @@ def _check_config(path: str | os.PathLike[str], stored: Mapping[str, Any], confi
             )
 
 
+def _key_misfit(own: Mapping[str, Tensor], state: Mapping[str, Tensor]) -> str | None:
+    """ "N missing (first K), M unexpected (first L)" for the keys of `state` against the model's `own`."""
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} missing (first {missing[0]})")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected (first {unexpected[0]})")
+    return ", ".join(parts) or None
+
+
+def _shape_misfit(own: Mapping[str, Tensor], state: Mapping[str, Tensor]) -> str | None:
+    """The first key of `state` whose shape differs from the model's `own`."""
+    return next((k for k, v in state.items() if tuple(v.shape) != tuple(own[k].shape)), None)
+
+
+# What `load_weights` returns for a bare state dict: no metadata came with it, and none is made up.
+BARE_STATE_DICT_META: dict[str, Any] = {"bare_state_dict": True}
+
+
+def _load_bare(path: str | os.PathLike[str], model: GoogLeNet, state: Mapping[str, Tensor]) -> dict[str, Any]:
+    """Load a bare state dict strictly (exactly the model's keys and shapes): with no config beside it,
+    only an exact fit says the weights were written by a model of this layout."""
+    own = model.state_dict()
+    keys = _key_misfit(own, state)
+    if keys:
+        raise CheckpointError(
+            f"{path}: a bare state dict (no googlenet metadata) that does not fit the model: {keys}"
+        )
+    key = _shape_misfit(own, state)
+    if key is not None:
+        raise CheckpointError(
+            f"{path}: a bare state dict (no googlenet metadata) that does not fit the model: {key} has "
+            f"shape {tuple(state[key].shape)} in the file but {tuple(own[key].shape)} in the model"
+        )
+    model.load_state_dict(state, strict=True)
+    return dict(BARE_STATE_DICT_META)
+
+
+def _fits_exactly(model: GoogLeNet, state: Mapping[str, Tensor]) -> bool:
+    own = model.state_dict()
+    return _key_misfit(own, state) is None and _shape_misfit(own, state) is None
+
+
 def _load_state(path: str | os.PathLike[str], model: GoogLeNet, state: Mapping[str, Tensor]) -> None:
     own = model.state_dict()
     state = dict(state)
@@ -274,28 +332,22 @@ def _load_state(path: str | os.PathLike[str], model: GoogLeNet, state: Mapping[s
         prefix = key.removesuffix("num_batches_tracked")
         if key.endswith(".num_batches_tracked") and f"{prefix}running_mean" in state:
             state[key] = torch.zeros_like(own[key])
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    if missing or unexpected:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing (first {missing[0]})")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected (first {unexpected[0]})")
-        raise CheckpointError(f"{path}: weights do not fit the model: {', '.join(parts)}")
-    for key, value in state.items():
-        if tuple(value.shape) != tuple(own[key].shape):
-            # The model's class count is read from fc.weight: a head that disagrees names it
-            classes = model.fc.out_features
-            hint = (
-                f" (the model has fc.weight's {classes} classes)"
-                if key.startswith(("aux1.fc2.", "aux2.fc2.")) and value.shape[:1] != own[key].shape[:1]
-                else ""
-            )
-            raise CheckpointError(
-                f"{path}: {key} has shape {tuple(value.shape)} in the file but "
-                f"{tuple(own[key].shape)} in the model{hint}"
-            )
+    keys = _key_misfit(own, state)
+    if keys:
+        raise CheckpointError(f"{path}: weights do not fit the model: {keys}")
+    odd = _shape_misfit(own, state)
+    if odd is not None:
+        shape = tuple(state[odd].shape)
+        # The model's class count is read from fc.weight: a head that disagrees names it
+        classes = model.fc.out_features
+        hint = (
+            f" (the model has fc.weight's {classes} classes)"
+            if odd.startswith(("aux1.fc2.", "aux2.fc2.")) and shape[:1] != tuple(own[odd].shape[:1])
+            else ""
+        )
+        raise CheckpointError(
+            f"{path}: {odd} has shape {shape} in the file but {tuple(own[odd].shape)} in the model{hint}"
+        )
     model.load_state_dict(state, strict=True)
 
 
@@ -328,8 +380,9 @@ def weight_file_kind(path: str | os.PathLike[str]) -> str:
 
 
 def load_weights(model: GoogLeNet, path: str | os.PathLike[str], key: str = "state_dict") -> dict[str, Any]:
-    """Load weights into `model` from our checkpoint, a torchvision GoogLeNet state-dict file, the
-    reference Caffe model (`bvlc_googlenet.caffemodel`) or the ONNX model zoo's GoogLeNet.
+    """Load weights into `model` from our checkpoint, a torchvision GoogLeNet state-dict file, a bare
+    state dict of this model (`torch.save(model.state_dict(), path)`), the reference Caffe model
+    (`bvlc_googlenet.caffemodel`) or the ONNX model zoo's GoogLeNet.
 
     Returns the checkpoint's metadata (class names, input size, normalisation); for a torchvision file
     ImageNet's names (1000 classes) and the normalisation its weights need: ImageNet's mean/std when the
@@ -338,6 +391,12 @@ def load_weights(model: GoogLeNet, path: str | os.PathLike[str], key: str = "sta
     (conv1 is flipped to read RGB; see `googlenet.model.caffe`). Any incompatibility (variant, layout,
     classes, a missing or mis-shaped tensor) is a one-line `CheckpointError` naming what differs; the
     model is left unchanged then.
+
+    A bare state dict carries no config and no metadata, so it loads only when its keys and shapes are
+    exactly the model's (strict: heads included), and the metadata returned is `{"bare_state_dict": True}`:
+    no class names, input size or normalisation are made up (save with `save_checkpoint` to keep them).
+    For the `torchvision` variant a bare state dict has torchvision's own keys and shapes, so it cannot be
+    told from torchvision's weight file and is loaded as one (with that file's metadata above).
 
     `key` picks which weights of a training checkpoint to load ("state_dict" or "averaged_state_dict").
 
@@ -364,6 +423,8 @@ def load_weights(model: GoogLeNet, path: str | os.PathLike[str], key: str = "sta
         _load_state(path, model, checkpoint[key])
         meta = dict(checkpoint.get("meta") or default_meta(model))
         return meta
+    if model.config.variant != "torchvision" and _is_state_dict(obj) and _fits_exactly(model, obj):
+        return _load_bare(path, model, obj)  # e.g. a `bn` model's own: torchvision's keys, other shapes
     if _is_torchvision(obj):
         if model.config.variant != "torchvision":
             raise CheckpointError(
@@ -377,6 +438,8 @@ def load_weights(model: GoogLeNet, path: str | os.PathLike[str], key: str = "sta
             )
         _load_state(path, model, obj)
         return torchvision_meta(model)
+    if _is_state_dict(obj):
+        return _load_bare(path, model, obj)
     raise CheckpointError(
         f"{path}: neither a googlenet checkpoint, a torchvision GoogLeNet state dict, a .caffemodel "
         "nor an ONNX file"
@@ -410,6 +473,11 @@ def model_from_file(
         )
         _load_state(path, model, obj)
         return model, torchvision_meta(model)
+    if _is_state_dict(obj):
+        raise CheckpointError(
+            f"{path}: a bare state dict, with no model config to build from; load it with load_weights "
+            "into the model that wrote it, or write it with save_checkpoint"
+        )
     raise CheckpointError(
         f"{path}: neither a googlenet checkpoint, a torchvision GoogLeNet state dict, a .caffemodel "
         "nor an ONNX file"
