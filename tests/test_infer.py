@@ -273,6 +273,14 @@ def test_the_engine_refuses_raw_pixels_and_returns_ordinary_tensors(one_thread: 
     assert weight.grad is not None
 
 
+def test_an_empty_batch_gets_the_classifiers_width(one_thread: None) -> None:
+    model = _trained_like("bn")
+    model.fc = torch.nn.Linear(1024, 3)  # torchvision's fine-tuning idiom: config.num_classes stays 7
+    fast = optimize(model, backend="eager", input_size=SIZE)
+    assert fast(torch.randn(1, 3, SIZE, SIZE)).shape == (1, 3)
+    assert fast(torch.zeros(0, 3, SIZE, SIZE)).shape == (0, 3)  # was (0, 7)
+
+
 @pytest.mark.slow  # over 15 s on a 2-core CPU: the slow tier (CI runs it)
 def test_export_onnx_leaves_the_callers_model_as_it_was(tmp_path: Path) -> None:
     pytest.importorskip("onnxscript")

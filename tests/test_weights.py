@@ -181,6 +181,31 @@ def test_checkpoint_round_trip_with_metadata(tmp_path: Path) -> None:
     assert torch.equal(bare.fc.weight, model.fc.weight)
 
 
+def test_a_classifier_replaced_by_hand_is_saved_as_the_model_it_now_is(tmp_path: Path) -> None:
+    # torchvision's fine-tuning idiom leaves config.num_classes at 10: the file said 10 and did not load.
+    model = googlenet.build_model("bn", num_classes=10, aux_logits=False)
+    model.fc = torch.nn.Linear(1024, 5)
+    googlenet.save_checkpoint(tmp_path / "ft.pt", model)
+    loaded, meta = googlenet.load_checkpoint_model(tmp_path / "ft.pt")
+    assert loaded.config.num_classes == 5 and len(meta["class_names"]) == 5
+    assert torch.equal(loaded.fc.weight, model.fc.weight)
+    # With auxiliary heads every classifier must agree; else nothing is written.
+    heads = googlenet.build_model("bn", num_classes=10)
+    heads.fc = torch.nn.Linear(1024, 5)
+    with pytest.raises(
+        googlenet.CheckpointError,
+        match=r"disagree .* \(fc 5, aux1\.fc2 10, aux2\.fc2 10\); .*reset_classifier",
+    ) as info:
+        googlenet.save_checkpoint(tmp_path / "heads.pt", heads)
+    assert "\n" not in str(info.value) and not (tmp_path / "heads.pt").exists()
+    heads.aux1.fc2, heads.aux2.fc2 = torch.nn.Linear(1024, 5), torch.nn.Linear(1024, 5)
+    googlenet.save_checkpoint(tmp_path / "heads.pt", heads)
+    assert googlenet.load_checkpoint_model(tmp_path / "heads.pt")[0].aux2.fc2.out_features == 5
+    heads.fc = torch.nn.Sequential(torch.nn.Dropout(), torch.nn.Linear(1024, 5))
+    with pytest.raises(googlenet.CheckpointError, match=r"model\.fc is a Sequential, not the Linear"):
+        googlenet.save_checkpoint(tmp_path / "seq.pt", heads)
+
+
 def test_model_from_file_reads_our_checkpoint_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`evaluate`, `predict`, `export --convert` and fine-tuning load any weight file through
     `model_from_file`: one of our checkpoints is read (and hashed) once, not once to recognise it and

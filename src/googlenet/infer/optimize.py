@@ -351,7 +351,7 @@ def _shape_of(backend: str, size: int, model: GoogLeNet) -> dict[str, Any]:
     """`OptimizedModel`'s input_size and num_classes for `backend` run at `size`."""
     return {
         "input_size": size if backend in FIXED_SIZE_BACKENDS else None,
-        "num_classes": model.config.num_classes,
+        "num_classes": model.fc.out_features,  # not config.num_classes: `model.fc = ...` leaves that stale
     }
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from googlenet.errors import CheckpointError
 from googlenet.io import atomic_save, require_file, safe_load
@@ -40,7 +40,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 def default_meta(model: GoogLeNet, input_size: int = 224) -> dict[str, Any]:
     """Metadata enough to evaluate or predict from a checkpoint alone."""
     return {
-        "class_names": [str(i) for i in range(model.config.num_classes)],
+        "class_names": [str(i) for i in range(classifier_classes(model))],
         "input_size": input_size,
         "resize_size": round(input_size * 256 / 224),
         "mean": list(IMAGENET_MEAN),
@@ -90,6 +90,33 @@ def torchvision_meta(model: GoogLeNet) -> dict[str, Any]:
     return meta
 
 
+def classifier_classes(model: GoogLeNet) -> int:
+    """The number of classes `model`'s classifiers compute: `fc`'s outputs, which the auxiliary heads' final
+    layers must share.
+
+    Read from the layers, not `model.config`: torchvision's fine-tuning idiom, `model.fc =
+    nn.Linear(1024, 5)`, leaves `config.num_classes` as it was. Classifiers that disagree, or one that is
+    not a `Linear` layer, are a one-line `CheckpointError` naming `model.reset_classifier(n)`, which
+    replaces all of them and the config together.
+    """
+    heads = {"aux1": model.aux1, "aux2": model.aux2}
+    layers = {"fc": model.fc, **{f"{name}.fc2": head.fc2 for name, head in heads.items() if head is not None}}
+    for name, layer in layers.items():
+        if not isinstance(layer, nn.Linear):
+            raise CheckpointError(
+                f"model.{name} is a {type(layer).__name__}, not the Linear classifier a checkpoint's "
+                "config describes; replace the classifiers with model.reset_classifier(n)"
+            )
+    widths = {name: layer.out_features for name, layer in layers.items()}
+    if len(set(widths.values())) > 1:
+        listed = ", ".join(f"{name} {width}" for name, width in widths.items())
+        raise CheckpointError(
+            f"the model's classifiers disagree on the number of classes ({listed}); "
+            "replace them all with model.reset_classifier(n)"
+        )
+    return widths["fc"]
+
+
 def save_checkpoint(
     path: str | os.PathLike[str],
     model: GoogLeNet,
@@ -104,7 +131,12 @@ def save_checkpoint(
     beside them and must be plain data (what `torch.load(weights_only=True)` reads back: tensors,
     numbers, strings and containers of them); anything else, or a `state_dict` that does not fit
     `model`, is a `ValueError` before anything is written. `before_replace`: see `googlenet.io.atomic_save`.
+
+    The config saved takes its `num_classes` from the classifiers (`classifier_classes`), so a model
+    whose `fc` was replaced by hand is saved as the model it now is; classifiers that disagree are a
+    `CheckpointError`, before anything is written.
     """
+    num_classes = classifier_classes(model)
     if state_dict is not None:
         own = model.state_dict()
         if set(state_dict) != set(own):
@@ -120,7 +152,7 @@ def save_checkpoint(
     payload: dict[str, Any] = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
-        "model_config": model.config.as_dict(),
+        "model_config": {**model.config.as_dict(), "num_classes": num_classes},
         "state_dict": dict(state_dict if state_dict is not None else model.state_dict()),
         "meta": dict(meta) if meta is not None else default_meta(model),
     }
