@@ -274,6 +274,34 @@ def test_reset_classifier() -> None:
 
 
 @pytest.mark.parametrize(
+    ("variant", "options", "std"),
+    [("paper", {}, 0.001), ("bn", {}, 0.01), ("paper", {"init": "caffe"}, 1024**-0.5)],
+)
+def test_reset_classifier_starts_as_the_variants_classifiers_in_the_old_ones_dtype(
+    variant: str, options: dict, std: float
+) -> None:
+    model = googlenet.build_model(variant, num_classes=2, **options).to(torch.float64)
+    model.reset_classifier(300)
+    for layer in (model.fc, model.aux1.fc2, model.aux2.fc2):
+        assert layer.weight.dtype == torch.float64 and layer.weight.shape == (300, 1024)
+        assert layer.weight.std().item() == pytest.approx(std, rel=0.05)
+        assert torch.all(layer.bias == 0)
+    on_meta = googlenet.build_model(variant, num_classes=2, aux_logits=False).to("meta")
+    on_meta.reset_classifier(5)
+    assert on_meta.fc.weight.device.type == "meta"
+
+
+@pytest.mark.parametrize("bad", [0, 2.5, True, "3", None])
+def test_reset_classifier_refuses_a_bad_count_and_changes_nothing(bad: object) -> None:
+    model = googlenet.build_model("paper", num_classes=4, aux_logits=False)
+    fc = model.fc
+    with pytest.raises(googlenet.ConfigError, match="num_classes must be a whole number >= 1") as info:
+        model.reset_classifier(bad)  # type: ignore[arg-type]
+    assert "\n" not in str(info.value)
+    assert model.fc is fc and model.config.num_classes == 4
+
+
+@pytest.mark.parametrize(
     ("kwargs", "message"),
     [
         ({"variant": "alexnet"}, "unknown variant"),

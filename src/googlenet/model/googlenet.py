@@ -229,26 +229,29 @@ class GoogLeNet(nn.Module):
         trunk = [module for module in self.modules() if id(module) not in in_heads]
         for module in trunk + [module for head in heads for module in head.modules()]:
             if isinstance(module, nn.Conv2d | nn.Linear):
-                if self.config.init == "truncnormal":
-                    nn.init.trunc_normal_(module.weight, mean=0.0, std=0.01, a=-2, b=2)
-                elif self.config.init == "he":
-                    if module in classifiers:
-                        nn.init.normal_(module.weight, std=0.001)
-                    else:
-                        nn.init.kaiming_normal_(module.weight, mode="fan_in", nonlinearity="relu")
-                elif self.config.init == "caffe":
-                    # Caffe's "xavier" filler: uniform with variance 1/fan_in (its default FAN_IN);
-                    # fan_in is one output unit's weight count (in_channels x kernel area).
-                    bound = (3.0 / module.weight[0].numel()) ** 0.5
-                    nn.init.uniform_(module.weight, -bound, bound)
-                else:
-                    raise ConfigError(f"unknown init {self.config.init!r}; choose from {', '.join(INITS)}")
-                if module.bias is not None:
-                    caffe_bias = self.config.init == "caffe" and module not in classifiers
-                    nn.init.constant_(module.bias, 0.2 if caffe_bias else 0.0)
+                self._init_layer(module, classifier=module in classifiers)
             elif isinstance(module, nn.BatchNorm2d):
                 nn.init.ones_(module.weight)
                 nn.init.zeros_(module.bias)
+
+    def _init_layer(self, module: nn.Conv2d | nn.Linear, classifier: bool) -> None:
+        """One convolution or linear layer as `reset_parameters` says; `classifier`: a final layer."""
+        if self.config.init == "truncnormal":
+            nn.init.trunc_normal_(module.weight, mean=0.0, std=0.01, a=-2, b=2)
+        elif self.config.init == "he":
+            if classifier:
+                nn.init.normal_(module.weight, std=0.001)
+            else:
+                nn.init.kaiming_normal_(module.weight, mode="fan_in", nonlinearity="relu")
+        elif self.config.init == "caffe":
+            # Caffe's "xavier" filler: uniform with variance 1/fan_in (its default FAN_IN);
+            # fan_in is one output unit's weight count (in_channels x kernel area).
+            bound = (3.0 / module.weight[0].numel()) ** 0.5
+            nn.init.uniform_(module.weight, -bound, bound)
+        else:
+            raise ConfigError(f"unknown init {self.config.init!r}; choose from {', '.join(INITS)}")
+        if module.bias is not None:
+            nn.init.constant_(module.bias, 0.2 if self.config.init == "caffe" and not classifier else 0.0)
 
     def _transform_input(self, x: Tensor) -> Tensor:
         # torchvision: weights ported from TF expect inputs in [-1, 1]; undo ImageNet normalisation.
@@ -345,18 +348,24 @@ class GoogLeNet(nn.Module):
         return out
 
     def reset_classifier(self, num_classes: int) -> None:
-        """Replace the main and auxiliary classifiers for `num_classes` classes (fine-tuning)."""
-        if num_classes < 1:
-            raise ConfigError(f"num_classes must be at least 1, got {num_classes}")
-        self.config = replace(self.config, num_classes=num_classes)
-        self.fc = nn.Linear(self.num_features, num_classes)
-        nn.init.normal_(self.fc.weight, std=0.01)
-        nn.init.zeros_(self.fc.bias)
+        """Replace the main and auxiliary classifiers for `num_classes` classes (fine-tuning).
+
+        Each new layer has its old one's dtype and device, and starts as `reset_parameters` starts the
+        variant's classifiers (`paper`: N(0, 0.001); `bn`, `torchvision`: truncated normal, std 0.01).
+        """
+        if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
+            raise ConfigError(f"num_classes must be a whole number >= 1, got {num_classes!r}")
+
+        def new(old: nn.Linear) -> nn.Linear:
+            layer = nn.Linear(old.in_features, num_classes, device=old.weight.device, dtype=old.weight.dtype)
+            self._init_layer(layer, classifier=True)
+            return layer
+
+        self.fc = new(self.fc)
         for head in (self.aux1, self.aux2):
             if head is not None:
-                head.fc2 = nn.Linear(head.fc2.in_features, num_classes)
-                nn.init.normal_(head.fc2.weight, std=0.01)
-                nn.init.zeros_(head.fc2.bias)
+                head.fc2 = new(head.fc2)
+        self.config = replace(self.config, num_classes=num_classes)
 
 
 def build_model(
