@@ -6,6 +6,10 @@ import contextlib
 import doctest
 import itertools
 import math
+import os
+import pkgutil
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -489,3 +493,17 @@ def test_the_lazy_public_names_are_all_there() -> None:
     assert set(googlenet.__all__) <= set(dir(googlenet))
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         googlenet.nope  # noqa: B018
+
+
+def test_subpackages_are_attributes_after_a_plain_import_googlenet() -> None:
+    # Found in a fresh interpreter: this one has imported them (which sets the attributes) already.
+    probe = (
+        "import sys, googlenet; light = 'torch' not in sys.modules; "
+        "print(light, googlenet.train.fit is googlenet.fit, googlenet.infer.optimize is googlenet.optimize, "
+        "'train' in dir(googlenet), googlenet.model.__name__ == 'googlenet.model')"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(googlenet.__file__).parents[1])}
+    done = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120)
+    assert done.stdout.split() == ["True"] * 5, done.stdout + done.stderr
+    found = {module.name for module in pkgutil.iter_modules(googlenet.__path__)} - {"__main__"}
+    assert set(googlenet._SUBMODULES) == found  # every one of them

@@ -8,6 +8,8 @@ The public API, re-exported flat:
 
 The names are imported on first use (PEP 562), so `import googlenet` itself does not import PyTorch:
 the command-line tool starts its parser, and handles Ctrl-C, before the seconds PyTorch takes to load.
+The subpackages and modules are attributes the same way: `googlenet.train.fit` works after a plain
+`import googlenet`.
 """
 
 from __future__ import annotations
@@ -40,6 +42,13 @@ _EXPORTS: dict[str, str] = {
     "TrainConfig": "googlenet.train",
     "fit": "googlenet.train",
 }
+
+# The package's subpackages and modules, imported as attributes on first use (not `__main__`: importing
+# it runs the command-line tool). tests/test_model.py checks the list against the package's folder.
+_SUBMODULES: tuple[str, ...] = (
+    "ablate", "bench", "cli", "console", "data", "demo", "detect", "errors", "evaluate", "export", "infer",
+    "io", "model", "predict", "report", "resources", "signals", "train",
+)  # fmt: skip
 
 __all__ = [  # the names of _EXPORTS (tests/test_model.py checks that the two agree)
     "VARIANTS",
@@ -82,6 +91,8 @@ if TYPE_CHECKING:  # what type checkers and editors see: the same names, importe
 
 
 def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        return importlib.import_module(f"googlenet.{name}")  # the import makes it an ordinary attribute
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'googlenet' has no attribute {name!r}")
@@ -91,4 +102,4 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *_EXPORTS})
+    return sorted({*globals(), *_EXPORTS, *_SUBMODULES})
