@@ -334,6 +334,32 @@ def test_bad_inputs() -> None:
         model.forward_stages(torch.randn(1, 3, 64, 64), ["inception6a"])
 
 
+def test_inputs_other_than_a_floating_point_tensor_are_refused_in_words() -> None:
+    import numpy as np
+
+    model = googlenet.build_model("bn", num_classes=3).eval()
+    calls = (model, model.forward_features, model.forward_train, model.forward_stages)
+    for call in calls:
+        for pixels in (
+            torch.zeros(1, 3, 64, 64, dtype=torch.uint8),
+            torch.zeros(1, 3, 64, 64, dtype=torch.long),
+        ):
+            # torchvision.io.read_image gives uint8 pixels: this was "expected scalar type Byte but found Float"
+            with pytest.raises(
+                ValueError, match=r"normalised floating-point N x 3 x H x W tensor, got torch\.(uint8|int64)"
+            ):
+                call(pixels)
+        for other, name in (
+            (np.zeros((1, 3, 64, 64), np.float32), "numpy.ndarray"),
+            ([[0.0]], "list"),
+            (None, "NoneType"),
+        ):
+            with pytest.raises(TypeError, match=f"floating-point N x 3 x H x W tensor, got a {name}$"):
+                call(other)
+    with torch.no_grad():  # every floating-point dtype still runs
+        assert model.double()(torch.zeros(1, 3, 64, 64, dtype=torch.float64)).dtype == torch.float64
+
+
 def test_forward_stages_stops_early() -> None:
     model = googlenet.build_model("paper").eval()
     with torch.no_grad():

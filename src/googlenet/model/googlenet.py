@@ -260,6 +260,14 @@ class GoogLeNet(nn.Module):
         return (x * std + mean - 0.5) / 0.5
 
     def _check_input(self, x: Tensor, with_aux: bool = False) -> None:
+        # Cheap checks only (no look at the values): a numpy array, or read_image's uint8 pixels, would
+        # otherwise fail deep in the first convolution with a message about neither.
+        wanted = "expected a normalised floating-point N x 3 x H x W tensor"
+        if not isinstance(x, Tensor):
+            module, name = type(x).__module__, type(x).__name__
+            raise TypeError(f"{wanted}, got a {name if module == 'builtins' else f'{module}.{name}'}")
+        if not x.is_floating_point():
+            raise ValueError(f"{wanted}, got {x.dtype} (raw pixels: scale to [0, 1] and normalise first)")
         if x.dim() != 4 or x.shape[1] != 3:
             raise ValueError(f"expected an N x 3 x H x W image batch, got shape {tuple(x.shape)}")
         minimum = MIN_INPUT_SIZE_AUX if with_aux and self.aux1 is not None else MIN_INPUT_SIZE
@@ -305,7 +313,12 @@ class GoogLeNet(nn.Module):
         return self.fc(self.dropout(features))
 
     def forward(self, x: Tensor) -> Tensor:
-        """Main logits, N x num_classes, in training and evaluation mode alike."""
+        """Main logits, N x num_classes, in training and evaluation mode alike.
+
+        `x` is a normalised floating-point N x 3 x H x W tensor (as every forward takes): anything else,
+        such as `torchvision.io.read_image`'s uint8 pixels or a numpy array, is a one-line ValueError or
+        TypeError that says so.
+        """
         return self.forward_head(self.forward_features(x))
 
     def forward_train(self, x: Tensor) -> GoogLeNetOutputs:
