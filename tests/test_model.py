@@ -314,12 +314,39 @@ def test_reset_classifier_refuses_a_bad_count_and_changes_nothing(bad: object) -
         ({"dropout": 1.5}, "dropout"),
         ({"colour": "red"}, "unknown model option"),
         ({"init": "xavier"}, "unknown init"),
+        # each of these failed in torch or in a comparison, or was taken
+        ({"dropout": "0.5"}, r"dropout must be a number in \[0, 1\), got '0.5'"),
+        ({"aux_dropout": None}, "aux_dropout must be a number"),
+        ({"branch3_kernel": 3.0}, "branch3_kernel must be 5 .* got 3.0"),
+        ({"maxpool4_kernel": True}, "maxpool4_kernel must be 3 .* got True"),
+        ({"bn_eps": True}, "bn_eps must be None .* got True"),
+        ({"num_classes": True}, "num_classes must be a whole number >= 1, got True"),
     ],
 )
 def test_bad_arguments_are_one_line_errors(kwargs: dict, message: str) -> None:
     with pytest.raises(googlenet.ConfigError, match=message) as info:
         googlenet.build_model(**kwargs)
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"variant": "foo"}, "unknown variant 'foo'; choose from paper, bn, torchvision"),
+        ({"num_classes": "10"}, "num_classes must be a whole number >= 1, got '10'"),
+        ({"bn_eps": 0}, "bn_eps must be None"),
+        ({"lrn": 1}, "lrn must be True or False"),
+    ],
+)
+def test_build_from_config_checks_every_field(config: dict, message: str, tmp_path: Path) -> None:
+    with pytest.raises(googlenet.ConfigError, match=message) as info:
+        googlenet.build_from_config(config)
+    assert "\n" not in str(info.value)
+    # A checkpoint that stores such a config is refused as a checkpoint, named.
+    path = tmp_path / "odd.pt"
+    torch.save({"format": "googlenet", "model_config": config, "state_dict": {}}, path)
+    with pytest.raises(googlenet.CheckpointError, match=f"odd.pt: invalid model config \\({message}"):
+        googlenet.load_checkpoint_model(path)
 
 
 def test_bad_inputs() -> None:

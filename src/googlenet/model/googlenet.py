@@ -80,6 +80,43 @@ VARIANTS: dict[str, ModelConfig] = {
 # The initialisations `GoogLeNet.reset_parameters` knows (the paper gives none).
 INITS: tuple[str, ...] = ("he", "caffe", "truncnormal")
 
+
+def check_config(config: ModelConfig) -> None:
+    """A one-line `ConfigError` naming the first field of `config` with a wrong value or type.
+
+    Every model is built through here (`build_model`, `build_from_config` of a checkpoint's dict), so a
+    string, a float kernel size or a bool where a number belongs fails here, not deep in torch.
+    """
+
+    def whole(value: Any) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool)
+
+    def number(value: Any) -> bool:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+
+    if config.variant not in VARIANTS:
+        raise ConfigError(f"unknown variant {config.variant!r}; choose from {', '.join(VARIANTS)}")
+    if not (whole(config.num_classes) and config.num_classes >= 1):
+        raise ConfigError(f"num_classes must be a whole number >= 1, got {config.num_classes!r}")
+    for name in ("dropout", "aux_dropout"):
+        value = getattr(config, name)
+        if not (number(value) and 0.0 <= value < 1.0):
+            raise ConfigError(f"{name} must be a number in [0, 1), got {value!r}")
+    for name in ("aux_logits", "lrn", "aux_adaptive_pool", "transform_input"):
+        if not isinstance(getattr(config, name), bool):
+            raise ConfigError(f"{name} must be True or False, got {getattr(config, name)!r}")
+    if not (whole(config.branch3_kernel) and config.branch3_kernel in (3, 5)):  # Table 1's 5x5, or 3x3
+        raise ConfigError(
+            f"branch3_kernel must be 5 (Table 1) or 3 (torchvision), got {config.branch3_kernel!r}"
+        )
+    if not (whole(config.maxpool4_kernel) and config.maxpool4_kernel in (2, 3)):  # 3x3/2, or 2x2/2
+        raise ConfigError(
+            f"maxpool4_kernel must be 3 (Table 1) or 2 (torchvision), got {config.maxpool4_kernel!r}"
+        )
+    if config.bn_eps is not None and not (number(config.bn_eps) and config.bn_eps > 0):
+        raise ConfigError(f"bn_eps must be None (no BatchNorm) or a positive number, got {config.bn_eps!r}")
+
+
 # Smallest input side: stage 5 needs a 1x1 map (32 px); the aux heads need a 4x4 map after 4a (64 px).
 MIN_INPUT_SIZE = 32
 MIN_INPUT_SIZE_AUX = 64
@@ -102,27 +139,7 @@ class GoogLeNet(nn.Module):
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
-        if config.num_classes < 1:
-            raise ConfigError(f"num_classes must be at least 1, got {config.num_classes}")
-        for name in ("dropout", "aux_dropout"):
-            value = getattr(config, name)
-            if not 0.0 <= value < 1.0:
-                raise ConfigError(f"{name} must be in [0, 1), got {value}")
-        for name in ("aux_logits", "lrn", "aux_adaptive_pool", "transform_input"):
-            if not isinstance(getattr(config, name), bool):
-                raise ConfigError(f"{name} must be True or False, got {getattr(config, name)!r}")
-        if config.branch3_kernel not in (3, 5):  # Table 1's 5x5, or torchvision's 3x3
-            raise ConfigError(
-                f"branch3_kernel must be 5 (Table 1) or 3 (torchvision), got {config.branch3_kernel!r}"
-            )
-        if config.maxpool4_kernel not in (2, 3):  # Table 1's 3x3/2, or torchvision's 2x2/2
-            raise ConfigError(
-                f"maxpool4_kernel must be 3 (Table 1) or 2 (torchvision), got {config.maxpool4_kernel!r}"
-            )
-        if config.bn_eps is not None and not (isinstance(config.bn_eps, float | int) and config.bn_eps > 0):
-            raise ConfigError(
-                f"bn_eps must be None (no BatchNorm) or a positive number, got {config.bn_eps!r}"
-            )
+        check_config(config)
         self.config = config
         eps = config.bn_eps
 
@@ -411,14 +428,13 @@ def build_model(
     unknown = sorted(set(overrides) - known)
     if unknown:
         raise ConfigError(f"unknown model option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-    if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
-        raise ConfigError(f"num_classes must be a positive integer, got {num_classes!r}")
     config = replace(VARIANTS[variant], num_classes=num_classes, aux_logits=aux_logits, **overrides)
     return GoogLeNet(config)
 
 
 def build_from_config(config: ModelConfig | dict[str, Any]) -> GoogLeNet:
-    """Rebuild a model from a stored `ModelConfig` (or its dict form, as checkpoints keep it)."""
+    """Rebuild a model from a stored `ModelConfig` (or its dict form, as checkpoints keep it); every
+    field is checked as `build_model` checks it (`check_config`)."""
     if isinstance(config, dict):
         known = set(ModelConfig.__dataclass_fields__)
         unknown = sorted(set(config) - known)

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from googlenet.errors import CheckpointError
+from googlenet.errors import CheckpointError, ConfigError
 from googlenet.io import atomic_save, require_file, safe_load
 from googlenet.model.googlenet import GoogLeNet, ModelConfig, build_from_config, build_model
 
@@ -535,7 +535,7 @@ def _model_from_checkpoint(
         config["aux_logits"] = aux_logits
     try:
         model = build_from_config(config)
-    except (TypeError, ValueError) as exc:
+    except (ConfigError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{path}: invalid model config ({exc})") from None
     if key == "averaged_state_dict" and key not in checkpoint:
         if "train_state" not in checkpoint:  # a run's final.pt: already the weights used for evaluation
