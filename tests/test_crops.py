@@ -153,6 +153,14 @@ def test_bad_arguments_are_one_line_config_errors(kwargs: dict) -> None:
     assert "\n" not in str(info.value)
 
 
+@pytest.mark.parametrize("scales", [256, "256", {256: 1}], ids=["int", "str", "dict"])
+def test_scales_that_are_not_a_list_are_a_config_error_naming_scales(scales: object) -> None:
+    # a lone number was "'int' object is not iterable"; a string or a dict was taken apart
+    for make in (lambda: crop_boxes(100, 80, crops=1, scales=scales), lambda: CropSpec(1, 64, scales)):
+        with pytest.raises(googlenet.ConfigError, match=r"^scales: must be a list of shorter sides"):
+            make()
+
+
 def _pil_reference(image: Image.Image, crop, crop_size: int) -> np.ndarray:
     """The slow, obvious way: PIL resize of the whole image, PIL crop, PIL resize, PIL flip."""
     resized = image.resize(resized_size(*image.size, crop.scale), Image.Resampling.BILINEAR)

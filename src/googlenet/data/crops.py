@@ -25,7 +25,7 @@ mirrors are flips. `normalize` turns the uint8 batch into the model's input, ide
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -105,7 +105,7 @@ class CropSpec:
             raise ConfigError(f"crop_size: must be a positive integer, got {self.crop_size!r}")
         if self.scales is None:
             return
-        scales = tuple(self.scales)
+        scales = _scale_tuple(self.scales)
         wanted = len(PAPER_SCALES) if self.crops == 144 else 1
         if len(scales) != wanted:
             raise ConfigError(f"scales: {self.crops} crops take {wanted} scale(s), got {len(scales)}")
@@ -154,7 +154,7 @@ def crop_boxes(
         >>> len(crop_boxes(500, 375)), crop_boxes(500, 375, crops=1)[0].box
         (144, (58, 16, 282, 240))
     """
-    spec = CropSpec(crops, crop_size, tuple(scales) if scales is not None else None)
+    spec = CropSpec(crops, crop_size, _scale_tuple(scales) if scales is not None else None)
     return spec.boxes(width, height)
 
 
@@ -213,6 +213,16 @@ def _boxes(crops: int, size: int, scales: tuple[int, ...], width: int, height: i
                 for mirrored in (False, True):
                     out.append(Crop(scale, name, position, boxes[position], mirrored))
     return tuple(out)
+
+
+def _scale_tuple(scales: Any) -> tuple[int, ...]:
+    """`scales` as a tuple; a lone number (`scales=256`), a string or a mapping is a `ConfigError`."""
+    if not isinstance(scales, str | bytes | Mapping):
+        try:
+            return tuple(scales)
+        except TypeError:  # not iterable
+            pass
+    raise ConfigError(f"scales: must be a list of shorter sides (e.g. [256]), got {scales!r}")
 
 
 def _is_int(value: Any) -> bool:
