@@ -13,6 +13,7 @@ import torchvision
 import googlenet
 from googlenet.io import safe_load, sha256_file
 from googlenet.model.weights import model_from_file, read_checkpoint
+from test_interop import random_blobs, write_caffemodel
 
 
 def _randomise_bn_statistics(model: torch.nn.Module) -> None:
@@ -254,6 +255,47 @@ def test_incompatible_checkpoint_is_a_one_line_error(
         googlenet.load_weights(model, path)
     assert "\n" not in str(info.value) and str(path) in str(info.value)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # unchanged
+
+
+def test_a_key_that_names_no_weights_is_a_config_error(tmp_path: Path) -> None:
+    # key="meta" used to load the metadata as weights: "the file has no auxiliary heads; build the model ..."
+    path = tmp_path / "m.pt"
+    googlenet.save_checkpoint(path, googlenet.build_model("bn", num_classes=2))
+    message = r"key must be 'state_dict' or 'averaged_state_dict', got 'meta'"
+    for load in (
+        lambda: googlenet.load_weights(googlenet.build_model("bn", num_classes=2), path, key="meta"),
+        lambda: googlenet.load_checkpoint_model(path, key="meta"),
+        lambda: model_from_file(path, key="meta"),
+    ):
+        with pytest.raises(googlenet.ConfigError, match=message):
+            load()
+    with pytest.raises(googlenet.ConfigError, match=r"aux_logits must be None .* got 1"):
+        googlenet.load_checkpoint_model(path, aux_logits=1)  # type: ignore[arg-type]
+
+
+def test_heads_asked_of_a_file_without_them_say_which_argument_to_change(tmp_path: Path) -> None:
+    # The functions that build the model: the caller built nothing, so "build the model" was no advice.
+    ours = tmp_path / "ours.pt"
+    googlenet.save_checkpoint(ours, googlenet.build_model("paper", num_classes=2, aux_logits=False))
+    tv = tmp_path / "tv.pth"
+    torch.save(googlenet.build_model("torchvision", num_classes=2, aux_logits=False).state_dict(), tv)
+    caffe = write_caffemodel(
+        tmp_path / "ref.caffemodel", random_blobs(aux=False, num_classes=2), legacy=False
+    )
+    for load in (
+        lambda: googlenet.load_checkpoint_model(ours, aux_logits=True),
+        lambda: model_from_file(ours, aux_logits=True),
+        lambda: model_from_file(tv, aux_logits=True),
+        lambda: model_from_file(caffe, aux_logits=True),
+    ):
+        with pytest.raises(
+            googlenet.CheckpointError, match="no auxiliary heads; pass aux_logits=False, or leave it out"
+        ):
+            load()
+    assert googlenet.load_checkpoint_model(ours)[0].aux1 is None  # leaving it out works
+    # load_weights into a model the caller built keeps its advice
+    with pytest.raises(googlenet.CheckpointError, match="build the model with aux_logits=False"):
+        googlenet.load_weights(googlenet.build_model("paper", num_classes=2), ours)
 
 
 def test_shape_mismatch_names_the_tensor(tmp_path: Path) -> None:

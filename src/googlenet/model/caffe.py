@@ -34,7 +34,7 @@ from googlenet.errors import CheckpointError
 from googlenet.io import require_file
 from googlenet.model import table1
 from googlenet.model.googlenet import GoogLeNet, build_model
-from googlenet.model.weights import _load_state, imagenet_meta
+from googlenet.model.weights import NO_HEADS_TO_BUILD, _load_state, imagenet_meta
 
 # bvlc_googlenet/train_val.prototxt: `mean_value: 104, 117, 123` (B, G, R) on 0-255 pixels, no scale.
 CAFFE_MEAN_BGR = (104.0, 117.0, 123.0)
@@ -355,6 +355,8 @@ def reference_model(
 ) -> tuple[GoogLeNet, dict[str, Any]]:
     """Build the `paper` model a reference file describes (its classes; aux heads if it has them)."""
     blobs = read_reference(path, kind)
+    if aux_logits and not has_aux_heads(blobs):
+        raise CheckpointError(f"{path}: {NO_HEADS_TO_BUILD}")
     with_aux = has_aux_heads(blobs) if aux_logits is None else aux_logits
     model = build_model("paper", num_classes=reference_num_classes(blobs, str(path)), aux_logits=with_aux)
     return model, _load_blobs(model, blobs, path, kind)

@@ -234,6 +234,14 @@ def _validated(path: str | os.PathLike[str], obj: Any) -> dict[str, Any]:
     return obj
 
 
+def _weights(path: str | os.PathLike[str], checkpoint: Mapping[str, Any], key: str) -> Mapping[str, Tensor]:
+    """The checkpoint's `key` entry (one of `WEIGHT_KEYS`), checked to be a mapping of tensors."""
+    weights = checkpoint.get(key)
+    if not isinstance(weights, Mapping) or not all(isinstance(v, Tensor) for v in weights.values()):
+        raise CheckpointError(f"{path}: checkpoint has no {key!r} entry (a mapping of tensors)")
+    return weights
+
+
 def _check_meta(path: str | os.PathLike[str], meta: Any) -> None:
     """The metadata entries that later code reads as numbers or names have the types it expects, so a
     hand-edited or foreign file is one line here rather than a traceback in evaluate or predict."""
@@ -302,6 +310,28 @@ def _check_config(path: str | os.PathLike[str], stored: Mapping[str, Any], confi
             )
 
 
+# The weights a checkpoint may hold: a training checkpoint (last.pt) has both sets.
+WEIGHT_KEYS = ("state_dict", "averaged_state_dict")
+
+
+def _check_arguments(key: str, aux_logits: bool | None = None) -> None:
+    if key not in WEIGHT_KEYS:
+        raise ConfigError(f"key must be 'state_dict' or 'averaged_state_dict', got {key!r}")
+    if aux_logits is not None and not isinstance(aux_logits, bool):
+        raise ConfigError(
+            f"aux_logits must be None (the heads the file has), True or False, got {aux_logits!r}"
+        )
+
+
+def _has_heads(state: Mapping[str, Any]) -> bool:
+    return any(k.startswith(("aux1.", "aux2.")) for k in state)
+
+
+# What a function that builds the model says when `aux_logits=True` asks for heads the file lacks (the
+# caller built nothing, so "build the model with aux_logits=False" would not be theirs to do).
+NO_HEADS_TO_BUILD = "the file has no auxiliary heads; pass aux_logits=False, or leave it out"
+
+
 def _key_misfit(own: Mapping[str, Tensor], state: Mapping[str, Tensor]) -> str | None:
     """ "N missing (first K), M unexpected (first L)" for the keys of `state` against the model's `own`."""
     missing = sorted(set(own) - set(state))
@@ -350,7 +380,7 @@ def _fits_exactly(model: GoogLeNet, state: Mapping[str, Tensor]) -> bool:
 def _load_state(path: str | os.PathLike[str], model: GoogLeNet, state: Mapping[str, Tensor]) -> None:
     own = model.state_dict()
     state = dict(state)
-    has_aux = any(k.startswith(("aux1.", "aux2.")) for k in state)
+    has_aux = _has_heads(state)
     if model.aux1 is None and has_aux:
         # An inference model without heads may load a training checkpoint: the heads are dropped.
         state = {k: v for k, v in state.items() if not k.startswith(("aux1.", "aux2."))}
@@ -430,7 +460,8 @@ def load_weights(model: GoogLeNet, path: str | os.PathLike[str], key: str = "sta
     For the `torchvision` variant a bare state dict has torchvision's own keys and shapes, so it cannot be
     told from torchvision's weight file and is loaded as one (with that file's metadata above).
 
-    `key` picks which weights of a training checkpoint to load ("state_dict" or "averaged_state_dict").
+    `key` picks which weights of a training checkpoint to load ("state_dict" or "averaged_state_dict";
+    anything else is a `ConfigError`).
 
     Example:
         >>> import googlenet
@@ -439,6 +470,7 @@ def load_weights(model: GoogLeNet, path: str | os.PathLike[str], key: str = "sta
         >>> paper = googlenet.build_model("paper")
         >>> meta = googlenet.load_weights(paper, "bvlc_googlenet.caffemodel")  # doctest: +SKIP
     """
+    _check_arguments(key)
     kind = weight_file_kind(path)
     if kind != "torch":
         from googlenet.model.caffe import load_reference
@@ -448,11 +480,10 @@ def load_weights(model: GoogLeNet, path: str | os.PathLike[str], key: str = "sta
     if _is_ours(obj):
         checkpoint = _validated(path, obj)
         _check_config(path, checkpoint["model_config"], model.config)
-        if not isinstance(checkpoint.get(key), Mapping):
-            raise CheckpointError(f"{path}: checkpoint has no {key!r} entry (a mapping of tensors)")
+        weights = _weights(path, checkpoint, key)
         if key == "averaged_state_dict":
             _check_averaged(path, checkpoint)
-        _load_state(path, model, checkpoint[key])
+        _load_state(path, model, weights)
         meta = dict(checkpoint.get("meta") or default_meta(model))
         return meta
     if model.config.variant != "torchvision" and _is_state_dict(obj) and _fits_exactly(model, obj):
@@ -487,6 +518,7 @@ def model_from_file(
     or the ONNX zoo file: the `paper` variant. Classes come from the file's classifier. `aux_logits`:
     None keeps the heads the file has, False drops them, True requires them.
     """
+    _check_arguments(key, aux_logits)
     kind = weight_file_kind(path)
     if kind != "torch":
         from googlenet.model.caffe import reference_model
@@ -496,7 +528,9 @@ def model_from_file(
     if _is_ours(obj):
         return _model_from_checkpoint(path, _validated(path, obj), aux_logits, key)
     if _is_torchvision(obj):
-        has_aux = any(k.startswith(("aux1.", "aux2.")) for k in obj)
+        has_aux = _has_heads(obj)
+        if aux_logits and not has_aux:
+            raise CheckpointError(f"{path}: {NO_HEADS_TO_BUILD}")
         model = build_model(
             "torchvision",
             num_classes=int(obj["fc.weight"].shape[0]),
@@ -521,8 +555,10 @@ def load_checkpoint_model(
 ) -> tuple[GoogLeNet, dict[str, Any]]:
     """Build the model a checkpoint describes and load it; returns (model, meta).
 
-    `aux_logits=False` builds an inference model without heads (their weights are dropped).
+    `aux_logits=False` builds an inference model without heads (their weights are dropped), True
+    requires the file to have them, None (default) keeps what the file has. `key`: as in `load_weights`.
     """
+    _check_arguments(key, aux_logits)
     return _model_from_checkpoint(path, read_checkpoint(path), aux_logits, key)
 
 
@@ -530,6 +566,17 @@ def _model_from_checkpoint(
     path: str | os.PathLike[str], checkpoint: dict[str, Any], aux_logits: bool | None, key: str
 ) -> tuple[GoogLeNet, dict[str, Any]]:
     """`load_checkpoint_model` of a checkpoint already read and validated (`path` names it in errors)."""
+    if key == "averaged_state_dict" and key not in checkpoint:
+        if "train_state" not in checkpoint:  # a run's final.pt: already the weights used for evaluation
+            held = (checkpoint.get("meta") or {}).get("weights", "the run's final weights")
+            raise CheckpointError(f"{path}: holds one set of weights ({held}); --averaged picks the averaged "
+                                  "copy inside a run's last.pt, so drop it here")  # fmt: skip
+        raise CheckpointError(f"{path}: no averaged weights yet (averaging had not started or is off)")
+    weights = _weights(path, checkpoint, key)
+    if key == "averaged_state_dict":
+        _check_averaged(path, checkpoint)
+    if aux_logits and not _has_heads(weights):
+        raise CheckpointError(f"{path}: {NO_HEADS_TO_BUILD}")
     config = dict(checkpoint["model_config"])
     if aux_logits is not None:
         config["aux_logits"] = aux_logits
@@ -537,17 +584,7 @@ def _model_from_checkpoint(
         model = build_from_config(config)
     except (ConfigError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{path}: invalid model config ({exc})") from None
-    if key == "averaged_state_dict" and key not in checkpoint:
-        if "train_state" not in checkpoint:  # a run's final.pt: already the weights used for evaluation
-            held = (checkpoint.get("meta") or {}).get("weights", "the run's final weights")
-            raise CheckpointError(f"{path}: holds one set of weights ({held}); --averaged picks the averaged "
-                                  "copy inside a run's last.pt, so drop it here")  # fmt: skip
-        raise CheckpointError(f"{path}: no averaged weights yet (averaging had not started or is off)")
-    if key not in checkpoint:
-        raise CheckpointError(f"{path}: checkpoint has no {key!r} entry")
-    if key == "averaged_state_dict":
-        _check_averaged(path, checkpoint)
-    _load_state(path, model, checkpoint[key])
+    _load_state(path, model, weights)
     state = checkpoint.get("train_state")
     meta = dict(checkpoint.get("meta") or default_meta(model))
     if isinstance(state, Mapping) and "weights" not in meta:  # a run's last.pt: say which of its two sets
