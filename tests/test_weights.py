@@ -205,6 +205,9 @@ def test_a_classifier_replaced_by_hand_is_saved_as_the_model_it_now_is(tmp_path:
     heads.fc = torch.nn.Sequential(torch.nn.Dropout(), torch.nn.Linear(1024, 5))
     with pytest.raises(googlenet.CheckpointError, match=r"model\.fc is a Sequential, not the Linear"):
         googlenet.save_checkpoint(tmp_path / "seq.pt", heads)
+    heads.reset_classifier(5)  # what the message says: it replaces a hand-made classifier too
+    googlenet.save_checkpoint(tmp_path / "seq.pt", heads)
+    assert googlenet.load_checkpoint_model(tmp_path / "seq.pt")[0].fc.out_features == 5
 
 
 def test_model_from_file_reads_our_checkpoint_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -8,6 +8,7 @@ Every departure lives in a named variant (see `VARIANTS`) whose fields say what 
 
 from __future__ import annotations
 
+import itertools
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, replace
@@ -381,20 +382,24 @@ class GoogLeNet(nn.Module):
         """Replace the main and auxiliary classifiers for `num_classes` classes (fine-tuning).
 
         Each new layer has its old one's dtype and device, and starts as `reset_parameters` starts the
-        variant's classifiers (`paper`: N(0, 0.001); `bn`, `torchvision`: truncated normal, std 0.01).
+        model's classifiers (`init="he"`, the paper variant's: N(0, 0.001); "truncnormal", `bn` and
+        `torchvision`'s: truncated normal, std 0.01; "caffe": Xavier), bias 0. Also the way back to a
+        consistent model after a classifier was replaced by hand (`model.fc = ...`).
         """
         if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
             raise ConfigError(f"num_classes must be a whole number >= 1, got {num_classes!r}")
 
-        def new(old: nn.Linear) -> nn.Linear:
-            layer = nn.Linear(old.in_features, num_classes, device=old.weight.device, dtype=old.weight.dtype)
+        def new(old: nn.Module, in_features: int) -> nn.Linear:
+            # the old layer's dtype and device (the trunk's, if a hand-made one holds no parameters)
+            like = next(itertools.chain(old.parameters(), self.inception5b.parameters()))
+            layer = nn.Linear(in_features, num_classes, device=like.device, dtype=like.dtype)
             self._init_layer(layer, classifier=True)
             return layer
 
-        self.fc = new(self.fc)
+        self.fc = new(self.fc, self.inception5b.out_channels)
         for head in (self.aux1, self.aux2):
             if head is not None:
-                head.fc2 = new(head.fc2)
+                head.fc2 = new(head.fc2, table1.AUX_FC)
         self.config = replace(self.config, num_classes=num_classes)
 
 
