@@ -336,6 +336,7 @@ def test_bad_arguments_are_one_line_errors(kwargs: dict, message: str) -> None:
         ({"num_classes": "10"}, "num_classes must be a whole number >= 1, got '10'"),
         ({"bn_eps": 0}, "bn_eps must be None"),
         ({"lrn": 1}, "lrn must be True or False"),
+        ({"init": "xavier"}, "unknown init 'xavier'; choose from he, caffe, truncnormal"),
     ],
 )
 def test_build_from_config_checks_every_field(config: dict, message: str, tmp_path: Path) -> None:

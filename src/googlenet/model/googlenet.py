@@ -116,6 +116,8 @@ def check_config(config: ModelConfig) -> None:
         )
     if config.bn_eps is not None and not (number(config.bn_eps) and config.bn_eps > 0):
         raise ConfigError(f"bn_eps must be None (no BatchNorm) or a positive number, got {config.bn_eps!r}")
+    if config.init not in INITS:
+        raise ConfigError(f"unknown init {config.init!r}; choose from {', '.join(INITS)}")
 
 
 # Smallest input side: stage 5 needs a 1x1 map (32 px); the aux heads need a 4x4 map after 4a (64 px).
