@@ -153,8 +153,8 @@ class LocalResponseNorm(nn.LocalResponseNorm):
 
     The closed form gives first derivatives only: a backward pass with `create_graph=True` through it
     raises. `closed_form_backward = False` (on a layer, or on the class) lets autograd differentiate
-    `composed` instead, to any order; under `torch.func` transforms (grad, vmap, jacrev) that is
-    what runs anyway.
+    `composed` instead, to any order; under `torch.func` transforms (grad, vmap, jacrev) and inside
+    torch.compile and torch.export that is what runs anyway.
     """
 
     closed_form_backward: bool = True
@@ -166,13 +166,17 @@ class LocalResponseNorm(nn.LocalResponseNorm):
         return inside.to(like.dtype).view(channels, channels, 1, 1)
 
     def forward(self, x: Tensor) -> Tensor:
-        """LRN of `x`: through `_LRNFunction` when a gradient is needed (and not while tracing or exporting),
-        else `composed`; an input that is not 4-D goes to `torch.nn.LocalResponseNorm`."""
+        """LRN of `x`: through `_LRNFunction` when a gradient is needed (and not while tracing, exporting
+        or compiling), else `composed`; an input that is not 4-D goes to `torch.nn.LocalResponseNorm`."""
         if x.dim() != 4:
             return super().forward(x)
-        exporting = torch.jit.is_tracing() or _in_onnx_export()  # export the plain forward
-        closed = self.closed_form_backward and not _functorch_active()
-        if closed and torch.is_grad_enabled() and x.requires_grad and not exporting:
+        # Tracers (TorchScript, ONNX, torch.compile and torch.export) take the plain forward: theirs to
+        # differentiate; before torch 2.6 dynamo could neither ask about functorch nor trace the closed
+        # form's in-place steps.
+        compiling = getattr(torch.compiler, "is_compiling", lambda: False)()
+        tracing = torch.jit.is_tracing() or _in_onnx_export() or compiling
+        wanted = self.closed_form_backward and torch.is_grad_enabled() and x.requires_grad
+        if wanted and not tracing and not _functorch_active():
             band = self._band(x.shape[1], x)
             return _LRNFunction.apply(x, band, self.size, self.alpha, self.beta, self.k)
         return self.composed(x)
