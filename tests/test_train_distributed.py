@@ -9,7 +9,6 @@ tolerance rather than bit equality.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
@@ -191,6 +190,20 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def _training(tmp_path: Path, until: str) -> tuple[subprocess.Popen[str], Path]:
+    """A 200-epoch `--nproc-per-node 2` run on tiny data, once its run folder holds `until` (or it has
+    ended, or 240 s have passed); the launcher and the run folder."""
+    data = make_tiny_data(tmp_path)
+    out = tmp_path / "out"
+    child = _launched(
+        ["--data-path", str(data), "--output-dir", str(out), *ARGV, "--epochs", "200"], tmp_path
+    )
+    deadline = time.monotonic() + 240
+    while not (out / until).is_file() and time.monotonic() < deadline and child.poll() is None:
+        time.sleep(0.2)
+    return child, out
+
+
 def _launched(args: list[str], cwd: Path) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     return subprocess.Popen([*LAUNCHERS["nproc-per-node"], *args], env=env, cwd=cwd, text=True,
@@ -251,15 +264,8 @@ def test_nproc_per_node_reports_a_bad_image_under_abort_in_the_first_process_wor
 
 @pytest.mark.slow  # over 15 s on a 2-core CPU: the slow tier (CI runs it); two launches, 24 s
 def test_nproc_per_node_stops_at_ctrl_c_with_last_pt_and_resumes(tmp_path: Path) -> None:
-    data = make_tiny_data(tmp_path)
-    out = tmp_path / "out"
-    child = _launched(
-        ["--data-path", str(data), "--output-dir", str(out), *ARGV, "--epochs", "200"], tmp_path
-    )
-    try:  # a few epochs in (each writes metrics.csv), then Ctrl-C to the launcher alone
-        deadline = time.monotonic() + 240
-        while not (out / "metrics.csv").is_file() and time.monotonic() < deadline and child.poll() is None:
-            time.sleep(0.2)
+    child, out = _training(tmp_path, until="metrics.csv")  # an epoch in, then Ctrl-C to the launcher alone
+    try:
         child.send_signal(signal.SIGINT)
         _, err = child.communicate(timeout=120)
     finally:
@@ -284,15 +290,8 @@ def test_nproc_per_node_stops_at_ctrl_c_with_last_pt_and_resumes(tmp_path: Path)
 def test_the_processes_stop_and_save_when_the_launcher_is_killed(tmp_path: Path) -> None:
     # SIGKILL (the OOM killer, `kill -9`) leaves the launcher no chance to stop its processes; they used to
     # train on, unseen, in a run folder they kept locked.
-    data = make_tiny_data(tmp_path)
-    out = tmp_path / "out"
-    child = _launched(
-        ["--data-path", str(data), "--output-dir", str(out), *ARGV, "--epochs", "200"], tmp_path
-    )
+    child, out = _training(tmp_path, until="metrics.csv")
     try:
-        deadline = time.monotonic() + 240
-        while not (out / "metrics.csv").is_file() and time.monotonic() < deadline and child.poll() is None:
-            time.sleep(0.2)
         workers = _started_by(child.pid)
         assert len(workers) == 2, f"processes started by the launcher: {workers}"
         lines = {_environ(pid)["GOOGLENET_LAUNCHED"] for pid in workers}
@@ -318,15 +317,8 @@ def test_the_processes_stop_and_save_when_the_launcher_is_killed(tmp_path: Path)
 def test_a_sigterm_to_another_process_than_the_first_ends_the_run_as_interrupted(tmp_path: Path) -> None:
     # It ended as "process 0 was killed by SIGTERM", exit 1, results.json "stopped" without the signal:
     # process 1 exited 143 at once and torch's launcher stopped the first while it wrote the results.
-    data = make_tiny_data(tmp_path)
-    out = tmp_path / "out"
-    child = _launched(
-        ["--data-path", str(data), "--output-dir", str(out), *ARGV, "--epochs", "200"], tmp_path
-    )
+    child, out = _training(tmp_path, until="last.pt")
     try:
-        deadline = time.monotonic() + 240
-        while not (out / "last.pt").is_file() and time.monotonic() < deadline and child.poll() is None:
-            time.sleep(0.2)
         second = [pid for pid in _started_by(child.pid) if _environ(pid).get("RANK") == "1"]
         assert second, "process 1 not found"
         os.kill(second[0], signal.SIGTERM)
@@ -379,15 +371,11 @@ def test_a_launched_process_follows_its_launcher(tmp_path: Path) -> None:
 
 
 def _started_by(launcher: int) -> list[int]:
-    """The live processes whose environment names `launcher` as theirs (Linux: /proc)."""
-    found = []
-    for proc in Path("/proc").glob("[0-9]*"):
-        with contextlib.suppress(OSError, IndexError):
-            if _environ(int(proc.name)).get("GOOGLENET_LAUNCHER") != str(launcher):
-                continue
-            if (proc / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
-                found.append(int(proc.name))
-    return found
+    """The live processes the launcher `launcher` (a process id) started."""
+    from googlenet.console import LAUNCHER
+    from googlenet.train.launch import processes_with
+
+    return processes_with(LAUNCHER, str(launcher))
 
 
 def _environ(pid: int) -> dict[str, str]:

@@ -61,40 +61,43 @@ def closing_line(line: str, cause: bool = True) -> bool:
     torchrun). `cause`: False for a line that reports a consequence (a signal, another process's
     failure): the launcher says those, its own stop line or the others' when nobody said what went
     wrong."""
-    folder = os.environ.get(LAUNCHED)
-    if not folder:
+    if not os.environ.get(LAUNCHED):
         return True
     rank = os.environ.get("RANK", "0")
     if launcher_gone():  # killed: nobody reads the folder; the first process says why it stopped
         return rank == "0" or cause
-    with contextlib.suppress(OSError):  # the folder is gone: print it here instead
-        with open(Path(folder) / f"rank-{rank}", "a", encoding="utf-8") as handle:
-            handle.write(f"{'cause' if cause else 'after'}\t{line}\n")
+    if _leave("cause" if cause else "after", line):
         return rank == "0" and cause
-    return True
+    return True  # the folder is gone: print it here instead
 
 
 def leave_resume_hint(hint: str) -> None:
     """In the first process of a `googlenet train --nproc-per-node` run: tell the launcher the run's
     `--resume ...` arguments, which it prints when a process fails and leaves last.pt behind."""
-    folder = os.environ.get(LAUNCHED)
-    if folder and os.environ.get("RANK", "0") == "0" and not launcher_gone():
-        with contextlib.suppress(OSError), open(Path(folder) / "rank-0", "a", encoding="utf-8") as handle:
-            handle.write(f"resume\t{hint}\n")
+    if os.environ.get("RANK", "0") == "0":
+        _leave("resume", hint)
 
 
 def leave_exit_code(code: int) -> None:
     """In a process of `googlenet train --nproc-per-node`: record the command's exit code as it ends, so
     that the launcher reports that, not the SIGTERM torch's launcher sends whoever is still shutting down
     when another process has exited with a signal's code."""
+    _leave("exit", str(code))
+
+
+def _leave(kind: str, text: str) -> bool:
+    """Append a "kind<TAB>text" entry to this process's file in the launcher's folder (read by
+    `googlenet.train.launch._read`); whether it was written: not in a process the launcher did not
+    start, once the launcher is gone, or without the folder."""
     folder = os.environ.get(LAUNCHED)
-    if folder and not launcher_gone():
-        rank = os.environ.get("RANK", "0")
-        with (
-            contextlib.suppress(OSError),
-            open(Path(folder) / f"rank-{rank}", "a", encoding="utf-8") as handle,
-        ):
-            handle.write(f"exit\t{code}\n")
+    if not folder or launcher_gone():
+        return False
+    try:
+        with open(Path(folder) / f"rank-{os.environ.get('RANK', '0')}", "a", encoding="utf-8") as handle:
+            handle.write(f"{kind}\t{text}\n")
+    except OSError:
+        return False
+    return True
 
 
 def launcher_gone() -> bool:

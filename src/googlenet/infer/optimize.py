@@ -62,7 +62,7 @@ from torch import Tensor, nn
 
 from googlenet.errors import ConfigError
 from googlenet.infer.fused import FusedGoogLeNet, fuse
-from googlenet.model.googlenet import MIN_INPUT_SIZE, GoogLeNet
+from googlenet.model.googlenet import MIN_INPUT_SIZE, GoogLeNet, is_whole
 from googlenet.model.layers import onnx_export
 from googlenet.signals import held_import, signals_held
 
@@ -406,11 +406,6 @@ def time_calls(
     return {name: statistics.median(values) for name, values in timings.items()}
 
 
-def _whole(value: object, least: int) -> bool:
-    """Whether `value` is an int (not a bool) of at least `least`."""
-    return isinstance(value, int) and not isinstance(value, bool) and value >= least
-
-
 def optimize(
     model: GoogLeNet,
     precision: str = "fp32",
@@ -446,11 +441,11 @@ def optimize(
         raise ConfigError(f"precision: must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     if backend != "auto" and backend not in BACKENDS:
         raise ConfigError(f"backend: must be auto or one of {', '.join(BACKENDS)}, got {backend!r}")
-    if streams is not None and not _whole(streams, 1):
+    if streams is not None and not is_whole(streams, 1):
         raise ConfigError(f"streams: must be a whole number >= 1, got {streams!r}")
-    if input_size is not None and not _whole(input_size, MIN_INPUT_SIZE):
+    if input_size is not None and not is_whole(input_size, MIN_INPUT_SIZE):
         raise ConfigError(f"input_size: must be a whole number >= {MIN_INPUT_SIZE}, got {input_size!r}")
-    if not _whole(batch_size, 1):
+    if not is_whole(batch_size, 1):
         raise ConfigError(f"batch_size: must be a whole number >= 1, got {batch_size!r}")
     if fuse_1x1 not in (True, False, None) or not isinstance(fuse_1x1, (bool, type(None))):
         raise ConfigError(f"fuse_1x1: must be True, False or None (time both), got {fuse_1x1!r}")

@@ -82,6 +82,11 @@ VARIANTS: dict[str, ModelConfig] = {
 INITS: tuple[str, ...] = ("he", "caffe", "truncnormal")
 
 
+def is_whole(value: object, least: int | None = None) -> bool:
+    """Whether `value` is an int, not a bool (which is one to Python), and at least `least` if given."""
+    return isinstance(value, int) and not isinstance(value, bool) and (least is None or value >= least)
+
+
 def check_config(config: ModelConfig) -> None:
     """A one-line `ConfigError` naming the first field of `config` with a wrong value or type.
 
@@ -89,15 +94,12 @@ def check_config(config: ModelConfig) -> None:
     string, a float kernel size or a bool where a number belongs fails here, not deep in torch.
     """
 
-    def whole(value: Any) -> bool:
-        return isinstance(value, int) and not isinstance(value, bool)
-
     def number(value: Any) -> bool:
         return isinstance(value, int | float) and not isinstance(value, bool)
 
     if config.variant not in VARIANTS:
         raise ConfigError(f"unknown variant {config.variant!r}; choose from {', '.join(VARIANTS)}")
-    if not (whole(config.num_classes) and config.num_classes >= 1):
+    if not is_whole(config.num_classes, 1):
         raise ConfigError(f"num_classes must be a whole number >= 1, got {config.num_classes!r}")
     for name in ("dropout", "aux_dropout"):
         value = getattr(config, name)
@@ -106,11 +108,11 @@ def check_config(config: ModelConfig) -> None:
     for name in ("aux_logits", "lrn", "aux_adaptive_pool", "transform_input"):
         if not isinstance(getattr(config, name), bool):
             raise ConfigError(f"{name} must be True or False, got {getattr(config, name)!r}")
-    if not (whole(config.branch3_kernel) and config.branch3_kernel in (3, 5)):  # Table 1's 5x5, or 3x3
+    if not (is_whole(config.branch3_kernel) and config.branch3_kernel in (3, 5)):  # Table 1's 5x5, or 3x3
         raise ConfigError(
             f"branch3_kernel must be 5 (Table 1) or 3 (torchvision), got {config.branch3_kernel!r}"
         )
-    if not (whole(config.maxpool4_kernel) and config.maxpool4_kernel in (2, 3)):  # 3x3/2, or 2x2/2
+    if not (is_whole(config.maxpool4_kernel) and config.maxpool4_kernel in (2, 3)):  # 3x3/2, or 2x2/2
         raise ConfigError(
             f"maxpool4_kernel must be 3 (Table 1) or 2 (torchvision), got {config.maxpool4_kernel!r}"
         )
@@ -388,7 +390,7 @@ class GoogLeNet(nn.Module):
         `torchvision`'s: truncated normal, std 0.01; "caffe": Xavier), bias 0. Also the way back to a
         consistent model after a classifier was replaced by hand (`model.fc = ...`).
         """
-        if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
+        if not is_whole(num_classes, 1):
             raise ConfigError(f"num_classes must be a whole number >= 1, got {num_classes!r}")
 
         def new(old: nn.Module, in_features: int) -> nn.Linear:

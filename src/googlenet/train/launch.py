@@ -124,7 +124,13 @@ def _wait_for_children(lines: str, timeout_s: float) -> None:
 def _workers(lines: str) -> list[int]:
     """The live processes (not zombies) started with `LAUNCHED`=`lines` (Linux: from /proc; elsewhere,
     where torch's own wait is all there is, none are known)."""
-    mark = f"{LAUNCHED}={lines}".encode()
+    return processes_with(LAUNCHED, lines)
+
+
+def processes_with(name: str, value: str) -> list[int]:
+    """The live processes (not zombies) whose environment, as they were started, sets `name`=`value`
+    (Linux: from /proc; elsewhere none are known)."""
+    mark = f"{name}={value}".encode()
     found = []
     for proc in Path("/proc").glob("[0-9]*"):
         with contextlib.suppress(OSError, IndexError):
