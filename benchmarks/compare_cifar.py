@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 import torchvision
-from torch import nn
+from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel, update_bn
 from torch.utils.data import DataLoader
 
@@ -103,6 +103,8 @@ def run(name: str, args: argparse.Namespace, train_set, val_set) -> dict:  # typ
         f"  {name}: SGD weight decay {args.wd}{describe_groups(groups) or ', one parameter group'}",
         flush=True,
     )
+    if args.agc:
+        clip_unitwise(trained, optimizer, args.agc, classes=len(train_set.classes))
     steps = args.epochs * len(loader)
     warmup = round(args.warmup_epochs * len(loader))
 
@@ -151,6 +153,32 @@ def run(name: str, args: argparse.Namespace, train_set, val_set) -> dict:  # typ
     }
 
 
+def clip_unitwise(model: nn.Module, optimizer: torch.optim.Optimizer, ratio: float, classes: int) -> None:
+    """Adaptive gradient clipping (Brock et al. 2021, "High-Performance Large-Scale Image Recognition
+    Without Normalization", section 4), applied before every optimiser step: each output unit's gradient
+    (a filter's, a row's, a bias's) is scaled down to at most `ratio` times that unit's weight norm
+    (at least 1e-3). As there, the classifiers (linear layers with one output per class) are left out.
+    Our own few lines: torch has only global-norm clipping (timm has this, but is not a dependency)."""
+    left_out = {
+        id(p) for m in model.modules() if isinstance(m, nn.Linear) and m.out_features == classes for p in m.parameters()
+    }
+    clipped = [p for p in model.parameters() if p.requires_grad and id(p) not in left_out]
+
+    def unit_norm(x: Tensor) -> Tensor:
+        return x.abs() if x.ndim <= 1 else x.flatten(1).norm(dim=1).view(-1, *[1] * (x.ndim - 1))
+
+    @torch.no_grad()
+    def clip(*_: object) -> None:
+        for p in clipped:
+            if p.grad is None:
+                continue
+            largest = unit_norm(p.detach()).clamp_(min=1e-3).mul_(ratio)
+            norm = unit_norm(p.grad).clamp_(min=1e-6)
+            p.grad.mul_(torch.where(norm > largest, largest / norm, 1.0))
+
+    optimizer.register_step_pre_hook(clip)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line of this script (the docs' commands are checked against it)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -166,6 +194,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-b", "--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=0.01)
     parser.add_argument("--clip-grad-norm", type=float, default=2.0, help="as the built-in preset (0: off)")
+    parser.add_argument(
+        "--agc", type=float, default=0.0,
+        help="adaptive (unit-wise) gradient clipping at this ratio of gradient to weight norm, as NFNets (0: off)",
+    )  # fmt: skip
     parser.add_argument("--wd", type=float, default=2e-4)
     parser.add_argument(
         "--bias-weight-decay",
@@ -228,7 +260,7 @@ def main() -> None:
     print(
         f"{args.data_path.name}: {len(train_set)} train / {len(val_set)} val images, {len(train_set.classes)} classes; "
         f"{args.input_size}x{args.input_size}, {args.epochs} epochs, batch {args.batch_size}, lr {args.lr} "
-        f"(warm-up {args.warmup_epochs} epoch, {args.schedule}), gradient clipping {args.clip_grad_norm}, "
+        f"(warm-up {args.warmup_epochs} epoch, {args.schedule}), gradient clipping {args.clip_grad_norm}{f', unit-wise {args.agc}' if args.agc else ''}, "
         f"crop area from {args.scale_min:.0%}, aux weight {args.aux_weight}, seed {args.seed}"
     )
     results = [run(name, args, train_set, val_set) for name in args.models]
