@@ -160,7 +160,10 @@ def clip_unitwise(model: nn.Module, optimizer: torch.optim.Optimizer, ratio: flo
     (at least 1e-3). As there, the classifiers (linear layers with one output per class) are left out.
     Our own few lines: torch has only global-norm clipping (timm has this, but is not a dependency)."""
     left_out = {
-        id(p) for m in model.modules() if isinstance(m, nn.Linear) and m.out_features == classes for p in m.parameters()
+        id(p)
+        for m in model.modules()
+        if isinstance(m, nn.Linear) and m.out_features == classes
+        for p in m.parameters()
     }
     clipped = [p for p in model.parameters() if p.requires_grad and id(p) not in left_out]
 
