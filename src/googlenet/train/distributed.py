@@ -27,6 +27,7 @@ come in another order, so agreement is within float tolerance, not bitwise.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -124,10 +125,20 @@ def init_process_group(env: DistEnv, device: torch.device) -> None:
     _long_group = dist.new_group(backend="gloo", timeout=LONG_WAIT)  # first would leave the others waiting)
 
 
+# Before torch 2.8 (pytorch/pytorch#154976) a process group's destructor kept the GIL while it joined
+# its gloo threads, and a thread that had just finished a collective may still need the GIL to free the
+# Python objects of that collective's tensors: each waited for the other for ever. Seen on torch 2.4 in
+# 3 of 4 two-node runs refusing their flags (destroyed right after `same_everywhere`'s all_gather_object;
+# py-spy: the main thread in ~ProcessGroupGloo, a gloo thread in ~AsyncAllgatherWork taking the GIL).
+_DESTRUCTOR_KEEPS_GIL = torch.__version__ < (2, 8)
+
+
 def destroy_process_group() -> None:
     """Leave the process group (a no-op when none is initialised)."""
     global _long_group
     if dist.is_available() and dist.is_initialized():
+        if _DESTRUCTOR_KEEPS_GIL:
+            time.sleep(0.2)  # the GIL released: the gloo threads finish with the last collective's tensors
         dist.destroy_process_group()  # every group, the long-wait one too
     _long_group = None
 
