@@ -313,6 +313,44 @@ def test_the_processes_stop_and_save_when_the_launcher_is_killed(tmp_path: Path)
     assert not any(Path(folder).exists() for folder in lines)  # the launcher's folder, removed for it
 
 
+@pytest.mark.slow  # over 15 s on a 2-core CPU: the slow tier (CI runs it)
+@pytest.mark.skipif(not TORCHRUN.exists(), reason="torchrun not installed beside this Python")
+def test_the_processes_stop_and_save_when_torchrun_is_killed(tmp_path: Path) -> None:
+    # As above under torchrun, whose launcher neither stops its processes when killed nor asks Linux to.
+    if not sys.platform.startswith("linux"):
+        pytest.skip("the parent-death signal is Linux's")
+    data = make_tiny_data(tmp_path)
+    out = tmp_path / "out"
+    mark = f"{os.getpid()}-{time.monotonic_ns()}"
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "GOOGLENET_TEST_RUN": mark}
+    args = ["--data-path", str(data), "--output-dir", str(out), *ARGV, "--epochs", "200"]
+    child = subprocess.Popen([*LAUNCHERS["torchrun"], *args], env=env, cwd=tmp_path, text=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 240
+        while not (out / "metrics.csv").is_file() and time.monotonic() < deadline and child.poll() is None:
+            time.sleep(0.2)
+        from googlenet.train.launch import processes_with
+
+        workers = [pid for pid in processes_with("GOOGLENET_TEST_RUN", mark) if pid != child.pid]
+        assert len(workers) == 2, f"torchrun's processes: {workers}"
+        child.kill()
+        _, err = child.communicate(timeout=120)  # the pipe closes when the processes have left too
+        deadline = time.monotonic() + 60
+        while processes_with("GOOGLENET_TEST_RUN", mark) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not processes_with("GOOGLENET_TEST_RUN", mark), err
+    finally:
+        child.kill()
+        for pid in processes_with("GOOGLENET_TEST_RUN", mark):
+            os.kill(pid, signal.SIGKILL)
+    assert "Traceback" not in err, err
+    assert err.count("received SIGTERM") == 1, err
+    assert f"resume with --resume {out}" in err, err
+    state = torch.load(out / "last.pt", weights_only=True)["train_state"]
+    assert state["global_step"] >= 1 and len(state["rng"]) == 2  # both processes saved it
+
+
 @pytest.mark.slow  # over 15 s on a 2-core CPU: the slow tier (CI runs it); 12 s
 def test_a_sigterm_to_another_process_than_the_first_ends_the_run_as_interrupted(tmp_path: Path) -> None:
     # It ended as "process 0 was killed by SIGTERM", exit 1, results.json "stopped" without the signal:
@@ -333,7 +371,9 @@ def test_a_sigterm_to_another_process_than_the_first_ends_the_run_as_interrupted
 
 
 def test_a_launched_process_follows_its_launcher(tmp_path: Path) -> None:
-    """`follow_launcher`: SIGTERM when the launcher dies, also when it died before the process asked."""
+    """`follow_launcher`: SIGTERM when the launcher (ours or torchrun) dies, also when ours died before the
+    process asked (torchrun's is known by its name, which is gone with it); not for a process that a
+    torchrun process started in turn."""
     if not sys.platform.startswith("linux"):
         pytest.skip("the parent-death signal is Linux's")
     worker = (
@@ -350,19 +390,34 @@ def test_a_launched_process_follows_its_launcher(tmp_path: Path) -> None:
         "import os, subprocess, sys\n"
         "env = dict(os.environ, GOOGLENET_LAUNCHER=str(os.getpid()))\n"
         "subprocess.Popen([sys.executable, '-c', sys.argv[1], *sys.argv[2:]], env=env)\n"
-        "import time; time.sleep(float(sys.argv[3]))\n"
+        "import time; time.sleep(float(sys.argv[4]))\n"  # its life (argv[3]: the process's wait)
     )
+    # torchrun's launcher sets no variable of ours; its process is known by its name
+    torchrun = tmp_path / "torchrun"
+    torchrun.write_text(launcher.replace("GOOGLENET_LAUNCHER=str(os.getpid())", "TORCHELASTIC_RUN_ID='job'"))
+    other = tmp_path / "train.py"  # a program a torchrun process ran: torchrun's variables, another parent
+    other.write_text(torchrun.read_text())
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    # (the process's wait before it asks, the launcher's life): it asks first; the launcher dies first
-    for case, (wait, live) in {"asked, then killed": ("0", "30"), "died before": ("1", "0.2")}.items():
+    # (launcher, the process's wait before it asks, the launcher's life): it asks first; the launcher dies first
+    cases = {
+        "asked, then killed": (["-c", launcher], "0", "30"),
+        "died before": (["-c", launcher], "1", "0.2"),
+        "torchrun, asked, then killed": ([str(torchrun)], "0", "30"),
+        "not torchrun's own": ([str(other)], "0", "30"),
+    }
+    for case, (program, wait, live) in cases.items():
         log = tmp_path / case
-        parent = subprocess.Popen([sys.executable, "-c", launcher, worker, str(log), wait, live], env=env)
-        if case == "asked, then killed":
+        parent = subprocess.Popen([sys.executable, *program, worker, str(log), wait, live], env=env)
+        if "asked" in case or "not" in case:
             deadline = time.monotonic() + 60
             while not Path(f"{log}.ready").exists() and time.monotonic() < deadline:
                 time.sleep(0.05)
             parent.kill()
         parent.wait()
+        if "not" in case:
+            time.sleep(1)
+            assert not log.exists(), case
+            continue
         deadline = time.monotonic() + 60
         while not log.exists() and time.monotonic() < deadline:
             time.sleep(0.05)

@@ -101,28 +101,34 @@ def _leave(kind: str, text: str) -> bool:
 
 
 def launcher_gone() -> bool:
-    """Whether this process was started by `googlenet train --nproc-per-node` (and `follow_launcher` has
-    run) and its launcher has died: its parent is now another process."""
+    """Whether this process was started by `googlenet train --nproc-per-node` or torchrun (and
+    `follow_launcher` has run) and its launcher has died: its parent is now another process."""
     return _launcher is not None and os.getppid() != _launcher
 
 
-_launcher: int | None = None  # the launcher's process id, taken from LAUNCHER by follow_launcher
+_launcher: int | None = None  # the launcher's process id, set by follow_launcher
 
 
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 def follow_launcher() -> None:
-    """In a process that `googlenet train --nproc-per-node` started: have Linux send it SIGTERM when its
-    launcher dies without passing a signal on (SIGKILL, the out-of-memory killer), so that it saves
-    last.pt after its step and stops, as after a SIGTERM to the launcher, instead of training on
-    unseen in a run folder it keeps locked. torch's launcher does not ask this of its processes, and
-    no library wraps prctl(2), hence ctypes. Elsewhere than Linux: nothing (the processes train on)."""
+    """In a process that `googlenet train --nproc-per-node` or torchrun started: have Linux send it
+    SIGTERM when its launcher dies without passing a signal on (SIGKILL, the out-of-memory killer), so
+    that it saves last.pt after its step and stops, as after a SIGTERM to the launcher, instead of
+    training on unseen in a run folder it keeps locked. torch's launcher does not ask this of its
+    processes, and no library wraps prctl(2), hence ctypes. Elsewhere than Linux: nothing (the processes
+    train on)."""
     global _launcher
     pid = os.environ.pop(LAUNCHER, "")  # not for this process's own children (a loader's workers, say)
-    if not pid.isdigit() or not sys.platform.startswith("linux"):
+    if not sys.platform.startswith("linux"):
         return
-    _launcher = int(pid)
+    if pid.isdigit():
+        _launcher = int(pid)
+    elif _started_by_torchrun():
+        _launcher = os.getppid()
+    else:
+        return
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         asked = libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) == 0
@@ -131,6 +137,23 @@ def follow_launcher() -> None:
     atexit.register(_tidy_after_launcher)
     if asked and launcher_gone():  # it died before the request: nobody will send the signal now
         os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _started_by_torchrun() -> bool:
+    """Whether this process's parent is torchrun's launcher (`torchrun`, `python -m torch.distributed.run`
+    or `.launch`) running it as one of its processes; not a process that a torchrun process started in
+    turn, which inherits torchrun's environment but has another parent."""
+    if not os.environ.get("TORCHELASTIC_RUN_ID"):
+        return False
+    try:
+        words = Path(f"/proc/{os.getppid()}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return any(
+        Path(os.fsdecode(word)).name == "torchrun"
+        or word in (b"torch.distributed.run", b"torch.distributed.launch")
+        for word in words[:3]
+    )
 
 
 def _tidy_after_launcher() -> None:

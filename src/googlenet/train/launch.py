@@ -14,7 +14,7 @@ googlenet train ...` would start them, but
   itself), without torchrun's `SignalException` traceback;
 - a process killed by a signal (the kernel's out-of-memory killer, say) is named in one line;
 - the processes stop (saving last.pt after their step) when the launcher is killed without a chance
-  to stop them (SIGKILL; Linux only: `googlenet.console.follow_launcher`); under torchrun they train on;
+  to stop them (SIGKILL; Linux only: `googlenet.console.follow_launcher`), as do torchrun's;
 - each process gets `OMP_NUM_THREADS` = the machine's cores / N (torchrun sets 1, with a banner),
   unless the variable is set already.
 
