@@ -505,6 +505,12 @@ def test_the_launcher_prints_what_the_first_process_did_not_say(tmp_path: Path, 
     assert capsys.readouterr().err.splitlines()[-1] == (
         f"googlenet train: last.pt is kept; resume with --resume {run} --nproc-per-node 2"
     )
+    (run / "train.log").write_text("2026-12-07 01:00:00,000 INFO googlenet.train.engine: epoch 1/2 ...\n")
+    assert _report({0: failure(1), 1: failure(-9)}, tmp_path, "googlenet train") == 1
+    said, log = capsys.readouterr().err.splitlines(), (run / "train.log").read_text().splitlines()
+    assert len(log) == 1 + len(said) == 4  # what the launcher printed, in the run's log too
+    for line, text in zip(log[1:], said, strict=True):
+        assert re.fullmatch(r"\S+ \S+ ERROR googlenet\.train\.launch \[launcher\]: (.*)", line)[1] == text
     assert _report({0: failure(143), 1: failure(-9)}, tmp_path, "googlenet train") == 143
     assert "resume with" not in capsys.readouterr().err  # stopped at a signal: it said so itself
     # a SIGTERM to process 1: every process stops and records it; process 1 exits first, and torch's

@@ -149,7 +149,8 @@ def _report(failures: Mapping[int, object], lines: Path, prog: str) -> int:
     another process's failure). The first process printed its own cause; here go the other processes'
     causes it did not say, each once (a mistake every process meets is the first one's line already),
     or, when nobody gave a cause, the consequences the processes saw; and the processes killed without
-    a word.
+    a word. Once training had begun (the first process left the run's `--resume` arguments), the lines
+    go to the run's train.log as well: the first process, which writes it, did not see them.
     """
     codes = {rank: int(getattr(failure, "exitcode", 1)) for rank, failure in sorted(failures.items())}
     left = {rank: _read(lines / f"rank-{rank}") for rank in range(max(codes, default=0) + 1)}
@@ -163,9 +164,7 @@ def _report(failures: Mapping[int, object], lines: Path, prog: str) -> int:
     shown = [text for rank, kind, text in entries if rank and kind == "cause"]
     if not shown and not first:  # nobody said what went wrong: what the processes saw of it
         shown = [text for _, _, text in entries]
-    for text in dict.fromkeys(shown):
-        if text not in first:
-            print(text, file=sys.stderr)
+    report = [text for text in dict.fromkeys(shown) if text not in first]
     for rank, code in codes.items():
         if code < 0 and not said.get(rank):  # killed without a word: name the signal
             try:
@@ -175,7 +174,7 @@ def _report(failures: Mapping[int, object], lines: Path, prog: str) -> int:
             hint = (
                 " (out of memory? the kernel's OOM killer sends SIGKILL)" if -code == signal.SIGKILL else ""
             )
-            print(f"{prog}: error: process {rank} was killed by {name}{hint}", file=sys.stderr)
+            report.append(f"{prog}: error: process {rank} was killed by {name}{hint}")
     code = codes.get(0, next(iter(codes.values()), 1))
     if code == 0:  # the first process ended well; the others' codes say how the command ended
         code = next((c for c in codes.values() if c), 1)
@@ -183,11 +182,26 @@ def _report(failures: Mapping[int, object], lines: Path, prog: str) -> int:
     # last finished epoch (or the last signal's step). Unless the first process stopped at a signal
     # itself, having said how to resume, say it here.
     hints = [text for kind, text in left.get(0, []) if kind == "resume"]
-    if hints and code not in (128 + signal.SIGINT, 128 + signal.SIGTERM):
-        folder = Path(hints[-1].split(" --nproc-per-node")[0])
-        if (folder / "last.pt").is_file() or any(folder.glob("member-*/last.pt")):
-            print(f"{prog}: last.pt is kept; resume with --resume {hints[-1]}", file=sys.stderr)
+    folder = Path(hints[-1].split(" --nproc-per-node")[0]) if hints else None
+    kept = folder is not None and ((folder / "last.pt").is_file() or any(folder.glob("member-*/last.pt")))
+    if kept and code not in (128 + signal.SIGINT, 128 + signal.SIGTERM):
+        report.append(f"{prog}: last.pt is kept; resume with --resume {hints[-1]}")
+    for text in report:
+        print(text, file=sys.stderr)
+    if folder is not None and report:
+        _append_to_log(folder / "train.log", report)
     return code if code > 0 else 1
+
+
+def _append_to_log(log: Path, report: list[str]) -> None:
+    """Append the launcher's `report` lines to a run's train.log, in the form of its other entries;
+    nothing where there is none (an ensemble keeps one per member) or it cannot be written."""
+    if not log.is_file():
+        return
+    form = logging.Formatter("%(asctime)s %(levelname)s %(name)s [launcher]: %(message)s")
+    records = [logging.LogRecord(__name__, logging.ERROR, __file__, 0, text, None, None) for text in report]
+    with contextlib.suppress(OSError), open(log, "a", encoding="utf-8", errors="backslashreplace") as handle:
+        handle.write("".join(form.format(record) + "\n" for record in records))
 
 
 def _read(path: Path) -> list[tuple[str, str]]:
