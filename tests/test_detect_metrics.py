@@ -238,3 +238,15 @@ def test_pr_plots_show_class_names_as_written(tmp_path: Path) -> None:
     results = {name: ClassResult(name, 0.5, 2, 2, *curve) for name in ("$x^$", "cat")}  # "$x^$": bad TeX
     paths = save_pr_plots(results, str(tmp_path))
     assert len(paths) == 2 and all(Path(p).stat().st_size > 0 for p in paths)
+
+
+def test_detections_on_images_outside_the_ground_truth_are_not_scored(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # as `detect evaluate` does; the function counted them as false positives
+    truth = _truth(("a", "cat", (0, 0, 9, 9), False))
+    dets = [Detection("a", "cat", 0.5, (0, 0, 9, 9)), Detection("z", "cat", 0.9, (0, 0, 9, 9))]
+    with caplog.at_level("WARNING", logger="googlenet"):
+        results = evaluate_detections(dets, truth)
+    assert results["cat"].ap == 1.0 and results["cat"].detections == 1
+    assert "1 image id(s) of the detections are not in the ground truth, e.g. 'z'" in caplog.text

@@ -21,8 +21,8 @@ from googlenet.cli import main
 from googlenet.data.scenes import MAX_PAIR_IOU, _box_iou, ensure_builtin_scenes
 from googlenet.detect.metrics import GroundTruth
 from googlenet.detect.voc import load_voc, voc_images
-from googlenet.errors import CheckpointError
-from googlenet.model.weights import default_meta, read_checkpoint
+from googlenet.errors import CheckpointError, ConfigError
+from googlenet.model.weights import default_meta, load_checkpoint_model, read_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 TORCHRUN = Path(sys.executable).with_name("torchrun")
@@ -581,6 +581,16 @@ def test_detect_train_end_to_end_on_tiny_scenes(
     assert main(["detect", "predict", "--checkpoint", str(out / "final.pt"), "--annotations", str(scenes),
                  "--max-side", "96", "--limit", "3", "--box-regression", str(fitted), "--output", str(refined)]) == 0  # fmt: skip
     assert "box regression" in capsys.readouterr().out
+    # fitted on final.pt's features: refused with another member first (it was applied without a word)
+    other = tmp_path / "other.pt"
+    model, meta = load_checkpoint_model(out / "final.pt", aux_logits=False)
+    with torch.no_grad():
+        model.conv1.conv.weight.mul_(2)
+    googlenet.save_checkpoint(other, model, meta)
+    assert main(["detect", "predict", "--checkpoint", str(other), "--checkpoint", str(out / "final.pt"),
+                 "--annotations", str(scenes), "--max-side", "96", "--limit", "1", "--box-regression",
+                 str(fitted), "--output", str(tmp_path / "no.csv")]) == 1  # fmt: skip
+    assert "fitted on another classifier's features than" in capsys.readouterr().err
     from PIL import Image
 
     sizes = {image_id: Image.open(path).size for image_id, path in voc_images(scenes, "val")}
@@ -645,6 +655,27 @@ def test_box_regression_targets_round_trip_and_the_ridge_recovers_a_linear_map()
     shrunk = ridge(features, targets, lam=1e4)
     assert shrunk[:6].norm() < 0.1 * true_map.norm()  # lambda shrinks the weights, not the bias
     assert torch.allclose(shrunk[6], targets.mean(0), atol=0.1)
+
+
+def test_a_box_regression_is_refused_with_another_classifiers_features(tmp_path: Path) -> None:
+    from googlenet.detect.boxreg import BoxRegressor, check_pairing, features_digest
+
+    torch.manual_seed(0)
+    fitted_on, other = (googlenet.build_model("bn", num_classes=3, aux_logits=False) for _ in range(2))
+    regressor = BoxRegressor(["a", "b"], torch.zeros(2, 1025, 4), 1.0, 16, {"a": 1, "b": 1}, None)
+    check_pairing(regressor, ["a", "b"], "r.pt", other, "c.pt")  # a file from before: classes only
+    regressor.features = features_digest(fitted_on)
+    regressor.save(tmp_path / "r.pt")
+    assert BoxRegressor.load(tmp_path / "r.pt").features == regressor.features
+    check_pairing(regressor, ["a", "b"], "r.pt", fitted_on, "c.pt")
+    with torch.no_grad():
+        fitted_on.fc.weight.add_(1)  # the classifier reads the features; it is not part of them
+    check_pairing(regressor, ["a", "b"], "r.pt", fitted_on, "c.pt")
+    with pytest.raises(ConfigError, match=r"^r\.pt: box regression was fitted on another classifier's "
+                       r"features than c\.pt's \(the first --checkpoint\)"):  # fmt: skip
+        check_pairing(regressor, ["a", "b"], "r.pt", other, "c.pt")
+    with pytest.raises(ConfigError, match="has no class 'c'"):
+        check_pairing(regressor, ["a", "c"], "r.pt", fitted_on, "c.pt")
 
 
 def test_box_regression_file_errors_are_one_line(tmp_path: Path) -> None:

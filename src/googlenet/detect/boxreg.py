@@ -21,6 +21,7 @@ Written here because no library we use fits a per-class ridge on CNN features; t
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from collections.abc import Mapping, Sequence
@@ -124,6 +125,7 @@ class BoxRegressor:
     scale: float  # features are multiplied by this (mean norm FEATURE_NORM on the training pairs)
     context: int
     pairs: dict[str, int]
+    features: str | None = None  # `features_digest` of the classifier it was fitted on (None: older files)
 
     def predict(self, features: Tensor, labels: Sequence[str]) -> Tensor:
         x = torch.cat([features.float() * self.scale, torch.ones(len(features), 1)], dim=1)
@@ -136,7 +138,7 @@ class BoxRegressor:
 
         atomic_save(
             {"format": FORMAT, "classes": self.classes, "weights": self.weights, "scale": self.scale,
-             "context": self.context, "pairs": self.pairs},
+             "context": self.context, "pairs": self.pairs, "features": self.features},
             path,
         )  # fmt: skip
 
@@ -149,7 +151,7 @@ class BoxRegressor:
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise CheckpointError(f"{path}: not a box regression file (made by googlenet detect boxreg)")
         return cls(list(data["classes"]), data["weights"], float(data["scale"]), int(data["context"]),
-                   dict(data["pairs"]))  # fmt: skip
+                   dict(data["pairs"]), data.get("features"))  # fmt: skip
 
 
 def fit_box_regressor(
@@ -213,7 +215,19 @@ def fit_box_regressor(
             weights[i] = ridge(torch.cat(feats[c]) * scale, torch.cat(targets[c]), config.ridge)
         else:
             logger.warning("box regression: class %s has no training pair; its boxes stay as proposed", c)
-    return BoxRegressor(list(classes), weights, scale, config.context, counts)
+    return BoxRegressor(list(classes), weights, scale, config.context, counts, features_digest(model))
+
+
+def features_digest(model: GoogLeNet) -> str:
+    """sha256 of the weights (and BatchNorm statistics) of the trunk whose features a regression maps:
+    a regression moves boxes right only with the features of the classifier it was fitted on."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        if name.startswith(("fc.", "aux1.", "aux2.")):  # the classifiers: not part of the features
+            continue
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def refine_detections(
@@ -252,8 +266,21 @@ def refine_detections(
     ]  # fmt: skip
 
 
-def check_pairing(regressor: BoxRegressor, classes: Sequence[str], path: str | Path) -> None:
-    """One-line error when a regression file does not fit the detector's classes."""
+def check_pairing(
+    regressor: BoxRegressor,
+    classes: Sequence[str],
+    path: str | Path,
+    model: GoogLeNet,
+    checkpoint: str | Path,
+) -> None:
+    """One-line error when a regression file does not fit the detector's classes, or was fitted on the
+    features of another classifier than `model` (read from `checkpoint`). A file written before the
+    features were recorded (2026-12-07) is checked by its classes only."""
     missing = sorted(set(classes) - set(regressor.classes))
     if missing:
         raise ConfigError(f"{path}: box regression has no class {missing[0]!r} of the region classifier")
+    if regressor.features is not None and regressor.features != features_digest(model):
+        raise ConfigError(
+            f"{path}: box regression was fitted on another classifier's features than {checkpoint}'s (the "
+            "first --checkpoint); fit one for it with googlenet detect boxreg --checkpoint " + str(checkpoint)
+        )

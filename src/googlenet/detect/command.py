@@ -84,7 +84,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "are averaged), NMS per class, and write image_id,class,score,xmin,ymin,xmax,ymax."
         ),
     )
-    pd.add_argument("--checkpoint", nargs="+", required=True, metavar="FILE")
+    pd.add_argument("--checkpoint", nargs="+", action="extend", required=True, metavar="FILE")
     pd.add_argument("--annotations", required=True, metavar="VOC_ROOT", help="the images of this VOC set")
     pd.add_argument("--image-set", default="val")
     pd.add_argument("--limit", type=int, metavar="N", help="the first N images only")
@@ -233,12 +233,16 @@ def run_predict(args: argparse.Namespace) -> int:
     )  # fmt: skip
     ensemble = load_ensemble(args.checkpoint, engine=args.engine, precision=args.precision)
     classes, _ = detection_classes(ensemble)
-    regression = None
+    regression, regressing = None, None
     if args.box_regression:
         from googlenet.detect.boxreg import BoxRegressor, check_pairing
+        from googlenet.model.weights import load_checkpoint_model
 
         regression = BoxRegressor.load(args.box_regression)
-        check_pairing(regression, classes, args.box_regression)
+        regressing = load_checkpoint_model(
+            args.checkpoint[0], aux_logits=False
+        )  # the first member's features
+        check_pairing(regression, classes, args.box_regression, regressing[0], args.checkpoint[0])
     scorer = None
     if args.shared_features:
         loaded = [load_checkpoint_model(path, aux_logits=False) for path in args.checkpoint]
@@ -256,7 +260,7 @@ def run_predict(args: argparse.Namespace) -> int:
     refining, refine_seconds = "", None
     if regression is not None:
         started = time.perf_counter()
-        detections = _refine(detections, regression, args.checkpoint, images, config)
+        detections = _refine(detections, regression, regressing, images, config)
         refine_seconds = (time.perf_counter() - started) / max(1, done)
         refining = f", box regression {refine_seconds:.2f} s/image"
     # The CSV and the drawings are one result: the PNGs are drawn into a hidden folder beside their own,
@@ -335,16 +339,15 @@ def _draw(detections: list[Any], images: list[tuple[str, str]], folder: str, thr
     return paths
 
 
-def _refine(detections: list[Any], regression: Any, checkpoints: list[str], images: list[tuple[str, str]],
+def _refine(detections: list[Any], regression: Any, regressing: Any, images: list[tuple[str, str]],
             config: Any) -> list[Any]:  # fmt: skip
     """Apply a box regression to each image's detections, with the features of the member it was
-    fitted on (the first checkpoint; `detect boxreg --checkpoint`)."""
+    fitted on (`regressing`: that model and its metadata, the first checkpoint's)."""
     from googlenet.data.crops import to_uint8_tensor
     from googlenet.data.decode import load_image
     from googlenet.detect.boxreg import refine_detections
-    from googlenet.model.weights import load_checkpoint_model
 
-    model, meta = load_checkpoint_model(checkpoints[0], aux_logits=False)
+    model, meta = regressing
     model.eval()
     by_image: dict[str, list[Any]] = {}
     for d in detections:

@@ -21,6 +21,7 @@ the AP itself is written here.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -29,6 +30,8 @@ import torch
 from torchvision.ops import box_iou
 
 from googlenet.errors import ConfigError
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -170,9 +173,20 @@ def evaluate_detections(
     ilsvrc_small: bool = False,
     use_difficult: bool = False,
 ) -> dict[str, ClassResult]:
-    """Per-class results for `classes` (default: every class in the ground truth, sorted)."""
+    """Per-class results for `classes` (default: every class in the ground truth, sorted). Detections
+    on images that are not in `ground_truth` are not scored (a warning says how many): as in `googlenet
+    detect evaluate`, not as false positives, which would lower every class's AP for rows nothing can
+    match (the VOC devkit refuses an unknown image id)."""
     if not 0 < iou_threshold <= 1:
         raise ConfigError(f"IoU threshold: must be in (0, 1], got {iou_threshold}")
+    outside = sorted({d.image for d in detections if d.image not in ground_truth})
+    if outside:
+        detections = [d for d in detections if d.image in ground_truth]
+        logger.warning(
+            "%d image id(s) of the detections are not in the ground truth, e.g. %r: their detections are not scored",
+            len(outside),
+            outside[0],
+        )
     if classes is None:
         classes = sorted({name for truth in ground_truth.values() for name in truth.labels})
     return {
