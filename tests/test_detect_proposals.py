@@ -90,9 +90,11 @@ def test_detect_predict_writes_detections_that_evaluate_reads(
             "--limit", "2", "--max-side", "120", "--score-threshold", "0.0", "--max-per-image", "5",
             "--output", str(out)]  # fmt: skip
     assert main(args) == 0
-    assert "detections of 2 classes on 2 images" in capsys.readouterr().out
+    said = capsys.readouterr().out
     detections = read_detections(out)
     assert 0 < len(detections) <= 10 and {d.label for d in detections} <= {"person", "dog"}
+    found = len({d.label for d in detections})  # the classes detected, of the model's (it said 2 of 2)
+    assert f"{len(detections)} detections of {found} of the 2 classes on 2 images" in said
     assert main(["detect", "evaluate", "--annotations", str(root), "--detections", str(out), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["detections"] == len(detections)
     # a classifier without a background class is refused in one line

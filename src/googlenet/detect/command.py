@@ -186,11 +186,12 @@ def run_proposals(args: argparse.Namespace) -> int:
                   "bad_images": [{"image": path, "error": message} for path, message in skipped]}  # fmt: skip
         print(json.dumps(report, indent=2))
         return 0
+    width = max(28, *(len(r["setting"]) for r in rows))  # "fast, superpixels x2 + MultiBox" is 31
     print(
-        f"{'setting':<28} {'recall@0.5':>10} {'recall@0.7':>10} {'MABO':>6} {'proposals':>9} {'s/image':>8}"
+        f"{'setting':<{width}} {'recall@0.5':>10} {'recall@0.7':>10} {'MABO':>6} {'proposals':>9} {'s/image':>8}"
     )
     for r in rows:
-        print(f"{r['setting']:<28} {100 * r['recall_50']:>9.1f}% {100 * r['recall_70']:>9.1f}% {r['mabo']:>6.3f} "
+        print(f"{r['setting']:<{width}} {100 * r['recall_50']:>9.1f}% {100 * r['recall_70']:>9.1f}% {r['mabo']:>6.3f} "
               f"{r['proposals_per_image']:>9.0f} {r['seconds_per_image']:>8.2f}")  # fmt: skip
     print(f"({len(images) - len(skipped)} images, {rows[0]['objects']} objects that are not difficult"
           + (f"; {len(skipped)} unreadable image(s) skipped)" if skipped else ")"))  # fmt: skip
@@ -289,7 +290,8 @@ def run_predict(args: argparse.Namespace) -> int:
                            for d in detections],
         }, indent=1))  # fmt: skip
         return 0
-    print(f"{len(detections)} detections of {len(classes)} classes on {done} images by "
+    found = len({d.label for d in detections})
+    print(f"{len(detections)} detections of {found} of the {len(classes)} classes on {done} images by "
           f"{len(ensemble.members)} model(s) -> {args.output} (proposals {seconds / max(1, done):.2f} s/image, "
           f"scoring {scoring / max(1, done):.2f} s/image{refining})"
           + (f"; {len(skipped)} unreadable image(s) skipped" if skipped else ""))  # fmt: skip
