@@ -366,6 +366,15 @@ def test_builtin_data_is_not_drawn_for_a_model_of_other_classes(
     err = capsys.readouterr().err.strip()
     assert code == 1 and "\n" not in err
     assert "built-in data" in err and "--data-path" in err and "1000" in err
+    code = main(["evaluate", "--weights", str(weights), "--variant", "torchvision", "--dataset", "builtin"])
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and "the built-in data (--dataset builtin)" in err  # as asked, not "when no --data-path"
+    code = main(["evaluate", "--checkpoint", str(weights), "--no-progress"])  # torchvision's file, our flag
+    assert (
+        code == 1
+        and "it is a bare state dict (torchvision's, say): evaluate and predict read it with --weights"
+        in (capsys.readouterr().err)
+    )
 
 
 @pytest.mark.parametrize(

@@ -14,6 +14,7 @@ import torch
 
 import googlenet
 from googlenet.cli import main
+from googlenet.errors import CheckpointError
 from googlenet.model.weights import default_meta
 
 REPO = Path(__file__).resolve().parents[1]
@@ -80,6 +81,11 @@ def test_onnx_export_matches_pytorch(tmp_path: Path, capsys: pytest.CaptureFixtu
             expected = model(x)
         assert expected.abs().max() > 1.0
         assert (torch.from_numpy(got) - expected).abs().max().item() <= 1e-4
+    # given back as weights: said to be our export (it said "not the ONNX zoo's GoogLeNet?")
+    with pytest.raises(
+        CheckpointError, match=r"an ONNX export of `googlenet export`, not weights to read; give the \.pt"
+    ):
+        googlenet.load_weights(googlenet.build_model("bn", num_classes=10), out)
 
 
 @pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")

@@ -170,7 +170,10 @@ def run(args: argparse.Namespace) -> int:
         if images is None:
             from googlenet.data.synthetic import CLASSES
 
-            match_classes(CLASSES, names, "the built-in data (evaluated when no --data-path is given)")
+            where = (
+                "--dataset builtin" if args.dataset == "builtin" else "evaluated when no --data-path is given"
+            )
+            match_classes(CLASSES, names, f"the built-in data ({where})")
             drawing = _builtin_drawing(args.checkpoint)
             images = open_eval_images("builtin", None, progress=progress, builtin=drawing)
         labelled.append(label_eval_images(images, names, wnids))

@@ -467,9 +467,16 @@ def optimize(
     nets = {form: fuse(model, form).to("cpu") for form in forms}
     if backend != "auto":
         if backend not in available:
+            installed = backend in available_backends("fp32", "cpu")
+            why = (
+                "ONNX Runtime runs fp32 only"
+                if backend == "onnxruntime" and precision != "fp32" and installed
+                else "OpenVINO runs on the CPU only" if backend == "openvino" and installed
+                else "ONNX Runtime and OpenVINO come with googlenet[fast]"
+            )  # fmt: skip
             raise ConfigError(
                 f"backend {backend!r} is not available for {precision} on {device.type} here "
-                f"(available: {', '.join(available)}; ONNX Runtime and OpenVINO come with googlenet[fast])"
+                f"(available: {', '.join(available)}; {why})"
             )
         if len(forms) == 1:
             count = _streams_for(backend, device, streams)

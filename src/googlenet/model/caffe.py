@@ -218,6 +218,11 @@ def read_onnx_zoo(path: str | os.PathLike[str]) -> Blobs:
             array = array.T
         parts.setdefault(match["layer"], {})[match["kind"]] = array
     if not parts:
+        if any(prop.key == "googlenet.meta" for prop in proto.metadata_props):  # export.META_KEY
+            raise CheckpointError(
+                f"{file}: an ONNX export of `googlenet export`, not weights to read; give the .pt it was "
+                "exported from"
+            )
         raise CheckpointError(f"{file}: no `<layer>_w_0` initializers (not the ONNX zoo's GoogLeNet?)")
     out: Blobs = {}
     for layer, tensors in parts.items():

@@ -215,7 +215,13 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
 def _validated(path: str | os.PathLike[str], obj: Any) -> dict[str, Any]:
     """`obj`, loaded from `path`, checked to be one of our checkpoints with entries of the right types."""
     if not _is_ours(obj):
-        raise CheckpointError(f"{path}: not a googlenet checkpoint (no 'format: googlenet' entry)")
+        hint = ""
+        if isinstance(obj, Mapping) and obj and all(isinstance(v, Tensor) for v in obj.values()):
+            hint = (
+                "; it is a bare state dict (torchvision's, say): evaluate and predict read it with --weights, "
+                "and googlenet export --convert makes a checkpoint of it"
+            )
+        raise CheckpointError(f"{path}: not a googlenet checkpoint (no 'format: googlenet' entry){hint}")
     if obj.get("format_version", 0) > FORMAT_VERSION:
         raise CheckpointError(
             f"{path}: checkpoint format version {obj['format_version']} is newer than this "
