@@ -774,3 +774,38 @@ def test_detect_predict_replaces_its_csv_and_drawings_as_a_set(
     image_set.write_text(f"{first_id}\n" + image_set.read_text())
     scenes = twice
     assert predict("0.5") == 0 and (out / f"{first_id}.png").is_file()
+
+
+def test_an_interrupted_final_detection_writes_no_part_of_its_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An ensemble's final detection stopped after its first member left that member's CSV without the
+    # others' or detection.json: a folder that looked complete and was not.
+    import googlenet.detect.pipeline as pipeline
+    import googlenet.detect.training as training
+    from googlenet.detect.metrics import Detection
+
+    members = [str(tmp_path / f"member-{i}" / "final.pt") for i in range(2)]
+    monkeypatch.setattr(training, "load_proposals", lambda path: {})
+    monkeypatch.setattr(pipeline, "run_members", lambda output: members)
+    monkeypatch.setattr(pipeline, "run_context", lambda output: 16)
+    calls: list[list[str]] = []
+    interrupt_at = [2]  # the second group's detection (member 1) is interrupted
+
+    def detector(group: list[str], *args: Any, **kwargs: Any) -> dict[str, Any]:
+        calls.append(group)
+        if len(calls) == interrupt_at[0]:
+            raise KeyboardInterrupt
+        box = (1.0, 1.0, 5.0, 5.0)
+        return {"mAP": 0.5, "seconds_per_image": 0.1, "detections": [Detection("a", "cat", 0.9, box)]}
+
+    monkeypatch.setattr(pipeline, "evaluate_detector", detector)
+    setup = {"annotations": str(tmp_path), "val_set": "val"}
+    with pytest.raises(KeyboardInterrupt):
+        pipeline.evaluate_run(tmp_path, setup)
+    assert not list(tmp_path.glob("detections-*.csv")) and not (tmp_path / "detection.json").exists()
+    interrupt_at[0] = 0  # again, to the end: the whole set
+    report = pipeline.evaluate_run(tmp_path, setup)
+    written = {p.name for p in tmp_path.glob("detections-*.csv")}
+    assert written == {"detections-member-0.csv", "detections-member-1.csv", "detections-ensemble.csv"}
+    assert json.loads((tmp_path / "detection.json").read_text())["summary"] == report["summary"]

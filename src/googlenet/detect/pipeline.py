@@ -434,8 +434,14 @@ def run_members(output: Path) -> list[str]:
 
 
 def evaluate_run(output: Path, setup: dict[str, Any]) -> dict[str, Any]:
-    """Detect on the validation images with each member and with the ensemble; write detection.json."""
+    """Detect on the validation images with each member and with the ensemble; write detection.json.
+    The CSVs and detection.json are one result: written together at the end, with Ctrl-C held
+    (milliseconds), so an interruption leaves the earlier set or none, never some members' CSVs
+    without the rest (a folder that looked complete and was not)."""
     from googlenet.detect.training import load_proposals
+    from googlenet.detect.voc import write_detections
+    from googlenet.signals import signals_held
+    from googlenet.train.runs import write_json
 
     proposals = load_proposals(output / "regions" / f"proposals-{setup['val_set']}.npz")
     members = run_members(output)
@@ -443,23 +449,23 @@ def evaluate_run(output: Path, setup: dict[str, Any]) -> dict[str, Any]:
     groups = [[m] for m in members] + ([members] if len(members) > 1 else [])
     found = run_context(output)  # 0 (no context) is a context: not `or DEFAULT_CONTEXT`
     context = DEFAULT_CONTEXT if found is None else found
+    files: list[tuple[Path, list[Any]]] = []
     for group in groups:
         name = "ensemble" if len(group) > 1 else Path(group[0]).parent.name
         result = evaluate_detector(group, setup["annotations"], setup["val_set"], proposals, shared=False,
                                    context=context)  # fmt: skip
         result["name"] = name
         report["runs"].append(result)
-        write_csv = output / f"detections-{name}.csv"
-        from googlenet.detect.voc import write_detections
-
-        write_detections(write_csv, result.pop("detections"))
-        result["detections_file"] = str(write_csv)
+        csv = output / f"detections-{name}.csv"
+        files.append((csv, result.pop("detections")))
+        result["detections_file"] = str(csv)
     report["summary"] = {
         r["name"]: {"mAP": r["mAP"], "seconds_per_image": r["seconds_per_image"]} for r in report["runs"]
     }
-    from googlenet.train.runs import write_json
-
-    write_json(output / "detection.json", report)  # an undefined AP (NaN) as null
+    with signals_held():
+        for csv, detections in files:
+            write_detections(csv, detections)
+        write_json(output / "detection.json", report)  # an undefined AP (NaN) as null
     return report
 
 
