@@ -130,7 +130,7 @@ def init_process_group(env: DistEnv, device: torch.device) -> None:
 # Python objects of that collective's tensors: each waited for the other for ever. Seen on torch 2.4 in
 # 3 of 4 two-node runs refusing their flags (destroyed right after `same_everywhere`'s all_gather_object;
 # py-spy: the main thread in ~ProcessGroupGloo, a gloo thread in ~AsyncAllgatherWork taking the GIL).
-_DESTRUCTOR_KEEPS_GIL = torch.__version__ < (2, 8)
+_DESTRUCTOR_KEEPS_GIL = torch.__version__ < "2.8"
 
 
 def destroy_process_group() -> None:
