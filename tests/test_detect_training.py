@@ -809,3 +809,94 @@ def test_an_interrupted_final_detection_writes_no_part_of_its_files(
     written = {p.name for p in tmp_path.glob("detections-*.csv")}
     assert written == {"detections-member-0.csv", "detections-member-1.csv", "detections-ensemble.csv"}
     assert json.loads((tmp_path / "detection.json").read_text())["summary"] == report["summary"]
+
+
+def _voc_tree(root: Path, sets: dict[str, list[list[tuple[str, bool]]]]) -> Path:
+    """A VOC tree of annotations only: `sets[name]` lists each image's objects as (class, difficult)."""
+    year = root / "VOCdevkit" / "VOC2007"
+    (year / "Annotations").mkdir(parents=True)
+    (year / "ImageSets" / "Main").mkdir(parents=True)
+    for name, images in sets.items():
+        ids = [f"{name}{k}" for k in range(len(images))]
+        for image_id, objects in zip(ids, images, strict=True):
+            xml = "".join(f"<object><name>{label}</name><difficult>{int(hard)}</difficult><bndbox><xmin>1</xmin>"
+                          "<ymin>1</ymin><xmax>20</xmax><ymax>20</ymax></bndbox></object>" for label, hard in objects)  # fmt: skip
+            (year / "Annotations" / f"{image_id}.xml").write_text(f"<annotation>{xml}</annotation>")
+        (year / "ImageSets" / "Main" / f"{name}.txt").write_text("\n".join(ids) + "\n")
+    return root
+
+
+@pytest.mark.parametrize(
+    ("train", "val", "expected"),
+    [  # a class the validation set lacks; a class the training set annotates only as difficult
+        ([[("cat", False), ("dog", False)]], [[("cat", False)], [("dog", True)]],
+         r"image set 'val' \(val\) has no object of class\(es\) dog that is not marked difficult \(dog: annotated there only"),
+        ([[("cat", False), ("sofa", True)]], [[("cat", False), ("sofa", False)]],
+         r"image set 'train' \(train\) has no object of class\(es\) sofa that is not marked difficult \(sofa: annotated"),
+        ([[("cat", False), ("dog", False)]], [[("cat", False)]], r"class\(es\) dog that is not marked difficult; every class"),
+    ],
+)  # fmt: skip
+def test_detect_train_finds_a_class_without_regions_from_the_annotations_before_any_proposal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    train: list[list[tuple[str, bool]]], val: list[list[tuple[str, bool]]], expected: str,
+) -> None:  # fmt: skip
+    """It was found only once both splits' proposals were computed (hours on VOC), as "split 'train'
+    gives no region of class(es) sofa" for a class annotated there only as difficult."""
+    import re
+
+    import googlenet.detect.pipeline as pipeline
+
+    def no_proposals(*args: object, **kwargs: object) -> object:
+        raise AssertionError("proposals computed before the annotations were checked")
+
+    monkeypatch.setattr(pipeline, "gather_proposals", no_proposals)
+    voc = _voc_tree(tmp_path / "voc", {"train": train, "val": val})
+    code = main(["detect", "train", "--annotations", str(voc), "--input-size", "64",
+                 "--output-dir", str(tmp_path / "run")])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 1 and len(err.strip().splitlines()) == 1, err
+    assert (
+        re.search(expected, err) and "needs such an object in both the training and the validation set" in err
+    ), err
+    assert not (tmp_path / "run").exists()  # the folder this command made is gone with the error
+
+
+def test_detect_train_states_the_context_range_of_its_input_size(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--context is given at R-CNN's 227 pixels and scaled: at 64 pixels 111 is the most (scaled to 31
+    of 64, under half); the message said "in [0, 113]" whatever the size."""
+    from googlenet.detect.training import RegionSetConfig
+
+    voc = _voc_tree(tmp_path / "voc", {"train": [[("cat", False)]], "val": [[("cat", False)]]})
+    assert main(["detect", "train", "--annotations", str(voc), "--input-size", "64", "--context", "112",
+                 "--output-dir", str(tmp_path / "run")]) == 1  # fmt: skip
+    err = capsys.readouterr().err
+    assert "--context: must be in [0, 111] for a 64-pixel input, got 112" in err, err
+    assert RegionSetConfig(input_size=64, context=111).context == 111
+    from googlenet.detect.regions import max_context
+
+    assert (max_context(32), max_context(64), max_context(224), max_context(227)) == (109, 111, 112, 113)
+
+
+def test_detect_predict_checks_the_context_it_was_given_before_any_proposal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It failed after the proposals, on the scaled value: "context: must be in [0, size/2), got 34 for
+    size 64" for --context 120."""
+    import googlenet.detect.pipeline as pipeline
+
+    def no_proposals(*args: object, **kwargs: object) -> object:
+        raise AssertionError("proposals computed before --context was checked")
+
+    monkeypatch.setattr(pipeline, "gather_proposals", no_proposals)
+    voc = _voc_tree(tmp_path / "voc", {"val": [[("cat", False)]]})
+    model = googlenet.build_model("bn", num_classes=2, aux_logits=False)
+    googlenet.save_checkpoint(
+        tmp_path / "r.pt", model, default_meta(model, 64) | {"class_names": ["background", "cat"]}
+    )
+    assert main(["detect", "predict", "--checkpoint", str(tmp_path / "r.pt"), "--annotations", str(voc),
+                 "--context", "120", "--output", str(tmp_path / "d.csv")]) == 1  # fmt: skip
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1, err
+    assert "--context: must be in [0, 111] for a 64-pixel input, got 120" in err and "to 34 here" in err, err

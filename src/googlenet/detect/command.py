@@ -230,7 +230,7 @@ def run_predict(args: argparse.Namespace) -> int:
     )  # fmt: skip
     config = DetectorConfig(
         score_threshold=args.score_threshold, nms_iou=args.nms_iou, max_per_image=args.max_per_image,
-        context=_context(args),
+        context=_checked_context(args),
     )  # fmt: skip
     ensemble = load_ensemble(args.checkpoint, engine=args.engine, precision=args.precision)
     classes, _ = detection_classes(ensemble)
@@ -381,7 +381,7 @@ def run_boxreg(args: argparse.Namespace) -> int:
         kind="a box regression file", inputs={"--checkpoint": args.checkpoint, "--multibox": args.multibox},
     )  # fmt: skip
     config = BoxRegConfig(
-        min_iou=args.min_iou, ridge=args.ridge, per_image=args.per_image, context=_context(args)
+        min_iou=args.min_iou, ridge=args.ridge, per_image=args.per_image, context=_checked_context(args)
     )
     model, meta = load_checkpoint_model(args.checkpoint, aux_logits=False)
     classes, _ = split_background(meta.get("class_names") or [], args.checkpoint)
@@ -533,3 +533,17 @@ def _context(args: argparse.Namespace) -> int:
     elif found != DEFAULT_CONTEXT:
         logger.info("context %d px (at 227), as %s's detect train run warped its regions", found, checkpoint)
     return DEFAULT_CONTEXT if found is None else found
+
+
+def _checked_context(args: argparse.Namespace) -> int:
+    """`_context(args)`, checked against the (first) checkpoint's input size before any proposal is
+    computed: the context is given at 227 pixels and scaled to that size (`regions.check_context`)."""
+    from googlenet.detect.pipeline import _init_info
+    from googlenet.detect.regions import check_context
+
+    context = _context(args)
+    checkpoint = args.checkpoint[0] if isinstance(args.checkpoint, list) else args.checkpoint
+    _, input_size = _init_info(checkpoint)
+    name = "--context" if args.context is not None else f"the context of {checkpoint}'s detect train run"
+    check_context(context, int(input_size or 224), name)  # 224: load_ensemble's default too
+    return context

@@ -356,7 +356,7 @@ def _build_regions(
 ) -> None:
     """Proposals and the warped region set of section 8 (main process; the others wait for it), and the
     run's `detection-setup.json`."""
-    from googlenet.detect.training import build_region_set
+    from googlenet.detect.training import build_region_set, check_region_classes
     from googlenet.detect.voc import voc_images
     from googlenet.io import atomic_open
 
@@ -366,6 +366,8 @@ def _build_regions(
     splits = (args.train_set, args.val_set)
     listed = {args.train_set: voc_images(voc, args.train_set, "--train-set")}
     listed[args.val_set] = voc_images(voc, args.val_set, "--val-set")  # both checked before any work
+    # From the annotations alone: a class with no region in a split fails here, not after the proposals.
+    check_region_classes(voc, splits)
     setting_from_name(args.proposals, args.max_side)  # and --max-side, --multibox
     if args.multibox is not None:
         from googlenet.detect.multibox import load_multibox

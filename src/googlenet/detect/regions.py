@@ -37,6 +37,27 @@ def scaled_context(context: int, size: int) -> int:
     return round(context * size / 227)
 
 
+def max_context(size: int) -> int:
+    """The largest context (pixels at 227) a `size`-pixel input takes: scaled, it must stay under half
+    the input, so that some of the box is left between the context on either side."""
+    context = 227 // 2  # at any size, 114 scales to at least half the input
+    while context > 0 and 2 * scaled_context(context, size) >= size:
+        context -= 1
+    return context
+
+
+def check_context(context: int, size: int, name: str = "--context") -> None:
+    """`ConfigError` naming `name` and the range of contexts a `size`-pixel input takes; the commands
+    call it before computing any proposal."""
+    limit = max_context(size)
+    if not 0 <= context <= limit:
+        why = "pixels of context at R-CNN's 227-pixel input"
+        if context > limit:
+            why += (f", scaled by {size}/227 to {scaled_context(context, size)} here, which must stay under "
+                    f"half of {size} to leave some of the box")  # fmt: skip
+        raise ConfigError(f"{name}: must be in [0, {limit}] for a {size}-pixel input, got {context} ({why})")
+
+
 def context_box(box: Sequence[float], size: int, context: int) -> tuple[float, float, float, float]:
     """The box enlarged around its centre so that, warped to `size`, it keeps `context` pixels per side."""
     if not 0 <= 2 * context < size:

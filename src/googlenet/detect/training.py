@@ -44,7 +44,14 @@ from PIL import Image
 from googlenet.data.crops import to_uint8_tensor
 from googlenet.data.decode import load_image
 from googlenet.detect.metrics import GroundTruth
-from googlenet.detect.regions import BACKGROUND, label_regions, pixel_iou, scaled_context, warp_region
+from googlenet.detect.regions import (
+    BACKGROUND,
+    check_context,
+    label_regions,
+    pixel_iou,
+    scaled_context,
+    warp_region,
+)
 from googlenet.errors import DataError, check_values
 from googlenet.io import atomic_open
 
@@ -70,10 +77,6 @@ class RegionSetConfig:
     def __post_init__(self) -> None:
         check_values(
             (self.input_size >= 32, "--input-size", self.input_size, "at least 32"),
-            (
-                0 <= 2 * scaled_context(self.context, self.input_size) < self.input_size,
-                "--context", self.context, "in [0, 113] (pixels at R-CNN's 227, leaving some of the box)",
-            ),
             (0 < self.fg_iou <= 1, "region set foreground IoU", self.fg_iou, "in (0, 1]"),
             (self.positives_per_image >= 0, "--positives-per-image", self.positives_per_image, ">= 0"),
             (
@@ -81,6 +84,7 @@ class RegionSetConfig:
                 "--background-per-positive", self.background_per_positive, "a finite number >= 0",
             ),
         )  # fmt: skip
+        check_context(self.context, self.input_size)  # its range depends on the input size
 
 
 def to_pixel_boxes(truth: Mapping[str, GroundTruth]) -> dict[str, GroundTruth]:
@@ -150,6 +154,59 @@ def _manifest_matches(folder: Path, params: Mapping[str, Any]) -> dict[str, Any]
     return manifest if all((folder / role).is_dir() for role in ROLES) else None
 
 
+def check_region_classes(
+    voc_root: str | os.PathLike[str], splits: Sequence[str], classes: Sequence[str] | None = None
+) -> list[str]:
+    """The region set's classes (`classes`, default those annotated in the first split) once the
+    annotations alone show that every one of them gets a region in both splits; `DataError` otherwise.
+    Cheap: `detect train` calls it before computing any proposal (`build_region_set` checks again)."""
+    from googlenet.detect.voc import load_voc
+
+    truth = {split: load_voc(voc_root, split) for split in dict.fromkeys(splits)}
+    return _checked_classes(voc_root, truth, splits, classes)
+
+
+def _checked_classes(
+    voc_root: str | os.PathLike[str], truth: Mapping[str, Mapping[str, GroundTruth]], splits: Sequence[str],
+    classes: Sequence[str] | None,
+) -> list[str]:  # fmt: skip
+    """`check_region_classes` on annotations already read (`truth[split][image_id]`).
+
+    Every class is a folder of the region set's train/ and val/, and the training engine refuses an
+    empty class folder. Every object not marked difficult is a region of its class (`select_regions`),
+    and nothing else can be one (a proposal is a positive only by overlapping such an object), so a
+    class has a region in a split exactly when the split annotates one of its objects not difficult.
+    """
+    if len(splits) != len(ROLES):
+        raise ValueError(f"splits: one image set for each of {ROLES}, got {list(splits)}")
+    if classes is None:
+        classes = sorted({label for item in truth[splits[0]].values() for label in item.labels})
+    if not classes:
+        raise DataError(f"{voc_root}: the {splits[0]} annotations hold no objects")
+    if BACKGROUND_FOLDER in classes:
+        raise DataError(f"{voc_root}: a class may not be called {BACKGROUND_FOLDER!r}")
+    for role, split in zip(ROLES, splits, strict=True):
+        counted: set[str] = set()
+        hard: set[str] = set()
+        for item in truth[split].values():
+            for label, difficult in zip(item.labels, item.difficult, strict=True):
+                (hard if difficult else counted).add(label)
+        missing = [name for name in classes if name not in counted]
+        if not missing:
+            continue
+        only_hard = [name for name in missing if name in hard]
+        why = (f" ({', '.join(only_hard)}: annotated there only as difficult, and difficult objects, ignored "
+               "as in VOC, make no region)")  # fmt: skip
+        raise DataError(
+            f"{voc_root}: image set {split!r} ({role}) has no object of class(es) {', '.join(missing)} that is "
+            f"not marked difficult{why if only_hard else ''}; every class annotated in the training set "
+            f"{splits[0]!r} needs such an object in both the training and the validation set, or its region "
+            "folder is empty and training cannot start: choose image sets (--train-set, --val-set) that hold "
+            "every class"
+        )
+    return list(classes)
+
+
 def build_region_set(
     voc_root: str | os.PathLike[str],
     folder: str | os.PathLike[str],
@@ -170,12 +227,7 @@ def build_region_set(
 
     target = Path(folder)
     truth = {split: to_pixel_boxes(load_voc(voc_root, split)) for split in splits}
-    if classes is None:
-        classes = sorted({label for item in truth[splits[0]].values() for label in item.labels})
-    if not classes:
-        raise DataError(f"{voc_root}: the {splits[0]} annotations hold no objects")
-    if len(splits) != len(ROLES):
-        raise ValueError(f"splits: one image set for each of {ROLES}, got {list(splits)}")
+    classes = _checked_classes(voc_root, truth, splits, classes)  # every class gets a region in both splits
     for split in splits[1:]:  # objects of classes never trained on cannot be learnt: left out
         unknown = sorted({label for item in truth[split].values() for label in item.labels} - set(classes))
         if unknown:
@@ -186,8 +238,6 @@ def build_region_set(
                 splits[0],
             )
             truth[split] = {image: _only(item, classes) for image, item in truth[split].items()}
-    if BACKGROUND_FOLDER in classes:
-        raise DataError(f"{voc_root}: a class may not be called {BACKGROUND_FOLDER!r}")
     params = {
         "version": REGION_SET_VERSION,
         "voc_root": str(Path(voc_root).resolve()),
@@ -228,10 +278,14 @@ def build_region_set(
                     bar.update(1)
             if bar is not None:
                 bar.close()
+            # The classes were checked from the annotations (`_checked_classes`); what can still be
+            # empty here is background, which depends on the proposals.
             empty = [name for name, n in counts[role].items() if n == 0]
             if empty:
                 raise DataError(
-                    f"{voc_root}: split {split!r} gives no region of class(es) {', '.join(empty)}"
+                    f"{voc_root}: image set {split!r} gives no {' or '.join(empty)} region for {role}/ "
+                    f"(background regions are proposals overlapping no object by IoU >= {config.fg_iou}, "
+                    "and every folder of the region set needs one): are there proposals?"
                 )
             arrays: dict[str, Any] = {k: np.asarray(v) for k, v in proposals[split].items()}
             np.savez_compressed(staging / f"proposals-{split}.npz", **arrays)
