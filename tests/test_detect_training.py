@@ -900,3 +900,18 @@ def test_detect_predict_checks_the_context_it_was_given_before_any_proposal(
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1, err
     assert "--context: must be in [0, 111] for a 64-pixel input, got 120" in err and "to 34 here" in err, err
+
+
+def test_detect_predict_with_a_missing_checkpoint_says_only_that(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    # it warned first that the context was assumed for the checkpoint, sending the user to --context
+    with caplog.at_level(logging.INFO, logger="googlenet"):
+        code = main(["detect", "predict", "--checkpoint", str(tmp_path / "nope.pt"), "--annotations",
+                     str(tmp_path), "--output", str(tmp_path / "d.csv")])  # fmt: skip
+    assert (
+        code == 1
+        and capsys.readouterr().err
+        == f"googlenet detect predict: error: {tmp_path / 'nope.pt'}: no such file\n"
+    )
+    assert "context" not in caplog.text

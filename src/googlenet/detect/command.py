@@ -541,9 +541,9 @@ def _checked_context(args: argparse.Namespace) -> int:
     from googlenet.detect.pipeline import _init_info
     from googlenet.detect.regions import check_context
 
-    context = _context(args)
     checkpoint = args.checkpoint[0] if isinstance(args.checkpoint, list) else args.checkpoint
-    _, input_size = _init_info(checkpoint)
+    _, input_size = _init_info(checkpoint)  # first: a missing file is the error, not the context's warning
+    context = _context(args)
     name = "--context" if args.context is not None else f"the context of {checkpoint}'s detect train run"
     check_context(context, int(input_size or 224), name)  # 224: load_ensemble's default too
     return context
