@@ -253,6 +253,44 @@ def test_write_study_from_finished_run_folders(tmp_path: Path) -> None:
         "ablation.json",
         "ablation.png",
     }
+    # the same folder studied again without no-aux: its runs/no-aux are not this study's gradient flow
+    write_study(StudyPlan(tmp_path, arms=("full", "no-polyak"), seeds=(0, 1), test_time=False), "t")
+    assert (tmp_path / "gradflow.csv").read_text().splitlines()[0] == "stage,with auxiliary heads (full)"
+
+
+def test_report_only_counts_the_seeds_with_results_and_names_the_others(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from googlenet.cli import main
+
+    plan = StudyPlan(tmp_path, arms=("full", "no-polyak"), seeds=(0, 1), test_time=False)
+    for seed, top1 in ((0, 60.0), (1, 62.0)):
+        folder = plan.run_dir("full", seed)
+        folder.mkdir(parents=True)
+        (folder / "final.pt").write_bytes(b"")
+        (folder / "results.json").write_text(json.dumps({"status": "completed", "val_top1_avg": top1,
+            "val_top5_avg": 9.0, "val_top1_raw": top1 + 1, "val_top5_raw": 9.5, "epochs": 1}))  # fmt: skip
+    argv = ["ablate", "-o", str(tmp_path), "--arms", "full", "no-polyak", "--seeds", "0", "1", "5",
+            "--epochs", "1", "--no-test-time", "--report-only"]  # fmt: skip
+    code = main(argv)
+    out, err = capsys.readouterr()
+    assert code == 0 and "### ablation: 2 seed(s), built-in data" in out  # it said 3
+    assert "warning: seed(s) 5 have no finished run; the tables leave them out" in err
+
+
+def test_an_interrupted_study_says_how_to_continue(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import googlenet.ablate.study as study
+    from googlenet.cli import main
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(study, "run_training", interrupted)
+    code = main(["ablate", "-o", str(tmp_path / "s"), "--arms", "full", "--seeds", "0", "--epochs", "1"])
+    err = capsys.readouterr().err
+    assert code == 130 and "run the same command again to continue it" in err, err
 
 
 def test_cli_refuses_bad_arms_in_one_line(tmp_path: Path) -> None:

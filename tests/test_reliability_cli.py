@@ -711,6 +711,22 @@ def test_signals_are_not_held_where_a_handler_could_not_be_put_back(monkeypatch:
     assert {s: real(s) for s in before} == before
 
 
+def test_the_first_of_two_stop_signals_is_the_one_recorded() -> None:
+    # ablate follows the terminal's Ctrl-C with a SIGTERM to its runs: they recorded SIGTERM
+    import signal
+
+    from googlenet.train.checkpoint import StopSignals
+
+    with StopSignals() as stop:
+        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert stop.received == signal.SIGINT
+    with StopSignals() as stop:
+        os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), signal.SIGTERM)  # said once
+        assert stop.received == signal.SIGTERM
+
+
 def test_a_signal_the_process_was_started_ignoring_stays_ignored(tmp_path: Path) -> None:
     # A shell without job control starts `googlenet train &` with SIGINT ignored, so that a Ctrl-C meant
     # for the script's foreground leaves it running; our handlers replaced that SIG_IGN and the Ctrl-C

@@ -137,9 +137,21 @@ def run(args: argparse.Namespace) -> int:
     plan.progress = progress
     failed = 0
     if not args.report_only:
-        outcomes = run_training(plan, progress=progress)
+        try:
+            outcomes = run_training(plan, progress=progress)
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the runs saved last.pt and stopped
+            print(f"the study in {plan.output_dir} stopped: its finished runs are kept and the others saved "
+                  "last.pt; run the same command again to continue it", file=sys.stderr)  # fmt: skip
+            raise
         failed = sum(1 for o in outcomes if o["status"] not in ("completed", "reused"))
-    title = f"ablation: {len(plan.seeds)} seed(s), " + (
+    from googlenet.ablate.study import completed
+
+    done = [s for s in plan.seeds if any(completed(plan.run_dir(arm, s)) for arm in plan.arms)]
+    missing = [s for s in plan.seeds if s not in done]
+    if missing and args.report_only:
+        print(f"googlenet ablate: warning: seed(s) {', '.join(map(str, missing))} have no finished run; "
+              "the tables leave them out", file=sys.stderr)  # fmt: skip
+    title = f"ablation: {len(done)} seed(s), " + (
         f"data {plan.base['data.data_path']}" if "data.data_path" in plan.base else "built-in data"
     )
     summary = write_study(plan, title)

@@ -96,6 +96,8 @@ def write_study(plan: StudyPlan, title: str = "") -> dict[str, Any]:
     plot_effects(rows, out / "ablation.png", title)
     flows = {}
     for arm, label in ((REFERENCE, "with auxiliary heads (full)"), ("no-aux", "without (no-aux)")):
+        if arm not in plan.arms:  # runs/no-aux left by an earlier call with other --arms: not this study's
+            continue
         rows_all: list[dict[str, Any]] = []
         for seed in plan.seeds:
             rows_all += load_grad_norms(plan.run_dir(arm, seed))

@@ -166,7 +166,9 @@ def format_markdown(rows: Sequence[Mapping[str, Any]], title: str = "") -> str:
         "Errors in percent, mean over seeds with the 95% t-interval (cut to [0, 100]; a compared arm's over the n seeds "
         "it shares with its reference); effect = arm minus reference, paired by "
         "seed (positive: the arm is worse, so removing the ingredient hurts); p: two-sided paired t-test "
-        f"(scipy.stats.ttest_rel), * where p < {ALPHA} before correction (Holm-adjusted p in the CSV/JSON).",
+        f"(scipy.stats.ttest_rel), * where p < {ALPHA} before correction (Holm-adjusted p in the CSV/JSON); "
+        'p "-" where the test is undefined: fewer than 2 seeds, or the same difference on every seed '
+        "(no spread to test it against).",
     ]
     return "\n".join(lines) + "\n"
 

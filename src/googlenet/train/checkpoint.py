@@ -172,8 +172,10 @@ class StopSignals:
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         if self.received is not None and signum == signal.SIGINT:
             raise KeyboardInterrupt
-        if self.received == signum:  # the same SIGTERM again (Linux sends the parent-death signal of
-            return  # `follow_launcher` once per thread of the dying launcher): said once
+        if self.received is not None:  # the same SIGTERM again (Linux sends the parent-death signal of
+            # `follow_launcher` once per thread of the dying launcher), or ablate's SIGTERM after the
+            # terminal's Ctrl-C: said once, and the first one is the run's (it recorded the SIGTERM)
+            return
         self.received = signum
         # Said once for a torchrun job (every process receives it): by the first process.
         level = logging.WARNING if from_environment().is_main else logging.INFO
