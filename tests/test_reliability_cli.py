@@ -711,16 +711,22 @@ def test_signals_are_not_held_where_a_handler_could_not_be_put_back(monkeypatch:
     assert {s: real(s) for s in before} == before
 
 
-def test_the_first_of_two_stop_signals_is_the_one_recorded() -> None:
+def test_the_first_of_two_stop_signals_is_the_one_recorded(caplog: pytest.LogCaptureFixture) -> None:
     # ablate follows the terminal's Ctrl-C with a SIGTERM to its runs: they recorded SIGTERM
     import signal
 
     from googlenet.train.checkpoint import StopSignals
 
+    caplog.set_level("INFO", logger="googlenet")
     with StopSignals() as stop:
         os.kill(os.getpid(), signal.SIGINT)
         os.kill(os.getpid(), signal.SIGTERM)
         assert stop.received == signal.SIGINT
+        # a second Ctrl-C stops at once, unsaved: the first one's line says so, and so does the second
+        assert "then saving last.pt (Ctrl-C again stops at once, without saving)" in caplog.text
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+        assert "a second Ctrl-C: stopping at once, without saving last.pt" in caplog.text
     with StopSignals() as stop:
         os.kill(os.getpid(), signal.SIGTERM)
         os.kill(os.getpid(), signal.SIGTERM)  # said once

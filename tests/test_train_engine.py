@@ -192,8 +192,12 @@ def test_resume_mid_epoch_is_bit_identical(
     )
     recorded = (tmp_path / "resumed" / "config.yaml").read_bytes()
     fewer = tiny(tiny_data, tmp_path / "resumed", **{"run.epochs": 1})
+    caplog.clear()
     fit(fewer, resume=tmp_path / "resumed" / "last.pt")  # nothing to train: the run's config stays its own
     assert (tmp_path / "resumed" / "config.yaml").read_bytes() == recorded
+    assert (
+        "2 of 1 epoch(s) done; nothing left to train: give --epochs above 2" in caplog.text
+    )  # said "above 1"
 
     _assert_identical_training_state(tmp_path / "straight" / "last.pt", tmp_path / "resumed" / "last.pt")
     a = torch.load(tmp_path / "straight" / "final.pt", weights_only=True)["state_dict"]
@@ -725,3 +729,16 @@ def test_freeze_batchnorm_takes_sync_batchnorm_layers_too() -> None:
     frozen = freeze_batchnorm(model, names)
     assert len(frozen) == 59 and all(isinstance(model.get_submodule(n), FrozenBatchNorm2d) for n in frozen)
     assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+
+
+def test_test_only_on_an_ensemble_folder_says_what_to_give(tmp_path: Path) -> None:
+    # it said "no last.pt or final.pt to evaluate", though --resume takes an ensemble's folder elsewhere
+    from googlenet.errors import CheckpointError
+    from googlenet.train.evaluation import evaluate_checkpoint
+
+    (tmp_path / "member-0").mkdir()
+    (tmp_path / "member-0" / "final.pt").write_bytes(b"")
+    with pytest.raises(
+        CheckpointError, match=r"an ensemble; --test-only evaluates one member \(--resume .*member-0\)"
+    ):
+        evaluate_checkpoint(None, tmp_path, None, torch.device("cpu"))  # type: ignore[arg-type]

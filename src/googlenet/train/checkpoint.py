@@ -170,17 +170,23 @@ class StopSignals:
         return self
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
+        # Said once for a torchrun job (every process receives the signal): by the first process.
+        level = logging.WARNING if from_environment().is_main else logging.INFO
         if self.received is not None and signum == signal.SIGINT:
+            logger.log(level, "a second Ctrl-C: stopping at once, without saving last.pt (an earlier one, if "
+                              "any, stays as it was)")  # fmt: skip
             raise KeyboardInterrupt
         if self.received is not None:  # the same SIGTERM again (Linux sends the parent-death signal of
             # `follow_launcher` once per thread of the dying launcher), or ablate's SIGTERM after the
-            # terminal's Ctrl-C: said once, and the first one is the run's (it recorded the SIGTERM)
+            # terminal's Ctrl-C: said once; the first is the run's (a Ctrl-C was recorded as SIGTERM)
             return
         self.received = signum
-        # Said once for a torchrun job (every process receives it): by the first process.
-        level = logging.WARNING if from_environment().is_main else logging.INFO
+        again = " (Ctrl-C again stops at once, without saving)" if signum == signal.SIGINT else ""
         logger.log(
-            level, "received %s: finishing the current step, then saving last.pt", signal.Signals(signum).name
+            level,
+            "received %s: finishing the current step, then saving last.pt%s",
+            signal.Signals(signum).name,
+            again,
         )
 
     def __exit__(self, *exc: object) -> None:

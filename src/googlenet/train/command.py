@@ -155,7 +155,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_g("--on-bad", dest="data.on_bad", choices=CHOICES["data.on_bad"], help="a bad image: skip or abort")
     add_g("-j", "--workers", dest="data.workers", type=int, help="data loading processes")
     add_g("--scan-bad-files", dest="data.scan_bad_files", action=boolean,
-          help="decode every image once before training (exact bad-file count)")  # fmt: skip
+          help="decode every image once before training (exact bad-file count; without it each bad file "
+               "is named when met and results.json counts none: null)")  # fmt: skip
     add_g("--balance-class", dest="data.balance_class", metavar="CLASS",
           help="fix this class's share of every training batch (not in the paper; detect train: background)")  # fmt: skip
     add_g("--balance-share", dest="data.balance_share", type=float, metavar="F",

@@ -240,7 +240,7 @@ def _fit_one(
                 # Nothing left to train: keep its final.pt and results.json as they are (a larger
                 # --epochs continues the run instead).
                 logger.info("%s: %d of %d epoch(s) done; nothing left to train: give --epochs above %d to "
-                            "train on", run_dir, epochs_done, config.run.epochs, config.run.epochs)  # fmt: skip
+                            "train on", run_dir, epochs_done, config.run.epochs, epochs_done)  # fmt: skip
                 run.close()
                 # Its paths as this call names the folder (the stored ones are as the run was started).
                 return {**finished, "output_dir": str(run_dir), "last_checkpoint": str(run_dir / "last.pt"),
@@ -330,10 +330,14 @@ class _Trainer:
             raise ConfigError(
                 f"batch size {o.batch_size} is larger than the training set ({len(data.train)})"
             )
+        bad = (
+            f"{len(data.bad_files)} bad file(s) skipped"
+            if config.data.scan_bad_files
+            else "bad files not scanned for (each is named when met)"
+        )
         logger.info(
-            "data: %s, %d classes, %d training / %d validation images, %d bad file(s) skipped, %d steps per epoch",
-            config.data.dataset, len(data.classes), len(data.train), len(data.val), len(data.bad_files),
-            self.steps_per_epoch,
+            "data: %s, %d classes, %d training / %d validation images, %s, %d steps per epoch",
+            config.data.dataset, len(data.classes), len(data.train), len(data.val), bad, self.steps_per_epoch,
         )  # fmt: skip
 
         # A resumed run's weights come from last.pt: its --init-from file is not read again (it may
@@ -405,7 +409,7 @@ class _Trainer:
             into = f", {at.step} step(s) into epoch {at.epoch + 1}" if at.step else ""
             logger.info("resumed from %s: %d of %d epoch(s) done%s", folder.last, at.epoch, r.epochs, into)
             if at.epoch >= r.epochs:
-                logger.info("nothing left to train: give --epochs above %d to train on", r.epochs)
+                logger.info("nothing left to train: give --epochs above %d to train on", at.epoch)
         # Written once the checkpoint is restored; a resume with nothing to train leaves the folder as is.
         if checkpoint is None or at.epoch < r.epochs:
             folder.write_text("config.yaml", dump_yaml(config, "googlenet train: resolved configuration"))
@@ -658,7 +662,8 @@ class _Trainer:
             "averaged_steps": self.averager.updates,
             "wall_time_s": self._wall(),
             "img_per_s": mean(row.get("img_per_s") for row in at.history),
-            "skipped_bad_files": len(self.data.bad_files),
+            # not counted without the scan: the loader processes skip bad files each on its own
+            "skipped_bad_files": len(self.data.bad_files) if self.config.data.scan_bad_files else None,
             "skipped_steps": int(sum(row.get("skipped_steps", 0) or 0 for row in at.history)),
             "processes": self.env.world_size,
             "device": str(self.device),

@@ -32,6 +32,12 @@ def evaluate_checkpoint(
     file = Path(path)
     if file.is_dir():  # a run folder: its last.pt (raw and averaged weights), else its final.pt
         found = [file / name for name in ("last.pt", "final.pt") if (file / name).is_file()]
+        members = sorted(file.glob("member-*/final.pt"))
+        if not found and members:  # an ensemble's folder: one member at a time here, or all through evaluate
+            raise CheckpointError(
+                f"{path}: an ensemble; --test-only evaluates one member (--resume {file / 'member-0'}), "
+                f"googlenet evaluate --checkpoint {file}/member-*/final.pt all of them as one"
+            )
         if not found:
             raise CheckpointError(f"{path}: no last.pt or final.pt to evaluate (--resume with --test-only)")
         file = found[0]
