@@ -23,7 +23,7 @@ from googlenet.model.googlenet import build_model
 from googlenet.model.weights import save_checkpoint
 from googlenet.report.build import detect_kind, write_report
 from googlenet.train.config import dump_yaml, resolve
-from googlenet.train.gradflow import save_grad_norms
+from googlenet.train.gradflow import plot_grad_split, save_grad_norms, write_split_table
 
 CLASSES = ["disc", "ring", "square"]
 
@@ -51,16 +51,30 @@ def _training_folder(root: Path, data: Path) -> Path:
     return folder
 
 
-def _ablation_folder(root: Path) -> Path:
-    plan = StudyPlan(root / "ablation", arms=("full", "no-aux"), seeds=(0, 1), test_time=False)
-    for arm, seed, top1 in (("full", 0, 60.0), ("full", 1, 62.0), ("no-aux", 0, 55.0), ("no-aux", 1, 58.5)):
-        folder = plan.run_dir(arm, seed)
-        folder.mkdir(parents=True)
-        (folder / "final.pt").write_bytes(b"")
-        (folder / "results.json").write_text(json.dumps({"status": "completed", "val_top1_avg": top1,
-                                                         "val_top5_avg": 95.0, "epochs": 1}))  # fmt: skip
-        save_grad_norms(folder, [{"step": 1, "depth": 0, "layer": "conv1.conv", "aux": False, "norm": top1},
-                                 {"step": 1, "depth": 1, "layer": "fc", "aux": False, "norm": 1.0}], 1)  # fmt: skip
+def _split_rows() -> list[dict[str, Any]]:
+    """Gradient norms of two recorded steps, each split into the main and the auxiliary loss's part."""
+    return [
+        {"step": s, "depth": d, "layer": n, "aux": n.startswith("aux"), "norm": 0.15 * (d + 1) * s,
+         "norm_main": 0.1 * (d + 1) * s, "norm_aux": 0.0 if n == "fc" else 0.08 * (d + 1) * s}
+        for s in (1, 4)
+        for d, n in enumerate(("conv1.conv", "inception3a.branch1.conv", "aux1.fc1", "fc"))
+    ]  # fmt: skip
+
+
+def _ablation_folder(root: Path, arms: tuple[str, ...] = ("full", "no-aux"), split: bool = False) -> Path:
+    """A finished study of `arms` over two seeds, the full arm's gradient norms split when `split`."""
+    plan = StudyPlan(root / "ablation", arms=arms, seeds=(0, 1), test_time=False)
+    for index, arm in enumerate(arms):
+        for seed in (0, 1):
+            top1 = 60.0 - 3 * index + 2 * seed
+            folder = plan.run_dir(arm, seed)
+            folder.mkdir(parents=True)
+            (folder / "final.pt").write_bytes(b"")
+            (folder / "results.json").write_text(json.dumps({"status": "completed", "val_top1_avg": top1,
+                                                             "val_top5_avg": 95.0, "epochs": 1}))  # fmt: skip
+            rows = [{"step": 1, "depth": 0, "layer": "conv1.conv", "aux": False, "norm": top1},
+                    {"step": 1, "depth": 1, "layer": "fc", "aux": False, "norm": 1.0}]  # fmt: skip
+            save_grad_norms(folder, _split_rows() if split and arm == "full" else rows, 1)
     write_study(plan, "test study")
     return plan.output_dir
 
@@ -248,6 +262,55 @@ def test_a_training_report_labels_the_images_by_the_models_class_names(
     shutil.rmtree(data)
     html = write_report(training, tmp_path / "moved.html").read_text(encoding="utf-8")
     assert "Left out:" in html and "no such data folder" in html
+
+
+def test_both_report_kinds_show_each_losss_part_of_the_gradient(tmp_path: Path) -> None:
+    """A run with heads writes grad_split.png/.csv, a study gradflow-split.png/.csv: the one-run answer
+    to "do the auxiliary heads help gradients flow", which neither report showed."""
+    training = _training_folder(tmp_path, make_tiny_data(tmp_path))
+    assert plot_grad_split(_split_rows(), training / "grad_split.png")
+    write_split_table(_split_rows(), training / "grad_split.csv")
+    html = write_report(training, tmp_path / "run.html", predictions=False).read_text(encoding="utf-8")
+    flow = html[html.index(">Gradient flow</h2>") :]
+    assert "part of the gradient</h3>" in flow and "whole/main" in flow
+    assert len(_images(flow)) == 2  # the depth plot and the split's
+    study = _ablation_folder(tmp_path, split=True)
+    assert (study / "gradflow-split.png").is_file()
+    html = write_report(study, tmp_path / "study.html").read_text(encoding="utf-8")
+    assert "part of the gradient (the full arm" in html and "whole/main" in html
+    assert len(_images(html)) == 3  # effects, gradient flow, the split
+    (training / "grad_split.png").unlink()
+    (training / "grad_split.csv").unlink()  # a run without heads: no split, and nothing said of one
+    html = write_report(training, tmp_path / "none.html", predictions=False).read_text(encoding="utf-8")
+    assert "part of the gradient" not in html and "Gradient flow" in html
+
+
+def test_a_study_without_no_aux_runs_says_its_gradient_flow_has_one_curve(tmp_path: Path) -> None:
+    html = write_report(
+        _ablation_folder(tmp_path, arms=("full", "no-polyak")), tmp_path / "r.html"
+    ).read_text(encoding="utf-8")
+    assert "with and without the auxiliary heads" not in html
+    assert "Gradient flow by depth, with auxiliary heads (full) only" in html
+    assert "no runs of the other arm" in html
+
+
+def test_an_evaluation_report_on_the_builtin_data_shows_its_confusion(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`evaluate --dataset builtin` records "builtin DIR", DIR the drawn data's val folder, an image folder
+    like any other (the report said it was not one); once that folder is gone, a note saying so."""
+    data = make_tiny_data(tmp_path)
+    training = _training_folder(tmp_path, data)
+    folder = _evaluation_folder(tmp_path, training / "final.pt", data)
+    record = json.loads((folder / "table3.json").read_text())
+    record["dataset"] = f"builtin {data / 'val'}"
+    (folder / "table3.json").write_text(json.dumps(record))
+    seen = _record_predicted_images(monkeypatch)
+    html = write_report(folder, tmp_path / "builtin.html").read_text(encoding="utf-8")
+    assert seen and "confusion matrix" in html and "Left out" not in html
+    shutil.rmtree(data / "val")
+    html = write_report(folder, tmp_path / "gone.html").read_text(encoding="utf-8")
+    assert "Left out: the evaluated images (builtin" in html and "not there any more" in html
 
 
 @pytest.mark.parametrize(

@@ -3,13 +3,14 @@
     training    config.yaml, metrics.csv, results.json, final.pt, grad_norms.csv (`googlenet train`)
     ensemble    ensemble.json and member-*/ (`googlenet train --ensemble N`): the ensemble, then member 0
     evaluation  table3.json (`googlenet evaluate --table3`)
-    ablation    ablation.json, ablation.png, gradflow.png (`googlenet ablate`)
+    ablation    ablation.json, ablation.png, gradflow.png/.csv, gradflow-split.png/.csv (`googlenet ablate`)
     detection   detection-setup.json / detection.json and detections-*.csv (`googlenet detect train`)
 
 Sections appear when their files do: the configuration, the curves, the Table 1 summary of the
 network, the Table 3 breakdown, a confusion matrix and the most confidently wrong validation images
 with their top-5 (the final model run once over the validation images, centre crop), the gradient
-norms by depth, the ablation tables, and detections drawn on validation images.
+norms by depth and each loss's part of them (grad_split.png/.csv of a run with auxiliary heads), the
+ablation tables, and detections drawn on validation images.
 """
 
 from __future__ import annotations
@@ -334,6 +335,36 @@ def gradflow_section(folder: Path) -> str:
     return img(data, "gradient flow") + note
 
 
+def _stage_csv(path: Path) -> tuple[list[str], list[list[str]]]:
+    """(header, rows) of a per-stage gradient table (grad_split.csv, gradflow.csv, gradflow-split.csv)
+    with its numbers as written (4 significant digits); an empty cell is "-"."""
+    rows = _read_csv(path, required=("stage",))
+    header = [str(name) for name in rows[0]] if rows else []
+    return header, [[row.get(name) or "-" for name in header] for row in rows]
+
+
+def gradsplit_section(table_path: Path, plot_path: Path) -> str:
+    """Each loss's part of the trunk's gradient (`googlenet.train.gradflow.split_stage_table`): the plot
+    and the per-stage table a run (grad_split.*) or a study (gradflow-split.*) wrote; "" if neither."""
+    body = ""
+    if plot_path.is_file():
+        body += img(plot_path.read_bytes(), "each loss's part of the gradient")
+    if table_path.is_file():
+        try:
+            header, rows = _stage_csv(table_path)
+            body += table(rows, header) + (
+                '<p class="note">Each recorded step\'s gradient split in two, on the same weights and '
+                "batch: the auxiliary losses' part (as weighted in training) and the main loss's, the rest. "
+                "Per trunk stage, the geometric mean over its layers and the recorded steps (the first left "
+                "out when later ones exist); cosine: the mean cosine between the two parts; whole/main: how "
+                "much larger the whole gradient is than the main loss's part alone. No auxiliary loss "
+                "reaches the stages above inception4d (aux 0).</p>"
+            )
+        except DataError as exc:
+            body += f'<p class="note">Left out: {esc(exc)}</p>'
+    return body
+
+
 def detection_section(folder: Path, images: int = 6) -> str:
     """detection.json's summary and the detections of detections-*.csv drawn on validation images."""
     from PIL import ImageDraw
@@ -428,11 +459,16 @@ def _training_sections(page: Page, folder: Path, limit: int, predictions: bool) 
             m.get("variant", "paper"), num_classes=1000, aux_logits=bool(m.get("aux_logits", True))
         )
     page.add("Table 1: the network", table1_section(model))
+    flow = ""
     if (folder / "grad_norms.csv").is_file():
         try:
             flow = gradflow_section(folder)
         except DataError as exc:
             flow = f'<p class="note">Left out: {esc(exc)}</p>'
+    split = gradsplit_section(folder / "grad_split.csv", folder / "grad_split.png")
+    if split:  # a run with auxiliary heads: the one-run answer to "do the heads help gradients flow"
+        flow += "<h3>Each loss's part of the gradient</h3>" + split
+    if flow:
         page.add("Gradient flow", flow)
     if predictions and final.is_file():
         title = "Validation: confusion and confident mistakes"
@@ -463,9 +499,15 @@ def _evaluation_predictions(page: Page, data: dict[str, Any], limit: int) -> Non
         return
     model, meta = model_from_file(checkpoints[0], aux_logits=None)
     page.add("Table 1: the network", table1_section(model))
-    if kind != "folder" or not Path(where).is_dir():
-        page.add(title, f'<p class="note">Left out: the evaluated images ({esc(kind)} '
-                        f"{esc(where)}) are not an image folder found here.</p>")  # fmt: skip
+    # table3.json names the images as "folder DIR" or "builtin DIR" (the drawn data's val folder, an
+    # image folder too); ImageNet's val archive is not one the report reads.
+    if kind not in ("folder", "builtin"):
+        page.add(title, f'<p class="note">Left out: the evaluated images ({esc(kind)} {esc(where)}) are '
+                        "not an image folder; the report reads only those.</p>")  # fmt: skip
+        return
+    if not Path(where).is_dir():
+        page.add(title, f'<p class="note">Left out: the evaluated images ({esc(kind)} {esc(where)}) are '
+                        "not there any more.</p>")  # fmt: skip
         return
     names = [str(n) for n in meta.get("class_names") or []]
     try:
@@ -475,6 +517,33 @@ def _evaluation_predictions(page: Page, data: dict[str, Any], limit: int) -> Non
         return
     page.add(f"Validation of {Path(checkpoints[0]).name}: confusion and confident mistakes",
              predictions_section(predict_images(model, meta, labelled.samples, limit)))  # fmt: skip
+
+
+def _ablation_gradflow(folder: Path) -> tuple[str, str]:
+    """(heading, body) of a study's gradflow.png with its gradflow.csv, whose columns name the curves
+    drawn: full and no-aux ("with and without the auxiliary heads"), or the one arm of them that has
+    recorded gradient norms."""
+    body = img((folder / "gradflow.png").read_bytes(), "gradient flow")
+    if not (folder / "gradflow.csv").is_file():
+        return "Gradient flow by depth", body
+    try:
+        header, rows = _stage_csv(folder / "gradflow.csv")
+    except DataError as exc:
+        return "Gradient flow by depth", body + f'<p class="note">Left out: {esc(exc)}</p>'
+    curves = [name for name in header if name not in ("stage", "ratio")]
+    if len(curves) == 2:
+        title = "Gradient flow with and without the auxiliary heads"
+        note = f"{curves[0]} against {curves[1]}; ratio: the first over the second."
+    elif len(curves) == 1:
+        title = f"Gradient flow by depth, {curves[0]} only"
+        note = (f"One curve, {curves[0]}: the study has no runs of the other arm (full or no-aux) with "
+                "recorded gradient norms to compare it with.")  # fmt: skip
+    else:
+        return "Gradient flow by depth", body
+    return title, body + table(rows, header) + (
+        '<p class="note">Trunk gradient norm per stage: the geometric mean over the stage\'s layers, the '
+        f"recorded steps (the first left out when later ones exist) and the seeds. {esc(note)}</p>"
+    )
 
 
 def build_report(folder: str | Path, limit: int = 500, predictions: bool = True) -> Page:
@@ -510,8 +579,10 @@ def build_report(folder: str | Path, limit: int = 500, predictions: bool = True)
                 img((folder / "ablation.png").read_bytes(), "effects"),
             )
         if (folder / "gradflow.png").is_file():
-            page.add("Gradient flow with and without the auxiliary heads",
-                     img((folder / "gradflow.png").read_bytes(), "gradient flow"))  # fmt: skip
+            page.add(*_ablation_gradflow(folder))
+        split = gradsplit_section(folder / "gradflow-split.csv", folder / "gradflow-split.png")
+        if split:
+            page.add("Each loss's part of the gradient (the full arm's runs, all seeds)", split)
         data = _json(folder / "ablation.json")
         runs = data.get("runs", {})
         rows = [(name, r.get("status"), (r.get("errors") or {}).get("top1"), (r.get("errors") or {}).get("top5"),
