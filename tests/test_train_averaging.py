@@ -165,3 +165,18 @@ def test_averaged_copy_is_not_trained(method: str) -> None:
     averager = WeightAverager(model, AverageSection(method=method, start=0), epochs=1)
     assert averager.averaged is not None
     assert all(not p.requires_grad for p in averager.averaged.parameters())
+
+
+def test_the_recipe_names_the_ema_decay_and_an_ensemble_members_flags() -> None:
+    # final.pt's recipe said "ema from 0.0, every 1 step(s)" without the decay; the log printed a dict
+    from googlenet.train.config import resolve
+    from googlenet.train.engine import _recipe
+    from googlenet.train.ensemble import _as_flags
+    from googlenet.train.params import parameter_groups
+
+    config = resolve({}, {"average.method": "ema", "average.ema_decay": 0.9, "average.start": 0})
+    groups = parameter_groups(nn.Linear(2, 2), 0.01, 2e-4)
+    assert _recipe(config, groups)["averaging"] == "ema from 0.0, every 1 step(s), decay 0.9"
+    assert _as_flags({"augment.random_interpolation": False, "augment.scale_min": 0.35}) == (
+        "--no-random-interpolation --scale-min 0.35"
+    )

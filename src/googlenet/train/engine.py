@@ -807,7 +807,8 @@ def _recipe(config: TrainConfig, groups: list[dict[str, Any]]) -> dict[str, Any]
         "aux_weight": o.aux_weight,
         "averaging": a.method
         if a.method == "none"
-        else f"{a.method} from {a.start}, every {a.every} step(s)",
+        else f"{a.method} from {a.start}, every {a.every} step(s)"
+        + (f", decay {a.ema_decay}" if a.method == "ema" else ""),
         "augment": dict(vars(config.augment)),
         "amp": config.run.amp,
         "seed": config.run.seed,

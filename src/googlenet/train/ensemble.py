@@ -76,7 +76,7 @@ def _fit_members(config: TrainConfig, root: Path, env: ddp.DistEnv, fit_one: Fit
                     section, name = key.split(".")
                     setattr(getattr(member, section), name, config.get(key))
             logger.info("ensemble member-%d (%d of %d): sampling %s, data seed %s", k, k + 1, config.run.ensemble,
-                        overrides or "as configured", member.run.data_seed)  # fmt: skip
+                        _as_flags(overrides) or "as configured", member.run.data_seed)  # fmt: skip
             result = fit_one(member, resume_k)
         members.append(
             {
@@ -108,3 +108,19 @@ def _fit_members(config: TrainConfig, root: Path, env: ddp.DistEnv, fit_one: Fit
     if env.is_main:
         write_ensemble(root, members, summary)
     return {**summary, "output_dir": str(root), "members": members}
+
+
+def _as_flags(overrides: dict[str, Any]) -> str:
+    """A member's sampling settings as the flags that give them, e.g. "--no-random-interpolation"."""
+    from googlenet.train.engine import _flag_names
+
+    names = _flag_names()
+    words = []
+    for key, value in overrides.items():
+        flag = names.get(key, f"--set {key}=")
+        if isinstance(value, bool):  # a --X / --no-X pair: _flag_names gives the longer, --no-X
+            positive = flag.replace("--no-", "--", 1)
+            words.append(positive if value else positive.replace("--", "--no-", 1))
+        else:
+            words.append(f"{flag}{value}" if flag.endswith("=") else f"{flag} {value}")
+    return " ".join(words)
