@@ -304,7 +304,7 @@ def test_nan_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(
     with pytest.raises(NonFiniteLossError) as info:
         fit(tiny(tiny_data, out))
     message = str(info.value)
-    assert "non-finite loss (nan) at epoch 1 step 1 (global step 5)" in message
+    assert "non-finite loss (nan) at step 2 of epoch 2 (global step 5)" in message  # as the log counts
     assert f"last good checkpoint {out / 'last.pt'}" in message and "\n" not in message
     state = torch.load(out / "last.pt", weights_only=True)["train_state"]
     assert (state["epoch"], state["step"]) == (1, 0)  # the end of epoch 0, untouched

@@ -92,7 +92,7 @@ def test_nonfinite_loss_stops_naming_the_step_before_any_update() -> None:
         snapshot.update({k: v.clone() for k, v in model.state_dict().items()})
 
     with pytest.raises(
-        NonFiniteLossError, match=r"non-finite loss \(nan\) at epoch 7 step 2 \(global step 13\)"
+        NonFiniteLossError, match=r"non-finite loss \(nan\) at step 3 of epoch 8 \(global step 13\)"
     ):
         train_one_epoch(
             model, _batches(5), optimizer, device=CPU, epoch=7, global_step=10, after_step=remember

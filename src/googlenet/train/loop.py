@@ -217,7 +217,7 @@ def train_one_epoch(
     bar = tqdm(
         total=steps,
         initial=start_step,
-        desc=f"epoch {epoch}",
+        desc=f"epoch {epoch + 1}",  # from 1, as the log's lines
         unit="step",
         file=sys.stderr,
         disable=not progress,
@@ -245,7 +245,8 @@ def train_one_epoch(
             if not all_finite and not skip_nonfinite:
                 value = loss.item() if not finite else "finite here, not on another process"
                 raise NonFiniteLossError(
-                    f"non-finite loss ({value}) at epoch {epoch} step {step} (global step {global_step})",
+                    # counted from 1, as the log's "epoch 2/12" lines (the exception keeps 0-based numbers)
+                    f"non-finite loss ({value}) at step {step + 1} of epoch {epoch + 1} (global step {global_step})",
                     epoch,
                     step,
                     global_step,
