@@ -234,7 +234,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_g = g.add_argument
     add_g("--average", dest="average.method", choices=CHOICES["average.method"], help="polyak, ema or none")
     add_g("--average-start", dest="average.start", type=float,
-          help="when averaging starts: a fraction of the run (< 1) or the number of epochs trained before it (0: from the first step; default 0.5, the second half)")  # fmt: skip
+          help="when averaging starts: a fraction of the run (< 1) or the number of epochs trained before it (0: from the first step; default 0.5, the second half; a fraction is rounded to whole epochs, halves to even: 3 epochs average the last one, 5 the last three)")  # fmt: skip
     add_g("--average-every", dest="average.every", type=int, help="steps between snapshots (1)")
     add_g("--ema-decay", dest="average.ema_decay", type=float, help="EMA decay per snapshot")
     add_g("--bn-stats", dest="average.bn_stats", choices=CHOICES["average.bn_stats"],

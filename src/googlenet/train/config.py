@@ -171,7 +171,9 @@ class AverageSection:
 
 
 def average_start_epoch(section: AverageSection, epochs: int) -> int:
-    """The first epoch whose steps enter the average: a fraction (< 1) of the run, or an epoch number."""
+    """The first epoch whose steps enter the average: a fraction (< 1) of the run, or an epoch number.
+    A fraction is rounded by Python's `round` (halves to even: 0.5 of 3 epochs is 2, of 5 is 2), kept
+    so because a resumed run must find the start it was started with."""
     if 0 < section.start < 1:
         return round(section.start * epochs)
     return int(section.start)
