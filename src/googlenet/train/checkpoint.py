@@ -173,8 +173,8 @@ class StopSignals:
         # Said once for a torchrun job (every process receives the signal): by the first process.
         level = logging.WARNING if from_environment().is_main else logging.INFO
         if self.received is not None and signum == signal.SIGINT:
-            logger.log(level, "a second Ctrl-C: stopping at once, without saving last.pt (an earlier one, if "
-                              "any, stays as it was)")  # fmt: skip
+            logger.log(level, "Ctrl-C while stopping: stopping at once, without saving last.pt (an earlier one, "
+                              "if any, stays as it was)")  # fmt: skip
             raise KeyboardInterrupt
         if self.received is not None:  # the same SIGTERM again (Linux sends the parent-death signal of
             # `follow_launcher` once per thread of the dying launcher), or ablate's SIGTERM after the
