@@ -117,19 +117,19 @@ def run(args: argparse.Namespace) -> int:
     """Run `googlenet ablate` from parsed flags: train the runs not yet finished (none with `--report-only`),
     then write and print the tables; the exit code, 1 when a run did not complete."""
     from googlenet.ablate.results import write_study
-    from googlenet.ablate.study import check_existing, run_training
+    from googlenet.ablate.study import check_existing, completed, run_training
+
+    def seeds_done() -> list[int]:
+        return [s for s in plan.seeds if any(completed(plan.run_dir(arm, s)) for arm in plan.arms)]
 
     setup_console()
     plan = build_plan(args)
     check_existing(plan)
-    if args.report_only:
-        from googlenet.ablate.study import completed
-
-        if not any(completed(plan.run_dir(arm, seed)) for arm in plan.arms for seed in plan.seeds):
-            raise ConfigError(
-                f"--output-dir {plan.output_dir}: no finished run of this study to report "
-                "(run it first, without --report-only)"
-            )
+    if args.report_only and not seeds_done():
+        raise ConfigError(
+            f"--output-dir {plan.output_dir}: no finished run of this study to report "
+            "(run it first, without --report-only)"
+        )
     plan.output_dir.mkdir(parents=True, exist_ok=True)
     with (plan.output_dir / "command.txt").open("a", encoding="utf-8") as handle:  # every call, in order
         handle.write(" ".join(["googlenet", *sys.argv[1:]]) + "\n")
@@ -144,9 +144,7 @@ def run(args: argparse.Namespace) -> int:
                   "last.pt; run the same command again to continue it", file=sys.stderr)  # fmt: skip
             raise
         failed = sum(1 for o in outcomes if o["status"] not in ("completed", "reused"))
-    from googlenet.ablate.study import completed
-
-    done = [s for s in plan.seeds if any(completed(plan.run_dir(arm, s)) for arm in plan.arms)]
+    done = seeds_done()
     missing = [s for s in plan.seeds if s not in done]
     if missing and args.report_only:
         print(f"googlenet ablate: warning: seed(s) {', '.join(map(str, missing))} have no finished run; "

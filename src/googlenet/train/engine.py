@@ -110,7 +110,7 @@ def fit(config: TrainConfig, resume: str | os.PathLike[str] | None = None) -> di
     ddp.init_process_group(env, device)
     deterministic_before = torch.are_deterministic_algorithms_enabled()
     try:
-        ddp.same_everywhere(_agreed_settings(config, resume), _flag_names())
+        ddp.same_everywhere(_agreed_settings(config, resume), flag_names())
         if config.run.seed is None:
             drawn = int.from_bytes(os.urandom(8), "little") >> 2  # 62 bits: room for seed + k
             config.run.seed = ddp.broadcast_object(drawn)
@@ -154,8 +154,9 @@ def _agreed_settings(config: TrainConfig, resume: str | os.PathLike[str] | None)
     return values
 
 
-def _flag_names() -> dict[str, str]:
-    """Each config key's flag, e.g. {"optim.lr": "--lr"} (and --resume), for messages."""
+def flag_names() -> dict[str, str]:
+    """Each config key's flag, e.g. {"optim.lr": "--lr"} (and --resume), for messages; of a --X /
+    --no-X pair, --X."""
     import argparse
 
     from googlenet.train.command import add_arguments
@@ -164,8 +165,10 @@ def _flag_names() -> dict[str, str]:
     add_arguments(parser)
     names = {"resume": "--resume"}
     for action in parser._actions:
-        if action.option_strings and "." in action.dest:
-            names[action.dest] = max(action.option_strings, key=len)
+        options = action.option_strings
+        if options and "." in action.dest:
+            pair = [name for name in options if f"--no-{name[2:]}" in options]
+            names[action.dest] = pair[0] if pair else max(options, key=len)
     return names
 
 

@@ -112,15 +112,14 @@ def _fit_members(config: TrainConfig, root: Path, env: ddp.DistEnv, fit_one: Fit
 
 def _as_flags(overrides: dict[str, Any]) -> str:
     """A member's sampling settings as the flags that give them, e.g. "--no-random-interpolation"."""
-    from googlenet.train.engine import _flag_names
+    from googlenet.train.engine import flag_names
 
-    names = _flag_names()
+    names = flag_names()
     words = []
     for key, value in overrides.items():
         flag = names.get(key, f"--set {key}=")
-        if isinstance(value, bool):  # a --X / --no-X pair: _flag_names gives the longer, --no-X
-            positive = flag.replace("--no-", "--", 1)
-            words.append(positive if value else positive.replace("--", "--no-", 1))
+        if isinstance(value, bool):  # a --X / --no-X pair
+            words.append(flag if value else flag.replace("--", "--no-", 1))
         else:
             words.append(f"{flag}{value}" if flag.endswith("=") else f"{flag} {value}")
     return " ".join(words)
