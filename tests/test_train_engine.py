@@ -591,6 +591,23 @@ def test_a_stopped_run_resumes_with_its_own_config_file_given_back(tiny_data: Pa
     assert (out / "final.pt").is_file()
 
 
+def test_a_stopped_runs_last_line_names_the_epoch_its_figures_are_from(
+    tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # 3 steps an epoch: stopped at step 2 nothing was validated; at step 4 the figures are epoch 1's.
+    argv = ["train", "--data-path", str(tiny_data), "-j", "0", "--input-size", "64", "-b", "4", "--epochs", "2",
+            "--seed", "0", "--no-progress", "--output-dir", str(tmp_path / "run")]  # fmt: skip
+    assert main([*argv, "--stop-after-steps", "2"]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.startswith("stopped before epoch 1 ended, so nothing was validated yet;"), last
+    assert main(["train", "--resume", str(tmp_path / "run"), "--no-progress", "--stop-after-steps", "4"]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.startswith("stopped: val top-1 (epoch 1, the last one finished) raw "), last
+    assert main(["train", "--resume", str(tmp_path / "run"), "--no-progress"]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.startswith("completed: val top-1 raw "), last
+
+
 def test_a_signal_on_the_last_step_stops_before_the_evaluation_and_a_resume_completes_with_exit_0(
     tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

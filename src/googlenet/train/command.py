@@ -515,8 +515,14 @@ def _print_summary(results: dict[str, Any]) -> None:
         if "averaged_note" in results:
             print(f"averaged weights {results['averaged_note']}")
         return
+    status, epochs = results["status"], int(results.get("epochs") or 0)
+    ending = f"{results['wall_time_s']:.0f}s; run folder {results['output_dir']}"
+    if status != "completed" and epochs == 0:
+        print(f"{status} before epoch 1 ended, so nothing was validated yet; {ending}")
+        return
+    # A run stopped mid-epoch has the figures of the last epoch it finished: say which.
+    which = "" if status == "completed" else f" (epoch {epochs}, the last one finished)"
     print(
-        f"{results['status']}: val top-1 raw {pct('val_top1_raw')} / averaged {pct('val_top1_avg')}, "
-        f"top-5 raw {pct('val_top5_raw')} / averaged {pct('val_top5_avg')}; "
-        f"{results['wall_time_s']:.0f}s; run folder {results['output_dir']}"
+        f"{status}: val top-1{which} raw {pct('val_top1_raw')} / averaged {pct('val_top1_avg')}, "
+        f"top-5 raw {pct('val_top5_raw')} / averaged {pct('val_top5_avg')}; {ending}"
     )
