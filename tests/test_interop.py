@@ -422,7 +422,15 @@ def test_misshaped_layer_is_named(blobs: dict[str, list[np.ndarray]]) -> None:
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ("variant", "fits only variant 'paper' (this model is 'bn')"),
+        (
+            "variant",
+            "fits only the 'paper' layout; this model has bn_eps=1e-05 (the file's network has None)",
+        ),
+        # the message named the variant, 'paper' here too, where a layout field differed
+        (
+            "layout",
+            "fits only the 'paper' layout; this model has maxpool4_kernel=2 (the file's network has 3)",
+        ),
         ("classes", "file has 10 classes but the model has 7"),
         ("extra", "1 layer(s) this network does not have (first 'fc8')"),
         ("blobs", "layer 'conv2/3x3' has 1 blobs, expected weight and bias"),
@@ -435,6 +443,8 @@ def test_incompatible_files_are_one_line_errors(
     data = dict(blobs)
     if change == "variant":
         model = googlenet.build_model("bn", num_classes=NUM_CLASSES)
+    elif change == "layout":
+        model = googlenet.build_model("paper", num_classes=NUM_CLASSES, maxpool4_kernel=2)
     elif change == "classes":
         model = googlenet.build_model("paper", num_classes=7)
     elif change == "extra":

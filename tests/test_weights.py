@@ -129,6 +129,30 @@ def test_torchvision_file_into_paper_variant_is_refused(tmp_path: Path) -> None:
         googlenet.load_weights(googlenet.build_model("torchvision", num_classes=10), path)
 
 
+@pytest.mark.parametrize(
+    ("override", "named"),
+    [({"bn_eps": 1e-5}, "bn_eps=1e-05 (the file's network has 0.001)"),
+     ({"lrn": True}, "lrn=True (the file's network has False)"),
+     ({"maxpool4_kernel": 3}, "maxpool4_kernel=3 (the file's network has 2)"),
+     ({"aux_adaptive_pool": False}, "aux_adaptive_pool=False (the file's network has True)")],
+)  # fmt: skip
+def test_torchvision_file_into_the_torchvision_variant_with_another_layout_is_refused(
+    tmp_path: Path, override: dict[str, object], named: str
+) -> None:
+    # Every tensor fits these models, which compute other logits from them: they loaded without a word.
+    path = tmp_path / "tv.pth"
+    torch.save(torchvision.models.googlenet(weights=None, init_weights=True).state_dict(), path)
+    model = googlenet.build_model("torchvision", **override)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(googlenet.CheckpointError) as info:
+        googlenet.load_weights(model, path)
+    assert (
+        str(info.value)
+        == f"{path}: a torchvision GoogLeNet weight file needs torchvision's layout; this model has {named}"
+    )
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # left unchanged
+
+
 @pytest.mark.parametrize("variant", ["paper", "bn"])
 def test_a_bare_state_dict_of_the_model_loads_strictly_with_no_made_up_metadata(
     tmp_path: Path, variant: str

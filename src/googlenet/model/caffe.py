@@ -33,8 +33,8 @@ from torch import Tensor
 from googlenet.errors import CheckpointError
 from googlenet.io import require_file
 from googlenet.model import table1
-from googlenet.model.googlenet import GoogLeNet, build_model
-from googlenet.model.weights import NO_HEADS_TO_BUILD, _load_state, imagenet_meta
+from googlenet.model.googlenet import VARIANTS, GoogLeNet, build_model
+from googlenet.model.weights import NO_HEADS_TO_BUILD, _load_state, imagenet_meta, layout_difference
 
 # bvlc_googlenet/train_val.prototxt: `mean_value: 104, 117, 123` (B, G, R) on 0-255 pixels, no scale.
 CAFFE_MEAN_BGR = (104.0, 117.0, 123.0)
@@ -274,18 +274,15 @@ def reference_state_dict(
     has extra, a layer without weight and bias, or a tensor whose shape differs from ours.
     """
     c = model.config
-    if c.bn_eps is not None or not c.lrn or c.branch3_kernel != 5 or c.maxpool4_kernel != 3:
+    differs = layout_difference(c, VARIANTS["paper"])  # the file's heads pool 5x5/3, as the paper's
+    if differs is not None:
         raise CheckpointError(
-            f"{source}: the reference Caffe GoogLeNet fits only variant 'paper' (this model is {c.variant!r})"
+            f"{source}: the reference Caffe GoogLeNet fits only the 'paper' layout; this model has {differs}"
         )
-    for option in (
-        "aux_adaptive_pool",
-        "transform_input",
-    ):  # the file's heads pool 5x5/3; its input is Caffe's
-        if getattr(c, option):
-            raise CheckpointError(
-                f"{source}: the reference Caffe GoogLeNet needs a model with {option}=False"
-            )
+    if c.transform_input:  # its input is Caffe's
+        raise CheckpointError(
+            f"{source}: the reference Caffe GoogLeNet needs a model with transform_input=False"
+        )
     classes = reference_num_classes(blobs, source)
     if classes != c.num_classes:
         raise CheckpointError(f"{source}: file has {classes} classes but the model has {c.num_classes}")

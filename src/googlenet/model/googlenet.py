@@ -22,7 +22,8 @@ from googlenet.model import table1
 from googlenet.model.inception import AuxHead, Inception
 from googlenet.model.layers import ConvBlock, LocalResponseNorm
 
-# The trunk's stages in order; `forward_stages` returns any of them by name.
+# The trunk's stages in order; `forward_stages` returns any of them by name ("maxpool1" and "conv3"
+# after the LRN that follows each in Figure 3).
 STAGES: tuple[str, ...] = (
     "conv1", "maxpool1", "conv3", "maxpool2", "inception3a", "inception3b", "maxpool3",
     "inception4a", "inception4b", "inception4c", "inception4d", "inception4e", "maxpool4",
@@ -353,6 +354,10 @@ class GoogLeNet(nn.Module):
     ) -> OrderedDict[str, Tensor]:
         """Outputs of the named trunk stages (`STAGES`), in order; all of them by default (one name
         may be given as a string).
+
+        Each stage's output is what the next stage reads: with LRN (Figure 3) "maxpool1" is max pool 1
+        followed by the first LRN, and "conv3" is conv2 then conv3 followed by the second LRN (conv2, the
+        1x1 reduction, has no stage of its own). Without LRN they are the pool's and conv3's outputs.
 
         Stops after the deepest stage asked for, so `forward_stages(x, ["inception4e"])` skips stage 5.
         """

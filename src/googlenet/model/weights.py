@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from googlenet.errors import CheckpointError, ConfigError
 from googlenet.io import atomic_save, require_file, safe_load
-from googlenet.model.googlenet import GoogLeNet, ModelConfig, build_from_config, build_model
+from googlenet.model.googlenet import VARIANTS, GoogLeNet, ModelConfig, build_from_config, build_model
 
 FORMAT = "googlenet"
 FORMAT_VERSION = 1
@@ -306,6 +306,20 @@ LAYOUT_KEYS = (
 )  # fmt: skip
 
 
+# The layout fields a foreign weight file (torchvision's, Caffe's) fixes: its tensors fit a model with
+# other values (BatchNorm's eps, the pooling) yet compute other logits, so these are checked by value.
+FILE_LAYOUT_KEYS = ("bn_eps", "lrn", "branch3_kernel", "maxpool4_kernel", "aux_adaptive_pool")
+
+
+def layout_difference(config: ModelConfig, expected: ModelConfig) -> str | None:
+    """The first of `FILE_LAYOUT_KEYS` where `config` differs from `expected`, as "key=value (the file's
+    network has other)"; None when they agree."""
+    for key in FILE_LAYOUT_KEYS:
+        if getattr(config, key) != getattr(expected, key):
+            return f"{key}={getattr(config, key)!r} (the file's network has {getattr(expected, key)!r})"
+    return None
+
+
 def _check_config(path: str | os.PathLike[str], stored: Mapping[str, Any], config: ModelConfig) -> None:
     """One-line error naming the first layout difference between a checkpoint and a model."""
     for key in LAYOUT_KEYS:
@@ -500,6 +514,10 @@ def load_weights(model: GoogLeNet, path: str | os.PathLike[str], key: str = "sta
                 f"{path}: a torchvision GoogLeNet weight file fits only variant 'torchvision' "
                 f"(this model is {model.config.variant!r})"
             )
+        differs = layout_difference(model.config, VARIANTS["torchvision"])
+        if differs is not None:
+            raise CheckpointError(f"{path}: a torchvision GoogLeNet weight file needs torchvision's layout; "
+                                  f"this model has {differs}")  # fmt: skip
         num_classes = obj["fc.weight"].shape[0]
         if num_classes != model.config.num_classes:
             raise CheckpointError(
