@@ -74,6 +74,18 @@ def test_palette_with_and_without_transparency(tmp_path: Path) -> None:
     assert np.asarray(load_image(tmp_path / "pt.png")).tolist() == [[[255, 255, 255], [200, 100, 50]]]
 
 
+def test_a_grey_or_rgb_png_with_a_transparent_colour_is_composited_on_white(tmp_path: Path) -> None:
+    # PNG's tRNS chunk outside palettes: one grey level, or one RGB triple, is transparent.
+    grey = Image.new("L", (2, 1))
+    grey.putpixel((1, 0), 90)
+    grey.save(tmp_path / "l.png", transparency=0)
+    assert np.asarray(load_image(tmp_path / "l.png")).tolist() == [[[255, 255, 255], [90, 90, 90]]]
+    colour = Image.new("RGB", (2, 1), (10, 20, 30))
+    colour.putpixel((1, 0), (200, 100, 50))
+    colour.save(tmp_path / "rgb.png", transparency=(10, 20, 30))
+    assert np.asarray(load_image(tmp_path / "rgb.png")).tolist() == [[[255, 255, 255], [200, 100, 50]]]
+
+
 def test_16_bit_is_scaled_not_clipped(tmp_path: Path) -> None:
     values = np.array([[0, 257, 32896, 65535]], dtype=np.uint16)
     Image.fromarray(values).save(tmp_path / "deep.png")

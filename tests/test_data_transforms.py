@@ -153,6 +153,14 @@ def test_flip_happens_half_the_time_and_can_be_switched_off() -> None:
     assert all(torch.allclose(nothing(image), plain) for _ in range(20))
 
 
+def test_photometric_off_also_leaves_out_the_lighting_noise() -> None:
+    # --no-photometric (the CLI refuses --lighting with it) kept PCA lighting at its default 0.1.
+    kinds = {type(step) for step in build_train_transform(32, AugmentConfig(photometric=False)).transforms}
+    assert v2.ColorJitter not in kinds and PCALighting not in kinds
+    kinds = {type(step) for step in build_train_transform(32, AugmentConfig()).transforms}
+    assert v2.ColorJitter in kinds and PCALighting in kinds
+
+
 def test_every_switch_off_leaves_a_plain_normalised_image() -> None:
     image = _photo(32, 32, seed=5)
     off = AugmentConfig(
@@ -244,7 +252,9 @@ def test_lighting_switch_shifts_each_channel_by_a_constant() -> None:
         "random_crop": False,
         "resize_size": 16,
         "random_interpolation": False,
-        "photometric": False,
+        "brightness": 0.0,  # the lighting noise alone: it is one of the photometric distortions
+        "contrast": 0.0,
+        "saturation": 0.0,
     }
     torch.manual_seed(7)
     lit = build_train_transform(16, AugmentConfig(**base, flip=False, lighting=0.1))(image)

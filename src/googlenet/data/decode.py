@@ -126,7 +126,9 @@ def to_rgb(image: Image.Image, source: str = "image") -> Image.Image:
 def _to_rgb(image: Image.Image, file: Path) -> Image.Image:
     """Convert any PIL mode to 8-bit RGB, scaling high bit depths rather than clipping them."""
     mode = image.mode
-    if mode == "RGB":
+    if mode in ("L", "RGB") and "transparency" in image.info:
+        image = image.convert("RGBA")  # a PNG's tRNS colour (one grey level or RGB triple) becomes alpha
+    elif mode == "RGB":
         return image
     if mode.startswith("I;16") or mode in ("I", "F"):
         return Image.fromarray(_to_uint8(np.asarray(image), mode), mode="L").convert("RGB")

@@ -80,7 +80,8 @@ class AugmentConfig:
     brightness: float = 0.4
     contrast: float = 0.4
     saturation: float = 0.4
-    # not in the paper: AlexNet PCA lighting noise (Krizhevsky et al. 2012), alpha ~ N(0, 0.1); 0 disables.
+    # not in the paper: AlexNet PCA lighting noise (Krizhevsky et al. 2012), alpha ~ N(0, 0.1); 0 disables
+    # it, and so does photometric=False (it is one of the photometric distortions).
     lighting: float = 0.1
     flip: bool = True  # not in the paper: horizontal mirror with p = 0.5 (the Caffe reference uses it)
     mean: tuple[float, float, float] = IMAGENET_MEAN  # not in the paper: ImageNet statistics
@@ -309,7 +310,7 @@ def build_train_transform(input_size: int, config: AugmentConfig | None = None) 
             )
         )
     steps += [v2.ToImage(), v2.ToDtype(torch.float32, scale=True)]
-    if config.lighting > 0:
+    if config.photometric and config.lighting > 0:  # lighting noise is one of the photometric distortions
         steps.append(PCALighting(config.lighting))
     steps.append(v2.Normalize(mean=list(config.mean), std=list(config.std)))
     return v2.Compose(steps)

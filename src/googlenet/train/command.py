@@ -253,12 +253,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_g("--random-interpolation", dest="augment.random_interpolation", action=boolean,
           help="bilinear/area/nearest/cubic at random (--no-random-interpolation: bilinear)")  # fmt: skip
     add_g(
-        "--photometric", dest="augment.photometric", action=boolean, help="Howard's photometric distortions"
-    )
-    add_g("--brightness", dest="augment.brightness", type=float, help="brightness jitter (0.4)")
-    add_g("--contrast", dest="augment.contrast", type=float, help="contrast jitter (0.4)")
-    add_g("--saturation", dest="augment.saturation", type=float, help="saturation jitter (0.4)")
-    add_g("--lighting", dest="augment.lighting", type=float, help="PCA lighting noise std (0.1; 0 = off)")
+        "--photometric", dest="augment.photometric", action=boolean,
+        help="Howard's photometric distortions: the colour jitter and lighting noise below",
+    )  # fmt: skip
+    add_g("--brightness", dest="augment.brightness", type=float, metavar="X",
+          help="brightness factor drawn uniformly from [1-X, 1+X] (0.4)")  # fmt: skip
+    add_g("--contrast", dest="augment.contrast", type=float, metavar="X",
+          help="contrast factor drawn uniformly from [1-X, 1+X] (0.4)")  # fmt: skip
+    add_g("--saturation", dest="augment.saturation", type=float, metavar="X",
+          help="saturation factor drawn uniformly from [1-X, 1+X] (0.4)")  # fmt: skip
+    add_g("--lighting", dest="augment.lighting", type=float, metavar="STD",
+          help="AlexNet's PCA lighting noise, alpha ~ N(0, STD) per eigenvector (0.1; 0 = off)")  # fmt: skip
     add_g("--flip", dest="augment.flip", action=boolean, help="horizontal mirroring")
     del add
     for action in parser._actions:  # "--lr LR", not "--lr OPTIM.LR"
