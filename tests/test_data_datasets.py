@@ -45,7 +45,7 @@ def _fresh_warning_record(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(datasets, "_warned", set())
 
 
-def test_layout_classes_and_samples(tmp_path: Path) -> None:
+def test_layout_classes_and_samples(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     _image(tmp_path / "cat" / "b.png", 1)
     _image(tmp_path / "cat" / "a.JPG", 2)
     _image(tmp_path / "cat" / "deeper" / "c.png", 3)
@@ -57,7 +57,13 @@ def test_layout_classes_and_samples(tmp_path: Path) -> None:
     _image(tmp_path / "dog" / ".cache" / "y.png")  # hidden sub-folder: skipped
     (tmp_path / "stray.png").write_bytes(b"")  # files at the top level are not classes
 
-    dataset = ImageFolderDataset(tmp_path)
+    with caplog.at_level(logging.WARNING, logger="googlenet.data"):
+        dataset = ImageFolderDataset(tmp_path)
+    # the files left out are named (they were only counted, in an attribute nothing read)
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{tmp_path}: left out 2 file(s) whose names are not of an image type (no extension 1, .txt 1), e.g. "
+        f"{tmp_path / 'dog' / 'README'}; the types read are .jpg .jpeg .png .ppm .bmp .pgm .tif .tiff .webp"
+    ]
     assert dataset.classes == ["cat", "dog"]
     assert dataset.class_to_idx == {"cat": 0, "dog": 1}
     names = [os.path.relpath(path, tmp_path) for path, _ in dataset.samples]

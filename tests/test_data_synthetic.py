@@ -75,7 +75,29 @@ def test_a_folder_that_lost_an_image_is_drawn_again(tmp_path: Path, caplog: pyte
     (folder / "val" / "star" / "00000.jpg").unlink()  # the manifest stays: it alone said "complete"
     assert ensure_builtin(tmp_path, **TINY) == folder
     assert _files(folder) == reference
-    assert "images are there; drawing it again" in caplog.text
+    assert "(29 of its 30 images there, or one changed or added); drawing it again" in caplog.text
+
+
+@pytest.mark.parametrize("change", ["truncated", "added", "legacy"])
+def test_a_folder_whose_files_changed_is_drawn_again(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, change: str
+) -> None:
+    # Counting the JPEGs let a truncated image, or a replaced one, through as the built-in data.
+    folder = ensure_builtin(tmp_path, **TINY)
+    reference = _files(folder)
+    if change == "truncated":
+        image = folder / "train" / "disc" / "00001.jpg"
+        image.write_bytes(image.read_bytes()[:100])
+    elif change == "added":
+        (folder / "train" / "disc" / "00001.jpg").unlink()
+        (folder / "train" / "disc" / "extra.jpg").write_bytes(b"not the drawn image")
+    else:  # a manifest of before the digest: its files cannot be checked
+        manifest = json.loads((folder / "manifest.json").read_text())
+        del manifest["files_sha256"]
+        (folder / "manifest.json").write_text(json.dumps(manifest))
+    assert ensure_builtin(tmp_path, **TINY) == folder
+    assert _files(folder) == reference
+    assert "drawing it again" in caplog.text
 
 
 def test_a_shared_cache_is_readable_by_others_as_the_umask_allows(tmp_path: Path) -> None:

@@ -50,6 +50,9 @@ def test_scenes_are_a_voc_tree_with_1_based_boxes_and_are_deterministic(scenes: 
     again = ensure_builtin_scenes(tmp_path, train_images=40, val_images=20)
     first = json.loads((scenes / "manifest.json").read_text())
     assert json.loads((again / "manifest.json").read_text())["content_sha256"] == first["content_sha256"]
+    (again / "VOCdevkit" / "VOC2007" / "Annotations" / "train_00001.xml").unlink()  # a lost annotation
+    assert ensure_builtin_scenes(tmp_path, train_images=40, val_images=20) == again  # is drawn again
+    assert len(load_voc(again, "train")) == 40
 
 
 def test_a_crowded_scene_draws_only_what_it_annotates(monkeypatch: pytest.MonkeyPatch) -> None:

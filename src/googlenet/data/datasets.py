@@ -13,6 +13,7 @@ import logging
 import os
 import shutil
 import signal
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -22,7 +23,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset, default_collate
 
-from googlenet.data.decode import DEFAULT_MAX_PIXELS, is_image_file, load_image
+from googlenet.data.decode import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, is_image_file, load_image
 from googlenet.errors import ConfigError, DataError
 
 logger = logging.getLogger("googlenet.data")
@@ -54,7 +55,8 @@ class ImageFolderDataset(Dataset[tuple[Any, int]]):
 
     Class folders are the non-hidden sub-folders of `root`, sorted by name, unless `classes` gives
     their names and order. Inside a class folder every non-hidden file with an image extension is a
-    sample (sorted by path); other files are skipped and counted in `num_non_image_files`. Symbolic
+    sample (sorted by path); other files are skipped, counted in `num_non_image_files` and named in one
+    warning (their count by extension, an example). Symbolic
     links to folders are not followed below the class folders (no loops); folders that cannot be
     listed are recorded in `unreadable_dirs` and logged.
 
@@ -91,6 +93,8 @@ class ImageFolderDataset(Dataset[tuple[Any, int]]):
         self.bad_reasons: dict[str, str] = {}  # each bad file's one-line error, as decoding gave it
         self.unreadable_dirs: list[str] = []
         self.num_non_image_files = 0
+        self._non_image_kinds: list[str] = []  # for the warning: each such file's extension
+        self._non_image_example = ""
 
         if classes is None:
             classes = list_class_folders(self.root)
@@ -108,6 +112,16 @@ class ImageFolderDataset(Dataset[tuple[Any, int]]):
                 raise DataError(f"{self.root}: class folder {name!r} has no images")
             self.samples += [(path, index) for path in files]
         self.targets: list[int] = [target for _, target in self.samples]
+        if self.num_non_image_files and f"non-images in {self.root}" not in _warned:  # once a process
+            _warned.add(f"non-images in {self.root}")
+            kinds = Counter(self._non_image_kinds)
+            logger.warning(
+                "%s: left out %d file(s) whose names are not of an image type (%s), e.g. %s; the types read "
+                "are %s",
+                self.root, self.num_non_image_files,
+                ", ".join(f"{kind} {count}" for kind, count in kinds.most_common(4)) + (", ..." if len(kinds) > 4 else ""),
+                self._non_image_example, " ".join(IMAGE_EXTENSIONS),
+            )  # fmt: skip
 
     def _scan_class(self, folder: Path) -> list[str]:
         """Image files under `folder`, sorted by path; counts the rest, records unlistable folders."""
@@ -115,13 +129,15 @@ class ImageFolderDataset(Dataset[tuple[Any, int]]):
         errors: list[OSError] = []
         for dirpath, dirnames, filenames in os.walk(folder, onerror=errors.append, followlinks=False):
             dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-            for name in filenames:
+            for name in sorted(filenames):
                 if name.startswith("."):
                     continue
                 if is_image_file(name):
                     files.append(os.path.join(dirpath, name))
                 else:
                     self.num_non_image_files += 1
+                    self._non_image_kinds.append(os.path.splitext(name)[1].lower() or "no extension")
+                    self._non_image_example = self._non_image_example or os.path.join(dirpath, name)
         for error in errors:
             where = error.filename or str(folder)
             self.unreadable_dirs.append(str(where))

@@ -38,6 +38,7 @@ from googlenet.data.synthetic import (
     _staging_folder,
     available_photos,
     default_cache_dir,
+    files_digest,
     render_scene,
 )
 from googlenet.errors import ConfigError, DataError
@@ -185,6 +186,7 @@ def _generate_scenes(folder: Path, params: dict[str, Any], progress: bool) -> No
     finally:
         if bar is not None:
             bar.close()
-    manifest = {**params, "counts": counts, "objects": objects, "content_sha256": digest.hexdigest()}
+    manifest = {**params, "counts": counts, "objects": objects, "content_sha256": digest.hexdigest(),
+                "files_sha256": files_digest(folder)}  # fmt: skip
     with atomic_open(folder / MANIFEST, "w") as handle:  # written last: its presence means complete
         json.dump(manifest, handle, indent=1, sort_keys=True)

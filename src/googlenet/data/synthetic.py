@@ -518,6 +518,7 @@ def _generate(folder: Path, params: dict[str, Any], progress: bool) -> None:
         **params,
         "counts": {split: counts[split] * len(CLASSES) for split in SPLITS},
         "content_sha256": digest.hexdigest(),
+        "files_sha256": files_digest(folder),
     }
     with atomic_open(folder / MANIFEST, "w") as handle:  # written last: its presence means complete
         json.dump(manifest, handle, indent=1, sort_keys=True)
@@ -553,20 +554,41 @@ def _staging_folder(cache: Path, name: str, what: str) -> Path:
     return staging
 
 
+def files_digest(folder: Path) -> str:
+    """SHA-256 over every file below `folder` but the manifest (each one's relative path and SHA-256, in
+    path order): what the manifest records so that a changed, missing or added file is noticed."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST):
+        digest.update(f"{path.relative_to(folder).as_posix()}:{sha256_file(path)}\n".encode())
+    return digest.hexdigest()
+
+
 def _is_complete(folder: Path, params: dict[str, Any]) -> bool:
-    """Whether `folder` holds the data `params` describe: its manifest (written last) says so, and as
-    many JPEG files as the manifest counts are there (a folder that lost some is drawn again)."""
+    """Whether `folder` holds the data `params` describe: its manifest (written last) says so, and its
+    files are those drawn (`files_digest`; a folder whose files were changed, lost or added to, or one
+    drawn before the digest was recorded, is drawn again: about a minute)."""
     try:
         manifest = json.loads((folder / MANIFEST).read_text())
     except (OSError, ValueError):
         return False
     if not (isinstance(manifest, dict) and all(manifest.get(k) == v for k, v in params.items())):
         return False
-    counts = manifest.get("counts")
-    expected = sum(counts.values()) if isinstance(counts, dict) else None
-    found = sum(1 for _ in folder.rglob("*.jpg"))
-    if expected is not None and found != expected:
-        logger.warning("%s: %d of its %d images are there; drawing it again", folder, found, expected)
+    if "files_sha256" not in manifest:
+        logger.warning("%s: drawn by an earlier version, which recorded no digest of its files; drawing it again",
+                       folder)  # fmt: skip
+        return False
+    try:
+        found = files_digest(folder)
+    except OSError:
+        found = None
+    if found != manifest["files_sha256"]:
+        counts = manifest.get("counts")
+        expected = sum(counts.values()) if isinstance(counts, dict) else "?"
+        images = sum(1 for _ in folder.rglob("*.jpg"))
+        logger.warning(
+            "%s: its files are not those drawn (%d of its %s images there, or one changed or added); drawing "
+            "it again", folder, images, expected,
+        )  # fmt: skip
         return False
     return True
 
