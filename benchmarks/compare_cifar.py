@@ -25,7 +25,7 @@ from torch.optim.swa_utils import AveragedModel, update_bn
 from torch.utils.data import DataLoader
 
 import googlenet
-from googlenet.bench.command import save_run
+from googlenet.bench.command import positive_int, save_run
 from googlenet.data.datasets import load_image_folder
 from googlenet.data.transforms import AugmentConfig, build_eval_transform, build_train_transform
 from googlenet.train.loop import evaluate, train_one_epoch
@@ -192,9 +192,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=["paper", "bn", "torchvision"],
         help="variants; VARIANT+INIT overrides the init, VARIANT+FIELD=NUMBER a ModelConfig field (e.g. paper+dropout=0.2)",
     )
-    parser.add_argument("--epochs", type=int, default=12)
-    parser.add_argument("--input-size", type=int, default=64)
-    parser.add_argument("-b", "--batch-size", type=int, default=32)
+    parser.add_argument("--epochs", type=positive_int, default=12)
+    parser.add_argument("--input-size", type=positive_int, default=64)
+    parser.add_argument("-b", "--batch-size", type=positive_int, default=32)
     parser.add_argument("--lr", type=float, default=0.01)
     parser.add_argument("--clip-grad-norm", type=float, default=2.0, help="as the built-in preset (0: off)")
     parser.add_argument(

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 import googlenet
-from googlenet.bench.command import rates_in_turns, save_run
+from googlenet.bench.command import positive_int, rates_in_turns, save_run
 from googlenet.train.loop import head_losses, weighted_loss
 
 Step = Callable[[Tensor, Tensor], Tensor]
@@ -68,9 +68,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cases", nargs="+", default=["paper:112:fp32", "torchvision:112:fp32",
                         "paper:112:bf16", "torchvision:224:fp32", "paper:224:bf16"],
                         help="VARIANT:SIZE:fp32|bf16 (default: five cases)")  # fmt: skip
-    parser.add_argument("-b", "--batch-size", type=int, default=32)
-    parser.add_argument("--turns", type=int, default=5, help="timed (eager, compiled) turns per case")
-    parser.add_argument("--steps", type=int, default=2, help="training steps per timing")
+    parser.add_argument("-b", "--batch-size", type=positive_int, default=32)
+    parser.add_argument(
+        "--turns", type=positive_int, default=5, help="timed (eager, compiled) turns per case"
+    )
+    parser.add_argument("--steps", type=positive_int, default=2, help="training steps per timing")
     parser.add_argument("--json", type=Path)
     return parser
 

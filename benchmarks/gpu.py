@@ -27,7 +27,7 @@ import torch
 import torchvision
 
 import googlenet
-from googlenet.bench.command import save_run
+from googlenet.bench.command import positive_int, save_run
 from googlenet.bench.paths import train
 
 
@@ -115,9 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--device", default="cuda", help="cuda (default) or cpu (a smoke check of the script)"
     )
-    parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--size", type=int, default=224)
-    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--batch", type=positive_int, default=128)
+    parser.add_argument("--size", type=positive_int, default=224)
+    parser.add_argument("--repeats", type=positive_int, default=10)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument(
         "--backends",

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 import googlenet
+from googlenet.bench.command import positive_int
 from googlenet.data.datasets import load_image_folder
 from googlenet.data.transforms import build_eval_transform
 
@@ -50,8 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
     """The command line of this script (the docs' commands are checked against it)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-path", type=Path, default=DEFAULT_DATA)
-    parser.add_argument("--images", type=int, default=20, help="validation images, spread over the classes")
-    parser.add_argument("--input-size", type=int, default=64)
+    parser.add_argument(
+        "--images", type=positive_int, default=20, help="validation images, spread over the classes"
+    )
+    parser.add_argument("--input-size", type=positive_int, default=64)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--models", nargs="+", default=list(MODELS))
     parser.add_argument("--json", type=Path)

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 import googlenet
-from googlenet.bench.command import save_run
+from googlenet.bench.command import positive_int, save_run
 from googlenet.bench.paths import conv_layers, peer_runner
 from googlenet.infer.fused import fuse
 from googlenet.infer.optimize import time_calls
@@ -85,10 +85,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--variant", default="torchvision", help="our network's layout (default: torchvision)"
     )
-    parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--batch", type=positive_int, default=32)
+    parser.add_argument("--size", type=positive_int, default=224)
     parser.add_argument("--precisions", nargs="+", default=["bf16", "fp32"], choices=["bf16", "fp32"])
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=positive_int, default=5)
     parser.add_argument("--json", type=Path)
     return parser
 

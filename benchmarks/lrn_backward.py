@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 import googlenet
-from googlenet.bench.command import rates_in_turns, save_run
+from googlenet.bench.command import positive_int, rates_in_turns, save_run
 from googlenet.model.layers import LocalResponseNorm
 from googlenet.train.loop import head_losses, weighted_loss
 
@@ -68,10 +68,12 @@ def _repeat(
 def build_parser() -> argparse.ArgumentParser:
     """The command line of this script (the docs' commands are checked against it)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[224, 112])
-    parser.add_argument("-b", "--batch-size", type=int, default=32)
-    parser.add_argument("--pairs", type=int, default=10, help="timed (autograd, closed form) pairs per size")
-    parser.add_argument("--steps", type=int, default=2, help="training steps per timing")
+    parser.add_argument("--sizes", type=positive_int, nargs="+", default=[224, 112])
+    parser.add_argument("-b", "--batch-size", type=positive_int, default=32)
+    parser.add_argument(
+        "--pairs", type=positive_int, default=10, help="timed (autograd, closed form) pairs per size"
+    )
+    parser.add_argument("--steps", type=positive_int, default=2, help="training steps per timing")
     parser.add_argument(
         "--fp32", action="store_true", help="no bf16 autocast (default: bf16, as benchmarked)"
     )

@@ -28,7 +28,7 @@ import onnxruntime as ort
 import torch
 
 import googlenet
-from googlenet.bench.command import machine
+from googlenet.bench.command import machine, positive_int
 from googlenet.data.crops import CropSpec
 from googlenet.data.datasets import load_image_folder
 from googlenet.data.synthetic import ensure_builtin
@@ -55,9 +55,11 @@ def logits_of(sess: ort.InferenceSession) -> Callable[[torch.Tensor], torch.Tens
 def build_parser() -> argparse.ArgumentParser:
     """The command line of this script (the docs' commands are checked against it)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--turns", type=int, default=8)
-    parser.add_argument("--calls", type=int, default=20, help="back-to-back batch-1 calls per sample")
-    parser.add_argument("--images", type=int, default=3, help="images through the 144-crop protocol")
+    parser.add_argument("--turns", type=positive_int, default=8)
+    parser.add_argument(
+        "--calls", type=positive_int, default=20, help="back-to-back batch-1 calls per sample"
+    )
+    parser.add_argument("--images", type=positive_int, default=3, help="images through the 144-crop protocol")
     parser.add_argument("--data-path", help="image folder for the protocol (default: the built-in data)")
     parser.add_argument("--json", type=Path)
     return parser

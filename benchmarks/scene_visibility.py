@@ -15,6 +15,7 @@ import json
 
 import numpy as np
 
+from googlenet.bench.command import positive_int
 from googlenet.data import scenes, synthetic
 
 
@@ -51,8 +52,8 @@ def visible_shares(seed: int, counts: dict[str, int]) -> list[tuple[str, int, st
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--train", type=int, default=400)
-    parser.add_argument("--val", type=int, default=100)
+    parser.add_argument("--train", type=positive_int, default=400)
+    parser.add_argument("--val", type=positive_int, default=100)
     args = parser.parse_args()
     shares = visible_shares(args.seed, {"train": args.train, "val": args.val})
     values = np.array([share for *_, share in shares])

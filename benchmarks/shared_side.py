@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import time
 
+from googlenet.bench.command import positive_int
 from googlenet.detect.detector import DetectorConfig, SharedFeatures, detect_images
 from googlenet.detect.metrics import evaluate_detections, mean_ap
 from googlenet.detect.pipeline import gather_proposals, resolve_annotations
@@ -24,7 +25,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", required=True)
     parser.add_argument("--annotations", default="builtin")
-    parser.add_argument("sides", nargs="+", type=int)
+    parser.add_argument("sides", nargs="+", type=positive_int)
     args = parser.parse_args()
     config = DetectorConfig()
     ensemble = load_ensemble([args.checkpoint], engine="eager")

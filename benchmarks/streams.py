@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 import googlenet
-from googlenet.bench.command import machine
+from googlenet.bench.command import machine, positive_int
 from googlenet.bench.paths import peer_runner
 from googlenet.infer import available_backends
 
@@ -37,9 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     """The command line of this script (the docs' commands are checked against it)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--batch", type=int, nargs="+", default=[1, 7, 32], help="batch sizes (default 1 7 32)"
+        "--batch", type=positive_int, nargs="+", default=[1, 7, 32], help="batch sizes (default 1 7 32)"
     )
-    parser.add_argument("--turns", type=int, default=10)
+    parser.add_argument("--turns", type=positive_int, default=10)
     parser.add_argument("--precision", nargs="+", choices=("fp32", "bf16"), default=["fp32", "bf16"])
     parser.add_argument("--json", type=Path)
     return parser

@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 import googlenet
-from googlenet.bench.command import save_run
+from googlenet.bench.command import positive_int, save_run
 from googlenet.bench.paths import conv_layers
 from googlenet.infer.fused import fuse
 from googlenet.infer.optimize import ONNX_OPSET, onnxruntime_session, time_calls
@@ -124,9 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--variant", default="torchvision", help="our network's layout (default: torchvision)"
     )
-    parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--size", type=int, default=224)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--batch", type=positive_int, default=32)
+    parser.add_argument("--size", type=positive_int, default=224)
+    parser.add_argument("--repeats", type=positive_int, default=5)
     parser.add_argument("--json", type=Path)
     return parser
 

@@ -82,7 +82,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--repeats", type=int, metavar="N",
                         help="timed repetitions N per path, median shown (default 5, 2 with --quick; "
-                             "crops144: N, default 3, 2 with --quick; train: max(2, N // 2) repetitions, "
+                             "crops144: N, default 3, 2 with --quick; train: max(3, N // 2) repetitions, "
                              "each of 2 steps (1 with --quick))")  # fmt: skip
     parser.add_argument(
         "--turns", type=int, help="turns of the versus section, each timing every contender once (default 10)"
@@ -94,7 +94,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="run every path this many times in turn; rows and ratios are medians over the rounds",
     )
     parser.add_argument(
-        "--data-path", metavar="DIR", help="JPEG image folder for data/crops144 (default: built-in)"
+        "--data-path",
+        metavar="DIR",
+        help="JPEG image folder for data/crops144 (default: the built-in images; data: 500x375 crops "
+        "of scikit-image's sample photographs, made once)",
     )
     parser.add_argument("--quick", action="store_true",
                         help="a smoke run: 2 repetitions, 3 turns, and in 'infer' only the baseline, the "
@@ -192,8 +195,21 @@ def peers_left_out(args: argparse.Namespace) -> dict[str, str]:
     return {name: f"not installed ({FAST_INSTALL})" for name in FAST_RUNTIMES if not _installed(name)}
 
 
-def plan(args: argparse.Namespace, root: str) -> list[dict[str, Any]]:
-    """The specs to run, in order, each with a `section`, a `name` and its `baseline` name."""
+def positive_int(text: str) -> int:
+    """argparse type of the benchmark scripts' counts and sizes: an integer of at least 1 (a 0 let a
+    script build its models, time nothing and end in a traceback)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def plan(args: argparse.Namespace, root: str, data_root: str | None = None) -> list[dict[str, Any]]:
+    """The specs to run, in order, each with a `section`, a `name` and its `baseline` name. `root`: the
+    image folder of crops144 (and of data, unless `data_root` is given)."""
     repeats = args.repeats  # given, or the default `_check_sections` filled in (2 with --quick)
     specs: list[dict[str, Any]] = []
     have_ort, have_ov = _installed("onnxruntime"), _installed("openvino")  # else `peers_left_out` names them
@@ -267,9 +283,10 @@ def plan(args: argparse.Namespace, root: str) -> list[dict[str, Any]]:
         for size in args.train_size:
             base = f"train torchvision eager {size} fp32"
             # A training repetition takes seconds where an inference one takes a fraction of one, so
-            # training gets half the repetitions, at least 2 (--help and docs/performance.md say so).
+            # training gets half the repetitions, at least 3, so that the median leaves one outlier out
+            # (--help and docs/performance.md say so).
             common = {"section": "train", "kind": "train", "batch": 32, "size": size, "baseline": base,
-                      "repeats": max(2, repeats // 2), "steps": 1 if args.quick else 2}  # fmt: skip
+                      "repeats": max(3, repeats // 2), "steps": 1 if args.quick else 2}  # fmt: skip
             specs.append({**common, "name": base, "impl": "torchvision", "precision": "fp32"})
             specs.append({**common, "name": f"train torchvision channels_last {size} bf16", "impl": "torchvision",
                           "precision": "bf16", "channels_last": True})  # fmt: skip
@@ -280,7 +297,7 @@ def plan(args: argparse.Namespace, root: str) -> list[dict[str, Any]]:
                                   "fused_sgd": True})  # fmt: skip
     if "data" in args.only:
         for workers in (1, 2):
-            specs.append({"section": "data", "name": f"data {workers} worker(s)", "kind": "data", "root": root,
+            specs.append({"section": "data", "name": f"data {workers} worker(s)", "kind": "data", "root": data_root or root,
                           "size": 224, "workers": workers, "repeats": repeats, "images": 256 if args.quick else 512,
                           "baseline": "data 1 worker(s)"})  # fmt: skip
     if "crops144" in args.only:
@@ -367,7 +384,7 @@ def combine_rounds(specs: list[dict[str, Any]], rounds: list[list[dict[str, Any]
         result: dict[str, Any] = {}
         for key, first in runs[0].items():
             values = [run[key] for run in runs]
-            if key == "peak_rss_mib":
+            if key.startswith("peak_"):
                 result[key] = max(values)
             elif isinstance(first, int | float) and not isinstance(first, bool):
                 result[key] = statistics.median(values)
@@ -448,6 +465,8 @@ def format_rows(rows: list[dict[str, Any]]) -> str:
             )
         if "mm" in row:
             extra = f"  (torch.mm {row['mm']:.0f}, 1x1 convolution {row['conv1x1']:.0f})"
+        if "peak_worker_rss_mib" in row:
+            extra += f"  (peak of a loader process {row['peak_worker_rss_mib']:.0f} MiB)"
         lines.append(
             f"{row['name']:<48} {row['value']:>8.1f} {row['unit']:<7}{ratio:>8} {ceiling:>8} {row['peak_rss_mib']:>9.0f}"
             + extra
@@ -498,11 +517,15 @@ def run(args: argparse.Namespace) -> int:
         (min(args.batch) >= 1, "--batch", " ".join(map(str, args.batch)), "at least 1 each"),
         (min(args.train_size) >= 64, "--train-size", " ".join(map(str, args.train_size)), "at least 64 each"),
     )
-    root = args.data_path
+    root, data_root = args.data_path, None
     if root is None and {"data", "crops144"} & set(args.only):
         from googlenet.data.synthetic import ensure_builtin
 
-        root = str(ensure_builtin())
+        root = str(ensure_builtin()) if "crops144" in args.only else ""
+        if "data" in args.only:  # photographs of ImageNet's usual size: the drawings are 96 px
+            from googlenet.bench.photos import ensure_photo_jpegs
+
+            data_root = str(ensure_photo_jpegs())
     elif root is not None and not Path(root).is_dir():
         raise ConfigError(f"--data-path {root}: not a directory")
     elif root is not None and {"data", "crops144"} & set(args.only):
@@ -523,7 +546,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"googlenet benchmark: {' and '.join(left_out)} not installed ({FAST_INSTALL}): left out as "
               "peers and as backends of ours, so 'ours / the fastest peer' is against the other peers only",
               file=sys.stderr)  # fmt: skip
-    specs = plan(args, root or "")
+    specs = plan(args, root or "", data_root)
     started = time.perf_counter()
     rounds: list[list[dict[str, Any]]] = [[] for _ in range(args.rounds)]
     work = [(r, spec) for r in range(args.rounds) for spec in specs]

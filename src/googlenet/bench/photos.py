@@ -1,0 +1,102 @@
+"""Photograph-sized JPEGs for the benchmark's `data` section, cut from scikit-image's sample photos.
+
+Decoding and resizing cost grows with an image's pixels and with the detail its JPEG codes, so the
+built-in 96-pixel drawings say little about a pipeline fed ImageNet's photographs (most of them
+500x375). Nothing may be downloaded, so these are crops of the colour photographs shipped inside
+scikit-image's wheel (public domain or CC0: its `data/README.txt`), each scaled by a random factor
+(at most its own size where that covers the crop), cut at 500x375 (a quarter of them 375x500), mirrored at random and saved at JPEG quality 90: one class
+folder per photograph, drawn once from a fixed seed and cached beside the built-in data (with a digest
+of every file, checked on use, as there).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from googlenet.data.synthetic import (
+    MANIFEST,
+    _is_complete,
+    _photo_folder,
+    _publish,
+    _staging_folder,
+    default_cache_dir,
+    files_digest,
+)
+from googlenet.errors import DataError
+from googlenet.io import atomic_open
+
+PHOTO_JPEGS_VERSION = 2
+COLOUR_PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "hubble_deep_field.jpg", "ihc.png", "retina.jpg",
+                 "rocket.jpg")  # fmt: skip
+SIZE = (500, 375)  # width, height; portrait crops swap them
+QUALITY = 90
+
+
+def ensure_photo_jpegs(root: str | os.PathLike[str] | None = None, count: int = 520) -> Path:
+    """The folder (`<dir>/train/<photo>/00000.jpg`, one `val/` image per photo) of at least `count`
+    training JPEGs, drawn if needed; a `DataError` when scikit-image's photographs are not installed."""
+    folder = _photo_folder()
+    photos = [name for name in COLOUR_PHOTOS if folder is not None and (folder / name).is_file()]
+    if folder is None or not photos:
+        raise DataError("scikit-image's sample photographs are not installed: give --data-path")
+    params = {"photo_jpegs_version": PHOTO_JPEGS_VERSION, "count": count, "photos": photos, "seed": 0}
+    key = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:12]
+    cache = Path(root) if root is not None else default_cache_dir()
+    target = cache / f"photo-jpegs-{key}"
+    if _is_complete(target, params):
+        return target
+    staging = _staging_folder(cache, target.name, "the benchmark's photo JPEGs")
+    try:
+        _draw(staging, folder, photos, count)
+        manifest = {**params, "counts": {"train": _per_photo(count, photos) * len(photos), "val": len(photos)},
+                    "files_sha256": files_digest(staging)}  # fmt: skip
+        with atomic_open(staging / MANIFEST, "w") as handle:  # written last: its presence means complete
+            json.dump(manifest, handle, indent=1, sort_keys=True)
+        _publish(staging, target, params)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def _per_photo(count: int, photos: list[str]) -> int:
+    return math.ceil(count / len(photos))
+
+
+def _draw(out: Path, folder: Path, photos: list[str], count: int) -> None:
+    per_photo = _per_photo(count, photos)
+    try:
+        for p, name in enumerate(photos):
+            with Image.open(folder / name) as image:
+                photo = image.convert("RGB")
+            for split, number in (("train", per_photo), ("val", 1)):
+                (out / split / Path(name).stem).mkdir(parents=True)
+                for index in range(number):
+                    rng = np.random.default_rng([p, index, split == "val"])
+                    crop = _crop(photo, rng)
+                    crop.save(out / split / Path(name).stem / f"{index:05d}.jpg", "JPEG", quality=QUALITY)
+    except OSError as exc:
+        raise DataError(f"{out}: cannot write the benchmark's photo JPEGs ({exc.strerror or exc})") from None
+
+
+def _crop(photo: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """A SIZE crop (portrait one time in four) of `photo` scaled by a factor drawn between the one that
+    just covers SIZE and 1 (no enlarging beyond the photograph's own detail where it covers SIZE)."""
+    width, height = SIZE if rng.random() >= 0.25 else SIZE[::-1]
+    cover = max(width / photo.width, height / photo.height)
+    scale = rng.uniform(cover, max(cover, 1.0))
+    scaled = photo.resize(
+        (max(width, round(photo.width * scale)), max(height, round(photo.height * scale))),
+        Image.Resampling.BICUBIC,
+    )
+    x = int(rng.integers(0, scaled.width - width + 1))
+    y = int(rng.integers(0, scaled.height - height + 1))
+    crop = scaled.crop((x, y, x + width, y + height))
+    return crop.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if rng.random() < 0.5 else crop
