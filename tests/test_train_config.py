@@ -51,7 +51,10 @@ def test_every_default_number_cites_its_source() -> None:
 
 
 def test_yaml_round_trip(tmp_path: Path) -> None:
-    config = resolve({}, {"optim.lr": 0.05, "model.variant": "bn", "data.data_path": "/data"})
+    config = resolve(
+        {},
+        {"optim.lr": 0.05, "model.variant": "bn", "data.data_path": "/data", "augment.std": [0.5, 0.5, 0.5]},
+    )
     path = tmp_path / "config.yaml"
     path.write_text(dump_yaml(config, "a header\nsecond line"))
     again = from_dict(__import__("yaml").safe_load(path.read_text()))
@@ -122,6 +125,9 @@ def test_flags_override_file_override_preset(tmp_path: Path) -> None:
         ("data:\n  dataset: imagenet\n", "data.dataset 'imagenet' needs a data path"),
         ("- just\n- a list\n", "expected a mapping of sections"),
         ("optim: [1, 2\n", "not valid YAML"),
+        ("augment:\n  std: [0.2, 0, 0.2]\n", "augment.std must be > 0 for each channel, got [0.2, 0.0, 0.2]"),
+        ("augment:\n  mean: [0.5, 0.5]\n", "augment.mean must be three numbers (R G B), got [0.5, 0.5]"),
+        ("augment:\n  mean: 0.5\n", "augment.mean must be a list of float, got 0.5"),
     ],
 )
 def test_config_errors_are_one_line(tmp_path: Path, text: str, message: str) -> None:
@@ -174,7 +180,8 @@ def test_cli_flags_map_onto_config_keys() -> None:
          "--average-start", "0.25", "--ema-decay", "0.99", "--no-random-interpolation",
          "--lighting", "0", "--no-flip", "--scale-min", "0.2", "--on-bad", "abort",
          "--seed", "7", "--deterministic", "--device", "cpu", "--no-channels-last", "--aux-weight", "0.5",
-         "--bias-lr-mult", "2", "--bias-weight-decay", "0", "--norm-weight-decay", "0", "--variant", "bn"]
+         "--bias-lr-mult", "2", "--bias-weight-decay", "0", "--norm-weight-decay", "0", "--variant", "bn",
+         "--mean", "0", "0", "0", "--std", "1", "1", "1"]
     )  # fmt: skip
     config, resume = build_config(args)
     assert resume is None
@@ -194,6 +201,7 @@ def test_cli_flags_map_onto_config_keys() -> None:
         0,
         0,
     )
+    assert (config.augment.mean, config.augment.std) == ([0, 0, 0], [1, 1, 1])  # normalisation off
     assert config.model.input_size == 224  # untouched: the paper recipe when data is given
     # The switches that turn a part off (their own settings then do not apply, and are refused)
     off, _ = build_config(_parse(["--data-path", "/d", "--no-aux", "--no-random-crop", "--no-photometric"]))

@@ -169,6 +169,33 @@ def test_evaluate_builtin_scores_the_images_the_run_held_out(
     assert len(list((tmp_path / "cache").glob("synthetic-*"))) == 1  # nothing drawn anew
 
 
+def test_a_runs_own_normalisation_is_used_and_recorded_for_evaluation(
+    tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # --mean/--std (ImageNet's statistics could not be changed, nor normalisation switched off)
+    from googlenet.train.distributed import DistEnv
+    from googlenet.train.inputs import build_data
+
+    flags = {
+        "run.epochs": 1,
+        "average.start": 0,
+        "augment.mean": [0.2, 0.3, 0.4],
+        "augment.std": [0.5, 0.5, 0.5],
+    }
+    config = tiny(tiny_data, tmp_path / "run", **flags)
+    data = build_data(config, DistEnv())
+    for transform in (data.train.transform, data.val.transform):
+        (normalize,) = [step for step in transform.transforms if type(step).__name__ == "Normalize"]
+        assert (normalize.mean, normalize.std) == ([0.2, 0.3, 0.4], [0.5, 0.5, 0.5])
+    trained = fit(config)
+    meta = torch.load(tmp_path / "run" / "final.pt", weights_only=True)["meta"]
+    assert (meta["mean"], meta["std"]) == ([0.2, 0.3, 0.4], [0.5, 0.5, 0.5])
+    final = str(tmp_path / "run" / "final.pt")
+    argv = ["evaluate", "--checkpoint", final, "--data-path", str(tiny_data), "--engine", "off", "--json"]
+    assert main(argv) == 0
+    assert json.loads(capsys.readouterr().out)["top1_accuracy"] == pytest.approx(trained["val_top1_avg"])
+
+
 def test_resume_mid_epoch_is_bit_identical(
     tiny_data: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -265,6 +265,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_g("--lighting", dest="augment.lighting", type=float, metavar="STD",
           help="AlexNet's PCA lighting noise, alpha ~ N(0, STD) per eigenvector (0.1; 0 = off)")  # fmt: skip
     add_g("--flip", dest="augment.flip", action=boolean, help="horizontal mirroring")
+    add_g("--mean", dest="augment.mean", type=float, nargs=3, metavar=("R", "G", "B"),
+          help="per-channel mean subtracted from 0-1 RGB input, at training and in the checkpoint for "
+               "evaluation (ImageNet's: 0.485 0.456 0.406; with --std 1 1 1, 0 0 0 switches normalisation off)")  # fmt: skip
+    add_g("--std", dest="augment.std", type=float, nargs=3, metavar=("R", "G", "B"),
+          help="per-channel standard deviation it is divided by (ImageNet's: 0.229 0.224 0.225)")  # fmt: skip
     del add
     for action in parser._actions:  # "--lr LR", not "--lr OPTIM.LR"
         if "." in action.dest and action.metavar is None and action.nargs != 0 and not action.choices:

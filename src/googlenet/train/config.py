@@ -34,6 +34,7 @@ from typing import Any
 
 import yaml
 
+from googlenet.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from googlenet.errors import ConfigError
 from googlenet.model.googlenet import INITS, MAX_INPUT_SIZE, MIN_INPUT_SIZE, MIN_INPUT_SIZE_AUX
 
@@ -116,6 +117,12 @@ class AugmentSection:
     saturation: float = 0.4  # as above
     lighting: float = 0.1  # not in the paper: AlexNet-style PCA lighting noise, std 0.1 (Krizhevsky 2012)
     flip: bool = True  # not in the paper: Caffe's reference solver mirrors (FACTS s.3)
+    # Not in the paper (which subtracts a mean image, as Caffe's reference does): per-channel mean/std
+    # normalisation on 0-1 RGB, ImageNet's statistics as torchvision uses them. Recorded in the final
+    # checkpoint, so evaluation and prediction normalise the same way; mean 0 0 0 with std 1 1 1
+    # switches it off.
+    mean: list[float] = field(default_factory=lambda: list(IMAGENET_MEAN))
+    std: list[float] = field(default_factory=lambda: list(IMAGENET_STD))  # as above
 
 
 @dataclass
@@ -318,6 +325,8 @@ def _split(key: str) -> tuple[str, str]:
 
 
 def _type_name(tp: Any) -> str:
+    if typing.get_origin(tp) is list:
+        return f"a list of {_type_name(typing.get_args(tp)[0])}"
     return getattr(tp, "__name__", str(tp))
 
 
@@ -348,6 +357,10 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
     elif tp is str:
         if isinstance(value, str):
             return value
+    elif typing.get_origin(tp) is list:  # list[float]: three numbers per RGB channel (augment.mean/std)
+        if isinstance(value, list | tuple):
+            (item,) = typing.get_args(tp)
+            return [_coerce(key, v, item) for v in value]
     else:  # pragma: no cover - every field is one of the above
         raise TypeError(f"unsupported config type {tp} for {key}")
     raise ConfigError(f"{key} must be {_type_name(tp)}, got {value!r}")
@@ -573,6 +586,13 @@ def validate(config: TrainConfig, *, resuming: bool = False) -> None:
     _check(0.0 < a.ratio_min <= a.ratio_max, "augment: need 0 < ratio_min <= ratio_max")
     for name in ("brightness", "contrast", "saturation", "lighting"):
         _check(getattr(a, name) >= 0.0, f"augment.{name} must be >= 0, got {getattr(a, name)}")
+    for name in ("mean", "std"):
+        values = getattr(a, name)
+        _check(
+            len(values) == 3 and all(math.isfinite(v) for v in values),
+            f"augment.{name} must be three numbers (R G B), got {values}",
+        )
+    _check(all(v > 0.0 for v in a.std), f"augment.std must be > 0 for each channel, got {a.std}")
     _check(o.batch_size >= 1, f"optim.batch_size must be >= 1, got {o.batch_size}")
     _check(o.lr > 0.0, f"optim.lr must be > 0, got {o.lr}")
     _check(0.0 <= o.momentum < 1.0, f"optim.momentum must be in [0, 1), got {o.momentum}")

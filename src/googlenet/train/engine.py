@@ -35,7 +35,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from googlenet.console import is_launched, leave_resume_hint
-from googlenet.data.transforms import IMAGENET_MEAN, IMAGENET_STD, default_resize_size
+from googlenet.data.transforms import default_resize_size
 from googlenet.errors import CheckpointError, ConfigError, GoogLeNetError
 from googlenet.model.googlenet import GoogLeNet, build_model
 from googlenet.model.weights import save_checkpoint
@@ -395,8 +395,8 @@ class _Trainer:
             "class_names": data.classes,
             "input_size": m.input_size,
             "resize_size": m.resize_size or default_resize_size(m.input_size),
-            "mean": list(IMAGENET_MEAN),
-            "std": list(IMAGENET_STD),
+            "mean": list(config.augment.mean),
+            "std": list(config.augment.std),
             "interpolation": "bilinear",
             "variant": m.variant,
             "recipe": _recipe(config, groups),
@@ -711,7 +711,7 @@ def _build_model(
     model = build_model(m.variant, num_classes=len(classes), aux_logits=m.aux_logits, **overrides)
     copied: list[str] = []
     if m.init_from and load_init:
-        kept = set(init_from(model, m.init_from, classes=classes))
+        kept = set(init_from(model, m.init_from, config.augment.mean, config.augment.std, classes=classes))
         copied = [name for name, _ in model.named_parameters() if name not in kept]
     init_sha = _fingerprint(model) if load_init or not m.init_from else None
     if m.sync_bn:

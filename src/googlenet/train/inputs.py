@@ -118,9 +118,9 @@ def build_data(config: TrainConfig, env: ddp.DistEnv, training: bool = True) -> 
     m, d, a = config.model, config.data, config.augment
     train: ImageFolderDataset
     val: ImageFolderDataset
-    augment = AugmentConfig(**asdict(a), resize_size=m.resize_size)  # AugmentSection mirrors its fields
-    train_tf = build_train_transform(m.input_size, augment)
-    eval_tf = build_eval_transform(m.input_size, m.resize_size)
+    fields = {**asdict(a), "mean": tuple(a.mean), "std": tuple(a.std)}  # AugmentSection mirrors its fields
+    train_tf = build_train_transform(m.input_size, AugmentConfig(**fields, resize_size=m.resize_size))
+    eval_tf = build_eval_transform(m.input_size, m.resize_size, a.mean, a.std)
     # Evaluation alone (`training=False`) reads the validation split only: ImageNet's training archive
     # is not extracted and an image folder needs no train/; `train` is then the validation set, unread.
     if d.dataset == "imagenet":
