@@ -24,7 +24,7 @@ from googlenet.errors import ConfigError
 from googlenet.io import sha256_file
 from googlenet.model.weights import load_checkpoint_model
 from googlenet.train import NonFiniteLossError, TrainConfig, fit, resolve
-from googlenet.train.config import load_yaml
+from googlenet.train.config import flatten, load_yaml
 from googlenet.train.runs import METRIC_COLUMNS
 
 
@@ -167,6 +167,16 @@ def test_evaluate_builtin_scores_the_images_the_run_held_out(
     report = json.loads(capsys.readouterr().out)
     assert report["images"] == 10  # the run's 1 per class, not the default drawing's 30
     assert len(list((tmp_path / "cache").glob("synthetic-*"))) == 1  # nothing drawn anew
+    # data.builtin_seed draws other images (it was fixed at 0); evaluate follows the run's recipe again
+    other = resolve(
+        {}, {**flatten(config.as_dict()), "data.builtin_seed": 3, "run.output_dir": str(tmp_path / "other")}
+    )
+    fit(other)
+    assert len(list((tmp_path / "cache").glob("synthetic-*"))) == 2
+    final = str(tmp_path / "other" / "final.pt")
+    assert main(["evaluate", "--checkpoint", final, "--dataset", "builtin", "--engine", "off", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["images"] == 10
+    assert len(list((tmp_path / "cache").glob("synthetic-*"))) == 2  # the seed-3 drawing, not a third
 
 
 def test_a_runs_own_normalisation_is_used_and_recorded_for_evaluation(

@@ -94,6 +94,8 @@ class DataSection:
     builtin_image_size: int = 96  # not in the paper: ensure_builtin's default image side
     builtin_train_per_class: int = 100  # ensure_builtin's default: 1,000 training images
     builtin_val_per_class: int = 30  # ensure_builtin's default: 300 validation images
+    # ensure_builtin's default: the drawing's seed, which picks the images (run.data_seed their order)
+    builtin_seed: int = 0
     # Not in the paper (classification draws batches uniformly): every training batch holds exactly
     # round(balance_share x batch) images of class `balance_class` (R-CNN's 96 background regions in
     # 128; `detect train` sets "background" and 0.75). None: uniform batches.
@@ -289,7 +291,7 @@ def builtin_settings(data: DataSection) -> BuiltinSettings:
     """`ensure_builtin`'s arguments for this data config: the same settings find the same cached images
     (training, `evaluate --dataset builtin` through the checkpoint's recipe, the report, ablation)."""
     return {
-        "seed": 0,  # one fixed drawing; run.data_seed varies the order, not the images
+        "seed": data.builtin_seed,  # another drawing of the same classes; run.data_seed varies the order
         "image_size": data.builtin_image_size,
         "train_per_class": data.builtin_train_per_class,
         "val_per_class": data.builtin_val_per_class,
@@ -568,6 +570,7 @@ def validate(config: TrainConfig, *, resuming: bool = False) -> None:
         _check(value is None or 0.0 <= value < 1.0, f"model.{name} must be in [0, 1), got {value}")
     _check(d.workers is None or d.workers >= 0, f"data.workers must be >= 0, got {d.workers}")
     _check(d.builtin_image_size >= 16, f"data.builtin_image_size must be >= 16, got {d.builtin_image_size}")
+    _check(d.builtin_seed >= 0, f"data.builtin_seed must be >= 0, got {d.builtin_seed}")
     _check(
         d.builtin_train_per_class >= 1 and d.builtin_val_per_class >= 1,
         "data.builtin_train_per_class and data.builtin_val_per_class must be >= 1",
