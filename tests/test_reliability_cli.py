@@ -88,8 +88,9 @@ def test_usage_errors_are_one_line_exit_2(path: tuple[str, ...], capsys: pytest.
         if action.choices is not None:
             code, err = run([*path, flag, "no-such-choice"], capsys)
             assert_one_line(code, err, (2,), "no-such-choice")
-        elif action.type in NUMERIC:
-            code, err = run([*path, flag, "twelve"], capsys)
+        elif action.type in NUMERIC:  # as many words as the flag takes (--mean R G B: three)
+            words = ["twelve"] * (action.nargs if isinstance(action.nargs, int) else 1)
+            code, err = run([*path, flag, *words], capsys)
             assert_one_line(code, err, (2,), "twelve")
         if action.nargs == "?":  # the value is optional (benchmark --json [FILE]): nothing is missing
             continue
