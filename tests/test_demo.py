@@ -5,6 +5,7 @@ the data and the number of epochs."""
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -30,6 +31,7 @@ def test_demo_trains_evaluates_and_says_where_everything_is(
         return cli([*argv, *TINY] if argv[0] == "train" else [*argv, "--engine", "eager"])
 
     monkeypatch.setattr(demo, "cli", tiny)
+    monkeypatch.setattr(demo.shutil, "which", lambda name: None)  # as under `make demo`
     assert demo.main() == 0
     out = capsys.readouterr().out
     assert [call[0] for call in calls] == ["train", "evaluate", "evaluate"]
@@ -39,6 +41,10 @@ def test_demo_trains_evaluates_and_says_where_everything_is(
         assert (run / name).is_file(), name
         if name != "last.pt":
             assert str(Path("runs") / run.name / name) in out, name  # listed under "where to look"
+    # `make demo` runs .venv's python with `googlenet` not on PATH: the hints say how to get it there
+    assert (
+        f"(the commands below run in this environment: source {Path(sys.prefix) / 'bin' / 'activate'})" in out
+    )
     summary = re.search(r"demo finished in \d+s: val top-1 raw ([\d.]+)%, Polyak-averaged ([\d.]+)%", out)
     assert summary is not None, out[-500:]
     assert all(0 <= float(value) <= 100 for value in summary.groups())

@@ -79,6 +79,24 @@ def test_flags_are_the_rows_where_table1_disagrees(paper_rows) -> None:
     }
 
 
+def test_another_number_of_classes_is_not_flagged_against_table_1s_classifier(capsys) -> None:
+    # The report of a 10-class run flagged "linear: params computed 10.2K, printed 1,000.0K".
+    model = googlenet.build_model("paper", num_classes=10)
+    rows = {r.name: r for r in table_rows(model)}
+    assert rows["fc"].flags == [] and {n for n, r in rows.items() if r.flags} == {
+        "conv1",
+        "inception4c",
+        "inception5a",
+    }
+    assert main(["summary", "--num-classes", "10"]) == 0
+    out = capsys.readouterr().out
+    assert (
+        "linear: Table 1's printed params and ops are for ImageNet's 1000 classes; this network has 10" in out
+    )
+    assert "linear: params computed" not in out
+    assert main(["summary"]) == 0 and "ImageNet's 1000 classes" not in capsys.readouterr().out
+
+
 def test_output_shapes_and_patches(paper_rows) -> None:
     assert paper_rows["conv1"].output_shape == (112, 112, 64) and paper_rows["conv1"].patch == "7x7/2"
     assert paper_rows["maxpool4"].output_shape == (7, 7, 832) and paper_rows["maxpool4"].patch == "3x3/2"

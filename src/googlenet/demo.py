@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -45,6 +46,10 @@ def main() -> int:
     ):
         print(f"  {output / name}")
     print(f"  {final}  (the averaged model; last.pt resumes the run)")
+    if shutil.which("googlenet") is None:  # `make demo` runs .venv's python, which is not on PATH
+        print(
+            f"  (the commands below run in this environment: source {Path(sys.prefix) / 'bin' / 'activate'})"
+        )
     print(f"  googlenet report {output}  (one HTML page: curves, Table 1, confusion, worst mistakes)")
     print(f"  googlenet predict IMAGE --checkpoint {final}")
     print(f"  tensorboard --logdir {output}")

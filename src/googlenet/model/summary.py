@@ -214,8 +214,10 @@ def _row(
         row.paper_ops = table1.parse_printed(paper.ops)
         if name == "conv2+conv3":
             row.patch = _patch(modules["conv3"])
+        # Table 1's classifier is ImageNet's 1000-way one: another number of classes differs by design
+        compared = name != "fc" or model.config.num_classes == table1.PAPER_NUM_CLASSES
         for flag in (_flag(row.params, row.paper_params, "params"), _flag(row.macs, row.paper_ops, "ops")):
-            if flag:
+            if flag and compared:
                 row.flags.append(flag)
     if name == "avgpool" and isinstance(module, nn.AdaptiveAvgPool2d):
         side = shapes["inception5b"][-1]
@@ -372,6 +374,11 @@ def format_table(model: GoogLeNet, input_size: int) -> str:
         f"{total['macs'] / 1e9:.3f} G multiply-adds; "
         f"depth {total['depth']} ({total['depth_with_pooling']} with pooling)"
     )
+    if model.config.num_classes != table1.PAPER_NUM_CLASSES:
+        lines.append(
+            f"linear: Table 1's printed params and ops are for ImageNet's {table1.PAPER_NUM_CLASSES} classes; "
+            f"this network has {model.config.num_classes} (not compared)"
+        )
     flagged = [(r.type, f) for r in rows for f in r.flags]
     if flagged:
         lines.append(

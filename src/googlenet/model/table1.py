@@ -57,6 +57,8 @@ class PaperRow:
 
 
 # The rows exactly as printed. "conv 3x3/1" stands for the 1x1 reduce + 3x3 pair (depth 2).
+PAPER_NUM_CLASSES = 1000  # ILSVRC 2014 classification: the classifier rows below are 1000-way
+
 PAPER_ROWS: tuple[PaperRow, ...] = (
     PaperRow("conv1", "convolution", "7x7/2", (112, 112, 64), 1, "2.7K", "34M"),
     PaperRow("maxpool1", "max pool", "3x3/2", (56, 56, 64), 0, "", ""),

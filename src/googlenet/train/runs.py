@@ -46,7 +46,7 @@ LOCK_FILE = ".lock"
 
 # Per epoch. Raw = the weights being trained; avg = the averaged (Polyak/EMA) weights.
 METRIC_COLUMNS: tuple[str, ...] = (
-    "epoch",
+    "epoch",  # from 0, as torchvision's reference scripts log it ("Epoch: [0]"); the log and plots say 1
     "global_step",
     "lr",  # at the last step of the epoch
     "loss_main", "loss_aux1", "loss_aux2", "loss_total",  # training, per head, over the epoch
