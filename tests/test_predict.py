@@ -76,6 +76,8 @@ def test_unreadable_image_is_one_line_and_the_others_are_predicted(
     assert str(files["wide"]) in captured.out and str(files["tall"]) in captured.out
     assert captured.out.count("%") == 2 * 3  # top-5 of 3 classes: 3 lines per image
     assert errors[0].endswith("(skipped)")
+    assert main(["predict", str(files["broken"]), "--checkpoint", str(files["a"])]) == 1
+    assert not capsys.readouterr().err.strip().endswith("(skipped)")  # alone it has no others to go on to
     assert main([*args, "--on-bad", "abort"]) == 1  # the first unreadable image stops it
     captured = capsys.readouterr()
     assert "broken.jpg" in captured.err and captured.err.count("\n") == 1

@@ -211,9 +211,12 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     ensemble = load_ensemble(args.checkpoint, args.weights, args.variant, device, args.engine, args.precision)
 
+    # "(skipped)" where the others go on; one image file given has no others
+    skipped = "" if len(images) == 1 and not os.path.isdir(images[0]) else " (skipped)"
+
     def show(r: dict[str, Any]) -> None:  # each image's result as soon as it is there (JSON: at the end)
         if "error" in r:
-            print(f"googlenet predict: error: {r['error']} (skipped)", file=sys.stderr)
+            print(f"googlenet predict: error: {r['error']}{skipped}", file=sys.stderr)
         elif not args.json:
             print(r["image"])
             for entry in r["top"]:

@@ -153,7 +153,7 @@ def curves_section(folder: Path, num_classes: int | None = None) -> str:
     for ax, title in zip(axes, ("loss", "accuracy (%)", "learning rate"), strict=True):
         ax.set_title(title)
         ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
         ax.grid(True, alpha=0.3)
     axes[0].legend(fontsize=7)
     axes[1].legend(fontsize=7)

@@ -268,7 +268,7 @@ class RunFolder:
                     axes.plot(epochs, values, marker="o", markersize=3, label=label)
             if chance is not None and axes.lines:
                 axes.axhline(chance[0], color="0.4", linestyle="--", linewidth=1, label=chance[1])
-            axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+            axes.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
             axes.set_xlabel("epoch")
             axes.set_ylabel(ylabel)
             axes.set_title(title)
