@@ -160,6 +160,8 @@ def curves_section(folder: Path, num_classes: int | None = None) -> str:
     last = rows[-1]
     keys = ("val_top1_raw", "val_top5_raw", "val_top1_avg", "val_top5_avg", "img_per_s")
     shown = {"epoch": epochs[-1], **{k: last.get(k, "") for k in keys}}  # 1-based, as the plot and the log
+    # this epoch's rate, beside the Results table's mean over the run under the same name
+    shown["img_per_s (this epoch)"] = shown.pop("img_per_s")
     return img(figure_png(fig), "training curves") + mapping_table(shown)
 
 
