@@ -126,7 +126,7 @@ def _images(html: str) -> list[str]:
 def test_each_kind_is_one_self_contained_file_with_its_sections(reports: dict[str, Path]) -> None:
     expected = {
         "training": ["Training curves", "Table 1: the network", "Gradient flow", "most confidently wrong",
-                     "inception (5b)", "true: ", " with them;"],  # final.pt keeps its auxiliary heads
+                     "inception (5b)", "true: ", " with them;", "img_per_s (this epoch)"],  # final.pt keeps its aux heads
         "evaluation": ["Table 3: crops and models", "the paper (ILSVRC 2012 val)", "confusion"],
         "ablation": ["Effects with 95% confidence intervals", "Gradient flow with and without", "no-aux"],
         "detection": ["mean average precision", "42.00%", "the 5 highest-scoring detections", "disc 0.90"],
