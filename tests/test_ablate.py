@@ -138,6 +138,10 @@ def test_plan_checks_arms_and_seeds_and_builds_each_run_command(tmp_path: Path) 
         StudyPlan(tmp_path, arms=("full", "no-polyak"), base={"average.method": "none"}).check()
     with pytest.raises(ConfigError, match="aux-weight-1 change nothing"):  # no heads to weigh
         StudyPlan(tmp_path, arms=("full", "aux-weight-1"), base={"model.aux_logits": False}).check()
+    with pytest.raises(
+        ConfigError, match="no-photometric change nothing"
+    ):  # its lighting 0 does nothing then
+        StudyPlan(tmp_path, arms=("full", "no-photometric"), base={"augment.photometric": False}).check()
     empty = tmp_path / "empty"
     empty.mkdir()  # every run would fail on it: refused before the first starts
     with pytest.raises(DataError, match="missing split folder"):

@@ -45,7 +45,9 @@ def _fresh_warning_record(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(datasets, "_warned", set())
 
 
-def test_layout_classes_and_samples(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_layout_classes_and_samples(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
     _image(tmp_path / "cat" / "b.png", 1)
     _image(tmp_path / "cat" / "a.JPG", 2)
     _image(tmp_path / "cat" / "deeper" / "c.png", 3)
@@ -64,6 +66,12 @@ def test_layout_classes_and_samples(tmp_path: Path, caplog: pytest.LogCaptureFix
         f"{tmp_path}: left out 2 file(s) whose names are not of an image type (no extension 1, .txt 1), e.g. "
         f"{tmp_path / 'dog' / 'README'}; the types read are .jpg .jpeg .png .ppm .bmp .pgm .tif .tiff .webp"
     ]
+    caplog.clear()
+    datasets._warned.clear()
+    monkeypatch.setenv("RANK", "1")  # a torchrun process other than the first: the first one says it
+    with caplog.at_level(logging.WARNING, logger="googlenet.data"):
+        ImageFolderDataset(tmp_path)
+    assert caplog.records == []
     assert dataset.classes == ["cat", "dog"]
     assert dataset.class_to_idx == {"cat": 0, "dog": 1}
     names = [os.path.relpath(path, tmp_path) for path, _ in dataset.samples]

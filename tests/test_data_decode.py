@@ -84,6 +84,12 @@ def test_a_grey_or_rgb_png_with_a_transparent_colour_is_composited_on_white(tmp_
     colour.putpixel((1, 0), (200, 100, 50))
     colour.save(tmp_path / "rgb.png", transparency=(10, 20, 30))
     assert np.asarray(load_image(tmp_path / "rgb.png")).tolist() == [[[255, 255, 255], [200, 100, 50]]]
+    bilevel = Image.new("1", (2, 1))
+    bilevel.save(tmp_path / "1.png", transparency=0)  # both pixels black, so both transparent
+    assert np.asarray(load_image(tmp_path / "1.png")).tolist() == [[[255, 255, 255], [255, 255, 255]]]
+    Image.fromarray(np.array([[0, 32896]], dtype=np.uint16)).save(tmp_path / "deep.png", transparency=0)
+    assert Image.open(tmp_path / "deep.png").mode.startswith("I")
+    assert np.asarray(load_image(tmp_path / "deep.png")).tolist() == [[[255, 255, 255], [128, 128, 128]]]
 
 
 def test_16_bit_is_scaled_not_clipped(tmp_path: Path) -> None:

@@ -204,6 +204,12 @@ def test_a_runs_own_normalisation_is_used_and_recorded_for_evaluation(
     argv = ["evaluate", "--checkpoint", final, "--data-path", str(tiny_data), "--engine", "off", "--json"]
     assert main(argv) == 0
     assert json.loads(capsys.readouterr().out)["top1_accuracy"] == pytest.approx(trained["val_top1_avg"])
+    # --test-only on the run (which refuses --mean/--std) normalised with ImageNet's statistics
+    loss = float(_history(tmp_path / "run")[-1]["val_loss_avg"])
+    for resume in (tmp_path / "run", tmp_path / "run" / "final.pt"):
+        scored = fit(tiny(tiny_data, tmp_path / "unused", **{"run.test_only": True}), resume=resume)
+        assert scored.get("val_top1_avg", scored.get("val_top1")) == pytest.approx(trained["val_top1_avg"])
+        assert scored.get("val_loss_avg", scored.get("val_loss")) == pytest.approx(loss, rel=1e-5), resume
 
 
 def test_resume_mid_epoch_is_bit_identical(

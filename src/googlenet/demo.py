@@ -46,7 +46,8 @@ def main() -> int:
     ):
         print(f"  {output / name}")
     print(f"  {final}  (the averaged model; last.pt resumes the run)")
-    if shutil.which("googlenet") is None:  # `make demo` runs .venv's python, which is not on PATH
+    # `make demo` runs .venv's python, whose bin/ is not on PATH; outside a venv there is nothing to source
+    if shutil.which("googlenet") is None and sys.prefix != sys.base_prefix:
         print(
             f"  (the commands below run in this environment: source {Path(sys.prefix) / 'bin' / 'activate'})"
         )

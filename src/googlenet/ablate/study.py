@@ -174,6 +174,9 @@ def _effective(config: Any) -> dict[str, Any]:
         flat = {k: v for k, v in flat.items() if not k.startswith("average.")}
     if not flat["model.aux_logits"]:  # no auxiliary heads: their loss weight and dropout do nothing
         flat = {k: v for k, v in flat.items() if k not in ("optim.aux_weight", "model.aux_dropout")}
+    if not flat["augment.photometric"]:  # no photometric distortion: its jitter and lighting do nothing
+        flat = {k: v for k, v in flat.items()
+                if k not in ("augment.brightness", "augment.contrast", "augment.saturation", "augment.lighting")}  # fmt: skip
     return flat
 
 

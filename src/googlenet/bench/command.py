@@ -100,7 +100,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "of scikit-image's sample photographs, made once)",
     )
     parser.add_argument("--quick", action="store_true",
-                        help="a smoke run: 2 repetitions, 3 turns, and in 'infer' only the baseline, the "
+                        help="a smoke run: 2 repetitions (training 3), 3 turns, and in 'infer' only the baseline, the "
                              "runtimes' peers and our paper variant (no channels_last, torchvision-layout or "
                              "fused-1x1 rows)")  # fmt: skip
     parser.add_argument("--json", metavar="FILE", nargs="?", const="-",

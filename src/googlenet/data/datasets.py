@@ -112,7 +112,9 @@ class ImageFolderDataset(Dataset[tuple[Any, int]]):
                 raise DataError(f"{self.root}: class folder {name!r} has no images")
             self.samples += [(path, index) for path in files]
         self.targets: list[int] = [target for _, target in self.samples]
-        if self.num_non_image_files and f"non-images in {self.root}" not in _warned:  # once a process
+        # once: per process, and under torchrun (every process lists the folder) by the first one only
+        first = os.environ.get("RANK", "0") == "0"
+        if self.num_non_image_files and first and f"non-images in {self.root}" not in _warned:
             _warned.add(f"non-images in {self.root}")
             kinds = Counter(self._non_image_kinds)
             logger.warning(

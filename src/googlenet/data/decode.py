@@ -126,13 +126,20 @@ def to_rgb(image: Image.Image, source: str = "image") -> Image.Image:
 def _to_rgb(image: Image.Image, file: Path) -> Image.Image:
     """Convert any PIL mode to 8-bit RGB, scaling high bit depths rather than clipping them."""
     mode = image.mode
-    if mode in ("L", "RGB") and "transparency" in image.info:
+    transparent = image.info.get("transparency") if mode != "P" else None
+    if mode in ("1", "L", "RGB") and transparent is not None:
         image = image.convert("RGBA")  # a PNG's tRNS colour (one grey level or RGB triple) becomes alpha
     elif mode == "RGB":
         return image
-    if mode.startswith("I;16") or mode in ("I", "F"):
-        return Image.fromarray(_to_uint8(np.asarray(image), mode), mode="L").convert("RGB")
-    if mode == "P" and "transparency" in image.info:
+    elif mode.startswith("I;16") or mode in ("I", "F"):
+        pixels = np.asarray(image)
+        grey = _to_uint8(pixels, mode)
+        if not isinstance(transparent, int):
+            return Image.fromarray(grey, mode="L").convert("RGB")
+        # a 16-bit tRNS grey level: PIL's RGBA conversion would clip first, so the alpha comes from it here
+        alpha = np.where(pixels == transparent, 0, 255).astype(np.uint8)
+        image = Image.fromarray(np.dstack([grey, grey, grey, alpha]), mode="RGBA")
+    elif mode == "P" and "transparency" in image.info:
         image = image.convert("RGBA")  # palette transparency becomes a real alpha channel
     elif mode == "P":
         return image.convert("RGB")

@@ -45,6 +45,9 @@ def evaluate_checkpoint(
     meta = dict(checkpoint.get("meta") or {})
     config.model.input_size = int(meta.get("input_size", config.model.input_size))
     config.model.resize_size = meta.get("resize_size", config.model.resize_size)
+    for name in ("mean", "std"):  # the normalisation the weights were trained with (--mean/--std)
+        if name in meta:
+            setattr(config.augment, name, [float(v) for v in meta[name]])
     data = build_data(config, env, training=False)
     check_same_classes(meta, data.classes, file)
     model = build_from_config(dict(checkpoint["model_config"])).to(device)
