@@ -119,8 +119,9 @@ class AugmentSection:
     saturation: float = 0.4  # as above
     lighting: float = 0.1  # not in the paper: AlexNet-style PCA lighting noise, std 0.1 (Krizhevsky 2012)
     flip: bool = True  # not in the paper: Caffe's reference solver mirrors (FACTS s.3)
-    # Not in the paper (which subtracts a mean image, as Caffe's reference does): per-channel mean/std
-    # normalisation on 0-1 RGB, ImageNet's statistics as torchvision uses them. Recorded in the final
+    # Table 1's input is RGB "with mean subtraction" (FACTS s.1; Caffe's reference subtracts a mean per
+    # channel); not in the paper: the division by a std and ImageNet's statistics as torchvision uses
+    # them, per channel on 0-1 RGB. Recorded in the final
     # checkpoint, so evaluation and prediction normalise the same way; mean 0 0 0 with std 1 1 1
     # switches it off.
     mean: list[float] = field(default_factory=lambda: list(IMAGENET_MEAN))
