@@ -11,27 +11,16 @@ of every file, checked on use, as there).
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import os
-import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from googlenet.data.synthetic import (
-    MANIFEST,
-    _is_complete,
-    _photo_folder,
-    _publish,
-    _staging_folder,
-    default_cache_dir,
-    files_digest,
-)
+from googlenet.data.synthetic import _photo_folder, cached_folder
 from googlenet.errors import DataError
-from googlenet.io import atomic_open
 
 PHOTO_JPEGS_VERSION = 2
 COLOUR_PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "hubble_deep_field.jpg", "ihc.png", "retina.jpg",
@@ -48,22 +37,13 @@ def ensure_photo_jpegs(root: str | os.PathLike[str] | None = None, count: int = 
     if folder is None or not photos:
         raise DataError("scikit-image's sample photographs are not installed: give --data-path")
     params = {"photo_jpegs_version": PHOTO_JPEGS_VERSION, "count": count, "photos": photos, "seed": 0}
-    key = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:12]
-    cache = Path(root) if root is not None else default_cache_dir()
-    target = cache / f"photo-jpegs-{key}"
-    if _is_complete(target, params):
-        return target
-    staging = _staging_folder(cache, target.name, "the benchmark's photo JPEGs")
-    try:
-        _draw(staging, folder, photos, count)
-        manifest = {**params, "counts": {"train": _per_photo(count, photos) * len(photos), "val": len(photos)},
-                    "files_sha256": files_digest(staging)}  # fmt: skip
-        with atomic_open(staging / MANIFEST, "w") as handle:  # written last: its presence means complete
-            json.dump(manifest, handle, indent=1, sort_keys=True)
-        _publish(staging, target, params)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return target
+    source = folder  # a Path here (the closure below does not see the check above narrow `folder`)
+
+    def draw(staging: Path, _: Path) -> dict[str, Any]:
+        _draw(staging, source, photos, count)
+        return {"counts": {"train": _per_photo(count, photos) * len(photos), "val": len(photos)}}
+
+    return cached_folder(root, "photo-jpegs", params, "the benchmark's photo JPEGs", draw)
 
 
 def _per_photo(count: int, photos: list[str]) -> int:

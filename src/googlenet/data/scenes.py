@@ -16,9 +16,7 @@ pixel columns 0..9 (0-based) is written xmin=1, xmax=10.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
-import shutil
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
@@ -29,20 +27,15 @@ from googlenet.data.synthetic import (
     CLASSES,
     GENERATOR_VERSION,
     JPEG_QUALITY,
-    MANIFEST,
     ObjectSpec,
     PlacedObject,
-    _is_complete,
     _progress_bar,
-    _publish,
-    _staging_folder,
     available_photos,
-    default_cache_dir,
-    files_digest,
+    cached_folder,
     render_scene,
 )
 from googlenet.errors import ConfigError, DataError
-from googlenet.io import atomic_open, sha256_file
+from googlenet.io import sha256_file
 
 SCENE_AREA_RANGE = (0.03, 0.25)  # each object's tight box, as a fraction of the image area
 SCENE_SIZES: tuple[tuple[int, int], ...] = ((192, 144), (160, 160), (144, 192))  # width, height
@@ -137,21 +130,17 @@ def ensure_builtin_scenes(
         "classes": list(CLASSES),
         "photos": list(available_photos()),
     }
-    key = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:12]
-    cache = Path(root) if root is not None else default_cache_dir()
-    target = cache / f"scenes-{key}"
-    if _is_complete(target, params):
-        return target
-    staging = _staging_folder(cache, target.name, "the built-in scenes")
-    try:
-        _generate_scenes(staging, params, progress)
-        _publish(staging, target, params)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return target
+    return cached_folder(
+        root,
+        "scenes",
+        params,
+        "the built-in scenes",
+        lambda staging, _: _generate_scenes(staging, params, progress),
+    )
 
 
-def _generate_scenes(folder: Path, params: dict[str, Any], progress: bool) -> None:
+def _generate_scenes(folder: Path, params: dict[str, Any], progress: bool) -> dict[str, Any]:
+    """Draw the scenes into `folder`; the manifest's fields beyond the parameters."""
     year = folder / "VOCdevkit" / f"VOC{YEAR}"
     counts = {"train": params["train_images"], "val": params["val_images"]}
     bar = _progress_bar(sum(counts.values()), progress)
@@ -186,7 +175,4 @@ def _generate_scenes(folder: Path, params: dict[str, Any], progress: bool) -> No
     finally:
         if bar is not None:
             bar.close()
-    manifest = {**params, "counts": counts, "objects": objects, "content_sha256": digest.hexdigest(),
-                "files_sha256": files_digest(folder)}  # fmt: skip
-    with atomic_open(folder / MANIFEST, "w") as handle:  # written last: its presence means complete
-        json.dump(manifest, handle, indent=1, sort_keys=True)
+    return {"counts": counts, "objects": objects, "content_sha256": digest.hexdigest()}

@@ -27,7 +27,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple, TypedDict
@@ -473,23 +473,48 @@ def ensure_builtin(
         "classes": list(CLASSES),
         "photos": list(available_photos()),
     }
+
+    def draw(staging: Path, target: Path) -> dict[str, Any]:
+        total = len(CLASSES) * (train_per_class + val_per_class)
+        logger.info("drawing the built-in data once: %d images of %d px into %s", total, image_size, target)
+        return _generate(staging, params, progress)
+
+    return cached_folder(root, "synthetic", params, "the built-in dataset", draw)
+
+
+def cached_folder(
+    root: str | os.PathLike[str] | None,
+    prefix: str,
+    params: dict[str, Any],
+    what: str,
+    draw: Callable[[Path, Path], dict[str, Any]],
+) -> Path:
+    """`<root or default_cache_dir()>/<prefix>-<hash of params>`, drawn once: the built-in data, its
+    detection scenes, the benchmark's photo JPEGs.
+
+    A complete folder (`_is_complete`: its manifest, and the digest of its files) is returned at once.
+    Otherwise `draw(staging, target)` fills a temporary sibling folder and returns the manifest's own
+    fields; the manifest (params, those fields and `files_sha256`) is written last and the folder renamed
+    into place, so a crashed or concurrent run never leaves a partial folder that looks complete.
+    """
     key = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:12]
     cache = Path(root) if root is not None else default_cache_dir()
-    target = cache / f"synthetic-{key}"
+    target = cache / f"{prefix}-{key}"
     if _is_complete(target, params):
         return target
-    staging = _staging_folder(cache, target.name, "the built-in dataset")
-    total = len(CLASSES) * (train_per_class + val_per_class)
-    logger.info("drawing the built-in data once: %d images of %d px into %s", total, image_size, target)
+    staging = _staging_folder(cache, target.name, what)
     try:
-        _generate(staging, params, progress)
+        manifest = {**params, **draw(staging, target), "files_sha256": files_digest(staging)}
+        with atomic_open(staging / MANIFEST, "w") as handle:  # written last: its presence means complete
+            json.dump(manifest, handle, indent=1, sort_keys=True)
         _publish(staging, target, params)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
 
 
-def _generate(folder: Path, params: dict[str, Any], progress: bool) -> None:
+def _generate(folder: Path, params: dict[str, Any], progress: bool) -> dict[str, Any]:
+    """Draw the images into `folder`; the manifest's fields beyond the parameters."""
     counts = {"train": params["train_per_class"], "val": params["val_per_class"]}
     jobs = [
         (split, class_index, index)
@@ -514,14 +539,10 @@ def _generate(folder: Path, params: dict[str, Any], progress: bool) -> None:
     finally:
         if bar is not None:
             bar.close()
-    manifest = {
-        **params,
+    return {
         "counts": {split: counts[split] * len(CLASSES) for split in SPLITS},
         "content_sha256": digest.hexdigest(),
-        "files_sha256": files_digest(folder),
     }
-    with atomic_open(folder / MANIFEST, "w") as handle:  # written last: its presence means complete
-        json.dump(manifest, handle, indent=1, sort_keys=True)
 
 
 def _publish(staging: Path, target: Path, params: dict[str, Any]) -> None:
