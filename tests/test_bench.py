@@ -20,6 +20,7 @@ from googlenet.bench.command import (
     peers_left_out,
     plan,
     rates_in_turns,
+    run_payload,
     save_run,
     summarise,
 )
@@ -149,6 +150,38 @@ def test_rounds_combine_to_medians_and_same_round_ratios() -> None:
     rows = summarise(specs, combined)
     assert rows[1]["ratio"] == 2.0  # a cross-round ratio would have said 20 / 10 = 2 only by luck
     assert combine_rounds(specs, rounds[:1]) is rounds[0]
+
+
+def test_bf16_training_rows_are_also_compared_with_torchvision_bf16() -> None:
+    """The train section's baseline is torchvision fp32; a bf16 row of ours also gets its ratio to
+    torchvision's own bf16 step, within each round like the baseline ratio."""
+    args = argparse.Namespace(
+        only=["train"], train_size=[112], quick=True, repeats=2, compile=False, turns=3,
+        crops_repeats=2, data_path=None,
+    )  # fmt: skip
+    specs = plan(args, root="", data_root="")
+    peer = "train torchvision channels_last 112 bf16"
+    assert {spec["name"] for spec in specs if spec.get("peer") == peer} == {
+        "train ours torchvision 112 bf16",
+        "train ours paper 112 bf16",
+    }
+    assert all("peer" not in run_payload(spec) for spec in specs)
+    names = [spec["name"] for spec in specs]
+    rounds = [
+        [{"value": float(i + 1) * scale, "peak_rss_mib": 1.0} for i in range(len(specs))]
+        for scale in (1.0, 0.5, 1.0)
+    ]
+    rows = summarise(specs, combine_rounds(specs, rounds))
+    by_name = {row["name"]: row for row in rows}
+    ours = by_name["train ours paper 112 bf16"]
+    expected = (names.index("train ours paper 112 bf16") + 1) / (names.index(peer) + 1)
+    assert ours["ratio_to_peer_row"] == pytest.approx(expected) and ours["peer_row"] == peer
+    assert "ratio_to_peer_row" not in by_name["train ours paper 112 fp32"]
+    assert f"vs torchvision channels_last 112 bf16: {expected:.2f}x" in format_rows(rows)
+    single = summarise(specs, rounds[0])  # one round: the plain ratio of the two rows
+    assert {row["name"]: row for row in single}["train ours paper 112 bf16"][
+        "ratio_to_peer_row"
+    ] == pytest.approx(expected)
 
 
 def test_rounds_flag_is_checked(capsys: pytest.CaptureFixture[str]) -> None:

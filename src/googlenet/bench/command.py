@@ -17,7 +17,8 @@ Measures, never asserts. Sections (choose with `--only`):
   in one process, taking turns with the GEMM ceiling; the ratio is the median over turns of ours against the fastest
   peer (the highest median rate) timed in the same turn (`--turns`);
 - `train`: full training steps at batch 32, 224 and 112: torchvision eager fp32 NCHW (the baseline)
-  against ours, fp32 and bf16;
+  against ours, fp32 and bf16; ours in bf16 is also compared with torchvision's bf16 step in
+  channels_last (`ratio_to_peer_row`, "vs torchvision channels_last ... bf16" in the table);
 - `data`: JPEG decoding + section-6 augmentation with 1 and 2 loader processes;
 - `crops144`: section 7's 144-crop protocol against the same model's raw forward.
 
@@ -292,9 +293,16 @@ def plan(args: argparse.Namespace, root: str, data_root: str | None = None) -> l
                           "precision": "bf16", "channels_last": True})  # fmt: skip
             for precision in ("fp32", "bf16"):
                 for variant in ("torchvision", "paper"):
+                    # bf16 rows are also compared with torchvision's own bf16 step (channels_last), the
+                    # fair peer at that precision; the section's baseline stays torchvision eager fp32.
+                    peer = (
+                        {"peer": f"train torchvision channels_last {size} bf16"}
+                        if precision == "bf16"
+                        else {}
+                    )
                     specs.append({**common, "name": f"train ours {variant} {size} {precision}", "impl": "ours",
                                   "variant": variant, "precision": precision, "channels_last": True,
-                                  "fused_sgd": True})  # fmt: skip
+                                  "fused_sgd": True, **peer})  # fmt: skip
     if "data" in args.only:
         for workers in (1, 2):
             specs.append({"section": "data", "name": f"data {workers} worker(s)", "kind": "data", "root": data_root or root,
@@ -310,9 +318,14 @@ def plan(args: argparse.Namespace, root: str, data_root: str | None = None) -> l
     return specs
 
 
+def run_payload(spec: dict[str, Any]) -> dict[str, Any]:
+    """What the path's process gets: the spec less the keys only the table uses."""
+    return {k: v for k, v in spec.items() if k not in ("section", "name", "baseline", "peer")}
+
+
 def run_one(spec: dict[str, Any]) -> dict[str, Any]:
     """Run a spec in a fresh interpreter; its JSON result, or the error it printed."""
-    payload = {k: v for k, v in spec.items() if k not in ("section", "name", "baseline")}
+    payload = run_payload(spec)
     # The path's temporary files (its ONNX file, say) go in a folder this process removes: an
     # interrupted run kills the child (subprocess.run), which then cannot remove its own.
     with tempfile.TemporaryDirectory(prefix="googlenet-bench-") as scratch:
@@ -395,11 +408,12 @@ def combine_rounds(specs: list[dict[str, Any]], rounds: list[list[dict[str, Any]
             else:
                 result[key] = _tally(values)
         result["round_values"] = [run["value"] for run in runs]
-        base = index.get(spec.get("baseline", ""))
-        if base is not None and all("value" in results[base] for results in rounds):
-            result["round_ratios"] = [
-                run["value"] / results[base]["value"] for run, results in zip(runs, rounds, strict=True)
-            ]
+        for key, other in (("round_ratios", "baseline"), ("round_peer_ratios", "peer")):
+            base = index.get(spec.get(other, ""))
+            if base is not None and all("value" in results[base] for results in rounds):
+                result[key] = [
+                    run["value"] / results[base]["value"] for run, results in zip(runs, rounds, strict=True)
+                ]
         combined.append(result)
     return combined
 
@@ -424,6 +438,13 @@ def summarise(specs: list[dict[str, Any]], results: list[dict[str, Any]]) -> lis
             row["ratio"] = statistics.median(result["round_ratios"])
         elif "value" in result and base.get("value"):
             row["ratio"] = result["value"] / base["value"]
+        peer = by_name.get(spec.get("peer", ""), {})
+        if "round_peer_ratios" in result:
+            row["ratio_to_peer_row"] = statistics.median(result["round_peer_ratios"])
+        elif "value" in result and peer.get("value"):
+            row["ratio_to_peer_row"] = result["value"] / peer["value"]
+        if "ratio_to_peer_row" in row:
+            row["peer_row"] = spec["peer"]
         if spec["section"] in ("infer", "versus") and "value" in result:
             gemm = by_name.get(f"GEMM {spec['precision']}", {}).get("value")
             variant = spec.get("variant") or spec.get("ours", {}).get("variant", "paper")
@@ -465,6 +486,8 @@ def format_rows(rows: list[dict[str, Any]]) -> str:
             )
         if "mm" in row:
             extra = f"  (torch.mm {row['mm']:.0f}, 1x1 convolution {row['conv1x1']:.0f})"
+        if "ratio_to_peer_row" in row:
+            extra += f"  (vs {row['peer_row'].removeprefix('train ')}: {row['ratio_to_peer_row']:.2f}x)"
         if "peak_worker_rss_mib" in row:
             extra += f"  (peak of a loader process {row['peak_worker_rss_mib']:.0f} MiB)"
         lines.append(
