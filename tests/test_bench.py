@@ -219,6 +219,39 @@ def test_crops144_path_pairs_the_raw_forward_with_the_protocols_calls(
     assert 0 < result["ratio_to_raw"] < 10
 
 
+def test_crops144_path_starts_its_loader_process_once(
+    tmp_path: Path, one_thread: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The timed passes reuse one loader process, as a long evaluation does, instead of paying its
+    start in every 3-image pass."""
+    import numpy as np
+    from PIL import Image
+
+    import googlenet.evaluate.protocol as protocol
+
+    rng = np.random.default_rng(0)
+    for split in ("train", "val"):
+        for name in ("a", "b"):
+            folder = tmp_path / split / name
+            folder.mkdir(parents=True)
+            Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(folder / "0.jpg")
+    starts = tmp_path / "starts.txt"
+    original = protocol._worker_init
+
+    def counted(worker_id: int) -> None:  # runs in the loader process, forked with this patch
+        with open(starts, "a") as f:
+            f.write(f"{worker_id}\n")
+        original(worker_id)
+
+    monkeypatch.setattr(protocol, "_worker_init", counted)
+    spec = {"section": "crops144", "name": "c", "kind": "crops144", "root": str(tmp_path), "size": 32,
+            "images": 2, "variant": "torchvision", "backend": "eager", "workers": 1, "repeats": 2}  # fmt: skip
+    result = run_spec(spec)
+    assert result["forward_passes"] == 2 * 48 and result["value"] > 0
+    assert starts.read_text().splitlines() == ["0"]  # 3 passes (warm-up + 2 timed), one start
+    assert result["peak_worker_rss_mib"] > 0
+
+
 def test_infer_path_pairs_each_repetition_with_the_ceiling(one_thread: None) -> None:
     spec = {"kind": "infer", "impl": "ours", "variant": "torchvision", "backend": "eager", "batch": 2,
             "size": 64, "precision": "fp32", "repeats": 3, "warmup": 1,
