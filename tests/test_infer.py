@@ -14,6 +14,7 @@ import pytest
 import torch
 
 import googlenet
+from extras import missing, require
 from googlenet.errors import ConfigError
 from googlenet.infer import available_backends, export_onnx, fuse, optimize
 from googlenet.infer.fused import FusedInception
@@ -63,10 +64,12 @@ def test_fusion_stacks_the_three_1x1_convolutions_and_leaves_the_model_alone() -
 
 
 @pytest.mark.parametrize("variant", ["paper", "bn"])
-@pytest.mark.parametrize("backend", ["eager", "onnxruntime", "openvino"])
+@pytest.mark.parametrize(
+    "backend", ["eager", "onnxruntime", "openvino", pytest.param("compile", marks=pytest.mark.slow)]
+)
 def test_fp32_backends_match_eager_within_1e_4(variant: str, backend: str, one_thread: None) -> None:
     if backend not in available_backends("fp32"):
-        pytest.skip(f"{backend} is not installed (pip install googlenet[fast])")
+        missing(f"{backend} is not installed (pip install googlenet[fast])")
     model = _trained_like(variant)
     x = torch.randn(5, 3, SIZE, SIZE)  # a batch size the export never saw: the batch is dynamic
     with torch.no_grad():
@@ -94,7 +97,7 @@ def test_fp32_backends_match_eager_within_1e_4(variant: str, backend: str, one_t
     with pytest.raises(ValueError, match="N x 3 x H x W"):
         fast(x[0])
     other = torch.randn(2, 3, SIZE + 32, SIZE + 32)
-    if backend == "eager":  # takes any size
+    if backend in ("eager", "compile"):  # takes any size (compile: compiling again)
         assert fast(other).shape == (2, 7)
     else:  # an ONNX export runs the size it was made for
         with pytest.raises(ValueError, match=f"runs {SIZE}x{SIZE} input, got {SIZE + 32}x{SIZE + 32}"):
@@ -105,7 +108,7 @@ def test_fp32_backends_match_eager_within_1e_4(variant: str, backend: str, one_t
 def test_streams_give_the_one_engine_logits_at_every_batch_size(one_thread: None) -> None:
     backend, precision = "onnxruntime", "fp32"
     if backend not in available_backends(precision):
-        pytest.skip(f"{backend} is not installed (pip install googlenet[fast])")
+        missing(f"{backend} is not installed (pip install googlenet[fast])")
     model = _trained_like("bn")
     torch.set_num_threads(3)  # one per stream (the fixture restores the count)
     one = optimize(model, precision, backend, input_size=SIZE, streams=1)
@@ -283,7 +286,7 @@ def test_an_empty_batch_gets_the_classifiers_width(one_thread: None) -> None:
 
 @pytest.mark.slow  # over 15 s on a 2-core CPU: the slow tier (CI runs it)
 def test_export_onnx_leaves_the_callers_model_as_it_was(tmp_path: Path) -> None:
-    pytest.importorskip("onnxscript")
+    require("onnxscript")
     model = googlenet.build_model("bn", num_classes=10, aux_logits=False).train()
     before = {name: tensor.clone() for name, tensor in model.state_dict().items()}
     export_onnx(model, SIZE, tmp_path / "m.onnx")

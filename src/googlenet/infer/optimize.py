@@ -181,7 +181,11 @@ def _compile(net: FusedGoogLeNet, precision: str, device: torch.device) -> Calla
             out = compiled(x).float()
         # Outside inference mode an inference tensor refuses in-place updates and autograd; the clone
         # (N x classes, negligible) is an ordinary tensor whichever backend "auto" picked.
-        return out.clone()
+        out = out.clone()
+        # Inductor's fused max pooling and ReLU drop a NaN, as ONNX Runtime's and OpenVINO's kernels
+        # do (`_logits_of`): an image with a NaN or an infinity gets NaN logits, as in eager PyTorch.
+        out[~torch.isfinite(x).flatten(1).all(dim=1).to(out.device)] = float("nan")
+        return out
 
     return run
 
