@@ -18,6 +18,7 @@ from googlenet.train.config import (
     dump_yaml,
     ensemble_member,
     from_dict,
+    inert_overrides,
     load_yaml,
     resolve,
 )
@@ -246,3 +247,22 @@ def test_ensemble_members_differ_in_sampling_not_init() -> None:
     assert config.augment.scale_min == 0.5 and members[2][0].augment.scale_min == 0.5
     paper = resolve({}, {"data.data_path": "/d", "run.ensemble": 7})
     assert [ensemble_member(paper, k)[0].augment.scale_min for k in (0, 2, 6)] == [0.08, 0.35, 0.2]
+
+
+def test_sampling_overrides_that_change_nothing_are_named() -> None:
+    """ensemble.json and the log name a member's settings that leave its training as member 0's."""
+
+    def inert(config: TrainConfig) -> list[list[str]]:
+        members = [ensemble_member(config, k) for k in range(7)]
+        return [inert_overrides(member, config, overrides) for member, overrides in members]
+
+    paper = resolve({}, {"data.data_path": "/d", "run.ensemble": 7})
+    assert inert(paper) == [[]] * 7  # on the paper's recipe every member's settings act
+    builtin = resolve({}, {"run.ensemble": 7})  # patches from 50% already: "at least 35%" is 50%
+    assert inert(builtin)[2] == ["augment.scale_min"] and inert(builtin)[1] == []
+    assert inert(builtin)[5] == ["augment.scale_min"]
+    # random patches off (the fixed-crop recipe, detect train's regions): the patch range never acts,
+    # and "no random patches" is what the recipe already does
+    fixed = resolve({}, {"data.data_path": "/d", "run.ensemble": 7, "augment.random_crop": False})
+    assert inert(fixed)[2] == ["augment.scale_min"] and inert(fixed)[4] == ["augment.random_crop"]
+    assert inert(fixed)[6] == ["augment.scale_min"] and inert(fixed)[3] == []

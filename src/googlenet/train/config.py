@@ -317,6 +317,25 @@ def ensemble_member(
     return member, overrides
 
 
+# Patch-sampling settings that only the random patch sampling reads: with `augment.random_crop` off
+# (the fixed-crop pipeline, and `detect train`'s warped regions) they change nothing.
+CROP_RANGE_KEYS = ("augment.scale_min", "augment.scale_max", "augment.ratio_min", "augment.ratio_max")
+
+
+def inert_overrides(member: TrainConfig, base: TrainConfig, overrides: Mapping[str, Any]) -> list[str]:
+    """The keys of a member's sampling `overrides` that leave its training as `base` would run it: the
+    value is the base's own (a member's "larger patches" on a recipe whose patches are already larger),
+    or a patch-range setting while `member` samples no random patches. What this cannot see from the
+    config: `augment.random_interpolation` on images already at the input size with random patches off
+    (`detect train`'s warped regions), where the resize is the identity; docs/detection.md says so."""
+    patches = member.augment.random_crop
+    return [
+        key
+        for key in overrides
+        if member.get(key) == base.get(key) or (key in CROP_RANGE_KEYS and not patches)
+    ]
+
+
 def _split(key: str) -> tuple[str, str]:
     section, _, name = key.partition(".")
     if section not in SECTIONS or not name:

@@ -16,7 +16,7 @@ from typing import Any
 from googlenet.errors import GoogLeNetError
 from googlenet.train import distributed as ddp
 from googlenet.train.checkpoint import RESUME_MUTABLE, load_training_state
-from googlenet.train.config import TrainConfig, dump_yaml, ensemble_member, from_dict
+from googlenet.train.config import TrainConfig, dump_yaml, ensemble_member, from_dict, inert_overrides
 from googlenet.train.runs import RunFolder, check_new_run_folder, finished_results, write_ensemble
 
 logger = logging.getLogger("googlenet.train")
@@ -60,6 +60,7 @@ def _fit_members(config: TrainConfig, root: Path, env: ddp.DistEnv, fit_one: Fit
     for k in range(config.run.ensemble):
         folder = root / f"member-{k}"
         member, overrides = ensemble_member(config, k, started=(folder / "last.pt").is_file())
+        inert = inert_overrides(member, config, overrides)
         member.run.output_dir = str(folder)
         result = finished_results(folder)
         if result is not None and int(result.get("epochs", 0)) < config.run.epochs:
@@ -75,8 +76,11 @@ def _fit_members(config: TrainConfig, root: Path, env: ddp.DistEnv, fit_one: Fit
                 for key in RESUME_MUTABLE - {"run.output_dir"}:  # what the continuation may change
                     section, name = key.split(".")
                     setattr(getattr(member, section), name, config.get(key))
-            logger.info("ensemble member-%d (%d of %d): sampling %s, data seed %s", k, k + 1, config.run.ensemble,
-                        _as_flags(overrides) or "as configured", member.run.data_seed)  # fmt: skip
+            acting = {key: value for key, value in overrides.items() if key not in inert}
+            logger.info("ensemble member-%d (%d of %d): sampling %s%s, data seed %s", k, k + 1, config.run.ensemble,
+                        _as_flags(acting) or "as configured",
+                        f" ({_as_flags({key: overrides[key] for key in inert})}: no effect on this recipe)"
+                        if inert else "", member.run.data_seed)  # fmt: skip
             result = fit_one(member, resume_k)
         members.append(
             {
@@ -84,6 +88,8 @@ def _fit_members(config: TrainConfig, root: Path, env: ddp.DistEnv, fit_one: Fit
                 "folder": folder.name,
                 "final": f"{folder.name}/final.pt" if result.get("status") == "completed" else None,
                 "sampling": overrides,
+                # of those, the ones that change nothing on this recipe (`inert_overrides`)
+                "sampling_without_effect": inert,
                 "data_seed": member.run.data_seed,
                 "init_sha256": result.get("init_sha256"),
                 "status": result.get("status"),
