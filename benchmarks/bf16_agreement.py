@@ -33,28 +33,36 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main() -> None:
-    args = build_parser().parse_args()
-
-    ensemble = load_ensemble([args.checkpoint])  # engine off: the eval-mode model itself
+def agreements(checkpoint: str, data_path: str | None = None) -> dict:
+    """{"checkpoint", "images", "backends": {backend: {"top1_agreement", "max_relative_logit_difference"}}}
+    for every available bf16 backend but `compile` (tests/test_real_data.py checks it on a trained model)."""
+    ensemble = load_ensemble([checkpoint])  # engine off: the eval-mode model itself
     member = ensemble.members[0]
-    model, _ = googlenet.load_checkpoint_model(args.checkpoint, aux_logits=False)
+    model, _ = googlenet.load_checkpoint_model(checkpoint, aux_logits=False)
     model.eval()
-    evalset = load_eval_set("folder" if args.data_path else "builtin", args.data_path, ensemble.class_names)
+    evalset = load_eval_set("folder" if data_path else "builtin", data_path, ensemble.class_names)
     loader = crop_loader(evalset.samples, CropTransform([ensemble.crop_spec(1)], ensemble.interpolation),
                          images_per_batch=64)  # fmt: skip
     batches = [normalize(batch.crops, member.mean, member.std) for batch in loader]
     with torch.inference_mode():
         reference = torch.cat([model(x) for x in batches])
-    results = {"checkpoint": args.checkpoint, "images": len(reference), "backends": {}}
+    results: dict = {"checkpoint": checkpoint, "images": len(reference), "backends": {}}
     for backend in [b for b in available_backends("bf16") if b != "compile"]:
         fast = googlenet.optimize(model, "bf16", backend, input_size=ensemble.input_size)
         logits = torch.cat([fast(x) for x in batches])
         agreement = (logits.argmax(1) == reference.argmax(1)).float().mean().item()
         rel = ((logits - reference).abs().max() / reference.abs().max()).item()
         results["backends"][backend] = {"top1_agreement": agreement, "max_relative_logit_difference": rel}
-        print(f"{backend:<10} bf16 vs fp32: top-1 agreement {100 * agreement:.2f}% on {len(reference)} images, "
-              f"max relative logit difference {rel:.4f}")  # fmt: skip
+    return results
+
+
+def main() -> None:
+    args = build_parser().parse_args()
+    results = agreements(args.checkpoint, args.data_path)
+    for backend, figures in results["backends"].items():
+        print(f"{backend:<10} bf16 vs fp32: top-1 agreement {100 * figures['top1_agreement']:.2f}% on "
+              f"{results['images']} images, max relative logit difference "
+              f"{figures['max_relative_logit_difference']:.4f}")  # fmt: skip
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 

@@ -80,6 +80,23 @@ def test_aspect_ratio_is_uniform_not_log_uniform() -> None:
     assert abs(ratios.mean() - uniform_mean) < 0.012
 
 
+def test_the_configured_area_and_ratio_ranges_reach_the_train_transform() -> None:
+    """The ranges the config gives (--scale-min, the ensemble's larger patches) are the ones the
+    training pipeline draws from, not get_params' defaults."""
+    config = AugmentConfig(scale_min=0.5, scale_max=0.6, ratio_min=1.2, ratio_max=1.3)
+    crop = build_train_transform(32, config).transforms[0]
+    assert isinstance(crop, RandomResizedCropRandomInterpolation)
+    image = _photo(1000, 1000)
+    torch.manual_seed(5)
+    areas, ratios = [], []
+    for _ in range(500):
+        params = crop.make_params([image])
+        areas.append(params["height"] * params["width"] / 1e6)
+        ratios.append(params["width"] / params["height"])
+    assert 0.499 <= min(areas) < 0.51 and 0.59 < max(areas) <= 0.601
+    assert 1.199 <= min(ratios) < 1.21 and 1.29 < max(ratios) <= 1.301
+
+
 def test_each_interpolation_is_drawn_a_quarter_of_the_time() -> None:
     generator = torch.Generator().manual_seed(2)
     modes = [get_params(200, 200, generator=generator)[4] for _ in range(DRAWS)]

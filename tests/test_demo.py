@@ -4,6 +4,7 @@ the data and the number of epochs."""
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 from collections.abc import Sequence
@@ -47,7 +48,10 @@ def test_demo_trains_evaluates_and_says_where_everything_is(
     )
     summary = re.search(r"demo finished in \d+s: val top-1 raw ([\d.]+)%, Polyak-averaged ([\d.]+)%", out)
     assert summary is not None, out[-500:]
-    assert all(0 <= float(value) <= 100 for value in summary.groups())
+    results = json.loads((run / "results.json").read_text())  # the run's own figures, not others
+    assert [float(value) for value in summary.groups()] == [
+        pytest.approx(results[key], abs=0.05) for key in ("val_top1_raw", "val_top1_avg")
+    ]
 
 
 def test_demo_stops_at_the_first_failing_step(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -48,6 +48,18 @@ def test_hand_computed_ap_with_a_duplicate_and_a_miss() -> None:
     assert evaluate_class("cat", dets, truth, eleven_point=True).ap == pytest.approx((4 + 3 * 2 / 3) / 11)
 
 
+def test_precision_that_rises_again_is_enveloped() -> None:
+    # TP, FP, TP, TP over 4 objects: precision 1, 1/2, 2/3, 3/4 dips and rises again, so the envelope
+    # (the best precision at any higher recall) lifts recall 1/4..1/2 from 2/3 to 3/4.
+    recall = np.array([1, 1, 2, 3]) / 4
+    precision = np.array([1, 1 / 2, 2 / 3, 3 / 4])
+    assert average_precision(recall, precision) == pytest.approx(1 / 4 + 1 / 4 * 3 / 4 + 1 / 4 * 3 / 4)
+    # without the envelope it would be 1/4 + 1/4 x 2/3 + 1/4 x 3/4 = 0.604
+    assert average_precision(recall, precision) != pytest.approx(1 / 4 + 1 / 4 * 2 / 3 + 1 / 4 * 3 / 4)
+    # 11-point: t <= 0.2 -> 1; t = 0.3..0.7 -> 3/4; t >= 0.8 -> 0
+    assert average_precision(recall, precision, eleven_point=True) == pytest.approx((3 + 5 * 3 / 4) / 11)
+
+
 def test_inclusive_pixel_boxes_change_the_iou() -> None:
     # 10x10 boxes (0..9 inclusive) offset by 5: overlap 5x10 = 50, union 150 -> IoU 1/3 with +1 widths;
     # without the +1 the same numbers would give 45/117.

@@ -9,12 +9,13 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
+from extras import require
 from googlenet.cli import main
 from googlenet.detect.metrics import GroundTruth
 from googlenet.detect.proposals import ProposalSetting, proposal_recall, selective_search
 from googlenet.errors import ConfigError
 
-pytest.importorskip("cv2", reason="opencv-contrib is the [detect] extra")
+require("cv2", reason="opencv-contrib is the [detect] extra")
 
 
 def _scene() -> Image.Image:

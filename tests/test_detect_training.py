@@ -17,6 +17,7 @@ import pytest
 import torch
 
 import googlenet
+from extras import require
 from googlenet.cli import main
 from googlenet.data.scenes import MAX_PAIR_IOU, _box_iou, ensure_builtin_scenes
 from googlenet.detect.metrics import GroundTruth
@@ -529,7 +530,7 @@ def test_detect_train_end_to_end_on_tiny_scenes(
     scenes: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], one_thread: None,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
-    pytest.importorskip("cv2")
+    require("cv2")
     torch.manual_seed(0)
     classifier = googlenet.build_model("bn", num_classes=10, aux_logits=False)
     googlenet.save_checkpoint(tmp_path / "cls.pt", classifier, default_meta(classifier, 64))
@@ -608,7 +609,7 @@ def test_detect_train_takes_any_two_image_sets(
 ) -> None:
     """VOC2007's split names (trainval, test) fill the region set's train/ and val/ roles: it failed,
     after every region was built, looking for a train/ folder that was named trainval/."""
-    pytest.importorskip("cv2")
+    require("cv2")
     (year,) = (scenes / "VOCdevkit").glob("VOC*")
     mine = tmp_path / "voc" / "VOCdevkit" / "VOC2007"
     (mine / "ImageSets" / "Main").mkdir(parents=True)
@@ -698,7 +699,7 @@ def test_box_regression_file_errors_are_one_line(tmp_path: Path) -> None:
 def test_detect_predict_draws_labelled_pngs_and_prints_json(
     scenes: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], one_thread: None
 ) -> None:
-    pytest.importorskip("cv2")
+    require("cv2")
     torch.manual_seed(0)
     classes = ["background", *sorted({c for t in load_voc(scenes, "train").values() for c in t.labels})]
     model = googlenet.build_model("bn", num_classes=len(classes), aux_logits=False)
@@ -725,7 +726,7 @@ def test_detect_predict_replaces_its_csv_and_drawings_as_a_set(
     one_thread: None,
 ) -> None:  # fmt: skip
     # Ctrl-C while drawing once left the new CSV beside the earlier run's drawings.
-    pytest.importorskip("cv2")
+    require("cv2")
     import signal
 
     import googlenet.detect.command as command

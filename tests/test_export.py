@@ -3,6 +3,7 @@ and the torch.hub entry point of a local clone."""
 
 from __future__ import annotations
 
+import copy
 import json
 import urllib.request
 import zipfile
@@ -13,6 +14,7 @@ import pytest
 import torch
 
 import googlenet
+from extras import require
 from googlenet.cli import main
 from googlenet.errors import CheckpointError
 from googlenet.model.weights import default_meta
@@ -24,7 +26,9 @@ SIZE = 64  # small inputs keep the export fast; the graph is the same at 224
 def _checkpoint(
     tmp_path: Path, variant: str = "paper", averaged: bool = False
 ) -> tuple[Path, googlenet.GoogLeNet]:
-    """A checkpoint whose logits are far from zero (the default classifier init is tiny), aux heads included."""
+    """A checkpoint whose logits are far from zero (the default classifier init is tiny), aux heads included.
+    `averaged`: the checkpoint also holds averaged weights, which differ from the raw ones (classifier
+    biases shifted by up to 2), and the model returned is the averaged one."""
     model = googlenet.build_model(variant, num_classes=10)
     with torch.no_grad():
         for module in model.modules():  # He init everywhere, so features differ between inputs
@@ -37,9 +41,14 @@ def _checkpoint(
                 module.running_mean.normal_(std=0.1)
                 module.running_var.uniform_(0.5, 1.5)
     path = tmp_path / f"{variant}.pt"
-    extra: dict[str, Any] = {"averaged_state_dict": model.state_dict()} if averaged else {}
+    extra: dict[str, Any] = {}
+    if averaged:
+        average = copy.deepcopy(model)
+        with torch.no_grad():
+            average.fc.bias.add_(torch.linspace(-2.0, 2.0, 10))
+        extra["averaged_state_dict"] = average.state_dict()
     googlenet.save_checkpoint(path, model, default_meta(model, SIZE), **extra)
-    return path, model.eval()
+    return path, (average if averaged else model).eval()
 
 
 def _export(args: list[str], capsys: pytest.CaptureFixture) -> dict[str, Any]:
@@ -52,8 +61,8 @@ def _inputs(batch: int) -> torch.Tensor:
 
 
 def test_onnx_export_matches_pytorch(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    onnx = pytest.importorskip("onnx")
-    ort = pytest.importorskip("onnxruntime")
+    onnx = require("onnx")
+    ort = require("onnxruntime")
     source, model = _checkpoint(tmp_path)
     out = tmp_path / "googlenet.onnx"
     summary = _export(["--checkpoint", str(source), "--output", str(out)], capsys)  # format from .onnx
@@ -106,6 +115,11 @@ def test_torchscript_export_matches_pytorch(tmp_path: Path, capsys: pytest.Captu
         expected, got = model(x), loaded(x)
     assert expected.abs().max() > 1.0
     assert (got - expected).abs().max().item() <= 1e-4
+    # without --averaged, the raw weights: not the averaged model's logits
+    raw = _export(["--checkpoint", str(source), "--format", "torchscript", "--output", str(out)], capsys)
+    assert raw["max_abs_diff"] <= 1e-4
+    with torch.no_grad():
+        assert (torch.jit.load(str(out))(x) - expected).abs().max().item() > 0.5
 
 
 def test_checkpoint_export_drops_training_state(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

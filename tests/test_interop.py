@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 import googlenet
+from extras import require
 from googlenet.cli import main
 from googlenet.data.crops import normalize
 from googlenet.model.caffe import CAFFE_LAYERS, reference_state_dict
@@ -277,7 +278,7 @@ def test_caffemodel_without_flip_would_differ(
 
 def _onnx_zoo_file(path: Path, blobs: dict[str, list[np.ndarray]]) -> Path:
     """The deploy network as the ONNX zoo stores it: Caffe2 names (`<layer>_w_0`), data_0 -> prob_1."""
-    onnx = pytest.importorskip("onnx")
+    onnx = require("onnx")
     from onnx import TensorProto, helper, numpy_helper
 
     nodes, inits = [], []
@@ -353,7 +354,7 @@ def _onnx_zoo_file(path: Path, blobs: dict[str, list[np.ndarray]]) -> Path:
 
 
 def test_onnx_zoo_file_matches_onnxruntime(tmp_path: Path, blobs: dict[str, list[np.ndarray]]) -> None:
-    ort = pytest.importorskip("onnxruntime")
+    ort = require("onnxruntime")
     path = _onnx_zoo_file(tmp_path / "googlenet-9.onnx", blobs)
     assert weight_file_kind(path) == "onnx"
     pixels = _pixels()
@@ -375,7 +376,7 @@ def test_onnx_zoo_file_matches_onnxruntime(tmp_path: Path, blobs: dict[str, list
 
 
 def test_onnx_gemm_without_transb_is_transposed(tmp_path: Path) -> None:
-    onnx = pytest.importorskip("onnx")
+    onnx = require("onnx")
     from onnx import helper, numpy_helper
 
     from googlenet.model.caffe import read_onnx_zoo

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 import googlenet
+from extras import require
 from googlenet.model import googlenet as googlenet_module
 from googlenet.model.googlenet import STAGES, GoogLeNetOutputs
 from googlenet.model.inception import AuxHead, Inception, NaiveInception, aux_pool_geometry
@@ -495,8 +496,8 @@ def test_local_response_norm_exports_without_a_fractional_pow() -> None:
     """In ONNX, beta = 0.75 is written with Sqrt and Div (OpenVINO runs a fractional Pow far slower),
     whether or not the input requires a gradient (the training path must not be what is exported), and
     ONNX Runtime computes the same values as torch's LRN; other betas keep Pow."""
-    pytest.importorskip("onnxscript")
-    ort = pytest.importorskip("onnxruntime")
+    require("onnxscript")
+    ort = require("onnxruntime")
 
     from googlenet.model.layers import LocalResponseNorm, onnx_export
 

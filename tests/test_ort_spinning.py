@@ -1,14 +1,14 @@
 """benchmarks/ort_spinning.py: the three sessions (our backend's, `onnxruntime_session`) differ only in
 their spinning setting."""
 
-import pytest
 import torch
 
 import googlenet
+from extras import require
 from googlenet.infer.fused import fuse
 from googlenet.infer.optimize import export_onnx, onnxruntime_session
 
-pytest.importorskip("onnxruntime")
+require("onnxruntime")
 
 
 def test_each_setting_reaches_its_session_and_none_changes_the_logits(load_script):

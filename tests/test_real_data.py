@@ -29,7 +29,7 @@ def test_cifar10_mini_loads_through_the_training_pipeline(shared_data: Path) -> 
 
 
 @pytest.mark.slow
-def test_train_end_to_end_on_cifar10_mini(shared_data: Path, tmp_path: Path, capsys) -> None:
+def test_train_end_to_end_on_cifar10_mini(shared_data: Path, tmp_path: Path, capsys, load_script) -> None:
     out = tmp_path / "run"
     code = main(
         [
@@ -63,3 +63,9 @@ def test_train_end_to_end_on_cifar10_mini(shared_data: Path, tmp_path: Path, cap
     assert code == 0
     report = json.loads(capsys.readouterr().out)
     assert report["images"] == 50 and report["crops"] == 10
+    # Issue 5: bf16 inference keeps top-1 agreement >= 99% with fp32 on real images, every bf16 backend
+    # (eager bf16 and, with the [fast] extra, OpenVINO), on this trained model's 500 validation images.
+    found = load_script("bf16_agreement").agreements(str(out / "final.pt"), str(shared_data / "cifar10-mini"))
+    assert found["images"] == 500 and "eager" in found["backends"]
+    for backend, figures in found["backends"].items():
+        assert figures["top1_agreement"] >= 0.99, (backend, figures)

@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 from badinputs import Case, add_folder_traps, encoded, sample_image, write_corpus
 from conftest import make_tiny_data
+from extras import require
 from googlenet.cli import main
 from googlenet.data.datasets import ImageFolderDataset
 from googlenet.data.decode import load_image
@@ -247,7 +248,7 @@ def test_detect_proposals_and_predict_skip_bad_images_and_count_them(
     tmp_path: Path, checkpoints: dict[str, Path], capsys: pytest.CaptureFixture[str],
     caplog: pytest.LogCaptureFixture, one_thread: None,
 ) -> None:  # fmt: skip
-    pytest.importorskip("cv2", reason="opencv-contrib is the [detect] extra")
+    require("cv2", reason="opencv-contrib is the [detect] extra")
     voc = _voc_tree(tmp_path / "voc", BAD_JPEGS)
     caplog.set_level(logging.WARNING)
     assert main(["detect", "proposals", "--annotations", str(voc), "--max-side", "100", "--json"]) == 0

@@ -16,12 +16,14 @@ import pytest
 import torch
 import yaml
 
+import googlenet.train.engine as engine
 import googlenet.train.loop as loop
 from conftest import make_tiny_data
 from googlenet.cli import main
 from googlenet.data.synthetic import CLASSES
 from googlenet.errors import ConfigError
 from googlenet.io import sha256_file
+from googlenet.model.googlenet import build_model
 from googlenet.model.weights import load_checkpoint_model
 from googlenet.train import NonFiniteLossError, TrainConfig, fit, resolve
 from googlenet.train.config import flatten, load_yaml
@@ -446,16 +448,30 @@ def test_sigterm_during_an_ensemble_exits_with_the_signal(
 
 
 @pytest.mark.slow  # over 15 s on a 2-core CPU: the slow tier (CI runs it)
-def test_ensemble_members_share_initial_weights(tiny_data: Path, tmp_path: Path) -> None:
+def test_ensemble_members_share_initial_weights(
+    tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    built: list[dict[str, torch.Tensor]] = []  # every network the engine builds, as built
+
+    def recording(*args: Any, **kwargs: Any) -> Any:
+        model = build_model(*args, **kwargs)
+        built.append({k: v.clone() for k, v in model.state_dict().items()})
+        return model
+
+    monkeypatch.setattr(engine, "build_model", recording)
     out = tmp_path / "ensemble"
     results = fit(tiny(tiny_data, out, **{"run.ensemble": 2, "run.epochs": 1, "average.start": 0}))
     assert results["status"] == "completed"
+    # section 7: the same initial weights, tensor for tensor (not only the fingerprint the engine records)
+    assert len(built) == 2 and built[0].keys() == built[1].keys()
+    assert all(torch.equal(built[0][k], built[1][k]) for k in built[0])
     index = json.loads((out / "ensemble.json").read_text())
     members = index["members"]
     assert [m["final"] for m in members] == ["member-0/final.pt", "member-1/final.pt"]
-    assert members[0]["init_sha256"] == members[1]["init_sha256"]  # section 7: same initialisation
+    assert members[0]["init_sha256"] == members[1]["init_sha256"]
     assert members[0]["data_seed"] != members[1]["data_seed"]
     assert members[1]["sampling"] == {"augment.random_interpolation": False}
+    assert members[1]["sampling_without_effect"] == []
     member1 = yaml.safe_load((out / "member-1" / "config.yaml").read_text())
     assert member1["augment"]["random_interpolation"] is False
     a = torch.load(out / "member-0" / "final.pt", weights_only=True)["state_dict"]
@@ -599,7 +615,9 @@ def test_init_lr_mult_0_freezes_batchnorm_statistics_too(
     assert (
         main(["train", "--test-only", "--resume", str(tmp_path / "frozen"), "--json", "--no-progress"]) == 0
     )
-    assert json.loads(capsys.readouterr().out)["val_top1_avg"] >= 0
+    tested = json.loads(capsys.readouterr().out)  # the averaged model as the run itself scored it
+    recorded = json.loads((tmp_path / "frozen" / "results.json").read_text())
+    assert tested["val_top1_avg"] == pytest.approx(recorded["val_top1_avg"])
     assert main(["evaluate", "--checkpoint", str(tmp_path / "frozen" / "final.pt"), "--data-path", str(other),
                  "--json", "--no-progress", "-j", "0", "--engine", "eager"]) == 0  # fmt: skip
 

@@ -175,3 +175,25 @@ def test_evaluate_models_reads_each_batch_once_and_matches_separate_calls() -> N
     separate = [evaluate(model, data, device=CPU) for model in models]
     assert together == separate
     assert models[0].training and not models[1].training
+
+
+def test_the_speed_settings_keep_the_numerics() -> None:
+    """channels_last and fused SGD (what `googlenet train` runs) take the same steps as NCHW and the
+    plain for-loop SGD, to float rounding: the network, its heads and its updates, on three steps."""
+    from googlenet.model.googlenet import build_model
+
+    torch.manual_seed(0)
+    reference = build_model("paper", num_classes=3, dropout=0.0, aux_dropout=0.0)
+    fast = build_model("paper", num_classes=3, dropout=0.0, aux_dropout=0.0)
+    fast.load_state_dict(reference.state_dict())
+    before = [p.detach().clone() for p in reference.parameters()]
+    fast.to(memory_format=torch.channels_last)
+    generator = torch.Generator().manual_seed(2)
+    batches = [(torch.randn(2, 3, 64, 64, generator=generator), torch.tensor([0, 2])) for _ in range(3)]
+    for model, fused, channels_last in ((reference, False, False), (fast, True, True)):
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=2e-4,
+                                    foreach=False, fused=fused)  # fmt: skip
+        train_one_epoch(model, batches, optimizer, device=CPU, epoch=0, channels_last=channels_last)
+    apart = max((a - b).abs().max().item() for a, b in zip(reference.parameters(), fast.parameters()))
+    moved = max((a - b).abs().max().item() for a, b in zip(reference.parameters(), before))
+    assert moved > 1e-3 and apart < 1e-3 * moved  # the steps moved the weights, both ways alike

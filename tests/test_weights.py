@@ -437,3 +437,22 @@ def test_saved_files_get_the_usual_permissions(tmp_path: Path) -> None:
     umask = os.umask(0)
     os.umask(umask)
     assert path.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_the_averaged_key_loads_the_averaged_weights(tmp_path: Path) -> None:
+    """key="averaged_state_dict" (evaluate/predict/export's --averaged) reads the averaged copy, not the raw one."""
+    raw = googlenet.build_model("bn", num_classes=3)
+    average = googlenet.build_model("bn", num_classes=3)
+    with torch.no_grad():
+        average.fc.bias.copy_(torch.tensor([1.0, 2.0, 3.0]))
+    path = tmp_path / "m.pt"
+    googlenet.save_checkpoint(path, raw, averaged_state_dict=average.state_dict())
+    for key, expected in (("state_dict", raw), ("averaged_state_dict", average)):
+        for loaded in (
+            googlenet.load_checkpoint_model(path, key=key)[0],
+            model_from_file(path, key=key)[0],
+        ):
+            assert torch.equal(loaded.fc.bias, expected.fc.bias)
+        target = googlenet.build_model("bn", num_classes=3)
+        googlenet.load_weights(target, path, key=key)
+        assert torch.equal(target.fc.bias, expected.fc.bias)
