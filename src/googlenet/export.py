@@ -1,8 +1,8 @@
 """`googlenet export`: a trained network for other runtimes (ONNX, TorchScript), and foreign weight files
 (the reference Caffe model, the ONNX model zoo's GoogLeNet, torchvision's) as our checkpoint.
 
-    googlenet export --checkpoint runs/x/best.pt --format onnx --output googlenet.onnx
-    googlenet export --checkpoint runs/x/best.pt --format torchscript --output googlenet.ts
+    googlenet export --checkpoint runs/x/final.pt --format onnx --output googlenet.onnx
+    googlenet export --checkpoint runs/x/final.pt --format torchscript --output googlenet.ts
     googlenet export --convert bvlc_googlenet.caffemodel --output bvlc_googlenet.pt
 
 Exported networks are inference networks: the auxiliary heads of section 5 are "discarded at inference

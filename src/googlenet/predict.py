@@ -1,6 +1,6 @@
 """`googlenet predict`: the top classes of image files, from one checkpoint, an ensemble or a weight file.
 
-    googlenet predict cat.jpg dog.png --checkpoint runs/x/best.pt
+    googlenet predict cat.jpg dog.png --checkpoint runs/x/final.pt
     googlenet predict photo.jpg --weights googlenet-1378be20.pth --variant torchvision --crops 144
 
 Class names come from the checkpoint's metadata; a 1000-class weight file without names gets the

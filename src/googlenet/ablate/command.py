@@ -42,7 +42,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument(
         "--seeds", nargs="+", type=int, default=[0, 1, 2], metavar="S", help="seeds (default 0 1 2)"
     )
-    g.add_argument("--epochs", type=int, help="epochs per run (the same budget for every arm)")
+    g.add_argument("--epochs", type=int,
+                   help="epochs per run, the same for every arm (default: train's, 30 on the built-in data "
+                        "and 250, the reference solver's, with --data-path: give it)")  # fmt: skip
     g.add_argument("--data-path", metavar="DIR", help="image folder with train/ and val/ (default: built-in)")
     g.add_argument("--config", metavar="FILE", help="YAML config applied to every arm (as for train)")
     g.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",

@@ -46,7 +46,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     ev.add_argument("--annotations", required=True, metavar="VOC_ROOT",
-                    help="folder holding VOCdevkit/VOC<year> (or that folder itself)")  # fmt: skip
+                    help="folder holding VOCdevkit/VOC<year> (or that folder itself), or builtin (the "
+                         "built-in scenes)")  # fmt: skip
     ev.add_argument("--detections", required=True, metavar="FILE.csv")
     ev.add_argument("--image-set", default="val", help="ImageSets/Main/<name>.txt (default val)")
     ev.add_argument("--iou", type=float, default=0.5, help="IoU threshold (section 8: 0.5)")
@@ -65,15 +66,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="selective-search proposals: recall at IoU 0.5/0.7, mean best overlap, count and time per image",
         description="Run each proposal setting on VOC images and report its coverage of the annotated objects.",
     )
-    pr.add_argument("--annotations", required=True, metavar="VOC_ROOT")
-    pr.add_argument("--image-set", default="val")
+    pr.add_argument("--annotations", required=True, metavar="VOC_ROOT", help="VOC tree, or builtin")
+    pr.add_argument("--image-set", default="val", help="ImageSets/Main/<name>.txt (default val)")
     pr.add_argument("--settings", nargs="+", default=["fast", "fast-paper"], choices=SETTINGS,
                     help="fast / quality selective search, '-paper' with the superpixel size doubled (section 8)")  # fmt: skip
     pr.add_argument("--limit", type=int, metavar="N", help="the first N images only")
     pr.add_argument("--max-side", type=int, default=500, help="shrink images to this longer side first (500)")
     pr.add_argument("--multibox", metavar="FILE",
                     help="also report this MultiBox model alone and added to each setting (section 8)")  # fmt: skip
-    pr.add_argument("--json", action="store_true")
+    pr.add_argument("--json", action="store_true", help="print one JSON object")
     pr.set_defaults(func=run_proposals)
 
     pd = commands.add_parser(
@@ -84,24 +85,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "are averaged), NMS per class, and write image_id,class,score,xmin,ymin,xmax,ymax."
         ),
     )
-    pd.add_argument("--checkpoint", nargs="+", action="extend", required=True, metavar="FILE")
-    pd.add_argument("--annotations", required=True, metavar="VOC_ROOT", help="the images of this VOC set")
-    pd.add_argument("--image-set", default="val")
+    pd.add_argument("--checkpoint", nargs="+", action="extend", required=True, metavar="FILE",
+                    help="region classifier(s) of detect train (several: an ensemble)")  # fmt: skip
+    pd.add_argument("--annotations", required=True, metavar="VOC_ROOT",
+                    help="VOC tree whose images to detect on, or builtin")  # fmt: skip
+    pd.add_argument("--image-set", default="val", help="ImageSets/Main/<name>.txt (default val)")
     pd.add_argument("--limit", type=int, metavar="N", help="the first N images only")
-    pd.add_argument("--proposals", choices=SETTINGS, default="fast-paper", help="selective search setting")
-    pd.add_argument("--max-side", type=int, default=500)
-    pd.add_argument("--score-threshold", type=float, default=0.05)
+    pd.add_argument("--proposals", choices=SETTINGS, default="fast-paper",
+                    help="selective search setting (default fast-paper)")  # fmt: skip
+    pd.add_argument("--max-side", type=int, default=500,
+                    help="shrink images to this longer side for the proposals (500)")  # fmt: skip
+    pd.add_argument("--score-threshold", type=float, default=0.05,
+                    help="drop detections scoring below this before NMS (0.05)")  # fmt: skip
     pd.add_argument("--nms-iou", type=float, default=0.3, help="per-class NMS IoU (R-CNN: 0.3)")
     pd.add_argument("--context", type=int, help="context pixels at 227 to warp regions with (default: what "
                     "the checkpoint's detect train run used, else R-CNN's 16)")  # fmt: skip
-    pd.add_argument("--max-per-image", type=int, default=100)
+    pd.add_argument("--max-per-image", type=int, default=100,
+                    help="keep at most this many of an image's highest-scoring detections (100)")  # fmt: skip
     pd.add_argument("--multibox", metavar="FILE", help="add this MultiBox model's top proposals (section 8)")
     pd.add_argument("--shared-features", action="store_true",
                     help="beyond the paper: one trunk pass per image and RoIAlign per proposal (faster)")  # fmt: skip
     pd.add_argument("--box-regression", metavar="FILE",
                     help="beyond the paper: move each detection by this class-specific regression "
                          "(googlenet detect boxreg) and redo NMS")  # fmt: skip
-    pd.add_argument("--output", required=True, metavar="FILE.csv")
+    pd.add_argument("--output", required=True, metavar="FILE.csv", help="the detections CSV to write")
     pd.add_argument(
         "--draw", metavar="DIR", help="also write one PNG per image with its detections drawn and labelled"
     )
@@ -125,10 +132,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     br.add_argument("--checkpoint", required=True, metavar="FILE", help="the region classifier (one member)")
     br.add_argument("--annotations", required=True, metavar="VOC_ROOT", help="VOC tree, or builtin")
-    br.add_argument("--image-set", default="train")
+    br.add_argument("--image-set", default="train",
+                    help="ImageSets/Main/<name>.txt to fit on (default train, not val: fit and test apart)")  # fmt: skip
     br.add_argument("--limit", type=int, metavar="N", help="the first N images only")
     br.add_argument("--proposals", choices=SETTINGS, default="fast-paper", help="selective search setting")
-    br.add_argument("--max-side", type=int, default=500)
+    br.add_argument("--max-side", type=int, default=500,
+                    help="shrink images to this longer side for the proposals (500)")  # fmt: skip
     br.add_argument("--multibox", metavar="FILE", help="add this MultiBox model's top proposals")
     br.add_argument("--min-iou", type=float, default=0.6, help="R-CNN: 0.6")
     br.add_argument("--context", type=int, help="context pixels at 227 to warp regions with (default: what "

@@ -122,6 +122,15 @@ DETECT_HELP: dict[str, str] = {
     "model.input_size": "region crop (default: --init-from's input size, else 96)",
     "model.resize_size": "evaluation resize (default: the region crop, so regions are seen as warped)",
     "augment.random_crop": "random patches of 8-100%% area (default off: regions are warped already)",
+    "data.workers": "data loading processes (default 0: in the training process)",
+    "data.train_eval_samples": "training regions evaluated raw vs averaged each epoch (default 500; 0: none)",
+    # regions are warped to the input size already: with random patches off these never act
+    "augment.scale_min": "smallest patch area fraction (0.08; no effect unless --random-crop)",
+    "augment.scale_max": "largest patch area fraction (1.0; no effect unless --random-crop)",
+    "augment.ratio_min": "smallest aspect ratio (3/4; no effect unless --random-crop)",
+    "augment.ratio_max": "largest aspect ratio (4/3; no effect unless --random-crop)",
+    "augment.random_interpolation": "bilinear/area/nearest/cubic at random (no effect unless --random-crop: "
+    "the warped regions are resized to their own size)",
     "data.data_path": argparse.SUPPRESS,
     "data.dataset": argparse.SUPPRESS,
     "set_overrides": "any config key by its dotted name, over --config (e.g. --set average.start=0.25)",
@@ -170,21 +179,24 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="train MultiBox (Erhan et al. 2014): class-agnostic boxes from Inception features",
         description="Train a MultiBox proposal model on a VOC tree and report its top-k recall on the validation images.",
     )
-    mb.add_argument("--annotations", default=BUILTIN, metavar="VOC_ROOT")
+    mb.add_argument("--annotations", default=BUILTIN, metavar="VOC_ROOT",
+                    help="VOC tree (default: the built-in scenes)")  # fmt: skip
     mb.add_argument("--train-set", default="train", help="VOC image set to train on (default train)")
     mb.add_argument("--val-set", default="val", help="VOC image set to measure recall on (default val)")
     mb.add_argument("--init-from", metavar="CHECKPOINT", help="classification checkpoint for the trunk")
     mb.add_argument("--variant", choices=("paper", "bn", "torchvision"),
                     help="trunk variant (default: --init-from's, else paper)")  # fmt: skip
-    mb.add_argument("--input-size", type=int, default=128)
-    mb.add_argument("--priors", type=int, default=200, help="k-means box priors (Erhan et al.: 800)")
+    mb.add_argument("--input-size", type=int, default=128, help="image side the model sees (default 128)")
+    mb.add_argument(
+        "--priors", type=int, default=200, help="k-means box priors (default 200; Erhan et al.: 800)"
+    )
     mb.add_argument("--top-k", type=int, default=200, help="proposals kept per image (section 8: 200)")
-    mb.add_argument("--epochs", type=int, default=20)
-    mb.add_argument("-b", "--batch-size", type=int, default=16)
-    mb.add_argument("--lr", type=float, default=0.01)
-    mb.add_argument("--seed", type=int, default=0)
+    mb.add_argument("--epochs", type=int, default=20, help="training epochs (default 20)")
+    mb.add_argument("-b", "--batch-size", type=int, default=16, help="images per batch (default 16)")
+    mb.add_argument("--lr", type=float, default=0.01, help="learning rate (default 0.01)")
+    mb.add_argument("--seed", type=int, default=0, help="seed (default 0)")
     mb.add_argument("--output", metavar="FILE.pt", help="checkpoint path (default runs/multibox-<time>.pt)")
-    mb.add_argument("--json", action="store_true")
+    mb.add_argument("--json", action="store_true", help="print one JSON object")
     mb.set_defaults(func=run_multibox)
 
 

@@ -449,9 +449,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="print the network as Table 1 (params and multiply-adds measured on the model)",
         description="Print GoogLeNet as the paper's Table 1, computed from the model, beside the printed values.",
     )
-    parser.add_argument("--variant", default="paper", choices=sorted(VARIANTS))
+    parser.add_argument(
+        "--variant", default="paper", choices=sorted(VARIANTS), help="the network (default paper)"
+    )
     parser.add_argument("--input-size", type=int, default=224, help="square input side in pixels (224)")
-    parser.add_argument("--num-classes", type=int, default=1000)
+    parser.add_argument(
+        "--num-classes", type=int, default=1000, help="classifier outputs (default 1000, Table 1)"
+    )
     parser.add_argument("--naive", action="store_true", help="also show each module without 1x1 reductions")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     parser.set_defaults(func=run)

@@ -135,7 +135,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_g(
         "--progress", dest="run.progress", action=boolean, help="progress bar on stderr when it is a terminal"
     )
-    add_g("--log-every", dest="run.log_every", type=int, help="steps between TensorBoard loss points")
+    add_g(
+        "--log-every",
+        dest="run.log_every",
+        type=int,
+        help="steps between TensorBoard loss points (default 50)",
+    )
     add_g("--stop-after-steps", dest="run.stop_after_steps", type=int, metavar="N",
           help="stop after N optimiser steps in total, saving last.pt (time-boxed runs, tests)")  # fmt: skip
     add_g("--grad-norms-every", dest="run.grad_norms_every", type=int, metavar="N",
@@ -153,7 +158,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_g("--dataset", dest="data.dataset", choices=CHOICES["data.dataset"][1:],
           help="folder, imagenet or builtin (default: builtin without --data-path, else folder)")  # fmt: skip
     add_g("--on-bad", dest="data.on_bad", choices=CHOICES["data.on_bad"], help="a bad image: skip or abort")
-    add_g("-j", "--workers", dest="data.workers", type=int, help="data loading processes")
+    add_g(
+        "-j",
+        "--workers",
+        dest="data.workers",
+        type=int,
+        help="data loading processes (default min(4, CPUs); built-in data: 0, in the training process)",
+    )
     add_g("--scan-bad-files", dest="data.scan_bad_files", action=boolean,
           help="decode every image once before training (exact bad-file count; without it each bad file "
                "is named when met and results.json counts none: null)")  # fmt: skip
@@ -162,7 +173,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_g("--balance-share", dest="data.balance_share", type=float, metavar="F",
           help="that share (default 0.75, R-CNN's 96 background in 128)")  # fmt: skip
     add_g("--train-eval-samples", dest="data.train_eval_samples", type=int,
-          help="training images evaluated raw vs averaged each epoch (0: none)")  # fmt: skip
+          help="training images evaluated raw vs averaged each epoch (default 1000; built-in data: 200; 0: none)")  # fmt: skip
 
     g = parser.add_argument_group("model")
     add_g = g.add_argument
@@ -181,7 +192,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action=boolean,
         help="the auxiliary heads (section 5); --no-aux drops them",
     )
-    add_g("--dropout", dest="model.dropout", type=float, help="main dropout (default: the variant's, 0.4)")
+    add_g(
+        "--dropout",
+        dest="model.dropout",
+        type=float,
+        help="main dropout (default: the variant's: 0.4, torchvision 0.2)",
+    )
     add_g("--lrn", dest="model.lrn", action=boolean,
           help="Figure 3's LRN layers (default: the variant's); --no-lrn on paper is a departure")  # fmt: skip
     add_g("--init", dest="model.init", choices=CHOICES["model.init"],
@@ -236,10 +252,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_g("--average-start", dest="average.start", type=float,
           help="when averaging starts: a fraction of the run (< 1) or the number of epochs trained before it (0: from the first step; default 0.5, the second half; a fraction is rounded to whole epochs, halves to even: 3 epochs average the last one, 5 the last three)")  # fmt: skip
     add_g("--average-every", dest="average.every", type=int, help="steps between snapshots (1)")
-    add_g("--ema-decay", dest="average.ema_decay", type=float, help="EMA decay per snapshot")
+    add_g("--ema-decay", dest="average.ema_decay", type=float, help="EMA decay per snapshot (default 0.9998)")
     add_g("--bn-stats", dest="average.bn_stats", choices=CHOICES["average.bn_stats"],
           help="BN variants: recompute the averaged model's statistics (default) or average them")  # fmt: skip
-    add_g("--bn-batches", dest="average.bn_batches", type=int, help="batches for recomputing BN statistics")
+    add_g(
+        "--bn-batches",
+        dest="average.bn_batches",
+        type=int,
+        help="batches for recomputing BN statistics (default 200; 0: all)",
+    )
 
     g = parser.add_argument_group("augmentation (section 6)")
     add_g = g.add_argument

@@ -94,7 +94,9 @@ def fit(config: TrainConfig, resume: str | os.PathLike[str] | None = None) -> di
     `resume`: a `last.pt` (or its run folder) to continue exactly; for an ensemble, the ensemble's
     folder. The results hold "status" ("completed", "interrupted" or "stopped"), the final raw and
     averaged validation top-1/top-5, epochs, wall time, throughput, skipped bad files and the paths
-    of the run folder and checkpoints. Under torchrun every process returns the same results.
+    of the run folder and checkpoints. With `run.test_only` they hold only what was evaluated: the
+    checkpoint, the image count and the val_* figures (no "status"). Under torchrun every process
+    returns the same results.
     """
     config = config.copy()
     validate(config, resuming=resume is not None)
