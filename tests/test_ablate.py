@@ -22,6 +22,7 @@ from googlenet.ablate.stats import (
     write_tables,
 )
 from googlenet.ablate.study import ARM_NAMES, StudyPlan, errors_of, train_command
+from googlenet.cli import main
 from googlenet.errors import ConfigError, DataError
 from googlenet.train.config import parse_set
 from googlenet.train.gradflow import save_grad_norms
@@ -206,6 +207,32 @@ def test_a_run_trained_with_other_settings_is_not_reused(tmp_path: Path) -> None
         check_existing(StudyPlan(tmp_path, seeds=(0,), base={"run.epochs": 1, "optim.lr": 0.1}))
     (folder / "last.pt").unlink()  # neither finished nor started: nothing to protect
     check_existing(StudyPlan(tmp_path, arms=("full",), seeds=(0,), base={"run.epochs": 2}))
+
+
+def test_a_folder_that_is_not_a_study_is_never_written_into(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """-o naming a training run or a data split would put runs/ and the tables among its files (a
+    split's runs/ became a class)."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "final.pt").write_bytes(b"a checkpoint")
+    (tmp_path / "file").write_text("x")
+    for folder, message in ((run, "holds other files than an earlier study's (final.pt)"),
+                            (tmp_path / "file", "is a file, not a study folder")):  # fmt: skip
+        code = main(["ablate", "-o", str(folder), "--arms", "full", "--seeds", "0", "--epochs", "1"])
+        err = capsys.readouterr().err
+        assert code == 1 and err.count("\n") == 1 and message in err, err
+    assert sorted(p.name for p in run.iterdir()) == ["final.pt"]
+    # a study's own folder (here a report-only call's: no finished run) is no "other folder"
+    (run / "final.pt").unlink()
+    (run / "runs").mkdir()
+    (run / "study.json").write_text("{}")
+    assert (
+        main(["ablate", "-o", str(run), "--arms", "full", "--seeds", "0", "--epochs", "1", "--report-only"])
+        == 1
+    )
+    assert "no finished run of this study" in capsys.readouterr().err
 
 
 def test_errors_of_prefers_the_averaged_weights() -> None:

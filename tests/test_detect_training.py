@@ -719,6 +719,18 @@ def test_detect_predict_draws_labelled_pngs_and_prints_json(
     assert (
         np.asarray(drawn).tobytes() != np.asarray(Image.open(first[1]).convert("RGB")).tobytes()
     )  # boxes drawn
+    # The drawings are named after the images: a folder of other files (the user's pictures, a class
+    # folder of a data set) is refused before any work; the folder it made itself is drawn into again.
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / f"{first[0]}.png").write_bytes(b"the user's own picture")
+    for folder, code in ((mine, 1), (out, 0)):
+        argv = ["detect", "predict", "--checkpoint", str(tmp_path / "r.pt"), "--annotations", str(scenes),
+                "--max-side", "96", "--limit", "2", "--draw", str(folder), "--output", str(tmp_path / "e.csv")]  # fmt: skip
+        assert main(argv) == code
+    assert "holds other files than an earlier --draw's" in capsys.readouterr().err
+    assert [p.name for p in mine.iterdir()] == [f"{first[0]}.png"]
+    assert (mine / f"{first[0]}.png").read_bytes() == b"the user's own picture"
 
 
 def test_detect_predict_replaces_its_csv_and_drawings_as_a_set(
@@ -744,7 +756,8 @@ def test_detect_predict_replaces_its_csv_and_drawings_as_a_set(
                      "--draw-threshold", threshold, "--output", str(csv_file)])  # fmt: skip
 
     def state() -> tuple[bytes, dict[str, bytes]]:
-        return csv_file.read_bytes(), {p.name: p.read_bytes() for p in sorted(out.iterdir())}
+        drawings = sorted(p for p in out.iterdir() if p.name != command.DRAWN_MARK)
+        return csv_file.read_bytes(), {p.name: p.read_bytes() for p in drawings}
 
     assert predict("0.01") == 0
     before = state()

@@ -154,10 +154,10 @@ def baseline(path: tuple[str, ...], f: dict[str, Path]) -> list[str]:
 RUNTIME_CASES: dict[tuple[str, ...], list[tuple[str, ...]]] = {
     ("summary",): [("--input-size", "-5"), ("--input-size", "0"), ("--num-classes", "0"),
                    ("--num-classes", "100000000000")],
-    ("train",): [("--epochs=-1",), ("--lr", "inf"), ("--lr", "nan"), ("--lr", "-1"), ("-b", "0"), ("--momentum", "1.5"),
-                 ("--dropout", "1"), ("--seed=-3",), ("--workers=-1",), ("--input-size", "16"), ("--device", "tpu"),
+    ("train",): [("--epochs=-1",), ("--epochs", "99999999999999999999"), ("--lr", "inf"), ("--lr", "nan"), ("--lr", "-1"), ("-b", "0"), ("--momentum", "1.5"),
+                 ("--dropout", "1"), ("--seed=-3",), ("--workers=-1",), ("--workers", "100000"), ("--input-size", "16"), ("--device", "tpu"),
                  ("--weight-decay", "inf"), ("--scale-min", "0.9", "--scale-max", "0.5"), ("--test-only",),
-                 ("--config", "MISSING"), ("--config", "DIR"), ("--resume", "MISSING"), ("--data-path", "MISSING"),
+                 ("--config", "MISSING"), ("--config", "DIR"), ("--config", "CLS"), ("--resume", "MISSING"), ("--data-path", "MISSING"),
                  ("--data-path", "FILE"), ("--output-dir", "UNDER_FILE"), ("--nesterov", "--momentum", "0"),
                  ("--ensemble", "2", "--test-only", "--resume", "CLS"), ("--epochs", "0"), ("--dataset", "builtin"),
                  ("--test-only", "--resume", "CLS", "--lr", "0.5"), ("--test-only", "--resume", "CLS", "--variant", "bn"),
@@ -166,7 +166,7 @@ RUNTIME_CASES: dict[tuple[str, ...], list[tuple[str, ...]]] = {
                  ("--amp-dtype", "fp16"), ("--lr-scheduler", "cosine", "--lr-gamma", "0.5"), ("--balance-share", "0.5"),
                  ("--bn-stats", "average"), ("--average", "polyak", "--ema-decay", "0.9"), ("--norm-weight-decay", "0"),
                  ("--bn-batches", "5")],
-    ("evaluate",): [("--limit", "0"), ("-b", "0"), ("--workers=-2",), ("--crops", "10", "--table3"),
+    ("evaluate",): [("--limit", "0"), ("-b", "0"), ("--workers=-2",), ("--workers", "100000"), ("--crops", "10", "--table3"),
                     ("--output-dir", "X"), ("--checkpoint", "MISSING"), ("--checkpoint", "DIR"), ("--checkpoint", "IMAGE"),
                     ("--data-path", "MISSING"), ("--data-path", "FILE"), ("--weights", "MISSING"), ("--device", "cuda:7"),
                     ("--table3", "--output-dir", "DIR"), ("--reduce", "max"), ("--dataset", "builtin")],
@@ -349,6 +349,11 @@ def test_detect_evaluate_on_odd_annotations(
         code, err = run(argv[:-1], capsys)
         assert_one_line(code, err, (1,), "scene1.xml")
         assert what in err
+    # an empty image list is named, not scored as NaN over 0 images (proposals printed "nan%")
+    (year / "ImageSets" / "Main" / "val.txt").write_text("\n")
+    for command in (argv[:-1], ["detect", "proposals", "--annotations", str(voc)]):
+        code, err = run(command, capsys)
+        assert_one_line(code, err, (1,), "val.txt lists no images")
 
 
 def test_a_new_run_never_starts_over_another_or_over_other_files(
@@ -442,6 +447,15 @@ def test_a_resumed_run_keeps_its_folder_kind_and_classes(
     ):
         code, err = run(["train", "--resume", str(run_dir), *rest, *extra], capsys)
         assert_one_line(code, err, (1,), message)
+    # a classifier's run is not continued by detect train (it trained an epoch on, then failed)
+    code, err = run(["detect", "train", "--resume", str(run_dir), "--epochs", "3", *rest], capsys)
+    assert_one_line(code, err, (1,), "not a detect train run", "googlenet train --resume")
+    assert {name: (run_dir / name).read_bytes() for name in before} == before  # nothing rewritten
+    # nor a detect train run by train, which would leave its detection results behind the model
+    (run_dir / "detection-setup.json").write_text("{}")
+    code, err = run(["train", "--resume", str(run_dir), "--epochs", "3", *rest], capsys)
+    assert_one_line(code, err, (1,), "a detect train run", "googlenet detect train --resume")
+    (run_dir / "detection-setup.json").unlink()
     assert {name: (run_dir / name).read_bytes() for name in before} == before  # nothing rewritten
     assert not (tmp_path / "elsewhere").exists() and not (run_dir / "member-0").exists()
     # another command never writes over a checkpoint the run lists in its checkpoints.json

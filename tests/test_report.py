@@ -294,6 +294,14 @@ def test_a_study_without_no_aux_runs_says_its_gradient_flow_has_one_curve(tmp_pa
     assert "no runs of the other arm" in html
 
 
+def test_a_study_with_an_empty_gradient_table_still_reports(tmp_path: Path) -> None:
+    study = _ablation_folder(tmp_path, split=True)
+    for name in ("gradflow.csv", "gradflow-split.csv"):
+        (study / name).write_text("")  # 0 bytes: was a traceback ("I/O operation on closed file")
+    html = write_report(study, tmp_path / "r.html").read_text(encoding="utf-8")
+    assert "forest" in html.lower() or "effect" in html.lower()
+
+
 def test_an_evaluation_report_on_the_builtin_data_shows_its_confusion(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -319,6 +327,8 @@ def test_an_evaluation_report_on_the_builtin_data_shows_its_confusion(
         ("metrics.csv", "hello world\n", "Left out:"),  # no epoch column: the curves are left out
         ("metrics.csv", "epoch,lr\nx,0.1\n", "Left out:"),
         ("metrics.csv", b"\xff\xfe\x00garbage", "Left out:"),
+        ("metrics.csv", "", "Table 1"),  # empty (0 bytes): no curves, and no traceback
+        ("grad_norms.csv", "", "Table 1"),
         ("config.yaml", "model: [unclosed\n", "config.yaml: not a readable config file"),
         ("config.yaml", "- a\n- list\n", "config.yaml: expected a mapping of sections"),
         ("results.json", "[1, 2]", "results.json: expected a JSON object, found a list"),

@@ -273,7 +273,9 @@ def test_nproc_per_node_stops_at_ctrl_c_with_last_pt_and_resumes(tmp_path: Path)
     assert child.returncode == 130, err
     assert "Traceback" not in err and "Signal" not in err, err
     # the first process's lines; the hint resumes on as many processes (`--resume` alone: on one)
-    assert "received SIGINT" in err and f"resume with --resume {out} --nproc-per-node 2\n" in err
+    assert (
+        "received SIGINT" in err and f"resume with googlenet train --resume {out} --nproc-per-node 2\n" in err
+    )
     assert err.strip().splitlines()[-1] == "googlenet train: interrupted"
     state = torch.load(out / "last.pt", weights_only=True)["train_state"]
     assert state["global_step"] >= 3 and len(state["rng"]) == 2  # the processes saved it
@@ -307,7 +309,7 @@ def test_the_processes_stop_and_save_when_the_launcher_is_killed(tmp_path: Path)
             os.kill(pid, signal.SIGKILL)
     assert "Traceback" not in err, err
     assert err.count("received SIGTERM") == 1, err  # said once, though Linux sends it once per thread
-    assert f"resume with --resume {out}" in err
+    assert f"resume with googlenet train --resume {out}" in err
     state = torch.load(out / "last.pt", weights_only=True)["train_state"]
     assert state["global_step"] >= 1 and len(state["rng"]) == 2  # both processes saved it
     assert not any(Path(folder).exists() for folder in lines)  # the launcher's folder, removed for it
@@ -346,7 +348,7 @@ def test_the_processes_stop_and_save_when_torchrun_is_killed(tmp_path: Path) -> 
             os.kill(pid, signal.SIGKILL)
     assert "Traceback" not in err, err
     assert err.count("received SIGTERM") == 1, err
-    assert f"resume with --resume {out}" in err, err
+    assert f"resume with googlenet train --resume {out}" in err, err
     state = torch.load(out / "last.pt", weights_only=True)["train_state"]
     assert state["global_step"] >= 1 and len(state["rng"]) == 2  # both processes saved it
 
@@ -365,7 +367,7 @@ def test_a_sigterm_to_another_process_than_the_first_ends_the_run_as_interrupted
         child.kill()
     assert child.returncode == 143, err
     assert "killed by" not in err and "Traceback" not in err, err
-    assert f"resume with --resume {out} --nproc-per-node 2" in err
+    assert f"resume with googlenet train --resume {out} --nproc-per-node 2" in err
     results = json.loads((out / "results.json").read_text())
     assert (results["status"], results["signal"]) == ("interrupted", "SIGTERM")
 
@@ -503,7 +505,7 @@ def test_the_launcher_prints_what_the_first_process_did_not_say(tmp_path: Path, 
     (run / "last.pt").write_bytes(b"saved")
     assert _report({0: failure(1), 1: failure(-9)}, tmp_path, "googlenet train") == 1
     assert capsys.readouterr().err.splitlines()[-1] == (
-        f"googlenet train: last.pt is kept; resume with --resume {run} --nproc-per-node 2"
+        f"googlenet train: last.pt is kept; resume with googlenet train --resume {run} --nproc-per-node 2"
     )
     (run / "train.log").write_text("2026-12-07 01:00:00,000 INFO googlenet.train.engine: epoch 1/2 ...\n")
     assert _report({0: failure(1), 1: failure(-9)}, tmp_path, "googlenet train") == 1

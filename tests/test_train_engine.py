@@ -223,7 +223,7 @@ def test_resume_mid_epoch_is_bit_identical(
 
     first = fit(tiny(tiny_data, tmp_path / "resumed", **{"run.stop_after_steps": 2}))
     assert first["status"] == "stopped"
-    assert "stopped in epoch 1/2 after 2 of its 3 steps; resume with --resume" in caplog.text
+    assert "stopped in epoch 1/2 after 2 of its 3 steps; resume with googlenet train --resume" in caplog.text
     state = torch.load(tmp_path / "resumed" / "last.pt", weights_only=True)["train_state"]
     assert (state["epoch"], state["step"], state["global_step"]) == (0, 2, 2)
     second = fit(tiny(tiny_data, tmp_path / "resumed"), resume=tmp_path / "resumed" / "last.pt")
@@ -438,7 +438,7 @@ def test_sigterm_during_an_ensemble_exits_with_the_signal(
     assert main(argv) == 128 + signal.SIGTERM
     # the hint resumes the ensemble (every member), not member-0 alone
     assert (
-        f"resume with --resume {out}\n" in caplog.text + "\n"
+        f"resume with googlenet train --resume {out}\n" in caplog.text + "\n"
         and "--resume " + str(out / "member-0") not in caplog.text
     )
     results = json.loads(capsys.readouterr().out)

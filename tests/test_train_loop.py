@@ -194,6 +194,8 @@ def test_the_speed_settings_keep_the_numerics() -> None:
         optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=2e-4,
                                     foreach=False, fused=fused)  # fmt: skip
         train_one_epoch(model, batches, optimizer, device=CPU, epoch=0, channels_last=channels_last)
-    apart = max((a - b).abs().max().item() for a, b in zip(reference.parameters(), fast.parameters()))
-    moved = max((a - b).abs().max().item() for a, b in zip(reference.parameters(), before))
+    apart = max(
+        (a - b).abs().max().item() for a, b in zip(reference.parameters(), fast.parameters(), strict=True)
+    )
+    moved = max((a - b).abs().max().item() for a, b in zip(reference.parameters(), before, strict=True))
     assert moved > 1e-3 and apart < 1e-3 * moved  # the steps moved the weights, both ways alike

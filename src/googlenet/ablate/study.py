@@ -205,12 +205,29 @@ def completed(folder: Path) -> bool:
     return bool(results and results.get("status") == "completed" and (folder / "final.pt").is_file())
 
 
+# What a study folder holds (`run` and `googlenet.ablate.results`; report.html is `googlenet report`'s):
+# an existing --output-dir with anything else is some other folder, never written into.
+STUDY_FILES = frozenset({
+    "runs", "test-time", "command.txt", "study.json", "ablation.csv", "ablation.json", "ablation.md",
+    "ablation.png", "gradflow.png", "gradflow.csv", "gradflow-split.png", "gradflow-split.csv", "report.html",
+})  # fmt: skip
+
+
 def check_existing(plan: StudyPlan) -> None:
-    """`ConfigError` when a run already in the study folder (finished or interrupted) was trained with other
-    settings than this call would give it: reusing or resuming it would mix budgets or recipes in one table.
+    """`ConfigError` when --output-dir is a folder holding other files than a study's (a training
+    run, a data set: the study would write its runs/ and tables among them), or when a run already in
+    the study folder (finished or interrupted) was trained with other settings than this call would
+    give it: reusing or resuming it would mix budgets or recipes in one table.
 
     The settings compared are the resolved configs of the overrides the earlier call wrote beside the run
     (`<arm>/seed-<s>.yaml`) and of this call's; the first three differences are named."""
+    out = plan.output_dir  # a file there: refused by StudyPlan.check
+    others = sorted(p.name for p in out.iterdir() if p.name not in STUDY_FILES) if out.is_dir() else []
+    if others:
+        raise ConfigError(
+            f"--output-dir {out}: holds other files than an earlier study's ({', '.join(others[:3])}"
+            f"{' ...' if len(others) > 3 else ''}); give a new folder, or the folder of the study to continue"
+        )
     for seed in plan.seeds:
         for arm in plan.arms:
             folder = plan.run_dir(arm, seed)

@@ -232,6 +232,12 @@ def run_predict(args: argparse.Namespace) -> int:
         raise ConfigError(f"--draw-threshold: must be in [0, 1], got {args.draw_threshold}")
     if args.draw and os.path.exists(args.draw) and not os.path.isdir(args.draw):  # before the work
         raise ConfigError(f"--draw {args.draw}: is a file, not a folder for the drawn images")
+    if args.draw and os.path.isdir(args.draw) and os.listdir(args.draw) and not _drawn_here(args.draw):
+        # the drawings are named after the images, so a folder of the user's (or a class folder of a
+        # data set) would have its own files replaced and new ones added
+        raise ConfigError(
+            f"--draw {args.draw}: holds other files than an earlier --draw's; give a new folder"
+        )
     check_output(
         "--output", args.output, replaceable=is_detections_csv, kind="a detections CSV",
         inputs={"--checkpoint": args.checkpoint, "--box-regression": args.box_regression,
@@ -307,10 +313,21 @@ def run_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+DRAWN_MARK = ".googlenet-drawings"  # the empty file that marks a folder --draw made
+
+
+def _drawn_here(folder: str) -> bool:
+    """Whether `folder` is one an earlier `--draw` made (its mark), so its drawings may be replaced."""
+    return os.path.isfile(os.path.join(folder, DRAWN_MARK))
+
+
 def _staging_folder(folder: str) -> str:
-    """A new hidden folder inside `folder` (made if need be), where `_draw` writes before the move."""
+    """A new hidden folder inside `folder` (made if need be, and marked as --draw's), where `_draw` writes
+    before the move."""
     try:
         os.makedirs(folder, exist_ok=True)
+        with open(os.path.join(folder, DRAWN_MARK), "a", encoding="utf-8"):
+            pass
         return tempfile.mkdtemp(prefix=".drawing-", dir=folder)
     except OSError as exc:
         raise ConfigError(f"--draw {folder}: cannot create the folder ({exc.strerror or exc})") from None

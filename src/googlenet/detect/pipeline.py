@@ -12,6 +12,7 @@ import json
 import logging
 import math
 import os
+import shlex
 import shutil
 import signal
 import sys
@@ -239,7 +240,7 @@ def run_train(args: argparse.Namespace) -> int:
     from googlenet.train.engine import fit
     from googlenet.train.launch import launch
     from googlenet.train.memory import check_run_memory
-    from googlenet.train.runs import check_new_run_folder, lock_folder
+    from googlenet.train.runs import check_new_run_folder, is_detection_run, lock_folder
 
     env = ddp.from_environment()
     _setup_logging(env)
@@ -258,6 +259,11 @@ def run_train(args: argparse.Namespace) -> int:
         # a copied or moved run no longer is (evaluating there scored another folder's model), and its
         # region set, kept inside it, moved with it.
         output = _run_folder(Path(str(resume)))
+        if not is_detection_run(output):  # before any work: a classifier's run would train on, then fail
+            raise ConfigError(
+                f"--resume {shlex.quote(str(resume))}: not a detect train run (no detection-setup.json); a "
+                f"classification run continues with googlenet train --resume {shlex.quote(str(resume))}"
+            )
         made_in = Path(config.run.output_dir or ".").resolve()
         if config.data.data_path == str(made_in / "regions") and (output / "regions").is_dir():
             config.data.data_path = str(output.resolve() / "regions")

@@ -66,6 +66,8 @@ def _dataset(root: str | os.PathLike[str], image_set: str, flag: str = "--image-
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError(f"{listing}: cannot read it ({exc})") from None
     ids = [i for i in ids if i]  # a blank line is not an image
+    if not ids:  # every figure of an empty set would be NaN or 0 of 0
+        raise DataError(f"{flag} {image_set}: {listing} lists no images")
     return _VOCSet(
         images=[str(year_dir / "JPEGImages" / f"{i}.jpg") for i in ids],
         annotations=[str(year_dir / "Annotations" / f"{i}.xml") for i in ids],

@@ -22,6 +22,7 @@ from typing import Any
 
 from googlenet.console import setup_console
 from googlenet.data.crops import CROP_COUNTS, CropSpec
+from googlenet.data.datasets import max_workers
 from googlenet.errors import CheckpointError, ConfigError
 from googlenet.evaluate.evalset import (
     DATASETS,
@@ -127,6 +128,8 @@ def _check_args(args: argparse.Namespace) -> None:
         raise ConfigError(f"--batch-size: must be at least 1, got {args.batch_size}")
     if args.workers is not None and args.workers < 0:
         raise ConfigError(f"--workers: must be 0 or more, got {args.workers}")
+    if args.workers is not None and args.workers > max_workers():
+        raise ConfigError(f"--workers: must be at most {max_workers()} (4 per CPU here), got {args.workers}")
     if args.limit is not None and args.limit < 1:
         raise ConfigError(f"--limit: must be at least 1, got {args.limit}")
 

@@ -19,6 +19,7 @@ import csv
 import json
 import logging
 import math
+import shlex
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -98,9 +99,10 @@ def _read_csv(path: Path, required: Sequence[str] = ()) -> list[dict[str, str]]:
         with path.open(newline="", encoding="utf-8") as handle:
             reader = csv.DictReader(handle)
             rows = list(reader)
+            header = reader.fieldnames  # read while the file is open: an empty file's is read here
     except (ValueError, csv.Error) as exc:  # ValueError: UnicodeDecodeError
         raise DataError(f"{path}: not a readable CSV file ({exc})") from None
-    lacking = [name for name in required if reader.fieldnames and name not in reader.fieldnames]
+    lacking = [name for name in required if header and name not in header]
     if lacking:
         raise DataError(f"{path}: no {lacking[0]} column (is it another program's file?)")
     return rows
@@ -387,7 +389,7 @@ def detection_section(folder: Path, images: int = 6) -> str:
     if not files:
         return body + (
             '<p class="note">No detections-*.csv in this folder yet: <code>detect train</code> writes them when '
-            f"it finishes; continue it with <code>googlenet detect train --resume {esc(folder)}</code>.</p>"
+            f"it finishes; continue it with <code>googlenet detect train --resume {esc(shlex.quote(str(folder)))}</code>.</p>"
         )
     chosen = next((f for f in files if f.stem == "detections-ensemble"), files[0])
     detections = _read_csv(chosen)

@@ -20,6 +20,7 @@ import json
 import logging
 import math
 import os
+import shlex
 import signal
 from collections.abc import Callable
 from pathlib import Path
@@ -40,6 +41,7 @@ from googlenet.train.config import (
     validate_from,
 )
 from googlenet.train.engine import fit
+from googlenet.train.runs import is_detection_run
 
 S = argparse.SUPPRESS
 
@@ -437,8 +439,15 @@ def _is_ensemble_folder(folder: Path) -> bool:
 
 
 def _check_resume_target(args: argparse.Namespace, resume: Path, ensemble: int) -> None:
-    """A resumed run continues in its own folder and keeps its kind (one model or an ensemble)."""
+    """A resumed run continues in its own folder and keeps its kind (one model or an ensemble, a
+    classifier or a detect train run)."""
     folder = _run_folder(resume)
+    if is_detection_run(folder):
+        raise ConfigError(
+            f"--resume {shlex.quote(str(resume))}: a detect train run; continue it with googlenet detect train "
+            f"--resume {shlex.quote(str(resume))}, which detects again with the model it trains on "
+            "(this command would leave its detection results behind)"
+        )
     wanted = getattr(args, "run.output_dir", None)
     if wanted is not None and Path(wanted).resolve() != folder.resolve():
         raise ConfigError(

@@ -34,6 +34,7 @@ from typing import Any
 
 import yaml
 
+from googlenet.data.datasets import max_workers
 from googlenet.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from googlenet.errors import ConfigError
 from googlenet.model.googlenet import INITS, MAX_INPUT_SIZE, MIN_INPUT_SIZE, MIN_INPUT_SIZE_AUX
@@ -498,7 +499,10 @@ def load_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
     except yaml.YAMLError as exc:
         first = str(exc).strip().splitlines()[0]
         raise ConfigError(f"{file}: not valid YAML ({first})") from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError:
+        raise ConfigError(f"{file}: not a YAML text file (binary: a checkpoint or an image?); --config "
+                          "takes a YAML file such as a run's config.yaml") from None  # fmt: skip
+    except OSError as exc:
         raise ConfigError(f"{file}: cannot read ({exc})") from None
     if data is None:
         return {}
@@ -589,6 +593,10 @@ def validate(config: TrainConfig, *, resuming: bool = False) -> None:
         value = getattr(m, name)
         _check(value is None or 0.0 <= value < 1.0, f"model.{name} must be in [0, 1), got {value}")
     _check(d.workers is None or d.workers >= 0, f"data.workers must be >= 0, got {d.workers}")
+    _check(
+        d.workers is None or d.workers <= max_workers(),
+        f"data.workers (-j) must be at most {max_workers()} (4 per CPU here), got {d.workers}",
+    )
     _check(d.builtin_image_size >= 16, f"data.builtin_image_size must be >= 16, got {d.builtin_image_size}")
     _check(d.builtin_seed >= 0, f"data.builtin_seed must be >= 0, got {d.builtin_seed}")
     _check(
@@ -658,6 +666,8 @@ def validate(config: TrainConfig, *, resuming: bool = False) -> None:
     )
     # 0 epochs would write an untrained final.pt as if it were a result (--test-only evaluates instead)
     _check(r.epochs >= 1, f"run.epochs must be >= 1, got {r.epochs}")
+    # the reference solver's 250 is far below; a 20-digit count is a typing mistake, not a plan
+    _check(r.epochs <= 1_000_000, f"run.epochs must be at most 1000000, got {r.epochs}")
     _check(
         s.lr_warmup_epochs < r.epochs,
         f"schedule.lr_warmup_epochs ({s.lr_warmup_epochs}) must be shorter than run.epochs ({r.epochs})",

@@ -20,6 +20,7 @@ import logging
 import math
 import os
 import random
+import shlex
 import signal
 import time
 from collections.abc import Sequence
@@ -69,7 +70,13 @@ from googlenet.train.loop import (
 )
 from googlenet.train.memory import check_run_memory
 from googlenet.train.params import describe_groups, parameter_groups
-from googlenet.train.runs import RunFolder, check_new_run_folder, default_output_dir, finished_results
+from googlenet.train.runs import (
+    RunFolder,
+    check_new_run_folder,
+    default_output_dir,
+    finished_results,
+    is_detection_run,
+)
 from googlenet.train.sampling import (
     SeededSamples,
     ShardedBatchSampler,
@@ -306,9 +313,16 @@ class _Trainer:
     ) -> None:
         self.config, self.env, self.device, self.folder = config, env, device, folder
         self.started_wall = started_wall
-        self.resume_with = str(resume_with if resume_with is not None else folder.path)
+        where = Path(resume_with if resume_with is not None else folder.path)
+        # What the launcher parses (the folder, then its own flags) and the command a stop line gives,
+        # ready to paste: the folder quoted, and `detect train` for its own runs, which detect again.
+        self.resume_hint = str(where)
         if is_launched() and env.world_size > 1:  # `--resume X` alone would resume on one process
-            self.resume_with += f" --nproc-per-node {env.world_size}"
+            self.resume_hint += f" --nproc-per-node {env.world_size}"
+        command = "googlenet detect train" if is_detection_run(where) else "googlenet train"
+        self.resume_with = (
+            f"{command} --resume {shlex.quote(str(where))}" + self.resume_hint[len(str(where)) :]
+        )
         m, o, r = config.model, config.optim, config.run
         assert r.seed is not None
         self.data_seed = r.data_seed if r.data_seed is not None else r.seed
@@ -329,7 +343,7 @@ class _Trainer:
                     f"{len(data.train)}; resume on the same training images (--data-path, --scan-bad-files)"
                 )
         logger.info("run folder %s (%s, device %s)", folder.path, _processes(env.world_size), device)
-        leave_resume_hint(self.resume_with)  # for the launcher of `--nproc-per-node`, should a process die
+        leave_resume_hint(self.resume_hint)  # for the launcher of `--nproc-per-node`, should a process die
         self.steps_per_epoch = ShardedBatchSampler.steps_per_epoch(len(data.train), o.batch_size)
         if self.steps_per_epoch == 0:
             raise ConfigError(
@@ -475,7 +489,7 @@ class _Trainer:
                     if step_in_epoch < self.steps_per_epoch:
                         self._save_last(at.epoch, step_in_epoch, meter)
                         status = self._stop_status()
-                        logger.info("%s in epoch %d/%d after %d of its %d steps; resume with --resume %s",
+                        logger.info("%s in epoch %d/%d after %d of its %d steps; resume with %s",
                                     status, at.epoch + 1, r.epochs, step_in_epoch, self.steps_per_epoch,
                                     self.resume_with)  # fmt: skip
                         break
@@ -484,7 +498,7 @@ class _Trainer:
                 except EvaluationInterrupted:  # a signal in the evaluation: keep the epoch's training
                     self._save_last(at.epoch, self.steps_per_epoch, meter)  # resumes into the evaluation
                     status = self._stop_status()
-                    logger.info("%s in epoch %d/%d's evaluation (its %d steps are done); resume with --resume %s",
+                    logger.info("%s in epoch %d/%d's evaluation (its %d steps are done); resume with %s",
                                 status, at.epoch + 1, r.epochs, self.steps_per_epoch, self.resume_with)  # fmt: skip
                     break
                 at.step = 0
@@ -498,7 +512,7 @@ class _Trainer:
                 if ddp.any_process(self._stop_requested(at.global_step), self.device) and at.epoch < r.epochs:
                     status = self._stop_status()
                     logger.info(
-                        "%s after epoch %d/%d; resume with --resume %s",
+                        "%s after epoch %d/%d; resume with %s",
                         status,
                         at.epoch,
                         r.epochs,

@@ -32,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shlex
 import signal
 import sys
 import tempfile
@@ -185,7 +186,10 @@ def _report(failures: Mapping[int, object], lines: Path, prog: str) -> int:
     folder = Path(hints[-1].split(" --nproc-per-node")[0]) if hints else None
     kept = folder is not None and ((folder / "last.pt").is_file() or any(folder.glob("member-*/last.pt")))
     if kept and code not in (128 + signal.SIGINT, 128 + signal.SIGTERM):
-        report.append(f"{prog}: last.pt is kept; resume with --resume {hints[-1]}")
+        flags = hints[-1][len(str(folder)) :]  # what follows the folder: --nproc-per-node N
+        report.append(
+            f"{prog}: last.pt is kept; resume with {prog} --resume {shlex.quote(str(folder))}{flags}"
+        )
     for text in report:
         print(text, file=sys.stderr)
     if folder is not None and report:

@@ -25,6 +25,7 @@ import json
 import logging
 import math
 import os
+import shlex
 import shutil
 import socket
 from collections.abc import Callable, Mapping, Sequence
@@ -377,11 +378,11 @@ def check_new_run_folder(folder: Path) -> None:
         return
     if (folder / "last.pt").exists():
         raise ConfigError(
-            f"{folder} already holds a run (last.pt); pass --resume {folder} to continue or pick another --output-dir"
+            f"{folder} already holds a run (last.pt); pass --resume {shlex.quote(str(folder))} to continue or pick another --output-dir"
         )
     if (folder / "ensemble.json").exists() or any(folder.glob("member-*")):
         raise ConfigError(
-            f"{folder} holds an ensemble; pass --resume {folder} to continue it or pick another --output-dir"
+            f"{folder} holds an ensemble; pass --resume {shlex.quote(str(folder))} to continue it or pick another --output-dir"
         )
     for name in ("final.pt", "results.json"):
         if (folder / name).exists():
@@ -458,3 +459,9 @@ def finished_results(folder: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None  # unreadable: not a finished run's, so the run is finished again
     return previous if isinstance(previous, dict) and previous.get("status") == "completed" else None
+
+
+def is_detection_run(folder: Path) -> bool:
+    """Whether `folder` (a run folder, or an ensemble member's) was made by `googlenet detect train`:
+    its detection-setup.json, which that command writes before training."""
+    return any((f / "detection-setup.json").is_file() for f in (folder, folder.parent))
