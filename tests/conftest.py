@@ -33,6 +33,13 @@ def _single_thread_determinism() -> None:
     torch.manual_seed(0)
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test that uses `shared_data` carries the `shared` marker (`pytest -m shared` runs them)."""
+    for item in items:
+        if "shared_data" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.shared)
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """`../shared/data`; tests using it skip on a user's fresh clone but fail in CI when it is missing."""

@@ -126,7 +126,11 @@ def test_bn_statistics_are_recomputed_for_the_average() -> None:
     with torch.no_grad():
         first = averaged[0]
         means = torch.stack([first(x).mean(0) for x, _ in batches]).mean(0)
+        # and the variance: the mean over batches of each batch's unbiased variance (BatchNorm's
+        # running_var is unbiased), the same cumulative average
+        variances = torch.stack([first(x).var(0, unbiased=True) for x, _ in batches]).mean(0)
     torch.testing.assert_close(averaged[1].running_mean, means, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(averaged[1].running_var, variances, rtol=1e-5, atol=1e-6)
 
 
 def test_bn_statistics_averaged_with_the_weights() -> None:
