@@ -91,6 +91,35 @@ def test_builtin_preset_only_without_data() -> None:
     assert folder.model.input_size == 224 and folder.run.epochs == 250  # the paper recipe untouched
 
 
+def test_builtin_preset_trains_in_bf16_where_the_cpu_has_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    import googlenet.train.config as config_module
+
+    for native in (True, False):
+        monkeypatch.setattr(config_module, "native_bf16", lambda native=native: native)
+        assert resolve({}, {}).run.amp is native  # the built-in data's preset
+        assert resolve({}, {"data.data_path": "/d"}).run.amp is False  # the paper's recipe: fp32
+        assert resolve({}, {"run.amp": False}).run.amp is False  # --no-amp
+
+
+def test_native_bf16_reads_the_cpu_flags(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import builtins
+
+    import googlenet.train.config as config_module
+
+    real_open = builtins.open
+    cpuinfo = tmp_path / "cpuinfo"
+    monkeypatch.setattr(
+        builtins, "open", lambda f, *a, **k: real_open(cpuinfo if f == "/proc/cpuinfo" else f, *a, **k)
+    )
+    for flags, expected in (("fpu avx512f avx512_bf16", True), ("fpu amx_bf16 amx_tile", True),
+                            ("fpu avx512f avx512bw", False)):  # fmt: skip
+        cpuinfo.write_text(f"processor\t: 0\nflags\t\t: {flags}\n")
+        config_module.native_bf16.cache_clear()
+        assert config_module.native_bf16() is expected
+    monkeypatch.undo()
+    config_module.native_bf16.cache_clear()
+
+
 def test_flags_override_file_override_preset(tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
     path.write_text("optim:\n  lr: 0.03\n  batch_size: 16\nrun:\n  epochs: 5\n")

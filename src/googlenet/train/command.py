@@ -1,7 +1,8 @@
 """`googlenet train`: flags (named as in torchvision's reference train.py where they exist) -> TrainConfig -> fit.
 
 With no arguments it trains the `paper` variant on the built-in data with the built-in preset
-(`googlenet.train.config.BUILTIN_PRESET`): 64x64 input, a few minutes on two CPU cores.
+(`googlenet.train.config.builtin_preset`): 64x64 input, bf16 autocast where the CPU computes bf16 in
+hardware, a few minutes on two CPU cores.
 
 Every flag maps onto one config key (its argparse `dest` is the dotted key), and only the flags given
 on the command line override the config file (`--config`), which overrides the defaults. Under
@@ -129,7 +130,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_g("--deterministic", dest="run.deterministic", action=boolean,
           help="torch.use_deterministic_algorithms: bit-identical reruns and resumes on CPU")  # fmt: skip
     add_g("--device", dest="run.device", help="auto (default), cpu, cuda or cuda:N")
-    add_g("--amp", dest="run.amp", action=boolean, help="mixed precision (bf16 autocast on CPU)")
+    add_g(
+        "--amp",
+        dest="run.amp",
+        action=boolean,
+        help="mixed precision (bf16 autocast on CPU; default off, but on for the built-in data where the "
+        "CPU has bf16 arithmetic)",
+    )
     add_g("--amp-dtype", dest="run.amp_dtype", choices=CHOICES["run.amp_dtype"],
           help="GPU autocast type: auto (bf16 if supported, else fp16 + GradScaler)")  # fmt: skip
     add_g("--ensemble", dest="run.ensemble", type=int, metavar="N",
