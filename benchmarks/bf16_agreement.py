@@ -35,7 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def agreements(checkpoint: str, data_path: str | None = None) -> dict:
     """{"checkpoint", "images", "backends": {backend: {"top1_agreement", "max_relative_logit_difference"}}}
-    for every available bf16 backend but `compile` (tests/test_real_data.py checks it on a trained model)."""
+    for every available bf16 backend but `compile` (tests/test_real_data.py checks these on a trained
+    model; `compile` is left out here and there: its fp32 logits are checked in tests/test_infer.py)."""
     ensemble = load_ensemble([checkpoint])  # engine off: the eval-mode model itself
     member = ensemble.members[0]
     model, _ = googlenet.load_checkpoint_model(checkpoint, aux_logits=False)

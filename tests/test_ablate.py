@@ -205,6 +205,14 @@ def test_a_run_trained_with_other_settings_is_not_reused(tmp_path: Path) -> None
         check_existing(StudyPlan(tmp_path, arms=("full",), seeds=(0,), base={"run.epochs": 2}))
     with pytest.raises(ConfigError, match=r"optim\.lr=0\.01 \(this call: 0\.1\)"):
         check_existing(StudyPlan(tmp_path, seeds=(0,), base={"run.epochs": 1, "optim.lr": 0.1}))
+    # the precision the run recorded counts too: the built-in preset's depends on the machine
+    (folder / "config.yaml").write_text(yaml.safe_dump({"run": {"amp": True}}))
+    with pytest.raises(ConfigError, match=r"run\.amp=True \(this call: False\)"):
+        check_existing(
+            StudyPlan(tmp_path, arms=("full",), seeds=(0,), base={"run.epochs": 1, "run.amp": False})
+        )
+    check_existing(StudyPlan(tmp_path, arms=("full",), seeds=(0,), base={"run.epochs": 1, "run.amp": True}))
+    (folder / "config.yaml").unlink()
     (folder / "last.pt").unlink()  # neither finished nor started: nothing to protect
     check_existing(StudyPlan(tmp_path, arms=("full",), seeds=(0,), base={"run.epochs": 2}))
 

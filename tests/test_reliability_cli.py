@@ -467,6 +467,18 @@ def test_a_resumed_run_keeps_its_folder_kind_and_classes(
     assert code == 0
 
 
+def test_what_counts_as_a_detect_train_run(tmp_path: Path) -> None:
+    from googlenet.train.runs import is_detection_run
+
+    det = tmp_path / "det"
+    for folder in (det / "member-0", det / "cls", tmp_path / "plain" / "member-0"):
+        folder.mkdir(parents=True)
+    (det / "detection-setup.json").write_text("{}")
+    assert is_detection_run(det) and is_detection_run(det / "member-0")  # the run and its ensemble's member
+    assert not is_detection_run(det / "cls")  # a classification run kept inside a detect run's folder
+    assert not is_detection_run(tmp_path / "plain" / "member-0") and not is_detection_run(tmp_path)
+
+
 def test_one_class_and_abort_on_a_bad_file_are_one_line(
     fixtures: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

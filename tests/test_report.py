@@ -299,7 +299,8 @@ def test_a_study_with_an_empty_gradient_table_still_reports(tmp_path: Path) -> N
     for name in ("gradflow.csv", "gradflow-split.csv"):
         (study / name).write_text("")  # 0 bytes: was a traceback ("I/O operation on closed file")
     html = write_report(study, tmp_path / "r.html").read_text(encoding="utf-8")
-    assert "forest" in html.lower() or "effect" in html.lower()
+    assert "<table" in html and "no-aux" in html  # the effects table, with its arms
+    assert len(_images(html)) >= 2  # the effects plot, and the gradient-flow plot the table is beside
 
 
 def test_an_evaluation_report_on_the_builtin_data_shows_its_confusion(

@@ -99,6 +99,7 @@ def test_builtin_preset_trains_in_bf16_where_the_cpu_has_it(monkeypatch: pytest.
         assert resolve({}, {}).run.amp is native  # the built-in data's preset
         assert resolve({}, {"data.data_path": "/d"}).run.amp is False  # the paper's recipe: fp32
         assert resolve({}, {"run.amp": False}).run.amp is False  # --no-amp
+        assert resolve({}, {"run.device": "cuda"}).run.amp is False  # a GPU run: fp32 unless --amp
 
 
 def test_native_bf16_reads_the_cpu_flags(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -111,13 +112,15 @@ def test_native_bf16_reads_the_cpu_flags(monkeypatch: pytest.MonkeyPatch, tmp_pa
     monkeypatch.setattr(
         builtins, "open", lambda f, *a, **k: real_open(cpuinfo if f == "/proc/cpuinfo" else f, *a, **k)
     )
-    for flags, expected in (("fpu avx512f avx512_bf16", True), ("fpu amx_bf16 amx_tile", True),
-                            ("fpu avx512f avx512bw", False)):  # fmt: skip
-        cpuinfo.write_text(f"processor\t: 0\nflags\t\t: {flags}\n")
+    try:
+        for flags, expected in (("fpu avx512f avx512_bf16", True), ("fpu amx_bf16 amx_tile", True),
+                                ("fpu avx512f avx512bw", False)):  # fmt: skip
+            cpuinfo.write_text(f"processor\t: 0\nflags\t\t: {flags}\n")
+            config_module.native_bf16.cache_clear()
+            assert config_module.native_bf16() is expected
+    finally:  # the real machine's answer for the tests after this one
+        monkeypatch.undo()
         config_module.native_bf16.cache_clear()
-        assert config_module.native_bf16() is expected
-    monkeypatch.undo()
-    config_module.native_bf16.cache_clear()
 
 
 def test_flags_override_file_override_preset(tmp_path: Path) -> None:
@@ -286,12 +289,15 @@ def test_sampling_overrides_that_change_nothing_are_named() -> None:
         return [inert_overrides(member, config, overrides) for member, overrides in members]
 
     paper = resolve({}, {"data.data_path": "/d", "run.ensemble": 7})
-    assert inert(paper) == [[]] * 7  # on the paper's recipe every member's settings act
+    # on the paper's recipe every member's settings act, but member 6's "no lighting noise", which
+    # its own "no photometric distortion" already includes
+    assert inert(paper) == [[]] * 6 + [["augment.lighting"]]
     builtin = resolve({}, {"run.ensemble": 7})  # patches from 50% already: "at least 35%" is 50%
     assert inert(builtin)[2] == ["augment.scale_min"] and inert(builtin)[1] == []
     assert inert(builtin)[5] == ["augment.scale_min"]
+    assert inert(builtin)[6] == ["augment.lighting", "augment.scale_min"]
     # random patches off (the fixed-crop recipe, detect train's regions): the patch range never acts,
     # and "no random patches" is what the recipe already does
     fixed = resolve({}, {"data.data_path": "/d", "run.ensemble": 7, "augment.random_crop": False})
     assert inert(fixed)[2] == ["augment.scale_min"] and inert(fixed)[4] == ["augment.random_crop"]
-    assert inert(fixed)[6] == ["augment.scale_min"] and inert(fixed)[3] == []
+    assert inert(fixed)[6] == ["augment.lighting", "augment.scale_min"] and inert(fixed)[3] == []

@@ -239,7 +239,16 @@ def check_existing(plan: StudyPlan) -> None:
             try:
                 data = yaml.safe_load(written.read_text(encoding="utf-8")) or {}
                 before = resolve({}, flatten(data, str(written)), str(written)).as_dict()
-            except (OSError, yaml.YAMLError, ConfigError) as exc:
+                # The precision the built-in preset picks depends on the machine (bf16 where the CPU
+                # has it, since 2026-12-07), which the overrides above do not record: the run's own
+                # config.yaml says what it trained in.
+                recorded = folder / "config.yaml"
+                if recorded.is_file():
+                    run_section = (yaml.safe_load(recorded.read_text(encoding="utf-8")) or {}).get("run", {})
+                    for key in ("amp", "amp_dtype"):
+                        if key in run_section:
+                            before["run"][key] = run_section[key]
+            except (OSError, yaml.YAMLError, ConfigError, AttributeError) as exc:
                 raise ConfigError(f"{written}: cannot read the settings of the run there ({exc})") from None
             now = resolve({}, plan.config_of(arm, seed)).as_dict()
             differences = [

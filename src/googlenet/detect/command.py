@@ -236,7 +236,8 @@ def run_predict(args: argparse.Namespace) -> int:
         # the drawings are named after the images, so a folder of the user's (or a class folder of a
         # data set) would have its own files replaced and new ones added
         raise ConfigError(
-            f"--draw {args.draw}: holds other files than an earlier --draw's; give a new folder"
+            f"--draw {args.draw}: holds other files than an earlier --draw's; give a new folder (one "
+            f"drawn before 2026-12-07 has no {DRAWN_MARK} mark: add that empty file to reuse it)"
         )
     check_output(
         "--output", args.output, replaceable=is_detections_csv, kind="a detections CSV",

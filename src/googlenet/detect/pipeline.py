@@ -259,6 +259,12 @@ def run_train(args: argparse.Namespace) -> int:
         # a copied or moved run no longer is (evaluating there scored another folder's model), and its
         # region set, kept inside it, moved with it.
         output = _run_folder(Path(str(resume)))
+        if is_detection_run(output) and not (output / "detection-setup.json").is_file():  # a member
+            raise ConfigError(
+                f"--resume {shlex.quote(str(resume))}: a member of the detect train ensemble in "
+                f"{shlex.quote(str(output.parent))}; resume that folder, which trains every member on and "
+                "detects with them"
+            )
         if not is_detection_run(output):  # before any work: a classifier's run would train on, then fail
             raise ConfigError(
                 f"--resume {shlex.quote(str(resume))}: not a detect train run (no detection-setup.json); a "

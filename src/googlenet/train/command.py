@@ -395,8 +395,13 @@ def build_config(args: argparse.Namespace) -> tuple[Any, str | None]:
         stored_file = folder / "config.yaml"
         given = {**file_overrides, **flags}
         data: dict[str, Any] = {}
-        if stored_file.is_file() and not {"data.data_path", "data.dataset"} & given.keys():
-            data = {k: v for k, v in load_yaml(stored_file).items() if k.startswith("data.")}
+        stored_values = load_yaml(stored_file) if stored_file.is_file() else {}
+        if not {"data.data_path", "data.dataset"} & given.keys():
+            data = {k: v for k, v in stored_values.items() if k.startswith("data.")}
+        # the precision the run trained in, not the one this machine's built-in preset would pick
+        data.update(
+            {k: v for k, v in stored_values.items() if k in ("run.amp", "run.amp_dtype") and k not in given}
+        )
         return resolve({**data, **file_overrides}, flags, source), resume
     folder = Path(resume)
     ensemble = _is_ensemble_folder(folder)

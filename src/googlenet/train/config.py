@@ -284,11 +284,16 @@ def native_bf16() -> bool:
     return False
 
 
-def builtin_preset() -> dict[str, Any]:
-    """`BUILTIN_PRESET`, plus bf16 autocast (`run.amp`) where the CPU computes bf16 in hardware: the
-    30 epochs then take about three quarters of the time (339 s -> 251 s on the project's AMD EPYC,
-    the same learning: docs/recipe.md); `--no-amp` trains in fp32."""
-    return {**BUILTIN_PRESET, **({"run.amp": True} if native_bf16() else {})}
+def builtin_preset(device: str = "auto") -> dict[str, Any]:
+    """`BUILTIN_PRESET`, plus bf16 autocast (`run.amp`) when the run trains on the CPU (`device`: the
+    run's --device; "auto" is the CPU where no CUDA GPU is seen) and that CPU computes bf16 in
+    hardware: the 30 epochs then took 0.74x the time on the project's AMD EPYC (339 s -> 251 s) with
+    the same learning (docs/recipe.md); `--no-amp` trains in fp32. A GPU run keeps the recipe's fp32
+    unless asked (`--amp`)."""
+    import torch
+
+    on_cpu = device == "cpu" or (device == "auto" and not torch.cuda.is_available())
+    return {**BUILTIN_PRESET, **({"run.amp": True} if on_cpu and native_bf16() else {})}
 
 
 # Section 7: the ensemble's models "were trained with the same initialization ... and learning rate
@@ -345,19 +350,24 @@ def ensemble_member(
 # Patch-sampling settings that only the random patch sampling reads: with `augment.random_crop` off
 # (the fixed-crop pipeline, and `detect train`'s warped regions) they change nothing.
 CROP_RANGE_KEYS = ("augment.scale_min", "augment.scale_max", "augment.ratio_min", "augment.ratio_max")
+# The distortions' ranges and the lighting noise: with `augment.photometric` off none of them acts.
+PHOTOMETRIC_KEYS = ("augment.brightness", "augment.contrast", "augment.saturation", "augment.lighting")
 
 
 def inert_overrides(member: TrainConfig, base: TrainConfig, overrides: Mapping[str, Any]) -> list[str]:
     """The keys of a member's sampling `overrides` that leave its training as `base` would run it: the
     value is the base's own (a member's "larger patches" on a recipe whose patches are already larger),
-    or a patch-range setting while `member` samples no random patches. What this cannot see from the
+    or a patch-range setting while `member` samples no random patches, or a distortion's range or the
+    lighting noise while `member` has photometric distortion off. What this cannot see from the
     config: `augment.random_interpolation` on images already at the input size with random patches off
     (`detect train`'s warped regions), where the resize is the identity; docs/detection.md says so."""
-    patches = member.augment.random_crop
+    patches, photometric = member.augment.random_crop, member.augment.photometric
     return [
         key
         for key in overrides
-        if member.get(key) == base.get(key) or (key in CROP_RANGE_KEYS and not patches)
+        if member.get(key) == base.get(key)
+        or (key in CROP_RANGE_KEYS and not patches)
+        or (key in PHOTOMETRIC_KEYS and not photometric)
     ]
 
 
@@ -549,7 +559,8 @@ def resolve(
     merged = {**file_overrides, **flag_overrides}
     dataset = merged.get("data.dataset", "auto")
     builtin = dataset == "builtin" or (dataset == "auto" and merged.get("data.data_path") is None)
-    config = apply(TrainConfig(), builtin_preset(), "built-in preset") if builtin else TrainConfig()
+    device = str(merged.get("run.device") or "auto")
+    config = apply(TrainConfig(), builtin_preset(device), "built-in preset") if builtin else TrainConfig()
     config = apply(config, file_overrides, source)
     config = apply(config, flag_overrides, "command line")
     if config.data.dataset == "auto":

@@ -462,6 +462,10 @@ def finished_results(folder: Path) -> dict[str, Any] | None:
 
 
 def is_detection_run(folder: Path) -> bool:
-    """Whether `folder` (a run folder, or an ensemble member's) was made by `googlenet detect train`:
-    its detection-setup.json, which that command writes before training."""
-    return any((f / "detection-setup.json").is_file() for f in (folder, folder.parent))
+    """Whether `folder` was made by `googlenet detect train` (its detection-setup.json, which that command
+    writes before training), or is a member (`member-N`) of a detect train ensemble. Only a member's
+    parent counts: a classification run kept inside a detect run's folder is a classification run."""
+    if (folder / "detection-setup.json").is_file():
+        return True
+    member = folder.name.startswith("member-") and folder.name[len("member-") :].isdigit()
+    return member and (folder.parent / "detection-setup.json").is_file()
