@@ -221,38 +221,40 @@ def test_resume_mid_epoch_is_bit_identical(
     straight = fit(tiny(tiny_data, tmp_path / "straight"))
     assert straight["status"] == "completed" and straight["global_step"] == 6
 
-    first = fit(tiny(tiny_data, tmp_path / "resumed", **{"run.stop_after_steps": 2}))
+    resumed = tmp_path / "a resumed run"  # a space: the stop line quotes the folder for the shell
+    first = fit(tiny(tiny_data, resumed, **{"run.stop_after_steps": 2}))
     assert first["status"] == "stopped"
-    assert "stopped in epoch 1/2 after 2 of its 3 steps; resume with googlenet train --resume" in caplog.text
-    state = torch.load(tmp_path / "resumed" / "last.pt", weights_only=True)["train_state"]
+    assert (
+        f"stopped in epoch 1/2 after 2 of its 3 steps; resume with googlenet train --resume '{resumed}'"
+        in caplog.text
+    )
+    state = torch.load(resumed / "last.pt", weights_only=True)["train_state"]
     assert (state["epoch"], state["step"], state["global_step"]) == (0, 2, 2)
-    second = fit(tiny(tiny_data, tmp_path / "resumed"), resume=tmp_path / "resumed" / "last.pt")
+    second = fit(tiny(tiny_data, resumed), resume=resumed / "last.pt")
     assert second["status"] == "completed"
     assert "last.pt: 0 of 2 epoch(s) done, 2 step(s) into epoch 1" in caplog.text
     caplog.clear()
-    fit(tiny(tiny_data, tmp_path / "resumed"), resume=tmp_path / "resumed" / "last.pt")  # a finished run
+    fit(tiny(tiny_data, resumed), resume=resumed / "last.pt")  # a finished run
     assert (
         "2 of 2 epoch(s) done" in caplog.text
         and "nothing left to train: give --epochs above 2" in caplog.text
     )
-    recorded = (tmp_path / "resumed" / "config.yaml").read_bytes()
-    fewer = tiny(tiny_data, tmp_path / "resumed", **{"run.epochs": 1})
+    recorded = (resumed / "config.yaml").read_bytes()
+    fewer = tiny(tiny_data, resumed, **{"run.epochs": 1})
     caplog.clear()
-    fit(fewer, resume=tmp_path / "resumed" / "last.pt")  # nothing to train: the run's config stays its own
-    assert (tmp_path / "resumed" / "config.yaml").read_bytes() == recorded
+    fit(fewer, resume=resumed / "last.pt")  # nothing to train: the run's config stays its own
+    assert (resumed / "config.yaml").read_bytes() == recorded
     assert (
         "2 of 1 epoch(s) done; nothing left to train: give --epochs above 2" in caplog.text
     )  # said "above 1"
 
-    _assert_identical_training_state(tmp_path / "straight" / "last.pt", tmp_path / "resumed" / "last.pt")
+    _assert_identical_training_state(tmp_path / "straight" / "last.pt", resumed / "last.pt")
     a = torch.load(tmp_path / "straight" / "final.pt", weights_only=True)["state_dict"]
-    b = torch.load(tmp_path / "resumed" / "final.pt", weights_only=True)["state_dict"]
+    b = torch.load(resumed / "final.pt", weights_only=True)["state_dict"]
     assert all(torch.equal(a[k], b[k]) for k in a)
     # The history is continued, not duplicated, and the epoch metrics agree.
     for column in ("loss_total", "val_top1_raw", "val_top1_avg"):
-        assert [r[column] for r in _history(tmp_path / "straight")] == [
-            r[column] for r in _history(tmp_path / "resumed")
-        ]
+        assert [r[column] for r in _history(tmp_path / "straight")] == [r[column] for r in _history(resumed)]
 
 
 def test_balanced_batches_resume_bit_identical_and_name_a_missing_class(

@@ -172,7 +172,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--workers",
         dest="data.workers",
         type=int,
-        help="data loading processes (default min(4, CPUs); built-in data: 0, in the training process)",
+        help="data loading processes, per process under torchrun (default min(4, CPUs); built-in data: 0, "
+        "in the training process; at most 4 per CPU)",
     )
     add_g("--scan-bad-files", dest="data.scan_bad_files", action=boolean,
           help="decode every image once before training (exact bad-file count; without it each bad file "
