@@ -600,7 +600,7 @@ def test_a_training_run_records_and_resume_verifies_its_checkpoints(
         ("optim: 0.1\n", "section 'optim' must be a mapping"),
         ("optim:\n  lr: [0.1\n", "not valid YAML"),
         ("!!python/object/apply:os.system ['touch pwned']\n", "not valid YAML"),
-        ("\xff\xfe binary", "cannot read"),
+        ("\xff\xfe binary", "not a YAML text file"),
     ],
 )
 def test_bad_config_files_are_rejected_before_any_work(
