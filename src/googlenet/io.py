@@ -189,6 +189,23 @@ def verify_digest(path: str | os.PathLike[str]) -> bool:
     return True
 
 
+def check_output_folder(
+    flag: str, folder: str | os.PathLike[str], ours: Callable[[str], bool], what: str, advice: str
+) -> None:
+    """Refuse, before any work, an existing output folder holding entries another command or the user
+    put there (`ours(name)` false): the command would write among them, or over them where names
+    coincide. A new or empty folder, or one holding only `what`'s own entries, passes; the refusal is
+    one `ConfigError` line naming `flag`, the first entries and `advice`. (A file at `folder` is each
+    caller's to refuse: their messages say what folder they want.)"""
+    from googlenet.errors import ConfigError
+
+    target = Path(folder)
+    others = sorted(p.name for p in target.iterdir() if not ours(p.name)) if target.is_dir() else []
+    if others:
+        listed = ", ".join(others[:3]) + (" ..." if len(others) > 3 else "")
+        raise ConfigError(f"{flag} {target}: holds other files than an earlier {what}'s ({listed}); {advice}")
+
+
 def check_output(
     flag: str,
     path: str | os.PathLike[str],

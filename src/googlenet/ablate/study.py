@@ -32,7 +32,8 @@ from typing import Any
 import yaml
 
 from googlenet.errors import ConfigError
-from googlenet.train.config import builtin_settings, flatten, resolve
+from googlenet.io import check_output_folder
+from googlenet.train.config import builtin_settings, flatten, load_yaml, resolve
 
 logger = logging.getLogger("googlenet.ablate")
 
@@ -221,13 +222,10 @@ def check_existing(plan: StudyPlan) -> None:
 
     The settings compared are the resolved configs of the overrides the earlier call wrote beside the run
     (`<arm>/seed-<s>.yaml`) and of this call's; the first three differences are named."""
-    out = plan.output_dir  # a file there: refused by StudyPlan.check
-    others = sorted(p.name for p in out.iterdir() if p.name not in STUDY_FILES) if out.is_dir() else []
-    if others:
-        raise ConfigError(
-            f"--output-dir {out}: holds other files than an earlier study's ({', '.join(others[:3])}"
-            f"{' ...' if len(others) > 3 else ''}); give a new folder, or the folder of the study to continue"
-        )
+    check_output_folder(  # a file there: refused by StudyPlan.check
+        "--output-dir", plan.output_dir, STUDY_FILES.__contains__, "study",
+        "give a new folder, or the folder of the study to continue",
+    )  # fmt: skip
     for seed in plan.seeds:
         for arm in plan.arms:
             folder = plan.run_dir(arm, seed)
@@ -242,13 +240,11 @@ def check_existing(plan: StudyPlan) -> None:
                 # The precision the built-in preset picks depends on the machine (bf16 where the CPU
                 # has it, since 2026-12-07), which the overrides above do not record: the run's own
                 # config.yaml says what it trained in.
-                recorded = folder / "config.yaml"
-                if recorded.is_file():
-                    run_section = (yaml.safe_load(recorded.read_text(encoding="utf-8")) or {}).get("run", {})
-                    for key in ("amp", "amp_dtype"):
-                        if key in run_section:
-                            before["run"][key] = run_section[key]
-            except (OSError, yaml.YAMLError, ConfigError, AttributeError) as exc:
+                recorded = load_yaml(folder / "config.yaml") if (folder / "config.yaml").is_file() else {}
+                for key in ("amp", "amp_dtype"):
+                    if f"run.{key}" in recorded:
+                        before["run"][key] = recorded[f"run.{key}"]
+            except (OSError, yaml.YAMLError, ConfigError) as exc:
                 raise ConfigError(f"{written}: cannot read the settings of the run there ({exc})") from None
             now = resolve({}, plan.config_of(arm, seed)).as_dict()
             differences = [

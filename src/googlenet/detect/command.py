@@ -223,7 +223,7 @@ def run_predict(args: argparse.Namespace) -> int:
     from googlenet.detect.pipeline import gather_proposals, resolve_annotations
     from googlenet.detect.voc import is_detections_csv, voc_images, write_detections
     from googlenet.evaluate.models import load_ensemble
-    from googlenet.io import check_output
+    from googlenet.io import check_output, check_output_folder
     from googlenet.model.weights import load_checkpoint_model
 
     if args.limit is not None and args.limit < 1:
@@ -232,13 +232,14 @@ def run_predict(args: argparse.Namespace) -> int:
         raise ConfigError(f"--draw-threshold: must be in [0, 1], got {args.draw_threshold}")
     if args.draw and os.path.exists(args.draw) and not os.path.isdir(args.draw):  # before the work
         raise ConfigError(f"--draw {args.draw}: is a file, not a folder for the drawn images")
-    if args.draw and os.path.isdir(args.draw) and os.listdir(args.draw) and not _drawn_here(args.draw):
-        # the drawings are named after the images, so a folder of the user's (or a class folder of a
-        # data set) would have its own files replaced and new ones added
-        raise ConfigError(
-            f"--draw {args.draw}: holds other files than an earlier --draw's; give a new folder (one "
-            f"drawn before 2026-12-07 has no {DRAWN_MARK} mark: add that empty file to reuse it)"
-        )
+    if args.draw:  # the drawings are named after the images: a folder of the user's (or a class folder
+        # of a data set) would have its own files replaced and new ones added; --draw's own is marked
+        marked = os.path.isfile(os.path.join(args.draw, DRAWN_MARK))
+        check_output_folder(
+            "--draw", args.draw, lambda _name: marked, "--draw",
+            f"give a new folder (one drawn before 2026-12-07 has no {DRAWN_MARK} mark: add that empty "
+            "file to reuse it)",
+        )  # fmt: skip
     check_output(
         "--output", args.output, replaceable=is_detections_csv, kind="a detections CSV",
         inputs={"--checkpoint": args.checkpoint, "--box-regression": args.box_regression,
@@ -315,11 +316,6 @@ def run_predict(args: argparse.Namespace) -> int:
 
 
 DRAWN_MARK = ".googlenet-drawings"  # the empty file that marks a folder --draw made
-
-
-def _drawn_here(folder: str) -> bool:
-    """Whether `folder` is one an earlier `--draw` made (its mark), so its drawings may be replaced."""
-    return os.path.isfile(os.path.join(folder, DRAWN_MARK))
 
 
 def _staging_folder(folder: str) -> str:

@@ -240,7 +240,7 @@ def run_train(args: argparse.Namespace) -> int:
     from googlenet.train.engine import fit
     from googlenet.train.launch import launch
     from googlenet.train.memory import check_run_memory
-    from googlenet.train.runs import check_new_run_folder, is_detection_run, lock_folder
+    from googlenet.train.runs import DETECTION_SETUP, check_new_run_folder, is_detection_run, lock_folder
 
     env = ddp.from_environment()
     _setup_logging(env)
@@ -259,15 +259,13 @@ def run_train(args: argparse.Namespace) -> int:
         # a copied or moved run no longer is (evaluating there scored another folder's model), and its
         # region set, kept inside it, moved with it.
         output = _run_folder(Path(str(resume)))
-        if is_detection_run(output) and not (output / "detection-setup.json").is_file():  # a member
+        if not (output / DETECTION_SETUP).is_file():  # before any work: it would train on, then fail
             raise ConfigError(
                 f"--resume {shlex.quote(str(resume))}: a member of the detect train ensemble in "
                 f"{shlex.quote(str(output.parent))}; resume that folder, which trains every member on and "
                 "detects with them"
-            )
-        if not is_detection_run(output):  # before any work: a classifier's run would train on, then fail
-            raise ConfigError(
-                f"--resume {shlex.quote(str(resume))}: not a detect train run (no detection-setup.json); a "
+                if is_detection_run(output)
+                else f"--resume {shlex.quote(str(resume))}: not a detect train run (no {DETECTION_SETUP}); a "
                 f"classification run continues with googlenet train --resume {shlex.quote(str(resume))}"
             )
         made_in = Path(config.run.output_dir or ".").resolve()
@@ -364,7 +362,7 @@ def run_train(args: argparse.Namespace) -> int:
     _print_summary(results)
     if results.get("status") != "completed":
         return 128 + int(signal.Signals[results["signal"]]) if results.get("signal") else 0
-    setup = json.loads((output / "detection-setup.json").read_text())
+    setup = json.loads((output / DETECTION_SETUP).read_text())
     report = evaluate_run(output, setup)
     if getattr(args, "json", False):
         from googlenet.train.runs import json_safe
@@ -383,6 +381,7 @@ def _build_regions(
     from googlenet.detect.training import build_region_set, check_region_classes
     from googlenet.detect.voc import voc_images
     from googlenet.io import atomic_open
+    from googlenet.train.runs import DETECTION_SETUP
 
     if not env.is_main:
         _wait_for(regions / "manifest.json")
@@ -422,7 +421,7 @@ def _build_regions(
         "max_side": args.max_side,
         "context": args.context,  # the detector warps test regions as the classifier was trained on
     }
-    with atomic_open(output / "detection-setup.json", "w") as handle:
+    with atomic_open(output / DETECTION_SETUP, "w") as handle:
         json.dump(detection, handle, indent=1)
 
 
@@ -433,11 +432,13 @@ def run_context(path: str | os.PathLike[str]) -> int | None:
     """The context (pixels at 227) a `detect train` run warped its regions with, for a run folder or a
     checkpoint in one (a member's final.pt: the ensemble's folder above it): its detection-setup.json,
     else its region set's manifest. None when `path` is in no such run."""
+    from googlenet.train.runs import DETECTION_SETUP
+
     path = Path(path)
     for folder in (
         (path, path.parent, path.parent.parent) if path.is_dir() else (path.parent, path.parent.parent)
     ):
-        for file, keys in ((folder / "detection-setup.json", ("context",)),
+        for file, keys in ((folder / DETECTION_SETUP, ("context",)),
                            (folder / "regions" / "manifest.json", ("params", "context"))):  # fmt: skip
             try:
                 value: Any = json.loads(file.read_text(encoding="utf-8"))

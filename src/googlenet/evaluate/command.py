@@ -49,7 +49,7 @@ from googlenet.evaluate.table3 import (
     table3_specs,
     table3_views,
 )
-from googlenet.io import check_output
+from googlenet.io import check_output, check_output_folder
 from googlenet.model.weights import read_checkpoint
 
 if typing.TYPE_CHECKING:
@@ -119,10 +119,7 @@ def _check_args(args: argparse.Namespace) -> None:
         ours = {*TABLE3_FILES.values(), "report.html"}  # report.html: what googlenet report adds
         if folder.exists() and not folder.is_dir():
             raise ConfigError(f"--output-dir {folder}: is a file, not a folder")
-        if folder.exists() and any(p.name not in ours for p in folder.iterdir()):
-            raise ConfigError(
-                f"--output-dir {folder}: holds other files than an earlier --table3's; give a new folder"
-            )
+        check_output_folder("--output-dir", folder, ours.__contains__, "--table3", "give a new folder")
         check_output("--output-dir", folder / TABLE3_FILES["json"])
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size: must be at least 1, got {args.batch_size}")

@@ -365,8 +365,11 @@ class _OtherProcessLog(logging.FileHandler):
         super().emit(record)
 
 
+# `googlenet detect train`'s record of its region set and proposals, written before the training: what
+# marks its run folders (`is_detection_run`).
+DETECTION_SETUP = "detection-setup.json"
 # What `googlenet detect train` prepares in its run folder before the training starts there.
-PREPARED_ENTRIES = frozenset({"regions", "detection-setup.json"})
+PREPARED_ENTRIES = frozenset({"regions", DETECTION_SETUP})
 
 
 def check_new_run_folder(folder: Path) -> None:
@@ -465,7 +468,7 @@ def is_detection_run(folder: Path) -> bool:
     """Whether `folder` was made by `googlenet detect train` (its detection-setup.json, which that command
     writes before training), or is a member (`member-N`) of a detect train ensemble. Only a member's
     parent counts: a classification run kept inside a detect run's folder is a classification run."""
-    if (folder / "detection-setup.json").is_file():
+    if (folder / DETECTION_SETUP).is_file():
         return True
     member = folder.name.startswith("member-") and folder.name[len("member-") :].isdigit()
-    return member and (folder.parent / "detection-setup.json").is_file()
+    return member and (folder.parent / DETECTION_SETUP).is_file()
