@@ -243,6 +243,22 @@ def test_a_folder_that_is_not_a_study_is_never_written_into(
     assert "no finished run of this study" in capsys.readouterr().err
 
 
+def test_a_study_folder_with_a_killed_writes_leftover_is_still_the_studys(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A study killed (SIGKILL) while atomic_open wrote its table leaves `.ablation.csv.<random>.tmp`:
+    rerunning the same command must go on, not call its own folder someone else's."""
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "study.json").write_text("{}")
+    (tmp_path / ".ablation.csv.k3j_x9.tmp").write_text("half a tab")
+    args = ["ablate", "-o", str(tmp_path), "--arms", "full", "--seeds", "0", "--epochs", "1", "--report-only"]
+    assert main(args) == 1
+    assert "no finished run of this study" in capsys.readouterr().err
+    (tmp_path / ".notes.k3j_x9.tmp").write_text("the user's")  # not a leftover of one of ours
+    assert main(args) == 1
+    assert "holds other files than an earlier study's (.notes.k3j_x9.tmp)" in capsys.readouterr().err
+
+
 def test_errors_of_prefers_the_averaged_weights() -> None:
     done = {"status": "completed", "val_top1_avg": 60.0, "val_top5_avg": 90.0, "val_top1_raw": 50.0,
             "val_top5_raw": 80.0}  # fmt: skip

@@ -189,18 +189,34 @@ def verify_digest(path: str | os.PathLike[str]) -> bool:
     return True
 
 
+def _ours_or_leftover(name: str, ours: Callable[[str], bool]) -> bool:
+    """`ours(name)`, or `name` is what `atomic_open` leaves of one of ours when the process is killed
+    (SIGKILL, power loss) between creating its temporary file and the rename: `.<ours>.<random>.tmp`."""
+    if ours(name):
+        return True
+    if not (name.startswith(".") and name.endswith(".tmp")):
+        return False
+    stem, _, random = name[1:-4].rpartition(".")
+    return bool(stem and random) and ours(stem)
+
+
 def check_output_folder(
     flag: str, folder: str | os.PathLike[str], ours: Callable[[str], bool], what: str, advice: str
 ) -> None:
     """Refuse, before any work, an existing output folder holding entries another command or the user
     put there (`ours(name)` false): the command would write among them, or over them where names
-    coincide. A new or empty folder, or one holding only `what`'s own entries, passes; the refusal is
-    one `ConfigError` line naming `flag`, the first entries and `advice`. (A file at `folder` is each
-    caller's to refuse: their messages say what folder they want.)"""
+    coincide. A new or empty folder, or one holding only `what`'s own entries (and the temporary files
+    a killed write of one of them left), passes; the refusal is one `ConfigError` line naming `flag`,
+    the first entries and `advice`. (A file at `folder` is each caller's to refuse: their messages say
+    what folder they want.)"""
     from googlenet.errors import ConfigError
 
     target = Path(folder)
-    others = sorted(p.name for p in target.iterdir() if not ours(p.name)) if target.is_dir() else []
+    others = (
+        sorted(p.name for p in target.iterdir() if not _ours_or_leftover(p.name, ours))
+        if target.is_dir()
+        else []
+    )
     if others:
         listed = ", ".join(others[:3]) + (" ..." if len(others) > 3 else "")
         raise ConfigError(f"{flag} {target}: holds other files than an earlier {what}'s ({listed}); {advice}")
