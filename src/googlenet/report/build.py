@@ -47,9 +47,11 @@ KINDS: tuple[str, ...] = ("training", "ensemble", "evaluation", "ablation", "det
 
 def detect_kind(folder: Path) -> str:
     """Which kind of run folder `folder` is (see the module docstring); DataError if none."""
+    from googlenet.train.runs import DETECTION_SETUP
+
     if (folder / "ablation.json").is_file():
         return "ablation"
-    if (folder / "detection.json").is_file() or (folder / "detection-setup.json").is_file():
+    if (folder / "detection.json").is_file() or (folder / DETECTION_SETUP).is_file():
         return "detection"
     if (folder / "ensemble.json").is_file():
         return "ensemble"
@@ -374,9 +376,10 @@ def detection_section(folder: Path, images: int = 6) -> str:
     from PIL import ImageDraw
 
     from googlenet.data.decode import load_image
+    from googlenet.train.runs import DETECTION_SETUP
 
     body = ""
-    setup = _json(folder / "detection-setup.json") if (folder / "detection-setup.json").is_file() else {}
+    setup = _json(folder / DETECTION_SETUP) if (folder / DETECTION_SETUP).is_file() else {}
     report = _json(folder / "detection.json") if (folder / "detection.json").is_file() else {}
     setup = report.get("setup", setup)
     if setup:
