@@ -280,6 +280,7 @@ def test_imagenet_is_extracted_aside_and_a_half_extracted_split_is_refused(
     from torchvision.datasets import imagenet as tv_imagenet
 
     torch.save(({"n01440764": ("tench",)}, ["n01440764"]), tmp_path / "meta.bin")
+    (tmp_path / "ILSVRC2012_img_val.tar").write_bytes(b"")  # read by the stand-ins below, never
 
     def interrupted(root: str, file: object = None, wnids: object = None, folder: str = "val") -> None:
         _image(Path(root) / folder / "ILSVRC2012_val_00000001.JPEG")  # unpacked, not yet sorted
@@ -361,3 +362,142 @@ def test_loader_workers_leave_stop_signals_to_the_main_process() -> None:
     loader = make_loader(_WorkerSignals(), 2, torch.device("cpu"), batch_size=1)
     seen = {(int(sigint), int(sigterm)) for sigint, sigterm in loader}  # one batch per worker
     assert seen == {(int(signal.SIG_IGN), int(signal.SIG_IGN))}
+
+
+# ImageNet from its three official files (tests/imagenet_archives.py writes tiny ones in their layout).
+
+
+def test_imagenet_is_prepared_from_the_official_archives(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from imagenet_archives import LEAVES, TRAIN_PER_CLASS, VAL_LABELS, official_archives
+
+    official_archives(tmp_path, monkeypatch)
+    with caplog.at_level(logging.INFO, logger="googlenet.data"):
+        assert datasets.prepare_imagenet(tmp_path) == tmp_path
+    assert "checking ILSVRC2012_img_train.tar and extracting it to train/" in caplog.text  # hours, said
+    val, train = load_imagenet(tmp_path, "val"), load_imagenet(tmp_path, "train")
+    assert val.wnids == train.wnids == [wnid for _, wnid, _ in LEAVES]
+    assert val.classes == ["tench", "goldfish", "great white shark"]
+    assert len(train) == TRAIN_PER_CLASS * len(LEAVES)
+    # the ground truth sorts each validation image into its class: image k has label VAL_LABELS[k-1]
+    by_image = {Path(path).name: label for path, label in val.samples}
+    assert [by_image[f"ILSVRC2012_val_{k:08d}.JPEG"] for k in range(1, 7)] == [i - 1 for i in VAL_LABELS]
+    assert not list(tmp_path.glob(".*.partial"))
+
+
+def test_every_missing_archive_is_named_before_any_extraction(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A missing validation archive had been found after the training archive's hours of extraction."""
+    from imagenet_archives import official_archives
+
+    official_archives(tmp_path, monkeypatch)["val"].unlink()
+    message = _one_line_error(datasets.prepare_imagenet, tmp_path, ("train", "val"))
+    assert f"{tmp_path}: no ILSVRC2012_img_val.tar (the official ImageNet 2012 files)" in message
+    assert not (tmp_path / "train").exists() and not (tmp_path / "meta.bin").exists()
+    (tmp_path / "ILSVRC2012_devkit_t12.tar.gz").unlink()
+    assert "no ILSVRC2012_devkit_t12.tar.gz, no ILSVRC2012_img_val.tar" in _one_line_error(
+        datasets.prepare_imagenet, tmp_path
+    )
+    # an extracted tree without the devkit: the error says which --dataset reads it
+    _image(tmp_path / "val" / "n01440764" / "a.JPEG")
+    assert "is read with --dataset folder" in _one_line_error(load_imagenet, tmp_path, "val")
+    # and --dataset folder on the archives says which reads them
+    assert "it holds ILSVRC2012_img_train.tar: --dataset imagenet reads" in _one_line_error(
+        load_image_folder, tmp_path, None, None
+    )
+
+
+def test_an_unwritable_imagenet_folder_is_named_before_hashing_and_a_prepared_one_is_only_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tempfile
+
+    from imagenet_archives import official_archives
+
+    official_archives(tmp_path, monkeypatch)
+
+    def refused(*args: object, **kwargs: object) -> tuple[int, str]:
+        raise PermissionError(13, "Permission denied")
+
+    with monkeypatch.context() as patch:  # a read-only folder (chmod does not stop root, who runs CI)
+        patch.setattr(tempfile, "mkstemp", refused)
+        message = _one_line_error(load_imagenet, tmp_path, "val")
+        assert f"{tmp_path}: not writable (Permission denied); the first run writes meta.bin" in message
+    assert len(load_imagenet(tmp_path, "val")) == 6
+    with monkeypatch.context() as patch:
+        patch.setattr(tempfile, "mkstemp", refused)
+        assert len(load_imagenet(tmp_path, "val")) == 6  # prepared: nothing to write
+
+
+def test_a_broken_meta_bin_is_named_with_the_remedy_before_extracting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from imagenet_archives import official_archives
+
+    official_archives(tmp_path, monkeypatch)
+    for content in (b"", b"PK\x03\x04 half a zip"):
+        (tmp_path / "meta.bin").write_bytes(content)
+        message = _one_line_error(datasets.prepare_imagenet, tmp_path)
+        assert f"{tmp_path / 'meta.bin'}: unreadable (" in message
+        assert message.endswith("remove it to read ILSVRC2012_devkit_t12.tar.gz again")
+        assert not (tmp_path / "train").exists()
+    (tmp_path / "meta.bin").unlink()
+    assert datasets.prepare_imagenet(tmp_path, ("val",)) == tmp_path
+
+
+def test_a_corrupt_archive_or_a_failed_extraction_leaves_nothing_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    from torchvision.datasets import imagenet as tv_imagenet
+
+    from imagenet_archives import official_archives
+
+    files = official_archives(tmp_path, monkeypatch)
+    with files["train"].open("r+b") as handle:  # one byte changed: its MD5 is no longer the official one
+        handle.seek(600)
+        handle.write(b"X")
+    message = _one_line_error(datasets.prepare_imagenet, tmp_path, ("train",))
+    assert f"{files['train']}: cannot extract it to train/: corrupted, or not ILSVRC 2012's" in message
+    assert (tmp_path / "meta.bin").is_file() and not list(tmp_path.glob("*train*/"))
+
+    def disk_full(root: str, file: object = None, wnids: object = None, folder: str = "val") -> None:
+        _image(Path(root) / folder / "ILSVRC2012_val_00000001.JPEG")
+        raise OSError(errno.ENOSPC, "No space left on device", str(Path(root) / folder / "x.JPEG"))
+
+    monkeypatch.setattr(tv_imagenet, "parse_val_archive", disk_full)
+    message = _one_line_error(datasets.prepare_imagenet, tmp_path, ("val",))
+    assert message.endswith(
+        f"cannot extract it to val/: {tmp_path / '.val.partial' / 'x.JPEG'}: No space left on device"
+    )
+    assert not (tmp_path / ".val.partial").exists() and not (tmp_path / "val").exists()
+
+
+def test_a_second_process_waits_for_the_first_to_finish_extracting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Two runs started together on a fresh folder had each emptied and refilled `.train.partial`; one
+    renamed a silent subset of the training set to train/."""
+    import fcntl
+    import threading
+    import time
+
+    from imagenet_archives import LEAVES, TRAIN_PER_CLASS, official_archives
+
+    official_archives(tmp_path, monkeypatch)
+    datasets.prepare_imagenet(tmp_path, ())  # meta.bin only
+    outcome: list[object] = []
+    with open(tmp_path / ".googlenet-imagenet.lock", "a") as other:  # another process preparing
+        fcntl.flock(other, fcntl.LOCK_EX)  # (flock: per open file, so a second open here waits too)
+        with caplog.at_level(logging.INFO, logger="googlenet.data"):
+            waiter = threading.Thread(target=lambda: outcome.append(datasets.prepare_imagenet(tmp_path)))
+            waiter.start()
+            time.sleep(1.0)
+            assert waiter.is_alive() and not (tmp_path / "train").exists()
+            fcntl.flock(other, fcntl.LOCK_UN)
+            waiter.join(60)
+    assert outcome == [tmp_path] and "another process is preparing ImageNet here; waiting" in caplog.text
+    assert len(load_imagenet(tmp_path, "train")) == TRAIN_PER_CLASS * len(LEAVES)

@@ -414,6 +414,12 @@ def test_imagenet_val_is_matched_by_wordnet_id(
     assert report["images"] == 9 and "ImageNet val" in report["dataset"]
     assert [c["class"] for c in report["per_class"]] == CLASSES[::-1]
     assert all(c["images"] == 3 for c in report["per_class"])
+    # A model trained with --dataset folder on an extracted tree: its class names are the WordNet ids.
+    googlenet.save_checkpoint(
+        tmp_path / "in.pt", model, default_meta(model, 64) | {"class_names": wnids[::-1]}
+    )
+    report = run_json(args, capsys)
+    assert [c["class"] for c in report["per_class"]] == wnids[::-1] and report["images"] == 9
 
 
 def test_images_are_grouped_into_full_model_calls(setup: dict[str, Path]) -> None:

@@ -742,7 +742,10 @@ def test_plots_mark_chance_and_whole_epochs(tmp_path: Path, monkeypatch: pytest.
     ]
     with RunFolder(tmp_path) as run:
         run.plot(history, num_classes=10)
-    assert lines == [(pytest.approx(math.log(10)), "chance: ln 10 = 2.30"), (10.0, "chance: 100/10 = 10%")]
+    assert lines == [
+        (pytest.approx(math.log(10)), "chance: ln 10 = 2.30"),
+        (10.0, "chance: 100/10 = 10%"),
+    ]
     lines.clear()
     with RunFolder(tmp_path) as run:
         run.plot(history)  # classes unknown: no line
@@ -822,3 +825,30 @@ def test_test_only_on_an_ensemble_folder_says_what_to_give(tmp_path: Path) -> No
         CheckpointError, match=r"an ensemble; --test-only evaluates one member \(--resume .*member-0\)"
     ):
         evaluate_checkpoint(None, tmp_path, None, torch.device("cpu"))  # type: ignore[arg-type]
+
+
+def test_an_imagenet_run_from_the_official_archives_trains_and_is_scored_from_another_copy(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from googlenet.model.weights import read_checkpoint
+    from imagenet_archives import LEAVES, official_archives
+
+    data = tmp_path / "ilsvrc"
+    official_archives(data, monkeypatch)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    config = tmp_path / "imagenet.yaml"  # "~" in a config file is the user's home, as on the command line
+    config.write_text("data:\n  dataset: imagenet\n  data_path: ~/ilsvrc\n")
+    tiny = ["-j", "0", "--input-size", "64", "-b", "4", "--epochs", "1", "--stop-after-steps", "1",
+            "--no-progress"]  # fmt: skip
+    assert main(["train", "--config", str(config), "-o", str(tmp_path / "run"), *tiny]) == 0
+    meta = read_checkpoint(tmp_path / "run" / "last.pt")["meta"]
+    assert meta["wnids"] == [wnid for _, wnid, _ in LEAVES]
+    assert meta["class_names"] == ["tench", "goldfish", "great white shark"]
+    # Another copy of the data (a node's own disk): --test-only reads it as ImageNet, as --resume would.
+    shutil.copytree(data, tmp_path / "copy")
+    argv = ["train", "--resume", str(tmp_path / "run"), "--test-only", "--data-path", str(tmp_path / "copy")]
+    capsys.readouterr()
+    code, printed = main([*argv, "-j", "0", "--no-progress"]), capsys.readouterr()
+    assert code == 0 and "on 6 images" in printed.out, printed.err  # as a folder: "other names"

@@ -81,9 +81,9 @@ def build_plan(args: argparse.Namespace) -> Any:
 
     base: dict[str, Any] = load_yaml(args.config) if args.config else {}
     if args.data_path:
-        if not Path(args.data_path).is_dir():
+        if not Path(args.data_path).expanduser().is_dir():
             raise ConfigError(f"{args.data_path}: no such data folder (--data-path)")
-        base["data.data_path"] = str(Path(args.data_path).resolve())
+        base["data.data_path"] = str(Path(args.data_path).expanduser().resolve())
     if args.epochs is not None:
         base["run.epochs"] = args.epochs
     if args.grad_norms_every < 0:

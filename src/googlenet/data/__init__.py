@@ -13,6 +13,7 @@ from googlenet.data.datasets import (
     list_class_folders,
     load_image_folder,
     load_imagenet,
+    prepare_imagenet,
 )
 from googlenet.data.decode import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, is_image_file, load_image
 from googlenet.data.synthetic import (
@@ -66,6 +67,7 @@ __all__ = [
     "load_image",
     "load_image_folder",
     "load_imagenet",
+    "prepare_imagenet",
     "render_example",
     "render_scene",
 ]

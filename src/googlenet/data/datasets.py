@@ -9,12 +9,14 @@ raises instead.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
 import signal
+import tempfile
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -318,15 +320,21 @@ def load_val_folder(
 
 def _split_folders(data_path: str | os.PathLike[str], splits: Sequence[str]) -> Path:
     """`data_path` as a Path, once it is a folder holding every one of `splits` (else a one-line error)."""
-    root = Path(data_path)
+    root = Path(data_path).expanduser()
     if not root.is_dir():
         raise DataError(f"{root}: no such data folder")
     for split in splits:
         if not (root / split).is_dir():
             expected = " and ".join(str(root / name) for name in splits)
             each = "each with " if len(splits) > 1 else ""
+            archives = sorted(p.name for p in root.glob("ILSVRC2012_*.tar*"))
+            hint = (
+                f"; it holds {archives[0]}: --dataset imagenet reads the official archives"
+                if archives
+                else ""
+            )
             raise DataError(
-                f"{root}: missing split folder {split!r} (expected {expected}, {each}one folder per class)"
+                f"{root}: missing split folder {split!r} (expected {expected}, {each}one folder per class){hint}"
             )
     return root
 
@@ -369,6 +377,156 @@ class ImageNetDataset(ImageFolderDataset):
         self.class_to_idx = {name: i for i, name in enumerate(self.classes)}
 
 
+def _imagenet_file(kind: str) -> str:
+    from torchvision.datasets import imagenet as tv_imagenet
+
+    return tv_imagenet.ARCHIVE_META[kind][0]
+
+
+def _preparation_text(exc: BaseException) -> str:
+    """One line for an exception of torchvision's parsers, naming the file where the system did."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+@contextlib.contextmanager
+def _preparation_lock(folder: Path) -> Iterator[None]:
+    """Hold `folder/.googlenet-imagenet.lock` (flock) while the archives are extracted: two commands
+    started together on a fresh folder (two trainings, a training and an evaluation) had each emptied
+    and refilled the same `.train.partial`, and one of them renamed a silent subset to `train/`. The
+    second waits for the first, then finds the splits ready. Where flock is missing: no lock."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX
+        yield
+        return
+    with open(folder / ".googlenet-imagenet.lock", "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            logger.info("%s: another process is preparing ImageNet here; waiting for it", folder)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _read_meta(folder: Path) -> dict[str, tuple[str, ...]]:
+    from torchvision.datasets import imagenet as tv_imagenet
+
+    meta = folder / tv_imagenet.META_FILE
+    try:
+        return tv_imagenet.load_meta_file(str(folder))[0]
+    except Exception as exc:  # noqa: BLE001 - a half-written or foreign file fails in many ways
+        raise DataError(
+            f"{meta}: unreadable ({_preparation_text(exc)}); remove it to read "
+            f"{_imagenet_file('devkit')} again"
+        ) from None
+
+
+def _parse_devkit(folder: Path) -> None:
+    """`meta.bin` from the devkit, written beside its final name and renamed when whole (torchvision
+    writes it in place, and a half-written one had failed every later run after hours of extraction)."""
+    from torchvision.datasets import imagenet as tv_imagenet
+
+    devkit = folder / _imagenet_file("devkit")
+    aside = folder / ".meta.partial"
+    shutil.rmtree(aside, ignore_errors=True)
+    aside.mkdir()
+    try:
+        logger.info("%s: reading the class list from %s", folder, devkit.name)
+        tv_imagenet.parse_devkit_archive(str(aside), file=str(devkit))  # an absolute `file` is read in place
+        os.replace(aside / tv_imagenet.META_FILE, folder / tv_imagenet.META_FILE)
+    except Exception as exc:  # noqa: BLE001 - archive parsing fails in many ways; all are the user's files
+        text = _preparation_text(exc)
+        if text.startswith("The archive"):  # torchvision's MD5 check: presence was checked before
+            text = "corrupted, or not ILSVRC 2012's (its MD5 differs from the official file's)"
+        raise DataError(f"{devkit}: {text}") from None
+    finally:
+        shutil.rmtree(aside, ignore_errors=True)
+
+
+def _extract_split(folder: Path, split: str) -> None:
+    """`folder/<split>/` from its archive, extracted under another name and renamed when whole:
+    torchvision's parsers unpack in place, so an interrupted first run had left a `val/` (or
+    `train/`) that looked extracted. A failure (a full disk) removes what was extracted."""
+    from torchvision.datasets import imagenet as tv_imagenet
+
+    archive = folder / _imagenet_file(split)
+    partial = folder / f".{split}.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    logger.info(
+        "%s: checking %s and extracting it to %s/ (once; for the full archive this takes %s)",
+        folder, archive.name, split, "hours and about 140 GB" if split == "train" else "minutes and about 6.5 GB",
+    )  # fmt: skip
+    parse = tv_imagenet.parse_train_archive if split == "train" else tv_imagenet.parse_val_archive
+    try:
+        parse(str(folder), folder=partial.name)
+        os.rename(partial, folder / split)
+    except Exception as exc:  # noqa: BLE001 - archive parsing fails in many ways; all are the user's files
+        shutil.rmtree(partial, ignore_errors=True)
+        text = _preparation_text(exc)
+        if text.startswith("The archive"):
+            text = "corrupted, or not ILSVRC 2012's (its MD5 differs from the official file's)"
+        raise DataError(f"{archive}: cannot extract it to {split}/: {text}") from None
+    # A Ctrl-C leaves `.<split>.partial` (removing 140 GB would hold the exit for minutes); the next
+    # run removes it before extracting.
+
+
+def prepare_imagenet(root: str | os.PathLike[str], splits: Sequence[str] = ("train", "val")) -> Path:
+    """Make ImageNet 2012's `meta.bin` and `<split>/<wnid>/` folders in `root` from the official files,
+    once, with torchvision's parsers; nothing is downloaded. Returns the absolute folder.
+
+    Before any work, every archive the splits still need is looked for and `root` is tried for
+    writing, so that a missing validation archive is not found after hours of extracting the training
+    one. Preparation holds a lock on `root`; a prepared `root` is only read (it may be read-only)."""
+    from torchvision.datasets import imagenet as tv_imagenet
+
+    for split in splits:
+        if split not in ("train", "val"):
+            raise ConfigError(f"ImageNet split: must be 'train' or 'val', got {split!r}")
+    folder = Path(root).expanduser().absolute()
+    if not folder.is_dir():
+        raise DataError(f"{folder}: no such ImageNet folder")
+    meta = folder / tv_imagenet.META_FILE
+
+    def needed() -> list[str]:
+        files = [] if meta.is_file() else [_imagenet_file("devkit")]
+        return files + [_imagenet_file(split) for split in splits if not (folder / split).is_dir()]
+
+    if not needed():
+        return folder
+    missing = [name for name in needed() if not (folder / name).is_file()]
+    if missing:
+        hint = ""
+        if (
+            any((folder / split).is_dir() for split in ("train", "val"))
+            or _imagenet_file("devkit") in missing
+        ):
+            hint = "; a tree extracted without the devkit (<split>/<wnid>/ folders) is read with --dataset folder"
+        raise DataError(f"{folder}: no {', no '.join(missing)} (the official ImageNet 2012 files){hint}")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".write-test.", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise DataError(
+            f"{folder}: not writable ({exc.strerror}); the first run writes meta.bin and the extracted "
+            "splits there (a prepared folder may be read-only)"
+        ) from None
+    with _preparation_lock(folder):
+        if not meta.is_file():  # another process may have made it while this one waited
+            _parse_devkit(folder)
+        _read_meta(folder)  # before extracting for hours
+        for split in splits:
+            if not (folder / split).is_dir():
+                _extract_split(folder, split)
+    return folder
+
+
 def load_imagenet(
     root: str | os.PathLike[str],
     split: str,
@@ -378,31 +536,14 @@ def load_imagenet(
     """ImageNet 2012 `split` ("train" or "val") from the official files in `root`; nothing is downloaded.
 
     `root` holds `ILSVRC2012_devkit_t12.tar.gz` and `ILSVRC2012_img_<split>.tar`, or what torchvision's
-    `datasets.ImageNet` extracts from them (`meta.bin` and `<split>/<wnid>/*.JPEG`); we use that
-    class's own parsing functions, then read the images with our robust `ImageFolderDataset`.
+    `datasets.ImageNet` extracts from them (`meta.bin` and `<split>/<wnid>/*.JPEG`); `prepare_imagenet`
+    extracts them with that class's own parsing functions if needed, then our robust
+    `ImageFolderDataset` reads the images.
     """
-    from torchvision.datasets import imagenet as tv_imagenet
-
     if split not in ("train", "val"):
         raise ConfigError(f"ImageNet split: must be 'train' or 'val', got {split!r}")
-    folder = Path(root).expanduser()
-    if not folder.is_dir():
-        raise DataError(f"{folder}: no such ImageNet folder")
-    try:
-        if not (folder / tv_imagenet.META_FILE).is_file():
-            tv_imagenet.parse_devkit_archive(str(folder))
-        if not (folder / split).is_dir():
-            # Extracted under another name and renamed when whole: torchvision's parsers unpack in
-            # place, so an interrupted first run left a `val/` (or `train/`) that looked extracted.
-            partial = folder / f".{split}.partial"
-            shutil.rmtree(partial, ignore_errors=True)
-            parse = tv_imagenet.parse_train_archive if split == "train" else tv_imagenet.parse_val_archive
-            parse(str(folder), folder=partial.name)
-            os.rename(partial, folder / split)
-        wnid_to_classes = tv_imagenet.load_meta_file(str(folder))[0]
-    except Exception as exc:  # noqa: BLE001 - archive parsing fails in many ways; all are the user's files
-        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DataError(f"{folder}: cannot prepare ImageNet {split}: {text}") from None
+    folder = prepare_imagenet(root, (split,))
+    wnid_to_classes = _read_meta(folder)
     _check_whole(folder / split)
     return ImageNetDataset(folder, split, wnid_to_classes, transform, on_bad)
 

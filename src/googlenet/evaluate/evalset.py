@@ -45,11 +45,15 @@ def match_classes(
 ) -> list[int]:
     """For each data class, the model's index of the same class; `DataError` unless the sets are equal.
 
-    Classes match by name, or by id (WordNet id) when both sides have ids and names do not match.
+    Classes match by name, or by id (WordNet id) when names do not match: the model's ids against the
+    data's ids or folder names, or the data's ids against the model's names (a model trained with
+    `--dataset folder` on an extracted ImageNet tree, whose class names are the WordNet ids).
     """
     candidates = [(list(data_classes), list(model_classes))]
     if model_ids:
         candidates.append((list(data_ids) if data_ids else list(data_classes), list(model_ids)))
+    if data_ids:
+        candidates.append((list(data_ids), list(model_classes)))
     for data, model in candidates:
         if set(data) == set(model) and len(data) == len(model):
             index = {name: i for i, name in enumerate(model)}

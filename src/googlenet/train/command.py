@@ -399,6 +399,8 @@ def build_config(args: argparse.Namespace) -> tuple[Any, str | None]:
         stored_values = load_yaml(stored_file) if stored_file.is_file() else {}
         if not {"data.data_path", "data.dataset"} & given.keys():
             data = {k: v for k, v in stored_values.items() if k.startswith("data.")}
+        elif "data.dataset" not in given and stored_values.get("data.dataset") == "imagenet":
+            data = {"data.dataset": "imagenet"}  # another copy of ImageNet, as a plain --resume reads it
         # the precision the run trained in, not the one this machine's built-in preset would pick
         data.update(
             {k: v for k, v in stored_values.items() if k in ("run.amp", "run.amp_dtype") and k not in given}
@@ -510,12 +512,9 @@ def _checked_config(args: argparse.Namespace) -> tuple[TrainConfig, str | None]:
     refused before any work."""
     _elastic_resume(args)
     config, resume = build_config(args)
-    if config.data.dataset != "builtin" and not Path(str(config.data.data_path)).is_dir():
-        what = (
-            "is a file, not a data folder"
-            if Path(str(config.data.data_path)).exists()
-            else "no such data folder"
-        )
+    data_path = Path(str(config.data.data_path)).expanduser()  # a YAML file's "~/data": fit expands it too
+    if config.data.dataset != "builtin" and not data_path.is_dir():
+        what = "is a file, not a data folder" if data_path.exists() else "no such data folder"
         raise DataError(f"{config.data.data_path}: {what} (--data-path)")
     if config.run.ensemble > 1 and resume is not None and not Path(resume).is_dir():
         raise ConfigError("--resume for an ensemble takes the ensemble's folder")

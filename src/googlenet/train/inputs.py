@@ -26,6 +26,7 @@ from googlenet.data.datasets import (
     load_image_folder,
     load_imagenet,
     load_val_folder,
+    prepare_imagenet,
 )
 from googlenet.data.transforms import AugmentConfig, build_eval_transform, build_train_transform
 from googlenet.errors import DataError, GoogLeNetError
@@ -127,8 +128,7 @@ def build_data(config: TrainConfig, env: ddp.DistEnv, training: bool = True) -> 
         assert d.data_path is not None
         splits = ("train", "val") if training else ("val",)
         if env.is_main:  # the first process extracts the archives, if needed
-            for split in splits:
-                load_imagenet(d.data_path, split, on_bad=d.on_bad)
+            prepare_imagenet(d.data_path, splits)
         ddp.barrier(long=True)  # extracting ImageNet's archives takes hours
         val = load_imagenet(d.data_path, "val", eval_tf, on_bad=d.on_bad)
         train = load_imagenet(d.data_path, "train", train_tf, on_bad=d.on_bad) if training else val
