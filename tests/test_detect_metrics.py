@@ -242,6 +242,25 @@ def test_detections_round_trip_and_bad_files(tmp_path: Path, capsys: pytest.Capt
     assert "none: no such folder (a VOC root" in capsys.readouterr().err
 
 
+def test_the_drawn_precision_envelope_has_the_all_point_ap_as_its_area() -> None:
+    from googlenet.detect.metrics import precision_envelope
+
+    # voc-mini's motorbike: a false positive, then two true ones, of 5 objects: AP 0.4 x 2/3
+    x, y = precision_envelope(np.array([0.0, 0.2, 0.4]), np.array([0.0, 0.5, 2 / 3]))
+    assert float(np.sum(np.diff(x) * y[1:])) == pytest.approx(
+        0.4 * 2 / 3
+    )  # "steps-pre": y[i] over (x[i-1], x[i]]
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        hits = rng.random(int(rng.integers(1, 30))) < 0.5
+        positives = int(hits.sum()) + int(rng.integers(0, 5))
+        if positives == 0:
+            continue
+        recall, precision = np.cumsum(hits) / positives, np.cumsum(hits) / np.arange(1, hits.size + 1)
+        x, y = precision_envelope(recall, precision)
+        assert float(np.sum(np.diff(x) * y[1:])) == pytest.approx(average_precision(recall, precision))
+
+
 def test_pr_plots_show_class_names_as_written(tmp_path: Path) -> None:
     from googlenet.detect.command import save_pr_plots
     from googlenet.detect.metrics import ClassResult

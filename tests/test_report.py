@@ -207,6 +207,35 @@ def test_a_stopped_run_is_described_by_its_last_checkpoint(
     assert " with them;" in html  # Table 1 counts the auxiliary heads the run trains
 
 
+def test_the_curves_draw_top1_and_top5_each_raw_and_averaged_against_its_own_chance(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Top-5 averaged alone had shared top-1's axis and its 10% chance line (top-5's is 50%)."""
+    from matplotlib.axes import Axes
+
+    from googlenet.report.build import curves_section
+    from googlenet.train.runs import METRIC_COLUMNS
+
+    drawn: dict[str, list[str]] = {}
+    plot, axhline = Axes.plot, Axes.axhline
+
+    def record(self: Axes, *args: Any, **kwargs: Any) -> Any:
+        drawn.setdefault(self.get_title() or str(id(self)), []).append(kwargs.get("label", ""))
+        return (axhline if "y" in kwargs or len(args) == 1 else plot)(self, *args, **kwargs)
+
+    monkeypatch.setattr(Axes, "plot", lambda self, *a, **k: record(self, *a, **k))
+    monkeypatch.setattr(Axes, "axhline", lambda self, y, **k: record(self, y, **k))
+    rows = [{column: "" for column in METRIC_COLUMNS} | {"epoch": str(e), "val_top1_raw": "11", "val_top5_avg": "60",
+            "val_top5_raw": "55", "val_top1_avg": "12", "lr": "0.01", "loss_main": "2.2"} for e in range(2)]  # fmt: skip
+    lines = [",".join(METRIC_COLUMNS)] + [",".join(row[c] for c in METRIC_COLUMNS) for row in rows]
+    (tmp_path / "metrics.csv").write_text("\n".join(lines) + "\n")
+    curves_section(tmp_path, num_classes=10)
+    labels = [label for axis in drawn.values() for label in axis]
+    top5 = next(axis for axis in drawn.values() if "val top-5 raw" in axis)
+    assert "val top-5 averaged" in top5 and "chance: 500/10 = 50%" in top5
+    assert "val top-1 raw" not in top5 and "chance: 100/10 = 10%" in labels
+
+
 def _record_predicted_images(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
     """The (path, label) pairs the report runs through the model, collected as it builds."""
     import googlenet.report.build as build
@@ -449,3 +478,27 @@ def test_reports_load_in_headless_chromium_without_errors_or_broken_images(
         result = _load(browser, path, f"--screenshot={shot}", "--window-size=1200,1600")
         assert result.returncode == 0, result.stderr[-1000:]
         assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 10_000, kind
+
+
+def test_an_ensemble_report_says_whose_sections_follow_and_shows_no_python_none(tmp_path: Path) -> None:
+    """The training sections under an ensemble are member 0's; unrun or unknown values are dashes."""
+    folder = tmp_path / "ensemble"
+    folder.mkdir()
+    member = _training_folder(tmp_path, make_tiny_data(tmp_path))
+    member.rename(folder / "member-0")
+    members = [{"member": 0, "folder": str(folder / "member-0"), "status": "completed", "val_top1_avg": 66.7,
+                "val_top5_avg": 100.0, "sampling": {}},
+               {"member": 1, "folder": str(folder / "member-1"), "status": "not run", "val_top1_avg": None,
+                "val_top5_avg": float("nan"), "sampling": {}}]  # fmt: skip
+    (folder / "ensemble.json").write_text(json.dumps({"members": members}))
+    html = write_report(folder, tmp_path / "ensemble.html", predictions=False).read_text(encoding="utf-8")
+    for heading in ("Configuration", "Results", "Training curves", "Table 1: the network"):
+        assert f"{heading} (member 0)</h2>" in html, heading
+    assert "<td>None</td>" not in html and "<td>nan</td>" not in html.lower()
+
+
+def test_a_finished_detection_run_without_its_detection_files_is_not_told_to_resume(tmp_path: Path) -> None:
+    folder = _detection_folder(tmp_path)
+    (folder / "detections-ensemble.csv").unlink()
+    html = write_report(folder, tmp_path / "detection.html").read_text(encoding="utf-8")
+    assert "No detections-*.csv in this folder: nothing to draw" in html and "--resume" not in html

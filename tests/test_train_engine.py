@@ -123,6 +123,9 @@ def test_run_folder_after_a_tiny_run_on_builtin_data(tmp_path: Path, monkeypatch
                 "img_per_s", "skipped_bad_files"):  # fmt: skip
         assert key in stored, key
     assert stored["epochs"] == 2 and stored["skipped_bad_files"] == 0
+    # the run's rate: all images over all training seconds (two equal epochs: the harmonic mean)
+    rates = [float(row["img_per_s"]) for row in rows]
+    assert stored["img_per_s"] == pytest.approx(2 / (1 / rates[0] + 1 / rates[1]), rel=1e-5)  # CSV: 7 digits
 
     sums = json.loads((out / "checkpoints.json").read_text())
     for name in ("last.pt", "final.pt"):
@@ -743,7 +746,7 @@ def test_plots_mark_chance_and_whole_epochs(tmp_path: Path, monkeypatch: pytest.
     with RunFolder(tmp_path) as run:
         run.plot(history, num_classes=10)
     assert lines == [
-        (pytest.approx(math.log(10)), "chance: ln 10 = 2.30"),
+        (pytest.approx(math.log(10)), "chance, one head: ln 10 = 2.30"),
         (10.0, "chance: 100/10 = 10%"),
     ]
     lines.clear()

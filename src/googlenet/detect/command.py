@@ -439,6 +439,7 @@ def save_pr_plots(results: dict[str, ClassResult], folder: str) -> list[str]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from googlenet.detect.metrics import precision_envelope
     from googlenet.io import atomic_open
 
     try:
@@ -450,8 +451,12 @@ def save_pr_plots(results: dict[str, ClassResult], folder: str) -> list[str]:
         if r.positives == 0:
             continue
         fig, ax = plt.subplots(figsize=(4, 3.2), dpi=100)
-        ax.plot(r.recall, r.precision, drawstyle="steps-post")
+        ax.plot(
+            *precision_envelope(r.recall, r.precision), drawstyle="steps-pre", label="envelope (area: AP)"
+        )
+        ax.plot(r.recall, r.precision, ".", color="0.5", markersize=3, label="after each detection")
         ax.set(xlim=(0, 1.02), ylim=(0, 1.02), xlabel="recall", ylabel="precision")
+        ax.legend(fontsize=7, loc="lower left")
         ax.set_title(f"{name}: AP {100 * r.ap:.1f}%", parse_math=False)  # a class name, not $TeX$
         ax.grid(alpha=0.3)
         fig.tight_layout()

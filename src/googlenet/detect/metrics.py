@@ -88,6 +88,17 @@ def average_precision(recall: np.ndarray, precision: np.ndarray, eleven_point: b
     return float(np.sum((r[changes + 1] - r[changes]) * p[changes + 1]))
 
 
+def precision_envelope(recall: np.ndarray, precision: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The curve whose area `average_precision` (all-point) takes, as (x, y) to draw with matplotlib's
+    `drawstyle="steps-pre"`: over each recall interval (x[i-1], x[i]] the best precision at recall >=
+    x[i]. Drawn "steps-post", the raw points had shown each detection's precision over the next
+    interval (precision 0 over the first fifth of recall for a class whose AP is 26.7%)."""
+    if recall.size == 0:
+        return np.zeros(0), np.zeros(0)
+    envelope = np.maximum.accumulate(precision[::-1])[::-1]
+    return np.concatenate(([0.0], recall)), np.concatenate((envelope[:1], envelope))
+
+
 @dataclass
 class ClassResult:
     """One class's evaluation: AP (NaN without positives), positives (difficult objects left out), its

@@ -127,8 +127,9 @@ def _plt() -> Any:
 
 
 def curves_section(folder: Path, num_classes: int | None = None) -> str:
-    """Loss, top-1 (raw and averaged) and learning rate by epoch from metrics.csv; chance dashed when
-    `num_classes` is known (ln(classes) for one head's loss, 100 / classes % for top-1)."""
+    """Loss, top-1 and top-5 (raw and averaged) and learning rate by epoch from metrics.csv; chance dashed
+    when `num_classes` is known (ln(classes) for one head's loss, 100 / classes % for top-1, 500 /
+    classes % for top-5)."""
     from matplotlib.ticker import MaxNLocator
 
     from googlenet.train.runs import chance_levels
@@ -143,28 +144,39 @@ def curves_section(folder: Path, num_classes: int | None = None) -> str:
             f"{folder / 'metrics.csv'}: not a googlenet train metrics file (epoch column)"
         ) from None
     plt = _plt()
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
-    for column, label in (("loss_total", "train loss (total)"), ("loss_main", "train loss (main)"),
-                          ("val_loss_raw", "val loss raw"), ("val_loss_avg", "val loss averaged")):  # fmt: skip
-        axes[0].plot(epochs, [_float(r.get(column)) for r in rows], marker=".", label=label)
-    for column, label in (("train_top1", "train top-1 (running)"), ("val_top1_raw", "val top-1 raw"),
-                          ("val_top1_avg", "val top-1 averaged"), ("val_top5_avg", "val top-5 averaged")):  # fmt: skip
-        axes[1].plot(epochs, [_float(r.get(column)) for r in rows], marker=".", label=label)
-    axes[2].plot(epochs, [_float(r.get("lr")) for r in rows], marker=".")
-    for ax, chance in zip(axes, chance_levels(num_classes), strict=False):
+    fig, axes = plt.subplots(1, 4, figsize=(16, 3.4))
+    panels = (
+        (("loss_total", "train loss (total)"), ("loss_main", "train loss (main)"),
+         ("val_loss_raw", "val loss raw"), ("val_loss_avg", "val loss averaged")),
+        (("train_top1", "train top-1 (running)"), ("val_top1_raw", "val top-1 raw"),
+         ("val_top1_avg", "val top-1 averaged")),
+        (("train_top5", "train top-5 (running)"), ("val_top5_raw", "val top-5 raw"),
+         ("val_top5_avg", "val top-5 averaged")),
+        (("lr", "learning rate"),),
+    )  # fmt: skip
+    for ax, columns in zip(axes, panels, strict=True):
+        for column, label in columns:
+            ax.plot(epochs, [_float(r.get(column)) for r in rows], marker=".", label=label)
+    loss_chance, top1_chance = chance_levels(num_classes)
+    top5_chance = None
+    if num_classes is not None and num_classes > 5:
+        top5_chance = (500 / num_classes, f"chance: 500/{num_classes} = {500 / num_classes:.3g}%")
+    for ax, chance in zip(axes, (loss_chance, top1_chance, top5_chance), strict=False):
         if chance is not None:
             ax.axhline(chance[0], color="0.4", linestyle="--", linewidth=1, label=chance[1])
-    for ax, title in zip(axes, ("loss", "accuracy (%)", "learning rate"), strict=True):
-        ax.set_title(title)
+    titles = ("loss", "top-1 accuracy (%)", "top-5 accuracy (%)", "learning rate (each epoch's last step)")
+    for ax, title in zip(axes, titles, strict=True):
+        ax.set_title(title, fontsize=10)
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
         ax.grid(True, alpha=0.3)
-    axes[0].legend(fontsize=7)
-    axes[1].legend(fontsize=7)
+    for ax in axes[:3]:
+        ax.legend(fontsize=7)
+    fig.tight_layout()
     last = rows[-1]
     keys = ("val_top1_raw", "val_top5_raw", "val_top1_avg", "val_top5_avg", "img_per_s")
     shown = {"epoch": epochs[-1], **{k: last.get(k, "") for k in keys}}  # 1-based, as the plot and the log
-    # this epoch's rate, beside the Results table's mean over the run under the same name
+    # this epoch's rate, beside the Results table's rate over the whole run under the same name
     shown["img_per_s (this epoch)"] = shown.pop("img_per_s")
     return img(figure_png(fig), "training curves") + mapping_table(shown)
 
@@ -389,6 +401,8 @@ def detection_section(folder: Path, images: int = 6) -> str:
                 for name, v in report["summary"].items()]  # fmt: skip
         body += "<h3>mean average precision</h3>" + table(rows, ("run", "mAP", "s/image"))
     files = sorted(folder.glob("detections-*.csv"))
+    if not files and report.get("summary"):  # finished; its detection files were not kept beside it
+        return body + '<p class="note">No detections-*.csv in this folder: nothing to draw.</p>'
     if not files:
         return body + (
             '<p class="note">No detections-*.csv in this folder yet: <code>detect train</code> writes them when '
@@ -430,17 +444,20 @@ def detection_section(folder: Path, images: int = 6) -> str:
     return body
 
 
-def _training_sections(page: Page, folder: Path, limit: int, predictions: bool) -> None:
+def _training_sections(page: Page, folder: Path, limit: int, predictions: bool, whose: str = "") -> None:
+    """The sections of one training run's folder; `whose` ends each heading (an ensemble's report shows
+    its first member's: " (member 0)")."""
     from googlenet.train.config import from_dict
 
+    def add(heading: str, content: str) -> None:
+        page.add(heading + whose, content)
+
     config_text, config_data = _yaml(folder / "config.yaml")
-    page.add(
-        "Configuration", f"<details><summary>config.yaml (resolved)</summary>{pre(config_text)}</details>"
-    )
+    add("Configuration", f"<details><summary>config.yaml (resolved)</summary>{pre(config_text)}</details>")
     if (folder / "results.json").is_file():
-        page.add("Results", mapping_table(_json(folder / "results.json")))
+        add("Results", mapping_table(_json(folder / "results.json")))
     else:
-        page.add("Results", '<p class="note">No results.json yet: the run is still training, or was killed '
+        add("Results", '<p class="note">No results.json yet: the run is still training, or was killed '
                             "before it could write one (its last.pt resumes it).</p>")  # fmt: skip
     final = folder / "final.pt"
     model = None
@@ -457,7 +474,7 @@ def _training_sections(page: Page, folder: Path, limit: int, predictions: bool) 
             curves = curves_section(folder, model.fc.out_features if model is not None else None)
         except DataError as exc:  # the rest of the report is still worth having
             curves = f'<p class="note">Left out: {esc(exc)}</p>'
-        page.add("Training curves", curves)
+        add("Training curves", curves)
     if model is None:
         from googlenet.model.googlenet import build_model
 
@@ -465,7 +482,7 @@ def _training_sections(page: Page, folder: Path, limit: int, predictions: bool) 
         model = build_model(
             m.get("variant", "paper"), num_classes=1000, aux_logits=bool(m.get("aux_logits", True))
         )
-    page.add("Table 1: the network", table1_section(model))
+    add("Table 1: the network", table1_section(model))
     flow = ""
     if (folder / "grad_norms.csv").is_file():
         try:
@@ -476,19 +493,19 @@ def _training_sections(page: Page, folder: Path, limit: int, predictions: bool) 
     if split:  # a run with auxiliary heads: the one-run answer to "do the heads help gradients flow"
         flow += "<h3>Each loss's part of the gradient</h3>" + split
     if flow:
-        page.add("Gradient flow", flow)
+        add("Gradient flow", flow)
     if predictions and final.is_file():
         title = "Validation: confusion and confident mistakes"
         try:
             config = from_dict(config_data, str(folder / "config.yaml"))
             samples = val_samples_from_config(config, *_names_of(meta))
         except GoogLeNetError as exc:  # moved data, other class folders: the rest of the report stands
-            page.add(title, f'<p class="note">Left out: {esc(exc)}</p>')
+            add(title, f'<p class="note">Left out: {esc(exc)}</p>')
             samples = None
         if samples:
-            page.add(title, predictions_section(predict_images(model, meta, samples, limit)))
+            add(title, predictions_section(predict_images(model, meta, samples, limit)))
     elif predictions:
-        page.add("Validation: confusion and confident mistakes",
+        add("Validation: confusion and confident mistakes",
                  '<p class="note">Left out: no final.pt (the run has not finished).</p>')  # fmt: skip
 
 
@@ -571,7 +588,7 @@ def build_report(folder: str | Path, limit: int = 500, predictions: bool = True)
         page.add("Ensemble (section 7)", table(rows, ("member", "folder", "status", "val top-1 avg",
                                                        "val top-5 avg", "sampling")))  # fmt: skip
         if (folder / "member-0" / "metrics.csv").is_file():
-            _training_sections(page, folder / "member-0", limit, predictions)
+            _training_sections(page, folder / "member-0", limit, predictions, whose=" (member 0)")
     elif kind == "evaluation":
         data = _json(folder / "table3.json")
         page.add("Table 3: crops and models", table3_section(data, folder))

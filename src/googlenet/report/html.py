@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -74,9 +75,10 @@ def img(data: bytes, alt: str, caption: str = "", width: int | None = None) -> s
 
 
 def table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> str:
-    """An HTML table of `rows` under `header`, every cell escaped."""
+    """An HTML table of `rows` under `header`, every cell escaped; a missing value (None, NaN) shows as
+    a dash and a float to 6 significant digits (a run's seconds had shown as 174.61417915499987)."""
     head = "".join(f"<th>{esc(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in rows)
+    body = "".join("<tr>" + "".join(f"<td>{esc(_cell(c))}</td>" for c in row) + "</tr>" for row in rows)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
@@ -85,7 +87,17 @@ def mapping_table(data: Mapping[str, Any]) -> str:
     return table([(k, _short(v)) for k, v in data.items()], ("key", "value"))
 
 
+def _cell(value: Any) -> Any:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return value
+
+
 def _short(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
     if isinstance(value, float):
         return f"{value:.4g}"
     text = str(value)

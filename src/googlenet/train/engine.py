@@ -55,7 +55,7 @@ from googlenet.train.checkpoint import (
 )
 from googlenet.train.config import TrainConfig, builtin_settings, dump_yaml, flatten, from_dict, validate
 from googlenet.train.ensemble import fit_ensemble
-from googlenet.train.epochs import end_of_epoch, log_epoch, mean
+from googlenet.train.epochs import end_of_epoch, log_epoch, overall_rate
 from googlenet.train.evaluation import evaluate_checkpoint
 from googlenet.train.finetune import freeze_batchnorm, init_from
 from googlenet.train.gradflow import GradNormRecorder, load_grad_norms, plot_grad_split, write_split_table
@@ -680,7 +680,7 @@ class _Trainer:
             "train_top1": last.get("train_top1"),
             "averaged_steps": self.averager.updates,
             "wall_time_s": self._wall(),
-            "img_per_s": mean(row.get("img_per_s") for row in at.history),
+            "img_per_s": overall_rate(row.get("img_per_s") for row in at.history),
             # not counted without the scan: the loader processes skip bad files each on its own
             "skipped_bad_files": len(self.data.bad_files) if self.config.data.scan_bad_files else None,
             "skipped_steps": int(sum(row.get("skipped_steps", 0) or 0 for row in at.history)),

@@ -93,7 +93,7 @@ def chance_levels(num_classes: int | None) -> tuple[tuple[float, str] | None, tu
     if num_classes is None or num_classes < 2:
         return None, None
     return (
-        (math.log(num_classes), f"chance: ln {num_classes} = {math.log(num_classes):.2f}"),
+        (math.log(num_classes), f"chance, one head: ln {num_classes} = {math.log(num_classes):.2f}"),
         (100 / num_classes, f"chance: 100/{num_classes} = {100 / num_classes:.3g}%"),
     )
 
@@ -283,7 +283,7 @@ class RunFolder:
         loss_chance, top1_chance = chance_levels(num_classes)
         draw(
             "loss.png",
-            "training loss per head (section 5: total = main + w x (aux1 + aux2))",
+            "loss per head, and on val (section 5: total = main + w x (aux1 + aux2))",
             "cross-entropy",
             [("loss_main", "main"), ("loss_aux1", "aux1 (4a)"), ("loss_aux2", "aux2 (4d)"),
              ("loss_total", "total"), ("val_loss_raw", "val (raw)"), ("val_loss_avg", "val (averaged)")],
@@ -299,7 +299,7 @@ class RunFolder:
              ("train_top1", "train running (augmented, train mode)")],
             top1_chance,
         )  # fmt: skip
-        draw("lr.png", "learning rate (end of epoch)", "learning rate", [("lr", "lr")])
+        draw("lr.png", "learning rate (each epoch's last step)", "learning rate", [("lr", "lr")])
 
     # -- teardown --------------------------------------------------------------------------------
     def discard_if_unused(self) -> bool:
