@@ -125,6 +125,8 @@ DETECT_HELP: dict[str, str] = {
     "augment.random_crop": "random patches of 8-100%% area (default off: regions are warped already)",
     "data.workers": "data loading processes (default 0: in the training process)",
     "data.train_eval_samples": "training regions evaluated raw vs averaged each epoch (default 500; 0: none)",
+    "run.ensemble": "train N region classifiers from the same initial weights, differing by their data seed "
+    "and the sampling settings that act on warped regions (docs/detection.md; section 8 ensembles 6 networks)",
     # regions are warped to the input size already: with random patches off these never act
     "augment.scale_min": "smallest patch area fraction (0.08; no effect unless --random-crop)",
     "augment.scale_max": "largest patch area fraction (1.0; no effect unless --random-crop)",

@@ -408,7 +408,7 @@ def format_naive(model: GoogLeNet, input_size: int) -> str:
         )
     ex = reduction_example()
     lines.append(
-        "Paper's example, 28x28x192 input: 32 filters of 5x5 directly cost "
+        "Inception (3a)'s 5x5 branch (Table 1; the paper gives no cost for it), 28x28x192 input: 32 filters of 5x5 directly cost "
         f"{ex['direct_5x5_macs'] / 1e6:.1f}M multiply-adds; after a 1x1 reduction to 16 channels "
         f"{ex['reduced_5x5_macs'] / 1e6:.1f}M ({ex['direct_5x5_macs'] / ex['reduced_5x5_macs']:.1f}x less). "
         f"Reducing 192 to 32 channels with 32 filters of 1x1x192 costs {ex['reduce_192_to_32_macs'] / 1e6:.1f}M."

@@ -245,11 +245,13 @@ class TrainConfig:
 SECTIONS: dict[str, type] = {f.name: typing.get_type_hints(TrainConfig)[f.name] for f in fields(TrainConfig)}
 
 # The built-in data preset: what `googlenet train` with no arguments runs. The paper's recipe is made
-# for 1.28M images at 224 px over 250 epochs; on 1,000 images of 96 px on two CPU cores it would take
-# hours. Only what must change for that scale changes: the input, the epochs, gradient clipping and the
-# smallest crop (50% of the area, not 8%). Everything else (SGD lr 0.01, momentum 0.9, batch 32, weight
-# decay 2e-4, x0.96 every 8 epochs, aux weight 0.3, Polyak averaging, the crops' aspect ratios,
-# photometric distortion, random interpolation) is the paper's recipe (docs/recipe.md).
+# for 1.28M images at 224 px over a long run (the paper gives no epoch count; Caffe's solver runs 250
+# epochs); on 1,000 images of 96 px on two CPU cores it would take hours. Only what must change for that scale changes: the input, the epochs, gradient clipping and the
+# smallest crop (50% of the area, not 8%). Everything else is the training defaults: the paper's
+# recipe where it gives one (momentum 0.9, x0.96 every 8 epochs, aux weight 0.3, Polyak averaging, the
+# crops' aspect ratios, photometric distortion, random interpolation), Caffe's solver where it does not
+# (lr 0.01, batch 32, weight decay 2e-4), and the departures the README names (mirroring, the average
+# from halfway) (docs/recipe.md).
 BUILTIN_PRESET: dict[str, Any] = {
     "model.input_size": 64,  # the smallest input that keeps the auxiliary heads (4x4 map after 4a)
     # 30 epochs: 4 min of training on the AMD 2-core machine (~160 img/s), 7.5-8 min on the Intel one
