@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -201,3 +202,20 @@ def test_variant_that_cannot_apply_is_refused(
     code = main(["predict", str(files["wide"]), "--checkpoint", str(files["b"]), *extra])
     err = capsys.readouterr().err.strip()
     assert code == 1 and "\n" not in err and message in err
+
+
+def test_a_folder_that_cannot_be_listed_is_named_as_such(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It read "a folder with no image files" (chmod 000; root lists any folder, hence the stand-in)."""
+    import googlenet.predict as predict
+    from googlenet.errors import DataError
+
+    def unreadable(top: str, onerror: Any = None, **kwargs: Any) -> Any:
+        onerror(PermissionError(13, "Permission denied", top))
+        return iter(())
+
+    (tmp_path / "locked").mkdir()
+    monkeypatch.setattr(predict.os, "walk", unreadable)
+    with pytest.raises(DataError, match=r"locked: cannot list the folder \(Permission denied\)"):
+        predict._expand_folders([str(tmp_path / "locked")])

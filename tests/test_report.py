@@ -502,3 +502,37 @@ def test_a_finished_detection_run_without_its_detection_files_is_not_told_to_res
     (folder / "detections-ensemble.csv").unlink()
     html = write_report(folder, tmp_path / "detection.html").read_text(encoding="utf-8")
     assert "No detections-*.csv in this folder: nothing to draw" in html and "--resume" not in html
+
+
+def test_class_names_that_are_not_utf8_are_drawn_escaped(tmp_path: Path) -> None:
+    """A class folder named with a byte that is not UTF-8 (Latin-1 é) made matplotlib raise TypeError."""
+    import torch
+    from PIL import Image
+
+    from googlenet.report.build import predictions_section
+
+    paths = []
+    for k in range(2):
+        paths.append(tmp_path / f"{k}.png")
+        Image.new("RGB", (8, 8)).save(paths[-1])
+    pred = {"probs": torch.tensor([[0.2, 0.8], [0.9, 0.1]]), "targets": [0, 1], "names": ["caf\udce9", "dog"],
+            "paths": [str(p) for p in paths]}  # fmt: skip
+    body = predictions_section(pred)
+    assert "true: caf\\xe9 | top-5: dog 80.0%" in body
+
+
+def test_an_unknown_mplbackend_does_not_stop_the_command(tmp_path: Path) -> None:
+    folder = _training_folder(tmp_path, make_tiny_data(tmp_path))
+    env = {**os.environ, "MPLBACKEND": "bogus"}
+    argv = [
+        sys.executable,
+        "-m",
+        "googlenet",
+        "report",
+        str(folder),
+        "-o",
+        str(tmp_path / "r.html"),
+        "--no-predictions",
+    ]
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and (tmp_path / "r.html").is_file(), done.stderr

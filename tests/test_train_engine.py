@@ -487,6 +487,25 @@ def test_ensemble_members_share_initial_weights(
     assert [len(_history(out / f"member-{k}")) for k in (0, 1)] == [2, 2] and longer["status"] == "completed"
 
 
+def test_a_signal_while_the_closing_files_are_written_says_how_to_finish(
+    tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A Ctrl-C after the last epoch, while final.pt was written, said only "interrupted"."""
+    out = tmp_path / "run"
+    real_save_final = engine._save_final
+
+    def interrupted(*args: Any, **kwargs: Any) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(engine, "_save_final", interrupted)
+    with caplog.at_level(logging.INFO, logger="googlenet"), pytest.raises(KeyboardInterrupt):
+        fit(tiny(tiny_data, out, **{"run.epochs": 1}))
+    assert f"last.pt holds every step trained; resume with googlenet train --resume {out}" in caplog.text
+    monkeypatch.setattr(engine, "_save_final", real_save_final)
+    assert fit(tiny(tiny_data, out, **{"run.epochs": 1}), resume=out)["status"] == "completed"
+    assert (out / "final.pt").is_file()
+
+
 def test_test_only_evaluates_a_checkpoint(tiny_data: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
     trained = fit(tiny(tiny_data, out, **{"run.epochs": 1, "average.start": 0}))
@@ -782,6 +801,56 @@ def test_another_torchrun_process_adds_its_warnings_to_the_first_ones_log(
     log.warning("skipping a bad image: c.jpg")
     elsewhere.close()
     assert not (tmp_path / "not-here").exists() and "Logging error" not in capsys.readouterr().err
+
+
+def test_a_train_log_that_cannot_be_written_is_said_once_without_a_traceback(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A full disk under train.log: logging printed "--- Logging error ---" and a traceback per record."""
+    from googlenet.train.runs import RunFolder
+
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "train.log").symlink_to("/dev/full")  # every write: No space left on device
+    run = RunFolder(tmp_path / "run")
+    run.attach_log()
+    log = logging.getLogger("googlenet.data.datasets")
+    with caplog.at_level(logging.INFO, logger="googlenet"):
+        for k in range(3):
+            log.warning("skipping a bad image: %d.jpg", k)
+    run.close()
+    said = [r.getMessage() for r in caplog.records if "cannot write" in r.getMessage()]
+    assert said == [f"{tmp_path / 'run' / 'train.log'}: cannot write (No space left on device); the run's "
+                    "log goes on on the console only"]  # fmt: skip
+    assert "Logging error" not in capsys.readouterr().err and "2.jpg" in caplog.text
+
+
+def test_a_run_folder_removes_what_a_killed_checkpoint_write_left_and_nothing_else(tmp_path: Path) -> None:
+    """A SIGKILL during a checkpoint write leaves `.last.pt.XXXX.tmp` (as large as the model and its
+    optimiser state), which nothing removed; another command's temporary file is not ours to remove."""
+    from googlenet.train.runs import RunFolder
+
+    (tmp_path / "run").mkdir()
+    for name in (".last.pt.k3j_x9.tmp", ".final.pt.0a1b2c.tmp", ".report.html.q9w8e7.tmp", "notes.tmp"):
+        (tmp_path / "run" / name).write_bytes(b"x")
+    RunFolder(tmp_path / "run").close()
+    assert sorted(p.name for p in (tmp_path / "run").iterdir() if p.name != ".lock") == [
+        ".report.html.q9w8e7.tmp",
+        "notes.tmp",
+    ]
+
+
+def test_a_run_folder_whose_name_is_not_utf8_trains_without_tensorboard(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """TensorBoard's file layer died on such a name (UnicodeEncodeError) after the setup files were written."""
+    from googlenet.train.runs import RunFolder
+
+    run = RunFolder(tmp_path / "run\udcfc")  # the byte 0xfc: Latin-1 ü
+    with caplog.at_level(logging.WARNING, logger="googlenet"):
+        run.open_tensorboard()
+        run.epoch_scalars({"epoch": 0, "global_step": 1, "lr": 0.01})
+    run.close()
+    assert "the name is not valid UTF-8 here; no TensorBoard logs" in caplog.text
 
 
 def test_an_imagenet_run_keeps_the_wordnet_ids_for_evaluate(

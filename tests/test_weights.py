@@ -415,6 +415,34 @@ def test_atomic_writes_go_through_a_symlink_and_never_replace_a_pipe(tmp_path: P
     assert fifo.is_fifo() and not list(tmp_path.glob(".pipe.*"))
 
 
+def test_a_failed_atomic_write_names_its_file_and_a_long_legal_name_is_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk fails the write or the fsync with an OSError naming no file: the message said only
+    "No space left on device". And a 250-byte name is legal, but the temporary name built on it was not."""
+    import errno
+
+    from googlenet import io as gio
+    from googlenet.io import atomic_open
+
+    target = tmp_path / "config.yaml"
+    target.write_text("before\n")
+
+    def full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(gio.os, "fsync", full)
+        with pytest.raises(OSError) as info, atomic_open(target, "w") as handle:
+            handle.write("after\n")
+    assert info.value.filename == str(target) and info.value.errno == errno.ENOSPC
+    assert target.read_text() == "before\n" and [p.name for p in tmp_path.iterdir()] == ["config.yaml"]
+    long = tmp_path / ("a" * 246 + ".txt")
+    with atomic_open(long, "w") as handle:
+        handle.write("x")
+    assert long.read_text() == "x"
+
+
 def test_atomic_save_keeps_previous_file_on_failure(tmp_path: Path) -> None:
     path = tmp_path / "keep.pt"
     googlenet.save_checkpoint(path, googlenet.build_model("paper", num_classes=2))

@@ -94,6 +94,9 @@ def run() -> None:
     arguments, then exit with its code, which a signal during the interpreter's exit no longer changes
     (`_leave_at_a_signal`). A program that calls `main()` itself keeps its own signal handlers."""
     follow_launcher()  # a process of `train --nproc-per-node`: stop when the launcher dies
+    # Every figure is written to a file, never shown: matplotlib's file backend, whatever the
+    # environment names (an unknown MPLBACKEND made the first plot a traceback, mid-run).
+    os.environ["MPLBACKEND"] = "Agg"
     try:
         code = main()
     except SystemExit as exc:  # argparse's --help, --version and usage errors

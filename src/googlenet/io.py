@@ -44,15 +44,19 @@ def _file_mode() -> int:
 def atomic_open(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[Any]]:
     """Open a temporary file beside `path`; on success it replaces `path` atomically.
 
-    On any exception the temporary file is removed and `path` is untouched. A symlink is written
-    through (the file it points to is replaced, the link stays); a device, pipe or socket is refused
-    (`OSError`), never replaced by a file.
+    On any exception the temporary file is removed and `path` is untouched. A write that fails (a full
+    disk) is an `OSError` naming `path`, not the temporary file (the system names no file for a failed
+    write). A symlink is written through (the file it points to is replaced, the link stays); a
+    device, pipe or socket is refused (`OSError`), never replaced by a file.
     """
     target = Path(os.path.realpath(path))
     if target.exists() and not target.is_file() and not target.is_dir():
         raise OSError(errno.EINVAL, "not a regular file (a device, pipe or socket)", str(path))
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:  # the name cut so that a legal 255-byte name still leaves room for the temporary one's additions
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name[:200]}.", suffix=".tmp", dir=target.parent)
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from None
     try:
         os.fchmod(fd, _file_mode())
         with os.fdopen(fd, mode) as handle:
@@ -60,6 +64,12 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[A
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, target)
+    except OSError as exc:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        if exc.filename is None or exc.filename == tmp:
+            raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
+        raise
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)

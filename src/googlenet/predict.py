@@ -188,10 +188,17 @@ def _expand_folders(paths: list[str]) -> list[str]:
             images.append(path)
             continue
         found = []  # symbolic links to folders are not followed (no loops)
-        for top, folders, names in os.walk(path):
+        unlisted: list[OSError] = []  # os.walk leaves a folder it cannot list out, silently by default
+        for top, folders, names in os.walk(path, onerror=unlisted.append):
             folders[:] = [f for f in folders if not f.startswith(".")]  # hidden, as datasets skip them
             found += [os.path.join(top, n) for n in names if is_image_file(n) and not n.startswith(".")]
         found.sort()
+        if unlisted and not found:
+            error = unlisted[0]
+            raise DataError(f"{error.filename}: cannot list the folder ({error.strerror or error})")
+        for error in unlisted:
+            print(f"googlenet predict: cannot list {error.filename} ({error.strerror or error}); its images are "
+                  "left out", file=sys.stderr)  # fmt: skip
         if not found:
             raise DataError(f"{path}: a folder with no image files")
         images += found

@@ -126,6 +126,11 @@ def _plt() -> Any:
     return plt
 
 
+def shown_name(name: str) -> str:
+    """`name` with the bytes of a file name that are not UTF-8 (Python's surrogate escapes) as \\xNN."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def curves_section(folder: Path, num_classes: int | None = None) -> str:
     """Loss, top-1 and top-5 (raw and averaged) and learning rate by epoch from metrics.csv; chance dashed
     when `num_classes` is known (ln(classes) for one head's loss, 100 / classes % for top-1, 500 /
@@ -305,9 +310,11 @@ def predictions_section(pred: dict[str, Any], wrong: int = 12) -> str:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(0.45 * n + 3, 0.45 * n + 2.5))
     ax.imshow(matrix, cmap="Blues")
-    # Class names are the user's folder names: shown as written, not parsed as matplotlib's $TeX$.
-    ax.set_xticks(range(n), names, rotation=60, ha="right", fontsize=8, parse_math=False)
-    ax.set_yticks(range(n), names, fontsize=8, parse_math=False)
+    # Class names are the user's folder names: shown as written, not parsed as matplotlib's $TeX$; bytes
+    # that are not UTF-8 (surrogate escapes, which matplotlib refuses) as \xNN.
+    labels = [shown_name(name) for name in names]
+    ax.set_xticks(range(n), labels, rotation=60, ha="right", fontsize=8, parse_math=False)
+    ax.set_yticks(range(n), labels, fontsize=8, parse_math=False)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     if n <= 30:
@@ -325,11 +332,11 @@ def predictions_section(pred: dict[str, Any], wrong: int = 12) -> str:
     body += f"<h3>The {len(mistakes)} most confidently wrong validation images</h3>"
     for i in mistakes:
         top = probs[i].topk(min(5, n))
-        lines = [f"{names[k]} {100 * float(v):.1f}%" for v, k in zip(top.values, top.indices, strict=True)]
+        lines = [f"{labels[k]} {100 * float(v):.1f}%" for v, k in zip(top.values, top.indices, strict=True)]
         image = load_image(pred["paths"][i]).convert("RGB")
         image.thumbnail((160, 160))
-        caption = f"true: {names[targets[i]]} | top-5: " + ", ".join(lines)
-        body += img(pil_png(image), f"wrong: {Path(pred['paths'][i]).name}", caption)
+        caption = f"true: {labels[targets[i]]} | top-5: " + ", ".join(lines)
+        body += img(pil_png(image), f"wrong: {shown_name(Path(pred['paths'][i]).name)}", caption)
     return body
 
 
@@ -647,8 +654,8 @@ def write_report(folder: str | Path, output: str | Path | None = None, limit: in
     path = Path(output) if output is not None else Path(folder) / "report.html"
     check_output("--output", path, replaceable=_is_report, kind="an HTML report of ours")  # before the work
     page = build_report(folder, limit, predictions)
-    with atomic_open(path, "w") as handle:
-        handle.write(page.html())
+    with atomic_open(path, "wb") as handle:  # UTF-8, as the page declares, whatever the locale's encoding
+        handle.write(page.html().encode("utf-8", "backslashreplace"))
     return path
 
 

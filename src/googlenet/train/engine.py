@@ -519,17 +519,22 @@ class _Trainer:
                         self.resume_with,
                     )
                     break
-        folder.plot(at.history, len(self.meta["class_names"]))
-        if self.grad_norms is not None:
-            self.grad_norms.write(folder.path)
-            self.grad_norms.close()
-            if plot_grad_split(self.grad_norms.rows, folder.path / "grad_split.png"):
-                write_split_table(self.grad_norms.rows, folder.path / "grad_split.csv")
-        results = self._results(status)
-        if status == "completed":
-            results["final_checkpoint"] = str(folder.final)
-            _save_final(folder, self.model, self.averager, self.meta, results, self.env)
-        folder.write_results(results)
+        try:
+            folder.plot(at.history, len(self.meta["class_names"]))
+            if self.grad_norms is not None:
+                self.grad_norms.write(folder.path)
+                self.grad_norms.close()
+                if plot_grad_split(self.grad_norms.rows, folder.path / "grad_split.png"):
+                    write_split_table(self.grad_norms.rows, folder.path / "grad_split.csv")
+            results = self._results(status)
+            if status == "completed":
+                results["final_checkpoint"] = str(folder.final)
+                _save_final(folder, self.model, self.averager, self.meta, results, self.env)
+            folder.write_results(results)
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM while the closing files were written: last.pt holds all
+            logger.info("interrupted while writing the run's closing files (final.pt, results.json, plots); "
+                        "last.pt holds every step trained; resume with %s to write them", self.resume_with)  # fmt: skip
+            raise
         ddp.barrier()  # the others leave with the first: torch's launcher stops whoever is left when one
         return results  # process exits with a signal's code, and the first may still be writing
 

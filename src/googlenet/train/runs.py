@@ -19,6 +19,7 @@ other processes append their warnings to train.log, marked with their rank.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -28,6 +29,7 @@ import os
 import shlex
 import shutil
 import socket
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -130,6 +132,20 @@ class RunFolder:
                     f"{self.path}: cannot create the run folder ({exc.strerror or exc})"
                 ) from None
         self._lock = lock_folder(self.path) if enabled else None
+        if self._lock is not None:
+            self._remove_killed_writes()
+
+    def _remove_killed_writes(self) -> None:
+        """Remove what a training process killed outright (SIGKILL, the out-of-memory killer) while it
+        wrote a checkpoint left: `.last.pt.XXXX.tmp` (see `atomic_open`), as large as the model with its
+        optimiser state, which no later run would remove. Only the checkpoints' temporary files, and only
+        under the folder's lock: no other process writes a checkpoint here, while `googlenet report`
+        may be writing its report.html beside us."""
+        for name in ("last.pt", "final.pt"):
+            for leftover in self.path.glob(f".{name}.*.tmp"):
+                with contextlib.suppress(OSError):
+                    leftover.unlink()
+                    logger.info("removed %s, left by a checkpoint write that was killed", leftover.name)
 
     # -- paths -----------------------------------------------------------------------------------
     @property
@@ -188,8 +204,7 @@ class RunFolder:
                 self._log_handler = _OtherProcessLog(self.path / "train.log", self.rank)
                 logging.getLogger("googlenet").addHandler(self._log_handler)
             return
-        # backslashreplace: a file name that is not valid UTF-8 must not break logging
-        handler = logging.FileHandler(self.path / "train.log", encoding="utf-8", errors="backslashreplace")
+        handler = _RunLog(self.path / "train.log")
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         handler.setLevel(logging.INFO)
         root = logging.getLogger("googlenet")
@@ -215,7 +230,15 @@ class RunFolder:
         except ImportError:  # tensorboard is a dependency, but the run need not die without it
             logger.warning("tensorboard is not installed; no TensorBoard logs")
             return
-        self._writer = SummaryWriter(str(self.path / "tensorboard"), purge_step=purge_step)
+        folder = str(self.path / "tensorboard")
+        try:
+            folder.encode("utf-8")
+        except UnicodeEncodeError:  # TensorBoard's file layer takes UTF-8 paths only (it died on them)
+            logger.warning(
+                "%s: the name is not valid UTF-8 here; no TensorBoard logs for this run", self.path
+            )
+            return
+        self._writer = SummaryWriter(folder, purge_step=purge_step)
 
     def scalar(self, tag: str, value: float, step: int) -> None:
         if self._writer is not None and value is not None and not math.isnan(value):
@@ -346,14 +369,47 @@ class RunFolder:
             self._log_handler = None
 
 
-class _OtherProcessLog(logging.FileHandler):
+class _RunLog(logging.FileHandler):
+    """train.log. A write that fails (a full disk) is said once, on the console, and the log goes on
+    there alone; logging's own handling printed "--- Logging error ---" and a traceback per record. The
+    run itself goes on: its checkpoints say for themselves whether they could be written."""
+
+    def __init__(self, path: Path, delay: bool = False) -> None:
+        # backslashreplace: a file name that is not valid UTF-8 must not break logging
+        super().__init__(path, encoding="utf-8", errors="backslashreplace", delay=delay)
+        self.failed = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not self.failed:
+            super().emit(record)
+
+    def close(self) -> None:
+        try:
+            super().close()
+        except OSError:  # the last flush failed too (the file itself is closed): said already, or now
+            if not self.failed:
+                self.failed = True
+                logging.getLogger("googlenet").warning("%s: cannot write its last lines", self.baseFilename)
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        if self.failed:
+            return
+        self.failed = True
+        error = sys.exc_info()[1]
+        text = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+        logging.getLogger("googlenet").warning(
+            "%s: cannot write (%s); the run's log goes on on the console only", self.baseFilename, text
+        )
+
+
+class _OtherProcessLog(_RunLog):
     """Warnings of a torchrun process other than the first, appended to the first one's train.log as
     "... WARNING googlenet.data.datasets [process 1]: ...". The file is opened at the first warning (by
     then the first process has made the folder) and only if the folder is there: a node that does not
     share the file system keeps its warnings on its own stderr. Each record is one append (O_APPEND)."""
 
     def __init__(self, path: Path, rank: int) -> None:
-        super().__init__(path, encoding="utf-8", errors="backslashreplace", delay=True)
+        super().__init__(path, delay=True)
         self.setLevel(logging.WARNING)
         self.setFormatter(
             logging.Formatter(f"%(asctime)s %(levelname)s %(name)s [process {rank}]: %(message)s")
