@@ -501,3 +501,28 @@ def test_a_second_process_waits_for_the_first_to_finish_extracting(
             waiter.join(60)
     assert outcome == [tmp_path] and "another process is preparing ImageNet here; waiting" in caplog.text
     assert len(load_imagenet(tmp_path, "train")) == TRAIN_PER_CLASS * len(LEAVES)
+
+
+def test_preparation_goes_on_without_a_lock_where_there_is_none_and_refuses_a_file_as_a_split(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import errno
+    import fcntl
+
+    from imagenet_archives import official_archives
+
+    official_archives(tmp_path, monkeypatch)
+    (tmp_path / "train").write_text("not a folder")  # after hours of extraction the rename would fail
+    assert "train: is a file, not the extracted split folder" in _one_line_error(
+        datasets.prepare_imagenet, tmp_path
+    )
+    assert not (tmp_path / "meta.bin").exists()
+
+    def no_locks(*args: object) -> None:
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)  # a network file system without flock
+    with caplog.at_level(logging.WARNING, logger="googlenet.data"):
+        assert datasets.prepare_imagenet(tmp_path, ("val",)) == tmp_path
+    assert "no file locks here (No locks available); preparing without a lock" in caplog.text
+    assert len(load_imagenet(tmp_path, "val")) == 6

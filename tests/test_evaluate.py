@@ -332,6 +332,18 @@ def test_classes_are_matched_by_name_not_order() -> None:
     assert match_classes(["n1", "n2"], ["two", "one"], "x", model_ids=["n2", "n1"]) == [1, 0]
     with pytest.raises(googlenet.DataError, match="in the data only: 'd'"):
         match_classes(["a", "d"], ["a", "b"], "x")
+    # ImageNet data (ids) against an ImageNet model with one class fewer: the ids that differ are named
+    ids = ["n01440764", "n01443537", "n01484850"]
+    with pytest.raises(
+        googlenet.DataError, match=r"in the data only: 'n01484850'; in the checkpoint only: none"
+    ):
+        match_classes(["tench", "goldfish", "shark"], ["tench", "goldfish"], "x", ids, ids[:2])
+    # ... and against a model whose class names are WordNet ids (trained with --dataset folder)
+    assert match_classes(["tench", "goldfish"], ids[1::-1], "x", ids[:2]) == [1, 0]
+    with pytest.raises(
+        googlenet.DataError, match=r"in the data only: 'n01484850'; in the checkpoint only: none"
+    ):
+        match_classes(["tench", "goldfish", "shark"], ids[:2], "x", ids)
 
 
 def test_ensemble_members_must_agree(setup: dict[str, Path], tmp_path: Path) -> None:

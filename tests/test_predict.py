@@ -205,7 +205,7 @@ def test_variant_that_cannot_apply_is_refused(
 
 
 def test_a_folder_that_cannot_be_listed_is_named_as_such(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """It read "a folder with no image files" (chmod 000; root lists any folder, hence the stand-in)."""
     import googlenet.predict as predict
@@ -219,3 +219,13 @@ def test_a_folder_that_cannot_be_listed_is_named_as_such(
     monkeypatch.setattr(predict.os, "walk", unreadable)
     with pytest.raises(DataError, match=r"locked: cannot list the folder \(Permission denied\)"):
         predict._expand_folders([str(tmp_path / "locked")])
+
+    def one_unreadable_subfolder(top: str, onerror: Any = None, **kwargs: Any) -> Any:
+        onerror(PermissionError(13, "Permission denied", f"{top}/sub"))
+        return iter([(top, [], ["a.jpg"])])
+
+    monkeypatch.setattr(predict.os, "walk", one_unreadable_subfolder)
+    assert predict._expand_folders([str(tmp_path / "locked")]) == [str(tmp_path / "locked" / "a.jpg")]
+    assert f"cannot list {tmp_path / 'locked'}/sub (Permission denied); its images are left out" in (
+        capsys.readouterr().err
+    )

@@ -804,7 +804,10 @@ def test_another_torchrun_process_adds_its_warnings_to_the_first_ones_log(
 
 
 def test_a_train_log_that_cannot_be_written_is_said_once_without_a_traceback(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A full disk under train.log: logging printed "--- Logging error ---" and a traceback per record."""
     from googlenet.train.runs import RunFolder
@@ -822,6 +825,16 @@ def test_a_train_log_that_cannot_be_written_is_said_once_without_a_traceback(
     assert said == [f"{tmp_path / 'run' / 'train.log'}: cannot write (No space left on device); the run's "
                     "log goes on on the console only"]  # fmt: skip
     assert "Logging error" not in capsys.readouterr().err and "2.jpg" in caplog.text
+    # a malformed record is logging's own report (our mistake), and the log goes on
+    (tmp_path / "other").mkdir()
+    run = RunFolder(tmp_path / "other")
+    run.attach_log()
+    with monkeypatch.context() as patch:  # (pytest's own capture fails the test on a malformed record)
+        patch.setattr(logging.getLogger("googlenet"), "propagate", False)
+        log.warning("bad %d", "x")
+        log.warning("after it")
+    run.close()
+    assert "after it" in (tmp_path / "other" / "train.log").read_text()
 
 
 def test_a_run_folder_removes_what_a_killed_checkpoint_write_left_and_nothing_else(tmp_path: Path) -> None:
@@ -832,11 +845,23 @@ def test_a_run_folder_removes_what_a_killed_checkpoint_write_left_and_nothing_el
     (tmp_path / "run").mkdir()
     for name in (".last.pt.k3j_x9.tmp", ".final.pt.0a1b2c.tmp", ".report.html.q9w8e7.tmp", "notes.tmp"):
         (tmp_path / "run" / name).write_bytes(b"x")
+    RunFolder(tmp_path / "run").close()  # not a run's folder (no config.yaml): nothing removed
+    assert len([p for p in (tmp_path / "run").iterdir() if p.name != ".lock"]) == 4
+    (tmp_path / "run" / "config.yaml").write_text("run: {}\n")
     RunFolder(tmp_path / "run").close()
-    assert sorted(p.name for p in (tmp_path / "run").iterdir() if p.name != ".lock") == [
-        ".report.html.q9w8e7.tmp",
-        "notes.tmp",
-    ]
+    left = sorted(p.name for p in (tmp_path / "run").iterdir() if p.name != ".lock")
+    assert left == [".report.html.q9w8e7.tmp", "config.yaml", "notes.tmp"]
+
+
+def test_a_new_run_goes_on_in_a_folder_where_its_first_write_was_killed(tmp_path: Path) -> None:
+    from googlenet.train.runs import check_new_run_folder
+
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / ".config.yaml.k3j_x9.tmp").write_text("half a config")  # SIGKILL before the rename
+    check_new_run_folder(tmp_path / "run")
+    (tmp_path / "run" / ".notes.k3j_x9.tmp").write_text("the user's")
+    with pytest.raises(ConfigError, match=r"holds other files \(\.notes\.k3j_x9\.tmp\)"):
+        check_new_run_folder(tmp_path / "run")
 
 
 def test_a_run_folder_whose_name_is_not_utf8_trains_without_tensorboard(

@@ -437,10 +437,13 @@ def test_a_failed_atomic_write_names_its_file_and_a_long_legal_name_is_written(
             handle.write("after\n")
     assert info.value.filename == str(target) and info.value.errno == errno.ENOSPC
     assert target.read_text() == "before\n" and [p.name for p in tmp_path.iterdir()] == ["config.yaml"]
-    long = tmp_path / ("a" * 246 + ".txt")
-    with atomic_open(long, "w") as handle:
-        handle.write("x")
-    assert long.read_text() == "x"
+    for long in (tmp_path / ("a" * 246 + ".txt"), tmp_path / ("é" * 126 + ".pt")):  # 250 and 255 bytes
+        with atomic_open(long, "w") as handle:
+            handle.write("x")
+        assert long.read_text() == "x"
+    # an error without an errno (PIL's "cannot write mode ... as PNG") keeps its type and message
+    with pytest.raises(ValueError, match="not a file error"), atomic_open(tmp_path / "v.txt", "w"):
+        raise ValueError("not a file error")
 
 
 def test_atomic_save_keeps_previous_file_on_failure(tmp_path: Path) -> None:

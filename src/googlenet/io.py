@@ -53,8 +53,11 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[A
     if target.exists() and not target.is_file() and not target.is_dir():
         raise OSError(errno.EINVAL, "not a regular file (a device, pipe or socket)", str(path))
     target.parent.mkdir(parents=True, exist_ok=True)
-    try:  # the name cut so that a legal 255-byte name still leaves room for the temporary one's additions
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name[:200]}.", suffix=".tmp", dir=target.parent)
+    stem = target.name  # cut to 200 bytes, so that a legal 255-byte name leaves room for the additions
+    while len(os.fsencode(stem)) > 200:
+        stem = stem[:-1]
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{stem}.", suffix=".tmp", dir=target.parent)
     except OSError as exc:
         raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from None
     try:
@@ -67,7 +70,7 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[A
     except OSError as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        if exc.filename is None or exc.filename == tmp:
+        if exc.errno is not None and exc.filename in (None, tmp):  # the system's, about our file
             raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
         raise
     except BaseException:
@@ -199,15 +202,17 @@ def verify_digest(path: str | os.PathLike[str]) -> bool:
     return True
 
 
-def _ours_or_leftover(name: str, ours: Callable[[str], bool]) -> bool:
-    """`ours(name)`, or `name` is what `atomic_open` leaves of one of ours when the process is killed
+def leftover_of(name: str, ours: Callable[[str], bool]) -> bool:
+    """Whether `name` is what `atomic_open` leaves of a file `ours` accepts when the process is killed
     (SIGKILL, power loss) between creating its temporary file and the rename: `.<ours>.<random>.tmp`."""
-    if ours(name):
-        return True
     if not (name.startswith(".") and name.endswith(".tmp")):
         return False
     stem, _, random = name[1:-4].rpartition(".")
     return bool(stem and random) and ours(stem)
+
+
+def _ours_or_leftover(name: str, ours: Callable[[str], bool]) -> bool:
+    return ours(name) or leftover_of(name, ours)
 
 
 def check_output_folder(

@@ -396,18 +396,32 @@ def _preparation_lock(folder: Path) -> Iterator[None]:
     """Hold `folder/.googlenet-imagenet.lock` (flock) while the archives are extracted: two commands
     started together on a fresh folder (two trainings, a training and an evaluation) had each emptied
     and refilled the same `.train.partial`, and one of them renamed a silent subset to `train/`. The
-    second waits for the first, then finds the splits ready. Where flock is missing: no lock."""
+    second waits for the first, then finds the splits ready. Where flock is missing (not POSIX, a
+    network file system without locks) or the lock file cannot be opened: no lock, and a warning."""
     try:
         import fcntl
     except ImportError:  # not POSIX
         yield
         return
-    with open(folder / ".googlenet-imagenet.lock", "a") as handle:
+    path = folder / ".googlenet-imagenet.lock"
+    try:
+        handle = open(path, "a")  # noqa: SIM115 - held until the preparation ends
+    except OSError as exc:
+        logger.warning("%s: cannot open (%s); preparing without a lock", path, exc.strerror or exc)
+        yield
+        return
+    with handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             logger.info("%s: another process is preparing ImageNet here; waiting for it", folder)
             fcntl.flock(handle, fcntl.LOCK_EX)
+        except OSError as exc:  # ENOLCK, EOPNOTSUPP: a file system without flock
+            logger.warning(
+                "%s: no file locks here (%s); preparing without a lock", folder, exc.strerror or exc
+            )
+            yield
+            return
         try:
             yield
         finally:
@@ -499,6 +513,9 @@ def prepare_imagenet(root: str | os.PathLike[str], splits: Sequence[str] = ("tra
 
     if not needed():
         return folder
+    for split in splits:  # after hours of extraction, the rename onto it would fail
+        if (folder / split).exists() and not (folder / split).is_dir():
+            raise DataError(f"{folder / split}: is a file, not the extracted split folder; move it away")
     missing = [name for name in needed() if not (folder / name).is_file()]
     if missing:
         hint = ""

@@ -452,7 +452,9 @@ def save_pr_plots(results: dict[str, ClassResult], folder: str) -> list[str]:
             continue
         fig, ax = plt.subplots(figsize=(4, 3.2), dpi=100)
         ax.plot(
-            *precision_envelope(r.recall, r.precision), drawstyle="steps-pre", label="envelope (area: AP)"
+            *precision_envelope(r.recall, r.precision),
+            drawstyle="steps-pre",
+            label="envelope (area: all-point AP)",
         )
         ax.plot(r.recall, r.precision, ".", color="0.5", markersize=3, label="after each detection")
         ax.set(xlim=(0, 1.02), ylim=(0, 1.02), xlabel="recall", ylabel="precision")

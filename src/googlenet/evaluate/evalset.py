@@ -14,6 +14,7 @@ them); their order may differ, and labels are mapped to the model's indices.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,9 @@ class EvalSet:
     samples: list[tuple[str, int]]
     description: str  # e.g. "folder data/val", for reports
     total: int  # images in the set before any --limit
+
+
+_WNID = re.compile(r"n\d{8}")  # a WordNet noun id, as ImageNet's class folders are named
 
 
 def match_classes(
@@ -58,7 +62,14 @@ def match_classes(
         if set(data) == set(model) and len(data) == len(model):
             index = {name: i for i, name in enumerate(model)}
             return [index[name] for name in data]
-    data, model = candidates[-1] if model_ids and data_ids else candidates[0]
+    # The error compares what the user would recognise: ids with ids where both sides have them, the
+    # data's ids with a model's WordNet-id names, else names with names.
+    if model_ids and data_ids:
+        data, model = list(data_ids), list(model_ids)
+    elif data_ids and model_classes and all(_WNID.fullmatch(name) for name in model_classes):
+        data, model = list(data_ids), list(model_classes)
+    else:
+        data, model = candidates[0]
     raise DataError(
         f"{where}: its {len(data)} classes do not match the checkpoint's {len(model)}: "
         f"in the data only: {_names(sorted(set(data) - set(model)))}; "

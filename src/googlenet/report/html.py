@@ -91,7 +91,7 @@ def _cell(value: Any) -> Any:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
     if isinstance(value, float):
-        return f"{value:.6g}"
+        return f"{value:.0f}" if abs(value) >= 1e6 else f"{value:.6g}"
     return value
 
 

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from googlenet.errors import ConfigError
-from googlenet.io import atomic_open, record_digest
+from googlenet.io import atomic_open, leftover_of, record_digest
 
 try:
     import fcntl
@@ -141,6 +141,8 @@ class RunFolder:
         optimiser state, which no later run would remove. Only the checkpoints' temporary files, and only
         under the folder's lock: no other process writes a checkpoint here, while `googlenet report`
         may be writing its report.html beside us."""
+        if not (self.path / "config.yaml").is_file():  # not (yet) a run's folder: not ours to tidy
+            return
         for name in ("last.pt", "final.pt"):
             for leftover in self.path.glob(f".{name}.*.tmp"):
                 with contextlib.suppress(OSError):
@@ -380,8 +382,12 @@ class _RunLog(logging.FileHandler):
         self.failed = False
 
     def emit(self, record: logging.LogRecord) -> None:
-        if not self.failed:
+        if self.failed:
+            return
+        try:
             super().emit(record)
+        except OSError:  # opening the file (delay=True) happens outside logging's own guard
+            self.handleError(record)
 
     def close(self) -> None:
         try:
@@ -392,10 +398,13 @@ class _RunLog(logging.FileHandler):
                 logging.getLogger("googlenet").warning("%s: cannot write its last lines", self.baseFilename)
 
     def handleError(self, record: logging.LogRecord) -> None:
+        error = sys.exc_info()[1]
+        if not isinstance(error, OSError):  # a malformed record (our mistake): logging's report, and on
+            super().handleError(record)
+            return
         if self.failed:
             return
         self.failed = True
-        error = sys.exc_info()[1]
         text = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
         logging.getLogger("googlenet").warning(
             "%s: cannot write (%s); the run's log goes on on the console only", self.baseFilename, text
@@ -451,7 +460,12 @@ def check_new_run_folder(folder: Path) -> None:
     allowed = (
         RunFolder.SETUP_ENTRIES - {"config.yaml"}
     ) | PREPARED_ENTRIES  # a config.yaml of the user's own stays
-    others = sorted(p.name for p in folder.iterdir() if p.name not in allowed)
+    setup = RunFolder.SETUP_ENTRIES | PREPARED_ENTRIES  # a killed first write's .config.yaml.XXXX.tmp too
+    others = sorted(
+        p.name
+        for p in folder.iterdir()
+        if p.name not in allowed and not leftover_of(p.name, setup.__contains__)
+    )
     if others:
         raise ConfigError(
             f"{folder} holds other files ({', '.join(others[:3])}{' ...' if len(others) > 3 else ''}); "
