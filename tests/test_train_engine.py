@@ -853,6 +853,16 @@ def test_a_run_folder_removes_what_a_killed_checkpoint_write_left_and_nothing_el
     assert left == [".report.html.q9w8e7.tmp", "config.yaml", "notes.tmp"]
 
 
+def test_an_output_dir_that_is_a_dangling_or_looping_link_is_named_as_such(tmp_path: Path) -> None:
+    from googlenet.train.runs import RunFolder
+
+    (tmp_path / "dangling").symlink_to(tmp_path / "gone")
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    for name, target in (("dangling", tmp_path / "gone"), ("loop", tmp_path / "loop")):
+        with pytest.raises(ConfigError, match=f"a symbolic link to {target}, which is no folder"):
+            RunFolder(tmp_path / name)
+
+
 def test_a_new_run_goes_on_in_a_folder_where_its_first_write_was_killed(tmp_path: Path) -> None:
     from googlenet.train.runs import check_new_run_folder
 

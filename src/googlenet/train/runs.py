@@ -125,6 +125,11 @@ class RunFolder:
         if enabled:
             if self.path.exists() and not self.path.is_dir():
                 raise ConfigError(f"{self.path}: is a file, not a run folder (--output-dir)")
+            if self.path.is_symlink() and not self.path.exists():  # mkdir said only "File exists"
+                raise ConfigError(
+                    f"{self.path}: a symbolic link to {os.readlink(self.path)}, which is no folder (a missing "
+                    "target, or a loop) (--output-dir)"
+                )
             try:
                 self.path.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
