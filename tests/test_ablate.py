@@ -423,3 +423,26 @@ def test_an_interrupted_study_stops_its_runs_and_starts_no_new_one() -> None:
     children.interrupt()
     assert sleeper.wait(timeout=30) == -signal.SIGTERM  # SIGTERM: a run saves last.pt and stops
     assert children.stopping  # run_one starts no further run
+
+
+def test_a_saved_study_without_its_checkpoints_is_refused_before_any_work(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Its runs finished but their final.pt were not kept: --report-only said "run it first", and a run
+    then tried to train each one again, failed on "holds a finished run" and wrote into the folder."""
+    run = tmp_path / "runs" / "full" / "seed-0"
+    run.mkdir(parents=True)
+    (run / "results.json").write_text('{"status": "completed", "val_top1_avg": 50.0, "val_top5_avg": 90.0}')
+    (tmp_path / "study.json").write_text("{}")
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    for extra in (["--report-only"], []):
+        code = main(
+            ["ablate", "-o", str(tmp_path), "--arms", "full", "--seeds", "0", "--epochs", "1", *extra]
+        )
+        err = capsys.readouterr().err
+        assert (
+            code == 1
+            and err.count("\n") == 1
+            and "finished (results.json) but its final.pt is not there" in err
+        )
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before

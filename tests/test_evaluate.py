@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import math
 import shutil
 from pathlib import Path
@@ -510,3 +511,22 @@ def test_table3_files_are_replaced_as_a_set(tmp_path: Path, monkeypatch: pytest.
     assert len(opened) == 3  # every file written, then the interruption
     assert json.loads((tmp_path / "table3.json").read_text())["run"] == "new"
     assert "25.0" in (tmp_path / "table3.csv").read_text()
+
+
+def test_an_older_checkpoint_without_its_drawing_uses_the_run_config_beside_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Its recipe has no built-in drawing: evaluate drew and scored the default 300 images, not the 20
+    the run held out, without a word."""
+    from googlenet.evaluate.command import _builtin_drawing
+    from googlenet.train.config import dump_yaml, resolve
+
+    model = googlenet.build_model("paper", num_classes=10)
+    googlenet.save_checkpoint(tmp_path / "final.pt", model, default_meta(model, 64) | {"recipe": {}})
+    with caplog.at_level(logging.WARNING, logger="googlenet"):
+        assert _builtin_drawing([str(tmp_path / "final.pt")]) is None
+    assert "records no built-in drawing (an older checkpoint) and has no run config.yaml" in caplog.text
+    config = resolve({}, {"data.builtin_train_per_class": 4, "data.builtin_val_per_class": 2})
+    (tmp_path / "config.yaml").write_text(dump_yaml(config, "test"))
+    drawing = _builtin_drawing([str(tmp_path / "final.pt")])
+    assert drawing is not None and (drawing["train_per_class"], drawing["val_per_class"]) == (4, 2)

@@ -207,6 +207,14 @@ def test_a_stopped_run_is_described_by_its_last_checkpoint(
     assert " with them;" in html  # Table 1 counts the auxiliary heads the run trains
 
 
+def test_a_finished_run_whose_checkpoint_was_not_kept_is_not_called_unfinished(tmp_path: Path) -> None:
+    training = _training_folder(tmp_path, make_tiny_data(tmp_path))
+    (training / "final.pt").unlink()
+    html = write_report(training, tmp_path / "saved.html").read_text(encoding="utf-8")
+    assert "no final.pt (the run finished, but its final.pt was not kept)" in html
+    assert "has not finished" not in html
+
+
 def test_the_curves_draw_top1_and_top5_each_raw_and_averaged_against_its_own_chance(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -482,6 +482,23 @@ def test_ensemble_members_share_initial_weights(
     a = torch.load(out / "member-0" / "final.pt", weights_only=True)["state_dict"]
     b = torch.load(out / "member-1" / "final.pt", weights_only=True)["state_dict"]
     assert not torch.equal(a["fc.weight"], b["fc.weight"])  # different orders and sampling
+    # A resume with nothing to train leaves the folder as it was (it rewrote ensemble.json from today's
+    # sampling table, which an older version's members may not have trained with).
+    kept = {name: (out / name).read_bytes() for name in ("ensemble.json", "config.yaml")}
+    again = tiny(tiny_data, out, **{"run.ensemble": 2, "run.epochs": 1, "average.start": 0})
+    assert fit(again, resume=out)["status"] == "completed"
+    assert {name: (out / name).read_bytes() for name in kept} == kept
+    # The sampling recorded is the member's own (as its config.yaml has it), not today's table's.
+    recorded = (out / "member-1" / "config.yaml").read_text()
+    (out / "member-1" / "config.yaml").write_text(
+        recorded.replace("random_interpolation: false", "random_interpolation: true")
+    )
+    (out / "ensemble.json").unlink()
+    fit(again, resume=out)
+    assert json.loads((out / "ensemble.json").read_text())["members"][1]["sampling"] == {
+        "augment.random_interpolation": True
+    }
+    (out / "member-1" / "config.yaml").write_text(recorded)
     # A larger --epochs trains every finished member on, as it does a single run.
     longer = fit(tiny(tiny_data, out, **{"run.ensemble": 2, "run.epochs": 2, "average.start": 0}), resume=out)
     assert [len(_history(out / f"member-{k}")) for k in (0, 1)] == [2, 2] and longer["status"] == "completed"
@@ -959,3 +976,17 @@ def test_an_imagenet_run_from_the_official_archives_trains_and_is_scored_from_an
     capsys.readouterr()
     code, printed = main([*argv, "-j", "0", "--no-progress"]), capsys.readouterr()
     assert code == 0 and "on 6 images" in printed.out, printed.err  # as a folder: "other names"
+
+
+def test_resuming_a_last_pt_of_an_older_version_says_what_it_may_have_done_otherwise() -> None:
+    """Its files cannot tell whether its lr column is one epoch ahead, or whether --no-photometric kept
+    the lighting noise there: both changed before the state's version did."""
+    from googlenet.train.checkpoint import TRAIN_STATE_VERSION
+    from googlenet.train.engine import older_run_notes
+
+    assert TRAIN_STATE_VERSION == 2
+    no_photometric = resolve({}, {"augment.photometric": False})
+    notes = older_run_notes({"version": 1, "history": [{"epoch": 0}]}, no_photometric)
+    assert len(notes) == 2 and "one epoch ahead" in notes[0] and "lighting 0.1" in notes[1]
+    assert older_run_notes({"version": 1}, resolve({}, {})) == []  # nothing trained, nothing changed
+    assert older_run_notes({"version": 2, "history": [{"epoch": 0}]}, no_photometric) == []

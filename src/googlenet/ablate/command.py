@@ -127,6 +127,20 @@ def run(args: argparse.Namespace) -> int:
     setup_console()
     plan = build_plan(args)
     check_existing(plan)
+    from googlenet.ablate.study import read_results
+
+    kept_without_model = [
+        plan.run_dir(arm, seed) for arm in plan.arms for seed in plan.seeds
+        if (read_results(plan.run_dir(arm, seed)) or {}).get("status") == "completed"
+        and not (plan.run_dir(arm, seed) / "final.pt").is_file()
+    ]  # fmt: skip
+    if kept_without_model:  # a saved copy without its checkpoints: training there again is refused
+        raise ConfigError(
+            f"{kept_without_model[0]}: finished (results.json) but its final.pt is not there"
+            f"{f' (nor {len(kept_without_model) - 1} more runs)' if len(kept_without_model) > 1 else ''}; "
+            "the study can neither use nor retrain it: restore the checkpoints or give another --output-dir "
+            "(the saved tables are ablation.md, .csv and .json)"
+        )
     if args.report_only and not seeds_done():
         raise ConfigError(
             f"--output-dir {plan.output_dir}: no finished run of this study to report "

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 import os
 import sys
@@ -23,7 +24,7 @@ from typing import Any
 from googlenet.console import setup_console
 from googlenet.data.crops import CROP_COUNTS, CropSpec
 from googlenet.data.datasets import max_workers
-from googlenet.errors import CheckpointError, ConfigError
+from googlenet.errors import CheckpointError, ConfigError, GoogLeNetError
 from googlenet.evaluate.evalset import (
     DATASETS,
     EvalSet,
@@ -58,6 +59,8 @@ if typing.TYPE_CHECKING:
     from googlenet.data.synthetic import BuiltinSettings
 
 PER_CLASS_SHOWN = 30  # print every class up to this many, else the worst ones
+
+logger = logging.getLogger("googlenet.evaluate")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -144,9 +147,22 @@ def _builtin_drawing(checkpoints: Sequence[str] | None) -> BuiltinSettings | Non
     from googlenet.data.synthetic import BuiltinSettings
 
     drawing = recipe.get("builtin") if isinstance(recipe, dict) else None
-    if not isinstance(drawing, dict) or set(drawing) != set(BuiltinSettings.__annotations__):
-        return None
-    return BuiltinSettings(**{k: int(v) for k, v in drawing.items()})  # type: ignore[typeddict-item]
+    if isinstance(drawing, dict) and set(drawing) == set(BuiltinSettings.__annotations__):
+        return BuiltinSettings(**{k: int(v) for k, v in drawing.items()})  # type: ignore[typeddict-item]
+    # A checkpoint from before the whole entry (2026-12-03/04): the run's config.yaml beside it says how
+    # it drew them; without it, the default drawing, said (the run may have held out other images).
+    beside = Path(checkpoints[0]).parent / "config.yaml"
+    try:
+        from googlenet.train.config import TrainConfig, apply, builtin_settings, load_yaml
+
+        config = apply(TrainConfig(), load_yaml(beside), str(beside)) if beside.is_file() else None
+    except GoogLeNetError:
+        config = None
+    if config is not None and config.data.dataset == "builtin":
+        return builtin_settings(config.data)
+    logger.warning("%s: records no built-in drawing (an older checkpoint) and has no run config.yaml beside "
+                   "it; scoring the default drawing", checkpoints[0])  # fmt: skip
+    return None
 
 
 def run(args: argparse.Namespace) -> int:

@@ -512,8 +512,18 @@ def _training_sections(page: Page, folder: Path, limit: int, predictions: bool, 
         if samples:
             add(title, predictions_section(predict_images(model, meta, samples, limit)))
     elif predictions:
-        add("Validation: confusion and confident mistakes",
-                 '<p class="note">Left out: no final.pt (the run has not finished).</p>')  # fmt: skip
+        finished = (_json(folder / "results.json") if (folder / "results.json").is_file() else {}).get(
+            "status"
+        )
+        why = (
+            "the run finished, but its final.pt was not kept"
+            if finished == "completed"
+            else "the run has not finished"
+        )
+        add(
+            "Validation: confusion and confident mistakes",
+            f'<p class="note">Left out: no final.pt ({why}).</p>',
+        )
 
 
 def _evaluation_predictions(page: Page, data: dict[str, Any], limit: int) -> None:

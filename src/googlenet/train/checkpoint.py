@@ -38,7 +38,10 @@ from googlenet.signals import catchable
 from googlenet.train.config import TrainConfig
 from googlenet.train.distributed import from_environment
 
-TRAIN_STATE_VERSION = 1
+# 2 (2026-12-07): written by the code in which metrics.csv's `lr` is the rate each epoch trained at
+# (since 2026-12-04) and `--no-photometric` turns AlexNet's lighting noise off too (since 2026-12-07);
+# a last.pt of version 1 may predate either, which a resume says (`engine.older_run_notes`).
+TRAIN_STATE_VERSION = 2
 
 # Settings that may differ between a checkpoint and the run resuming it; everything else must match,
 # or the continuation would not be the same run.

@@ -427,6 +427,9 @@ class _Trainer:
             )
             into = f", {at.step} step(s) into epoch {at.epoch + 1}" if at.step else ""
             logger.info("resumed from %s: %d of %d epoch(s) done%s", folder.last, at.epoch, r.epochs, into)
+            if env.is_main and at.epoch < r.epochs:
+                for note in older_run_notes(checkpoint["train_state"], config):
+                    logger.warning("%s: %s", folder.last, note)
             if at.epoch >= r.epochs:
                 logger.info("nothing left to train: give --epochs above %d to train on", at.epoch)
         # Written once the checkpoint is restored; a resume with nothing to train leaves the folder as is.
@@ -752,6 +755,27 @@ def _fingerprint(model: nn.Module) -> str:
         digest.update(key.encode())
         digest.update(value.detach().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()
+
+
+def older_run_notes(state: dict[str, Any], config: TrainConfig) -> list[str]:
+    """What a last.pt written before `TRAIN_STATE_VERSION` 2 may have done otherwise than its
+    continuation will: said when such a run resumes, since its files cannot tell."""
+    if int(state.get("version", 0)) >= 2:
+        return []
+    notes = []
+    if state.get("history"):
+        notes.append(
+            "written by an older version: in a run begun before 2026-12-04 the lr column of the metrics.csv "
+            "rows already there is the rate after each epoch, one epoch ahead of the rows from here on"
+        )
+    a = config.augment
+    if not a.photometric and a.lighting > 0:
+        notes.append(
+            f"written by an older version: --no-photometric with lighting {a.lighting:g}; a run begun before "
+            "2026-12-07 kept AlexNet's lighting noise under --no-photometric, and its remaining epochs train "
+            "without it"
+        )
+    return notes
 
 
 def _restore(

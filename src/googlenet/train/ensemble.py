@@ -16,7 +16,15 @@ from typing import Any
 from googlenet.errors import GoogLeNetError
 from googlenet.train import distributed as ddp
 from googlenet.train.checkpoint import RESUME_MUTABLE, load_training_state
-from googlenet.train.config import TrainConfig, dump_yaml, ensemble_member, from_dict, inert_overrides
+from googlenet.train.config import (
+    TrainConfig,
+    apply,
+    dump_yaml,
+    ensemble_member,
+    from_dict,
+    inert_overrides,
+    load_yaml,
+)
 from googlenet.train.runs import RunFolder, check_new_run_folder, finished_results, write_ensemble
 
 logger = logging.getLogger("googlenet.train")
@@ -43,7 +51,8 @@ def fit_ensemble(
             check_new_run_folder(root)
         ddp.barrier()  # every process has looked before the first writes config.yaml (its temporary
         config.run.output_dir = str(root)  # file made a late look say "holds other files")
-        folder.write_text("config.yaml", dump_yaml(config, "googlenet train: ensemble configuration"))
+        if not (resuming and all(_trained(root / f"member-{k}", config) for k in range(config.run.ensemble))):
+            folder.write_text("config.yaml", dump_yaml(config, "googlenet train: ensemble configuration"))
         return _fit_members(config, root, env, fit_one)
     except (GoogLeNetError, KeyboardInterrupt):
         folder.close()
@@ -53,14 +62,29 @@ def fit_ensemble(
         folder.close()
 
 
+def _trained(folder: Path, config: TrainConfig) -> bool:
+    """Whether member `folder` finished at least `config.run.epochs` epochs (a resume leaves it be)."""
+    result = finished_results(folder)
+    return result is not None and int(result.get("epochs", 0)) >= config.run.epochs
+
+
 def _fit_members(config: TrainConfig, root: Path, env: ddp.DistEnv, fit_one: FitOne) -> dict[str, Any]:
     members: list[dict[str, Any]] = []
     status = "completed"
     signal: str | None = None  # the signal that interrupted a member: the command exits 128 + it
+    trained_any = False
     for k in range(config.run.ensemble):
         folder = root / f"member-{k}"
         member, overrides = ensemble_member(config, k, started=(folder / "last.pt").is_file())
-        inert = inert_overrides(member, config, overrides)
+        if (folder / "config.yaml").is_file():
+            # A member already begun keeps the sampling it began with, which an older version's table
+            # may have set otherwise than today's (scale_min 0.35 where it is 0.5 now): recorded and
+            # logged as the member's own config.yaml has it.
+            begun = apply(TrainConfig(), load_yaml(folder / "config.yaml"), str(folder / "config.yaml"))
+            overrides = {key: begun.get(key) for key in overrides}
+            inert = inert_overrides(begun, config, overrides)
+        else:
+            inert = inert_overrides(member, config, overrides)
         member.run.output_dir = str(folder)
         result = finished_results(folder)
         if result is not None and int(result.get("epochs", 0)) < config.run.epochs:
@@ -82,6 +106,7 @@ def _fit_members(config: TrainConfig, root: Path, env: ddp.DistEnv, fit_one: Fit
                         f" ({_as_flags({key: overrides[key] for key in inert})}: no effect on this recipe)"
                         if inert else "", member.run.data_seed)  # fmt: skip
             result = fit_one(member, resume_k)
+            trained_any = True
         members.append(
             {
                 "member": k,
@@ -111,8 +136,8 @@ def _fit_members(config: TrainConfig, root: Path, env: ddp.DistEnv, fit_one: Fit
     }
     if signal:
         summary["signal"] = signal
-    if env.is_main:
-        write_ensemble(root, members, summary)
+    if env.is_main and (trained_any or not (root / "ensemble.json").is_file()):  # a resume with nothing to
+        write_ensemble(root, members, summary)  # train leaves the folder as it was, as a single run's
     return {**summary, "output_dir": str(root), "members": members}
 
 
