@@ -119,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
     """Run `googlenet ablate` from parsed flags: train the runs not yet finished (none with `--report-only`),
     then write and print the tables; the exit code, 1 when a run did not complete."""
     from googlenet.ablate.results import write_study
-    from googlenet.ablate.study import check_existing, completed, run_training
+    from googlenet.ablate.study import check_existing, completed, read_results, run_training
 
     def seeds_done() -> list[int]:
         return [s for s in plan.seeds if any(completed(plan.run_dir(arm, s)) for arm in plan.arms)]
@@ -127,8 +127,6 @@ def run(args: argparse.Namespace) -> int:
     setup_console()
     plan = build_plan(args)
     check_existing(plan)
-    from googlenet.ablate.study import read_results
-
     kept_without_model = [
         plan.run_dir(arm, seed) for arm in plan.arms for seed in plan.seeds
         if (read_results(plan.run_dir(arm, seed)) or {}).get("status") == "completed"

@@ -384,10 +384,14 @@ def _imagenet_file(kind: str) -> str:
 
 
 def _preparation_text(exc: BaseException) -> str:
-    """One line for an exception of torchvision's parsers, naming the file where the system did."""
+    """One line for an exception of torchvision's parsers, naming the file where the system did. Its
+    "The archive ... is not present ... or is corrupted" is its MD5 check failing: presence was checked
+    before (`prepare_imagenet`), so the file is there and not the official one."""
     if isinstance(exc, OSError) and exc.strerror:
         return f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror
     text = str(exc).strip()
+    if text.startswith("The archive"):
+        return "corrupted, or not ILSVRC 2012's (its MD5 differs from the official file's)"
     return text.splitlines()[0] if text else type(exc).__name__
 
 
@@ -455,10 +459,7 @@ def _parse_devkit(folder: Path) -> None:
         tv_imagenet.parse_devkit_archive(str(aside), file=str(devkit))  # an absolute `file` is read in place
         os.replace(aside / tv_imagenet.META_FILE, folder / tv_imagenet.META_FILE)
     except Exception as exc:  # noqa: BLE001 - archive parsing fails in many ways; all are the user's files
-        text = _preparation_text(exc)
-        if text.startswith("The archive"):  # torchvision's MD5 check: presence was checked before
-            text = "corrupted, or not ILSVRC 2012's (its MD5 differs from the official file's)"
-        raise DataError(f"{devkit}: {text}") from None
+        raise DataError(f"{devkit}: {_preparation_text(exc)}") from None
     finally:
         shutil.rmtree(aside, ignore_errors=True)
 
@@ -482,10 +483,7 @@ def _extract_split(folder: Path, split: str) -> None:
         os.rename(partial, folder / split)
     except Exception as exc:  # noqa: BLE001 - archive parsing fails in many ways; all are the user's files
         shutil.rmtree(partial, ignore_errors=True)
-        text = _preparation_text(exc)
-        if text.startswith("The archive"):
-            text = "corrupted, or not ILSVRC 2012's (its MD5 differs from the official file's)"
-        raise DataError(f"{archive}: cannot extract it to {split}/: {text}") from None
+        raise DataError(f"{archive}: cannot extract it to {split}/: {_preparation_text(exc)}") from None
     # A Ctrl-C leaves `.<split>.partial` (removing 140 GB would hold the exit for minutes); the next
     # run removes it before extracting.
 
@@ -557,9 +555,7 @@ def load_imagenet(
     extracts them with that class's own parsing functions if needed, then our robust
     `ImageFolderDataset` reads the images.
     """
-    if split not in ("train", "val"):
-        raise ConfigError(f"ImageNet split: must be 'train' or 'val', got {split!r}")
-    folder = prepare_imagenet(root, (split,))
+    folder = prepare_imagenet(root, (split,))  # which also refuses a split other than train or val
     wnid_to_classes = _read_meta(folder)
     _check_whole(folder / split)
     return ImageNetDataset(folder, split, wnid_to_classes, transform, on_bad)

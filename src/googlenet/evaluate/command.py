@@ -153,9 +153,9 @@ def _builtin_drawing(checkpoints: Sequence[str] | None) -> BuiltinSettings | Non
     # it drew them; without it, the default drawing, said (the run may have held out other images).
     beside = Path(checkpoints[0]).parent / "config.yaml"
     try:
-        from googlenet.train.config import TrainConfig, apply, builtin_settings, load_yaml
+        from googlenet.train.config import builtin_settings, read_run_config
 
-        config = apply(TrainConfig(), load_yaml(beside), str(beside)) if beside.is_file() else None
+        config = read_run_config(beside) if beside.is_file() else None
     except GoogLeNetError:
         config = None
     if config is not None and config.data.dataset == "builtin":

@@ -87,8 +87,12 @@ def mapping_table(data: Mapping[str, Any]) -> str:
     return table([(k, _short(v)) for k, v in data.items()], ("key", "value"))
 
 
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
 def _cell(value: Any) -> Any:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    if _missing(value):
         return "-"
     if isinstance(value, float):
         return f"{value:.0f}" if abs(value) >= 1e6 else f"{value:.6g}"
@@ -96,7 +100,7 @@ def _cell(value: Any) -> Any:
 
 
 def _short(value: Any) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    if _missing(value):
         return "-"
     if isinstance(value, float):
         return f"{value:.4g}"

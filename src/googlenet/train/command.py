@@ -38,6 +38,7 @@ from googlenet.train.config import (
     from_dict,
     load_yaml,
     parse_set,
+    read_run_config,
     resolve,
     validate_from,
 )
@@ -409,7 +410,7 @@ def build_config(args: argparse.Namespace) -> tuple[Any, str | None]:
     folder = Path(resume)
     ensemble = _is_ensemble_folder(folder)
     if ensemble:
-        stored = apply(TrainConfig(), load_yaml(folder / "config.yaml"), str(folder / "config.yaml"))
+        stored = read_run_config(folder / "config.yaml")
     else:
         path = resolve_resume_path(resume)
         stored = from_dict(load_training_state(path)["train_state"]["config"], str(path))

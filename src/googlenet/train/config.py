@@ -545,6 +545,11 @@ def load_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
     return flatten(data, str(file))
 
 
+def read_run_config(path: str | os.PathLike[str]) -> TrainConfig:
+    """A run's config.yaml (or any config file) as the TrainConfig it resolves to over the defaults."""
+    return apply(TrainConfig(), load_yaml(path), str(path))
+
+
 def dump_yaml(config: TrainConfig, header: str = "") -> str:
     """The config as YAML text (sections in order), optionally under a comment header."""
     text = yaml.safe_dump(config.as_dict(), sort_keys=False, default_flow_style=False)

@@ -18,12 +18,11 @@ from googlenet.train import distributed as ddp
 from googlenet.train.checkpoint import RESUME_MUTABLE, load_training_state
 from googlenet.train.config import (
     TrainConfig,
-    apply,
     dump_yaml,
     ensemble_member,
     from_dict,
     inert_overrides,
-    load_yaml,
+    read_run_config,
 )
 from googlenet.train.runs import RunFolder, check_new_run_folder, finished_results, write_ensemble
 
@@ -51,7 +50,10 @@ def fit_ensemble(
             check_new_run_folder(root)
         ddp.barrier()  # every process has looked before the first writes config.yaml (its temporary
         config.run.output_dir = str(root)  # file made a late look say "holds other files")
-        if not (resuming and all(_trained(root / f"member-{k}", config) for k in range(config.run.ensemble))):
+        if not (
+            resuming
+            and all(_trained(root / f"member-{k}", config) is not None for k in range(config.run.ensemble))
+        ):
             folder.write_text("config.yaml", dump_yaml(config, "googlenet train: ensemble configuration"))
         return _fit_members(config, root, env, fit_one)
     except (GoogLeNetError, KeyboardInterrupt):
@@ -62,10 +64,11 @@ def fit_ensemble(
         folder.close()
 
 
-def _trained(folder: Path, config: TrainConfig) -> bool:
-    """Whether member `folder` finished at least `config.run.epochs` epochs (a resume leaves it be)."""
+def _trained(folder: Path, config: TrainConfig) -> dict[str, Any] | None:
+    """Member `folder`'s results when it finished at least `config.run.epochs` epochs (a resume leaves
+    it be); None when it has more to train (a larger --epochs trains it on, as a single run)."""
     result = finished_results(folder)
-    return result is not None and int(result.get("epochs", 0)) >= config.run.epochs
+    return result if result is not None and int(result.get("epochs", 0)) >= config.run.epochs else None
 
 
 def _fit_members(config: TrainConfig, root: Path, env: ddp.DistEnv, fit_one: FitOne) -> dict[str, Any]:
@@ -80,15 +83,13 @@ def _fit_members(config: TrainConfig, root: Path, env: ddp.DistEnv, fit_one: Fit
             # A member already begun keeps the sampling it began with, which an older version's table
             # may have set otherwise than today's (scale_min 0.35 where it is 0.5 now): recorded and
             # logged as the member's own config.yaml has it.
-            begun = apply(TrainConfig(), load_yaml(folder / "config.yaml"), str(folder / "config.yaml"))
+            begun = read_run_config(folder / "config.yaml")
             overrides = {key: begun.get(key) for key in overrides}
             inert = inert_overrides(begun, config, overrides)
         else:
             inert = inert_overrides(member, config, overrides)
         member.run.output_dir = str(folder)
-        result = finished_results(folder)
-        if result is not None and int(result.get("epochs", 0)) < config.run.epochs:
-            result = None  # a larger --epochs: the member trains on from its last.pt, as a single run does
+        result = _trained(folder, config)
         if result is not None:
             logger.info(
                 "ensemble member-%d (%d of %d) already trained (%s)", k, k + 1, config.run.ensemble, folder

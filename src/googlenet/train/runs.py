@@ -410,7 +410,7 @@ class _RunLog(logging.FileHandler):
         if self.failed:
             return
         self.failed = True
-        text = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+        text = error.strerror or str(error)
         logging.getLogger("googlenet").warning(
             "%s: cannot write (%s); the run's log goes on on the console only", self.baseFilename, text
         )
