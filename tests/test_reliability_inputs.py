@@ -23,7 +23,7 @@ from badinputs import Case, add_folder_traps, encoded, sample_image, write_corpu
 from conftest import make_tiny_data
 from extras import require
 from googlenet.cli import main
-from googlenet.data.datasets import ImageFolderDataset
+from googlenet.data.datasets import ImageFolderDataset, read_skipped
 from googlenet.data.decode import load_image
 from googlenet.errors import DataError
 
@@ -146,10 +146,50 @@ def test_train_skips_bad_files_reports_each_once_and_counts_them(tmp_path: Path)
     results = json.loads(done.stdout[done.stdout.index(b"{") :])
     assert results["status"] == "completed" and results["skipped_bad_files"] == len(bad)
     assert json.loads((out / "results.json").read_text())["skipped_bad_files"] == len(bad)
+    assert sorted(read_skipped(out / "skipped-files.jsonl")) == sorted(bad)  # the names, each once
     for path in bad:  # named once on the console
         assert stderr.count(printed(path) + ":") == 1, printed(path)
     log = (out / "train.log").read_text(encoding="utf-8")
     assert all(log.count(printed(path) + ":") == 1 for path in bad)
+
+
+def test_train_counts_and_lists_files_that_go_bad_during_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file that decodes when the run scans its data and fails later (deleted, its disk gone), met by
+    a loader process the main process cannot see: counted in results.json beside the scan's, both
+    listed in skipped-files.jsonl with their reasons."""
+    import googlenet.data.datasets as datasets
+    from googlenet.train import fit, resolve
+
+    data = make_tiny_data(tmp_path)
+    corrupt = data / "train" / "disc" / "corrupt.jpg"
+    corrupt.write_bytes(b"\xff\xd8 not a JPEG")
+    goes_bad = str(sorted((data / "train" / "ring").iterdir())[0])
+    real_load, calls = datasets.load_image, {"n": 0}
+
+    def load_image_going_bad(path: str, **kwargs: object) -> object:
+        if path == goes_bad:
+            calls["n"] += 1
+            if calls["n"] > 1:  # the scan (in this process) reads it; afterwards it is gone
+                raise DataError(f"{path}: No such file or directory")
+        return real_load(path, **kwargs)
+
+    monkeypatch.setattr(datasets, "load_image", load_image_going_bad)
+    out = tmp_path / "run"
+    flags = {"data.data_path": str(data), "data.workers": 1, "data.train_eval_samples": 6,
+             "model.input_size": 64, "optim.batch_size": 4, "run.epochs": 1, "run.seed": 0,
+             "run.progress": False, "run.output_dir": str(out)}  # fmt: skip
+    results = fit(resolve({}, flags))
+    assert results["status"] == "completed" and results["skipped_bad_files"] == 2
+    listed = read_skipped(out / "skipped-files.jsonl")
+    assert sorted(listed) == sorted([str(corrupt), goes_bad])
+    assert "No such file" in listed[goes_bad] and str(corrupt) in listed[str(corrupt)]
+    assert json.loads((out / "results.json").read_text())["skipped_bad_files"] == 2
+    # each loader process that met it added a line (the training one and the train-eval one), the
+    # scan's file once; read back, each file once
+    lines = [json.loads(line)["path"] for line in (out / "skipped-files.jsonl").read_text().splitlines()]
+    assert lines.count(str(corrupt)) == 1 and lines.count(goes_bad) >= 1 and set(lines) == set(listed)
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ raises instead.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import shutil
@@ -81,7 +82,9 @@ class ImageFolderDataset(Dataset[tuple[Any, int]]):
     With `DataLoader(num_workers > 0)` every worker process holds its own copy of the dataset, so
     `bad_files` in the main process does not see what the workers found, and each worker logs a bad
     file once. To know them all up front (and make every worker skip them), call `scan_bad_files()`
-    before building the DataLoader.
+    before building the DataLoader. To learn what the workers met after that (a file deleted or a disk
+    gone during the run), set `skip_record` to a file path before the workers start: every process
+    appends each file it skips there (`record_skipped`; `read_skipped` reads them back).
     """
 
     def __init__(
@@ -101,6 +104,7 @@ class ImageFolderDataset(Dataset[tuple[Any, int]]):
         self.max_pixels = max_pixels
         self.bad_files: set[str] = set()
         self.bad_reasons: dict[str, str] = {}  # each bad file's one-line error, as decoding gave it
+        self.skip_record: str | None = None  # where each process appends the files it skips, if set
         self.unreadable_dirs: list[str] = []
         self.num_non_image_files = 0
         self._non_image_kinds: list[str] = []  # for the warning: each such file's extension
@@ -191,6 +195,8 @@ class ImageFolderDataset(Dataset[tuple[Any, int]]):
         if self.on_bad != "abort" and path not in _warned:  # under abort the caller raises instead
             _warned.add(path)
             logger.warning("skipping a bad image: %s", exc)
+            if self.skip_record is not None:
+                record_skipped(self.skip_record, path, str(exc))
 
     def scan_bad_files(self, *, drop: bool = False, workers: int = 4) -> list[str]:
         """Decode every file now; returns the paths that fail, sorted, and adds them to `bad_files`.
@@ -237,6 +243,48 @@ class ImageFolderDataset(Dataset[tuple[Any, int]]):
             f"{type(self).__name__}(root={str(self.root)!r}, classes={len(self.classes)}, "
             f"samples={len(self.samples)}, on_bad={self.on_bad!r})"
         )
+
+
+def record_skipped(record: str | os.PathLike[str], path: str, reason: str) -> None:
+    """Append one skipped file to `record`: a JSON line {"path", "reason"}, in one O_APPEND write, so the
+    DataLoader workers of every torchrun process on the machine (or on a shared file system) can add to
+    one file. Nothing when the file's folder is not there (a node that does not share it); when it
+    cannot be written, one warning per process and the run goes on (the file is a record, not data)."""
+    folder = os.path.dirname(os.fspath(record)) or "."
+    if not os.path.isdir(folder):
+        return
+    line = (json.dumps({"path": path, "reason": reason}) + "\n").encode()  # ASCII: \u escapes, even for
+    try:  # names that are not valid UTF-8 (their surrogates), which read back as the same str
+        fd = os.open(record, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, line)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        key = f"record {os.fspath(record)}"
+        if key not in _warned:
+            _warned.add(key)
+            logger.warning("%s: cannot record a skipped file there (%s)", record, exc.strerror or exc)
+
+
+def read_skipped(record: str | os.PathLike[str]) -> dict[str, str]:
+    """Path -> reason of each file in a `record_skipped` file, each path once (the first reason); {} when
+    there is no such file or it cannot be read. A line that is not a whole record (a process killed while
+    it appended) is passed over."""
+    try:
+        text = Path(record).read_bytes().decode("ascii", errors="replace")
+    except OSError:
+        return {}
+    found: dict[str, str] = {}
+    for line in text.splitlines():
+        try:
+            entry = json.loads(line)
+            path, reason = entry["path"], entry["reason"]
+        except (ValueError, TypeError, KeyError):
+            continue
+        if isinstance(path, str) and isinstance(reason, str):
+            found.setdefault(path, reason)
+    return found
 
 
 class LeftOut(Dataset[Any]):

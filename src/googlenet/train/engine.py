@@ -36,6 +36,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from googlenet.console import is_launched, leave_resume_hint
+from googlenet.data.datasets import read_skipped, record_skipped
 from googlenet.data.transforms import default_resize_size
 from googlenet.errors import CheckpointError, ConfigError, GoogLeNetError
 from googlenet.model.googlenet import GoogLeNet, build_model
@@ -71,6 +72,7 @@ from googlenet.train.loop import (
 from googlenet.train.memory import check_run_memory
 from googlenet.train.params import describe_groups, parameter_groups
 from googlenet.train.runs import (
+    SKIPPED_FILES,
     RunFolder,
     check_new_run_folder,
     default_output_dir,
@@ -342,6 +344,21 @@ class _Trainer:
                     f"{r.output_dir}: the run trained on {trained_on} images and the data now holds "
                     f"{len(data.train)}; resume on the same training images (--data-path, --scan-bad-files)"
                 )
+        # Every file skipped, in one list: what the scan found, and what the loader processes meet
+        # later (a file deleted or a disk gone during the run), which the main process cannot see.
+        self.skip_record = folder.path / SKIPPED_FILES
+        for dataset in (data.train, data.val, data.train_eval):
+            dataset.skip_record = str(self.skip_record)
+        if env.is_main:
+            known = read_skipped(self.skip_record)  # a resumed run's scan finds them again
+            for path in data.bad_files:
+                if path not in known:
+                    reason = (
+                        data.train.bad_reasons.get(path)
+                        or data.val.bad_reasons.get(path)
+                        or "cannot be decoded"
+                    )
+                    record_skipped(self.skip_record, path, reason)
         logger.info("run folder %s (%s, device %s)", folder.path, _processes(env.world_size), device)
         leave_resume_hint(self.resume_hint)  # for the launcher of `--nproc-per-node`, should a process die
         self.steps_per_epoch = ShardedBatchSampler.steps_per_epoch(len(data.train), o.batch_size)
@@ -689,8 +706,10 @@ class _Trainer:
             "averaged_steps": self.averager.updates,
             "wall_time_s": self._wall(),
             "img_per_s": overall_rate(row.get("img_per_s") for row in at.history),
-            # not counted without the scan: the loader processes skip bad files each on its own
-            "skipped_bad_files": len(self.data.bad_files) if self.config.data.scan_bad_files else None,
+            # the scan's and those the loader processes met (each adds them to skipped-files.jsonl)
+            "skipped_bad_files": ddp.broadcast_object(
+                len(set(self.data.bad_files) | set(read_skipped(self.skip_record))) if self.env.is_main else 0
+            ),
             "skipped_steps": int(sum(row.get("skipped_steps", 0) or 0 for row in at.history)),
             "processes": self.env.world_size,
             "device": str(self.device),

@@ -9,6 +9,8 @@
       last.pt             the full training state (exact resume), every epoch and on interruption
       final.pt            the final averaged model with its metadata
       results.json        final metrics, timings, skipped files
+      skipped-files.jsonl every image file the run skipped (found bad before it or met bad during it), a
+                          JSON line {"path", "reason"} each, appended by whichever process met it
       checkpoints.json    SHA-256 of every checkpoint written
       .lock               held (flock) by the process training in the folder; a second one is refused
 
@@ -46,6 +48,7 @@ except ImportError:  # Windows: no flock; runs are not guarded against a second 
 logger = logging.getLogger("googlenet.train")
 
 LOCK_FILE = ".lock"
+SKIPPED_FILES = "skipped-files.jsonl"  # `googlenet.data.datasets.record_skipped`'s lines
 
 # Per epoch. Raw = the weights being trained; avg = the averaged (Polyak/EMA) weights.
 METRIC_COLUMNS: tuple[str, ...] = (
@@ -112,7 +115,7 @@ class RunFolder:
     """Writes the files of one run; every method is a no-op when `enabled` is False (non-main ranks)."""
 
     # what a run writes while it sets up (before its first training step)
-    SETUP_ENTRIES = frozenset({"config.yaml", "train.log", "tensorboard", LOCK_FILE})
+    SETUP_ENTRIES = frozenset({"config.yaml", "train.log", "tensorboard", LOCK_FILE, SKIPPED_FILES})
 
     def __init__(self, path: str | os.PathLike[str], enabled: bool = True, rank: int = 0) -> None:
         self.path = Path(path)
