@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -167,6 +169,14 @@ def test_detect_evaluate_command(
     assert f"{marked} object(s) marked difficult: ignored, as VOC's devkit does (--use-difficult" in text
     assert main([*args, "--ilsvrc-small"]) == 0  # each object's own threshold, not a flat 0.5
     assert "IoU >= min(0.5, wh/((w+10)(h+10))) per object" in capsys.readouterr().out
+    # a file of part of the set (detect predict --limit) says so beside its mAP
+    with_some = sorted({line.split(",")[0] for line in (root / "detections.csv").read_text().splitlines()[1:]})
+    assert report["images_without_detections"] == 100 - len(with_some)
+    part = tmp_path / "part.csv"
+    lines = (root / "detections.csv").read_text().splitlines()
+    part.write_text("\n".join([lines[0], *(line for line in lines[1:] if line.startswith(with_some[0] + ","))]))
+    assert main(["detect", "evaluate", "--annotations", str(root), "--detections", str(part)]) == 0
+    assert "100 images (99 with no detection in the file)" in capsys.readouterr().out
 
 
 def _voc_tree(year_dir: Path, ids: list[str]) -> None:
@@ -281,3 +291,99 @@ def test_detections_on_images_outside_the_ground_truth_are_not_scored(
         results = evaluate_detections(dets, truth)
     assert results["cat"].ap == 1.0 and results["cat"].detections == 1
     assert "1 image id(s) of the detections are not in the ground truth, e.g. 'z'" in caplog.text
+
+
+def _annotation(year_dir: Path, image_id: str, body: str | bytes, *, listed: list[str] | None = None) -> None:
+    """One annotation file (written as given) in a VOC tree whose val list holds `listed` (or the id)."""
+    (year_dir / "Annotations").mkdir(parents=True, exist_ok=True)
+    (year_dir / "ImageSets" / "Main").mkdir(parents=True, exist_ok=True)
+    path = year_dir / "Annotations" / f"{image_id}.xml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(body.encode() if isinstance(body, str) else body)
+    (year_dir / "ImageSets" / "Main" / "val.txt").write_text("\n".join(listed or [image_id]) + "\n")
+
+
+_CAT = "<object><name>cat</name><bndbox><xmin>10</xmin><ymin>10</ymin><xmax>50</xmax><ymax>50</ymax></bndbox></object>"
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("<annotations>" + _CAT + "</annotations>", "root element is <annotations>, not <annotation>"),
+        ("<annotation>" + _CAT.replace("<name>cat</name>", "<name>cat</name><name>dog</name>") + "</annotation>",
+         "object 1: 2 <name> elements, expected one"),
+        ("<annotation>" + _CAT.replace("<name>cat</name>", "<name><en>cat</en></name>") + "</annotation>",
+         "<name> must hold text only, not elements"),
+        ("<annotation>" + _CAT.replace("cat", " ") + "</annotation>", "<name> must hold text only, not nothing"),
+        ("<annotation><object/></annotation>", "object 1: 0 <name> elements"),
+        ("<annotation>" + _CAT.replace("</name>", "</name><difficult>true2</difficult>") + "</annotation>",
+         "<difficult> is 'true2'; expected 0 or 1"),
+        ("<annotation>" + _CAT.replace("</name>", "</name><difficult></difficult>") + "</annotation>",
+         "<difficult> must hold text only"),
+        ('<?xml version="1.0" encoding="x-nonexistent"?><annotation>' + _CAT + "</annotation>",
+         "not a readable VOC annotation"),
+        ("<annotation><size><width>100</width><height>80</height></size>"
+         + _CAT.replace("<xmin>10</xmin>", "<xmin>900</xmin>").replace("<xmax>50</xmax>", "<xmax>990</xmax>")
+         + "</annotation>", "lies outside its 100x80 image"),
+    ],
+)  # fmt: skip
+def test_a_voc_annotation_that_is_not_one_is_a_line_naming_the_file_and_object(
+    tmp_path: Path, body: str, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Each of these passed unseen (a second name, an empty <object/>, `true2` as not difficult, a box
+    outside the image) or ended in a traceback (a wrong root, an unknown encoding) before 2026-12-07."""
+    year = tmp_path / "VOC2012"
+    _annotation(year, "img1", body)
+    with pytest.raises(DataError, match=re.escape(message)) as caught:
+        load_voc(year)
+    assert str(year / "Annotations" / "img1.xml") in str(caught.value)
+    dets = tmp_path / "d.csv"
+    write_detections(dets, [Detection("img1", "cat", 0.9, (10.0, 10.0, 50.0, 50.0))])
+    assert main(["detect", "evaluate", "--annotations", str(year), "--detections", str(dets)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err and message in err
+
+
+def test_voc_annotations_read_as_voc_means_them(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """An empty annotation is an image without objects; true/false difficult flags; a GBK-declared file
+    (expat reads no multi-byte encoding); a box past the image's edge clipped to its <size>, with a
+    warning; a byte-order mark before the list's first id."""
+    year = tmp_path / "mine"  # any folder holding Annotations/ and ImageSets/, whatever its name
+    _annotation(year, "empty", "<annotation></annotation>")
+    _annotation(
+        year,
+        "flags",
+        "<annotation>" + _CAT.replace("</name>", "</name><difficult>True</difficult>") + "</annotation>",
+    )
+    gbk = '<?xml version="1.0" encoding="GBK"?><annotation>' + _CAT.replace("cat", "猫") + "</annotation>"
+    _annotation(year, "gbk", gbk.encode("gbk"))
+    _annotation(
+        year, "edge", "<annotation><size><width>40</width><height>45</height></size>" + _CAT + "</annotation>"
+    )
+    (year / "ImageSets" / "Main" / "val.txt").write_bytes(b"\xef\xbb\xbfempty\nflags\ngbk\nedge\n")
+    caplog.set_level(logging.WARNING, logger="googlenet.detect")
+    truth = load_voc(year)
+    assert list(truth) == ["empty", "flags", "gbk", "edge"]
+    assert truth["empty"].labels == [] and truth["flags"].difficult == [True]
+    assert truth["gbk"].labels == ["猫"]
+    assert truth["edge"].boxes == [(10.0, 10.0, 40.0, 45.0)]
+    assert "1 object box(es)" in caplog.text and "edge.xml: object 1" in caplog.text
+
+
+def test_voc_ids_are_the_listed_ones_each_once_and_images_of_any_type(tmp_path: Path) -> None:
+    """Ids listed with folders stay apart (both were the stem `x`); a second listing of an id is refused
+    (its detections were scored twice); an image that is not a JPEG is found by its id."""
+    year = tmp_path / "VOC2012"
+    for sub in ("s1", "s2"):
+        _annotation(year, f"{sub}/x", "<annotation>" + _CAT + "</annotation>", listed=["s1/x", "s2/x"])
+    (year / "JPEGImages").mkdir()
+    (year / "JPEGImages" / "s1").mkdir()
+    (year / "JPEGImages" / "s1" / "x.png").write_bytes(b"")
+    truth = load_voc(year)
+    assert list(truth) == ["s1/x", "s2/x"]
+    images = dict(voc_images(year))
+    assert images["s1/x"] == str(year / "JPEGImages" / "s1" / "x.png")
+    assert images["s2/x"] == str(year / "JPEGImages" / "s2" / "x.jpg")  # none: named for the error
+    (year / "ImageSets" / "Main" / "val.txt").write_text("s1/x\ns2/x\n\ns1/x\n")
+    with pytest.raises(DataError, match=r"val.txt:4: 's1/x' is listed again \(first on line 1\)"):
+        load_voc(year)

@@ -6,6 +6,7 @@ import itertools
 import json
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -22,7 +23,7 @@ from googlenet.cli import main
 from googlenet.data.scenes import MAX_PAIR_IOU, _box_iou, ensure_builtin_scenes
 from googlenet.detect.metrics import GroundTruth
 from googlenet.detect.voc import load_voc, voc_images
-from googlenet.errors import CheckpointError, ConfigError
+from googlenet.errors import CheckpointError, ConfigError, DataError
 from googlenet.model.weights import default_meta, load_checkpoint_model, read_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -782,7 +783,8 @@ def test_detect_predict_replaces_its_csv_and_drawings_as_a_set(
     assert after[0] != before[0] and after[1].keys() == before[1].keys()
     assert all(after[1][name] != before[1][name] for name in before[1])  # every drawing is the new run's
     assert "interrupted" in capsys.readouterr().err
-    # An image the set lists twice is drawn once (the second move found nothing and failed the run).
+    # An image the set lists twice (the second move of its drawing found nothing and failed the run;
+    # since 2026-12-07 its detections would count twice too) is refused before any file changes.
     monkeypatch.setattr(voc, "write_detections", real_write)
     twice = tmp_path / "twice"
     shutil.copytree(scenes, twice)
@@ -790,7 +792,8 @@ def test_detect_predict_replaces_its_csv_and_drawings_as_a_set(
     first_id = image_set.read_text().split()[0]
     image_set.write_text(f"{first_id}\n" + image_set.read_text())
     scenes = twice
-    assert predict("0.5") == 0 and (out / f"{first_id}.png").is_file()
+    assert predict("0.5") == 1 and state() == after
+    assert f"val.txt:2: {first_id!r} is listed again (first on line 1)" in capsys.readouterr().err
 
 
 def test_an_interrupted_final_detection_writes_no_part_of_its_files(
@@ -932,3 +935,38 @@ def test_detect_predict_with_a_missing_checkpoint_says_only_that(
         == f"googlenet detect predict: error: {tmp_path / 'nope.pt'}: no such file\n"
     )
     assert "context" not in caplog.text
+
+
+@pytest.mark.parametrize(
+    "change", ["class with a slash", "class beginning with a dot", "box outside the image"]
+)
+def test_the_region_set_refuses_what_would_make_wrong_regions(
+    scenes: Path, tmp_path: Path, change: str
+) -> None:
+    """A class named `traffic/light` made nested folders (the classifier learnt `traffic`); `.net` a
+    hidden folder the training never read; a box past the decoded image (annotated on another size
+    of it, its <size> gone) a positive of nothing but grey. Each is now a line naming the class or
+    the image, before any region is written."""
+    from googlenet.detect.training import RegionSetConfig, build_region_set
+
+    tree = tmp_path / "voc"
+    shutil.copytree(scenes, tree)
+    year = next((tree / "VOCdevkit").iterdir())
+    image_id = voc_images(tree, "train")[0][0]
+    xml = year / "Annotations" / f"{image_id}.xml"
+    text = xml.read_text()
+    first = text.split("<name>")[1].split("</name>")[0]
+    if change == "box outside the image":
+        text = text.split("<size>")[0] + text.split("</size>")[1]  # no <size>: load_voc cannot check it
+        text = re.sub(r"<xmin>\d+</xmin>", "<xmin>900</xmin>", text, count=1)
+        text = re.sub(r"<xmax>\d+</xmax>", "<xmax>990</xmax>", text, count=1)
+        expected = f"object 1 of {image_id!r} (box [900.0, "
+    else:
+        name = "traffic/light" if "slash" in change else ".net"
+        text = text.replace(f"<name>{first}</name>", f"<name>{name}</name>")
+        expected = f"class {name!r} (in {image_id}'s annotation) cannot name a folder of the region set"
+    xml.write_text(text)
+    proposals = {split: {} for split in ("train", "val")}
+    with pytest.raises(DataError, match=re.escape(expected)):
+        build_region_set(tree, tmp_path / "regions", RegionSetConfig(input_size=32), proposals)
+    assert not [p.name for p in tmp_path.iterdir() if "regions" in p.name]  # nor its staging folder

@@ -23,7 +23,7 @@ import numpy as np
 
 from googlenet.detect.metrics import ClassResult, evaluate_detections, mean_ap
 from googlenet.detect.pipeline import SETTINGS, logger, setting_from_name
-from googlenet.detect.voc import load_voc, read_detections
+from googlenet.detect.voc import file_stem, load_voc, read_detections
 from googlenet.errors import ConfigError, DataError
 from googlenet.evaluate.models import add_engine_arguments
 from googlenet.signals import signals_held
@@ -357,7 +357,7 @@ def _draw(detections: list[Any], images: list[tuple[str, str]], folder: str, thr
             boxes = torch.tensor([d.box for d in found], dtype=torch.float32) - offset  # to 0-based pixels
             labels = [f"{d.label} {d.score:.2f}" for d in found]
             pixels = draw_bounding_boxes(pixels, boxes, labels=labels, colors="red", width=2)
-        target = os.path.join(folder, f"{image_id}.png")
+        target = os.path.join(folder, f"{file_stem(image_id)}.png")
         with atomic_open(target, "wb") as handle:
             Image.fromarray(pixels.permute(1, 2, 0).numpy()).save(handle, format="PNG")
         paths.append(target)
@@ -502,6 +502,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
         "classes_with_objects": counted,
         "per_class": [_row(r) for r in results.values()],
         "images": len(truth),
+        # a file of part of the set (`detect predict --limit`) scores the rest as all missed
+        "images_without_detections": len(set(truth) - {d.image for d in scored}),
         "detections": len(detections),
         "detections_on_unknown_images": len(detections) - len(scored),
         "detections_of_unknown_classes": sum(1 for d in detections if d.label not in results),
@@ -538,7 +540,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
     else:
         match = (f"IoU >= min({args.iou}, wh/((w+10)(h+10))) per object, ILSVRC's rule" if args.ilsvrc_small
                  else f"IoU >= {args.iou}")  # fmt: skip
-        print(f"mAP {100 * report['mAP']:.2f}% over the {counted} classes with objects, {len(truth)} images, "
+        bare = report["images_without_detections"]
+        images = f"{len(truth)} images" + (f" ({bare} with no detection in the file)" if bare else "")
+        print(f"mAP {100 * report['mAP']:.2f}% over the {counted} classes with objects, {images}, "
               f"{len(scored)} detections ({report['ap']} AP, {match})")  # fmt: skip
     if report["difficult_objects"]:
         treated = "counted as ordinary ones (--use-difficult)" if args.use_difficult else (

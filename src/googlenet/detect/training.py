@@ -140,6 +140,19 @@ def select_regions(
     return gt + positives + _pick(background, count, rng)
 
 
+def _check_boxes_inside(truth: GroundTruth, width: int, height: int, image_id: str, path: str) -> None:
+    """A `DataError` for an object's box (0-based pixels) wholly outside the decoded image: an
+    annotation made for another size of the image (resized since, or rotated by its EXIF orientation,
+    which decoding applies) would make a positive region of nothing but the padding's fill."""
+    for number, box in enumerate(truth.boxes, start=1):
+        if box[0] >= width or box[1] >= height or box[2] < 0 or box[3] < 0:
+            raise DataError(
+                f"{path}: object {number} of {image_id!r} (box {[round(v + 1, 1) for v in box]} in VOC's "
+                f"1-based pixels) lies outside the {width}x{height} image; an annotation made for "
+                "another size or orientation of the image?"
+            )
+
+
 ROLES: tuple[str, str] = ("train", "val")  # the region set's folders, filled from the two image sets
 
 
@@ -185,6 +198,16 @@ def _checked_classes(
         raise DataError(f"{voc_root}: the {splits[0]} annotations hold no objects")
     if BACKGROUND_FOLDER in classes:
         raise DataError(f"{voc_root}: a class may not be called {BACKGROUND_FOLDER!r}")
+    for name in classes:  # each is a folder of the region set, which the training reads back by name
+        if not name or name.startswith(".") or any(c in name for c in "/\\\0"):
+            where = next(
+                (f" (in {image}'s annotation)" for split in splits for image, item in truth[split].items()
+                 if name in item.labels), "",
+            )  # fmt: skip
+            raise DataError(
+                f"{voc_root}: class {name!r}{where} cannot name a folder of the region set (a class name "
+                "may not be empty, begin with '.' or hold '/' or '\\'); rename it in the annotations"
+            )
     for role, split in zip(ROLES, splits, strict=True):
         counted: set[str] = set()
         hard: set[str] = set()
@@ -223,7 +246,7 @@ def build_region_set(
     first split; other splits' objects of other classes are left out. An existing folder with the same parameters is reused; the folder appears complete
     or not at all (written beside, renamed into place, manifest last).
     """
-    from googlenet.detect.voc import load_voc, voc_images
+    from googlenet.detect.voc import file_stem, load_voc, voc_images
 
     target = Path(folder)
     truth = {split: to_pixel_boxes(load_voc(voc_root, split)) for split in splits}
@@ -265,13 +288,16 @@ def build_region_set(
             bar = _bar(len(images), f"warping {split} regions ({role})", progress)
             for image_id, path in images:
                 pixels = to_uint8_tensor(load_image(path))
+                _check_boxes_inside(
+                    truth[split][image_id], pixels.shape[-1], pixels.shape[-2], image_id, path
+                )
                 boxes = np.asarray(proposals[split].get(image_id, np.zeros((0, 4))), dtype=np.float64)
                 chosen = select_regions(image_id, boxes, truth[split][image_id], classes, config, rng)
                 for k, region in enumerate(chosen):
                     name = BACKGROUND_FOLDER if region.label == BACKGROUND else classes[region.label - 1]
                     warped = warp_region(pixels, region.box, config.input_size, context)
                     Image.fromarray(warped.permute(1, 2, 0).numpy()).save(
-                        staging / role / name / f"{image_id}_{k:04d}.jpg", "JPEG", quality=95
+                        staging / role / name / f"{file_stem(image_id)}_{k:04d}.jpg", "JPEG", quality=95
                     )
                     counts[role][name] += 1
                 if bar is not None:

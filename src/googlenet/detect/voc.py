@@ -1,8 +1,9 @@
 """Detection data on disk: PASCAL VOC annotations (through torchvision) and detection CSV files.
 
 A VOC tree is `<root>/VOCdevkit/VOC<year>/{Annotations,ImageSets/Main,JPEGImages}`; `root` may also be
-the `VOCdevkit` folder or the `VOC<year>` folder itself. Annotations are parsed with
-`torchvision.datasets.VOCDetection.parse_voc_xml`, without decoding the images.
+the `VOCdevkit` folder or the `VOC<year>` folder itself (any folder holding Annotations/ and
+ImageSets/). Annotations are parsed with ElementTree (`load_voc` says what it checks), without
+decoding the images; an image is `JPEGImages/<id>.jpg`, or `<id>` with another image extension.
 
 A detections file is CSV with the header `image_id,class,score,xmin,ymin,xmax,ymax` (inclusive pixel
 coordinates, as VOC's annotations); any bad row is a one-line error naming the file and line.
@@ -11,6 +12,7 @@ coordinates, as VOC's annotations); any bad row is a one-line error naming the f
 from __future__ import annotations
 
 import csv
+import logging
 import math
 import os
 import re
@@ -19,24 +21,29 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from torchvision.datasets import VOCDetection
-
+from googlenet.data.decode import IMAGE_EXTENSIONS
 from googlenet.detect.metrics import Detection, GroundTruth
-from googlenet.errors import ConfigError, DataError
+from googlenet.errors import DataError
+
+logger = logging.getLogger("googlenet.detect")
 
 CSV_FIELDS: tuple[str, ...] = ("image_id", "class", "score", "xmin", "ymin", "xmax", "ymax")
 
 
 def _voc_year_dir(root: Path) -> Path:
-    """The `VOC<year>` folder under (or at) `root`."""
-    if re.fullmatch(r"VOC\d{4}", root.name) and (root / "Annotations").is_dir():
+    """The `VOC<year>` folder under (or at) `root`: `root` itself when it holds Annotations/ and
+    ImageSets/ (whatever its name: a user's own tree), else the one VOCdevkit/VOC* folder holding them."""
+    if (root / "Annotations").is_dir() and (root / "ImageSets").is_dir():
         return root
     devkit = root if root.name == "VOCdevkit" else root / "VOCdevkit"
     years = sorted(p for p in devkit.glob("VOC*") if (p / "Annotations").is_dir()) if devkit.is_dir() else []
     if not years:
         if not root.exists():
             raise DataError(f"{root}: no such folder (a VOC root: VOCdevkit/VOC<year>/Annotations inside)")
-        raise DataError(f"{root}: no VOCdevkit/VOC<year>/Annotations folder found")
+        raise DataError(
+            f"{root}: no VOC tree found (a folder holding Annotations/ and ImageSets/Main/, or "
+            "VOCdevkit/VOC<year>/ holding them)"
+        )
     if len(years) > 1:  # VOC07+12 trees hold both: scoring one year's set against the other's is silent
         raise DataError(
             f"{devkit}: holds {', '.join(p.name for p in years)}; give the VOC<year> folder to use "
@@ -47,10 +54,23 @@ def _voc_year_dir(root: Path) -> Path:
 
 @dataclass
 class _VOCSet:
-    """The JPEG and annotation paths of one image set, in its list's order."""
+    """The ids, image paths and annotation paths of one image set, in its list's order."""
 
+    ids: list[str]
     images: list[str]
     annotations: list[str]
+
+
+def _image_path(folder: Path, image_id: str) -> str:
+    """`<id>.jpg` as VOC names its images, or else the first `<id>.<ext>` there of another image type
+    (a user's own PNGs, say); `<id>.jpg` when there is none, for the error that names it."""
+    jpg = folder / f"{image_id}.jpg"
+    if not jpg.exists():
+        for ext in IMAGE_EXTENSIONS:
+            for candidate in (folder / f"{image_id}{ext}", folder / f"{image_id}{ext.upper()}"):
+                if candidate.exists():
+                    return str(candidate)
+    return str(jpg)
 
 
 def _dataset(root: str | os.PathLike[str], image_set: str, flag: str = "--image-set") -> _VOCSet:
@@ -61,54 +81,168 @@ def _dataset(root: str | os.PathLike[str], image_set: str, flag: str = "--image-
     # Read here rather than through VOCDetection(root, year): its constructor looks for
     # <root>/VOCdevkit/VOC<year>, so a VOC<year> folder whose parent is not named VOCdevkit would be
     # read from somewhere else (or not found). The layout below is VOCDetection's, id per line.
-    try:
-        ids = [line.strip() for line in listing.read_text(encoding="utf-8").splitlines()]
+    try:  # -sig: a byte-order mark, as some editors write, is not part of the first id
+        lines = [line.strip() for line in listing.read_text(encoding="utf-8-sig").splitlines()]
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError(f"{listing}: cannot read it ({exc})") from None
-    ids = [i for i in ids if i]  # a blank line is not an image
+    ids: list[str] = []
+    first_line: dict[str, int] = {}
+    for number, image_id in enumerate(lines, start=1):
+        if not image_id:  # a blank line is not an image
+            continue
+        if image_id in first_line:  # its detections would be scored twice, every second one a false positive
+            raise DataError(
+                f"{listing}:{number}: {image_id!r} is listed again (first on line {first_line[image_id]}); "
+                "list each image once"
+            )
+        first_line[image_id] = number
+        ids.append(image_id)
     if not ids:  # every figure of an empty set would be NaN or 0 of 0
         raise DataError(f"{flag} {image_set}: {listing} lists no images")
+    images = year_dir / "JPEGImages"
     return _VOCSet(
-        images=[str(year_dir / "JPEGImages" / f"{i}.jpg") for i in ids],
+        ids=ids,
+        images=[_image_path(images, i) for i in ids],
         annotations=[str(year_dir / "Annotations" / f"{i}.xml") for i in ids],
     )
+
+
+def file_stem(image_id: str) -> str:
+    """`image_id` as one file name (a region's, a drawing's): an id listed with folders (`sub/x`) keeps
+    them, escaped, so two ids never share a file."""
+    return image_id.replace("%", "%25").replace("/", "%2F").replace("\\", "%5C")
 
 
 def voc_images(
     root: str | os.PathLike[str], image_set: str = "val", flag: str = "--image-set"
 ) -> list[tuple[str, str]]:
-    """(image id, JPEG path) of the images listed in `ImageSets/Main/<image_set>.txt`; `flag` is the
-    option that named the set, for the error when there is no such list."""
-    return [(Path(path).stem, str(path)) for path in _dataset(root, image_set, flag).images]
+    """(image id, image path) of the images listed in `ImageSets/Main/<image_set>.txt`, the id as listed;
+    `flag` is the option that named the set, for the error when there is no such list."""
+    dataset = _dataset(root, image_set, flag)
+    return list(zip(dataset.ids, dataset.images, strict=True))
 
 
 def load_voc(
     root: str | os.PathLike[str], image_set: str = "val", flag: str = "--image-set"
 ) -> dict[str, GroundTruth]:
-    """Ground truth per image id for the images listed in `ImageSets/Main/<image_set>.txt`."""
+    """Ground truth per image id (as listed) for the images listed in `ImageSets/Main/<image_set>.txt`.
+
+    Each `<object>` needs one `<name>` (text) and one `<bndbox>` with finite xmin <= xmax, ymin <= ymax;
+    `<difficult>` is 0 or 1 (or false/true; 0 when absent). With a valid `<size>`, a box wholly outside
+    the image is an error and one reaching past its edge is clipped to it, with one warning per set.
+    Anything else is a one-line `DataError` naming the file and the object.
+    """
     dataset = _dataset(root, image_set, flag)
     truth: dict[str, GroundTruth] = {}
-    for path in dataset.annotations:
-        try:
-            parsed = VOCDetection.parse_voc_xml(ET.parse(path).getroot())["annotation"]
-        except (ET.ParseError, OSError) as exc:
-            raise DataError(f"{path}: not a readable VOC annotation ({exc})") from None
-        image = Path(path).stem
-        objects = parsed.get("object", [])
-        if isinstance(objects, dict):
-            objects = [objects]
+    clipped: list[str] = []
+    for image_id, path in zip(dataset.ids, dataset.annotations, strict=True):
+        annotation = _read_annotation(path)
+        size = _image_size(annotation)
         item = GroundTruth()
-        for obj in objects:
+        for number, obj in enumerate(annotation.findall("object"), start=1):
+            where = f"{path}: object {number}"
+            name = _text(obj, "name", where)
+            difficult = _difficult(obj, where)
+            box = _one(obj, "bndbox", where)
             try:
-                box = obj["bndbox"]
-                coords = [float(box[k]) for k in ("xmin", "ymin", "xmax", "ymax")]
-                if not all(math.isfinite(v) for v in coords):
-                    raise ValueError(f"box {coords} is not finite")
-                item.add(str(obj["name"]).strip(), coords, str(obj.get("difficult", "0")).strip() == "1")
-            except (KeyError, ValueError, TypeError, ConfigError) as exc:
-                raise DataError(f"{path}: an object without a valid name and bndbox ({exc})") from None
-        truth[image] = item
+                coords = [float(_text(box, key, where)) for key in ("xmin", "ymin", "xmax", "ymax")]
+            except ValueError as exc:
+                raise DataError(f"{where}: a box coordinate is not a number ({exc})") from None
+            if not all(math.isfinite(v) for v in coords):
+                raise DataError(f"{where}: box {coords} is not finite")
+            if coords[2] < coords[0] or coords[3] < coords[1]:
+                raise DataError(f"{where}: box {coords} has xmax < xmin or ymax < ymin")
+            if size is not None:
+                coords = _inside(coords, size, where, clipped)
+            item.add(name, coords, difficult)
+        truth[image_id] = item
+    if clipped:
+        logger.warning(
+            "%d object box(es) in image set %r reach past their image's <size>; clipped to it (the first: %s)",
+            len(clipped), image_set, clipped[0],
+        )  # fmt: skip
     return truth
+
+
+def _read_annotation(path: str) -> ET.Element:
+    """The `<annotation>` element of a VOC XML file.
+
+    Parsed with ElementTree itself rather than `VOCDetection.parse_voc_xml`, whose dictionary drops
+    empty elements and merges repeated ones (an `<object/>`, a second `<name>` or an empty
+    `<difficult>` would pass unseen). A declared encoding that expat cannot read (the multi-byte
+    ones: GBK, Shift_JIS, Big5) is decoded by Python's codecs first."""
+    try:
+        try:
+            root = ET.parse(path).getroot()
+        except ValueError as exc:
+            if "multi-byte" not in str(exc):
+                raise
+            data = Path(path).read_bytes()
+            declared = re.match(rb"\s*<\?xml[^>]*?encoding=[\"']([A-Za-z0-9._-]+)[\"'][^>]*\?>", data)
+            if declared is None:
+                raise
+            root = ET.fromstring(data[declared.end() :].decode(declared.group(1).decode("ascii")))
+    except (ET.ParseError, OSError, ValueError, LookupError) as exc:
+        raise DataError(f"{path}: not a readable VOC annotation ({exc})") from None
+    if root.tag != "annotation":
+        raise DataError(f"{path}: not a VOC annotation (its root element is <{root.tag}>, not <annotation>)")
+    return root
+
+
+def _one(element: ET.Element, tag: str, where: str) -> ET.Element:
+    found = element.findall(tag)
+    if len(found) != 1:
+        raise DataError(f"{where}: {len(found)} <{tag}> elements, expected one")
+    return found[0]
+
+
+def _text(element: ET.Element, tag: str, where: str) -> str:
+    """The text of `element`'s one `<tag>` child, which must hold text and no elements."""
+    child = _one(element, tag, where)
+    text = (child.text or "").strip()
+    if len(child) or not text:
+        raise DataError(
+            f"{where}: <{tag}> must hold text only, not {'elements' if len(child) else 'nothing'}"
+        )
+    return text
+
+
+def _difficult(obj: ET.Element, where: str) -> bool:
+    if not obj.findall("difficult"):
+        return False  # VOC's own files all have it; other tools leave it out
+    value = _text(obj, "difficult", where).lower()
+    if value not in ("0", "1", "false", "true"):
+        raise DataError(f"{where}: <difficult> is {value!r}; expected 0 or 1")
+    return value in ("1", "true")
+
+
+def _image_size(annotation: ET.Element) -> tuple[float, float] | None:
+    """`<size>`'s width and height when both are positive numbers; None otherwise (not checked then)."""
+    try:
+        size = annotation.find("size")
+        width, height = (float((size.findtext(key) or "").strip()) for key in ("width", "height"))  # type: ignore[union-attr]
+    except (AttributeError, ValueError):
+        return None
+    if not (math.isfinite(width) and math.isfinite(height) and width > 0 and height > 0):
+        return None
+    return width, height
+
+
+def _inside(coords: list[float], size: tuple[float, float], where: str, clipped: list[str]) -> list[float]:
+    """`coords` (VOC's 1-based inclusive pixels; 0-based ones pass too) within a `size` image: a box
+    wholly outside it is a `DataError` (an annotation made for another size of the image, say); one
+    reaching past an edge is clipped to it and noted in `clipped`."""
+    width, height = size
+    xmin, ymin, xmax, ymax = coords
+    if xmin > width or ymin > height or xmax < 0 or ymax < 0:
+        raise DataError(
+            f"{where}: box {coords} lies outside its {width:g}x{height:g} image (<size>); an annotation "
+            "made for another size of the image?"
+        )
+    inside = [max(xmin, 0.0), max(ymin, 0.0), min(xmax, width), min(ymax, height)]
+    if inside != coords:
+        clipped.append(f"{where}: box {coords} in {width:g}x{height:g}")
+    return inside
 
 
 def read_detections(path: str | os.PathLike[str]) -> list[Detection]:
