@@ -170,11 +170,15 @@ def test_detect_evaluate_command(
     assert main([*args, "--ilsvrc-small"]) == 0  # each object's own threshold, not a flat 0.5
     assert "IoU >= min(0.5, wh/((w+10)(h+10))) per object" in capsys.readouterr().out
     # a file of part of the set (detect predict --limit) says so beside its mAP
-    with_some = sorted({line.split(",")[0] for line in (root / "detections.csv").read_text().splitlines()[1:]})
+    with_some = sorted(
+        {line.split(",")[0] for line in (root / "detections.csv").read_text().splitlines()[1:]}
+    )
     assert report["images_without_detections"] == 100 - len(with_some)
     part = tmp_path / "part.csv"
     lines = (root / "detections.csv").read_text().splitlines()
-    part.write_text("\n".join([lines[0], *(line for line in lines[1:] if line.startswith(with_some[0] + ","))]))
+    part.write_text(
+        "\n".join([lines[0], *(line for line in lines[1:] if line.startswith(with_some[0] + ","))])
+    )
     assert main(["detect", "evaluate", "--annotations", str(root), "--detections", str(part)]) == 0
     assert "100 images (99 with no detection in the file)" in capsys.readouterr().out
 

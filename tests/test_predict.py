@@ -229,3 +229,28 @@ def test_a_folder_that_cannot_be_listed_is_named_as_such(
     assert f"cannot list {tmp_path / 'locked'}/sub (Permission denied); its images are left out" in (
         capsys.readouterr().err
     )
+
+
+def test_a_bare_state_dict_predicts_with_its_variant_named(
+    files: dict[str, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """README's `torch.save(paper.state_dict(), ...)`, heads and all: `--weights F --variant paper` now
+    predicts (it was "does not fit the model: 12 unexpected" with the heads, "meta lists 0 class names"
+    without), saying what it had to assume; without `--variant` the error says to name it."""
+    torch.manual_seed(3)
+    source = googlenet.build_model("paper", num_classes=4)
+    torch.save(source.state_dict(), tmp_path / "bare.pt")
+    args = ["predict", str(files["wide"]), "--weights", str(tmp_path / "bare.pt"), "--engine", "off"]
+    assert main([*args, "--variant", "paper", "--json"]) == 0
+    captured = capsys.readouterr()
+    top = json.loads(captured.out)["predictions"][0]["top"]
+    assert sorted(row["class"] for row in top) == ["0", "1", "2", "3"]
+    assert "a bare state dict carries no class names" in caplog.text
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "name its layout (variant paper or bn" in err
+    assert main([*args, "--variant", "paper", "--no-transform-input"]) == 1
+    assert "--no-transform-input applies to a torchvision GoogLeNet state dict" in capsys.readouterr().err

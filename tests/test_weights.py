@@ -487,3 +487,64 @@ def test_the_averaged_key_loads_the_averaged_weights(tmp_path: Path) -> None:
         target = googlenet.build_model("bn", num_classes=3)
         googlenet.load_weights(target, path, key=key)
         assert torch.equal(target.fc.bias, expected.fc.bias)
+
+
+@pytest.mark.parametrize("variant", ["paper", "bn"])
+def test_a_bare_state_dict_named_by_its_variant_builds_its_model(tmp_path: Path, variant: str) -> None:
+    """`torch.save(model.state_dict())` of ours, heads or not: with its layout named, the model the file
+    fits is built (classes from fc, heads from the keys) and the metadata says it is bare."""
+    for heads in (True, False):
+        source = googlenet.build_model(variant, num_classes=5, aux_logits=heads)
+        path = tmp_path / f"{variant}-{heads}.pt"
+        torch.save(source.state_dict(), path)
+        model, meta = model_from_file(path, variant=variant)
+        assert model.config.variant == variant and (model.aux1 is not None) == heads
+        assert meta["bare_state_dict"] is True and meta["class_names"] == ["0", "1", "2", "3", "4"]
+        assert all(torch.equal(v, model.state_dict()[k]) for k, v in source.state_dict().items())
+        inference, _ = model_from_file(path, aux_logits=False, variant=variant)
+        assert inference.aux1 is None
+    other = "bn" if variant == "paper" else "paper"
+    with pytest.raises(googlenet.CheckpointError, match="weights do not fit the model"):
+        model_from_file(path, variant=other)
+
+
+def test_a_torchvision_model_trained_from_scratch_takes_imagenet_normalised_input(tmp_path: Path) -> None:
+    """torchvision builds googlenet(weights=None) with transform_input=False: its state dict is taken as
+    the released file's ([-1, 1] input) unless told otherwise, and then gives torchvision's own output."""
+    torch.manual_seed(0)
+    source = torchvision.models.googlenet(weights=None, aux_logits=False, init_weights=True, num_classes=7)
+    for (
+        module
+    ) in source.modules():  # BatchNorm statistics of real activations: outputs that tell inputs apart
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.momentum = None
+    with torch.no_grad():
+        source.train()(torch.randn(8, 3, 96, 96))
+    source.eval()
+    path = tmp_path / "scratch.pth"
+    torch.save(source.state_dict(), path)
+    model, meta = model_from_file(path, transform_input=False)
+    assert meta["mean"] == list(googlenet.model.weights.IMAGENET_MEAN) and "aux_heads_untrained" not in meta
+    x = torch.randn(2, 3, 96, 96)  # already ImageNet-normalised, as torchvision's transforms give it
+    torch.testing.assert_close(model.eval()(x), source(x), rtol=1e-4, atol=1e-5)
+    released, _ = model_from_file(path)
+    assert released.config.transform_input and not torch.allclose(released.eval()(x), source(x), atol=1e-3)
+    with pytest.raises(googlenet.ConfigError, match="applies to a torchvision GoogLeNet state dict"):
+        model_from_file(_ours(tmp_path), transform_input=False)
+
+
+def _ours(tmp_path: Path) -> Path:
+    path = tmp_path / "ours.pt"
+    model = googlenet.build_model("paper", num_classes=3)
+    googlenet.save_checkpoint(path, model, googlenet.model.weights.default_meta(model))
+    return path
+
+
+def test_state_dicts_that_are_no_googlenet_say_what_they_are(tmp_path: Path) -> None:
+    torch.save(torchvision.models.resnet18().state_dict(), tmp_path / "r18.pth")
+    with pytest.raises(googlenet.CheckpointError, match="another network, not a GoogLeNet .*conv1.weight"):
+        model_from_file(tmp_path / "r18.pth", variant="bn")
+    tv = torchvision.models.googlenet(weights=None, aux_logits=False, init_weights=False)
+    torch.save({f"module.{k}": v for k, v in tv.state_dict().items()}, tmp_path / "ddp.pth")
+    with pytest.raises(googlenet.CheckpointError, match=r"every key begins with 'module\.'.*model\.module"):
+        model_from_file(tmp_path / "ddp.pth")

@@ -280,6 +280,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="use a training checkpoint's averaged weights (Polyak, section 6) instead of the raw ones",
     )
+    parser.add_argument(
+        "--variant",
+        choices=("paper", "bn"),
+        help="the layout of a bare --convert state dict of ours (torch.save(model.state_dict())), which "
+        "carries no config",
+    )
+    parser.add_argument(
+        "--no-transform-input",
+        dest="transform_input",
+        action="store_false",
+        help="the --convert torchvision state dict comes from a model torchvision built with "
+        "transform_input=False (trained from scratch): ImageNet-normalised input, not the [-1, 1] of its "
+        "released weights",
+    )
     parser.add_argument("--no-aux", action="store_true", help="leave the auxiliary heads out of a checkpoint")
     parser.add_argument("--no-verify", action="store_true", help="skip the check against PyTorch")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
@@ -301,12 +315,17 @@ def run(args: argparse.Namespace) -> int:
         "--output", args.output, inputs={"--convert" if args.convert else "--checkpoint": source},
         replaceable=_is_earlier_export, kind="an earlier export (ONNX, TorchScript or an exported checkpoint)",
     )  # fmt: skip
+    if args.checkpoint and (args.variant or not args.transform_input):
+        flag = "--variant" if args.variant else "--no-transform-input"
+        raise ConfigError(f"{flag} applies to --convert (a checkpoint of ours carries its own config)")
     if args.checkpoint:
         model, meta = load_checkpoint_model(args.checkpoint, aux_logits=aux, key=key)
     else:
         if args.averaged:
             raise ConfigError("--averaged applies to our training checkpoints (--checkpoint), not --convert")
-        model, meta = model_from_file(args.convert, aux_logits=aux)
+        model, meta = model_from_file(
+            args.convert, aux_logits=aux, variant=args.variant, transform_input=args.transform_input
+        )
     summary = {"source": source, **export_model(model, meta, args.output, fmt, verify=not args.no_verify)}
     if args.json:
         print(json.dumps(summary, indent=2))

@@ -216,7 +216,10 @@ def run(args: argparse.Namespace) -> int:
         )
     images = _images_after_checkpoints(args)
     device = resolve_device(args.device)
-    ensemble = load_ensemble(args.checkpoint, args.weights, args.variant, device, args.engine, args.precision)
+    ensemble = load_ensemble(
+        args.checkpoint, args.weights, args.variant, device, args.engine, args.precision,
+        transform_input=args.transform_input,
+    )  # fmt: skip
 
     # "(skipped)" where the others go on; one image file given has no others
     skipped = "" if len(images) == 1 and not os.path.isdir(images[0]) else " (skipped)"

@@ -203,6 +203,7 @@ def run(args: argparse.Namespace) -> int:
         args.precision,
         min(args.batch_size, 64),
         check_classes=check_classes,
+        transform_input=args.transform_input,
     )
     evalset = labelled[0]
     samples = limit_samples(evalset.samples, args.limit)

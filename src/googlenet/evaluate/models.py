@@ -8,6 +8,7 @@ batches, so any faster callable (a folded, compiled or exported model) can stand
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from googlenet.model.weights import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     imagenet_labels,
+    is_torchvision_state_dict,
     load_checkpoint_model,
     load_weights,
     model_from_file,
@@ -32,6 +34,8 @@ from googlenet.model.weights import (
 )
 
 IMAGENET_NUM_CLASSES = 1000
+
+logger = logging.getLogger("googlenet.evaluate")
 
 
 @dataclass(frozen=True)
@@ -102,7 +106,13 @@ def add_model_arguments(parser: Any) -> None:
         help="a torchvision GoogLeNet weight file, bvlc_googlenet.caffemodel or the ONNX zoo's googlenet (or our checkpoint)",
     )
     parser.add_argument("--variant", choices=tuple(VARIANTS),
-                        help="the layout a --weights state dict is loaded into (default torchvision)")  # fmt: skip
+                        help="the layout of a --weights state dict: torchvision's is recognised by its keys; "
+                             "a bare state dict of ours (torch.save(model.state_dict())) needs paper or bn")  # fmt: skip
+    parser.add_argument("--no-transform-input", dest="transform_input", action="store_false",
+                        help="the --weights torchvision state dict comes from a model torchvision built with "
+                             "transform_input=False (its default without pretrained weights: trained from "
+                             "scratch), which takes ImageNet-normalised input; by default such a file is taken "
+                             "to be torchvision's released weights or fine-tuned from them ([-1, 1] input)")  # fmt: skip
 
 
 def add_engine_arguments(parser: Any, default: str) -> None:
@@ -151,29 +161,54 @@ def member_from_model(
     return Member(forward=forward, mean=mean, std=std, name=os.path.basename(source), engine=used)
 
 
-def _load_weight_file(path: str, variant: str | None) -> tuple[nn.Module, dict[str, Any]]:
-    """Our checkpoint (its own variant decides), a torchvision state dict (built as `variant`, default
-    torchvision), or the reference Caffe weights (.caffemodel or the ONNX zoo file; always `paper`).
-    A `variant` the file cannot be (given for a file that fixes its own) is a one-line error."""
+def _load_weight_file(
+    path: str, variant: str | None, transform_input: bool = True
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Our checkpoint (its own variant decides), a torchvision state dict (`transform_input` as
+    `model_from_file` takes it), a bare state dict of our `paper` or `bn` layout (named by `variant`),
+    or the reference Caffe weights (.caffemodel or the ONNX zoo file; always `paper`). A `variant` the
+    file cannot be (given for a file that fixes its own) is a one-line error."""
     if weight_file_kind(path) != "torch":
         if variant not in (None, "paper"):
             raise ConfigError(f"--variant {variant}: {path} holds the reference Caffe weights (always paper)")
+        _flag_applies(path, transform_input)
         return model_from_file(path, aux_logits=False)
     obj = safe_load(path)
     if isinstance(obj, dict) and obj.get("format") == "googlenet":
+        _flag_applies(path, transform_input)
         model, meta = load_checkpoint_model(path, aux_logits=False)
         own = getattr(getattr(model, "config", None), "variant", None)
         if variant is not None and variant != own:
             raise ConfigError(f"--variant {variant}: {path} is our checkpoint of the {own} variant")
         return model, meta
-    fc = obj.get("fc.weight") if isinstance(obj, dict) else None
-    if not isinstance(fc, Tensor) or fc.ndim != 2:
-        raise CheckpointError(
-            f"{path}: neither a googlenet checkpoint nor a GoogLeNet state dict (no fc.weight)"
-        )
-    model = build_model(variant or "torchvision", num_classes=int(fc.shape[0]), aux_logits=False)
-    meta = load_weights(model, path)
+    if not is_torchvision_state_dict(obj):
+        if variant == "torchvision":
+            raise ConfigError(f"--variant torchvision: {path} is not a torchvision GoogLeNet state dict")
+        _flag_applies(path, transform_input)
+        model, meta = model_from_file(path, aux_logits=False, variant=variant)  # a bare one: named problems
+        logger.warning(
+            "%s: a bare state dict carries no class names, input size or normalisation: taken as %s, 224 px "
+            "and ImageNet's mean/std (write it with googlenet.save_checkpoint to keep its own)",
+            path, "ImageNet's 1000 classes" if len(meta["class_names"]) == IMAGENET_NUM_CLASSES else "classes 0..N-1",
+        )  # fmt: skip
+        return model, meta
+    if variant not in (None, "torchvision"):
+        raise ConfigError(f"--variant {variant}: {path} is a torchvision GoogLeNet state dict")
+    fc = obj["fc.weight"]
+    model = build_model("torchvision", num_classes=int(fc.shape[0]), aux_logits=False)
+    meta = load_weights(model, path)  # the [-1, 1] scaling of torchvision's released weights, as mean/std
+    if not transform_input:  # a model torchvision built with transform_input=False: ImageNet's
+        meta = {**meta, "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD),
+                "weights": "a torchvision GoogLeNet built with transform_input=False"}  # fmt: skip
+        meta.pop("aux_heads_untrained", None)
     return model, meta
+
+
+def _flag_applies(path: str, transform_input: bool) -> None:
+    if not transform_input:
+        raise ConfigError(
+            f"--no-transform-input applies to a torchvision GoogLeNet state dict; {path} is not one"
+        )
 
 
 def load_ensemble(
@@ -185,6 +220,7 @@ def load_ensemble(
     precision: str = "fp32",
     batch_size: int = 32,
     check_classes: Callable[[list[str], list[str] | None], Any] | None = None,
+    transform_input: bool = True,
 ) -> Ensemble:
     """Load `checkpoints` (ours, each with its metadata) and/or a weight file into one `Ensemble`.
 
@@ -194,6 +230,8 @@ def load_ensemble(
     `engine`, `precision` and `batch_size` choose how each member runs (see `member_from_model`).
     `check_classes(class_names, wnids)` runs on the first model's classes before any member is
     optimised (which times backends), so a data set that does not match fails at once.
+    `transform_input`: False for a `weights` file from a torchvision GoogLeNet built with
+    `transform_input=False` (see `model_from_file`).
     """
     device = torch.device(device) if isinstance(device, str) else device
     sources = [str(p) for p in checkpoints] + ([str(weights)] if weights is not None else [])
@@ -207,6 +245,10 @@ def load_ensemble(
                 f"{source}: given twice (as {seen[key]}); an ensemble's members are different models"
             )
         seen[key] = source
+    if not transform_input and weights is None:
+        raise ConfigError(
+            "--no-transform-input applies to --weights only (a checkpoint carries its normalisation)"
+        )
     if variant is not None and weights is None:
         raise ConfigError(
             f"--variant {variant} applies to --weights only (a checkpoint carries its own variant)"
@@ -217,7 +259,7 @@ def load_ensemble(
     for i, source in enumerate(sources):
         is_weight_file = weights is not None and i == len(sources) - 1
         if is_weight_file:
-            model, meta = _load_weight_file(source, variant)
+            model, meta = _load_weight_file(source, variant, transform_input)
         else:
             model, meta = load_checkpoint_model(source, aux_logits=False)
         num_classes = int(getattr(getattr(model, "config", None), "num_classes", 0)) or None

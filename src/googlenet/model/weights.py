@@ -194,6 +194,11 @@ def _is_state_dict(obj: Any) -> bool:
     )
 
 
+def is_torchvision_state_dict(obj: Any) -> bool:
+    """Whether `obj` (a loaded file) is a state dict in torchvision's GoogLeNet layout."""
+    return _is_torchvision(obj)
+
+
 def _is_torchvision(obj: Any) -> bool:
     # torchvision's keys (BatchNorm after every convolution) and its 3x3 kernel in the "5x5" branch: a
     # state dict of our `bn` variant has the same keys, but 5x5 kernels there.
@@ -534,24 +539,54 @@ def load_weights(model: GoogLeNet, path: str | os.PathLike[str], key: str = "sta
 
 
 def model_from_file(
-    path: str | os.PathLike[str], aux_logits: bool | None = None, key: str = "state_dict"
+    path: str | os.PathLike[str],
+    aux_logits: bool | None = None,
+    key: str = "state_dict",
+    *,
+    variant: str | None = None,
+    transform_input: bool = True,
 ) -> tuple[GoogLeNet, dict[str, Any]]:
     """Build the model any weight file describes and load it; returns (model, meta).
 
     Our checkpoint: its own config. A torchvision state dict: the `torchvision` variant. A `.caffemodel`
     or the ONNX zoo file: the `paper` variant. Classes come from the file's classifier. `aux_logits`:
     None keeps the heads the file has, False drops them, True requires them.
+
+    `variant`: the layout of a bare state dict of ours (`torch.save(model.state_dict())` of a `paper`
+    or `bn` model), which carries no config: its classes come from `fc`, its heads from its keys, and
+    its meta is `default_meta`'s (classes "0".."N-1", 224 px, ImageNet's mean/std) with
+    `bare_state_dict` set, as nothing in the file says otherwise. For other files it must be the
+    variant the file is, or None.
+
+    `transform_input` (torchvision state dicts only): True, the default, for weights that take
+    torchvision's released file's [-1, 1] input, i.e. that file and every model fine-tuned from it
+    (torchvision builds them with `transform_input=True`); False for a model torchvision built with
+    its own default `transform_input=False` (trained from scratch), which takes ImageNet-normalised
+    input.
     """
     _check_arguments(key, aux_logits)
+    if variant is not None and variant not in VARIANTS:
+        raise ConfigError(f"variant: one of {', '.join(VARIANTS)}, got {variant!r}")
     kind = weight_file_kind(path)
     if kind != "torch":
+        if variant not in (None, "paper"):
+            raise ConfigError(f"variant {variant}: {path} holds the reference Caffe weights (always paper)")
+        _check_transform_input(path, transform_input)
         from googlenet.model.caffe import reference_model
 
         return reference_model(path, kind, aux_logits)
     obj = safe_load(path)
     if _is_ours(obj):
-        return _model_from_checkpoint(path, _validated(path, obj), aux_logits, key)
+        _check_transform_input(path, transform_input)
+        model, meta = _model_from_checkpoint(path, _validated(path, obj), aux_logits, key)
+        if variant is not None and variant != model.config.variant:
+            raise ConfigError(
+                f"variant {variant}: {path} is our checkpoint of the {model.config.variant} variant"
+            )
+        return model, meta
     if _is_torchvision(obj):
+        if variant not in (None, "torchvision"):
+            raise ConfigError(f"variant {variant}: {path} is a torchvision GoogLeNet state dict")
         has_aux = _has_heads(obj)
         if aux_logits and not has_aux:
             raise CheckpointError(f"{path}: {NO_HEADS_TO_BUILD}")
@@ -559,19 +594,62 @@ def model_from_file(
             "torchvision",
             num_classes=int(obj["fc.weight"].shape[0]),
             aux_logits=has_aux if aux_logits is None else aux_logits,
-            transform_input=True,  # as torchvision builds the model for its own weights
+            transform_input=transform_input,  # True: as torchvision builds the model for its own weights
         )
         _load_state(path, model, obj)
-        return model, torchvision_meta(model)
-    if _is_state_dict(obj):
-        raise CheckpointError(
-            f"{path}: a bare state dict, with no model config to build from; load it with load_weights "
-            "into the model that wrote it, or write it with save_checkpoint"
+        if transform_input:
+            return model, torchvision_meta(model)
+        return model, {
+            **imagenet_meta(model),
+            "weights": "a torchvision GoogLeNet built with transform_input=False",
+        }
+    if _is_state_dict(obj) and variant in ("paper", "bn") and _is_googlenet(obj):
+        _check_transform_input(path, transform_input)
+        fc = obj.get("fc.weight")
+        if not isinstance(fc, Tensor) or fc.ndim != 2:
+            raise CheckpointError(f"{path}: a bare state dict without a 2-d fc.weight (not a GoogLeNet's)")
+        has_aux = _has_heads(obj)
+        if aux_logits and not has_aux:
+            raise CheckpointError(f"{path}: {NO_HEADS_TO_BUILD}")
+        model = build_model(
+            variant, num_classes=int(fc.shape[0]), aux_logits=has_aux if aux_logits is None else aux_logits
         )
+        _load_state(path, model, obj)
+        return model, {**default_meta(model), **BARE_STATE_DICT_META}
+    if _is_state_dict(obj):
+        raise CheckpointError(f"{path}: {_bare_problem(obj)}")
     raise CheckpointError(
         f"{path}: neither a googlenet checkpoint, a torchvision GoogLeNet state dict, a .caffemodel "
         "nor an ONNX file"
     )
+
+
+def _is_googlenet(state: Mapping[str, Any]) -> bool:
+    return any(k.startswith("inception3a.") for k in state)
+
+
+def _bare_problem(state: Mapping[str, Any]) -> str:
+    """What to say of a bare state dict `model_from_file` cannot build a model for."""
+    keys = list(state)
+    if keys and all(k.startswith("module.") for k in keys):
+        return (
+            "a state dict saved from a DistributedDataParallel or DataParallel wrapper (every key begins "
+            "with 'module.'); save model.module.state_dict() instead"
+        )
+    if not _is_googlenet(state):
+        return f"a state dict of another network, not a GoogLeNet (no inception3a layers; first keys {', '.join(keys[:3])})"
+    return (
+        "a bare state dict, with no model config to build from; name its layout (variant paper or bn: "
+        "--variant on the command line), or write it with save_checkpoint"
+    )
+
+
+def _check_transform_input(path: str | os.PathLike[str], transform_input: bool) -> None:
+    if not transform_input:
+        raise ConfigError(
+            f"transform_input=False (--no-transform-input) applies to a torchvision GoogLeNet state dict; "
+            f"{path} is not one"
+        )
 
 
 def load_checkpoint_model(
