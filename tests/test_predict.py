@@ -225,7 +225,7 @@ def test_a_folder_that_cannot_be_listed_is_named_as_such(
         return iter([(top, [], ["a.jpg"])])
 
     monkeypatch.setattr(predict.os, "walk", one_unreadable_subfolder)
-    assert predict._expand_folders([str(tmp_path / "locked")]) == [str(tmp_path / "locked" / "a.jpg")]
+    assert predict._expand_folders([str(tmp_path / "locked")]) == ([str(tmp_path / "locked" / "a.jpg")], [])
     assert f"cannot list {tmp_path / 'locked'}/sub (Permission denied); its images are left out" in (
         capsys.readouterr().err
     )
@@ -254,3 +254,82 @@ def test_a_bare_state_dict_predicts_with_its_variant_named(
     assert err.count("\n") == 1 and "name its layout (variant paper or bn" in err
     assert main([*args, "--variant", "paper", "--no-transform-input"]) == 1
     assert "--no-transform-input applies to a torchvision GoogLeNet state dict" in capsys.readouterr().err
+
+
+def test_a_model_with_non_finite_outputs_is_named_not_scored(
+    files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Broken weights (NaN) printed "nan%" and wrote NaN into --json (not JSON), exit 0; evaluate scored
+    them a plausible accuracy (top-1 of a NaN row is class 0); export wrote them."""
+    model = googlenet.build_model("paper", num_classes=3)
+    with torch.no_grad():
+        model.fc.weight.fill_(float("nan"))
+    broken = tmp_path / "nan.pt"
+    googlenet.save_checkpoint(broken, model, default_meta(model, 64) | {"class_names": CLASSES})
+    for extra in ([], ["--json"]):
+        assert (
+            main(["predict", str(files["wide"]), "--checkpoint", str(broken), "--engine", "off", *extra]) == 1
+        )
+        captured = capsys.readouterr()
+        assert (
+            "nan.pt: the model's outputs are not finite (NaN or inf)" in captured.err
+            and "NaN" not in captured.out
+        )
+    data = tmp_path / "val"
+    for name in CLASSES:
+        (data / name).mkdir(parents=True)
+        shutil.copy(files["wide"], data / name / "a.jpg")
+    assert (
+        main(
+            ["evaluate", "--checkpoint", str(broken), "--data-path", str(data), "--engine", "off", "-j", "0"]
+        )
+        == 1
+    )
+    assert "the model's outputs are not finite" in capsys.readouterr().err
+    assert main(["export", "--checkpoint", str(broken), "--output", str(tmp_path / "x.pt")]) == 1
+    assert (
+        "fc.weight holds NaN or infinite values" in capsys.readouterr().err
+        and not (tmp_path / "x.pt").exists()
+    )
+
+
+def test_images_after_the_checkpoint_with_a_non_image_among_them(
+    files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`predict --checkpoint A.pt *` in a folder with a README: the images were dropped and argparse's
+    "required: IMAGE" printed; now the images are predicted and the README named as not an image. A
+    folder among the images that holds none is skipped, not the end of the run; what a folder leaves out
+    by type is said; a newline in a name prints as \\x0a."""
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not an image")
+    assert main(["predict", "--checkpoint", str(files["a"]), str(files["wide"]), str(notes)]) == 1
+    captured = capsys.readouterr()
+    assert str(files["wide"]) in captured.out and f"{notes}: not an image" in captured.err
+    empty, mixed = tmp_path / "empty", tmp_path / "mixed"
+    empty.mkdir()
+    mixed.mkdir()
+    shutil.copy(files["tall"], mixed / "new\nline.jpg")
+    (mixed / "clip.gif").write_bytes(b"GIF89a")
+    assert main(["predict", "--checkpoint", str(files["a"]), str(empty), str(mixed), "--topk", "1"]) == 1
+    captured = capsys.readouterr()
+    assert f"{empty}: a folder with no image files (skipped)" in captured.err
+    assert f"{mixed}: left out 1 file(s) whose names are not of an image type (.gif 1)" in captured.err
+    assert "new\\x0aline.jpg" in captured.out and len(captured.out.splitlines()) == 2
+    assert main(["predict", "--checkpoint", str(files["a"]), str(empty)]) == 1
+    assert (
+        capsys.readouterr().err.strip() == f"googlenet predict: error: {empty}: a folder with no image files"
+    )
+
+
+def test_a_plain_pickle_is_not_called_code(
+    files: dict[str, Path], tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """A dict pickled by `pickle` (not torch.save) was "refused: ... objects that could run code", after
+    torch's multi-line warning about its protocol."""
+    import pickle
+
+    with open(tmp_path / "plain.pth", "wb") as handle:
+        pickle.dump({"fc.weight": [1, 2]}, handle, protocol=4)
+    assert main(["predict", str(files["wide"]), "--weights", str(tmp_path / "plain.pth")]) == 1
+    err = capfd.readouterr().err
+    assert err.count("\n") == 1 and "not a checkpoint torch.save wrote (Unsupported operand" in err

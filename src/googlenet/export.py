@@ -158,6 +158,18 @@ def export_model(
     """
     if fmt not in FORMATS:
         raise ConfigError(f"format: must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    broken = next(
+        (
+            name
+            for name, t in model.state_dict().items()
+            if t.is_floating_point() and not bool(torch.isfinite(t).all())
+        ),
+        None,
+    )
+    if broken is not None:  # its every output would be NaN, and the check against PyTorch NaN too
+        raise CheckpointError(
+            f"{broken} holds NaN or infinite values: broken weights, not exported to {output}"
+        )
     input_size = int(meta.get("input_size", 224))
     summary: dict[str, Any] = {
         "format": fmt,

@@ -20,6 +20,7 @@ import io
 import json
 import os
 import tempfile
+import warnings
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
@@ -363,12 +364,21 @@ def safe_load(
         )
     _check_archive(file)
     try:
-        return torch.load(file, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # torch's multi-line note on a pickle protocol: the error says it
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.load(file, map_location=map_location, weights_only=True)
     except Exception as exc:  # noqa: BLE001 - every failure mode of unpickling is a user error here
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
+        text = str(exc)
+        first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+        if "GLOBAL" in text or "Unsupported global" in text:  # a callable by name: what runs code
             raise CheckpointError(
                 f"{file}: refused: the file contains Python objects that could run code "
                 "(only tensors and plain containers are loaded)"
+            ) from None
+        if "weights_only" in text:  # torch's weights-only unpickler: its reason is one line of the text
+            reasons = [line.strip() for line in text.splitlines() if line.strip().startswith("Unsupported")]
+            reason = reasons[0] if reasons else "not tensors and plain containers"
+            raise CheckpointError(
+                f"{file}: not a checkpoint torch.save wrote ({reason}; a file of plain pickle?)"
             ) from None
         raise CheckpointError(f"{file}: not a readable checkpoint ({first})") from None

@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import sys
+from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -142,17 +143,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def _images_after_checkpoints(args: argparse.Namespace) -> list[str]:
-    """The IMAGE arguments, including images typed after `--checkpoint A.pt` (the natural order).
+# Control characters as \xNN: a file name holding a newline would otherwise print as two lines of output.
+_CONTROL = {code: f"\\x{code:02x}" for code in [*range(32), 127]}
+
+
+def one_line(text: str) -> str:
+    """`text` (a file name, or a message naming one) on one line: control characters escaped as \\xNN."""
+    return text.translate(_CONTROL)
+
+
+def _images_after_checkpoints(args: argparse.Namespace) -> tuple[list[str], list[dict[str, str]]]:
+    """The IMAGE arguments, including images typed after `--checkpoint A.pt` (the natural order), with
+    folders expanded (`_expand_folders`: the images and what could not be used).
 
     `--checkpoint` takes one or more files (an ensemble), so argparse hands it every path that follows;
-    image files (by extension or, without one, by content) and folders at the end of that list are the
-    user's images, not checkpoints.
+    from the first image file (by extension or, without one, by content) or folder after the first
+    checkpoint on, the list is the user's images, not checkpoints: a file that is not an image among
+    them (`notes.txt` in `*`) is then reported as such, as it is when given before `--checkpoint`.
     """
     images = list(args.images)
     if not images:
-        while len(args.checkpoint) > 1 and _is_image_argument(args.checkpoint[-1]):
-            images.insert(0, args.checkpoint.pop())
+        first = next(
+            (i for i in range(1, len(args.checkpoint)) if _is_image_argument(args.checkpoint[i])), None
+        )
+        if first is not None:
+            images, args.checkpoint = args.checkpoint[first:], args.checkpoint[:first]
     if not images and len(args.checkpoint) > 1 and not os.path.isfile(args.checkpoint[-1]):
         last = args.checkpoint[-1]  # a mistyped image folder, say: name it, not a missing IMAGE
         if not os.path.exists(last):
@@ -179,30 +194,47 @@ def _is_image_argument(path: str) -> bool:
         return False
 
 
-def _expand_folders(paths: list[str]) -> list[str]:
+def _expand_folders(paths: list[str]) -> tuple[list[str], list[dict[str, str]]]:
     """Each folder among `paths` becomes the image files under it (sorted, subfolders included); an
-    image file inside that cannot be decoded is reported and skipped like any other."""
+    image file inside that cannot be decoded is reported and skipped like any other. Files in a folder
+    whose names are not of an image type are left out, named in one line per folder. Returns the
+    images and, for a folder without any, an error result ({"image", "error"}) in its place; a
+    `DataError` when that leaves nothing to predict."""
     images: list[str] = []
+    problems: list[dict[str, str]] = []
     for path in paths:
         if not os.path.isdir(path):
             images.append(path)
             continue
         found = []  # symbolic links to folders are not followed (no loops)
         unlisted: list[OSError] = []  # os.walk leaves a folder it cannot list out, silently by default
+        others: list[str] = []  # files of other types, left out as the data sets leave them out
         for top, folders, names in os.walk(path, onerror=unlisted.append):
             folders[:] = [f for f in folders if not f.startswith(".")]  # hidden, as datasets skip them
-            found += [os.path.join(top, n) for n in names if is_image_file(n) and not n.startswith(".")]
+            visible = [n for n in names if not n.startswith(".")]
+            found += [os.path.join(top, n) for n in visible if is_image_file(n)]
+            others += [os.path.join(top, n) for n in visible if not is_image_file(n)]
         found.sort()
+        if others:
+            kinds = Counter(os.path.splitext(p)[1].lower() or "no extension" for p in others)
+            print(f"googlenet predict: {path}: left out {len(others)} file(s) whose names are not of an image "
+                  f"type ({', '.join(f'{k} {n}' for k, n in kinds.most_common(4))}), e.g. {min(others)}; give "
+                  "such a file by name to try it", file=sys.stderr)  # fmt: skip
         if unlisted and not found:
             error = unlisted[0]
-            raise DataError(f"{error.filename}: cannot list the folder ({error.strerror or error})")
+            problems.append({"image": str(error.filename), "error": f"{error.filename}: cannot list the folder "
+                             f"({error.strerror or error})"})  # fmt: skip
+            continue
         for error in unlisted:
             print(f"googlenet predict: cannot list {error.filename} ({error.strerror or error}); its images are "
                   "left out", file=sys.stderr)  # fmt: skip
         if not found:
-            raise DataError(f"{path}: a folder with no image files")
+            problems.append({"image": path, "error": f"{path}: a folder with no image files"})
+            continue
         images += found
-    return images
+    if not images:
+        raise DataError(problems[0]["error"])
+    return images, problems
 
 
 def run(args: argparse.Namespace) -> int:
@@ -214,7 +246,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(
             "--reduce max pools over crops; give --crops 10 or 144 (one crop has nothing to pool)"
         )
-    images = _images_after_checkpoints(args)
+    images, unusable = _images_after_checkpoints(args)
     device = resolve_device(args.device)
     ensemble = load_ensemble(
         args.checkpoint, args.weights, args.variant, device, args.engine, args.precision,
@@ -222,18 +254,22 @@ def run(args: argparse.Namespace) -> int:
     )  # fmt: skip
 
     # "(skipped)" where the others go on; one image file given has no others
-    skipped = "" if len(images) == 1 and not os.path.isdir(images[0]) else " (skipped)"
+    skipped = "" if len(images) + len(unusable) == 1 and not os.path.isdir(images[0]) else " (skipped)"
 
     def show(r: dict[str, Any]) -> None:  # each image's result as soon as it is there (JSON: at the end)
         if "error" in r:
-            print(f"googlenet predict: error: {r['error']}{skipped}", file=sys.stderr)
+            print(f"googlenet predict: error: {one_line(r['error'])}{skipped}", file=sys.stderr)
         elif not args.json:
-            print(r["image"])
+            print(one_line(r["image"]))
             for entry in r["top"]:
                 wnid = f" ({entry['wnid']})" if "wnid" in entry else ""
                 print(f"  {entry['rank']:2d}. {100 * entry['probability']:6.2f}%  {entry['class']}{wnid}")
             sys.stdout.flush()
 
+    if unusable and args.on_bad == "abort":
+        raise DataError(unusable[0]["error"])
+    for problem in unusable:  # a folder without images among others: the rest are predicted
+        show(problem)
     results = predict_files(
         images,
         ensemble,
@@ -244,7 +280,7 @@ def run(args: argparse.Namespace) -> int:
         on_bad=args.on_bad,
         on_result=show,
     )
-    failed = [r for r in results if "error" in r]
+    failed = unusable + [r for r in results if "error" in r]
     if args.json:
         report = {
             "models": len(ensemble.members),
@@ -255,5 +291,5 @@ def run(args: argparse.Namespace) -> int:
             "errors": failed,
             "skipped_images": len(failed),
         }
-        print(json.dumps(report, indent=2))
+        print(json.dumps(report, indent=2, allow_nan=False))
     return 1 if failed else 0

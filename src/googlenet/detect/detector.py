@@ -36,6 +36,7 @@ from googlenet.detect.metrics import Detection
 from googlenet.detect.regions import classifier_region, context_box, scaled_context
 from googlenet.errors import CheckpointError, check_values
 from googlenet.evaluate.models import Ensemble
+from googlenet.evaluate.protocol import checked_softmax
 from googlenet.model.googlenet import GoogLeNet
 from googlenet.model.weights import IMAGENET_MEAN, IMAGENET_STD
 
@@ -96,7 +97,7 @@ def score_regions(
             )
             for member in ensemble.members:
                 logits = member.forward(normalize(regions, member.mean, member.std))
-                probs[start : start + len(chunk)] += torch.softmax(logits.float().cpu(), dim=-1)
+                probs[start : start + len(chunk)] += checked_softmax(member, logits).cpu()
     return probs / len(ensemble.members)
 
 

@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from googlenet.data.crops import CropSpec, CropTransform, normalize
 from googlenet.data.datasets import ignore_stop_signals
-from googlenet.errors import ConfigError, DataError
+from googlenet.errors import CheckpointError, ConfigError, DataError
 from googlenet.evaluate.metrics import REDUCTIONS, ClassificationMeter, aggregate_probs
 from googlenet.evaluate.models import Member
 
@@ -183,10 +183,21 @@ def _sync(device: torch.device) -> None:
 def member_probs(member: Member, crops: Tensor, batch_size: int) -> Tensor:
     """Softmax probabilities (float32, U x classes) of one model on uint8 crops, `batch_size` at a time."""
     outputs = [
-        torch.softmax(member.forward(normalize(chunk, member.mean, member.std)).float(), dim=-1)
+        checked_softmax(member, member.forward(normalize(chunk, member.mean, member.std)))
         for chunk in crops.split(batch_size)
     ]
     return torch.cat(outputs)
+
+
+def checked_softmax(member: Member, logits: Tensor) -> Tensor:
+    """Softmax (float32) of `member`'s logits; a `CheckpointError` naming the model when any logit is NaN
+    or infinite: broken weights would otherwise score a plausible accuracy (top-k of a NaN row picks
+    class 0) and print NaN probabilities."""
+    if not bool(torch.isfinite(logits).all()):
+        raise CheckpointError(
+            f"{member.name}: the model's outputs are not finite (NaN or inf); are its weights broken?"
+        )
+    return torch.softmax(logits.float(), dim=-1)
 
 
 def run_views(
