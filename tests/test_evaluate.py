@@ -530,3 +530,26 @@ def test_an_older_checkpoint_without_its_drawing_uses_the_run_config_beside_it(
     (tmp_path / "config.yaml").write_text(dump_yaml(config, "test"))
     drawing = _builtin_drawing([str(tmp_path / "final.pt")])
     assert drawing is not None and (drawing["train_per_class"], drawing["val_per_class"]) == (4, 2)
+
+
+def test_a_folder_of_some_of_the_models_classes_is_scored_with_class_subset(
+    setup: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An Imagenette-style folder (2 of the checkpoint's 3 classes; 10 of ImageNet's 1000) was refused
+    with no way round it; the error now says so, and --class-subset scores each image over all the
+    model's outputs, the same predictions as the full folder gives those images."""
+    full_tree = make_tree(tmp_path / "full")
+    part = tmp_path / "part"
+    for name in ("circle", "star"):
+        shutil.copytree(full_tree / "val" / name, part / "val" / name)
+    args = ["evaluate", "--checkpoint", str(setup["a"]), "--engine", "off", "--no-progress", "--json"]
+    assert main([*args, "--data-path", str(part)]) == 1
+    assert "they are 2 of its classes: --class-subset scores them over all 3 outputs" in capsys.readouterr().err
+    assert main([*args, "--data-path", str(part), "--class-subset"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["images"] == 6 and [row["class"] for row in report["per_class"]] == ["circle", "star"]
+    assert main([*args, "--data-path", str(full_tree)]) == 0
+    full = {row["class"]: row for row in json.loads(capsys.readouterr().out)["per_class"]}
+    assert all(row == full[row["class"]] for row in report["per_class"])
+    with pytest.raises(googlenet.DataError, match="in the data only: 'd'"):  # never a superset
+        match_classes(["a", "d"], ["a", "b", "c"], "x", subset=True)

@@ -82,6 +82,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--data-path", metavar="DIR",
                    help="folder: DIR/val/<class>/ if present, else DIR/<class>/; imagenet: the ILSVRC 2012 root")  # fmt: skip
     g.add_argument("--limit", type=int, metavar="N", help="evaluate N images, evenly spaced through the set")
+    g.add_argument("--class-subset", action="store_true",
+                   help="the data's classes may be some of the model's (an Imagenette-style folder of ImageNet "
+                        "classes): each image scored over all the model's outputs, per-class rows for the "
+                        "data's classes only")  # fmt: skip
     g.add_argument("-j", "--workers", type=int,
                    help="DataLoader processes that decode and cut crops (default: 0 on CPU, where the model uses "
                         "every core and a loader process measured 0.61x against 0.87-0.95x in-process; "
@@ -192,7 +196,7 @@ def run(args: argparse.Namespace) -> int:
             match_classes(CLASSES, names, f"the built-in data ({where})")
             drawing = _builtin_drawing(args.checkpoint)
             images = open_eval_images("builtin", None, progress=progress, builtin=drawing)
-        labelled.append(label_eval_images(images, names, wnids))
+        labelled.append(label_eval_images(images, names, wnids, subset=args.class_subset))
 
     ensemble = load_ensemble(
         args.checkpoint,
@@ -291,7 +295,8 @@ def _report(
         "engines": [member.engine for member in ensemble.members],
         "dataset": dataset,
         "device": device,
-        "per_class": summary["per_class"],
+        # with --class-subset the model's other classes have no images: their rows are left out
+        "per_class": [row for row in summary["per_class"] if row["images"] or not args.class_subset],
     }
 
 

@@ -46,8 +46,12 @@ def match_classes(
     where: str,
     data_ids: Sequence[str] | None = None,
     model_ids: Sequence[str] | None = None,
+    *,
+    subset: bool = False,
 ) -> list[int]:
-    """For each data class, the model's index of the same class; `DataError` unless the sets are equal.
+    """For each data class, the model's index of the same class; `DataError` unless the sets are equal
+    (with `subset`, unless the data's classes are some of the model's: an Imagenette-style folder of 10
+    ImageNet classes scored by a 1000-class model, over all its outputs).
 
     Classes match by name, or by id (WordNet id) when names do not match: the model's ids against the
     data's ids or folder names, or the data's ids against the model's names (a model trained with
@@ -59,9 +63,15 @@ def match_classes(
     if data_ids:
         candidates.append((list(data_ids), list(model_classes)))
     for data, model in candidates:
-        if set(data) == set(model) and len(data) == len(model):
+        same = set(data) == set(model) and len(data) == len(model)
+        if same or (subset and set(data) <= set(model) and len(set(data)) == len(data)):
             index = {name: i for i, name in enumerate(model)}
             return [index[name] for name in data]
+    hint = ""
+    for data, model in candidates:
+        if set(data) < set(model) and not subset:
+            hint = f"; they are {len(set(data))} of its classes: --class-subset scores them over all {len(model)} outputs"
+            break
     # The error compares what the user would recognise: ids with ids where both sides have them, the
     # data's ids with a model's WordNet-id names, else names with names.
     if model_ids and data_ids:
@@ -73,7 +83,7 @@ def match_classes(
     raise DataError(
         f"{where}: its {len(data)} classes do not match the checkpoint's {len(model)}: "
         f"in the data only: {_names(sorted(set(data) - set(model)))}; "
-        f"in the checkpoint only: {_names(sorted(set(model) - set(data)))}"
+        f"in the checkpoint only: {_names(sorted(set(model) - set(data)))}{hint}"
     )
 
 
@@ -137,10 +147,17 @@ def open_eval_images(
 
 
 def label_eval_images(
-    images: EvalImages, class_names: Sequence[str], wnids: Sequence[str] | None = None
+    images: EvalImages,
+    class_names: Sequence[str],
+    wnids: Sequence[str] | None = None,
+    *,
+    subset: bool = False,
 ) -> EvalSet:
-    """The images labelled in `class_names` order (one-line error when the classes do not match)."""
-    mapping = match_classes(images.data.classes, class_names, images.where, images.data_ids, wnids)
+    """The images labelled in `class_names` order (one-line error when the classes do not match; with
+    `subset` the data's may be some of the model's, see `match_classes`)."""
+    mapping = match_classes(
+        images.data.classes, class_names, images.where, images.data_ids, wnids, subset=subset
+    )
     samples = [(path, mapping[target]) for path, target in images.data.samples]
     return EvalSet(samples=samples, description=f"{images.dataset} {images.where}", total=len(samples))
 
