@@ -53,6 +53,15 @@ def test_every_corpus_file_decodes_to_rgb_or_is_a_one_line_error_naming_it(tmp_p
         assert case.expect in (outcome, "either"), f"{case.path}: expected {case.expect}, got {outcome}"
 
 
+def test_a_dangling_link_is_named_as_such(tmp_path: Path) -> None:
+    """It said "no such file" of a file that `ls` shows."""
+    (tmp_path / "photo.jpg").symlink_to("moved-away.jpg")
+    with pytest.raises(DataError, match=r"photo.jpg: a symbolic link to moved-away.jpg, which does not exist"):
+        load_image(tmp_path / "photo.jpg")
+    with pytest.raises(DataError, match=r"gone.jpg: no such file$"):
+        load_image(tmp_path / "gone.jpg")
+
+
 def test_unreadable_file_is_reported(tmp_path: Path) -> None:
     if os.geteuid() == 0:
         pytest.skip("root reads chmod-000 files anyway")
@@ -316,3 +325,29 @@ def test_detect_proposals_and_predict_skip_bad_images_and_count_them(
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and "none of the 5 images of 'val' could be read" in err, err
     assert out.read_bytes() == before
+
+
+def test_each_ensemble_member_lists_its_skips_and_a_new_run_forgets_a_killed_attempts(tmp_path: Path) -> None:
+    """Members train one after another in one process: the second recorded nothing of a bad file the
+    first had met (loaded in-process, no scan). A new run in a folder an attempt killed before its first
+    checkpoint left kept that attempt's list."""
+    from googlenet.train import fit, resolve
+
+    data = make_tiny_data(tmp_path)
+    corrupt = data / "train" / "disc" / "corrupt.jpg"
+    corrupt.write_bytes(b"\xff\xd8 not a JPEG")
+    out = tmp_path / "ensemble"
+    flags = {"data.data_path": str(data), "data.workers": 0, "data.scan_bad_files": False,
+             "data.train_eval_samples": 6, "model.input_size": 64, "optim.batch_size": 4, "run.epochs": 1,
+             "run.seed": 0, "run.progress": False, "run.output_dir": str(out), "run.ensemble": 2}  # fmt: skip
+    fit(resolve({}, flags))
+    for member in ("member-0", "member-1"):
+        assert list(read_skipped(out / member / "skipped-files.jsonl")) == [str(corrupt)], member
+        assert json.loads((out / member / "results.json").read_text())["skipped_bad_files"] == 1, member
+    single = tmp_path / "single"  # as an attempt killed before any checkpoint leaves it
+    single.mkdir()
+    (single / "config.yaml").write_text("# googlenet train: killed attempt\n")
+    (single / "skipped-files.jsonl").write_text('{"path": "/old/x.jpg", "reason": "old"}\n')
+    fit(resolve({}, {**flags, "run.ensemble": 1, "run.output_dir": str(single), "data.scan_bad_files": True}))
+    assert list(read_skipped(single / "skipped-files.jsonl")) == [str(corrupt)]
+    assert json.loads((single / "results.json").read_text())["skipped_bad_files"] == 1

@@ -378,7 +378,8 @@ def safe_load(
         if "weights_only" in text:  # torch's weights-only unpickler: its reason is one line of the text
             reasons = [line.strip() for line in text.splitlines() if line.strip().startswith("Unsupported")]
             reason = reasons[0] if reasons else "not tensors and plain containers"
-            raise CheckpointError(
-                f"{file}: not a checkpoint torch.save wrote ({reason}; a file of plain pickle?)"
+            raise CheckpointError(  # maybe harmless, maybe not: torch stops before it could tell
+                f"{file}: refused: not a checkpoint torch.save wrote ({reason}; a plain pickle?), and only "
+                "tensors and plain containers are loaded"
             ) from None
         raise CheckpointError(f"{file}: not a readable checkpoint ({first})") from None

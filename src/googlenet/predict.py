@@ -18,6 +18,7 @@ import os
 import sys
 from collections import Counter
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -25,7 +26,7 @@ from PIL import Image
 
 from googlenet.data.crops import CROP_COUNTS, CropSpec, cut_crops
 from googlenet.data.decode import is_image_file
-from googlenet.errors import ConfigError, DataError, UsageError
+from googlenet.errors import CheckpointError, ConfigError, DataError, UsageError
 from googlenet.evaluate.metrics import REDUCTIONS, aggregate_probs
 from googlenet.evaluate.models import (
     Ensemble,
@@ -34,7 +35,8 @@ from googlenet.evaluate.models import (
     load_ensemble,
     resolve_device,
 )
-from googlenet.evaluate.protocol import member_probs
+from googlenet.evaluate.protocol import check_finite, member_probs
+from googlenet.io import looks_like_torch_file
 
 
 def predict_image(
@@ -57,7 +59,7 @@ def predict_image(
     crops = cut_crops(image, spec.boxes(image.width, image.height), spec.crop_size, ensemble.interpolation)
     crops = crops.to(device)
     with torch.inference_mode():
-        probs = torch.stack([member_probs(m, crops, batch_size) for m in ensemble.members])
+        probs = torch.stack([check_finite(m, member_probs(m, crops, batch_size)) for m in ensemble.members])
         scores = aggregate_probs(probs.unsqueeze(1), reduce)[0].cpu()  # models x 1 image x crops x classes
     values, indices = scores.topk(min(topk, scores.numel()))
     top = []
@@ -157,17 +159,18 @@ def _images_after_checkpoints(args: argparse.Namespace) -> tuple[list[str], list
     folders expanded (`_expand_folders`: the images and what could not be used).
 
     `--checkpoint` takes one or more files (an ensemble), so argparse hands it every path that follows;
-    from the first image file (by extension or, without one, by content) or folder after the first
-    checkpoint on, the list is the user's images, not checkpoints: a file that is not an image among
-    them (`notes.txt` in `*`) is then reported as such, as it is when given before `--checkpoint`.
+    from the first path after the first checkpoint that cannot be one (a file torch.save did not write,
+    by its first bytes, or a missing one named as an image) on, the list is the user's images, when an image file (by extension or content) or
+    a folder is among them: a file that is not an image there (`notes.txt` in `*`, sorted before or after
+    the images) is then reported as such, as it is when given before `--checkpoint`.
     """
     images = list(args.images)
-    if not images:
-        first = next(
-            (i for i in range(1, len(args.checkpoint)) if _is_image_argument(args.checkpoint[i])), None
-        )
-        if first is not None:
-            images, args.checkpoint = args.checkpoint[first:], args.checkpoint[:first]
+    first = next(
+        (i for i in range(1, len(args.checkpoint)) if not _may_be_checkpoint(args.checkpoint[i])), None
+    )
+    if first is not None and any(_is_image_argument(path) for path in args.checkpoint[first:]):
+        images += args.checkpoint[first:]
+        args.checkpoint = args.checkpoint[:first]
     if not images and len(args.checkpoint) > 1 and not os.path.isfile(args.checkpoint[-1]):
         last = args.checkpoint[-1]  # a mistyped image folder, say: name it, not a missing IMAGE
         if not os.path.exists(last):
@@ -176,6 +179,18 @@ def _images_after_checkpoints(args: argparse.Namespace) -> tuple[list[str], list
     if not images:
         raise UsageError("the following arguments are required: IMAGE")
     return _expand_folders(images)
+
+
+def _may_be_checkpoint(path: str) -> bool:
+    """Whether `path` may be one of `--checkpoint`'s files: a regular file that begins as torch.save
+    writes (a zip archive or a pickle), or a missing one not named as an image (a mistyped member of an
+    ensemble must stay one, to be named as missing, not be skipped as an image)."""
+    if not os.path.lexists(path):
+        return not is_image_file(path)
+    try:
+        return os.path.isfile(path) and looks_like_torch_file(Path(path))
+    except CheckpointError:  # unreadable: not one to load
+        return False
 
 
 def _is_image_argument(path: str) -> bool:
@@ -217,23 +232,23 @@ def _expand_folders(paths: list[str]) -> tuple[list[str], list[dict[str, str]]]:
         found.sort()
         if others:
             kinds = Counter(os.path.splitext(p)[1].lower() or "no extension" for p in others)
-            print(f"googlenet predict: {path}: left out {len(others)} file(s) whose names are not of an image "
-                  f"type ({', '.join(f'{k} {n}' for k, n in kinds.most_common(4))}), e.g. {min(others)}; give "
-                  "such a file by name to try it", file=sys.stderr)  # fmt: skip
+            print(one_line(f"googlenet predict: {path}: left out {len(others)} file(s) whose names are not of an "
+                           f"image type ({', '.join(f'{k} {n}' for k, n in kinds.most_common(4))}), e.g. "
+                           f"{min(others)}; give such a file by name to try it"), file=sys.stderr)  # fmt: skip
         if unlisted and not found:
             error = unlisted[0]
             problems.append({"image": str(error.filename), "error": f"{error.filename}: cannot list the folder "
                              f"({error.strerror or error})"})  # fmt: skip
             continue
         for error in unlisted:
-            print(f"googlenet predict: cannot list {error.filename} ({error.strerror or error}); its images are "
-                  "left out", file=sys.stderr)  # fmt: skip
+            print(one_line(f"googlenet predict: cannot list {error.filename} ({error.strerror or error}); its "
+                           "images are left out"), file=sys.stderr)  # fmt: skip
         if not found:
             problems.append({"image": path, "error": f"{path}: a folder with no image files"})
             continue
         images += found
     if not images:
-        raise DataError(problems[0]["error"])
+        raise DataError(one_line(problems[0]["error"]))
     return images, problems
 
 

@@ -192,11 +192,15 @@ class ImageFolderDataset(Dataset[tuple[Any, int]]):
     def _record_bad(self, path: str, exc: DataError) -> None:
         self.bad_files.add(path)
         self.bad_reasons[path] = str(exc)
-        if self.on_bad != "abort" and path not in _warned:  # under abort the caller raises instead
+        if self.on_bad == "abort":  # the caller raises instead
+            return
+        if path not in _warned:
             _warned.add(path)
             logger.warning("skipping a bad image: %s", exc)
-            if self.skip_record is not None:
-                record_skipped(self.skip_record, path, str(exc))
+        # recorded once per record file: an ensemble's next member in this process has its own
+        if self.skip_record is not None and (self.skip_record, path) not in _recorded:
+            _recorded.add((self.skip_record, path))
+            record_skipped(self.skip_record, path, str(exc))
 
     def scan_bad_files(self, *, drop: bool = False, workers: int = 4) -> list[str]:
         """Decode every file now; returns the paths that fail, sorted, and adds them to `bad_files`.
@@ -245,10 +249,13 @@ class ImageFolderDataset(Dataset[tuple[Any, int]]):
         )
 
 
+_recorded: set[tuple[str, str]] = set()  # (record file, path) this process has appended
+
+
 def record_skipped(record: str | os.PathLike[str], path: str, reason: str) -> None:
     """Append one skipped file to `record`: a JSON line {"path", "reason"}, in one O_APPEND write, so the
-    DataLoader workers of every torchrun process on the machine (or on a shared file system) can add to
-    one file. Nothing when the file's folder is not there (a node that does not share it); when it
+    DataLoader workers of every torchrun process on the machine can add to one file (a network file
+    system may not keep appends whole: `read_skipped` passes over a torn line). Nothing when the file's folder is not there (a node that does not share it); when it
     cannot be written, one warning per process and the run goes on (the file is a record, not data)."""
     folder = os.path.dirname(os.fspath(record)) or "."
     if not os.path.isdir(folder):

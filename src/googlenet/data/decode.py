@@ -68,6 +68,8 @@ def load_image(path: str | os.PathLike[str], *, max_pixels: int = DEFAULT_MAX_PI
                 raise DataError(f"{file}: empty file (0 bytes)")
             image = _open_and_decode(handle, file, max_pixels)
     except FileNotFoundError:
+        if file.is_symlink():  # the link is there: what it names is not
+            raise DataError(f"{file}: a symbolic link to {os.readlink(file)}, which does not exist") from None
         raise DataError(f"{file}: no such file") from None
     except IsADirectoryError:
         raise DataError(f"{file}: is a directory, not an image file") from None

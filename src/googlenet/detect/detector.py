@@ -36,7 +36,7 @@ from googlenet.detect.metrics import Detection
 from googlenet.detect.regions import classifier_region, context_box, scaled_context
 from googlenet.errors import CheckpointError, check_values
 from googlenet.evaluate.models import Ensemble
-from googlenet.evaluate.protocol import checked_softmax
+from googlenet.evaluate.protocol import check_finite
 from googlenet.model.googlenet import GoogLeNet
 from googlenet.model.weights import IMAGENET_MEAN, IMAGENET_STD
 
@@ -97,7 +97,9 @@ def score_regions(
             )
             for member in ensemble.members:
                 logits = member.forward(normalize(regions, member.mean, member.std))
-                probs[start : start + len(chunk)] += checked_softmax(member, logits).cpu()
+                probs[start : start + len(chunk)] += check_finite(
+                    member, torch.softmax(logits.float().cpu(), dim=-1)
+                )
     return probs / len(ensemble.members)
 
 

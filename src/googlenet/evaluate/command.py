@@ -193,7 +193,7 @@ def run(args: argparse.Namespace) -> int:
             where = (
                 "--dataset builtin" if args.dataset == "builtin" else "evaluated when no --data-path is given"
             )
-            match_classes(CLASSES, names, f"the built-in data ({where})")
+            match_classes(CLASSES, names, f"the built-in data ({where})", subset=args.class_subset)
             drawing = _builtin_drawing(args.checkpoint)
             images = open_eval_images("builtin", None, progress=progress, builtin=drawing)
         labelled.append(label_eval_images(images, names, wnids, subset=args.class_subset))

@@ -183,21 +183,22 @@ def _sync(device: torch.device) -> None:
 def member_probs(member: Member, crops: Tensor, batch_size: int) -> Tensor:
     """Softmax probabilities (float32, U x classes) of one model on uint8 crops, `batch_size` at a time."""
     outputs = [
-        checked_softmax(member, member.forward(normalize(chunk, member.mean, member.std)))
+        torch.softmax(member.forward(normalize(chunk, member.mean, member.std)).float(), dim=-1)
         for chunk in crops.split(batch_size)
     ]
     return torch.cat(outputs)
 
 
-def checked_softmax(member: Member, logits: Tensor) -> Tensor:
-    """Softmax (float32) of `member`'s logits; a `CheckpointError` naming the model when any logit is NaN
-    or infinite: broken weights would otherwise score a plausible accuracy (top-k of a NaN row picks
-    class 0) and print NaN probabilities."""
-    if not bool(torch.isfinite(logits).all()):
+def check_finite(member: Member, probs: Tensor) -> Tensor:
+    """`probs` (`member`'s softmax), or a `CheckpointError` naming the model when any is NaN, as NaN or
+    infinite logits make them: broken weights would otherwise score a plausible accuracy (top-k of a
+    NaN row picks class 0) and print NaN probabilities. Called where the probabilities are waited for
+    anyway, so that a GPU's queued work is not waited for once more."""
+    if not bool(torch.isfinite(probs).all()):
         raise CheckpointError(
             f"{member.name}: the model's outputs are not finite (NaN or inf); are its weights broken?"
         )
-    return torch.softmax(logits.float(), dim=-1)
+    return probs
 
 
 def run_views(
@@ -248,6 +249,8 @@ def run_views(
                     t0 = time.perf_counter()
                     probs = {m: member_probs(members[m], crops, batch_size) for m in used}
                     _sync(device)
+                    for m in used:
+                        check_finite(members[m], probs[m])
                     model_seconds += time.perf_counter() - t0
                     forward_passes += len(crops) * len(used)
                     for view, meter in zip(views, meters, strict=True):

@@ -350,6 +350,8 @@ class _Trainer:
         for dataset in (data.train, data.val, data.train_eval):
             dataset.skip_record = str(self.skip_record)
         if env.is_main:
+            if checkpoint is None:  # a new run in a folder an attempt killed before its first checkpoint left
+                self.skip_record.unlink(missing_ok=True)
             known = read_skipped(self.skip_record)  # a resumed run's scan finds them again
             for path in data.bad_files:
                 if path not in known:
