@@ -542,7 +542,7 @@ def _ours(tmp_path: Path) -> Path:
 
 def test_state_dicts_that_are_no_googlenet_say_what_they_are(tmp_path: Path) -> None:
     torch.save(torchvision.models.resnet18().state_dict(), tmp_path / "r18.pth")
-    with pytest.raises(googlenet.CheckpointError, match="another network, not a GoogLeNet .*conv1.weight"):
+    with pytest.raises(googlenet.CheckpointError, match=r"another network, not a GoogLeNet .*conv1\.weight"):
         model_from_file(tmp_path / "r18.pth", variant="bn")
     tv = torchvision.models.googlenet(weights=None, aux_logits=False, init_weights=False)
     torch.save({f"module.{k}": v for k, v in tv.state_dict().items()}, tmp_path / "ddp.pth")
