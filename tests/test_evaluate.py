@@ -544,7 +544,9 @@ def test_a_folder_of_some_of_the_models_classes_is_scored_with_class_subset(
         shutil.copytree(full_tree / "val" / name, part / "val" / name)
     args = ["evaluate", "--checkpoint", str(setup["a"]), "--engine", "off", "--no-progress", "--json"]
     assert main([*args, "--data-path", str(part)]) == 1
-    assert "they are 2 of its classes: --class-subset scores them over all 3 outputs" in capsys.readouterr().err
+    assert (
+        "they are 2 of its classes: --class-subset scores them over all 3 outputs" in capsys.readouterr().err
+    )
     assert main([*args, "--data-path", str(part), "--class-subset"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["images"] == 6 and [row["class"] for row in report["per_class"]] == ["circle", "star"]

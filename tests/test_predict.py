@@ -305,11 +305,15 @@ def test_images_after_the_checkpoint_with_a_non_image_among_them(
     assert main(["predict", "--checkpoint", str(files["a"]), str(files["wide"]), str(notes)]) == 1
     captured = capsys.readouterr()
     assert str(files["wide"]) in captured.out and f"{notes}: not an image" in captured.err
-    assert main(["predict", "--checkpoint", str(files["a"]), str(notes), str(files["wide"])]) == 1  # sorted first
+    assert (
+        main(["predict", "--checkpoint", str(files["a"]), str(notes), str(files["wide"])]) == 1
+    )  # sorted first
     captured = capsys.readouterr()
     assert str(files["wide"]) in captured.out and f"{notes}: not an image" in captured.err
     # a mistyped member of an ensemble stays a member, named as missing, not skipped as an image
-    assert main(["predict", "--checkpoint", str(files["a"]), str(tmp_path / "b2.pt"), str(files["wide"])]) == 1
+    assert (
+        main(["predict", "--checkpoint", str(files["a"]), str(tmp_path / "b2.pt"), str(files["wide"])]) == 1
+    )
     assert capsys.readouterr().err.strip().endswith("b2.pt: no such file")
     empty, mixed = tmp_path / "empty", tmp_path / "mixed"
     empty.mkdir()

@@ -56,7 +56,9 @@ def test_every_corpus_file_decodes_to_rgb_or_is_a_one_line_error_naming_it(tmp_p
 def test_a_dangling_link_is_named_as_such(tmp_path: Path) -> None:
     """It said "no such file" of a file that `ls` shows."""
     (tmp_path / "photo.jpg").symlink_to("moved-away.jpg")
-    with pytest.raises(DataError, match=r"photo.jpg: a symbolic link to moved-away.jpg, which does not exist"):
+    with pytest.raises(
+        DataError, match=r"photo.jpg: a symbolic link to moved-away.jpg, which does not exist"
+    ):
         load_image(tmp_path / "photo.jpg")
     with pytest.raises(DataError, match=r"gone.jpg: no such file$"):
         load_image(tmp_path / "gone.jpg")
