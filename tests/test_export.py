@@ -283,3 +283,78 @@ def test_export_of_a_last_pt_says_which_of_its_weights(tmp_path: Path, capsys: p
                                   averaged_state_dict=model.state_dict())  # fmt: skip
         assert main(["export", "--checkpoint", str(last), "-o", str(tmp_path / "m.pt"), "--averaged"]) == 1
         assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("variant", "extra"), [("paper", {}), ("torchvision", {"transform_input": True})])
+def test_a_torchscript_file_runs_in_the_dtype_it_is_given(
+    tmp_path: Path, variant: str, extra: dict[str, Any]
+) -> None:
+    """LRN's window matrix and torchvision's re-normalisation were traced as CPU float32 constants: the
+    file failed in bf16 ("Input type ... and weight type ... should be the same"), and so would it on a
+    GPU. Now they follow the input, and LRN keeps its input's dtype outside training."""
+    model = googlenet.build_model(variant, num_classes=4, aux_logits=False, **extra).eval()
+    source = tmp_path / "model.pt"
+    googlenet.save_checkpoint(source, model, default_meta(model, 96))
+    out = tmp_path / "model.ts"
+    assert main(["export", "--checkpoint", str(source), "--output", str(out)]) == 0
+    loaded = torch.jit.load(str(out)).to(torch.bfloat16)
+    assert 'value="cpu"' not in str(loaded.inlined_graph)
+    x = torch.randn(3, 3, 96, 96)
+    with torch.no_grad():
+        got = loaded(x.bfloat16())
+        eager = copy.deepcopy(model).to(torch.bfloat16)(x.bfloat16())
+    assert got.dtype == torch.bfloat16 and torch.equal(got.argmax(1), eager.argmax(1))
+
+
+def test_export_replaces_only_files_it_wrote(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """Any file starting with byte 0x08 passed for an earlier ONNX export, the ONNX zoo's file too, and
+    any zip holding a code/ folder for an earlier TorchScript one: all were overwritten."""
+    source, _ = _checkpoint(tmp_path)
+    precious = tmp_path / "precious.onnx"
+    precious.write_bytes(b"\x08\x01important data, not ONNX")
+    backup = tmp_path / "backup.ts"
+    with zipfile.ZipFile(backup, "w") as archive:
+        archive.writestr("proj/code/a.py", "print('mine')")
+    for target in (precious, backup):
+        before = target.read_bytes()
+        assert main(["export", "--checkpoint", str(source), "--output", str(target)]) == 1
+        assert "exists and is not an earlier export" in capsys.readouterr().err
+        assert target.read_bytes() == before
+    ours = tmp_path / "ours.ts"
+    for _ in range(2):  # an earlier export of ours is replaced
+        assert main(["export", "--checkpoint", str(source), "--output", str(ours)]) == 0
+    capsys.readouterr()
+
+
+def test_exported_metadata_holds_what_predict_assumes(tmp_path: Path) -> None:
+    """A checkpoint saved with class names only exported `mean: null, std: null` beside an `input` text
+    naming them; the file now carries the defaults evaluate and predict apply to it."""
+    model = googlenet.build_model("bn", num_classes=3, aux_logits=False)
+    sparse = tmp_path / "sparse.pt"
+    googlenet.save_checkpoint(sparse, model, {"class_names": ["a", "b", "c"]})
+    out = tmp_path / "sparse.ts"
+    assert main(["export", "--checkpoint", str(sparse), "--output", str(out)]) == 0
+    files = {"meta.json": ""}
+    torch.jit.load(str(out), _extra_files=files)
+    meta = json.loads(files["meta.json"])
+    assert meta["class_names"] == ["a", "b", "c"] and meta["mean"] == [0.485, 0.456, 0.406]
+    assert meta["input_size"] == 224 and meta["resize_size"] == 256 and meta["interpolation"] == "bilinear"
+
+
+def test_an_export_whose_outputs_are_not_finite_is_not_written(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """Finite but overflowing weights gave NaN logits: "max |onnxruntime - PyTorch| = nan", exit 0."""
+    model = googlenet.build_model("bn", num_classes=3, aux_logits=False)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_var.fill_(1e-30)
+            if isinstance(module, torch.nn.Conv2d):
+                module.weight.mul_(1e5)
+    source = tmp_path / "overflow.pt"
+    googlenet.save_checkpoint(source, model, default_meta(model, 96))
+    assert main(["export", "--checkpoint", str(source), "--output", str(tmp_path / "x.ts")]) == 1
+    err = capsys.readouterr().err
+    assert "not written: the exported graph in torch.jit.load differs from PyTorch by nan" in err
+    assert not (tmp_path / "x.ts").exists()

@@ -8,9 +8,11 @@
 Exported networks are inference networks: the auxiliary heads of section 5 are "discarded at inference
 time", so they are left out, and the graph maps a normalised N x 3 x S x S batch (dynamic N, S the
 checkpoint's input size) to N x classes logits. The normalisation and class names travel inside the file
-(ONNX `metadata_props["googlenet.meta"]`, TorchScript extra file `meta.json`), as JSON. After writing, the
-file is read back with its own runtime (ONNX Runtime, `torch.jit.load`) and compared with PyTorch on a
-random batch; the largest absolute difference is reported. Files are written atomically.
+(ONNX `metadata_props["googlenet.meta"]`, TorchScript extra file `meta.json`), as JSON. Before the file
+is written, its bytes are loaded by their own runtime (ONNX Runtime, `torch.jit.load`) and run on a
+random batch beside PyTorch: the largest absolute difference is reported, and a difference that is not
+finite or above 1e-3 of the logits' scale stops the export (`--no-verify` skips the check). Files are
+written atomically.
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ import argparse
 import io
 import json
 import os
-import pickle
 import warnings
 import zipfile
 from dataclasses import replace
@@ -32,7 +33,7 @@ from torch import Tensor
 from googlenet.errors import CheckpointError, ConfigError
 from googlenet.io import atomic_open, check_output, sha256_file
 from googlenet.model.googlenet import GoogLeNet, build_from_config
-from googlenet.model.weights import load_checkpoint_model, model_from_file, save_checkpoint
+from googlenet.model.weights import default_meta, load_checkpoint_model, model_from_file, save_checkpoint
 from googlenet.signals import held_import, signals_held
 
 FORMATS: tuple[str, ...] = ("checkpoint", "onnx", "torchscript")
@@ -58,9 +59,11 @@ def inference_network(model: GoogLeNet) -> GoogLeNet:
 
 
 def _export_meta(model: GoogLeNet, meta: dict[str, Any]) -> str:
-    """What a runtime needs besides the graph: layout, classes, input size, normalisation."""
+    """What a runtime needs besides the graph: layout, classes, input size, normalisation. What the
+    checkpoint leaves out is what `evaluate` and `predict` assume for it (`default_meta`)."""
     keep = ("class_names", "wnids", "input_size", "resize_size", "mean", "std", "interpolation")
-    payload = {k: meta[k] for k in keep if k in meta}
+    defaults = default_meta(model, int(meta.get("input_size", 224)))
+    payload = {k: meta[k] if k in meta else defaults[k] for k in keep if k in meta or k in defaults}
     payload["model_config"] = replace(model.config, aux_logits=False).as_dict()
     payload["input"] = "normalised RGB, N x 3 x S x S: (pixel / 255 - mean) / std"
     return json.dumps(payload)
@@ -127,7 +130,7 @@ def verify_onnx(data: bytes, model: GoogLeNet, input_size: int, batch: int = VER
     session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
     (got,) = session.run(None, {name: x.numpy()})
-    return float((torch.from_numpy(got) - _reference_logits(model, x)).abs().max())
+    return _difference(torch.from_numpy(got), _reference_logits(model, x), "onnxruntime")
 
 
 def verify_torchscript(
@@ -140,7 +143,23 @@ def verify_torchscript(
         loaded = torch.jit.load(io.BytesIO(data), map_location="cpu")
     with torch.no_grad():
         got = loaded(x)
-    return float((got - _reference_logits(model, x)).abs().max())
+    return _difference(got, _reference_logits(model, x), "torch.jit.load")
+
+
+VERIFY_TOLERANCE = 1e-3  # of the logits' scale: float32 graphs agree to about 1e-5 of it
+
+
+def _difference(got: Tensor, reference: Tensor, runtime: str) -> float:
+    """Max |got - reference|; a `CheckpointError` (nothing is written) when it is not finite or above
+    `VERIFY_TOLERANCE` x max(1, max |reference|)."""
+    difference = float((got - reference).abs().max())
+    scale = max(1.0, float(reference.abs().max()))
+    if not difference <= VERIFY_TOLERANCE * scale:  # NaN too
+        raise CheckpointError(
+            f"not written: the exported graph in {runtime} differs from PyTorch by {difference:.3g} on logits of "
+            f"scale {scale:.3g} (non-finite weights or outputs?); --no-verify writes it unchecked"
+        )
+    return difference
 
 
 def export_model(
@@ -241,21 +260,30 @@ WRITTEN_BY = "googlenet export"
 
 
 def _is_earlier_export(file: Path) -> bool:
-    """Whether the file is one this command wrote, so a new export may replace it: an ONNX model (a
-    ModelProto starts with its ir_version tag 0x08), a TorchScript archive (its code/ folder), or a
-    checkpoint carrying `written_by: WRITTEN_BY`. Any other checkpoint (a run's final.pt copied
-    elsewhere, say) is not, and survives an `--output` given by mistake."""
+    """Whether the file is one this command wrote, so a new export may replace it: an ONNX model with
+    producer "googlenet" and our metadata entry, a TorchScript archive with our `meta.json`, or a
+    checkpoint carrying `written_by: WRITTEN_BY`. Anything else (the ONNX zoo's googlenet-9.onnx, a zip
+    that happens to hold a code/ folder, a run's final.pt copied elsewhere) survives an `--output`
+    given by mistake."""
     try:
         with open(file, "rb") as handle:
-            if handle.read(1) == b"\x08":
-                return True
+            first = handle.read(1)
+        if first == b"\x08":  # a ModelProto starts with its ir_version tag
+            try:
+                onnx = held_import("onnx")
+            except ImportError:
+                return False
+            proto = onnx.load_model(str(file), load_external_data=False)
+            return proto.producer_name == "googlenet" and any(p.key == META_KEY for p in proto.metadata_props)
         if not zipfile.is_zipfile(file):
             return False
         with zipfile.ZipFile(file) as archive:
-            if any(name.split("/", 1)[-1].startswith("code/") for name in archive.namelist()):
-                return True
+            names = archive.namelist()
+            if any(name.split("/", 1)[-1].startswith("code/") for name in names):
+                extra = [name for name in names if name.split("/", 1)[-1] == "extra/meta.json"]
+                return bool(extra) and "model_config" in json.loads(archive.read(extra[0]))
         saved = torch.load(file, map_location="cpu", weights_only=True, mmap=True)
-    except (OSError, RuntimeError, ValueError, EOFError, zipfile.BadZipFile, pickle.UnpicklingError):
+    except Exception:  # noqa: BLE001 - a file no reader makes sense of is not ours to replace
         return False
     return isinstance(saved, dict) and saved.get("written_by") == WRITTEN_BY
 
@@ -267,7 +295,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="export a checkpoint to ONNX or TorchScript, or convert Caffe / ONNX-zoo / torchvision weights",
         description=(
             "Write a checkpoint as ONNX (opset 18, dynamic batch) or TorchScript, without the auxiliary "
-            "heads, checked against PyTorch after writing; or convert a foreign weight file "
+            "heads, checked against PyTorch before it is written; or convert a foreign weight file "
             "(bvlc_googlenet.caffemodel, the ONNX model zoo's googlenet, a torchvision .pth) into our "
             "checkpoint with its preprocessing metadata."
         ),

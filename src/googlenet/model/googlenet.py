@@ -278,9 +278,13 @@ class GoogLeNet(nn.Module):
 
     def _transform_input(self, x: Tensor) -> Tensor:
         # torchvision: weights ported from TF expect inputs in [-1, 1]; undo ImageNet normalisation.
-        mean = torch.tensor([0.485, 0.456, 0.406], device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
-        std = torch.tensor([0.229, 0.224, 0.225], device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
-        return (x * std + mean - 0.5) / 0.5
+        # Per channel with Python numbers, as torchvision writes it: a tensor of them would be recorded
+        # by a TorchScript trace with the exporting device and dtype.
+        channels = [
+            x[:, c : c + 1] * (std / 0.5) + (mean - 0.5) / 0.5
+            for c, (mean, std) in enumerate(((0.485, 0.229), (0.456, 0.224), (0.406, 0.225)))
+        ]
+        return torch.cat(channels, dim=1)
 
     def _check_input(self, x: Tensor, with_aux: bool = False) -> None:
         # Cheap checks only (no look at the values): a numpy array, or read_image's uint8 pixels, would

@@ -160,10 +160,11 @@ class LocalResponseNorm(nn.LocalResponseNorm):
     closed_form_backward: bool = True
 
     def _band(self, channels: int, like: Tensor) -> Tensor:
-        index = torch.arange(channels, device=like.device)
-        offset = index[None, :] - index[:, None]  # [out, in]: in - out
-        inside = (offset >= -(self.size // 2)) & (offset <= (self.size - 1) // 2)  # torch's window
-        return inside.to(like.dtype).view(channels, channels, 1, 1)
+        """The [out, in] 0/1 matrix of torch's window: in - out from -(size // 2) to (size - 1) // 2.
+        Made from `like` (`new_ones`), not with a device or dtype of its own: a TorchScript trace would
+        record those as constants, and the file would run on the exporting device and dtype only."""
+        ones = like.new_ones((channels, channels))
+        return ones.triu(-(self.size // 2)).tril((self.size - 1) // 2).view(channels, channels, 1, 1)
 
     def forward(self, x: Tensor) -> Tensor:
         """LRN of `x`: through `_LRNFunction` when a gradient is needed (and not while tracing, exporting
@@ -179,7 +180,14 @@ class LocalResponseNorm(nn.LocalResponseNorm):
         if wanted and not tracing and not _functorch_active():
             band = self._band(x.shape[1], x)
             return _LRNFunction.apply(x, band, self.size, self.alpha, self.beta, self.k)
-        return self.composed(x)
+        out = self.composed(x)
+        if not (torch.is_grad_enabled() and x.requires_grad):
+            # Inference keeps the input's dtype, as every other layer does: a network cast to bf16 (not
+            # autocast) would otherwise feed its next convolution float32. Under autocast that
+            # convolution casts to bf16 anyway, and max pooling commutes with the rounding: the same
+            # results. `type_as`, not a dtype, so that a TorchScript trace records no constant dtype.
+            out = out.type_as(x)
+        return out
 
     def composed(self, x: Tensor) -> Tensor:
         """The forward as plain tensor operations (what inference, tracing and export see; autograd
