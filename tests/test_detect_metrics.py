@@ -391,3 +391,51 @@ def test_voc_ids_are_the_listed_ones_each_once_and_images_of_any_type(tmp_path: 
     (year / "ImageSets" / "Main" / "val.txt").write_text("s1/x\ns2/x\n\ns1/x\n")
     with pytest.raises(DataError, match=r"val.txt:4: 's1/x' is listed again \(first on line 1\)"):
         load_voc(year)
+
+
+def test_voc_boxes_are_checked_against_the_image_as_it_is_read(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Without a <size>, a typo of 9999999 went to region warping as is (a 6.4 GiB allocation in
+    `detect train`); an EXIF-turned image annotated on its stored pixels trained on other pixels, and a
+    <size> of another size of the image went unseen."""
+    from PIL import Image
+
+    year = tmp_path / "VOC2012"
+    (year / "JPEGImages").mkdir(parents=True)
+    Image.new("RGB", (200, 100)).save(year / "JPEGImages" / "typo.jpg")
+    box = _CAT.replace("<xmax>50</xmax>", "<xmax>9999999</xmax>")
+    _annotation(year, "typo", "<annotation>" + box + "</annotation>")
+    caplog.set_level(logging.WARNING, logger="googlenet.detect")
+    assert load_voc(year)["typo"].boxes == [(10.0, 10.0, 200.0, 50.0)]
+    assert "clipped to it" in caplog.text and "in 200x100" in caplog.text
+    turned = Image.new("RGB", (200, 100))
+    exif = turned.getexif()
+    exif[0x0112] = 6  # stored 200x100, read as 100x200
+    turned.save(year / "JPEGImages" / "turned.jpg", exif=exif.tobytes())
+    size = "<size><width>{}</width><height>{}</height></size>"
+    _annotation(year, "turned", "<annotation>" + size.format(200, 100) + _CAT + "</annotation>")
+    with pytest.raises(
+        DataError, match=r"turned.xml: <size> 200x100 is .*turned.jpg's stored pixels, which its EXIF"
+    ):
+        load_voc(year)
+    _annotation(year, "turned", "<annotation>" + size.format(100, 200) + _CAT + "</annotation>")
+    assert load_voc(year)["turned"].boxes == [(10.0, 10.0, 50.0, 50.0)]
+    _annotation(year, "turned", "<annotation>" + size.format(400, 800) + _CAT + "</annotation>")
+    with pytest.raises(
+        DataError, match=r"<size> 400x800 is not the size of .*\(100x200\); annotated on another size"
+    ):
+        load_voc(year)
+
+
+def test_pr_plots_of_classes_whose_names_escape_alike_are_kept_apart(tmp_path: Path) -> None:
+    """`a/b`, `a_b` and `a b` all became pr-a_b.png, two plots lost; a 260-character name failed with
+    "File name too long" after the other plots were written."""
+    from googlenet.detect.command import save_pr_plots
+
+    names = ["a/b", "a_b", "a b", "c" * 260]
+    truth = _truth(*[("img1", name, (1.0, 1.0, 10.0, 10.0), False) for name in names])
+    dets = [Detection("img1", name, 0.9, (1.0, 1.0, 10.0, 10.0)) for name in names]
+    paths = save_pr_plots(evaluate_detections(dets, truth), str(tmp_path / "plots"))
+    assert len(set(paths)) == 4 and all(Path(p).is_file() for p in paths)
+    assert "pr-a_b.png" in {Path(p).name for p in paths}  # a name that is already safe keeps it

@@ -970,3 +970,49 @@ def test_the_region_set_refuses_what_would_make_wrong_regions(
     with pytest.raises(DataError, match=re.escape(expected)):
         build_region_set(tree, tmp_path / "regions", RegionSetConfig(input_size=32), proposals)
     assert not [p.name for p in tmp_path.iterdir() if "regions" in p.name]  # nor its staging folder
+
+
+def test_detect_predict_draws_only_this_runs_images_and_checks_draw_up_front(
+    scenes: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    one_thread: None,
+) -> None:  # fmt: skip
+    """A --draw folder that cannot be written was found after the proposals and the scoring; a rerun on
+    fewer images left the earlier run's other drawings beside the new CSV; a long image id failed the
+    drawing at the end of the run ("File name too long")."""
+    require("cv2")
+
+    torch.manual_seed(0)
+    classes = ["background", *sorted({c for t in load_voc(scenes, "train").values() for c in t.labels})]
+    model = googlenet.build_model("bn", num_classes=len(classes), aux_logits=False)
+    googlenet.save_checkpoint(tmp_path / "r.pt", model, default_meta(model, 64) | {"class_names": classes})
+    (tmp_path / "file").write_text("not a folder")
+    base = ["detect", "predict", "--checkpoint", str(tmp_path / "r.pt"), "--max-side", "96",
+            "--score-threshold", "0.01", "--draw-threshold", "0.01", "--output", str(tmp_path / "d.csv")]  # fmt: skip
+
+    def no_scoring(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("scored before --draw was checked")
+
+    monkeypatch.setattr("googlenet.detect.detector.detect_images", no_scoring)
+    bad = tmp_path / "file" / "drawn"
+    assert main([*base, "--annotations", str(scenes), "--limit", "1", "--draw", str(bad)]) == 1
+    assert f"--draw {bad}: cannot create the folder" in capsys.readouterr().err
+    monkeypatch.undo()
+    out = tmp_path / "drawn"
+    assert main([*base, "--annotations", str(scenes), "--limit", "3", "--draw", str(out)]) == 0
+    assert len(list(out.glob("*.png"))) == 3
+    assert main([*base, "--annotations", str(scenes), "--limit", "1", "--draw", str(out)]) == 0
+    first = voc_images(scenes, "val")[0][0]
+    assert [p.name for p in out.glob("*.png")] == [f"{first}.png"]
+    capsys.readouterr()
+    # an id of 250 characters under a folder: its drawing's name is cut and made unique
+    tree = tmp_path / "long"
+    shutil.copytree(scenes, tree)
+    year = next((tree / "VOCdevkit").iterdir())
+    long_id = "sub/" + "L" * 246
+    for kind, suffix in (("Annotations", ".xml"), ("JPEGImages", ".jpg")):
+        (year / kind / "sub").mkdir()
+        shutil.copy(year / kind / f"{first}{suffix}", year / kind / f"{long_id}{suffix}")
+    (year / "ImageSets" / "Main" / "val.txt").write_text(long_id + "\n")
+    assert main([*base, "--annotations", str(tree), "--draw", str(tmp_path / "long-drawn")]) == 0
+    (drawing,) = (tmp_path / "long-drawn").glob("*.png")
+    assert drawing.name.startswith("sub%2FLLL") and len(drawing.name.encode()) <= 204

@@ -9,6 +9,8 @@ the region classifier (`detect train`) and MultiBox (`detect multibox`) are in `
 from __future__ import annotations
 
 import argparse
+import contextlib
+import hashlib
 import json
 import math
 import os
@@ -240,6 +242,7 @@ def run_predict(args: argparse.Namespace) -> int:
             f"give a new folder (one drawn before 2026-12-07 has no {DRAWN_MARK} mark: add that empty "
             "file to reuse it)",
         )  # fmt: skip
+        _check_draw_folder(args.draw)  # writable: found now, not after the proposals and the scoring
     check_output(
         "--output", args.output, replaceable=is_detections_csv, kind="a detections CSV",
         inputs={"--checkpoint": args.checkpoint, "--box-regression": args.box_regression,
@@ -295,6 +298,8 @@ def run_predict(args: argparse.Namespace) -> int:
             drawn = [os.path.join(args.draw, os.path.basename(path)) for path in staged]
             for path, target in zip(staged, drawn, strict=True):
                 os.replace(path, target)
+            if args.draw:  # an earlier run's drawings of images this one did not draw: not this CSV's
+                _remove_other_drawings(args.draw, drawn)
     finally:
         if staging is not None:
             shutil.rmtree(staging, ignore_errors=True)
@@ -316,6 +321,40 @@ def run_predict(args: argparse.Namespace) -> int:
 
 
 DRAWN_MARK = ".googlenet-drawings"  # the empty file that marks a folder --draw made
+
+
+def _label_font() -> str | None:
+    """matplotlib's DejaVu Sans for the labels (Latin with accents, Greek, Cyrillic; CJK still not):
+    PIL's default bitmap font, what torchvision draws with otherwise, has ASCII only. None without it."""
+    try:
+        from matplotlib import font_manager
+
+        return str(font_manager.findfont("DejaVu Sans", fallback_to_default=False))
+    except Exception:  # noqa: BLE001 - no such font: the default one
+        return None
+
+
+def _check_draw_folder(folder: str) -> None:
+    """`ConfigError` now if `--draw` cannot be written (a read-only file system, an immutable folder),
+    leaving no trace: the staging folder made to find out, and `folder` if it did not exist, go again."""
+    existed = os.path.isdir(folder)
+    shutil.rmtree(_staging_folder(folder), ignore_errors=True)
+    if not existed:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _remove_other_drawings(folder: str, drawn: list[str]) -> None:
+    """Remove the PNGs of `folder` (a --draw folder, marked as such) that are not among `drawn`."""
+    keep = {os.path.basename(path) for path in drawn}
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if (
+                entry.name.endswith(".png")
+                and entry.name not in keep
+                and entry.is_file(follow_symlinks=False)
+            ):
+                with contextlib.suppress(OSError):
+                    os.remove(entry.path)
 
 
 def _staging_folder(folder: str) -> str:
@@ -356,7 +395,10 @@ def _draw(detections: list[Any], images: list[tuple[str, str]], folder: str, thr
         if found:
             boxes = torch.tensor([d.box for d in found], dtype=torch.float32) - offset  # to 0-based pixels
             labels = [f"{d.label} {d.score:.2f}" for d in found]
-            pixels = draw_bounding_boxes(pixels, boxes, labels=labels, colors="red", width=2)
+            font = _label_font()
+            pixels = draw_bounding_boxes(
+                pixels, boxes, labels=labels, colors="red", width=2, font=font, font_size=12 if font else None
+            )
         target = os.path.join(folder, f"{file_stem(image_id)}.png")
         with atomic_open(target, "wb") as handle:
             Image.fromarray(pixels.permute(1, 2, 0).numpy()).save(handle, format="PNG")
@@ -472,9 +514,13 @@ def save_pr_plots(results: dict[str, ClassResult], folder: str) -> list[str]:
 
 def _file_name(label: str) -> str:
     """A class name as one file name: anything but letters, digits, '-', '_' and '.' becomes '_' (a name
-    from an annotation must not reach outside --plot-dir, e.g. "a/../../b")."""
-    safe = re.sub(r"[^\w.-]", "_", label).lstrip(".")
-    return safe or "_"
+    from an annotation must not reach outside --plot-dir, e.g. "a/../../b"); a name that changed, or a
+    long one (cut to 100 characters), ends in 8 hex digits of its SHA-256, so `a/b`, `a_b` and `a b` get
+    three files."""
+    safe = re.sub(r"[^\w.-]", "_", label).lstrip(".") or "_"
+    if safe == label and len(label.encode()) <= 100:
+        return safe
+    return f"{safe[:100]}-{hashlib.sha256(label.encode('utf-8', 'surrogateescape')).hexdigest()[:8]}"
 
 
 def run_evaluate(args: argparse.Namespace) -> int:

@@ -12,6 +12,7 @@ coordinates, as VOC's annotations); any bad row is a one-line error naming the f
 from __future__ import annotations
 
 import csv
+import hashlib
 import logging
 import math
 import os
@@ -20,6 +21,8 @@ import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from PIL import Image
 
 from googlenet.data.decode import IMAGE_EXTENSIONS
 from googlenet.detect.metrics import Detection, GroundTruth
@@ -109,8 +112,14 @@ def _dataset(root: str | os.PathLike[str], image_set: str, flag: str = "--image-
 
 def file_stem(image_id: str) -> str:
     """`image_id` as one file name (a region's, a drawing's): an id listed with folders (`sub/x`) keeps
-    them, escaped, so two ids never share a file."""
-    return image_id.replace("%", "%25").replace("/", "%2F").replace("\\", "%5C")
+    them, escaped, so two ids never share a file; one longer than 200 bytes so escaped is cut there and
+    ends in 8 hex digits of the id's SHA-256 (room left for a suffix within a file name's 255 bytes)."""
+    stem = image_id.replace("%", "%25").replace("/", "%2F").replace("\\", "%5C")
+    raw = stem.encode("utf-8", "surrogateescape")
+    if len(raw) <= 200:
+        return stem
+    digest = hashlib.sha256(image_id.encode("utf-8", "surrogateescape")).hexdigest()[:8]
+    return raw[:190].decode("utf-8", "surrogateescape") + "-" + digest
 
 
 def voc_images(
@@ -128,16 +137,20 @@ def load_voc(
     """Ground truth per image id (as listed) for the images listed in `ImageSets/Main/<image_set>.txt`.
 
     Each `<object>` needs one `<name>` (text) and one `<bndbox>` with finite xmin <= xmax, ymin <= ymax;
-    `<difficult>` is 0 or 1 (or false/true; 0 when absent). With a valid `<size>`, a box wholly outside
-    the image is an error and one reaching past its edge is clipped to it, with one warning per set.
-    Anything else is a one-line `DataError` naming the file and the object.
+    `<difficult>` is 0 or 1 (or false/true; 0 when absent). The image's size is read from its file's
+    header where the image is there (as decoding will turn it: EXIF orientation applied), else from a
+    valid `<size>`: a box wholly outside the image is an error, and one reaching past its edge is clipped
+    to it, with one warning per set (a typo of 9999999 no longer makes a region of gigabytes). A
+    `<size>` that is neither the image's size as read nor as stored (another size of it), or that is
+    the stored one where its EXIF orientation turns it (annotated on the unturned pixels, which the
+    boxes would miss), is an error. Anything else is a one-line `DataError` naming the file and object.
     """
     dataset = _dataset(root, image_set, flag)
     truth: dict[str, GroundTruth] = {}
     clipped: list[str] = []
-    for image_id, path in zip(dataset.ids, dataset.annotations, strict=True):
+    for image_id, path, image in zip(dataset.ids, dataset.annotations, dataset.images, strict=True):
         annotation = _read_annotation(path)
-        size = _image_size(annotation)
+        size = _checked_size(path, _image_size(annotation), image)
         item = GroundTruth()
         for number, obj in enumerate(annotation.findall("object"), start=1):
             where = f"{path}: object {number}"
@@ -158,10 +171,40 @@ def load_voc(
         truth[image_id] = item
     if clipped:
         logger.warning(
-            "%d object box(es) in image set %r reach past their image's <size>; clipped to it (the first: %s)",
+            "%d object box(es) in image set %r reach past their image; clipped to it (the first: %s)",
             len(clipped), image_set, clipped[0],
         )  # fmt: skip
     return truth
+
+
+def _checked_size(path: str, declared: tuple[float, float] | None, image: str) -> tuple[float, float] | None:
+    """The image's width and height as decoding gives them (read from its header, EXIF orientation
+    applied), checked against the annotation's `<size>` (`declared`); `declared` when the image cannot
+    be read (scoring a detections file needs no images), None when neither is known."""
+    try:
+        with Image.open(image) as handle:
+            stored = handle.size
+            turned = handle.getexif().get(0x0112) in (5, 6, 7, 8)  # EXIF orientations that swap the sides
+    except Exception:  # noqa: BLE001 - a missing or unreadable image is named where it is decoded
+        return declared
+    read = (stored[1], stored[0]) if turned else stored
+    if declared is None or _same(declared, read):
+        return float(read[0]), float(read[1])
+    w, h = declared
+    if turned and _same(declared, stored):
+        raise DataError(
+            f"{path}: <size> {w:g}x{h:g} is {image}'s stored pixels, which its EXIF orientation turns to "
+            f"{read[0]}x{read[1]} when it is read: the boxes would fall on other pixels; remove the "
+            "orientation tag, or annotate the turned image"
+        )
+    raise DataError(
+        f"{path}: <size> {w:g}x{h:g} is not the size of {image} ({read[0]}x{read[1]}); annotated on "
+        "another size of the image?"
+    )
+
+
+def _same(size: tuple[float, float], other: tuple[int, int]) -> bool:
+    return abs(size[0] - other[0]) < 0.5 and abs(size[1] - other[1]) < 0.5
 
 
 def _read_annotation(path: str) -> ET.Element:
@@ -231,13 +274,14 @@ def _image_size(annotation: ET.Element) -> tuple[float, float] | None:
 def _inside(coords: list[float], size: tuple[float, float], where: str, clipped: list[str]) -> list[float]:
     """`coords` (VOC's 1-based inclusive pixels; 0-based ones pass too) within a `size` image: a box
     wholly outside it is a `DataError` (an annotation made for another size of the image, say); one
-    reaching past an edge is clipped to it and noted in `clipped`."""
+    reaching past an edge is clipped to it and noted in `clipped`. Both edges are those of the union
+    of the two conventions, [0, width]: the least change to either."""
     width, height = size
     xmin, ymin, xmax, ymax = coords
     if xmin > width or ymin > height or xmax < 0 or ymax < 0:
         raise DataError(
-            f"{where}: box {coords} lies outside its {width:g}x{height:g} image (<size>); an annotation "
-            "made for another size of the image?"
+            f"{where}: box {coords} lies outside its {width:g}x{height:g} image; an annotation made for "
+            "another size of the image, or a typo?"
         )
     inside = [max(xmin, 0.0), max(ymin, 0.0), min(xmax, width), min(ymax, height)]
     if inside != coords:
