@@ -567,7 +567,13 @@ def test_detect_train_end_to_end_on_tiny_scenes(
     moved = tmp_path / "elsewhere" / "moved"
     moved.parent.mkdir()
     shutil.move(out, moved)
-    assert main(["detect", "train", "--resume", str(moved), "--epochs", "2", "--no-progress"]) == 0
+    # detection flags other than the run's own were taken silently on a resume, and ignored
+    assert (
+        main(["detect", "train", "--resume", str(moved), "--positives-per-image", "5", "--epochs", "2"]) == 1
+    )
+    assert "--positives-per-image: a resumed detect train run keeps the region set" in capsys.readouterr().err
+    assert main(["detect", "train", "--resume", str(moved), "--annotations", str(scenes), "--epochs", "2",
+                 "--no-progress"]) == 0  # fmt: skip
     assert "mAP" in capsys.readouterr().out and not out.exists()
     assert json.loads((moved / "detection.json").read_text())["runs"][0]["detections_file"].startswith(
         str(moved)
@@ -695,6 +701,8 @@ def test_box_regression_file_errors_are_one_line(tmp_path: Path) -> None:
     os.mkfifo(tmp_path / "pipe.pt")  # refused at once, never opened (opening a pipe blocks)
     with pytest.raises(CheckpointError, match="not a regular file"):
         BoxRegressor.load(tmp_path / "pipe.pt")
+    with pytest.raises(CheckpointError, match="is a folder; give a box regression file"):  # not "a checkpoint"
+        BoxRegressor.load(tmp_path)
 
 
 def test_detect_predict_draws_labelled_pngs_and_prints_json(

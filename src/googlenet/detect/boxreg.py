@@ -147,6 +147,10 @@ class BoxRegressor:
         """A regressor written by `save`; `CheckpointError` for a missing, unreadable or foreign file."""
         from googlenet.io import safe_load
 
+        if os.path.isdir(path):  # safe_load's words are a checkpoint's
+            raise CheckpointError(
+                f"{path}: is a folder; give a box regression file (made by googlenet detect boxreg)"
+            )
         data = safe_load(path)  # one-line CheckpointError for a missing, non-regular or unreadable file
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise CheckpointError(f"{path}: not a box regression file (made by googlenet detect boxreg)")
@@ -206,6 +210,13 @@ def fit_box_regressor(
         bar.close()
     counts = {c: sum(len(f) for f in feats[c]) for c in classes}
     if not any(counts.values()):
+        annotated = {label for item in truth.values() for label in item.labels}
+        if not annotated & set(classes):  # not a matter of overlaps: the names differ
+            raise DataError(
+                f"box regression: the annotations name none of the region classifier's classes "
+                f"({', '.join(sorted(classes)[:5])}{', ...' if len(classes) > 5 else ''}); they hold "
+                f"{', '.join(sorted(annotated)[:5]) or 'no objects'}"
+            )
         raise DataError(f"box regression: no training proposal has IoU >= {config.min_iou} with an object")
     every = torch.cat([torch.cat(f) for f in feats.values() if f])
     scale = FEATURE_NORM / float(every.norm(dim=1).mean().clamp(min=1e-12))

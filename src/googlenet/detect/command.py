@@ -146,8 +146,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "the checkpoint's detect train run used, else R-CNN's 16)")  # fmt: skip
     br.add_argument("--ridge", type=float, default=1000.0, help="R-CNN's lambda (1000)")
     br.add_argument("--per-image", type=int, default=32, help="training pairs per image at most")
-    br.add_argument("--output", required=True, metavar="FILE.pt")
-    br.add_argument("--json", action="store_true")
+    br.add_argument("--output", required=True, metavar="FILE.pt",
+                    help="the box regression file to write (an earlier one of ours is replaced)")  # fmt: skip
+    br.add_argument("--json", action="store_true", help="print one JSON object")
     br.set_defaults(func=run_boxreg)
 
     from googlenet.detect import pipeline

@@ -156,21 +156,29 @@ def register(commands: argparse._SubParsersAction) -> None:
         argument_default=argparse.SUPPRESS,
     )
     g = tr.add_argument_group("detection")
-    g.add_argument("--annotations", default=BUILTIN, metavar="VOC_ROOT",
+    d = DETECTION_DEFAULTS
+    g.add_argument("--annotations", default=d["annotations"], metavar="VOC_ROOT",
                    help="VOC tree with ImageSets/Main/{train,val}.txt (default: the built-in scenes)")  # fmt: skip
-    g.add_argument("--train-set", default="train", help="VOC image set to train on (default train)")
-    g.add_argument("--val-set", default="val", help="VOC image set to validate and detect on (default val)")
-    g.add_argument("--proposals", choices=SETTINGS, default="fast-paper",
+    g.add_argument("--train-set", default=d["train_set"], help="VOC image set to train on (default train)")
+    g.add_argument(
+        "--val-set", default=d["val_set"], help="VOC image set to validate and detect on (default val)"
+    )
+    g.add_argument("--proposals", choices=SETTINGS, default=d["proposals"],
                    help="selective search setting (default fast with superpixels x2, section 8)")  # fmt: skip
     g.add_argument(
-        "--multibox", default=None, metavar="FILE", help="add this MultiBox model's top proposals (section 8)"
+        "--multibox",
+        default=d["multibox"],
+        metavar="FILE",
+        help="add this MultiBox model's top proposals (section 8)",
     )
-    g.add_argument("--max-side", type=int, default=500, help="shrink images to this longer side first (500)")
-    g.add_argument("--positives-per-image", type=int, default=8,
+    g.add_argument(
+        "--max-side", type=int, default=d["max_side"], help="shrink images to this longer side first (500)"
+    )
+    g.add_argument("--positives-per-image", type=int, default=d["positives_per_image"],
                    help="IoU >= 0.5 proposals kept per image besides its ground-truth boxes (default 8)")  # fmt: skip
-    g.add_argument("--background-per-positive", type=float, default=3.0,
+    g.add_argument("--background-per-positive", type=float, default=d["background_per_positive"],
                    help="background regions per positive (R-CNN's 3:1 batches; default 3)")  # fmt: skip
-    g.add_argument("--context", type=int, default=16, help="context pixels at 227 (R-CNN: 16)")
+    g.add_argument("--context", type=int, default=d["context"], help="context pixels at 227 (R-CNN: 16)")
     add_arguments(tr)
     add_launch_argument(tr)
     for action in tr._actions:  # the training flags' help, where detect train's defaults differ
@@ -270,6 +278,7 @@ def run_train(args: argparse.Namespace) -> int:
                 else f"--resume {shlex.quote(str(resume))}: not a detect train run (no {DETECTION_SETUP}); a "
                 f"classification run continues with googlenet train --resume {shlex.quote(str(resume))}"
             )
+        _refuse_changed_detection(args, output)
         made_in = Path(config.run.output_dir or ".").resolve()
         if config.data.data_path == str(made_in / "regions") and (output / "regions").is_dir():
             config.data.data_path = str(output.resolve() / "regions")
@@ -428,6 +437,42 @@ def _build_regions(
 
 
 DEFAULT_CONTEXT = 16  # R-CNN's, and `detect train --context`'s default
+
+# `detect train`'s detection flags and their defaults: a resumed run keeps the ones it started with.
+DETECTION_DEFAULTS: dict[str, Any] = {
+    "annotations": BUILTIN, "train_set": "train", "val_set": "val", "proposals": "fast-paper", "multibox": None,
+    "max_side": 500, "positives_per_image": 8, "background_per_positive": 3.0, "context": DEFAULT_CONTEXT,
+}  # fmt: skip
+
+
+def _refuse_changed_detection(args: argparse.Namespace, output: Path) -> None:
+    """`ConfigError` for a detection flag given to a resumed run with another value than the run's own
+    (recorded in its detection-setup.json) or, for those not recorded there, than the default: the run
+    keeps the region set and settings it started with, and took such a flag silently before."""
+    from googlenet.train.runs import DETECTION_SETUP
+
+    try:
+        recorded = json.loads((output / DETECTION_SETUP).read_text())
+    except (OSError, ValueError):
+        recorded = {}
+    changed = []
+    for name, default in DETECTION_DEFAULTS.items():
+        value = getattr(args, name, default)
+        if value == default:
+            continue
+        if name == "annotations" and isinstance(recorded.get(name), str):  # as given, or the same folder
+            where = [Path(str(v)).expanduser().resolve() for v in (value, recorded[name])]
+            same = value == recorded[name] or where[0] == where[1]
+        else:
+            same = name in recorded and recorded[name] == value
+        if not same:
+            changed.append("--" + name.replace("_", "-"))
+    if changed:
+        raise ConfigError(
+            f"{', '.join(changed)}: a resumed detect train run keeps the region set and detection settings it "
+            f"started with ({DETECTION_SETUP}); drop {'it' if len(changed) == 1 else 'them'}, or start a new "
+            "run with -o"
+        )
 
 
 def run_context(path: str | os.PathLike[str]) -> int | None:
