@@ -91,6 +91,12 @@ def predict_files(
 
     if reduce not in REDUCTIONS:
         raise ConfigError(f"reduce: must be one of {', '.join(REDUCTIONS)}, got {reduce!r}")
+    if on_bad not in ("skip", "abort"):
+        raise ConfigError(f"on_bad: must be skip or abort, got {on_bad!r}")
+    if isinstance(paths, str | bytes | os.PathLike):  # a str is a sequence too: one file per character
+        raise ConfigError(
+            f"paths: a list of image files, got the one path {os.fsdecode(paths)!r} (wrap it in a list)"
+        )
     spec = ensemble.crop_spec(crops)
     device = torch.device(device)
     results: list[dict[str, Any]] = []

@@ -114,7 +114,7 @@ class CropSpec:
                 raise ConfigError(
                     f"scales: each must be an integer of at least crop_size {self.crop_size}, got {scale!r}"
                 )
-        object.__setattr__(self, "scales", scales)
+        object.__setattr__(self, "scales", tuple(int(s) for s in scales))  # numpy ints as Python's
 
     @property
     def resolved_scales(self) -> tuple[int, ...]:

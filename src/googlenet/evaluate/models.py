@@ -234,6 +234,10 @@ def load_ensemble(
     `transform_input=False` (see `model_from_file`).
     """
     device = torch.device(device) if isinstance(device, str) else device
+    if isinstance(checkpoints, str | bytes | os.PathLike):  # a str is a sequence too: "/" would be a member
+        raise ConfigError(
+            f"checkpoints: a list of files, got the one path {os.fsdecode(checkpoints)!r} (wrap it in a list)"
+        )
     sources = [str(p) for p in checkpoints] + ([str(weights)] if weights is not None else [])
     if not sources:
         raise ConfigError("no model: give --checkpoint FILE [FILE ...] or --weights FILE")

@@ -181,7 +181,8 @@ class LocalResponseNorm(nn.LocalResponseNorm):
             band = self._band(x.shape[1], x)
             return _LRNFunction.apply(x, band, self.size, self.alpha, self.beta, self.k)
         out = self.composed(x)
-        if not (torch.is_grad_enabled() and x.requires_grad):
+        jit = torch.jit.is_tracing() or _in_onnx_export()  # one graph whatever the grad mode (trace's check)
+        if jit or not (torch.is_grad_enabled() and x.requires_grad):
             # Inference keeps the input's dtype, as every other layer does: a network cast to bf16 (not
             # autocast) would otherwise feed its next convolution float32. Under autocast that
             # convolution casts to bf16 anyway, and max pooling commutes with the rounding: the same

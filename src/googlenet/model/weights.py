@@ -135,6 +135,11 @@ def save_checkpoint(
     The config saved takes its `num_classes` from the classifiers (`classifier_classes`), so a model
     whose `fc` was replaced by hand is saved as the model it now is; classifiers that disagree are a
     `CheckpointError`, before anything is written.
+
+    `meta` is laid over `default_meta(model, its input_size)`, so a checkpoint always holds what
+    evaluate and predict read (class names, sizes, normalisation); a value they could not use (an
+    input size that is no whole number, class names that do not count the outputs) is a
+    `CheckpointError` now, not when the file is loaded.
     """
     num_classes = classifier_classes(model)
     if state_dict is not None:
@@ -147,14 +152,21 @@ def save_checkpoint(
                 raise ValueError(
                     f"state_dict {key} has shape {tuple(value.shape)}, the model {tuple(own[key].shape)}"
                 )
-    for key, value in {**extra, "meta": meta or {}}.items():
+    given = dict(meta) if meta is not None else {}
+    size = given.get("input_size", 224)
+    full_meta = {**default_meta(model, size if isinstance(size, int) and size >= 1 else 224), **given}
+    _check_meta(path, full_meta)
+    labels = full_meta.get("class_names")
+    if isinstance(labels, list | tuple) and len(labels) != num_classes:
+        raise CheckpointError(f"{path}: meta lists {len(labels)} class names for {num_classes} outputs")
+    for key, value in {**extra, "meta": full_meta}.items():
         _check_plain(value, key)
     payload: dict[str, Any] = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "model_config": {**model.config.as_dict(), "num_classes": num_classes},
         "state_dict": dict(state_dict if state_dict is not None else model.state_dict()),
-        "meta": dict(meta) if meta is not None else default_meta(model),
+        "meta": full_meta,
     }
     payload.update(extra)
     return atomic_save(payload, path, before_replace)

@@ -562,7 +562,9 @@ def resolve(
 ) -> TrainConfig:
     """Defaults -> built-in preset (when the data is the built-in set) -> file -> flags, validated.
 
-    `source` names the file in errors about its values (its path, where there is one)."""
+    Both mappings are flat, their keys dotted as the YAML file's sections and fields
+    (`{"optim.lr": 0.02, "run.epochs": 3}`; `flatten` turns a nested one into that). `source` names
+    the file in errors about its values (its path, where there is one)."""
     merged = {**file_overrides, **flag_overrides}
     dataset = merged.get("data.dataset", "auto")
     builtin = dataset == "builtin" or (dataset == "auto" and merged.get("data.data_path") is None)

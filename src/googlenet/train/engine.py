@@ -106,6 +106,11 @@ def fit(config: TrainConfig, resume: str | os.PathLike[str] | None = None) -> di
     of the run folder and checkpoints. With `run.test_only` they hold only what was evaluated: the
     checkpoint, the image count and the val_* figures (no "status"). Under torchrun every process
     returns the same results.
+
+    Errors: `ConfigError` (settings), `DataError` (the data), `CheckpointError` (a file to resume or
+    initialise from). Global state it leaves changed, as any seeded training does: the torch, NumPy
+    and `random` generators are seeded from `run.seed`, and on CUDA `torch.backends.cudnn.benchmark`
+    is on unless `run.deterministic`; the "googlenet" logger's level is given back.
     """
     config = config.copy()
     validate(config, resuming=resume is not None)

@@ -123,6 +123,7 @@ class RunFolder:
         self.rank = rank
         self._writer: Any = None
         self._log_handler: logging.Handler | None = None
+        self._level_before: int | None = None  # the "googlenet" logger's level before `attach_log`
         self.created = enabled and not self.path.exists()
         self.started = False  # set when training begins; `discard_if_unused` keeps the folder after that
         if enabled:
@@ -218,6 +219,7 @@ class RunFolder:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         handler.setLevel(logging.INFO)
         root = logging.getLogger("googlenet")
+        self._level_before = root.level  # given back when the log is detached: a library leaves it as found
         if root.level == logging.NOTSET or root.level > logging.INFO:
             root.setLevel(logging.INFO)
         root.addHandler(handler)
@@ -374,9 +376,12 @@ class RunFolder:
             self._writer.close()
             self._writer = None
         if self._log_handler is not None:
-            logging.getLogger("googlenet").removeHandler(self._log_handler)
+            root = logging.getLogger("googlenet")
+            root.removeHandler(self._log_handler)
             self._log_handler.close()
             self._log_handler = None
+            if self._level_before is not None:
+                root.setLevel(self._level_before)
 
 
 class _RunLog(logging.FileHandler):
