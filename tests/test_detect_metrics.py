@@ -433,9 +433,74 @@ def test_pr_plots_of_classes_whose_names_escape_alike_are_kept_apart(tmp_path: P
     "File name too long" after the other plots were written."""
     from googlenet.detect.command import save_pr_plots
 
-    names = ["a/b", "a_b", "a b", "c" * 260]
+    names = ["a/b", "a_b", "a b", "c" * 260, "猫" * 100]
     truth = _truth(*[("img1", name, (1.0, 1.0, 10.0, 10.0), False) for name in names])
     dets = [Detection("img1", name, 0.9, (1.0, 1.0, 10.0, 10.0)) for name in names]
     paths = save_pr_plots(evaluate_detections(dets, truth), str(tmp_path / "plots"))
-    assert len(set(paths)) == 4 and all(Path(p).is_file() for p in paths)
+    assert len(set(paths)) == 5 and all(Path(p).is_file() for p in paths)
+    assert all(len(Path(p).name.encode()) <= 120 for p in paths)  # cut by bytes, on a character's edge
     assert "pr-a_b.png" in {Path(p).name for p in paths}  # a name that is already safe keeps it
+
+
+def test_reading_voc_sizes_decodes_no_image_and_warns_of_mirrored_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The size check decoded every PNG whole (PIL's getexif on a PNG loads it: 66 ms for a 2000x1500
+    photo); an orientation that mirrors or turns by 180 degrees keeps the sizes, so it is warned of."""
+    from PIL import Image, PngImagePlugin
+
+    year = tmp_path / "VOC2012"
+    (year / "JPEGImages").mkdir(parents=True)
+    Image.new("RGB", (200, 100)).save(year / "JPEGImages" / "png.png")
+    flipped = Image.new("RGB", (200, 100))
+    exif = flipped.getexif()
+    exif[0x0112] = 3
+    flipped.save(year / "JPEGImages" / "flipped.jpg", exif=exif.tobytes())
+    _annotation(year, "png", "<annotation>" + _CAT + "</annotation>", listed=["png", "flipped"])
+    _annotation(year, "flipped", "<annotation>" + _CAT + "</annotation>", listed=["png", "flipped"])
+
+    def no_decoding(self: object) -> None:
+        raise AssertionError("the PNG was decoded to read its size")
+
+    monkeypatch.setattr(PngImagePlugin.PngImageFile, "load", no_decoding)
+    caplog.set_level(logging.WARNING, logger="googlenet.detect")
+    assert set(load_voc(year)) == {"png", "flipped"}
+    assert (
+        "1 image(s) of image set 'val' carry an EXIF orientation that mirrors them or turns them by 180"
+        in caplog.text
+    )
+    assert "flipped.jpg" in caplog.text
+
+
+def test_refused_detection_flags_on_resume_are_the_ones_typed() -> None:
+    """A flag typed with its default value was taken for not typed (and so ignored); one the run's setup
+    records with the same value is accepted, the same file by another path too."""
+    import argparse
+
+    from googlenet.detect import pipeline
+
+    def refused(argv: list[str], recorded: dict[str, object], tmp: Path) -> str:
+        (tmp / "detection-setup.json").write_text(json.dumps(recorded))
+        args = argparse.Namespace(**pipeline.DETECTION_DEFAULTS)
+        given = dict(zip(argv[::2], argv[1::2], strict=True))
+        for flag, value in given.items():
+            name = flag.lstrip("-").replace("-", "_")
+            setattr(args, name, type(pipeline.DETECTION_DEFAULTS[name] or "")(value))
+        args.argv = ["detect", "train", "--resume", str(tmp), *argv]
+        try:
+            pipeline._refuse_changed_detection(args, tmp)
+        except googlenet.ConfigError as exc:
+            return str(exc)
+        return ""
+
+    import tempfile
+
+    import googlenet
+
+    with tempfile.TemporaryDirectory() as folder:
+        tmp = Path(folder)
+        setup = {"annotations": str(tmp), "max_side": 300, "proposals": "quality", "positives_per_image": 5}
+        assert refused(["--max-side", "500"], setup, tmp).startswith("--max-side: a resumed detect train run")
+        assert refused(["--positives-per-image", "5", "--max-side", "300"], setup, tmp) == ""
+        assert refused(["--annotations", str(tmp / ".")], setup, tmp) == ""
+        assert refused(["--background-per-positive", "3"], setup, tmp).startswith("--background-per-positive")

@@ -701,7 +701,9 @@ def test_box_regression_file_errors_are_one_line(tmp_path: Path) -> None:
     os.mkfifo(tmp_path / "pipe.pt")  # refused at once, never opened (opening a pipe blocks)
     with pytest.raises(CheckpointError, match="not a regular file"):
         BoxRegressor.load(tmp_path / "pipe.pt")
-    with pytest.raises(CheckpointError, match="is a folder; give a box regression file"):  # not "a checkpoint"
+    with pytest.raises(
+        CheckpointError, match="is a folder; give a box regression file"
+    ):  # not "a checkpoint"
         BoxRegressor.load(tmp_path)
 
 
@@ -1004,13 +1006,21 @@ def test_detect_predict_draws_only_this_runs_images_and_checks_draw_up_front(
     bad = tmp_path / "file" / "drawn"
     assert main([*base, "--annotations", str(scenes), "--limit", "1", "--draw", str(bad)]) == 1
     assert f"--draw {bad}: cannot create the folder" in capsys.readouterr().err
+    # the check leaves nothing behind when the run then fails: neither folders made nor a mark added
+    (tmp_path / "empty").mkdir()
+    missing = [a if a != str(tmp_path / "r.pt") else str(tmp_path / "missing.pt") for a in base]
+    for draw in (tmp_path / "a" / "b" / "c", tmp_path / "empty"):  # a missing checkpoint, after the check
+        assert main([*missing, "--annotations", str(scenes), "--limit", "1", "--draw", str(draw)]) == 1
+    assert not (tmp_path / "a").exists() and not any((tmp_path / "empty").iterdir())
+    capsys.readouterr()
     monkeypatch.undo()
     out = tmp_path / "drawn"
     assert main([*base, "--annotations", str(scenes), "--limit", "3", "--draw", str(out)]) == 0
     assert len(list(out.glob("*.png"))) == 3
+    (out / "my-legend.png").write_bytes(b"the user's own")  # not a drawing of ours: stays
     assert main([*base, "--annotations", str(scenes), "--limit", "1", "--draw", str(out)]) == 0
     first = voc_images(scenes, "val")[0][0]
-    assert [p.name for p in out.glob("*.png")] == [f"{first}.png"]
+    assert sorted(p.name for p in out.glob("*.png")) == sorted([f"{first}.png", "my-legend.png"])
     capsys.readouterr()
     # an id of 250 characters under a folder: its drawing's name is cut and made unique
     tree = tmp_path / "long"

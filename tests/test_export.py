@@ -358,3 +358,28 @@ def test_an_export_whose_outputs_are_not_finite_is_not_written(
     err = capsys.readouterr().err
     assert "not written: the exported graph in torch.jit.load differs from PyTorch by nan" in err
     assert not (tmp_path / "x.ts").exists()
+
+
+def test_an_onnx_file_of_another_producer_is_not_replaced(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """Every ModelProto passed for an earlier export of ours (the ONNX zoo's googlenet-9.onnx too): only
+    one with our producer and metadata entry is replaced now."""
+    require("onnx")
+    require("onnxruntime")
+    import onnx
+
+    source, _ = _checkpoint(tmp_path)
+    ours = tmp_path / "ours.onnx"
+    assert main(["export", "--checkpoint", str(source), "--output", str(ours)]) == 0
+    assert (
+        main(["export", "--checkpoint", str(source), "--output", str(ours), "--no-verify"]) == 0
+    )  # ours: replaced
+    proto = onnx.load_model(str(ours))
+    proto.producer_name = "onnx-caffe2"
+    foreign = tmp_path / "googlenet-9.onnx"
+    onnx.save_model(proto, str(foreign))
+    before = foreign.read_bytes()
+    capsys.readouterr()
+    assert main(["export", "--checkpoint", str(source), "--output", str(foreign), "--no-verify"]) == 1
+    assert "exists and is not an earlier export" in capsys.readouterr().err and foreign.read_bytes() == before

@@ -33,7 +33,13 @@ from torch import Tensor
 from googlenet.errors import CheckpointError, ConfigError
 from googlenet.io import atomic_open, check_output, sha256_file
 from googlenet.model.googlenet import GoogLeNet, build_from_config
-from googlenet.model.weights import default_meta, load_checkpoint_model, model_from_file, save_checkpoint
+from googlenet.model.weights import (
+    default_meta,
+    imagenet_labels,
+    load_checkpoint_model,
+    model_from_file,
+    save_checkpoint,
+)
 from googlenet.signals import held_import, signals_held
 
 FORMATS: tuple[str, ...] = ("checkpoint", "onnx", "torchscript")
@@ -62,8 +68,14 @@ def _export_meta(model: GoogLeNet, meta: dict[str, Any]) -> str:
     """What a runtime needs besides the graph: layout, classes, input size, normalisation. What the
     checkpoint leaves out is what `evaluate` and `predict` assume for it (`default_meta`)."""
     keep = ("class_names", "wnids", "input_size", "resize_size", "mean", "std", "interpolation")
-    defaults = default_meta(model, int(meta.get("input_size", 224)))
-    payload = {k: meta[k] if k in meta else defaults[k] for k in keep if k in meta or k in defaults}
+    defaults = default_meta(model, int(meta.get("input_size") or 224))
+    payload = {
+        k: meta[k] if meta.get(k) is not None else defaults[k] for k in keep if k in meta or k in defaults
+    }
+    payload = {k: v for k, v in payload.items() if v is not None}
+    names = payload.get("class_names")
+    if isinstance(names, list) and names == [str(i) for i in range(1000)]:  # as predict names them
+        payload.update(imagenet_labels())
     payload["model_config"] = replace(model.config, aux_logits=False).as_dict()
     payload["input"] = "normalised RGB, N x 3 x S x S: (pixel / 255 - mean) / std"
     return json.dumps(payload)

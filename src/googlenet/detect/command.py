@@ -25,7 +25,7 @@ import numpy as np
 
 from googlenet.detect.metrics import ClassResult, evaluate_detections, mean_ap
 from googlenet.detect.pipeline import SETTINGS, logger, setting_from_name
-from googlenet.detect.voc import file_stem, load_voc, read_detections
+from googlenet.detect.voc import cut_utf8, file_stem, load_voc, read_detections
 from googlenet.errors import ConfigError, DataError
 from googlenet.evaluate.models import add_engine_arguments
 from googlenet.signals import signals_held
@@ -321,7 +321,7 @@ def run_predict(args: argparse.Namespace) -> int:
     return 0
 
 
-DRAWN_MARK = ".googlenet-drawings"  # the empty file that marks a folder --draw made
+DRAWN_MARK = ".googlenet-drawings"  # marks a folder --draw made; it lists the drawings of the last run
 
 
 def _label_font() -> str | None:
@@ -337,25 +337,40 @@ def _label_font() -> str | None:
 
 def _check_draw_folder(folder: str) -> None:
     """`ConfigError` now if `--draw` cannot be written (a read-only file system, an immutable folder),
-    leaving no trace: the staging folder made to find out, and `folder` if it did not exist, go again."""
+    leaving no trace: the staging folder made to find out, the folders made for it and a mark it added
+    go again."""
+    first_made = os.path.abspath(folder)
+    while not os.path.exists(os.path.dirname(first_made)) and os.path.dirname(first_made) != first_made:
+        first_made = os.path.dirname(first_made)  # the outermost folder makedirs will create
     existed = os.path.isdir(folder)
+    marked = os.path.isfile(os.path.join(folder, DRAWN_MARK))
     shutil.rmtree(_staging_folder(folder), ignore_errors=True)
     if not existed:
-        shutil.rmtree(folder, ignore_errors=True)
+        shutil.rmtree(first_made, ignore_errors=True)
+    elif not marked:
+        with contextlib.suppress(OSError):
+            os.remove(os.path.join(folder, DRAWN_MARK))
 
 
 def _remove_other_drawings(folder: str, drawn: list[str]) -> None:
-    """Remove the PNGs of `folder` (a --draw folder, marked as such) that are not among `drawn`."""
+    """Remove the drawings the last run into `folder` listed in its mark that this run did not draw
+    again (a user's own files, and drawings from before the list was kept, stay), then list this run's."""
+    from googlenet.io import atomic_open
+
+    mark = os.path.join(folder, DRAWN_MARK)
     keep = {os.path.basename(path) for path in drawn}
-    with os.scandir(folder) as entries:
-        for entry in entries:
-            if (
-                entry.name.endswith(".png")
-                and entry.name not in keep
-                and entry.is_file(follow_symlinks=False)
-            ):
-                with contextlib.suppress(OSError):
-                    os.remove(entry.path)
+    try:
+        with open(mark, encoding="utf-8", errors="surrogateescape") as handle:
+            earlier = {line.rstrip("\n") for line in handle if line.strip()}
+    except OSError:
+        earlier = set()
+    for name in earlier - keep:
+        if name == os.path.basename(name) and name.endswith(".png"):  # a name in this folder, nothing else
+            with contextlib.suppress(OSError):
+                os.remove(os.path.join(folder, name))
+    listing = "".join(f"{name}\n" for name in sorted(keep)).encode("utf-8", "surrogateescape")
+    with contextlib.suppress(OSError), atomic_open(mark, "wb") as out:
+        out.write(listing)
 
 
 def _staging_folder(folder: str) -> str:
@@ -519,9 +534,11 @@ def _file_name(label: str) -> str:
     long one (cut to 100 characters), ends in 8 hex digits of its SHA-256, so `a/b`, `a_b` and `a b` get
     three files."""
     safe = re.sub(r"[^\w.-]", "_", label).lstrip(".") or "_"
-    if safe == label and len(label.encode()) <= 100:
+    encoded = safe.encode("utf-8", "surrogateescape")
+    if safe == label and len(encoded) <= 100:
         return safe
-    return f"{safe[:100]}-{hashlib.sha256(label.encode('utf-8', 'surrogateescape')).hexdigest()[:8]}"
+    digest = hashlib.sha256(label.encode("utf-8", "surrogateescape")).hexdigest()[:8]
+    return f"{cut_utf8(encoded, 100).decode('utf-8', 'surrogateescape')}-{digest}"
 
 
 def run_evaluate(args: argparse.Namespace) -> int:

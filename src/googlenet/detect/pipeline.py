@@ -431,6 +431,10 @@ def _build_regions(
         "multibox": args.multibox,
         "max_side": args.max_side,
         "context": args.context,  # the detector warps test regions as the classifier was trained on
+        # the rest of the region set's settings: what a resume is checked against
+        "train_set": args.train_set,
+        "positives_per_image": args.positives_per_image,
+        "background_per_positive": args.background_per_positive,
     }
     with atomic_open(output / DETECTION_SETUP, "w") as handle:
         json.dump(detection, handle, indent=1)
@@ -445,10 +449,21 @@ DETECTION_DEFAULTS: dict[str, Any] = {
 }  # fmt: skip
 
 
+def _given_detection_flags(argv: list[str]) -> list[str]:
+    """The detection flags typed in `argv` (their `DETECTION_DEFAULTS` names, abbreviations read as
+    argparse reads them): a flag given with its default value is given too."""
+    parser = argparse.ArgumentParser(add_help=False)
+    for name in DETECTION_DEFAULTS:
+        parser.add_argument("--" + name.replace("_", "-"), dest=name, default=argparse.SUPPRESS)
+    known, _ = parser.parse_known_args(argv)
+    return [name for name in DETECTION_DEFAULTS if name in vars(known)]
+
+
 def _refuse_changed_detection(args: argparse.Namespace, output: Path) -> None:
-    """`ConfigError` for a detection flag given to a resumed run with another value than the run's own
-    (recorded in its detection-setup.json) or, for those not recorded there, than the default: the run
-    keeps the region set and settings it started with, and took such a flag silently before."""
+    """`ConfigError` for a detection flag given to a resumed run with another value than the run's own,
+    recorded in its detection-setup.json (any value, for a flag a run begun before 2026-12-07 did not
+    record): the run keeps the region set and settings it started with, and took such a flag silently
+    before."""
     from googlenet.train.runs import DETECTION_SETUP
 
     try:
@@ -456,15 +471,14 @@ def _refuse_changed_detection(args: argparse.Namespace, output: Path) -> None:
     except (OSError, ValueError):
         recorded = {}
     changed = []
-    for name, default in DETECTION_DEFAULTS.items():
-        value = getattr(args, name, default)
-        if value == default:
-            continue
-        if name == "annotations" and isinstance(recorded.get(name), str):  # as given, or the same folder
-            where = [Path(str(v)).expanduser().resolve() for v in (value, recorded[name])]
-            same = value == recorded[name] or where[0] == where[1]
-        else:
-            same = name in recorded and recorded[name] == value
+    for name in _given_detection_flags(list(getattr(args, "argv", []) or [])):
+        value = getattr(args, name, DETECTION_DEFAULTS[name])
+        mine = recorded.get(name)
+        if name in ("annotations", "multibox") and isinstance(mine, str) and value is not None:
+            where = [Path(str(v)).expanduser().resolve() for v in (value, mine)]  # the same file or folder
+            same = value == mine or where[0] == where[1]
+        else:  # a flag the run's setup does not record (one begun before 2026-12-07) cannot be checked
+            same = name in recorded and mine == value
         if not same:
             changed.append("--" + name.replace("_", "-"))
     if changed:

@@ -17,6 +17,7 @@ import logging
 import math
 import os
 import re
+import warnings
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -119,7 +120,18 @@ def file_stem(image_id: str) -> str:
     if len(raw) <= 200:
         return stem
     digest = hashlib.sha256(image_id.encode("utf-8", "surrogateescape")).hexdigest()[:8]
-    return raw[:190].decode("utf-8", "surrogateescape") + "-" + digest
+    return cut_utf8(raw, 190).decode("utf-8", "surrogateescape") + "-" + digest
+
+
+def cut_utf8(raw: bytes, limit: int) -> bytes:
+    """`raw`'s first `limit` bytes or fewer, never ending inside a UTF-8 character."""
+    cut = raw[:limit]
+    if len(cut) < len(raw):
+        while cut and (cut[-1] & 0xC0) == 0x80:  # continuation bytes of a character cut short
+            cut = cut[:-1]
+        if cut and cut[-1] >= 0xC0:  # its first byte
+            cut = cut[:-1]
+    return cut
 
 
 def voc_images(
@@ -148,9 +160,10 @@ def load_voc(
     dataset = _dataset(root, image_set, flag)
     truth: dict[str, GroundTruth] = {}
     clipped: list[str] = []
+    oriented: list[str] = []
     for image_id, path, image in zip(dataset.ids, dataset.annotations, dataset.images, strict=True):
         annotation = _read_annotation(path)
-        size = _checked_size(path, _image_size(annotation), image)
+        size = _checked_size(path, _image_size(annotation), image, oriented)
         item = GroundTruth()
         for number, obj in enumerate(annotation.findall("object"), start=1):
             where = f"{path}: object {number}"
@@ -174,19 +187,29 @@ def load_voc(
             "%d object box(es) in image set %r reach past their image; clipped to it (the first: %s)",
             len(clipped), image_set, clipped[0],
         )  # fmt: skip
+    if oriented:  # same sizes either way: which pixels the boxes were drawn on cannot be told
+        logger.warning(
+            "%d image(s) of image set %r carry an EXIF orientation that mirrors them or turns them by 180 "
+            "degrees (the first: %s); boxes are read in the image as decoded, turned: boxes drawn on the "
+            "stored pixels would be wrong", len(oriented), image_set, oriented[0],
+        )  # fmt: skip
     return truth
 
 
-def _checked_size(path: str, declared: tuple[float, float] | None, image: str) -> tuple[float, float] | None:
+def _checked_size(
+    path: str, declared: tuple[float, float] | None, image: str, oriented: list[str] | None = None
+) -> tuple[float, float] | None:
     """The image's width and height as decoding gives them (read from its header, EXIF orientation
     applied), checked against the annotation's `<size>` (`declared`); `declared` when the image cannot
-    be read (scoring a detections file needs no images), None when neither is known."""
-    try:
-        with Image.open(image) as handle:
-            stored = handle.size
-            turned = handle.getexif().get(0x0112) in (5, 6, 7, 8)  # EXIF orientations that swap the sides
-    except Exception:  # noqa: BLE001 - a missing or unreadable image is named where it is decoded
+    be read (scoring a detections file needs no images), None when neither is known. An image whose
+    orientation mirrors or turns it by 180 degrees (sizes alike either way) is added to `oriented`."""
+    orientation = _orientation_and_size(image)
+    if orientation is None:
         return declared
+    code, stored = orientation
+    turned = code in (5, 6, 7, 8)  # EXIF orientations that swap the sides
+    if code in (2, 3, 4) and oriented is not None:
+        oriented.append(image)
     read = (stored[1], stored[0]) if turned else stored
     if declared is None or _same(declared, read):
         return float(read[0]), float(read[1])
@@ -201,6 +224,28 @@ def _checked_size(path: str, declared: tuple[float, float] | None, image: str) -
         f"{path}: <size> {w:g}x{h:g} is not the size of {image} ({read[0]}x{read[1]}); annotated on "
         "another size of the image?"
     )
+
+
+def _orientation_and_size(image: str) -> tuple[int, tuple[int, int]] | None:
+    """(EXIF orientation, stored width x height) from the image file's header, without decoding it; None
+    for a missing file, one that is not a regular file (a pipe would block), or one PIL cannot open."""
+    if not os.path.isfile(image):
+        return None
+    try:
+        with warnings.catch_warnings():  # a large image's DecompressionBombWarning: decoding reports it
+            warnings.simplefilter("ignore")
+            with Image.open(image) as handle:
+                if handle.format == "PNG":  # getexif() would decode a PNG to find a late eXIf chunk
+                    exif = Image.Exif()
+                    raw = handle.info.get("exif")
+                    if isinstance(raw, bytes):
+                        exif.load(raw)
+                else:
+                    exif = handle.getexif()
+                code = exif.get(0x0112)
+                return (code if isinstance(code, int) else 1), handle.size
+    except Exception:  # noqa: BLE001 - a missing or unreadable image is named where it is decoded
+        return None
 
 
 def _same(size: tuple[float, float], other: tuple[int, int]) -> bool:
