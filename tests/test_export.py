@@ -383,3 +383,16 @@ def test_an_onnx_file_of_another_producer_is_not_replaced(
     capsys.readouterr()
     assert main(["export", "--checkpoint", str(source), "--output", str(foreign), "--no-verify"]) == 1
     assert "exists and is not an earlier export" in capsys.readouterr().err and foreign.read_bytes() == before
+
+
+def test_converting_a_bare_state_dict_says_what_it_assumed(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """`export --convert F --variant bn` wrote the defaults into the file without a word (predict warned)."""
+    source = googlenet.build_model("bn", num_classes=5, aux_logits=False)
+    torch.save(source.state_dict(), tmp_path / "bare.pt")
+    args = ["export", "--convert", str(tmp_path / "bare.pt"), "--output", str(tmp_path / "out.pt")]
+    assert main([*args, "--variant", "bn"]) == 0
+    assert "a bare state dict carries no class names, input size or normalisation" in capsys.readouterr().err
+    _, meta = googlenet.load_checkpoint_model(tmp_path / "out.pt")
+    assert meta["class_names"] == ["0", "1", "2", "3", "4"] and meta["bare_state_dict"] is True

@@ -21,6 +21,7 @@ import argparse
 import io
 import json
 import os
+import sys
 import warnings
 import zipfile
 from dataclasses import replace
@@ -378,6 +379,10 @@ def run(args: argparse.Namespace) -> int:
         model, meta = model_from_file(
             args.convert, aux_logits=aux, variant=args.variant, transform_input=args.transform_input
         )
+        if meta.get("bare_state_dict"):  # what the file lacked is written into the export: say so
+            print(f"googlenet export: warning: {args.convert}: a bare state dict carries no class names, input "
+                  "size or normalisation: written as classes 0..N-1 (ImageNet's at 1000), 224 px and "
+                  "ImageNet's mean/std", file=sys.stderr)  # fmt: skip
     summary = {"source": source, **export_model(model, meta, args.output, fmt, verify=not args.no_verify)}
     if args.json:
         print(json.dumps(summary, indent=2))

@@ -1,4 +1,4 @@
-"""Detection data on disk: PASCAL VOC annotations (through torchvision) and detection CSV files.
+"""Detection data on disk: PASCAL VOC annotations (torchvision's layout, read with ElementTree) and detection CSV files.
 
 A VOC tree is `<root>/VOCdevkit/VOC<year>/{Annotations,ImageSets/Main,JPEGImages}`; `root` may also be
 the `VOCdevkit` folder or the `VOC<year>` folder itself (any folder holding Annotations/ and
