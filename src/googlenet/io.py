@@ -41,6 +41,13 @@ def _file_mode() -> int:
     return 0o666 & ~umask
 
 
+def fit_name(name: str, limit: int) -> str:
+    """`name` cut to at most `limit` bytes as the file system stores it, on a character's edge."""
+    while len(os.fsencode(name)) > limit:
+        name = name[:-1]
+    return name
+
+
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[Any]]:
     """Open a temporary file beside `path`; on success it replaces `path` atomically.
@@ -54,9 +61,7 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[A
     if target.exists() and not target.is_file() and not target.is_dir():
         raise OSError(errno.EINVAL, "not a regular file (a device, pipe or socket)", str(path))
     target.parent.mkdir(parents=True, exist_ok=True)
-    stem = target.name  # cut to 200 bytes, so that a legal 255-byte name leaves room for the additions
-    while len(os.fsencode(stem)) > 200:
-        stem = stem[:-1]
+    stem = fit_name(target.name, 200)  # so that a legal 255-byte name leaves room for the additions
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{stem}.", suffix=".tmp", dir=target.parent)
     except OSError as exc:

@@ -25,9 +25,10 @@ import numpy as np
 
 from googlenet.detect.metrics import ClassResult, evaluate_detections, mean_ap
 from googlenet.detect.pipeline import SETTINGS, logger, setting_from_name
-from googlenet.detect.voc import cut_utf8, file_stem, load_voc, read_detections
+from googlenet.detect.voc import file_stem, load_voc, read_detections
 from googlenet.errors import ConfigError, DataError
 from googlenet.evaluate.models import add_engine_arguments
+from googlenet.io import fit_name
 from googlenet.signals import signals_held
 
 
@@ -534,11 +535,9 @@ def _file_name(label: str) -> str:
     long one (cut to 100 characters), ends in 8 hex digits of its SHA-256, so `a/b`, `a_b` and `a b` get
     three files."""
     safe = re.sub(r"[^\w.-]", "_", label).lstrip(".") or "_"
-    encoded = safe.encode("utf-8", "surrogateescape")
-    if safe == label and len(encoded) <= 100:
+    if safe == label and len(os.fsencode(safe)) <= 100:
         return safe
-    digest = hashlib.sha256(label.encode("utf-8", "surrogateescape")).hexdigest()[:8]
-    return f"{cut_utf8(encoded, 100).decode('utf-8', 'surrogateescape')}-{digest}"
+    return f"{fit_name(safe, 100)}-{hashlib.sha256(os.fsencode(label)).hexdigest()[:8]}"
 
 
 def run_evaluate(args: argparse.Namespace) -> int:

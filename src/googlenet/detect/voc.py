@@ -28,6 +28,7 @@ from PIL import Image
 from googlenet.data.decode import IMAGE_EXTENSIONS
 from googlenet.detect.metrics import Detection, GroundTruth
 from googlenet.errors import DataError
+from googlenet.io import fit_name
 
 logger = logging.getLogger("googlenet.detect")
 
@@ -116,22 +117,9 @@ def file_stem(image_id: str) -> str:
     them, escaped, so two ids never share a file; one longer than 200 bytes so escaped is cut there and
     ends in 8 hex digits of the id's SHA-256 (room left for a suffix within a file name's 255 bytes)."""
     stem = image_id.replace("%", "%25").replace("/", "%2F").replace("\\", "%5C")
-    raw = stem.encode("utf-8", "surrogateescape")
-    if len(raw) <= 200:
+    if len(os.fsencode(stem)) <= 200:
         return stem
-    digest = hashlib.sha256(image_id.encode("utf-8", "surrogateescape")).hexdigest()[:8]
-    return cut_utf8(raw, 190).decode("utf-8", "surrogateescape") + "-" + digest
-
-
-def cut_utf8(raw: bytes, limit: int) -> bytes:
-    """`raw`'s first `limit` bytes or fewer, never ending inside a UTF-8 character."""
-    cut = raw[:limit]
-    if len(cut) < len(raw):
-        while cut and (cut[-1] & 0xC0) == 0x80:  # continuation bytes of a character cut short
-            cut = cut[:-1]
-        if cut and cut[-1] >= 0xC0:  # its first byte
-            cut = cut[:-1]
-    return cut
+    return f"{fit_name(stem, 190)}-{hashlib.sha256(os.fsencode(image_id)).hexdigest()[:8]}"
 
 
 def voc_images(

@@ -25,6 +25,7 @@ from googlenet.model.googlenet import VARIANTS, GoogLeNet, build_model
 from googlenet.model.weights import (
     IMAGENET_MEAN,
     IMAGENET_STD,
+    check_transform_input,
     imagenet_labels,
     is_torchvision_state_dict,
     load_checkpoint_model,
@@ -171,11 +172,11 @@ def _load_weight_file(
     if weight_file_kind(path) != "torch":
         if variant not in (None, "paper"):
             raise ConfigError(f"--variant {variant}: {path} holds the reference Caffe weights (always paper)")
-        _flag_applies(path, transform_input)
+        check_transform_input(path, transform_input, "--no-transform-input")
         return model_from_file(path, aux_logits=False)
     obj = safe_load(path)
     if isinstance(obj, dict) and obj.get("format") == "googlenet":
-        _flag_applies(path, transform_input)
+        check_transform_input(path, transform_input, "--no-transform-input")
         model, meta = load_checkpoint_model(path, aux_logits=False)
         own = getattr(getattr(model, "config", None), "variant", None)
         if variant is not None and variant != own:
@@ -184,7 +185,7 @@ def _load_weight_file(
     if not is_torchvision_state_dict(obj):
         if variant == "torchvision":
             raise ConfigError(f"--variant torchvision: {path} is not a torchvision GoogLeNet state dict")
-        _flag_applies(path, transform_input)
+        check_transform_input(path, transform_input, "--no-transform-input")
         model, meta = model_from_file(path, aux_logits=False, variant=variant)  # a bare one: named problems
         logger.warning(
             "%s: a bare state dict carries no class names, input size or normalisation: taken as %s, 224 px "
@@ -202,13 +203,6 @@ def _load_weight_file(
                 "weights": "a torchvision GoogLeNet built with transform_input=False"}  # fmt: skip
         meta.pop("aux_heads_untrained", None)
     return model, meta
-
-
-def _flag_applies(path: str, transform_input: bool) -> None:
-    if not transform_input:
-        raise ConfigError(
-            f"--no-transform-input applies to a torchvision GoogLeNet state dict; {path} is not one"
-        )
 
 
 def load_ensemble(

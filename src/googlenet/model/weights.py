@@ -583,13 +583,13 @@ def model_from_file(
     if kind != "torch":
         if variant not in (None, "paper"):
             raise ConfigError(f"variant {variant}: {path} holds the reference Caffe weights (always paper)")
-        _check_transform_input(path, transform_input)
+        check_transform_input(path, transform_input)
         from googlenet.model.caffe import reference_model
 
         return reference_model(path, kind, aux_logits)
     obj = safe_load(path)
     if _is_ours(obj):
-        _check_transform_input(path, transform_input)
+        check_transform_input(path, transform_input)
         model, meta = _model_from_checkpoint(path, _validated(path, obj), aux_logits, key)
         if variant is not None and variant != model.config.variant:
             raise ConfigError(
@@ -616,7 +616,7 @@ def model_from_file(
             "weights": "a torchvision GoogLeNet built with transform_input=False",
         }
     if _is_state_dict(obj) and variant in ("paper", "bn") and _is_googlenet(obj):
-        _check_transform_input(path, transform_input)
+        check_transform_input(path, transform_input)
         fc = obj.get("fc.weight")
         if not isinstance(fc, Tensor) or fc.ndim != 2:
             raise CheckpointError(f"{path}: a bare state dict without a 2-d fc.weight (not a GoogLeNet's)")
@@ -656,12 +656,15 @@ def _bare_problem(state: Mapping[str, Any]) -> str:
     )
 
 
-def _check_transform_input(path: str | os.PathLike[str], transform_input: bool) -> None:
+def check_transform_input(
+    path: str | os.PathLike[str],
+    transform_input: bool,
+    flag: str = "transform_input=False (--no-transform-input)",
+) -> None:
+    """`ConfigError` when `transform_input` is False for `path`, a file that is no torchvision state dict;
+    `flag` names the setting as its caller takes it."""
     if not transform_input:
-        raise ConfigError(
-            f"transform_input=False (--no-transform-input) applies to a torchvision GoogLeNet state dict; "
-            f"{path} is not one"
-        )
+        raise ConfigError(f"{flag} applies to a torchvision GoogLeNet state dict; {path} is not one")
 
 
 def load_checkpoint_model(
