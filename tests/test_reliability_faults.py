@@ -507,6 +507,16 @@ def test_a_tampered_checkpoint_next_to_its_digest_is_refused(
         read_checkpoint(saved)
 
 
+def test_a_digest_record_that_is_not_a_file_is_refused_not_skipped(saved: Path) -> None:
+    """A `checkpoints.json` folder used to skip the check (and the next write named last.pt)."""
+    (saved.parent / gio.DIGESTS_FILE).mkdir()
+    for attempt in (lambda: verify_digest(saved), lambda: record_digest(saved, "f" * 64, 1)):
+        with pytest.raises(CheckpointError, match=r"checkpoints\.json: is not a file.*remove it"):
+            attempt()
+    with pytest.raises(CheckpointError, match="is not a file"):
+        read_checkpoint(saved)
+
+
 def test_the_digest_record_matches_the_file_at_every_moment_of_a_replacement(saved: Path) -> None:
     """Killed between recording a new digest and replacing the file, the old file still verifies."""
     old = sha256_file(saved)

@@ -140,6 +140,17 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
     return digest.hexdigest()
 
 
+def _digest_index(file: Path) -> Path:
+    """The `checkpoints.json` beside `file`; something else by that name (a folder, a pipe) is refused
+    in one line rather than skipped, which would leave the run's checkpoints unchecked."""
+    index = file.parent / DIGESTS_FILE
+    if os.path.lexists(index) and not index.is_file():
+        raise CheckpointError(
+            f"{index}: is not a file, so the checkpoint digests cannot be kept; remove it to go on"
+        )
+    return index
+
+
 def _read_digests(index: Path) -> dict[str, Any]:
     try:
         entries = json.loads(index.read_text(encoding="utf-8"))
@@ -159,7 +170,7 @@ def record_digest(path: str | os.PathLike[str], sha256: str, size: int, pending:
     are kept as "previous_sha256" until the call with `pending=False` after the replacement.
     """
     file = Path(path)
-    index = file.parent / DIGESTS_FILE
+    index = _digest_index(file)
     entries: dict[str, Any] = {}
     if index.is_file():
         with contextlib.suppress(CheckpointError):
@@ -192,7 +203,7 @@ def verify_digest(path: str | os.PathLike[str]) -> bool:
     A mismatch is a one-line `CheckpointError`: the file changed after it was written.
     """
     file = Path(path)
-    index = file.parent / DIGESTS_FILE
+    index = _digest_index(file)
     if not index.is_file():
         return False
     entry = _read_digests(index).get(file.name)
