@@ -544,3 +544,28 @@ def test_an_unknown_mplbackend_does_not_stop_the_command(tmp_path: Path) -> None
     ]
     done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0 and (tmp_path / "r.html").is_file(), done.stderr
+
+
+def test_the_confusion_matrix_of_many_classes_stays_small(tmp_path: Path) -> None:
+    """300 classes drew a 9616-pixel square (4.3 GB); 1000 would have needed about 40 GB."""
+    import base64
+    import io
+    import re
+
+    import torch
+    from PIL import Image
+
+    from googlenet.report.build import MATRIX_CLASSES, predictions_section
+
+    n = 300
+    targets = [i % n for i in range(2 * n)]
+    probs = torch.full((2 * n, n), 0.1 / n)
+    for row, t in enumerate(targets):  # every image of class 7 taken for class 3, the rest right
+        probs[row, 3 if t == 7 else t] = 0.9
+    names = [f"class{i:03d}" for i in range(n)]
+    body = predictions_section({"probs": probs, "targets": targets, "paths": [], "names": names}, wrong=0)
+    png = base64.b64decode(re.search(r'src="data:image/png;base64,([^"]+)"', body).group(1))  # type: ignore[union-attr]
+    width, height = Image.open(io.BytesIO(png)).size
+    assert max(width, height) < 2500, (width, height)
+    assert f"the matrix shows the {MATRIX_CLASSES} in the most mistakes" in body
+    assert "<td>class007</td><td>class003</td><td>2</td><td>100.0%</td>" in body

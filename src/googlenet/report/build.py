@@ -293,8 +293,15 @@ def predict_images(
             "paths": paths, "names": names}  # fmt: skip
 
 
-def predictions_section(pred: dict[str, Any], wrong: int = 12) -> str:
-    """A confusion matrix and the most confidently wrong images, each with its top-5."""
+MATRIX_CLASSES = 40
+"""The most classes a confusion matrix draws. Its figure grows with the square of the classes: 300
+drew a 9616-pixel square (4.3 GB of memory), 1000 (ImageNet) would need about 40 GB. Above this, the
+matrix shows the classes with the most mistakes, and a table lists the most frequent confusions."""
+
+
+def predictions_section(pred: dict[str, Any], wrong: int = 12, pairs: int = 15) -> str:
+    """A confusion matrix (at most `MATRIX_CLASSES` classes: those with the most mistakes), the `pairs`
+    most frequent confusions, and the most confidently wrong images, each with its top-5."""
     import numpy as np
 
     from googlenet.data.decode import load_image
@@ -307,25 +314,48 @@ def predictions_section(pred: dict[str, Any], wrong: int = 12) -> str:
     matrix = np.zeros((n, n), dtype=int)
     for t, p in zip(targets, predicted, strict=True):
         matrix[t, p] += 1
+    mistakes_only = matrix - np.diag(np.diag(matrix))
+    shown = list(range(n))
+    if n > MATRIX_CLASSES:  # the classes in the most mistakes, as true or as predicted class, in order
+        involved = mistakes_only.sum(axis=0) + mistakes_only.sum(axis=1)
+        shown = sorted(np.argsort(-involved, kind="stable")[:MATRIX_CLASSES].tolist())
+    drawn = matrix[np.ix_(shown, shown)]
+    k = len(shown)
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(0.45 * n + 3, 0.45 * n + 2.5))
-    ax.imshow(matrix, cmap="Blues")
+    fig, ax = plt.subplots(figsize=(0.45 * k + 3, 0.45 * k + 2.5))
+    ax.imshow(drawn, cmap="Blues")
     # Class names are the user's folder names: shown as written, not parsed as matplotlib's $TeX$; bytes
     # that are not UTF-8 (surrogate escapes, which matplotlib refuses) as \xNN.
     labels = [shown_name(name) for name in names]
-    ax.set_xticks(range(n), labels, rotation=60, ha="right", fontsize=8, parse_math=False)
-    ax.set_yticks(range(n), labels, fontsize=8, parse_math=False)
+    ax.set_xticks(range(k), [labels[i] for i in shown], rotation=60, ha="right", fontsize=8, parse_math=False)
+    ax.set_yticks(range(k), [labels[i] for i in shown], fontsize=8, parse_math=False)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    if n <= 30:
-        for i in range(n):
-            for j in range(n):
-                if matrix[i, j]:
-                    ax.text(j, i, str(matrix[i, j]), ha="center", va="center", fontsize=7,
-                            color="white" if matrix[i, j] > matrix.max() / 2 else "black")  # fmt: skip
+    if k <= 30:
+        for i in range(k):
+            for j in range(k):
+                if drawn[i, j]:
+                    ax.text(j, i, str(drawn[i, j]), ha="center", va="center", fontsize=7,
+                            color="white" if drawn[i, j] > drawn.max() / 2 else "black")  # fmt: skip
     accuracy = 100.0 * sum(int(t == p) for t, p in zip(targets, predicted, strict=True)) / len(targets)
-    ax.set_title(f"{len(targets)} validation images, top-1 accuracy {accuracy:.1f}% (centre crop)")
+    title = f"{len(targets)} validation images, top-1 accuracy {accuracy:.1f}% (centre crop)"
+    if k < n:
+        title += f"\nthe {k} of {n} classes in the most mistakes"
+    ax.set_title(title)
     body = img(figure_png(fig), "confusion matrix")
+    if k < n:
+        body += (
+            f'<p class="note">{n} classes: the matrix shows the {k} in the most mistakes (as the true '
+            "or the predicted class); the table below lists the most frequent confusions of all.</p>"
+        )
+    true_i, predicted_j = np.nonzero(mistakes_only)
+    counts = mistakes_only[true_i, predicted_j].tolist()
+    frequent = sorted(zip(counts, true_i.tolist(), predicted_j.tolist(), strict=True), key=lambda x: (-x[0], x[1], x[2]))
+    if frequent:
+        rows = [(labels[i], labels[j], c, f"{100.0 * c / max(int(matrix[i].sum()), 1):.1f}%")
+                for c, i, j in frequent[:pairs]]  # fmt: skip
+        body += f"<h3>The {len(rows)} most frequent confusions</h3>"
+        body += table(rows, ["true class", "predicted as", "images", "of the true class's images"])
     confidence = probs.max(dim=1).values.tolist()
     mistakes = sorted((i for i, (t, p) in enumerate(zip(targets, predicted, strict=True)) if t != p),
                       key=lambda i: -confidence[i])[:wrong]  # fmt: skip
