@@ -308,6 +308,30 @@ def test_bad_images_are_skipped_and_reported_or_abort(
     assert code == 1 and len(lines) == 3 and "3.jpg" in lines[2] and "error" in lines[2]
 
 
+def test_no_readable_image_is_an_error_and_a_class_of_unreadable_ones_is_named(
+    setup: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """With nothing scored, evaluate printed "top-1 error nan%" and exited 0; a class whose every image
+    was unreadable dropped out of the figures unsaid."""
+    data = tmp_path / "data"
+    shutil.copytree(setup["data"], data)
+    for image in (data / "val" / "star").iterdir():
+        image.write_bytes(b"\xff\xd8 truncated")
+    report = run_json(["--checkpoint", str(setup["a"]), "--data-path", str(data)], capsys)
+    assert report["images"] == 6 and len(report["bad_images"]) == 3
+    assert "1 class(es) had every listed image unreadable" in caplog.text and "'star'" in caplog.text
+    for image in (data / "val").glob("*/*.jpg"):
+        image.write_bytes(b"not an image")
+    for extra in ([], ["--table3", "--output-dir", str(tmp_path / "t3")]):
+        code = main(["evaluate", "--checkpoint", str(setup["a"]), "--data-path", str(data), "--engine", "eager",
+                     "-j", "0", "--no-progress", *extra])  # fmt: skip
+        captured = capsys.readouterr()
+        assert code == 1 and "nan" not in captured.out, captured.out
+        one_line = captured.err.strip().splitlines()[-1]
+        assert "none of its 9 image(s) could be read; nothing to score" in one_line, captured.err
+    assert not (tmp_path / "t3").exists()
+
+
 def test_class_mismatch_is_a_one_line_error_before_any_backend_is_timed(
     setup: dict[str, Path],
     tmp_path: Path,

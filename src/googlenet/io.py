@@ -18,6 +18,7 @@ import errno
 import hashlib
 import io
 import json
+import math
 import os
 import tempfile
 import warnings
@@ -129,6 +130,17 @@ def _forget_unwritten(file: Path) -> None:
         entries = _read_digests(index)
         if entries.pop(file.name, None) is not None:
             _write_digests(index, entries)
+
+
+def json_safe(value: Any) -> Any:
+    """NaN and infinities become null (JSON has no NaN); containers are converted recursively."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    return value
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:

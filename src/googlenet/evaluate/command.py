@@ -12,11 +12,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import os
 import sys
 import time
 import typing
+from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,7 @@ from typing import Any
 from googlenet.console import setup_console
 from googlenet.data.crops import CROP_COUNTS, CropSpec
 from googlenet.data.datasets import max_workers
-from googlenet.errors import CheckpointError, ConfigError, GoogLeNetError
+from googlenet.errors import CheckpointError, ConfigError, DataError, GoogLeNetError
 from googlenet.evaluate.evalset import (
     DATASETS,
     EvalSet,
@@ -50,7 +50,7 @@ from googlenet.evaluate.table3 import (
     table3_specs,
     table3_views,
 )
-from googlenet.io import check_output, check_output_folder
+from googlenet.io import check_output, check_output_folder, json_safe
 from googlenet.model.weights import read_checkpoint
 
 if typing.TYPE_CHECKING:
@@ -237,6 +237,7 @@ def run(args: argparse.Namespace) -> int:
     )
     final = views[-1]  # the full protocol (Table 3's last row)
     report = _report(ensemble, evalset.description, specs[final.spec], final, result, args, str(device))
+    _check_scored(report, samples, ensemble.class_names, evalset.description)
     if args.table3:
         rows = table3_rows(specs, views, result["views"])
         output_dir = args.output_dir or os.path.join("runs", time.strftime("table3-%Y%m%d-%H%M%S"))
@@ -250,7 +251,7 @@ def run(args: argparse.Namespace) -> int:
             print(format_table3(rows))
             print(f"saved {', '.join(str(p) for p in paths.values())}")
     if args.json:
-        print(json.dumps(_finite(report), indent=2))
+        print(json.dumps(json_safe(report), indent=2, allow_nan=False))
     elif not args.table3:
         _print_report(report)
     else:
@@ -300,15 +301,27 @@ def _report(
     }
 
 
-def _finite(value: Any) -> Any:
-    """NaN (no images) as null: JSON has no NaN."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    return value
+def _check_scored(
+    report: dict[str, Any], samples: Sequence[tuple[str, int]], names: Sequence[str], where: str
+) -> None:
+    """Refuse a result with no image scored (its errors would be NaN, printed as "nan%" and exit 0), and
+    warn of classes whose listed images were all unreadable: they are missing from the figures."""
+    bad = report["bad_images"]
+    if report["images"] == 0:
+        first = f" (the first: {bad[0]['image']}: {bad[0]['error']})" if bad else ""
+        raise DataError(
+            f"{where}: none of its {len(samples)} image(s) could be read; nothing to score{first}"
+        )
+    listed = Counter(target for _, target in samples)
+    scored = {row["class"]: row["images"] for row in report["per_class"]}
+    lost = [names[c] for c in sorted(listed) if c < len(names) and scored.get(names[c]) == 0]
+    if lost:
+        shown = ", ".join(repr(name) for name in lost[:5]) + (
+            f" and {len(lost) - 5} more" if len(lost) > 5 else ""
+        )
+        logger.warning(
+            "%d class(es) had every listed image unreadable and are not in the figures: %s", len(lost), shown
+        )
 
 
 def _print_report(r: dict[str, Any]) -> None:

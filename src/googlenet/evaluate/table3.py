@@ -19,7 +19,7 @@ from typing import Any
 from googlenet.data.crops import CROP_COUNTS, CropSpec
 from googlenet.evaluate.metrics import ClassificationMeter
 from googlenet.evaluate.protocol import View
-from googlenet.io import atomic_open
+from googlenet.io import atomic_open, json_safe
 from googlenet.signals import signals_held
 
 
@@ -134,7 +134,7 @@ def save_table3(
     for row in rows:
         writer.writerow({k: ("" if v is None else v) for k, v in asdict(row).items()})
     contents = {
-        "json": (json.dumps(payload, indent=2) + "\n").encode(),
+        "json": (json.dumps(json_safe(payload), indent=2, allow_nan=False) + "\n").encode(),
         "csv": text.getvalue().encode(),
         "png": _table3_png(rows),
     }

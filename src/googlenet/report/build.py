@@ -350,7 +350,9 @@ def predictions_section(pred: dict[str, Any], wrong: int = 12, pairs: int = 15) 
         )
     true_i, predicted_j = np.nonzero(mistakes_only)
     counts = mistakes_only[true_i, predicted_j].tolist()
-    frequent = sorted(zip(counts, true_i.tolist(), predicted_j.tolist(), strict=True), key=lambda x: (-x[0], x[1], x[2]))
+    frequent = sorted(
+        zip(counts, true_i.tolist(), predicted_j.tolist(), strict=True), key=lambda x: (-x[0], x[1], x[2])
+    )
     if frequent:
         rows = [(labels[i], labels[j], c, f"{100.0 * c / max(int(matrix[i].sum()), 1):.1f}%")
                 for c, i, j in frequent[:pairs]]  # fmt: skip

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from googlenet.errors import ConfigError
-from googlenet.io import atomic_open, leftover_of, record_digest
+from googlenet.io import atomic_open, json_safe, leftover_of, record_digest
 
 try:
     import fcntl
@@ -79,17 +79,6 @@ def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.6g}"
     return str(value)
-
-
-def json_safe(value: Any) -> Any:
-    """NaN and infinities become null (JSON has no NaN); containers are converted recursively."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [json_safe(v) for v in value]
-    return value
 
 
 def chance_levels(num_classes: int | None) -> tuple[tuple[float, str] | None, tuple[float, str] | None]:
