@@ -260,6 +260,7 @@ def test_text_report_and_max_reduction(setup: dict[str, Path], capsys: pytest.Ca
     assert "9/9" in captured.err and "img" in captured.err  # tqdm's bar: count, rate and ETA
     assert "top-1 error" in text and "top-5 error" in text and "images       9" in text
     assert "per-class accuracy" in text and "crops/s" in text
+    assert "top-5 is right by construction with 3 classes" in text  # a 100% that says nothing, said so
     engine = next(line for line in text.splitlines() if line.startswith("engine"))
     assert any(backend in engine for backend in ("eager", "onnxruntime", "openvino"))  # --engine auto's pick
 
@@ -309,7 +310,10 @@ def test_bad_images_are_skipped_and_reported_or_abort(
 
 
 def test_no_readable_image_is_an_error_and_a_class_of_unreadable_ones_is_named(
-    setup: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+    setup: dict[str, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """With nothing scored, evaluate printed "top-1 error nan%" and exited 0; a class whose every image
     was unreadable dropped out of the figures unsaid."""
@@ -320,6 +324,9 @@ def test_no_readable_image_is_an_error_and_a_class_of_unreadable_ones_is_named(
     report = run_json(["--checkpoint", str(setup["a"]), "--data-path", str(data)], capsys)
     assert report["images"] == 6 and len(report["bad_images"]) == 3
     assert "1 class(es) had every listed image unreadable" in caplog.text and "'star'" in caplog.text
+    argv = ["evaluate", "--checkpoint", str(setup["a"]), "--data-path", str(data), "--engine", "eager", "-j", "0"]
+    assert main([*argv, "--no-progress"]) == 0
+    assert "top-5 is right by construction with 3 classes" in capsys.readouterr().out  # a 100% that says nothing
     for image in (data / "val").glob("*/*.jpg"):
         image.write_bytes(b"not an image")
     for extra in ([], ["--table3", "--output-dir", str(tmp_path / "t3")]):

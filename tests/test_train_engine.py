@@ -6,6 +6,7 @@ import csv
 import json
 import logging
 import math
+import re
 import shutil
 import signal
 from collections.abc import Iterator
@@ -990,3 +991,19 @@ def test_resuming_a_last_pt_of_an_older_version_says_what_it_may_have_done_other
     assert len(notes) == 2 and "one epoch ahead" in notes[0] and "lighting 0.1" in notes[1]
     assert older_run_notes({"version": 1}, resolve({}, {})) == []  # nothing trained, nothing changed
     assert older_run_notes({"version": 2, "history": [{"epoch": 0}]}, no_photometric) == []
+
+
+def test_the_data_line_says_what_each_epoch_leaves_out_and_that_top5_says_nothing(
+    tiny_data: Path, tmp_path: Path
+) -> None:
+    """12 images at batch 5 left 2 out of every epoch unsaid; with 3 classes top-5 is 100% by construction."""
+    fit(
+        tiny(
+            tiny_data, tmp_path / "run", **{"optim.batch_size": 5, "run.epochs": 1, "model.aux_logits": False}
+        )
+    )
+    log = (tmp_path / "run" / "train.log").read_text()
+    assert "2 steps per epoch (2 image(s) left out of each epoch, other ones each time)" in log
+    assert "; top-5 is always 100% with 5 classes or fewer" in log
+    rate = re.search(r"\| ([0-9.e+]+) img/s \|", log)
+    assert rate and float(rate.group(1)) > 0, log  # "%.0f" printed a rate under 0.5 img/s as 0

@@ -97,6 +97,38 @@ def test_a_small_input_on_a_batchnorm_variant_is_estimated(tmp_path: Path) -> No
     assert memory.estimate_training_memory("torchvision", 10, 32, 8, aux_logits=False).activations > 0
 
 
+def test_one_image_per_step_on_1x1_batchnorm_maps_is_refused_up_front(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--variant bn --input-size 32 -b 1` ended its first step in a 28-frame traceback."""
+    for variant in ("bn", "torchvision"):
+        with pytest.raises(ConfigError, match=f"--variant {variant} at --input-size 32 reaches 1x1 maps"):
+            memory.check_batch_norm_batch(variant, 32, 1, 1, aux_logits=False)
+    with pytest.raises(ConfigError, match=r"per process \(2 processes\)"):
+        memory.check_batch_norm_batch("bn", 32, 2, 2, aux_logits=False)
+    memory.check_batch_norm_batch("paper", 32, 1, 1, aux_logits=False)  # no BatchNorm
+    memory.check_batch_norm_batch("bn", 32, 2, 1, aux_logits=False)  # two values per channel
+    memory.check_batch_norm_batch("bn", 64, 1, 1, aux_logits=False)  # 2x2 maps
+    out = tmp_path / "run"
+    argv = [
+        "train",
+        "--variant",
+        "bn",
+        "--input-size",
+        "32",
+        "--no-aux",
+        "-b",
+        "1",
+        "--epochs",
+        "1",
+        "-o",
+        str(out),
+    ]
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "use a --batch-size of 2 or more per process" in err and not out.exists()
+
+
 def test_train_refuses_a_batch_no_machine_holds(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "run"
     assert main(["train", "--input-size", "4096", "-b", "1024", "-o", str(out)]) == 1

@@ -33,7 +33,7 @@ from googlenet.evaluate.evalset import (
     match_classes,
     open_eval_images,
 )
-from googlenet.evaluate.metrics import REDUCTIONS
+from googlenet.evaluate.metrics import REDUCTIONS, top5_trivial
 from googlenet.evaluate.models import (
     Ensemble,
     add_engine_arguments,
@@ -249,6 +249,8 @@ def run(args: argparse.Namespace) -> int:
         report["files"] = {kind: str(path) for kind, path in paths.items()}
         if not args.json:
             print(format_table3(rows))
+            if ensemble.num_classes <= 5:
+                print(top5_trivial(ensemble.num_classes))
             print(f"saved {', '.join(str(p) for p in paths.values())}")
     if args.json:
         print(json.dumps(json_safe(report), indent=2, allow_nan=False))
@@ -298,6 +300,7 @@ def _report(
         "device": device,
         # with --class-subset the model's other classes have no images: their rows are left out
         "per_class": [row for row in summary["per_class"] if row["images"] or not args.class_subset],
+        "num_classes": ensemble.num_classes,
     }
 
 
@@ -335,6 +338,8 @@ def _print_report(r: dict[str, Any]) -> None:
     )
     print(f"top-1 error  {r['top1_error']:6.2f}%  (accuracy {r['top1_accuracy']:.2f}%)")
     print(f"top-5 error  {r['top5_error']:6.2f}%  (accuracy {r['top5_accuracy']:.2f}%)")
+    if r["num_classes"] <= 5:
+        print(f"             {top5_trivial(r['num_classes'])}")
     _print_footer(r)
     per_class = r["per_class"]
     shown = per_class

@@ -378,9 +378,14 @@ class _Trainer:
             if config.data.scan_bad_files
             else "bad files not scanned for (each is named when met)"
         )
+        left_out = len(data.train) - self.steps_per_epoch * o.batch_size  # the last incomplete batch
+        steps = f"{self.steps_per_epoch} step{'s' if self.steps_per_epoch != 1 else ''} per epoch" + (
+            f" ({left_out} image(s) left out of each epoch, other ones each time)" if left_out else ""
+        )
+        top5 = "; top-5 is always 100% with 5 classes or fewer" if len(data.classes) <= 5 else ""
         logger.info(
-            "data: %s, %d classes, %d training / %d validation images, %s, %d steps per epoch",
-            config.data.dataset, len(data.classes), len(data.train), len(data.val), bad, self.steps_per_epoch,
+            "data: %s, %d classes, %d training / %d validation images, %s, %s%s",
+            config.data.dataset, len(data.classes), len(data.train), len(data.val), bad, steps, top5,
         )  # fmt: skip
 
         # A resumed run's weights come from last.pt: its --init-from file is not read again (it may

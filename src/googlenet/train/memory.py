@@ -250,13 +250,41 @@ def check_training_memory(
     return None
 
 
+def check_batch_norm_batch(variant: str, input_size: int, batch_size: int, world_size: int, *,
+                           aux_logits: bool = True) -> None:  # fmt: skip
+    """Refuse (`ConfigError`) one image per process for a BatchNorm variant at an input size whose last
+    maps are 1x1: in training, BatchNorm needs more than one value per channel, and the first step
+    ended in a traceback ("Expected more than 1 value per channel when training"). Tried on the meta
+    device, so no memory or time is spent."""
+    if batch_size // max(world_size, 1) != 1:
+        return
+    with torch.device("meta"):
+        model = build_model(variant, num_classes=2, aux_logits=aux_logits)
+    if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+        return
+    try:
+        model.train()(torch.empty(1, 3, input_size, input_size, device="meta"))
+    except ValueError as exc:
+        if "more than 1 value per channel" not in str(exc):
+            raise
+        per_process = f" per process ({world_size} processes)" if world_size > 1 else ""
+        raise ConfigError(
+            f"--variant {variant} at --input-size {input_size} reaches 1x1 maps, where BatchNorm needs more "
+            f"than one image per training step{per_process}: use a --batch-size of 2 or more per process, "
+            "or a larger --input-size"
+        ) from None
+
+
 def check_run_memory(config: TrainConfig, world_size: int, device: torch.device) -> str | None:
     """`check_training_memory` for a training config (`googlenet train`, `detect train` before its
-    region set is built)."""
+    region set is built), after `check_batch_norm_batch`."""
     from googlenet.train.inputs import loader_workers
     from googlenet.train.loop import autocast_for
 
     m, r = config.model, config.run
+    check_batch_norm_batch(
+        m.variant, m.input_size, config.optim.batch_size, world_size, aux_logits=m.aux_logits
+    )
     return check_training_memory(
         m.variant, m.input_size, config.optim.batch_size, world_size, device, aux_logits=m.aux_logits,
         workers=loader_workers(config), autocast=autocast_for(device, r.amp, r.amp_dtype)[0] is not None,
