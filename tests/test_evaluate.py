@@ -324,9 +324,21 @@ def test_no_readable_image_is_an_error_and_a_class_of_unreadable_ones_is_named(
     report = run_json(["--checkpoint", str(setup["a"]), "--data-path", str(data)], capsys)
     assert report["images"] == 6 and len(report["bad_images"]) == 3
     assert "1 class(es) had every listed image unreadable" in caplog.text and "'star'" in caplog.text
-    argv = ["evaluate", "--checkpoint", str(setup["a"]), "--data-path", str(data), "--engine", "eager", "-j", "0"]
+    argv = [
+        "evaluate",
+        "--checkpoint",
+        str(setup["a"]),
+        "--data-path",
+        str(data),
+        "--engine",
+        "eager",
+        "-j",
+        "0",
+    ]
     assert main([*argv, "--no-progress"]) == 0
-    assert "top-5 is right by construction with 3 classes" in capsys.readouterr().out  # a 100% that says nothing
+    assert (
+        "top-5 is right by construction with 3 classes" in capsys.readouterr().out
+    )  # a 100% that says nothing
     for image in (data / "val").glob("*/*.jpg"):
         image.write_bytes(b"not an image")
     for extra in ([], ["--table3", "--output-dir", str(tmp_path / "t3")]):

@@ -799,3 +799,33 @@ def test_a_signal_the_process_was_started_ignoring_stays_ignored(tmp_path: Path)
         [sys.executable, "-c", program], env=env, capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0 and done.stdout.splitlines()[-1] == "still here 0", (done.stdout, done.stderr)
+
+
+def test_closed_standard_streams_and_a_narrow_encoding(tmp_path: Path) -> None:
+    """With stdout closed (`>&-`) every command ended in "'NoneType' object has no attribute 'flush'",
+    exit 1; with stderr closed its errors went into stdout; an "é" in a name under
+    PYTHONIOENCODING=ascii made the printing command a UnicodeEncodeError traceback."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    program = "import sys; from googlenet.cli import run; sys.argv = ['googlenet', *sys.argv[1:]]; run()"
+    for closed in (">&-", "2>&-"):
+        done = subprocess.run(
+            ["sh", "-c", f'"$0" -c "$1" --version {closed}', sys.executable, program],
+            env=env, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert done.returncode == 0 and "Traceback" not in done.stderr + done.stdout, (closed, done)
+        assert ("googlenet " in done.stdout) == (closed == "2>&-")
+    done = subprocess.run(
+        ["sh", "-c", '"$0" -c "$1" predict /no/such.jpg --weights /no/such.pth 2>&-', sys.executable, program],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode != 0 and done.stdout == "", done  # the error does not land in the results
+    import io
+
+    import googlenet.cli  # noqa: F401 (registers the "googlenet-stdout" error handler)
+
+    raw = io.BytesIO()
+    stream = io.TextIOWrapper(raw, encoding="ascii", errors="strict")
+    stream.reconfigure(errors="googlenet-stdout")
+    stream.write("caf\u00e9 \udce9.jpg\n")  # a character ascii lacks; a byte that was not UTF-8
+    stream.flush()
+    assert raw.getvalue() == b"caf\\xe9 \xe9.jpg\n"

@@ -1007,3 +1007,21 @@ def test_the_data_line_says_what_each_epoch_leaves_out_and_that_top5_says_nothin
     assert "; top-5 is always 100% with 5 classes or fewer" in log
     rate = re.search(r"\| ([0-9.e+]+) img/s \|", log)
     assert rate and float(rate.group(1)) > 0, log  # "%.0f" printed a rate under 0.5 img/s as 0
+
+
+def test_a_log_without_a_bar_gets_progress_lines_within_an_epoch(
+    tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Redirected or under nohup, an epoch (hours on ImageNet) wrote no line until it ended."""
+    monkeypatch.setattr(engine, "PROGRESS_LINE_EVERY_S", 0.0)  # every step, here
+    fit(
+        tiny(
+            tiny_data, tmp_path / "run", **{"run.epochs": 1, "run.progress": True, "model.aux_logits": False}
+        )
+    )
+    log = (tmp_path / "run" / "train.log").read_text()
+    lines = re.findall(
+        r"epoch 1 step (\d)/3 \((\d+)%\) \| loss [0-9.]+ \| lr 0.01 \| [0-9.]+ img/s \| epoch ETA 0:00:\d\d",
+        log,
+    )
+    assert lines == [("1", "33"), ("2", "67"), ("3", "100")], log

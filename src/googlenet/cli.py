@@ -9,6 +9,7 @@ usage errors exit with 2). Nothing below the CLI calls `sys.exit`.
 from __future__ import annotations
 
 import argparse
+import codecs
 import contextlib
 import importlib
 import os
@@ -16,6 +17,7 @@ import re
 import signal
 import sys
 import threading
+import warnings
 from collections.abc import Sequence
 
 from googlenet import __version__
@@ -50,7 +52,11 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     """The `googlenet` parser, with the subcommands of every module in `SUBCOMMANDS` that is installed."""
-    parser = _Parser(prog="googlenet", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = _Parser(
+        prog="googlenet",
+        description="GoogLeNet (Szegedy et al., 2014): the network of Table 1, its training (section 6), "
+        "test protocol (section 7) and detection (section 8). `googlenet COMMAND --help` for each.",
+    )
     parser.add_argument("--version", action="version", version=f"googlenet {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in SUBCOMMANDS:
@@ -71,11 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     prints the help and gives 2; Ctrl-C gives 130, SIGTERM 143 (both unwind, so temporary files go and
     child processes stop; a training run saves last.pt first) and a closed pipe 0.
     """
-    # A file name that is not valid UTF-8 reaches us as surrogate escapes; print its original bytes
-    # (as `ls` does) instead of dying with UnicodeEncodeError under a strict stdout.
-    for stream, errors in ((sys.stdout, "surrogateescape"), (sys.stderr, "backslashreplace")):
-        if getattr(stream, "errors", None) == "strict" and hasattr(stream, "reconfigure"):
-            stream.reconfigure(errors=errors)
+    _settle_streams()
     _said.clear()  # one closing line per command (a program may run several)
     in_main_thread = threading.current_thread() is threading.main_thread()
     ours = in_main_thread and bool(catchable(signal.SIGTERM))  # an ignored SIGTERM stays ignored
@@ -87,6 +89,44 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+def _bytes_or_escapes(exc: UnicodeError) -> tuple[bytes, int]:
+    """stdout's encoding-error handler: a file name's bytes that are not UTF-8 (surrogate escapes) as
+    those bytes, as `ls` prints them; any other character the encoding lacks (an "é" in a class or file
+    name under PYTHONIOENCODING=ascii, which made `predict` a traceback) as a backslash escape."""
+    if not isinstance(exc, UnicodeEncodeError):
+        raise exc
+    out = bytearray()
+    for char in exc.object[exc.start : exc.end]:
+        code = ord(char)
+        out += (
+            bytes([code - 0xDC00]) if 0xDC80 <= code <= 0xDCFF else char.encode("ascii", "backslashreplace")
+        )
+    return bytes(out), exc.end
+
+
+codecs.register_error("googlenet-stdout", _bytes_or_escapes)
+
+
+def _settle_streams() -> None:
+    """Make the standard streams safe to print to, whatever the command's environment.
+
+    A closed stdout or stderr (`>&-`, a daemon) is None in Python, and every command ended in
+    "'NoneType' object has no attribute 'flush'", exit 1, with its result lost, or, with stderr closed,
+    its errors printed into stdout: such a stream goes to os.devnull. A character the stream's encoding
+    lacks is escaped (`_bytes_or_escapes`, backslashes on stderr), not a UnicodeEncodeError. And torch's
+    advice against more DataLoader workers than CPUs, printed twice per loader across the progress bar
+    and missing from train.log, is not shown: the worker counts we accept are our own choice."""
+    for name in ("stdout", "stderr"):
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(os.devnull, "w", encoding="utf-8"))  # noqa: SIM115 (lives with the process)
+    for stream, errors in ((sys.stdout, "googlenet-stdout"), (sys.stderr, "backslashreplace")):
+        if getattr(stream, "errors", None) in ("strict", "surrogateescape") and hasattr(
+            stream, "reconfigure"
+        ):
+            stream.reconfigure(errors=errors)
+    warnings.filterwarnings("ignore", message="This DataLoader will create", category=UserWarning)
 
 
 def run() -> None:

@@ -38,6 +38,14 @@ class _StderrHandler(logging.StreamHandler):
     def stream(self, value) -> None:
         pass
 
+    def emit(self, record: logging.LogRecord) -> None:
+        """Write the line with any tqdm bar on stderr lifted first and drawn again after it: a line
+        logged mid-epoch ("skipping a bad image", a signal) was written onto the end of the bar."""
+        from tqdm import tqdm
+
+        with tqdm.external_write_mode(file=sys.stderr):
+            super().emit(record)
+
 
 def setup_console(level: int = logging.INFO) -> None:
     """Show the "googlenet" loggers' INFO lines on stderr, once, whichever command asks first."""

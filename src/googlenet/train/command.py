@@ -143,7 +143,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_g("--ensemble", dest="run.ensemble", type=int, metavar="N",
           help="train N members from the same initial weights with different sampling (section 7)")  # fmt: skip
     add_g(
-        "--progress", dest="run.progress", action=boolean, help="progress bar on stderr when it is a terminal"
+        "--progress",
+        dest="run.progress",
+        action=boolean,
+        help="progress bar on stderr when it is a terminal, else a progress line every 60 s (default on)",
     )
     add_g(
         "--log-every",

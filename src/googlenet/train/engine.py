@@ -159,6 +159,10 @@ def fit(config: TrainConfig, resume: str | os.PathLike[str] | None = None) -> di
 # Settings each process may have of its own: where its copy of the data and of the --init-from file
 # are (their contents are compared, or DDP copies the first process's weights), how many loader
 # processes its machine runs, and whether it draws a progress bar.
+# Where no bar is drawn (stderr a file or pipe: nohup, a batch system's log), a plain progress line
+# this often during an epoch, in train.log too.
+PROGRESS_LINE_EVERY_S = 60.0
+
 _OWN_SETTINGS = ("data.data_path", "model.init_from", "data.workers", "run.progress")
 
 
@@ -588,6 +592,7 @@ class _Trainer:
                 before_backward=self._split_gradient if self._split else None,
                 progress=self.config.run.progress and self.env.is_main and _stderr_is_tty(),
                 total_steps=self.steps_per_epoch,
+                progress_every_s=PROGRESS_LINE_EVERY_S if self.config.run.progress and self.env.is_main else None,
             )  # fmt: skip
         except NonFiniteLossError as exc:
             last = self.folder.last

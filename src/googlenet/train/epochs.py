@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader
 
 from googlenet.model.googlenet import GoogLeNet
 from googlenet.train.averaging import WeightAverager
-from googlenet.train.loop import EpochMeter, evaluate_models
+from googlenet.train.loop import EpochMeter, duration, evaluate_models
 
 logger = logging.getLogger("googlenet.train")
 
@@ -109,12 +109,6 @@ def log_epoch(row: dict[str, Any], epochs: int, eta_s: float) -> None:
         pct(row["val_top1_raw"]), pct(row["val_top1_avg"]), pct(row["val_top5_raw"]), pct(row["val_top5_avg"]),
         row["lr"], rate(row["img_per_s"]), row["epoch_time_s"], duration(eta_s),
     )  # fmt: skip
-
-
-def duration(seconds: float) -> str:
-    """H:MM:SS."""
-    seconds = max(0, round(seconds))
-    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
 def overall_rate(rates: Iterable[Any]) -> float | None:

@@ -10,6 +10,7 @@ averaging) is passed in by the caller.
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import sys
 import time
@@ -24,6 +25,14 @@ from tqdm import tqdm
 
 from googlenet.errors import ConfigError, GoogLeNetError
 from googlenet.train.distributed import all_reduce_sum
+
+logger = logging.getLogger("googlenet.train")
+
+
+def duration(seconds: float) -> str:
+    """H:MM:SS."""
+    seconds = max(0, round(seconds))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
 class NonFiniteLossError(GoogLeNetError):
@@ -196,6 +205,7 @@ def train_one_epoch(
     before_backward: Callable[[list[Tensor]], None] | None = None,
     progress: bool = False,
     total_steps: int | None = None,
+    progress_every_s: float | None = None,
 ) -> tuple[EpochMeter, bool]:
     """Train for one pass over `loader` (which may start mid-epoch at `start_step`).
 
@@ -210,6 +220,10 @@ def train_one_epoch(
 
     A NaN/Inf loss raises `NonFiniteLossError` naming the step, before the weights are touched;
     with `skip_nonfinite` the step is skipped (no update, the schedule still advances) and counted.
+
+    `progress` draws a tqdm bar (a terminal); `progress_every_s` logs a plain line every so many seconds
+    instead (a log file or `nohup.out`, where a bar is not drawn and an ImageNet epoch would otherwise
+    be hours without a line): step, loss, lr, img/s and the epoch's ETA.
     """
     model.train()
     meter = meter if meter is not None else EpochMeter()
@@ -225,6 +239,7 @@ def train_one_epoch(
         leave=False,
     )
     started = time.perf_counter()
+    said = started  # when the last plain progress line was logged
     stopped = False
     step = start_step - 1
     try:
@@ -283,6 +298,15 @@ def train_one_epoch(
             if progress:
                 rate = meter.samples / elapsed if elapsed > 0 else math.nan
                 bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.3g}", img_s=f"{rate:.0f}", refresh=False)
+            elif progress_every_s is not None and time.perf_counter() - said >= progress_every_s:
+                said = time.perf_counter()
+                done = step + 1 - start_step  # steps of this call, timed since it started
+                left = (steps - step - 1) * (said - started) / max(done, 1)
+                logger.info(
+                    "epoch %d step %d/%d (%.0f%%) | loss %.3f | lr %.3g | %.1f img/s | epoch ETA %s",
+                    epoch + 1, step + 1, steps, 100.0 * (step + 1) / max(steps, 1), loss.item(), lr,
+                    meter.samples / elapsed if elapsed > 0 else math.nan, duration(left),
+                )  # fmt: skip
             if stopped:
                 break
     finally:
