@@ -313,6 +313,15 @@ def test_a_longer_resume_keeps_its_average_and_each_epoch_logs_the_rate_it_train
     assert [int(row["averaged_steps"]) for row in rows] == [0, 3, 6] and longer["averaged_steps"] == 6
     meta = torch.load(tmp_path / "run" / "final.pt", weights_only=True)["meta"]
     assert meta["weights"] == "polyak average of 6 snapshots from epoch 2"  # 1-based, as the log lines
+    # The resolved configuration records the start kept (it said 0.5, epoch 3 of a fresh 3-epoch run)
+    # and, given back, trains the same run
+    recorded = load_yaml(tmp_path / "run" / "config.yaml")
+    assert recorded["average.start"] == 1.0
+    again = fit(resolve(recorded, {"run.output_dir": str(tmp_path / "again")}))
+    assert again["averaged_steps"] == 6
+    final = torch.load(tmp_path / "run" / "final.pt", weights_only=True)["state_dict"]
+    fresh = torch.load(tmp_path / "again" / "final.pt", weights_only=True)["state_dict"]
+    assert all(torch.equal(final[k], fresh[k]) for k in final)
 
 
 def test_resume_refuses_other_training_images(tiny_data: Path, tmp_path: Path) -> None:

@@ -54,7 +54,15 @@ from googlenet.train.checkpoint import (
     restore_rng_state,
     save_training_state,
 )
-from googlenet.train.config import TrainConfig, builtin_settings, dump_yaml, flatten, from_dict, validate
+from googlenet.train.config import (
+    TrainConfig,
+    average_start_epoch,
+    builtin_settings,
+    dump_yaml,
+    flatten,
+    from_dict,
+    validate,
+)
 from googlenet.train.ensemble import fit_ensemble
 from googlenet.train.epochs import end_of_epoch, log_epoch, overall_rate
 from googlenet.train.evaluation import evaluate_checkpoint
@@ -460,6 +468,17 @@ class _Trainer:
             )
             into = f", {at.step} step(s) into epoch {at.epoch + 1}" if at.step else ""
             logger.info("resumed from %s: %d of %d epoch(s) done%s", folder.last, at.epoch, r.epochs, into)
+            kept = self.averager.start_epoch
+            if self.averager.updates > 0 and kept != average_start_epoch(config.average, r.epochs):
+                # The average under way keeps its start (see `_restore`); config.yaml and last.pt say so
+                # as a whole epoch number, so that the resolved configuration given back reproduces
+                # this run (it said 0.5, which a fresh run of the new --epochs starts elsewhere).
+                logger.info(
+                    "the average under way keeps its start, epoch %d (average.start %g of %d epochs would "
+                    "be epoch %d): recorded as average.start %d",
+                    kept + 1, config.average.start, r.epochs, average_start_epoch(config.average, r.epochs) + 1, kept,
+                )  # fmt: skip
+                config.average.start = float(kept)
             if env.is_main and at.epoch < r.epochs:
                 for note in older_run_notes(checkpoint["train_state"], config):
                     logger.warning("%s: %s", folder.last, note)
