@@ -460,6 +460,17 @@ def test_sigterm_during_an_ensemble_exits_with_the_signal(
     assert results["status"] == "interrupted" and results["signal"] == "SIGTERM"
     assert json.loads((out / "ensemble.json").read_text())["signal"] == "SIGTERM"
     assert (out / "member-0" / "last.pt").is_file() and not (out / "member-1").exists()
+    # The ensemble's config.yaml, where a resume reads the recipe of the members not yet begun, edited
+    # in between: member 1 trained at another lr than member 0, unsaid. Now refused, naming the key.
+    config_file = out / "config.yaml"
+    as_written = config_file.read_text()
+    assert "\n  lr: 0.01\n" in as_written
+    config_file.write_text(as_written.replace("\n  lr: 0.01\n", "\n  lr: 0.05\n"))
+    monkeypatch.undo()
+    assert main(["train", "--resume", str(out), "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert "config.yaml: optim.lr is 0.05 there, but member-0 began with 0.01" in err and "\n" not in err.strip()
+    assert not (out / "member-1").exists()
 
 
 @pytest.mark.slow  # over 15 s on a 2-core CPU: the slow tier (CI runs it)

@@ -30,11 +30,18 @@ from typing import Any
 from googlenet.console import is_launched, setup_console
 from googlenet.errors import ConfigError, DataError, GoogLeNetError
 from googlenet.train import distributed as ddp
-from googlenet.train.checkpoint import check_resume_config, load_training_state, resolve_resume_path
+from googlenet.train.checkpoint import (
+    RESUME_MUTABLE,
+    check_resume_config,
+    load_training_state,
+    resolve_resume_path,
+)
 from googlenet.train.config import (
     CHOICES,
     TrainConfig,
     apply,
+    ensemble_member,
+    flatten,
     from_dict,
     load_yaml,
     parse_set,
@@ -414,6 +421,7 @@ def build_config(args: argparse.Namespace) -> tuple[Any, str | None]:
     ensemble = _is_ensemble_folder(folder)
     if ensemble:
         stored = read_run_config(folder / "config.yaml")
+        _check_ensemble_file(folder, stored)
     else:
         path = resolve_resume_path(resume)
         stored = from_dict(load_training_state(path)["train_state"]["config"], str(path))
@@ -428,6 +436,28 @@ def build_config(args: argparse.Namespace) -> tuple[Any, str | None]:
     if ensemble:  # a single run's continuation is checked against its last.pt by the engine
         check_resume_config(stored, config, folder / "config.yaml")
     return config, resume
+
+
+def _check_ensemble_file(folder: Path, stored: TrainConfig) -> None:
+    """An ensemble's resume reads its recipe from its config.yaml, the members not yet begun included:
+    that file edited after a member began (an lr changed, say) gave the members different recipes
+    unsaid. Checked against the first begun member's last.pt, its own sampling and data seed aside."""
+    path = folder / "config.yaml"
+    for k in range(stored.run.ensemble):
+        last = folder / f"member-{k}" / "last.pt"
+        if not last.is_file():
+            continue
+        began = from_dict(load_training_state(last)["train_state"]["config"], str(last))
+        expected, overrides = ensemble_member(stored, k, started=True)
+        own = {*overrides, "run.data_seed", "run.ensemble"} | RESUME_MUTABLE
+        for key, value in flatten(expected.as_dict()).items():
+            if key not in own and began.get(key) != value:
+                raise ConfigError(
+                    f"{path}: {key} is {value!r} there, but member-{k} began with {began.get(key)!r}: the file "
+                    "changed after the ensemble began and its members would train on different recipes; "
+                    "put it back as it was"
+                )
+        return
 
 
 def _elastic_resume(args: argparse.Namespace) -> None:
