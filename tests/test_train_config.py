@@ -265,6 +265,17 @@ def test_set_overrides_any_key_over_the_file_and_refuses_a_flags_key(tmp_path: P
         build_config(_parse(["--set", "run.epochs=3", "--epochs", "2"]))
     with pytest.raises(ConfigError, match=r"--set: data\.builtin_val_per_class must be int"):
         build_config(_parse(["--set", "data.builtin_val_per_class=x"]))
+    # a key whose flag would be refused as changing nothing is refused by --set too (it passed unsaid)
+    with pytest.raises(
+        ConfigError, match=r"--set average\.ema_decay=\.\.\. does not apply: only --average ema"
+    ):
+        build_config(_parse(["--set", "average.ema_decay=0.5"]))
+    with pytest.raises(ConfigError, match=r"--ema-decay does not apply"):
+        build_config(_parse(["--ema-decay", "0.5"]))
+    path.write_text(
+        "average:\n  ema_decay: 0.5\n"
+    )  # a file is not checked: a run's config.yaml holds every key
+    assert build_config(_parse(["--config", str(path)]))[0].average.ema_decay == 0.5
 
 
 def test_ensemble_members_differ_in_sampling_not_init() -> None:

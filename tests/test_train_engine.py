@@ -469,7 +469,9 @@ def test_sigterm_during_an_ensemble_exits_with_the_signal(
     monkeypatch.undo()
     assert main(["train", "--resume", str(out), "--no-progress"]) == 1
     err = capsys.readouterr().err
-    assert "config.yaml: optim.lr is 0.05 there, but member-0 began with 0.01" in err and "\n" not in err.strip()
+    assert (
+        "config.yaml: optim.lr is 0.05 there, but member-0 began with 0.01" in err and "\n" not in err.strip()
+    )
     assert not (out / "member-1").exists()
 
 
@@ -703,12 +705,24 @@ def test_init_lr_mult_scales_the_copied_layers_and_resumes_bit_identical(
     assert "copied weights lr x0.1 weight decay" in recipe["optimizer"]
 
 
-def test_a_stopped_run_resumes_with_its_own_config_file_given_back(tiny_data: Path, tmp_path: Path) -> None:
+def test_a_stopped_run_resumes_with_its_own_config_file_given_back(
+    tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "run"
-    argv = ["train", "--data-path", str(tiny_data), "-j", "0", "--input-size", "64", "-b", "4", "--epochs", "1",
+    argv = ["train", "--data-path", str(tiny_data), "-j", "0", "--input-size", "64", "-b", "4", "--epochs", "2",
             "--seed", "0", "--no-progress", "--output-dir", str(out), "--stop-after-steps", "2"]  # fmt: skip
     assert main(argv) == 0
     assert "stop_after_steps: 2" in (out / "config.yaml").read_text()  # the stop point is recorded ...
+    # A config file naming another stop sets it (it was dropped unsaid), and one naming another
+    # folder is refused as --output-dir is
+    stop4, elsewhere = tmp_path / "stop4.yaml", tmp_path / "elsewhere.yaml"
+    stop4.write_text("run:\n  stop_after_steps: 4\n")
+    elsewhere.write_text(f"run:\n  output_dir: {tmp_path / 'other'}\n")
+    assert main(["train", "--resume", str(out), "--config", str(elsewhere), "--no-progress"]) == 1
+    assert "a resumed run continues in its own folder" in capsys.readouterr().err
+    assert main(["train", "--resume", str(out), "--config", str(stop4), "--no-progress"]) == 0
+    assert torch.load(out / "last.pt", weights_only=True)["train_state"]["global_step"] == 4
+    assert not (out / "final.pt").exists()
     # ... and belongs to the run that stopped: given back with --config it is not a new stop point.
     assert main(["train", "--resume", str(out), "--config", str(out / "config.yaml"), "--no-progress"]) == 0
     assert (out / "final.pt").is_file()

@@ -107,8 +107,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_g = g.add_argument
     add_g("--config", metavar="FILE", help="YAML config (sections as in a run's config.yaml)")
     add_g("--set", dest="set_overrides", action="append", default=[], metavar="KEY=VALUE",
-          help="any config key without a flag of its own, over --config "
-               "(e.g. --set data.builtin_train_per_class=20; repeatable)")  # fmt: skip
+          help="any config key by name, over --config: one without a flag of its own "
+               "(--set data.builtin_train_per_class=20), or null to clear one "
+               "(--set optim.clip_grad_norm=null); repeatable")  # fmt: skip
     add_g("--epochs", dest="run.epochs", type=int,
           help="epochs to train (default 250, Caffe's solver: the paper gives none; built-in data: 30)")  # fmt: skip
     add_g(
@@ -363,10 +364,15 @@ INAPPLICABLE: tuple[tuple[str, str, Callable[[Any], bool], str], ...] = (
 )  # fmt: skip
 
 
-def _refuse_inapplicable(flags: dict[str, Any], config: Any) -> None:
+def _refuse_inapplicable(flags: dict[str, Any], config: Any, settings: dict[str, Any] | None = None) -> None:
+    """Refuse a flag, or its key given by `--set`, that changes nothing on this run's recipe (a config
+    file is not checked: a run's own config.yaml holds every key)."""
     for flag, key, inapplicable, why in INAPPLICABLE:
-        if flags.get(key) is not None and inapplicable(config):
-            raise ConfigError(f"{flag} does not apply: {why}")
+        if inapplicable(config):
+            if flags.get(key) is not None:
+                raise ConfigError(f"{flag} does not apply: {why}")
+            if (settings or {}).get(key) is not None:
+                raise ConfigError(f"--set {key}=... does not apply: {why}")
 
 
 def config_overrides(
@@ -392,7 +398,7 @@ def build_config(args: argparse.Namespace) -> tuple[Any, str | None]:
         source = f"{args.config} or --set" if getattr(args, "config", None) else "--set"
     if resume is None:
         config = resolve(file_overrides, flags, source)
-        _refuse_inapplicable(flags, config)
+        _refuse_inapplicable(flags, config, settings)
         return config, resume
     if flags.get("run.test_only"):  # the run's own data, unless --config or flags name other data
         training_only = sorted(
@@ -425,14 +431,21 @@ def build_config(args: argparse.Namespace) -> tuple[Any, str | None]:
     else:
         path = resolve_resume_path(resume)
         stored = from_dict(load_training_state(path)["train_state"]["config"], str(path))
-    # A stop point belongs to the run that stopped, not to its continuation (nor does the one a --config
-    # file holds: the run's own config.yaml given back; --stop-after-steps or --set set a new one).
-    stored.run.stop_after_steps = None
-    if "run.stop_after_steps" not in settings:
+    # A stop point belongs to the run that stopped, not to its continuation (nor does the run's own
+    # config.yaml given back with --config, which records it; --stop-after-steps, --set or a config file
+    # naming another stop set a new one: that file's was dropped unsaid).
+    recorded_stop, stored.run.stop_after_steps = stored.run.stop_after_steps, None
+    if "run.stop_after_steps" not in settings and file_overrides.get("run.stop_after_steps") == recorded_stop:
         file_overrides = {k: v for k, v in file_overrides.items() if k != "run.stop_after_steps"}
+    elsewhere = file_overrides.get("run.output_dir")
+    if elsewhere is not None and Path(str(elsewhere)).resolve() != _run_folder(folder).resolve():
+        raise ConfigError(
+            f"{source}: run.output_dir {elsewhere}: a resumed run continues in its own folder "
+            f"{_run_folder(folder)}; take run.output_dir out of the file (or resume without --config)"
+        )
     config = apply(apply(stored, file_overrides, source), flags, "command line")  # copies: `stored` stays
     validate_from(config, file_overrides, flags, source, resuming=True)
-    _refuse_inapplicable(flags, config)
+    _refuse_inapplicable(flags, config, settings)
     if ensemble:  # a single run's continuation is checked against its last.pt by the engine
         check_resume_config(stored, config, folder / "config.yaml")
     return config, resume

@@ -689,7 +689,8 @@ def validate(config: TrainConfig, *, resuming: bool = False) -> None:
         0.0 <= o.label_smoothing < 1.0, f"optim.label_smoothing must be in [0, 1), got {o.label_smoothing}"
     )
     _check(
-        o.clip_grad_norm is None or o.clip_grad_norm > 0, "optim.clip_grad_norm must be > 0 (or null: off)"
+        o.clip_grad_norm is None or o.clip_grad_norm > 0,
+        "optim.clip_grad_norm must be > 0 (or null: off, from the command line --set optim.clip_grad_norm=null)",
     )
     _check(s.lr_step_size > 0, f"schedule.lr_step_size must be > 0 epochs, got {s.lr_step_size}")
     _check(0.0 < s.lr_gamma <= 1.0, f"schedule.lr_gamma must be in (0, 1], got {s.lr_gamma}")
