@@ -242,6 +242,15 @@ def test_the_curves_draw_top1_and_top5_each_raw_and_averaged_against_its_own_cha
     top5 = next(axis for axis in drawn.values() if "val top-5 raw" in axis)
     assert "val top-5 averaged" in top5 and "chance: 500/10 = 50%" in top5
     assert "val top-1 raw" not in top5 and "chance: 100/10 = 10%" in labels
+    # an imbalanced validation set (results.json's val_balance): where a model that learnt nothing sits
+    from googlenet.train.runs import class_balance
+
+    (tmp_path / "results.json").write_text(json.dumps({"val_balance": class_balance([50] + [5] * 9)}))
+    drawn.clear()
+    curves_section(tmp_path, num_classes=10)
+    labels = [label for axis in drawn.values() for label in axis]
+    assert "majority class: 52.6% (imbalanced val)" in labels and "chance: 100/10 = 10%" not in labels
+    assert "5 largest classes: 73.7% (imbalanced val)" in labels
 
 
 def _record_predicted_images(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:

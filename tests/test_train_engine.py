@@ -804,7 +804,7 @@ def test_bias_flags_reach_the_optimiser_and_the_recipe(tiny_data: Path, tmp_path
 def test_plots_mark_chance_and_whole_epochs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from matplotlib.axes import Axes
 
-    from googlenet.train.runs import RunFolder
+    from googlenet.train.runs import RunFolder, class_balance
 
     lines: list[tuple[float, str]] = []
     draw_line = Axes.axhline
@@ -819,6 +819,14 @@ def test_plots_mark_chance_and_whole_epochs(tmp_path: Path, monkeypatch: pytest.
     assert lines == [
         (pytest.approx(math.log(10)), "chance, one head: ln 10 = 2.30"),
         (10.0, "chance: 100/10 = 10%"),
+    ]
+    lines.clear()
+    with RunFolder(tmp_path) as run:  # 10 + 1 validation images: a model that learnt nothing scores 90.9%
+        run.plot(history, num_classes=2, val_balance=class_balance([10, 1]))
+    entropy = -(10 / 11) * math.log(10 / 11) - (1 / 11) * math.log(1 / 11)
+    assert lines == [
+        (pytest.approx(entropy), "no learning, one head: class-prior entropy 0.30 (imbalanced val)"),
+        (pytest.approx(100 * 10 / 11), "majority class: 90.9% (imbalanced val)"),
     ]
     lines.clear()
     with RunFolder(tmp_path) as run:

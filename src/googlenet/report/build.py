@@ -15,6 +15,7 @@ ablation tables, and detections drawn on validation images.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import logging
@@ -134,7 +135,8 @@ def shown_name(name: str) -> str:
 def curves_section(folder: Path, num_classes: int | None = None) -> str:
     """Loss, top-1 and top-5 (raw and averaged) and learning rate by epoch from metrics.csv; chance dashed
     when `num_classes` is known (ln(classes) for one head's loss, 100 / classes % for top-1, 500 /
-    classes % for top-5)."""
+    classes % for top-5; on an imbalanced validation set, as results.json's `val_balance` says, the
+    class prior's entropy and the largest classes' shares: `chance_levels`)."""
     from matplotlib.ticker import MaxNLocator
 
     from googlenet.train.runs import chance_levels
@@ -162,10 +164,18 @@ def curves_section(folder: Path, num_classes: int | None = None) -> str:
     for ax, columns in zip(axes, panels, strict=True):
         for column, label in columns:
             ax.plot(epochs, [_float(r.get(column)) for r in rows], marker=".", label=label)
-    loss_chance, top1_chance = chance_levels(num_classes)
+    balance = None
+    with contextlib.suppress(OSError, ValueError, AttributeError):  # an older or odd results.json: uniform
+        balance = json.loads((folder / "results.json").read_text(encoding="utf-8")).get("val_balance")
+    if not (isinstance(balance, dict) and all(isinstance(v, int | float) for v in balance.values())):
+        balance = None
+    loss_chance, top1_chance = chance_levels(num_classes, balance)
     top5_chance = None
     if num_classes is not None and num_classes > 5:
         top5_chance = (500 / num_classes, f"chance: 500/{num_classes} = {500 / num_classes:.3g}%")
+        if balance and top1_chance is not None and top1_chance[1].startswith("majority"):
+            five = float(balance["five_largest_share"])
+            top5_chance = (five, f"5 largest classes: {five:.3g}% (imbalanced val)")
     for ax, chance in zip(axes, (loss_chance, top1_chance, top5_chance), strict=False):
         if chance is not None:
             ax.axhline(chance[0], color="0.4", linestyle="--", linewidth=1, label=chance[1])

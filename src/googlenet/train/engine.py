@@ -83,6 +83,7 @@ from googlenet.train.runs import (
     SKIPPED_FILES,
     RunFolder,
     check_new_run_folder,
+    class_balance,
     default_output_dir,
     finished_results,
     is_detection_run,
@@ -558,7 +559,7 @@ class _Trainer:
                     break
                 at.step = 0
                 if time.perf_counter() - last_plot >= PLOT_EVERY_S:  # matplotlib costs ~1 s a plot
-                    folder.plot(at.history, len(self.meta["class_names"]))
+                    folder.plot(at.history, len(self.meta["class_names"]), self._val_balance())
                     last_plot = time.perf_counter()
                 epoch_times.append(row["epoch_time_s"])
                 log_epoch(row, r.epochs, (r.epochs - at.epoch - 1) * sum(epoch_times) / len(epoch_times))
@@ -575,7 +576,7 @@ class _Trainer:
                     )
                     break
         try:
-            folder.plot(at.history, len(self.meta["class_names"]))
+            folder.plot(at.history, len(self.meta["class_names"]), self._val_balance())
             if self.grad_norms is not None:
                 self.grad_norms.write(folder.path)
                 self.grad_norms.close()
@@ -727,6 +728,13 @@ class _Trainer:
         """Seconds the run has trained, over every process that worked on it."""
         return self.at.wall_before + time.perf_counter() - self.started_wall
 
+    def _val_balance(self) -> dict[str, Any]:
+        """`class_balance` of the validation images (the chance lines of an imbalanced set)."""
+        counts = [0] * len(self.data.classes)
+        for target in self.data.val.targets:
+            counts[target] += 1
+        return class_balance(counts)
+
     def _results(self, status: str) -> dict[str, Any]:
         at = self.at
         last = at.history[-1] if at.history else {}
@@ -747,6 +755,7 @@ class _Trainer:
                 len(set(self.data.bad_files) | set(read_skipped(self.skip_record))) if self.env.is_main else 0
             ),
             "skipped_steps": int(sum(row.get("skipped_steps", 0) or 0 for row in at.history)),
+            "val_balance": self._val_balance(),
             "processes": self.env.world_size,
             "device": str(self.device),
             "seed": self.config.run.seed,

@@ -81,11 +81,43 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def chance_levels(num_classes: int | None) -> tuple[tuple[float, str] | None, tuple[float, str] | None]:
+def class_balance(counts: Sequence[int]) -> dict[str, Any]:
+    """What a network that has learnt nothing scores on a set of `counts` images per class: always
+    answering the largest class (top-1) or the five largest (top-5), and predicting the class prior
+    (cross-entropy: the prior's entropy). `imbalanced`: the largest class holds over 1.2 times its even
+    share, where these differ from 100 / classes % and ln(classes)."""
+    total = sum(counts)
+    if not counts or total == 0:
+        return {"images": total, "classes": len(counts), "imbalanced": False}
+    shares = [c / total for c in counts if c]
+    return {
+        "images": total,
+        "classes": len(counts),
+        "imbalanced": max(counts) > 1.2 * total / len(counts),
+        "largest_class_share": 100.0 * max(counts) / total,
+        "five_largest_share": 100.0 * sum(sorted(counts)[-5:]) / total,
+        "prior_entropy": -sum(p * math.log(p) for p in shares),
+    }
+
+
+def chance_levels(
+    num_classes: int | None, balance: Mapping[str, Any] | None = None
+) -> tuple[tuple[float, str] | None, tuple[float, str] | None]:
     """(value, label) of chance for one head's cross-entropy, ln(classes), and for top-1, 100 / classes %:
-    where a network that has learnt nothing sits (the run's plots and the report draw them dashed)."""
+    where a network that has learnt nothing sits (the run's plots and the report draw them dashed).
+
+    On an imbalanced validation set (`balance`, `class_balance` of its images per class) a network that
+    has learnt nothing sits elsewhere: at the largest class's share (always answering it) and at the
+    class prior's entropy, which are drawn instead (a 60 + 2 image set drew "chance 50%" 41 points
+    under a model that only ever answered the larger class)."""
     if num_classes is None or num_classes < 2:
         return None, None
+    if balance and balance.get("imbalanced") and balance.get("classes") == num_classes:
+        entropy, majority = float(balance["prior_entropy"]), float(balance["largest_class_share"])
+        return (
+            (entropy, f"no learning, one head: class-prior entropy {entropy:.2f} (imbalanced val)"),
+            (majority, f"majority class: {majority:.3g}% (imbalanced val)"),
+        )
     return (
         (math.log(num_classes), f"chance, one head: ln {num_classes} = {math.log(num_classes):.2f}"),
         (100 / num_classes, f"chance: 100/{num_classes} = {100 / num_classes:.3g}%"),
@@ -256,11 +288,17 @@ class RunFolder:
             self._writer.flush()
 
     # -- plots -----------------------------------------------------------------------------------
-    def plot(self, history: Sequence[Mapping[str, Any]], num_classes: int | None = None) -> None:
+    def plot(
+        self,
+        history: Sequence[Mapping[str, Any]],
+        num_classes: int | None = None,
+        val_balance: Mapping[str, Any] | None = None,
+    ) -> None:
         """loss.png (per head), top1.png (raw vs averaged, train and val), lr.png.
 
         With `num_classes`, loss.png and top1.png show chance as a dashed line: a network that has
-        learnt nothing sits at ln(classes) and 100 / classes %.
+        learnt nothing sits at ln(classes) and 100 / classes % (`chance_levels`: on an imbalanced
+        validation set, given its `val_balance`, at the class prior's entropy and the majority share).
         """
         if not self.enabled or not history:
             return
@@ -304,7 +342,7 @@ class RunFolder:
             with atomic_open(self.path / name, "wb") as handle:
                 figure.savefig(handle, format="png")
 
-        loss_chance, top1_chance = chance_levels(num_classes)
+        loss_chance, top1_chance = chance_levels(num_classes, val_balance)
         draw(
             "loss.png",
             "loss per head, and on val (section 5: total = main + w x (aux1 + aux2))",
