@@ -186,6 +186,28 @@ def test_a_failed_run_says_why_and_an_interrupted_one_says_so(
         assert study.run_one(plan, "full", 0, threads=1)["status"].startswith(expected)
 
 
+def test_the_same_setup_error_in_two_arms_leaves_the_other_runs_unstarted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A data set smaller than the batch made each of the study's runs start up to fail alike."""
+    from googlenet.ablate import study
+
+    started: list[tuple[str, int]] = []
+    script = "print('googlenet train: error: batch size 32 is larger than the training set (6)'); raise SystemExit(1)"
+
+    def command(plan: StudyPlan, arm: str, seed: int) -> list[str]:
+        started.append((arm, seed))
+        return [sys.executable, "-c", script]
+
+    monkeypatch.setattr(study, "train_command", command)
+    plan = StudyPlan(tmp_path, arms=("full", "no-aux", "no-lrn"), seeds=(0, 1), base={"run.epochs": 1})
+    outcomes = study.run_training(plan, progress=False)
+    assert started == [("full", 0), ("no-aux", 0)] and len(outcomes) == 6
+    left = [o for o in outcomes if o["status"].startswith("not started (two arms failed before training with: "
+                                                           "batch size 32 is larger")]  # fmt: skip
+    assert len(left) == 4 and "; the runs not yet started are left out" in caplog.text
+
+
 def test_a_run_trained_with_other_settings_is_not_reused(tmp_path: Path) -> None:
     """A finished or interrupted run whose recorded overrides resolve to another config than this call's
     is refused by name (reusing it would put a 1-epoch run in a 2-epoch table); the same settings pass."""

@@ -388,6 +388,16 @@ def test_classes_are_matched_by_name_not_order() -> None:
         googlenet.DataError, match=r"in the data only: 'n01484850'; in the checkpoint only: none"
     ):
         match_classes(["tench", "goldfish", "shark"], ids[:2], "x", ids)
+    # a folder of splits given where a split was meant, and names alike but for their Unicode encoding
+    with pytest.raises(googlenet.DataError, match=r"its 2 classes .*'test', 'train' look like the splits"):
+        match_classes(["test", "train"], ["a", "b", "c"], "x")
+    nfd, nfc = "u\u0308ber", "\u00fcber"
+    with pytest.raises(
+        googlenet.DataError, match=r"differ only in how their accented letters .*'u\\\\u0308ber'"
+    ):
+        match_classes([nfd, "a"], [nfc, "a"], "x")
+    with pytest.raises(googlenet.DataError, match=r"its 1 class does not match"):
+        match_classes(["a"], ["b", "c"], "x")
 
 
 def test_ensemble_members_must_agree(setup: dict[str, Path], tmp_path: Path) -> None:

@@ -163,6 +163,10 @@ def run(args: argparse.Namespace) -> int:
     if missing and args.report_only:
         print(f"googlenet ablate: warning: seed(s) {', '.join(map(str, missing))} have no finished run; "
               "the tables leave them out", file=sys.stderr)  # fmt: skip
+    if not done and failed:  # empty tables say nothing, and would replace an earlier call's
+        print(f"googlenet ablate: no seed has a finished run, so no tables were written; {failed} run(s) did not "
+              "complete: fix what their error says (above), then rerun the command", file=sys.stderr)  # fmt: skip
+        return 1
     title = f"ablation: {len(done)} seed(s), " + (
         f"data {plan.base['data.data_path']}" if "data.data_path" in plan.base else "built-in data"
     )

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import re
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,11 +81,33 @@ def match_classes(
         data, model = list(data_ids), list(model_classes)
     else:
         data, model = candidates[0]
+    only_data, only_model = sorted(set(data) - set(model)), sorted(set(model) - set(data))
+    if only_data and set(only_data) <= _SPLIT_NAMES:
+        hint += (
+            f"; {_names(only_data)} look like the splits of a data set, not its classes: give the split's "
+            "folder itself as --data-path"
+        )
+    model_nfc = {unicodedata.normalize("NFC", name) for name in only_model}
+    alike = [name for name in only_data if unicodedata.normalize("NFC", name) in model_nfc]
+    if alike:
+        hint += (
+            "; some names differ only in how their accented letters are encoded (Unicode NFC and NFD, "
+            f"as macOS writes folder names): {_names([ascii(n) for n in alike])} in the data; rename "
+            "those folders to the checkpoint's names"
+        )
     raise DataError(
-        f"{where}: its {len(data)} classes do not match the checkpoint's {len(model)}: "
-        f"in the data only: {_names(sorted(set(data) - set(model)))}; "
-        f"in the checkpoint only: {_names(sorted(set(model) - set(data)))}{hint}"
+        f"{where}: its {_count(len(data), 'class does', 'classes do')} not match the checkpoint's {len(model)}: "
+        f"in the data only: {_names(only_data)}; "
+        f"in the checkpoint only: {_names(only_model)}{hint}"
     )
+
+
+# Folder names that are a data set's splits: a folder of them given where a split was meant
+_SPLIT_NAMES = frozenset({"train", "val", "valid", "validation", "test", "testing", "training"})
+
+
+def _count(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
 
 
 def _names(names: Sequence[str], limit: int = 5) -> str:
