@@ -552,6 +552,8 @@ def test_check_output_replaces_only_its_own_kind(tmp_path: Path) -> None:
         check_output("--output", link, inputs={"--checkpoint": [str(other), str(earlier)]})
     with pytest.raises(ConfigError, match="is a folder"):
         check_output("--output", tmp_path)
+    with pytest.raises(ConfigError, match="--output -: this output is a file, not standard output"):
+        check_output("--output", "-")  # `detect predict --output -` wrote a file named "-"
 
 
 def test_true_processes_exit_with_one_line(fixtures: dict[str, Path]) -> None:

@@ -285,6 +285,8 @@ def check_output(
     """
     from googlenet.errors import ConfigError
 
+    if str(path) == "-":  # `benchmark --json -` prints; every other output is a file: "-" made one named "-"
+        raise ConfigError(f"{flag} -: this output is a file, not standard output; give a file name")
     target = Path(path)
     if target.is_dir():
         raise ConfigError(f"{flag} {target}: is a folder; give a file name")

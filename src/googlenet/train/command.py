@@ -19,7 +19,6 @@ import argparse
 import contextlib
 import json
 import logging
-import math
 import os
 import shlex
 import signal
@@ -50,7 +49,8 @@ from googlenet.train.config import (
     validate_from,
 )
 from googlenet.train.engine import fit
-from googlenet.train.runs import is_detection_run
+from googlenet.train.runs import is_detection_run, summary_line
+from googlenet.train.runs import percent as _percent
 
 S = argparse.SUPPRESS
 
@@ -587,11 +587,6 @@ def leave_with_the_others(env: ddp.DistEnv, device: str | None) -> None:
         ddp.init_process_group(env, where)
 
 
-def _percent(value: Any) -> str:
-    """A metric as "12.34%", or "-" where there is none (None, or NaN: no averaged weights yet)."""
-    return f"{value:.2f}%" if isinstance(value, int | float) and math.isfinite(value) else "-"
-
-
 def _print_summary(results: dict[str, Any]) -> None:
     def pct(key: str) -> str:
         return _percent(results.get(key))
@@ -614,14 +609,4 @@ def _print_summary(results: dict[str, Any]) -> None:
         if "averaged_note" in results:
             print(f"averaged weights {results['averaged_note']}")
         return
-    status, epochs = results["status"], int(results.get("epochs") or 0)
-    ending = f"{results['wall_time_s']:.0f}s; run folder {results['output_dir']}"
-    if status != "completed" and epochs == 0:
-        print(f"{status} before epoch 1 ended, so nothing was validated yet; {ending}")
-        return
-    # A run stopped mid-epoch has the figures of the last epoch it finished: say which.
-    which = "" if status == "completed" else f" (epoch {epochs}, the last one finished)"
-    print(
-        f"{status}: val top-1{which} raw {pct('val_top1_raw')} / averaged {pct('val_top1_avg')}, "
-        f"top-5 raw {pct('val_top5_raw')} / averaged {pct('val_top5_avg')}; {ending}"
-    )
+    print(summary_line(results))

@@ -87,6 +87,7 @@ from googlenet.train.runs import (
     default_output_dir,
     finished_results,
     is_detection_run,
+    summary_line,
 )
 from googlenet.train.sampling import (
     SeededSamples,
@@ -587,6 +588,9 @@ class _Trainer:
                 results["final_checkpoint"] = str(folder.final)
                 _save_final(folder, self.model, self.averager, self.meta, results, self.env)
             folder.write_results(results)
+            folder.log_to_file(
+                logging.INFO, summary_line(results)
+            )  # the console's last line, printed by the CLI
         except KeyboardInterrupt:  # Ctrl-C or SIGTERM while the closing files were written: last.pt holds all
             logger.info("interrupted while writing the run's closing files (final.pt, results.json, plots); "
                         "last.pt holds every step trained; resume with %s to write them", self.resume_with)  # fmt: skip

@@ -124,6 +124,26 @@ def chance_levels(
     )
 
 
+def percent(value: Any) -> str:
+    """A metric as "12.34%", or "-" where there is none (None, or NaN: no averaged weights yet)."""
+    return f"{value:.2f}%" if isinstance(value, int | float) and math.isfinite(value) else "-"
+
+
+def summary_line(results: Mapping[str, Any]) -> str:
+    """A run's closing line, as `googlenet train` prints it and its train.log ends with."""
+    status, epochs = results["status"], int(results.get("epochs") or 0)
+    ending = f"{results['wall_time_s']:.0f}s; run folder {results['output_dir']}"
+    if status != "completed" and epochs == 0:
+        return f"{status} before epoch 1 ended, so nothing was validated yet; {ending}"
+    # A run stopped mid-epoch has the figures of the last epoch it finished: say which.
+    which = "" if status == "completed" else f" (epoch {epochs}, the last one finished)"
+    return (
+        f"{status}: val top-1{which} raw {percent(results.get('val_top1_raw'))} / averaged "
+        f"{percent(results.get('val_top1_avg'))}, top-5 raw {percent(results.get('val_top5_raw'))} / averaged "
+        f"{percent(results.get('val_top5_avg'))}; {ending}"
+    )
+
+
 def write_json(path: Path, data: Any) -> None:
     """Write `data` as indented JSON to `path`, atomically; NaN and infinities become null, other values JSON
     lacks become strings."""
