@@ -90,6 +90,33 @@ def test_norms_leave_out_the_fp16_loss_scale_and_skip_overflowed_steps() -> None
     assert [r["norm"] for r in scaled.rows] == pytest.approx([r["norm"] for r in plain.rows], rel=1e-5)
 
 
+def test_the_auxiliary_part_is_taken_through_the_loss_scale_as_the_whole_is() -> None:
+    """In fp16 the unscaled auxiliary loss's gradient underflowed (0 here; 1.45% off at conv1 in a
+    larger test) while the whole gradient came through the GradScaler's scale."""
+
+    class TwoHeads(Tiny):
+        def forward(self, x: torch.Tensor) -> Any:
+            f = self.conv(x).mean(dim=(2, 3))
+            return self.fc(f), self.aux1(f)
+
+    torch.manual_seed(0)
+    reference, x = TwoHeads(), torch.randn(2, 3, 8, 8)
+    _, aux = reference(x)
+    grads = torch.autograd.grad(aux.sum() * 1e-6, [reference.conv.weight, reference.conv.bias])
+    expected = torch.cat([g.flatten() for g in grads]).norm().item()
+    model = TwoHeads().half()
+    model.load_state_dict({k: v.half() for k, v in reference.state_dict().items()})
+    recorder = GradNormRecorder(model, every=1, loss_scale=lambda: 1024.0)
+    recorder.arm(1)
+    main, aux = model(x.half())
+    aux_loss = aux.sum() * 1e-6
+    recorder.split(aux_loss)
+    ((main.sum() + aux_loss) * 1024.0).backward()
+    recorder.commit(1)
+    conv = next(r for r in recorder.rows if r["layer"] == "conv")
+    assert conv["norm_aux"] == pytest.approx(expected, rel=1e-3)
+
+
 def test_profile_and_plot_leave_out_the_auxiliary_heads(tmp_path: Path) -> None:
     rows = [
         {"step": s, "depth": d, "layer": name, "aux": name.startswith("aux"), "norm": n}

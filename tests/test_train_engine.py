@@ -1049,7 +1049,9 @@ def test_the_data_line_says_what_each_epoch_leaves_out_and_that_top5_says_nothin
     assert "; top-5 is always 100% with 5 classes or fewer" in log
     rate = re.search(r"\| ([0-9.e+]+) img/s \|", log)
     assert rate and float(rate.group(1)) > 0, log  # "%.0f" printed a rate under 0.5 img/s as 0
-    assert log.splitlines()[-1].split(": ", 1)[1].startswith("completed: val top-1 raw ")  # the closing line too
+    assert (
+        log.splitlines()[-1].split(": ", 1)[1].startswith("completed: val top-1 raw ")
+    )  # the closing line too
 
 
 def test_a_log_without_a_bar_gets_progress_lines_within_an_epoch(

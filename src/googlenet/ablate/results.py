@@ -19,7 +19,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from googlenet.ablate.stats import plot_effects, summarise, write_tables
+from googlenet.ablate.stats import ALPHA, plot_effects, summarise, write_tables
 from googlenet.ablate.study import (
     REFERENCE,
     TEST_BASE,
@@ -87,7 +87,8 @@ def write_study(plan: StudyPlan, title: str = "") -> dict[str, Any]:
     extra = {
         "plan": {"arms": list(plan.arms), "seeds": list(plan.seeds), "base": dict(plan.base),
                  "parallel": plan.parallel, "torchrun": plan.torchrun, "test_time": plan.test_time},
-        "test": "paired t-test by seed (scipy.stats.ttest_rel, two-sided); Holm-adjusted p over the arms",
+        "test": f"paired t-test by seed (scipy.stats.ttest_rel, two-sided); significant: p < {ALPHA} before correction; "
+        "p_holm: Holm-adjusted over the rows of each metric (training and test-time arms together)",
         "errors": {arm: {str(s): v for s, v in by_seed.items()} for arm, by_seed in ordered.items()},
         "runs": runs,
     }  # fmt: skip

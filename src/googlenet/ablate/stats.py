@@ -4,7 +4,9 @@ Pure functions over a table of errors `{arm: {seed: {"top1": err, "top5": err}}}
 
     summarise     per arm and metric: mean error, its 95% CI, the effect against the reference arm
                   (mean of the per-seed differences, paired by seed) with its 95% CI, and a paired
-                  t-test (scipy.stats.ttest_rel, two-sided) with Holm's correction over the arms
+                  t-test (scipy.stats.ttest_rel, two-sided): `p` as it comes, `significant` when
+                  p < ALPHA before any correction, and `p_holm`, Holm's adjustment over the rows of
+                  one metric (training and test-time arms together; top-1 and top-5 separately)
     write_tables  ablation.csv, ablation.json, ablation.md
     plot_effects  ablation.png: effect on top-1 and top-5 error with the 95% CIs
 
@@ -165,7 +167,8 @@ def format_markdown(rows: Sequence[Mapping[str, Any]], title: str = "") -> str:
         "",
         "Errors in percent, mean over seeds with the 95% t-interval (cut to [0, 100]; a compared arm's over the n seeds "
         "it shares with its reference); effect = arm minus reference, paired by "
-        "seed (positive: the arm is worse, so removing the ingredient hurts); p: two-sided paired t-test "
+        "seed (positive: more error than the reference; for an arm that removes an ingredient, removing it "
+        "hurts); p: two-sided paired t-test "
         f"(scipy.stats.ttest_rel), * where p < {ALPHA} before correction (Holm-adjusted p in the CSV/JSON); "
         'p "-" where the test is undefined: fewer than 2 seeds, or the same difference on every seed '
         "(no spread to test it against).",
@@ -220,7 +223,11 @@ def plot_effects(rows: Sequence[Mapping[str, Any]], path: str | Path, title: str
         ax.set_xlabel(f"change in {metric.replace('top', 'top-')} error (points), 95% CI")
         ax.grid(True, axis="x", alpha=0.3)
     axes[0].invert_yaxis()  # the table's order from the top (the axes share y: invert once, not per axis)
-    fig.suptitle(title or "ablation: effect of each change against the full recipe")
+    fig.suptitle(
+        title or "ablation: effect of each change against its reference (full; test-time rows: full-1crop)"
+    )
+    fig.text(0.5, 0.005, f"red: more error, green: less, p < {ALPHA} before correction (Holm-adjusted p in "
+             "ablation.csv); grey: not significant", ha="center", fontsize=8)  # fmt: skip
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
