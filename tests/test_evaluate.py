@@ -137,6 +137,22 @@ def test_topk_larger_than_the_number_of_classes() -> None:
     assert hits.tolist() == [[False], [True]]
 
 
+def test_tied_scores_count_the_expected_hit_not_topks_order() -> None:
+    """A confident model's float32 scores tie: a class 100+ logits down is exactly 0, and under
+    --reduce max two confident crops give two classes exactly 1. topk ranked ties in its own order."""
+    two_crops = torch.full((1, 1, 2, 4), -1e4)
+    two_crops[0, 0, 0, 0] = two_crops[0, 0, 1, 1] = 30.0  # each crop sure of another class
+    scores = aggregate(two_crops, "max")
+    assert scores[0, 0] == scores[0, 1] == 1.0
+    hits = topk_correct(scores.expand(2, 4), torch.tensor([0, 1]), (1, 5))
+    assert hits.tolist() == [[0.5, 0.5], [1.0, 1.0]]  # either class: a coin's chance of being first
+    tail = torch.tensor([[1.0] + [0.0] * 9])  # nine classes tied at 0 below a sure one
+    assert topk_correct(tail, torch.tensor([7]), (1, 5)).tolist() == [[0.0], [pytest.approx(4 / 9)]]
+    meter = ClassificationMeter(4)
+    meter.update(scores.expand(2, 4), torch.tensor([0, 1]))
+    assert meter.summary()["top1_accuracy"] == 50.0
+
+
 # --- the evaluation loop ----------------------------------------------------------------------------
 def test_any_logits_callable_can_be_evaluated(setup: dict[str, Path]) -> None:
     # A stand-in "model" that always says class 1: its top-1 accuracy is the share of class 1.
@@ -299,7 +315,7 @@ def test_bad_images_are_skipped_and_reported_or_abort(
     shutil.copytree(setup["data"], data)
     (data / "val" / "star" / "3.jpg").write_bytes(b"\xff\xd8 truncated")
     report = run_json(["--checkpoint", str(setup["a"]), "--data-path", str(data)], capsys)
-    assert report["images"] == 9
+    assert report["images"] == 9 and report["resize_size"] == 73  # the 1- and 10-crop scale, recorded
     assert len(report["bad_images"]) == 1 and "3.jpg" in report["bad_images"][0]["error"]
     code = main(["evaluate", "--checkpoint", str(setup["a"]), "--data-path", str(data), "--on-bad", "abort",
                  "-j", "0", "--no-progress"])  # fmt: skip

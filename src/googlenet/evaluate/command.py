@@ -242,7 +242,8 @@ def run(args: argparse.Namespace) -> int:
         rows = table3_rows(specs, views, result["views"])
         output_dir = args.output_dir or os.path.join("runs", time.strftime("table3-%Y%m%d-%H%M%S"))
         info = {
-            key: report[key] for key in ("checkpoints", "dataset", "images", "reduce", "seconds", "device")
+            key: report[key]
+            for key in ("checkpoints", "dataset", "images", "reduce", "seconds", "device", "resize_size")
         }
         paths = save_table3(output_dir, rows, info)
         report["table3"] = [asdict(row) for row in rows]
@@ -285,6 +286,7 @@ def _report(
         "cost": cost,
         "reduce": args.reduce,
         "scales": list(spec.resolved_scales),
+        "resize_size": ensemble.resize_size,  # the 1- and 10-crop scale (the 144's are `scales`)
         "crop_size": spec.crop_size,
         "forward_passes": result["forward_passes"],  # actually run: crops shared by views run once
         "protocol_forward_passes": images * cost,

@@ -48,14 +48,24 @@ def aggregate(logits: Tensor, reduce: str = "mean") -> Tensor:
 
 
 def topk_correct(scores: Tensor, targets: Tensor, ks: Sequence[int] = (1, 5)) -> Tensor:
-    """Bool [len(ks), images]: whether each image's target is among its k highest scores.
+    """[len(ks), images] in [0, 1]: whether each image's target is among its k highest scores, 1 or 0;
+    where the target's score is tied with others across the k-th place, the chance that a random order
+    of the tied classes puts it inside (k - higher) / tied.
 
+    Ties are rarer than they look but real: float32 softmax rounds a class more than about 103 logits
+    below the top to exactly 0 and, under `--reduce max`, a confident crop's top class to exactly 1, so
+    a confident model's scores tie. `torch.topk` then ranked the tied classes in an order of its own
+    (neither the classes' order nor repeatable across versions); this is the expected hit instead.
     k larger than the number of classes counts as all classes (so top-5 of 3 classes is always right).
     """
-    kmax = min(max(ks), scores.shape[-1])
-    top = scores.topk(kmax, dim=-1).indices  # images x kmax, best first
-    hits = top == targets.view(-1, 1)
-    return torch.stack([hits[:, : min(k, kmax)].any(dim=1) for k in ks])
+    target_scores = scores.gather(-1, targets.view(-1, 1).to(scores.device))
+    higher = (scores > target_scores).sum(dim=-1)
+    tied = (scores == target_scores).sum(dim=-1).clamp(min=1)  # the target itself, and any equal to it
+    credits = []
+    for k in ks:
+        k = min(k, scores.shape[-1])
+        credits.append(((k - higher).clamp(min=0).double() / tied).clamp(max=1.0))
+    return torch.stack(credits)
 
 
 class ClassificationMeter:
@@ -64,16 +74,18 @@ class ClassificationMeter:
     def __init__(self, num_classes: int) -> None:
         self.num_classes = num_classes
         self.images = torch.zeros(num_classes, dtype=torch.long)
-        self.top1 = torch.zeros(num_classes, dtype=torch.long)
-        self.top5 = torch.zeros(num_classes, dtype=torch.long)
+        self.top1 = torch.zeros(
+            num_classes, dtype=torch.float64
+        )  # hits; a tie's expected share (topk_correct)
+        self.top5 = torch.zeros(num_classes, dtype=torch.float64)
 
     def update(self, scores: Tensor, targets: Tensor) -> None:
         """Add a batch: scores [images, classes] and the true class indices [images]."""
         targets = targets.detach().to("cpu", torch.long)
-        hits = topk_correct(scores.detach().cpu(), targets).long()
+        hits = topk_correct(scores.detach().cpu(), targets)
         self.images += torch.bincount(targets, minlength=self.num_classes)
-        self.top1 += torch.bincount(targets, weights=hits[0].double(), minlength=self.num_classes).long()
-        self.top5 += torch.bincount(targets, weights=hits[1].double(), minlength=self.num_classes).long()
+        self.top1 += torch.bincount(targets, weights=hits[0], minlength=self.num_classes)
+        self.top5 += torch.bincount(targets, weights=hits[1], minlength=self.num_classes)
 
     @property
     def count(self) -> int:
@@ -82,8 +94,8 @@ class ClassificationMeter:
     def summary(self, class_names: Sequence[str] | None = None) -> dict[str, Any]:
         """Errors and accuracies in percent, the image count, and accuracy per class (None if no images)."""
         n = self.count
-        top1 = 100.0 * int(self.top1.sum()) / n if n else float("nan")
-        top5 = 100.0 * int(self.top5.sum()) / n if n else float("nan")
+        top1 = 100.0 * float(self.top1.sum()) / n if n else float("nan")
+        top5 = 100.0 * float(self.top5.sum()) / n if n else float("nan")
         names = list(class_names) if class_names is not None else [str(i) for i in range(self.num_classes)]
         per_class = []
         for i, name in enumerate(names):
@@ -92,8 +104,8 @@ class ClassificationMeter:
                 {
                     "class": name,
                     "images": count,
-                    "top1_accuracy": 100.0 * int(self.top1[i]) / count if count else None,
-                    "top5_accuracy": 100.0 * int(self.top5[i]) / count if count else None,
+                    "top1_accuracy": 100.0 * float(self.top1[i]) / count if count else None,
+                    "top5_accuracy": 100.0 * float(self.top5[i]) / count if count else None,
                 }
             )
         return {
