@@ -101,6 +101,7 @@ def test_run_folder_after_a_tiny_run_on_builtin_data(tmp_path: Path, monkeypatch
     assert config.data.dataset == "builtin" and config.model.input_size == 64  # the preset applies
     results = fit(config)
     assert results["status"] == "completed"
+    assert results["versions"]["torch"] == torch.__version__  # what a bit-identical rerun also needs
     names = {p.name for p in out.iterdir()}
     assert names >= {"config.yaml", "metrics.csv", "tensorboard", "loss.png", "top1.png", "lr.png", "last.pt",
                      "final.pt", "train.log", "results.json", "checkpoints.json"}  # fmt: skip

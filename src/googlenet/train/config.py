@@ -654,7 +654,10 @@ def validate(config: TrainConfig, *, resuming: bool = False) -> None:
     )
     _check(
         d.dataset != "builtin" or d.data_path is None,
-        "data.dataset 'builtin' draws its own images; data.data_path (--data-path) does not apply, "
+        "the run being resumed trained on the built-in data (data.dataset 'builtin'); data.data_path "
+        "(--data-path) does not apply to it: resume without it"
+        if resuming
+        else "data.dataset 'builtin' draws its own images; data.data_path (--data-path) does not apply, "
         "give one of them",
     )
     _check(0.0 < a.scale_min <= a.scale_max <= 1.0, "augment: need 0 < scale_min <= scale_max <= 1")

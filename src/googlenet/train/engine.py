@@ -35,6 +35,7 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
+from googlenet import __version__
 from googlenet.console import is_launched, leave_resume_hint
 from googlenet.data.datasets import read_skipped, record_skipped
 from googlenet.data.transforms import default_resize_size
@@ -762,6 +763,12 @@ class _Trainer:
             "val_balance": self._val_balance(),
             "processes": self.env.world_size,
             "device": str(self.device),
+            # what bit-identical reruns also depend on (bf16 kernels differ between torch versions)
+            "versions": {
+                "googlenet": __version__,
+                "torch": torch.__version__,
+                "torchvision": _torchvision_version(),
+            },
             "seed": self.config.run.seed,
             "init_sha256": self.init_sha,
             "last_checkpoint": str(self.folder.last),
@@ -769,6 +776,14 @@ class _Trainer:
         if self.signals.received is not None:
             results["signal"] = signal.Signals(self.signals.received).name
         return results
+
+
+def _torchvision_version() -> str | None:
+    try:
+        import torchvision
+    except ImportError:
+        return None
+    return str(torchvision.__version__)
 
 
 class _TrainForward(nn.Module):
