@@ -624,3 +624,23 @@ def test_a_folder_of_some_of_the_models_classes_is_scored_with_class_subset(
     assert all(row == full[row["class"]] for row in report["per_class"])
     with pytest.raises(googlenet.DataError, match="in the data only: 'd'"):  # never a superset
         match_classes(["a", "d"], ["a", "b", "c"], "x", subset=True)
+
+
+def test_per_class_rows_stay_one_line_and_narrow(capsys: pytest.CaptureFixture[str]) -> None:
+    """A class folder named with a newline split its row in two; a 200-character name padded every row."""
+    from googlenet.evaluate.command import _print_report
+
+    rows = [{"class": "line\nbreak", "images": 2, "top1_accuracy": 50.0, "top5_accuracy": 100.0},
+            {"class": "L" * 200, "images": 0, "top1_accuracy": None, "top5_accuracy": None},
+            {"class": "cat", "images": 1, "top1_accuracy": 0.0, "top5_accuracy": 100.0}]  # fmt: skip
+    report = {"models": 1, "checkpoints": ["/m.pt"], "crops": 1, "reduce": "mean", "dataset": "d", "images": 3,
+              "bad_images": [], "top1_error": 66.7, "top1_accuracy": 33.3, "top5_error": 0.0,
+              "top5_accuracy": 100.0, "num_classes": 3, "cost": 1, "forward_passes": 3, "images_per_s": None,
+              "engines": ["eager"], "per_class": rows}  # fmt: skip
+    _print_report(report)
+    out = capsys.readouterr().out.splitlines()
+    assert "  line\\x0abreak" in "\n".join(out) and not any(
+        line == "break" or line.startswith("break ") for line in out
+    )
+    cat = next(line for line in out if line.startswith("  cat"))
+    assert len(cat) < 80, cat

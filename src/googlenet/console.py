@@ -47,6 +47,15 @@ class _StderrHandler(logging.StreamHandler):
             super().emit(record)
 
 
+# Control characters as \xNN: a file or class name holding a newline would otherwise print as two lines.
+_CONTROL = {code: f"\\x{code:02x}" for code in [*range(32), 127]}
+
+
+def one_line(text: str) -> str:
+    """`text` (a file or class name, or a message naming one) on one line: control characters as \\xNN."""
+    return text.translate(_CONTROL)
+
+
 def setup_console(level: int = logging.INFO) -> None:
     """Show the "googlenet" loggers' INFO lines on stderr, once, whichever command asks first."""
     root = logging.getLogger("googlenet")

@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from PIL import Image
 
+from googlenet.console import one_line
 from googlenet.data.crops import CROP_COUNTS, CropSpec, cut_crops
 from googlenet.data.decode import is_image_file
 from googlenet.errors import CheckpointError, ConfigError, DataError, UsageError
@@ -151,15 +152,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-# Control characters as \xNN: a file name holding a newline would otherwise print as two lines of output.
-_CONTROL = {code: f"\\x{code:02x}" for code in [*range(32), 127]}
-
-
-def one_line(text: str) -> str:
-    """`text` (a file name, or a message naming one) on one line: control characters escaped as \\xNN."""
-    return text.translate(_CONTROL)
-
-
 def _images_after_checkpoints(args: argparse.Namespace) -> tuple[list[str], list[dict[str, str]]]:
     """The IMAGE arguments, including images typed after `--checkpoint A.pt` (the natural order), with
     folders expanded (`_expand_folders`: the images and what could not be used).
@@ -284,7 +276,9 @@ def run(args: argparse.Namespace) -> int:
             print(one_line(r["image"]))
             for entry in r["top"]:
                 wnid = f" ({entry['wnid']})" if "wnid" in entry else ""
-                print(f"  {entry['rank']:2d}. {100 * entry['probability']:6.2f}%  {entry['class']}{wnid}")
+                print(
+                    f"  {entry['rank']:2d}. {100 * entry['probability']:6.2f}%  {one_line(entry['class'])}{wnid}"
+                )
             sys.stdout.flush()
 
     if unusable and args.on_bad == "abort":

@@ -21,7 +21,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from googlenet.console import setup_console
+from googlenet.console import one_line, setup_console
 from googlenet.data.crops import CROP_COUNTS, CropSpec
 from googlenet.data.datasets import max_workers
 from googlenet.errors import CheckpointError, ConfigError, DataError, GoogLeNetError
@@ -351,13 +351,16 @@ def _print_report(r: dict[str, Any]) -> None:
         shown = sorted(scored, key=lambda c: (c["top1_accuracy"], c["class"]))[:10]
         title = f"the 10 classes with the lowest top-1 accuracy of {len(per_class)} (all of them with --json)"
     print(title + ":")
-    width = max((len(c["class"]) for c in shown), default=0)
+    names = {id(c): one_line(c["class"]) for c in shown}  # a newline in a folder's name: one row still
+    width = min(
+        max((len(name) for name in names.values()), default=0), 40
+    )  # a 200-character name pads no more
     for c in shown:
         if not c["images"]:
-            print(f"  {c['class']:<{width}}       -        -     0")
+            print(f"  {names[id(c)]:<{width}}       -        -     0")
             continue
         print(
-            f"  {c['class']:<{width}}  {c['top1_accuracy']:6.2f}%  {c['top5_accuracy']:6.2f}%  {c['images']:4d}"
+            f"  {names[id(c)]:<{width}}  {c['top1_accuracy']:6.2f}%  {c['top5_accuracy']:6.2f}%  {c['images']:4d}"
         )
 
 
