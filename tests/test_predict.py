@@ -138,8 +138,10 @@ def test_bad_arguments(files: dict[str, Path], capsys: pytest.CaptureFixture[str
 
 
 def test_no_model_is_a_one_line_error(files: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["predict", str(files["wide"])]) == 1
-    assert "--checkpoint" in capsys.readouterr().err
+    assert main(["predict", str(files["wide"])]) == 2  # a required option missing, as argparse exits
+    assert "one of --checkpoint FILE [FILE ...] or --weights FILE is required" in capsys.readouterr().err
+    assert main(["evaluate"]) == 2
+    assert "one of --checkpoint" in capsys.readouterr().err
 
 
 def test_images_may_follow_the_checkpoints(

@@ -253,6 +253,8 @@ def _expand_folders(paths: list[str]) -> tuple[list[str], list[dict[str, str]]]:
 def run(args: argparse.Namespace) -> int:
     """Run `googlenet predict` from parsed flags: print each image's top classes (or one JSON object); the
     exit code, 1 when an image could not be read."""
+    if not args.checkpoint and args.weights is None:  # what argparse would say of a required option: exit 2
+        raise UsageError("one of --checkpoint FILE [FILE ...] or --weights FILE is required")
     if args.topk < 1:
         raise ConfigError(f"--topk: must be at least 1, got {args.topk}")
     if args.reduce == "max" and args.crops == 1:

@@ -24,7 +24,7 @@ from typing import Any
 from googlenet.console import one_line, setup_console
 from googlenet.data.crops import CROP_COUNTS, CropSpec
 from googlenet.data.datasets import max_workers
-from googlenet.errors import CheckpointError, ConfigError, DataError, GoogLeNetError
+from googlenet.errors import CheckpointError, ConfigError, DataError, GoogLeNetError, UsageError
 from googlenet.evaluate.evalset import (
     DATASETS,
     EvalSet,
@@ -113,6 +113,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _check_args(args: argparse.Namespace) -> None:
+    if not args.checkpoint and args.weights is None:  # what argparse would say of a required option: exit 2
+        raise UsageError("one of --checkpoint FILE [FILE ...] or --weights FILE is required")
     if args.table3 and args.crops is not None:
         raise ConfigError("--crops and --table3 exclude each other (--table3 runs 1, 10 and 144 crops)")
     if args.output_dir and not args.table3:
