@@ -137,7 +137,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--data-seed", dest="run.data_seed", type=int, help="seed for image order, augmentation and dropout"
     )
     add_g("--deterministic", dest="run.deterministic", action=boolean,
-          help="torch.use_deterministic_algorithms: bit-identical reruns and resumes on CPU")  # fmt: skip
+          help="torch.use_deterministic_algorithms: bit-identical reruns and resumes on CPU (default off)")  # fmt: skip
     add_g("--device", dest="run.device", help="auto (default), cpu, cuda or cuda:N")
     add_g(
         "--amp",
@@ -178,7 +178,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add_g("--dataset", dest="data.dataset", choices=CHOICES["data.dataset"][1:],
           help="folder, imagenet or builtin (default: builtin without --data-path, else folder)")  # fmt: skip
-    add_g("--on-bad", dest="data.on_bad", choices=CHOICES["data.on_bad"], help="a bad image: skip or abort")
+    add_g(
+        "--on-bad",
+        dest="data.on_bad",
+        choices=CHOICES["data.on_bad"],
+        help="a bad image: skip (default) or abort",
+    )
     add_g(
         "-j",
         "--workers",
@@ -199,7 +204,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     g = parser.add_argument_group("model")
     add_g = g.add_argument
-    add_g("--variant", dest="model.variant", choices=CHOICES["model.variant"], help="network variant")
+    add_g(
+        "--variant",
+        dest="model.variant",
+        choices=CHOICES["model.variant"],
+        help="network variant (default paper: Table 1 exactly)",
+    )
     add_g("--input-size", dest="model.input_size", type=int,
           help="training and evaluation crop (default 224, the paper's; built-in data: 64)")  # fmt: skip
     add_g(
@@ -231,7 +241,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_g(
         "--channels-last", dest="model.channels_last", action=boolean, help="NHWC memory format (default on)"
     )
-    add_g("--sync-bn", dest="model.sync_bn", action=boolean, help="SyncBatchNorm under DDP on GPUs")
+    add_g(
+        "--sync-bn",
+        dest="model.sync_bn",
+        action=boolean,
+        help="SyncBatchNorm under DDP on GPUs (default off)",
+    )
 
     g = parser.add_argument_group("optimisation")
     add_g = g.add_argument
@@ -250,7 +265,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_g("--init-lr-mult", dest="optim.init_lr_mult", type=float,
           help="fine-tuning: learning-rate multiplier of the layers --init-from copies (1; 0 freezes them, "
                "BatchNorm statistics included)")  # fmt: skip
-    add_g("--nesterov", dest="optim.nesterov", action=boolean, help="Nesterov momentum")
+    add_g(
+        "--nesterov",
+        dest="optim.nesterov",
+        action=boolean,
+        help="Nesterov momentum (default off: section 6's plain momentum)",
+    )
     add_g("--aux-weight", dest="optim.aux_weight", type=float, help="auxiliary loss weight (section 5: 0.3)")
     add_g("--label-smoothing", dest="optim.label_smoothing", type=float, help="label smoothing (off)")
     add_g("--clip-grad-norm", dest="optim.clip_grad_norm", type=float,
@@ -258,11 +278,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_g("--skip-nonfinite", dest="optim.skip_nonfinite", action=boolean,
           help="skip a step whose loss is NaN/Inf instead of stopping")  # fmt: skip
     add_g("--lr-scheduler", dest="schedule.lr_scheduler", choices=CHOICES["schedule.lr_scheduler"],
-          help="step (section 6: x0.96 every 8 epochs) or cosine")  # fmt: skip
+          help="step (default; section 6: x0.96 every 8 epochs) or cosine")  # fmt: skip
     add_g("--lr-step-size", dest="schedule.lr_step_size", type=float, help="epochs between decays (8)")
     add_g("--lr-gamma", dest="schedule.lr_gamma", type=float, help="decay factor (0.96)")
     add_g("--lr-step-every", dest="schedule.lr_step_every", choices=CHOICES["schedule.lr_step_every"],
-          help="epoch: staircase; iter: the same decay applied smoothly every iteration")  # fmt: skip
+          help="epoch (default): staircase; iter: the same decay applied smoothly every iteration")  # fmt: skip
     add_g("--lr-warmup-epochs", dest="schedule.lr_warmup_epochs", type=float, help="linear warm-up epochs")
     add_g("--lr-warmup-decay", "--lr-warmup-start", dest="schedule.lr_warmup_start", type=float,
           help="warm-up starts at lr x this (0.01)")  # fmt: skip
@@ -270,7 +290,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     g = parser.add_argument_group("averaging (section 6: Polyak)")
     add_g = g.add_argument
-    add_g("--average", dest="average.method", choices=CHOICES["average.method"], help="polyak, ema or none")
+    add_g(
+        "--average",
+        dest="average.method",
+        choices=CHOICES["average.method"],
+        help="polyak (default), ema or none",
+    )
     add_g("--average-start", dest="average.start", type=float,
           help="when averaging starts: a fraction of the run (< 1) or the number of epochs trained before it (0: from the first step; default 0.5, the second half; a fraction is rounded to whole epochs, halves to even: 3 epochs average the last one, 5 the last three)")  # fmt: skip
     add_g("--average-every", dest="average.every", type=int, help="steps between snapshots (1)")
@@ -294,10 +319,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_g("--ratio-min", dest="augment.ratio_min", type=float, help="smallest aspect ratio (3/4)")
     add_g("--ratio-max", dest="augment.ratio_max", type=float, help="largest aspect ratio (4/3)")
     add_g("--random-interpolation", dest="augment.random_interpolation", action=boolean,
-          help="bilinear/area/nearest/cubic at random (--no-random-interpolation: bilinear)")  # fmt: skip
+          help="bilinear/area/nearest/cubic at random (default on; --no-random-interpolation: bilinear)")  # fmt: skip
     add_g(
         "--photometric", dest="augment.photometric", action=boolean,
-        help="Howard's photometric distortions: the colour jitter and lighting noise below",
+        help="Howard's photometric distortions: the colour jitter and lighting noise below (default on)",
     )  # fmt: skip
     add_g("--brightness", dest="augment.brightness", type=float, metavar="X",
           help="brightness factor drawn uniformly from [1-X, 1+X] (0.4)")  # fmt: skip
@@ -307,7 +332,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
           help="saturation factor drawn uniformly from [1-X, 1+X] (0.4)")  # fmt: skip
     add_g("--lighting", dest="augment.lighting", type=float, metavar="STD",
           help="AlexNet's PCA lighting noise, alpha ~ N(0, STD) per eigenvector (0.1; 0 = off)")  # fmt: skip
-    add_g("--flip", dest="augment.flip", action=boolean, help="horizontal mirroring")
+    add_g("--flip", dest="augment.flip", action=boolean, help="horizontal mirroring (default on)")
     add_g("--mean", dest="augment.mean", type=float, nargs=3, metavar=("R", "G", "B"),
           help="per-channel mean subtracted from 0-1 RGB input, at training and in the checkpoint for "
                "evaluation (ImageNet's: 0.485 0.456 0.406; with --std 1 1 1, 0 0 0 switches normalisation off)")  # fmt: skip
