@@ -353,16 +353,16 @@ def _print_report(r: dict[str, Any]) -> None:
         shown = sorted(scored, key=lambda c: (c["top1_accuracy"], c["class"]))[:10]
         title = f"the 10 classes with the lowest top-1 accuracy of {len(per_class)} (all of them with --json)"
     print(title + ":")
-    names = {id(c): one_line(c["class"]) for c in shown}  # a newline in a folder's name: one row still
+    shown_names = {id(c): one_line(c["class"]) for c in shown}  # a newline in a folder's name: one row still
     width = min(
-        max((len(name) for name in names.values()), default=0), 40
+        max((len(name) for name in shown_names.values()), default=0), 40
     )  # a 200-character name pads no more
     for c in shown:
         if not c["images"]:
-            print(f"  {names[id(c)]:<{width}}       -        -     0")
+            print(f"  {shown_names[id(c)]:<{width}}       -        -     0")
             continue
         print(
-            f"  {names[id(c)]:<{width}}  {c['top1_accuracy']:6.2f}%  {c['top5_accuracy']:6.2f}%  {c['images']:4d}"
+            f"  {shown_names[id(c)]:<{width}}  {c['top1_accuracy']:6.2f}%  {c['top5_accuracy']:6.2f}%  {c['images']:4d}"
         )
 
 
