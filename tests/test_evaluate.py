@@ -151,6 +151,8 @@ def test_tied_scores_count_the_expected_hit_not_topks_order() -> None:
     meter = ClassificationMeter(4)
     meter.update(scores.expand(2, 4), torch.tensor([0, 1]))
     assert meter.summary()["top1_accuracy"] == 50.0
+    nan = torch.full((2, 10), float("nan"))  # compares unequal to everything: never a hit, not a sure one
+    assert topk_correct(nan, torch.tensor([3, 7])).tolist() == [[0.0, 0.0], [0.0, 0.0]]
 
 
 # --- the evaluation loop ----------------------------------------------------------------------------

@@ -554,6 +554,10 @@ def test_check_output_replaces_only_its_own_kind(tmp_path: Path) -> None:
         check_output("--output", tmp_path)
     with pytest.raises(ConfigError, match="--output -: this output is a file, not standard output"):
         check_output("--output", "-")  # `detect predict --output -` wrote a file named "-"
+    from googlenet.io import check_output_folder
+
+    with pytest.raises(ConfigError, match="--plot-dir -: this output is a folder, not standard output"):
+        check_output_folder("--plot-dir", "-", lambda name: True, "plot", "")
 
 
 def test_true_processes_exit_with_one_line(fixtures: dict[str, Path]) -> None:

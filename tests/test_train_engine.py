@@ -1049,7 +1049,15 @@ def test_the_data_line_says_what_each_epoch_leaves_out_and_that_top5_says_nothin
     assert "2 steps per epoch (2 image(s) left out of each epoch, other ones each time)" in log
     assert "; top-5 is always 100% with 5 classes or fewer" in log
     rate = re.search(r"\| ([0-9.e+]+) img/s \|", log)
-    assert rate and float(rate.group(1)) > 0, log  # "%.0f" printed a rate under 0.5 img/s as 0
+    assert rate and float(rate.group(1)) > 0, log
+    from googlenet.train.epochs import rate_text
+
+    assert [rate_text(v) for v in (0.42, 9.96, 10.4, 229.4)] == [
+        "0.42",
+        "10",
+        "10",
+        "229",
+    ]  # 0.4 printed as 0
     assert (
         log.splitlines()[-1].split(": ", 1)[1].startswith("completed: val top-1 raw ")
     )  # the closing line too
@@ -1071,3 +1079,16 @@ def test_a_log_without_a_bar_gets_progress_lines_within_an_epoch(
         log,
     )
     assert lines == [("1", "33"), ("2", "67"), ("3", "100")], log
+
+
+def test_an_ensemble_extended_twice_resumes_each_time(tiny_data: Path, tmp_path: Path) -> None:
+    """A member resumed with more epochs records its kept average start (average.start 0 where the
+    ensemble's file says 0.5): the next resume took that for an edit of the file and refused."""
+    out = tmp_path / "ensemble"
+    argv = ["train", "--data-path", str(tiny_data), "-j", "0", "--input-size", "64", "-b", "4", "--no-aux",
+            "--seed", "0", "--no-progress", "--ensemble", "2", "--output-dir", str(out),
+            "--train-eval-samples", "0", "--average-start", "0.5"]  # fmt: skip
+    assert main([*argv, "--epochs", "1"]) == 0
+    for epochs in ("2", "3"):
+        assert main(["train", "--resume", str(out), "--epochs", epochs, "--no-progress"]) == 0
+    assert json.loads((out / "member-1" / "results.json").read_text())["epochs"] == 3

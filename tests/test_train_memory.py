@@ -107,6 +107,9 @@ def test_one_image_per_step_on_1x1_batchnorm_maps_is_refused_up_front(
     with pytest.raises(ConfigError, match=r"per process \(2 processes\)"):
         memory.check_batch_norm_batch("bn", 32, 2, 2, aux_logits=False)
     memory.check_batch_norm_batch("paper", 32, 1, 1, aux_logits=False)  # no BatchNorm
+    memory.check_batch_norm_batch(
+        "bn", 32, 2, 2, aux_logits=False, sync_bn_on_gpus=True
+    )  # statistics over both
     memory.check_batch_norm_batch("bn", 32, 2, 1, aux_logits=False)  # two values per channel
     memory.check_batch_norm_batch("bn", 64, 1, 1, aux_logits=False)  # 2x2 maps
     out = tmp_path / "run"

@@ -29,6 +29,7 @@ class _StderrHandler(logging.StreamHandler):
 
     def __init__(self) -> None:
         super().__init__(sys.stderr)
+        self.pid = os.getpid()  # the process whose progress bars this handler lifts
 
     @property
     def stream(self):
@@ -41,6 +42,9 @@ class _StderrHandler(logging.StreamHandler):
     def emit(self, record: logging.LogRecord) -> None:
         """Write the line with any tqdm bar on stderr lifted first and drawn again after it: a line
         logged mid-epoch ("skipping a bad image", a signal) was written onto the end of the bar."""
+        if os.getpid() != self.pid:  # a forked loader process: tqdm's lock may have been copied held
+            super().emit(record)
+            return
         from tqdm import tqdm
 
         with tqdm.external_write_mode(file=sys.stderr):

@@ -255,6 +255,8 @@ def check_output_folder(
     what folder they want.)"""
     from googlenet.errors import ConfigError
 
+    if str(folder) == "-":  # as for a file output: "-" would be a folder named "-", not standard output
+        raise ConfigError(f"{flag} -: this output is a folder, not standard output; give a folder name")
     target = Path(folder)
     others = (
         sorted(p.name for p in target.iterdir() if not _ours_or_leftover(p.name, ours))

@@ -320,7 +320,7 @@ class _SetupFailures:
         self.trained = False
         self.abandoned: str | None = None
 
-    def record(self, arm: str, error: str | None, trained: bool) -> None:
+    def record(self, plan: StudyPlan, arm: str, error: str | None, trained: bool) -> None:
         with self.lock:
             if not self.active:
                 return
@@ -328,7 +328,8 @@ class _SetupFailures:
                 self.trained = True
             elif error is not None and self.abandoned is None:
                 self.arms.setdefault(error, set()).add(arm)
-                if len(self.arms[error]) >= 2 and not self.trained:
+                # a run training now beside the failed ones (-P 2) has got past the setup: not the study's
+                if len(self.arms[error]) >= 2 and not self.trained and not _any_began(plan):
                     self.abandoned = f"two arms failed before training with: {error}"
                     logger.warning("%s; the runs not yet started are left out", self.abandoned)
 
@@ -336,12 +337,18 @@ class _SetupFailures:
 _SETUP_FAILURES = _SetupFailures()
 
 
+def _any_began(plan: StudyPlan) -> bool:
+    """Whether any run of the study has trained a step (a last.pt or an epoch in metrics.csv)."""
+    return any((plan.run_dir(arm, seed) / name).is_file() for arm in plan.arms for seed in plan.seeds
+               for name in ("last.pt", "metrics.csv"))  # fmt: skip
+
+
 def run_one(plan: StudyPlan, arm: str, seed: int, threads: int) -> dict[str, Any]:
     """Train (or resume, or reuse) one run; returns {"arm", "seed", "status", "results"}."""
     folder = plan.run_dir(arm, seed)
     if completed(folder):
         return {"arm": arm, "seed": seed, "status": "reused", "results": read_results(folder)}
-    if _SETUP_FAILURES.abandoned is not None:
+    if _SETUP_FAILURES.active and _SETUP_FAILURES.abandoned is not None:
         return {
             "arm": arm,
             "seed": seed,
@@ -355,6 +362,7 @@ def run_one(plan: StudyPlan, arm: str, seed: int, threads: int) -> dict[str, Any
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     log = folder.parent / f"seed-{seed}.log"
     started = time.perf_counter()
+    before = log.stat().st_size if log.is_file() else 0  # the log grows by call: this run's lines follow
     with log.open("a", encoding="utf-8") as handle:
         handle.write("$ " + " ".join(command) + "\n")
         handle.flush()
@@ -374,18 +382,23 @@ def run_one(plan: StudyPlan, arm: str, seed: int, threads: int) -> dict[str, Any
     elif rc in (128 + signal.SIGINT, 128 + signal.SIGTERM):  # stopped; the next call resumes it
         status = f"interrupted (exit {rc}, see {log})"
     else:  # the run's own error line, so that the study's output says why without opening the log
-        error = _last_error(log)
+        error = _last_error(log, before)
         status = f"failed (exit {rc}{': ' + error if error else ''}; see {log})"
     trained = status == "completed" or (folder / "last.pt").is_file()
-    _SETUP_FAILURES.record(arm, _last_error(log) if status.startswith("failed") else None, trained)
+    _SETUP_FAILURES.record(
+        plan, arm, _last_error(log, before) if status.startswith("failed") else None, trained
+    )
     return {"arm": arm, "seed": seed, "status": status, "results": results,
             "seconds": time.perf_counter() - started}  # fmt: skip
 
 
-def _last_error(log: Path) -> str | None:
-    """The last "googlenet train: error: ..." line of a run's log, without its prefix."""
+def _last_error(log: Path, start: int = 0) -> str | None:
+    """The last "googlenet train: error: ..." line of a run's log from byte `start` on (this call's part
+    of a log that earlier calls wrote to too), without its prefix."""
     try:
-        lines = log.read_text(encoding="utf-8", errors="replace").splitlines()
+        with log.open("rb") as handle:
+            handle.seek(start)
+            lines = handle.read().decode("utf-8", errors="replace").splitlines()
     except OSError:
         return None
     errors = [line.split(": error: ", 1)[1] for line in lines if line.startswith("googlenet train: error: ")]
@@ -420,7 +433,7 @@ def run_training(
             _CHILDREN.interrupt()
             raise  # leaving the pool waits for the runs, which save and stop within a step
         finally:
-            _SETUP_FAILURES.active = False  # every run has ended (`_watch` returns when none is pending)
+            _SETUP_FAILURES.reset()  # every run has ended (`_watch` returns when none is pending)
     bar.close()
     return outcomes
 

@@ -341,7 +341,9 @@ def run_train(args: argparse.Namespace) -> int:
         }
         flags.pop("run.output_dir", None)
         config = resolve({**preset, **file_overrides}, flags)  # every value checked before the region set
-        _refuse_inapplicable(flags, config)  # as `train` does: a flag that cannot apply is not recorded
+        _refuse_inapplicable(
+            flags, config, settings
+        )  # as `train` does: a flag that cannot apply is not recorded
         # A batch the memory cannot hold is refused before the region set (minutes) is built; the
         # engine checks again, and warns, when training starts.
         check_run_memory(config, max(env.world_size, nproc), ddp.resolve_device(config.run.device, env))

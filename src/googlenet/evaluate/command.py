@@ -321,7 +321,8 @@ def _check_scored(
         )
     listed = Counter(target for _, target in samples)
     scored = {row["class"]: row["images"] for row in report["per_class"]}
-    lost = [names[c] for c in sorted(listed) if c < len(names) and scored.get(names[c]) == 0]
+    # 0 images scored, or no row at all (--class-subset leaves out the rows of classes without images)
+    lost = [names[c] for c in sorted(listed) if c < len(names) and not scored.get(names[c])]
     if lost:
         shown = ", ".join(repr(name) for name in lost[:5]) + (
             f" and {len(lost) - 5} more" if len(lost) > 5 else ""

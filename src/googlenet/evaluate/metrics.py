@@ -61,10 +61,12 @@ def topk_correct(scores: Tensor, targets: Tensor, ks: Sequence[int] = (1, 5)) ->
     target_scores = scores.gather(-1, targets.view(-1, 1).to(scores.device))
     higher = (scores > target_scores).sum(dim=-1)
     tied = (scores == target_scores).sum(dim=-1).clamp(min=1)  # the target itself, and any equal to it
+    finite = torch.isfinite(target_scores).view(-1)  # a NaN score is never a hit (it compares unequal)
     credits = []
     for k in ks:
         k = min(k, scores.shape[-1])
-        credits.append(((k - higher).clamp(min=0).double() / tied).clamp(max=1.0))
+        credit = ((k - higher).clamp(min=0).float() / tied).clamp(max=1.0)
+        credits.append(torch.where(finite, credit, torch.zeros_like(credit)))
     return torch.stack(credits)
 
 
@@ -82,7 +84,7 @@ class ClassificationMeter:
     def update(self, scores: Tensor, targets: Tensor) -> None:
         """Add a batch: scores [images, classes] and the true class indices [images]."""
         targets = targets.detach().to("cpu", torch.long)
-        hits = topk_correct(scores.detach().cpu(), targets)
+        hits = topk_correct(scores.detach().cpu(), targets).double()
         self.images += torch.bincount(targets, minlength=self.num_classes)
         self.top1 += torch.bincount(targets, weights=hits[0], minlength=self.num_classes)
         self.top5 += torch.bincount(targets, weights=hits[1], minlength=self.num_classes)

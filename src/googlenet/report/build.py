@@ -350,7 +350,12 @@ def predictions_section(pred: dict[str, Any], wrong: int = 12, pairs: int = 15) 
     accuracy = 100.0 * sum(int(t == p) for t, p in zip(targets, predicted, strict=True)) / len(targets)
     title = f"{len(targets)} validation images, top-1 accuracy {accuracy:.1f}% (centre crop)"
     if k < n:
-        title += f"\nthe {k} of {n} classes in the most mistakes"
+        with_mistakes = int((mistakes_only.sum(axis=0) + mistakes_only.sum(axis=1) > 0).sum())
+        title += (
+            f"\nthe {k} of {n} classes in the most mistakes"
+            if with_mistakes >= k
+            else f"\nthe {with_mistakes} of {n} classes in any mistake, and {k - with_mistakes} others"
+        )
     ax.set_title(title)
     body = img(figure_png(fig), "confusion matrix")
     if k < n:

@@ -462,8 +462,12 @@ def build_config(args: argparse.Namespace) -> tuple[Any, str | None]:
     recorded_stop, stored.run.stop_after_steps = stored.run.stop_after_steps, None
     if "run.stop_after_steps" not in settings and file_overrides.get("run.stop_after_steps") == recorded_stop:
         file_overrides = {k: v for k, v in file_overrides.items() if k != "run.stop_after_steps"}
-    elsewhere = file_overrides.get("run.output_dir")
-    if elsewhere is not None and Path(str(elsewhere)).resolve() != _run_folder(folder).resolve():
+    elsewhere = file_overrides.get("run.output_dir")  # as the file has it: the run's own, as it was typed
+    if (
+        elsewhere is not None
+        and str(elsewhere) != str(stored.run.output_dir)
+        and Path(str(elsewhere)).resolve() != _run_folder(folder).resolve()
+    ):
         raise ConfigError(
             f"{source}: run.output_dir {elsewhere}: a resumed run continues in its own folder "
             f"{_run_folder(folder)}; take run.output_dir out of the file (or resume without --config)"
@@ -485,10 +489,16 @@ def _check_ensemble_file(folder: Path, stored: TrainConfig) -> None:
         last = folder / f"member-{k}" / "last.pt"
         if not last.is_file():
             continue
-        began = from_dict(load_training_state(last)["train_state"]["config"], str(last))
+        state = load_training_state(last)["train_state"]
+        began = from_dict(state["config"], str(last))
         expected, overrides = ensemble_member(stored, k, started=True)
         own = {*overrides, "run.data_seed", "run.ensemble"} | RESUME_MUTABLE
+        # A member resumed with more epochs records its average's kept start as a whole epoch (the
+        # engine's, not a user's edit): the ensemble's file keeps the fraction it began with.
+        kept = began.average.start == state.get("average_start_epoch")
         for key, value in flatten(expected.as_dict()).items():
+            if key == "average.start" and kept:
+                continue
             if key not in own and began.get(key) != value:
                 raise ConfigError(
                     f"{path}: {key} is {value!r} there, but member-{k} began with {began.get(key)!r}: the file "

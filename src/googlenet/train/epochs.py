@@ -95,9 +95,6 @@ def log_epoch(row: dict[str, Any], epochs: int, eta_s: float) -> None:
     def pct(value: Any) -> str:
         return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.1f}"
 
-    def rate(value: float) -> str:  # under 10 img/s "%.0f" printed 0.4 as 0
-        return f"{value:.0f}" if not math.isfinite(value) or value >= 10 else f"{value:.2g}"
-
     aux = ""
     if row.get("loss_aux1") is not None:
         aux = f" aux {row['loss_aux1']:.3f}/{row['loss_aux2']:.3f}"
@@ -107,8 +104,13 @@ def log_epoch(row: dict[str, Any], epochs: int, eta_s: float) -> None:
         row["epoch"] + 1, epochs, row["loss_total"] if row["loss_total"] is not None else math.nan,
         row["loss_main"] if row["loss_main"] is not None else math.nan, aux, pct(row["train_top1"]),
         pct(row["val_top1_raw"]), pct(row["val_top1_avg"]), pct(row["val_top5_raw"]), pct(row["val_top5_avg"]),
-        row["lr"], rate(row["img_per_s"]), row["epoch_time_s"], duration(eta_s),
+        row["lr"], rate_text(row["img_per_s"]), row["epoch_time_s"], duration(eta_s),
     )  # fmt: skip
+
+
+def rate_text(value: float) -> str:
+    """An img/s figure: whole numbers from 10 on, two figures below ("%.0f" printed 0.4 img/s as 0)."""
+    return f"{value:.0f}" if not math.isfinite(value) or value >= 10 else f"{value:.2g}"
 
 
 def overall_rate(rates: Iterable[Any]) -> float | None:

@@ -301,11 +301,13 @@ def train_one_epoch(
             elif progress_every_s is not None and time.perf_counter() - said >= progress_every_s:
                 said = time.perf_counter()
                 done = step + 1 - start_step  # steps of this call, timed since it started
+                distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+                processes = torch.distributed.get_world_size() if distributed else 1  # the run's img/s
                 left = (steps - step - 1) * (said - started) / max(done, 1)
                 logger.info(
                     "epoch %d step %d/%d (%.0f%%) | loss %.3f | lr %.3g | %.1f img/s | epoch ETA %s",
                     epoch + 1, step + 1, steps, 100.0 * (step + 1) / max(steps, 1), loss.item(), lr,
-                    meter.samples / elapsed if elapsed > 0 else math.nan, duration(left),
+                    processes * meter.samples / elapsed if elapsed > 0 else math.nan, duration(left),
                 )  # fmt: skip
             if stopped:
                 break

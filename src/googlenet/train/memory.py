@@ -251,12 +251,13 @@ def check_training_memory(
 
 
 def check_batch_norm_batch(variant: str, input_size: int, batch_size: int, world_size: int, *,
-                           aux_logits: bool = True) -> None:  # fmt: skip
+                           aux_logits: bool = True, sync_bn_on_gpus: bool = False) -> None:  # fmt: skip
     """Refuse (`ConfigError`) one image per process for a BatchNorm variant at an input size whose last
     maps are 1x1: in training, BatchNorm needs more than one value per channel, and the first step
     ended in a traceback ("Expected more than 1 value per channel when training"). Tried on the meta
-    device, so no memory or time is spent."""
-    if batch_size // max(world_size, 1) != 1:
+    device, so no memory or time is spent. `sync_bn_on_gpus`: SyncBatchNorm over several GPU processes
+    takes its statistics over all of them, so one image each is enough."""
+    if batch_size // max(world_size, 1) != 1 or (sync_bn_on_gpus and world_size > 1):
         return
     with torch.device("meta"):
         model = build_model(variant, num_classes=2, aux_logits=aux_logits)
@@ -282,9 +283,8 @@ def check_run_memory(config: TrainConfig, world_size: int, device: torch.device)
     from googlenet.train.loop import autocast_for
 
     m, r = config.model, config.run
-    check_batch_norm_batch(
-        m.variant, m.input_size, config.optim.batch_size, world_size, aux_logits=m.aux_logits
-    )
+    check_batch_norm_batch(m.variant, m.input_size, config.optim.batch_size, world_size, aux_logits=m.aux_logits,
+                           sync_bn_on_gpus=m.sync_bn and device.type == "cuda")  # fmt: skip
     return check_training_memory(
         m.variant, m.input_size, config.optim.batch_size, world_size, device, aux_logits=m.aux_logits,
         workers=loader_workers(config), autocast=autocast_for(device, r.amp, r.amp_dtype)[0] is not None,

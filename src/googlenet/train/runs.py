@@ -108,8 +108,8 @@ def chance_levels(
 
     On an imbalanced validation set (`balance`, `class_balance` of its images per class) a network that
     has learnt nothing sits elsewhere: at the largest class's share (always answering it) and at the
-    class prior's entropy, which are drawn instead (a 60 + 2 image set drew "chance 50%" 41 points
-    under a model that only ever answered the larger class)."""
+    class prior's entropy, which are drawn instead (a 10 + 1 image validation set drew "chance: 50%"
+    41 points under a model that only ever answered the larger class)."""
     if num_classes is None or num_classes < 2:
         return None, None
     if balance and balance.get("imbalanced") and balance.get("classes") == num_classes:
