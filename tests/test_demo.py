@@ -33,7 +33,7 @@ def test_demo_trains_evaluates_and_says_where_everything_is(
 
     monkeypatch.setattr(demo, "cli", tiny)
     monkeypatch.setattr(demo.shutil, "which", lambda name: None)  # as under `make demo`
-    assert demo.main() == 0
+    assert demo.main([]) == 0
     out = capsys.readouterr().out
     assert [call[0] for call in calls] == ["train", "evaluate", "evaluate"]
     assert [call[call.index("--crops") + 1] for call in calls[1:]] == ["1", "10"]
@@ -57,5 +57,19 @@ def test_demo_trains_evaluates_and_says_where_everything_is(
 def test_demo_stops_at_the_first_failing_step(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(demo, "cli", lambda argv: 2)
-    assert demo.main() == 2
+    assert demo.main([]) == 2
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_demo_help_and_output_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`python -m googlenet.demo --help` ignored its argument and started a 30-epoch run."""
+    monkeypatch.chdir(tmp_path)
+    calls: list[list[str]] = []
+    monkeypatch.setattr(demo, "cli", lambda argv: calls.append(argv) or 2)
+    with pytest.raises(SystemExit) as done:
+        demo.main(["--help"])
+    assert done.value.code == 0 and "--output-dir" in capsys.readouterr().out and not calls
+    assert demo.main(["-o", str(tmp_path / "mine")]) == 2
+    assert calls == [["train", "--output-dir", str(tmp_path / "mine")]]

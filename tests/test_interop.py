@@ -558,6 +558,15 @@ def test_missing_packages_are_one_line_errors(tmp_path: Path, monkeypatch: pytes
             caffe.read_caffemodel(path)
     finally:
         caffe._net_parameter_class.cache_clear()
+    monkeypatch.delitem(sys.modules, "google.protobuf")
+    from google.protobuf import message_factory
+
+    monkeypatch.delattr(message_factory, "GetMessageClass")  # protobuf 4.21, which tensorboard allows
+    try:
+        with pytest.raises(googlenet.CheckpointError, match=r"needs protobuf 4.25 or later \(this is "):
+            caffe.read_caffemodel(path)
+    finally:
+        caffe._net_parameter_class.cache_clear()
     monkeypatch.setitem(sys.modules, "onnx", None)
     onnx_file = tmp_path / "g.onnx"
     onnx_file.write_bytes(b"\x08\x07")

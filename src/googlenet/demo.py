@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import shutil
 import sys
@@ -24,11 +25,19 @@ def _step(title: str) -> None:
     print(f"\n=== {title} ===", flush=True)
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     """Train on the built-in data, evaluate the final model with 1 and 10 crops, list the run's files; the
     exit code (the first failing step's, else 0)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m googlenet.demo",
+        description="The main job end to end on the built-in data (what `make demo` runs): train the paper "
+        "variant at 64x64 (4-8 minutes on 2 cores), evaluate it with 1 and 10 crops, list the run's files.",
+    )
+    parser.add_argument("-o", "--output-dir", metavar="DIR",
+                        help="the run folder (default runs/demo-<date>-<time> in the current folder)")  # fmt: skip
+    args = parser.parse_args(argv)
     started = time.perf_counter()
-    output = Path("runs") / time.strftime("demo-%Y%m%d-%H%M%S")
+    output = Path(args.output_dir or Path("runs") / time.strftime("demo-%Y%m%d-%H%M%S"))
     _step("1/3 googlenet train  (built-in data, paper variant, 64x64)")
     code = cli(["train", "--output-dir", str(output)])
     if code != 0:

@@ -84,6 +84,12 @@ _V1_LAYER_TYPES = {
 }  # fmt: skip
 
 
+def _older(version: str, than: tuple[int, ...]) -> bool:
+    """Whether a dotted version string ("4.24.4", "5.29.0rc1") is older than `than`."""
+    parts = [int(m.group()) if (m := re.match(r"\d+", piece)) else 0 for piece in version.split(".")]
+    return tuple(parts[: len(than)]) < than
+
+
 @lru_cache(maxsize=1)
 def _net_parameter_class() -> type:
     """`caffe.NetParameter` (subset), built from a descriptor in a private pool."""
@@ -93,6 +99,15 @@ def _net_parameter_class() -> type:
         raise CheckpointError(
             "reading a .caffemodel needs protobuf: pip install 'googlenet[caffe]'"
         ) from None
+    # tensorboard, a dependency, brings any protobuf from 3.19 on; 4.21 lacks GetMessageClass and
+    # 4.22-4.24.4 crashed (pyproject.toml's [caffe] note): refused by name, not an AttributeError
+    from google.protobuf import __version__ as protobuf_version
+
+    if not hasattr(message_factory, "GetMessageClass") or _older(protobuf_version, (4, 25)):
+        raise CheckpointError(
+            f"reading a .caffemodel needs protobuf 4.25 or later (this is {protobuf_version}): "
+            "pip install 'googlenet[caffe]'"
+        )
     F = descriptor_pb2.FieldDescriptorProto
     file = descriptor_pb2.FileDescriptorProto(
         name="googlenet/caffe_subset.proto", package="caffe", syntax="proto2"
