@@ -244,6 +244,15 @@ def _ours_or_leftover(name: str, ours: Callable[[str], bool]) -> bool:
     return ours(name) or leftover_of(name, ours)
 
 
+def _refuse_standard_output(flag: str, path: str | os.PathLike[str], kind: str) -> None:
+    """`-` as an output that is a file or folder: it made one named "-" (only `benchmark --json -`
+    prints, and it does not call the checks with it)."""
+    from googlenet.errors import ConfigError
+
+    if str(path) == "-":
+        raise ConfigError(f"{flag} -: this output is a {kind}, not standard output; give a {kind} name")
+
+
 def check_output_folder(
     flag: str, folder: str | os.PathLike[str], ours: Callable[[str], bool], what: str, advice: str
 ) -> None:
@@ -255,8 +264,7 @@ def check_output_folder(
     what folder they want.)"""
     from googlenet.errors import ConfigError
 
-    if str(folder) == "-":  # as for a file output: "-" would be a folder named "-", not standard output
-        raise ConfigError(f"{flag} -: this output is a folder, not standard output; give a folder name")
+    _refuse_standard_output(flag, folder, "folder")
     target = Path(folder)
     others = (
         sorted(p.name for p in target.iterdir() if not _ours_or_leftover(p.name, ours))
@@ -287,8 +295,7 @@ def check_output(
     """
     from googlenet.errors import ConfigError
 
-    if str(path) == "-":  # `benchmark --json -` prints; every other output is a file: "-" made one named "-"
-        raise ConfigError(f"{flag} -: this output is a file, not standard output; give a file name")
+    _refuse_standard_output(flag, path, "file")
     target = Path(path)
     if target.is_dir():
         raise ConfigError(f"{flag} {target}: is a folder; give a file name")

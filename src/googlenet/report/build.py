@@ -325,9 +325,9 @@ def predictions_section(pred: dict[str, Any], wrong: int = 12, pairs: int = 15) 
     for t, p in zip(targets, predicted, strict=True):
         matrix[t, p] += 1
     mistakes_only = matrix - np.diag(np.diag(matrix))
+    involved = mistakes_only.sum(axis=0) + mistakes_only.sum(axis=1)  # as true or as predicted class
     shown = list(range(n))
-    if n > MATRIX_CLASSES:  # the classes in the most mistakes, as true or as predicted class, in order
-        involved = mistakes_only.sum(axis=0) + mistakes_only.sum(axis=1)
+    if n > MATRIX_CLASSES:  # the classes in the most mistakes, in order
         shown = sorted(np.argsort(-involved, kind="stable")[:MATRIX_CLASSES].tolist())
     drawn = matrix[np.ix_(shown, shown)]
     k = len(shown)
@@ -350,7 +350,7 @@ def predictions_section(pred: dict[str, Any], wrong: int = 12, pairs: int = 15) 
     accuracy = 100.0 * sum(int(t == p) for t, p in zip(targets, predicted, strict=True)) / len(targets)
     title = f"{len(targets)} validation images, top-1 accuracy {accuracy:.1f}% (centre crop)"
     if k < n:
-        with_mistakes = int((mistakes_only.sum(axis=0) + mistakes_only.sum(axis=1) > 0).sum())
+        with_mistakes = int((involved > 0).sum())
         title += (
             f"\nthe {k} of {n} classes in the most mistakes"
             if with_mistakes >= k

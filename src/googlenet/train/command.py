@@ -49,8 +49,7 @@ from googlenet.train.config import (
     validate_from,
 )
 from googlenet.train.engine import fit
-from googlenet.train.runs import is_detection_run, summary_line
-from googlenet.train.runs import percent as _percent
+from googlenet.train.runs import is_detection_run, percent, summary_line
 
 S = argparse.SUPPRESS
 
@@ -624,14 +623,14 @@ def leave_with_the_others(env: ddp.DistEnv, device: str | None) -> None:
 
 def _print_summary(results: dict[str, Any]) -> None:
     def pct(key: str) -> str:
-        return _percent(results.get(key))
+        return percent(results.get(key))
 
     if "members" in results:
         print(
             f"ensemble of {results['ensemble']} ({results['status']}): {results['output_dir']}/ensemble.json"
         )
         for member in results["members"]:
-            print(f"  member-{member['member']}: val top-1 averaged {_percent(member.get('val_top1_avg'))}")
+            print(f"  member-{member['member']}: val top-1 averaged {percent(member.get('val_top1_avg'))}")
         return
     if "checkpoint" in results:  # --test-only
         images = f" on {results['samples']} images" if "samples" in results else ""
