@@ -259,6 +259,14 @@ def test_load_image_folder_errors(tmp_path: Path) -> None:
     _image(tmp_path / "val" / "c" / "1.png")
     message = _one_line_error(load_image_folder, tmp_path, None, None)
     assert "val has classes not in train: c" in message and "train has classes not in val: b" in message
+    assert "accented" not in message
+    # val copied from macOS: its folder names in NFD, train's in NFC
+    _image(tmp_path / "train" / "\u00fcber" / "1.png")
+    _image(tmp_path / "val" / "u\u0308ber" / "1.png")
+    message = _one_line_error(load_image_folder, tmp_path, None, None)
+    assert (
+        "'u\\u0308ber' in val differ from train's only in how their accented letters are encoded" in message
+    )
 
 
 def test_load_imagenet_from_extracted_folders(tmp_path: Path) -> None:

@@ -254,6 +254,13 @@ def test_cli_config_file_and_flags(tmp_path: Path) -> None:
     assert config.optim.lr == 0.03 and config.run.epochs == 6
 
 
+def test_no_test_only_turns_off_a_config_files_test_only(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("run:\n  test_only: true\n")
+    config, _ = build_config(_parse(["--config", str(path), "--no-test-only"]))
+    assert config.run.test_only is False
+
+
 def test_set_overrides_any_key_over_the_file_and_refuses_a_flags_key(tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
     path.write_text("data:\n  builtin_train_per_class: 50\n  builtin_val_per_class: 5\n")

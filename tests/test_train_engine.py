@@ -1048,7 +1048,7 @@ def test_the_data_line_says_what_each_epoch_leaves_out_and_that_top5_says_nothin
     log = (tmp_path / "run" / "train.log").read_text()
     assert "2 steps per epoch (2 image(s) left out of each epoch, other ones each time)" in log
     assert "; top-5 is always 100% with 5 classes or fewer" in log
-    rate = re.search(r"\| ([0-9.e+]+) img/s \|", log)
+    rate = re.search(r"\| train ([0-9.e+]+) img/s \| epoch [0-9.]+s with val, ETA", log)
     assert rate and float(rate.group(1)) > 0, log
     from googlenet.train.epochs import rate_text
 

@@ -57,6 +57,19 @@ def test_correct_topk_counts_and_caps_k() -> None:
     assert correct_topk(logits, target, (1, 5)) == [1, 3]  # only 3 classes: top-5 is everything
 
 
+def test_correct_topk_counts_ties_as_evaluate_does() -> None:
+    # A collapsed model: every class scores the same. torch.topk would pick an order of its own;
+    # training's validation must give the expected hit, as `evaluate` does (1/10 for top-1, 5/10 for top-5).
+    logits = torch.zeros(4, 10)
+    target = torch.tensor([0, 3, 7, 9])
+    top1, top5 = correct_topk(logits, target)
+    assert top1 == pytest.approx(4 * 0.1) and top5 == pytest.approx(4 * 0.5)
+    logits[0, 0] = 1.0  # image 0 right outright; the other three stay ten-way ties
+    logits[1, 5] = 1.0  # image 1 now has a class above its target: top-1 miss, top-5 4/9
+    top1, top5 = correct_topk(logits, target)
+    assert top1 == pytest.approx(1 + 2 * 0.1) and top5 == pytest.approx(1 + 4 / 9 + 2 * 0.5)
+
+
 class _Toy(nn.Module):
     """A linear classifier with two 'auxiliary heads'; can be told to emit NaN at given calls."""
 

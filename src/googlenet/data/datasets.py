@@ -16,6 +16,7 @@ import os
 import shutil
 import signal
 import tempfile
+import unicodedata
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -356,9 +357,17 @@ def load_image_folder(
     only_val = sorted(set(val_classes) - set(train_classes))
     only_train = sorted(set(train_classes) - set(val_classes))
     if only_val or only_train:
+        train_nfc = {unicodedata.normalize("NFC", name) for name in only_train}
+        alike = [ascii(n) for n in only_val if unicodedata.normalize("NFC", n) in train_nfc]
+        hint = (
+            f"; {_names(alike)} in val differ from train's only in how their accented letters are encoded "
+            "(Unicode NFC and NFD, as macOS writes folder names): rename them as train's"
+            if alike
+            else ""
+        )
         raise DataError(
             f"{root}: train and val classes differ: val has classes not in train: {_names(only_val)}, "
-            f"train has classes not in val: {_names(only_train)}"
+            f"train has classes not in val: {_names(only_train)}{hint}"
         )
     train = ImageFolderDataset(root / "train", transform_train, on_bad=on_bad)
     val = ImageFolderDataset(root / "val", transform_val, classes=train.classes, on_bad=on_bad)

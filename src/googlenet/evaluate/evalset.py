@@ -63,11 +63,16 @@ def match_classes(
         candidates.append((list(data_ids) if data_ids else list(data_classes), list(model_ids)))
     if data_ids:
         candidates.append((list(data_ids), list(model_classes)))
-    for data, model in candidates:
-        same = set(data) == set(model) and len(data) == len(model)
+    # Names that differ only in Unicode normalisation are the same class: a folder copied from macOS has
+    # its accented names in NFD, a model trained on Linux keeps them as typed (NFC). Tried after the
+    # exact names, and only where normalising merges no two names of one side.
+    nfc_candidates = [([_nfc(n) for n in data], [_nfc(n) for n in model]) for data, model in candidates]
+    for data, model in candidates + nfc_candidates:
+        same = set(data) == set(model) and len(set(data)) == len(data) == len(model)
         if same or (subset and set(data) <= set(model) and len(set(data)) == len(data)):
             index = {name: i for i, name in enumerate(model)}
-            return [index[name] for name in data]
+            if len(index) == len(model):
+                return [index[name] for name in data]
     hint = ""
     for data, model in candidates:
         if set(data) < set(model) and not subset:
@@ -100,6 +105,10 @@ def match_classes(
         f"in the data only: {_names(only_data)}; "
         f"in the checkpoint only: {_names(only_model)}{hint}"
     )
+
+
+def _nfc(name: str) -> str:
+    return unicodedata.normalize("NFC", name)
 
 
 # Folder names that are a data set's splits: a folder of them given where a split was meant

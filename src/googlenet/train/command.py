@@ -124,7 +124,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="continue a run exactly: its last.pt or run folder (ensemble: its folder)",
     )
     add_g(
-        "--test-only", dest="run.test_only", action="store_true", help="evaluate --resume's weights and exit"
+        "--test-only",
+        dest="run.test_only",
+        action=boolean,
+        help="evaluate --resume's weights and exit (--no-test-only: train, over a config file's test_only)",
     )
     add_g(
         "--seed",

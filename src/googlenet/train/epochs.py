@@ -90,7 +90,8 @@ def end_of_epoch(
 
 
 def log_epoch(row: dict[str, Any], epochs: int, eta_s: float) -> None:
-    """One summary line per epoch: losses per head, top-1/top-5 raw and averaged, lr, img/s, ETA."""
+    """One summary line per epoch: losses per head, top-1/top-5 raw and averaged, lr, the training steps'
+    img/s, the epoch's seconds including its validation, ETA."""
 
     def pct(value: Any) -> str:
         return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.1f}"
@@ -100,7 +101,7 @@ def log_epoch(row: dict[str, Any], epochs: int, eta_s: float) -> None:
         aux = f" aux {row['loss_aux1']:.3f}/{row['loss_aux2']:.3f}"
     logger.info(
         "epoch %d/%d: loss %.3f (main %.3f%s) | train top-1 %s | val top-1 raw %s avg %s, top-5 raw %s avg %s"
-        " | lr %.3g | %s img/s | %.1fs, ETA %s",
+        " | lr %.3g | train %s img/s | epoch %.1fs with val, ETA %s",
         row["epoch"] + 1, epochs, row["loss_total"] if row["loss_total"] is not None else math.nan,
         row["loss_main"] if row["loss_main"] is not None else math.nan, aux, pct(row["train_top1"]),
         pct(row["val_top1_raw"]), pct(row["val_top1_avg"]), pct(row["val_top5_raw"]), pct(row["val_top5_avg"]),

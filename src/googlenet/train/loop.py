@@ -24,6 +24,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from googlenet.errors import ConfigError, GoogLeNetError
+from googlenet.evaluate.metrics import topk_correct
 from googlenet.train.distributed import all_reduce_sum
 
 logger = logging.getLogger("googlenet.train")
@@ -73,12 +74,13 @@ def weighted_loss(losses: Sequence[Tensor], aux_weight: float) -> Tensor:
     return total
 
 
-def correct_topk(logits: Tensor, target: Tensor, ks: Sequence[int] = (1, 5)) -> list[int]:
-    """How many rows have the target among their k highest logits, for each k (k capped at classes)."""
-    kmax = min(max(ks), logits.shape[1])
-    top = logits.topk(kmax, dim=1).indices
-    hits = top.eq(target.unsqueeze(1))
-    return [int(hits[:, : min(k, kmax)].any(dim=1).sum().item()) for k in ks]
+def correct_topk(logits: Tensor, target: Tensor, ks: Sequence[int] = (1, 5)) -> list[float]:
+    """How many rows have the target among their k highest logits, for each k (k capped at classes).
+
+    Counted as `evaluate` counts (`googlenet.evaluate.metrics.topk_correct`): a target tied with other
+    classes across the k-th place earns the chance that a random order puts it inside, not whatever
+    order `torch.topk` picks, so a collapsed model's val top-1 here equals `evaluate`'s."""
+    return topk_correct(logits, target, ks).sum(dim=1).tolist()
 
 
 @dataclass
@@ -95,7 +97,7 @@ class EpochMeter:
     skipped: int = 0
     seconds: float = 0.0
 
-    def add(self, losses: Sequence[float], total: float, correct: Sequence[int], batch: int) -> None:
+    def add(self, losses: Sequence[float], total: float, correct: Sequence[float], batch: int) -> None:
         """Count one training step: `losses` (per head) and `total` are batch means, summed weighted by
         `batch`; `correct` holds the step's top-1 and top-5 hits."""
         if not self.loss_sums:
