@@ -835,3 +835,25 @@ def test_closed_standard_streams_and_a_narrow_encoding(tmp_path: Path) -> None:
     stream.write("caf\u00e9 \udce9.jpg\n")  # a character ascii lacks; a byte that was not UTF-8
     stream.flush()
     assert raw.getvalue() == b"caf\\xe9 \xe9.jpg\n"
+
+
+def _parsers(parser: argparse.ArgumentParser) -> Iterator[argparse.ArgumentParser]:
+    yield parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                yield from _parsers(sub)
+
+
+def test_every_help_fits_80_columns(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A choice list written out in a usage line ran past a terminal's width ("--engine {auto,eager,...}",
+    # 121 columns for `benchmark --only`); such flags name a metavar and list their choices in the help.
+    # argparse's own "[--x | --no-x]" pairs cannot be wrapped and are the only lines allowed longer.
+    monkeypatch.setenv("COLUMNS", "80")
+    for parser in _parsers(build_parser()):
+        long = [
+            line
+            for line in parser.format_help().splitlines()
+            if len(line) > 80 and not re.fullmatch(r"\s*\[--([\w-]+) \| --no-\1\]", line)
+        ]
+        assert not long, (parser.prog, long)

@@ -75,7 +75,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="our inference, training and data paths against torchvision, ONNX Runtime and OpenVINO",
         description=__doc__.splitlines()[0] if __doc__ else None,
     )
-    parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS), help="sections to run")
+    parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS), metavar="SECTION",
+                        help=f"sections to run: {', '.join(SECTIONS)} (default all)")  # fmt: skip
     parser.add_argument("--batch", type=int, nargs="+", help="inference batch sizes (default 1 32)")
     parser.add_argument("--train-size", type=int, nargs="+", help="training resolutions (default 224 112)")
     parser.add_argument(

@@ -71,8 +71,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     pr.add_argument("--annotations", required=True, metavar="VOC_ROOT", help="VOC tree, or builtin")
     pr.add_argument("--image-set", default="val", help="ImageSets/Main/<name>.txt (default val)")
-    pr.add_argument("--settings", nargs="+", default=["fast", "fast-paper"], choices=SETTINGS,
-                    help="fast / quality selective search, '-paper' with the superpixel size doubled (section 8)")  # fmt: skip
+    pr.add_argument("--settings", nargs="+", default=["fast", "fast-paper"], choices=SETTINGS, metavar="SETTING",
+                    help=f"{', '.join(SETTINGS)}: fast / quality selective search, '-paper' with the superpixel "
+                         "size doubled (section 8; default fast fast-paper)")  # fmt: skip
     pr.add_argument("--limit", type=int, metavar="N", help="the first N images only")
     pr.add_argument("--max-side", type=int, default=500, help="shrink images to this longer side first (500)")
     pr.add_argument("--multibox", metavar="FILE",
@@ -94,8 +95,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     help="VOC tree whose images to detect on, or builtin")  # fmt: skip
     pd.add_argument("--image-set", default="val", help="ImageSets/Main/<name>.txt (default val)")
     pd.add_argument("--limit", type=int, metavar="N", help="the first N images only")
-    pd.add_argument("--proposals", choices=SETTINGS, default="fast-paper",
-                    help="selective search setting (default fast-paper)")  # fmt: skip
+    pd.add_argument("--proposals", choices=SETTINGS, default="fast-paper", metavar="SETTING",
+                    help=f"selective search setting: {', '.join(SETTINGS)} (default fast-paper)")  # fmt: skip
     pd.add_argument("--max-side", type=int, default=500,
                     help="shrink images to this longer side for the proposals (500)")  # fmt: skip
     pd.add_argument("--score-threshold", type=float, default=0.05,
@@ -138,7 +139,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     br.add_argument("--image-set", default="train",
                     help="ImageSets/Main/<name>.txt to fit on (default train, not val: fit and test apart)")  # fmt: skip
     br.add_argument("--limit", type=int, metavar="N", help="the first N images only")
-    br.add_argument("--proposals", choices=SETTINGS, default="fast-paper", help="selective search setting")
+    br.add_argument("--proposals", choices=SETTINGS, default="fast-paper", metavar="SETTING",
+                    help=f"selective search setting: {', '.join(SETTINGS)} (default fast-paper)")  # fmt: skip
     br.add_argument("--max-side", type=int, default=500,
                     help="shrink images to this longer side for the proposals (500)")  # fmt: skip
     br.add_argument("--multibox", metavar="FILE", help="add this MultiBox model's top proposals")

@@ -163,8 +163,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     g.add_argument(
         "--val-set", default=d["val_set"], help="VOC image set to validate and detect on (default val)"
     )
-    g.add_argument("--proposals", choices=SETTINGS, default=d["proposals"],
-                   help="selective search setting (default fast with superpixels x2, section 8)")  # fmt: skip
+    g.add_argument("--proposals", choices=SETTINGS, default=d["proposals"], metavar="SETTING",
+                   help=f"selective search setting: {', '.join(SETTINGS)} "
+                        f"(default {d['proposals']}: fast with superpixels x2, section 8)")  # fmt: skip
     g.add_argument(
         "--multibox",
         default=d["multibox"],
@@ -176,7 +177,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     g.add_argument("--positives-per-image", type=int, default=d["positives_per_image"],
                    help="IoU >= 0.5 proposals kept per image besides its ground-truth boxes (default 8)")  # fmt: skip
-    g.add_argument("--background-per-positive", type=float, default=d["background_per_positive"],
+    g.add_argument("--background-per-positive", type=float, default=d["background_per_positive"], metavar="N",
                    help="background regions per positive (R-CNN's 3:1 batches; default 3)")  # fmt: skip
     g.add_argument("--context", type=int, default=d["context"], help="context pixels at 227 (R-CNN: 16)")
     add_arguments(tr)

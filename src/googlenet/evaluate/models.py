@@ -122,8 +122,9 @@ def add_engine_arguments(parser: Any, default: str) -> None:
         "--engine",
         choices=ENGINES,
         default=default,
-        help=f"inference backend of googlenet.optimize (fused network); auto times the installed ones and "
-        f"keeps the fastest; off runs the model unchanged (default {default})",
+        metavar="ENGINE",
+        help=f"inference backend of googlenet.optimize (fused network): {', '.join(ENGINES)}; auto times the "
+        f"installed ones and keeps the fastest; off runs the model unchanged (default {default})",
     )
     parser.add_argument(
         "--precision", choices=PRECISIONS, default="fp32", help="fp32 (default) or bf16 (AMX where present)"
