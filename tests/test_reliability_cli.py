@@ -335,6 +335,16 @@ def test_detect_evaluate_on_odd_annotations(
     assert main([*argv[:4], "--detections", str(dets), "--plot-dir", str(plots), "--json"]) == 0
     written = json.loads(capsys.readouterr().out)["plots"]
     assert all(Path(p).parent == plots and Path(p).is_file() for p in written) and len(written) == 2
+    # a folder of the user's is refused before any work; an earlier call's plot of a class this call
+    # does not plot is removed, not left to pass for today's
+    (plots / "thesis.tex").write_text("mine")
+    assert main([*argv[:4], "--detections", str(dets), "--plot-dir", str(plots)]) == 1
+    assert "--plot-dir" in capsys.readouterr().err and (plots / "thesis.tex").read_text() == "mine"
+    (plots / "thesis.tex").unlink()
+    (plots / "pr-earlier.png").write_bytes(b"old")
+    assert main([*argv[:4], "--detections", str(dets), "--plot-dir", str(plots), "--json"]) == 0
+    assert sorted(p.name for p in plots.iterdir()) == sorted(Path(p).name for p in written)
+    capsys.readouterr()
     # only difficult objects: the mAP is undefined, null in JSON and said so in text
     for image in ("scene0", "scene1"):
         path = year / "Annotations" / f"{image}.xml"

@@ -203,6 +203,110 @@ def test_a_folder_another_process_trains_in_is_refused(
     assert read_checkpoint(out / "last.pt")["train_state"]["global_step"] == 2
 
 
+def test_a_resume_never_writes_over_files_that_are_not_the_runs(
+    tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = tmp_path / "run"
+    assert (
+        main(
+            [
+                "train",
+                "--data-path",
+                str(tiny_data),
+                "--output-dir",
+                str(run),
+                *TINY,
+                "--stop-after-steps",
+                "1",
+            ]
+        )
+        == 0
+    )
+    capsys.readouterr()
+    # a last.pt saved among a user's files (a downloads folder): refused, nothing written there
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    (downloads / "last.pt").write_bytes((run / "last.pt").read_bytes())
+    mine = {
+        "results.json": '{"mine": 1}',
+        "config.yaml": "user: yaml\n",
+        "metrics.csv": "a,b\n",
+        "train.log": "x\n",
+    }
+    for name, text in mine.items():
+        (downloads / name).write_text(text)
+    assert main(["train", "--resume", str(downloads / "last.pt"), "--epochs", "3", "--no-progress"]) == 1
+    one_line_error(capsys.readouterr().err, "not in a run folder", "move it into a folder of its own")
+    assert {p.name for p in downloads.iterdir()} == {"last.pt", *mine}
+    assert all((downloads / name).read_text() == text for name, text in mine.items())
+    # alone in a folder of its own, it resumes
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    (alone / "last.pt").write_bytes((run / "last.pt").read_bytes())
+    assert main(["train", "--resume", str(alone), "--no-progress", "--stop-after-steps", "2"]) == 0
+    # a run branched by linking another's files: resuming it leaves the other run as it was
+    branch = tmp_path / "branch"
+    branch.mkdir()
+    for entry in run.iterdir():
+        if entry.name != ".lock":
+            (branch / entry.name).symlink_to(entry)
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    assert main(["train", "--resume", str(branch), "--no-progress", "--stop-after-steps", "2"]) == 0
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
+    assert read_checkpoint(branch / "last.pt")["train_state"]["global_step"] == 2
+    assert not any(p.is_symlink() for p in branch.iterdir())
+
+
+def test_a_refused_output_folder_is_left_as_it_was(
+    tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "notes.txt").write_text("important")
+    args = ["train", "--data-path", str(tiny_data), *TINY]
+    assert main([*args, "--output-dir", str(home)]) == 1
+    one_line_error(capsys.readouterr().err, "holds other files (notes.txt)")
+    assert [p.name for p in home.iterdir()] == ["notes.txt"]  # no .lock left behind
+    # a .lock that is a link: its target is never written
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    (linked / ".lock").symlink_to(victim)
+    assert main([*args, "--output-dir", str(linked)]) == 1
+    one_line_error(capsys.readouterr().err, "holds other files (.lock)")
+    assert victim.read_text() == "precious"
+    run = tmp_path / "run"  # ... nor when a run's own folder has one
+    assert main([*args, "--output-dir", str(run), "--stop-after-steps", "1"]) == 0
+    (run / ".lock").unlink()
+    (run / ".lock").symlink_to(victim)
+    assert main(["train", "--resume", str(run), "--no-progress"]) == 1
+    one_line_error(capsys.readouterr().err, ".lock: a symbolic link to")
+    assert victim.read_text() == "precious"
+    # another tool's train.log and tensorboard/ are not a run's
+    other = tmp_path / "other"
+    (other / "tensorboard").mkdir(parents=True)
+    (other / "tensorboard" / "events.out.tfevents.1.other").write_bytes(b"x")
+    (other / "train.log").write_text("epoch 1 loss 0.3\n")
+    assert main([*args, "--output-dir", str(other)]) == 1
+    one_line_error(capsys.readouterr().err, "holds other files (tensorboard, train.log)")
+    assert (other / "train.log").read_text() == "epoch 1 loss 0.3\n"
+
+
+def test_only_a_complete_region_set_counts_as_a_detect_runs_own(tmp_path: Path) -> None:
+    from googlenet.train.runs import check_new_run_folder
+
+    folder = tmp_path / "out"
+    (folder / "regions" / "important").mkdir(parents=True)  # a folder of the user's named regions
+    with pytest.raises(ConfigError, match=r"holds other files \(regions\)"):
+        check_new_run_folder(folder)
+    (folder / "regions" / "manifest.json").write_text("{}")  # what build_region_set renames into place
+    check_new_run_folder(folder)
+    (folder / "detection-setup.json").write_text('{"mine": 1}')
+    with pytest.raises(ConfigError, match=r"holds other files \(detection-setup.json\)"):
+        check_new_run_folder(folder)
+
+
 @pytest.mark.parametrize("ensemble", [1, 2])
 def test_bad_data_leaves_no_new_run_folder_and_keeps_an_existing_one(
     tmp_path: Path, capsys: Any, ensemble: int

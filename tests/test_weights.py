@@ -413,6 +413,11 @@ def test_atomic_writes_go_through_a_symlink_and_never_replace_a_pipe(tmp_path: P
     with pytest.raises(OSError, match="not a regular file"), atomic_open(fifo, "w") as handle:
         handle.write("x")
     assert fifo.is_fifo() and not list(tmp_path.glob(".pipe.*"))
+    # a file replaced keeps its permissions: a private report stays private
+    os.chmod(tmp_path / "real.txt", 0o600)
+    with atomic_open(tmp_path / "real.txt", "w") as handle:
+        handle.write("newer\n")
+    assert (tmp_path / "real.txt").stat().st_mode & 0o777 == 0o600
 
 
 def test_a_failed_atomic_write_names_its_file_and_a_long_legal_name_is_written(

@@ -20,6 +20,7 @@ import io
 import json
 import math
 import os
+import stat
 import tempfile
 import warnings
 from collections.abc import Callable, Iterator
@@ -56,7 +57,8 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[A
     On any exception the temporary file is removed and `path` is untouched. A write that fails (a full
     disk) is an `OSError` naming `path`, not the temporary file (the system names no file for a failed
     write). A symlink is written through (the file it points to is replaced, the link stays); a
-    device, pipe or socket is refused (`OSError`), never replaced by a file.
+    device, pipe or socket is refused (`OSError`), never replaced by a file. A file replaced keeps its
+    permission bits; a new one gets those of a plain `open()`.
     """
     target = Path(os.path.realpath(path))
     if target.exists() and not target.is_file() and not target.is_dir():
@@ -68,7 +70,11 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[A
     except OSError as exc:
         raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from None
     try:
-        os.fchmod(fd, _file_mode())
+        try:  # a file replaced keeps its permissions (a private 0600 report stays private)
+            file_mode = stat.S_IMODE(target.stat().st_mode) if target.is_file() else _file_mode()
+        except OSError:
+            file_mode = _file_mode()
+        os.fchmod(fd, file_mode)
         with os.fdopen(fd, mode) as handle:
             yield handle
             handle.flush()

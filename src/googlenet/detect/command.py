@@ -28,7 +28,7 @@ from googlenet.detect.pipeline import SETTINGS, logger, setting_from_name
 from googlenet.detect.voc import file_stem, load_voc, read_detections
 from googlenet.errors import ConfigError, DataError
 from googlenet.evaluate.models import add_engine_arguments
-from googlenet.io import fit_name
+from googlenet.io import check_output_folder, fit_name
 from googlenet.signals import signals_held
 
 
@@ -229,7 +229,7 @@ def run_predict(args: argparse.Namespace) -> int:
     from googlenet.detect.pipeline import gather_proposals, resolve_annotations
     from googlenet.detect.voc import is_detections_csv, voc_images, write_detections
     from googlenet.evaluate.models import load_ensemble
-    from googlenet.io import check_output, check_output_folder
+    from googlenet.io import check_output
     from googlenet.model.weights import load_checkpoint_model
 
     if args.limit is not None and args.limit < 1:
@@ -528,6 +528,13 @@ def save_pr_plots(results: dict[str, ClassResult], folder: str) -> list[str]:
             fig.savefig(handle, format="png")
         plt.close(fig)
         paths.append(path)
+    # An earlier call's plots of classes this one did not plot would pass for today's: removed (the
+    # folder holds nothing but such plots, `check_output_folder`)
+    written = {os.path.basename(path) for path in paths}
+    for entry in os.scandir(folder):
+        if entry.name.startswith("pr-") and entry.name.endswith(".png") and entry.name not in written:
+            with contextlib.suppress(OSError):
+                os.unlink(entry.path)
     return paths
 
 
@@ -551,6 +558,11 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
     if args.plot_dir and os.path.exists(args.plot_dir) and not os.path.isdir(args.plot_dir):
         raise ConfigError(f"--plot-dir {args.plot_dir}: is a file, not a folder")
+    if args.plot_dir:  # before the work: the plots would replace a user's files of the same names
+        check_output_folder(
+            "--plot-dir", args.plot_dir, lambda name: name.startswith("pr-") and name.endswith(".png"),
+            "--plot-dir", "give a new folder",
+        )  # fmt: skip
     truth = load_voc(resolve_annotations(args.annotations), args.image_set)
     if not truth:
         raise DataError(f"--annotations {args.annotations}: image set {args.image_set!r} lists no images")

@@ -84,6 +84,7 @@ from googlenet.train.runs import (
     SKIPPED_FILES,
     RunFolder,
     check_new_run_folder,
+    check_resume_folder,
     class_balance,
     default_output_dir,
     finished_results,
@@ -258,6 +259,11 @@ def _fit_one(
     checkpoint: dict[str, Any] | None = None
     resume_path = resolve_resume_path(resume) if resume is not None else None
     run_dir = _resolve_output_dir(config, env) if resume_path is None else resume_path.parent
+    # Before the folder is locked (which leaves a .lock file): a folder refused is left as it was.
+    if resume_path is None:
+        check_new_run_folder(run_dir)  # and again under the lock below: a run may start in between
+    elif run_dir.is_dir():
+        check_resume_folder(run_dir, resume_path)
     run = RunFolder(
         run_dir, enabled=env.is_main, rank=env.rank
     )  # locked from here: the checks below cannot race

@@ -28,10 +28,12 @@ import json
 import logging
 import math
 import os
+import re
 import shlex
 import shutil
 import socket
 import sys
+import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -184,6 +186,49 @@ class RunFolder:
         self._lock = lock_folder(self.path) if enabled else None
         if self._lock is not None:
             self._remove_killed_writes()
+        if enabled:
+            self._copy_linked_files()
+
+    def _copy_linked_files(self) -> None:
+        """Replace each symbolic link among the files a run writes (`RUN_FILES`) by a copy of its target.
+
+        A run branched by linking another run's files (`cp -rs runA runB`, or `ln -s ../runA/last.pt
+        runB/`) would otherwise rewrite runA when runB is resumed: checkpoints replaced through the link,
+        train.log and metrics appended to. Links with other names (a `data` link to the images, say)
+        are not the run's and stay as they are."""
+        for name in sorted(RUN_FILES):
+            entry = self.path / name
+            if not entry.is_symlink():
+                continue
+            link = os.readlink(entry)
+            if not entry.exists():  # dangling: nothing to keep, but a write would create its target
+                with contextlib.suppress(FileNotFoundError):
+                    entry.unlink()
+                continue
+            copy = ""
+            try:
+                if entry.is_dir():  # tensorboard/
+                    copy = tempfile.mkdtemp(prefix=f".{name}.", suffix=".tmp", dir=self.path)
+                    shutil.copytree(entry, copy, dirs_exist_ok=True)
+                    entry.unlink()
+                    os.rename(copy, entry)
+                else:
+                    fd, copy = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=self.path)
+                    os.close(fd)
+                    shutil.copy2(entry, copy)  # the link's target
+                    os.replace(copy, entry)  # the link itself, not its target
+            except OSError as exc:
+                if copy:
+                    shutil.rmtree(copy, ignore_errors=True)
+                    with contextlib.suppress(OSError):
+                        os.unlink(copy)
+                raise ConfigError(
+                    f"{entry}: a symbolic link to {link}; cannot copy it into the run folder "
+                    f"({exc.strerror or exc}), and writing the run through it would change the file it names"
+                ) from None
+            logger.info(
+                "%s was a link to %s: copied, so that this run leaves that file as it was", entry, link
+            )
 
     def _remove_killed_writes(self) -> None:
         """Remove what a training process killed outright (SIGKILL, the out-of-memory killer) while it
@@ -495,6 +540,13 @@ class _OtherProcessLog(_RunLog):
 DETECTION_SETUP = "detection-setup.json"
 # What `googlenet detect train` prepares in its run folder before the training starts there.
 PREPARED_ENTRIES = frozenset({"regions", DETECTION_SETUP})
+# Every file (and tensorboard/) a run writes in its folder; one that is a symbolic link is copied
+# before the run writes (`RunFolder._copy_linked_files`).
+RUN_FILES = frozenset({
+    "config.yaml", "metrics.csv", "tensorboard", "loss.png", "top1.png", "lr.png", "train.log", "last.pt",
+    "final.pt", "results.json", SKIPPED_FILES, "checkpoints.json", "grad_norms.csv", "grad_norms.json",
+    "grad_split.csv", "grad_split.png",
+})  # fmt: skip
 
 
 def check_new_run_folder(folder: Path) -> None:
@@ -517,20 +569,73 @@ def check_new_run_folder(folder: Path) -> None:
             raise ConfigError(f"{folder} holds a finished run ({name}); pick another --output-dir")
     if _written_by_train(folder / "config.yaml"):
         return  # a run that stopped before its first checkpoint
-    allowed = (
-        RunFolder.SETUP_ENTRIES - {"config.yaml"}
-    ) | PREPARED_ENTRIES  # a config.yaml of the user's own stays
-    setup = RunFolder.SETUP_ENTRIES | PREPARED_ENTRIES  # a killed first write's .config.yaml.XXXX.tmp too
-    others = sorted(
-        p.name
-        for p in folder.iterdir()
-        if p.name not in allowed and not leftover_of(p.name, setup.__contains__)
-    )
+    others = _not_ours(folder)
     if others:
         raise ConfigError(
             f"{folder} holds other files ({', '.join(others[:3])}{' ...' if len(others) > 3 else ''}); "
             "give a new or empty --output-dir"
         )
+
+
+def check_resume_folder(folder: Path, checkpoint: Path) -> None:
+    """A resume writes the run's files beside `checkpoint`: only into a run's folder (its config.yaml,
+    which train writes before anything it resumes from), or into one holding nothing but the
+    checkpoint (a last.pt moved into a folder of its own). A last.pt saved among other files (a
+    downloads folder, say) is refused: results.json, config.yaml, metrics.csv, train.log and the plots
+    would replace or append to files of the same names there. One-line `ConfigError`."""
+    if _written_by_train(folder / "config.yaml"):
+        return
+    others = [name for name in _not_ours(folder) if name not in (checkpoint.name, "checkpoints.json")]
+    if others:
+        raise ConfigError(
+            f"{checkpoint}: not in a run folder (no config.yaml written by googlenet train beside it), and "
+            f"{folder} holds other files ({', '.join(others[:3])}{' ...' if len(others) > 3 else ''}) that "
+            "the run would write over; move it into a folder of its own to resume it there"
+        )
+
+
+def _not_ours(folder: Path) -> list[str]:
+    """The names in `folder` (sorted) that no run wrote while setting up before its config.yaml: its
+    lock, the skipped-files list, its own train.log (a data error stops a run there), `detect train`'s
+    complete region set and its record; and what a write killed there left (`.NAME.XXXX.tmp`)."""
+    setup = RunFolder.SETUP_ENTRIES | PREPARED_ENTRIES
+    return sorted(
+        p.name
+        for p in folder.iterdir()
+        if not _set_up_by_a_run(p) and not leftover_of(p.name, setup.__contains__)
+    )
+
+
+def _set_up_by_a_run(entry: Path) -> bool:
+    if entry.is_symlink():  # a run writes none; writing through one would change the file it names
+        return False
+    name = entry.name
+    if name in (LOCK_FILE, SKIPPED_FILES):
+        return entry.is_file()
+    if name == "train.log":
+        return _our_log(entry)
+    if name == "regions":  # `build_region_set` renames it into place complete, its manifest inside
+        return (entry / "manifest.json").is_file()
+    if name == DETECTION_SETUP:
+        try:
+            setup = json.loads(entry.read_text(encoding="utf-8"))
+        except (OSError, ValueError, RecursionError):
+            return False
+        return isinstance(setup, dict) and {"annotations", "proposals", "train_set"} <= setup.keys()
+    return False  # config.yaml not written by train, tensorboard/ (written after config.yaml), other files
+
+
+_LOG_LINE = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [A-Z]+ googlenet")
+
+
+def _our_log(path: Path) -> bool:
+    """Whether `path` is empty or starts as `RunFolder.attach_log` writes a line."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            first = handle.readline(400)
+    except OSError:
+        return False
+    return not first or bool(_LOG_LINE.match(first))
 
 
 def _written_by_train(path: Path) -> bool:
@@ -554,8 +659,13 @@ def lock_folder(folder: Path) -> IO[bytes] | None:
     if fcntl is None:
         return None
     path = folder / LOCK_FILE
+    if path.is_symlink():  # writing the holder's name through it would overwrite the file it names
+        raise ConfigError(f"{path}: a symbolic link to {os.readlink(path)}, not a run's lock file; remove it")
     try:
-        handle = open(path, "a+b")  # noqa: SIM115 (held open until RunFolder.close)
+        fd = os.open(
+            path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0), 0o666
+        )
+        handle = os.fdopen(fd, "a+b")  # held open until RunFolder.close
     except OSError as exc:
         raise ConfigError(f"{folder}: cannot write in the run folder ({exc.strerror or exc})") from None
     try:
