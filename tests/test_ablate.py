@@ -7,6 +7,7 @@ import math
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from scipy import stats
@@ -113,6 +114,21 @@ def test_summarise_pairs_by_seed_over_the_common_seeds(tmp_path: Path) -> None:
     assert data["rows"][0]["effect"] is None  # NaN is written as null
     assert (tmp_path / "ablation.csv").read_text().startswith("arm,kind,metric,n,")
     assert (tmp_path / "ablation.png").read_bytes()[:4] == b"\x89PNG"
+    # a write that fails half way (a full disk, `ulimit -f`) leaves the earlier plot whole
+    from matplotlib.figure import Figure
+
+    before = (tmp_path / "ablation.png").read_bytes()
+
+    def half_then_full(self: Figure, fname: Any, **kwargs: Any) -> None:
+        fname.write(before[: len(before) // 2])
+        raise OSError(27, "File too large")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Figure, "savefig", half_then_full)
+        with pytest.raises(OSError, match="File too large"):
+            plot_effects(rows, tmp_path / "ablation.png")
+    plt.close("all")
+    assert (tmp_path / "ablation.png").read_bytes() == before
 
 
 def test_an_error_interval_stays_within_0_and_100() -> None:

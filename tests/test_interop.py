@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import struct
 import subprocess
 import sys
@@ -572,3 +573,56 @@ def test_missing_packages_are_one_line_errors(tmp_path: Path, monkeypatch: pytes
     onnx_file.write_bytes(b"\x08\x07")
     with pytest.raises(googlenet.CheckpointError, match=r"needs onnx: pip install 'googlenet\[fast\]'"):
         googlenet.load_weights(googlenet.build_model("paper"), onnx_file)
+
+
+def _classifier_only(shape: tuple[int, ...]) -> bytes:
+    """A NetParameter whose one layer, loss3/classifier, has a blob of `shape` and no values."""
+    dims = b"".join(_varint(d & (2**64 - 1)) for d in shape)  # int64 as protobuf writes it
+    blob = _field(7, _field(1, dims))
+    return _field(100, _field(1, b"loss3/classifier") + _field(2, b"InnerProduct") + _field(7, blob))
+
+
+@pytest.mark.parametrize(
+    ("shape", "message"),
+    [
+        ((2**32, 2**32), "holds 0 values for shape (4294967296, 4294967296)"),  # an int64 product of 0
+        ((-1, 5, 0), "has a negative dimension in its shape (-1, 5, 0)"),
+        ((10**7, 0), "its classifier has 10,000,000 outputs"),  # 59 bytes asking for a 38 GB model
+    ],
+)
+def test_a_crafted_caffemodel_is_one_line(tmp_path: Path, shape: tuple[int, ...], message: str) -> None:
+    require("google.protobuf")
+    path = tmp_path / "odd.caffemodel"
+    path.write_bytes(_classifier_only(shape))
+    with pytest.raises(googlenet.CheckpointError, match=re.escape(message)) as info:
+        googlenet.model.weights.model_from_file(path)
+    assert str(path) in _one_line(info)
+
+
+def test_an_onnx_file_reads_no_external_data_and_no_strings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    onnx = require("onnx")
+    from onnx import helper, numpy_helper
+
+    from googlenet.model.caffe import read_onnx_zoo
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "secret.bin").write_bytes(b"SECRETSECRETSECR")
+    leak = numpy_helper.from_array(np.zeros(4, np.float32), "loss3/classifier_b_0")
+    leak.ClearField("raw_data")
+    leak.data_location = onnx.TensorProto.EXTERNAL
+    leak.external_data.add(key="location", value="secret.bin")
+    text = helper.make_tensor("loss3/classifier_w_0", onnx.TensorProto.STRING, [1], [b"x"])
+    for tensors, message in (
+        ([numpy_helper.from_array(np.zeros((4, 2), np.float32), "loss3/classifier_w_0"), leak],
+         "refers to an external data file"),
+        ([text, numpy_helper.from_array(np.zeros(4, np.float32), "loss3/classifier_b_0")],
+         "'loss3/classifier_w_0' is not a readable array of numbers"),
+    ):  # fmt: skip
+        graph = helper.make_graph([], "g", [], [], tensors)
+        path = tmp_path / "m.onnx"
+        path.write_bytes(helper.make_model(graph).SerializeToString())
+        with pytest.raises(googlenet.CheckpointError, match=re.escape(message)) as info:
+            read_onnx_zoo(path)
+        assert str(path) in _one_line(info)

@@ -546,6 +546,13 @@ def test_truncated_checkpoints_are_one_line_errors(saved: Path, tmp_path: Path, 
     assert "\n" not in str(info.value) and str(cut) in str(info.value)
 
 
+def _nested_shared(depth: int) -> list[Any]:
+    value: list[Any] = [0.0]
+    for _ in range(depth):
+        value = [value] * 10
+    return value
+
+
 @pytest.mark.parametrize(
     ("entry", "value", "message"),
     [
@@ -553,9 +560,16 @@ def test_truncated_checkpoints_are_one_line_errors(saved: Path, tmp_path: Path, 
         ("model_config", "x", "entry 'model_config' is a str, not a mapping"),
         ("meta", ["x"], "entry 'meta' is a list, not a mapping"),
         ("state_dict", {"fc.weight": "x"}, "'state_dict' holds something other than tensors"),
-        ("meta.input_size", "big", "meta input_size must be a whole number >= 1, got 'big'"),
-        ("meta.resize_size", 0, "meta resize_size must be a whole number >= 1, got 0"),
+        ("meta.input_size", "big", "meta input_size must be a whole number from 1 to 4096, got 'big'"),
+        ("meta.input_size", 60000, "meta input_size must be a whole number from 1 to 4096, got 60000"),
+        ("meta.resize_size", 0, "meta resize_size must be a whole number from 1 to 4096, got 0"),
         ("meta.mean", "abc", "meta mean must be 3 numbers, got 'abc'"),
+        # a few hundred bytes of shared references (pickle's memo) whose full repr is gigabytes
+        (
+            "meta.mean",
+            _nested_shared(8),
+            "meta mean must be 3 numbers, got [[[[...], [...], [...], [...], ...], ",
+        ),
         ("meta.std", [1, 2], "meta std must be 3 numbers, got [1, 2]"),
         ("meta.class_names", "abc", "meta class_names must be a list of names"),
     ],

@@ -319,3 +319,25 @@ def test_sampling_overrides_that_change_nothing_are_named() -> None:
     fixed = resolve({}, {"data.data_path": "/d", "run.ensemble": 7, "augment.random_crop": False})
     assert inert(fixed)[2] == ["augment.scale_min"] and inert(fixed)[4] == ["augment.random_crop"]
     assert inert(fixed)[6] == ["augment.lighting", "augment.scale_min"] and inert(fixed)[3] == []
+
+
+def test_a_config_file_of_shared_or_deep_nesting_is_one_short_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # 8 levels of YAML aliases, 10 each: 400 bytes that are 10^8 elements; the full repr took 3.9 GB
+    lines = ["model:", "  input_size: [&l0 [0]"]
+    for level in range(1, 8):
+        lines.append(f"    , &l{level} [" + ", ".join([f"*l{level - 1}"] * 10) + "]")
+    lines.append("    , *l7]")
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text("\n".join(lines) + "\n")
+    assert main(["train", "--config", str(bomb), "--epochs", "1"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and len(err) < 600 and "model.input_size must be int, got [[0], [[0]" in err
+    deep = tmp_path / "deep.yaml"
+    deep.write_text("model: {input_size: " + "[" * 5000 + "]" * 5000 + "}\n")
+    assert main(["train", "--config", str(deep), "--epochs", "1"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not valid YAML (nested too deeply)" in err, err
+    assert main(["train", "--set", "model.input_size=" + "[" * 5000 + "]" * 5000, "--epochs", "1"]) == 1
+    assert "the value is not valid YAML" in capsys.readouterr().err

@@ -553,3 +553,29 @@ def test_state_dicts_that_are_no_googlenet_say_what_they_are(tmp_path: Path) -> 
     torch.save({f"module.{k}": v for k, v in tv.state_dict().items()}, tmp_path / "ddp.pth")
     with pytest.raises(googlenet.CheckpointError, match=r"every key begins with 'module\.'.*model\.module"):
         model_from_file(tmp_path / "ddp.pth")
+
+
+def test_a_weight_file_cannot_ask_for_a_huge_model_or_pass_integers_for_weights(tmp_path: Path) -> None:
+    state = googlenet.build_model("torchvision", num_classes=3, aux_logits=False).state_dict()
+    # a 1,000,000-class classifier with no inputs: 4 MB on disk, a 4 GB model had it been built
+    huge = {**state, "fc.weight": torch.empty(1_000_000, 0), "fc.bias": torch.zeros(1_000_000)}
+    torch.save(huge, tmp_path / "huge.pt")
+    with pytest.raises(googlenet.CheckpointError, match=r"huge\.pt: its classifier has 1,000,000 outputs"):
+        model_from_file(tmp_path / "huge.pt")
+    whole = {k: v.to(torch.int64) if v.is_floating_point() else v for k, v in state.items()}
+    torch.save(whole, tmp_path / "ints.pt")
+    with pytest.raises(
+        googlenet.CheckpointError, match=r"ints\.pt: \S+ holds torch.int64 values, not floating"
+    ):
+        model_from_file(tmp_path / "ints.pt")
+    with pytest.raises(googlenet.ConfigError, match="num_classes must be at most 100,000"):
+        googlenet.build_model("paper", num_classes=100_001)
+
+
+def test_a_digest_index_nested_too_deeply_is_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "final.pt"
+    googlenet.save_checkpoint(path, googlenet.build_model("paper", num_classes=2, aux_logits=False))
+    (tmp_path / "checkpoints.json").write_text("[" * 5000 + "]" * 5000)
+    with pytest.raises(googlenet.CheckpointError) as info:
+        safe_load(path)
+    assert "\n" not in str(info.value) and "checkpoints.json" in str(info.value)

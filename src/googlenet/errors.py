@@ -8,6 +8,9 @@ bug and keeps its traceback.
 
 from __future__ import annotations
 
+import reprlib
+from typing import Any
+
 
 class GoogLeNetError(Exception):
     """Base class: a user-facing error whose message is one line naming the problem."""
@@ -38,3 +41,17 @@ def check_values(*rules: tuple[bool, str, object, str]) -> None:
     for ok, name, value, rule in rules:
         if not ok:
             raise ConfigError(f"{name}: must be {rule}, got {value}")
+
+
+_BRIEF = reprlib.Repr()
+_BRIEF.maxlevel, _BRIEF.maxstring, _BRIEF.maxother, _BRIEF.maxlong = 3, 200, 100, 60
+_BRIEF.maxlist = _BRIEF.maxtuple = _BRIEF.maxdict = _BRIEF.maxset = _BRIEF.maxfrozenset = 4
+BRIEF_CHARACTERS = 240
+
+
+def brief(value: Any) -> str:
+    """`repr(value)` for an error message, cut short (`reprlib`): a value read from a file can be a list
+    nested a few levels deep whose elements are shared references (YAML aliases, a pickle's memo), a
+    few hundred bytes on disk and gigabytes as a full repr."""
+    text = _BRIEF.repr(value)
+    return text if len(text) <= BRIEF_CHARACTERS else text[: BRIEF_CHARACTERS - 3] + "..."

@@ -26,11 +26,12 @@ import warnings
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any
-
-import torch
+from typing import IO, TYPE_CHECKING, Any
 
 from googlenet.errors import CheckpointError
+
+if TYPE_CHECKING:  # torch is imported where a checkpoint is saved or read: report and the CLI's
+    import torch  # error paths read JSON and YAML through this module without it
 
 # The digest record of a run folder: {file name: {"sha256", "bytes", "written"[, "previous_sha256"]}}.
 DIGESTS_FILE = "checkpoints.json"
@@ -108,6 +109,8 @@ def atomic_save(
 
     `before_replace(sha256, size)` runs before anything is written (to record the coming digest).
     """
+    import torch
+
     buffer = io.BytesIO()
     torch.save(obj, buffer)
     data = buffer.getvalue()
@@ -136,6 +139,15 @@ def _forget_unwritten(file: Path) -> None:
         entries = _read_digests(index)
         if entries.pop(file.name, None) is not None:
             _write_digests(index, entries)
+
+
+def json_loads(text: str | bytes) -> Any:
+    """`json.loads`, where a document nested deeper than the parser's recursion allows (a file of
+    thousands of `[`) is a `ValueError`, as any malformed JSON is, not a `RecursionError`."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
 
 
 def json_safe(value: Any) -> Any:
@@ -171,7 +183,7 @@ def _digest_index(file: Path) -> Path:
 
 def _read_digests(index: Path) -> dict[str, Any]:
     try:
-        entries = json.loads(index.read_text(encoding="utf-8"))
+        entries = json_loads(index.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise CheckpointError(
             f"{index}: cannot read the checkpoint digests ({exc}); restore or delete it to go on"
@@ -408,6 +420,8 @@ def safe_load(
             f"{file}: not a PyTorch checkpoint (neither torch.save's zip archive nor a pickle)"
         )
     _check_archive(file)
+    import torch
+
     try:
         with warnings.catch_warnings():  # torch's multi-line note on a pickle protocol: the error says it
             warnings.simplefilter("ignore", UserWarning)

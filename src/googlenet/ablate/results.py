@@ -29,6 +29,7 @@ from googlenet.ablate.study import (
     read_results,
     test_time_errors,
 )
+from googlenet.io import atomic_open
 from googlenet.train.gradflow import (
     geometric_mean,
     load_grad_norms,
@@ -113,7 +114,8 @@ def write_study(plan: StudyPlan, title: str = "") -> dict[str, Any]:
     ):
         write_split_table(full, out / "gradflow-split.csv")
     summary = {**extra, "rows": len(rows), "outputs": sorted(p.name for p in out.glob("ablation.*"))}
-    (out / "study.json").write_text(json.dumps(summary, indent=1, default=str))
+    with atomic_open(out / "study.json", "w") as handle:
+        handle.write(json.dumps(summary, indent=1, default=str))
     return {**extra, "rows": rows}
 
 

@@ -229,7 +229,8 @@ def plot_effects(rows: Sequence[Mapping[str, Any]], path: str | Path, title: str
     fig.text(0.5, 0.005, f"red: more error, green: less, p < {ALPHA} before correction (Holm-adjusted p in "
              "ablation.csv); grey: not significant", ha="center", fontsize=8)  # fmt: skip
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    with atomic_open(path, "wb") as handle:  # an earlier call's plot stays whole if this write fails
+        fig.savefig(handle, format="png", dpi=100)
     plt.close(fig)
 
 

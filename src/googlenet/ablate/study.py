@@ -32,8 +32,8 @@ from typing import Any
 import yaml
 
 from googlenet.errors import ConfigError
-from googlenet.io import check_output_folder
-from googlenet.train.config import builtin_settings, flatten, load_yaml, resolve
+from googlenet.io import atomic_open, check_output_folder, json_loads
+from googlenet.train.config import builtin_settings, flatten, load_yaml, resolve, yaml_load
 
 logger = logging.getLogger("googlenet.ablate")
 
@@ -195,7 +195,7 @@ def read_results(folder: Path) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json_loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
 
@@ -235,7 +235,7 @@ def check_existing(plan: StudyPlan) -> None:
             if not (completed(folder) or (folder / "last.pt").is_file()):
                 continue
             try:
-                data = yaml.safe_load(written.read_text(encoding="utf-8")) or {}
+                data = yaml_load(written.read_text(encoding="utf-8")) or {}
                 before = resolve({}, flatten(data, str(written)), str(written)).as_dict()
                 # The precision the built-in preset picks depends on the machine (bf16 where the CPU
                 # has it, since 2026-12-07), which the overrides above do not record: the run's own
@@ -357,7 +357,8 @@ def run_one(plan: StudyPlan, arm: str, seed: int, threads: int) -> dict[str, Any
         }
     folder.parent.mkdir(parents=True, exist_ok=True)
     config_file = folder.parent / f"seed-{seed}.yaml"
-    config_file.write_text(yaml.safe_dump(_nested(plan.config_of(arm, seed)), sort_keys=False))
+    with atomic_open(config_file, "w") as handle:
+        handle.write(yaml.safe_dump(_nested(plan.config_of(arm, seed)), sort_keys=False))
     command = train_command(plan, arm, seed)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     log = folder.parent / f"seed-{seed}.log"
@@ -511,7 +512,7 @@ def test_time_errors(plan: StudyPlan, seed: int) -> dict[str, dict[str, float]] 
         return None
     if cache.is_file():
         try:
-            stored = json.loads(cache.read_text(encoding="utf-8"))
+            stored = json_loads(cache.read_text(encoding="utf-8"))
         except (OSError, ValueError):  # damaged (an older, non-atomic write cut short): computed again
             stored = {}
         if (

@@ -58,6 +58,7 @@ import torch
 from tqdm import tqdm
 
 from googlenet.errors import ConfigError, UsageError, check_values
+from googlenet.io import json_loads
 
 SECTIONS: tuple[str, ...] = ("gemm", "infer", "versus", "train", "data", "crops144")
 
@@ -163,7 +164,7 @@ def is_benchmark_json(file: str | os.PathLike[str]) -> bool:
     results.json, or a benchmarks/ script's output with its own keys, given by mistake survives."""
     try:
         with open(file, encoding="utf-8") as handle:
-            saved = json.load(handle)
+            saved = json_loads(handle.read())
     except (OSError, ValueError):
         return False
     return isinstance(saved, dict) and {"machine", "date", "rows"} <= saved.keys() <= BENCHMARK_JSON_KEYS

@@ -29,6 +29,7 @@ from torch.utils.data import Dataset, default_collate
 
 from googlenet.data.decode import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, is_image_file, load_image
 from googlenet.errors import ConfigError, DataError
+from googlenet.io import json_loads
 
 logger = logging.getLogger("googlenet.data")
 
@@ -286,7 +287,7 @@ def read_skipped(record: str | os.PathLike[str]) -> dict[str, str]:
     found: dict[str, str] = {}
     for line in text.splitlines():
         try:
-            entry = json.loads(line)
+            entry = json_loads(line)
             path, reason = entry["path"], entry["reason"]
         except (ValueError, TypeError, KeyError):
             continue

@@ -36,7 +36,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from googlenet.errors import ConfigError, DataError
-from googlenet.io import atomic_open, sha256_file
+from googlenet.io import atomic_open, json_loads, sha256_file
 
 logger = logging.getLogger("googlenet.data")
 
@@ -589,7 +589,7 @@ def _is_complete(folder: Path, params: dict[str, Any]) -> bool:
     files are those drawn (`files_digest`; a folder whose files were changed, lost or added to, or one
     drawn before the digest was recorded, is drawn again: about a minute)."""
     try:
-        manifest = json.loads((folder / MANIFEST).read_text())
+        manifest = json_loads((folder / MANIFEST).read_text())
     except (OSError, ValueError):
         return False
     if not (isinstance(manifest, dict) and all(manifest.get(k) == v for k, v in params.items())):

@@ -26,6 +26,7 @@ import numpy as np
 
 from googlenet.console import setup_console
 from googlenet.errors import ConfigError, DataError
+from googlenet.io import json_loads
 
 if TYPE_CHECKING:
     from googlenet.detect.training import RegionSetConfig
@@ -376,7 +377,7 @@ def run_train(args: argparse.Namespace) -> int:
     _print_summary(results)
     if results.get("status") != "completed":
         return 128 + int(signal.Signals[results["signal"]]) if results.get("signal") else 0
-    setup = json.loads((output / DETECTION_SETUP).read_text())
+    setup = json_loads((output / DETECTION_SETUP).read_text())
     report = evaluate_run(output, setup)
     if getattr(args, "json", False):
         from googlenet.train.runs import json_safe
@@ -470,7 +471,7 @@ def _refuse_changed_detection(args: argparse.Namespace, output: Path) -> None:
     from googlenet.train.runs import DETECTION_SETUP
 
     try:
-        recorded = json.loads((output / DETECTION_SETUP).read_text())
+        recorded = json_loads((output / DETECTION_SETUP).read_text())
     except (OSError, ValueError):
         recorded = {}
     changed = []
@@ -505,7 +506,7 @@ def run_context(path: str | os.PathLike[str]) -> int | None:
         for file, keys in ((folder / DETECTION_SETUP, ("context",)),
                            (folder / "regions" / "manifest.json", ("params", "context"))):  # fmt: skip
             try:
-                value: Any = json.loads(file.read_text(encoding="utf-8"))
+                value: Any = json_loads(file.read_text(encoding="utf-8"))
                 for key in keys:
                     value = value[key]
                 return int(value)

@@ -53,7 +53,7 @@ from googlenet.detect.regions import (
     warp_region,
 )
 from googlenet.errors import DataError, check_values
-from googlenet.io import atomic_open
+from googlenet.io import atomic_open, json_loads
 
 logger = logging.getLogger(__name__)
 
@@ -158,7 +158,7 @@ ROLES: tuple[str, str] = ("train", "val")  # the region set's folders, filled fr
 
 def _manifest_matches(folder: Path, params: Mapping[str, Any]) -> dict[str, Any] | None:
     try:
-        manifest = json.loads((folder / "manifest.json").read_text())
+        manifest = json_loads((folder / "manifest.json").read_text())
     except (OSError, ValueError):
         return None
     if not isinstance(manifest, dict) or manifest.get("params") != params:

@@ -26,6 +26,7 @@ from googlenet.model.weights import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     check_transform_input,
+    file_classes,
     imagenet_labels,
     is_torchvision_state_dict,
     load_checkpoint_model,
@@ -197,7 +198,7 @@ def _load_weight_file(
     if variant not in (None, "torchvision"):
         raise ConfigError(f"--variant {variant}: {path} is a torchvision GoogLeNet state dict")
     fc = obj["fc.weight"]
-    model = build_model("torchvision", num_classes=int(fc.shape[0]), aux_logits=False)
+    model = build_model("torchvision", num_classes=file_classes(path, int(fc.shape[0])), aux_logits=False)
     meta = load_weights(model, path)  # the [-1, 1] scaling of torchvision's released weights, as mean/std
     if not transform_input:  # a model torchvision built with transform_input=False: ImageNet's
         meta = {**meta, "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD),

@@ -19,6 +19,7 @@ BlobShape) is declared below as a `FileDescriptorProto` and turned into message 
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -34,7 +35,13 @@ from googlenet.errors import CheckpointError
 from googlenet.io import require_file
 from googlenet.model import table1
 from googlenet.model.googlenet import VARIANTS, GoogLeNet, build_model
-from googlenet.model.weights import NO_HEADS_TO_BUILD, _load_state, imagenet_meta, layout_difference
+from googlenet.model.weights import (
+    NO_HEADS_TO_BUILD,
+    _load_state,
+    file_classes,
+    imagenet_meta,
+    layout_difference,
+)
 
 # bvlc_googlenet/train_val.prototxt: `mean_value: 104, 117, 123` (B, G, R) on 0-255 pixels, no scale.
 CAFFE_MEAN_BGR = (104.0, 117.0, 123.0)
@@ -164,7 +171,9 @@ def _blob_array(blob: Any, where: str) -> np.ndarray:
         shape = (blob.num, blob.channels, blob.height, blob.width)
     values = blob.data if len(blob.data) else blob.double_data
     count = len(values)
-    if count != int(np.prod(shape)):
+    if any(d < 0 for d in shape):
+        raise CheckpointError(f"{where} has a negative dimension in its shape {shape}")
+    if count != math.prod(shape):  # Python's integers: a product of huge dimensions cannot wrap to 0
         raise CheckpointError(f"{where} holds {count} values for shape {shape}")
     return np.fromiter(values, dtype=np.float32, count=count).reshape(shape)
 
@@ -228,7 +237,17 @@ def read_onnx_zoo(path: str | os.PathLike[str]) -> Blobs:
         match = _ONNX_NAME.match(tensor.name)
         if match is None:
             continue  # shape constants and the like
-        array = np.asarray(numpy_helper.to_array(tensor), dtype=np.float32)
+        if tensor.data_location == onnx.TensorProto.EXTERNAL:  # the zoo's file holds its weights inside
+            raise CheckpointError(
+                f"{file}: initializer {tensor.name!r} refers to an external data file; only weights stored "
+                "inside the ONNX file are read"
+            )
+        try:
+            array = np.asarray(numpy_helper.to_array(tensor), dtype=np.float32)
+        except Exception as exc:  # noqa: BLE001 - data that does not fit its dims, strings: not weights
+            raise CheckpointError(
+                f"{file}: initializer {tensor.name!r} is not a readable array of numbers ({type(exc).__name__})"
+            ) from None
         if tensor.name in transposed:
             array = array.T
         parts.setdefault(match["layer"], {})[match["kind"]] = array
@@ -272,7 +291,7 @@ def reference_num_classes(blobs: Mapping[str, list[np.ndarray]], source: str) ->
     dims = [d for d in weight.shape]
     while len(dims) > 2 and dims[0] == 1:
         dims = dims[1:]
-    return int(dims[0])
+    return file_classes(source, int(dims[0]))
 
 
 def has_aux_heads(blobs: Mapping[str, list[np.ndarray]]) -> bool:

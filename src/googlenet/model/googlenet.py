@@ -102,6 +102,10 @@ def check_config(config: ModelConfig) -> None:
         raise ConfigError(f"unknown variant {config.variant!r}; choose from {', '.join(VARIANTS)}")
     if not is_whole(config.num_classes, 1):
         raise ConfigError(f"num_classes must be a whole number >= 1, got {config.num_classes!r}")
+    if config.num_classes > MAX_NUM_CLASSES:
+        raise ConfigError(
+            f"num_classes must be at most {MAX_NUM_CLASSES:,} (ImageNet-21k has 21,841), got {config.num_classes:,}"
+        )
     for name in ("dropout", "aux_dropout"):
         value = getattr(config, name)
         if not (number(value) and 0.0 <= value < 1.0):
@@ -123,6 +127,10 @@ def check_config(config: ModelConfig) -> None:
         raise ConfigError(f"unknown init {config.init!r}; choose from {', '.join(INITS)}")
 
 
+# Most classes a model is built for: its classifiers are built for real (1024 x classes weights, 400 MB
+# at 100,000), and a count above the full ImageNet-21k's 21,841 read from a file is damage or a typo
+# more often than a model (a 59-byte .caffemodel could ask for 38 GB).
+MAX_NUM_CLASSES = 100_000
 # Smallest input side: stage 5 needs a 1x1 map (32 px); the aux heads need a 4x4 map after 4a (64 px).
 MIN_INPUT_SIZE = 32
 MIN_INPUT_SIZE_AUX = 64

@@ -23,6 +23,7 @@ from googlenet.errors import ConfigError
 from googlenet.model import table1
 from googlenet.model.googlenet import (
     MAX_INPUT_SIZE,
+    MAX_NUM_CLASSES,
     MIN_INPUT_SIZE,
     MIN_INPUT_SIZE_AUX,
     VARIANTS,
@@ -437,9 +438,7 @@ def summary_json(model: GoogLeNet, input_size: int, naive: bool = False) -> dict
     return out
 
 
-# The classifier is built for real (1024 x classes weights): 100,000 classes is 400 MB, beyond the full
-# ImageNet-21k's 21,841; larger counts are a typo more often than a model.
-MAX_SUMMARY_CLASSES = 100_000
+MAX_SUMMARY_CLASSES = MAX_NUM_CLASSES  # the model's own limit (googlenet.model.googlenet)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -25,9 +25,17 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from googlenet.errors import CheckpointError, ConfigError
+from googlenet.errors import CheckpointError, ConfigError, brief
 from googlenet.io import atomic_save, require_file, safe_load
-from googlenet.model.googlenet import VARIANTS, GoogLeNet, ModelConfig, build_from_config, build_model
+from googlenet.model.googlenet import (
+    MAX_INPUT_SIZE,
+    MAX_NUM_CLASSES,
+    VARIANTS,
+    GoogLeNet,
+    ModelConfig,
+    build_from_config,
+    build_model,
+)
 
 FORMAT = "googlenet"
 FORMAT_VERSION = 1
@@ -265,6 +273,17 @@ def _weights(path: str | os.PathLike[str], checkpoint: Mapping[str, Any], key: s
     return weights
 
 
+def file_classes(path: str | os.PathLike[str], count: int) -> int:
+    """A class count read from a weight file's classifier, refused (`CheckpointError` naming the file)
+    above `MAX_NUM_CLASSES` before a model that large is built."""
+    if count > MAX_NUM_CLASSES:
+        raise CheckpointError(
+            f"{path}: its classifier has {count:,} outputs, more than the {MAX_NUM_CLASSES:,} classes a "
+            "model is built for (a damaged or foreign file?)"
+        )
+    return count
+
+
 def _check_meta(path: str | os.PathLike[str], meta: Any) -> None:
     """The metadata entries that later code reads as numbers or names have the types it expects, so a
     hand-edited or foreign file is one line here rather than a traceback in evaluate or predict."""
@@ -289,16 +308,20 @@ def _check_meta(path: str | os.PathLike[str], meta: Any) -> None:
             and all(isinstance(n, str) for n in value)
         )
 
+    def side(value: Any) -> bool:
+        return whole(value) and value <= MAX_INPUT_SIZE
+
+    sides = f"a whole number from 1 to {MAX_INPUT_SIZE}"
     checks = {
-        "input_size": (whole, "a whole number >= 1"),
-        "resize_size": (lambda v: v is None or whole(v), "a whole number >= 1"),
+        "input_size": (side, sides),
+        "resize_size": (lambda v: v is None or side(v), sides),
         "mean": (numbers, "3 numbers"),
         "std": (numbers, "3 numbers"),
         "class_names": (names, "a list of names"),
     }
     for key, (valid, wanted) in checks.items():
         if key in meta and not valid(meta[key]):
-            raise CheckpointError(f"{path}: meta {key} must be {wanted}, got {meta[key]!r}")
+            raise CheckpointError(f"{path}: meta {key} must be {wanted}, got {brief(meta[key])}")
 
 
 def _check_averaged(path: str | os.PathLike[str], checkpoint: Mapping[str, Any]) -> None:
@@ -342,7 +365,7 @@ def _check_config(path: str | os.PathLike[str], stored: Mapping[str, Any], confi
     for key in LAYOUT_KEYS:
         if key in stored and stored[key] != getattr(config, key):
             raise CheckpointError(
-                f"{path}: checkpoint has {key}={stored[key]!r} but the model has {key}="
+                f"{path}: checkpoint has {key}={brief(stored[key])} but the model has {key}="
                 f"{getattr(config, key)!r}"
             )
 
@@ -446,6 +469,15 @@ def _load_state(path: str | os.PathLike[str], model: GoogLeNet, state: Mapping[s
         )
         raise CheckpointError(
             f"{path}: {odd} has shape {shape} in the file but {tuple(own[odd].shape)} in the model{hint}"
+        )
+    # load_state_dict copies integers into float weights without a word: a file of whole numbers is
+    # not a trained network's (a damaged or foreign file); float16 and bfloat16 copies are welcome
+    wrong = next(
+        (k for k, v in own.items() if v.is_floating_point() and not state[k].is_floating_point()), None
+    )
+    if wrong is not None:
+        raise CheckpointError(
+            f"{path}: {wrong} holds {state[wrong].dtype} values, not floating-point weights"
         )
     model.load_state_dict(state, strict=True)
 
@@ -604,7 +636,7 @@ def model_from_file(
             raise CheckpointError(f"{path}: {NO_HEADS_TO_BUILD}")
         model = build_model(
             "torchvision",
-            num_classes=int(obj["fc.weight"].shape[0]),
+            num_classes=file_classes(path, int(obj["fc.weight"].shape[0])),
             aux_logits=has_aux if aux_logits is None else aux_logits,
             transform_input=transform_input,  # True: as torchvision builds the model for its own weights
         )
@@ -624,7 +656,9 @@ def model_from_file(
         if aux_logits and not has_aux:
             raise CheckpointError(f"{path}: {NO_HEADS_TO_BUILD}")
         model = build_model(
-            variant, num_classes=int(fc.shape[0]), aux_logits=has_aux if aux_logits is None else aux_logits
+            variant,
+            num_classes=file_classes(path, int(fc.shape[0])),
+            aux_logits=has_aux if aux_logits is None else aux_logits,
         )
         _load_state(path, model, obj)
         return model, {**default_meta(model), **BARE_STATE_DICT_META}

@@ -29,6 +29,7 @@ from typing import Any
 import yaml
 
 from googlenet.errors import DataError, GoogLeNetError
+from googlenet.io import json_loads
 from googlenet.report.html import (
     Page,
     esc,
@@ -73,7 +74,7 @@ def detect_kind(folder: Path) -> str:
 def _json(path: Path) -> dict[str, Any]:
     """A run's JSON record (a JSON object); a `DataError` naming the file if it is anything else."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json_loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise DataError(f"{path}: not readable JSON ({exc})") from None
     if not isinstance(data, dict):
@@ -166,7 +167,7 @@ def curves_section(folder: Path, num_classes: int | None = None) -> str:
             ax.plot(epochs, [_float(r.get(column)) for r in rows], marker=".", label=label)
     balance = None
     with contextlib.suppress(OSError, ValueError, AttributeError):  # an older or odd results.json: uniform
-        balance = json.loads((folder / "results.json").read_text(encoding="utf-8")).get("val_balance")
+        balance = json_loads((folder / "results.json").read_text(encoding="utf-8")).get("val_balance")
     if not (isinstance(balance, dict) and all(isinstance(v, int | float) for v in balance.values())):
         balance = None
     loss_chance, top1_chance = chance_levels(num_classes, balance)

@@ -38,7 +38,7 @@ import yaml
 
 from googlenet.data.datasets import max_workers
 from googlenet.data.transforms import IMAGENET_MEAN, IMAGENET_STD
-from googlenet.errors import ConfigError
+from googlenet.errors import ConfigError, brief
 from googlenet.model.googlenet import INITS, MAX_INPUT_SIZE, MIN_INPUT_SIZE, MIN_INPUT_SIZE_AUX
 
 if typing.TYPE_CHECKING:
@@ -403,7 +403,7 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
             except ConfigError:
                 continue
         names = " or ".join("null" if o is type(None) else _type_name(o) for o in options)
-        raise ConfigError(f"{key} must be {names}, got {value!r}")
+        raise ConfigError(f"{key} must be {names}, got {brief(value)}")
     if tp is bool:
         if isinstance(value, bool):
             return value
@@ -422,7 +422,7 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
             return [_coerce(key, v, item) for v in value]
     else:  # pragma: no cover - every field is one of the above
         raise TypeError(f"unsupported config type {tp} for {key}")
-    raise ConfigError(f"{key} must be {_type_name(tp)}, got {value!r}")
+    raise ConfigError(f"{key} must be {_type_name(tp)}, got {brief(value)}")
 
 
 def flatten(data: Mapping[str, Any], source: str = "config") -> dict[str, Any]:
@@ -436,7 +436,7 @@ def flatten(data: Mapping[str, Any], source: str = "config") -> dict[str, Any]:
         if values is None:
             continue
         if not isinstance(values, Mapping):
-            raise ConfigError(f"{source}: section {section!r} must be a mapping, got {values!r}")
+            raise ConfigError(f"{source}: section {section!r} must be a mapping, got {brief(values)}")
         for name, value in values.items():
             key = f"{section}.{name}"
             try:
@@ -502,8 +502,12 @@ _ConfigLoader.add_implicit_resolver(
 
 
 def yaml_load(text: str) -> Any:
-    """Parse config YAML (`_ConfigLoader`: duplicate keys refused, `1e-2` a float); yaml.YAMLError if bad."""
-    return yaml.load(text, Loader=_ConfigLoader)
+    """Parse config YAML (`_ConfigLoader`: duplicate keys refused, `1e-2` a float); yaml.YAMLError if bad,
+    nested deeper than the parser's recursion allows (thousands of `[`) included."""
+    try:
+        return yaml.load(text, Loader=_ConfigLoader)
+    except RecursionError:
+        raise yaml.YAMLError("nested too deeply") from None
 
 
 def parse_set(items: Sequence[str]) -> dict[str, Any]:
@@ -618,7 +622,10 @@ def validate(config: TrainConfig, *, resuming: bool = False) -> None:
             )
     for key, choices in CHOICES.items():  # None passes only where the field's type allows it
         value = config.get(key)
-        _check(value is None or value in choices, f"{key} must be one of {', '.join(choices)}, got {value!r}")
+        _check(
+            value is None or value in choices,
+            f"{key} must be one of {', '.join(choices)}, got {brief(value)}",
+        )
     m, d, a, o, s, avg, r = (
         config.model, config.data, config.augment, config.optim, config.schedule, config.average, config.run,
     )  # fmt: skip

@@ -359,7 +359,8 @@ def _finish_depth_plot(fig: Any, ax: Any, layers: Sequence[str], title: str, pat
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    with atomic_open(path, "wb") as handle:
+        fig.savefig(handle, format="png", dpi=100)
     plt.close(fig)
 
 

@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from googlenet.errors import ConfigError
-from googlenet.io import atomic_open, json_safe, leftover_of, record_digest
+from googlenet.io import atomic_open, json_loads, json_safe, leftover_of, record_digest
 
 try:
     import fcntl
@@ -618,7 +618,7 @@ def _set_up_by_a_run(entry: Path) -> bool:
         return (entry / "manifest.json").is_file()
     if name == DETECTION_SETUP:
         try:
-            setup = json.loads(entry.read_text(encoding="utf-8"))
+            setup = json_loads(entry.read_text(encoding="utf-8"))
         except (OSError, ValueError, RecursionError):
             return False
         return isinstance(setup, dict) and {"annotations", "proposals", "train_set"} <= setup.keys()
@@ -698,7 +698,7 @@ def finished_results(folder: Path) -> dict[str, Any] | None:
     if not (done.is_file() and (folder / "final.pt").is_file()):
         return None
     try:
-        previous = json.loads(done.read_text(encoding="utf-8"))
+        previous = json_loads(done.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None  # unreadable: not a finished run's, so the run is finished again
     return previous if isinstance(previous, dict) and previous.get("status") == "completed" else None
