@@ -528,3 +528,14 @@ def test_the_benchmark_scripts_refuse_a_count_of_zero_before_any_work() -> None:
         "error: argument --pairs: must be at least 1, got 0"
     )
     assert "Traceback" not in done.stderr
+
+
+def test_peak_memory_is_read_where_the_platform_has_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    from googlenet.bench import paths
+
+    linux = paths.peak_rss_mib()
+    assert linux is not None and linux > 10  # this process holds torch: tens of MiB at least
+    monkeypatch.setattr(paths.sys, "platform", "darwin")  # macOS counts ru_maxrss in bytes, not KiB
+    assert paths.peak_rss_mib() == pytest.approx(linux / 1024, rel=0.5)
+    monkeypatch.setitem(sys.modules, "resource", None)  # Windows: no resource module
+    assert paths.peak_rss_mib() is None

@@ -184,3 +184,28 @@ def test_the_recipe_names_the_ema_decay_and_an_ensemble_members_flags() -> None:
     assert _as_flags({"augment.random_interpolation": False, "augment.scale_min": 0.35}) == (
         "--no-random-interpolation --scale-min 0.35"
     )
+
+
+def test_polyak_keeps_counting_late_snapshots() -> None:
+    """Ten million snapshots in: a snapshot's share of the mean is below float32's rounding step at the
+    mean, so a float32 running mean (torch's) never moves again; the float64 one does."""
+    model = nn.Linear(1, 1, bias=False)
+    with torch.no_grad():
+        model.weight.fill_(0.034)
+    averager = WeightAverager(model, AverageSection(method="polyak", start=0, every=1), epochs=1)
+    assert averager.maybe_update(model, 0, 1) and averager.averaged is not None
+    before, later = 10_000_000, 1000
+    averager.averaged.n_averaged.fill_(before)  # as if ten million snapshots of 0.034 had been taken
+    with torch.no_grad():
+        model.weight.fill_(0.044)
+    for step in range(2, 2 + later):
+        averager.maybe_update(model, 0, step)
+    exact = (before * float(torch.tensor(0.034)) + later * float(torch.tensor(0.044))) / (before + later)
+    assert averager.exact["weight"].item() == pytest.approx(exact, abs=1e-12)
+    got = averager.averaged.module.weight.item()
+    assert got == pytest.approx(exact, abs=4e-9) and got - float(torch.tensor(0.034)) > 9e-7
+    # last.pt keeps the float64 mean: a resume goes on from it, not from the rounded copy
+    other = WeightAverager(nn.Linear(1, 1, bias=False), AverageSection(method="polyak", start=0), epochs=1)
+    other.load_state_dict(averager.state_dict())
+    other.load_exact_state(averager.exact_state())
+    assert torch.equal(other.exact["weight"], averager.exact["weight"])

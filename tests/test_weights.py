@@ -420,6 +420,19 @@ def test_atomic_writes_go_through_a_symlink_and_never_replace_a_pipe(tmp_path: P
     assert (tmp_path / "real.txt").stat().st_mode & 0o777 == 0o600
 
 
+def test_atomic_writes_work_without_fchmod(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from googlenet.io import atomic_open
+
+    monkeypatch.delattr(os, "fchmod")  # Windows before Python 3.13
+    with atomic_open(tmp_path / "a.txt", "w") as handle:
+        handle.write("x")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "a.txt").read_text() == "x" and (
+        tmp_path / "a.txt"
+    ).stat().st_mode & 0o777 == 0o666 & ~umask
+
+
 def test_a_failed_atomic_write_names_its_file_and_a_long_legal_name_is_written(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -75,7 +75,10 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[A
             file_mode = stat.S_IMODE(target.stat().st_mode) if target.is_file() else _file_mode()
         except OSError:
             file_mode = _file_mode()
-        os.fchmod(fd, file_mode)
+        if hasattr(os, "fchmod"):  # Windows has it from Python 3.13 only
+            os.fchmod(fd, file_mode)
+        else:
+            os.chmod(tmp, file_mode)
         with os.fdopen(fd, mode) as handle:
             yield handle
             handle.flush()

@@ -339,6 +339,8 @@ def run_one(spec: dict[str, Any]) -> dict[str, Any]:
                 **os.environ,
                 "PYTHONWARNINGS": "ignore",
                 "TMPDIR": scratch,
+                "TMP": scratch,  # Windows reads these two, not TMPDIR
+                "TEMP": scratch,
                 "TORCHINDUCTOR_CACHE_DIR": _inductor_cache(),
             },
         )
@@ -490,10 +492,14 @@ def format_rows(rows: list[dict[str, Any]]) -> str:
             extra = f"  (torch.mm {row['mm']:.0f}, 1x1 convolution {row['conv1x1']:.0f})"
         if "ratio_to_peer_row" in row:
             extra += f"  (vs {row['peer_row'].removeprefix('train ')}: {row['ratio_to_peer_row']:.2f}x)"
-        if "peak_worker_rss_mib" in row:
+        if row.get("peak_worker_rss_mib") is not None:
             extra += f"  (peak of a loader process {row['peak_worker_rss_mib']:.0f} MiB)"
+        peak = row.get("peak_rss_mib")
+        peak_text = (
+            f"{peak:>9.0f}" if isinstance(peak, int | float) else f"{'-':>9}"
+        )  # no `resource` (Windows)
         lines.append(
-            f"{row['name']:<48} {row['value']:>8.1f} {row['unit']:<7}{ratio:>8} {ceiling:>8} {row['peak_rss_mib']:>9.0f}"
+            f"{row['name']:<48} {row['value']:>8.1f} {row['unit']:<7}{ratio:>8} {ceiling:>8} {peak_text}"
             + extra
         )
     return "\n".join(lines)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import gc
 import json
-import resource
 import statistics
 import sys
 import tempfile
@@ -217,7 +216,7 @@ def _variant(spec: dict[str, Any]) -> str:
 
 def _in_turns(
     runs: list[Callable[[Tensor], Any]], x: Tensor, spec: dict[str, Any], turns: int
-) -> tuple[list[list[float]], list[float], float]:
+) -> tuple[list[list[float]], list[float], float | None]:
     """Time `runs` in turns beside the GEMM ceiling: images/s per run and turn, the ceiling of each
     turn (GFLOP/s), and the peak RSS in MiB before the ceiling's buffers were allocated.
 
@@ -236,7 +235,7 @@ def _in_turns(
     for _ in range(spec.get("warmup", 2)):
         for run in runs:
             batch_of_calls(run)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = peak_rss_mib()
     probe = CeilingProbe.from_spec(spec.get("ceiling", {}), precision)
     probe.warm_up()
     rates: list[list[float]] = [[] for _ in runs]
@@ -255,7 +254,7 @@ def _fraction(rates: list[float], ceilings: list[float], macs: int) -> float:
     return statistics.median(r * 2 * macs / (c * 1e9) for r, c in zip(rates, ceilings, strict=True))
 
 
-def infer(spec: dict[str, Any]) -> dict[str, float]:
+def infer(spec: dict[str, Any]) -> dict[str, float | None]:
     """Images/s of one inference path at `batch` x 3 x `size` x `size`, and its fraction of the GEMM
     ceiling timed beside it.
 
@@ -489,18 +488,29 @@ KINDS: dict[str, Callable[[dict[str, Any]], Any]] = {
 }
 
 
+def peak_rss_mib(children: bool = False) -> float | None:
+    """This process's (or its ended children's largest) peak resident memory in MiB; None where the
+    `resource` module is missing (Windows). Linux counts `ru_maxrss` in KiB, macOS in bytes."""
+    try:
+        import resource
+    except ImportError:
+        return None
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN if children else resource.RUSAGE_SELF)
+    return usage.ru_maxrss / (1024 * 1024 if sys.platform == "darwin" else 1024)
+
+
 def run_spec(spec: dict[str, Any]) -> dict[str, Any]:
     """Run one path in this process; the result with its peak RSS."""
     if spec.get("threads"):
         torch.set_num_threads(int(spec["threads"]))
     value = KINDS[spec["kind"]](spec)
     result = dict(value) if isinstance(value, dict) else {"value": float(value)}
-    result.setdefault("peak_rss_mib", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    result.setdefault("peak_rss_mib", peak_rss_mib())
     if spec["kind"] in ("data", "crops144") and int(spec.get("workers", 0)) > 0:
         # The loader processes decode in memory of their own, which RUSAGE_SELF leaves out: the largest
         # one's peak, read once they have exited (the path's loader is gone when it returns).
         gc.collect()
-        result["peak_worker_rss_mib"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        result["peak_worker_rss_mib"] = peak_rss_mib(children=True)
     return result
 
 

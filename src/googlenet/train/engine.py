@@ -721,6 +721,7 @@ class _Trainer:
                 # Mid-epoch, a BN variant's average holds the raw model's BN statistics (recomputed
                 # only at an epoch's end): --test-only must not score the average with them.
                 "averaged_bn_current": meter is None or not self.averager.recompute_bn,
+                "averaged_exact": self.averager.exact_state(),  # Polyak's float64 running mean
             }
             averaged = self.averager.averaged
             last = self.folder.last
@@ -886,6 +887,7 @@ def _restore(
     if averager.averaged is not None and "averaged_state_dict" in checkpoint:
         averager.averaged.module.load_state_dict(checkpoint["averaged_state_dict"])
         averager.averaged.n_averaged.fill_(int(state.get("averaged_updates", 0)))
+        averager.load_exact_state(state.get("averaged_exact"))
     if averager.updates > 0 and "average_start_epoch" in state:
         # A larger --epochs moves a fractional start (`average.start` 0.5 of 2 epochs is 1, of 7 is 4);
         # an average already under way keeps its start, or it would skip epochs and stop being uniform.
