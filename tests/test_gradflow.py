@@ -64,8 +64,26 @@ def test_recorder_takes_the_first_and_every_nth_step_with_exact_norms(tmp_path: 
         (r["step"], r["layer"], r["aux"]) for r in recorder.rows
     ]
     assert (tmp_path / "grad_norms.json").is_file()
+    # after every epoch the CSV gets the new rows appended; the JSON waits for the run's end
+    (tmp_path / "grad_norms.json").unlink()
+    for step in range(7, 13):
+        _step(model, recorder, step)
+        recorder.write(tmp_path, final=False)
+    _step(model, recorder, 12)  # a step taken again (after a resume) replaces its rows
+    recorder.write(tmp_path, final=False)
+    assert [(r["step"], r["layer"]) for r in load_grad_norms(tmp_path)] == [
+        (r["step"], r["layer"]) for r in recorder.rows
+    ]
+    assert sorted({r["step"] for r in recorder.rows}) == [1, 3, 6, 9, 12]
+    assert not (tmp_path / "grad_norms.json").exists()
+    # an append cut short by a kill: its partial last line is dropped (those steps come again)
+    with open(tmp_path / "grad_norms.csv", "a") as handle:
+        handle.write("15,2,fc,Fal")
+    assert len(load_grad_norms(tmp_path)) == len(recorder.rows)
     recorder.truncate(3)
     assert max(r["step"] for r in recorder.rows) == 3
+    recorder.write(tmp_path)  # rewritten whole after a truncation
+    assert len(load_grad_norms(tmp_path)) == len(recorder.rows) and (tmp_path / "grad_norms.json").is_file()
     recorder.close()
     _step(model, recorder, 9)  # hooks removed: nothing more is recorded
     assert max(r["step"] for r in recorder.rows) == 3

@@ -946,7 +946,14 @@ def test_a_run_folder_whose_name_is_not_utf8_trains_without_tensorboard(
         run.open_tensorboard()
         run.epoch_scalars({"epoch": 0, "global_step": 1, "lr": 0.01})
     run.close()
-    assert "the name is not valid UTF-8 here; no TensorBoard logs" in caplog.text
+    assert "the name is not valid UTF-8; no TensorBoard logs" in caplog.text
+    # a valid UTF-8 name that an ASCII locale decoded into surrogates says what to change
+    caplog.clear()
+    run = RunFolder(tmp_path / "run-\udcc3\udca9")  # "é" in UTF-8, as an ASCII locale decodes it
+    with caplog.at_level(logging.WARNING, logger="googlenet"):
+        run.open_tensorboard()
+    run.close()
+    assert "cannot spell the name; a UTF-8 locale or PYTHONUTF8=1 can" in caplog.text
 
 
 def test_an_imagenet_run_keeps_the_wordnet_ids_for_evaluate(

@@ -196,6 +196,15 @@ class ImageFolderDataset(Dataset[tuple[Any, int]]):
         self.bad_reasons[path] = str(exc)
         if self.on_bad == "abort":  # the caller raises instead
             return
+        if (
+            self.skip_record is not None
+            and (self.skip_record, path) not in _recorded
+            and path in read_skipped(self.skip_record)
+        ):  # named by an earlier loader process of this run (DataLoader starts new ones every epoch):
+            # once in the record and the log, not once per epoch. A bad file is rare; reading the
+            # record then costs nothing that matters.
+            _recorded.add((self.skip_record, path))
+            _warned.add(path)
         if path not in _warned:
             _warned.add(path)
             logger.warning("skipping a bad image: %s", exc)

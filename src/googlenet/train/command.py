@@ -195,8 +195,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "in the training process; at most 4 per CPU)",
     )
     add_g("--scan-bad-files", dest="data.scan_bad_files", action=boolean,
-          help="decode every image once before training (exact bad-file count; without it each bad file "
-               "is named when met and results.json counts none: null)")  # fmt: skip
+          help="decode every image once before training (default on: every loader skips them from the "
+               "start; without it each bad file is named when met, and results.json counts those met)")  # fmt: skip
     add_g("--balance-class", dest="data.balance_class", metavar="CLASS",
           help="fix this class's share of every training batch (not in the paper; detect train: background)")  # fmt: skip
     add_g("--balance-share", dest="data.balance_share", type=float, metavar="F",

@@ -648,7 +648,7 @@ class _Trainer:
         at.history.append(row)
         self.folder.write_metrics(at.history)
         if self.grad_norms is not None:
-            self.grad_norms.write(self.folder.path)
+            self.grad_norms.write(self.folder.path, final=False)  # the CSV; the JSON at the run's end
         self.folder.epoch_scalars(row)
         return row
 

@@ -332,9 +332,15 @@ class RunFolder:
         try:
             folder.encode("utf-8")
         except UnicodeEncodeError:  # TensorBoard's file layer takes UTF-8 paths only (it died on them)
-            logger.warning(
-                "%s: the name is not valid UTF-8 here; no TensorBoard logs for this run", self.path
-            )
+            try:
+                os.fsencode(folder).decode("utf-8")
+                why = (  # valid UTF-8 on disk, undecodable under an ASCII locale (LC_ALL=C without UTF-8 mode)
+                    f"the locale's file-name encoding ({sys.getfilesystemencoding()}) cannot spell the name; "
+                    "a UTF-8 locale or PYTHONUTF8=1 can"
+                )
+            except UnicodeDecodeError:
+                why = "the name is not valid UTF-8"
+            logger.warning("%s: %s; no TensorBoard logs for this run", self.path, why)
             return
         self._writer = SummaryWriter(folder, purge_step=purge_step)
 
