@@ -212,3 +212,11 @@ def test_the_speed_settings_keep_the_numerics() -> None:
     )
     moved = max((a - b).abs().max().item() for a, b in zip(reference.parameters(), before, strict=True))
     assert moved > 1e-3 and apart < 1e-3 * moved  # the steps moved the weights, both ways alike
+
+
+def test_an_epoch_of_skipped_steps_has_no_loss_rather_than_zero() -> None:
+    from googlenet.train.loop import EpochMeter
+
+    meter = EpochMeter(skipped=5, steps=5)  # every step non-finite and skipped
+    summary = meter.summary()
+    assert all(math.isnan(summary[key]) for key in ("loss_total", "top1", "top5")), summary

@@ -170,6 +170,9 @@ def run(args: argparse.Namespace) -> int:
     title = f"ablation: {len(done)} seed(s), " + (
         f"data {plan.base['data.data_path']}" if "data.data_path" in plan.base else "built-in data"
     )
+    for key, say in (("model.variant", "variant {}"), ("run.epochs", "epochs {}")):
+        if key in plan.base:  # two studies of one data set told apart by their titles
+            title += ", " + say.format(plan.base[key])
     summary = write_study(plan, title)
     if args.json:
         rows = [{k: None if isinstance(v, float) and math.isnan(v) else v for k, v in r.items()}

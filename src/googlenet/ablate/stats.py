@@ -213,21 +213,22 @@ def plot_effects(rows: Sequence[Mapping[str, Any]], path: str | Path, title: str
             if r is None:
                 continue
             low, high = r["effect_ci_low"], r["effect_ci_high"]
-            color = "tab:red" if r["significant"] and r["effect"] > 0 else (
-                "tab:green" if r["significant"] else "tab:gray")  # fmt: skip
+            # Okabe and Ito's vermillion and blue, told apart by marker too: red and green were the pair
+            # most readers with a colour-vision deficiency cannot tell apart
+            color, marker = ("#D55E00", "^") if r["significant"] and r["effect"] > 0 else (
+                ("#0072B2", "v") if r["significant"] else ("0.55", "o"))  # fmt: skip
             if not math.isnan(low):
                 ax.plot([low, high], [y, y], color=color, linewidth=2)
-            ax.plot([r["effect"]], [y], "o", color=color)
+            ax.plot([r["effect"]], [y], marker, color=color)
         ax.axvline(0.0, color="black", linewidth=0.8)
         ax.set_yticks(range(len(arms)), arms)
         ax.set_xlabel(f"change in {metric.replace('top', 'top-')} error (points), 95% CI")
         ax.grid(True, axis="x", alpha=0.3)
     axes[0].invert_yaxis()  # the table's order from the top (the axes share y: invert once, not per axis)
-    fig.suptitle(
-        title or "ablation: effect of each change against its reference (full; test-time rows: full-1crop)"
-    )
-    fig.text(0.5, 0.005, f"red: more error, green: less, p < {ALPHA} before correction (Holm-adjusted p in "
-             "ablation.csv); grey: not significant", ha="center", fontsize=8)  # fmt: skip
+    reference = "effect of each change against its reference (full; test-time rows: full-1crop)"
+    fig.suptitle(f"{title}\n{reference}" if title else f"ablation: {reference}", fontsize=11)
+    fig.text(0.5, 0.005, f"vermillion \u25b2: more error, blue \u25bc: less, p < {ALPHA} before correction "
+             "(Holm-adjusted p in ablation.csv); grey \u25cf: not significant", ha="center", fontsize=8)  # fmt: skip
     fig.tight_layout()
     with atomic_open(path, "wb") as handle:  # an earlier call's plot stays whole if this write fails
         fig.savefig(handle, format="png", dpi=100)

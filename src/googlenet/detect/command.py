@@ -493,8 +493,12 @@ def _row(r: ClassResult) -> dict[str, Any]:
             "detections": r.detections}  # fmt: skip
 
 
-def save_pr_plots(results: dict[str, ClassResult], folder: str) -> list[str]:
-    """One precision-recall PNG per class with positives; returns the paths."""
+def save_pr_plots(
+    results: dict[str, ClassResult], folder: str, ap_kind: str = "all-point", iou: str = "IoU 0.5"
+) -> list[str]:
+    """One precision-recall PNG per class with positives; returns the paths. The title gives the AP as
+    computed (`ap_kind`: all-point, or VOC 2007's 11-point) and how detections matched (`iou`), and
+    the class's detection and object counts."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -519,8 +523,17 @@ def save_pr_plots(results: dict[str, ClassResult], folder: str) -> list[str]:
         )
         ax.plot(r.recall, r.precision, ".", color="0.5", markersize=3, label="after each detection")
         ax.set(xlim=(0, 1.02), ylim=(0, 1.02), xlabel="recall", ylabel="precision")
-        ax.legend(fontsize=7, loc="lower left")
-        ax.set_title(f"{name}: AP {100 * r.ap:.1f}%", parse_math=False)  # a class name, not $TeX$
+        if r.detections:
+            ax.legend(fontsize=7, loc="lower left")
+        else:  # empty axes with a legend of nothing read as a drawing that failed
+            ax.text(0.5, 0.5, f"no detections of this class\n({r.positives} objects)", ha="center",
+                    va="center", fontsize=9, transform=ax.transAxes)  # fmt: skip
+        shown = name if len(name) <= 28 else name[:27] + "\u2026"  # a long name pushed the AP off the figure
+        ax.set_title(
+            f"{shown}: {ap_kind} AP {100 * r.ap:.1f}% ({iou})\n{r.detections} detections, {r.positives} objects",
+            fontsize=9,
+            parse_math=False,  # a class name, not $TeX$
+        )
         ax.grid(alpha=0.3)
         fig.tight_layout()
         path = os.path.join(folder, f"pr-{_file_name(name)}.png")
@@ -591,7 +604,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
         "difficult_objects": sum(sum(objects.difficult) for objects in truth.values()),
     }
     if args.plot_dir:
-        report["plots"] = save_pr_plots(results, args.plot_dir)
+        matched = "small objects' own IoU" if args.ilsvrc_small else f"IoU {args.iou:g}"
+        report["plots"] = save_pr_plots(results, args.plot_dir, report["ap"], matched)
     # Rows nothing can match are not scored (as the VOC devkit does), but never silently: a misspelt
     # class or image id would otherwise just lower the mAP.
     strays = sorted({d.label for d in detections} - set(results))

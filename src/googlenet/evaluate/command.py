@@ -247,6 +247,7 @@ def run(args: argparse.Namespace) -> int:
             key: report[key]
             for key in ("checkpoints", "dataset", "images", "reduce", "seconds", "device", "resize_size")
         }
+        info["classes"] = ensemble.num_classes
         paths = save_table3(output_dir, rows, info)
         report["table3"] = [asdict(row) for row in rows]
         report["files"] = {kind: str(path) for kind, path in paths.items()}

@@ -140,7 +140,7 @@ def curves_section(folder: Path, num_classes: int | None = None) -> str:
     class prior's entropy and the largest classes' shares: `chance_levels`)."""
     from matplotlib.ticker import MaxNLocator
 
-    from googlenet.train.runs import chance_levels
+    from googlenet.train.runs import SERIES_STYLE, chance_levels
 
     rows = _read_csv(folder / "metrics.csv", required=("epoch",))
     if not rows:
@@ -164,7 +164,9 @@ def curves_section(folder: Path, num_classes: int | None = None) -> str:
     )  # fmt: skip
     for ax, columns in zip(axes, panels, strict=True):
         for column, label in columns:
-            ax.plot(epochs, [_float(r.get(column)) for r in rows], marker=".", label=label)
+            # the run folder's plots' look for each quantity (`SERIES_STYLE`), so a colour means one thing
+            ax.plot(epochs, [_float(r.get(column)) for r in rows], markersize=4, label=label,
+                    **SERIES_STYLE.get(column, {}))  # fmt: skip
     balance = None
     with contextlib.suppress(OSError, ValueError, AttributeError):  # an older or odd results.json: uniform
         balance = json_loads((folder / "results.json").read_text(encoding="utf-8")).get("val_balance")
@@ -334,7 +336,9 @@ def predictions_section(pred: dict[str, Any], wrong: int = 12, pairs: int = 15) 
     k = len(shown)
     plt = _plt()
     fig, ax = plt.subplots(figsize=(0.45 * k + 3, 0.45 * k + 2.5))
-    ax.imshow(drawn, cmap="Blues")
+    image = ax.imshow(drawn, cmap="Blues")
+    # the counts as a colour bar: above 30 classes the cells are too small for their numbers
+    fig.colorbar(image, ax=ax, fraction=0.04, pad=0.02, label="images")
     # Class names are the user's folder names: shown as written, not parsed as matplotlib's $TeX$; bytes
     # that are not UTF-8 (surrogate escapes, which matplotlib refuses) as \xNN.
     labels = [shown_name(name) for name in names]

@@ -567,7 +567,9 @@ class _Trainer:
                     break
                 at.step = 0
                 if time.perf_counter() - last_plot >= PLOT_EVERY_S:  # matplotlib costs ~1 s a plot
-                    folder.plot(at.history, len(self.meta["class_names"]), self._val_balance())
+                    folder.plot(
+                        at.history, len(self.meta["class_names"]), self._val_balance(), self._aux_weight()
+                    )
                     last_plot = time.perf_counter()
                 epoch_times.append(row["epoch_time_s"])
                 log_epoch(row, r.epochs, (r.epochs - at.epoch - 1) * sum(epoch_times) / len(epoch_times))
@@ -584,7 +586,7 @@ class _Trainer:
                     )
                     break
         try:
-            folder.plot(at.history, len(self.meta["class_names"]), self._val_balance())
+            folder.plot(at.history, len(self.meta["class_names"]), self._val_balance(), self._aux_weight())
             if self.grad_norms is not None:
                 self.grad_norms.write(folder.path)
                 self.grad_norms.close()
@@ -651,6 +653,10 @@ class _Trainer:
             self.grad_norms.write(self.folder.path, final=False)  # the CSV; the JSON at the run's end
         self.folder.epoch_scalars(row)
         return row
+
+    def _aux_weight(self) -> float | None:
+        """The auxiliary losses' weight for the plots (None: no heads)."""
+        return self.config.optim.aux_weight if self.config.model.aux_logits else None
 
     def _batches(self, epoch: int, start_step: int = 0) -> DataLoader:
         """Training batches of `epoch` (section 6 sampling), from its step `start_step` on."""

@@ -97,6 +97,9 @@ def log_epoch(row: dict[str, Any], epochs: int, eta_s: float) -> None:
         return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.1f}"
 
     aux = ""
+    skipped = row.get("skipped_steps") or 0
+    if skipped and row.get("loss_main") is None:  # no step counted: no loss to give
+        aux = f"; all {skipped} steps skipped, non-finite"
     if row.get("loss_aux1") is not None:
         aux = f" aux {row['loss_aux1']:.3f}/{row['loss_aux2']:.3f}"
     logger.info(

@@ -397,7 +397,7 @@ def _finish_depth_plot(fig: Any, ax: Any, layers: Sequence[str], title: str, pat
     ax.set_xticks(ticks, names, rotation=45, ha="right", fontsize=8)
     ax.set_yscale("log")
     ax.set_xlabel("trunk conv/linear layer, input (left) to classifier (right)")
-    ax.set_ylabel("gradient L2 norm (geometric mean over steps)")
+    ax.set_ylabel("gradient L2 norm, before clipping\n(geometric mean over steps, the first left out)")
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()

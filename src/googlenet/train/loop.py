@@ -136,8 +136,9 @@ class EpochMeter:
         )
 
     def summary(self) -> dict[str, float]:
-        """Mean losses per head ("loss_main", "loss_aux1", ...), "loss_total", top-1/top-5 (%)."""
-        n = max(self.samples, 1.0)
+        """Mean losses per head ("loss_main", "loss_aux1", ...), "loss_total", top-1/top-5 (%); NaN
+        (not 0, which read as a perfect loss) for an epoch in which every step was skipped."""
+        n = self.samples if self.samples > 0 else math.nan
         out: dict[str, float] = {}
         for i, value in enumerate(self.loss_sums):
             out["loss_main" if i == 0 else f"loss_aux{i}"] = value / n

@@ -102,6 +102,38 @@ def class_balance(counts: Sequence[int]) -> dict[str, Any]:
     }
 
 
+# One look per quantity in every plot of a run (the run folder's and `report`'s), whichever of them has
+# data (matplotlib's colour cycle shifted when a series was all NaN, so a colour meant one thing in one
+# plot and another in the next): the colour says what is measured, in Okabe and Ito's palette, which
+# readers with any common colour-vision deficiency can tell apart; raw weights are drawn solid with a
+# filled marker, averaged ones dashed with a cross, so equal values do not hide one another.
+_VERMILLION, _BLUE, _ORANGE, _SKY, _GREEN, _BLACK = (
+    "#D55E00",
+    "#0072B2",
+    "#E69F00",
+    "#56B4E9",
+    "#009E73",
+    "#000000",
+)
+SERIES_STYLE: dict[str, dict[str, Any]] = {
+    "loss_total": {"color": _BLACK, "linestyle": "-", "marker": "s"},
+    "loss_main": {"color": _ORANGE, "linestyle": "-", "marker": "o"},
+    "loss_aux1": {"color": _SKY, "linestyle": "-", "marker": "^"},
+    "loss_aux2": {"color": _GREEN, "linestyle": "-", "marker": "v"},
+    "val_loss_raw": {"color": _VERMILLION, "linestyle": "-", "marker": "o"},
+    "val_loss_avg": {"color": _VERMILLION, "linestyle": "--", "marker": "x"},
+    "val_top1_raw": {"color": _VERMILLION, "linestyle": "-", "marker": "o"},
+    "val_top1_avg": {"color": _VERMILLION, "linestyle": "--", "marker": "x"},
+    "val_top5_raw": {"color": _VERMILLION, "linestyle": "-", "marker": "o"},
+    "val_top5_avg": {"color": _VERMILLION, "linestyle": "--", "marker": "x"},
+    "train_eval_top1_raw": {"color": _BLUE, "linestyle": "-", "marker": "o"},
+    "train_eval_top1_avg": {"color": _BLUE, "linestyle": "--", "marker": "x"},
+    "train_top1": {"color": _ORANGE, "linestyle": ":", "marker": "s"},
+    "train_top5": {"color": _ORANGE, "linestyle": ":", "marker": "s"},
+    "lr": {"color": _BLACK, "linestyle": "-", "marker": "o"},
+}
+
+
 def chance_levels(
     num_classes: int | None, balance: Mapping[str, Any] | None = None
 ) -> tuple[tuple[float, str] | None, tuple[float, str] | None]:
@@ -364,12 +396,15 @@ class RunFolder:
         history: Sequence[Mapping[str, Any]],
         num_classes: int | None = None,
         val_balance: Mapping[str, Any] | None = None,
+        aux_weight: float | None = None,
     ) -> None:
         """loss.png (per head), top1.png (raw vs averaged, train and val), lr.png.
 
         With `num_classes`, loss.png and top1.png show chance as a dashed line: a network that has
         learnt nothing sits at ln(classes) and 100 / classes % (`chance_levels`: on an imbalanced
         validation set, given its `val_balance`, at the class prior's entropy and the majority share).
+        With `aux_weight` (a model with heads), the total loss's own no-learning level, (1 + 2w) times
+        one head's, is drawn dotted beside it.
         """
         if not self.enabled or not history:
             return
@@ -391,36 +426,49 @@ class RunFolder:
             title: str,
             ylabel: str,
             columns: Sequence[tuple[str, str]],
-            chance: tuple[float, str] | None = None,
+            chances: Sequence[tuple[float, str, str]] = (),
         ) -> None:
-            figure = Figure(figsize=(6.4, 4.0), dpi=100)
+            figure = Figure(figsize=(8.4, 4.2), dpi=100)  # the legend beside the axes, not over the curves
             FigureCanvasAgg(figure)
             axes = figure.add_subplot(1, 1, 1)
             for column, label in columns:
                 values = series(column)
                 if any(not math.isnan(v) for v in values):
-                    axes.plot(epochs, values, marker="o", markersize=3, label=label)
-            if chance is not None and axes.lines:
-                axes.axhline(chance[0], color="0.4", linestyle="--", linewidth=1, label=chance[1])
+                    axes.plot(epochs, values, markersize=4, label=label, **SERIES_STYLE.get(column, {}))
+            if axes.lines:
+                for value, label, style in chances:
+                    axes.axhline(value, color="0.4", linestyle=style, linewidth=1, label=label)
             axes.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
             axes.set_xlabel("epoch")
             axes.set_ylabel(ylabel)
-            axes.set_title(title)
+            axes.set_title(title, fontsize=10)
             axes.grid(True, alpha=0.3)
             if axes.lines:
-                axes.legend(fontsize=8)
+                axes.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
             figure.tight_layout()
             with atomic_open(self.path / name, "wb") as handle:
                 figure.savefig(handle, format="png")
 
         loss_chance, top1_chance = chance_levels(num_classes, val_balance)
+        loss_lines = [(*loss_chance, "--")] if loss_chance is not None else []
+        heads = aux_weight is not None and any(row.get("loss_aux1") is not None for row in history)
+        if loss_chance is not None and heads:
+            total = (1 + 2 * float(aux_weight or 0.0)) * loss_chance[0]
+            loss_lines.append(
+                (
+                    total,
+                    f"no learning, total: (1 + 2 x {aux_weight:g}) x {loss_chance[0]:.2f} = {total:.2f}",
+                    ":",
+                )
+            )
         draw(
             "loss.png",
-            "loss per head, and on val (section 5: total = main + w x (aux1 + aux2))",
+            "loss per head, and on val\n"
+            + (f"(section 5: total = main + {aux_weight:g} x (aux1 + aux2))" if heads else "(no auxiliary heads)"),
             "cross-entropy",
             [("loss_main", "main"), ("loss_aux1", "aux1 (4a)"), ("loss_aux2", "aux2 (4d)"),
              ("loss_total", "total"), ("val_loss_raw", "val (raw)"), ("val_loss_avg", "val (averaged)")],
-            loss_chance,
+            loss_lines,
         )  # fmt: skip
         draw(
             "top1.png",
@@ -430,7 +478,7 @@ class RunFolder:
              ("train_eval_top1_raw", "train subset raw (eval mode)"),
              ("train_eval_top1_avg", "train subset averaged (eval mode)"),
              ("train_top1", "train running (augmented, train mode)")],
-            top1_chance,
+            [(*top1_chance, "--")] if top1_chance is not None else [],
         )  # fmt: skip
         draw("lr.png", "learning rate (each epoch's last step)", "learning rate", [("lr", "lr")])
 
