@@ -484,3 +484,21 @@ def test_a_saved_study_without_its_checkpoints_is_refused_before_any_work(
             and "finished (results.json) but its final.pt is not there" in err
         )
     assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+
+
+def test_a_saved_studys_plots_are_redrawn_from_its_saved_rows(tmp_path: Path) -> None:
+    import shutil
+
+    root = Path(__file__).resolve().parents[1]
+    study = tmp_path / "study"
+    shutil.copytree(root / "benchmarks" / "results" / "ablation-cifar10-mini-bn12", study)
+    (study / "ablation.png").unlink()
+    done = subprocess.run(
+        [sys.executable, str(root / "benchmarks" / "redraw_ablation_plots.py"), str(study)],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert (
+        f"redrew {study / 'ablation.png'}" in done.stdout
+        and f"redrew {study / 'gradflow.png'}" in done.stdout
+    )
+    assert (study / "ablation.png").read_bytes()[:4] == b"\x89PNG"
