@@ -394,8 +394,8 @@ def test_a_new_run_never_starts_over_another_or_over_other_files(
         code, err = start(folder, *extra)
         assert_one_line(code, err, (1,), message)
     assert (done / "final.pt").read_bytes() == b"the weights" and sorted(p.name for p in done.iterdir()) == [
-        ".lock", "final.pt", "results.json"]  # fmt: skip
-    assert sorted(p.name for p in mine.iterdir()) == [".lock", "notes.txt"]
+        "final.pt", "results.json"]  # fmt: skip
+    assert sorted(p.name for p in mine.iterdir()) == ["notes.txt"]  # refused before its lock file is made
 
 
 def test_a_run_stores_its_data_path_absolute_and_resumes_from_anywhere(

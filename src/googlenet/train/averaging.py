@@ -54,6 +54,7 @@ class WeightAverager:
         self.bn_batches = section.bn_batches
         self.recompute_bn = section.bn_stats == "recompute" and has_batchnorm(model)
         self.averaged: AveragedModel | None = None
+        self.exact: dict[str, Tensor] = {}  # Polyak's float64 running mean of each averaged float tensor
         if self.method == "none":
             return
         # Polyak: torch's running mean is replaced by the float64 one below (`_fold_exact`); its own
@@ -62,7 +63,6 @@ class WeightAverager:
         # use_buffers=True averages BN statistics with the weights; False leaves them for update_bn.
         self.averaged = AveragedModel(model, multi_avg_fn=multi_avg_fn, use_buffers=not self.recompute_bn)
         self.averaged.requires_grad_(False)
-        self.exact: dict[str, Tensor] = {}  # Polyak's float64 running mean of each averaged float tensor
 
     @property
     def updates(self) -> int:

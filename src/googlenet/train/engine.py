@@ -89,6 +89,7 @@ from googlenet.train.runs import (
     default_output_dir,
     finished_results,
     is_detection_run,
+    refuse_if_in_use,
     summary_line,
 )
 from googlenet.train.sampling import (
@@ -260,6 +261,8 @@ def _fit_one(
     resume_path = resolve_resume_path(resume) if resume is not None else None
     run_dir = _resolve_output_dir(config, env) if resume_path is None else resume_path.parent
     # Before the folder is locked (which leaves a .lock file): a folder refused is left as it was.
+    if env.is_main and run_dir.is_dir():  # only the first process takes the lock (another would find it held)
+        refuse_if_in_use(run_dir)
     if resume_path is None:
         check_new_run_folder(run_dir)  # and again under the lock below: a run may start in between
     elif run_dir.is_dir():

@@ -24,7 +24,13 @@ from googlenet.train.config import (
     inert_overrides,
     read_run_config,
 )
-from googlenet.train.runs import RunFolder, check_new_run_folder, finished_results, write_ensemble
+from googlenet.train.runs import (
+    RunFolder,
+    check_new_run_folder,
+    finished_results,
+    refuse_if_in_use,
+    write_ensemble,
+)
 
 logger = logging.getLogger("googlenet.train")
 
@@ -44,6 +50,11 @@ def fit_ensemble(
     `fit_one(member_config, last_pt_or_None)` trains one member. A continued member keeps its own
     last.pt's configuration except what a resumed run may change (RESUME_MUTABLE), taken from `config`.
     """
+    if root.is_dir():  # before the lock file is made: a refused folder stays as it was (each process
+        if env.is_main:  # looks, as below, so none waits for one that has stopped; only the first
+            refuse_if_in_use(root)  # tries the lock, which it takes next: another would find it held
+        if not resuming:
+            check_new_run_folder(root)
     folder = RunFolder(root, enabled=env.is_main)  # locked for the whole ensemble, members run in turn
     try:
         if not resuming:

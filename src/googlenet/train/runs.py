@@ -237,6 +237,8 @@ class RunFolder:
                 with contextlib.suppress(FileNotFoundError):
                     entry.unlink()
                 continue
+            if not (entry.is_file() or entry.is_dir()):  # a device or pipe: never copied (/dev/full is
+                continue  # endless); the writes refuse it or fail on it, each in one line
             copy = ""
             try:
                 if entry.is_dir():  # tensorboard/
@@ -699,6 +701,30 @@ def _written_by_train(path: Path) -> bool:
             return handle.read(64).startswith("# googlenet train:")
     except (OSError, UnicodeDecodeError):
         return False
+
+
+def refuse_if_in_use(folder: Path) -> None:
+    """`ConfigError` naming the holder when a training process holds `folder`'s lock; nothing is
+    written (the lock is tried on the file as it is, and let go at once). Before the checks that run
+    before a folder is locked, so that a run still going is named as such, not as a finished one."""
+    if fcntl is None:
+        return
+    path = folder / LOCK_FILE
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0))
+    except OSError:  # none yet, a link (lock_folder refuses it), or unreadable: lock_folder says
+        return
+    with os.fdopen(fd, "rb") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = handle.read(200).decode("utf-8", "replace").strip()
+            raise ConfigError(
+                f"{folder}: in use by another training process ({holder or 'unknown'}); "
+                "wait for it to end or give another --output-dir"
+            ) from None
+        except OSError:
+            return
 
 
 def lock_folder(folder: Path) -> IO[bytes] | None:
