@@ -188,19 +188,28 @@ def test_the_recipe_names_the_ema_decay_and_an_ensemble_members_flags() -> None:
 
 def test_polyak_keeps_counting_late_snapshots() -> None:
     """Ten million snapshots in: a snapshot's share of the mean is below float32's rounding step at the
-    mean, so a float32 running mean (torch's) never moves again; the float64 one does."""
+    mean, so a float32 running mean (torch's) never moves again; the float64 one, which takes over
+    after EXACT_AFTER snapshots, does."""
+    from googlenet.train.averaging import EXACT_AFTER
+
     model = nn.Linear(1, 1, bias=False)
     with torch.no_grad():
         model.weight.fill_(0.034)
     averager = WeightAverager(model, AverageSection(method="polyak", start=0, every=1), epochs=1)
     assert averager.maybe_update(model, 0, 1) and averager.averaged is not None
+    assert not averager.exact  # float32 (torch's) for the first EXACT_AFTER snapshots
     before, later = 10_000_000, 1000
     averager.averaged.n_averaged.fill_(before)  # as if ten million snapshots of 0.034 had been taken
+    assert before > EXACT_AFTER
     with torch.no_grad():
         model.weight.fill_(0.044)
-    for step in range(2, 2 + later):
+    averager.maybe_update(model, 0, 2)  # torch's float32 update, then the float64 mean starts from it
+    assert averager.exact and averager.exact["weight"].dtype == torch.float64
+    start = averager.exact["weight"].item()
+    for step in range(3, 3 + later):
         averager.maybe_update(model, 0, step)
-    exact = (before * float(torch.tensor(0.034)) + later * float(torch.tensor(0.044))) / (before + later)
+    counted = before + 1
+    exact = (counted * start + later * float(torch.tensor(0.044))) / (counted + later)
     assert averager.exact["weight"].item() == pytest.approx(exact, abs=1e-12)
     got = averager.averaged.module.weight.item()
     assert got == pytest.approx(exact, abs=4e-9) and got - float(torch.tensor(0.034)) > 9e-7
