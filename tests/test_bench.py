@@ -150,6 +150,9 @@ def test_rounds_combine_to_medians_and_same_round_ratios() -> None:
     rows = summarise(specs, combined)
     assert rows[1]["ratio"] == 2.0  # a cross-round ratio would have said 20 / 10 = 2 only by luck
     assert combine_rounds(specs, rounds[:1]) is rounds[0]
+    # where the platform cannot read peak memory (no `resource`: Windows) the rows say None, not fail
+    unknown = [[{"value": v, "peak_rss_mib": None} for v in (10.0, 20.0, 1.0)] for _ in range(2)]
+    assert combine_rounds(specs, unknown)[0]["peak_rss_mib"] is None
 
 
 def test_bf16_training_rows_are_also_compared_with_torchvision_bf16() -> None:

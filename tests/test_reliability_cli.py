@@ -165,7 +165,7 @@ RUNTIME_CASES: dict[tuple[str, ...], list[tuple[str, ...]]] = {
                  ("--average", "none", "--average-start", "0.3"), ("--no-photometric", "--brightness", "0.2"),
                  ("--amp-dtype", "fp16"), ("--lr-scheduler", "cosine", "--lr-gamma", "0.5"), ("--balance-share", "0.5"),
                  ("--bn-stats", "average"), ("--average", "polyak", "--ema-decay", "0.9"), ("--norm-weight-decay", "0"),
-                 ("--bn-batches", "5")],
+                 ("--bn-batches", "5"), ("--input-size", "64", "--resize-size", "4682")],
     ("evaluate",): [("--limit", "0"), ("-b", "0"), ("--workers=-2",), ("--workers", "100000"), ("--crops", "10", "--table3"),
                     ("--output-dir", "X"), ("--checkpoint", "MISSING"), ("--checkpoint", "DIR"), ("--checkpoint", "IMAGE"),
                     ("--data-path", "MISSING"), ("--data-path", "FILE"), ("--weights", "MISSING"), ("--device", "cuda:7"),

@@ -247,9 +247,8 @@ def test_a_resume_never_writes_over_files_that_are_not_the_runs(
     # a run branched by linking another's files: resuming it leaves the other run as it was
     branch = tmp_path / "branch"
     branch.mkdir()
-    for entry in run.iterdir():
-        if entry.name != ".lock":
-            (branch / entry.name).symlink_to(entry)
+    for entry in run.iterdir():  # as `cp -rs run branch` does, the lock file too
+        (branch / entry.name).symlink_to(entry)
     before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
     assert main(["train", "--resume", str(branch), "--no-progress", "--stop-after-steps", "2"]) == 0
     assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
@@ -280,9 +279,10 @@ def test_a_refused_output_folder_is_left_as_it_was(
     assert main([*args, "--output-dir", str(run), "--stop-after-steps", "1"]) == 0
     (run / ".lock").unlink()
     (run / ".lock").symlink_to(victim)
-    assert main(["train", "--resume", str(run), "--no-progress"]) == 1
-    one_line_error(capsys.readouterr().err, ".lock: a symbolic link to")
-    assert victim.read_text() == "precious"
+    assert main(["train", "--resume", str(run), "--no-progress", "--stop-after-steps", "2"]) == 0
+    assert victim.read_text() == "precious" and not (run / ".lock").is_symlink()  # a lock of its own
+    # reused, the lock file holds one line naming its holder (it grew NUL bytes at every reuse)
+    assert (run / ".lock").read_bytes().startswith(b"pid ") and (run / ".lock").read_bytes().count(b"\n") == 1
     # another tool's train.log and tensorboard/ are not a run's
     other = tmp_path / "other"
     (other / "tensorboard").mkdir(parents=True)
@@ -562,7 +562,7 @@ def _nested_shared(depth: int) -> list[Any]:
         ("state_dict", {"fc.weight": "x"}, "'state_dict' holds something other than tensors"),
         ("meta.input_size", "big", "meta input_size must be a whole number from 1 to 4096, got 'big'"),
         ("meta.input_size", 60000, "meta input_size must be a whole number from 1 to 4096, got 60000"),
-        ("meta.resize_size", 0, "meta resize_size must be a whole number from 1 to 4096, got 0"),
+        ("meta.resize_size", 0, "meta resize_size must be a whole number from 1 to 4681, got 0"),
         ("meta.mean", "abc", "meta mean must be 3 numbers, got 'abc'"),
         # a few hundred bytes of shared references (pickle's memo) whose full repr is gigabytes
         (
@@ -769,3 +769,22 @@ def test_any_config_is_valid_or_one_line_config_error(overrides: dict[str, Any])
         resolve({}, overrides)
     except ConfigError as exc:
         assert "\n" not in str(exc)
+
+
+def test_every_file_a_run_writes_is_copied_when_it_is_a_link(tmp_path: Path) -> None:
+    from googlenet.train.runs import RunFolder
+
+    other, branch = tmp_path / "other", tmp_path / "branch"
+    other.mkdir()
+    branch.mkdir()
+    names = ["ensemble.json", "detection.json", "detections-ensemble.csv", "metrics.csv", "data"]
+    for name in names:
+        (other / name).write_text(f"the other run's {name}\n")
+        (branch / name).symlink_to(other / name)
+    (branch / "results.json").symlink_to(tmp_path / "nowhere.json")  # dangling: a write would create it
+    folder = RunFolder(branch)
+    folder.close()
+    for name in names[:-1]:  # the run's own files: copies now; the other run's stay as they were
+        assert not (branch / name).is_symlink() and (branch / name).read_text() == f"the other run's {name}\n"
+    assert (branch / "data").is_symlink()  # a link of another name (the images, say) is not the run's
+    assert not (branch / "results.json").exists() and not (tmp_path / "nowhere.json").exists()

@@ -401,8 +401,9 @@ def combine_rounds(specs: list[dict[str, Any]], rounds: list[list[dict[str, Any]
         result: dict[str, Any] = {}
         for key, first in runs[0].items():
             values = [run[key] for run in runs]
-            if key.startswith("peak_"):
-                result[key] = max(values)
+            if key.startswith("peak_"):  # None where the platform cannot say (no `resource`: Windows)
+                known = [v for v in values if isinstance(v, int | float)]
+                result[key] = max(known) if known else None
             elif isinstance(first, int | float) and not isinstance(first, bool):
                 result[key] = statistics.median(values)
             elif isinstance(first, dict):  # the versus section's per-peer figures

@@ -199,10 +199,9 @@ class ImageFolderDataset(Dataset[tuple[Any, int]]):
         if (
             self.skip_record is not None
             and (self.skip_record, path) not in _recorded
-            and path in read_skipped(self.skip_record)
+            and path in _already_recorded(self.skip_record)
         ):  # named by an earlier loader process of this run (DataLoader starts new ones every epoch):
-            # once in the record and the log, not once per epoch. A bad file is rare; reading the
-            # record then costs nothing that matters.
+            # once in the record and the log, not once per epoch
             _recorded.add((self.skip_record, path))
             _warned.add(path)
         if path not in _warned:
@@ -261,6 +260,32 @@ class ImageFolderDataset(Dataset[tuple[Any, int]]):
 
 
 _recorded: set[tuple[str, str]] = set()  # (record file, path) this process has appended
+_seen_in_record: dict[str, tuple[int, set[str]]] = {}  # record file -> (bytes read, paths in them)
+
+
+def _already_recorded(record: str | os.PathLike[str]) -> set[str]:
+    """The paths in `record` (`record_skipped`'s lines), reading only what was appended since this
+    process last looked: rereading the whole file at every bad file was quadratic in their number."""
+    key = os.fspath(record)
+    done, paths = _seen_in_record.get(key, (0, set()))
+    try:
+        with open(key, "rb") as handle:
+            if os.fstat(handle.fileno()).st_size < done:  # written anew (a new run in the same folder)
+                done, paths = 0, set()
+            handle.seek(done)
+            new = handle.read()
+    except OSError:
+        return paths
+    whole = new[: new.rfind(b"\n") + 1]  # a line still being appended is read next time
+    for line in whole.decode("ascii", errors="replace").splitlines():
+        try:
+            entry = json_loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict) and isinstance(entry.get("path"), str):
+            paths.add(entry["path"])
+    _seen_in_record[key] = (done + len(whole), paths)
+    return paths
 
 
 def record_skipped(record: str | os.PathLike[str], path: str, reason: str) -> None:

@@ -252,7 +252,13 @@ def run_train(args: argparse.Namespace) -> int:
     from googlenet.train.engine import fit
     from googlenet.train.launch import launch
     from googlenet.train.memory import check_run_memory
-    from googlenet.train.runs import DETECTION_SETUP, check_new_run_folder, is_detection_run, lock_folder
+    from googlenet.train.runs import (
+        DETECTION_SETUP,
+        check_new_run_folder,
+        is_detection_run,
+        lock_folder,
+        refuse_if_in_use,
+    )
 
     env = ddp.from_environment()
     _setup_logging(env)
@@ -318,6 +324,8 @@ def run_train(args: argparse.Namespace) -> int:
             output = Path(ddp.broadcast_object(str(output)))
         if output.exists() and not output.is_dir():
             raise ConfigError(f"--output-dir {output}: is a file, not a run folder")
+        if env.is_main and output.is_dir():  # a run still going there is named as such
+            refuse_if_in_use(output)
         check_new_run_folder(output)  # before the region set below replaces a run's own
         region_config = RegionSetConfig(
             input_size=input_size,

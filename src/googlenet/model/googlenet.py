@@ -136,6 +136,9 @@ MIN_INPUT_SIZE = 32
 MIN_INPUT_SIZE_AUX = 64
 # Largest input side the CLI accepts (a limit on memory, not on the network: 4096 px is ~1 GB for conv1).
 MAX_INPUT_SIZE = 4096
+# Largest shorter side images are resized to before the crop: MAX_INPUT_SIZE's in the 256/224 ratio
+# (`googlenet.data.transforms.default_resize_size`), the default at that size.
+MAX_RESIZE_SIZE = round(MAX_INPUT_SIZE * 256 / 224)
 
 
 class GoogLeNetOutputs(NamedTuple):

@@ -30,6 +30,7 @@ from googlenet.io import atomic_save, require_file, safe_load
 from googlenet.model.googlenet import (
     MAX_INPUT_SIZE,
     MAX_NUM_CLASSES,
+    MAX_RESIZE_SIZE,
     VARIANTS,
     GoogLeNet,
     ModelConfig,
@@ -308,13 +309,15 @@ def _check_meta(path: str | os.PathLike[str], meta: Any) -> None:
             and all(isinstance(n, str) for n in value)
         )
 
-    def side(value: Any) -> bool:
-        return whole(value) and value <= MAX_INPUT_SIZE
-
-    sides = f"a whole number from 1 to {MAX_INPUT_SIZE}"
     checks = {
-        "input_size": (side, sides),
-        "resize_size": (lambda v: v is None or side(v), sides),
+        "input_size": (
+            lambda v: whole(v) and v <= MAX_INPUT_SIZE,
+            f"a whole number from 1 to {MAX_INPUT_SIZE}",
+        ),
+        "resize_size": (
+            lambda v: v is None or (whole(v) and v <= MAX_RESIZE_SIZE),
+            f"a whole number from 1 to {MAX_RESIZE_SIZE}",
+        ),
         "mean": (numbers, "3 numbers"),
         "std": (numbers, "3 numbers"),
         "class_names": (names, "a list of names"),

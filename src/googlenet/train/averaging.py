@@ -154,9 +154,14 @@ class WeightAverager:
         return {name: mean.clone() for name, mean in self.exact.items()}
 
     def load_exact_state(self, state: dict[str, Tensor] | None) -> None:
-        """Polyak's float64 running mean from last.pt; without it (a last.pt written before it was kept),
-        the mean goes on from the averaged copy's float32 values."""
-        self.exact = {name: mean.to(torch.float64).clone() for name, mean in (state or {}).items()}
+        """Polyak's float64 running mean from last.pt (read onto the CPU), on the averaged copy's device;
+        without it (a last.pt written before it was kept), the mean goes on from the averaged copy's
+        float32 values."""
+        targets = self._averaged_tensors(self.averaged.module) if self.averaged is not None else {}
+        self.exact = {
+            name: mean.to(targets[name].device if name in targets else mean.device, torch.float64, copy=True)
+            for name, mean in (state or {}).items()
+        }
 
 
 # Snapshots after which Polyak's mean is kept in float64 (see the module's docstring)

@@ -39,7 +39,13 @@ import yaml
 from googlenet.data.datasets import max_workers
 from googlenet.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from googlenet.errors import ConfigError, brief
-from googlenet.model.googlenet import INITS, MAX_INPUT_SIZE, MIN_INPUT_SIZE, MIN_INPUT_SIZE_AUX
+from googlenet.model.googlenet import (
+    INITS,
+    MAX_INPUT_SIZE,
+    MAX_RESIZE_SIZE,
+    MIN_INPUT_SIZE,
+    MIN_INPUT_SIZE_AUX,
+)
 
 if typing.TYPE_CHECKING:
     from googlenet.data.synthetic import BuiltinSettings
@@ -637,6 +643,10 @@ def validate(config: TrainConfig, *, resuming: bool = False) -> None:
         + f", got {m.input_size}",
     )
     _check(m.resize_size is None or m.resize_size >= m.input_size, "model.resize_size must be >= input_size")
+    _check(
+        m.resize_size is None or m.resize_size <= MAX_RESIZE_SIZE,
+        f"model.resize_size must be at most {MAX_RESIZE_SIZE}, got {m.resize_size}",
+    )
     if m.init_from is not None and not resuming and not os.path.isfile(m.init_from):
         what = "is a folder, not a checkpoint file" if os.path.isdir(m.init_from) else "no such file"
         raise ConfigError(f"model.init_from (--init-from): {what}: {m.init_from}")

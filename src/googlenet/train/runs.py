@@ -105,8 +105,9 @@ def class_balance(counts: Sequence[int]) -> dict[str, Any]:
 # One look per quantity in every plot of a run (the run folder's and `report`'s), whichever of them has
 # data (matplotlib's colour cycle shifted when a series was all NaN, so a colour meant one thing in one
 # plot and another in the next): the colour says what is measured, in Okabe and Ito's palette, which
-# readers with any common colour-vision deficiency can tell apart; raw weights are drawn solid with a
-# filled marker, averaged ones dashed with a cross, so equal values do not hide one another.
+# readers with any common colour-vision deficiency can tell apart, and a marker by what is measured
+# (val diamonds, train-subset dots, training's running figures squares); raw weights are drawn solid,
+# averaged ones dashed with a cross, so equal values do not hide one another.
 _VERMILLION, _BLUE, _ORANGE, _SKY, _GREEN, _BLACK = (
     "#D55E00",
     "#0072B2",
@@ -120,11 +121,11 @@ SERIES_STYLE: dict[str, dict[str, Any]] = {
     "loss_main": {"color": _ORANGE, "linestyle": "-", "marker": "o"},
     "loss_aux1": {"color": _SKY, "linestyle": "-", "marker": "^"},
     "loss_aux2": {"color": _GREEN, "linestyle": "-", "marker": "v"},
-    "val_loss_raw": {"color": _VERMILLION, "linestyle": "-", "marker": "o"},
+    "val_loss_raw": {"color": _VERMILLION, "linestyle": "-", "marker": "D"},
     "val_loss_avg": {"color": _VERMILLION, "linestyle": "--", "marker": "x"},
-    "val_top1_raw": {"color": _VERMILLION, "linestyle": "-", "marker": "o"},
+    "val_top1_raw": {"color": _VERMILLION, "linestyle": "-", "marker": "D"},
     "val_top1_avg": {"color": _VERMILLION, "linestyle": "--", "marker": "x"},
-    "val_top5_raw": {"color": _VERMILLION, "linestyle": "-", "marker": "o"},
+    "val_top5_raw": {"color": _VERMILLION, "linestyle": "-", "marker": "D"},
     "val_top5_avg": {"color": _VERMILLION, "linestyle": "--", "marker": "x"},
     "train_eval_top1_raw": {"color": _BLUE, "linestyle": "-", "marker": "o"},
     "train_eval_top1_avg": {"color": _BLUE, "linestyle": "--", "marker": "x"},
@@ -228,7 +229,10 @@ class RunFolder:
         runB/`) would otherwise rewrite runA when runB is resumed: checkpoints replaced through the link,
         train.log and metrics appended to. Links with other names (a `data` link to the images, say)
         are not the run's and stay as they are."""
-        for name in sorted(RUN_FILES):
+        names = set(RUN_FILES)
+        for pattern in RUN_FILE_PATTERNS:
+            names.update(p.name for p in self.path.glob(pattern))
+        for name in sorted(names):
             entry = self.path / name
             if not entry.is_symlink():
                 continue
@@ -601,8 +605,9 @@ PREPARED_ENTRIES = frozenset({"regions", DETECTION_SETUP})
 RUN_FILES = frozenset({
     "config.yaml", "metrics.csv", "tensorboard", "loss.png", "top1.png", "lr.png", "train.log", "last.pt",
     "final.pt", "results.json", SKIPPED_FILES, "checkpoints.json", "grad_norms.csv", "grad_norms.json",
-    "grad_split.csv", "grad_split.png",
+    "grad_split.csv", "grad_split.png", "ensemble.json", "detection.json",
 })  # fmt: skip
+RUN_FILE_PATTERNS = ("detections-*.csv",)  # `detect train`'s detections, one per member and the ensemble
 
 
 def check_new_run_folder(folder: Path) -> None:
@@ -739,12 +744,20 @@ def lock_folder(folder: Path) -> IO[bytes] | None:
     if fcntl is None:
         return None
     path = folder / LOCK_FILE
-    if path.is_symlink():  # writing the holder's name through it would overwrite the file it names
-        raise ConfigError(f"{path}: a symbolic link to {os.readlink(path)}, not a run's lock file; remove it")
+    if path.is_symlink():  # writing the holder's name through it would overwrite the file it names; a
+        try:  # lock file is never anyone's data (a run branched with `cp -rs` links it): its own one
+            path.unlink()
+        except OSError as exc:
+            raise ConfigError(
+                f"{path}: a symbolic link, not a run's lock file ({exc.strerror or exc})"
+            ) from None
     try:
-        fd = os.open(
-            path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0), 0o666
+        # O_APPEND: Python's append mode seeks to the end only on opening, so after truncate(0) the
+        # holder's name went to the old end, behind a hole of NUL bytes, growing at every reuse
+        flags = (
+            os.O_RDWR | os.O_CREAT | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
         )
+        fd = os.open(path, flags, 0o666)
         handle = os.fdopen(fd, "a+b")  # held open until RunFolder.close
     except OSError as exc:
         raise ConfigError(f"{folder}: cannot write in the run folder ({exc.strerror or exc})") from None
