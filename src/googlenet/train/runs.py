@@ -680,7 +680,7 @@ def _set_up_by_a_run(entry: Path) -> bool:
     if name == DETECTION_SETUP:
         try:
             setup = json_loads(entry.read_text(encoding="utf-8"))
-        except (OSError, ValueError, RecursionError):
+        except (OSError, ValueError):  # json_loads: nesting too deep is a ValueError too
             return False
         return isinstance(setup, dict) and {"annotations", "proposals", "train_set"} <= setup.keys()
     return False  # config.yaml not written by train, tensorboard/ (written after config.yaml), other files
@@ -717,19 +717,25 @@ def refuse_if_in_use(folder: Path) -> None:
     path = folder / LOCK_FILE
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0))
-    except OSError:  # none yet, a link (lock_folder refuses it), or unreadable: lock_folder says
+    except OSError:  # none yet, a link (lock_folder replaces it), or unreadable: lock_folder says
         return
     with os.fdopen(fd, "rb") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = handle.read(200).decode("utf-8", "replace").strip()
-            raise ConfigError(
-                f"{folder}: in use by another training process ({holder or 'unknown'}); "
-                "wait for it to end or give another --output-dir"
-            ) from None
+            raise _in_use(folder, handle) from None
         except OSError:
             return
+
+
+def _in_use(folder: Path, lock: IO[bytes]) -> ConfigError:
+    """The refusal of a folder whose lock another process holds, naming the holder its lock file names."""
+    lock.seek(0)
+    holder = lock.read(200).decode("utf-8", "replace").strip()
+    return ConfigError(
+        f"{folder}: in use by another training process ({holder or 'unknown'}); "
+        "wait for it to end or give another --output-dir"
+    )
 
 
 def lock_folder(folder: Path) -> IO[bytes] | None:
@@ -764,13 +770,9 @@ def lock_folder(folder: Path) -> IO[bytes] | None:
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        handle.seek(0)
-        holder = handle.read(200).decode("utf-8", "replace").strip()
+        refusal = _in_use(folder, handle)
         handle.close()
-        raise ConfigError(
-            f"{folder}: in use by another training process ({holder or 'unknown'}); "
-            "wait for it to end or give another --output-dir"
-        ) from None
+        raise refusal from None
     except OSError:  # ENOLCK and the like: a network file system without locks; train unguarded
         handle.close()
         return None
