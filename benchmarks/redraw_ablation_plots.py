@@ -16,27 +16,16 @@ import math
 from pathlib import Path
 from typing import Any
 
+from googlenet.ablate.command import study_title
 from googlenet.ablate.stats import plot_effects
 from googlenet.train.gradflow import load_grad_norms, plot_grad_norms
-
-
-def study_title(plan: dict[str, Any], seeds: int) -> str:
-    """The title `googlenet ablate` gives a study (see googlenet.ablate.command)."""
-    base = plan.get("base", {})
-    title = f"ablation: {seeds} seed(s), " + (
-        f"data {base['data.data_path']}" if "data.data_path" in base else "built-in data"
-    )
-    for key, say in (("model.variant", "variant {}"), ("run.epochs", "epochs {}")):
-        if key in base:
-            title += ", " + say.format(base[key])
-    return title
 
 
 def redraw(folder: Path) -> list[Path]:
     data = json.loads((folder / "ablation.json").read_text())
     rows = [{k: math.nan if v is None else v for k, v in row.items()} for row in data["rows"]]
     seeds = max((int(r["n"]) for r in rows if isinstance(r.get("n"), int)), default=0)
-    title = study_title(data["plan"], seeds)
+    title = study_title(data["plan"].get("base", {}), seeds)
     written = [folder / "ablation.png"]
     plot_effects(rows, written[0], title)
     flows = {}

@@ -14,6 +14,7 @@ import argparse
 import json
 import math
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -115,6 +116,18 @@ def build_plan(args: argparse.Namespace) -> Any:
     return plan
 
 
+def study_title(base: Mapping[str, Any], seeds: int) -> str:
+    """A study's title (its tables and plots): seeds, data, and the variant and epochs where the call set
+    them, so that two studies of one data set are told apart."""
+    title = f"ablation: {seeds} seed(s), " + (
+        f"data {base['data.data_path']}" if "data.data_path" in base else "built-in data"
+    )
+    for key, say in (("model.variant", "variant {}"), ("run.epochs", "epochs {}")):
+        if key in base:
+            title += ", " + say.format(base[key])
+    return title
+
+
 def run(args: argparse.Namespace) -> int:
     """Run `googlenet ablate` from parsed flags: train the runs not yet finished (none with `--report-only`),
     then write and print the tables; the exit code, 1 when a run did not complete."""
@@ -167,12 +180,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"googlenet ablate: no seed has a finished run, so no tables were written; {failed} run(s) did not "
               "complete: fix what their error says (above), then rerun the command", file=sys.stderr)  # fmt: skip
         return 1
-    title = f"ablation: {len(done)} seed(s), " + (
-        f"data {plan.base['data.data_path']}" if "data.data_path" in plan.base else "built-in data"
-    )
-    for key, say in (("model.variant", "variant {}"), ("run.epochs", "epochs {}")):
-        if key in plan.base:  # two studies of one data set told apart by their titles
-            title += ", " + say.format(plan.base[key])
+    title = study_title(plan.base, len(done))
     summary = write_study(plan, title)
     if args.json:
         rows = [{k: None if isinstance(v, float) and math.isnan(v) else v for k, v in r.items()}

@@ -277,13 +277,7 @@ def _already_recorded(record: str | os.PathLike[str]) -> set[str]:
     except OSError:
         return paths
     whole = new[: new.rfind(b"\n") + 1]  # a line still being appended is read next time
-    for line in whole.decode("ascii", errors="replace").splitlines():
-        try:
-            entry = json_loads(line)
-        except ValueError:
-            continue
-        if isinstance(entry, dict) and isinstance(entry.get("path"), str):
-            paths.add(entry["path"])
+    paths.update(path for path, _ in _skipped_entries(whole))
     _seen_in_record[key] = (done + len(whole), paths)
     return paths
 
@@ -315,19 +309,25 @@ def read_skipped(record: str | os.PathLike[str]) -> dict[str, str]:
     there is no such file or it cannot be read. A line that is not a whole record (a process killed while
     it appended) is passed over."""
     try:
-        text = Path(record).read_bytes().decode("ascii", errors="replace")
+        data = Path(record).read_bytes()
     except OSError:
         return {}
     found: dict[str, str] = {}
-    for line in text.splitlines():
+    for path, reason in _skipped_entries(data):
+        found.setdefault(path, reason)
+    return found
+
+
+def _skipped_entries(data: bytes) -> Iterator[tuple[str, str]]:
+    """(path, reason) of each whole `record_skipped` line in `data`; a torn line is passed over."""
+    for line in data.decode("ascii", errors="replace").splitlines():
         try:
             entry = json_loads(line)
             path, reason = entry["path"], entry["reason"]
         except (ValueError, TypeError, KeyError):
             continue
         if isinstance(path, str) and isinstance(reason, str):
-            found.setdefault(path, reason)
-    return found
+            yield path, reason
 
 
 class LeftOut(Dataset[Any]):
@@ -392,8 +392,7 @@ def load_image_folder(
     only_val = sorted(set(val_classes) - set(train_classes))
     only_train = sorted(set(train_classes) - set(val_classes))
     if only_val or only_train:
-        train_nfc = {unicodedata.normalize("NFC", name) for name in only_train}
-        alike = [ascii(n) for n in only_val if unicodedata.normalize("NFC", n) in train_nfc]
+        alike = [ascii(n) for n in nfc_twins(only_val, only_train)]
         hint = (
             f"; {_names(alike)} in val differ from train's only in how their accented letters are encoded "
             "(Unicode NFC and NFD, as macOS writes folder names): rename them as train's"
@@ -415,6 +414,13 @@ def load_val_folder(
     """The `<data_path>/val` image folder alone, for evaluation (classes in sorted folder order, as
     `load_image_folder` orders train's)."""
     return ImageFolderDataset(_split_folders(data_path, ("val",)) / "val", transform, on_bad=on_bad)
+
+
+def nfc_twins(names: Iterable[str], others: Iterable[str]) -> list[str]:
+    """Those of `names` that equal one of `others` once both are in Unicode NFC: the same class name,
+    its accented letters encoded another way (macOS writes folder names in NFD)."""
+    normalised = {unicodedata.normalize("NFC", name) for name in others}
+    return [name for name in names if unicodedata.normalize("NFC", name) in normalised]
 
 
 def _split_folders(data_path: str | os.PathLike[str], splits: Sequence[str]) -> Path:

@@ -254,10 +254,10 @@ def run_train(args: argparse.Namespace) -> int:
     from googlenet.train.memory import check_run_memory
     from googlenet.train.runs import (
         DETECTION_SETUP,
+        check_before_locking,
         check_new_run_folder,
         is_detection_run,
         lock_folder,
-        refuse_if_in_use,
     )
 
     env = ddp.from_environment()
@@ -324,9 +324,9 @@ def run_train(args: argparse.Namespace) -> int:
             output = Path(ddp.broadcast_object(str(output)))
         if output.exists() and not output.is_dir():
             raise ConfigError(f"--output-dir {output}: is a file, not a run folder")
-        if env.is_main and output.is_dir():  # a run still going there is named as such
-            refuse_if_in_use(output)
-        check_new_run_folder(output)  # before the region set below replaces a run's own
+        check_before_locking(
+            output, first=env.is_main, new=True
+        )  # before the region set replaces a run's own
         region_config = RegionSetConfig(
             input_size=input_size,
             context=args.context,

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from googlenet.data.datasets import nfc_twins
 from googlenet.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
@@ -92,8 +93,7 @@ def match_classes(
             f"; {_names(only_data)} look like the splits of a data set, not its classes: give the split's "
             "folder itself as --data-path"
         )
-    model_nfc = {unicodedata.normalize("NFC", name) for name in only_model}
-    alike = [name for name in only_data if unicodedata.normalize("NFC", name) in model_nfc]
+    alike = nfc_twins(only_data, only_model)
     if alike:
         hint += (
             "; some names differ only in how their accented letters are encoded (Unicode NFC and NFD, "

@@ -83,13 +83,13 @@ from googlenet.train.params import describe_groups, parameter_groups
 from googlenet.train.runs import (
     SKIPPED_FILES,
     RunFolder,
+    check_before_locking,
     check_new_run_folder,
     check_resume_folder,
     class_balance,
     default_output_dir,
     finished_results,
     is_detection_run,
-    refuse_if_in_use,
     summary_line,
 )
 from googlenet.train.sampling import (
@@ -260,12 +260,9 @@ def _fit_one(
     checkpoint: dict[str, Any] | None = None
     resume_path = resolve_resume_path(resume) if resume is not None else None
     run_dir = _resolve_output_dir(config, env) if resume_path is None else resume_path.parent
-    # Before the folder is locked (which leaves a .lock file): a folder refused is left as it was.
-    if env.is_main and run_dir.is_dir():  # only the first process takes the lock (another would find it held)
-        refuse_if_in_use(run_dir)
-    if resume_path is None:
-        check_new_run_folder(run_dir)  # and again under the lock below: a run may start in between
-    elif run_dir.is_dir():
+    # a new run's folder is checked again under the lock below: a run may start there in between
+    check_before_locking(run_dir, first=env.is_main, new=resume_path is None)
+    if resume_path is not None and run_dir.is_dir():
         check_resume_folder(run_dir, resume_path)
     run = RunFolder(
         run_dir, enabled=env.is_main, rank=env.rank

@@ -26,9 +26,9 @@ from googlenet.train.config import (
 )
 from googlenet.train.runs import (
     RunFolder,
+    check_before_locking,
     check_new_run_folder,
     finished_results,
-    refuse_if_in_use,
     write_ensemble,
 )
 
@@ -50,11 +50,7 @@ def fit_ensemble(
     `fit_one(member_config, last_pt_or_None)` trains one member. A continued member keeps its own
     last.pt's configuration except what a resumed run may change (RESUME_MUTABLE), taken from `config`.
     """
-    if root.is_dir():  # before the lock file is made: a refused folder stays as it was (each process
-        if env.is_main:  # looks, as below, so none waits for one that has stopped; only the first
-            refuse_if_in_use(root)  # tries the lock, which it takes next: another would find it held
-        if not resuming:
-            check_new_run_folder(root)
+    check_before_locking(root, first=env.is_main, new=not resuming)
     folder = RunFolder(root, enabled=env.is_main)  # locked for the whole ensemble, members run in turn
     try:
         if not resuming:

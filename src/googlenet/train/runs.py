@@ -708,6 +708,19 @@ def _written_by_train(path: Path) -> bool:
         return False
 
 
+def check_before_locking(folder: Path, *, first: bool, new: bool) -> None:
+    """The checks a folder gets before it is locked (locking makes its .lock file, so a folder refused
+    here is left as it was): a run still going there is named as such (by the first process only: the
+    others would find the lock it takes next held), and a new run's folder must be one it may start in
+    (`check_new_run_folder`; every process looks, so that none waits for one that has stopped)."""
+    if not folder.is_dir():
+        return
+    if first:
+        refuse_if_in_use(folder)
+    if new:
+        check_new_run_folder(folder)
+
+
 def refuse_if_in_use(folder: Path) -> None:
     """`ConfigError` naming the holder when a training process holds `folder`'s lock; nothing is
     written (the lock is tried on the file as it is, and let go at once). Before the checks that run
