@@ -269,6 +269,25 @@ def test_load_image_folder_errors(tmp_path: Path) -> None:
     )
 
 
+def test_val_folders_that_differ_from_trains_only_in_unicode_normalisation_are_matched(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """val copied from macOS (folder names in NFD, train's in NFC): train stopped and told the user to
+    rename them, where `evaluate` matched them; train's names are kept, val's folders read."""
+    _image(tmp_path / "train" / "\u00fcber" / "1.png")
+    _image(tmp_path / "train" / "a" / "1.png")
+    _image(tmp_path / "val" / "u\u0308ber" / "1.png")
+    _image(tmp_path / "val" / "a" / "1.png")
+    with caplog.at_level(logging.WARNING, logger="googlenet"):
+        train, val = load_image_folder(tmp_path, None, None)
+    assert train.classes == val.classes == ["a", "\u00fcber"]
+    assert val.samples[1] == (str(tmp_path / "val" / "u\u0308ber" / "1.png"), 1)
+    assert "matched to train's" in caplog.text and "'u\\u0308ber'" in caplog.text
+    # Twins on both sides of one name (val holds both spellings) are not guessed at.
+    _image(tmp_path / "val" / "\u00fcber" / "1.png")
+    assert "val has classes not in train" in _one_line_error(load_image_folder, tmp_path, None, None)
+
+
 def test_load_imagenet_from_extracted_folders(tmp_path: Path) -> None:
     wnids = {"n02012849": ("crane",), "n03126707": ("crane",), "n01440764": ("tench", "Tinca tinca")}
     torch.save((wnids, ["n01440764"]), tmp_path / "meta.bin")  # what torchvision writes from the devkit

@@ -835,6 +835,34 @@ def test_plots_mark_chance_and_whole_epochs(tmp_path: Path, monkeypatch: pytest.
     assert not lines and {p.name for p in tmp_path.glob("*.png")} == {"loss.png", "top1.png", "lr.png"}
 
 
+def test_log_lines_and_digests_carry_the_utc_offset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """train.log and checkpoints.json said local time with no offset: two machines' logs, or one either
+    side of a daylight-saving change, could not be put in order."""
+    import re
+    import time
+
+    from googlenet.io import record_digest
+    from googlenet.train.runs import RunFolder, _our_log
+
+    monkeypatch.setenv("TZ", "Asia/Kolkata")  # +0530: neither UTC nor a whole hour
+    time.tzset()
+    try:
+        run = RunFolder(tmp_path / "run")
+        run.attach_log()
+        logging.getLogger("googlenet.train").info("an epoch")
+        run.close()
+        (tmp_path / "run" / "last.pt").write_bytes(b"x")
+        record_digest(tmp_path / "run" / "last.pt", "0" * 64, 1)
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
+    line = (tmp_path / "run" / "train.log").read_text().splitlines()[0]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}\+0530 INFO googlenet.train: an epoch", line), line
+    assert _our_log(tmp_path / "run" / "train.log")
+    written = json.loads((tmp_path / "run" / "checkpoints.json").read_text())["last.pt"]["written"]
+    assert written.endswith("+05:30"), written
+
+
 def test_another_torchrun_process_adds_its_warnings_to_the_first_ones_log(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

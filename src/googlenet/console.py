@@ -9,6 +9,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 
 # Set by `googlenet train --nproc-per-node` (googlenet.train.launch) in each process it starts: the
@@ -53,6 +54,18 @@ class _StderrHandler(logging.StreamHandler):
 
 # Control characters as \xNN: a file or class name holding a newline would otherwise print as two lines.
 _CONTROL = {code: f"\\x{code:02x}" for code in [*range(32), 127]}
+
+
+class LogFormatter(logging.Formatter):
+    """The log files' formatter: `logging`'s "2026-12-07 20:45:01,123" time followed by the local UTC
+    offset ("+0100"), so that lines written on machines in different zones, or either side of a
+    daylight-saving change, can be put in order."""
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        stamp = super().formatTime(record, datefmt)
+        if datefmt is None:
+            stamp += time.strftime("%z", self.converter(record.created))
+        return stamp
 
 
 def one_line(text: str) -> str:

@@ -211,7 +211,7 @@ def record_digest(path: str | os.PathLike[str], sha256: str, size: int, pending:
     entry: dict[str, Any] = {
         "sha256": sha256,
         "bytes": size,
-        "written": datetime.now().isoformat("T", "seconds"),
+        "written": datetime.now().astimezone().isoformat("T", "seconds"),  # with the UTC offset
     }
     if pending:
         old = entries.get(file.name)

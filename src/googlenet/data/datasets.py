@@ -18,7 +18,7 @@ import signal
 import tempfile
 import unicodedata
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -67,7 +67,8 @@ class ImageFolderDataset(Dataset[tuple[Any, int]]):
     """Images in `<root>/<class>/...` (searched recursively), labelled by their class folder.
 
     Class folders are the non-hidden sub-folders of `root`, sorted by name, unless `classes` gives
-    their names and order. Inside a class folder every non-hidden file with an image extension is a
+    their names and order; `folders` maps a class name to its folder's name where they differ (the
+    same name in another Unicode normalisation, `load_image_folder`). Inside a class folder every non-hidden file with an image extension is a
     sample (sorted by path); other files are skipped, counted in `num_non_image_files` and named in one
     warning (their count by extension, an example). Symbolic
     links to folders are not followed below the class folders (no loops); folders that cannot be
@@ -97,6 +98,7 @@ class ImageFolderDataset(Dataset[tuple[Any, int]]):
         on_bad: str = "skip",
         *,
         max_pixels: int = DEFAULT_MAX_PIXELS,
+        folders: Mapping[str, str] | None = None,
     ) -> None:
         if on_bad not in ON_BAD:
             raise ConfigError(f"on_bad: must be one of {', '.join(ON_BAD)}, got {on_bad!r}")
@@ -120,7 +122,7 @@ class ImageFolderDataset(Dataset[tuple[Any, int]]):
         self.class_to_idx: dict[str, int] = {name: i for i, name in enumerate(self.classes)}
         self.samples: list[tuple[str, int]] = []
         for name, index in self.class_to_idx.items():
-            folder = self.root / name
+            folder = self.root / (folders or {}).get(name, name)
             if not folder.is_dir():
                 raise DataError(f"{self.root}: class folder {name!r} is missing")
             files = self._scan_class(folder)
@@ -391,11 +393,19 @@ def load_image_folder(
     val_classes = list_class_folders(root / "val")
     only_val = sorted(set(val_classes) - set(train_classes))
     only_train = sorted(set(train_classes) - set(val_classes))
-    if only_val or only_train:
+    folders = _twin_folders(only_train, only_val)
+    if folders is not None:  # every difference is one of Unicode normalisation: val's folders serve
+        if folders:
+            logger.warning(
+                "%s: %d val class folder(s) differ from train's only in how accented letters are encoded "
+                "(Unicode NFC and NFD, as macOS writes folder names), e.g. %s; matched to train's",
+                root, len(folders), ascii(next(iter(folders.values()))),
+            )  # fmt: skip
+    else:
         alike = [ascii(n) for n in nfc_twins(only_val, only_train)]
         hint = (
             f"; {_names(alike)} in val differ from train's only in how their accented letters are encoded "
-            "(Unicode NFC and NFD, as macOS writes folder names): rename them as train's"
+            "(Unicode NFC and NFD, as macOS writes folder names)"
             if alike
             else ""
         )
@@ -404,8 +414,28 @@ def load_image_folder(
             f"train has classes not in val: {_names(only_train)}{hint}"
         )
     train = ImageFolderDataset(root / "train", transform_train, on_bad=on_bad)
-    val = ImageFolderDataset(root / "val", transform_val, classes=train.classes, on_bad=on_bad)
+    val = ImageFolderDataset(
+        root / "val", transform_val, classes=train.classes, on_bad=on_bad, folders=folders
+    )
     return train, val
+
+
+def _twin_folders(train_only: Sequence[str], val_only: Sequence[str]) -> dict[str, str] | None:
+    """{train class: its val folder} when each class folder found in one split only has exactly one twin
+    in the other, the same name in another Unicode normalisation (NFC/NFD); None when any has not."""
+
+    def key(name: str) -> str:
+        return unicodedata.normalize("NFC", name)
+
+    val_by_key: dict[str, list[str]] = {}
+    for name in val_only:
+        val_by_key.setdefault(key(name), []).append(name)
+    train_keys = [key(name) for name in train_only]
+    if len(train_only) != len(val_only) or len(set(train_keys)) != len(train_keys):
+        return None
+    if any(len(val_by_key.get(k, [])) != 1 for k in train_keys):
+        return None
+    return {name: val_by_key[k][0] for name, k in zip(train_only, train_keys, strict=True)}
 
 
 def load_val_folder(

@@ -40,7 +40,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
-from googlenet.console import LAUNCHED, LAUNCHER
+from googlenet.console import LAUNCHED, LAUNCHER, LogFormatter
 from googlenet.signals import Terminated
 from googlenet.train.distributed import cores
 
@@ -202,7 +202,7 @@ def _append_to_log(log: Path, report: list[str]) -> None:
     nothing where there is none (an ensemble keeps one per member) or it cannot be written."""
     if not log.is_file():
         return
-    form = logging.Formatter("%(asctime)s %(levelname)s %(name)s [launcher]: %(message)s")
+    form = LogFormatter("%(asctime)s %(levelname)s %(name)s [launcher]: %(message)s")
     records = [logging.LogRecord(__name__, logging.ERROR, __file__, 0, text, None, None) for text in report]
     with contextlib.suppress(OSError), open(log, "a", encoding="utf-8", errors="backslashreplace") as handle:
         handle.write("".join(form.format(record) + "\n" for record in records))

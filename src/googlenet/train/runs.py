@@ -39,6 +39,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
+from googlenet.console import LogFormatter
 from googlenet.errors import ConfigError
 from googlenet.io import atomic_open, json_loads, json_safe, leftover_of, record_digest
 
@@ -340,7 +341,7 @@ class RunFolder:
                 logging.getLogger("googlenet").addHandler(self._log_handler)
             return
         handler = _RunLog(self.path / "train.log")
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(LogFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         handler.setLevel(logging.INFO)
         root = logging.getLogger("googlenet")
         self._level_before = root.level  # given back when the log is detached: a library leaves it as found
@@ -585,9 +586,7 @@ class _OtherProcessLog(_RunLog):
     def __init__(self, path: Path, rank: int) -> None:
         super().__init__(path, delay=True)
         self.setLevel(logging.WARNING)
-        self.setFormatter(
-            logging.Formatter(f"%(asctime)s %(levelname)s %(name)s [process {rank}]: %(message)s")
-        )
+        self.setFormatter(LogFormatter(f"%(asctime)s %(levelname)s %(name)s [process {rank}]: %(message)s"))
 
     def emit(self, record: logging.LogRecord) -> None:
         if self.stream is None and not os.path.isdir(os.path.dirname(self.baseFilename)):
@@ -686,7 +685,9 @@ def _set_up_by_a_run(entry: Path) -> bool:
     return False  # config.yaml not written by train, tensorboard/ (written after config.yaml), other files
 
 
-_LOG_LINE = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [A-Z]+ googlenet")
+_LOG_LINE = re.compile(
+    r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}(?:[+-]\d{4})? [A-Z]+ googlenet"
+)  # offset since 2026-12-07
 
 
 def _our_log(path: Path) -> bool:
