@@ -255,6 +255,31 @@ def test_per_class_nms_measures_overlap_on_the_pixel_extent() -> None:
     assert [d.score for d in found] == [pytest.approx(0.9)]  # R-CNN's NMS at 0.3 drops the second
 
 
+def test_detect_train_json_is_one_object_whatever_the_outcome(
+    scenes: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`detect train --json` printed the text summary line before its JSON, and no JSON at all when
+    stopped by a signal: a script's `json.load` failed either way."""
+    import googlenet.detect.pipeline as pipeline
+    import googlenet.train.engine as engine
+
+    monkeypatch.setattr(
+        pipeline, "_build_regions", lambda *args: (args[-1] / "detection-setup.json").write_text("{}")
+    )
+    monkeypatch.chdir(tmp_path)
+    outcome = {"status": "interrupted", "signal": "SIGTERM", "val_top1": float("nan"), "epochs_done": 1}
+    monkeypatch.setattr(engine, "fit", lambda config, resume=None: dict(outcome))
+    base = ["detect", "train", "--annotations", str(scenes), "--set", "model.input_size=64", "--json"]
+    assert main([*base, "--output-dir", "stopped"]) == 143
+    printed = json.loads(capsys.readouterr().out)
+    assert printed == {**outcome, "val_top1": None}
+    outcome.update(status="completed", signal=None)
+    monkeypatch.setattr(pipeline, "evaluate_run", lambda output, setup: {"summary": {"run": {"mAP": 0.5}}})
+    assert main([*base, "--output-dir", "done"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["status"] == "completed" and printed["detection"] == {"run": {"mAP": 0.5}}
+
+
 def test_detect_train_sizes_the_regions_by_set_and_config_too(
     scenes: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -293,6 +293,25 @@ def _voc_tree(root: Path, bad: dict[str, bytes]) -> Path:
     return root
 
 
+def test_proposal_recall_of_no_object_is_null_in_json_and_a_dash_in_text(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], one_thread: None
+) -> None:
+    """Every object marked difficult: `detect proposals --json` printed NaN, which JSON has not (a
+    strict parser, `JSON.parse` among them, refused the file), and the table said "nan%"."""
+    require("cv2", reason="opencv-contrib is the [detect] extra")
+    voc = _voc_tree(tmp_path / "voc", {})
+    for xml in (voc / "VOCdevkit" / "VOC2007" / "Annotations").glob("*.xml"):
+        xml.write_text(xml.read_text().replace("<difficult>0</difficult>", "<difficult>1</difficult>"))
+    base = ["detect", "proposals", "--annotations", str(voc), "--max-side", "100"]
+    assert main([*base, "--json"]) == 0
+    printed = capsys.readouterr().out
+    report = json.loads(printed, parse_constant=lambda name: pytest.fail(f"{name} in the JSON"))
+    assert report["settings"][0]["objects"] == 0 and report["settings"][0]["recall_50"] is None
+    assert main(base) == 0
+    table = capsys.readouterr().out
+    assert "nan" not in table.lower() and "0 objects that are not difficult" in table
+
+
 BAD_JPEGS = {"truncated": _JPEG[: len(_JPEG) // 2], "empty": b"", "text": b"not a photo\n" * 4}
 
 

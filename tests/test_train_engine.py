@@ -857,7 +857,9 @@ def test_log_lines_and_digests_carry_the_utc_offset(tmp_path: Path, monkeypatch:
         monkeypatch.delenv("TZ")
         time.tzset()
     line = (tmp_path / "run" / "train.log").read_text().splitlines()[0]
-    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}\+0530 INFO googlenet.train: an epoch", line), line
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}\+0530 INFO googlenet.train: an epoch", line), (
+        line
+    )
     assert _our_log(tmp_path / "run" / "train.log")
     written = json.loads((tmp_path / "run" / "checkpoints.json").read_text())["last.pt"]["written"]
     assert written.endswith("+05:30"), written

@@ -32,7 +32,7 @@ import torch
 from torch import Tensor
 
 from googlenet.errors import CheckpointError, ConfigError
-from googlenet.io import atomic_open, check_output, sha256_file
+from googlenet.io import atomic_open, check_output, json_text, sha256_file
 from googlenet.model.googlenet import GoogLeNet, build_from_config
 from googlenet.model.weights import (
     default_meta,
@@ -385,7 +385,7 @@ def run(args: argparse.Namespace) -> int:
                   "ImageNet's mean/std", file=sys.stderr)  # fmt: skip
     summary = {"source": source, **export_model(model, meta, args.output, fmt, verify=not args.no_verify)}
     if args.json:
-        print(json.dumps(summary, indent=2))
+        print(json_text(summary))
     else:
         line = f"wrote {summary['output']} ({fmt}, {summary['variant']}, {summary['num_classes']} classes"
         if "max_abs_diff" in summary:

@@ -19,6 +19,7 @@ import hashlib
 import io
 import json
 import math
+import numbers
 import os
 import stat
 import tempfile
@@ -154,14 +155,25 @@ def json_loads(text: str | bytes) -> Any:
 
 
 def json_safe(value: Any) -> Any:
-    """NaN and infinities become null (JSON has no NaN); containers are converted recursively."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
+    """NaN and infinities become null (JSON has no NaN); NumPy scalars become Python numbers;
+    containers are converted recursively."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, int):
+        return int(value)
+    if isinstance(value, numbers.Real) and not isinstance(value, int):
+        value = float(value)
+        return value if math.isfinite(value) else None
     if isinstance(value, dict):
         return {str(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [json_safe(v) for v in value]
     return value
+
+
+def json_text(value: Any, indent: int | None = 2) -> str:
+    """`value` as JSON text that any parser reads: what `json_safe` makes of it, NaN refused (a command's
+    `--json` printed NaN, which strict parsers, `JSON.parse` among them, reject); an object JSON has no
+    type for (a path) as its text."""
+    return json.dumps(json_safe(value), indent=indent, allow_nan=False, default=str)
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:

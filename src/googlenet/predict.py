@@ -13,7 +13,6 @@ at the first one; the images before it are already printed, except with `--json`
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from collections import Counter
@@ -37,7 +36,7 @@ from googlenet.evaluate.models import (
     resolve_device,
 )
 from googlenet.evaluate.protocol import check_finite, member_probs
-from googlenet.io import looks_like_torch_file
+from googlenet.io import json_text, looks_like_torch_file
 
 
 def predict_image(
@@ -308,5 +307,5 @@ def run(args: argparse.Namespace) -> int:
             "errors": failed,
             "skipped_images": len(failed),
         }
-        print(json.dumps(report, indent=2, allow_nan=False))
+        print(json_text(report))
     return 1 if failed else 0

@@ -11,7 +11,6 @@ a run trained with other settings than the command gives it is refused (`check_e
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from collections.abc import Mapping
@@ -21,6 +20,7 @@ from typing import Any
 from googlenet.ablate.stats import format_markdown
 from googlenet.console import setup_console
 from googlenet.errors import ConfigError
+from googlenet.io import json_text
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -185,7 +185,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         rows = [{k: None if isinstance(v, float) and math.isnan(v) else v for k, v in r.items()}
                 for r in summary["rows"]]  # fmt: skip
-        print(json.dumps({"rows": rows, "runs": summary["runs"]}, indent=1, default=str))
+        print(json_text({"rows": rows, "runs": summary["runs"]}, indent=1))
     else:
         print(format_markdown(summary["rows"], title))
         print(f"tables, plots and study.json in {plan.output_dir}")

@@ -13,7 +13,6 @@ protocol's single crop, so every comparison is between numbers measured the same
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from pathlib import Path
@@ -29,7 +28,7 @@ from googlenet.ablate.study import (
     read_results,
     test_time_errors,
 )
-from googlenet.io import atomic_open
+from googlenet.io import atomic_open, json_text
 from googlenet.train.gradflow import (
     geometric_mean,
     load_grad_norms,
@@ -115,7 +114,7 @@ def write_study(plan: StudyPlan, title: str = "") -> dict[str, Any]:
         write_split_table(full, out / "gradflow-split.csv")
     summary = {**extra, "rows": len(rows), "outputs": sorted(p.name for p in out.glob("ablation.*"))}
     with atomic_open(out / "study.json", "w") as handle:
-        handle.write(json.dumps(summary, indent=1, default=str))
+        handle.write(json_text(summary, indent=1))
     return {**extra, "rows": rows}
 
 

@@ -58,7 +58,7 @@ import torch
 from tqdm import tqdm
 
 from googlenet.errors import ConfigError, UsageError, check_values
-from googlenet.io import json_loads
+from googlenet.io import json_loads, json_text
 
 SECTIONS: tuple[str, ...] = ("gemm", "infer", "versus", "train", "data", "crops144")
 
@@ -601,7 +601,7 @@ def run(args: argparse.Namespace) -> int:
                "peers_left_out": left_out}  # fmt: skip
     failed = sum(1 for row in rows if "error" in row)
     if to_stdout:
-        print(json.dumps(payload, indent=2))
+        print(json_text(payload))
         return _failures(failed, len(rows))
     print(
         f"googlenet benchmark: {machine()['cpu']}, {torch.get_num_threads()} threads, torch {torch.__version__}"

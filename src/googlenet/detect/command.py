@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hashlib
-import json
 import math
 import os
 import re
@@ -28,7 +27,7 @@ from googlenet.detect.pipeline import SETTINGS, logger, setting_from_name
 from googlenet.detect.voc import file_stem, load_voc, read_detections
 from googlenet.errors import ConfigError, DataError
 from googlenet.evaluate.models import add_engine_arguments
-from googlenet.io import check_output_folder, fit_name
+from googlenet.io import check_output_folder, fit_name, json_text
 from googlenet.signals import signals_held
 
 
@@ -199,18 +198,28 @@ def run_proposals(args: argparse.Namespace) -> int:
     if args.json:
         report = {"images": len(images) - len(skipped), "skipped_images": len(skipped), "settings": rows,
                   "bad_images": [{"image": path, "error": message} for path, message in skipped]}  # fmt: skip
-        print(json.dumps(report, indent=2))
+        print(json_text(report))
         return 0
     width = max(28, *(len(r["setting"]) for r in rows))  # "fast, superpixels x2 + MultiBox" is 31
     print(
         f"{'setting':<{width}} {'recall@0.5':>10} {'recall@0.7':>10} {'MABO':>6} {'proposals':>9} {'s/image':>8}"
     )
     for r in rows:
-        print(f"{r['setting']:<{width}} {100 * r['recall_50']:>9.1f}% {100 * r['recall_70']:>9.1f}% {r['mabo']:>6.3f} "
+        print(f"{r['setting']:<{width}} {percent(r['recall_50']):>10} {percent(r['recall_70']):>10} {mabo(r['mabo']):>6} "
               f"{r['proposals_per_image']:>9.0f} {r['seconds_per_image']:>8.2f}")  # fmt: skip
     print(f"({len(images) - len(skipped)} images, {rows[0]['objects']} objects that are not difficult"
           + (f"; {len(skipped)} unreadable image(s) skipped)" if skipped else ")"))  # fmt: skip
     return 0
+
+
+def percent(fraction: float) -> str:
+    """A recall as "61.3%", or "-" where there was nothing to recall (no object that is not difficult)."""
+    return f"{100 * fraction:.1f}%" if math.isfinite(fraction) else "-"
+
+
+def mabo(value: float) -> str:
+    """A mean best overlap as "0.712", or "-" where there was nothing to overlap."""
+    return f"{value:.3f}" if math.isfinite(value) else "-"
 
 
 def _check_some_read(
@@ -308,7 +317,7 @@ def run_predict(args: argparse.Namespace) -> int:
         if staging is not None:
             shutil.rmtree(staging, ignore_errors=True)
     if args.json:
-        print(json.dumps({
+        print(json_text({
             "output": args.output, "images": done, "skipped_images": len(skipped), "models": len(ensemble.members),
             "proposal_seconds_per_image": seconds / max(1, done), "scoring_seconds_per_image": scoring / max(1, done),
             "box_regression_seconds_per_image": refine_seconds, "drawn": drawn,
@@ -481,7 +490,7 @@ def run_boxreg(args: argparse.Namespace) -> int:
     report = {"output": args.output, "checkpoint": args.checkpoint, "images": len(images) - len(skipped),
               "pairs": regressor.pairs, "seconds": round(time.perf_counter() - started, 1)}  # fmt: skip
     if args.json:
-        print(json.dumps(report, indent=2))
+        print(json_text(report))
     else:
         print(f"box regression on {sum(regressor.pairs.values())} proposal/object pairs of "
               f"{report['images']} images -> {args.output} ({report['seconds']} s)")  # fmt: skip
@@ -618,7 +627,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
               f"{args.detections} of class(es) with no object in the annotations ({', '.join(map(repr, strays[:5]))}); "
               "not scored", file=sys.stderr)  # fmt: skip
     if args.json:
-        print(json.dumps(report, indent=2))
+        print(json_text(report))
         return 0
     print(f"{'class':<14} {'AP':>7} {'objects':>8} {'detections':>11}")
     for row in report["per_class"]:

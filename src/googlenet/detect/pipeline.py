@@ -26,7 +26,7 @@ import numpy as np
 
 from googlenet.console import setup_console
 from googlenet.errors import ConfigError, DataError
-from googlenet.io import json_loads
+from googlenet.io import json_loads, json_text
 
 if TYPE_CHECKING:
     from googlenet.detect.training import RegionSetConfig
@@ -382,15 +382,17 @@ def run_train(args: argparse.Namespace) -> int:
     ddp.destroy_process_group()  # the one joined above for the folder's name (fit leaves one it did not make)
     if not env.is_main:
         return 0
-    _print_summary(results)
+    as_json = getattr(args, "json", False)  # then stdout holds one JSON object, whatever the outcome
+    if not as_json:
+        _print_summary(results)
     if results.get("status") != "completed":
+        if as_json:
+            print(json_text(results))  # train's results, "status" and "signal" saying why it stopped
         return 128 + int(signal.Signals[results["signal"]]) if results.get("signal") else 0
     setup = json_loads((output / DETECTION_SETUP).read_text())
     report = evaluate_run(output, setup)
-    if getattr(args, "json", False):
-        from googlenet.train.runs import json_safe
-
-        print(json.dumps(json_safe(report["summary"]), indent=2))
+    if as_json:  # train's results, and each member's (and the ensemble's) detection figures
+        print(json_text({**results, "detection": report["summary"]}))
     else:
         print(_summary_text(report))
     return 0
@@ -649,13 +651,15 @@ def run_multibox(args: argparse.Namespace) -> int:
     voc = resolve_annotations(args.annotations, progress=sys.stderr.isatty())
     result = train_multibox(voc, output, config, args.init_from, args.train_set, args.val_set)
     if args.json:
-        print(json.dumps(result, indent=2))
+        print(json_text(result))
         return 0
     r = result["val_recall"]
     print(
         f"MultiBox ({result['priors']} priors, {config.epochs} epochs, {result['train_seconds']:.0f}s) -> {output}"
     )
-    print(f"validation: recall@0.5 {100 * r['recall_50']:.1f}%, recall@0.7 {100 * r['recall_70']:.1f}%, "
-          f"MABO {r['mabo']:.3f}, {r['proposals_per_image']:.0f} proposals and {r['seconds_per_image'] * 1000:.1f} ms "
+    from googlenet.detect.command import mabo, percent
+
+    print(f"validation: recall@0.5 {percent(r['recall_50'])}, recall@0.7 {percent(r['recall_70'])}, "
+          f"MABO {mabo(r['mabo'])}, {r['proposals_per_image']:.0f} proposals and {r['seconds_per_image'] * 1000:.1f} ms "
           f"per image ({r['objects']} objects)")  # fmt: skip
     return 0

@@ -10,7 +10,6 @@ The checkpoints' metadata decide input size, test resize, normalisation and clas
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
@@ -50,7 +49,7 @@ from googlenet.evaluate.table3 import (
     table3_specs,
     table3_views,
 )
-from googlenet.io import check_output, check_output_folder, json_safe
+from googlenet.io import check_output, check_output_folder, json_text
 from googlenet.model.weights import read_checkpoint
 
 if typing.TYPE_CHECKING:
@@ -257,7 +256,7 @@ def run(args: argparse.Namespace) -> int:
                 print(top5_trivial(ensemble.num_classes))
             print(f"saved {', '.join(str(p) for p in paths.values())}")
     if args.json:
-        print(json.dumps(json_safe(report), indent=2, allow_nan=False))
+        print(json_text(report))
     elif not args.table3:
         _print_report(report)
     else:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -20,6 +19,7 @@ import torch
 from torch import nn
 
 from googlenet.errors import ConfigError
+from googlenet.io import json_text
 from googlenet.model import table1
 from googlenet.model.googlenet import (
     MAX_INPUT_SIZE,
@@ -476,7 +476,7 @@ def run(args: argparse.Namespace) -> int:
         args.variant, num_classes=args.num_classes, aux_logits=args.input_size >= MIN_INPUT_SIZE_AUX
     )
     if args.json:
-        print(json.dumps(summary_json(model, args.input_size, naive=args.naive), indent=2))
+        print(json_text(summary_json(model, args.input_size, naive=args.naive)))
         return 0
     print(format_table(model, args.input_size))
     if args.naive:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import logging
 import os
 import shlex
@@ -581,9 +580,9 @@ def run(args: argparse.Namespace) -> int:
     results = fit(config, resume=resume)
     if env.is_main:
         if getattr(args, "json", False):
-            from googlenet.train.runs import json_safe
+            from googlenet.io import json_text
 
-            print(json.dumps(json_safe(results), indent=2, default=str))  # NaN (no average yet) as null
+            print(json_text(results))  # NaN (no average yet) as null
         else:
             _print_summary(results)
     if results.get("signal") and results.get("status") != "completed":  # a signal on the last step: done
