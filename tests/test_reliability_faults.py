@@ -192,7 +192,7 @@ def test_a_folder_another_process_trains_in_is_refused(
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
         for again in (argv, ["--resume", str(out), "--no-progress"], [*argv, "--ensemble", "2"]):
             assert main(["train", *again]) == 1
-            one_line_error(capsys.readouterr().err, str(out), "in use by another training process",
+            one_line_error(capsys.readouterr().err, str(out), "in use by another googlenet process",
                            "pid 4242 on elsewhere")  # fmt: skip
     finally:
         holder.kill()
@@ -201,6 +201,56 @@ def test_a_folder_another_process_trains_in_is_refused(
     # once the holder has gone (killed: the kernel drops its lock), the run goes on
     assert main(["train", "--resume", str(out), "--no-progress", "--stop-after-steps", "2"]) == 0
     assert read_checkpoint(out / "last.pt")["train_state"]["global_step"] == 2
+
+
+def test_default_output_names_are_claimed_so_two_commands_in_one_second_differ(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two `train`s (or `detect multibox`es, `evaluate --table3`s, demos) started in the same second
+    picked one dated name: the second train was refused as in use, the others wrote over the first."""
+    from datetime import datetime
+
+    from googlenet.train.runs import default_output_dir
+
+    monkeypatch.chdir(tmp_path)
+    now = datetime(2026, 12, 7, 20, 40, 8)
+    first, second = (default_output_dir("paper", now, claim=True) for _ in range(2))
+    assert (first, second) == (Path("runs/20261207-204008-paper"), Path("runs/20261207-204008-paper-2"))
+    assert first.is_dir() and second.is_dir() and not any(first.iterdir())
+    files = [gio.claim_new_path("runs/multibox-x", ".pt", folder=False) for _ in range(2)]
+    assert files == [Path("runs/multibox-x.pt"), Path("runs/multibox-x-2.pt")]
+    assert all(f.is_file() and not f.stat().st_size for f in files)
+
+
+@pytest.mark.parametrize("command", ["ablate", "evaluate"])
+def test_a_folder_another_ablate_or_table3_writes_in_is_refused(
+    command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two `ablate -o DIR`s, or `evaluate --table3 --output-dir DIR`s, at once: neither was refused;
+    their logs interleaved and one's tables silently replaced the other's."""
+    from googlenet.train.runs import holding
+
+    out = tmp_path / "out"
+    argv = {
+        "ablate": ["ablate", "-o", str(out), "--arms", "full", "--seeds", "0", "--epochs", "1"],
+        "evaluate": [
+            "evaluate",
+            "--checkpoint",
+            str(tmp_path / "x.pt"),
+            "--table3",
+            "--output-dir",
+            str(out),
+        ],
+    }[command]
+    with holding(out, "ablate" if command == "ablate" else "evaluate --table3"):
+        assert main(argv) == 1
+        one_line_error(
+            capsys.readouterr().err, str(out), "in use by another googlenet process", f"googlenet {argv[0]}"
+        )
+    assert {p.name for p in out.iterdir()} == {".lock"}  # nothing else written
+    if command == "evaluate":  # a failed call leaves no folder it made
+        assert main([*argv[:-1], str(tmp_path / "new")]) == 1
+        assert "x.pt" in capsys.readouterr().err and not (tmp_path / "new").exists()
 
 
 def test_a_resume_never_writes_over_files_that_are_not_the_runs(

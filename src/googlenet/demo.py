@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from googlenet.cli import main as cli
+from googlenet.io import claim_new_path
 
 
 def _step(title: str) -> None:
@@ -37,10 +38,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="the run folder (default runs/demo-<date>-<time> in the current folder)")  # fmt: skip
     args = parser.parse_args(argv)
     started = time.perf_counter()
-    output = Path(args.output_dir or Path("runs") / time.strftime("demo-%Y%m%d-%H%M%S"))
+    output = Path(args.output_dir or claim_new_path(Path("runs") / time.strftime("demo-%Y%m%d-%H%M%S")))
     _step("1/3 googlenet train  (built-in data, paper variant, 64x64)")
     code = cli(["train", "--output-dir", str(output)])
     if code != 0:
+        if not args.output_dir and output.is_dir() and not any(output.iterdir()):
+            output.rmdir()  # the name this call claimed, never used
         return code
     results = json.loads((output / "results.json").read_text())
     final = output / "final.pt"

@@ -169,6 +169,26 @@ def json_safe(value: Any) -> Any:
     return value
 
 
+def claim_new_path(stem: str | os.PathLike[str], suffix: str = "", folder: bool = True) -> Path:
+    """A default output name made unique: `stem + suffix`, else `stem-2 + suffix`, `stem-3 + suffix`, ...,
+    the first that did not exist, created (an empty folder, or an empty file with `folder=False`) so
+    that no other process can take it. Two commands started in the same second used to pick the same
+    dated name: the second was refused as in use, or wrote over the first's results."""
+    base = Path(stem)
+    base.parent.mkdir(parents=True, exist_ok=True)
+    for number in range(1, 10_000):
+        path = base.with_name(f"{base.name}{'' if number == 1 else f'-{number}'}{suffix}")
+        try:
+            if folder:
+                path.mkdir()
+            else:
+                os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        except FileExistsError:
+            continue
+        return path
+    raise FileExistsError(errno.EEXIST, "no free name after 9999 tries", str(base))
+
+
 def json_text(value: Any, indent: int | None = 2) -> str:
     """`value` as JSON text that any parser reads: what `json_safe` makes of it, NaN refused (a command's
     `--json` printed NaN, which strict parsers, `JSON.parse` among them, reject); an object JSON has no

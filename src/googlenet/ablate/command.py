@@ -12,15 +12,19 @@ from __future__ import annotations
 
 import argparse
 import math
+import shlex
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from googlenet.ablate.stats import format_markdown
 from googlenet.console import setup_console
 from googlenet.errors import ConfigError
 from googlenet.io import json_text
+
+if TYPE_CHECKING:
+    from googlenet.ablate.study import StudyPlan
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -131,14 +135,16 @@ def study_title(base: Mapping[str, Any], seeds: int) -> str:
 def run(args: argparse.Namespace) -> int:
     """Run `googlenet ablate` from parsed flags: train the runs not yet finished (none with `--report-only`),
     then write and print the tables; the exit code, 1 when a run did not complete."""
-    from googlenet.ablate.results import write_study
-    from googlenet.ablate.study import check_existing, completed, read_results, run_training
+    from googlenet.ablate.study import check_existing, completed, read_results
+    from googlenet.train.runs import holding, refuse_if_in_use
 
     def seeds_done() -> list[int]:
         return [s for s in plan.seeds if any(completed(plan.run_dir(arm, s)) for arm in plan.arms)]
 
     setup_console()
     plan = build_plan(args)
+    if plan.output_dir.is_dir():  # a call still going there is named as such, before its half-made state
+        refuse_if_in_use(plan.output_dir)
     check_existing(plan)
     kept_without_model = [
         plan.run_dir(arm, seed) for arm in plan.arms for seed in plan.seeds
@@ -157,9 +163,17 @@ def run(args: argparse.Namespace) -> int:
             f"--output-dir {plan.output_dir}: no finished run of this study to report "
             "(run it first, without --report-only)"
         )
-    plan.output_dir.mkdir(parents=True, exist_ok=True)
+    with holding(plan.output_dir, "ablate"):  # locked to the end: a second call here is refused
+        return _run_study(args, plan, seeds_done)
+
+
+def _run_study(args: argparse.Namespace, plan: StudyPlan, seeds_done: Callable[[], list[int]]) -> int:
+    """`run` once the study folder is locked: train, then write and print the tables."""
+    from googlenet.ablate.results import write_study
+    from googlenet.ablate.study import run_training
+
     with (plan.output_dir / "command.txt").open("a", encoding="utf-8") as handle:  # every call, in order
-        handle.write(" ".join(["googlenet", *sys.argv[1:]]) + "\n")
+        handle.write(shlex.join(["googlenet", *sys.argv[1:]]) + "\n")  # quoted: it can be run again
     progress = args.progress if args.progress is not None else sys.stderr.isatty()
     plan.progress = progress
     failed = 0

@@ -211,6 +211,7 @@ def completed(folder: Path) -> bool:
 STUDY_FILES = frozenset({
     "runs", "test-time", "command.txt", "study.json", "ablation.csv", "ablation.json", "ablation.md",
     "ablation.png", "gradflow.png", "gradflow.csv", "gradflow-split.png", "gradflow-split.csv", "report.html",
+    ".lock",  # held while a call runs: a second call on the same folder is refused
 })  # fmt: skip
 
 

@@ -26,7 +26,7 @@ import numpy as np
 
 from googlenet.console import setup_console
 from googlenet.errors import ConfigError, DataError
-from googlenet.io import json_loads, json_text
+from googlenet.io import claim_new_path, json_loads, json_text
 
 if TYPE_CHECKING:
     from googlenet.detect.training import RegionSetConfig
@@ -315,13 +315,16 @@ def run_train(args: argparse.Namespace) -> int:
         variant, input_size = _init_info(given("model.init_from"))
         variant = given("model.variant") or variant or "paper"
         input_size = int(given("model.input_size") or input_size or 96)
-        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-        output = Path(flags.get("run.output_dir") or f"runs/{stamp}-detect-{variant}")
-        if env.distributed and not flags.get("run.output_dir"):
-            # Each process's clock names its own dated folder (a second apart, the others would wait
-            # hours for a region set built elsewhere): the first process's name for all of them.
-            ddp.init_process_group(env, ddp.resolve_device(str(given("run.device") or "auto"), env))
-            output = Path(ddp.broadcast_object(str(output)))
+        if flags.get("run.output_dir"):
+            output = Path(flags["run.output_dir"])
+        else:  # a dated folder, made unique and created by the first process alone
+            stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+            output = claim_new_path(f"runs/{stamp}-detect-{variant}") if env.is_main else Path()
+            if env.distributed:
+                # Each process's clock would name its own dated folder (a second apart, the others would
+                # wait hours for a region set built elsewhere): the first process's name for all of them.
+                ddp.init_process_group(env, ddp.resolve_device(str(given("run.device") or "auto"), env))
+                output = Path(ddp.broadcast_object(str(output)))
         if output.exists() and not output.is_dir():
             raise ConfigError(f"--output-dir {output}: is a file, not a run folder")
         check_before_locking(
@@ -624,9 +627,7 @@ def _summary_text(report: dict[str, Any]) -> str:
 def run_multibox(args: argparse.Namespace) -> int:
     """Run `googlenet detect multibox` from parsed flags: train MultiBox, save it to `--output` and print its
     recall on the validation images; the exit code."""
-    from googlenet.detect.multibox import FORMAT as MULTIBOX_FORMAT
-    from googlenet.detect.multibox import MultiBoxConfig, train_multibox
-    from googlenet.io import check_output, saved_format
+    from googlenet.detect.multibox import MultiBoxConfig
 
     setup_console()
     variant, _ = _init_info(args.init_from)
@@ -642,7 +643,25 @@ def run_multibox(args: argparse.Namespace) -> int:
         lr=args.lr,
         seed=args.seed,
     )
-    output = args.output or f"runs/multibox-{datetime.now().strftime('%Y%m%d-%H%M%S')}.pt"
+    claimed = (
+        None
+        if args.output
+        else claim_new_path(f"runs/multibox-{datetime.now():%Y%m%d-%H%M%S}", ".pt", folder=False)
+    )
+    output = args.output or str(claimed)
+    try:
+        return _run_multibox(args, config, output)
+    except BaseException:
+        if claimed is not None and claimed.is_file() and not claimed.stat().st_size:
+            claimed.unlink()  # the empty file that held the name
+        raise
+
+
+def _run_multibox(args: argparse.Namespace, config: Any, output: str) -> int:
+    from googlenet.detect.multibox import FORMAT as MULTIBOX_FORMAT
+    from googlenet.detect.multibox import train_multibox
+    from googlenet.io import check_output, saved_format
+
     check_output(
         "--output", output, inputs={"--init-from": args.init_from}, kind="a MultiBox checkpoint",
         replaceable=lambda file: saved_format(file) == MULTIBOX_FORMAT,

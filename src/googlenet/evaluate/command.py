@@ -49,7 +49,7 @@ from googlenet.evaluate.table3 import (
     table3_specs,
     table3_views,
 )
-from googlenet.io import check_output, check_output_folder, json_text
+from googlenet.io import check_output, check_output_folder, claim_new_path, json_text
 from googlenet.model.weights import read_checkpoint
 
 if typing.TYPE_CHECKING:
@@ -124,7 +124,11 @@ def _check_args(args: argparse.Namespace) -> None:
         )
     if args.output_dir:  # only an earlier --table3's own files may be replaced, never a run's
         folder = Path(args.output_dir)
-        ours = {*TABLE3_FILES.values(), "report.html"}  # report.html: what googlenet report adds
+        ours = {
+            *TABLE3_FILES.values(),
+            "report.html",
+            ".lock",
+        }  # report.html: googlenet report's; .lock: run's
         if folder.exists() and not folder.is_dir():
             raise ConfigError(f"--output-dir {folder}: is a file, not a folder")
         check_output_folder("--output-dir", folder, ours.__contains__, "--table3", "give a new folder")
@@ -174,6 +178,15 @@ def run(args: argparse.Namespace) -> int:
     """Run `googlenet evaluate` from parsed flags: print the top-1 and top-5 error with the chosen crops (with
     `--table3`, Table 3, also saved); the exit code."""
     _check_args(args)
+    if args.table3 and args.output_dir:  # locked to the end: two calls would mix their tables' files
+        from googlenet.train.runs import holding
+
+        with holding(Path(args.output_dir), "evaluate --table3"):
+            return _run(args)
+    return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     setup_console()  # the built-in data being drawn, the backend `--engine auto` picks
     progress = args.progress if args.progress is not None else sys.stderr.isatty()
     device = resolve_device(args.device)
@@ -241,7 +254,9 @@ def run(args: argparse.Namespace) -> int:
     _check_scored(report, samples, ensemble.class_names, evalset.description)
     if args.table3:
         rows = table3_rows(specs, views, result["views"])
-        output_dir = args.output_dir or os.path.join("runs", time.strftime("table3-%Y%m%d-%H%M%S"))
+        output_dir = args.output_dir or claim_new_path(
+            os.path.join("runs", time.strftime("table3-%Y%m%d-%H%M%S"))
+        )
         info = {
             key: report[key]
             for key in ("checkpoints", "dataset", "images", "reduce", "seconds", "device", "resize_size")

@@ -243,7 +243,10 @@ def _meter_share(saved: dict[str, Any] | None, is_main: bool) -> dict[str, Any] 
 
 
 def _resolve_output_dir(config: TrainConfig, env: ddp.DistEnv) -> Path:
-    path = Path(config.run.output_dir) if config.run.output_dir else default_output_dir(config.model.variant)
+    if config.run.output_dir:
+        return Path(config.run.output_dir)
+    # made and named by the first process alone; the others learn its name
+    path = default_output_dir(config.model.variant, claim=True) if env.is_main else None
     return Path(ddp.broadcast_object(str(path)))
 
 

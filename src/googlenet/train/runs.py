@@ -34,14 +34,14 @@ import shutil
 import socket
 import sys
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
 from googlenet.console import LogFormatter
 from googlenet.errors import ConfigError
-from googlenet.io import atomic_open, json_loads, json_safe, leftover_of, record_digest
+from googlenet.io import atomic_open, claim_new_path, json_loads, json_safe, leftover_of, record_digest
 
 try:
     import fcntl
@@ -70,10 +70,12 @@ METRIC_COLUMNS: tuple[str, ...] = (
 )  # fmt: skip
 
 
-def default_output_dir(variant: str, now: datetime | None = None) -> Path:
-    """runs/<YYYYmmdd-HHMMSS>-<variant>, relative to the working directory."""
+def default_output_dir(variant: str, now: datetime | None = None, claim: bool = False) -> Path:
+    """runs/<YYYYmmdd-HHMMSS>-<variant>, relative to the working directory; with `claim`, made unique
+    ("-2", "-3", ... after it when taken) and created empty (`googlenet.io.claim_new_path`)."""
     stamp = (now or datetime.now()).strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / f"{stamp}-{variant}"
+    path = Path("runs") / f"{stamp}-{variant}"
+    return claim_new_path(path) if claim else path
 
 
 def _fmt(value: Any) -> str:
@@ -747,13 +749,15 @@ def _in_use(folder: Path, lock: IO[bytes]) -> ConfigError:
     lock.seek(0)
     holder = lock.read(200).decode("utf-8", "replace").strip()
     return ConfigError(
-        f"{folder}: in use by another training process ({holder or 'unknown'}); "
+        f"{folder}: in use by another googlenet process ({holder or 'unknown'}); "
         "wait for it to end or give another --output-dir"
     )
 
 
-def lock_folder(folder: Path) -> IO[bytes] | None:
+def lock_folder(folder: Path, command: str = "train") -> IO[bytes] | None:
     """Take the exclusive lock on `folder`/.lock that a training run holds until it ends; the open file.
+    (`googlenet ablate` takes it on its study folder, `evaluate --table3` on its output folder: `command`
+    is named in the lock file, and so in the refusal another process gets.)
 
     Two processes training into one folder (the same --output-dir twice, or --resume while the run is
     still going) would interleave their checkpoints and metrics; the second is refused with a one-line
@@ -791,9 +795,28 @@ def lock_folder(folder: Path) -> IO[bytes] | None:
         handle.close()
         return None
     handle.truncate(0)
-    handle.write(f"pid {os.getpid()} on {socket.gethostname()}\n".encode())
+    handle.write(f"pid {os.getpid()} on {socket.gethostname()}: googlenet {command}\n".encode())
     handle.flush()
     return handle
+
+
+@contextlib.contextmanager
+def holding(folder: Path, command: str) -> Iterator[None]:
+    """`folder` made if need be and locked (`lock_folder`) for the block: a second `command` writing
+    there at the same time is refused, never interleaved. A folder made here that the block leaves
+    holding only the lock file (it failed first) is removed."""
+    made = not folder.exists()
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = lock_folder(folder, command)
+    try:
+        yield
+    except BaseException:
+        if made and {p.name for p in folder.iterdir()} <= {LOCK_FILE}:
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
+    finally:
+        if lock is not None:
+            lock.close()
 
 
 def write_ensemble(path: Path, members: Sequence[Mapping[str, Any]], extra: Mapping[str, Any]) -> None:
