@@ -139,6 +139,37 @@ def test_an_error_interval_stays_within_0_and_100() -> None:
     assert by["top1"]["mean_error"] == 89.0
 
 
+def test_runs_keep_the_users_thread_counts_and_log_a_command_that_reruns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`ablate` set OMP_NUM_THREADS to cpu_count() // runs over the user's own, whatever CPUs `taskset`
+    left it, and logged `--data-path my data` unquoted."""
+    import subprocess
+
+    import googlenet.ablate.study as study
+
+    seen: list[dict[str, str]] = []
+
+    class Child:
+        def wait(self) -> int:
+            return 1
+
+    def popen(command: list[str], **kwargs: object) -> Child:
+        seen.append(dict(kwargs["env"]))  # type: ignore[call-overload]
+        return Child()
+
+    monkeypatch.setattr(subprocess, "Popen", popen)
+    monkeypatch.setattr(study, "cores", lambda: 1)  # one CPU of the machine's (taskset)
+    plan = StudyPlan(tmp_path / "my study", arms=("full",), seeds=(0,))
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    study.run_training(plan, progress=False)
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    study.run_training(plan, progress=False)
+    assert [env["OMP_NUM_THREADS"] for env in seen] == ["3", "1"]
+    log = (tmp_path / "my study" / "runs" / "full" / "seed-0.log").read_text()
+    assert f"--output-dir '{tmp_path / 'my study' / 'runs' / 'full' / 'seed-0'}'" in log, log
+
+
 def test_plan_checks_arms_and_seeds_and_builds_each_run_command(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="unknown arm"):
         StudyPlan(tmp_path, arms=("full", "nope")).check()

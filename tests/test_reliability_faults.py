@@ -253,6 +253,52 @@ def test_a_folder_another_ablate_or_table3_writes_in_is_refused(
         assert "x.pt" in capsys.readouterr().err and not (tmp_path / "new").exists()
 
 
+def test_tilde_paths_a_drawn_seed_and_a_dash_folder_as_a_script_meets_them(
+    tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A config file's `run.output_dir: ~/runs/t` made a folder named "~" in the working directory; a
+    quoted `GOOGLENET_CACHE='~/cache'` was drawn into "./~" and read from $HOME (every built-in run
+    failed); the drawn seed had 62 bits, which jq and JavaScript round (the JSON's seed reran another
+    run); and a resume hint for a folder named "-run" could not be pasted."""
+    from googlenet.console import shell_path
+    from googlenet.data.synthetic import default_cache_dir
+
+    home, work = tmp_path / "home", tmp_path / "work"
+    home.mkdir()
+    work.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(work)
+    monkeypatch.setenv("GOOGLENET_CACHE", "~/cache")
+    assert default_cache_dir() == home / "cache"
+    (work / "t.yaml").write_text("run: {output_dir: ~/runs/t}\n")
+    at = TINY.index("--seed")
+    argv = TINY[:at] + TINY[at + 2 :]  # no --seed: one is drawn
+    assert (
+        main(
+            [
+                "train",
+                "--config",
+                "t.yaml",
+                "--data-path",
+                str(tiny_data),
+                *argv,
+                "--stop-after-steps",
+                "1",
+                "--json",
+            ]
+        )
+        == 0
+    )
+    results = json.loads(capsys.readouterr().out)
+    assert (home / "runs" / "t" / "last.pt").is_file() and not (work / "~").exists()
+    assert 0 <= results["seed"] < 2**52
+    assert (
+        shell_path("-run") == "./-run"
+        and shell_path("my run") == "'my run'"
+        and shell_path("/a/-b") == "/a/-b"
+    )
+
+
 def test_a_resume_never_writes_over_files_that_are_not_the_runs(
     tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

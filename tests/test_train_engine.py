@@ -351,7 +351,7 @@ def _inject(monkeypatch: pytest.MonkeyPatch, at_call: int, action: str) -> None:
         if calls["n"] == at_call:
             if action == "nan":
                 return [losses[0] * float("nan"), *losses[1:]]
-            signal.raise_signal(signal.SIGTERM)
+            signal.raise_signal(signal.SIGHUP if action == "sighup" else signal.SIGTERM)
         return losses
 
     monkeypatch.setattr(loop, "head_losses", patched)
@@ -381,12 +381,25 @@ def test_skip_nonfinite_continues(tiny_data: Path, tmp_path: Path, monkeypatch: 
     assert results["status"] == "completed" and results["skipped_steps"] == 1
 
 
+@pytest.mark.parametrize("action", ["sigterm", "sighup"])
 def test_sigterm_finishes_the_step_saves_and_exits_cleanly(
-    tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    action: str,
+    tiny_data: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    request: pytest.FixtureRequest,
 ) -> None:
+    """SIGHUP too (an ssh session dropped): it ended the run at once, the epoch's steps unsaved."""
     out = tmp_path / "run"
-    _inject(monkeypatch, at_call=2, action="sigterm")
+    _inject(monkeypatch, at_call=2, action=action)
     before = signal.getsignal(signal.SIGTERM)
+
+    def unhandled(signum: int, frame: object) -> None:  # rather than the hang-up ending pytest itself
+        raise AssertionError("SIGHUP reached the process's own handler: the run did not catch it")
+
+    previous_hup = signal.signal(signal.SIGHUP, unhandled)
+    request.addfinalizer(lambda: signal.signal(signal.SIGHUP, previous_hup))
     argv = ["train", "--data-path", str(tiny_data), "-j", "0", "--input-size", "64", "-b", "4", "--epochs", "2",
             "--seed", "0", "--deterministic", "--no-progress", "--output-dir", str(out), "--json"]  # fmt: skip
     assert main(argv) == 128 + signal.SIGTERM
@@ -396,6 +409,9 @@ def test_sigterm_finishes_the_step_saves_and_exits_cleanly(
     state = torch.load(out / "last.pt", weights_only=True)["train_state"]
     assert (state["epoch"], state["step"], state["global_step"]) == (0, 2, 2)  # step 2 was finished
     assert not (out / "final.pt").exists()
+    assert signal.getsignal(signal.SIGHUP) is unhandled  # and given back
+    if action == "sighup":
+        return
     # ... and the CLI resumes it to the end.
     assert main(["train", "--resume", str(out), "--no-progress"]) == 0
     assert (out / "final.pt").is_file()

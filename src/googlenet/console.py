@@ -7,6 +7,7 @@ import contextlib
 import ctypes
 import logging
 import os
+import shlex
 import signal
 import sys
 import time
@@ -66,6 +67,13 @@ class LogFormatter(logging.Formatter):
         if datefmt is None:
             stamp += time.strftime("%z", self.converter(record.created))
         return stamp
+
+
+def shell_path(path: object) -> str:
+    """`path` as one shell word a user can paste after a flag: quoted where needed (`shlex.quote`), and
+    "./" put before a relative one that starts with "-", which the flag would take for another flag."""
+    text = str(path)
+    return shlex.quote(f"./{text}" if text.startswith("-") else text)
 
 
 def one_line(text: str) -> str:

@@ -18,6 +18,7 @@ import json
 import logging
 import math
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -34,6 +35,7 @@ import yaml
 from googlenet.errors import ConfigError
 from googlenet.io import atomic_open, check_output_folder, json_loads
 from googlenet.train.config import builtin_settings, flatten, load_yaml, resolve, yaml_load
+from googlenet.train.distributed import cores
 
 logger = logging.getLogger("googlenet.ablate")
 
@@ -361,12 +363,13 @@ def run_one(plan: StudyPlan, arm: str, seed: int, threads: int) -> dict[str, Any
     with atomic_open(config_file, "w") as handle:
         handle.write(yaml.safe_dump(_nested(plan.config_of(arm, seed)), sort_keys=False))
     command = train_command(plan, arm, seed)
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    # the user's own thread counts kept, as `train --nproc-per-node` keeps them
+    env = {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), **os.environ}
     log = folder.parent / f"seed-{seed}.log"
     started = time.perf_counter()
     before = log.stat().st_size if log.is_file() else 0  # the log grows by call: this run's lines follow
     with log.open("a", encoding="utf-8") as handle:
-        handle.write("$ " + " ".join(command) + "\n")
+        handle.write("$ " + shlex.join(command) + "\n")
         handle.flush()
         with _CHILDREN.lock:
             if _CHILDREN.stopping:  # interrupted before this run started: leave it for the next call
@@ -415,7 +418,7 @@ def run_training(
 
     jobs = [(arm, seed) for seed in plan.seeds for arm in plan.arms if plan.arm(arm).raw_of is None]
     epochs = int(resolve({}, plan.config_of(REFERENCE, plan.seeds[0])).run.epochs)
-    threads = max(1, (os.cpu_count() or 1) // (plan.parallel * max(1, plan.torchrun)))
+    threads = max(1, cores() // (plan.parallel * max(1, plan.torchrun)))  # the CPUs it may use (taskset)
     outcomes: list[dict[str, Any]] = []
     bar = tqdm(total=len(jobs) * epochs, unit="epoch", desc="ablation", file=sys.stderr, disable=not progress,
                dynamic_ncols=True)  # fmt: skip

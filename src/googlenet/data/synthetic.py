@@ -427,8 +427,9 @@ def example_rng(seed: int, split: str, class_index: int, index: int) -> np.rando
 
 
 def default_cache_dir() -> Path:
-    """`$GOOGLENET_CACHE`, else `~/.cache/googlenet`."""
-    return Path(os.environ.get("GOOGLENET_CACHE") or Path.home() / ".cache" / "googlenet")
+    """`$GOOGLENET_CACHE` (a leading "~" expanded, as the shell does not inside quotes), else
+    `~/.cache/googlenet`."""
+    return Path(os.environ.get("GOOGLENET_CACHE") or Path.home() / ".cache" / "googlenet").expanduser()
 
 
 class BuiltinSettings(TypedDict):

@@ -12,7 +12,6 @@ import json
 import logging
 import math
 import os
-import shlex
 import shutil
 import signal
 import sys
@@ -24,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from googlenet.console import setup_console
+from googlenet.console import setup_console, shell_path
 from googlenet.errors import ConfigError, DataError
 from googlenet.io import claim_new_path, json_loads, json_text
 
@@ -279,12 +278,12 @@ def run_train(args: argparse.Namespace) -> int:
         output = _run_folder(Path(str(resume)))
         if not (output / DETECTION_SETUP).is_file():  # before any work: it would train on, then fail
             raise ConfigError(
-                f"--resume {shlex.quote(str(resume))}: a member of the detect train ensemble in "
-                f"{shlex.quote(str(output.parent))}; resume that folder, which trains every member on and "
+                f"--resume {shell_path(resume)}: a member of the detect train ensemble in "
+                f"{shell_path(output.parent)}; resume that folder, which trains every member on and "
                 "detects with them"
                 if is_detection_run(output)
-                else f"--resume {shlex.quote(str(resume))}: not a detect train run (no {DETECTION_SETUP}); a "
-                f"classification run continues with googlenet train --resume {shlex.quote(str(resume))}"
+                else f"--resume {shell_path(resume)}: not a detect train run (no {DETECTION_SETUP}); a "
+                f"classification run continues with googlenet train --resume {shell_path(resume)}"
             )
         _refuse_changed_detection(args, output)
         made_in = Path(config.run.output_dir or ".").resolve()

@@ -20,7 +20,6 @@ import csv
 import json
 import logging
 import math
-import shlex
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,6 +27,7 @@ from typing import Any
 
 import yaml
 
+from googlenet.console import shell_path
 from googlenet.errors import DataError, GoogLeNetError
 from googlenet.io import json_loads
 from googlenet.report.html import (
@@ -465,7 +465,7 @@ def detection_section(folder: Path, images: int = 6) -> str:
     if not files:
         return body + (
             '<p class="note">No detections-*.csv in this folder yet: <code>detect train</code> writes them when '
-            f"it finishes; continue it with <code>googlenet detect train --resume {esc(shlex.quote(str(folder)))}</code>.</p>"
+            f"it finishes; continue it with <code>googlenet detect train --resume {esc(shell_path(folder))}</code>.</p>"
         )
     chosen = next((f for f in files if f.stem == "detections-ensemble"), files[0])
     detections = _read_csv(chosen)

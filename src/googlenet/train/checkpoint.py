@@ -160,7 +160,9 @@ def check_same_classes(meta: dict[str, Any], classes: list[str], where: Any) -> 
 
 
 class StopSignals:
-    """SIGINT/SIGTERM set a flag the loop polls after every step; a second SIGINT stops at once."""
+    """SIGINT/SIGTERM set a flag the loop polls after every step; a second SIGINT stops at once. SIGHUP
+    (the ssh session or terminal gone) counts as SIGTERM, as for `--nproc-per-node`'s launcher: it
+    used to end the process at once, the epoch's steps unsaved."""
 
     def __init__(self) -> None:
         self.received: int | None = None
@@ -168,7 +170,8 @@ class StopSignals:
 
     def __enter__(self) -> StopSignals:
         if threading.current_thread() is threading.main_thread():
-            for sig in catchable(signal.SIGINT, signal.SIGTERM):  # an ignored signal stays ignored
+            hangup = (signal.SIGHUP,) if hasattr(signal, "SIGHUP") else ()
+            for sig in catchable(signal.SIGINT, signal.SIGTERM, *hangup):  # an ignored signal stays ignored
                 self._previous[sig] = signal.signal(sig, self._handle)
         return self
 
@@ -183,7 +186,7 @@ class StopSignals:
             # `follow_launcher` once per thread of the dying launcher), or ablate's SIGTERM after the
             # terminal's Ctrl-C: said once; the first is the run's (a Ctrl-C was recorded as SIGTERM)
             return
-        self.received = signum
+        self.received = signal.SIGTERM if signum == getattr(signal, "SIGHUP", None) else signum
         again = " (Ctrl-C again stops at once, without saving)" if signum == signal.SIGINT else ""
         logger.log(
             level,

@@ -19,13 +19,12 @@ import argparse
 import contextlib
 import logging
 import os
-import shlex
 import signal
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from googlenet.console import is_launched, setup_console
+from googlenet.console import is_launched, setup_console, shell_path
 from googlenet.errors import ConfigError, DataError, GoogLeNetError
 from googlenet.train import distributed as ddp
 from googlenet.train.checkpoint import (
@@ -542,8 +541,8 @@ def _check_resume_target(args: argparse.Namespace, resume: Path, ensemble: int) 
     folder = _run_folder(resume)
     if is_detection_run(folder):
         raise ConfigError(
-            f"--resume {shlex.quote(str(resume))}: a detect train run; continue it with googlenet detect train "
-            f"--resume {shlex.quote(str(resume))}, which detects again with the model it trains on "
+            f"--resume {shell_path(resume)}: a detect train run; continue it with googlenet detect train "
+            f"--resume {shell_path(resume)}, which detects again with the model it trains on "
             "(this command would leave its detection results behind)"
         )
     wanted = getattr(args, "run.output_dir", None)

@@ -20,7 +20,6 @@ import logging
 import math
 import os
 import random
-import shlex
 import signal
 import time
 from collections.abc import Sequence
@@ -36,7 +35,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from googlenet import __version__
-from googlenet.console import is_launched, leave_resume_hint
+from googlenet.console import is_launched, leave_resume_hint, shell_path
 from googlenet.data.datasets import read_skipped, record_skipped
 from googlenet.data.transforms import default_resize_size
 from googlenet.errors import CheckpointError, ConfigError, GoogLeNetError
@@ -133,6 +132,8 @@ def fit(config: TrainConfig, resume: str | os.PathLike[str] | None = None) -> di
         config.data.data_path = os.path.abspath(os.path.expanduser(config.data.data_path))
     if config.model.init_from is not None and resume is None:  # recorded absolute, like the data
         config.model.init_from = os.path.abspath(os.path.expanduser(config.model.init_from))
+    if config.run.output_dir is not None:  # a config file's "~/runs/x" made a folder named "~" here
+        config.run.output_dir = os.path.expanduser(config.run.output_dir)
     env = ddp.from_environment()
     device = ddp.resolve_device(config.run.device, env)
     owns_group = env.distributed and not dist.is_initialized()
@@ -141,7 +142,9 @@ def fit(config: TrainConfig, resume: str | os.PathLike[str] | None = None) -> di
     try:
         ddp.same_everywhere(_agreed_settings(config, resume), flag_names())
         if config.run.seed is None:
-            drawn = int.from_bytes(os.urandom(8), "little") >> 2  # 62 bits: room for seed + k
+            # 52 bits: seed + k (an ensemble's members) stays below 2**53, the integers that JSON
+            # readers (jq, JavaScript) hold exactly, so the seed in results.json reruns the run
+            drawn = int.from_bytes(os.urandom(8), "little") >> 12
             config.run.seed = ddp.broadcast_object(drawn)
         if config.run.deterministic:
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS needs it to be deterministic
@@ -351,9 +354,7 @@ class _Trainer:
         if is_launched() and env.world_size > 1:  # `--resume X` alone would resume on one process
             self.resume_hint += f" --nproc-per-node {env.world_size}"
         command = "googlenet detect train" if is_detection_run(where) else "googlenet train"
-        self.resume_with = (
-            f"{command} --resume {shlex.quote(str(where))}" + self.resume_hint[len(str(where)) :]
-        )
+        self.resume_with = f"{command} --resume {shell_path(where)}" + self.resume_hint[len(str(where)) :]
         m, o, r = config.model, config.optim, config.run
         assert r.seed is not None
         self.data_seed = r.data_seed if r.data_seed is not None else r.seed

@@ -32,7 +32,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import shlex
 import signal
 import sys
 import tempfile
@@ -40,7 +39,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
-from googlenet.console import LAUNCHED, LAUNCHER, LogFormatter
+from googlenet.console import LAUNCHED, LAUNCHER, LogFormatter, shell_path
 from googlenet.signals import Terminated
 from googlenet.train.distributed import cores
 
@@ -187,9 +186,7 @@ def _report(failures: Mapping[int, object], lines: Path, prog: str) -> int:
     kept = folder is not None and ((folder / "last.pt").is_file() or any(folder.glob("member-*/last.pt")))
     if kept and code not in (128 + signal.SIGINT, 128 + signal.SIGTERM):
         flags = hints[-1][len(str(folder)) :]  # what follows the folder: --nproc-per-node N
-        report.append(
-            f"{prog}: last.pt is kept; resume with {prog} --resume {shlex.quote(str(folder))}{flags}"
-        )
+        report.append(f"{prog}: last.pt is kept; resume with {prog} --resume {shell_path(folder)}{flags}")
     for text in report:
         print(text, file=sys.stderr)
     if folder is not None and report:

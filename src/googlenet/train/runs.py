@@ -29,7 +29,6 @@ import logging
 import math
 import os
 import re
-import shlex
 import shutil
 import socket
 import sys
@@ -39,7 +38,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
-from googlenet.console import LogFormatter
+from googlenet.console import LogFormatter, shell_path
 from googlenet.errors import ConfigError
 from googlenet.io import atomic_open, claim_new_path, json_loads, json_safe, leftover_of, record_digest
 
@@ -620,11 +619,11 @@ def check_new_run_folder(folder: Path) -> None:
         return
     if (folder / "last.pt").exists():
         raise ConfigError(
-            f"{folder} already holds a run (last.pt); pass --resume {shlex.quote(str(folder))} to continue or pick another --output-dir"
+            f"{folder} already holds a run (last.pt); pass --resume {shell_path(folder)} to continue or pick another --output-dir"
         )
     if (folder / "ensemble.json").exists() or any(folder.glob("member-*")):
         raise ConfigError(
-            f"{folder} holds an ensemble; pass --resume {shlex.quote(str(folder))} to continue it or pick another --output-dir"
+            f"{folder} holds an ensemble; pass --resume {shell_path(folder)} to continue it or pick another --output-dir"
         )
     for name in ("final.pt", "results.json"):
         if (folder / name).exists():
