@@ -106,6 +106,14 @@ def test_unusable_roots_are_one_line_errors(tmp_path: Path) -> None:
     _image(tmp_path / "tree" / "dog" / "1.png")
     message = _one_line_error(ImageFolderDataset, tmp_path / "tree")
     assert "class folder 'cat' has no images" in message and str(tmp_path / "tree") in message
+    (tmp_path / "tree" / "cow").mkdir()  # every empty folder named at once, not one per try
+    message = _one_line_error(ImageFolderDataset, tmp_path / "tree")
+    assert "2 class folders have no images: 'cat', 'cow'" in message
+    # one class under two Unicode spellings (a macOS copy merged in) was trained as two classes
+    _image(tmp_path / "twins" / "caf\u00e9" / "1.png")
+    _image(tmp_path / "twins" / "cafe\u0301" / "1.png")
+    message = _one_line_error(ImageFolderDataset, tmp_path / "twins")
+    assert "'cafe\\u0301' and 'caf\\xe9' have one name" in message
     with pytest.raises(ConfigError):
         ImageFolderDataset(tmp_path / "tree", on_bad="ignore")
 
@@ -285,7 +293,7 @@ def test_val_folders_that_differ_from_trains_only_in_unicode_normalisation_are_m
     assert "matched to train's" in caplog.text and "'u\\u0308ber'" in caplog.text
     # Twins on both sides of one name (val holds both spellings) are not guessed at.
     _image(tmp_path / "val" / "\u00fcber" / "1.png")
-    assert "val has classes not in train" in _one_line_error(load_image_folder, tmp_path, None, None)
+    assert "have one name" in _one_line_error(load_image_folder, tmp_path, None, None)
 
 
 def test_load_imagenet_from_extracted_folders(tmp_path: Path) -> None:

@@ -121,14 +121,20 @@ class ImageFolderDataset(Dataset[tuple[Any, int]]):
         self.classes: list[str] = list(classes)
         self.class_to_idx: dict[str, int] = {name: i for i, name in enumerate(self.classes)}
         self.samples: list[tuple[str, int]] = []
+        missing, empty = [], []  # every such folder named at once, not one per try
         for name, index in self.class_to_idx.items():
             folder = self.root / (folders or {}).get(name, name)
             if not folder.is_dir():
-                raise DataError(f"{self.root}: class folder {name!r} is missing")
+                missing.append(name)
+                continue
             files = self._scan_class(folder)
             if not files:
-                raise DataError(f"{self.root}: class folder {name!r} has no images")
+                empty.append(name)
             self.samples += [(path, index) for path in files]
+        if missing:
+            raise DataError(f"{self.root}: {_class_folders(missing, 'is missing', 'are missing')}")
+        if empty:
+            raise DataError(f"{self.root}: {_class_folders(empty, 'has no images', 'have no images')}")
         self.targets: list[int] = [target for _, target in self.samples]
         # once: per process, and under torchrun (every process lists the folder) by the first one only
         first = os.environ.get("RANK", "0") == "0"
@@ -252,7 +258,9 @@ class ImageFolderDataset(Dataset[tuple[Any, int]]):
         present = set(self.targets)
         empty = [name for name, i in self.class_to_idx.items() if i not in present]
         if empty:
-            raise DataError(f"{self.root}: class folder {empty[0]!r} has no readable images")
+            raise DataError(
+                f"{self.root}: {_class_folders(empty, 'has no readable images', 'have no readable images')}"
+            )
 
     def __repr__(self) -> str:
         return (
@@ -371,6 +379,14 @@ def list_class_folders(root: str | os.PathLike[str]) -> list[str]:
         raise DataError(f"{folder}: cannot list it ({exc.strerror or exc})") from None
     if not names:
         raise DataError(f"{folder}: no class folders (expected <root>/<class>/<image files>)")
+    spelled: dict[str, str] = {}
+    for name in names:  # a macOS copy merged into a Linux tree: one class under two names
+        twin = spelled.setdefault(unicodedata.normalize("NFC", name), name)
+        if twin != name:
+            raise DataError(
+                f"{folder}: class folders {ascii(twin)} and {ascii(name)} have one name, its accented letters "
+                "encoded two ways (Unicode NFC and NFD, as macOS writes folder names); merge them into one"
+            )
     return names
 
 
@@ -472,6 +488,13 @@ def _split_folders(data_path: str | os.PathLike[str], splits: Sequence[str]) -> 
                 f"{root}: missing split folder {split!r} (expected {expected}, {each}one folder per class){hint}"
             )
     return root
+
+
+def _class_folders(names: Sequence[str], one: str, many: str) -> str:
+    """ "class folder 'a' <one>", or "3 class folders <many>: 'a', 'b', 'c'"."""
+    if len(names) == 1:
+        return f"class folder {names[0]!r} {one}"
+    return f"{len(names)} class folders {many}: {_names([repr(n) for n in names])}"
 
 
 def _names(names: Sequence[str], limit: int = 5) -> str:
