@@ -75,6 +75,35 @@ def run_json(args: list[str], capsys: pytest.CaptureFixture[str]) -> dict:
     return json.loads(capsys.readouterr().out)
 
 
+def test_an_imbalanced_set_gets_its_balance_and_the_mean_per_class_accuracy(
+    setup: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """On a set whose largest class holds most images, a model naming it everywhere scored its share
+    as top-1 with no word of the imbalance (`train` says it in results.json and its plot)."""
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(setup["data"], data)
+    first = data / "val" / CLASSES[0]
+    source = sorted(first.iterdir())[0]
+    for k in range(8):  # the first class: 8 images more than the others
+        shutil.copy(source, first / f"extra{k}{source.suffix}")
+    counts = [len(list((data / "val" / name).iterdir())) for name in CLASSES]
+    share = 100 * counts[0] / sum(counts)
+    report = run_json(["--checkpoint", str(setup["a"]), "--data-path", str(data)], capsys)
+    balance = report["balance"]
+    assert balance["imbalanced"] and balance["largest_class_share"] == pytest.approx(share)
+    rows = report["per_class"]
+    assert report["mean_class_top1_accuracy"] == pytest.approx(
+        sum(r["top1_accuracy"] for r in rows) / len(rows)
+    )
+    assert main(["evaluate", "--checkpoint", str(setup["a"]), "--data-path", str(data), "--engine", "eager",
+                 "-j", "0", "--no-progress"]) == 0  # fmt: skip
+    assert f"imbalanced: the largest class is {share:.2f}% of the images" in capsys.readouterr().out
+    even = run_json(["--checkpoint", str(setup["a"]), "--data-path", str(setup["data"])], capsys)
+    assert not even["balance"]["imbalanced"]
+
+
 # --- aggregation and metrics against hand computations --------------------------------------------
 def _softmax(values: list[float]) -> list[float]:
     exps = [math.exp(v) for v in values]

@@ -384,7 +384,7 @@ def list_class_folders(root: str | os.PathLike[str]) -> list[str]:
         twin = spelled.setdefault(unicodedata.normalize("NFC", name), name)
         if twin != name:
             raise DataError(
-                f"{folder}: class folders {ascii(twin)} and {ascii(name)} have one name, its accented letters "
+                f"{folder}: class folders {twin!a} and {name!a} have one name, its accented letters "
                 "encoded two ways (Unicode NFC and NFD, as macOS writes folder names); merge them into one"
             )
     return names

@@ -288,10 +288,15 @@ def _report(
     args: argparse.Namespace,
     device: str,
 ) -> dict[str, Any]:
+    from googlenet.train.runs import class_balance
+
     summary = result["views"][-1].summary(ensemble.class_names)
     images, seconds = summary["images"], result["seconds"]
     models = len(view.members)
     cost = models * spec.crops  # Table 3's "cost": forward passes per image under the protocol
+    # with --class-subset the model's other classes have no images: their rows are left out
+    per_class = [row for row in summary["per_class"] if row["images"] or not args.class_subset]
+    scored = [row for row in per_class if row["images"]]
     return {
         "top1_error": summary["top1_error"],
         "top5_error": summary["top5_error"],
@@ -318,8 +323,14 @@ def _report(
         "dataset": dataset,
         "device": device,
         # with --class-subset the model's other classes have no images: their rows are left out
-        "per_class": [row for row in summary["per_class"] if row["images"] or not args.class_subset],
+        "per_class": per_class,
         "num_classes": ensemble.num_classes,
+        # on an imbalanced set top-1 alone misleads (a model naming the largest class everywhere scores
+        # its share): the mean of the per-class accuracies, and the set's balance as `train` gives it
+        "mean_class_top1_accuracy": (
+            sum(row["top1_accuracy"] for row in scored) / len(scored) if scored else None
+        ),
+        "balance": class_balance([row["images"] for row in per_class]),
     }
 
 
@@ -360,6 +371,13 @@ def _print_report(r: dict[str, Any]) -> None:
     print(f"top-5 error  {r['top5_error']:6.2f}%  (accuracy {r['top5_accuracy']:.2f}%)")
     if r["num_classes"] <= 5:
         print(f"             {top5_trivial(r['num_classes'])}")
+    balance = r["balance"]
+    if balance.get("imbalanced") and r["mean_class_top1_accuracy"] is not None:
+        print(
+            f"balance      imbalanced: the largest class is {balance['largest_class_share']:.2f}% of the images "
+            f"(what naming it for every image scores); mean per-class top-1 accuracy "
+            f"{r['mean_class_top1_accuracy']:.2f}%"
+        )
     _print_footer(r)
     per_class = r["per_class"]
     shown = per_class
