@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 
 import pytest
@@ -188,6 +189,22 @@ def test_evaluate_models_reads_each_batch_once_and_matches_separate_calls() -> N
     separate = [evaluate(model, data, device=CPU) for model in models]
     assert together == separate
     assert models[0].training and not models[1].training
+
+
+def test_a_long_validation_says_how_far_it_is(caplog: pytest.LogCaptureFixture) -> None:
+    """A validation of ImageNet's 50,000 images ran for minutes without a line, past the promised
+    line a minute, in a log file or nohup.out."""
+    torch.manual_seed(0)
+    data = [(torch.randn(6, 4), torch.randint(0, 5, (6,))) for _ in range(3)]
+    with caplog.at_level(logging.INFO, logger="googlenet"):
+        quiet = evaluate_models([nn.Linear(4, 5)], data, device=CPU)
+        assert not caplog.records
+        said = evaluate_models(
+            [nn.Linear(4, 5)], data, device=CPU, progress_every_s=0.0, desc="epoch 3 validation"
+        )
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 3 and lines[1].startswith("epoch 3 validation batch 2/3 | ") and "ETA" in lines[1]
+    assert said[0]["samples"] == quiet[0]["samples"] == 18
 
 
 def test_the_speed_settings_keep_the_numerics() -> None:

@@ -69,6 +69,21 @@ class LogFormatter(logging.Formatter):
         return stamp
 
 
+def stderr_is_tty() -> bool:
+    """Whether stderr is a terminal (a progress bar is drawn there); False when it was replaced by an
+    object without `isatty` or closed."""
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def duration(seconds: float) -> str:
+    """H:MM:SS."""
+    seconds = max(0, round(seconds))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
 def shell_path(path: object) -> str:
     """`path` as one shell word a user can paste after a flag: quoted where needed (`shlex.quote`), and
     "./" put before a relative one that starts with "-", which the flag would take for another flag."""

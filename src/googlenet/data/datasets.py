@@ -15,7 +15,9 @@ import logging
 import os
 import shutil
 import signal
+import sys
 import tempfile
+import time
 import unicodedata
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -27,6 +29,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset, default_collate
 
+from googlenet.console import duration
 from googlenet.data.decode import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, is_image_file, load_image
 from googlenet.errors import ConfigError, DataError
 from googlenet.io import json_loads
@@ -220,13 +223,23 @@ class ImageFolderDataset(Dataset[tuple[Any, int]]):
             _recorded.add((self.skip_record, path))
             record_skipped(self.skip_record, path, str(exc))
 
-    def scan_bad_files(self, *, drop: bool = False, workers: int = 4) -> list[str]:
+    def scan_bad_files(
+        self,
+        *,
+        drop: bool = False,
+        workers: int = 4,
+        progress: bool = False,
+        progress_every_s: float | None = None,
+    ) -> list[str]:
         """Decode every file now; returns the paths that fail, sorted, and adds them to `bad_files`.
 
         With `drop=True` the bad files are also removed from `samples` and `targets`, so DataLoader
         workers started afterwards never meet them (a class left with no readable image is a
         `DataError`). Decoding runs on `workers` threads (PIL releases the GIL while it decodes).
+        `progress` draws a tqdm bar; `progress_every_s` logs a plain line every so many seconds
+        instead (ImageNet's 1.28 million images take over half an hour on 2 cores).
         """
+        from tqdm import tqdm
 
         def check(path: str) -> DataError | None:
             try:
@@ -237,7 +250,20 @@ class ImageFolderDataset(Dataset[tuple[Any, int]]):
 
         paths = [path for path, _ in self.samples]
         with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-            results = list(pool.map(check, paths))
+            results: list[DataError | None] = []
+            started = said = time.perf_counter()
+            with tqdm(total=len(paths), desc=f"checking {self.root.name}", unit="img", file=sys.stderr,
+                      disable=not progress, dynamic_ncols=True, leave=False) as bar:  # fmt: skip
+                for result in pool.map(check, paths):
+                    results.append(result)
+                    bar.update(1)
+                    if progress_every_s is not None and time.perf_counter() - said >= progress_every_s:
+                        said = time.perf_counter()
+                        done = len(results)
+                        logger.info(
+                            "checking %s: %d/%d images decoded | %.0f img/s | ETA %s", self.root, done,
+                            len(paths), done / (said - started), duration((len(paths) - done) * (said - started) / done),
+                        )  # fmt: skip
         bad = sorted(path for path, error in zip(paths, results, strict=True) if error is not None)
         for path, error in zip(paths, results, strict=True):
             if error is not None:

@@ -35,7 +35,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from googlenet import __version__
-from googlenet.console import is_launched, leave_resume_hint, shell_path
+from googlenet.console import is_launched, leave_resume_hint, shell_path, stderr_is_tty
 from googlenet.data.datasets import read_skipped, record_skipped
 from googlenet.data.transforms import default_resize_size
 from googlenet.errors import CheckpointError, ConfigError, GoogLeNetError
@@ -627,7 +627,7 @@ class _Trainer:
                 skip_nonfinite=o.skip_nonfinite, start_step=at.step, global_step=at.global_step, meter=meter,
                 stop_requested=self._stop_requested, after_step=self._after_step,
                 before_backward=self._split_gradient if self._split else None,
-                progress=self.config.run.progress and self.env.is_main and _stderr_is_tty(),
+                progress=self.config.run.progress and self.env.is_main and stderr_is_tty(),
                 total_steps=self.steps_per_epoch,
                 progress_every_s=PROGRESS_LINE_EVERY_S if self.config.run.progress and self.env.is_main else None,
             )  # fmt: skip
@@ -650,6 +650,8 @@ class _Trainer:
             device=self.device, autocast_dtype=self.autocast_dtype,
             channels_last=self.config.model.channels_last, epoch_started=epoch_started,
             stop_requested=lambda: self.signals.received is not None,
+            progress=self.config.run.progress and self.env.is_main and stderr_is_tty(),
+            progress_every_s=PROGRESS_LINE_EVERY_S if self.config.run.progress and self.env.is_main else None,
         )  # fmt: skip
         at.history.append(row)
         self.folder.write_metrics(at.history)
@@ -1001,15 +1003,6 @@ def _save_final(
         )
         run.record_checkpoint(run.final, sha)
     ddp.barrier()
-
-
-def _stderr_is_tty() -> bool:
-    import sys
-
-    try:
-        return sys.stderr.isatty()
-    except (AttributeError, ValueError):
-        return False
 
 
 __all__ = ["RESUME_MUTABLE", "evaluate_checkpoint", "fit"]

@@ -12,9 +12,10 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
+from googlenet.console import duration
 from googlenet.model.googlenet import GoogLeNet
 from googlenet.train.averaging import WeightAverager
-from googlenet.train.loop import EpochMeter, duration, evaluate_models
+from googlenet.train.loop import EpochMeter, evaluate_models
 
 logger = logging.getLogger("googlenet.train")
 
@@ -40,9 +41,12 @@ def end_of_epoch(
     channels_last: bool,
     epoch_started: float,
     stop_requested: Callable[[], bool] | None = None,
+    progress: bool = False,
+    progress_every_s: float | None = None,
 ) -> dict[str, Any]:
     """Evaluate raw and averaged weights; the metrics.csv row of this epoch (`EvaluationInterrupted`
-    when `stop_requested()` says yes during an evaluation).
+    when `stop_requested()` says yes during an evaluation). `progress`, `progress_every_s`: as for
+    `evaluate_models`.
 
     `bn_batches()` yields training batches for recomputing the averaged model's BatchNorm statistics;
     `train_eval_loader` (None: not measured) a fixed subset of training images, evaluated without
@@ -54,13 +58,20 @@ def end_of_epoch(
         "autocast_dtype": autocast_dtype,
         "channels_last": channels_last,
         "stop_requested": stop_requested,
+        "progress": progress,
+        "progress_every_s": progress_every_s,
     }
     averaged = averager.eval_model(bn_batches(), device)
     models = [model] if averaged is None else [model, averaged]  # one pass over each loader for both
-    val_raw, val_avg = [*evaluate_models(models, val_loader, **kwargs), nan_metrics()][:2]
+    val_raw, val_avg = [*evaluate_models(models, val_loader, desc=f"epoch {epoch + 1} validation", **kwargs),
+                        nan_metrics()][:2]  # fmt: skip
     train_raw = train_avg = nan_metrics()
     if train_eval_loader is not None:
-        train_raw, train_avg = [*evaluate_models(models, train_eval_loader, **kwargs), nan_metrics()][:2]
+        desc = f"epoch {epoch + 1} train subset"
+        train_raw, train_avg = [
+            *evaluate_models(models, train_eval_loader, desc=desc, **kwargs),
+            nan_metrics(),
+        ][:2]
     seconds = meter.seconds
     return {
         "epoch": epoch,

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
+from googlenet.console import stderr_is_tty
 from googlenet.data.datasets import (
     ImageFolderDataset,
     ImageNetDataset,
@@ -162,8 +163,10 @@ def build_data(config: TrainConfig, env: ddp.DistEnv, training: bool = True) -> 
     if d.scan_bad_files:
         if env.is_main:
             threads = max(1, loader_workers(config))
-            bad = (train.scan_bad_files(workers=threads) if training else []) + val.scan_bad_files(
-                workers=threads
+            shown = config.run.progress  # a bar on a terminal, else a line a minute (as the epochs)
+            say = {"progress": shown and stderr_is_tty(), "progress_every_s": 60.0 if shown else None}
+            bad = (train.scan_bad_files(workers=threads, **say) if training else []) + val.scan_bad_files(
+                workers=threads, **say
             )
         # Decoding every image of a large training set takes longer than a collective waits.
         ddp.barrier(long=True)

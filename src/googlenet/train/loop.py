@@ -23,17 +23,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from googlenet.console import duration
 from googlenet.errors import ConfigError, GoogLeNetError
 from googlenet.evaluate.metrics import topk_correct
 from googlenet.train.distributed import all_reduce_sum
 
 logger = logging.getLogger("googlenet.train")
-
-
-def duration(seconds: float) -> str:
-    """H:MM:SS."""
-    seconds = max(0, round(seconds))
-    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
 class NonFiniteLossError(GoogLeNetError):
@@ -352,6 +347,9 @@ def evaluate_models(
     autocast_dtype: torch.dtype | None = None,
     channels_last: bool = False,
     stop_requested: Callable[[], bool] | None = None,
+    progress: bool = False,
+    progress_every_s: float | None = None,
+    desc: str = "validation",
 ) -> list[dict[str, float]]:
     """`evaluate` for several models in one pass over `loader`: each batch is decoded and transformed
     once and given to every model (the raw and the averaged weights at the end of an epoch), where
@@ -359,15 +357,32 @@ def evaluate_models(
 
     `stop_requested()` is asked before each batch: when it says yes in any process, every process
     raises `EvaluationInterrupted` (after the one all-reduce the processes share either way), so a
-    signal need not wait out a long validation: torchrun, like Slurm, kills 30 s after its SIGTERM."""
+    signal need not wait out a long validation: torchrun, like Slurm, kills 30 s after its SIGTERM.
+
+    `progress` draws a tqdm bar named `desc`; `progress_every_s` logs a plain line every so many
+    seconds instead, as `train_one_epoch` does (an ImageNet validation is minutes without one)."""
     modes = [model.training for model in models]
     sums = [[0.0, 0.0, 0.0] for _ in models]  # loss, top-1 hits, top-5 hits
     samples = 0.0
     stopped = 0.0
+    batches = len(loader) if hasattr(loader, "__len__") else None
+    bar = tqdm(total=batches, desc=desc, unit="batch", file=sys.stderr, disable=not progress,
+               dynamic_ncols=True, leave=False)  # fmt: skip
+    started = said = time.perf_counter()
     for model in models:
         model.eval()
     try:
-        for images, target in loader:
+        for done, (images, target) in enumerate(loader, start=1):
+            if progress_every_s is not None and time.perf_counter() - said >= progress_every_s:
+                said = time.perf_counter()
+                rate = samples / (said - started)
+                left = (
+                    f" | ETA {duration((batches - done + 1) * (said - started) / max(done - 1, 1))}"
+                    if batches
+                    else ""
+                )
+                logger.info("%s batch %d/%s | %.1f img/s%s", desc, done, batches or "?", rate, left)
+            bar.update(1)
             if stop_requested is not None and stop_requested():
                 stopped = 1.0
                 break
@@ -387,6 +402,7 @@ def evaluate_models(
                 total[2] += c5
             samples += len(target)
     finally:
+        bar.close()
         for model, mode in zip(models, modes, strict=True):
             model.train(mode)
     reduced = all_reduce_sum([value for total in sums for value in total] + [samples, stopped], device)
