@@ -17,7 +17,7 @@ import googlenet
 from googlenet.cli import main
 from googlenet.evaluate import load_ensemble
 from googlenet.model.weights import default_meta
-from googlenet.predict import predict_files
+from googlenet.predict import predict_files, predict_image
 from googlenet.resources import imagenet_classes
 
 CLASSES = ["circle", "square", "star"]
@@ -57,6 +57,24 @@ def test_predict_json_top_k(files: dict[str, Path], capsys: pytest.CaptureFixtur
         assert all(t["class"] == CLASSES[t["index"]] for t in top)
 
 
+def test_predict_json_says_how_far_it_is_on_stderr(
+    files: dict[str, Path], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`predict --json` on a large folder printed nothing until its end (minutes at ImageNet's size)."""
+    import googlenet.predict as predict
+
+    monkeypatch.setattr(predict, "PROGRESS_EVERY_S", 0.0)
+    args = ["predict", str(files["wide"]), str(files["tall"]), "--checkpoint", str(files["a"]), "--json"]
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    assert len(json.loads(captured.out)["predictions"]) == 2
+    lines = captured.err.splitlines()
+    assert [line.split(" | ")[0] for line in lines] == [
+        "googlenet predict: 1/2 images",
+        "googlenet predict: 2/2 images",
+    ]
+
+
 def test_unreadable_image_is_one_line_and_the_others_are_predicted(
     files: dict[str, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -84,6 +102,45 @@ def test_unreadable_image_is_one_line_and_the_others_are_predicted(
     assert "broken.jpg" in captured.err and captured.err.count("\n") == 1
     # results are printed as they come: the image before it is there, the one after is not
     assert str(files["wide"]) in captured.out and str(files["tall"]) not in captured.out
+
+
+def test_a_folder_of_images_goes_through_the_model_a_batch_at_a_time(
+    files: dict[str, Path], tmp_path: Path
+) -> None:
+    """One forward pass per image made `predict` 4.4 times slower than `evaluate` on the same images;
+    batched, each image still gets its own figures, in order, an unreadable one among them."""
+    import googlenet.predict as predict
+
+    rng = np.random.default_rng(1)
+    paths: list[Path] = []
+    for k in range(7):
+        paths.append(tmp_path / f"{k}.png")
+        Image.fromarray(rng.integers(0, 256, (50 + 3 * k, 60, 3), dtype=np.uint8)).save(paths[-1])
+    paths.insert(3, files["broken"])
+    ensemble = load_ensemble([files["a"]])
+    spec = ensemble.crop_spec(1)
+    one_by_one = [predict_image(Image.open(p).convert("RGB"), ensemble, spec, device=torch.device("cpu"), topk=3)
+                  for p in paths if p != files["broken"]]  # fmt: skip
+    passes: list[int] = []
+    original = predict.member_probs
+    seen: list[str] = []
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(predict, "PREDICT_BATCH", 3)
+        patch.setattr(
+            predict,
+            "member_probs",
+            lambda m, crops, size: passes.append(len(crops)) or original(m, crops, size),
+        )
+        results = predict_files(paths, ensemble, topk=3, on_result=lambda r: seen.append(r["image"]))
+    assert passes == [3, 3, 1]  # 7 readable images, 3 at a time
+    assert seen == [r["image"] for r in results] == [str(p) for p in paths]
+    assert "error" in results[3]
+    batched = [r["top"] for r in results if "top" in r]
+    for alone, together in zip(one_by_one, batched, strict=True):
+        assert [t["index"] for t in alone] == [t["index"] for t in together]
+        assert [t["probability"] for t in alone] == pytest.approx(
+            [t["probability"] for t in together], abs=1e-5
+        )
 
 
 def test_ensemble_of_crops_averages_the_members(files: dict[str, Path]) -> None:
