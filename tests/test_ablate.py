@@ -312,6 +312,17 @@ def test_a_folder_that_is_not_a_study_is_never_written_into(
     assert "no finished run of this study" in capsys.readouterr().err
 
 
+def test_settings_that_stop_a_run_early_are_refused_up_front(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--set run.stop_after_steps=2`: every run "stopped", and the study reported "failed (exit 0)"."""
+    for setting in ("run.stop_after_steps=2", "run.test_only=true"):
+        code = main(["ablate", "-o", str(tmp_path / "s"), "--arms", "full", "--seeds", "0", "--set", setting])
+        err = capsys.readouterr().err
+        assert code == 1 and "does not apply to a study" in err and err.count("\n") == 1, err
+    assert not (tmp_path / "s").exists()
+
+
 def test_a_study_folder_with_a_killed_writes_leftover_is_still_the_studys(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -108,6 +108,9 @@ def build_plan(args: argparse.Namespace) -> Any:
         if key in settings and given is not None:
             raise ConfigError(f"--set {key}=... and {flag} both set {key}; give one")
     base.update(settings)
+    for key in ("run.stop_after_steps", "run.test_only"):  # a study compares finished runs
+        if base.get(key) not in (None, False, 0):
+            raise ConfigError(f"{key} does not apply to a study: each run trains its whole budget; drop it")
     for key in ("run.seed", "run.output_dir", "run.ensemble"):
         if key in base:
             raise ConfigError(f"{key} is set by the study for each run; drop it")

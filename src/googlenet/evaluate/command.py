@@ -384,8 +384,12 @@ def _print_report(r: dict[str, Any]) -> None:
     title = "per-class accuracy (top-1, top-5, images)"
     if len(per_class) > PER_CLASS_SHOWN:
         scored = [c for c in per_class if c["images"]]
-        shown = sorted(scored, key=lambda c: (c["top1_accuracy"], c["class"]))[:10]
-        title = f"the 10 classes with the lowest top-1 accuracy of {len(per_class)} (all of them with --json)"
+        # ties (many classes at 0%) broken by the most images: the classes whose failure costs most
+        shown = sorted(scored, key=lambda c: (c["top1_accuracy"], -c["images"], c["class"]))[:10]
+        title = (
+            f"the 10 classes with the lowest top-1 accuracy of the {len(scored)} with images "
+            "(top-1, top-5, images; all of them with --json)"
+        )
     print(title + ":")
     shown_names = {id(c): one_line(c["class"]) for c in shown}  # a newline in a folder's name: one row still
     width = min(
