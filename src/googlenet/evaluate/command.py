@@ -371,8 +371,8 @@ def _print_report(r: dict[str, Any]) -> None:
     print(f"top-5 error  {r['top5_error']:6.2f}%  (accuracy {r['top5_accuracy']:.2f}%)")
     if r["num_classes"] <= 5:
         print(f"             {top5_trivial(r['num_classes'])}")
-    balance = r["balance"]
-    if balance.get("imbalanced") and r["mean_class_top1_accuracy"] is not None:
+    balance = r.get("balance") or {}
+    if balance.get("imbalanced") and r.get("mean_class_top1_accuracy") is not None:
         print(
             f"balance      imbalanced: the largest class is {balance['largest_class_share']:.2f}% of the images "
             f"(what naming it for every image scores); mean per-class top-1 accuracy "
