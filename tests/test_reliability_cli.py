@@ -867,3 +867,29 @@ def test_every_help_fits_80_columns(monkeypatch: pytest.MonkeyPatch) -> None:
             if len(line) > 80 and not re.fullmatch(r"\s*\[--([\w-]+) \| --no-\1\]", line)
         ]
         assert not long, (parser.prog, long)
+
+
+def test_no_usable_temporary_folder_is_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A container with a read-only root and TMPDIR unset or wrong: every command, `summary` too, was a
+    40-line traceback from inside torchvision's import."""
+    import tempfile
+
+    import googlenet.cli as cli
+
+    def none(*args: object) -> str:
+        raise FileNotFoundError(2, "No usable temporary directory found in ['/nonexistent', '/tmp']")
+
+    monkeypatch.setattr(tempfile, "gettempdir", none)
+    monkeypatch.setattr(cli, "follow_launcher", lambda: None)
+    monkeypatch.setenv("TMPDIR", "/nonexistent")
+    monkeypatch.setattr(sys, "argv", ["googlenet", "summary"])
+    with pytest.raises(SystemExit) as done:
+        cli.run()
+    err = capsys.readouterr().err
+    assert done.value.code == 1 and err.count("\n") == 1
+    assert (
+        err.startswith("googlenet: error: no writable temporary folder (TMPDIR='/nonexistent'")
+        and "set TMPDIR" in err
+    )

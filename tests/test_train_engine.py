@@ -417,6 +417,31 @@ def test_sigterm_finishes_the_step_saves_and_exits_cleanly(
     assert (out / "final.pt").is_file()
 
 
+def test_a_failure_of_the_machine_mid_run_is_written_to_train_log(
+    tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Out of memory (or a full /dev/shm, a lost mount) after training began: the console said why,
+    train.log, which the README says keeps the reason, did not."""
+    original, calls = loop.head_losses, {"n": 0}
+
+    def failing(*args: Any, **kwargs: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise RuntimeError(
+                "DefaultCPUAllocator: can't allocate memory: you tried to allocate 31457280 bytes."
+            )
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "head_losses", failing)
+    out = tmp_path / "run"
+    argv = ["train", "--data-path", str(tiny_data), "-j", "0", "--input-size", "64", "-b", "4", "--epochs", "1",
+            "--seed", "0", "--no-progress", "--output-dir", str(out)]  # fmt: skip
+    assert main(argv) == 1
+    assert "out of memory (an allocation of 30 MiB failed)" in capsys.readouterr().err
+    last = (out / "train.log").read_text().splitlines()[-1]
+    assert "ERROR googlenet.train: stopped: RuntimeError: DefaultCPUAllocator: can't allocate memory" in last
+
+
 def test_sigterm_during_the_evaluation_keeps_the_epoch_and_resumes_bit_identical(
     tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -164,6 +164,10 @@ def test_an_allocation_that_fails_is_one_line(
     err = capsys.readouterr().err.strip()
     assert err == ("googlenet summary: error: out of memory (an allocation of 4194304.0 GiB failed); lower the "
                    "batch size or the input size")  # fmt: skip
+    from googlenet.cli import _allocation
+
+    small = RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 31457280 bytes.")
+    assert _allocation(small) == " (an allocation of 30 MiB failed)"  # was "0.0 GiB"
 
 
 def test_the_benchmark_reads_a_childs_peak_memory(load_script) -> None:

@@ -16,6 +16,7 @@ import os
 import re
 import signal
 import sys
+import tempfile
 import threading
 import warnings
 from collections.abc import Sequence
@@ -137,6 +138,13 @@ def run() -> None:
     # Every figure is written to a file, never shown: matplotlib's file backend, whatever the
     # environment names (an unknown MPLBACKEND made the first plot a traceback, mid-run).
     os.environ["MPLBACKEND"] = "Agg"
+    try:  # torch and torchvision need one as they are imported: a traceback from deep inside them
+        tempfile.gettempdir()
+    except FileNotFoundError:
+        _settle_streams()
+        print(f"googlenet: error: no writable temporary folder (TMPDIR={os.environ.get('TMPDIR', '')!r}, "
+              "/tmp, /var/tmp, the working folder); set TMPDIR to a writable folder", file=sys.stderr)  # fmt: skip
+        sys.exit(1)
     try:
         code = main()
     except SystemExit as exc:  # argparse's --help, --version and usage errors
@@ -205,7 +213,10 @@ def _allocation(exc: BaseException) -> str:
     if found is None:
         return ""
     amount, unit = float(found.group(1)), found.group(2)
-    size = f"{amount / 2**30:.1f} GiB" if unit == "bytes" else f"{amount:g} {unit}"
+    if unit == "bytes":  # "0.0 GiB" said nothing of a 30 MB allocation
+        size = f"{amount / 2**30:.1f} GiB" if amount >= 2**30 else f"{amount / 2**20:.0f} MiB"
+    else:
+        size = f"{amount:g} {unit}"
     return f" (an allocation of {size} failed)"
 
 

@@ -43,8 +43,13 @@ def max_workers() -> int:
     """The most loader processes a command accepts (`-j`, per process: under torchrun each process has
     its own): 4 per CPU this process may run on, and at least 8. Past that each process only adds memory and start-up time (-j 1000 on 2 cores took 70 s
     to start for 8 images), so a larger number is taken for a typing mistake and refused."""
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(8, 4 * cpus)
+    return max(8, 4 * usable_cpus())
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on: its affinity where the system tells it (`taskset`, a
+    container's cpuset), else the machine's count."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def ignore_stop_signals(_worker_id: int = 0) -> None:

@@ -22,7 +22,7 @@ from typing import Any
 
 from googlenet.console import one_line, setup_console
 from googlenet.data.crops import CROP_COUNTS, CropSpec
-from googlenet.data.datasets import max_workers
+from googlenet.data.datasets import max_workers, usable_cpus
 from googlenet.errors import CheckpointError, ConfigError, DataError, GoogLeNetError, UsageError
 from googlenet.evaluate.evalset import (
     DATASETS,
@@ -245,7 +245,7 @@ def _run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         workers=args.workers
         if args.workers is not None
-        else (0 if device.type == "cpu" else min(4, os.cpu_count() or 1)),
+        else (0 if device.type == "cpu" else min(4, usable_cpus())),
         on_bad=args.on_bad,
         progress=progress,
     )

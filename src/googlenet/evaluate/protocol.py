@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from googlenet.data.crops import CropSpec, CropTransform, normalize
 from googlenet.data.datasets import ignore_stop_signals
+from googlenet.data.loading import StoppingLoader, in_worker
 from googlenet.errors import CheckpointError, ConfigError, DataError
 from googlenet.evaluate.metrics import REDUCTIONS, ClassificationMeter, aggregate_probs
 from googlenet.evaluate.models import Member
@@ -89,8 +90,11 @@ def _no_images(errors: Sequence[tuple[str, str]]) -> CropBatch:
 
 
 def collate_crops(items: Sequence[tuple[Any, ...]]) -> CropBatch:
-    """The images' crops as one `CropBatch` (`merge_batches` of one batch per image)."""
-    return merge_batches(
+    """The images' crops as one `CropBatch` (`merge_batches` of one batch per image); in a loader
+    process, its tensors in shared memory already, as torch's `default_collate` makes them: moved
+    there later, by the queue's feeder thread, a full /dev/shm or too few file handles dropped the batch
+    with a printed traceback, and the main process waited for it for ever."""
+    batch = merge_batches(
         [
             _no_images([(path, error)])
             if error is not None
@@ -98,6 +102,10 @@ def collate_crops(items: Sequence[tuple[Any, ...]]) -> CropBatch:
             for crops, indices, target, path, error in items
         ]
     )
+    if in_worker():  # a failure here reaches the main process as the worker's error
+        for tensor in (batch.crops, batch.targets, *batch.indices):
+            tensor.share_memory_()
+    return batch
 
 
 def merge_batches(batches: Sequence[CropBatch]) -> CropBatch:
@@ -163,7 +171,7 @@ def crop_loader(
 ) -> DataLoader[Any]:
     """A DataLoader of `CropBatch`es, decoding and cutting in `workers` processes, in sample order.
     `persistent_workers`: keep the processes between passes (the benchmark times repeated passes)."""
-    return DataLoader(
+    return StoppingLoader(
         CropDataset(samples, transform),
         batch_size=max(1, images_per_batch),
         shuffle=False,
@@ -172,7 +180,14 @@ def crop_loader(
         pin_memory=pin_memory,
         worker_init_fn=_worker_init if workers > 0 else None,
         persistent_workers=persistent_workers and workers > 0,
+        # a batch lost between processes (a file handle refused while passing it) is an error, not a
+        # wait for ever; a batch is seconds of decoding
+        timeout=LOADER_TIMEOUT_S if workers > 0 else 0,
     )
+
+
+# Seconds `crop_loader` waits for a batch from its processes before it stops with an error.
+LOADER_TIMEOUT_S = 600.0
 
 
 def _sync(device: torch.device) -> None:

@@ -36,6 +36,7 @@ from typing import Any, TypeVar
 import torch
 import torch.distributed as dist
 
+from googlenet.data.datasets import usable_cpus
 from googlenet.errors import ConfigError
 
 T = TypeVar("T")
@@ -60,9 +61,7 @@ class DistEnv:
 
 def cores() -> int:
     """The cores this process may run on (its affinity where the system tells it)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
+    return usable_cpus()
 
 
 def from_environment() -> DistEnv:

@@ -306,6 +306,12 @@ def _fit_one(
         run.close()
         run.discard_if_unused()
         raise
+    except (OSError, RuntimeError, MemoryError) as exc:  # the machine's: memory, a disk, a lost mount
+        first = (str(exc).strip().splitlines() or [""])[0][:300]
+        run.log_to_file(logging.ERROR, f"stopped: {type(exc).__name__}: {first}")
+        run.close()
+        run.discard_if_unused()
+        raise
     except KeyboardInterrupt:  # a signal while setting up (reading the data, say): nothing trained yet
         run.close()
         run.discard_if_unused()

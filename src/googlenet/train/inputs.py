@@ -9,7 +9,6 @@ worker seeds.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -29,8 +28,9 @@ from googlenet.data.datasets import (
     load_val_folder,
     prepare_imagenet,
 )
+from googlenet.data.loading import StoppingLoader
 from googlenet.data.transforms import AugmentConfig, build_eval_transform, build_train_transform
-from googlenet.errors import DataError, GoogLeNetError
+from googlenet.errors import DataError
 from googlenet.train import distributed as ddp
 from googlenet.train.config import TrainConfig, builtin_settings
 
@@ -55,49 +55,12 @@ def loader_workers(config: TrainConfig) -> int:
     return min(4, ddp.cores())
 
 
-class _Loader(DataLoader):
-    """A DataLoader whose iteration, when it ends early, stops its worker processes at once, and whose
-    workers' `GoogLeNetError`s arrive as the one-line errors they were.
-
-    torch re-raises a worker's exception in the main process with the worker's whole traceback in its
-    message, and that traceback keeps the iterator, and so its workers, alive until a garbage
-    collection; at exit multiprocessing then waits for workers that ignore SIGTERM (`ignore_stop_signals`)
-    for ever. Shutting them down here, and raising the worker's own message, ends both. (torch offers
-    no public way to stop an iterator's workers; `_shutdown_workers` is what its own `__del__` calls.)
-    """
-
-    def __iter__(self) -> Iterator[Any]:  # type: ignore[override]
-        iterator = super().__iter__()
-        try:
-            yield from iterator
-        except GoogLeNetError as exc:
-            _stop_workers(iterator)
-            text = str(exc)
-            if WORKER_TRACEBACK in text:  # the last line is "googlenet.errors.DataError: <our message>"
-                last = text.rstrip().splitlines()[-1]
-                raise type(exc)(last.split(": ", 1)[1] if ": " in last else last) from None
-            raise
-        except BaseException:  # another error, a break (GeneratorExit), Ctrl-C: the workers stop now
-            _stop_workers(iterator)
-            raise
-
-
-# What torch's ExceptionWrapper puts between its header and the worker's traceback.
-WORKER_TRACEBACK = "\nOriginal Traceback"
-
-
-def _stop_workers(iterator: Any) -> None:
-    shutdown = getattr(iterator, "_shutdown_workers", None)
-    if shutdown is not None:
-        shutdown()
-
-
 def make_loader(dataset: Any, workers: int, device: torch.device, **kwargs: Any) -> DataLoader:
     """A DataLoader over `dataset` with `workers` processes, memory pinned on CUDA and a private generator
     seeded 0; `kwargs` go to the DataLoader."""
     # A private generator: a DataLoader without one draws its worker seed from the global RNG when
     # iterated, which would make dropout depend on when a run was resumed.
-    return _Loader(
+    return StoppingLoader(
         dataset,
         num_workers=workers,
         pin_memory=device.type == "cuda",
