@@ -104,6 +104,23 @@ def test_an_imbalanced_set_gets_its_balance_and_the_mean_per_class_accuracy(
     assert not even["balance"]["imbalanced"]
 
 
+def test_without_a_terminal_a_long_evaluation_says_how_far_it_is(
+    setup: dict[str, Path], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In a log file or a CI job, a 144-crop evaluation of a large set was silent until its end."""
+    import googlenet.evaluate.command as command
+
+    monkeypatch.setattr(command, "PROGRESS_LINE_EVERY_S", 0.0)
+    argv = ["evaluate", "--checkpoint", str(setup["a"]), "--data-path", str(setup["data"]), "--engine", "eager",
+            "-j", "0", "-b", "2", "--json"]  # fmt: skip
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    lines = [line for line in captured.err.splitlines() if line.startswith("evaluated ")]
+    total = json.loads(captured.out)["images"]
+    assert lines and lines[-1].startswith(f"evaluated {total}/{total} images | ") and "ETA" in lines[-1]
+    assert main([*argv, "--no-progress"]) == 0 and "evaluated " not in capsys.readouterr().err
+
+
 # --- aggregation and metrics against hand computations --------------------------------------------
 def _softmax(values: list[float]) -> list[float]:
     exps = [math.exp(v) for v in values]

@@ -111,6 +111,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
+# Seconds between the plain progress lines when stderr is not a terminal.
+PROGRESS_LINE_EVERY_S = 60.0
+
+
 def _check_args(args: argparse.Namespace) -> None:
     if not args.checkpoint and args.weights is None:  # what argparse would say of a required option: exit 2
         raise UsageError("one of --checkpoint FILE [FILE ...] or --weights FILE is required")
@@ -248,6 +252,8 @@ def _run(args: argparse.Namespace) -> int:
         else (0 if device.type == "cpu" else min(4, usable_cpus())),
         on_bad=args.on_bad,
         progress=progress,
+        # no terminal and no --no-progress: a line a minute, as `train` gives (a log, a CI job)
+        progress_every_s=PROGRESS_LINE_EVERY_S if args.progress is None and not progress else None,
     )
     final = views[-1]  # the full protocol (Table 3's last row)
     report = _report(ensemble, evalset.description, specs[final.spec], final, result, args, str(device))

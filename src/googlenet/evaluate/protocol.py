@@ -25,6 +25,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from googlenet.console import duration
 from googlenet.data.crops import CropSpec, CropTransform, normalize
 from googlenet.data.datasets import ignore_stop_signals
 from googlenet.data.loading import StoppingLoader, in_worker
@@ -228,8 +229,11 @@ def run_views(
     on_bad: str = "skip",
     progress: bool = False,
     total: int | None = None,
+    progress_every_s: float | None = None,
 ) -> dict[str, Any]:
-    """Score every `View` over `batches`; each model runs once per distinct crop.
+    """Score every `View` over `batches`; each model runs once per distinct crop. `progress`: a tqdm
+    bar; `progress_every_s`: a plain line every so many seconds instead (a log file, a CI job that
+    ends one silent for too long).
 
     Consecutive batches are grouped into model calls of up to `batch_size` crops (`fill_calls`), so
     each call is as full as the images allow even when their crops coincide.
@@ -249,7 +253,8 @@ def run_views(
     bad: list[tuple[str, str]] = []
     forward_passes = 0
     model_seconds = 0.0
-    started = time.perf_counter()
+    started = said = time.perf_counter()
+    done = 0
     bar = tqdm(total=total, unit="img", file=sys.stderr, disable=not progress, dynamic_ncols=True)
     try:
         with torch.inference_mode():
@@ -273,6 +278,12 @@ def run_views(
                         stacked = torch.stack([probs[m][index] for m in view.members])
                         meter.update(aggregate_probs(stacked, reduce), batch.targets)
                 bar.update(len(batch.targets) + len(batch.errors))
+                done += len(batch.targets) + len(batch.errors)
+                if progress_every_s is not None and time.perf_counter() - said >= progress_every_s:
+                    said = time.perf_counter()
+                    left = f" | ETA {duration((total - done) * (said - started) / done)}" if total else ""
+                    logger.info("evaluated %d/%s images | %.1f img/s%s", done, total or "?",
+                                done / (said - started), left)  # fmt: skip
     finally:
         bar.close()
     return {
@@ -298,8 +309,10 @@ def evaluate_views(
     workers: int = 0,
     on_bad: str = "skip",
     progress: bool = False,
+    progress_every_s: float | None = None,
 ) -> dict[str, Any]:
-    """Evaluate `views` (crop spec + models) on (path, label) `samples`; see `run_views` for the result.
+    """Evaluate `views` (crop spec + models) on (path, label) `samples`; see `run_views` for the result
+    (and for `progress`, `progress_every_s`).
 
     `batch_size` is the number of crops per model call; whole images are grouped to fill it
     (at least one image per call group, whose crops are then split into calls of `batch_size`).
@@ -330,4 +343,5 @@ def evaluate_views(
         on_bad=on_bad,
         progress=progress,
         total=len(samples),
+        progress_every_s=progress_every_s,
     )
