@@ -63,6 +63,23 @@ def test_fusion_stacks_the_three_1x1_convolutions_and_leaves_the_model_alone() -
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 
+def test_openvino_refusing_a_small_input_is_one_line_and_auto_goes_on(one_thread: None) -> None:
+    """Below 47 px OpenVINO refuses the paper network's graph (maxpool4's 3x3 window over a 2x2 map):
+    `--engine openvino` was a C++ failure report as a traceback."""
+    if "openvino" not in available_backends("fp32"):
+        missing("openvino is not installed (pip install googlenet[fast])")
+    model = googlenet.build_model("paper", num_classes=3).eval()
+    with pytest.raises(ConfigError) as info:
+        optimize(model, backend="openvino", input_size=40)
+    text = str(info.value)
+    assert "\n" not in text and "input size 40 (below 47 px" in text and "--engine onnxruntime" in text
+    fast = optimize(model, backend="auto", input_size=40)
+    assert fast.backend != "openvino"
+    x = torch.randn(2, 3, 40, 40)
+    with torch.no_grad():
+        assert _relative(fast(x), model(x)) < 1e-4
+
+
 @pytest.mark.parametrize("variant", ["paper", "bn"])
 @pytest.mark.parametrize(
     "backend", ["eager", "onnxruntime", "openvino", pytest.param("compile", marks=pytest.mark.slow)]

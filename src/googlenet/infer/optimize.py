@@ -306,20 +306,31 @@ def _openvino(net: FusedGoogLeNet, input_size: int, precision: str) -> Callable[
     ov = held_import("openvino")
 
     core = ov.Core()
-    with tempfile.TemporaryDirectory() as folder:  # OpenVINO reads ONNX from a file
-        path = Path(folder) / "googlenet.onnx"
-        export_onnx(net, input_size, path)
-        model = core.read_model(str(path))
     hint = "bf16" if precision == "bf16" else "f32"
-    compiled = core.compile_model(
-        model,
-        "CPU",
-        {
-            "INFERENCE_PRECISION_HINT": hint,
-            "PERFORMANCE_HINT": "LATENCY",
-            "INFERENCE_NUM_THREADS": torch.get_num_threads(),
-        },
-    )
+    try:
+        with tempfile.TemporaryDirectory() as folder:  # OpenVINO reads ONNX from a file
+            path = Path(folder) / "googlenet.onnx"
+            export_onnx(net, input_size, path)
+            model = core.read_model(str(path))
+        compiled = core.compile_model(
+            model,
+            "CPU",
+            {
+                "INFERENCE_PRECISION_HINT": hint,
+                "PERFORMANCE_HINT": "LATENCY",
+                "INFERENCE_NUM_THREADS": torch.get_num_threads(),
+            },
+        )
+    except RuntimeError as exc:  # a C++ failure report of many lines
+        # Below 47 px the map entering maxpool4 is 2x2: its 3x3 window (ceil_mode) gives PyTorch and ONNX
+        # Runtime one value, and OpenVINO refuses a window larger than its input.
+        why = (
+            " (below 47 px a 3x3 max pool meets a 2x2 map, which OpenVINO refuses)" if input_size < 47 else ""
+        )
+        raise ConfigError(
+            f"OpenVINO cannot convert the network at input size {input_size}{why}: "
+            f"{_first_reason(str(exc))}; use another backend (--engine onnxruntime or eager)"
+        ) from None
     request = compiled.create_infer_request()
     lock = threading.Lock()  # one request runs one batch at a time ("Infer Request is busy")
 
@@ -328,6 +339,16 @@ def _openvino(net: FusedGoogLeNet, input_size: int, precision: str) -> Callable[
             return np.array(request.infer({0: array})[compiled.output(0)])
 
     return _logits_of(whole)
+
+
+def _first_reason(report: str) -> str:
+    """The line of an OpenVINO failure report that says what failed, cut short."""
+    lines = [line.strip() for line in report.splitlines() if line.strip()]
+    said = next(
+        (line for line in lines if "OpConversionFailure" in line or "wasn't" in line),
+        lines[0] if lines else "",
+    )
+    return said[:200]
 
 
 def _build(
