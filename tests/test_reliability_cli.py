@@ -893,3 +893,22 @@ def test_no_usable_temporary_folder_is_one_line(
         err.startswith("googlenet: error: no writable temporary folder (TMPDIR='/nonexistent'")
         and "set TMPDIR" in err
     )
+
+
+def test_a_librarys_root_warning_does_not_double_our_lines(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """OpenVINO's `logging.warning(...)` (with an unwritable HOME) called basicConfig, whose root handler
+    then printed every "googlenet" line a second time, as "INFO:googlenet.infer:..."."""
+    import logging
+
+    from googlenet.console import setup_console
+
+    top = logging.getLogger()
+    monkeypatch.setattr(top, "handlers", [])  # a plain process's root, not pytest's
+    monkeypatch.setattr(logging.getLogger("googlenet"), "handlers", [])
+    setup_console()
+    logging.warning("telemetry folder not created")  # what OpenVINO does
+    logging.getLogger("googlenet.infer").info("optimize: onnxruntime chosen")
+    err = capsys.readouterr().err.splitlines()
+    assert err == ["telemetry folder not created", "optimize: onnxruntime chosen"]

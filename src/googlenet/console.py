@@ -104,6 +104,15 @@ def setup_console(level: int = logging.INFO) -> None:
         handler.setFormatter(logging.Formatter("%(message)s"))
         root.addHandler(handler)
     root.setLevel(level)
+    top = logging.getLogger()
+    if not top.handlers:
+        # Other libraries' warnings as Python's last resort prints them, and a handler there, so that a
+        # library's `logging.warning(...)` does not call basicConfig: OpenVINO's, with an unwritable
+        # HOME, added one that printed every "googlenet" line a second time ("INFO:googlenet.infer:...").
+        others = _StderrHandler()
+        others.setLevel(logging.WARNING)
+        others.addFilter(lambda record: not record.name.startswith("googlenet"))
+        top.addHandler(others)
 
 
 def is_launched() -> bool:
