@@ -15,7 +15,7 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from googlenet.data import datasets
-from googlenet.data.datasets import ImageFolderDataset, load_image_folder, load_imagenet
+from googlenet.data.datasets import ImageFolderDataset, load_image_folder, load_imagenet, load_val_folder
 from googlenet.errors import ConfigError, DataError
 
 
@@ -220,8 +220,29 @@ def test_scan_bad_files_says_how_far_it_is(tmp_path: Path, caplog: pytest.LogCap
         _image(tmp_path / "cat" / f"{k}.png")
     with caplog.at_level(logging.INFO, logger="googlenet"):
         assert ImageFolderDataset(tmp_path).scan_bad_files(workers=1, progress_every_s=0.0) == []
-    lines = [r.getMessage() for r in caplog.records if "images decoded" in r.getMessage()]
-    assert len(lines) == 3 and lines[-1].startswith(f"checking {tmp_path}: 3/3 images decoded | ")
+        lines = [r.getMessage() for r in caplog.records if "images decoded" in r.getMessage()]
+        assert len(lines) == 3 and lines[-1].startswith(f"checking {tmp_path}: 3/3 images decoded | ")
+        caplog.clear()  # a bar instead of the lines, not both
+        assert (
+            ImageFolderDataset(tmp_path).scan_bad_files(workers=1, progress=True, progress_every_s=0.0) == []
+        )
+        assert not [r for r in caplog.records if "images decoded" in r.getMessage()]
+
+
+def test_loader_processes_ignore_the_hang_up_a_run_counts_as_sigterm() -> None:
+    """SIGHUP to the process group: every loader process ran the inherited handler of `train` and
+    said "received SIGHUP" too, three times in train.log for -j 2."""
+    import signal
+
+    from googlenet.data.datasets import ignore_stop_signals
+
+    saved = {n: signal.getsignal(n) for n in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    try:
+        ignore_stop_signals()
+        assert all(signal.getsignal(n) is signal.SIG_IGN for n in saved)
+    finally:
+        for number, handler in saved.items():
+            signal.signal(number, handler)
 
 
 def _first_red(image: Any) -> torch.Tensor:
@@ -301,6 +322,13 @@ def test_val_folders_that_differ_from_trains_only_in_unicode_normalisation_are_m
     assert train.classes == val.classes == ["a", "\u00fcber"]
     assert val.samples[1] == (str(tmp_path / "val" / "u\u0308ber" / "1.png"), 1)
     assert "matched to train's" in caplog.text and "'u\\u0308ber'" in caplog.text
+    # `train --resume RUN --test-only` reads val alone, in the checkpoint's classes (it refused)
+    alone = load_val_folder(tmp_path, None, classes=["a", "\u00fcber"])
+    assert alone.classes == ["a", "\u00fcber"] and alone.samples[1][0].endswith("u\u0308ber/1.png")
+    assert load_val_folder(tmp_path, None, classes=["a", "other"]).classes == [
+        "a",
+        "u\u0308ber",
+    ]  # compared later
     # Twins on both sides of one name (val holds both spellings) are not guessed at.
     _image(tmp_path / "val" / "\u00fcber" / "1.png")
     assert "have one name" in _one_line_error(load_image_folder, tmp_path, None, None)

@@ -73,6 +73,7 @@ def test_openvino_refusing_a_small_input_is_one_line_and_auto_goes_on(one_thread
         optimize(model, backend="openvino", input_size=40)
     text = str(info.value)
     assert "\n" not in text and "input size 40 (below 47 px" in text and "--engine onnxruntime" in text
+    assert "Model wasn't fully converted; use another backend" in text
     fast = optimize(model, backend="auto", input_size=40)
     assert fast.backend != "openvino"
     x = torch.randn(2, 3, 40, 40)

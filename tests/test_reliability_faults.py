@@ -222,6 +222,27 @@ def test_default_output_names_are_claimed_so_two_commands_in_one_second_differ(
     assert all(f.is_file() and not f.stat().st_size for f in files)
 
 
+def test_a_default_folder_of_a_failed_attempt_is_not_left_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Claimed default names (above) left a dated folder with train.log and .lock after every failed
+    attempt, where the folder a run creates is removed when it fails before training."""
+    data = tmp_path / "data"
+    for split, classes in (("train", "ab"), ("val", "a")):
+        for name in classes:
+            folder = data / split / name
+            folder.mkdir(parents=True)
+            Image.new("RGB", (8, 8)).save(folder / "0.png")
+    monkeypatch.chdir(tmp_path)
+    for extra in ([], ["--ensemble", "2"]):
+        assert main(["train", "--data-path", str(data), *TINY, *extra]) == 1
+        assert "train and val classes differ" in capsys.readouterr().err
+        assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir()), extra
+    assert main(["detect", "train", "--annotations", str(tmp_path / "none")]) == 1
+    capsys.readouterr()
+    assert not any((tmp_path / "runs").iterdir())
+
+
 @pytest.mark.parametrize("command", ["ablate", "evaluate"])
 def test_a_folder_another_ablate_or_table3_writes_in_is_refused(
     command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
@@ -292,6 +313,12 @@ def test_tilde_paths_a_drawn_seed_and_a_dash_folder_as_a_script_meets_them(
     results = json.loads(capsys.readouterr().out)
     assert (home / "runs" / "t" / "last.pt").is_file() and not (work / "~").exists()
     assert 0 <= results["seed"] < 2**52
+    # the same config file resumes it (its "~/runs/t" against the expanded folder recorded)
+    assert (
+        main(["train", "--config", "t.yaml", "--resume", str(home / "runs" / "t"), "--stop-after-steps", "2"])
+        == 0
+    )
+    capsys.readouterr()
     assert (
         shell_path("-run") == "./-run"
         and shell_path("my run") == "'my run'"

@@ -205,6 +205,10 @@ def test_a_long_validation_says_how_far_it_is(caplog: pytest.LogCaptureFixture) 
     lines = [r.getMessage() for r in caplog.records]
     assert len(lines) == 3 and lines[1].startswith("epoch 3 validation batch 2/3 | ") and "ETA" in lines[1]
     assert said[0]["samples"] == quiet[0]["samples"] == 18
+    caplog.clear()  # on a terminal: the bar alone
+    with caplog.at_level(logging.INFO, logger="googlenet"):
+        evaluate_models([nn.Linear(4, 5)], data, device=CPU, progress=True, progress_every_s=0.0)
+    assert not caplog.records
 
 
 def test_the_speed_settings_keep_the_numerics() -> None:

@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from googlenet import __version__
 from googlenet.console import closing_line, follow_launcher, leave_exit_code
 from googlenet.errors import GoogLeNetError, UsageError
+from googlenet.io import drop_unused_claims, forget_claims
 from googlenet.signals import Terminated, catchable, signals_held
 
 # Subcommand modules, in the order `googlenet --help` lists them. A module missing from an
@@ -170,6 +171,19 @@ def _main(argv: Sequence[str] | None) -> int:
     args.argv = list(sys.argv[1:] if argv is None else argv)  # `train --nproc-per-node` starts it again
     sub = getattr(args, "detect_command", None)
     name = f"{args.command} {sub}" if sub else args.command  # "detect evaluate", as its usage line
+    code = 1
+    try:
+        code = _run_command(args, name)
+        return code
+    finally:
+        if code:  # a failed attempt leaves no empty dated folder of a default name behind
+            drop_unused_claims()
+        else:
+            forget_claims()
+
+
+def _run_command(args: argparse.Namespace, name: str) -> int:
+    """The subcommand's exit code, its errors printed as one line (the tracebacks of our own bugs kept)."""
     try:
         return int(args.func(args) or 0)
     except GoogLeNetError as exc:

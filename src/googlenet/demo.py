@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from googlenet.cli import main as cli
-from googlenet.io import claim_new_path
+from googlenet.io import claim_new_path, drop_unused_claims
 
 
 def _step(title: str) -> None:
@@ -42,8 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     _step("1/3 googlenet train  (built-in data, paper variant, 64x64)")
     code = cli(["train", "--output-dir", str(output)])
     if code != 0:
-        if not args.output_dir and output.is_dir() and not any(output.iterdir()):
-            output.rmdir()  # the name this call claimed, never used
+        drop_unused_claims()  # the default folder this call claimed, if that command left it unused
         return code
     results = json.loads((output / "results.json").read_text())
     final = output / "final.pt"

@@ -185,8 +185,40 @@ def claim_new_path(stem: str | os.PathLike[str], suffix: str = "", folder: bool 
                 os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
         except FileExistsError:
             continue
+        _claimed.add(os.path.abspath(path))
         return path
     raise FileExistsError(errno.EEXIST, "no free name after 9999 tries", str(base))
+
+
+_claimed: set[str] = set()  # what `claim_new_path` made in this process (absolute paths)
+
+
+def claimed_here(path: str | os.PathLike[str]) -> bool:
+    """Whether `claim_new_path` made `path` in this process: a folder that is this command's own, as one
+    it created itself (removed when the command fails before writing anything of value there)."""
+    return os.path.abspath(path) in _claimed
+
+
+def drop_unused_claims() -> None:
+    """Remove what `claim_new_path` made in this process and nothing was written into: a folder holding
+    at most a lock file, an empty file. Called when a command fails, so that a failed attempt leaves no
+    dated folder behind (a run folder with setup files is `RunFolder.discard_if_unused`'s)."""
+    for claimed in sorted(_claimed, reverse=True):
+        path = Path(claimed)
+        with contextlib.suppress(OSError):
+            if path.is_dir() and not path.is_symlink():
+                if {entry.name for entry in path.iterdir()} <= {".lock"}:
+                    for entry in path.iterdir():
+                        entry.unlink()
+                    path.rmdir()
+            elif path.is_file() and not path.stat().st_size:
+                path.unlink()
+        _claimed.discard(claimed)
+
+
+def forget_claims() -> None:
+    """Count what `claim_new_path` made so far as used (the command that claimed it succeeded)."""
+    _claimed.clear()
 
 
 def json_text(value: Any, indent: int | None = 2) -> str:

@@ -119,8 +119,9 @@ def predict_files(
     on_result: Callable[[dict[str, Any]], None] | None = None,
 ) -> list[dict[str, Any]]:
     """One result per path, in order: {"image", "top": [...]}, or {"image", "error"} if it cannot be read
-    (`on_bad="abort"`: the `DataError` is raised instead). `on_result(result)` sees each as it is made
-    (the CLI prints it then, so a long folder shows its results as they come)."""
+    (`on_bad="abort"`: the `DataError` is raised instead). `on_result(result)` sees each, in order, as
+    soon as its batch is done (`PREDICT_BATCH` crops, several images at a time; the CLI prints it then,
+    so a long folder shows its results as they come)."""
     from googlenet.data.decode import load_image
 
     if reduce not in REDUCTIONS:

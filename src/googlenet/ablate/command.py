@@ -11,7 +11,6 @@ a run trained with other settings than the command gives it is refused (`check_e
 from __future__ import annotations
 
 import argparse
-import math
 import shlex
 import sys
 from collections.abc import Callable, Mapping
@@ -19,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from googlenet.ablate.stats import format_markdown
-from googlenet.console import setup_console
+from googlenet.console import setup_console, stderr_is_tty
 from googlenet.errors import ConfigError
 from googlenet.io import json_text
 
@@ -177,7 +176,7 @@ def _run_study(args: argparse.Namespace, plan: StudyPlan, seeds_done: Callable[[
 
     with (plan.output_dir / "command.txt").open("a", encoding="utf-8") as handle:  # every call, in order
         handle.write(shlex.join(["googlenet", *sys.argv[1:]]) + "\n")  # quoted: it can be run again
-    progress = args.progress if args.progress is not None else sys.stderr.isatty()
+    progress = args.progress if args.progress is not None else stderr_is_tty()
     plan.progress = progress
     failed = 0
     if not args.report_only:
@@ -200,9 +199,7 @@ def _run_study(args: argparse.Namespace, plan: StudyPlan, seeds_done: Callable[[
     title = study_title(plan.base, len(done))
     summary = write_study(plan, title)
     if args.json:
-        rows = [{k: None if isinstance(v, float) and math.isnan(v) else v for k, v in r.items()}
-                for r in summary["rows"]]  # fmt: skip
-        print(json_text({"rows": rows, "runs": summary["runs"]}, indent=1))
+        print(json_text({"rows": summary["rows"], "runs": summary["runs"]}, indent=1))  # NaN as null
     else:
         print(format_markdown(summary["rows"], title))
         print(f"tables, plots and study.json in {plan.output_dir}")

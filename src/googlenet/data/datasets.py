@@ -64,6 +64,8 @@ def ignore_stop_signals(_worker_id: int = 0) -> None:
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if hasattr(signal, "SIGHUP"):  # which a training run counts as SIGTERM (a terminal gone)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
 
 # Files this process has already warned about, so a bad file seen every epoch is reported once.
@@ -262,7 +264,11 @@ class ImageFolderDataset(Dataset[tuple[Any, int]]):
                 for result in pool.map(check, paths):
                     results.append(result)
                     bar.update(1)
-                    if progress_every_s is not None and time.perf_counter() - said >= progress_every_s:
+                    if (
+                        not progress
+                        and progress_every_s is not None
+                        and time.perf_counter() - said >= progress_every_s
+                    ):
                         said = time.perf_counter()
                         done = len(results)
                         logger.info(
@@ -486,11 +492,23 @@ def _twin_folders(train_only: Sequence[str], val_only: Sequence[str]) -> dict[st
 
 
 def load_val_folder(
-    data_path: str | os.PathLike[str], transform: Callable[[Any], Any] | None, on_bad: str = "skip"
+    data_path: str | os.PathLike[str],
+    transform: Callable[[Any], Any] | None,
+    on_bad: str = "skip",
+    classes: Sequence[str] | None = None,
 ) -> ImageFolderDataset:
     """The `<data_path>/val` image folder alone, for evaluation (classes in sorted folder order, as
-    `load_image_folder` orders train's)."""
-    return ImageFolderDataset(_split_folders(data_path, ("val",)) / "val", transform, on_bad=on_bad)
+    `load_image_folder` orders train's). `classes`: a model's class names, in its order, used where
+    the folders are those names, some spelled in another Unicode normalisation (as `load_image_folder`
+    matches val's to train's); otherwise the folders' own names, for the caller to compare."""
+    root = _split_folders(data_path, ("val",)) / "val"
+    if classes is not None:
+        found = list_class_folders(root)
+        model_only = sorted(set(classes) - set(found))
+        folders = _twin_folders(model_only, sorted(set(found) - set(classes)))
+        if folders is not None and len(set(classes)) == len(classes):
+            return ImageFolderDataset(root, transform, classes=list(classes), on_bad=on_bad, folders=folders)
+    return ImageFolderDataset(root, transform, on_bad=on_bad)
 
 
 def nfc_twins(names: Iterable[str], others: Iterable[str]) -> list[str]:

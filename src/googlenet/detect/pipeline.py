@@ -25,7 +25,7 @@ import numpy as np
 
 from googlenet.console import setup_console, shell_path
 from googlenet.errors import ConfigError, DataError
-from googlenet.io import claim_new_path, json_loads, json_text
+from googlenet.io import claim_new_path, claimed_here, json_loads, json_text
 
 if TYPE_CHECKING:
     from googlenet.detect.training import RegionSetConfig
@@ -365,7 +365,7 @@ def run_train(args: argparse.Namespace) -> int:
         voc = os.path.abspath(
             resolve_annotations(args.annotations, progress=sys.stderr.isatty() and env.is_main)
         )
-        lock, created = None, not output.exists()
+        lock, created = None, not output.exists() or claimed_here(output)  # a default name is ours
         if env.is_main:
             output.mkdir(parents=True, exist_ok=True)
             lock = lock_folder(output)  # no training may start here while the region set is rebuilt
@@ -642,18 +642,11 @@ def run_multibox(args: argparse.Namespace) -> int:
         lr=args.lr,
         seed=args.seed,
     )
-    claimed = (
-        None
-        if args.output
-        else claim_new_path(f"runs/multibox-{datetime.now():%Y%m%d-%H%M%S}", ".pt", folder=False)
+    # the empty file that holds a default name is removed if the command fails (`drop_unused_claims`)
+    output = args.output or str(
+        claim_new_path(f"runs/multibox-{datetime.now():%Y%m%d-%H%M%S}", ".pt", folder=False)
     )
-    output = args.output or str(claimed)
-    try:
-        return _run_multibox(args, config, output)
-    except BaseException:
-        if claimed is not None and claimed.is_file() and not claimed.stat().st_size:
-            claimed.unlink()  # the empty file that held the name
-        raise
+    return _run_multibox(args, config, output)
 
 
 def _run_multibox(args: argparse.Namespace, config: Any, output: str) -> int:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import sys
 import time
 import typing
 from collections import Counter
@@ -20,7 +19,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from googlenet.console import one_line, setup_console
+from googlenet.console import one_line, setup_console, stderr_is_tty
 from googlenet.data.crops import CROP_COUNTS, CropSpec
 from googlenet.data.datasets import max_workers, usable_cpus
 from googlenet.errors import CheckpointError, ConfigError, DataError, GoogLeNetError, UsageError
@@ -192,7 +191,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     setup_console()  # the built-in data being drawn, the backend `--engine auto` picks
-    progress = args.progress if args.progress is not None else sys.stderr.isatty()
+    progress = args.progress if args.progress is not None else stderr_is_tty()
     device = resolve_device(args.device)
     dataset = args.dataset or ("folder" if args.data_path else "builtin")
     if dataset == "builtin" and args.data_path:

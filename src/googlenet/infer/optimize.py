@@ -307,11 +307,14 @@ def _openvino(net: FusedGoogLeNet, input_size: int, precision: str) -> Callable[
 
     core = ov.Core()
     hint = "bf16" if precision == "bf16" else "f32"
-    try:
-        with tempfile.TemporaryDirectory() as folder:  # OpenVINO reads ONNX from a file
-            path = Path(folder) / "googlenet.onnx"
-            export_onnx(net, input_size, path)
+    with tempfile.TemporaryDirectory() as folder:  # OpenVINO reads ONNX from a file
+        path = Path(folder) / "googlenet.onnx"
+        export_onnx(net, input_size, path)
+        try:
             model = core.read_model(str(path))
+        except RuntimeError as exc:  # a C++ failure report of many lines
+            raise _refusal(input_size, exc) from None
+    try:
         compiled = core.compile_model(
             model,
             "CPU",
@@ -321,16 +324,8 @@ def _openvino(net: FusedGoogLeNet, input_size: int, precision: str) -> Callable[
                 "INFERENCE_NUM_THREADS": torch.get_num_threads(),
             },
         )
-    except RuntimeError as exc:  # a C++ failure report of many lines
-        # Below 47 px the map entering maxpool4 is 2x2: its 3x3 window (ceil_mode) gives PyTorch and ONNX
-        # Runtime one value, and OpenVINO refuses a window larger than its input.
-        why = (
-            " (below 47 px a 3x3 max pool meets a 2x2 map, which OpenVINO refuses)" if input_size < 47 else ""
-        )
-        raise ConfigError(
-            f"OpenVINO cannot convert the network at input size {input_size}{why}: "
-            f"{_first_reason(str(exc))}; use another backend (--engine onnxruntime or eager)"
-        ) from None
+    except RuntimeError as exc:
+        raise _refusal(input_size, exc) from None
     request = compiled.create_infer_request()
     lock = threading.Lock()  # one request runs one batch at a time ("Infer Request is busy")
 
@@ -341,14 +336,18 @@ def _openvino(net: FusedGoogLeNet, input_size: int, precision: str) -> Callable[
     return _logits_of(whole)
 
 
-def _first_reason(report: str) -> str:
-    """The line of an OpenVINO failure report that says what failed, cut short."""
-    lines = [line.strip() for line in report.splitlines() if line.strip()]
-    said = next(
-        (line for line in lines if "OpConversionFailure" in line or "wasn't" in line),
-        lines[0] if lines else "",
+def _refusal(input_size: int, exc: RuntimeError) -> ConfigError:
+    """OpenVINO's failure to read or compile the network, from its report of many lines, as one line."""
+    # Below 47 px the map entering maxpool4 is 2x2: its 3x3 window (ceil_mode) gives PyTorch and ONNX
+    # Runtime one value, and OpenVINO refuses a window larger than its input.
+    why = " (below 47 px a 3x3 max pool meets a 2x2 map, which OpenVINO refuses)" if input_size < 47 else ""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    said = next((line for line in lines if "wasn't fully converted" in line), lines[0] if lines else "")
+    said = said.split(". Failed operations")[0].rstrip(":. ")  # what follows is the report's own list
+    return ConfigError(
+        f"OpenVINO cannot take the network at input size {input_size}{why}: {said[:200]}; "
+        "use another backend (--engine onnxruntime or eager)"
     )
-    return said[:200]
 
 
 def _build(

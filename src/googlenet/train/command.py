@@ -463,10 +463,12 @@ def build_config(args: argparse.Namespace) -> tuple[Any, str | None]:
     if "run.stop_after_steps" not in settings and file_overrides.get("run.stop_after_steps") == recorded_stop:
         file_overrides = {k: v for k, v in file_overrides.items() if k != "run.stop_after_steps"}
     elsewhere = file_overrides.get("run.output_dir")  # as the file has it: the run's own, as it was typed
+    typed = os.path.expanduser(str(elsewhere))  # "~/runs/x", as fit records it since 2026-12-07
     if (
         elsewhere is not None
+        and typed != str(stored.run.output_dir)
         and str(elsewhere) != str(stored.run.output_dir)
-        and Path(str(elsewhere)).resolve() != _run_folder(folder).resolve()
+        and Path(typed).resolve() != _run_folder(folder).resolve()
     ):
         raise ConfigError(
             f"{source}: run.output_dir {elsewhere}: a resumed run continues in its own folder "

@@ -48,7 +48,10 @@ def evaluate_checkpoint(
     for name in ("mean", "std"):  # the normalisation the weights were trained with (--mean/--std)
         if name in meta:
             setattr(config.augment, name, [float(v) for v in meta[name]])
-    data = build_data(config, env, training=False)
+    names = meta.get("class_names")
+    data = build_data(
+        config, env, training=False, class_names=list(names) if isinstance(names, list) else None
+    )
     check_same_classes(meta, data.classes, file)
     model = build_from_config(dict(checkpoint["model_config"])).to(device)
     sampler = ShardedIndices(range(len(data.val)), env.rank, env.world_size)

@@ -78,8 +78,11 @@ def make_eval_loader(
     return make_loader(LeftOut(dataset), workers, device, collate_fn=collate_decoded, **kwargs)
 
 
-def build_data(config: TrainConfig, env: ddp.DistEnv, training: bool = True) -> TrainData:
-    """Training and validation sets; `training=False` (evaluation only) reads the validation set alone."""
+def build_data(
+    config: TrainConfig, env: ddp.DistEnv, training: bool = True, class_names: list[str] | None = None
+) -> TrainData:
+    """Training and validation sets; `training=False` (evaluation only) reads the validation set alone,
+    an image folder's in the order of `class_names` (the checkpoint's) where its folders are them."""
     m, d, a = config.model, config.data, config.augment
     train: ImageFolderDataset
     val: ImageFolderDataset
@@ -119,7 +122,7 @@ def build_data(config: TrainConfig, env: ddp.DistEnv, training: bool = True) -> 
         if training:
             train, val = load_image_folder(root, train_tf, eval_tf, on_bad=d.on_bad)
         else:  # sorted class folders, as load_image_folder orders train's; the checkpoint's are compared
-            val = train = load_val_folder(root, eval_tf, on_bad=d.on_bad)
+            val = train = load_val_folder(root, eval_tf, on_bad=d.on_bad, classes=class_names)
     if training and len(train.classes) < 2:  # one class: the loss is 0 from the first step, nothing learnt
         raise DataError(f"{train.root}: a classifier needs at least 2 classes, found 1 ({train.classes[0]})")
     bad: list[str] = []

@@ -359,8 +359,8 @@ def evaluate_models(
     raises `EvaluationInterrupted` (after the one all-reduce the processes share either way), so a
     signal need not wait out a long validation: torchrun, like Slurm, kills 30 s after its SIGTERM.
 
-    `progress` draws a tqdm bar named `desc`; `progress_every_s` logs a plain line every so many
-    seconds instead, as `train_one_epoch` does (an ImageNet validation is minutes without one)."""
+    `progress` draws a tqdm bar named `desc`; else `progress_every_s` logs a plain line every so many
+    seconds, as `train_one_epoch` does (an ImageNet validation is minutes without one)."""
     modes = [model.training for model in models]
     sums = [[0.0, 0.0, 0.0] for _ in models]  # loss, top-1 hits, top-5 hits
     samples = 0.0
@@ -373,7 +373,11 @@ def evaluate_models(
         model.eval()
     try:
         for done, (images, target) in enumerate(loader, start=1):
-            if progress_every_s is not None and time.perf_counter() - said >= progress_every_s:
+            if (
+                not progress
+                and progress_every_s is not None
+                and time.perf_counter() - said >= progress_every_s
+            ):
                 said = time.perf_counter()
                 rate = samples / (said - started)
                 left = (

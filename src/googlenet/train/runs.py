@@ -40,7 +40,15 @@ from typing import IO, Any
 
 from googlenet.console import LogFormatter, shell_path
 from googlenet.errors import ConfigError
-from googlenet.io import atomic_open, claim_new_path, json_loads, json_safe, leftover_of, record_digest
+from googlenet.io import (
+    atomic_open,
+    claim_new_path,
+    claimed_here,
+    json_loads,
+    json_safe,
+    leftover_of,
+    record_digest,
+)
 
 try:
     import fcntl
@@ -202,7 +210,7 @@ class RunFolder:
         self._writer: Any = None
         self._log_handler: logging.Handler | None = None
         self._level_before: int | None = None  # the "googlenet" logger's level before `attach_log`
-        self.created = enabled and not self.path.exists()
+        self.created = enabled and (not self.path.exists() or claimed_here(self.path))  # a default name
         self.started = False  # set when training begins; `discard_if_unused` keeps the folder after that
         if enabled:
             if self.path.exists() and not self.path.is_dir():
