@@ -130,10 +130,12 @@ def build_data(
         if env.is_main:
             threads = max(1, loader_workers(config))
             shown = config.run.progress  # a bar on a terminal, else a line a minute (as the epochs)
-            say = {"progress": shown and stderr_is_tty(), "progress_every_s": 60.0 if shown else None}
-            bad = (train.scan_bad_files(workers=threads, **say) if training else []) + val.scan_bad_files(
-                workers=threads, **say
-            )
+            bar, every = shown and stderr_is_tty(), 60.0 if shown else None
+            bad = (
+                train.scan_bad_files(workers=threads, progress=bar, progress_every_s=every)
+                if training
+                else []
+            ) + val.scan_bad_files(workers=threads, progress=bar, progress_every_s=every)
         # Decoding every image of a large training set takes longer than a collective waits.
         ddp.barrier(long=True)
         first = (train.bad_reasons.get(bad[0]) or val.bad_reasons.get(bad[0])) if bad else None

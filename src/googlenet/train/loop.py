@@ -14,7 +14,7 @@ import logging
 import math
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence, Sized
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -365,7 +365,7 @@ def evaluate_models(
     sums = [[0.0, 0.0, 0.0] for _ in models]  # loss, top-1 hits, top-5 hits
     samples = 0.0
     stopped = 0.0
-    batches = len(loader) if hasattr(loader, "__len__") else None
+    batches = len(loader) if isinstance(loader, Sized) else None
     bar = tqdm(total=batches, desc=desc, unit="batch", file=sys.stderr, disable=not progress,
                dynamic_ncols=True, leave=False)  # fmt: skip
     started = said = time.perf_counter()
