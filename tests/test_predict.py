@@ -75,6 +75,21 @@ def test_predict_json_says_how_far_it_is_on_stderr(
     ]
 
 
+def test_predict_jsonl_gives_a_line_per_image_as_it_comes(
+    files: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--json` holds every result to the end (a large folder: minutes, and all lost to a kill);
+    `--jsonl` prints each, errors too, in order."""
+    paths = [str(files["wide"]), str(files["broken"]), str(files["tall"])]
+    assert main(["predict", *paths, "--checkpoint", str(files["a"]), "--jsonl", "--topk", "2"]) == 1
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [line["image"] for line in lines] == paths
+    assert "error" in lines[1] and [len(lines[k]["top"]) for k in (0, 2)] == [2, 2]
+    with pytest.raises(SystemExit) as done:
+        main(["predict", *paths, "--checkpoint", str(files["a"]), "--jsonl", "--json"])
+    assert done.value.code == 2 and "not allowed with argument" in capsys.readouterr().err
+
+
 def test_unreadable_image_is_one_line_and_the_others_are_predicted(
     files: dict[str, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -202,7 +202,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--on-bad", choices=("skip", "abort"), default="skip",
                         help="an unreadable image: skip it, named on stderr, and exit 1 after predicting the "
                              "others (default); or stop at the first one (earlier results are already printed)")  # fmt: skip
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    output = parser.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="print one JSON object, at the end")
+    output.add_argument("--jsonl", action="store_true",
+                        help="print one JSON object per image as it is done (JSON Lines: "
+                             '{"image", "top"} or {"image", "error"})')  # fmt: skip
     parser.set_defaults(func=run)
 
 
@@ -326,9 +330,11 @@ def run(args: argparse.Namespace) -> int:
     skipped = "" if len(images) + len(unusable) == 1 and not os.path.isdir(images[0]) else " (skipped)"
 
     def show(r: dict[str, Any]) -> None:  # each image's result as soon as it is there (JSON: at the end)
+        if args.jsonl:  # a line per image, errors too (a script reads them as they come)
+            print(json_text(r, indent=None), flush=True)
         if "error" in r:
             print(f"googlenet predict: error: {one_line(r['error'])}{skipped}", file=sys.stderr)
-        elif not args.json:
+        elif not (args.json or args.jsonl):
             print(one_line(r["image"]))
             for entry in r["top"]:
                 wnid = f" ({entry['wnid']})" if "wnid" in entry else ""
