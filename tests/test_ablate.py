@@ -162,10 +162,11 @@ def test_runs_keep_the_users_thread_counts_and_log_a_command_that_reruns(
     monkeypatch.setattr(study, "cores", lambda: 1)  # one CPU of the machine's (taskset)
     plan = StudyPlan(tmp_path / "my study", arms=("full",), seeds=(0,))
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
     study.run_training(plan, progress=False)
     monkeypatch.delenv("OMP_NUM_THREADS")
     study.run_training(plan, progress=False)
-    assert [env["OMP_NUM_THREADS"] for env in seen] == ["3", "1"]
+    assert [(env["OMP_NUM_THREADS"], env["MKL_NUM_THREADS"]) for env in seen] == [("3", "3"), ("1", "1")]
     log = (tmp_path / "my study" / "runs" / "full" / "seed-0.log").read_text()
     assert f"--output-dir '{tmp_path / 'my study' / 'runs' / 'full' / 'seed-0'}'" in log, log
 

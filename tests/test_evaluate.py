@@ -102,6 +102,11 @@ def test_an_imbalanced_set_gets_its_balance_and_the_mean_per_class_accuracy(
     assert f"imbalanced: the largest class is {share:.2f}% of the images" in capsys.readouterr().out
     even = run_json(["--checkpoint", str(setup["a"]), "--data-path", str(setup["data"])], capsys)
     assert not even["balance"]["imbalanced"]
+    # --limit leaving a class without images: the classes scored are still even (it said imbalanced)
+    part = run_json(
+        ["--checkpoint", str(setup["a"]), "--data-path", str(setup["data"]), "--limit", "2"], capsys
+    )
+    assert part["images"] == 2 and not part["balance"]["imbalanced"]
 
 
 def test_without_a_terminal_a_long_evaluation_says_how_far_it_is(

@@ -269,8 +269,8 @@ def test_a_folder_another_ablate_or_table3_writes_in_is_refused(
             capsys.readouterr().err, str(out), "in use by another googlenet process", f"googlenet {argv[0]}"
         )
     assert {p.name for p in out.iterdir()} == {".lock"}  # nothing else written
-    if command == "evaluate":  # a failed call leaves no folder it made
-        assert main([*argv[:-1], str(tmp_path / "new")]) == 1
+    if command == "evaluate":  # a failed call leaves no folder it made, nor the folders above it
+        assert main([*argv[:-1], str(tmp_path / "new" / "a" / "b")]) == 1
         assert "x.pt" in capsys.readouterr().err and not (tmp_path / "new").exists()
 
 

@@ -144,7 +144,8 @@ def run() -> None:
     except FileNotFoundError:
         _settle_streams()
         print(f"googlenet: error: no writable temporary folder (TMPDIR={os.environ.get('TMPDIR', '')!r}, "
-              "/tmp, /var/tmp, the working folder); set TMPDIR to a writable folder", file=sys.stderr)  # fmt: skip
+              "TEMP, TMP, /tmp, /var/tmp, the working folder); set TMPDIR to a writable folder",
+              file=sys.stderr)  # fmt: skip
         sys.exit(1)
     try:
         code = main()

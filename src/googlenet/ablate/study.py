@@ -364,7 +364,8 @@ def run_one(plan: StudyPlan, arm: str, seed: int, threads: int) -> dict[str, Any
         handle.write(yaml.safe_dump(_nested(plan.config_of(arm, seed)), sort_keys=False))
     command = train_command(plan, arm, seed)
     # the user's own thread counts kept, as `train --nproc-per-node` keeps them
-    env = {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), **os.environ}
+    env = {"OMP_NUM_THREADS": str(threads), **os.environ}
+    env.setdefault("MKL_NUM_THREADS", env["OMP_NUM_THREADS"])  # as OpenMP's, the user's or ours
     log = folder.parent / f"seed-{seed}.log"
     started = time.perf_counter()
     before = log.stat().st_size if log.is_file() else 0  # the log grows by call: this run's lines follow

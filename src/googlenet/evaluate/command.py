@@ -106,7 +106,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_engine_arguments(g, default="auto")
     g.add_argument("--json", action="store_true", help="print the results as one JSON object")
     g.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                   help="progress bar with images/s and ETA on stderr (default: when stderr is a terminal)")  # fmt: skip
+                   help="progress bar with images/s and ETA on stderr (default: when stderr is a terminal, "
+                        "else a progress line every 60 s)")  # fmt: skip
     parser.set_defaults(func=run)
 
 
@@ -335,7 +336,7 @@ def _report(
         "mean_class_top1_accuracy": (
             sum(row["top1_accuracy"] for row in scored) / len(scored) if scored else None
         ),
-        "balance": class_balance([row["images"] for row in per_class]),
+        "balance": class_balance([row["images"] for row in scored]),  # (--limit leaves classes out)
     }
 
 

@@ -812,7 +812,7 @@ def holding(folder: Path, command: str) -> Iterator[None]:
     """`folder` made if need be and locked (`lock_folder`) for the block: a second `command` writing
     there at the same time is refused, never interleaved. A folder made here that the block leaves
     holding only the lock file (it failed first) is removed."""
-    made = not folder.exists()
+    made = [parent for parent in (folder, *folder.parents) if not parent.exists()]  # innermost first
     folder.mkdir(parents=True, exist_ok=True)
     lock = lock_folder(folder, command)
     try:
@@ -820,6 +820,9 @@ def holding(folder: Path, command: str) -> Iterator[None]:
     except BaseException:
         if made and {p.name for p in folder.iterdir()} <= {LOCK_FILE}:
             shutil.rmtree(folder, ignore_errors=True)
+            for parent in made[1:]:  # the folders made above it, as they were left empty
+                with contextlib.suppress(OSError):
+                    parent.rmdir()
         raise
     finally:
         if lock is not None:
