@@ -312,6 +312,33 @@ def test_proposal_recall_of_no_object_is_null_in_json_and_a_dash_in_text(
     assert "nan" not in table.lower() and "0 objects that are not difficult" in table
 
 
+def test_detect_predict_pipes_into_detect_evaluate(
+    tmp_path: Path, checkpoints: dict[str, Path], capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch, one_thread: None,
+) -> None:  # fmt: skip
+    """`detect predict | detect evaluate` could not be piped: "-" was refused as an output and as
+    --detections (no such file)."""
+    import io
+
+    require("cv2", reason="opencv-contrib is the [detect] extra")
+    voc = _voc_tree(tmp_path / "voc", {})
+    base = ["detect", "predict", "--checkpoint", str(checkpoints["det"]), "--annotations", str(voc),
+            "--max-side", "100", "--score-threshold", "0", "--max-per-image", "3"]  # fmt: skip
+    assert main([*base, "--output", "-"]) == 0
+    piped = capsys.readouterr()
+    assert piped.out.startswith("image_id,class,score,") and "-> standard output" in piped.err
+    (tmp_path / "d.csv").write_bytes(piped.out.encode())  # the same rows, from a file
+    scored = ["detect", "evaluate", "--annotations", str(voc), "--json", "--detections"]
+    assert main([*scored, str(tmp_path / "d.csv")]) == 0
+    from_file = json.loads(capsys.readouterr().out)
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(piped.out.encode())))
+    assert main([*scored, "-"]) == 0
+    from_stdin = json.loads(capsys.readouterr().out)
+    assert from_stdin["mAP"] == from_file["mAP"] and from_stdin["detections"] == from_file["detections"] > 0
+    assert main([*base, "--output", "-", "--json"]) == 1
+    assert "give one" in capsys.readouterr().err
+
+
 BAD_JPEGS = {"truncated": _JPEG[: len(_JPEG) // 2], "empty": b"", "text": b"not a photo\n" * 4}
 
 

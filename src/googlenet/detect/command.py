@@ -50,7 +50,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ev.add_argument("--annotations", required=True, metavar="VOC_ROOT",
                     help="folder holding VOCdevkit/VOC<year> (or that folder itself), or builtin (the "
                          "built-in scenes)")  # fmt: skip
-    ev.add_argument("--detections", required=True, metavar="FILE.csv")
+    ev.add_argument(
+        "--detections", required=True, metavar="FILE.csv", help="the detections CSV (-: standard input)"
+    )
     ev.add_argument("--image-set", default="val", help="ImageSets/Main/<name>.txt (default val)")
     ev.add_argument("--iou", type=float, default=0.5, help="IoU threshold (section 8: 0.5)")
     ev.add_argument("--eleven-point", action="store_true", help="VOC 2007's 11-point interpolated AP")
@@ -111,7 +113,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     pd.add_argument("--box-regression", metavar="FILE",
                     help="beyond the paper: move each detection by this class-specific regression "
                          "(googlenet detect boxreg) and redo NMS")  # fmt: skip
-    pd.add_argument("--output", required=True, metavar="FILE.csv", help="the detections CSV to write")
+    pd.add_argument("--output", required=True, metavar="FILE.csv",
+                    help="the detections CSV to write (-: standard output, for detect evaluate --detections -)")  # fmt: skip
     pd.add_argument(
         "--draw", metavar="DIR", help="also write one PNG per image with its detections drawn and labelled"
     )
@@ -256,11 +259,18 @@ def run_predict(args: argparse.Namespace) -> int:
             "file to reuse it)",
         )  # fmt: skip
         _check_draw_folder(args.draw)  # writable: found now, not after the proposals and the scoring
-    check_output(
-        "--output", args.output, replaceable=is_detections_csv, kind="a detections CSV",
-        inputs={"--checkpoint": args.checkpoint, "--box-regression": args.box_regression,
-                "--multibox": args.multibox},
-    )  # fmt: skip
+    to_stdout = (
+        args.output == "-"
+    )  # the CSV on standard output: `... | googlenet detect evaluate --detections -`
+    if to_stdout and args.json:
+        raise ConfigError("--output - prints the detections CSV on standard output; --json would print there too: "
+                          "give one")  # fmt: skip
+    if not to_stdout:
+        check_output(
+            "--output", args.output, replaceable=is_detections_csv, kind="a detections CSV",
+            inputs={"--checkpoint": args.checkpoint, "--box-regression": args.box_regression,
+                    "--multibox": args.multibox},
+        )  # fmt: skip
     config = DetectorConfig(
         score_threshold=args.score_threshold, nms_iou=args.nms_iou, max_per_image=args.max_per_image,
         context=_checked_context(args),
@@ -327,9 +337,10 @@ def run_predict(args: argparse.Namespace) -> int:
         return 0
     found = len({d.label for d in detections})
     print(f"{len(detections)} detections of {found} of the {len(classes)} classes on {done} images by "
-          f"{len(ensemble.members)} model(s) -> {args.output} (proposals {seconds / max(1, done):.2f} s/image, "
-          f"scoring {scoring / max(1, done):.2f} s/image{refining})"
-          + (f"; {len(skipped)} unreadable image(s) skipped" if skipped else ""))  # fmt: skip
+          f"{len(ensemble.members)} model(s) -> {'standard output' if to_stdout else args.output} (proposals "
+          f"{seconds / max(1, done):.2f} s/image, scoring {scoring / max(1, done):.2f} s/image{refining})"
+          + (f"; {len(skipped)} unreadable image(s) skipped" if skipped else ""),
+          file=sys.stderr if to_stdout else sys.stdout)  # fmt: skip
     return 0
 
 

@@ -13,15 +13,18 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import logging
 import math
 import os
 import re
+import sys
 import warnings
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from PIL import Image
 
@@ -323,11 +326,19 @@ def _inside(coords: list[float], size: tuple[float, float], where: str, clipped:
 
 
 def read_detections(path: str | os.PathLike[str]) -> list[Detection]:
-    """Detections from a CSV file (see the module docstring)."""
-    if os.path.exists(path) and not os.path.isfile(path):  # a folder, or a pipe that open() would wait on
+    """Detections from a CSV file (see the module docstring); "-" reads standard input (`detect predict
+    --output -` piped in)."""
+    stdin = str(path) == "-"
+    if stdin:
+        path = "standard input"
+    elif os.path.exists(path) and not os.path.isfile(path):  # a folder, or a pipe open() would wait on
         raise DataError(f"{path}: not a regular file (a detections CSV)")
     try:
-        with open(path, encoding="utf-8-sig", newline="") as handle:  # -sig: a BOM, as Excel writes
+        with (
+            io.StringIO(sys.stdin.buffer.read().decode("utf-8-sig"), newline="")
+            if stdin
+            else open(path, encoding="utf-8-sig", newline="")  # -sig: a BOM, as Excel writes
+        ) as handle:
             reader = csv.DictReader(handle)
             missing = [name for name in CSV_FIELDS if name not in (reader.fieldnames or [])]
             if missing:
@@ -369,11 +380,19 @@ def is_detections_csv(path: str | os.PathLike[str]) -> bool:
 
 
 def write_detections(path: str | os.PathLike[str], detections: Sequence[Detection]) -> None:
-    """Write detections as CSV, atomically."""
+    """Write detections as CSV, atomically; "-" prints them on standard output."""
     from googlenet.io import atomic_open
 
+    if str(path) == "-":
+        _write_rows(sys.stdout, detections)
+        sys.stdout.flush()
+        return
     with atomic_open(path, "w") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(CSV_FIELDS)
-        for d in detections:
-            writer.writerow([d.image, d.label, f"{d.score:.6f}", *(f"{v:.6f}" for v in d.box)])
+        _write_rows(handle, detections)
+
+
+def _write_rows(handle: Any, detections: Sequence[Detection]) -> None:
+    writer = csv.writer(handle)
+    writer.writerow(CSV_FIELDS)
+    for d in detections:
+        writer.writerow([d.image, d.label, f"{d.score:.6f}", *(f"{v:.6f}" for v in d.box)])
