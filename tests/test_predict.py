@@ -63,7 +63,7 @@ def test_predict_json_says_how_far_it_is_on_stderr(
     """`predict --json` on a large folder printed nothing until its end (minutes at ImageNet's size)."""
     import googlenet.predict as predict
 
-    monkeypatch.setattr(predict, "PROGRESS_EVERY_S", 0.0)
+    monkeypatch.setattr(predict, "PROGRESS_LINE_EVERY_S", 0.0)
     args = ["predict", str(files["wide"]), str(files["tall"]), "--checkpoint", str(files["a"]), "--json"]
     assert main(args) == 0
     captured = capsys.readouterr()

@@ -69,6 +69,37 @@ class LogFormatter(logging.Formatter):
         return stamp
 
 
+# Where no progress bar is drawn (stderr a file or pipe: nohup, a batch system's log, CI), a plain
+# progress line this often in every long command.
+PROGRESS_LINE_EVERY_S = 60.0
+
+
+class ProgressLines:
+    """When a long loop logs its next plain progress line (every `every` seconds; never when None), and
+    its rate and ETA from the time since it began: the one pacing of train's epochs, validation and image
+    check, `evaluate` and `predict --json` where no bar is drawn."""
+
+    def __init__(self, every: float | None) -> None:
+        self.every = every
+        self.started = self.said = time.perf_counter()
+
+    def due(self) -> bool:
+        """Whether a line is due now (and if so, counted as said)."""
+        if self.every is None or time.perf_counter() - self.said < self.every:
+            return False
+        self.said = time.perf_counter()
+        return True
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds from the start to the last line said."""
+        return self.said - self.started
+
+    def eta(self, done: int, total: int) -> str:
+        """H:MM:SS left for `total` units at the pace of the `done` so far."""
+        return duration((total - done) * self.elapsed / max(done, 1))
+
+
 def stderr_is_tty() -> bool:
     """Whether stderr is a terminal (a progress bar is drawn there); False when it was replaced by an
     object without `isatty` or closed."""

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -25,7 +24,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from googlenet.console import duration, one_line, stderr_is_tty
+from googlenet.console import PROGRESS_LINE_EVERY_S, ProgressLines, one_line, stderr_is_tty
 from googlenet.data.crops import CROP_COUNTS, CropSpec, cut_crops
 from googlenet.data.decode import is_image_file
 from googlenet.errors import CheckpointError, ConfigError, DataError, UsageError
@@ -40,8 +39,6 @@ from googlenet.evaluate.models import (
 from googlenet.evaluate.protocol import check_finite, member_probs
 from googlenet.io import json_text, looks_like_torch_file
 
-# Seconds between the progress lines of `predict --json` when stderr is not a terminal.
-PROGRESS_EVERY_S = 60.0
 # Crops one forward pass of `predict_files` takes (images of 1 crop: 32 at a time; of 10: 3; of 144: 1).
 PREDICT_BATCH = 32
 
@@ -351,19 +348,17 @@ def run(args: argparse.Namespace) -> int:
     # a line a minute, as train's), so that a long folder is not silent.
     bar = tqdm(total=len(images), unit="img", desc="predict", file=sys.stderr, dynamic_ncols=True,
                disable=not (args.json and stderr_is_tty()), leave=False)  # fmt: skip
-    started = said = time.perf_counter()
+    lines = ProgressLines(PROGRESS_LINE_EVERY_S if args.json and not stderr_is_tty() else None)
     done = 0
 
     def shown(r: dict[str, Any]) -> None:
-        nonlocal said, done
+        nonlocal done
         show(r)
         bar.update(1)
         done += 1
-        if args.json and not stderr_is_tty() and time.perf_counter() - said >= PROGRESS_EVERY_S:
-            said = time.perf_counter()
-            left = (len(images) - done) * (said - started) / done
-            print(f"googlenet predict: {done}/{len(images)} images | {done / (said - started):.1f} img/s | "
-                  f"ETA {duration(left)}", file=sys.stderr, flush=True)  # fmt: skip
+        if lines.due():
+            print(f"googlenet predict: {done}/{len(images)} images | {done / lines.elapsed:.1f} img/s | "
+                  f"ETA {lines.eta(done, len(images))}", file=sys.stderr, flush=True)  # fmt: skip
 
     with bar:
         results = predict_files(

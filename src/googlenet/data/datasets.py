@@ -17,7 +17,6 @@ import shutil
 import signal
 import sys
 import tempfile
-import time
 import unicodedata
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -29,7 +28,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset, default_collate
 
-from googlenet.console import duration
+from googlenet.console import ProgressLines
 from googlenet.data.decode import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, is_image_file, load_image
 from googlenet.errors import ConfigError, DataError
 from googlenet.io import json_loads
@@ -258,22 +257,17 @@ class ImageFolderDataset(Dataset[tuple[Any, int]]):
         paths = [path for path, _ in self.samples]
         with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
             results: list[DataError | None] = []
-            started = said = time.perf_counter()
+            lines = ProgressLines(None if progress else progress_every_s)  # a bar, or else lines
             with tqdm(total=len(paths), desc=f"checking {self.root.name}", unit="img", file=sys.stderr,
                       disable=not progress, dynamic_ncols=True, leave=False) as bar:  # fmt: skip
                 for result in pool.map(check, paths):
                     results.append(result)
                     bar.update(1)
-                    if (
-                        not progress
-                        and progress_every_s is not None
-                        and time.perf_counter() - said >= progress_every_s
-                    ):
-                        said = time.perf_counter()
+                    if lines.due():
                         done = len(results)
                         logger.info(
                             "checking %s: %d/%d images decoded | %.0f img/s | ETA %s", self.root, done,
-                            len(paths), done / (said - started), duration((len(paths) - done) * (said - started) / done),
+                            len(paths), done / lines.elapsed, lines.eta(done, len(paths)),
                         )  # fmt: skip
         bad = sorted(path for path, error in zip(paths, results, strict=True) if error is not None)
         for path, error in zip(paths, results, strict=True):

@@ -166,7 +166,7 @@ def run_proposals(args: argparse.Namespace) -> int:
     `--multibox`, also of MultiBox alone and added to each setting); the exit code."""
     from dataclasses import asdict
 
-    from googlenet.detect.proposals import proposal_recall, propose_all
+    from googlenet.detect.proposals import mabo, percent, proposal_recall, propose_all
     from googlenet.detect.voc import voc_images
 
     if args.limit is not None and args.limit < 1:
@@ -213,16 +213,6 @@ def run_proposals(args: argparse.Namespace) -> int:
     print(f"({len(images) - len(skipped)} images, {rows[0]['objects']} objects that are not difficult"
           + (f"; {len(skipped)} unreadable image(s) skipped)" if skipped else ")"))  # fmt: skip
     return 0
-
-
-def percent(fraction: float) -> str:
-    """A recall as "61.3%", or "-" where there was nothing to recall (no object that is not difficult)."""
-    return f"{100 * fraction:.1f}%" if math.isfinite(fraction) else "-"
-
-
-def mabo(value: float) -> str:
-    """A mean best overlap as "0.712", or "-" where there was nothing to overlap."""
-    return f"{value:.3f}" if math.isfinite(value) else "-"
 
 
 def _check_some_read(

@@ -668,7 +668,7 @@ def _run_multibox(args: argparse.Namespace, config: Any, output: str) -> int:
     print(
         f"MultiBox ({result['priors']} priors, {config.epochs} epochs, {result['train_seconds']:.0f}s) -> {output}"
     )
-    from googlenet.detect.command import mabo, percent
+    from googlenet.detect.proposals import mabo, percent
 
     print(f"validation: recall@0.5 {percent(r['recall_50'])}, recall@0.7 {percent(r['recall_70'])}, "
           f"MABO {mabo(r['mabo'])}, {r['proposals_per_image']:.0f} proposals and {r['seconds_per_image'] * 1000:.1f} ms "

@@ -19,6 +19,7 @@ annotations are 1-based; `detect.training` shifts them).
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -112,6 +113,16 @@ class Recall:
     mabo: float  # mean over objects of the best IoU any proposal reaches
     proposals_per_image: float
     seconds_per_image: float
+
+
+def percent(fraction: float) -> str:
+    """A recall as "61.3%", or "-" where there was nothing to recall (no object that is not difficult)."""
+    return f"{100 * fraction:.1f}%" if math.isfinite(fraction) else "-"
+
+
+def mabo(value: float) -> str:
+    """A mean best overlap as "0.712", or "-" where there was nothing to overlap."""
+    return f"{value:.3f}" if math.isfinite(value) else "-"
 
 
 def proposal_recall(

@@ -19,7 +19,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from googlenet.console import one_line, setup_console, stderr_is_tty
+from googlenet.console import PROGRESS_LINE_EVERY_S, one_line, setup_console, stderr_is_tty
 from googlenet.data.crops import CROP_COUNTS, CropSpec
 from googlenet.data.datasets import max_workers, usable_cpus
 from googlenet.errors import CheckpointError, ConfigError, DataError, GoogLeNetError, UsageError
@@ -109,10 +109,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="progress bar with images/s and ETA on stderr (default: when stderr is a terminal, "
                         "else a progress line every 60 s)")  # fmt: skip
     parser.set_defaults(func=run)
-
-
-# Seconds between the plain progress lines when stderr is not a terminal.
-PROGRESS_LINE_EVERY_S = 60.0
 
 
 def _check_args(args: argparse.Namespace) -> None:

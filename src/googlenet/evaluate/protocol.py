@@ -25,7 +25,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from googlenet.console import duration
+from googlenet.console import ProgressLines
 from googlenet.data.crops import CropSpec, CropTransform, normalize
 from googlenet.data.datasets import ignore_stop_signals
 from googlenet.data.loading import StoppingLoader, in_worker
@@ -253,8 +253,8 @@ def run_views(
     bad: list[tuple[str, str]] = []
     forward_passes = 0
     model_seconds = 0.0
-    started = said = time.perf_counter()
-    done = 0
+    started = time.perf_counter()
+    lines, done = ProgressLines(progress_every_s), 0
     bar = tqdm(total=total, unit="img", file=sys.stderr, disable=not progress, dynamic_ncols=True)
     try:
         with torch.inference_mode():
@@ -279,11 +279,10 @@ def run_views(
                         meter.update(aggregate_probs(stacked, reduce), batch.targets)
                 bar.update(len(batch.targets) + len(batch.errors))
                 done += len(batch.targets) + len(batch.errors)
-                if progress_every_s is not None and time.perf_counter() - said >= progress_every_s:
-                    said = time.perf_counter()
-                    left = f" | ETA {duration((total - done) * (said - started) / done)}" if total else ""
+                if lines.due():
+                    left = f" | ETA {lines.eta(done, total)}" if total else ""
                     logger.info("evaluated %d/%s images | %.1f img/s%s", done, total or "?",
-                                done / (said - started), left)  # fmt: skip
+                                done / lines.elapsed, left)  # fmt: skip
     finally:
         bar.close()
     return {

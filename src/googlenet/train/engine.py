@@ -35,7 +35,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from googlenet import __version__
-from googlenet.console import is_launched, leave_resume_hint, shell_path, stderr_is_tty
+from googlenet.console import PROGRESS_LINE_EVERY_S, is_launched, leave_resume_hint, shell_path, stderr_is_tty
 from googlenet.data.datasets import read_skipped, record_skipped
 from googlenet.data.transforms import default_resize_size
 from googlenet.errors import CheckpointError, ConfigError, GoogLeNetError
@@ -175,10 +175,6 @@ def fit(config: TrainConfig, resume: str | os.PathLike[str] | None = None) -> di
 # Settings each process may have of its own: where its copy of the data and of the --init-from file
 # are (their contents are compared, or DDP copies the first process's weights), how many loader
 # processes its machine runs, and whether it draws a progress bar.
-# Where no bar is drawn (stderr a file or pipe: nohup, a batch system's log), a plain progress line
-# this often during an epoch, in train.log too.
-PROGRESS_LINE_EVERY_S = 60.0
-
 _OWN_SETTINGS = ("data.data_path", "model.init_from", "data.workers", "run.progress")
 
 
@@ -301,14 +297,15 @@ def _fit_one(
     run.attach_log()
     try:
         return _Trainer(config, checkpoint, env, device, run, started_wall, resume_with).train()
-    except GoogLeNetError as exc:
-        run.log_to_file(logging.ERROR, f"stopped: {exc}")
-        run.close()
-        run.discard_if_unused()
-        raise
-    except (OSError, RuntimeError, MemoryError) as exc:  # the machine's: memory, a disk, a lost mount
+    except (
+        GoogLeNetError,
+        OSError,
+        RuntimeError,
+        MemoryError,
+    ) as exc:  # ours, or the machine's (memory, a disk)
         first = (str(exc).strip().splitlines() or [""])[0][:300]
-        run.log_to_file(logging.ERROR, f"stopped: {type(exc).__name__}: {first}")
+        why = str(exc) if isinstance(exc, GoogLeNetError) else f"{type(exc).__name__}: {first}"
+        run.log_to_file(logging.ERROR, f"stopped: {why}")
         run.close()
         run.discard_if_unused()
         raise

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
-from googlenet.console import stderr_is_tty
+from googlenet.console import PROGRESS_LINE_EVERY_S, stderr_is_tty
 from googlenet.data.datasets import (
     ImageFolderDataset,
     ImageNetDataset,
@@ -130,7 +130,7 @@ def build_data(
         if env.is_main:
             threads = max(1, loader_workers(config))
             shown = config.run.progress  # a bar on a terminal, else a line a minute (as the epochs)
-            bar, every = shown and stderr_is_tty(), 60.0 if shown else None
+            bar, every = shown and stderr_is_tty(), PROGRESS_LINE_EVERY_S if shown else None
             bad = (
                 train.scan_bad_files(workers=threads, progress=bar, progress_every_s=every)
                 if training

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from googlenet.console import duration
+from googlenet.console import ProgressLines
 from googlenet.errors import ConfigError, GoogLeNetError
 from googlenet.evaluate.metrics import topk_correct
 from googlenet.train.distributed import all_reduce_sum
@@ -237,7 +237,7 @@ def train_one_epoch(
         leave=False,
     )
     started = time.perf_counter()
-    said = started  # when the last plain progress line was logged
+    lines = ProgressLines(None if progress else progress_every_s)  # a bar, or else lines
     stopped = False
     step = start_step - 1
     try:
@@ -296,16 +296,15 @@ def train_one_epoch(
             if progress:
                 rate = meter.samples / elapsed if elapsed > 0 else math.nan
                 bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.3g}", img_s=f"{rate:.0f}", refresh=False)
-            elif progress_every_s is not None and time.perf_counter() - said >= progress_every_s:
-                said = time.perf_counter()
+            elif lines.due():
                 done = step + 1 - start_step  # steps of this call, timed since it started
                 distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
                 processes = torch.distributed.get_world_size() if distributed else 1  # the run's img/s
-                left = (steps - step - 1) * (said - started) / max(done, 1)
                 logger.info(
                     "epoch %d step %d/%d (%.0f%%) | loss %.3f | lr %.3g | %.1f img/s | epoch ETA %s",
                     epoch + 1, step + 1, steps, 100.0 * (step + 1) / max(steps, 1), loss.item(), lr,
-                    processes * meter.samples / elapsed if elapsed > 0 else math.nan, duration(left),
+                    processes * meter.samples / elapsed if elapsed > 0 else math.nan,
+                    lines.eta(done, steps - start_step),
                 )  # fmt: skip
             if stopped:
                 break
@@ -368,24 +367,16 @@ def evaluate_models(
     batches = len(loader) if isinstance(loader, Sized) else None
     bar = tqdm(total=batches, desc=desc, unit="batch", file=sys.stderr, disable=not progress,
                dynamic_ncols=True, leave=False)  # fmt: skip
-    started = said = time.perf_counter()
+    lines = ProgressLines(None if progress else progress_every_s)  # a bar, or else lines
     for model in models:
         model.eval()
     try:
         for done, (images, target) in enumerate(loader, start=1):
-            if (
-                not progress
-                and progress_every_s is not None
-                and time.perf_counter() - said >= progress_every_s
-            ):
-                said = time.perf_counter()
-                rate = samples / (said - started)
-                left = (
-                    f" | ETA {duration((batches - done + 1) * (said - started) / max(done - 1, 1))}"
-                    if batches
-                    else ""
+            if lines.due():  # said before batch `done`: done - 1 finished
+                left = f" | ETA {lines.eta(done - 1, batches)}" if batches else ""
+                logger.info(
+                    "%s batch %d/%s | %.1f img/s%s", desc, done, batches or "?", samples / lines.elapsed, left
                 )
-                logger.info("%s batch %d/%s | %.1f img/s%s", desc, done, batches or "?", rate, left)
             bar.update(1)
             if stop_requested is not None and stop_requested():
                 stopped = 1.0
