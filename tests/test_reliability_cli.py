@@ -16,6 +16,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -589,7 +590,7 @@ def test_ctrl_c_while_pytorch_loads_is_one_line(
 ) -> None:
     import googlenet.cli
 
-    def interrupted() -> argparse.ArgumentParser:
+    def interrupted(*args: Any, **kwargs: Any) -> argparse.ArgumentParser:
         raise KeyboardInterrupt
 
     monkeypatch.setattr(googlenet.cli, "build_parser", interrupted)
@@ -602,6 +603,40 @@ def test_ctrl_c_while_pytorch_loads_is_one_line(
     assert done.stdout.split()[0] == "False", done.stdout + done.stderr
 
 
+def test_the_command_listing_is_the_modules_own() -> None:
+    # `googlenet --help` lists the commands from cli.COMMANDS without importing their modules
+    import googlenet.cli
+
+    (action,) = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    listed = {choice.dest: choice.help for choice in action._choices_actions}
+    assert listed == {word: text for word, (_, text) in googlenet.cli.COMMANDS.items()}
+    assert [module for module, _ in googlenet.cli.COMMANDS.values()] == list(googlenet.cli.SUBCOMMANDS)
+
+
+def test_help_and_a_mistyped_command_load_no_pytorch_and_a_command_only_its_own_module() -> None:
+    # The listing took 3 s here (every subcommand module imports PyTorch); a mistyped command as long.
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    probe = (
+        "import sys\n"
+        "from googlenet.cli import main\n"
+        "codes = []\n"
+        "for argv in (['--help'], ['trian'], [], ['--version']):\n"
+        "    try:\n"
+        "        codes.append(main(argv))\n"
+        "    except SystemExit as exc:\n"
+        "        codes.append(exc.code)\n"
+        "print('RESULT', codes, 'torch' in sys.modules, file=sys.stderr)\n"
+        "try:\n"
+        "    main(['report', '--help'])\n"
+        "except SystemExit as exc:\n"
+        "    print('RESULT', exc.code, sorted(m for m in sys.modules if m.endswith('.command')), file=sys.stderr)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120)
+    results = [line for line in done.stderr.splitlines() if line.startswith("RESULT")]
+    assert results == ["RESULT [0, 2, 2, 0] False", "RESULT 0 ['googlenet.report.command']"], done.stderr
+    assert "invalid choice: 'trian'" in done.stderr and "train GoogLeNet" in done.stdout
+
+
 def test_sigterm_unwinds_as_ctrl_c_does_with_exit_143(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -611,9 +646,9 @@ def test_sigterm_unwinds_as_ctrl_c_does_with_exit_143(
 
     real = googlenet.cli.build_parser
 
-    def terminated_while_loading() -> argparse.ArgumentParser:
+    def terminated_while_loading(*args: Any, **kwargs: Any) -> argparse.ArgumentParser:
         os.kill(os.getpid(), signal.SIGTERM)  # a batch scheduler's stop, delivered here
-        return real()
+        return real(*args, **kwargs)
 
     before = signal.getsignal(signal.SIGTERM)
     monkeypatch.setattr(googlenet.cli, "build_parser", terminated_while_loading)
@@ -700,9 +735,9 @@ def test_a_signal_while_the_subcommands_load_waits_for_them(
 
     real, built = googlenet.cli.build_parser, []
 
-    def interrupted_while_loading() -> argparse.ArgumentParser:
+    def interrupted_while_loading(*args: Any, **kwargs: Any) -> argparse.ArgumentParser:
         os.kill(os.getpid(), signal.SIGINT)
-        built.append(real())  # runs to its end ...
+        built.append(real(*args, **kwargs))  # runs to its end ...
         return built[-1]
 
     monkeypatch.setattr(googlenet.cli, "build_parser", interrupted_while_loading)

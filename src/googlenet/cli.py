@@ -41,6 +41,31 @@ SUBCOMMANDS: tuple[str, ...] = (
     "googlenet.report.command",
 )
 
+# Each subcommand's name, module and one-line help, as `googlenet --help` lists them: the listing (and
+# an unknown command's error) comes from this table, so it needs none of the modules, which import
+# PyTorch (2-3 s); a command imports its own module only. tests/test_reliability_cli.py checks the table
+# against the modules' own `add_parser` calls.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "summary": ("googlenet.model.summary",
+                "print the network as Table 1 (params and multiply-adds measured on the model)"),
+    "train": ("googlenet.train.command",
+              "train GoogLeNet (section 6 recipe; with no arguments: a short run on the built-in data)"),
+    "evaluate": ("googlenet.evaluate.command",
+                 "top-1/top-5 error with 1, 10 or 144 crops (section 7), ensembles, Table 3"),
+    "predict": ("googlenet.predict",
+                "top-5 classes of images (a checkpoint, an ensemble, or a torchvision weight file)"),
+    "benchmark": ("googlenet.bench.command",
+                  "our inference, training and data paths against torchvision, ONNX Runtime and OpenVINO"),
+    "detect": ("googlenet.detect.command", "detection (section 8): proposals, MultiBox, R-CNN training, "
+               "prediction, box regression, VOC/ILSVRC AP"),
+    "export": ("googlenet.export", "export a checkpoint to ONNX or TorchScript, or convert Caffe / ONNX-zoo / "
+               "torchvision weights"),
+    "ablate": ("googlenet.ablate.command",
+               "ablation study: each ingredient removed, over seeds, with 95%% CIs and paired t-tests"),
+    "report": ("googlenet.report.command",
+               "one self-contained HTML report of a training, evaluation, ablation or detection run folder"),
+}  # fmt: skip
+
 
 def _raise_terminated(signum: int, frame: object) -> None:
     raise Terminated
@@ -52,8 +77,12 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The `googlenet` parser, with the subcommands of every module in `SUBCOMMANDS` that is installed."""
+def build_parser(command: str | None = None, listing: bool = False) -> argparse.ArgumentParser:
+    """The `googlenet` parser, with the subcommands of every module in `SUBCOMMANDS` that is installed.
+
+    `command`: that subcommand's module only (the others are not imported), as `googlenet COMMAND ...`
+    needs. `listing`: no module at all, each subcommand a bare entry of `COMMANDS` (its name and help),
+    enough for `googlenet --help`, `--version` and an unknown command's error."""
     parser = _Parser(
         prog="googlenet",
         description="GoogLeNet (Szegedy et al., 2014): the network of Table 1, its training (section 6), "
@@ -61,7 +90,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"googlenet {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for name in SUBCOMMANDS:
+    if listing:
+        for word, (_, text) in COMMANDS.items():
+            subparsers.add_parser(word, help=text)
+        return parser
+    for name in SUBCOMMANDS if command is None else (COMMANDS[command][0],):
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as exc:
@@ -160,7 +193,8 @@ def run() -> None:
 def _main(argv: Sequence[str] | None) -> int:
     try:  # loading the subcommands imports PyTorch and numpy, whose C code a signal must not interrupt
         with signals_held():  # (seen: aborts from C++, RecursionError in numpy, a lost SIGTERM)
-            parser = build_parser()
+            word = _command_word(argv)
+            parser = build_parser(word) if word in COMMANDS else build_parser(listing=True)
     except KeyboardInterrupt as exc:
         return _stopped(_named(argv), exc)
     args, unknown = parser.parse_known_args(argv)
@@ -259,6 +293,17 @@ def _innermost(parser: argparse.ArgumentParser, args: argparse.Namespace) -> arg
             if chosen is not None:
                 return _innermost(chosen, args)
     return parser
+
+
+def _command_word(argv: Sequence[str] | None) -> str | None:
+    """The subcommand `argv` (default: the process's arguments) names: its first word that is not an
+    option (`googlenet` itself takes no option with a value)."""
+    for word in sys.argv[1:] if argv is None else argv:
+        if word == "--":
+            break
+        if not word.startswith("-"):
+            return word
+    return None
 
 
 def _named(argv: Sequence[str] | None) -> str:
