@@ -1047,6 +1047,68 @@ def test_an_imagenet_run_keeps_the_wordnet_ids_for_evaluate(
     assert json.loads(capsys.readouterr().out)["images"] == 3
 
 
+WNIDS = {"disc": "n01440764", "ring": "n01443537", "square": "n01484850"}
+IMAGENET_NAMES = ["tench", "goldfish", "great white shark"]
+
+
+def _wordnet_folders(tiny_data: Path, root: Path) -> Path:
+    """`tiny_data` with its class folders named by ILSVRC WordNet ids, as an extracted ImageNet tree."""
+    for split in ("train", "val"):
+        for name, wnid in WNIDS.items():
+            shutil.copytree(tiny_data / split / name, root / split / wnid)
+    return root
+
+
+def test_class_folders_named_by_wordnet_id_get_their_imagenet_names(
+    tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # An extracted ImageNet tree (or a part of one, as Imagenette) in ImageFolder layout: the run's
+    # classes were the bare ids, so `predict` and `evaluate` showed "n01440764", not "tench".
+    root = _wordnet_folders(tiny_data, tmp_path / "imagenet-folders")
+    results = fit(tiny(root, tmp_path / "run", **{"run.epochs": 1}))
+    _, meta = load_checkpoint_model(results["final_checkpoint"])
+    assert meta["class_names"] == IMAGENET_NAMES and meta["wnids"] == list(WNIDS.values())
+    capsys.readouterr()
+    code, printed = (
+        main(["train", "--resume", str(tmp_path / "run"), "--test-only", "-j", "0", "--no-progress"]),
+        capsys.readouterr(),
+    )
+    assert code == 0, printed.err
+    assert main(["evaluate", "--checkpoint", results["final_checkpoint"], "--data-path", str(root / "val"),
+                 "--engine", "off", "--json"]) == 0  # fmt: skip
+    assert json.loads(capsys.readouterr().out)["images"] == 3
+
+
+def test_a_run_that_named_its_classes_by_wordnet_id_still_resumes_and_fine_tunes(
+    tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A run of an earlier version named its classes by the ids: it is still evaluated and resumed on the
+    # same folders (named from then on), and its classifiers still fit them as an --init-from file.
+    from googlenet.model.weights import read_checkpoint
+    from googlenet.train.finetune import init_from
+
+    root = _wordnet_folders(tiny_data, tmp_path / "imagenet-folders")
+    old = tmp_path / "old-run"
+    fit(tiny(root, old, **{"run.epochs": 1}))
+    for name in ("last.pt", "final.pt"):
+        checkpoint = read_checkpoint(old / name)
+        checkpoint["meta"]["class_names"] = list(WNIDS.values())
+        del checkpoint["meta"]["wnids"]
+        torch.save(checkpoint, old / name)
+    (old / "checkpoints.json").unlink()  # the digests of the files as written
+    model, wnids = build_model("paper", num_classes=3), list(WNIDS.values())
+    kept = init_from(model, old / "final.pt", classes=IMAGENET_NAMES, wnids=wnids)
+    assert not [k for k in kept if k.startswith("fc.")]
+    assert [k for k in init_from(model, old / "final.pt", classes=IMAGENET_NAMES) if k.startswith("fc.")]
+    argv = ["train", "--resume", str(old), "-j", "0", "--no-progress"]
+    capsys.readouterr()
+    code, printed = main([*argv, "--test-only"]), capsys.readouterr()
+    assert code == 0, printed.err
+    code, printed = main([*argv, "--epochs", "2"]), capsys.readouterr()
+    assert code == 0, printed.err
+    assert load_checkpoint_model(old / "final.pt")[1]["class_names"] == IMAGENET_NAMES
+
+
 def test_freeze_batchnorm_takes_sync_batchnorm_layers_too() -> None:
     from torch import nn
 

@@ -37,3 +37,18 @@ def imagenet_classes() -> list[tuple[str, str]]:
     ('n01440764', 'tench')
     """
     return list(_imagenet_table())
+
+
+def imagenet_names(wnids: list[str]) -> list[str] | None:
+    """The ImageNet names of `wnids` (class folders named by WordNet id, as an extracted ImageNet tree
+    has them), or None unless every one is an ILSVRC 2012 class.
+
+    >>> imagenet_names(["n01440764", "n01443537"])
+    ['tench', 'goldfish']
+    >>> imagenet_names(["n01440764", "cat"]) is None
+    True
+    """
+    names = dict(_imagenet_table())
+    if not wnids or any(wnid not in names for wnid in wnids):
+        return None
+    return [names[wnid] for wnid in wnids]

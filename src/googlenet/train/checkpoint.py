@@ -149,9 +149,15 @@ def _flat(config: TrainConfig) -> dict[str, Any]:
     return {f"{section}.{k}": v for section, values in config.as_dict().items() for k, v in values.items()}
 
 
-def check_same_classes(meta: dict[str, Any], classes: list[str], where: Any) -> None:
-    """A checkpoint's weights only fit data with the classes it was trained on (one-line error)."""
+def check_same_classes(
+    meta: dict[str, Any], classes: list[str], where: Any, wnids: list[str] | None = None
+) -> None:
+    """A checkpoint's weights only fit data with the classes it was trained on (one-line error). With
+    the data's WordNet ids (`wnids`), the checkpoint's ids, or names that are those ids (a run from
+    before class folders named by id were given their ImageNet names), match too."""
     names = meta.get("class_names")
+    if names is not None and wnids is not None and wnids in (list(names), list(meta.get("wnids") or [])):
+        return
     if names is not None and list(names) != classes:
         other = "" if len(names) != len(classes) else " with other names"
         raise CheckpointError(

@@ -369,7 +369,7 @@ class _Trainer:
         self.data = data = build_data(config, env)
         ddp.same_everywhere(_data_fingerprint(data), _DATA_NAMES)
         if checkpoint is not None:  # a resumed run keeps its classes; checked before its files change
-            check_same_classes(checkpoint.get("meta") or {}, data.classes, r.output_dir)
+            check_same_classes(checkpoint.get("meta") or {}, data.classes, r.output_dir, data.wnids)
             trained_on = checkpoint["train_state"].get("train_images")
             if trained_on is not None and int(trained_on) != len(data.train):
                 # Image order and epoch length follow the set's size: another size is another run.
@@ -419,7 +419,7 @@ class _Trainer:
         # A resumed run's weights come from last.pt: its --init-from file is not read again (it may
         # have moved), and the fingerprint of the initial weights is the one last.pt recorded.
         self.model, self.init_sha, self.init_copied = _build_model(
-            config, data.classes, device, load_init=checkpoint is None
+            config, data.classes, device, load_init=checkpoint is None, wnids=data.wnids
         )
         if checkpoint is not None:
             self.init_sha = checkpoint["train_state"].get("init_sha256", self.init_sha)
@@ -820,7 +820,12 @@ class _TrainForward(nn.Module):
 
 
 def _build_model(
-    config: TrainConfig, classes: Sequence[str], device: torch.device, *, load_init: bool = True
+    config: TrainConfig,
+    classes: Sequence[str],
+    device: torch.device,
+    *,
+    load_init: bool = True,
+    wnids: Sequence[str] | None = None,
 ) -> tuple[GoogLeNet, str | None, list[str]]:
     """The network on `device`, the fingerprint of its initial weights (None when `load_init` is
     False and the model has `init_from`: the weights it would start from are not read) and the names of
@@ -840,7 +845,11 @@ def _build_model(
     model = build_model(m.variant, num_classes=len(classes), aux_logits=m.aux_logits, **overrides)
     copied: list[str] = []
     if m.init_from and load_init:
-        kept = set(init_from(model, m.init_from, config.augment.mean, config.augment.std, classes=classes))
+        kept = set(
+            init_from(
+                model, m.init_from, config.augment.mean, config.augment.std, classes=classes, wnids=wnids
+            )
+        )
         copied = [name for name, _ in model.named_parameters() if name not in kept]
     init_sha = _fingerprint(model) if load_init or not m.init_from else None
     if m.sync_bn:
@@ -931,6 +940,8 @@ def _balance_flags(config: TrainConfig, data: TrainData) -> list[bool] | None:
     wanted = config.data.balance_class
     if wanted is None:
         return None
+    if data.wnids and wanted in data.wnids:  # a class folder named by WordNet id, named by its id
+        wanted = data.classes[data.wnids.index(wanted)]
     if wanted not in data.classes:
         raise ConfigError(
             f"data.balance_class: no class {wanted!r} in the training set "

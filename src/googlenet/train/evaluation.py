@@ -48,11 +48,11 @@ def evaluate_checkpoint(
     for name in ("mean", "std"):  # the normalisation the weights were trained with (--mean/--std)
         if name in meta:
             setattr(config.augment, name, [float(v) for v in meta[name]])
-    names = meta.get("class_names")
+    names = meta.get("wnids") or meta.get("class_names")  # an image folder's class folders, in order
     data = build_data(
         config, env, training=False, class_names=list(names) if isinstance(names, list) else None
     )
-    check_same_classes(meta, data.classes, file)
+    check_same_classes(meta, data.classes, file, data.wnids)
     model = build_from_config(dict(checkpoint["model_config"])).to(device)
     sampler = ShardedIndices(range(len(data.val)), env.rank, env.world_size)
     batch = max(1, config.optim.batch_size // env.world_size)  # -b is the global batch, as in training

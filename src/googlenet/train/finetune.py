@@ -37,12 +37,14 @@ def init_from(
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
     classes: Sequence[str] | None = None,
+    wnids: Sequence[str] | None = None,
 ) -> list[str]:
     """Copy the matching weights of checkpoint `path` into `model`; returns the names left as initialised.
 
     `classes`: the run's class names; when the checkpoint's differ (other names, or the same in another
     order), its classifiers are not copied even where their shapes fit: their rows would score the
-    checkpoint's classes under the run's labels.
+    checkpoint's classes under the run's labels. `wnids`: the run's WordNet ids, if its classes are
+    ImageNet's; the checkpoint's ids, or names that are those ids, then count as the same classes.
 
     The weights are the checkpoint's "state_dict": in a run's `final.pt` that is the averaged (Polyak)
     model the run reports; in `last.pt` the raw weights. `mean`/`std`: the normalisation the run feeds
@@ -71,7 +73,11 @@ def init_from(
         logger.info("%s: torchvision's GoogLeNet files hold auxiliary heads that were never trained "
                     "(torchvision says so when it loads them): the run's heads keep their fresh initialisation",
                     path)  # fmt: skip
-    if classes is not None and stored_classes and not unnamed and stored_classes != list(classes):
+    stored_wnids = list((checkpoint.get("meta") or {}).get("wnids") or [])
+    same = stored_classes == list(classes or []) or (
+        wnids is not None and list(wnids) in (stored_classes, stored_wnids)
+    )
+    if classes is not None and stored_classes and not unnamed and not same:
         state = {k: v for k, v in state.items() if not k.startswith(CLASSIFIERS)}
         logger.info("%s: trained on other classes (%s) than this run's (%s): its classifiers are not copied",
                     path, _names(stored_classes), _names(classes))  # fmt: skip

@@ -31,6 +31,7 @@ from googlenet.data.datasets import (
 from googlenet.data.loading import StoppingLoader
 from googlenet.data.transforms import AugmentConfig, build_eval_transform, build_train_transform
 from googlenet.errors import DataError
+from googlenet.resources import imagenet_names
 from googlenet.train import distributed as ddp
 from googlenet.train.config import TrainConfig, builtin_settings
 
@@ -46,6 +47,8 @@ class TrainData:
     classes: list[str]
     bad_files: list[str]
     wnids: list[str] | None = None  # ImageNet's WordNet ids in class order, kept in the checkpoint's meta
+    # (from ImageNet's archives, or class folders that are all ILSVRC 2012 WordNet ids; `classes` then
+    # holds their names)
 
 
 def loader_workers(config: TrainConfig) -> int:
@@ -82,7 +85,12 @@ def build_data(
     config: TrainConfig, env: ddp.DistEnv, training: bool = True, class_names: list[str] | None = None
 ) -> TrainData:
     """Training and validation sets; `training=False` (evaluation only) reads the validation set alone,
-    an image folder's in the order of `class_names` (the checkpoint's) where its folders are them."""
+    an image folder's in the order of `class_names` (the checkpoint's WordNet ids, or else its class
+    names) where its folders are them.
+
+    An image folder whose class folders are all ILSVRC 2012 WordNet ids (an extracted ImageNet tree,
+    or a part of one such as Imagenette) gets their ImageNet names as classes and keeps the ids, as
+    ImageNet's archives do: a checkpoint then shows "tench", not "n01440764"."""
     m, d, a = config.model, config.data, config.augment
     train: ImageFolderDataset
     val: ImageFolderDataset
@@ -147,5 +155,9 @@ def build_data(
             dataset.drop_files(bad)
     train_eval = copy.copy(train)
     train_eval.transform = eval_tf
-    wnids = list(train.wnids) if isinstance(train, ImageNetDataset) else None
-    return TrainData(train, val, train_eval, list(train.classes), sorted(bad), wnids)
+    classes, wnids = list(train.classes), None
+    if isinstance(train, ImageNetDataset):
+        wnids = list(train.wnids)
+    elif (names := imagenet_names(classes)) is not None:
+        classes, wnids = names, classes
+    return TrainData(train, val, train_eval, classes, sorted(bad), wnids)
