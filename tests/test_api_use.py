@@ -31,6 +31,9 @@ def test_save_checkpoint_completes_and_checks_its_metadata(tmp_path: Path) -> No
     with pytest.raises(googlenet.CheckpointError, match="meta lists 3 class names for 10 outputs"):
         googlenet.save_checkpoint(tmp_path / "c.pt", model, {"class_names": ["a", "b", "c"]})
     assert not (tmp_path / "b.pt").exists() and not (tmp_path / "c.pt").exists()
+    # load_weights(model, path) and save_checkpoint(path, model): the other order was an AttributeError
+    with pytest.raises(TypeError, match=r"save_checkpoint\(path, model, meta\): model is a str"):
+        googlenet.save_checkpoint(model, str(tmp_path / "d.pt"))  # type: ignore[arg-type]
 
 
 def test_crop_scales_given_as_numpy_stay_python_ints() -> None:
@@ -75,3 +78,42 @@ def test_fit_gives_the_googlenet_loggers_level_back(tmp_path: Path) -> None:
              "run.output_dir": str(tmp_path / "run")}  # fmt: skip
     fit(resolve({}, flags))
     assert logger.level == before
+
+
+def test_main_in_a_program_that_logs_prints_each_line_once_and_leaves_the_process_as_found(
+    tmp_path: Path,
+) -> None:
+    """A notebook's `logging.basicConfig()` before `cli.main(...)` printed every "googlenet" line twice;
+    after it, the root logger kept our handler and "googlenet" stayed at INFO (the program's own
+    `basicConfig` then did nothing), the DataLoader warning stayed hidden and the stream handlers
+    changed; `--help` and a usage error raised SystemExit instead of returning their code."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import make_tiny_data
+
+    data = make_tiny_data(tmp_path)
+    program = f"""
+import logging, sys, warnings
+logging.basicConfig(level=logging.INFO, format="HOST %(name)s: %(message)s")
+from googlenet import cli
+
+def state():
+    g = logging.getLogger("googlenet")
+    return (list(logging.getLogger().handlers), logging.getLogger().level, list(g.handlers), g.level,
+            list(warnings.filters), sys.stdout.errors, sys.stderr.errors)
+
+before = state()
+code = cli.main(["train", "--data-path", {str(data)!r}, "-o", {str(tmp_path / "run")!r}, "--input-size", "64",
+                 "-b", "4", "--epochs", "1", "--stop-after-steps", "1", "-j", "0", "--no-progress"])
+codes = [code, cli.main(["--help"]), cli.main(["summary", "--no-such-flag"]), cli.main(["--version"])]
+print("RESULT", codes, state() == before)
+"""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    done = subprocess.run(
+        [sys.executable, "-c", program], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert "RESULT [0, 0, 2, 0] True" in done.stdout, done.stdout[-2000:] + done.stderr[-2000:]
+    lines = [line for line in done.stderr.splitlines() if "run folder" in line]
+    assert len(lines) == 1 and lines[0].startswith("HOST googlenet.train: run folder"), done.stderr

@@ -303,13 +303,21 @@ def test_an_empty_batch_gets_the_classifiers_width(one_thread: None) -> None:
 
 
 @pytest.mark.slow  # over 15 s on a 2-core CPU: the slow tier (CI runs it)
-def test_export_onnx_leaves_the_callers_model_as_it_was(tmp_path: Path) -> None:
+def test_export_onnx_leaves_the_callers_model_as_it_was(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
     require("onnxscript")
     model = googlenet.build_model("bn", num_classes=10, aux_logits=False).train()
     before = {name: tensor.clone() for name, tensor in model.state_dict().items()}
-    export_onnx(model, SIZE, tmp_path / "m.onnx")
+    with caplog.at_level(logging.INFO):  # a program's basicConfig(level=INFO)
+        export_onnx(model, SIZE, tmp_path / "m.onnx")
     assert model.training and (tmp_path / "m.onnx").stat().st_size > 0
     assert all(torch.equal(tensor, before[name]) for name, tensor in model.state_dict().items())
+    # ... and prints none of the exporter's INFO lines (about 20 an export), its loggers' levels kept
+    assert not [r.name for r in caplog.records if r.name.startswith(("onnxscript", "onnx_ir"))]
+    assert logging.getLogger("onnxscript").level == logging.NOTSET
 
 
 def test_candidates_are_timed_in_turns_and_a_failing_one_is_left_out(

@@ -166,7 +166,8 @@ RUNTIME_CASES: dict[tuple[str, ...], list[tuple[str, ...]]] = {
                  ("--average", "none", "--average-start", "0.3"), ("--no-photometric", "--brightness", "0.2"),
                  ("--amp-dtype", "fp16"), ("--lr-scheduler", "cosine", "--lr-gamma", "0.5"), ("--balance-share", "0.5"),
                  ("--bn-stats", "average"), ("--average", "polyak", "--ema-decay", "0.9"), ("--norm-weight-decay", "0"),
-                 ("--bn-batches", "5"), ("--input-size", "64", "--resize-size", "4682")],
+                 ("--bn-batches", "5"), ("--input-size", "64", "--resize-size", "4682"), ("--resume", ""),
+                 ("--sync-bn",), ("--lr-warmup-method", "constant")],
     ("evaluate",): [("--limit", "0"), ("-b", "0"), ("--workers=-2",), ("--workers", "100000"), ("--crops", "10", "--table3"),
                     ("--output-dir", "X"), ("--checkpoint", "MISSING"), ("--checkpoint", "DIR"), ("--checkpoint", "IMAGE"),
                     ("--data-path", "MISSING"), ("--data-path", "FILE"), ("--weights", "MISSING"), ("--device", "cuda:7"),
@@ -476,6 +477,38 @@ def test_a_resumed_run_keeps_its_folder_kind_and_classes(
     # --test-only evaluates on the run's own data without --data-path
     code, _ = run(["train", "--resume", str(run_dir), "--test-only", "-j", "0", "--no-progress"], capsys)
     assert code == 0
+    # ... and takes the training command given again (torchvision's habit) where its values are the run's;
+    # it refused them all ("model.input_size, run.epochs ..."), and names another value by its flag
+    code, err = run(["train", *argv, "--resume", str(run_dir), "--test-only"], capsys)
+    assert code == 0, err
+    code, err = run(
+        ["train", *argv, "--resume", str(run_dir), "--test-only", "--lr", "0.5", "--wd", "0"], capsys
+    )
+    assert_one_line(
+        code, err, (1,), "differ from its training and do not apply: --lr, --weight-decay (drop them)"
+    )
+
+
+def test_torchvision_reference_flags_are_pointed_to_ours(capsys: pytest.CaptureFixture[str]) -> None:
+    # A user of torchvision's references/classification/train.py types its flags by habit; each was a
+    # bare "unrecognized arguments"
+    code, err = run(["train", "--model", "googlenet", "--model-ema", "--print-freq=10"], capsys)
+    assert_one_line(code, err, (2,), "unrecognized arguments: --model googlenet --model-ema --print-freq=10")
+    for hint in (
+        "torchvision's --model is --variant (paper, bn or torchvision) here",
+        "torchvision's --model-ema is --average ema here",
+        "torchvision's --print-freq is --log-every here",
+    ):
+        assert hint in err, err
+    code, err = run(["train", "--auto-augment", "ta_wide"], capsys)
+    assert_one_line(code, err, (2,), "--auto-augment has no counterpart: the augmentation is section 6's")
+    code, err = run(["train", "--lr-scheduler", "exponentiallr"], capsys)
+    assert_one_line(code, err, (2,), "--lr-scheduler step --lr-step-size 1")
+    from googlenet.train.command import build_config
+
+    for name, ours in (("StepLR", "step"), ("cosineannealinglr", "cosine")):  # torchvision's names, any case
+        args = build_parser().parse_args(["train", "--lr-scheduler", name])
+        assert build_config(args)[0].schedule.lr_scheduler == ours
 
 
 def test_what_counts_as_a_detect_train_run(tmp_path: Path) -> None:
@@ -626,10 +659,8 @@ def test_help_and_a_mistyped_command_load_no_pytorch_and_a_command_only_its_own_
         "    except SystemExit as exc:\n"
         "        codes.append(exc.code)\n"
         "print('RESULT', codes, 'torch' in sys.modules, file=sys.stderr)\n"
-        "try:\n"
-        "    main(['report', '--help'])\n"
-        "except SystemExit as exc:\n"
-        "    print('RESULT', exc.code, sorted(m for m in sys.modules if m.endswith('.command')), file=sys.stderr)\n"
+        "code = main(['report', '--help'])\n"
+        "print('RESULT', code, sorted(m for m in sys.modules if m.endswith('.command')), file=sys.stderr)\n"
     )
     done = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120)
     results = [line for line in done.stderr.splitlines() if line.startswith("RESULT")]
@@ -769,7 +800,7 @@ def test_a_signal_after_the_work_leaves_the_exit_code_as_it_was(tmp_path: Path) 
     assert done.stderr == ""
     # main(), with or without arguments (a library call, a wrapper, a test), leaves the caller's handlers
     done = subprocess.run(
-        [sys.executable, "-c", program.replace("    run()", "    main()")],
+        [sys.executable, "-c", program.replace("    run()", "    code = main()")],
         env=env, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert done.returncode != 0 and "KeyboardInterrupt" in done.stderr

@@ -56,6 +56,15 @@ def test_linear_warmup_then_step() -> None:
     assert lrs[20 + 8 * spe] == pytest.approx(0.0096, rel=1e-9)
 
 
+def test_constant_warmup_then_step_as_torchvisions_default() -> None:
+    # torchvision's reference script warms up at lr x decay throughout by default; only a linear ramp was offered
+    spe = 10
+    schedule = ScheduleSection(lr_warmup_epochs=2, lr_warmup_start=0.1, lr_warmup_method="constant")
+    lrs = _curve(schedule, spe, 12)
+    assert lrs[:20] == pytest.approx([0.001] * 20, rel=1e-9)
+    assert lrs[20] == pytest.approx(0.01, rel=1e-9) and lrs[20 + 8 * spe] == pytest.approx(0.0096, rel=1e-9)
+
+
 def test_cosine_with_warmup() -> None:
     spe, epochs = 5, 10
     schedule = ScheduleSection(lr_scheduler="cosine", lr_warmup_epochs=1, lr_min=0.001)
@@ -76,6 +85,7 @@ def test_cosine_with_warmup() -> None:
         ScheduleSection(lr_step_every="iter"),
         ScheduleSection(lr_warmup_epochs=1.5),
         ScheduleSection(lr_scheduler="cosine", lr_warmup_epochs=0.5),
+        ScheduleSection(lr_warmup_epochs=1.5, lr_warmup_method="constant"),
     ],
 )
 def test_closed_form_matches_the_scheduler(schedule: ScheduleSection) -> None:
@@ -105,3 +115,28 @@ def test_scheduler_state_resumes_mid_run() -> None:
         optimizer2.step()
         scheduler2.step()
     assert rest == straight[17:]
+
+
+def test_the_recipe_line_says_the_global_batch_the_schedule_and_the_precision() -> None:
+    # A user of torchvision's script, whose -b is per process and whose gamma is 0.1, read nothing at a
+    # run's start that said -b is the global batch or what a partly given schedule resolves to.
+    import torch
+
+    from googlenet.train import resolve
+    from googlenet.train.engine import _recipe_line
+
+    config = resolve(
+        {}, {"optim.lr": 0.1, "schedule.lr_step_size": 30, "run.epochs": 90, "optim.batch_size": 32}
+    )
+    line = _recipe_line(config, 2, 100, torch.bfloat16)
+    assert line.startswith(
+        "batch 32 (2 processes x 16), SGD lr 0.1 x0.96 every 30 epochs (0.0922 at the end)"
+    )
+    assert line.endswith("momentum 0.9, weight decay 0.0002, bf16 autocast")
+    cosine = resolve(
+        {}, {"schedule.lr_scheduler": "cosine", "schedule.lr_warmup_epochs": 2, "run.epochs": 10}
+    )
+    assert "cosine to 0 over 10 epochs, 2 warm-up epochs from x0.01" in _recipe_line(cosine, 1, 10, None)
+    assert _recipe_line(cosine, 1, 10, None).endswith(", fp32")
+    cosine.schedule.lr_warmup_method = "constant"
+    assert "2 warm-up epochs at x0.01" in _recipe_line(cosine, 1, 10, None)

@@ -118,6 +118,31 @@ def test_a_checkpoint_that_safe_loading_would_refuse_is_never_written(tmp_path: 
     assert not path.exists()
 
 
+def test_a_checkpoint_of_torchvisions_reference_script_is_read_as_its_model(tmp_path: Path) -> None:
+    """references/classification/train.py saves {"model", "optimizer", "lr_scheduler", "epoch", "args"},
+    its flags an argparse.Namespace: every command refused it as holding "Python objects that could run
+    code", and without "args" as neither our checkpoint nor a torchvision state dict."""
+    import argparse
+
+    tv = torchvision.models.googlenet(weights=None, aux_logits=False, init_weights=True, num_classes=10)
+    optimizer = torch.optim.SGD(tv.parameters(), lr=0.1, momentum=0.9)
+    script = {"model": tv.state_dict(), "optimizer": optimizer.state_dict(), "epoch": 3,
+              "lr_scheduler": torch.optim.lr_scheduler.StepLR(optimizer, 30).state_dict(),
+              "args": argparse.Namespace(model="googlenet", weights="IMAGENET1K_V1", lr=0.1)}  # fmt: skip
+    torch.save(script, tmp_path / "checkpoint.pth")
+    model, _ = model_from_file(tmp_path / "checkpoint.pth")
+    ours = googlenet.build_model("torchvision", num_classes=10, aux_logits=False, transform_input=True)
+    googlenet.load_weights(ours, tmp_path / "checkpoint.pth")
+    for loaded in (model.state_dict(), ours.state_dict()):
+        assert loaded.keys() == tv.state_dict().keys()
+        assert all(torch.equal(loaded[k], v) for k, v in tv.state_dict().items())
+    # any other class in a file is still refused, with the Namespace beside it
+    script["args"] = argparse.Namespace(fn=os.system)
+    torch.save(script, tmp_path / "evil.pth")
+    with pytest.raises(googlenet.CheckpointError, match="could run code"):
+        model_from_file(tmp_path / "evil.pth")
+
+
 def test_torchvision_file_into_paper_variant_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "tv.pth"
     torch.save(torchvision.models.googlenet(weights=None, init_weights=True).state_dict(), path)

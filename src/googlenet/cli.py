@@ -12,6 +12,7 @@ import argparse
 import codecs
 import contextlib
 import importlib
+import logging
 import os
 import re
 import signal
@@ -20,9 +21,10 @@ import tempfile
 import threading
 import warnings
 from collections.abc import Sequence
+from typing import Any
 
 from googlenet import __version__
-from googlenet.console import closing_line, follow_launcher, leave_exit_code
+from googlenet.console import as_program, closing_line, follow_launcher, leave_exit_code
 from googlenet.errors import GoogLeNetError, UsageError
 from googlenet.io import drop_unused_claims, forget_claims
 from googlenet.signals import Terminated, catchable, signals_held
@@ -109,21 +111,64 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run `googlenet` with `argv` (default: the process's arguments); the exit code.
 
     A `GoogLeNetError` or `OSError` is printed as one line and gives 1 (a `UsageError` 2); no subcommand
-    prints the help and gives 2; Ctrl-C gives 130, SIGTERM 143 (both unwind, so temporary files go and
-    child processes stop; a training run saves last.pt first) and a closed pipe 0.
+    prints the help and gives 2, as a usage error does (`--help` and `--version` 0: returned, not raised
+    as argparse's SystemExit); Ctrl-C gives 130, SIGTERM 143 (both unwind, so temporary files go and
+    child processes stop; a training run saves last.pt first: a program that runs several commands in
+    a loop should stop at those codes) and a closed pipe 0.
+
+    A program that calls it gets back its logging (handlers and levels of the root and "googlenet"
+    loggers), warnings filters, signal handlers and streams' encoding-error handlers as they were; where
+    it prints log records itself (`logging.basicConfig()`), the command's lines go through its handler,
+    once, not through one of ours as well.
     """
+    found = _process_settings()  # a program that calls main() gets them back as they were
     _settle_streams()
     _said.clear()  # one closing line per command (a program may run several)
     in_main_thread = threading.current_thread() is threading.main_thread()
     ours = in_main_thread and bool(catchable(signal.SIGTERM))  # an ignored SIGTERM stays ignored
     previous = signal.signal(signal.SIGTERM, _raise_terminated) if ours else None
     try:
-        return _main(argv)
+        with warnings.catch_warnings():
+            _quiet_warnings()
+            return _main(argv)
     except KeyboardInterrupt as exc:  # a signal while the command reported its outcome (seen under
         return _stopped(_named(argv), exc)  # torchrun, which stops the others when one process fails)
+    except SystemExit as exc:  # argparse's --help, --version and usage errors: a code, as any other
+        if exc.code is None or isinstance(exc.code, int):
+            return exc.code or 0
+        print(exc.code, file=sys.stderr)
+        return 1
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+        _restore(found)
+
+
+def _process_settings() -> dict[str, Any]:
+    """What a command changes in the process and `main()` puts back: the root and "googlenet" loggers'
+    handlers and levels (`setup_console`), and the standard streams' encoding-error handlers."""
+    loggers = [logging.getLogger(), logging.getLogger("googlenet")]
+    return {
+        "loggers": [(logger, list(logger.handlers), logger.level) for logger in loggers],
+        "errors": [(stream, getattr(stream, "errors", None)) for stream in (sys.stdout, sys.stderr)],
+    }
+
+
+def _restore(found: dict[str, Any]) -> None:
+    for logger, handlers, level in found["loggers"]:
+        for handler in [h for h in logger.handlers if h not in handlers]:
+            logger.removeHandler(handler)
+        for handler in [h for h in handlers if h not in logger.handlers]:
+            logger.addHandler(handler)
+        logger.setLevel(level)
+    for stream, errors in found["errors"]:
+        if (
+            errors is not None
+            and getattr(stream, "errors", None) != errors
+            and hasattr(stream, "reconfigure")
+        ):
+            with contextlib.suppress(OSError, ValueError):  # a stream closed meanwhile
+                stream.reconfigure(errors=errors)
 
 
 def _bytes_or_escapes(exc: UnicodeError) -> tuple[bytes, int]:
@@ -150,9 +195,7 @@ def _settle_streams() -> None:
     A closed stdout or stderr (`>&-`, a daemon) is None in Python, and every command ended in
     "'NoneType' object has no attribute 'flush'", exit 1, with its result lost, or, with stderr closed,
     its errors printed into stdout: such a stream goes to os.devnull. A character the stream's encoding
-    lacks is escaped (`_bytes_or_escapes`, backslashes on stderr), not a UnicodeEncodeError. And torch's
-    advice against more DataLoader workers than CPUs, printed twice per loader across the progress bar
-    and missing from train.log, is not shown: the worker counts we accept are our own choice."""
+    lacks is escaped (`_bytes_or_escapes`, backslashes on stderr), not a UnicodeEncodeError."""
     for name in ("stdout", "stderr"):
         if getattr(sys, name) is None:
             setattr(sys, name, open(os.devnull, "w", encoding="utf-8"))  # noqa: SIM115 (lives with the process)
@@ -161,6 +204,13 @@ def _settle_streams() -> None:
             stream, "reconfigure"
         ):
             stream.reconfigure(errors=errors)
+
+
+def _quiet_warnings() -> None:
+    """Warnings a command does not show (set inside `main()`'s `warnings.catch_warnings()`, so a
+    program that calls it keeps its own): torch's advice against more DataLoader workers than CPUs,
+    printed twice per loader across the progress bar and missing from train.log (the worker counts
+    we accept are our own choice)."""
     warnings.filterwarnings("ignore", message="This DataLoader will create", category=UserWarning)
 
 
@@ -169,6 +219,7 @@ def run() -> None:
     arguments, then exit with its code, which a signal during the interpreter's exit no longer changes
     (`_leave_at_a_signal`). A program that calls `main()` itself keeps its own signal handlers."""
     follow_launcher()  # a process of `train --nproc-per-node`: stop when the launcher dies
+    as_program()  # the console is ours (`setup_console`)
     # Every figure is written to a file, never shown: matplotlib's file backend, whatever the
     # environment names (an unknown MPLBACKEND made the first plot a traceback, mid-run).
     os.environ["MPLBACKEND"] = "Agg"
@@ -199,7 +250,10 @@ def _main(argv: Sequence[str] | None) -> int:
         return _stopped(_named(argv), exc)
     args, unknown = parser.parse_known_args(argv)
     if unknown:  # name the subcommand whose usage to read, not just "googlenet"
-        _innermost(parser, args).error(f"unrecognized arguments: {' '.join(unknown)}")
+        hint = getattr(args, "unknown_hint", None)  # a subcommand's advice on flags of other tools
+        _innermost(parser, args).error(
+            f"unrecognized arguments: {' '.join(unknown)}{hint(unknown) if hint else ''}"
+        )
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

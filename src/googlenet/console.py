@@ -127,10 +127,35 @@ def one_line(text: str) -> str:
     return text.translate(_CONTROL)
 
 
+_program = False  # the process is the `googlenet` program (`googlenet.cli.run`), not one that calls main()
+
+
+def as_program() -> None:
+    """Mark this process as the `googlenet` program: its console is ours to set up (`setup_console`)."""
+    global _program
+    _program = True
+
+
+def _host_prints_logs() -> bool:
+    """Whether the program that called `googlenet.cli.main()` prints log records to the console itself: a
+    handler of its own on the root logger writing to stdout or stderr (`logging.basicConfig()` in a
+    notebook or script). "googlenet" lines reach it, and a handler of ours would print each twice."""
+    consoles = {id(stream) for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__) if stream}
+    return any(
+        isinstance(handler, logging.StreamHandler)
+        and not getattr(handler, "_googlenet_console", False)
+        and id(getattr(handler, "stream", None)) in consoles
+        for handler in logging.getLogger().handlers
+    )
+
+
 def setup_console(level: int = logging.INFO) -> None:
-    """Show the "googlenet" loggers' INFO lines on stderr, once, whichever command asks first."""
+    """Show the "googlenet" loggers' INFO lines on stderr, once, whichever command asks first. A program
+    that calls `googlenet.cli.main()` and prints log records itself (`logging.basicConfig()`) gets them
+    through its own handler instead, once (`googlenet.cli.main` then leaves logging as it found it)."""
     root = logging.getLogger("googlenet")
-    if not any(getattr(h, "_googlenet_console", False) for h in root.handlers):
+    hosted = not _program and _host_prints_logs()
+    if not hosted and not any(getattr(h, "_googlenet_console", False) for h in root.handlers):
         handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("%(message)s"))
         root.addHandler(handler)

@@ -24,7 +24,7 @@ import os
 import stat
 import tempfile
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -464,11 +464,16 @@ def require_file(file: Path) -> None:
 
 
 def safe_load(
-    path: str | os.PathLike[str], map_location: str | torch.device = "cpu", verify: bool = True
+    path: str | os.PathLike[str],
+    map_location: str | torch.device = "cpu",
+    verify: bool = True,
+    allow: Sequence[type] = (),
 ) -> Any:
     """Load a checkpoint with `weights_only=True`; any failure is a one-line `CheckpointError`.
 
     With `verify`, a file listed in the `checkpoints.json` beside it must match its recorded SHA-256.
+    `allow`: classes the file may hold besides tensors and plain containers (`torch.serialization.
+    safe_globals`; torch 2.5 and later), each one that only holds values (`argparse.Namespace`).
     """
     file = Path(path)
     if not file.is_file():
@@ -492,7 +497,9 @@ def safe_load(
     try:
         with warnings.catch_warnings():  # torch's multi-line note on a pickle protocol: the error says it
             warnings.simplefilter("ignore", UserWarning)
-            return torch.load(file, map_location=map_location, weights_only=True)
+            allowed = getattr(torch.serialization, "safe_globals", None)
+            with allowed(list(allow)) if allow and allowed else contextlib.nullcontext():
+                return torch.load(file, map_location=map_location, weights_only=True)
     except Exception as exc:  # noqa: BLE001 - every failure mode of unpickling is a user error here
         text = str(exc)
         first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__

@@ -20,7 +20,6 @@ from torch import Tensor, nn
 from googlenet.data.crops import CropSpec
 from googlenet.errors import CheckpointError, ConfigError
 from googlenet.infer.optimize import BACKENDS, PRECISIONS, optimize
-from googlenet.io import safe_load
 from googlenet.model.googlenet import VARIANTS, GoogLeNet, build_model
 from googlenet.model.weights import (
     IMAGENET_MEAN,
@@ -30,6 +29,7 @@ from googlenet.model.weights import (
     imagenet_labels,
     is_torchvision_state_dict,
     load_checkpoint_model,
+    load_weight_object,
     load_weights,
     model_from_file,
     weight_file_kind,
@@ -142,7 +142,9 @@ def member_from_model(
     input_size: int = 224,
     batch_size: int = 32,
 ) -> Member:
-    """A `Member` running `model` in eval mode on `device` with the normalisation in `meta`.
+    """A `Member` running `model` in eval mode on `device` with the normalisation in `meta`. The member
+    takes `model` over: it is put in eval mode and moved to `device` in place (pass a copy to keep
+    training the original).
 
     `engine`: "off" runs the model as it is (eager, float32); any other value runs it through
     `googlenet.optimize` with that backend ("auto": the fastest measured) and `precision`.
@@ -176,7 +178,7 @@ def _load_weight_file(
             raise ConfigError(f"--variant {variant}: {path} holds the reference Caffe weights (always paper)")
         check_transform_input(path, transform_input, "--no-transform-input")
         return model_from_file(path, aux_logits=False)
-    obj = safe_load(path)
+    obj = load_weight_object(path)
     if isinstance(obj, dict) and obj.get("format") == "googlenet":
         check_transform_input(path, transform_input, "--no-transform-input")
         model, meta = load_checkpoint_model(path, aux_logits=False)

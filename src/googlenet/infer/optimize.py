@@ -41,6 +41,7 @@ about 3 significant digits, which changed 0-1% of the top-1 decisions on real im
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import importlib.util
 import io
@@ -50,7 +51,7 @@ import statistics
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -190,14 +191,30 @@ def _compile(net: FusedGoogLeNet, precision: str, device: torch.device) -> Calla
     return run
 
 
+@contextlib.contextmanager
+def _quiet_loggers(*names: str) -> Iterator[None]:
+    """These loggers at WARNING (at least) inside the block, their own levels back after it."""
+    loggers = [logging.getLogger(name) for name in names]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        if logger.getEffectiveLevel() < logging.WARNING:
+            logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+
+
 def export_onnx(net: nn.Module, input_size: int, path: str | Path | io.BytesIO | None = None) -> bytes:
     """The network as an ONNX model (opset 18, dynamic batch); written to `path` when given. `net` itself is
     left as it is (exported from an fp32 eval-mode copy)."""
     net = copy.deepcopy(net).float().eval()
     example = torch.randn(2, 3, input_size, input_size, generator=torch.Generator().manual_seed(0))
     batch = torch.export.Dim("batch", min=1, max=4096)
-    # signals held: the exporter runs the model's Python from C++ (googlenet.signals)
-    with signals_held(), onnx_export():
+    # signals held: the exporter runs the model's Python from C++ (googlenet.signals); the exporter's
+    # libraries log each pass at INFO, about 20 lines an export under a program's basicConfig(INFO)
+    with signals_held(), onnx_export(), _quiet_loggers("onnxscript", "onnx_ir", "torch.onnx"):
         program = torch.onnx.export(
             net,
             (example,),

@@ -17,6 +17,7 @@ load into the `paper` variant through `googlenet.model.caffe`; `weight_file_kind
 
 from __future__ import annotations
 
+import argparse
 import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -150,6 +151,10 @@ def save_checkpoint(
     input size that is no whole number, class names that do not count the outputs) is a
     `CheckpointError` now, not when the file is loaded.
     """
+    if not isinstance(model, nn.Module):  # load_weights(model, path) takes them the other way round
+        raise TypeError(
+            f"save_checkpoint(path, model, meta): model is a {type(model).__name__}, not a network"
+        )
     num_classes = classifier_classes(model)
     if state_dict is not None:
         own = model.state_dict()
@@ -233,9 +238,25 @@ def _is_torchvision(obj: Any) -> bool:
     )
 
 
+def load_weight_object(path: str | os.PathLike[str]) -> Any:
+    """What a PyTorch weight file holds (safe loading), a checkpoint of torchvision's reference training
+    script (references/classification/train.py: {"model", "optimizer", "lr_scheduler", "epoch", "args"})
+    taken as its "model" state dict: its `argparse.Namespace` of flags only holds values, so it is let
+    through the weights-only loader, and the optimizer's state is not needed here."""
+    obj = safe_load(path, allow=(argparse.Namespace,))
+    if (
+        isinstance(obj, Mapping)
+        and not _is_ours(obj)
+        and _is_state_dict(obj.get("model"))
+        and {"optimizer", "epoch"} <= obj.keys()
+    ):
+        return obj["model"]
+    return obj
+
+
 def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read and validate one of our checkpoints (safe loading); a torchvision file is an error here."""
-    return _validated(path, safe_load(path))
+    return _validated(path, load_weight_object(path))
 
 
 def _validated(path: str | os.PathLike[str], obj: Any) -> dict[str, Any]:
@@ -548,7 +569,7 @@ def load_weights(model: GoogLeNet, path: str | os.PathLike[str], key: str = "sta
         from googlenet.model.caffe import load_reference
 
         return load_reference(model, path, kind)
-    obj = safe_load(path)
+    obj = load_weight_object(path)
     if _is_ours(obj):
         checkpoint = _validated(path, obj)
         _check_config(path, checkpoint["model_config"], model.config)
@@ -622,7 +643,7 @@ def model_from_file(
         from googlenet.model.caffe import reference_model
 
         return reference_model(path, kind, aux_logits)
-    obj = safe_load(path)
+    obj = load_weight_object(path)
     if _is_ours(obj):
         check_transform_input(path, transform_input)
         model, meta = _model_from_checkpoint(path, _validated(path, obj), aux_logits, key)

@@ -67,7 +67,45 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_arguments(parser)
     add_launch_argument(parser)
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=run, unknown_hint=torchvision_hint)
+
+
+# Flags of torchvision's reference script (references/classification/train.py) that `train` does not
+# take, and what to give instead: a user of that script types them by habit, and a bare "unrecognized
+# arguments" gave no way forward.
+TORCHVISION_FLAGS: dict[str, str] = {
+    "--model": "--variant (paper, bn or torchvision)",
+    "--weights": "--init-from FILE (a torchvision .pth, a .caffemodel, an ONNX file or a checkpoint; nothing is downloaded)",
+    "--use-deterministic-algorithms": "--deterministic",
+    "--model-ema": "--average ema",
+    "--model-ema-decay": "--ema-decay",
+    "--model-ema-steps": "--average-every",
+    "--val-resize-size": "--resize-size",
+    "--train-crop-size": "--input-size (one size for training crops and evaluation)",
+    "--val-crop-size": "--input-size (one size for training crops and evaluation)",
+    "--print-freq": "--log-every",
+    "--start-epoch": "--resume RUN (it continues where the run stopped)",
+    "--opt": "none: section 6 trains with SGD and momentum (--momentum, --nesterov)",
+    "--interpolation": "--no-random-interpolation for bilinear resizing only (section 6 draws one of four)",
+    "--auto-augment": "none: the augmentation is section 6's (--random-crop, --photometric, --flip, ...)",
+    "--random-erase": "none: the augmentation is section 6's (--random-crop, --photometric, --flip, ...)",
+    "--mixup-alpha": "none: the augmentation is section 6's (--random-crop, --photometric, --flip, ...)",
+    "--cutmix-alpha": "none: the augmentation is section 6's (--random-crop, --photometric, --flip, ...)",
+    "--ra-sampler": "none (--balance-class balances one class's share)",
+    "--cache-dataset": "none: images are decoded each epoch by -j loader processes",
+    "--dist-url": "none: torchrun sets the rendezvous (or --nproc-per-node N on one machine)",
+    "--world-size": "--nproc-per-node N, or torchrun's --nnodes/--nproc-per-node",
+}  # fmt: skip
+
+
+def torchvision_hint(unknown: list[str]) -> str:
+    """What to give instead of the torchvision reference-script flags among `unknown` ("" if none)."""
+    named = dict.fromkeys(
+        word.split("=", 1)[0] for word in unknown if word.split("=", 1)[0] in TORCHVISION_FLAGS
+    )
+    return "".join(f"; torchvision's {flag} is {TORCHVISION_FLAGS[flag]} here" for flag in named).replace(
+        "is none: ", "has no counterpart: "
+    )
 
 
 def add_launch_argument(parser: argparse.ArgumentParser) -> None:
@@ -277,13 +315,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
           help="clip the gradient norm (default off; built-in data: 2)")  # fmt: skip
     add_g("--skip-nonfinite", dest="optim.skip_nonfinite", action=boolean,
           help="skip a step whose loss is NaN/Inf instead of stopping")  # fmt: skip
-    add_g("--lr-scheduler", dest="schedule.lr_scheduler", choices=CHOICES["schedule.lr_scheduler"],
-          help="step (default; section 6: x0.96 every 8 epochs) or cosine")  # fmt: skip
+    add_g("--lr-scheduler", dest="schedule.lr_scheduler", type=_scheduler, choices=CHOICES["schedule.lr_scheduler"],
+          help="step (default; section 6: x0.96 every 8 epochs) or cosine; torchvision's names steplr and "
+               "cosineannealinglr are taken too")  # fmt: skip
     add_g("--lr-step-size", dest="schedule.lr_step_size", type=float, help="epochs between decays (8)")
     add_g("--lr-gamma", dest="schedule.lr_gamma", type=float, help="decay factor (0.96)")
     add_g("--lr-step-every", dest="schedule.lr_step_every", choices=CHOICES["schedule.lr_step_every"],
           help="epoch (default): staircase; iter: the same decay applied smoothly every iteration")  # fmt: skip
-    add_g("--lr-warmup-epochs", dest="schedule.lr_warmup_epochs", type=float, help="linear warm-up epochs")
+    add_g("--lr-warmup-epochs", dest="schedule.lr_warmup_epochs", type=float, help="warm-up epochs (0)")
+    add_g("--lr-warmup-method", dest="schedule.lr_warmup_method", choices=CHOICES["schedule.lr_warmup_method"],
+          help="linear (default): from lr x --lr-warmup-decay up to lr; constant (torchvision's default): "
+               "lr x --lr-warmup-decay throughout")  # fmt: skip
     add_g("--lr-warmup-decay", "--lr-warmup-start", dest="schedule.lr_warmup_start", type=float,
           help="warm-up starts at lr x this (0.01)")  # fmt: skip
     add_g("--lr-min", dest="schedule.lr_min", type=float, help="final lr of the cosine schedule")
@@ -342,6 +384,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for action in parser._actions:  # "--lr LR", not "--lr OPTIM.LR"
         if "." in action.dest and action.metavar is None and action.nargs != 0 and not action.choices:
             action.metavar = action.dest.split(".", 1)[1].upper()
+        if "." in action.dest and action.option_strings:
+            FLAG_OF.setdefault(action.dest, action.option_strings[-1])
+
+
+FLAG_OF: dict[str, str] = {}  # a config key's flag ("optim.weight_decay": "--wd"), as `add_arguments` adds it
+
+
+def _scheduler(value: str) -> str:
+    """--lr-scheduler's value, torchvision's names (any case) taken for ours."""
+    name = value.lower()
+    if name == "exponentiallr":
+        raise argparse.ArgumentTypeError(
+            "exponentiallr: give --lr-scheduler step --lr-step-size 1 (a decay by --lr-gamma every epoch)"
+        )
+    return {"steplr": "step", "cosineannealinglr": "cosine"}.get(name, name)
+
+
+def _same_setting(key: str, value: Any, stored: dict[str, Any], folder: Path) -> bool:
+    """Whether `value` is what the run in `folder` trained with (its config.yaml, flat `stored`)."""
+    if key not in stored:
+        return False
+    old = stored[key]
+    if key == "run.output_dir":
+        return Path(str(value)).expanduser().resolve() == folder.resolve()
+    if isinstance(old, list) or isinstance(value, list | tuple):
+        return list(old or []) == list(value or [])
+    return bool(old == value)
 
 
 def _setup_logging(env: ddp.DistEnv) -> None:
@@ -361,6 +430,7 @@ TRAINING_ONLY_KEYS: frozenset[str] = frozenset(
         "run.stop_after_steps",
         "run.log_every",
         "run.grad_norms_every",
+        "run.output_dir",  # it writes nothing
     }
 )
 
@@ -374,12 +444,14 @@ INAPPLICABLE: tuple[tuple[str, str, Callable[[Any], bool], str], ...] = (
     ("--ema-decay", "average.ema_decay", lambda c: c.average.method != "ema", "only --average ema decays"),
     ("--bn-stats", "average.bn_stats", lambda c: c.model.variant == "paper", "the paper variant has no BatchNorm"),
     ("--norm-weight-decay", "optim.norm_weight_decay", lambda c: c.model.variant == "paper", "the paper variant has no BatchNorm"),
+    ("--sync-bn", "model.sync_bn", lambda c: c.model.variant == "paper", "the paper variant has no BatchNorm"),
     ("--bn-batches", "average.bn_batches",
      lambda c: c.model.variant == "paper" or c.average.method == "none" or c.average.bn_stats != "recompute",
      "nothing recomputes BatchNorm statistics (the paper variant, --average none or --bn-stats average)"),
     ("--lr-gamma", "schedule.lr_gamma", lambda c: c.schedule.lr_scheduler != "step", "only --lr-scheduler step decays by it"),
     ("--lr-step-size", "schedule.lr_step_size", lambda c: c.schedule.lr_scheduler != "step", "only --lr-scheduler step has steps"),
     ("--lr-min", "schedule.lr_min", lambda c: c.schedule.lr_scheduler != "cosine", "only --lr-scheduler cosine ends at it"),
+    ("--lr-warmup-method", "schedule.lr_warmup_method", lambda c: not c.schedule.lr_warmup_epochs, "there is no warm-up (--lr-warmup-epochs)"),
     *((f"--{name}", f"augment.{name}", lambda c: not c.augment.photometric, "photometric distortion is off (--no-photometric)")
       for name in ("brightness", "contrast", "saturation", "lighting")),
     *((f"--{name.replace('_', '-')}", f"augment.{name}", lambda c: not c.augment.random_crop,
@@ -418,6 +490,8 @@ def build_config(args: argparse.Namespace) -> tuple[Any, str | None]:
     flags = {key: value for key, value in vars(args).items() if "." in key}
     file_overrides, settings = config_overrides(args, flags)
     resume = getattr(args, "resume", None)
+    if resume == "":  # Path("") is the working folder: a script's unset "$CKPT" resumed whatever ran there
+        raise ConfigError("--resume: an empty path; give a run folder or its last.pt")
     source = str(getattr(args, "config", None) or "config file")
     if settings:
         source = f"{args.config} or --set" if getattr(args, "config", None) else "--set"
@@ -426,19 +500,23 @@ def build_config(args: argparse.Namespace) -> tuple[Any, str | None]:
         _refuse_inapplicable(flags, config, settings)
         return config, resume
     if flags.get("run.test_only"):  # the run's own data, unless --config or flags name other data
+        folder = _run_folder(Path(resume))
+        stored_file = folder / "config.yaml"
+        stored_values = load_yaml(stored_file) if stored_file.is_file() else {}
+        # The training command given again with --test-only (as with torchvision's script) is fine where
+        # its values are the run's own; another value would be silently ignored, and is refused.
         training_only = sorted(
             key for key, value in {**settings, **flags}.items()
             if value is not None and key != "optim.batch_size"
             and (key.split(".")[0] in TRAINING_ONLY_SECTIONS or key in TRAINING_ONLY_KEYS)
+            and not _same_setting(key, value, stored_values, folder)
         )  # fmt: skip
         if training_only:
-            raise ConfigError(f"--test-only evaluates the checkpoint as it was trained; these settings do not "
-                              f"apply: {', '.join(training_only)} (drop them)")  # fmt: skip
-        folder = _run_folder(Path(resume))
-        stored_file = folder / "config.yaml"
+            named = [f"--set {key}" if key in settings else FLAG_OF.get(key, key) for key in training_only]
+            raise ConfigError(f"--test-only evaluates the checkpoint as it was trained; these settings differ from "
+                              f"its training and do not apply: {', '.join(named)} (drop them)")  # fmt: skip
         given = {**file_overrides, **flags}
         data: dict[str, Any] = {}
-        stored_values = load_yaml(stored_file) if stored_file.is_file() else {}
         if not {"data.data_path", "data.dataset"} & given.keys():
             data = {k: v for k, v in stored_values.items() if k.startswith("data.")}
         elif "data.dataset" not in given and stored_values.get("data.dataset") == "imagenet":
@@ -550,7 +628,8 @@ def _check_resume_target(args: argparse.Namespace, resume: Path, ensemble: int) 
     wanted = getattr(args, "run.output_dir", None)
     if wanted is not None and Path(wanted).resolve() != folder.resolve():
         raise ConfigError(
-            f"--output-dir {wanted}: a resumed run continues in its own folder {folder}; drop --output-dir"
+            f"--output-dir {wanted}: a resumed run continues in its own folder {folder}; drop --output-dir "
+            f"(or start a new run from its weights: --init-from {shell_path(resume)} --output-dir {shell_path(wanted)})"
         )
     if ensemble > 1 and not _is_ensemble_folder(folder):
         raise ConfigError(

@@ -58,6 +58,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "data.on_bad": ("skip", "abort"),
     "schedule.lr_scheduler": ("step", "cosine"),
     "schedule.lr_step_every": ("epoch", "iter"),
+    "schedule.lr_warmup_method": ("linear", "constant"),
     "average.method": ("polyak", "ema", "none"),
     "average.bn_stats": ("recompute", "average"),
     "run.amp_dtype": ("auto", "bf16", "fp16"),
@@ -172,6 +173,9 @@ class ScheduleSection:
     lr_step_every: str = "epoch"  # epoch: a staircase; iter: the same decay spread smoothly over iterations
     lr_warmup_epochs: float = 0.0  # not in the paper: linear warm-up length (epochs, may be fractional)
     lr_warmup_start: float = 0.01  # warm-up starts at lr x this factor (torchvision's lr_warmup_decay)
+    # linear: from lr x lr_warmup_start up to lr; constant: lr x lr_warmup_start throughout the warm-up
+    # (torchvision's reference script's default; not in the paper either way)
+    lr_warmup_method: str = "linear"
     lr_min: float = 0.0  # cosine only: the final learning rate
 
 

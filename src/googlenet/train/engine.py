@@ -61,6 +61,7 @@ from googlenet.train.config import (
     dump_yaml,
     flatten,
     from_dict,
+    native_bf16,
     validate,
 )
 from googlenet.train.ensemble import fit_ensemble
@@ -98,7 +99,7 @@ from googlenet.train.sampling import (
     epoch_permutation,
     mix_seed,
 )
-from googlenet.train.schedule import build_scheduler
+from googlenet.train.schedule import build_scheduler, lr_at
 
 logger = logging.getLogger("googlenet.train")
 
@@ -154,7 +155,10 @@ def fit(config: TrainConfig, resume: str | os.PathLike[str] | None = None) -> di
             torch.backends.cudnn.benchmark = True
         if config.run.test_only:
             if resume is None:
-                raise ConfigError("--test-only needs --resume PATH (a last.pt or final.pt)")
+                raise ConfigError(
+                    "--test-only needs --resume PATH (a last.pt or final.pt); other weights (a torchvision "
+                    ".pth, a .caffemodel, ONNX): googlenet evaluate --weights FILE --data-path DIR"
+                )
             return evaluate_checkpoint(config, resume, env, device)
         if config.run.ensemble > 1:
             root = Path(resume) if resume is not None else _resolve_output_dir(config, env)
@@ -224,6 +228,34 @@ _DATA_NAMES = {
     "train": "--data-path (its training images: count, digest of their names)",
     "val": "--data-path (its validation images: count, digest of their names)",
 }
+
+
+def _recipe_line(
+    config: TrainConfig, processes: int, steps_per_epoch: int, autocast: torch.dtype | None
+) -> str:
+    """The run's batch, schedule and precision in words, logged as it starts: a user of torchvision's
+    script reads there that -b is the global batch and what a partly given schedule resolves to
+    ("batch 32 (2 processes x 16), SGD lr 0.1 x0.96 every 30 epochs (0.0886 at the end), ...")."""
+    o, s, epochs = config.optim, config.schedule, config.run.epochs
+    batch = f"batch {o.batch_size}" + (
+        f" ({processes} processes x {o.batch_size // processes})" if processes > 1 else ""
+    )
+    if s.lr_scheduler == "cosine":
+        shape = f"cosine to {s.lr_min:g} over {epochs} epochs"
+    else:
+        shape = f"x{s.lr_gamma:g} every {s.lr_step_size:g} epochs" + (
+            ", smoothly" if s.lr_step_every == "iter" else ""
+        )
+        last = lr_at(s, o.lr, max(0, epochs * steps_per_epoch - 1), steps_per_epoch, epochs)
+        shape += f" ({last:.3g} at the end)"
+    how = "at" if s.lr_warmup_method == "constant" else "from"
+    warmup = (
+        f", {s.lr_warmup_epochs:g} warm-up epochs {how} x{s.lr_warmup_start:g}" if s.lr_warmup_epochs else ""
+    )
+    momentum = f"{'Nesterov ' if o.nesterov else ''}momentum {o.momentum:g}"
+    precision = {None: "fp32", torch.bfloat16: "bf16 autocast", torch.float16: "fp16 autocast"}[autocast]
+    return (f"{batch}, SGD lr {o.lr:g} {shape}{warmup}, {momentum}, weight decay {o.weight_decay:g}, "
+            f"{precision}")  # fmt: skip
 
 
 def _processes(count: int) -> str:
@@ -459,6 +491,12 @@ class _Trainer:
         self.averager = WeightAverager(self.model, config.average, r.epochs)
         self.autocast_dtype, use_scaler = autocast_for(device, r.amp, r.amp_dtype)
         self.scaler = torch.amp.GradScaler(device.type) if use_scaler else None
+        logger.info(
+            "recipe: %s", _recipe_line(config, env.world_size, self.steps_per_epoch, self.autocast_dtype)
+        )
+        if device.type == "cpu" and self.autocast_dtype is not None and env.is_main and not native_bf16():
+            logger.warning("--amp: this CPU has no bf16 instructions (AVX512-BF16 or AMX); bf16 autocast is "
+                           "emulated here, and slower than fp32 (--no-amp)")  # fmt: skip
         self.forward: nn.Module = _TrainForward(self.model)
         if env.distributed:
             self.forward = DistributedDataParallel(
@@ -967,7 +1005,7 @@ def _recipe(config: TrainConfig, groups: list[dict[str, Any]]) -> dict[str, Any]
             if s.lr_scheduler == "cosine"
             else f"x{s.lr_gamma} every {s.lr_step_size} epochs (per {s.lr_step_every})"
         )
-        + (f", {s.lr_warmup_epochs} warm-up epochs" if s.lr_warmup_epochs else ""),
+        + (f", {s.lr_warmup_epochs} {s.lr_warmup_method} warm-up epochs" if s.lr_warmup_epochs else ""),
         "epochs": config.run.epochs,
         "aux_weight": o.aux_weight,
         "averaging": a.method

@@ -11,8 +11,10 @@ interrupted mid-epoch resumes on exactly the same curve, and its state is plain 
   equals the staircase at every 8-epoch boundary and is never below it.
 - `cosine`: `CosineAnnealingLR` from base to `lr_min` over the iterations after warm-up.
 - warm-up: `LinearLR` from base x `lr_warmup_start` to base over `lr_warmup_epochs` (which may be
-  fractional), chained before the main schedule with `SequentialLR`; the main schedule starts when
-  warm-up ends (as in torchvision's reference train.py), so a step schedule is shifted by the warm-up.
+  fractional), or with `lr_warmup_method="constant"` `ConstantLR` at base x `lr_warmup_start`
+  throughout (torchvision's reference script's default), chained before the main schedule with
+  `SequentialLR`; the main schedule starts when warm-up ends (as in torchvision's reference train.py),
+  so a step schedule is shifted by the warm-up.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import math
 
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import (
+    ConstantLR,
     CosineAnnealingLR,
     ExponentialLR,
     LinearLR,
@@ -55,7 +58,11 @@ def build_scheduler(
         main = ExponentialLR(optimizer, gamma=per_iter)
     if warmup == 0:
         return main
-    ramp = LinearLR(optimizer, start_factor=schedule.lr_warmup_start, end_factor=1.0, total_iters=warmup)
+    ramp: LRScheduler
+    if schedule.lr_warmup_method == "constant":
+        ramp = ConstantLR(optimizer, factor=schedule.lr_warmup_start, total_iters=warmup)
+    else:
+        ramp = LinearLR(optimizer, start_factor=schedule.lr_warmup_start, end_factor=1.0, total_iters=warmup)
     return SequentialLR(optimizer, schedulers=[ramp, main], milestones=[warmup])
 
 
@@ -64,6 +71,8 @@ def lr_at(schedule: ScheduleSection, base_lr: float, step: int, steps_per_epoch:
     steps_per_epoch = max(1, steps_per_epoch)
     warmup = warmup_iters(schedule, steps_per_epoch)
     if step < warmup:
+        if schedule.lr_warmup_method == "constant":
+            return base_lr * schedule.lr_warmup_start
         factor = schedule.lr_warmup_start + (1.0 - schedule.lr_warmup_start) * step / warmup
         return base_lr * factor
     t = step - warmup
