@@ -63,12 +63,12 @@ test-torch:
 	$(TORCH_VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests benchmarks requirements
-	$(VENV)/bin/ruff format --check src tests benchmarks requirements
+	$(VENV)/bin/ruff check src tests benchmarks requirements examples
+	$(VENV)/bin/ruff format --check src tests benchmarks requirements examples
 	$(VENV)/bin/mypy
 
 format: $(STAMP)
-	$(VENV)/bin/ruff format src tests benchmarks requirements
+	$(VENV)/bin/ruff format src tests benchmarks requirements examples
 	$(VENV)/bin/ruff check --fix src tests benchmarks requirements
 
 bench: $(STAMP)

@@ -17,6 +17,7 @@ import googlenet
 from extras import require
 from googlenet.cli import main
 from googlenet.errors import CheckpointError
+from googlenet.io import sha256_file
 from googlenet.model.weights import default_meta
 
 REPO = Path(__file__).resolve().parents[1]
@@ -396,3 +397,87 @@ def test_converting_a_bare_state_dict_says_what_it_assumed(
     assert "a bare state dict carries no class names, input size or normalisation" in capsys.readouterr().err
     _, meta = googlenet.load_checkpoint_model(tmp_path / "out.pt")
     assert meta["class_names"] == ["0", "1", "2", "3", "4"] and meta["bare_state_dict"] is True
+
+
+def _photo(width: int, height: int, seed: int) -> Any:
+    """A smooth, structured RGB picture (upsampled noise), so that crops and orientations differ."""
+    import numpy as np
+    from PIL import Image
+
+    coarse = np.random.default_rng(seed).integers(
+        0, 256, (height // 16 + 1, width // 16 + 1, 3), dtype=np.uint8
+    )
+    return Image.fromarray(coarse).resize((width, height), Image.BICUBIC)
+
+
+def test_the_deploy_example_reproduces_predict_from_the_onnx_file_alone(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """examples/onnx_predict.py, which reads only the exported file and its metadata (NumPy, Pillow, ONNX
+    Runtime), gives predict's top-5 and probabilities on the images a plain recipe gets wrong: a phone
+    photo stored rotated (EXIF orientation 6), a PNG whose transparent half hides red, a wide picture
+    (the truncated longer side and rounded crop offset). The README's recipe left out the first three."""
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    require("onnxruntime")
+    require("onnxscript")
+    model = googlenet.build_model("bn", num_classes=10, aux_logits=False)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.Conv2d):
+                torch.nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+        model.fc.weight.normal_(std=0.5)  # logits that follow the pixels, so a wrong pixel shows ...
+        model.fc.bias.zero_()
+        model.fc.bias.copy_(-model.eval()(torch.rand(8, 3, SIZE, SIZE) * 4 - 2).mean(0))  # ... around 0
+    source = tmp_path / "model.pt"
+    googlenet.save_checkpoint(source, model, {**default_meta(model, SIZE), "class_names": list("abcdefghij")})
+    onnx_file = tmp_path / "model.onnx"
+    assert main(["export", "--checkpoint", str(source), "--output", str(onnx_file)]) == 0
+    onnx = require("onnx")
+    meta = json.loads({p.key: p.value for p in onnx.load(onnx_file).metadata_props}["googlenet.meta"])
+    assert meta["source_sha256"] == sha256_file(source) and meta["output"].startswith("logits")
+    assert "EXIF orientation" in meta["input"] and "antialiased" in meta["input"]  # the recipe's steps
+    capsys.readouterr()  # given back as a checkpoint: it said "not a PyTorch checkpoint (neither ...)"
+    assert main(["predict", str(source), "--checkpoint", str(onnx_file)]) == 1
+    assert "an ONNX file, not a PyTorch checkpoint; for an export of `googlenet export` give the .pt" in (
+        capsys.readouterr().err
+    )
+    images = tmp_path / "images"
+    images.mkdir()
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: rotate 90 degrees to display
+    _photo(300, 200, 1).save(images / "phone.jpg", exif=exif, quality=95)
+    rgba = _photo(120, 90, 2).convert("RGBA")
+    rgba.paste((255, 0, 0, 0), (60, 0, 120, 90))  # transparent, hiding red
+    rgba.save(images / "logo.png")
+    _photo(500, 281, 3).save(images / "wide.png")
+    paths = [str(images / name) for name in ("phone.jpg", "logo.png", "wide.png")]
+    capsys.readouterr()
+    assert main(["predict", *paths, "--checkpoint", str(source), "--topk", "5", "--json"]) == 0
+    predicted = json.loads(capsys.readouterr().out)
+    predicted = predicted["predictions"] if isinstance(predicted, dict) else predicted
+    done = subprocess.run([sys.executable, str(REPO / "examples" / "onnx_predict.py"), str(onnx_file), *paths],
+                          capture_output=True, text=True, timeout=300, env={"PATH": "/usr/bin:/bin"})  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    example = [json.loads(line) for line in done.stdout.splitlines()]
+    for ours, theirs in zip(predicted, example, strict=True):
+        assert [entry["class"] for entry in ours["top"]] == [name for name, _ in theirs["top"]], (
+            ours,
+            theirs,
+        )
+        for entry, (_, probability) in zip(ours["top"], theirs["top"], strict=True):
+            # PIL's and torchvision's antialiased resizes round a pixel a grey level apart here and there
+            # (0.0002-0.004 here, on logits chosen to follow the pixels closely)
+            assert entry["probability"] == pytest.approx(probability, abs=1e-2)
+    # the test can tell: without the EXIF step the phone photo's probabilities move by far more
+    naive = tmp_path / "naive.py"
+    naive.write_text((REPO / "examples" / "onnx_predict.py").read_text().replace(
+        "ImageOps.exif_transpose(Image.open(path))", "Image.open(path)"))  # fmt: skip
+    done = subprocess.run([sys.executable, str(naive), str(onnx_file), paths[0]], capture_output=True, text=True,
+                          timeout=300, env={"PATH": "/usr/bin:/bin"})  # fmt: skip
+    wrong = dict(json.loads(done.stdout)["top"])
+    right = {entry["class"]: entry["probability"] for entry in predicted[0]["top"]}
+    assert max(abs(wrong.get(name, 0.0) - p) for name, p in right.items()) > 0.1  # 0.89 here

@@ -68,7 +68,8 @@ def inference_network(model: GoogLeNet) -> GoogLeNet:
 def _export_meta(model: GoogLeNet, meta: dict[str, Any]) -> str:
     """What a runtime needs besides the graph: layout, classes, input size, normalisation. What the
     checkpoint leaves out is what `evaluate` and `predict` assume for it (`default_meta`)."""
-    keep = ("class_names", "wnids", "input_size", "resize_size", "mean", "std", "interpolation")
+    keep = ("class_names", "wnids", "input_size", "resize_size", "mean", "std", "interpolation", "weights",
+            "source_sha256")  # fmt: skip
     defaults = default_meta(model, int(meta.get("input_size") or 224))
     payload = {
         k: meta[k] if meta.get(k) is not None else defaults[k] for k in keep if k in meta or k in defaults
@@ -78,7 +79,17 @@ def _export_meta(model: GoogLeNet, meta: dict[str, Any]) -> str:
     if isinstance(names, list) and names == [str(i) for i in range(1000)]:  # as predict names them
         payload.update(imagenet_labels())
     payload["model_config"] = replace(model.config, aux_logits=False).as_dict()
-    payload["input"] = "normalised RGB, N x 3 x S x S: (pixel / 255 - mean) / std"
+    payload["input"] = (
+        "images: N x 3 x S x S float32, S = input_size, as googlenet predict makes them: the image with its "
+        "EXIF orientation applied and any transparency composited on white, in RGB; its shorter side "
+        "resized to resize_size with `interpolation`, antialiased (PIL's Image.resize, torchvision's "
+        "Resize; not cv2.resize's INTER_LINEAR), the longer side int(resize_size * long / short); the "
+        "centre S x S square at offsets round((extent - S) / 2); then (pixel / 255 - mean) / std. "
+        "examples/onnx_predict.py in the googlenet repository does all of it"
+    )
+    payload["output"] = (
+        "logits: N x len(class_names); their softmax is predict's probability (one crop, one model)"
+    )
     return json.dumps(payload)
 
 
@@ -373,6 +384,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"{flag} applies to --convert (a checkpoint of ours carries its own config)")
     if args.checkpoint:
         model, meta = load_checkpoint_model(args.checkpoint, aux_logits=aux, key=key)
+        meta = {**meta, "source_sha256": sha256_file(args.checkpoint)}  # which file an export came from
     else:
         if args.averaged:
             raise ConfigError("--averaged applies to our training checkpoints (--checkpoint), not --convert")
@@ -384,6 +396,8 @@ def run(args: argparse.Namespace) -> int:
                   "size or normalisation: written as classes 0..N-1 (ImageNet's at 1000), 224 px and "
                   "ImageNet's mean/std", file=sys.stderr)  # fmt: skip
     summary = {"source": source, **export_model(model, meta, args.output, fmt, verify=not args.no_verify)}
+    if meta.get("weights"):
+        summary["weights"] = meta["weights"]
     if args.json:
         print(json_text(summary))
     else:

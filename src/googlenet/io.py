@@ -488,6 +488,11 @@ def safe_load(
         except OSError as exc:
             raise CheckpointError(f"{file}: cannot read ({exc.strerror or exc})") from None
     if not looks_like_torch_file(file):
+        if file.suffix.lower() == ".onnx":  # an export given back as --checkpoint: say what to give
+            raise CheckpointError(
+                f"{file}: an ONNX file, not a PyTorch checkpoint; for an export of `googlenet export` give "
+                "the .pt it was exported from (the ONNX zoo's GoogLeNet is read by --weights)"
+            )
         raise CheckpointError(
             f"{file}: not a PyTorch checkpoint (neither torch.save's zip archive nor a pickle)"
         )
