@@ -28,9 +28,14 @@ RESAMPLING = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "nearest": I
 
 
 def load_rgb(path: str) -> Image.Image:
-    """The image as predict decodes it: EXIF orientation applied, transparency on white, RGB."""
+    """The image as predict decodes it: EXIF orientation applied, 16-bit grey levels scaled to 8 bits
+    (not clipped), transparency (an alpha channel, or a PNG's transparent colour) on white, RGB. (predict
+    also stretches 32-bit and float images over their own range; not done here.)"""
     image = ImageOps.exif_transpose(Image.open(path))
-    if (image.mode == "P" and "transparency" in image.info) or image.mode in ("LA", "PA", "RGBA"):
+    if image.mode.startswith("I;16") or image.mode == "I":
+        grey = np.asarray(image, dtype=np.float64) / 257.0  # 65535 -> 255
+        image = Image.fromarray(np.clip(np.rint(grey), 0, 255).astype(np.uint8), mode="L")
+    if "transparency" in image.info or image.mode in ("LA", "La", "PA", "RGBA", "RGBa"):
         image = image.convert("RGBA")
         white = Image.new("RGBA", image.size, (255, 255, 255, 255))
         return Image.alpha_composite(white, image).convert("RGB")

@@ -453,7 +453,11 @@ def test_a_resumed_run_keeps_its_folder_kind_and_classes(
             (other / split / name).symlink_to(fixtures["data"] / split / name)
     rest = ["-j", "0", "--no-progress"]
     for extra, message in (
-        (["--output-dir", str(tmp_path / "elsewhere")], "continues in its own folder"),
+        (
+            ["--output-dir", str(tmp_path / "elsewhere")],
+            f"continues in its own folder {run_dir}; drop "
+            f"--output-dir (or start a new run from its weights: --init-from {run_dir / 'last.pt'} --output-dir",
+        ),
         (["--ensemble", "2"], "holds one model, not an ensemble"),
         (["--data-path", str(other)], "trained on 3 classes, the data has 2"),
     ):
@@ -501,7 +505,9 @@ def test_torchvision_reference_flags_are_pointed_to_ours(capsys: pytest.CaptureF
     ):
         assert hint in err, err
     code, err = run(["train", "--auto-augment", "ta_wide"], capsys)
-    assert_one_line(code, err, (2,), "--auto-augment has no counterpart: the augmentation is section 6's")
+    assert_one_line(
+        code, err, (2,), "--auto-augment has no counterpart here: the augmentation is section 6's"
+    )
     code, err = run(["train", "--lr-scheduler", "exponentiallr"], capsys)
     assert_one_line(code, err, (2,), "--lr-scheduler step --lr-step-size 1")
     from googlenet.train.command import build_config

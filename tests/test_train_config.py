@@ -118,6 +118,11 @@ def test_native_bf16_reads_the_cpu_flags(monkeypatch: pytest.MonkeyPatch, tmp_pa
             cpuinfo.write_text(f"processor\t: 0\nflags\t\t: {flags}\n")
             config_module.native_bf16.cache_clear()
             assert config_module.native_bf16() is expected
+        # Arm's "Features" line (Graviton 3 has bf16): --amp warned there that bf16 was emulated
+        for text, expected in (("Features\t: fp asimd sve bf16\n", True), ("Features\t: fp asimd\n", False),
+                               ("processor\t: 0\n", None)):  # fmt: skip
+            cpuinfo.write_text(text)
+            assert config_module.cpu_bf16() is expected
     finally:  # the real machine's answer for the tests after this one
         monkeypatch.undo()
         config_module.native_bf16.cache_clear()

@@ -1077,6 +1077,11 @@ def test_class_folders_named_by_wordnet_id_get_their_imagenet_names(
     assert main(["evaluate", "--checkpoint", results["final_checkpoint"], "--data-path", str(root / "val"),
                  "--engine", "off", "--json"]) == 0  # fmt: skip
     assert json.loads(capsys.readouterr().out)["images"] == 3
+    # ablate's test-time arms label the same folders by those ids (they refused them, after the training)
+    from googlenet.ablate.study import StudyPlan, eval_samples
+
+    plan = StudyPlan(tmp_path / "study", arms=("full",), seeds=(0,), base={"data.data_path": str(root)})
+    assert len(eval_samples(plan, meta["class_names"], meta["wnids"])) == 3
 
 
 def test_a_run_that_named_its_classes_by_wordnet_id_still_resumes_and_fine_tunes(
@@ -1090,6 +1095,7 @@ def test_a_run_that_named_its_classes_by_wordnet_id_still_resumes_and_fine_tunes
     root = _wordnet_folders(tiny_data, tmp_path / "imagenet-folders")
     old = tmp_path / "old-run"
     fit(tiny(root, old, **{"run.epochs": 1}))
+    shutil.copytree(old, tmp_path / "new-run")  # as this version wrote it
     for name in ("last.pt", "final.pt"):
         checkpoint = read_checkpoint(old / name)
         checkpoint["meta"]["class_names"] = list(WNIDS.values())
@@ -1100,10 +1106,32 @@ def test_a_run_that_named_its_classes_by_wordnet_id_still_resumes_and_fine_tunes
     kept = init_from(model, old / "final.pt", classes=IMAGENET_NAMES, wnids=wnids)
     assert not [k for k in kept if k.startswith("fc.")]
     assert [k for k in init_from(model, old / "final.pt", classes=IMAGENET_NAMES) if k.startswith("fc.")]
+    capsys.readouterr()  # an ensemble of a member named by id and one by name (refused: "class 0 is ...")
+    members = [str(tmp_path / "new-run" / "final.pt"), str(old / "final.pt")]
+    for order in (members, members[::-1]):
+        code, printed = main(["evaluate", "--checkpoint", *order, "--data-path", str(root), "--engine", "off",
+                              "-j", "0", "--json"]), capsys.readouterr()  # fmt: skip
+        assert code == 0 and json.loads(printed.out)["images"] == 3, printed.err
     argv = ["train", "--resume", str(old), "-j", "0", "--no-progress"]
     capsys.readouterr()
     code, printed = main([*argv, "--test-only"]), capsys.readouterr()
     assert code == 0, printed.err
+    # a setting that run's config.yaml lacks (it came later) is its default, not "differs" ...
+    (old / "config.yaml").write_text(
+        "".join(
+            line
+            for line in (old / "config.yaml").read_text().splitlines(True)
+            if "lr_warmup_method" not in line
+        )
+    )
+    code, printed = (
+        main([*argv, "--test-only", "--lr-warmup-method", "linear", "--no-nesterov"]),
+        capsys.readouterr(),
+    )
+    assert code == 0, printed.err
+    # ... and a boolean flag is named as it was given
+    code, printed = main([*argv, "--test-only", "--nesterov"]), capsys.readouterr()
+    assert code == 1 and "do not apply: --nesterov (drop them)" in printed.err, printed.err
     code, printed = main([*argv, "--epochs", "2"]), capsys.readouterr()
     assert code == 0, printed.err
     assert load_checkpoint_model(old / "final.pt")[1]["class_names"] == IMAGENET_NAMES

@@ -20,7 +20,7 @@ import sys
 import tempfile
 import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from googlenet import __version__
@@ -119,7 +119,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     A program that calls it gets back its logging (handlers and levels of the root and "googlenet"
     loggers), warnings filters, signal handlers and streams' encoding-error handlers as they were; where
     it prints log records itself (`logging.basicConfig()`), the command's lines go through its handler,
-    once, not through one of ours as well.
+    once, not through one of ours as well (at that handler's level: one set to WARNING shows none of
+    the command's progress). Those settings are the process's: run one `main()` at a time, not from
+    several threads at once.
     """
     found = _process_settings()  # a program that calls main() gets them back as they were
     _settle_streams()
@@ -128,8 +130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ours = in_main_thread and bool(catchable(signal.SIGTERM))  # an ignored SIGTERM stays ignored
     previous = signal.signal(signal.SIGTERM, _raise_terminated) if ours else None
     try:
-        with warnings.catch_warnings():
-            _quiet_warnings()
+        with _quiet_warnings():
             return _main(argv)
     except KeyboardInterrupt as exc:  # a signal while the command reported its outcome (seen under
         return _stopped(_named(argv), exc)  # torchrun, which stops the others when one process fails)
@@ -206,12 +207,22 @@ def _settle_streams() -> None:
             stream.reconfigure(errors=errors)
 
 
-def _quiet_warnings() -> None:
-    """Warnings a command does not show (set inside `main()`'s `warnings.catch_warnings()`, so a
-    program that calls it keeps its own): torch's advice against more DataLoader workers than CPUs,
-    printed twice per loader across the progress bar and missing from train.log (the worker counts
-    we accept are our own choice)."""
+@contextlib.contextmanager
+def _quiet_warnings() -> Iterator[None]:
+    """Warnings a command does not show: torch's advice against more DataLoader workers than CPUs,
+    printed twice per loader across the progress bar and missing from train.log (the worker counts we
+    accept are our own choice). Only that filter is added, and removed after: `warnings.catch_warnings()`
+    would also drop the filters the libraries a command imports add of their own (PyTorch's)."""
     warnings.filterwarnings("ignore", message="This DataLoader will create", category=UserWarning)
+    ours = warnings.filters[0]
+    try:
+        yield
+    finally:
+        with contextlib.suppress(ValueError):  # a program that reset the filters meanwhile
+            warnings.filters.remove(ours)  # type: ignore[attr-defined]
+        mutated = getattr(warnings, "_filters_mutated", None)  # as filterwarnings itself tells the
+        if mutated is not None:  # per-module caches (a private name; without it they are rebuilt later)
+            mutated()
 
 
 def run() -> None:

@@ -384,7 +384,6 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"{flag} applies to --convert (a checkpoint of ours carries its own config)")
     if args.checkpoint:
         model, meta = load_checkpoint_model(args.checkpoint, aux_logits=aux, key=key)
-        meta = {**meta, "source_sha256": sha256_file(args.checkpoint)}  # which file an export came from
     else:
         if args.averaged:
             raise ConfigError("--averaged applies to our training checkpoints (--checkpoint), not --convert")
@@ -395,6 +394,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"googlenet export: warning: {args.convert}: a bare state dict carries no class names, input "
                   "size or normalisation: written as classes 0..N-1 (ImageNet's at 1000), 224 px and "
                   "ImageNet's mean/std", file=sys.stderr)  # fmt: skip
+    meta = {**meta, "source_sha256": sha256_file(source)}  # which file an export came from
     summary = {"source": source, **export_model(model, meta, args.output, fmt, verify=not args.no_verify)}
     if meta.get("weights"):
         summary["weights"] = meta["weights"]

@@ -486,8 +486,11 @@ def errors_of(results: Mapping[str, Any] | None, raw: bool = False) -> dict[str,
     return out
 
 
-def eval_samples(plan: StudyPlan, class_names: Sequence[str]) -> list[tuple[str, int]]:
-    """The validation images the runs were evaluated on, labelled in the checkpoint's class order."""
+def eval_samples(
+    plan: StudyPlan, class_names: Sequence[str], wnids: Sequence[str] | None = None
+) -> list[tuple[str, int]]:
+    """The validation images the runs were evaluated on, labelled in the checkpoint's class order
+    (`wnids`: its WordNet ids, which class folders named by id match)."""
     from googlenet.evaluate.evalset import load_eval_set
 
     config = resolve({}, plan.config_of(REFERENCE, plan.seeds[0]))
@@ -502,7 +505,7 @@ def eval_samples(plan: StudyPlan, class_names: Sequence[str]) -> list[tuple[str,
         raise ConfigError("test-time arms support the built-in data and image folders")
     from googlenet.evaluate.evalset import limit_samples
 
-    return limit_samples(load_eval_set("folder", root, class_names).samples, plan.test_limit)
+    return limit_samples(load_eval_set("folder", root, class_names, wnids).samples, plan.test_limit)
 
 
 def test_time_errors(plan: StudyPlan, seed: int) -> dict[str, dict[str, float]] | None:
@@ -529,7 +532,7 @@ def test_time_errors(plan: StudyPlan, seed: int) -> dict[str, dict[str, float]] 
     ensemble = load_ensemble(
         [plan.run_dir(a, seed) / "final.pt" for a in members], device="cpu", engine="off"
     )
-    samples = eval_samples(plan, ensemble.class_names)
+    samples = eval_samples(plan, ensemble.class_names, ensemble.wnids)
     specs = table3_specs(ensemble.input_size, ensemble.resize_size)
     single = [View(TEST_BASE, 0, (0,)), View("crops-10", 1, (0,)), View("crops-144", 2, (0,))]
     started = time.perf_counter()

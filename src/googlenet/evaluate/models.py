@@ -132,6 +132,15 @@ def add_engine_arguments(parser: Any, default: str) -> None:
     )
 
 
+def _same_wordnet_classes(names: list[str], wnids: Sequence[str] | None, ensemble: Ensemble) -> bool:
+    """Whether a member named by WordNet id and one named by ImageNet name (a run on class folders named
+    by id, trained before and after such runs were given their names) hold the same classes: one's ids
+    are the other's ids or names."""
+    mine = list(wnids) if wnids else names
+    theirs = list(ensemble.wnids) if ensemble.wnids else ensemble.class_names
+    return mine == theirs
+
+
 def member_from_model(
     model: nn.Module,
     meta: dict[str, Any],
@@ -287,7 +296,10 @@ def load_ensemble(
                                 interpolation=interpolation, wnids=list(wnids) if wnids else None, sources=[])  # fmt: skip
             first = source
         elif names != ensemble.class_names:
-            raise CheckpointError(f"{source}: {_names_differ(names, ensemble.class_names, first)}")
+            if not _same_wordnet_classes(names, wnids, ensemble):
+                raise CheckpointError(f"{source}: {_names_differ(names, ensemble.class_names, first)}")
+            if wnids and not ensemble.wnids:  # the named member's names and ids for the ensemble
+                ensemble.class_names, ensemble.wnids = names, list(wnids)
         for what, mine in shape.items():
             if mine != getattr(ensemble, what):
                 raise CheckpointError(

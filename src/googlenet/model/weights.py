@@ -18,6 +18,7 @@ load into the `paper` variant through `googlenet.model.caffe`; `weight_file_kind
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -250,6 +251,12 @@ def load_weight_object(path: str | os.PathLike[str]) -> Any:
         and _is_state_dict(obj.get("model"))
         and {"optimizer", "epoch"} <= obj.keys()
     ):
+        if _is_state_dict(obj.get("model_ema")):  # --model-ema: its averaged weights are there too
+            logging.getLogger("googlenet").info(
+                '%s: a torchvision reference-script checkpoint: its "model" weights are read, not its '
+                '"model_ema" average',
+                path,
+            )
         return obj["model"]
     return obj
 

@@ -46,7 +46,7 @@ from googlenet.train.config import (
     resolve,
     validate_from,
 )
-from googlenet.train.engine import fit
+from googlenet.train.engine import fit, flag_names
 from googlenet.train.runs import is_detection_run, percent, summary_line
 
 S = argparse.SUPPRESS
@@ -91,7 +91,12 @@ TORCHVISION_FLAGS: dict[str, str] = {
     "--random-erase": "none: the augmentation is section 6's (--random-crop, --photometric, --flip, ...)",
     "--mixup-alpha": "none: the augmentation is section 6's (--random-crop, --photometric, --flip, ...)",
     "--cutmix-alpha": "none: the augmentation is section 6's (--random-crop, --photometric, --flip, ...)",
-    "--ra-sampler": "none (--balance-class balances one class's share)",
+    "--ra-sampler": "none: images are sampled once per epoch (--balance-class balances one class's share)",
+    "--ra-reps": "none: images are sampled once per epoch (--balance-class balances one class's share)",
+    "--ra-magnitude": "none: the augmentation is section 6's (--random-crop, --photometric, --flip, ...)",
+    "--augmix-severity": "none: the augmentation is section 6's (--random-crop, --photometric, --flip, ...)",
+    "--use-v2": "none: the transforms are always torchvision's transforms v2",
+    "--backend": "none: images are decoded with Pillow into tensors",
     "--cache-dataset": "none: images are decoded each epoch by -j loader processes",
     "--dist-url": "none: torchrun sets the rendezvous (or --nproc-per-node N on one machine)",
     "--world-size": "--nproc-per-node N, or torchrun's --nnodes/--nproc-per-node",
@@ -103,9 +108,14 @@ def torchvision_hint(unknown: list[str]) -> str:
     named = dict.fromkeys(
         word.split("=", 1)[0] for word in unknown if word.split("=", 1)[0] in TORCHVISION_FLAGS
     )
-    return "".join(f"; torchvision's {flag} is {TORCHVISION_FLAGS[flag]} here" for flag in named).replace(
-        "is none: ", "has no counterpart: "
-    )
+    hints = []
+    for flag in named:
+        ours = TORCHVISION_FLAGS[flag]
+        if ours.startswith("none: "):
+            hints.append(f"; torchvision's {flag} has no counterpart here: {ours.removeprefix('none: ')}")
+        else:
+            hints.append(f"; torchvision's {flag} is {ours} here")
+    return "".join(hints)
 
 
 def add_launch_argument(parser: argparse.ArgumentParser) -> None:
@@ -384,11 +394,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for action in parser._actions:  # "--lr LR", not "--lr OPTIM.LR"
         if "." in action.dest and action.metavar is None and action.nargs != 0 and not action.choices:
             action.metavar = action.dest.split(".", 1)[1].upper()
-        if "." in action.dest and action.option_strings:
-            FLAG_OF.setdefault(action.dest, action.option_strings[-1])
-
-
-FLAG_OF: dict[str, str] = {}  # a config key's flag ("optim.weight_decay": "--wd"), as `add_arguments` adds it
 
 
 def _scheduler(value: str) -> str:
@@ -401,16 +406,33 @@ def _scheduler(value: str) -> str:
     return {"steplr": "step", "cosineannealinglr": "cosine"}.get(name, name)
 
 
+PATH_KEYS: frozenset[str] = frozenset({"model.init_from", "run.output_dir"})  # the training-only paths
+
+
 def _same_setting(key: str, value: Any, stored: dict[str, Any], folder: Path) -> bool:
-    """Whether `value` is what the run in `folder` trained with (its config.yaml, flat `stored`)."""
-    if key not in stored:
-        return False
-    old = stored[key]
+    """Whether `value` is what the run in `folder` trained with (its config.yaml, flat `stored`; a key
+    it lacks, added since, has the default it trained with)."""
+    old = stored[key] if key in stored else _flat_defaults().get(key)
     if key == "run.output_dir":
         return Path(str(value)).expanduser().resolve() == folder.resolve()
+    if key in PATH_KEYS and old is not None:
+        return (
+            str(old) == str(value)
+            or Path(str(old)).expanduser().resolve() == Path(str(value)).expanduser().resolve()
+        )
     if isinstance(old, list) or isinstance(value, list | tuple):
         return list(old or []) == list(value or [])
     return bool(old == value)
+
+
+def _flat_defaults() -> dict[str, Any]:
+    return {f"{s}.{k}": v for s, values in TrainConfig().as_dict().items() for k, v in values.items()}
+
+
+def _flag_of(key: str, value: Any, names: dict[str, str]) -> str:
+    """The flag that gave `key` its `value`: --no-X for a --X/--no-X pair given False."""
+    flag = names.get(key, key)
+    return f"--no-{flag[2:]}" if value is False and flag.startswith("--") else flag
 
 
 def _setup_logging(env: ddp.DistEnv) -> None:
@@ -512,7 +534,11 @@ def build_config(args: argparse.Namespace) -> tuple[Any, str | None]:
             and not _same_setting(key, value, stored_values, folder)
         )  # fmt: skip
         if training_only:
-            named = [f"--set {key}" if key in settings else FLAG_OF.get(key, key) for key in training_only]
+            names = flag_names()
+            named = [
+                f"--set {key}" if key in settings else _flag_of(key, flags[key], names)
+                for key in training_only
+            ]
             raise ConfigError(f"--test-only evaluates the checkpoint as it was trained; these settings differ from "
                               f"its training and do not apply: {', '.join(named)} (drop them)")  # fmt: skip
         given = {**file_overrides, **flags}
@@ -610,6 +636,14 @@ def _run_folder(resume: Path) -> Path:
     return resume if resume.is_dir() else resume.parent
 
 
+def _weights_file(resume: Path) -> Path:
+    """The checkpoint whose weights --init-from would take from a --resume path: the file itself, or a
+    run folder's final.pt (its averaged model), else its last.pt."""
+    if not resume.is_dir():
+        return resume
+    return resume / "final.pt" if (resume / "final.pt").is_file() else resume / "last.pt"
+
+
 def _is_ensemble_folder(folder: Path) -> bool:
     """Whether `folder` is the run folder of `--ensemble N` (its ensemble.json, or a member started)."""
     return (folder / "ensemble.json").is_file() or (folder / "member-0").is_dir()
@@ -629,7 +663,8 @@ def _check_resume_target(args: argparse.Namespace, resume: Path, ensemble: int) 
     if wanted is not None and Path(wanted).resolve() != folder.resolve():
         raise ConfigError(
             f"--output-dir {wanted}: a resumed run continues in its own folder {folder}; drop --output-dir "
-            f"(or start a new run from its weights: --init-from {shell_path(resume)} --output-dir {shell_path(wanted)})"
+            f"(or start a new run from its weights: --init-from {shell_path(_weights_file(resume))} "
+            f"--output-dir {shell_path(wanted)})"
         )
     if ensemble > 1 and not _is_ensemble_folder(folder):
         raise ConfigError(

@@ -283,17 +283,24 @@ BUILTIN_PRESET: dict[str, Any] = {
 
 @functools.cache
 def native_bf16() -> bool:
-    """Whether this CPU has bf16 arithmetic in hardware (AVX512-BF16 or AMX, from /proc/cpuinfo; False
-    where that cannot be read). Without it bf16 is emulated and slower than fp32."""
+    """Whether this CPU has bf16 arithmetic in hardware (x86's AVX512-BF16 or AMX, Arm's BF16 extension;
+    from /proc/cpuinfo; False where that cannot be read). Without it bf16 is emulated and slower than
+    fp32."""
+    return cpu_bf16() is True
+
+
+def cpu_bf16() -> bool | None:
+    """`native_bf16`, or None where /proc/cpuinfo cannot tell (another system, or no "flags" line (x86)
+    or "Features" line (Arm) in it)."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as handle:
             for line in handle:
-                if line.startswith("flags"):
+                if line.startswith(("flags", "Features")):
                     flags = set(line.split(":", 1)[1].split())
-                    return bool(flags & {"avx512_bf16", "amx_bf16"})
+                    return bool(flags & {"avx512_bf16", "amx_bf16", "bf16"})
     except OSError:
         pass
-    return False
+    return None
 
 
 def builtin_preset(device: str = "auto") -> dict[str, Any]:

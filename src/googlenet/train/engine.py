@@ -58,10 +58,10 @@ from googlenet.train.config import (
     TrainConfig,
     average_start_epoch,
     builtin_settings,
+    cpu_bf16,
     dump_yaml,
     flatten,
     from_dict,
-    native_bf16,
     validate,
 )
 from googlenet.train.ensemble import fit_ensemble
@@ -494,9 +494,9 @@ class _Trainer:
         logger.info(
             "recipe: %s", _recipe_line(config, env.world_size, self.steps_per_epoch, self.autocast_dtype)
         )
-        if device.type == "cpu" and self.autocast_dtype is not None and env.is_main and not native_bf16():
-            logger.warning("--amp: this CPU has no bf16 instructions (AVX512-BF16 or AMX); bf16 autocast is "
-                           "emulated here, and slower than fp32 (--no-amp)")  # fmt: skip
+        if device.type == "cpu" and self.autocast_dtype is not None and env.is_main and cpu_bf16() is False:
+            logger.warning("--amp: this CPU has no bf16 instructions (AVX512-BF16, AMX or Arm's BF16); bf16 "
+                           "autocast is emulated here, and slower than fp32 (--no-amp)")  # fmt: skip
         self.forward: nn.Module = _TrainForward(self.model)
         if env.distributed:
             self.forward = DistributedDataParallel(
