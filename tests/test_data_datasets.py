@@ -568,7 +568,10 @@ def test_a_second_process_waits_for_the_first_to_finish_extracting(
         with caplog.at_level(logging.INFO, logger="googlenet.data"):
             waiter = threading.Thread(target=lambda: outcome.append(datasets.prepare_imagenet(tmp_path)))
             waiter.start()
-            time.sleep(1.0)
+            deadline = time.monotonic() + 60  # until the waiter says it waits (1 s was not always enough)
+            while "another process is preparing ImageNet here; waiting" not in caplog.text:
+                assert time.monotonic() < deadline and waiter.is_alive(), caplog.text
+                time.sleep(0.05)
             assert waiter.is_alive() and not (tmp_path / "train").exists()
             fcntl.flock(other, fcntl.LOCK_UN)
             waiter.join(60)

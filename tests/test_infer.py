@@ -360,5 +360,7 @@ def test_a_short_call_is_timed_as_a_sample_of_several() -> None:
     timings = time_calls({"slow": sleeper("slow", 0.2), "quick": sleeper("quick", 0.01)},
                          torch.zeros(1), repeats=2, warmup=1, min_seconds=0.15, max_calls=4)  # fmt: skip
     assert counts["slow"] == 1 + 2 * 1  # one warm-up call; 0.2 s already fills a sample
-    assert counts["quick"] == 1 + 2 * 4  # ceil(0.15 / a 10-37 ms call) >= 4, capped at max_calls
+    # ceil(0.15 / a 10-37 ms call) >= 4, capped at max_calls; 3 where a loaded machine wakes the timed
+    # warm-up call's 10 ms sleep more than 40 ms late (a sample of several calls either way)
+    assert counts["quick"] in (1 + 2 * 3, 1 + 2 * 4)
     assert timings["slow"] >= 200 and 10 <= timings["quick"] < 200  # per call, not per sample

@@ -955,6 +955,8 @@ def test_no_usable_temporary_folder_is_one_line(
 
     monkeypatch.setattr(tempfile, "gettempdir", none)
     monkeypatch.setattr(cli, "follow_launcher", lambda: None)
+    monkeypatch.setattr(cli, "as_program", lambda: None)  # run() marks the process: not pytest's for good
+    monkeypatch.setenv("MPLBACKEND", os.environ.get("MPLBACKEND", ""))  # run() sets it: given back after
     monkeypatch.setenv("TMPDIR", "/nonexistent")
     monkeypatch.setattr(sys, "argv", ["googlenet", "summary"])
     with pytest.raises(SystemExit) as done:
