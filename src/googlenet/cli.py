@@ -156,6 +156,7 @@ def _process_settings() -> dict[str, Any]:
 
 
 def _restore(found: dict[str, Any]) -> None:
+    """Put back what `_process_settings` found: handlers a command added go, those it removed return."""
     for logger, handlers, level in found["loggers"]:
         for handler in [h for h in logger.handlers if h not in handlers]:
             logger.removeHandler(handler)

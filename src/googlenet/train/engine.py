@@ -235,7 +235,8 @@ def _recipe_line(
 ) -> str:
     """The run's batch, schedule and precision in words, logged as it starts: a user of torchvision's
     script reads there that -b is the global batch and what a partly given schedule resolves to
-    ("batch 32 (2 processes x 16), SGD lr 0.1 x0.96 every 30 epochs (0.0886 at the end), ...")."""
+    ("batch 32 (2 processes x 16), SGD lr 0.1 x0.96 every 30 epochs (0.0922 at the end), ..." over 90
+    epochs)."""
     o, s, epochs = config.optim, config.schedule, config.run.epochs
     batch = f"batch {o.batch_size}" + (
         f" ({processes} processes x {o.batch_size // processes})" if processes > 1 else ""
