@@ -72,6 +72,25 @@ def test_unreadable_file_is_reported(tmp_path: Path) -> None:
         load_image(case.path)
 
 
+def test_unreadable_file_is_reported_whoever_runs_the_tests(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The test above skips as root, which CI may run as: the same refusal without needing a non-root user
+    import builtins
+
+    (case,) = [c for c in write_corpus(tmp_path / "c", unreadable=True) if c.kind == "unreadable"]
+    real_open = builtins.open
+
+    def refusing(file: object, *args: object, **kwargs: object) -> object:
+        if isinstance(file, str | os.PathLike) and Path(file) == Path(case.path):
+            raise PermissionError(13, "Permission denied", str(file))
+        return real_open(file, *args, **kwargs)  # type: ignore[call-overload]
+
+    monkeypatch.setattr(builtins, "open", refusing)
+    with pytest.raises(DataError, match=r"permission denied$"):
+        load_image(case.path)
+
+
 _JPEG = encoded(sample_image(), "JPEG", quality=85)
 _PNG = encoded(sample_image(), "PNG")
 

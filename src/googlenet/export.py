@@ -57,6 +57,11 @@ META_KEY = "googlenet.meta"  # ONNX metadata_props key; TorchScript extra file "
 VERIFY_BATCH = 2
 
 
+# Below this input size the `paper` and `bn` networks' map entering maxpool4 is 2x2, and OpenVINO refuses
+# its 3x3 window there (googlenet.infer.optimize._refusal); ONNX Runtime and PyTorch run it.
+OPENVINO_MIN_SIZE = 47
+
+
 def inference_network(model: GoogLeNet) -> GoogLeNet:
     """A float32, eval-mode copy of `model` without the auxiliary heads (section 5: training only)."""
     net = build_from_config(replace(model.config, aux_logits=False))
@@ -398,6 +403,11 @@ def run(args: argparse.Namespace) -> int:
     summary = {"source": source, **export_model(model, meta, args.output, fmt, verify=not args.no_verify)}
     if meta.get("weights"):
         summary["weights"] = meta["weights"]
+    size = int(meta.get("input_size", 224))
+    if fmt == "onnx" and model.config.variant in ("paper", "bn") and size < OPENVINO_MIN_SIZE:
+        print(f"googlenet export: warning: OpenVINO cannot compile this file: below {OPENVINO_MIN_SIZE} px "
+              f"({size} here) maxpool4's 3x3 window meets a 2x2 map, which it refuses; ONNX Runtime runs "
+              "it", file=sys.stderr)  # fmt: skip
     if args.json:
         print(json_text(summary))
     else:
