@@ -38,6 +38,24 @@ SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _subprocess_temporary_folder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The processes the tests start keep their temporary files in the session's own folder (pytest
+    keeps the last three), not in /tmp, as must this process's own: torchrun's agents left six `torchelastic_*` log folders there
+    per run, for good."""
+    import tempfile
+
+    before, cached = os.environ.get("TMPDIR"), tempfile.tempdir
+    os.environ["TMPDIR"] = str(tmp_path_factory.mktemp("subprocess-tmp"))
+    tempfile.tempdir = None  # looked up again: in-process launches too (`train --nproc-per-node`)
+    yield
+    tempfile.tempdir = cached
+    if before is None:
+        os.environ.pop("TMPDIR", None)
+    else:
+        os.environ["TMPDIR"] = before
+
+
 @pytest.fixture(autouse=True)
 def _single_thread_determinism() -> None:
     torch.manual_seed(0)
