@@ -41,15 +41,17 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 @pytest.fixture(scope="session", autouse=True)
 def _subprocess_temporary_folder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """The processes the tests start keep their temporary files in the session's own folder (pytest
-    keeps the last three), not in /tmp, as must this process's own: torchrun's agents left six `torchelastic_*` log folders there
+    keeps the last three), not in /tmp: torchrun's agents left six `torchelastic_*` log folders there
     per run, for good."""
     import tempfile
 
-    before, cached = os.environ.get("TMPDIR"), tempfile.tempdir
+    # This process's own temporary folder stays where it was (looked up, and so fixed, first):
+    # multiprocessing removes its folder there at exit, after pytest's clean-up, and printed a traceback
+    # when it was in the session's folder.
+    tempfile.gettempdir()
+    before = os.environ.get("TMPDIR")
     os.environ["TMPDIR"] = str(tmp_path_factory.mktemp("subprocess-tmp"))
-    tempfile.tempdir = None  # looked up again: in-process launches too (`train --nproc-per-node`)
     yield
-    tempfile.tempdir = cached
     if before is None:
         os.environ.pop("TMPDIR", None)
     else:
