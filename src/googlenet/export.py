@@ -32,6 +32,7 @@ import torch
 from torch import Tensor
 
 from googlenet.errors import CheckpointError, ConfigError
+from googlenet.infer.optimize import OPENVINO_MIN_SIZE
 from googlenet.io import atomic_open, check_output, json_text, sha256_file
 from googlenet.model.googlenet import GoogLeNet, build_from_config
 from googlenet.model.weights import (
@@ -55,11 +56,6 @@ _SUFFIX_FORMATS = {
 _TORCH_SUFFIXES = (".pt", ".pth", ".ckpt")
 META_KEY = "googlenet.meta"  # ONNX metadata_props key; TorchScript extra file "meta.json"
 VERIFY_BATCH = 2
-
-
-# Below this input size the `paper` and `bn` networks' map entering maxpool4 is 2x2, and OpenVINO refuses
-# its 3x3 window there (googlenet.infer.optimize._refusal); ONNX Runtime and PyTorch run it.
-OPENVINO_MIN_SIZE = 47
 
 
 def inference_network(model: GoogLeNet) -> GoogLeNet:

@@ -353,11 +353,18 @@ def _openvino(net: FusedGoogLeNet, input_size: int, precision: str) -> Callable[
     return _logits_of(whole)
 
 
+# Below this input size the `paper` and `bn` networks' map entering maxpool4 is 2x2: its 3x3 window
+# (ceil_mode) gives PyTorch and ONNX Runtime one value, and OpenVINO refuses a window larger than its input.
+OPENVINO_MIN_SIZE = 47
+
+
 def _refusal(input_size: int, exc: RuntimeError) -> ConfigError:
     """OpenVINO's failure to read or compile the network, from its report of many lines, as one line."""
-    # Below 47 px the map entering maxpool4 is 2x2: its 3x3 window (ceil_mode) gives PyTorch and ONNX
-    # Runtime one value, and OpenVINO refuses a window larger than its input.
-    why = " (below 47 px a 3x3 max pool meets a 2x2 map, which OpenVINO refuses)" if input_size < 47 else ""
+    why = (
+        f" (below {OPENVINO_MIN_SIZE} px a 3x3 max pool meets a 2x2 map, which OpenVINO refuses)"
+        if input_size < OPENVINO_MIN_SIZE
+        else ""
+    )
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     said = next((line for line in lines if "wasn't fully converted" in line), lines[0] if lines else "")
     said = said.split(". Failed operations")[0].rstrip(":. ")  # what follows is the report's own list
