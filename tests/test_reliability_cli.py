@@ -658,12 +658,7 @@ def test_help_and_a_mistyped_command_load_no_pytorch_and_a_command_only_its_own_
     probe = (
         "import sys\n"
         "from googlenet.cli import main\n"
-        "codes = []\n"
-        "for argv in (['--help'], ['trian'], [], ['--version']):\n"
-        "    try:\n"
-        "        codes.append(main(argv))\n"
-        "    except SystemExit as exc:\n"
-        "        codes.append(exc.code)\n"
+        "codes = [main(argv) for argv in (['--help'], ['trian'], [], ['--version'])]\n"
         "print('RESULT', codes, 'torch' in sys.modules, file=sys.stderr)\n"
         "code = main(['report', '--help'])\n"
         "print('RESULT', code, sorted(m for m in sys.modules if m.endswith('.command')), file=sys.stderr)\n"

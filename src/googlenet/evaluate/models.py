@@ -32,6 +32,7 @@ from googlenet.model.weights import (
     load_weight_object,
     load_weights,
     model_from_file,
+    same_classes,
     weight_file_kind,
 )
 
@@ -130,15 +131,6 @@ def add_engine_arguments(parser: Any, default: str) -> None:
     parser.add_argument(
         "--precision", choices=PRECISIONS, default="fp32", help="fp32 (default) or bf16 (AMX where present)"
     )
-
-
-def _same_wordnet_classes(names: list[str], wnids: Sequence[str] | None, ensemble: Ensemble) -> bool:
-    """Whether a member named by WordNet id and one named by ImageNet name (a run on class folders named
-    by id, trained before and after such runs were given their names) hold the same classes: one's ids
-    are the other's ids or names."""
-    mine = list(wnids) if wnids else names
-    theirs = list(ensemble.wnids) if ensemble.wnids else ensemble.class_names
-    return mine == theirs
 
 
 def member_from_model(
@@ -296,7 +288,7 @@ def load_ensemble(
                                 interpolation=interpolation, wnids=list(wnids) if wnids else None, sources=[])  # fmt: skip
             first = source
         elif names != ensemble.class_names:
-            if not _same_wordnet_classes(names, wnids, ensemble):
+            if not same_classes(names, wnids, ensemble.class_names, ensemble.wnids):
                 raise CheckpointError(f"{source}: {_names_differ(names, ensemble.class_names, first)}")
             if wnids and not ensemble.wnids:  # the named member's names and ids for the ensemble
                 ensemble.class_names, ensemble.wnids = names, list(wnids)

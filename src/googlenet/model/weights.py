@@ -60,6 +60,15 @@ def default_meta(model: GoogLeNet, input_size: int = 224) -> dict[str, Any]:
     }
 
 
+def same_classes(
+    names: Sequence[str], wnids: Sequence[str] | None, other: Sequence[str], other_wnids: Sequence[str] | None
+) -> bool:
+    """Whether two class lists are the same classes in the same order: the same names, or the same
+    WordNet ids, where a list without ids counts its names as ids (class folders named by id, as runs
+    named them before such folders were given their ImageNet names)."""
+    return list(names) == list(other) or list(wnids or names) == list(other_wnids or other)
+
+
 def imagenet_labels() -> dict[str, list[str]]:
     """ILSVRC 2012's 1000 classes in the standard (sorted wnid) order: {"class_names", "wnids"}."""
     from googlenet.resources import imagenet_classes

@@ -33,7 +33,7 @@ import torch.distributed as dist
 
 from googlenet.errors import CheckpointError, ConfigError
 from googlenet.model.googlenet import GoogLeNet
-from googlenet.model.weights import read_checkpoint, save_checkpoint
+from googlenet.model.weights import read_checkpoint, same_classes, save_checkpoint
 from googlenet.signals import catchable
 from googlenet.train.config import TrainConfig
 from googlenet.train.distributed import from_environment
@@ -156,9 +156,7 @@ def check_same_classes(
     the data's WordNet ids (`wnids`), the checkpoint's ids, or names that are those ids (a run from
     before class folders named by id were given their ImageNet names), match too."""
     names = meta.get("class_names")
-    if names is not None and wnids is not None and wnids in (list(names), list(meta.get("wnids") or [])):
-        return
-    if names is not None and list(names) != classes:
+    if names is not None and not same_classes(names, meta.get("wnids"), classes, wnids):
         other = "" if len(names) != len(classes) else " with other names"
         raise CheckpointError(
             f"{where}: trained on {len(names)} classes, the data has {len(classes)}{other} (--data-path)"

@@ -426,7 +426,7 @@ def _same_setting(key: str, value: Any, stored: dict[str, Any], folder: Path) ->
 
 
 def _flat_defaults() -> dict[str, Any]:
-    return {f"{s}.{k}": v for s, values in TrainConfig().as_dict().items() for k, v in values.items()}
+    return flatten(TrainConfig().as_dict())
 
 
 def _flag_of(key: str, value: Any, names: dict[str, str]) -> str:

@@ -26,7 +26,7 @@ from torch import nn
 from googlenet.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from googlenet.errors import CheckpointError
 from googlenet.model.googlenet import GoogLeNet
-from googlenet.model.weights import model_from_file
+from googlenet.model.weights import model_from_file, same_classes
 
 logger = logging.getLogger(__name__)
 
@@ -73,11 +73,13 @@ def init_from(
         logger.info("%s: torchvision's GoogLeNet files hold auxiliary heads that were never trained "
                     "(torchvision says so when it loads them): the run's heads keep their fresh initialisation",
                     path)  # fmt: skip
-    stored_wnids = list((checkpoint.get("meta") or {}).get("wnids") or [])
-    same = stored_classes == list(classes or []) or (
-        wnids is not None and list(wnids) in (stored_classes, stored_wnids)
-    )
-    if classes is not None and stored_classes and not unnamed and not same:
+    stored_wnids = (checkpoint.get("meta") or {}).get("wnids")
+    if (
+        classes is not None
+        and stored_classes
+        and not unnamed
+        and not same_classes(stored_classes, stored_wnids, classes, wnids)
+    ):
         state = {k: v for k, v in state.items() if not k.startswith(CLASSIFIERS)}
         logger.info("%s: trained on other classes (%s) than this run's (%s): its classifiers are not copied",
                     path, _names(stored_classes), _names(classes))  # fmt: skip
