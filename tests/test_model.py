@@ -20,6 +20,7 @@ from torch import nn
 import googlenet
 from extras import require
 from googlenet.model import googlenet as googlenet_module
+from googlenet.model import table1
 from googlenet.model.googlenet import STAGES, GoogLeNetOutputs
 from googlenet.model.inception import AuxHead, Inception, NaiveInception, aux_pool_geometry
 
@@ -140,7 +141,7 @@ def test_aux_pool_is_exactly_5x5_stride_3_at_224() -> None:
     model = googlenet.build_model("paper").eval()
     x = torch.randn(1, 512, 14, 14)
     assert torch.equal(model.aux1.pool(x), nn.functional.avg_pool2d(x, 5, 3))
-    assert aux_pool_geometry(14) == (5, 3)
+    assert aux_pool_geometry(14) == (5, 3) == (table1.AUX_POOL_KERNEL, table1.AUX_POOL_STRIDE)  # section 5
 
 
 @pytest.mark.parametrize(("size", "geometry"), [(4, (1, 1)), (7, (4, 1)), (8, (2, 2)), (28, (7, 7))])

@@ -683,9 +683,13 @@ def _nested_shared(depth: int) -> list[Any]:
         ("model_config", "x", "entry 'model_config' is a str, not a mapping"),
         ("meta", ["x"], "entry 'meta' is a list, not a mapping"),
         ("state_dict", {"fc.weight": "x"}, "'state_dict' holds something other than tensors"),
-        ("meta.input_size", "big", "meta input_size must be a whole number from 1 to 4096, got 'big'"),
-        ("meta.input_size", 60000, "meta input_size must be a whole number from 1 to 4096, got 60000"),
+        ("meta.input_size", "big", "meta input_size must be a whole number from 32 to 4096, got 'big'"),
+        ("meta.input_size", 60000, "meta input_size must be a whole number from 32 to 4096, got 60000"),
+        # below the network's 32 px: `export` was a traceback from inside torch.export
+        ("meta.input_size", 16, "meta input_size must be a whole number from 32 to 4096, got 16"),
         ("meta.resize_size", 0, "meta resize_size must be a whole number from 1 to 4681, got 0"),
+        # smaller than the crop: `predict` said "scales: each must be ... at least crop_size" without the file
+        ("meta.resize_size", 48, "meta resize_size 48 is smaller than its input_size 64"),
         ("meta.mean", "abc", "meta mean must be 3 numbers, got 'abc'"),
         # a few hundred bytes of shared references (pickle's memo) whose full repr is gigabytes
         (

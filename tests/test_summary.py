@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 import googlenet
 from googlenet.cli import main
@@ -116,6 +117,16 @@ def test_naive_costs_more_and_paper_example() -> None:
     assert example["direct_5x5_macs"] == 28 * 28 * 32 * 5 * 5 * 192
     assert example["reduced_5x5_macs"] == 28 * 28 * 16 * 192 + 28 * 28 * 32 * 5 * 5 * 16
     assert example["reduce_192_to_32_macs"] == 28 * 28 * 32 * 192
+
+
+def test_naive_rows_of_a_batchnorm_model_at_a_small_input_leave_it_as_it_was() -> None:
+    # inception 5a/5b see 1x1 maps at 32-62 px, which BatchNorm refuses in training mode: this was a
+    # traceback from `googlenet summary --variant bn --input-size 32 --naive`
+    model = googlenet.build_model("bn").train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    rows = naive_rows(model, 32)
+    assert len(rows) == 9 and rows[-1].input_shape[:2] == (1, 1)
+    assert model.training and all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
 
 
 def test_cli_json(capsys) -> None:

@@ -19,7 +19,7 @@ crops). At S = 112 that gives shorter sides 128, 144, 160, 176; at S = 64: 73, 8
 `crop_boxes` (and `CropSpec.boxes`) says where each crop lies, without touching pixels, so the
 protocol can be checked without a model. `cut_crops` then cuts a whole list out of one decoded image:
 each scale is resized once (uint8, antialiased, on tensors: about 8x faster than PIL and within two
-grey levels of it, 0.01 on average), every crop is a tensor slice, the six whole squares are resized once each, and
+grey levels of it, 0.01 on average), every crop is a tensor slice, the twelve whole squares (4 scales x 3) are resized once each, and
 mirrors are flips. `normalize` turns the uint8 batch into the model's input, ideally on the device.
 """
 

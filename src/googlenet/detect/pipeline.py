@@ -556,8 +556,7 @@ def evaluate_run(output: Path, setup: dict[str, Any]) -> dict[str, Any]:
     files: list[tuple[Path, list[Any]]] = []
     for group in groups:
         name = "ensemble" if len(group) > 1 else Path(group[0]).parent.name
-        result = evaluate_detector(group, setup["annotations"], setup["val_set"], proposals, shared=False,
-                                   context=context)  # fmt: skip
+        result = evaluate_detector(group, setup["annotations"], setup["val_set"], proposals, context=context)
         result["name"] = name
         report["runs"].append(result)
         csv = output / f"detections-{name}.csv"
@@ -578,29 +577,21 @@ def evaluate_detector(
     voc_root: str,
     image_set: str,
     proposals: dict[str, np.ndarray],
-    shared: bool = False,
-    engine: str = "eager",
-    limit: int | None = None,
     context: int = 16,
 ) -> dict[str, Any]:
-    """mAP (VOC rule, all-point, IoU 0.5) and seconds per image of region classifier(s) on a VOC set;
-    `context`: the pixels of context (at 227) the classifiers' regions were warped with."""
-    from googlenet.detect.detector import DetectorConfig, SharedFeatures, detect_images
+    """mAP (VOC rule, all-point, IoU 0.5) and seconds per image of region classifier(s) on a VOC set,
+    scoring warped regions; `context`: the pixels of context (at 227) the classifiers' regions were
+    warped with."""
+    from googlenet.detect.detector import DetectorConfig, detect_images
     from googlenet.detect.metrics import evaluate_detections, mean_ap
     from googlenet.detect.voc import load_voc, voc_images
     from googlenet.evaluate.models import load_ensemble
-    from googlenet.model.weights import load_checkpoint_model
 
     config = DetectorConfig(context=context)
-    ensemble = load_ensemble(list(checkpoints), engine=engine)
-    scorer = None
-    if shared:
-        loaded = [load_checkpoint_model(path, aux_logits=False) for path in checkpoints]
-        scorer = SharedFeatures([m for m, _ in loaded], [meta for _, meta in loaded], config)
-    images = voc_images(voc_root, image_set)[:limit]
+    ensemble = load_ensemble(list(checkpoints), engine="eager")
+    images = voc_images(voc_root, image_set)
     started = time.perf_counter()
-    detections = detect_images(ensemble, images, proposals, config, skip=True, scorer=scorer,
-                               progress=sys.stderr.isatty())  # fmt: skip
+    detections = detect_images(ensemble, images, proposals, config, skip=True, progress=sys.stderr.isatty())
     seconds = time.perf_counter() - started
     truth = load_voc(voc_root, image_set)
     truth = {image: truth[image] for image, _ in images}
@@ -610,7 +601,7 @@ def evaluate_detector(
         "per_class": {name: (None if math.isnan(r.ap) else r.ap) for name, r in results.items()},
         "images": len(images),
         "seconds_per_image": seconds / max(1, len(images)),
-        "shared_features": shared,
+        "shared_features": False,  # warped regions (a key detection.json has always carried)
         "detections": detections,
     }
 

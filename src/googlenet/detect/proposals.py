@@ -1,6 +1,6 @@
 """Region proposals (section 8): selective search through opencv-contrib, and their recall.
 
-Section 8 used R-CNN's proposals, selective search, "with the superpixel size doubled", which roughly
+Section 8 used R-CNN's proposals, selective search, with the superpixel size "increased by 2x", which
 halves the proposals and, combined with MultiBox, raised coverage from 92% to 93%. OpenCV's
 `ximgproc.segmentation` implements Uijlings et al.'s selective search; its graph-based (Felzenszwalb)
 segmentation grows superpixels with the parameter k, so the paper's change is `superpixel_scale=2`:

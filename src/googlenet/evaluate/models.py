@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from googlenet.data.crops import CropSpec
+from googlenet.data.transforms import default_resize_size
 from googlenet.errors import CheckpointError, ConfigError
 from googlenet.infer.optimize import BACKENDS, PRECISIONS, optimize
 from googlenet.model.googlenet import VARIANTS, GoogLeNet, build_model
@@ -76,13 +77,13 @@ class Ensemble:
 
 
 def resolve_device(name: str = "auto") -> torch.device:
-    """ "auto" -> cuda if available, else cpu; "cuda" and "cuda:N" must exist."""
+    """ "auto" -> cuda if available, else cpu; "cuda" and "cuda:N" must exist. Other names are refused,
+    as `train`'s run.device is: torch knows "mps", "xpu" or "meta", which failed later as a traceback."""
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ConfigError(f"device: unknown device {name!r} (auto, cpu, cuda or cuda:N)") from None
+    if not (name in ("cpu", "cuda") or (name.startswith("cuda:") and name[5:].isdigit())):
+        raise ConfigError(f"device: unknown device {name!r} (auto, cpu, cuda or cuda:N)")
+    device = torch.device(name)
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise ConfigError(f"device {name!r} asked for, but no CUDA GPU is available")
@@ -274,7 +275,7 @@ def load_ensemble(
             labels = imagenet_labels()
             names, wnids = labels["class_names"], labels["wnids"]
         input_size = int(meta.get("input_size", 224))
-        resize_size = int(meta.get("resize_size") or round(input_size * 256 / 224))
+        resize_size = int(meta.get("resize_size") or default_resize_size(input_size))
         interpolation = str(meta.get("interpolation", "bilinear"))
         shape: dict[str, Any] = {
             "input_size": input_size,

@@ -145,19 +145,11 @@ def save_table3(
     return paths
 
 
-def plot_table3(
-    path: str | os.PathLike[str], rows: Sequence[Table3Row], paper: Sequence[Table3Row] = PAPER_TABLE3
-) -> None:
-    """Top-5 error against cost (log scale): our rows and the paper's, one line per model count."""
-    data = _table3_png(rows, paper)
-    with atomic_open(path, "wb") as handle:
-        handle.write(data)
-
-
 def _table3_png(
     rows: Sequence[Table3Row], paper: Sequence[Table3Row] = PAPER_TABLE3, info: dict[str, Any] | None = None
 ) -> bytes:
-    """`plot_table3`'s figure as PNG bytes. With `info` (what `evaluate` records: dataset, images,
+    """Top-5 error against cost (log scale), our rows and the paper's, one line per model count, as PNG
+    bytes (`save_table3` writes them). With `info` (what `evaluate` records: dataset, images,
     classes), the title says what ours were measured on, beside the paper's 1000-class ILSVRC 2012
     validation set, and a dotted line marks our data's chance top-5 error."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg

@@ -83,8 +83,8 @@ class NaiveInception(nn.Module):
 def aux_pool_geometry(size: int) -> tuple[int, int]:
     """Kernel and stride of the auxiliary average pool that turn a `size` x `size` map into 4x4.
 
-    Section 5 gives 5x5 stride 3 for the 14x14 map of a 224 input. For other inputs we keep the
-    paper's rule "4 windows, the last ending at the border": stride = size // 4 and
+    Section 5 gives 5x5 stride 3 for the 14x14 map of a 224 input. For other inputs we generalise it
+    (our rule, not the paper's): 4 windows, the last ending at the border, stride = size // 4 and
     kernel = size - 3 * stride, which gives exactly (5, 3) at 14, (7, 7) at 28 (448 input),
     (2, 2) at 8 (128 input) and (1, 1) at 4 (64 input, the smallest size with aux heads).
     """

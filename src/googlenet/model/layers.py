@@ -1,6 +1,6 @@
 """Small building blocks: a convolution followed by ReLU (paper) or by BatchNorm and ReLU (variants).
 
-Every convolution in GoogLeNet, "including those inside the Inception modules, uses rectified linear
+Every convolution in GoogLeNet, "including those inside the Inception modules, use[s] rectified linear
 activation" (section 5). The module keeps the names `conv` and `bn` so the `state_dict` keys match
 torchvision's `BasicConv2d` (`conv1.conv.weight`, `conv1.bn.running_mean`), which makes loading
 torchvision's weight files a key-for-key copy.
@@ -103,7 +103,8 @@ class _LRNFunction(torch.autograd.Function):
         dL/dx = g * d^-beta - (2 * alpha * beta / n) * x * (B^T (g * x * d^(-beta - 1))),
     one band convolution and a few element-wise operations; the forward saves d^(-beta - 1).
     Measured on the project's CPU under bf16 autocast, batch 32: LRN forward + backward 1.8-1.9x
-    faster at both of GoogLeNet's LRN layers (112x112x64 and 56x56x192). No library has a fused LRN
+    faster on 112x112x64 and 56x56x192 inputs (the second is lrn2's map; lrn1 runs after max pool 1, on
+    56x56x64). No library has a fused LRN
     backward, so we write it.
     """
 
@@ -140,7 +141,8 @@ class _LRNFunction(torch.autograd.Function):
 
 
 class LocalResponseNorm(nn.LocalResponseNorm):
-    """Across-channel local response normalisation (Table 1's "LocalRespNorm"), computed faster.
+    """Across-channel local response normalisation (Figure 3's "LocalRespNorm"; Table 1 has no LRN
+    rows), computed faster.
 
     The same function as `torch.nn.LocalResponseNorm` (tested to float rounding, values and gradients):
     y_c = x_c * (k + alpha / n * sum of x^2 over the n channels around c) ** -beta.

@@ -173,9 +173,9 @@ def table_rows(model: GoogLeNet, input_size: int = 224) -> list[Row]:
         names = ROW_MODULES.get(paper.name, (paper.name,))
         rows.append(_row(model, modules, macs, shapes, paper.name, paper.type, names, paper))
         if paper.name == "maxpool1" and model.config.lrn:
-            rows.append(_row(model, modules, macs, shapes, "lrn1", "local response norm", ("lrn1",), None))
+            rows.append(_row(model, modules, macs, shapes, "lrn1", "LRN (Figure 3 only)", ("lrn1",), None))
         if paper.name == "conv2+conv3" and model.config.lrn:
-            rows.append(_row(model, modules, macs, shapes, "lrn2", "local response norm", ("lrn2",), None))
+            rows.append(_row(model, modules, macs, shapes, "lrn2", "LRN (Figure 3 only)", ("lrn2",), None))
     if input_size != 224:
         # The printed ops are for 224x224 input; at other sizes there is nothing to compare against.
         for row in rows:
@@ -271,10 +271,19 @@ class NaiveRow:
 
 def naive_rows(model: GoogLeNet, input_size: int = 224) -> list[NaiveRow]:
     """Cost of every Inception module against its naive form fed the same input (section 4)."""
+    # Both forms in eval mode (the model given back as it came): BatchNorm in training refuses the 1x1
+    # maps of inception 5a/5b at 32-62 px (a traceback from `summary --variant bn --input-size 32
+    # --naive`) and would move the model's running statistics.
     was_training = model.training
     model.eval()
+    try:
+        return _naive_rows(model, input_size)
+    finally:
+        model.train(was_training)
+
+
+def _naive_rows(model: GoogLeNet, input_size: int) -> list[NaiveRow]:
     _, shapes = count_macs(model, torch.zeros(1, 3, input_size, input_size))
-    model.train(was_training)
     previous = {
         "inception3a": "maxpool2", "inception3b": "inception3a", "inception4a": "maxpool3",
         "inception4b": "inception4a", "inception4c": "inception4b", "inception4d": "inception4c",
@@ -284,7 +293,7 @@ def naive_rows(model: GoogLeNet, input_size: int = 224) -> list[NaiveRow]:
     for name, source in previous.items():
         module = getattr(model, name)
         c, h, w = shapes[source]
-        naive = NaiveInception(c, module.spec, bn_eps=model.config.bn_eps)
+        naive = NaiveInception(c, module.spec, bn_eps=model.config.bn_eps).eval()
         x = torch.zeros(1, c, h, w)
         reduced_macs, _ = count_macs(module, x)
         naive_macs, _ = count_macs(naive, x)

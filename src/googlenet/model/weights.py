@@ -27,12 +27,14 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from googlenet.data.transforms import default_resize_size
 from googlenet.errors import CheckpointError, ConfigError, brief
 from googlenet.io import atomic_save, require_file, safe_load
 from googlenet.model.googlenet import (
     MAX_INPUT_SIZE,
     MAX_NUM_CLASSES,
     MAX_RESIZE_SIZE,
+    MIN_INPUT_SIZE,
     VARIANTS,
     GoogLeNet,
     ModelConfig,
@@ -53,7 +55,7 @@ def default_meta(model: GoogLeNet, input_size: int = 224) -> dict[str, Any]:
     return {
         "class_names": [str(i) for i in range(classifier_classes(model))],
         "input_size": input_size,
-        "resize_size": round(input_size * 256 / 224),
+        "resize_size": default_resize_size(input_size),
         "mean": list(IMAGENET_MEAN),
         "std": list(IMAGENET_STD),
         "interpolation": "bilinear",
@@ -348,8 +350,8 @@ def _check_meta(path: str | os.PathLike[str], meta: Any) -> None:
 
     checks = {
         "input_size": (
-            lambda v: whole(v) and v <= MAX_INPUT_SIZE,
-            f"a whole number from 1 to {MAX_INPUT_SIZE}",
+            lambda v: whole(v) and MIN_INPUT_SIZE <= v <= MAX_INPUT_SIZE,  # the network's own limits
+            f"a whole number from {MIN_INPUT_SIZE} to {MAX_INPUT_SIZE}",
         ),
         "resize_size": (
             lambda v: v is None or (whole(v) and v <= MAX_RESIZE_SIZE),
@@ -362,6 +364,9 @@ def _check_meta(path: str | os.PathLike[str], meta: Any) -> None:
     for key, (valid, wanted) in checks.items():
         if key in meta and not valid(meta[key]):
             raise CheckpointError(f"{path}: meta {key} must be {wanted}, got {brief(meta[key])}")
+    size, resize = meta.get("input_size"), meta.get("resize_size")
+    if size is not None and resize is not None and resize < size:  # the centre crop would not fit
+        raise CheckpointError(f"{path}: meta resize_size {resize} is smaller than its input_size {size}")
 
 
 def _check_averaged(path: str | os.PathLike[str], checkpoint: Mapping[str, Any]) -> None:
@@ -520,9 +525,6 @@ def _load_state(path: str | os.PathLike[str], model: GoogLeNet, state: Mapping[s
             f"{path}: {wrong} holds {state[wrong].dtype} values, not floating-point weights"
         )
     model.load_state_dict(state, strict=True)
-
-
-WEIGHT_FILE_KINDS = ("torch", "caffe", "onnx")
 
 
 def weight_file_kind(path: str | os.PathLike[str]) -> str:

@@ -273,11 +273,12 @@ def predict_images(
 
     from googlenet.data.crops import CropSpec, CropTransform, normalize
     from googlenet.data.decode import load_image
+    from googlenet.data.transforms import default_resize_size
     from googlenet.evaluate.evalset import limit_samples
 
     model.eval()
     size = int(meta.get("input_size", 224))
-    resize = int(meta.get("resize_size") or round(size * 256 / 224))
+    resize = int(meta.get("resize_size") or default_resize_size(size))
     transform = CropTransform((CropSpec(1, size, (resize,)),), str(meta.get("interpolation", "bilinear")))
     mean, std = meta.get("mean", (0.485, 0.456, 0.406)), meta.get("std", (0.229, 0.224, 0.225))
     chosen = limit_samples(samples, limit)

@@ -39,6 +39,7 @@ import yaml
 from googlenet.data.datasets import max_workers
 from googlenet.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from googlenet.errors import ConfigError, brief
+from googlenet.model import table1
 from googlenet.model.googlenet import (
     INITS,
     MAX_INPUT_SIZE,
@@ -129,7 +130,7 @@ class AugmentSection:
     saturation: float = 0.4  # as above
     lighting: float = 0.1  # not in the paper: AlexNet-style PCA lighting noise, std 0.1 (Krizhevsky 2012)
     flip: bool = True  # not in the paper: Caffe's reference solver mirrors (FACTS s.3)
-    # Table 1's input is RGB "with mean subtraction" (FACTS s.1; Caffe's reference subtracts a mean per
+    # The paper's input is RGB "with mean subtraction" (section 5; FACTS s.1; Caffe's reference subtracts a mean per
     # channel); not in the paper: the division by a std and ImageNet's statistics as torchvision uses
     # them, per channel on 0-1 RGB. Recorded in the final
     # checkpoint, so evaluation and prediction normalise the same way; mean 0 0 0 with std 1 1 1
@@ -157,7 +158,7 @@ class OptimSection:
     # classifiers and any re-initialised layer train at lr.
     init_lr_mult: float = 1.0
     nesterov: bool = False  # section 6 uses plain momentum
-    aux_weight: float = 0.3  # section 5: total loss = main + 0.3 x (aux1 + aux2)
+    aux_weight: float = table1.AUX_LOSS_WEIGHT  # section 5: total loss = main + 0.3 x (aux1 + aux2)
     label_smoothing: float = 0.0  # not in the paper (came with Inception v3, 2015); off
     clip_grad_norm: float | None = None  # not in the paper; None: no clipping
     skip_nonfinite: bool = False  # a NaN/Inf loss stops the run; True skips that step instead

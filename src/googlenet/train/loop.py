@@ -26,6 +26,7 @@ from tqdm import tqdm
 from googlenet.console import ProgressLines
 from googlenet.errors import ConfigError, GoogLeNetError
 from googlenet.evaluate.metrics import topk_correct
+from googlenet.model import table1
 from googlenet.train.distributed import all_reduce_sum
 
 logger = logging.getLogger("googlenet.train")
@@ -187,7 +188,7 @@ def train_one_epoch(
     *,
     device: torch.device,
     epoch: int,
-    aux_weight: float = 0.3,  # section 5
+    aux_weight: float = table1.AUX_LOSS_WEIGHT,  # section 5
     label_smoothing: float = 0.0,
     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
     scaler: torch.amp.GradScaler | None = None,
