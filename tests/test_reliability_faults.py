@@ -240,7 +240,7 @@ def test_a_default_folder_of_a_failed_attempt_is_not_left_behind(
         assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir()), extra
     assert main(["detect", "train", "--annotations", str(tmp_path / "none")]) == 1
     capsys.readouterr()
-    assert not any((tmp_path / "runs").iterdir())
+    assert not (tmp_path / "runs").exists()  # nor the runs/ folder made for the dated name
 
 
 @pytest.mark.parametrize("command", ["ablate", "evaluate"])
@@ -430,6 +430,27 @@ def test_only_a_complete_region_set_counts_as_a_detect_runs_own(tmp_path: Path) 
         check_new_run_folder(folder)
 
 
+def test_a_failed_command_leaves_no_empty_parent_folders_it_made(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`-o a/b/c` (and `runs/` of a default name) made a/b for the output; a command that failed before
+    writing anything left them behind, empty."""
+    bad = tmp_path / "data"
+    (bad / "train" / "a").mkdir(parents=True)  # no val split
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "kept").mkdir()  # a folder that was there: left
+    for argv in (
+        ["train", "--data-path", str(bad), *TINY, "-o", "a/b/c"],
+        ["train", "--data-path", str(bad), *TINY, "-o", "kept/b/c"],
+        ["detect", "multibox", "--annotations", "none", "--output", "a/b/m.pt"],
+        ["detect", "multibox", "--annotations", "none"],
+    ):
+        assert main(argv) == 1, argv
+        capsys.readouterr()
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "kept"], argv
+    assert not any((tmp_path / "kept").iterdir())
+
+
 @pytest.mark.parametrize("ensemble", [1, 2])
 def test_bad_data_leaves_no_new_run_folder_and_keeps_an_existing_one(
     tmp_path: Path, capsys: Any, ensemble: int
@@ -440,7 +461,7 @@ def test_bad_data_leaves_no_new_run_folder_and_keeps_an_existing_one(
     args = ["train", "--data-path", str(bad), *TINY, "--ensemble", str(ensemble)]
     assert main([*args, "--output-dir", str(new)]) == 1
     one_line_error(capsys.readouterr().err, "missing split folder 'val'")
-    assert not new.exists() and (tmp_path / "runs").is_dir()  # only what this run created is removed
+    assert not (tmp_path / "runs").exists()  # what this run created, runs/ as well, is removed
     existing = tmp_path / "mine"
     existing.mkdir()
     assert main([*args, "--output-dir", str(existing)]) == 1
@@ -480,7 +501,7 @@ def test_a_ctrl_c_while_setting_up_discards_the_new_folder_and_keeps_an_existing
     new = tmp_path / "runs" / "new"
     assert main([*args, "--output-dir", str(new)]) == 130
     assert capsys.readouterr().err.strip().splitlines()[-1] == "googlenet train: interrupted"
-    assert not new.exists() and (tmp_path / "runs").is_dir()
+    assert not (tmp_path / "runs").exists()  # what this run created, runs/ as well, is removed
     existing = tmp_path / "mine"
     existing.mkdir()
     assert main([*args, "--output-dir", str(existing)]) == 130

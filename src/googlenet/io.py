@@ -175,7 +175,7 @@ def claim_new_path(stem: str | os.PathLike[str], suffix: str = "", folder: bool 
     that no other process can take it. Two commands started in the same second used to pick the same
     dated name: the second was refused as in use, or wrote over the first's results."""
     base = Path(stem)
-    base.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(base.parent)
     for number in range(1, 10_000):
         path = base.with_name(f"{base.name}{'' if number == 1 else f'-{number}'}{suffix}")
         try:
@@ -191,6 +191,17 @@ def claim_new_path(stem: str | os.PathLike[str], suffix: str = "", folder: bool 
 
 
 _claimed: set[str] = set()  # what `claim_new_path` made in this process (absolute paths)
+_made_parents: list[str] = []  # folders `make_folder` created above an output (absolute, innermost first)
+
+
+def make_folder(folder: str | os.PathLike[str]) -> None:
+    """`folder.mkdir(parents=True, exist_ok=True)`, noting each folder it creates, so that a command that
+    fails leaves none of them behind empty (`drop_unused_claims`): `runs/` of a default name, the `a/b`
+    of `-o a/b/c`."""
+    path = Path(folder)
+    made = [os.path.abspath(p) for p in (path, *path.parents) if not p.exists()]
+    path.mkdir(parents=True, exist_ok=True)
+    _made_parents.extend(made)
 
 
 def claimed_here(path: str | os.PathLike[str]) -> bool:
@@ -214,11 +225,16 @@ def drop_unused_claims() -> None:
             elif path.is_file() and not path.stat().st_size:
                 path.unlink()
         _claimed.discard(claimed)
+    for made in sorted(set(_made_parents), key=lambda p: -p.count(os.sep)):  # innermost first
+        with contextlib.suppress(OSError):  # only an empty one goes (rmdir)
+            os.rmdir(made)
+    _made_parents.clear()
 
 
 def forget_claims() -> None:
     """Count what `claim_new_path` made so far as used (the command that claimed it succeeded)."""
     _claimed.clear()
+    _made_parents.clear()
 
 
 def json_text(value: Any, indent: int | None = 2) -> str:

@@ -25,7 +25,7 @@ import numpy as np
 
 from googlenet.console import setup_console, shell_path
 from googlenet.errors import ConfigError, DataError
-from googlenet.io import claim_new_path, claimed_here, json_loads, json_text
+from googlenet.io import claim_new_path, claimed_here, json_loads, json_text, make_folder
 
 if TYPE_CHECKING:
     from googlenet.detect.training import RegionSetConfig
@@ -367,7 +367,8 @@ def run_train(args: argparse.Namespace) -> int:
         )
         lock, created = None, not output.exists() or claimed_here(output)  # a default name is ours
         if env.is_main:
-            output.mkdir(parents=True, exist_ok=True)
+            make_folder(output.parent)  # noted: removed again, empty, if the command fails
+            output.mkdir(exist_ok=True)
             lock = lock_folder(output)  # no training may start here while the region set is rebuilt
         try:
             if env.is_main:
@@ -649,7 +650,7 @@ def _run_multibox(args: argparse.Namespace, config: Any, output: str) -> int:
         "--output", output, inputs={"--init-from": args.init_from}, kind="a MultiBox checkpoint",
         replaceable=lambda file: saved_format(file) == MULTIBOX_FORMAT,
     )  # fmt: skip
-    Path(output).parent.mkdir(parents=True, exist_ok=True)
+    make_folder(Path(output).parent)  # noted: removed again, empty, if the command fails
     voc = resolve_annotations(args.annotations, progress=sys.stderr.isatty())
     result = train_multibox(voc, output, config, args.init_from, args.train_set, args.val_set)
     if args.json:

@@ -47,6 +47,7 @@ from googlenet.io import (
     json_loads,
     json_safe,
     leftover_of,
+    make_folder,
     record_digest,
 )
 
@@ -221,7 +222,8 @@ class RunFolder:
                     "target, or a loop) (--output-dir)"
                 )
             try:
-                self.path.mkdir(parents=True, exist_ok=True)
+                make_folder(self.path.parent)  # noted: removed again, empty, if the command fails
+                self.path.mkdir(exist_ok=True)
             except OSError as exc:
                 raise ConfigError(
                     f"{self.path}: cannot create the run folder ({exc.strerror or exc})"
