@@ -1260,3 +1260,101 @@ def test_an_ensemble_extended_twice_resumes_each_time(tiny_data: Path, tmp_path:
     for epochs in ("2", "3"):
         assert main(["train", "--resume", str(out), "--epochs", epochs, "--no-progress"]) == 0
     assert json.loads((out / "member-1" / "results.json").read_text())["epochs"] == 3
+
+
+def test_loader_processes_are_kept_between_epochs_where_they_start_slowly(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import multiprocessing
+
+    import googlenet.train.inputs as inputs
+
+    for method, kept in (("fork", False), ("spawn", True), ("forkserver", True)):  # forkserver: Python 3.14
+        monkeypatch.setattr(multiprocessing, "get_start_method", lambda allow_none=False, m=method: m)
+        assert inputs.keeps_workers(2) is kept and not inputs.keeps_workers(0), method
+
+
+@pytest.mark.parametrize("variant", ["paper", "bn"])
+def test_kept_loader_processes_train_the_same_run_and_stop_with_it(
+    tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, variant: str
+) -> None:
+    """Under spawn or forkserver a run keeps its loader processes from epoch to epoch (each start imports
+    PyTorch anew: 7.5 s an epoch of a small run there, 1 s with them kept); kept here under fork, to
+    run fast. The run is bit-identical to one without loader processes, the processes start once per
+    loader (`bn`'s pass over one batch for its averaged statistics stops the training loader's early,
+    so it starts anew), and none is left when the run ends."""
+    import multiprocessing
+    import os
+
+    import googlenet.train.inputs as inputs
+
+    if multiprocessing.get_start_method() != "fork":  # its counter is a local function: forked, not pickled
+        pytest.skip("counts forked loader processes; the spawn test below runs the real thing")
+    starts = tmp_path / "starts"
+    starts.mkdir()
+
+    original = inputs.ignore_stop_signals
+
+    def counted(worker_id: int) -> None:
+        (starts / str(os.getpid())).touch()
+        original(worker_id)
+
+    flags = {"model.variant": variant, "run.epochs": 4, "average.bn_batches": 1}
+    plain = fit(tiny(tiny_data, tmp_path / "plain", **flags))
+    monkeypatch.setattr(inputs, "ignore_stop_signals", counted)
+    monkeypatch.setattr(engine, "keeps_workers", lambda workers: workers > 0)
+    kept = fit(tiny(tiny_data, tmp_path / "kept", **flags, **{"data.workers": 2}))
+    assert multiprocessing.active_children() == []
+    _assert_identical_training_state(tmp_path / "plain" / "last.pt", tmp_path / "kept" / "last.pt")
+    assert (kept["val_top1_raw"], kept["val_top1_avg"]) == (plain["val_top1_raw"], plain["val_top1_avg"])
+    left, right = (
+        torch.load(tmp_path / run / "final.pt", weights_only=True)["state_dict"] for run in ("plain", "kept")
+    )
+    assert all(torch.equal(left[key], right[key]) for key in left)
+    # 2 processes a loader: training, validation, the training subset's evaluation, once for the run
+    # (started anew every epoch before); `bn`'s one-batch pass at the end of epoch 3 (the first averaged)
+    # stops training's, which starts anew for epoch 4
+    assert len(list(starts.iterdir())) == (6 if variant == "paper" else 8)
+
+
+@pytest.mark.slow  # over 15 s on a 2-core CPU: the slow tier (CI runs it)
+def test_a_run_under_spawn_keeps_its_loader_processes_and_trains_as_under_fork(tmp_path: Path) -> None:
+    """The real thing: loader processes started by spawn (macOS's and Windows' start method) receive the
+    dataset and sampler pickled, are kept between epochs, and the run's weights are fork's."""
+    import os
+    import subprocess
+    import sys
+
+    data = make_tiny_data(tmp_path / "data")
+    program = (
+        "import multiprocessing, os, sys\n"
+        "from googlenet.data.datasets import ignore_stop_signals\n"
+        "def counted(worker_id):\n"  # at module level: spawn's processes receive it pickled
+        "    open(os.path.join(os.environ['STARTS'], str(os.getpid())), 'w').close()\n"
+        "    ignore_stop_signals(worker_id)\n"
+        "if __name__ == '__main__':\n"
+        "    multiprocessing.set_start_method(sys.argv[1], force=True)\n"
+        "    import googlenet.train.inputs\n"
+        "    from googlenet.cli import main\n"
+        "    googlenet.train.inputs.ignore_stop_signals = counted\n"
+        "    sys.exit(main(['train', '--data-path', sys.argv[2], '-o', sys.argv[3], '-j', '2', '--epochs', '3',\n"
+        "                   '--input-size', '64', '-b', '4', '--seed', '0', '--deterministic', '--no-progress',\n"
+        "                   '--train-eval-samples', '6']))\n"
+    )
+    script = tmp_path / "run.py"
+    script.write_text(program)
+    starts = {}
+    for method in ("fork", "spawn"):
+        folder = tmp_path / f"starts-{method}"
+        folder.mkdir()
+        done = subprocess.run([sys.executable, str(script), method, str(data), str(tmp_path / method)],
+                              capture_output=True, text=True, timeout=600, env={**os.environ, "STARTS": str(folder)})  # fmt: skip
+        assert done.returncode == 0, done.stderr[-2000:]
+        starts[method] = len(list(folder.iterdir()))
+    # 2 processes for each of 3 loaders (training, validation, the training subset's evaluation): once
+    # for the run under spawn; every epoch under fork, where a start costs milliseconds
+    assert starts == {"fork": 18, "spawn": 6}
+    left, right = (
+        torch.load(tmp_path / m / "final.pt", weights_only=True)["state_dict"] for m in ("fork", "spawn")
+    )
+    assert all(torch.equal(left[key], right[key]) for key in left)

@@ -41,21 +41,33 @@ class StoppingLoader(DataLoader):
         try:
             yield from iterator
         except GoogLeNetError as exc:
-            stop_workers(iterator)
+            self._stop(iterator)
             text = str(exc)
             if WORKER_TRACEBACK in text:  # the last line is "googlenet.errors.DataError: <our message>"
                 last = text.rstrip().splitlines()[-1]
                 raise type(exc)(last.split(": ", 1)[1] if ": " in last else last) from None
             raise
         except (RuntimeError, OSError) as exc:
-            stop_workers(iterator)
+            self._stop(iterator)
             said = resource_shortage(exc, self.num_workers)
             if said is None:
                 raise
             raise LoaderResourceError(said) from None
         except BaseException:  # another error, a break (GeneratorExit), Ctrl-C: the workers stop now
-            stop_workers(iterator)
+            self._stop(iterator)
             raise
+
+    def _stop(self, iterator: Any) -> None:
+        stop_workers(iterator)
+        if self._iterator is iterator:  # kept workers (`persistent_workers`): the next pass starts new ones
+            self._iterator = None
+
+    def close(self) -> None:
+        """Stop the worker processes that `persistent_workers=True` keeps between passes. A loader that
+        keeps them must be closed: at exit multiprocessing would wait for ever for workers that ignore
+        SIGTERM (`ignore_stop_signals`)."""
+        if self._iterator is not None:
+            self._stop(self._iterator)
 
 
 def stop_workers(iterator: Any) -> None:

@@ -15,6 +15,7 @@ Around it: `googlenet.train.ensemble` (section 7's N members), `googlenet.train.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import math
@@ -32,11 +33,11 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader
 
 from googlenet import __version__
 from googlenet.console import PROGRESS_LINE_EVERY_S, is_launched, leave_resume_hint, shell_path, stderr_is_tty
 from googlenet.data.datasets import read_skipped, record_skipped
+from googlenet.data.loading import StoppingLoader
 from googlenet.data.transforms import default_resize_size
 from googlenet.errors import CheckpointError, ConfigError, GoogLeNetError
 from googlenet.model.googlenet import GoogLeNet, build_model
@@ -69,7 +70,14 @@ from googlenet.train.epochs import end_of_epoch, log_epoch, overall_rate
 from googlenet.train.evaluation import evaluate_checkpoint
 from googlenet.train.finetune import freeze_batchnorm, init_from
 from googlenet.train.gradflow import GradNormRecorder, load_grad_norms, plot_grad_split, write_split_table
-from googlenet.train.inputs import TrainData, build_data, loader_workers, make_eval_loader, make_loader
+from googlenet.train.inputs import (
+    TrainData,
+    build_data,
+    keeps_workers,
+    loader_workers,
+    make_eval_loader,
+    make_loader,
+)
 from googlenet.train.loop import (
     EpochMeter,
     EvaluationInterrupted,
@@ -93,6 +101,7 @@ from googlenet.train.runs import (
     summary_line,
 )
 from googlenet.train.sampling import (
+    CurrentBatches,
     SeededSamples,
     ShardedBatchSampler,
     ShardedIndices,
@@ -567,9 +576,11 @@ class _Trainer:
         self.train_samples = SeededSamples(data.train, self.data_seed)
         self.balance = _balance_flags(config, data)
         eval_batch = max(1, o.batch_size // env.world_size)
+        keep = keeps_workers(loader_workers(config))  # the loaders' processes kept between epochs
+        self.train_loader: StoppingLoader | None = None  # kept, where `keep`: `_batches` sets its epoch
         self.val_loader = make_eval_loader(
             data.val, loader_workers(config), device, batch_size=eval_batch,
-            sampler=ShardedIndices(range(len(data.val)), env.rank, env.world_size),
+            sampler=ShardedIndices(range(len(data.val)), env.rank, env.world_size), persistent_workers=keep,
         )  # fmt: skip
         self.train_eval_loader = None
         if config.data.train_eval_samples > 0:  # a fixed subset, evaluated without augmentation
@@ -578,7 +589,7 @@ class _Trainer:
             )
             self.train_eval_loader = make_eval_loader(
                 data.train_eval, loader_workers(config), device, batch_size=eval_batch,
-                sampler=ShardedIndices(subset, env.rank, env.world_size),
+                sampler=ShardedIndices(subset, env.rank, env.world_size), persistent_workers=keep,
             )  # fmt: skip
         self.signals = StopSignals()
 
@@ -589,7 +600,7 @@ class _Trainer:
         epoch_times: list[float] = []
         last_plot = -math.inf
         folder.started = True  # from here a failure keeps the folder: its log tells what happened
-        with self.signals:
+        with self.signals, contextlib.closing(self):  # `close`: the loader processes kept
             while at.epoch < r.epochs:
                 epoch_started = time.perf_counter()
                 meter, stopped = self._train_epoch()
@@ -706,14 +717,33 @@ class _Trainer:
         """The auxiliary losses' weight for the plots (None: no heads)."""
         return self.config.optim.aux_weight if self.config.model.aux_logits else None
 
-    def _batches(self, epoch: int, start_step: int = 0) -> DataLoader:
-        """Training batches of `epoch` (section 6 sampling), from its step `start_step` on."""
+    def _batches(self, epoch: int, start_step: int = 0) -> StoppingLoader:
+        """Training batches of `epoch` (section 6 sampling), from its step `start_step` on. Where the loader
+        processes are kept (`keeps_workers`) this is one loader, its sampler moved to `epoch`: iterate it
+        before asking for another epoch's. Each sample's augmentation is seeded by (seed, epoch, index),
+        so the batches are the same either way."""
         sampler = ShardedBatchSampler(
             len(self.data.train), self.config.optim.batch_size, self.data_seed, epoch, self.env.rank,
             self.env.world_size, start_step, flagged=self.balance, flagged_share=self.config.data.balance_share,
         )  # fmt: skip
         workers = loader_workers(self.config)
-        return make_loader(self.train_samples, workers, self.device, batch_sampler=sampler)
+        if not keeps_workers(workers):
+            return make_loader(self.train_samples, workers, self.device, batch_sampler=sampler)
+        if self.train_loader is None:
+            self.train_loader = make_loader(
+                self.train_samples, workers, self.device, batch_sampler=CurrentBatches(sampler),
+                persistent_workers=True,
+            )  # fmt: skip
+        else:
+            assert isinstance(self.train_loader.batch_sampler, CurrentBatches)
+            self.train_loader.batch_sampler.sampler = sampler
+        return self.train_loader
+
+    def close(self) -> None:
+        """Stop the loader processes kept between epochs (none under fork)."""
+        for loader in (self.train_loader, self.val_loader, self.train_eval_loader):
+            if loader is not None:
+                loader.close()
 
     def _stop_requested(self, step_number: int) -> bool:
         stop_after = self.config.run.stop_after_steps

@@ -131,6 +131,20 @@ class ShardedBatchSampler(Sampler[list[tuple[int, int]]]):
             yield [(self.epoch, i) for i in order[begin : begin + self.local_batch]]
 
 
+class CurrentBatches(Sampler[list[tuple[int, int]]]):
+    """The batch sampler of a loader kept from epoch to epoch (persistent workers): it iterates whichever
+    `ShardedBatchSampler` was set last, since a DataLoader's own sampler cannot be replaced."""
+
+    def __init__(self, sampler: ShardedBatchSampler) -> None:
+        self.sampler = sampler
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        return iter(self.sampler)
+
+
 class SeededSamples(Dataset[Any]):
     """Wraps a dataset whose transform draws from the global RNGs; item (epoch, i) is drawn from a
     generator seeded with (seed, epoch, i), and the caller's RNG states are left untouched.
