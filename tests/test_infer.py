@@ -364,3 +364,33 @@ def test_a_short_call_is_timed_as_a_sample_of_several() -> None:
     # warm-up call's 10 ms sleep more than 40 ms late (a sample of several calls either way)
     assert counts["quick"] in (1 + 2 * 3, 1 + 2 * 4)
     assert timings["slow"] >= 200 and 10 <= timings["quick"] < 200  # per call, not per sample
+
+
+def test_onnxruntime_session_runs_on_the_gpu_the_device_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--device cuda:1 --engine onnxruntime` ran on GPU 0: the CUDA provider was named without its
+    device_id (whose default is 0). Simulated: a stand-in onnxruntime records the providers asked for."""
+    import sys
+    from types import SimpleNamespace
+
+    import googlenet.infer.optimize  # noqa: F401 - the module (the package's `optimize` is the function)
+
+    optimize_module = sys.modules["googlenet.infer.optimize"]
+
+    asked: list[object] = []
+
+    class Options:
+        def add_session_config_entry(self, key: str, value: str) -> None:
+            pass
+
+    fake = SimpleNamespace(
+        SessionOptions=Options,
+        GraphOptimizationLevel=SimpleNamespace(ORT_ENABLE_ALL=99),
+        InferenceSession=lambda onnx, options, providers: asked.append(providers),
+    )
+    monkeypatch.setattr(optimize_module, "held_import", lambda name: fake)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 3)
+    optimize_module.onnxruntime_session(b"", torch.device("cuda", 1))
+    optimize_module.onnxruntime_session(b"", torch.device("cuda"))
+    optimize_module.onnxruntime_session(b"", torch.device("cpu"))
+    assert asked == [[("CUDAExecutionProvider", {"device_id": 1})], [("CUDAExecutionProvider", {"device_id": 3})],
+                     ["CPUExecutionProvider"]]  # fmt: skip

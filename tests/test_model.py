@@ -454,6 +454,27 @@ def test_local_response_norm_backward_is_the_exact_gradient(size: int) -> None:
     torch.testing.assert_close(b.grad.float() / scale, a.grad / scale, rtol=0, atol=2e-2)
 
 
+def test_local_response_norm_under_fp16_keeps_activations_above_256() -> None:
+    """GPU `--amp` where bf16 is not native is fp16 autocast: x^2 of an activation above 256 (Caffe's
+    0-255 input scaling gives conv1 such values) was inf in fp16, and the band convolution's zeros made
+    the whole pixel NaN, forward and backward. The sums of squares are formed in float32 there. (CPU fp16
+    autocast and fp16 tensors stand in for the GPU's.)"""
+    from googlenet.model.layers import LocalResponseNorm
+
+    torch.manual_seed(0)
+    x = torch.rand(2, 64, 6, 6) * 400
+    reference = torch.nn.LocalResponseNorm(5, 1e-4, 0.75, 1.0)(x)
+    ours = LocalResponseNorm(5, 1e-4, 0.75, 1.0)
+    with torch.autocast("cpu", dtype=torch.float16):
+        torch.testing.assert_close(ours(x).float(), reference, rtol=1e-5, atol=1e-3)
+    torch.testing.assert_close(ours(x.half()).float(), reference, rtol=2e-3, atol=1.0)  # inference
+    half = x.half().requires_grad_(True)  # the closed-form training path
+    out = ours(half)
+    torch.testing.assert_close(out.float(), reference, rtol=2e-3, atol=1.0)
+    out.float().sum().backward()
+    assert half.grad is not None and bool(torch.isfinite(half.grad).all())
+
+
 def test_local_response_norm_higher_derivatives_are_right_or_refused() -> None:
     """The closed form gives first derivatives only: a second one through it is refused in words
     (it was silently wrong: its saved normaliser carried no graph); `closed_form_backward = False` and

@@ -241,3 +241,20 @@ def test_an_epoch_of_skipped_steps_has_no_loss_rather_than_zero() -> None:
     meter = EpochMeter(skipped=5, steps=5)  # every step non-finite and skipped
     summary = meter.summary()
     assert all(math.isnan(summary[key]) for key in ("loss_total", "top1", "top5")), summary
+
+
+@pytest.mark.parametrize(("capability", "expected"), [((7, 5), (torch.float16, True)), ((7, 0), (torch.float16, True)),
+                                                      ((8, 0), (torch.bfloat16, False)), ((9, 0), (torch.bfloat16, False))])  # fmt: skip
+def test_amp_auto_on_a_gpu_is_fp16_where_bf16_is_emulated(
+    monkeypatch: pytest.MonkeyPatch, capability: tuple[int, int], expected: tuple[torch.dtype, bool]
+) -> None:
+    """--amp-dtype auto: bf16 on compute capability 8.0 and later, else fp16 with a GradScaler. On a T4 or
+    V100 `torch.cuda.is_bf16_supported()` says True (it can hold a bf16 tensor; bf16 is emulated and
+    cuDNN has no bf16 convolutions there), so asking it chose bf16 everywhere. Simulated GPU."""
+    from googlenet.train.loop import autocast_for
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    assert autocast_for(torch.device("cuda", 0), True, "auto") == expected
+    assert autocast_for(torch.device("cuda", 0), True, "bf16") == (torch.bfloat16, False)  # asked for: kept

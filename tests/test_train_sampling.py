@@ -140,3 +140,54 @@ def test_rng_state_round_trip() -> None:
     assert torch.equal(expected[0], got[0])
     assert np.array_equal(expected[1], got[1])
     assert expected[2:] == got[2:]
+
+
+class _FakeGPUs:
+    """torch.cuda's RNG calls on `count` simulated GPUs (this CPU build has none), the current one `here`."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, count: int, here: int) -> None:
+        self.states = {i: torch.tensor([i], dtype=torch.uint8) for i in range(count)}
+        self.count, self.here = count, here
+        for name, value in {
+            "is_available": lambda: True, "is_initialized": lambda: True, "device_count": lambda: self.count,
+            "current_device": lambda: self.here, "get_rng_state": self.get, "set_rng_state": self.set,
+            "get_rng_state_all": lambda: [self.get(i) for i in range(self.count)],
+            "set_rng_state_all": lambda states: [self.set(s, i) for i, s in enumerate(states)],
+        }.items():  # fmt: skip
+            monkeypatch.setattr(torch.cuda, name, value)
+
+    def get(self, device: int) -> torch.Tensor:
+        return self.states[device].clone()
+
+    def set(self, state: torch.Tensor, device: int) -> None:
+        if device >= self.count:  # as torch.cuda.default_generators[device] fails
+            raise IndexError("tuple index out of range")
+        self.states[device] = state.clone()
+
+
+def test_cuda_rng_state_resumes_on_fewer_or_other_gpus(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A GPU run's last.pt keeps its own GPU's generator: it resumes where fewer GPUs are visible (every
+    visible GPU's states made set_rng_state_all fail with IndexError on a 1-GPU machine) and, resumed
+    on another GPU index (--device is allowed to change), continues the stream it was drawing."""
+    gpus = _FakeGPUs(monkeypatch, count=4, here=2)
+    gpus.states[2] = torch.tensor([42], dtype=torch.uint8)  # the stream the run drew from
+    state = capture_rng_state()
+    assert state["cuda_device"] == 2 and len(state["cuda"]) == 1
+    gpus = _FakeGPUs(monkeypatch, count=1, here=0)  # a one-GPU machine
+    restore_rng_state(state)
+    assert gpus.states[0].item() == 42
+    old = {**state, "cuda": [torch.tensor([i], dtype=torch.uint8) for i in range(4)]}  # an older last.pt
+    del old["cuda_device"]
+    restore_rng_state(old)  # one state per GPU visible then: this GPU's index's, no IndexError
+    assert gpus.states[0].item() == 0
+
+
+def test_cpu_run_leaves_cuda_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run on the CPU of a GPU machine does not initialise CUDA to save generators it never drew from."""
+    gpus = _FakeGPUs(monkeypatch, count=2, here=0)
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: False)
+    monkeypatch.setattr(torch.cuda, "get_rng_state", lambda *a: pytest.fail("CUDA asked"))
+    state = capture_rng_state()
+    assert state["cuda"] == [] and state["cuda_device"] is None
+    restore_rng_state(state)
+    assert [s.item() for s in gpus.states.values()] == [0, 1]

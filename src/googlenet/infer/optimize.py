@@ -259,8 +259,18 @@ def onnxruntime_session(
     # instead of sleeping and waking for each. Off, it cost 10% at batch 1 and 2% at batch 32
     # and did not speed up the 144-crop loop's PyTorch work between calls (benchmarks/ort_spinning.py,
     # saved for the Zen 4 machine; a first unsaved check had found 6-35%; docs/performance.md).
-    providers = ["CUDAExecutionProvider"] if device.type == "cuda" else ["CPUExecutionProvider"]
+    # On the GPU `device` names (cuda:1 ran on GPU 0: the provider's default device_id is 0)
+    providers: list[Any] = (
+        [("CUDAExecutionProvider", {"device_id": _cuda_index(device)})]
+        if device.type == "cuda"
+        else ["CPUExecutionProvider"]
+    )
     return ort.InferenceSession(onnx, options, providers=providers)
+
+
+def _cuda_index(device: torch.device) -> int:
+    """The index of the GPU `device` names ("cuda" alone: the current one)."""
+    return device.index if device.index is not None else torch.cuda.current_device()
 
 
 def _logits_of(run_array: Callable[[np.ndarray], np.ndarray]) -> Callable[[Tensor], Tensor]:

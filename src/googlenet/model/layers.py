@@ -9,7 +9,7 @@ torchvision's weight files a key-for-key copy.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -79,6 +79,34 @@ def _in_onnx_export() -> bool:
     return _onnx_exports > 0 or torch.onnx.is_in_onnx_export()
 
 
+def _fp16(x: Tensor) -> bool:
+    """Whether LRN's sum of squares of `x` would be computed in float16: fp16 input, or fp16 autocast on
+    `x`'s device (GPU `--amp` where bf16 is not native)."""
+    if x.dtype == torch.float16:
+        return True
+    if getattr(torch.compiler, "is_compiling", lambda: False)():
+        return False
+    try:
+        kind = x.device.type
+        return torch.is_autocast_enabled(kind) and torch.get_autocast_dtype(kind) == torch.float16
+    except RuntimeError:  # a device without autocast ("meta": the memory checks' dry runs)
+        return False
+
+
+def _window(x: Tensor, band_like: Callable[[Tensor], Tensor]) -> Tensor:
+    """The channel-window sums of x^2 (a 1x1 convolution with the 0/1 band `band_like(squares)`, made
+    in the squares' dtype: a TorchScript trace then records no constant dtype). Under fp16 they are formed
+    in float32 with autocast off: fp16 holds at most 65504, so an activation above 256 (Caffe's 0-255
+    scaling reaches that in conv1) squared to inf, and the band's zeros times inf made every channel of
+    that pixel NaN. bf16 and float32 keep their dtype (bf16 has float32's range; AMX for bf16)."""
+    if _fp16(x):
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            squares = x.float().square()
+            return F.conv2d(squares, band_like(squares))
+    squares = x * x
+    return F.conv2d(squares, band_like(squares))  # under bf16 autocast: bf16, on AMX
+
+
 def normalise(x: Tensor, base: Tensor, beta: float) -> Tensor:
     """x * base ** -beta, LRN's output from its normaliser's base (float32; cast back to x's dtype).
 
@@ -111,8 +139,7 @@ class _LRNFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, band: Tensor, size: int, alpha: float, beta: float, k: float) -> Tensor:
         """y = x * d^-beta (d as in the class docstring); saves what `backward` needs."""
-        squares = x * x
-        window = F.conv2d(squares, band.to(squares.dtype))  # under bf16 autocast: bf16, on AMX
+        window = _window(x, lambda like: band.to(like.dtype))
         wide = torch.promote_types(window.dtype, torch.float32)  # float32, or float64 for float64 input
         d = window.to(wide).mul_(alpha / size).add_(k)
         scale = d.pow(-beta)
@@ -195,7 +222,6 @@ class LocalResponseNorm(nn.LocalResponseNorm):
     def composed(self, x: Tensor) -> Tensor:
         """The forward as plain tensor operations (what inference, tracing and export see; autograd
         differentiates it step by step, which `benchmarks/lrn_backward.py` compares with the closed form)."""
-        squares = x * x
-        window = F.conv2d(squares, self._band(x.shape[1], squares))
+        window = _window(x, lambda like: self._band(x.shape[1], like))
         wide = window.to(torch.promote_types(window.dtype, torch.float32))  # float64 stays float64
         return normalise(x, self.k + (self.alpha / self.size) * wide, self.beta)

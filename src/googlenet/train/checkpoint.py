@@ -59,7 +59,12 @@ def capture_rng_state() -> dict[str, Any]:
     py_version, py_internal, py_gauss = random.getstate()
     state: dict[str, Any] = {
         "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        # The generator of this process's own GPU (the current device), as [state], with its index
+        # in "cuda_device": every visible GPU's (get_rng_state_all) could not be restored where fewer
+        # are visible (IndexError), and a run resumed on another GPU index went on from that GPU's
+        # unused stream. None where CUDA was never initialised (a CPU run): nothing drew from it.
+        "cuda": [torch.cuda.get_rng_state(torch.cuda.current_device())] if _cuda_used() else [],
+        "cuda_device": torch.cuda.current_device() if _cuda_used() else None,
         "numpy": {
             "name": str(np_state[0]),
             "keys": torch.from_numpy(np.asarray(np_state[1], dtype=np.int64)),
@@ -72,11 +77,22 @@ def capture_rng_state() -> dict[str, Any]:
     return state
 
 
+def _cuda_used() -> bool:
+    return torch.cuda.is_available() and torch.cuda.is_initialized()
+
+
 def restore_rng_state(state: dict[str, Any]) -> None:
     """Inverse of `capture_rng_state`."""
     torch.set_rng_state(state["torch"])
-    if state.get("cuda") and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    saved = list(state.get("cuda") or [])
+    if saved and torch.cuda.is_available():
+        here = torch.cuda.current_device()
+        if (
+            "cuda_device" in state
+        ):  # this format: the one GPU the process trained on, onto the one it uses now
+            torch.cuda.set_rng_state(saved[0], here)
+        elif here < len(saved):  # an older last.pt: one state per GPU visible then; the same index's
+            torch.cuda.set_rng_state(saved[here], here)
     n = state["numpy"]
     keys = n["keys"].numpy().astype(np.uint32)
     np.random.set_state((n["name"], keys, n["pos"], n["has_gauss"], n["cached_gaussian"]))

@@ -195,7 +195,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "CPU has bf16 arithmetic)",
     )
     add_g("--amp-dtype", dest="run.amp_dtype", choices=CHOICES["run.amp_dtype"],
-          help="GPU autocast type: auto (bf16 if supported, else fp16 + GradScaler)")  # fmt: skip
+          help="GPU autocast type: auto (bf16 where the GPU has it natively, compute capability 8+; else fp16 + GradScaler)")  # fmt: skip
     add_g("--ensemble", dest="run.ensemble", type=int, metavar="N",
           help="train N members from the same initial weights with different sampling (section 7)")  # fmt: skip
     add_g(

@@ -217,7 +217,7 @@ class RunSection:
     deterministic: bool = False  # torch.use_deterministic_algorithms(True): bit-identical reruns on CPU
     device: str = "auto"  # auto: cuda if available, else cpu; or "cpu", "cuda", "cuda:1"
     amp: bool = False  # mixed precision: bf16 autocast on CPU; on GPU see amp_dtype
-    amp_dtype: str = "auto"  # GPU: auto = bf16 where supported, else fp16 with a GradScaler
+    amp_dtype: str = "auto"  # GPU: auto = bf16 where native (compute capability 8+), else fp16 + GradScaler
     output_dir: str | None = None  # None: runs/<timestamp>-<variant>
     ensemble: int = 1  # section 7: members trained from the same initial weights, different sampling
     progress: bool = True  # tqdm bar on stderr (off when stderr is not a terminal)
