@@ -578,3 +578,19 @@ def test_the_confusion_matrix_of_many_classes_stays_small(tmp_path: Path) -> Non
     assert max(width, height) < 2500, (width, height)
     assert f"the matrix shows the {MATRIX_CLASSES} in the most mistakes" in body
     assert "<td>class007</td><td>class003</td><td>2</td><td>100.0%</td>" in body
+
+
+def test_an_ensembles_evaluation_report_names_the_one_model_its_confusion_is_of(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Table 3 over two members (each a `final.pt`): the confusion section, of the first member alone,
+    said "Validation of final.pt", read as the ensemble's."""
+    data = make_tiny_data(tmp_path)
+    training = _training_folder(tmp_path, data)
+    folder = _evaluation_folder(tmp_path, training / "final.pt", data)
+    record = json.loads((folder / "table3.json").read_text())
+    record["checkpoints"] = [str(training / "final.pt"), str(tmp_path / "member-1" / "final.pt")]
+    (folder / "table3.json").write_text(json.dumps(record))
+    _record_predicted_images(monkeypatch)
+    html = write_report(folder, tmp_path / "ensemble.html").read_text(encoding="utf-8")
+    assert f"Validation of {training / 'final.pt'}, the first of 2 models" in html

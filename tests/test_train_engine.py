@@ -1358,3 +1358,27 @@ def test_a_run_under_spawn_keeps_its_loader_processes_and_trains_as_under_fork(t
         torch.load(tmp_path / m / "final.pt", weights_only=True)["state_dict"] for m in ("fork", "spawn")
     )
     assert all(torch.equal(left[key], right[key]) for key in left)
+
+
+def test_an_epoch_resumed_mid_way_counts_its_time_before_the_stop(
+    tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """metrics.csv's epoch_time_s (and the ETA drawn from it) of a resumed epoch counted the new session
+    only, while its img/s counted both: 2.9 img/s over 288 images (100 s) in an epoch of "29.8 s"."""
+    import time
+
+    slow = engine._Trainer._after_step
+
+    def after_step(self: Any, result: Any) -> None:
+        time.sleep(1.0)  # the first session's two steps take 2 s or more
+        slow(self, result)
+
+    monkeypatch.setattr(engine._Trainer, "_after_step", after_step)
+    run = tmp_path / "run"
+    assert fit(tiny(tiny_data, run, **{"run.stop_after_steps": 2}))["status"] == "stopped"
+    monkeypatch.undo()
+    assert fit(tiny(tiny_data, run), resume=run / "last.pt")["status"] == "completed"
+    with open(run / "metrics.csv", newline="") as handle:
+        first = next(csv.DictReader(handle))
+    training_s = 12 / float(first["img_per_s"])  # 3 steps of 4 images, over both sessions
+    assert float(first["epoch_time_s"]) >= max(2.0, training_s)

@@ -609,7 +609,14 @@ def _evaluation_predictions(page: Page, data: dict[str, Any], limit: int) -> Non
     except DataError as exc:
         page.add(title, f'<p class="note">Left out: {esc(exc)}</p>')
         return
-    page.add(f"Validation of {Path(checkpoints[0]).name}: confusion and confident mistakes",
+    # The first model alone (the members' ensemble is Table 3's rows): named by its path, since every
+    # member's file is final.pt
+    which = (
+        shell_path(checkpoints[0])
+        if len(checkpoints) == 1
+        else f"{shell_path(checkpoints[0])}, the first of {len(checkpoints)} models"
+    )
+    page.add(f"Validation of {which}: confusion and confident mistakes",
              predictions_section(predict_images(model, meta, labelled.samples, limit)))  # fmt: skip
 
 

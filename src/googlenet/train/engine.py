@@ -602,7 +602,9 @@ class _Trainer:
         folder.started = True  # from here a failure keeps the folder: its log tells what happened
         with self.signals, contextlib.closing(self):  # `close`: the loader processes kept
             while at.epoch < r.epochs:
-                epoch_started = time.perf_counter()
+                # an epoch resumed mid-way counts its training time before the stop, as its img/s does
+                carried = float(at.meter_state.get("seconds", 0.0)) if at.meter_state is not None else 0.0
+                epoch_started = time.perf_counter() - carried
                 meter, stopped = self._train_epoch()
                 if stopped:
                     step_in_epoch = at.global_step - at.epoch * self.steps_per_epoch  # epochs have one length
