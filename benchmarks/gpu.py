@@ -29,7 +29,7 @@ import torchvision
 import googlenet
 from googlenet.bench.command import positive_int, save_run
 from googlenet.bench.paths import train
-from googlenet.train.loop import native_bf16
+from googlenet.train.config import gpu_bf16
 
 
 def synchronize(device: torch.device) -> None:
@@ -62,7 +62,7 @@ def timed(work: Callable[[], object], items: int, args: argparse.Namespace) -> f
 
 
 def amp_dtype(device: torch.device) -> torch.dtype:
-    if device.type == "cuda" and not native_bf16(device):  # emulated bf16 (T4, V100): fp16
+    if device.type == "cuda" and not gpu_bf16(device):  # emulated bf16 (T4, V100): fp16
         return torch.float16
     return torch.bfloat16
 

@@ -191,7 +191,7 @@ def claim_new_path(stem: str | os.PathLike[str], suffix: str = "", folder: bool 
 
 
 _claimed: set[str] = set()  # what `claim_new_path` made in this process (absolute paths)
-_made_parents: list[str] = []  # folders `make_folder` created above an output (absolute, innermost first)
+_made_parents: list[str] = []  # folders `make_folder` created above an output (absolute paths)
 
 
 def make_folder(folder: str | os.PathLike[str]) -> None:

@@ -28,7 +28,8 @@ import torch
 from torch import Tensor, nn
 
 from googlenet.signals import held_import
-from googlenet.train.loop import head_losses, native_bf16, weighted_loss
+from googlenet.train.config import gpu_bf16
+from googlenet.train.loop import head_losses, weighted_loss
 
 
 def _median_rate(work: Callable[[], object], items: int, repeats: int, warmup: int) -> float:
@@ -329,7 +330,7 @@ def train(spec: dict[str, Any]) -> float:
     size, batch, precision = int(spec["size"]), int(spec["batch"]), spec["precision"]
     device = torch.device(spec.get("device", "cpu"))
     amp = precision in ("bf16", "amp")
-    half = torch.float16 if device.type == "cuda" and not native_bf16(device) else torch.bfloat16
+    half = torch.float16 if device.type == "cuda" and not gpu_bf16(device) else torch.bfloat16
     channels_last = bool(spec.get("channels_last", False))
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     torch.manual_seed(0)

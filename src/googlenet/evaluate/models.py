@@ -36,6 +36,7 @@ from googlenet.model.weights import (
     same_classes,
     weight_file_kind,
 )
+from googlenet.train.config import is_device_name
 
 IMAGENET_NUM_CLASSES = 1000
 
@@ -77,12 +78,12 @@ class Ensemble:
 
 
 def resolve_device(name: str = "auto") -> torch.device:
-    """ "auto" -> cuda if available, else cpu; "cuda" and "cuda:N" must exist. Other names are refused,
-    as `train`'s run.device is: torch knows "mps", "xpu" or "meta", which failed later as a traceback."""
+    """ "auto" -> cuda if available, else cpu; "cuda" and "cuda:N" must exist; other names are refused, as
+    `train`'s run.device is (`is_device_name`)."""
+    if not is_device_name(name):
+        raise ConfigError(f"device: unknown device {name!r} (auto, cpu, cuda or cuda:N)")
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
-    if not (name in ("cpu", "cuda") or (name.startswith("cuda:") and name[5:].isdigit())):
-        raise ConfigError(f"device: unknown device {name!r} (auto, cpu, cuda or cuda:N)")
     device = torch.device(name)
     if device.type == "cuda":
         if not torch.cuda.is_available():

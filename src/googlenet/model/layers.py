@@ -84,7 +84,7 @@ def _fp16(x: Tensor) -> bool:
     `x`'s device (GPU `--amp` where bf16 is not native)."""
     if x.dtype == torch.float16:
         return True
-    if getattr(torch.compiler, "is_compiling", lambda: False)():
+    if torch.compiler.is_compiling():
         return False
     try:
         kind = x.device.type

@@ -87,9 +87,8 @@ def restore_rng_state(state: dict[str, Any]) -> None:
     saved = list(state.get("cuda") or [])
     if saved and torch.cuda.is_available():
         here = torch.cuda.current_device()
-        if (
-            "cuda_device" in state
-        ):  # this format: the one GPU the process trained on, onto the one it uses now
+        # this format: the one GPU the process trained on, onto the one it uses now
+        if "cuda_device" in state:
             torch.cuda.set_rng_state(saved[0], here)
         elif here < len(saved):  # an older last.pt: one state per GPU visible then; the same index's
             torch.cuda.set_rng_state(saved[here], here)

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
 
 from googlenet.data.datasets import max_workers
@@ -288,6 +289,23 @@ def native_bf16() -> bool:
     from /proc/cpuinfo; False where that cannot be read). Without it bf16 is emulated and slower than
     fp32."""
     return cpu_bf16() is True
+
+
+def gpu_bf16(device: torch.device) -> bool:
+    """Whether the GPU `device` computes bf16 in hardware (compute capability 8.0 or later; ROCm GPUs), as
+    `native_bf16` asks of the CPU. Not `torch.cuda.is_bf16_supported()`: by default it also says True
+    where bf16 is only emulated (a T4, V100 or RTX 20xx can hold a bf16 tensor), where cuDNN has no bf16
+    convolutions and `--amp` should be fp16 with a GradScaler; and it asks about the current GPU, not
+    `device`."""
+    if torch.version.hip:
+        return True
+    return torch.cuda.get_device_capability(device)[0] >= 8
+
+
+def is_device_name(name: str) -> bool:
+    """A device `train`, `evaluate` and `predict` accept: auto, cpu, cuda or cuda:N (torch knows more,
+    "mps", "xpu", "meta", on which they fail later as a traceback)."""
+    return name in ("auto", "cpu", "cuda") or (name.startswith("cuda:") and name[5:].isdigit())
 
 
 def cpu_bf16() -> bool | None:
@@ -780,9 +798,5 @@ def validate(config: TrainConfig, *, resuming: bool = False) -> None:
         r.stop_after_steps is None or r.stop_after_steps >= 1,
         f"run.stop_after_steps must be >= 1, got {r.stop_after_steps}",
     )
-    device = r.device
-    _check(
-        device in ("auto", "cpu", "cuda") or (device.startswith("cuda:") and device[5:].isdigit()),
-        f"run.device must be auto, cpu, cuda or cuda:N, got {device!r}",
-    )
+    _check(is_device_name(r.device), f"run.device must be auto, cpu, cuda or cuda:N, got {r.device!r}")
     _check(not (r.test_only and r.ensemble > 1), "run.test_only evaluates one model; drop --ensemble")

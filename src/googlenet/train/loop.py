@@ -27,6 +27,7 @@ from googlenet.console import ProgressLines
 from googlenet.errors import ConfigError, GoogLeNetError
 from googlenet.evaluate.metrics import topk_correct
 from googlenet.model import table1
+from googlenet.train.config import gpu_bf16
 from googlenet.train.distributed import all_reduce_sum
 
 logger = logging.getLogger("googlenet.train")
@@ -162,7 +163,7 @@ class StepResult:
 def autocast_for(device: torch.device, amp: bool, amp_dtype: str = "auto") -> tuple[torch.dtype | None, bool]:
     """(autocast dtype or None, whether a GradScaler is needed) for `--amp` / `--amp-dtype` on `device`.
 
-    On CPU `--amp` is bf16 autocast; on a GPU bf16 where supported ("auto"), else fp16 with a scaler.
+    On CPU `--amp` is bf16 autocast; on a GPU bf16 where native ("auto": `gpu_bf16`), else fp16 with a scaler.
     """
     if not amp:
         return None, False
@@ -171,18 +172,8 @@ def autocast_for(device: torch.device, amp: bool, amp_dtype: str = "auto") -> tu
             raise ConfigError("fp16 autocast is for GPUs; on CPU --amp uses bf16 (--amp-dtype bf16)")
         return torch.bfloat16, False
     if amp_dtype == "auto":
-        amp_dtype = "bf16" if native_bf16(device) else "fp16"
+        amp_dtype = "bf16" if gpu_bf16(device) else "fp16"
     return (torch.bfloat16, False) if amp_dtype == "bf16" else (torch.float16, True)
-
-
-def native_bf16(device: torch.device) -> bool:
-    """Whether the GPU `device` computes bf16 in hardware (compute capability 8.0 or later; ROCm GPUs).
-    Not `torch.cuda.is_bf16_supported()`: by default it also says True where bf16 is only emulated
-    (a T4, V100 or RTX 20xx can hold a bf16 tensor), where cuDNN has no bf16 convolutions and
-    `--amp` should be fp16 with a GradScaler; and it asks about the current GPU, not `device`."""
-    if torch.version.hip:
-        return True
-    return torch.cuda.get_device_capability(device)[0] >= 8
 
 
 def _autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager[Any]:
